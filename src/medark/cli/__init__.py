@@ -1,0 +1,1 @@
+"""The `medark` command line: argument parsing, output, exit codes."""

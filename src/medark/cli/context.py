@@ -1,0 +1,96 @@
+"""What every command gets: parsed arguments, the printer, and how to open the repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from medark.cli.output import CliProgress, Printer
+from medark.errors import UsageError
+from medark.repo.repository import Repository
+from medark.service.session import default_cache_dir, locked, open_repository
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    out: Printer
+
+    @property
+    def location(self) -> str:
+        location = self.args.repo or os.environ.get("MEDARK_REPO", "")
+        if not location:
+            raise UsageError("no repository given: use --repo or set MEDARK_REPO")
+        return str(location)
+
+    @property
+    def cache_dir(self) -> Path | None:
+        if self.args.no_cache:
+            return None
+        return Path(self.args.cache_dir) if self.args.cache_dir else default_cache_dir()
+
+    def password(self, prompt: str = "enter password for repository: ") -> bytes:
+        return read_password(self.args, prompt)
+
+    def open(self) -> Repository:
+        return open_repository(self.location, self.password(), self.cache_dir)
+
+    @contextmanager
+    def repository(self, lock: str | None, command: str) -> Iterator[Repository]:
+        """Open, lock ('shared', 'exclusive' or None) and close the repository."""
+        repo = self.open()
+        try:
+            if lock is None:
+                yield repo
+            else:
+                with locked(repo, lock == "exclusive", command, self.out.warn):
+                    yield repo
+        finally:
+            repo.close()
+
+    def progress(self, label: str) -> CliProgress:
+        return self.out.progress(label)
+
+
+def read_password(args: argparse.Namespace, prompt: str) -> bytes:
+    """From --password-command, --password-file/MEDARK_PASSWORD_FILE, MEDARK_PASSWORD, or a
+    terminal prompt; never from argv itself."""
+    command = getattr(args, "password_command", None) or os.environ.get(
+        "MEDARK_PASSWORD_COMMAND"
+    )
+    if command:
+        result = subprocess.run(shlex.split(command), capture_output=True, check=False)
+        if result.returncode != 0:
+            raise UsageError(f"--password-command exited with status {result.returncode}")
+        return _first_line(result.stdout)
+    path = getattr(args, "password_file", None) or os.environ.get("MEDARK_PASSWORD_FILE")
+    if path:
+        try:
+            return _first_line(Path(path).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read password file {path}: {exc.strerror}") from None
+    env = os.environ.get("MEDARK_PASSWORD")
+    if env is not None:
+        return env.encode()
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt).encode()
+    raise UsageError(
+        "no password given: set MEDARK_PASSWORD, MEDARK_PASSWORD_FILE, or use "
+        "--password-file / --password-command"
+    )
+
+
+def _first_line(data: bytes) -> bytes:
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise UsageError("the password source gave an empty password")
+    return line

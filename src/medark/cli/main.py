@@ -1,0 +1,112 @@
+"""Entry point: parse arguments, run one command, map errors to exit codes (only here).
+
+Exit codes: 0 ok; 1 error; 2 usage; 3 snapshot written but some files unreadable;
+10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from medark import __version__
+from medark.cli.commands import COMMANDS
+from medark.cli.context import Context
+from medark.cli.output import Printer
+from medark.errors import MedarkError, UsageError
+from medark.util.memory import limit_malloc_arenas
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def global_options() -> _Parser:
+    common = _Parser(add_help=False)
+    g = common.add_argument_group("global options")
+    g.add_argument("-r", "--repo", default=argparse.SUPPRESS,
+                   help="repository location (default: $MEDARK_REPO)")
+    g.add_argument("--password-file", default=argparse.SUPPRESS,
+                   help="read the password from the first line of this file")
+    g.add_argument("--password-command", default=argparse.SUPPRESS,
+                   help="run this command and read the password from its output")
+    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output (JSON, or JSON lines for streams)")
+    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="more output; progress lines on a pipe")
+    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="only errors")
+    g.add_argument("--cache-dir", default=argparse.SUPPRESS,
+                   help="local cache directory (default: $MEDARK_CACHE_DIR or ~/.cache/medark)")
+    g.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
+                   help="use a temporary cache for this command only")
+    return common
+
+
+_DEFAULTS = {
+    "repo": None, "password_file": None, "password_command": None, "json": False,
+    "verbose": 0, "quiet": False, "cache_dir": None, "no_cache": False,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = global_options()
+    parser = _Parser(prog="medark", parents=[common],
+                     description="Medark: deduplicated, encrypted, verified backups.")
+    parser.add_argument("--version", action="version", version=f"medark {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        command_parser = sub.add_parser(command.name, help=command.help,
+                                        description=command.help, parents=[common])
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    out = Printer(as_json=as_json, verbose=0, quiet=False)
+    try:
+        args = parser.parse_args(argv)
+        for key, value in _DEFAULTS.items():
+            if not hasattr(args, key):
+                setattr(args, key, value)
+        out = Printer(as_json=args.json, verbose=args.verbose, quiet=args.quiet)
+        if not getattr(args, "run", None):
+            parser.print_help()
+            return EXIT_USAGE
+        code: int = args.run(Context(args, out))
+        return code
+    except UsageError as exc:
+        _report(out, exc, EXIT_USAGE)
+        return EXIT_USAGE
+    except MedarkError as exc:
+        _report(out, exc, exc.exit_code)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        out.warn("medark: interrupted")
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+def _report(out: Printer, exc: MedarkError, code: int) -> None:
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if out.as_json:
+        out.json({"message_type": "error", "code": exc.code, "exit_code": code,
+                  "message": message})
+    out.warn(f"medark: {message}")
+
+
+def entry() -> None:
+    limit_malloc_arenas()
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,118 @@
+"""Text and JSON output, and progress: a bar on a terminal, nothing on a pipe unless
+--verbose (then a line every few seconds on stderr), never mixed into --json output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from medark.util.sizes import format_bytes
+
+
+class Printer:
+    def __init__(self, as_json: bool, verbose: int, quiet: bool) -> None:
+        self.as_json = as_json
+        self.verbose = verbose
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def text(self, line: str = "") -> None:
+        """Human output on stdout; suppressed under --json and --quiet."""
+        if not self.as_json and not self.quiet:
+            print(line, flush=True)
+
+    def json(self, doc: Any) -> None:
+        """One JSON document (or one line of a JSON-lines stream) on stdout."""
+        with self._lock:
+            sys.stdout.write(json.dumps(doc, default=str) + "\n")
+            sys.stdout.flush()
+
+    def warn(self, line: str) -> None:
+        with self._lock:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    def progress(self, label: str) -> CliProgress:
+        if self.quiet:
+            return CliProgress(label, None, self, False)
+        if sys.stderr.isatty() and not self.as_json:
+            return CliProgress(label, Console(stderr=True), self, False)
+        return CliProgress(label, None, self, self.verbose > 0)
+
+
+class CliProgress:
+    """Implements util.progress.Progress for a terminal or a log."""
+
+    LOG_EVERY = 5.0
+
+    def __init__(self, label: str, console: Console | None, printer: Printer, log: bool) -> None:
+        self.label = label
+        self.printer = printer
+        self.files = 0
+        self.nbytes = 0
+        self.total_bytes: int | None = None
+        self.total_files: int | None = None
+        self._log = log
+        self._last_log = time.monotonic()
+        self._started = time.monotonic()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if console is not None:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[files]} files"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=None, files=0)
+
+    def set_total(self, files: int | None, nbytes: int | None) -> None:
+        self.total_files, self.total_bytes = files, nbytes
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=nbytes)
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        self.files += files
+        self.nbytes += nbytes
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, advance=nbytes, files=self.files)
+        elif self._log and time.monotonic() - self._last_log >= self.LOG_EVERY:
+            self._last_log = time.monotonic()
+            elapsed = max(self._last_log - self._started, 1e-6)
+            total = f" of {format_bytes(self.total_bytes)}" if self.total_bytes else ""
+            self.printer.warn(
+                f"[{self.label}] {self.files} files, {format_bytes(self.nbytes)}{total}, "
+                f"{format_bytes(self.nbytes / elapsed)}/s"
+            )
+
+    def warn(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, markup=False, highlight=False)
+        else:
+            self.printer.warn(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,1 @@
+"""Typed settings: one source for CLI flags, environment variables and docs."""

@@ -1,0 +1,26 @@
+"""The environment variables Medark reads, in one place (the CLI reference lists these)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    help: str
+
+    def get(self) -> str | None:
+        value = os.environ.get(self.name)
+        return value if value else None
+
+
+REPO = EnvVar("MEDARK_REPO", "repository location (same as --repo)")
+PASSWORD = EnvVar("MEDARK_PASSWORD", "repository password")
+PASSWORD_FILE = EnvVar("MEDARK_PASSWORD_FILE", "file whose first line is the password")
+PASSWORD_COMMAND = EnvVar("MEDARK_PASSWORD_COMMAND", "command that prints the password")
+NEW_PASSWORD_FILE = EnvVar("MEDARK_NEW_PASSWORD_FILE", "new password for `key add/passwd`")
+CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
+
+ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD_FILE, CACHE_DIR]

@@ -1,0 +1,1 @@
+"""Backup, restore, check, prune: explicit phases over the repository."""

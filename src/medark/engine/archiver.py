@@ -1,0 +1,101 @@
+"""Storing file contents: chunking in the reading thread, hashing, compression and
+sealing in a worker pool (the libraries release the GIL, so both cores work)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from medark.repo.chunker import Chunker
+from medark.repo.pack import BlobType
+from medark.repo.repository import SaveResult
+
+
+class BlobSaver(Protocol):
+    def save_blob(
+        self, blob_type: BlobType, data: bytes, blob_id: bytes | None = None
+    ) -> SaveResult: ...
+
+
+class ByteBudget:
+    """Bounds the bytes in flight between the readers and the workers."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self.used and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+@dataclass
+class StoredContent:
+    ids: list[bytes]
+    size: int
+
+
+class ContentArchiver:
+    def __init__(self, repo: BlobSaver, chunker: Chunker, workers: int, inflight: int) -> None:
+        self.repo = repo
+        self.chunker = chunker
+        self.small = chunker.params.min_size
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
+        self._budget = ByteBudget(inflight)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _save(self, data: bytes) -> bytes:
+        try:
+            return self.repo.save_blob(BlobType.DATA, data).id
+        finally:
+            self._budget.release(len(data))
+
+    def store_chunks(self, chunks: Iterable[bytes]) -> StoredContent:
+        futures: list[Future[bytes]] = []
+        size = 0
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                self._budget.acquire(len(chunk))
+                futures.append(self._pool.submit(self._save, chunk))
+        finally:
+            ids = [f.result() for f in futures]
+        return StoredContent(ids, size)
+
+    def store_stream(self, stream: BinaryIO) -> StoredContent:
+        return self.store_chunks(self.chunker.chunks(stream))
+
+    def store_small(self, data: bytes) -> StoredContent:
+        """A file below the minimum chunk size is one chunk, stored in the caller's thread."""
+        if not data:
+            return StoredContent([], 0)
+        return StoredContent([self.repo.save_blob(BlobType.DATA, data).id], len(data))
+
+    def store_file(self, fd: int, size_hint: int) -> StoredContent:
+        if size_hint < self.small:
+            parts = []
+            while True:
+                block = os.read(fd, 1 << 20)
+                if not block:
+                    break
+                parts.append(block)
+            data = b"".join(parts)
+            if len(data) < self.small:
+                return self.store_small(data)
+            return self.store_chunks(self.chunker.cut(data))
+        with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
+            return self.store_stream(stream)

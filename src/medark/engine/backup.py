@@ -1,0 +1,372 @@
+"""`backup`: walk the given paths, store changed files, write trees, then the snapshot.
+
+Phases: lock (shared) -> find the parent snapshot -> archive (files in a thread pool,
+chunks in a second one) -> flush packs and index -> save the snapshot. Files whose size,
+mtime, ctime and inode match the parent are not read again (restic's rule).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from threading import BoundedSemaphore, Lock
+from typing import Any
+
+from medark import __version__
+from medark.engine.archiver import ContentArchiver
+from medark.errors import SourceError
+from medark.repo.chunker import Chunker
+from medark.repo.repository import Repository
+from medark.snapshot.model import Node, Snapshot
+from medark.snapshot.store import (
+    all_snapshots,
+    filter_snapshots,
+    load_tree,
+    save_snapshot,
+    save_tree,
+)
+from medark.sources.files.excludes import Excluder
+from medark.sources.files.metadata import node_from_stat, unchanged
+from medark.util import clock
+from medark.util.progress import Progress
+from medark.util.sizes import MiB
+
+REREAD_ATTEMPTS = 3
+O_NOATIME = getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class BackupOptions:
+    paths: list[str]
+    tags: list[str] = field(default_factory=list)
+    host: str = ""
+    excluder: Excluder = field(default_factory=Excluder)
+    one_file_system: bool = False
+    parent: str | None = None
+    force: bool = False
+    workers: int = 0
+
+
+@dataclass
+class BackupCounters:
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs_new: int = 0
+    dirs_changed: int = 0
+    dirs_unmodified: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+    bytes_read: int = 0
+    vanished: list[str] = field(default_factory=list)
+    changed_during_backup: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    _lock: Lock = field(default_factory=Lock, repr=False)
+
+    def add(self, **deltas: int) -> None:
+        with self._lock:
+            for key, value in deltas.items():
+                setattr(self, key, getattr(self, key) + value)
+
+
+@dataclass
+class BackupResult:
+    snapshot: Snapshot
+    summary: dict[str, Any]
+    errors: list[str]
+
+
+def worker_count(requested: int) -> int:
+    return requested or max(2, os.cpu_count() or 2)
+
+
+def find_parent(
+    repo: Repository, host: str, paths: list[str], explicit: str | None
+) -> Snapshot | None:
+    """restic's choice: the newest snapshot of the same host with the same paths."""
+    if explicit:
+        from_store = [s for s in all_snapshots(repo) if s.id.startswith(explicit)]
+        return from_store[-1] if from_store else None
+    same = filter_snapshots(all_snapshots(repo), hosts=[host])
+    same = [s for s in same if sorted(s.paths) == sorted(paths)]
+    return same[-1] if same else None
+
+
+class Backup:
+    """One backup run over local paths."""
+
+    def __init__(self, repo: Repository, options: BackupOptions, progress: Progress) -> None:
+        self.repo = repo
+        self.options = options
+        self.progress = progress
+        self.counters = BackupCounters()
+        workers = worker_count(options.workers)
+        self.content = ContentArchiver(
+            repo, Chunker(repo.config.chunker), workers, inflight=max(32 * MiB, 8 * MiB * workers)
+        )
+        self._files = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="file")
+        self._file_slots = BoundedSemaphore(4 * (workers + 1))
+        self._root_dev = 0
+
+    # ---- the walk ----------------------------------------------------------------
+
+    def run(self) -> BackupResult:
+        started = clock.now()
+        t0 = clock.monotonic()
+        paths = normalize_paths(self.options.paths)
+        host = self.options.host or socket.gethostname()
+        parent = None if self.options.force else find_parent(
+            self.repo, host, paths, self.options.parent
+        )
+        old_root = load_tree(self.repo, parent.tree) if parent else None
+        try:
+            root_nodes = self._archive_virtual("/", build_path_tree(paths), old_root)
+            root_id = save_tree(self.repo, root_nodes)
+            self.repo.flush()
+        finally:
+            self._files.shutdown(wait=True)
+            self.content.close()
+        duration = clock.monotonic() - t0
+        snapshot = Snapshot(
+            time=started, tree=root_id, paths=paths, hostname=host,
+            username=os.environ.get("USER", ""), tags=list(self.options.tags),
+            parent=parent.id if parent else None, program_version=f"medark {__version__}",
+        )
+        snapshot.summary = self._summary(started, duration)
+        save_snapshot(self.repo, snapshot)
+        summary = dict(snapshot.summary, snapshot_id=snapshot.id, total_duration=duration)
+        return BackupResult(snapshot, summary, list(self.counters.errors))
+
+    def _summary(self, started: Any, duration: float) -> dict[str, Any]:
+        c, s = self.counters, self.repo.stats
+        return {
+            "backup_start": clock.format_time(started),
+            "backup_end": clock.format_time(clock.now()),
+            "files_new": c.files_new,
+            "files_changed": c.files_changed,
+            "files_unmodified": c.files_unmodified,
+            "dirs_new": c.dirs_new,
+            "dirs_changed": c.dirs_changed,
+            "dirs_unmodified": c.dirs_unmodified,
+            "data_blobs": s.blobs_added,
+            "data_added": s.plain_added,
+            "data_added_packed": s.stored_added,
+            "total_files_processed": c.total_files_processed,
+            "total_bytes_processed": c.total_bytes_processed,
+            "bytes_read": c.bytes_read,
+            "files_vanished": len(c.vanished),
+            "files_changed_during_backup": len(c.changed_during_backup),
+            "errors": len(c.errors),
+        }
+
+    def _error(self, path: str, exc: OSError) -> None:
+        message = f"error: {path}: {exc.strerror or exc}"
+        with self.counters._lock:
+            self.counters.errors.append(message)
+        self.progress.warn(message)
+
+    def _vanished(self, path: str) -> None:
+        with self.counters._lock:
+            self.counters.vanished.append(path)
+        self.progress.warn(f"note: {path} disappeared during the backup")
+
+    def _archive_virtual(
+        self, prefix: str, children: dict[str, Any], old_nodes: list[Node] | None
+    ) -> list[Node]:
+        """Directories on the way to the given paths, holding only what was asked for."""
+        old_by_name = {n.name: n for n in old_nodes or []}
+        pending: list[Node | Future[Node | None] | None] = []
+        for name, sub in sorted(children.items()):
+            full = prefix.rstrip("/") + "/" + name
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                raise SourceError(f"{full} does not exist") from None
+            except OSError as exc:
+                raise SourceError(f"cannot read {full}: {exc.strerror}") from None
+            old = old_by_name.get(name)
+            if sub is None:
+                self._root_dev = st.st_dev
+                pending.append(self._archive_entry(full, name, st, old))
+            else:
+                old_sub = self._old_subtree(old)
+                node = node_from_stat(name, st)
+                node.subtree = save_tree(self.repo, self._archive_virtual(full, sub, old_sub))
+                pending.append(node)
+        return self._resolve(pending)
+
+    def _old_subtree(self, old: Node | None) -> list[Node] | None:
+        if old is None or old.type != "dir" or old.subtree is None:
+            return None
+        return load_tree(self.repo, old.subtree)
+
+    def _archive_entry(
+        self, full: str, name: str, st: os.stat_result, old: Node | None
+    ) -> Node | Future[Node | None] | None:
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            return self._archive_dir(full, name, st, old)
+        if stat.S_ISREG(mode):
+            self.counters.add(total_files_processed=1, total_bytes_processed=st.st_size)
+            if not self.options.force and unchanged(old, st) and old is not None and all(
+                self.repo.has_blob(b) for b in old.content
+            ):
+                self.counters.add(files_unmodified=1)
+                self.progress.advance(files=1, nbytes=st.st_size)
+                node = node_from_stat(name, st)
+                node.content = old.content
+                return node
+            self._file_slots.acquire()
+            return self._files.submit(self._archive_file, full, name, st, old)
+        linktarget = ""
+        if stat.S_ISLNK(mode):
+            try:
+                linktarget = os.readlink(full)
+            except FileNotFoundError:
+                self._vanished(full)
+                return None
+            except OSError as exc:
+                self._error(full, exc)
+                return None
+        return node_from_stat(name, st, linktarget)
+
+    def _archive_dir(
+        self, full: str, name: str, st: os.stat_result, old: Node | None
+    ) -> Node | None:
+        node = node_from_stat(name, st)
+        old_sub = self._old_subtree(old)
+        if self.options.one_file_system and st.st_dev != self._root_dev:
+            node.subtree = save_tree(self.repo, [])
+            return node
+        try:
+            names = sorted(os.listdir(full))
+        except FileNotFoundError:
+            self._vanished(full)
+            return None
+        except OSError as exc:
+            self._error(full, exc)
+            return None
+        old_by_name = {n.name: n for n in old_sub or []}
+        pending: list[Node | Future[Node | None] | None] = []
+        for child in names:
+            path = full.rstrip("/") + "/" + child
+            if self.options.excluder.excluded(path):
+                continue
+            try:
+                child_st = os.lstat(path)
+            except FileNotFoundError:
+                self._vanished(path)
+                continue
+            except OSError as exc:
+                self._error(path, exc)
+                continue
+            pending.append(self._archive_entry(path, child, child_st, old_by_name.get(child)))
+        node.subtree = save_tree(self.repo, self._resolve(pending))
+        if old is None or old.type != "dir":
+            self.counters.add(dirs_new=1)
+        elif old.subtree == node.subtree:
+            self.counters.add(dirs_unmodified=1)
+        else:
+            self.counters.add(dirs_changed=1)
+        return node
+
+    @staticmethod
+    def _resolve(pending: list[Node | Future[Node | None] | None]) -> list[Node]:
+        nodes = []
+        for item in pending:
+            node = item.result() if isinstance(item, Future) else item
+            if node is not None:
+                nodes.append(node)
+        return nodes
+
+    # ---- one file ----------------------------------------------------------------
+
+    def _archive_file(
+        self, full: str, name: str, st: os.stat_result, old: Node | None
+    ) -> Node | None:
+        try:
+            return self._read_file(full, name, old)
+        except FileNotFoundError:
+            self._vanished(full)
+            return None
+        except OSError as exc:
+            self._error(full, exc)
+            return None
+        finally:
+            self._file_slots.release()
+
+    def _read_file(self, full: str, name: str, old: Node | None) -> Node | None:
+        fd = _open_for_reading(full)
+        try:
+            for attempt in range(REREAD_ATTEMPTS):
+                before = os.fstat(fd)
+                if not stat.S_ISREG(before.st_mode):
+                    return node_from_stat(name, before)
+                if attempt:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                stored = self.content.store_file(fd, before.st_size)
+                self.counters.add(bytes_read=stored.size)
+                after = os.fstat(fd)
+                if _same_version(before, after) and stored.size == after.st_size:
+                    break
+            else:
+                with self.counters._lock:
+                    self.counters.changed_during_backup.append(full)
+                self.progress.warn(f"warning: {full} changed while it was read; stored as read")
+        finally:
+            os.close(fd)
+        node = node_from_stat(name, after)
+        node.size = stored.size
+        node.content = stored.ids
+        self.counters.add(**({"files_new": 1} if old is None else {"files_changed": 1}))
+        self.progress.advance(files=1, nbytes=stored.size)
+        return node
+
+
+def _open_for_reading(path: str) -> int:
+    flags = os.O_RDONLY | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags | O_NOATIME)
+    except PermissionError:
+        return os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.EPERM:
+            return os.open(path, flags)
+        raise
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def normalize_paths(paths: list[str]) -> list[str]:
+    out = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        if not os.path.lexists(absolute):
+            raise SourceError(f"{path} does not exist")
+        out.append(absolute)
+    return sorted(set(out))
+
+
+def build_path_tree(paths: list[str]) -> dict[str, Any]:
+    """Nested dict of path components; None marks a path that is backed up whole."""
+    root: dict[str, Any] = {}
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            raise SourceError("backing up / itself is not supported; list its directories")
+        node = root
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if child is None:
+                break  # a parent directory is already backed up whole
+            node = child
+        else:
+            node[parts[-1]] = None
+    return root
+

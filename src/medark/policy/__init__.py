@@ -1,0 +1,1 @@
+"""Pure decision functions (retention now; compliance later) that explain themselves."""

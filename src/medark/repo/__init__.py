@@ -1,0 +1,1 @@
+"""The content layer: chunking, crypto suites, compression, packs, index, keys, locks."""

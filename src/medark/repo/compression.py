@@ -1,0 +1,94 @@
+"""Per-blob zstd compression that skips data which will not shrink.
+
+Already-compressed DICOM pixel data (JPEG, JPEG 2000) is common in PACS stores; trying
+a small sample at level 1 first avoids spending a core compressing it for nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import zstandard
+
+from medark.errors import IntegrityError, UsageError
+
+SAMPLE_BYTES = 64 * 1024
+SAMPLE_MAX_RATIO = 0.92  # sample must shrink at least this much at level 1
+KEEP_MAX_RATIO = 0.97  # full result must be smaller than this share of the input
+DEFAULT_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    algorithm: str  # "zstd" or "none"
+    level: int = DEFAULT_LEVEL
+
+    def label(self) -> str:
+        return "none" if self.algorithm == "none" else f"zstd:{self.level}"
+
+
+def parse_compression(text: str) -> CompressionSpec:
+    """'zstd', 'zstd:N' (N in 1..19, or negative for the fast levels), 'none' or 'off'."""
+    if text in ("none", "off"):
+        return CompressionSpec("none", 0)
+    algo, _, level = text.partition(":")
+    if algo != "zstd":
+        raise UsageError(f"unknown compression {text!r}: use zstd, zstd:N or none")
+    if not level:
+        return CompressionSpec("zstd", DEFAULT_LEVEL)
+    try:
+        value = int(level)
+    except ValueError:
+        raise UsageError(f"invalid zstd level in {text!r}") from None
+    if not -7 <= value <= 19 or value == 0:
+        raise UsageError(f"zstd level must be 1..19 (or -7..-1), not {value}")
+    return CompressionSpec("zstd", value)
+
+
+class Compressor:
+    """Thread-safe: each thread keeps its own zstd contexts."""
+
+    def __init__(self, spec: CompressionSpec) -> None:
+        self.spec = spec
+        self._local = threading.local()
+
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]:
+        ctx = getattr(self._local, "ctx", None)
+        if ctx is None:
+            ctx = (
+                zstandard.ZstdCompressor(level=self.spec.level, write_content_size=True),
+                zstandard.ZstdCompressor(level=1),
+            )
+            self._local.ctx = ctx
+        return ctx
+
+    def compress(self, data: bytes) -> bytes | None:
+        """Compressed bytes, or None when storing the data as is is better."""
+        if self.spec.algorithm == "none" or len(data) < 64:
+            return None
+        full, probe = self._contexts()
+        if len(data) > 2 * SAMPLE_BYTES:
+            middle = len(data) // 2
+            sample = data[middle : middle + SAMPLE_BYTES]
+            if len(probe.compress(sample)) > SAMPLE_MAX_RATIO * len(sample):
+                return None
+        out = full.compress(data)
+        return out if len(out) < KEEP_MAX_RATIO * len(data) else None
+
+
+_DECOMPRESSORS = threading.local()
+
+
+def decompress(data: bytes, expected_length: int) -> bytes:
+    ctx = getattr(_DECOMPRESSORS, "ctx", None)
+    if ctx is None:
+        ctx = zstandard.ZstdDecompressor()
+        _DECOMPRESSORS.ctx = ctx
+    try:
+        out: bytes = ctx.decompress(data, max_output_size=expected_length)
+    except zstandard.ZstdError as exc:
+        raise IntegrityError(f"decompression failed: {exc}") from None
+    if len(out) != expected_length:
+        raise IntegrityError("decompressed length does not match the index")
+    return out

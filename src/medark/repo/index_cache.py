@@ -1,0 +1,141 @@
+"""A local, disk-backed copy of the repository index (SQLite), so RAM does not grow
+with the number of chunks. The repository's index files stay the source of truth:
+the cache records which of them it has read and rebuilds itself when one disappears.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from medark.repo.pack import BlobType, PackedBlob
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packs (
+    pack BLOB PRIMARY KEY, index_name TEXT NOT NULL, blobs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    id BLOB PRIMARY KEY, type INTEGER NOT NULL, pack BLOB NOT NULL,
+    offset INTEGER NOT NULL, length INTEGER NOT NULL, raw INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class IndexCache:
+    """Thread-safe: one connection guarded by a lock (sqlite releases the GIL inside)."""
+
+    BATCH = 4096
+
+    def __init__(self, path: Path | None) -> None:
+        target = ":memory:" if path is None else str(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=60000")
+            self._db.execute("PRAGMA cache_size=-16000")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def known_index_files(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT name FROM index_files")}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            for table in ("index_files", "packs", "blobs"):
+                self._db.execute(f"DELETE FROM {table}")
+            self._db.execute("COMMIT")
+
+    def add_index_file(self, name: str, packs: Iterable[tuple[bytes, list[PackedBlob]]]) -> None:
+        """Record every pack of one index file, atomically with the file's name."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for pack_id, blobs in packs:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO packs VALUES (?, ?, ?)",
+                        (pack_id, name, len(blobs)),
+                    )
+                    self._db.executemany(
+                        "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
+                        ((b.id, int(b.type), pack_id, b.offset, b.length, b.raw_length)
+                         for b in blobs),
+                    )
+                self._db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (name,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def lookup(self, blob_id: bytes) -> tuple[bytes, PackedBlob] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT type, pack, offset, length, raw FROM blobs WHERE id = ?", (blob_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return row[1], PackedBlob(BlobType(row[0]), blob_id, row[2], row[3], row[4])
+
+    def has(self, blob_id: bytes) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+                is not None
+            )
+
+    def pack_ids(self) -> set[bytes]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT pack FROM packs")}
+
+    def blobs(self) -> Iterator[tuple[bytes, PackedBlob]]:
+        """Every indexed blob, ordered by blob id, fetched in batches so memory stays flat.
+
+        Keyset pagination: the lock is not held while the caller consumes a batch, so
+        other threads may use the cache meanwhile.
+        """
+        after = b""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT type, pack, offset, length, raw, id FROM blobs WHERE id > ? "
+                    "ORDER BY id LIMIT ?",
+                    (after, self.BATCH),
+                ).fetchall()
+            for t, pack, offset, length, raw, blob_id in rows:
+                yield pack, PackedBlob(BlobType(t), blob_id, offset, length, raw)
+            if len(rows) < self.BATCH:
+                return
+            after = rows[-1][5]
+
+    def iter_pack_ids(self) -> Iterator[bytes]:
+        """Every indexed pack id in order, in batches (pack_ids() builds a set in RAM)."""
+        after = b""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT pack FROM packs WHERE pack > ? ORDER BY pack LIMIT ?",
+                    (after, self.BATCH),
+                ).fetchall()
+            for (pack,) in rows:
+                yield pack
+            if len(rows) < self.BATCH:
+                return
+            after = rows[-1][0]
+
+    def counts(self) -> tuple[int, int]:
+        """(number of packs, number of blobs)."""
+        with self._lock:
+            packs = self._db.execute("SELECT count(*) FROM packs").fetchone()[0]
+            blobs = self._db.execute("SELECT count(*) FROM blobs").fetchone()[0]
+        return int(packs), int(blobs)

@@ -1,0 +1,195 @@
+"""Key files: the master key wrapped by a password-derived key (scrypt, parameters stored).
+
+A repository may hold several key files, each opening the same master key with its
+own password. Key files are plain JSON (they must be readable before any key is
+known); the only secret inside is sealed with the password-derived key.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from medark.errors import IntegrityError, ObjectNotFound, RepositoryCorrupt, WrongPassword
+from medark.repo.crypto import (
+    MASTER_KEY_LEN,
+    SUITES,
+    Suite,
+    content_name,
+    one_shot_open,
+    one_shot_seal,
+)
+from medark.storage.base import Backend
+from medark.util import clock
+
+KEYS_PREFIX = "keys/"
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    n: int = 2**15
+    r: int = 8
+    p: int = 1
+
+    @classmethod
+    def from_env(cls) -> KdfParams:
+        """MEDARK_KDF_N lowers the cost for test suites only; never set it in production."""
+        n = int(os.environ.get("MEDARK_KDF_N", cls.n))
+        return cls(n=n)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    created: str
+    username: str
+    hostname: str
+    suite: str
+
+
+def _derive(password: bytes, salt: bytes, params: KdfParams, length: int) -> bytes:
+    return Scrypt(salt=salt, length=length, n=params.n, r=params.r, p=params.p).derive(password)
+
+
+def make_key_file(
+    suite: Suite, master_key: bytes, password: bytes, params: KdfParams | None = None
+) -> bytes:
+    params = params or KdfParams.from_env()
+    salt = os.urandom(32)
+    wrapping = _derive(password, salt, params, suite.key_len)
+    doc = {
+        "version": 1,
+        "created": clock.format_time(clock.now()),
+        "username": getpass.getuser(),
+        "hostname": socket.gethostname(),
+        "suite": suite.name,
+        "kdf": {"name": "scrypt", "n": params.n, "r": params.r, "p": params.p},
+        "salt": base64.b64encode(salt).decode(),
+        "data": base64.b64encode(one_shot_seal(suite, wrapping, master_key)).decode(),
+    }
+    return json.dumps(doc, indent=2).encode()
+
+
+def _parse(raw: bytes, name: str) -> dict[str, object]:
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("version") != 1:
+            raise ValueError("unsupported key file version")
+        return doc
+    except ValueError as exc:
+        raise RepositoryCorrupt(f"key file {name} is damaged: {exc}") from None
+
+
+def open_key_file(raw: bytes, name: str, password: bytes) -> tuple[Suite, bytes]:
+    """(suite, master key), or WrongPassword when this key does not open with `password`."""
+    doc = _parse(raw, name)
+    try:
+        suite = SUITES[str(doc["suite"])]
+        kdf = doc["kdf"]
+        if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
+            raise RepositoryCorrupt(f"key file {name} names an unknown KDF")
+        params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+        salt = base64.b64decode(str(doc["salt"]), validate=True)
+        sealed = base64.b64decode(str(doc["data"]), validate=True)
+        wrapping = _derive(password, salt, params, suite.key_len)
+    except (ValueError, KeyError, TypeError, OverflowError, MemoryError) as exc:
+        # A damaged field (scrypt rejects a cost that is not a power of two, etc.).
+        raise RepositoryCorrupt(f"key file {name} is damaged: {exc!r}") from None
+    try:
+        master = one_shot_open(suite, wrapping, sealed)
+    except IntegrityError:
+        raise WrongPassword("wrong password or no key found") from None
+    if len(master) != MASTER_KEY_LEN:
+        raise RepositoryCorrupt(f"key file {name} holds a master key of the wrong length")
+    return suite, master
+
+
+class KeyStore:
+    """Lists, adds and removes key files in a backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def names(self) -> list[str]:
+        return sorted(info.name for info in self.backend.list(KEYS_PREFIX))
+
+    def add(self, suite: Suite, master_key: bytes, password: bytes) -> str:
+        raw = make_key_file(suite, master_key, password)
+        key_id = content_name(raw)
+        self.backend.save(KEYS_PREFIX + key_id, raw)
+        return key_id
+
+    def unlock(self, password: bytes, hint: str | None = None) -> tuple[str, Suite, bytes]:
+        """Try every key (the hinted one first); (key id, suite, master key)."""
+        names = self.names()
+        if not names:
+            raise RepositoryCorrupt("the repository has no key files")
+        if hint:
+            names.sort(key=lambda n: not n.endswith("/" + hint))
+        damaged: list[str] = []
+        for name in names:
+            try:
+                raw = self.backend.load(name)
+            except ObjectNotFound:
+                continue
+            if content_name(raw) != name.removeprefix(KEYS_PREFIX):
+                damaged.append(name)  # still try it: the sealed key is authenticated
+            try:
+                suite, master = open_key_file(raw, name, password)
+            except WrongPassword:
+                continue
+            except RepositoryCorrupt:
+                if name not in damaged:
+                    damaged.append(name)
+                continue  # one damaged key file must not lock out the others
+            return name.removeprefix(KEYS_PREFIX), suite, master
+        if damaged:
+            raise WrongPassword(
+                "wrong password or no key found (damaged key file: "
+                + ", ".join(damaged) + ")"
+            )
+        raise WrongPassword("wrong password or no key found")
+
+    def infos(self) -> Iterator[KeyInfo]:
+        for name in self.names():
+            doc = _parse(self.backend.load(name), name)
+            yield KeyInfo(
+                id=name.removeprefix(KEYS_PREFIX),
+                created=str(doc.get("created", "")),
+                username=str(doc.get("username", "")),
+                hostname=str(doc.get("hostname", "")),
+                suite=str(doc.get("suite", "")),
+            )
+
+    def remove(self, key_id: str) -> None:
+        self.backend.remove(KEYS_PREFIX + key_id)
+
+
+def created_time(info: KeyInfo) -> datetime | None:
+    return clock.parse_time(info.created) if info.created else None
+
+
+def verify_key_file(name: str, raw: bytes) -> None:
+    """RepositoryCorrupt unless `raw` is an intact key file stored under `name` (check)."""
+    if content_name(raw) != name.rsplit("/", 1)[-1]:
+        raise RepositoryCorrupt(f"key file {name} is damaged: content does not match its name")
+    doc = _parse(raw, name)
+    kdf = doc.get("kdf")
+    try:
+        if str(doc["suite"]) not in SUITES:
+            raise ValueError(f"unknown cipher suite {doc['suite']!r}")
+        if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
+            raise ValueError("unknown KDF")
+        KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+        base64.b64decode(str(doc["salt"]), validate=True)
+        base64.b64decode(str(doc["data"]), validate=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RepositoryCorrupt(f"key file {name} is damaged: {exc}") from None

@@ -1,0 +1,342 @@
+"""The Repository: blobs in packs, unpacked sealed objects, keys, locks and the index.
+
+Write order (docs/design.md): packs first, then the index files naming them, then the
+snapshot that references their blobs. A crash at any point leaves only unreferenced
+packs or index entries, which check reports as harmless and prune removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medark.errors import (
+    AlreadyExists,
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryCorrupt,
+    RepositoryNotFound,
+    UsageError,
+)
+from medark.repo import index_file
+from medark.repo.compression import CompressionSpec, Compressor, decompress
+from medark.repo.config import CONFIG_NAME, RepoConfig
+from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
+from medark.repo.index_cache import IndexCache
+from medark.repo.keys import KeyStore
+from medark.repo.locks import HeldLock, LockManager
+from medark.repo.pack import BlobType, PackBuilder, PackedBlob, pack_name
+from medark.storage.base import Backend
+from medark.util import clock
+
+INDEX_EVERY_SECONDS = 5.0
+INDEX_EVERY_PACKS = 64
+
+
+@dataclass
+class SaveResult:
+    id: bytes
+    added: bool
+    stored: int
+    """Bytes added to the repository (sealed, after compression); 0 for a duplicate."""
+
+
+@dataclass
+class WriteStats:
+    blobs_added: int = 0
+    plain_added: int = 0
+    stored_added: int = 0
+    packs_written: int = 0
+
+
+class Repository:
+    """One open repository. Blob methods are thread-safe."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        crypto: Crypto,
+        config: RepoConfig,
+        key_id: str,
+        cache: IndexCache,
+        cache_tmp: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.crypto = crypto
+        self.config = config
+        self.key_id = key_id
+        self.cache = cache
+        self._cache_tmp = cache_tmp
+        self.compressor = Compressor(config.compression)
+        self.locks = LockManager(backend, crypto.seal, crypto.open, self._store_lock)
+        self.stats = WriteStats()
+        self._builders = {t: PackBuilder() for t in BlobType}
+        self._builder_lock = threading.Lock()
+        self._pending: dict[bytes, tuple[bytes, PackedBlob] | None] = {}
+        self._unindexed: list[tuple[bytes, list[PackedBlob]]] = []
+        self._index_lock = threading.Lock()
+        self._last_index = clock.monotonic()
+
+    # ---- opening -------------------------------------------------------------------
+
+    @staticmethod
+    def exists(backend: Backend) -> bool:
+        try:
+            backend.stat(CONFIG_NAME)
+        except ObjectNotFound:
+            return False
+        return True
+
+    @classmethod
+    def init(
+        cls,
+        backend: Backend,
+        password: bytes,
+        suite_name: str,
+        compression: CompressionSpec,
+        cache_dir: Path | None = None,
+    ) -> Repository:
+        suite = get_suite(suite_name)
+        if backend.exists() and (cls.exists(backend) or any(True for _ in backend.list(""))):
+            raise UsageError(
+                f"{backend.properties().location} already exists and is not empty; "
+                "choose a new location"
+            )
+        backend.create()
+        master = os.urandom(MASTER_KEY_LEN)
+        crypto = Crypto(suite, master)
+        config = RepoConfig.new(suite.name, compression)
+        key_id = KeyStore(backend).add(suite, master, password)
+        backend.save(CONFIG_NAME, crypto.seal(config.to_json()))
+        return cls._with_cache(backend, crypto, config, key_id, cache_dir)
+
+    @classmethod
+    def open(
+        cls,
+        backend: Backend,
+        password: bytes,
+        cache_dir: Path | None = None,
+        sync_index: bool = True,
+    ) -> Repository:
+        """Unlock and open; sync_index=False skips reading the index files (check reads
+        them itself and must survive a damaged one; key and unlock do not need them)."""
+        location = backend.properties().location
+        if not backend.exists():
+            raise RepositoryNotFound(f"repository {location} does not exist")
+        try:
+            sealed_config = backend.load(CONFIG_NAME)
+        except ObjectNotFound:
+            raise RepositoryNotFound(
+                f"{location} is not a Medark repository (no config); run `medark init` first"
+            ) from None
+        key_id, suite, master = KeyStore(backend).unlock(password)
+        crypto = Crypto(suite, master)
+        try:
+            config = RepoConfig.from_json(crypto.open(sealed_config))
+        except IntegrityError:
+            raise RepositoryCorrupt(f"the config of {location} fails authentication") from None
+        if config.suite != suite.name:
+            raise RepositoryCorrupt("key file and config disagree about the cipher suite")
+        return cls._with_cache(backend, crypto, config, key_id, cache_dir, sync_index)
+
+    @classmethod
+    def _with_cache(
+        cls,
+        backend: Backend,
+        crypto: Crypto,
+        config: RepoConfig,
+        key_id: str,
+        cache_dir: Path | None,
+        sync_index: bool = True,
+    ) -> Repository:
+        tmp = None
+        if cache_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="medark-cache-")
+            cache_dir = Path(tmp.name)
+        cache = IndexCache(cache_dir / config.id / "index.sqlite")
+        repo = cls(backend, crypto, config, key_id, cache, tmp)
+        if sync_index:
+            repo.sync_index()
+        return repo
+
+    def close(self) -> None:
+        self.cache.close()
+        self.backend.close()
+        if self._cache_tmp is not None:
+            self._cache_tmp.cleanup()
+
+    # ---- index ---------------------------------------------------------------------
+
+    def index_names(self) -> set[str]:
+        return {i.name for i in self.backend.list(index_file.INDEX_PREFIX)}
+
+    def read_index_file(self, name: str) -> bytes:
+        raw = self.backend.load(name)
+        self._verify_name(name, raw)
+        return self.crypto.open(raw)
+
+    def sync_index(self) -> None:
+        """Bring the local cache up to the repository's index files."""
+        names = self.index_names()
+        known = self.cache.known_index_files()
+        if known - names:
+            self.cache.clear()  # an index file was replaced (prune): rebuild
+            known = set()
+        for name in sorted(names - known):
+            try:
+                plain = self.read_index_file(name)
+            except ObjectNotFound:
+                continue
+            self.cache.add_index_file(name, index_file.iter_packs(plain))
+
+    def _write_index(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
+        for start in range(0, len(packs), index_file.MAX_PACKS_PER_FILE):
+            part = packs[start : start + index_file.MAX_PACKS_PER_FILE]
+            name = self.save_unpacked(index_file.INDEX_PREFIX, index_file.encode(part, []))
+            self.cache.add_index_file(name, part)
+        for _pack_id, blobs in packs:
+            for blob in blobs:
+                self._pending.pop(blob.id, None)
+
+    # ---- blobs ---------------------------------------------------------------------
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self._pending or self.cache.has(blob_id)
+
+    def save_blob(
+        self, blob_type: BlobType, data: bytes, blob_id: bytes | None = None
+    ) -> SaveResult:
+        """Store a blob unless the repository (or this session) already has it."""
+        if blob_id is None:
+            blob_id = self.crypto.blob_id(data)
+        with self._builder_lock:
+            if blob_id in self._pending:
+                return SaveResult(blob_id, False, 0)
+            self._pending[blob_id] = None
+        if self.cache.has(blob_id):
+            with self._builder_lock:
+                self._pending.pop(blob_id, None)
+            return SaveResult(blob_id, False, 0)
+        compressed = self.compressor.compress(data)
+        sealed = self.crypto.seal(compressed if compressed is not None else data)
+        raw_length = len(data) if compressed is not None else 0
+        full: PackBuilder | None = None
+        with self._builder_lock:
+            builder = self._builders[blob_type]
+            builder.add(blob_type, blob_id, sealed, raw_length)
+            self.stats.blobs_added += 1
+            self.stats.plain_added += len(data)
+            self.stats.stored_added += len(sealed)
+            if len(builder) >= self.config.pack_size:
+                full = builder
+                self._builders[blob_type] = PackBuilder()
+        if full is not None:
+            self._upload_pack(full)
+        return SaveResult(blob_id, True, len(sealed))
+
+    def _upload_pack(self, builder: PackBuilder) -> None:
+        data = builder.finish(self.crypto)
+        pack_id = content_name(data)
+        with contextlib.suppress(AlreadyExists):  # identical content already stored
+            self.backend.save(pack_name(pack_id), data)
+        raw_pack = bytes.fromhex(pack_id)
+        with self._builder_lock:
+            for entry in builder.entries:
+                self._pending[entry.id] = (raw_pack, entry)
+            self.stats.packs_written += 1
+        with self._index_lock:
+            self._unindexed.append((raw_pack, builder.entries))
+            due = (
+                len(self._unindexed) >= INDEX_EVERY_PACKS
+                or clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS
+            )
+            if due:
+                self._flush_index_locked()
+
+    def _flush_index_locked(self) -> None:
+        if self._unindexed:
+            packs, self._unindexed = self._unindexed, []
+            self._write_index(packs)
+        self._last_index = clock.monotonic()
+
+    def flush(self) -> None:
+        """Upload partly filled packs and write the index for everything uploaded."""
+        with self._builder_lock:
+            builders = [b for b in self._builders.values() if b.entries]
+            self._builders = {t: PackBuilder() for t in BlobType}
+        for builder in builders:
+            self._upload_pack(builder)
+        with self._index_lock:
+            self._flush_index_locked()
+
+    def locate(self, blob_id: bytes) -> tuple[bytes, PackedBlob]:
+        pending = self._pending.get(blob_id)
+        if pending is not None:
+            return pending
+        found = self.cache.lookup(blob_id)
+        if found is None:
+            raise ObjectNotFound(f"blob {blob_id.hex()} is not in the index")
+        return found
+
+    def load_blob(self, blob_id: bytes) -> bytes:
+        pack_id, entry = self.locate(blob_id)
+        sealed = self.backend.load(pack_name(pack_id.hex()), entry.offset, entry.length)
+        return self.decode_blob(entry, sealed, pack_id)
+
+    def decode_blob(self, entry: PackedBlob, sealed: bytes, pack_id: bytes) -> bytes:
+        """Open, decompress and verify one blob read from a pack."""
+        where = f"blob {entry.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
+        try:
+            plain = self.crypto.open(sealed)
+            if entry.raw_length:
+                plain = decompress(plain, entry.raw_length)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{where}: {exc}") from None
+        if self.crypto.blob_id(plain) != entry.id:
+            raise IntegrityError(f"{where}: content does not match its id")
+        return plain
+
+    # ---- unpacked objects (snapshots, index files, locks) -------------------------
+
+    def save_unpacked(self, prefix: str, plaintext: bytes) -> str:
+        sealed = self.crypto.seal(plaintext)
+        name = prefix + content_name(sealed)
+        self.backend.save(name, sealed)
+        return name
+
+    def load_unpacked(self, name: str) -> bytes:
+        raw = self.backend.load(name)
+        self._verify_name(name, raw)
+        try:
+            return self.crypto.open(raw)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{name}: {exc}") from None
+
+    @staticmethod
+    def _verify_name(name: str, raw: bytes) -> None:
+        if content_name(raw) != name.rsplit("/", 1)[-1]:
+            raise IntegrityError(f"{name}: content does not match its name")
+
+    def list_names(self, prefix: str) -> Iterator[str]:
+        for info in self.backend.list(prefix):
+            yield info.name
+
+    def _store_lock(self, sealed: bytes) -> bytes:
+        name = "locks/" + content_name(sealed)
+        self.backend.save(name, sealed)
+        return name.encode()
+
+    def lock(self, exclusive: bool, command: str, warn: Callable[[str], None]) -> HeldLock:
+        return self.locks.acquire(exclusive, command, warn)
+
+    def keys(self) -> KeyStore:
+        return KeyStore(self.backend)
+
+    def master_key(self) -> bytes:
+        """For `key add`/`key passwd` only: the master key to wrap with a new password."""
+        return self.crypto.master_key

@@ -1,0 +1,1 @@
+"""Snapshots, trees of directory objects, and the nodes in them."""

@@ -1,0 +1,162 @@
+"""Node, tree and snapshot models and their JSON encoding.
+
+A tree is one directory's sorted list of nodes, stored as a TREE blob (so identical
+directories deduplicate). A snapshot names its root tree and what was backed up.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from medark.errors import RepositoryCorrupt
+from medark.util import clock
+
+NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket")
+
+
+@dataclass
+class Node:
+    name: str
+    type: str
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
+    device_id: int = 0
+    links: int = 1
+    size: int = 0
+    content: list[bytes] = field(default_factory=list)
+    subtree: bytes | None = None
+    linktarget: str = ""
+    rdev: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}
+        for key in ("uid", "gid", "user", "group", "mtime_ns", "ctime_ns", "inode",
+                    "device_id", "size", "linktarget", "rdev", "error"):
+            value = getattr(self, key)
+            if value:
+                doc[key] = value
+        if self.links != 1:
+            doc["links"] = self.links
+        if self.type == "file":
+            doc["content"] = [c.hex() for c in self.content]
+        if self.subtree is not None:
+            doc["subtree"] = self.subtree.hex()
+        return doc
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Node:
+        subtree = doc.get("subtree")
+        return cls(
+            name=doc["name"],
+            type=doc["type"],
+            mode=int(doc.get("mode", 0)),
+            uid=int(doc.get("uid", 0)),
+            gid=int(doc.get("gid", 0)),
+            user=doc.get("user", ""),
+            group=doc.get("group", ""),
+            mtime_ns=int(doc.get("mtime_ns", 0)),
+            ctime_ns=int(doc.get("ctime_ns", 0)),
+            inode=int(doc.get("inode", 0)),
+            device_id=int(doc.get("device_id", 0)),
+            links=int(doc.get("links", 1)),
+            size=int(doc.get("size", 0)),
+            content=[bytes.fromhex(c) for c in doc.get("content", [])],
+            subtree=bytes.fromhex(subtree) if subtree else None,
+            linktarget=doc.get("linktarget", ""),
+            rdev=int(doc.get("rdev", 0)),
+            error=doc.get("error", ""),
+        )
+
+    @property
+    def mtime(self) -> datetime:
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=clock.now().tzinfo)
+
+
+def encode_tree(nodes: list[Node]) -> bytes:
+    ordered = sorted(nodes, key=lambda n: n.name)
+    return json.dumps({"nodes": [n.to_dict() for n in ordered]}, separators=(",", ":")).encode()
+
+
+def decode_tree(raw: bytes) -> list[Node]:
+    try:
+        return [Node.from_dict(d) for d in json.loads(raw)["nodes"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RepositoryCorrupt(f"a tree object is malformed: {exc}") from None
+
+
+@dataclass
+class Snapshot:
+    time: datetime
+    tree: bytes
+    paths: list[str]
+    hostname: str
+    username: str = ""
+    tags: list[str] = field(default_factory=list)
+    parent: str | None = None
+    program_version: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    """Storage name (hex SHA-256 of the sealed object); set when loaded or saved."""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def to_json(self) -> bytes:
+        doc = {
+            "time": clock.format_time(self.time),
+            "tree": self.tree.hex(),
+            "paths": self.paths,
+            "hostname": self.hostname,
+            "username": self.username,
+            "tags": self.tags,
+            "parent": self.parent,
+            "program_version": self.program_version,
+            "summary": self.summary,
+        }
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, snapshot_id: str) -> Snapshot:
+        try:
+            doc = json.loads(raw)
+            return cls(
+                time=clock.parse_time(doc["time"]),
+                tree=bytes.fromhex(doc["tree"]),
+                paths=list(doc["paths"]),
+                hostname=doc["hostname"],
+                username=doc.get("username", ""),
+                tags=list(doc.get("tags") or []),
+                parent=doc.get("parent"),
+                program_version=doc.get("program_version", ""),
+                summary=dict(doc.get("summary") or {}),
+                id=snapshot_id,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RepositoryCorrupt(f"snapshot {snapshot_id[:8]} is malformed: {exc}") from None
+
+    def public(self) -> dict[str, Any]:
+        """restic's field names, so existing tooling reads `snapshots --json`."""
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "time": clock.format_time(self.time),
+            "tree": self.tree.hex(),
+            "paths": self.paths,
+            "hostname": self.hostname,
+            "username": self.username,
+            "tags": self.tags,
+            "parent": self.parent,
+            "program_version": self.program_version,
+            "summary": self.summary,
+        }

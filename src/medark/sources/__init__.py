@@ -1,0 +1,1 @@
+"""What is protected: file trees now; databases and devices in later plugins."""

@@ -1,0 +1,1 @@
+"""Local file trees: metadata of nodes, exclusion rules."""

@@ -1,0 +1,50 @@
+"""Repository location (URL or path) -> backend. New schemes (s3:, sftp:) register here."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from medark.errors import UsageError
+from medark.storage.base import Backend
+from medark.storage.local import LocalBackend
+from medark.storage.mem import MemoryBackend
+
+Factory = Callable[[str], Backend]
+
+# RFC 3986 scheme syntax. Anything shaped like a scheme that is not registered is refused,
+# so 'sftp+ssh://host/repo' is an error rather than a local directory named 'sftp+ssh:'.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
+
+
+def _local(rest: str) -> Backend:
+    if not rest:
+        raise UsageError("'local:' needs a path, e.g. local:/srv/backup")
+    return LocalBackend(rest)
+
+
+_FACTORIES: dict[str, Factory] = {
+    "local": _local,
+    "mem": lambda _rest: MemoryBackend(),
+}
+
+
+def register(scheme: str, factory: Factory) -> None:
+    _FACTORIES[scheme] = factory
+
+
+def open_backend(location: str) -> Backend:
+    """'local:/path', '/path' or 'relative/path' open a directory; other schemes by prefix."""
+    if not location:
+        raise UsageError("no repository given: use --repo or set MEDARK_REPO")
+    scheme, sep, rest = location.partition(":")
+    # A one-letter scheme is a Windows drive ('C:\\backup'), never a URL scheme.
+    if sep and len(scheme) > 1 and scheme in _FACTORIES:
+        return _FACTORIES[scheme](rest)
+    if sep and _SCHEME.fullmatch(scheme):
+        known = ", ".join(sorted(_FACTORIES))
+        raise UsageError(
+            f"unknown repository scheme {scheme!r} in {location!r}: use one of {known}, "
+            "or a path (prefix a relative path containing ':' with './')"
+        )
+    return LocalBackend(location)

@@ -1,0 +1,55 @@
+"""Human-readable sizes and durations, parsed and printed the same way everywhere."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from medark.errors import UsageError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
+
+
+def format_bytes(n: float) -> str:
+    value = float(n)
+    for unit in _UNITS:
+        if abs(value) < 1024 or unit == _UNITS[-1]:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+
+
+_DURATION = re.compile(r"(\d+)([yYmwdhM])")
+_DURATION_UNITS = {
+    "y": timedelta(days=365),
+    "Y": timedelta(days=365),
+    "m": timedelta(days=30),
+    "w": timedelta(weeks=1),
+    "d": timedelta(days=1),
+    "h": timedelta(hours=1),
+    "M": timedelta(minutes=1),
+}
+
+
+def parse_duration(text: str) -> timedelta:
+    """restic-style durations: '2y5m7d3h' (m = month, M = minute)."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"invalid duration {text!r}: use e.g. 7d, 4w, 1y6m, 12h")
+    total = timedelta()
+    for number, unit in parts:
+        total += int(number) * _DURATION_UNITS[unit]
+    return total

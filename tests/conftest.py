@@ -1,0 +1,82 @@
+"""Shared fixtures: a fast KDF, a private cache, and the real `medark` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PASSWORD = "correct horse battery staple"
+MEDARK = shutil.which("medark", path=str(Path(sys.executable).parent)) or "medark"
+
+
+@pytest.fixture(autouse=True)
+def _fast_kdf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A cheap scrypt cost and an isolated cache for every test."""
+    monkeypatch.setenv("MEDARK_KDF_N", "1024")
+    monkeypatch.setenv("MEDARK_CACHE_DIR", str(tmp_path / "cache"))
+    for var in ("MEDARK_REPO", "MEDARK_PASSWORD", "MEDARK_PASSWORD_FILE",
+                "MEDARK_PASSWORD_COMMAND"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+@dataclass
+class Cli:
+    """Runs the installed `medark` command as a subprocess against one repository."""
+
+    repo: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str | Path, check: bool = True, password: str | None = PASSWORD,
+                 timeout: float = 300, input: bytes | None = None) -> Result:
+        env = dict(self.env)
+        if password is not None:
+            env["MEDARK_PASSWORD"] = password
+        proc = subprocess.run(
+            [MEDARK, *map(str, args)], env=env, capture_output=True, timeout=timeout,
+            input=input, check=False,
+        )
+        result = Result(proc.returncode, proc.stdout.decode(errors="replace"),
+                        proc.stderr.decode(errors="replace"))
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"medark {' '.join(map(str, args))} exited {proc.returncode}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
+            )
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
+    env["MEDARK_REPO"] = str(tmp_path / "repo")
+    env["MEDARK_KDF_N"] = "1024"
+    env["MEDARK_CACHE_DIR"] = str(tmp_path / "cache")
+    yield Cli(tmp_path / "repo", env)
+
+
+@pytest.fixture
+def initialized(cli: Cli) -> Cli:
+    cli("init")
+    return cli

@@ -1,0 +1,58 @@
+"""Backend cases for the conformance suite. A new backend (S3, SFTP) is one more entry in
+CASES; a case whose service is not reachable should call pytest.skip() in its factory.
+
+A uniquely named module rather than conftest.py, so test modules can import these types
+whatever conftest.py files other test directories add."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from medark.storage.base import Backend
+from medark.storage.local import LocalBackend
+from medark.storage.mem import MemoryBackend
+from medark.storage.wrappers import RetryBackend
+from medark.util.files import temp_name
+
+
+@dataclass
+class BackendCase:
+    backend: Backend
+    leave_partial_write: Callable[[str, bytes], None]
+    """Leave behind what a crash in the middle of save(name, data) leaves on this backend."""
+
+
+def _local(tmp: pytest.TempPathFactory) -> BackendCase:
+    root = tmp.mktemp("local") / "repo"  # not created yet: create() must make it
+
+    def partial(name: str, data: bytes) -> None:
+        final = root / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp_name(final).write_bytes(data[: len(data) // 2])
+
+    return BackendCase(LocalBackend(root), partial)
+
+
+def _nothing(name: str, data: bytes) -> None:
+    """A crashed save leaves nothing behind on backends that write in one step."""
+
+
+def _mem(tmp: pytest.TempPathFactory) -> BackendCase:
+    return BackendCase(MemoryBackend(), _nothing)
+
+
+def _retry_mem(tmp: pytest.TempPathFactory) -> BackendCase:
+    # Wrappers must be transparent: a wrapped backend passes the same suite.
+    return BackendCase(RetryBackend(MemoryBackend(), sleep=lambda _s: None), _nothing)
+
+
+CASES: dict[str, Callable[[pytest.TempPathFactory], BackendCase]] = {
+    "local": _local,
+    "mem": _mem,
+    "retry+mem": _retry_mem,
+}
+
+MakeCase = Callable[[], BackendCase]
