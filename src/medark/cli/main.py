@@ -21,8 +21,26 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
+    """Raises UsageError instead of exiting, and lets options follow positionals
+    (`medark backup /a --tag x /b`, `medark ls latest -l /path`) as restic does."""
+
+    _mixing = False
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        has_positionals = any(not action.option_strings for action in self._actions)
+        passthrough = args is not None and "--" in args  # `-- CMD ARGS…` stays verbatim
+        if self._mixing or passthrough or not has_positionals or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._mixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._mixing = False
 
 
 def global_options() -> _Parser:

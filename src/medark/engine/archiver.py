@@ -17,7 +17,7 @@ from medark.repo.repository import SaveResult
 
 class BlobSaver(Protocol):
     def save_blob(
-        self, blob_type: BlobType, data: bytes, blob_id: bytes | None = None
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> SaveResult: ...
 
 
@@ -54,30 +54,37 @@ class ContentArchiver:
         self.small = chunker.params.min_size
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
         self._budget = ByteBudget(inflight)
+        self._streams = threading.Semaphore(1)
+        self.whole_file_limit = min(2 * chunker.params.max_size, inflight // 2)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _save(self, data: bytes) -> bytes:
+    def _save(self, data: bytes | memoryview) -> bytes:
         try:
             return self.repo.save_blob(BlobType.DATA, data).id
         finally:
             self._budget.release(len(data))
 
-    def store_chunks(self, chunks: Iterable[bytes]) -> StoredContent:
+    def store_chunks(self, chunks: Iterable[bytes | memoryview], reserved: bool = False
+                     ) -> StoredContent:
+        """Hand chunks to the workers in order; `reserved` means their bytes are already
+        counted in the budget (the caller acquired the whole file)."""
         futures: list[Future[bytes]] = []
         size = 0
         try:
             for chunk in chunks:
                 size += len(chunk)
-                self._budget.acquire(len(chunk))
+                if not reserved:
+                    self._budget.acquire(len(chunk))
                 futures.append(self._pool.submit(self._save, chunk))
         finally:
             ids = [f.result() for f in futures]
         return StoredContent(ids, size)
 
     def store_stream(self, stream: BinaryIO) -> StoredContent:
-        return self.store_chunks(self.chunker.chunks(stream))
+        with self._streams:
+            return self.store_chunks(self.chunker.chunks(stream))
 
     def store_small(self, data: bytes) -> StoredContent:
         """A file below the minimum chunk size is one chunk, stored in the caller's thread."""
@@ -86,16 +93,34 @@ class ContentArchiver:
         return StoredContent([self.repo.save_blob(BlobType.DATA, data).id], len(data))
 
     def store_file(self, fd: int, size_hint: int) -> StoredContent:
+        """Small files inline; files up to twice the maximum chunk read whole (their bytes
+        reserved in the budget first); larger ones streamed, one stream at a time, since
+        each stream holds a buffer of twice the maximum chunk size."""
         if size_hint < self.small:
-            parts = []
-            while True:
-                block = os.read(fd, 1 << 20)
-                if not block:
-                    break
-                parts.append(block)
-            data = b"".join(parts)
+            data = _read_all(fd)
             if len(data) < self.small:
                 return self.store_small(data)
             return self.store_chunks(self.chunker.cut(data))
+        if size_hint <= self.whole_file_limit:
+            self._budget.acquire(size_hint)
+            try:
+                data = _read_all(fd, size_hint)
+            except BaseException:
+                self._budget.release(size_hint)
+                raise
+            if len(data) != size_hint:  # the file changed size: account exactly
+                self._budget.release(size_hint)
+                return self.store_chunks(self.chunker.cut(data))
+            return self.store_chunks(self.chunker.cut(data), reserved=True)
         with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
             return self.store_stream(stream)
+
+
+def _read_all(fd: int, size_hint: int = 0) -> bytes:
+    parts = []
+    while True:
+        block = os.read(fd, max(size_hint, 1 << 20))
+        if not block:
+            break
+        parts.append(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)

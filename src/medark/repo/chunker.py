@@ -38,7 +38,8 @@ class Chunker:
         for chunk in self._fastcdc().cut_stream(stream):
             yield bytes(chunk.data)
 
-    def cut(self, data: bytes) -> Iterator[bytes]:
+    def cut(self, data: bytes) -> Iterator[memoryview]:
+        """Chunks of an in-memory buffer as views (no copies); they keep `data` alive."""
         view = memoryview(data)
         for chunk in self._fastcdc().cut_buf(view):
-            yield bytes(view[chunk.offset : chunk.offset + chunk.length])
+            yield view[chunk.offset : chunk.offset + chunk.length]

@@ -63,7 +63,7 @@ class Compressor:
             self._local.ctx = ctx
         return ctx
 
-    def compress(self, data: bytes) -> bytes | None:
+    def compress(self, data: bytes | memoryview) -> bytes | None:
         """Compressed bytes, or None when storing the data as is is better."""
         if self.spec.algorithm == "none" or len(data) < 64:
             return None

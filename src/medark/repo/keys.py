@@ -193,3 +193,15 @@ def verify_key_file(name: str, raw: bytes) -> None:
         base64.b64decode(str(doc["data"]), validate=True)
     except (ValueError, KeyError, TypeError) as exc:
         raise RepositoryCorrupt(f"key file {name} is damaged: {exc}") from None
+
+
+def key_info(name: str, raw: bytes) -> KeyInfo:
+    """The public fields of one key file (RepositoryCorrupt when it does not parse)."""
+    doc = _parse(raw, name)
+    return KeyInfo(
+        id=name.removeprefix(KEYS_PREFIX),
+        created=str(doc.get("created", "")),
+        username=str(doc.get("username", "")),
+        hostname=str(doc.get("hostname", "")),
+        suite=str(doc.get("suite", "")),
+    )

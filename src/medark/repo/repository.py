@@ -34,8 +34,9 @@ from medark.repo.pack import BlobType, PackBuilder, PackedBlob, pack_name
 from medark.storage.base import Backend
 from medark.util import clock
 
-INDEX_EVERY_SECONDS = 5.0
+INDEX_EVERY_SECONDS = 1.0
 INDEX_EVERY_PACKS = 64
+BULK_SYNC_FILES = 8
 
 
 @dataclass
@@ -187,12 +188,22 @@ class Repository:
         if known - names:
             self.cache.clear()  # an index file was replaced (prune): rebuild
             known = set()
-        for name in sorted(names - known):
+        new = sorted(names - known)
+        if len(new) > BULK_SYNC_FILES:
+            self.cache.bulk_load(self._read_index_files(new))
+            return
+        for name, packs in self._read_index_files(new):
+            self.cache.add_index_file(name, packs)
+
+    def _read_index_files(
+        self, names: list[str]
+    ) -> Iterator[tuple[str, Iterator[tuple[bytes, list[PackedBlob]]]]]:
+        for name in names:
             try:
                 plain = self.read_index_file(name)
             except ObjectNotFound:
-                continue
-            self.cache.add_index_file(name, index_file.iter_packs(plain))
+                continue  # removed by a concurrent prune; its successor is listed too
+            yield name, index_file.iter_packs(plain)
 
     def _write_index(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
         for start in range(0, len(packs), index_file.MAX_PACKS_PER_FILE):
@@ -209,7 +220,7 @@ class Repository:
         return blob_id in self._pending or self.cache.has(blob_id)
 
     def save_blob(
-        self, blob_type: BlobType, data: bytes, blob_id: bytes | None = None
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> SaveResult:
         """Store a blob unless the repository (or this session) already has it."""
         if blob_id is None:

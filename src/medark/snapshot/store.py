@@ -26,7 +26,7 @@ class SnapshotRepo(Protocol):
     def load_blob(self, blob_id: bytes) -> bytes: ...
 
     def save_blob(
-        self, blob_type: BlobType, data: bytes, blob_id: bytes | None = None
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> SaveResult: ...
 
 

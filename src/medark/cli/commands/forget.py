@@ -1,0 +1,221 @@
+"""`medark forget`: remove snapshots by policy (or by id); `--prune` then frees their data.
+
+Only snapshot files are removed here; the data they referenced stays until `prune`.
+Policy semantics are restic's (policy/retention.py), with buckets in UTC.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from medark.cli.command import Command
+from medark.cli.commands.prune import add_prune_options, print_report, run_prune
+from medark.cli.commands.prune import summary_document as prune_document
+from medark.cli.context import Context
+from medark.engine.prune_plan import PruneStats, parse_max_unused
+from medark.errors import UsageError
+from medark.policy.retention import (
+    UNLIMITED,
+    Decision,
+    GroupKey,
+    RetentionPolicy,
+    Span,
+    apply_policy,
+    group_snapshots,
+    parse_group_by,
+    parse_taglist,
+)
+from medark.repo.repository import Repository
+from medark.snapshot.model import Snapshot
+from medark.snapshot.store import (
+    SNAPSHOTS_PREFIX,
+    all_snapshots,
+    filter_snapshots,
+    find_snapshot,
+)
+from medark.util import clock
+
+_COUNTS = (("last", "l"), ("hourly", "H"), ("daily", "d"), ("weekly", "w"), ("monthly", "m"),
+           ("yearly", "y"))
+_WITHINS = ("within", "within-hourly", "within-daily", "within-weekly", "within-monthly",
+            "within-yearly")
+
+
+def _count(text: str) -> int:
+    if text == "unlimited":
+        return UNLIMITED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or 'unlimited')") from None
+    if value < UNLIMITED:
+        raise argparse.ArgumentTypeError("negative values other than -1 are not allowed")
+    return value
+
+
+def _span(text: str) -> Span:
+    try:
+        return Span.parse(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
+                   help="remove exactly these snapshots (ids, id prefixes or 'latest')")
+    keep = p.add_argument_group("policy (a snapshot is kept if any rule keeps it)")
+    for name, short in _COUNTS:
+        what = "snapshots" if name == "last" else f"{name} snapshots"
+        keep.add_argument(f"--keep-{name}", f"-{short}", type=_count, default=0, metavar="N",
+                          help=f"keep the last N {what} (-1 or 'unlimited': all)")
+    for name in _WITHINS:
+        what = "" if name == "within" else name.removeprefix("within-") + " "
+        keep.add_argument(f"--keep-{name}", type=_span, default=None, metavar="DURATION",
+                          help=f"keep {what}snapshots newer than DURATION (e.g. 1y5m7d2h) "
+                               "before the newest snapshot")
+    keep.add_argument("--keep-tag", action="append", default=[], metavar="TAG[,TAG]",
+                      help="keep snapshots that have all these tags (repeatable)")
+    pick = p.add_argument_group("which snapshots")
+    pick.add_argument("--host", action="append", default=[],
+                      help="only snapshots of this host (repeatable)")
+    pick.add_argument("--tag", action="append", default=[], metavar="TAG[,TAG]",
+                      help="only snapshots with these tags (repeatable)")
+    pick.add_argument("--path", action="append", default=[],
+                      help="only snapshots that include this path (repeatable)")
+    pick.add_argument("-g", "--group-by", default="host,paths",
+                      help="apply the policy per group of host, paths and/or tags "
+                           "(default host,paths; '' for one group)")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="only show what would be removed")
+    p.add_argument("--prune", action="store_true",
+                   help="run `prune` afterwards when snapshots were removed")
+    add_prune_options(p)
+
+
+def _policy(args: argparse.Namespace) -> RetentionPolicy:
+    spans = {name.replace("-", "_"): getattr(args, "keep_" + name.replace("-", "_"))
+             for name in _WITHINS}
+    return RetentionPolicy(
+        **{name: getattr(args, f"keep_{name}") for name, _short in _COUNTS},
+        **spans,
+        keep_tags=tuple(parse_taglist(t) for t in args.keep_tag),
+    )
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    policy = _policy(args)
+    group_by = parse_group_by(args.group_by)
+    max_unused = parse_max_unused(args.max_unused)
+    groups: list[dict[str, Any]] = []
+    removed: list[Snapshot] = []
+    prune_stats: PruneStats | None = None
+    with ctx.repository(lock="exclusive", command="forget") as repo:
+        if args.snapshots:
+            removed = _explicit(repo, args)
+            groups.append(_group_doc(GroupKey(None, None, None), [], [
+                Decision(s, ("given on the command line",)) for s in removed]))
+            _print_table(ctx, f"remove {len(removed)} snapshots:", [
+                Decision(s, ()) for s in removed], with_reasons=False)
+        elif policy.empty():
+            ctx.out.text("no policy was specified, no snapshots will be removed")
+        else:
+            ctx.out.text(f"applying policy: {policy.describe()}")
+            snaps = filter_snapshots(all_snapshots(repo), hosts=args.host, paths=args.path,
+                                     tags=args.tag)
+            now = clock.now()
+            for key, members in group_snapshots(snaps, group_by):
+                result = apply_policy(members, policy, now)
+                groups.append(_group_doc(key, result.keep, result.remove))
+                _print_group(ctx, key, result.keep, result.remove)
+                removed.extend(result.removed_snapshots)
+        if removed and not args.dry_run:
+            for snap in removed:
+                repo.backend.remove(SNAPSHOTS_PREFIX + snap.id)
+        if removed:
+            verb = "would remove" if args.dry_run else "removed"
+            ctx.out.text(f"{verb} {len(removed)} snapshot{'' if len(removed) == 1 else 's'}")
+        if ctx.out.as_json:
+            ctx.out.json(groups)
+        if removed and args.prune:
+            ctx.out.text("")
+            ctx.out.text("dry run of prune:" if args.dry_run else "running prune:")
+            prune_stats = run_prune(ctx, repo, max_unused, args.dry_run)
+    if prune_stats is not None:
+        if ctx.out.as_json:
+            ctx.out.json(prune_document(prune_stats))
+        else:
+            print_report(ctx, prune_stats)
+    return 0
+
+
+def _explicit(repo: Repository, args: argparse.Namespace) -> list[Snapshot]:
+    chosen: dict[str, Snapshot] = {}
+    for ref in args.snapshots:
+        snap = find_snapshot(repo, ref, hosts=args.host or None, paths=args.path or None,
+                             tags=args.tag or None)
+        chosen[snap.id] = snap
+    return sorted(chosen.values(), key=lambda s: (s.time, s.id), reverse=True)
+
+
+def _group_doc(key: GroupKey, keep: list[Decision], remove: list[Decision]) -> dict[str, Any]:
+    """restic's `forget --json` group, plus `remove_reasons` (why no rule kept each)."""
+    return {
+        "tags": list(key.tags) if key.tags is not None else None,
+        "host": key.host or "",
+        "paths": list(key.paths) if key.paths is not None else None,
+        "keep": [d.snapshot.public() for d in keep],
+        "remove": [d.snapshot.public() for d in remove],
+        "reasons": [d.public() for d in keep],
+        "remove_reasons": [{"id": d.snapshot.id, "reasons": list(d.reasons)} for d in remove],
+    }
+
+
+def _print_group(ctx: Context, key: GroupKey, keep: list[Decision],
+                 remove: list[Decision]) -> None:
+    header = key.describe()
+    if header:
+        ctx.out.text(f"snapshots for ({header}):")
+    if keep:
+        _print_table(ctx, f"keep {len(keep)} snapshots:", keep, with_reasons=True)
+    if remove:
+        _print_table(ctx, f"remove {len(remove)} snapshots:", remove,
+                     with_reasons=ctx.out.verbose > 0)
+
+
+def _print_table(ctx: Context, title: str, rows: list[Decision], with_reasons: bool) -> None:
+    """restic's layout: one row per snapshot, tags, reasons and paths one per line."""
+    if not rows:
+        return
+    headers = ["ID", "Time (UTC)", "Host", "Tags", *(["Reasons"] if with_reasons else []),
+               "Paths"]
+    cells: list[list[list[str]]] = []
+    for d in rows:
+        s = d.snapshot
+        time_text = clock.format_time(s.time).replace("T", " ").removesuffix("Z")[:19]
+        row = [[s.short_id], [time_text], [s.hostname], list(s.tags) or [""]]
+        if with_reasons:
+            row.append(list(d.reasons) or [""])
+        row.append(list(s.paths) or [""])
+        cells.append(row)
+    widths = [max(len(h), *(len(line) for row in cells for line in row[i]))
+              for i, h in enumerate(headers)]
+
+    def fmt(values: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    rule = "-" * len(fmt(["-" * w for w in widths]))
+    ctx.out.text(title)
+    ctx.out.text(fmt(headers))
+    ctx.out.text(rule)
+    for row in cells:
+        for i in range(max(len(c) for c in row)):
+            ctx.out.text(fmt([c[i] if i < len(c) else "" for c in row]))
+    ctx.out.text(rule)
+    ctx.out.text(f"{len(rows)} snapshot{'' if len(rows) == 1 else 's'}")
+    ctx.out.text("")
+
+
+COMMAND = Command("forget", "remove snapshots by policy or id (data stays until prune)",
+                  add_arguments, run)

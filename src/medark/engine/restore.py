@@ -1,0 +1,305 @@
+"""`restore`: put a snapshot (or the selected part of it) back below a target directory.
+
+Full paths are kept below the target (restic's convention: a snapshot of /data/pacs
+restored to /r gives /r/data/pacs/...). Phases, per batch of files so that memory stays
+bounded on trees of millions of files: walk and select -> create directories, symlinks,
+fifos and devices -> contents (restore_data: by pack, in a thread pool, temp names
+renamed into place) -> hard links -> optional verification. At the very end the
+directories get their metadata, deepest first, so their mtimes are not disturbed by the
+entries created in them.
+
+A full restore target aborts with NoSpace (nothing is left under a real name that is not
+complete); any other problem with one entry is reported, the rest is restored, and the
+summary says what failed. The repository is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from medark.engine.restore_data import DataRestorer, FileJob, RestoreRepo, State
+from medark.engine.restore_meta import (
+    apply_path,
+    make_dir,
+    make_special,
+    no_space,
+    running_as_root,
+)
+from medark.engine.restore_select import PathFilter, Selected, select
+from medark.errors import IntegrityError, MedarkError, RepositoryCorrupt, UsageError
+from medark.snapshot.model import Node, Snapshot
+from medark.util import clock
+from medark.util.progress import Progress
+from medark.util.sizes import MiB
+
+BATCH_FILES = 20_000
+"""Files planned and restored together; bounds the memory of the plan."""
+SPECIAL_TYPES = ("symlink", "fifo", "dev", "chardev", "socket")
+
+
+@dataclass
+class RestoreOptions:
+    target: str
+    includes: list[str] = field(default_factory=list)
+    excludes: list[str] = field(default_factory=list)
+    verify: bool = False
+    workers: int = 0
+    """Threads decoding and writing; 0 = max(2, number of CPUs)."""
+    inflight: int = 128 * MiB
+    batch_files: int = BATCH_FILES
+
+
+@dataclass
+class RestoreSummary:
+    snapshot_id: str
+    target: str
+    total_files: int = 0
+    """Every selected entry: files, directories, symlinks and other special files."""
+    files_restored: int = 0
+    files_skipped: int = 0
+    """Entries that cannot be made here (devices without root, sockets)."""
+    total_bytes: int = 0
+    bytes_restored: int = 0
+    seconds_elapsed: float = 0.0
+    files_verified: int = 0
+    errors: list[str] = field(default_factory=list)
+    verify_failures: list[str] = field(default_factory=list)
+    damaged: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """restic's restore summary field names, plus what medark adds."""
+        return {
+            "message_type": "summary",
+            "seconds_elapsed": round(self.seconds_elapsed, 3),
+            "total_files": self.total_files,
+            "files_restored": self.files_restored,
+            "files_skipped": self.files_skipped,
+            "total_bytes": self.total_bytes,
+            "bytes_restored": self.bytes_restored,
+            "bytes_skipped": 0,
+            "snapshot_id": self.snapshot_id,
+            "target": self.target,
+            "files_verified": self.files_verified,
+            "verify_failures": self.verify_failures,
+            "errors": self.errors,
+        }
+
+    def raise_for_problems(self) -> None:
+        """After the summary is shown: a failed verification or unrestored entries."""
+        if self.verify_failures:
+            names = "; ".join(self.verify_failures)
+            raise IntegrityError(
+                f"verification failed for {len(self.verify_failures)} restored file(s): {names}"
+            )
+        if self.errors:
+            cls = RepositoryCorrupt if self.damaged else MedarkError
+            raise cls(f"restore incomplete: {len(self.errors)} error(s), each named above")
+
+
+def prepare_target(target: str) -> str:
+    """The absolute target directory, created if missing; a file there is an error."""
+    path = os.path.abspath(target)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            fatal = no_space(exc, path)
+            if fatal is not None:
+                raise fatal from exc
+            raise UsageError(f"cannot create restore target {path}: {exc.strerror}") from None
+        return path
+    except NotADirectoryError:
+        raise UsageError(f"restore target {path}: a parent is not a directory") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"restore target {path} exists and is not a directory")
+    return path
+
+
+class Restorer:
+    """One restore of one snapshot."""
+
+    def __init__(self, repo: RestoreRepo, snapshot: Snapshot, options: RestoreOptions,
+                 progress: Progress) -> None:
+        self.repo = repo
+        self.snapshot = snapshot
+        self.options = options
+        self.progress = progress
+        self.filter = PathFilter(options.includes, options.excludes)
+        self.as_root = running_as_root()
+        self.target = os.path.abspath(options.target)
+        self.summary = RestoreSummary(snapshot.id, self.target)
+        self._token = secrets.token_hex(4)
+        self._serial = 0
+        self._batch: list[FileJob] = []
+        self._dirs: list[tuple[int, str, Node]] = []
+        self._primaries: dict[tuple[int, int], FileJob] = {}
+        self._links: list[tuple[FileJob, FileJob]] = []
+
+    def run(self) -> RestoreSummary:
+        started = clock.monotonic()
+        self.target = prepare_target(self.options.target)
+        self.summary.target = self.target
+        self._set_totals()
+        workers = self.options.workers or max(2, os.cpu_count() or 2)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
+        self.data = DataRestorer(self.repo, pool, self.target, self.progress, self.as_root,
+                                 self.options.inflight, self._error)
+        try:
+            bad_names: list[str] = []
+            for entry in select(self.repo, self.snapshot.tree, self.filter, bad_names):
+                self._place(entry)
+                if len(self._batch) >= self.options.batch_files:
+                    self._flush()
+            self._flush()
+            for name in bad_names:
+                self._error(f"{name}: unsafe name in the snapshot, not restored", True)
+            self._finish_dirs()
+        finally:
+            pool.shutdown(wait=True)
+        self.summary.files_restored += self.data.files_restored
+        self.summary.bytes_restored += self.data.bytes_restored
+        self.summary.seconds_elapsed = clock.monotonic() - started
+        return self.summary
+
+    def _set_totals(self) -> None:
+        """Totals for the progress bar from the snapshot's own summary, when it has them."""
+        info = self.snapshot.summary
+        if self.filter.selective or "total_bytes_processed" not in info:
+            self.progress.set_total(None, None)
+            return
+        files = info.get("total_files_processed")
+        self.progress.set_total(int(files) if files is not None else None,
+                                int(info["total_bytes_processed"]))
+
+    # ---- placing entries -----------------------------------------------------------
+
+    def _final(self, entry: Selected) -> str:
+        return os.path.join(self.target, entry.path.lstrip("/"))
+
+    def _tmp(self, final: str) -> str:
+        self._serial += 1
+        return os.path.join(os.path.dirname(final), f".medark-{self._token}-{self._serial}")
+
+    def _place(self, entry: Selected) -> None:
+        node = entry.node
+        final = self._final(entry)
+        self.summary.total_files += 1
+        if node.type == "dir":
+            try:
+                make_dir(final)
+            except OSError as exc:
+                self._os_error(exc, final)
+                return
+            self._dirs.append((entry.depth, final, node))
+            self.summary.files_restored += 1
+        elif node.type == "file":
+            self.summary.total_bytes += node.size
+            job = FileJob(final, self._tmp(final), node)
+            if node.links > 1 and node.inode:
+                key = (node.device_id, node.inode)
+                primary = self._primaries.get(key)
+                if primary is not None:
+                    self._links.append((job, primary))
+                    return
+                self._primaries[key] = job
+            self._batch.append(job)
+        elif node.type in SPECIAL_TYPES:
+            self._place_special(final, node)
+        else:
+            self._error(f"{final}: unknown node type {node.type!r}, not restored", True)
+
+    def _place_special(self, final: str, node: Node) -> None:
+        tmp = self._tmp(final)
+        try:
+            if not make_special(tmp, node, self.as_root):
+                self.summary.files_skipped += 1
+                if node.type != "socket":
+                    self.progress.warn(f"{final}: {node.type} not restored (needs root)")
+                return
+            os.rename(tmp, final)
+            apply_path(final, node, self.as_root)
+        except OSError as exc:
+            _remove_quietly(tmp)
+            self._os_error(exc, final)
+            return
+        self.summary.files_restored += 1
+        self.progress.advance(files=1)
+
+    # ---- per batch -----------------------------------------------------------------
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        plan = self.data.run(batch)
+        batch.extend(self._make_links())
+        if self.options.verify:
+            failures = self.data.verify(batch, plan)
+            done = sum(1 for j in batch if j.state is State.DONE)
+            self.summary.files_verified += done - len(failures)
+            for failure in failures:
+                self.progress.warn(f"verify: {failure}")
+            self.summary.verify_failures.extend(failures)
+
+    def _make_links(self) -> list[FileJob]:
+        """Hard links to files restored in this or an earlier batch."""
+        links, self._links = self._links, []
+        for job, primary in links:
+            if primary.state is not State.DONE:
+                job.state = State.FAILED
+                self._error(f"{job.final}: not restored, its hard link {primary.final} failed")
+                continue
+            try:
+                os.link(primary.final, job.tmp)
+                os.rename(job.tmp, job.final)
+            except OSError as exc:
+                job.state = State.FAILED
+                _remove_quietly(job.tmp)
+                self._os_error(exc, job.final)
+                continue
+            job.state = State.DONE
+            self.summary.files_restored += 1
+            self.summary.bytes_restored += primary.size
+            self.progress.advance(files=1, nbytes=primary.size)
+        return [job for job, _primary in links]
+
+    def _finish_dirs(self) -> None:
+        """Directory metadata last, deepest first: later entries would change their mtime
+        and a read-only parent would stop us from finishing its children."""
+        self._dirs.sort(key=lambda d: -d[0])
+        for _depth, path, node in self._dirs:
+            try:
+                apply_path(path, node, self.as_root)
+            except OSError as exc:
+                self._os_error(exc, path)
+        self._dirs = []
+
+    # ---- errors --------------------------------------------------------------------
+
+    def _os_error(self, exc: OSError, path: str) -> None:
+        fatal = no_space(exc, self.target)
+        if fatal is not None:
+            raise fatal from exc
+        self._error(f"{path}: {exc.strerror or exc}")
+
+    def _error(self, message: str, damaged: bool = False) -> None:
+        self.summary.errors.append(message)
+        self.progress.warn(message)
+        if damaged:
+            self.summary.damaged = True
+
+
+def restore(repo: RestoreRepo, snapshot: Snapshot, options: RestoreOptions,
+            progress: Progress) -> RestoreSummary:
+    return Restorer(repo, snapshot, options, progress).run()
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

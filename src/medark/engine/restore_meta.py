@@ -1,0 +1,81 @@
+"""Putting nodes back on disk: metadata (owner, mode, mtime) and the non-regular types.
+
+Ownership is restored only when running as root (uid/gid from the node, as restic does);
+chown comes before chmod because chown clears set-uid/set-gid bits. Every entry is made
+under a temporary name and renamed into place, so an existing entry is replaced whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from medark.errors import NoSpace
+from medark.snapshot.model import Node
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def no_space(exc: OSError, target: str) -> NoSpace | None:
+    """The error to abort with when `exc` says the restore target is full."""
+    if exc.errno in NO_SPACE_ERRNOS:
+        return NoSpace(f"restore target {target}: no space left on device")
+    return None
+
+
+def _times(node: Node) -> tuple[int, int]:
+    # Nodes keep no atime; restic's default restore sets atime = mtime as well.
+    return node.mtime_ns, node.mtime_ns
+
+
+def apply_fd(fd: int, node: Node, as_root: bool) -> None:
+    """Owner, mode and mtime of a regular file still open under its temporary name."""
+    if as_root:
+        os.fchown(fd, node.uid, node.gid)
+    os.fchmod(fd, stat.S_IMODE(node.mode))
+    os.utime(fd, ns=_times(node))
+
+
+def apply_path(path: str, node: Node, as_root: bool) -> None:
+    """Owner, mode and mtime of a directory, symlink, fifo or device."""
+    if as_root:
+        os.lchown(path, node.uid, node.gid)
+    if node.type != "symlink":  # Linux has no lchmod; a symlink's mode is meaningless
+        os.chmod(path, stat.S_IMODE(node.mode))
+    os.utime(path, ns=_times(node), follow_symlinks=False)
+
+
+def make_dir(path: str) -> None:
+    """Create a directory (owner-only until its metadata is set at the end); an entry of
+    another type in the way (a file, a symlink) is replaced, an existing directory kept."""
+    try:
+        os.mkdir(path, 0o700)
+        return
+    except FileExistsError:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            return
+    os.unlink(path)
+    os.mkdir(path, 0o700)
+
+
+def make_special(tmp: str, node: Node, as_root: bool) -> bool:
+    """Create a symlink, fifo or device at `tmp`; False when it cannot be made here
+    (a device without root, a socket)."""
+    if node.type == "symlink":
+        os.symlink(node.linktarget, tmp)
+    elif node.type == "fifo":
+        os.mkfifo(tmp, 0o600)
+    elif node.type in ("dev", "chardev"):
+        if not as_root:
+            return False
+        kind = stat.S_IFBLK if node.type == "dev" else stat.S_IFCHR
+        os.mknod(tmp, kind | 0o600, node.rdev)
+    else:
+        return False
+    return True

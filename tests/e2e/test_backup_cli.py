@@ -1,0 +1,215 @@
+"""End-to-end tests of `medark backup` through the real command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import MEDARK, PASSWORD, Cli
+
+
+def write_random(path: Path, size: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import random
+
+    rng = random.Random(seed)
+    path.write_bytes(rng.randbytes(size))
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    write_random(root / "pacs" / "a.dcm", 300_000, 1)
+    write_random(root / "pacs" / "b.dcm", 2_500_000, 2)
+    (root / "db").mkdir()
+    (root / "db" / "dump.sql").write_text("INSERT INTO t VALUES (1);\n" * 20000)
+    (root / "empty").mkdir()
+    return root
+
+
+def test_backup_reports_restic_summary_fields(initialized: Cli, data: Path) -> None:
+    summary = initialized("backup", data, "--json", "--tag", "nightly").json()
+    for field in ("files_new", "files_changed", "files_unmodified", "data_added",
+                  "total_bytes_processed", "snapshot_id", "total_duration"):
+        assert field in summary
+    assert summary["files_new"] == 3
+    assert summary["total_bytes_processed"] == sum(
+        p.stat().st_size for p in data.rglob("*") if p.is_file())
+    snaps = initialized("snapshots", "--json").json()
+    assert [s["id"] for s in snaps] == [summary["snapshot_id"]]
+    assert snaps[0]["tags"] == ["nightly"]
+    assert snaps[0]["paths"] == [str(data)]
+
+
+def test_second_copy_of_the_same_data_adds_almost_nothing(
+    initialized: Cli, data: Path, tmp_path: Path
+) -> None:
+    first = initialized("backup", data, "--json").json()
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    second = initialized("backup", copy, "--json").json()
+    assert second["files_new"] == 3
+    assert second["data_added"] < 10_000  # only the new directory objects
+    assert first["data_added"] > 2_000_000
+
+
+def test_incremental_backup_reads_only_changed_files(initialized: Cli, data: Path) -> None:
+    initialized("backup", data)
+    target = data / "pacs" / "a.dcm"
+    write_random(target, 300_000, 99)
+    second = initialized("backup", data, "--json").json()
+    assert second["files_changed"] == 1
+    assert second["files_unmodified"] == 2
+    assert second["bytes_read"] == 300_000
+    third = initialized("backup", data, "--json").json()
+    assert third["bytes_read"] == 0
+    assert third["files_unmodified"] == 3
+
+
+def test_exclude_patterns(initialized: Cli, data: Path, tmp_path: Path) -> None:
+    exclude_file = tmp_path / "excludes"
+    exclude_file.write_text("# comment\n*.sql\n")
+    summary = initialized("backup", data, "--exclude", "b.dcm", "--exclude-file",
+                          exclude_file, "--json").json()
+    assert summary["files_new"] == 1
+
+
+def test_missing_path_is_one_clear_line(initialized: Cli, tmp_path: Path) -> None:
+    result = initialized("backup", tmp_path / "nope", check=False)
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wrong_password_exits_12(initialized: Cli, data: Path) -> None:
+    result = initialized("backup", data, password="not it", check=False)
+    assert result.returncode == 12
+    assert "wrong password" in result.stderr
+
+
+def test_missing_repository_exits_10(cli: Cli, data: Path) -> None:
+    result = cli("backup", data, check=False)
+    assert result.returncode == 10
+    assert "does not exist" in result.stderr
+
+
+def test_foreign_directory_exits_10(cli: Cli, data: Path) -> None:
+    result = cli("backup", data, "--repo", data / "pacs", check=False)
+    assert result.returncode == 10
+    assert "not a Medark repository" in result.stderr
+
+
+def test_stdin_from_command_stores_output(initialized: Cli) -> None:
+    summary = initialized("backup", "--stdin-filename", "his.sql", "--json",
+                          "--stdin-from-command", "--", "sh", "-c",
+                          "for i in $(seq 1 5000); do echo row $i; done").json()
+    assert summary["total_bytes_processed"] == sum(len(f"row {i}\n") for i in range(1, 5001))
+    snaps = initialized("snapshots", "--json").json()
+    assert snaps[0]["paths"] == ["/his.sql"]
+
+
+def test_stdin_from_command_failure_writes_no_snapshot(initialized: Cli) -> None:
+    result = initialized("backup", "--stdin-from-command", "--", "sh", "-c",
+                         "echo partial; exit 3", check=False)
+    assert result.returncode == 1
+    assert "exited with status 3" in result.stderr
+    assert initialized("snapshots", "--json").json() == []
+
+
+SYSTEM_PYTHON = "/usr/bin/python3.11"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runuser") or not os.path.exists(SYSTEM_PYTHON),
+    reason="needs root and a system Python 3.11 to run medark as an unprivileged user",
+)
+def test_unreadable_file_gives_exit_3_and_names_it(cli: Cli) -> None:
+    """Root reads every file, so the backup runs as `nobody` with the same code."""
+    site_dir = sysconfig.get_paths()["purelib"]
+    tmp_path = Path(tempfile.mkdtemp(prefix="medark-nobody-"))
+    tmp_path.chmod(0o755)
+    try:
+        _run_as_nobody(tmp_path, cli, site_dir)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _run_as_nobody(tmp_path: Path, cli: Cli, site_dir: str) -> None:
+    data = tmp_path / "shared"
+    data.mkdir()
+    data.chmod(0o777)
+    (data / "ok.txt").write_text("readable")
+    secret = data / "secret.txt"
+    secret.write_text("no access")
+    secret.chmod(0o000)
+    repo = tmp_path / "userrepo"
+    repo.mkdir()
+    repo.chmod(0o777)
+    env = dict(cli.env, MEDARK_REPO=str(repo / "r"), MEDARK_PASSWORD=PASSWORD,
+               MEDARK_CACHE_DIR=str(repo / "cache"), HOME=str(repo))
+    code = ("import site, sys; site.addsitedir(sys.argv.pop(1)); "
+            "from medark.cli.main import entry; entry()")
+    run = ["runuser", "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, site_dir]
+    init = subprocess.run([*run, "init"], env=env, capture_output=True, text=True, check=False)
+    if init.returncode != 0 and ("Permission denied" in init.stderr
+                                 or "ModuleNotFoundError" in init.stderr):
+        pytest.skip(f"the medark installation is not usable by nobody: {init.stderr[-200:]}")
+    assert init.returncode == 0, init.stderr
+    result = subprocess.run([*run, "backup", str(data), "--json"], env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 3, result.stderr
+    assert str(secret) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert '"files_new": 1' in result.stdout
+
+
+def test_two_concurrent_backups_both_land(initialized: Cli, tmp_path: Path) -> None:
+    sources = []
+    for i in range(2):
+        src = tmp_path / f"host{i}"
+        for j in range(4):
+            write_random(src / f"f{j}.bin", 1_500_000, seed=10 * i + j)
+        sources.append(src)
+    env = dict(initialized.env, MEDARK_PASSWORD=PASSWORD)
+    procs = [subprocess.Popen([MEDARK, "backup", str(s), "--host", f"h{i}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i, s in enumerate(sources)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    snaps = initialized("snapshots", "--json").json()
+    assert sorted(s["hostname"] for s in snaps) == ["h0", "h1"]
+
+
+def test_kill_9_during_backup_then_next_backup_succeeds_and_reuses(
+    initialized: Cli, tmp_path: Path
+) -> None:
+    src = tmp_path / "big"
+    for j in range(20):
+        write_random(src / f"f{j:02d}.bin", 8_000_000, seed=j)
+    env = dict(initialized.env, MEDARK_PASSWORD=PASSWORD)
+    proc = subprocess.Popen([MEDARK, "backup", str(src), "--workers", "1"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    index_dir = initialized.repo / "index"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if index_dir.is_dir() and any(index_dir.iterdir()):
+            break
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert initialized("snapshots", "--json").json() == [] or not killed
+    summary = initialized("backup", str(src), "--json").json()
+    if killed:
+        assert summary["data_added"] < 20 * 8_000_000
+    assert len(initialized("snapshots", "--json").json()) >= 1

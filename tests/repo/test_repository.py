@@ -1,0 +1,147 @@
+"""The Repository over a real local directory: blobs, dedup, index, reopen, config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medark.errors import (
+    IntegrityError,
+    RepositoryCorrupt,
+    RepositoryNotFound,
+    UsageError,
+    WrongPassword,
+)
+from medark.repo import index_file
+from medark.repo.compression import CompressionSpec
+from medark.repo.pack import BlobType
+from medark.repo.repository import Repository
+from medark.storage.local import LocalBackend
+
+PW = b"pw"
+
+
+def make(tmp_path: Path, suite: str = "aes-256-gcm", level: int = 3) -> Repository:
+    return Repository.init(LocalBackend(tmp_path / "repo"), PW, suite,
+                           CompressionSpec("zstd", level), tmp_path / "cache")
+
+
+def reopen(tmp_path: Path, password: bytes = PW) -> Repository:
+    return Repository.open(LocalBackend(tmp_path / "repo"), password, tmp_path / "cache2")
+
+
+@pytest.mark.parametrize("suite", ["aes-256-gcm", "chacha20-poly1305", "sm4-gcm"])
+def test_blobs_round_trip_after_reopen(tmp_path: Path, suite: str) -> None:
+    repo = make(tmp_path, suite)
+    compressible = b"INSERT INTO t VALUES (1);\n" * 40_000
+    random_data = os.urandom(300_000)
+    ids = [repo.save_blob(BlobType.DATA, d).id for d in (compressible, random_data)]
+    repo.flush()
+    repo.close()
+    again = reopen(tmp_path)
+    assert again.config.suite == suite
+    assert again.load_blob(ids[0]) == compressible
+    assert again.load_blob(ids[1]) == random_data
+    _pack, compressed = again.locate(ids[0])
+    _pack, stored_raw = again.locate(ids[1])
+    assert compressed.raw_length == len(compressible) and compressed.length < 100_000
+    assert stored_raw.raw_length == 0  # incompressible data is stored as is
+    again.close()
+
+
+def test_duplicate_blob_is_stored_once(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    first = repo.save_blob(BlobType.DATA, b"x" * 5000)
+    second = repo.save_blob(BlobType.DATA, b"x" * 5000)
+    assert first.added and not second.added and first.id == second.id
+    repo.flush()
+    third = repo.save_blob(BlobType.DATA, b"x" * 5000)
+    assert not third.added
+    assert repo.stats.blobs_added == 1
+    repo.close()
+
+
+def test_blob_ids_are_keyed(tmp_path: Path) -> None:
+    a = make(tmp_path / "a")
+    b = make(tmp_path / "b")
+    assert a.crypto.blob_id(b"same") != b.crypto.blob_id(b"same")
+    a.close()
+    b.close()
+
+
+def test_wrong_password(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    with pytest.raises(WrongPassword):
+        reopen(tmp_path, b"nope")
+
+
+def test_missing_and_foreign_locations(tmp_path: Path) -> None:
+    with pytest.raises(RepositoryNotFound):
+        Repository.open(LocalBackend(tmp_path / "absent"), PW)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "file.txt").write_text("not a repository")
+    with pytest.raises(RepositoryNotFound, match="not a Medark repository"):
+        Repository.open(LocalBackend(tmp_path / "foreign"), PW)
+    with pytest.raises(UsageError, match="not empty"):
+        Repository.init(LocalBackend(tmp_path / "foreign"), PW, "aes-256-gcm",
+                        CompressionSpec("zstd", 3))
+
+
+def test_corrupted_config_is_reported(tmp_path: Path) -> None:
+    make(tmp_path).close()
+    config = tmp_path / "repo" / "config"
+    raw = bytearray(config.read_bytes())
+    raw[-5] ^= 0x01
+    config.write_bytes(bytes(raw))
+    with pytest.raises(RepositoryCorrupt, match="config"):
+        reopen(tmp_path)
+
+
+def test_tampered_blob_fails_verification(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    blob_id = repo.save_blob(BlobType.DATA, os.urandom(10_000)).id
+    repo.flush()
+    pack_id, entry = repo.locate(blob_id)
+    path = next((tmp_path / "repo" / "data").rglob(pack_id.hex()))
+    raw = bytearray(path.read_bytes())
+    raw[entry.offset + 100] ^= 0x40
+    path.chmod(0o600)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=pack_id.hex()[:16]):
+        repo.load_blob(blob_id)
+    repo.close()
+
+
+def test_index_written_during_backup_and_cache_rebuilds_after_prune(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    ids = [repo.save_blob(BlobType.DATA, os.urandom(2000)).id for _ in range(10)]
+    repo.flush()
+    names = repo.index_names()
+    assert names
+    # Replace every index file by one consolidated file (what prune does).
+    packs = [pack for name in names
+             for pack in index_file.iter_packs(repo.read_index_file(name))]
+    superseded = [bytes.fromhex(n.rsplit("/", 1)[-1]) for n in names]
+    repo.save_unpacked(index_file.INDEX_PREFIX, index_file.encode(packs, superseded))
+    for name in names:
+        repo.backend.remove(name)
+    repo.sync_index()
+    assert all(repo.load_blob(i) for i in ids)
+    assert repo.cache.counts()[1] == 10
+    repo.close()
+
+
+def test_bulk_sync_of_many_index_files(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    ids = []
+    for _ in range(12):  # more index files than the incremental path handles
+        ids.append(repo.save_blob(BlobType.DATA, os.urandom(1000)).id)
+        repo.flush()
+    repo.close()
+    assert len(list((tmp_path / "repo" / "index").iterdir())) == 12
+    again = reopen(tmp_path)
+    assert [again.load_blob(i) for i in ids]
+    assert again.cache.counts() == (12, 12)
+    again.close()
