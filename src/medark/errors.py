@@ -11,6 +11,8 @@ class MedarkError(Exception):
 
     exit_code = 1
     code = "error"
+    in_output = False
+    """True when the command already put the failure into its --json document."""
 
 
 class UsageError(MedarkError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -14,11 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import MEDARK, PASSWORD, Cli
 
+from medark.repo.repository import Repository
+from medark.storage.local import LocalBackend
+
 
 def write_random(path: Path, size: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    import random
-
     rng = random.Random(seed)
     path.write_bytes(rng.randbytes(size))
 
@@ -209,7 +211,42 @@ def test_kill_9_during_backup_then_next_backup_succeeds_and_reuses(
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert initialized("snapshots", "--json").json() == [] or not killed
+    initialized("check")  # an interrupted backup leaves a consistent repository
     summary = initialized("backup", str(src), "--json").json()
     if killed:
-        assert summary["data_added"] < 20 * 8_000_000
+        assert summary["data_added"] < 20 * 8_000_000  # reused what had been uploaded
     assert len(initialized("snapshots", "--json").json()) >= 1
+    initialized("prune")  # removes what the killed backup left unreferenced
+    initialized("check", "--read-data")
+
+
+def test_locked_repository_exits_11(initialized: Cli, data: Path) -> None:
+    """An exclusive lock held by a live process (this test) blocks a backup."""
+    repo = Repository.open(LocalBackend(initialized.repo), PASSWORD.encode())
+    held = repo.lock(True, "prune", lambda _: None)
+    try:
+        result = initialized("backup", data, check=False)
+    finally:
+        held.release()
+        repo.close()
+    assert result.returncode == 11
+    assert "locked" in result.stderr and "prune" in result.stderr
+    assert initialized("backup", data, check=False).returncode == 0
+
+
+@pytest.mark.parametrize("cipher", ["aes-256-gcm", "chacha20-poly1305", "sm4-gcm"])
+def test_every_cipher_suite_round_trips(cli: Cli, data: Path, tmp_path: Path,
+                                        cipher: str) -> None:
+    cli("init", "--cipher", cipher)
+    cli("backup", data)
+    cli("check", "--read-data")
+    target = tmp_path / "restored"
+    cli("restore", "latest", "--target", target)
+    restored = target / data.relative_to("/")
+    for path in data.rglob("*"):
+        twin = restored / path.relative_to(data)
+        assert twin.exists(), twin
+        if path.is_file():
+            assert twin.read_bytes() == path.read_bytes()
+    config = (cli.repo / "config").read_bytes()
+    assert b"INSERT INTO" not in config and cipher.encode() not in config

@@ -34,8 +34,9 @@ def flip_bit(path: Path, offset: int, bit: int = 3) -> None:
 def check_json(cli: Cli, *args: str) -> tuple[int, dict[str, Any]]:
     result = cli("check", "--json", *args, check=False)
     docs = result.json_lines()
-    summary = next(d for d in docs if d.get("message_type") == "summary")
-    return result.returncode, summary
+    assert len(docs) == 1, "check --json prints exactly one document"
+    assert docs[0]["message_type"] == "summary"
+    return result.returncode, docs[0]
 
 
 def tree_digest(root: Path) -> dict[str, str]:

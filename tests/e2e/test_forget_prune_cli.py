@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORD, Cli
 
+from medark.engine import prune as prune_module
 from medark.engine.prune import repack, write_index
 from medark.engine.prune_plan import plan_prune
 from medark.repo.repository import Repository
@@ -207,16 +208,37 @@ def test_prune_refuses_while_locked(two_backups: Cli, tmp_path: Path) -> None:
         repo.close()
 
 
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("where", ["after_index", "mid_index"])
 def test_interrupted_prune_leaves_a_repository_that_checks(
-    two_backups: Cli, tmp_path: Path
+    two_backups: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    """Stop prune after writing its new index (old index files still there), or after the
+    first of several new index files; `check --read-data` passes either way."""
     cli = two_backups
     cli("forget", "--keep-last", "1")
     repo = Repository.open(LocalBackend(cli.repo), PASSWORD.encode(), tmp_path / "c2")
+    if where == "mid_index":
+        monkeypatch.setattr(prune_module, "MAX_BLOBS_PER_INDEX_FILE", 1)
+        saved: list[str] = []
+        real_save = repo.save_unpacked
+
+        def save_then_crash(prefix: str, plaintext: bytes) -> str:
+            if saved:
+                raise Crash()
+            saved.append(real_save(prefix, plaintext))
+            return saved[-1]
+
+        monkeypatch.setattr(repo, "save_unpacked", save_then_crash)
     try:
         plan = plan_prune(repo, max_unused=0.0)
         try:
-            write_index(repo, plan, repack(repo, plan))  # then "crash": old index stays
+            write_index(repo, plan, repack(repo, plan))
+        except Crash:
+            pass
         finally:
             plan.close()
     finally:

@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 error; 2 usage; 3 snapshot written but some files unreadable
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -111,11 +112,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        # An operating-system failure no layer wrapped (a full disk, a vanished mount).
+        where = f" ({exc.filename})" if exc.filename else ""
+        _report(out, MedarkError(f"{exc.strerror or exc}{where}"), 1)
+        return 1
+    except Exception as exc:  # a bug: one line by default, the traceback on request
+        if os.environ.get("MEDARK_DEBUG"):
+            raise
+        _report(out, MedarkError(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set MEDARK_DEBUG=1 for a traceback, and please report it)"), 1)
+        return 1
 
 
 def _report(out: Printer, exc: MedarkError, code: int) -> None:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if out.as_json:
+    if out.as_json and not exc.in_output:
         out.json({"message_type": "error", "code": exc.code, "exit_code": code,
                   "message": message})
     out.warn(f"medark: {message}")

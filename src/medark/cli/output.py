@@ -72,6 +72,7 @@ class CliProgress:
         self._started = time.monotonic()
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._count_lock = threading.Lock()
         if console is not None:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -92,19 +93,38 @@ class CliProgress:
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, total=nbytes)
 
+    @property
+    def wants_total(self) -> bool:
+        """Whether anyone looks at the progress (worth a parallel scan for the ETA)."""
+        return self._bar is not None or self._log
+
     def advance(self, files: int = 0, nbytes: int = 0) -> None:
-        self.files += files
-        self.nbytes += nbytes
+        with self._count_lock:
+            self.files += files
+            self.nbytes += nbytes
         if self._bar is not None and self._task is not None:
             self._bar.update(self._task, advance=nbytes, files=self.files)
         elif self._log and time.monotonic() - self._last_log >= self.LOG_EVERY:
             self._last_log = time.monotonic()
-            elapsed = max(self._last_log - self._started, 1e-6)
-            total = f" of {format_bytes(self.total_bytes)}" if self.total_bytes else ""
-            self.printer.warn(
-                f"[{self.label}] {self.files} files, {format_bytes(self.nbytes)}{total}, "
-                f"{format_bytes(self.nbytes / elapsed)}/s"
-            )
+            self._log_line(self._last_log - self._started)
+
+    def _log_line(self, elapsed: float) -> None:
+        elapsed = max(elapsed, 1e-6)
+        if self.printer.as_json:  # restic's status lines, for tools that follow progress
+            doc: dict[str, Any] = {
+                "message_type": "status", "seconds_elapsed": round(elapsed),
+                "files_done": self.files, "bytes_done": self.nbytes,
+            }
+            if self.total_bytes:
+                doc.update(total_bytes=self.total_bytes, total_files=self.total_files,
+                           percent_done=min(1.0, self.nbytes / self.total_bytes))
+            self.printer.json(doc)
+            return
+        total = f" of {format_bytes(self.total_bytes)}" if self.total_bytes else ""
+        self.printer.warn(
+            f"[{self.label}] {self.files} files, {format_bytes(self.nbytes)}{total}, "
+            f"{format_bytes(self.nbytes / elapsed)}/s"
+        )
 
     def warn(self, text: str) -> None:
         if self._bar is not None:

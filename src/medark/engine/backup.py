@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import stat
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import BoundedSemaphore, Lock
@@ -123,11 +124,16 @@ class Backup:
             self.repo, host, paths, self.options.parent
         )
         old_root = load_tree(self.repo, parent.tree) if parent else None
+        done = threading.Event()
+        if self.progress.wants_total:
+            threading.Thread(target=self._estimate_totals, args=(paths, done), daemon=True,
+                             name="scan").start()
         try:
             root_nodes = self._archive_virtual("/", build_path_tree(paths), old_root)
             root_id = save_tree(self.repo, root_nodes)
             self.repo.flush()
         finally:
+            done.set()
             self._files.shutdown(wait=True)
             self.content.close()
         duration = clock.monotonic() - t0
@@ -140,6 +146,26 @@ class Backup:
         save_snapshot(self.repo, snapshot)
         summary = dict(snapshot.summary, snapshot_id=snapshot.id, total_duration=duration)
         return BackupResult(snapshot, summary, list(self.counters.errors))
+
+    def _estimate_totals(self, paths: list[str], done: threading.Event) -> None:
+        """Count files and bytes ahead of the backup so the progress bar has an ETA."""
+        files = nbytes = 0
+        stack = list(paths)
+        while stack and not done.is_set():
+            path = stack.pop()
+            try:
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode):
+                    with os.scandir(path) as entries:
+                        stack.extend(e.path for e in entries
+                                     if not self.options.excluder.excluded(e.path))
+                elif stat.S_ISREG(st.st_mode):
+                    files += 1
+                    nbytes += st.st_size
+            except OSError:
+                continue
+        if not done.is_set():
+            self.progress.set_total(files, nbytes)
 
     def _summary(self, started: Any, duration: float) -> dict[str, Any]:
         c, s = self.counters, self.repo.stats

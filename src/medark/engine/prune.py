@@ -122,8 +122,9 @@ def repack(repo: Repository, plan: PrunePlan, progress: Progress | None = None) 
             written.append(_upload(repo, builder, plan.stats))
     stats = plan.stats
     stats.blobs_repacked, stats.bytes_repacked = copied_blobs, copied_bytes
-    stats.blobs_removed = sum(p.blobs for p in plan.packs
-                              if p.action in (Action.REMOVE, Action.REPACK)) - copied_blobs
+    gone = [p for p in plan.packs if p.action in (Action.REMOVE, Action.REPACK)]
+    stats.blobs_removed = sum(p.blobs for p in gone) - copied_blobs  # duplicates included
+    stats.bytes_removed = sum(p.bytes for p in gone) - copied_bytes
     return written
 
 

@@ -102,11 +102,16 @@ class PruneStats:
     blobs_repacked: int = 0
     bytes_repacked: int = 0
     packs_removed: int = 0
+    """Packs without a used blob."""
     blobs_removed: int = 0
     bytes_removed: int = 0
+    """Unused blobs dropped, from removed and from repacked packs."""
     packs_unreferenced: int = 0
     bytes_unreferenced: int = 0
     packs_missing: int = 0
+    packs_deleted: int = 0
+    bytes_deleted: int = 0
+    """Pack files deleted: removed, repacked and unreferenced ones (file sizes)."""
     packs_written: int = 0
     bytes_written: int = 0
     bytes_unused_after: int = 0
@@ -115,7 +120,7 @@ class PruneStats:
 
     @property
     def bytes_freed(self) -> int:
-        return self.bytes_removed + self.bytes_unreferenced - self.bytes_written
+        return self.bytes_deleted - self.bytes_written
 
     def public(self) -> dict[str, object]:
         return {
@@ -132,6 +137,7 @@ class PruneStats:
                         "bytes": self.bytes_removed},
             "unreferenced": {"packs": self.packs_unreferenced, "bytes": self.bytes_unreferenced},
             "missing_packs": self.packs_missing,
+            "deleted": {"packs": self.packs_deleted, "bytes": self.bytes_deleted},
             "written": {"packs": self.packs_written, "bytes": self.bytes_written},
             "index_files": {"removed": self.index_files_removed,
                             "written": self.index_files_written},
@@ -149,9 +155,10 @@ class PrunePlan:
     unreferenced: dict[bytes, int]
     """Pack files in storage that no index names: id -> size."""
     old_index: list[str]
-    superseded_present: int
-    """Index files still present although a newer one names them superseded (an
-    interrupted prune); they force a rewrite of the index even when nothing else changes."""
+    index_leftovers: int
+    """Index files still present although a newer one names them superseded, plus packs
+    listed by more than one index file: what an interrupted prune leaves. They force a
+    rewrite of the index even when nothing else changes."""
     stats: PruneStats
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -161,7 +168,7 @@ class PrunePlan:
     @property
     def has_work(self) -> bool:
         changes = any(p.action is not Action.KEEP for p in self.packs)
-        return changes or bool(self.unreferenced) or self.superseded_present > 0
+        return changes or bool(self.unreferenced) or self.index_leftovers > 0
 
     def blobs_of(self, pack_id: bytes) -> list[PackedBlob]:
         rows = self.db.execute(
@@ -217,7 +224,7 @@ def plan_prune(
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         db.executescript(_SCHEMA)
-        old_index, superseded_present = _load_index(repo, db)
+        old_index, index_leftovers = _load_index(repo, db)
         _list_storage(repo, db)
         db.execute("CREATE INDEX blobs_by_id ON blobs (id)")
         snaps = all_snapshots(repo) if snapshots is None else snapshots
@@ -227,7 +234,7 @@ def plan_prune(
         unreferenced = dict(
             db.execute("SELECT pack, size FROM stored WHERE pack NOT IN (SELECT pack FROM packs)")
         )
-        plan = PrunePlan(db, packs, unreferenced, old_index, superseded_present,
+        plan = PrunePlan(db, packs, unreferenced, old_index, index_leftovers,
                          PruneStats(snapshots=len(snaps)), tmp)
         _decide(plan, max_unused)
         _count(plan, repo.config.pack_size)
@@ -239,8 +246,11 @@ def plan_prune(
 
 
 def _load_index(repo: Repository, db: sqlite3.Connection) -> tuple[list[str], int]:
+    """Every index entry into the working database; returns the index file names and the
+    number of leftovers of an interrupted prune (see PrunePlan.index_leftovers)."""
     names = sorted(repo.index_names())
     superseded: set[str] = set()
+    listed_twice = 0
     db.execute("BEGIN")
     for name in names:
         try:
@@ -256,13 +266,14 @@ def _load_index(repo: Repository, db: sqlite3.Connection) -> tuple[list[str], in
         for pack_id, blobs in index_file.iter_packs(plain):
             cur = db.execute("INSERT OR IGNORE INTO packs (pack) VALUES (?)", (pack_id,))
             if cur.rowcount == 0:
-                continue  # the same pack listed twice (an interrupted prune): first wins
+                listed_twice += 1  # an interrupted prune: the first listing wins
+                continue
             db.executemany(
                 "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
                 ((pack_id, b.offset, b.id, int(b.type), b.length, b.raw_length) for b in blobs),
             )
     db.execute("COMMIT")
-    return names, len(superseded & set(names))
+    return names, len(superseded & set(names)) + listed_twice
 
 
 def _list_storage(repo: Repository, db: sqlite3.Connection) -> None:
@@ -398,17 +409,20 @@ def _count(plan: PrunePlan, pack_size: int) -> None:
             s.blobs_kept += pack.blobs
             s.bytes_kept += pack.size
             s.bytes_unused_after += pack.unused_bytes
-        elif pack.action is Action.REMOVE:
-            s.packs_removed += 1
-            s.blobs_removed += pack.blobs
-            s.bytes_removed += pack.size
         else:
-            s.packs_repacked += 1
+            if pack.action is Action.REMOVE:
+                s.packs_removed += 1
+            else:
+                s.packs_repacked += 1
             s.blobs_removed += pack.unused_blobs
-            s.bytes_removed += pack.size
+            s.bytes_removed += pack.unused_bytes
+            s.packs_deleted += 1
+            s.bytes_deleted += pack.size
     s.packs_missing = len(plan.packs) - len(present)
     s.packs_unreferenced = len(plan.unreferenced)
     s.bytes_unreferenced = sum(plan.unreferenced.values())
+    s.packs_deleted += s.packs_unreferenced
+    s.bytes_deleted += s.bytes_unreferenced
     # Estimates, replaced by the real numbers when the repack runs.
     for pack in plan.with_action(Action.REPACK):
         s.blobs_repacked += pack.used_blobs

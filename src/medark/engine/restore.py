@@ -19,11 +19,11 @@ import contextlib
 import os
 import secrets
 import stat
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from medark.engine.restore_data import DataRestorer, FileJob, RestoreRepo, State
+from medark.engine.restore_data import BatchPlan, DataRestorer, FileJob, RestoreRepo, State
 from medark.engine.restore_meta import (
     apply_path,
     make_dir,
@@ -40,6 +40,8 @@ from medark.util.sizes import MiB
 
 BATCH_FILES = 20_000
 """Files planned and restored together; bounds the memory of the plan."""
+FIRST_BATCH = 256
+"""The first batch is small so the writers start at once; batches then double."""
 SPECIAL_TYPES = ("symlink", "fifo", "dev", "chardev", "socket")
 
 
@@ -142,6 +144,8 @@ class Restorer:
         self._dirs: list[tuple[int, str, Node]] = []
         self._primaries: dict[tuple[int, int], FileJob] = {}
         self._links: list[tuple[FileJob, FileJob]] = []
+        self._batch_limit = min(FIRST_BATCH, options.batch_files)
+        self._running: tuple[list[FileJob], BatchPlan, Future[None]] | None = None
 
     def run(self) -> RestoreSummary:
         started = clock.monotonic()
@@ -150,19 +154,25 @@ class Restorer:
         self._set_totals()
         workers = self.options.workers or max(2, os.cpu_count() or 2)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
+        feeder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore-feed")
         self.data = DataRestorer(self.repo, pool, self.target, self.progress, self.as_root,
                                  self.options.inflight, self._error)
         try:
             bad_names: list[str] = []
             for entry in select(self.repo, self.snapshot.tree, self.filter, bad_names):
                 self._place(entry)
-                if len(self._batch) >= self.options.batch_files:
-                    self._flush()
-            self._flush()
+                if len(self._batch) >= self._batch_limit:
+                    self._flush(feeder)
+            self._flush(feeder)
+            self._complete_running()
             for name in bad_names:
                 self._error(f"{name}: unsafe name in the snapshot, not restored", True)
             self._finish_dirs()
+        except BaseException:
+            self.data.abort()
+            raise
         finally:
+            feeder.shutdown(wait=True)  # a running batch cleans up its temp files first
             pool.shutdown(wait=True)
         self.summary.files_restored += self.data.files_restored
         self.summary.bytes_restored += self.data.bytes_restored
@@ -235,9 +245,21 @@ class Restorer:
 
     # ---- per batch -----------------------------------------------------------------
 
-    def _flush(self) -> None:
+    def _flush(self, feeder: ThreadPoolExecutor) -> None:
+        """Plan the collected batch here while the previous one is written, then start it."""
         batch, self._batch = self._batch, []
-        plan = self.data.run(batch)
+        self._batch_limit = min(2 * self._batch_limit, self.options.batch_files)
+        plan = self.data.plan(batch)
+        self._complete_running()
+        self._running = (batch, plan, feeder.submit(self.data.execute, batch, plan))
+
+    def _complete_running(self) -> None:
+        """Wait for the batch being written; then its hard links and its verification."""
+        if self._running is None:
+            return
+        batch, plan, future = self._running
+        self._running = None
+        future.result()
         batch.extend(self._make_links())
         if self.options.verify:
             failures = self.data.verify(batch, plan)
@@ -248,9 +270,15 @@ class Restorer:
             self.summary.verify_failures.extend(failures)
 
     def _make_links(self) -> list[FileJob]:
-        """Hard links to files restored in this or an earlier batch."""
-        links, self._links = self._links, []
-        for job, primary in links:
+        """Hard links to files already restored (a primary still waiting in the batch
+        being planned keeps its links for the next round)."""
+        made: list[FileJob] = []
+        waiting: list[tuple[FileJob, FileJob]] = []
+        for job, primary in self._links:
+            if primary.state is State.PENDING:
+                waiting.append((job, primary))
+                continue
+            made.append(job)
             if primary.state is not State.DONE:
                 job.state = State.FAILED
                 self._error(f"{job.final}: not restored, its hard link {primary.final} failed")
@@ -267,7 +295,8 @@ class Restorer:
             self.summary.files_restored += 1
             self.summary.bytes_restored += primary.size
             self.progress.advance(files=1, nbytes=primary.size)
-        return [job for job, _primary in links]
+        self._links = waiting
+        return made
 
     def _finish_dirs(self) -> None:
         """Directory metadata last, deepest first: later entries would change their mtime

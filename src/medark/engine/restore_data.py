@@ -75,6 +75,8 @@ class FileJob:
     size: int = 0
     remaining: int = 0
     state: State = State.PENDING
+    holes: bool = False
+    """An all-zero blob was skipped: the final ftruncate must set the size."""
 
 
 Uses = list[tuple[FileJob, list[int]]]
@@ -205,16 +207,28 @@ class DataRestorer:
 
     # ---- one batch -----------------------------------------------------------------
 
-    def run(self, jobs: list[FileJob]) -> BatchPlan:
+    def plan(self, jobs: list[FileJob]) -> BatchPlan:
+        """Locate every blob of a batch (in the walking thread, while the previous batch
+        is still being written)."""
         plan = BatchPlan()
         for index, job in enumerate(jobs):
             try:
                 plan.add(self.repo, index, job)
             except ObjectNotFound as exc:
                 self._fail(job, f"{job.final}: {exc} (run `medark check`)", damaged=True)
+        return plan
+
+    def abort(self) -> None:
+        """Stop after the writes in progress (Ctrl-C or an error elsewhere)."""
+        self._abort = True
+
+    def execute(self, jobs: list[FileJob], plan: BatchPlan) -> None:
+        """Write a planned batch; returns when every file is renamed into place or failed."""
         futures: list[Future[None]] = []
         try:
             for job in plan.empty:
+                if self._abort:
+                    break
                 try:
                     self._restore_empty(job)
                 except OSError as exc:
@@ -232,14 +246,13 @@ class DataRestorer:
             if self._fatal is not None:
                 raise self._fatal
         except BaseException:
-            # Stop the workers and let them finish their current write before the temp
-            # files go, so that none is re-created after the clean-up (Ctrl-C, full disk).
             self._abort = True
-            wait(futures)
-            self._cleanup(jobs, keep_failed=False)
             raise
-        self._cleanup(jobs, keep_failed=True)
-        return plan
+        finally:
+            # The workers have finished their last write before the temp files go, so
+            # none is re-created after the clean-up (Ctrl-C, full disk).
+            wait(futures)
+            self._cleanup(jobs, report=not self._abort)
 
     def _on_done(self, future: Future[None]) -> None:
         exc = future.exception()
@@ -249,12 +262,12 @@ class DataRestorer:
                     self._fatal = exc
                 self._abort = True
 
-    def _cleanup(self, jobs: list[FileJob], keep_failed: bool) -> None:
+    def _cleanup(self, jobs: list[FileJob], report: bool) -> None:
         """Remove the temporary files of files not completed (never a real name)."""
         for job in jobs:
             if job.state is State.DONE:
                 continue
-            if keep_failed and job.state is State.PENDING:
+            if report and job.state is State.PENDING:
                 self._fail(job, f"{job.final}: not all of its data could be restored")
             try:
                 os.unlink(job.tmp)
@@ -307,7 +320,9 @@ class DataRestorer:
     def _write(self, job: FileJob, plain: bytes, offsets: list[int], zero: bool) -> None:
         fd = os.open(job.tmp, WRITE_FLAGS, 0o600)
         try:
-            if not zero:
+            if zero:
+                job.holes = True
+            else:
                 for offset in offsets:
                     pwrite_all(fd, plain, offset)
             nbytes = len(plain) * len(offsets)
@@ -315,14 +330,16 @@ class DataRestorer:
                 job.remaining -= 1
                 last = job.remaining == 0 and job.state is State.PENDING
                 self.bytes_restored += nbytes
-                self.progress.advance(nbytes=nbytes)
+                if not last:
+                    self.progress.advance(nbytes=nbytes)
             if last:
-                os.ftruncate(fd, job.size)  # also makes the trailing hole of a sparse file
+                if job.holes:
+                    os.ftruncate(fd, job.size)  # the trailing hole of a sparse file
                 self._set_metadata(job, fd)
         finally:
             os.close(fd)
         if last:
-            self._install(job)
+            self._install(job, nbytes)
 
     def _restore_empty(self, job: FileJob) -> None:
         fd = os.open(job.tmp, WRITE_FLAGS | os.O_TRUNC, 0o600)
@@ -340,12 +357,12 @@ class DataRestorer:
                 raise
             self.report(f"{job.final}: cannot set metadata: {exc.strerror or exc}", False)
 
-    def _install(self, job: FileJob) -> None:
+    def _install(self, job: FileJob, nbytes: int = 0) -> None:
         os.rename(job.tmp, job.final)
         with self._lock:
             job.state = State.DONE
             self.files_restored += 1
-            self.progress.advance(files=1)
+            self.progress.advance(files=1, nbytes=nbytes)
 
     def _fail(self, job: FileJob, message: str, damaged: bool = False) -> None:
         with self._lock:

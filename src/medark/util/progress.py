@@ -6,6 +6,11 @@ from typing import Protocol
 
 
 class Progress(Protocol):
+    @property
+    def wants_total(self) -> bool:
+        """True when totals are shown (an ETA), so engines may estimate them."""
+        ...
+
     def set_total(self, files: int | None, nbytes: int | None) -> None: ...
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None: ...
@@ -16,6 +21,8 @@ class Progress(Protocol):
 
 
 class NullProgress:
+    wants_total = False
+
     def __init__(self) -> None:
         self.warnings: list[str] = []
 

@@ -83,9 +83,11 @@ def run(ctx: Context) -> int:
         _print_report(ctx, result)
     if not result.ok:
         n = len(result.errors)
-        raise RepositoryCorrupt(
+        failure = RepositoryCorrupt(
             f"check found {n} error{'' if n == 1 else 's'}: the repository is damaged"
         )
+        failure.in_output = ctx.out.as_json
+        raise failure
     return 0
 
 

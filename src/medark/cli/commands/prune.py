@@ -88,11 +88,12 @@ def print_report(ctx: Context, s: PruneStats) -> None:
              f"({share:.2f}% of what remains)")
     out.text("")
     if s.dry_run:
-        out.text(f"dry run, nothing changed: prune would free about {format_bytes(s.bytes_freed)}")
+        out.text(f"dry run, nothing changed: prune would delete {s.packs_deleted} pack file(s) "
+                 f"and free about {format_bytes(s.bytes_freed)}")
     else:
-        out.text(f"wrote {s.packs_written} new pack(s) and {s.index_files_written} index "
-                 f"file(s), removed {s.index_files_removed} old index file(s)")
+        out.text(f"deleted {s.packs_deleted} pack file(s) and {s.index_files_removed} index "
+                 f"file(s); wrote {s.packs_written} pack(s) and {s.index_files_written} "
+                 "index file(s)")
         out.text(f"freed {format_bytes(s.bytes_freed)}")
-
 
 COMMAND = Command("prune", "remove data that no snapshot uses", add_arguments, run)
