@@ -7,6 +7,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import sysconfig
 import tempfile
 import time
@@ -191,31 +192,56 @@ def test_two_concurrent_backups_both_land(initialized: Cli, tmp_path: Path) -> N
     assert sorted(s["hostname"] for s in snaps) == ["h0", "h1"]
 
 
+GENERATOR = """
+import random, sys, time
+out = sys.stdout.buffer
+rng = random.Random(5)
+for part in range(3):
+    out.write(rng.randbytes(20_000_000))
+    out.flush()
+    if part == 1 and sys.argv[1] == "slow":
+        time.sleep(1.5)   # the next pack upload then also writes an index file
+out.write(rng.randbytes(1_000_000))
+out.flush()
+if sys.argv[1] == "slow":
+    time.sleep(120)       # the backup is still running when the test kills it
+"""
+
+
 def test_kill_9_during_backup_then_next_backup_succeeds_and_reuses(
     initialized: Cli, tmp_path: Path
 ) -> None:
-    src = tmp_path / "big"
-    for j in range(20):
-        write_random(src / f"f{j:02d}.bin", 8_000_000, seed=j)
+    """A backup killed mid-way (its source stalls, so the timing is certain) leaves a
+    repository that checks clean; the next backup reuses what was uploaded; prune
+    removes the leftovers."""
+    script = tmp_path / "gen.py"
+    script.write_text(GENERATOR)
     env = dict(initialized.env, MEDARK_PASSWORD=PASSWORD)
-    proc = subprocess.Popen([MEDARK, "backup", str(src), "--workers", "1"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [MEDARK, "backup", "--stdin-filename", "dump.bin", "--stdin-from-command", "--",
+         sys.executable, str(script), "slow"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     index_dir = initialized.repo / "index"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if index_dir.is_dir() and any(index_dir.iterdir()):
-            break
-        time.sleep(0.01)
-    killed = proc.poll() is None
-    if killed:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert initialized("snapshots", "--json").json() == [] or not killed
+    try:
+        while time.monotonic() < deadline:
+            if index_dir.is_dir() and any(index_dir.iterdir()):
+                break
+            assert proc.poll() is None, "the backup ended before it could be killed"
+            time.sleep(0.01)
+        else:
+            pytest.fail("no index file was written within 60 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert initialized("snapshots", "--json").json() == []
     initialized("check")  # an interrupted backup leaves a consistent repository
-    summary = initialized("backup", str(src), "--json").json()
-    if killed:
-        assert summary["data_added"] < 20 * 8_000_000  # reused what had been uploaded
-    assert len(initialized("snapshots", "--json").json()) >= 1
+    summary = initialized("backup", "--stdin-filename", "dump.bin", "--json",
+                          "--stdin-from-command", "--", sys.executable, str(script),
+                          "fast").json()
+    assert summary["total_bytes_processed"] == 61_000_000
+    assert summary["data_added"] < 61_000_000 - 16_000_000  # reused what was uploaded
+    assert len(initialized("snapshots", "--json").json()) == 1
     initialized("prune")  # removes what the killed backup left unreferenced
     initialized("check", "--read-data")
 

@@ -12,6 +12,7 @@ import os
 import socket
 import stat
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from threading import BoundedSemaphore, Lock
@@ -37,6 +38,7 @@ from medark.util.progress import Progress
 from medark.util.sizes import MiB
 
 REREAD_ATTEMPTS = 3
+OPEN_DIRS = 32  # scanned directories whose trees may wait for their files
 O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -97,6 +99,26 @@ def find_parent(
     return same[-1] if same else None
 
 
+@dataclass
+class PendingDir:
+    """A scanned directory whose entries may still be in the file pool."""
+
+    node: Node
+    old: Node | None
+    children: list[Pending]
+
+
+Pending = Node | Future[Node | None] | PendingDir | None
+
+
+def _ready(item: Pending) -> bool:
+    if isinstance(item, Future):
+        return item.done()
+    if isinstance(item, PendingDir):
+        return all(_ready(child) for child in item.children)
+    return True
+
+
 class Backup:
     """One backup run over local paths."""
 
@@ -107,7 +129,7 @@ class Backup:
         self.counters = BackupCounters()
         workers = worker_count(options.workers)
         self.content = ContentArchiver(
-            repo, Chunker(repo.config.chunker), workers, inflight=max(32 * MiB, 8 * MiB * workers)
+            repo, Chunker(repo.config.chunker), workers, inflight=max(16 * MiB, 8 * MiB * workers)
         )
         self._files = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="file")
         self._file_slots = BoundedSemaphore(4 * (workers + 1))
@@ -205,7 +227,7 @@ class Backup:
     ) -> list[Node]:
         """Directories on the way to the given paths, holding only what was asked for."""
         old_by_name = {n.name: n for n in old_nodes or []}
-        pending: list[Node | Future[Node | None] | None] = []
+        pending: list[Pending] = []
         for name, sub in sorted(children.items()):
             full = prefix.rstrip("/") + "/" + name
             try:
@@ -232,7 +254,7 @@ class Backup:
 
     def _archive_entry(
         self, full: str, name: str, st: os.stat_result, old: Node | None
-    ) -> Node | Future[Node | None] | None:
+    ) -> Pending:
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             return self._archive_dir(full, name, st, old)
@@ -262,7 +284,9 @@ class Backup:
 
     def _archive_dir(
         self, full: str, name: str, st: os.stat_result, old: Node | None
-    ) -> Node | None:
+    ) -> PendingDir | Node | None:
+        """Scan one directory, submitting its files; its tree is written later, when its
+        children are done, so the next directories are scanned meanwhile (no barrier)."""
         node = node_from_stat(name, st)
         old_sub = self._old_subtree(old)
         if self.options.one_file_system and st.st_dev != self._root_dev:
@@ -277,7 +301,8 @@ class Backup:
             self._error(full, exc)
             return None
         old_by_name = {n.name: n for n in old_sub or []}
-        pending: list[Node | Future[Node | None] | None] = []
+        pending = PendingDir(node, old, [])
+        open_dirs: deque[int] = deque()
         for child in names:
             path = full.rstrip("/") + "/" + child
             if self.options.excluder.excluded(path):
@@ -290,8 +315,27 @@ class Backup:
             except OSError as exc:
                 self._error(path, exc)
                 continue
-            pending.append(self._archive_entry(path, child, child_st, old_by_name.get(child)))
-        node.subtree = save_tree(self.repo, self._resolve(pending))
+            item = self._archive_entry(path, child, child_st, old_by_name.get(child))
+            pending.children.append(item)
+            if isinstance(item, PendingDir):
+                open_dirs.append(len(pending.children) - 1)
+            # Finish subdirectories whose files are done; never keep too many open.
+            while open_dirs and (len(open_dirs) > OPEN_DIRS or
+                                 _ready(pending.children[open_dirs[0]])):
+                index = open_dirs.popleft()
+                pending.children[index] = self._finish(pending.children[index])
+        return pending
+
+    def _finish(self, item: Pending) -> Node | None:
+        """Wait for one pending entry; for a directory, write its tree."""
+        if isinstance(item, Future):
+            return item.result()
+        if not isinstance(item, PendingDir):
+            return item
+        nodes = [n for n in (self._finish(c) for c in item.children) if n is not None]
+        node = item.node
+        node.subtree = save_tree(self.repo, nodes)
+        old = item.old
         if old is None or old.type != "dir":
             self.counters.add(dirs_new=1)
         elif old.subtree == node.subtree:
@@ -300,14 +344,8 @@ class Backup:
             self.counters.add(dirs_changed=1)
         return node
 
-    @staticmethod
-    def _resolve(pending: list[Node | Future[Node | None] | None]) -> list[Node]:
-        nodes = []
-        for item in pending:
-            node = item.result() if isinstance(item, Future) else item
-            if node is not None:
-                nodes.append(node)
-        return nodes
+    def _resolve(self, pending: list[Pending]) -> list[Node]:
+        return [n for n in (self._finish(item) for item in pending) if n is not None]
 
     # ---- one file ----------------------------------------------------------------
 

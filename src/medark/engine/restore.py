@@ -1,12 +1,13 @@
 """`restore`: put a snapshot (or the selected part of it) back below a target directory.
 
 Full paths are kept below the target (restic's convention: a snapshot of /data/pacs
-restored to /r gives /r/data/pacs/...). Phases, per batch of files so that memory stays
-bounded on trees of millions of files: walk and select -> create directories, symlinks,
-fifos and devices -> contents (restore_data: by pack, in a thread pool, temp names
-renamed into place) -> hard links -> optional verification. At the very end the
-directories get their metadata, deepest first, so their mtimes are not disturbed by the
-entries created in them.
+restored to /r gives /r/data/pacs/...). The walking thread selects entries, creates
+directories, symlinks, fifos and devices at once, and collects regular files into
+batches (so memory stays bounded on trees of millions of files). A batch is planned
+(every blob located) while the previous one is being written by restore_data (by pack,
+in a thread pool, temp names renamed into place); then come its hard links and, with
+--verify, the re-reading of its files. At the very end the directories get their
+metadata, deepest first, so their mtimes are not disturbed by the entries made in them.
 
 A full restore target aborts with NoSpace (nothing is left under a real name that is not
 complete); any other problem with one entry is reported, the rest is restored, and the
@@ -19,11 +20,11 @@ import contextlib
 import os
 import secrets
 import stat
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from medark.engine.restore_data import BatchPlan, DataRestorer, FileJob, RestoreRepo, State
+from medark.engine.restore_data import DataRestorer, FileJob, RestoreRepo, Running, State
 from medark.engine.restore_meta import (
     apply_path,
     make_dir,
@@ -145,7 +146,7 @@ class Restorer:
         self._primaries: dict[tuple[int, int], FileJob] = {}
         self._links: list[tuple[FileJob, FileJob]] = []
         self._batch_limit = min(FIRST_BATCH, options.batch_files)
-        self._running: tuple[list[FileJob], BatchPlan, Future[None]] | None = None
+        self._running: list[Running] = []
 
     def run(self) -> RestoreSummary:
         started = clock.monotonic()
@@ -164,15 +165,19 @@ class Restorer:
                 if len(self._batch) >= self._batch_limit:
                     self._flush(feeder)
             self._flush(feeder)
-            self._complete_running()
+            while self._running:
+                self._complete(self._running.pop(0))
             for name in bad_names:
                 self._error(f"{name}: unsafe name in the snapshot, not restored", True)
             self._finish_dirs()
         except BaseException:
             self.data.abort()
+            for running in self._running:
+                with contextlib.suppress(BaseException):
+                    self.data.finish(running)  # waits for its writers, removes temp files
             raise
         finally:
-            feeder.shutdown(wait=True)  # a running batch cleans up its temp files first
+            feeder.shutdown(wait=True)
             pool.shutdown(wait=True)
         self.summary.files_restored += self.data.files_restored
         self.summary.bytes_restored += self.data.bytes_restored
@@ -246,23 +251,22 @@ class Restorer:
     # ---- per batch -----------------------------------------------------------------
 
     def _flush(self, feeder: ThreadPoolExecutor) -> None:
-        """Plan the collected batch here while the previous one is written, then start it."""
+        """Plan the collected batch here while earlier ones are written, queue it, then
+        finish the batch before it (at most two are with the writers)."""
         batch, self._batch = self._batch, []
         self._batch_limit = min(2 * self._batch_limit, self.options.batch_files)
         plan = self.data.plan(batch)
-        self._complete_running()
-        self._running = (batch, plan, feeder.submit(self.data.execute, batch, plan))
+        self._running.append(self.data.start(feeder, batch, plan))
+        while len(self._running) > 1:
+            self._complete(self._running.pop(0))
 
-    def _complete_running(self) -> None:
-        """Wait for the batch being written; then its hard links and its verification."""
-        if self._running is None:
-            return
-        batch, plan, future = self._running
-        self._running = None
-        future.result()
+    def _complete(self, running: Running) -> None:
+        """Wait for a batch; then its hard links and its verification."""
+        self.data.finish(running)
+        batch = running.jobs
         batch.extend(self._make_links())
         if self.options.verify:
-            failures = self.data.verify(batch, plan)
+            failures = self.data.verify(batch, running.plan)
             done = sum(1 for j in batch if j.state is State.DONE)
             self.summary.files_verified += done - len(failures)
             for failure in failures:

@@ -19,7 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -33,7 +33,8 @@ from medark.util.sizes import KiB, MiB
 
 MERGE_GAP = 256 * KiB
 """Read across a gap of unneeded blobs up to this size rather than issue a second read."""
-MAX_RANGE = 16 * MiB
+MAX_RANGE = 8 * MiB
+"""Per read; a worker holds one range and its decoded blobs, so this bounds RSS."""
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
 
 
@@ -186,6 +187,16 @@ class BatchPlan:
             yield current
 
 
+@dataclass
+class Running:
+    """A batch handed to the writers."""
+
+    jobs: list[FileJob]
+    plan: BatchPlan
+    futures: list[Future[None]] = field(default_factory=list)
+    feed: Future[None] | None = None
+
+
 class DataRestorer:
     """Restores the contents of batches of files through a shared thread pool."""
 
@@ -222,37 +233,52 @@ class DataRestorer:
         """Stop after the writes in progress (Ctrl-C or an error elsewhere)."""
         self._abort = True
 
-    def execute(self, jobs: list[FileJob], plan: BatchPlan) -> None:
-        """Write a planned batch; returns when every file is renamed into place or failed."""
-        futures: list[Future[None]] = []
+    def start(self, feeder: ThreadPoolExecutor, jobs: list[FileJob], plan: BatchPlan) -> Running:
+        """Queue a planned batch behind the one being written, so the pool never drains."""
+        running = Running(jobs, plan)
+        running.feed = feeder.submit(self._feed, running)
+        return running
+
+    def _feed(self, running: Running) -> None:
+        for job in running.plan.empty:
+            if self._abort:
+                return
+            try:
+                self._restore_empty(job)
+            except OSError as exc:
+                self._os_failure(job, exc)
+        for rng in running.plan.ranges():
+            size = rng.end - rng.start
+            self._budget.acquire(size)
+            if self._abort:
+                self._budget.release(size)
+                return
+            future = self.pool.submit(self._read_range, rng, running.plan.targets)
+            future.add_done_callback(self._on_done)
+            running.futures.append(future)
+
+    def finish(self, running: Running) -> None:
+        """Wait until every file of a batch is in place or failed, then remove the temp
+        files of the failed ones; raises the first fatal error (a full disk)."""
+        feed = running.feed
+        assert feed is not None
         try:
-            for job in plan.empty:
-                if self._abort:
-                    break
-                try:
-                    self._restore_empty(job)
-                except OSError as exc:
-                    self._os_failure(job, exc)
-            for rng in plan.ranges():
-                size = rng.end - rng.start
-                self._budget.acquire(size)
-                if self._abort:
-                    self._budget.release(size)
-                    break
-                future = self.pool.submit(self._read_range, rng, plan.targets)
-                future.add_done_callback(self._on_done)
-                futures.append(future)
-            wait(futures)
-            if self._fatal is not None:
-                raise self._fatal
+            wait([feed])
+            wait(running.futures)
         except BaseException:
+            # Ctrl-C: the workers finish their current write before the temp files go,
+            # so that none is re-created after the clean-up.
             self._abort = True
+            wait([feed])
+            wait(running.futures)
+            self._cleanup(running.jobs, report=False)
             raise
-        finally:
-            # The workers have finished their last write before the temp files go, so
-            # none is re-created after the clean-up (Ctrl-C, full disk).
-            wait(futures)
-            self._cleanup(jobs, report=not self._abort)
+        fatal = feed.exception() or self._fatal
+        if fatal is not None:
+            self._abort = True
+        self._cleanup(running.jobs, report=not self._abort)
+        if fatal is not None:
+            raise fatal
 
     def _on_done(self, future: Future[None]) -> None:
         exc = future.exception()

@@ -39,7 +39,7 @@ class IndexCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.execute("PRAGMA cache_size=-16000")
+            self._db.execute("PRAGMA cache_size=-4000")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -69,10 +69,12 @@ def run(ctx: Context) -> int:
             progress.close()
     report(ctx, summary)
     if errors:
-        raise PartialBackup(
+        partial = PartialBackup(
             f"snapshot {snapshot.short_id} was saved, but {len(errors)} file(s) or "
             "directories could not be read (listed above)"
         )
+        partial.in_output = ctx.out.as_json  # the summary's "errors" field says so
+        raise partial
     return 0
 
 

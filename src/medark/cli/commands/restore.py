@@ -7,6 +7,7 @@ import argparse
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.engine.restore import RestoreOptions, RestoreSummary, restore
+from medark.errors import MedarkError
 from medark.snapshot.store import find_snapshot
 from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
@@ -48,7 +49,11 @@ def run(ctx: Context) -> int:
         finally:
             progress.close()
     report(ctx, summary)
-    summary.raise_for_problems()
+    try:
+        summary.raise_for_problems()
+    except MedarkError as failure:
+        failure.in_output = ctx.out.as_json  # the summary document already says so
+        raise
     return 0
 
 
