@@ -7,21 +7,12 @@ import json
 import sys
 import threading
 import time
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING, Any
 
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.cli.progress_bar import Bar
 
 
 class Printer:
@@ -51,7 +42,10 @@ class Printer:
         if self.quiet:
             return CliProgress(label, None, self, False)
         if sys.stderr.isatty() and not self.as_json:
-            return CliProgress(label, Console(stderr=True), self, False)
+            # Imported here, not at the top: only a terminal pays for rich.
+            from medark.cli.progress_bar import Bar
+
+            return CliProgress(label, Bar(label), self, False)
         return CliProgress(label, None, self, self.verbose > 0)
 
 
@@ -60,7 +54,7 @@ class CliProgress:
 
     LOG_EVERY = 5.0
 
-    def __init__(self, label: str, console: Console | None, printer: Printer, log: bool) -> None:
+    def __init__(self, label: str, bar: Bar | None, printer: Printer, log: bool) -> None:
         self.label = label
         self.printer = printer
         self.files = 0
@@ -70,28 +64,13 @@ class CliProgress:
         self._log = log
         self._last_log = time.monotonic()
         self._started = time.monotonic()
-        self._bar: Progress | None = None
-        self._task: TaskID | None = None
+        self._bar = bar
         self._count_lock = threading.Lock()
-        if console is not None:
-            self._bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TextColumn("{task.fields[files]} files"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=None, files=0)
 
     def set_total(self, files: int | None, nbytes: int | None) -> None:
         self.total_files, self.total_bytes = files, nbytes
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, total=nbytes)
+        if self._bar is not None:
+            self._bar.set_total(nbytes)
 
     @property
     def wants_total(self) -> bool:
@@ -102,8 +81,8 @@ class CliProgress:
         with self._count_lock:
             self.files += files
             self.nbytes += nbytes
-        if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, advance=nbytes, files=self.files)
+        if self._bar is not None:
+            self._bar.advance(nbytes, self.files)
         elif self._log and time.monotonic() - self._last_log >= self.LOG_EVERY:
             self._last_log = time.monotonic()
             self._log_line(self._last_log - self._started)
@@ -128,7 +107,7 @@ class CliProgress:
 
     def warn(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.console.print(text, markup=False, highlight=False)
+            self._bar.print(text)
         else:
             self.printer.warn(text)
 

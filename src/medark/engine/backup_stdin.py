@@ -34,11 +34,11 @@ class _Counting:
         self._stream = stream
         self._progress = progress
 
-    def readinto(self, buffer: memoryview) -> int:
-        n = self._stream.readinto(buffer)  # type: ignore[attr-defined]
-        if n:
-            self._progress.advance(nbytes=n)
-        return int(n or 0)
+    def read(self, size: int) -> bytes:
+        block = self._stream.read(size)
+        if block:
+            self._progress.advance(nbytes=len(block))
+        return block
 
 
 def backup_stream(

@@ -23,6 +23,24 @@ class ChunkerParams:
     seed: int = 0
 
 
+READ_BLOCK = 1 << 20
+
+
+def _final_chunks(cdc: FastCDC, buffer: bytearray, eof: bool) -> tuple[list[bytes], int]:
+    """Copies of the chunks whose cut points cannot move when more data arrives."""
+    ready: list[bytes] = []
+    consumed = 0
+    with memoryview(buffer) as view:
+        for chunk in cdc.cut_buf(view):
+            end = chunk.offset + chunk.length
+            if end == len(buffer) and not eof and ready:
+                break  # may only be the end of what was read so far
+            ready.append(bytes(view[chunk.offset : end]))
+            consumed = end
+        del chunk
+    return ready, consumed
+
+
 class Chunker:
     """Cuts a stream into chunks; each yielded bytes object is owned by the caller."""
 
@@ -34,9 +52,24 @@ class Chunker:
         return FastCDC(p.avg_size, min_size=p.min_size, max_size=p.max_size, seed=p.seed)
 
     def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
-        """Small files (below the minimum chunk size) come out as one chunk."""
-        for chunk in self._fastcdc().cut_stream(stream):
-            yield bytes(chunk.data)
+        """Chunks of a stream, holding at most max_size + READ_BLOCK bytes (pyfastcdc's own
+        stream reader holds twice max_size). A cut is final once it lies before the end
+        of the buffered data, or at the end of the stream."""
+        cdc = self._fastcdc()
+        buffer = bytearray()
+        eof = False
+        while True:
+            while not eof and len(buffer) < self.params.max_size:
+                block = stream.read(READ_BLOCK)
+                if block:
+                    buffer += block
+                else:
+                    eof = True
+            if not buffer:
+                return
+            ready, consumed = _final_chunks(cdc, buffer, eof)
+            del buffer[:consumed]
+            yield from ready
 
     def cut(self, data: bytes) -> Iterator[memoryview]:
         """Chunks of an in-memory buffer as views (no copies); they keep `data` alive."""

@@ -12,7 +12,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from medark.util import clock
 INDEX_EVERY_SECONDS = 1.0
 INDEX_EVERY_PACKS = 64
 BULK_SYNC_FILES = 8
-UPLOAD_QUEUE = 1
 
 
 @dataclass
@@ -84,9 +82,6 @@ class Repository:
         self._unindexed: list[tuple[bytes, list[PackedBlob]]] = []
         self._index_lock = threading.Lock()
         self._last_index = clock.monotonic()
-        self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
-        self._upload_slots = threading.BoundedSemaphore(UPLOAD_QUEUE)
-        self._uploads: list[Future[None]] = []
 
     # ---- opening -------------------------------------------------------------------
 
@@ -171,7 +166,6 @@ class Repository:
         return repo
 
     def close(self) -> None:
-        self._uploader.shutdown(wait=True)
         self.cache.close()
         self.backend.close()
         if self._cache_tmp is not None:
@@ -253,26 +247,8 @@ class Repository:
                 full = builder
                 self._builders[blob_type] = PackBuilder()
         if full is not None:
-            self._submit_upload(full)
+            self._upload_pack(full)  # in this worker: a second pack in RAM costs more
         return SaveResult(blob_id, True, len(sealed))
-
-    def _submit_upload(self, builder: PackBuilder) -> None:
-        """Hand a full pack to the uploader thread, so workers keep compressing while the
-        backend writes and fsyncs. At most UPLOAD_QUEUE packs wait (bounded memory)."""
-        self._upload_slots.acquire()
-        future = self._uploader.submit(self._upload_pack, builder)
-        future.add_done_callback(lambda _f: self._upload_slots.release())
-        with self._builder_lock:
-            self._uploads = [f for f in self._uploads if not f.done() or f.exception()]
-            self._uploads.append(future)
-        for done in [f for f in self._uploads if f.done()]:
-            done.result()  # surface an upload failure to the writer at once
-
-    def _wait_uploads(self) -> None:
-        with self._builder_lock:
-            pending, self._uploads = self._uploads, []
-        for future in pending:
-            future.result()
 
     def _upload_pack(self, builder: PackBuilder) -> None:
         data = builder.finish(self.crypto)
@@ -305,8 +281,7 @@ class Repository:
             builders = [b for b in self._builders.values() if b.entries]
             self._builders = {t: PackBuilder() for t in BlobType}
         for builder in builders:
-            self._submit_upload(builder)
-        self._wait_uploads()
+            self._upload_pack(builder)
         with self._index_lock:
             self._flush_index_locked()
 
