@@ -97,7 +97,7 @@ class ContentArchiver:
         reserved in the budget first); larger ones streamed, one stream at a time, since
         each stream holds a buffer of twice the maximum chunk size."""
         if size_hint < self.small:
-            data = _read_all(fd)
+            data = _read_all(fd, size_hint)
             if len(data) < self.small:
                 return self.store_small(data)
             return self.store_chunks(self.chunker.cut(data))
@@ -116,11 +116,18 @@ class ContentArchiver:
             return self.store_stream(stream)
 
 
-def _read_all(fd: int, size_hint: int = 0) -> bytes:
+def _read_all(fd: int, size_hint: int) -> bytes:
+    """The whole file. The first read asks for one byte more than expected: a regular
+    file returns less than asked only at its end, so the usual case is one read."""
     parts = []
+    request = size_hint + 1
     while True:
-        block = os.read(fd, max(size_hint, 1 << 20))
-        if not block:
+        block = os.read(fd, request)
+        if block:
+            parts.append(block)
+        if len(block) < request:
             break
-        parts.append(block)
+        request = 1 << 20
+    if not parts:
+        return b""
     return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -106,6 +106,7 @@ class PendingDir:
     node: Node
     old: Node | None
     children: list[Pending]
+    old_nodes: list[Node] | None = None
 
 
 Pending = Node | Future[Node | None] | PendingDir | None
@@ -253,16 +254,18 @@ class Backup:
         return load_tree(self.repo, old.subtree)
 
     def _archive_entry(
-        self, full: str, name: str, st: os.stat_result, old: Node | None
+        self, full: str, name: str, st: os.stat_result, old: Node | None,
+        missing: set[bytes] | None = None,
     ) -> Pending:
+        """`missing`: blobs known absent from the index (checked for a whole directory at
+        once); None means check this entry's blobs here."""
         mode = st.st_mode
         if stat.S_ISDIR(mode):
             return self._archive_dir(full, name, st, old)
         if stat.S_ISREG(mode):
             self.counters.add(total_files_processed=1, total_bytes_processed=st.st_size)
-            if not self.options.force and unchanged(old, st) and old is not None and all(
-                self.repo.has_blob(b) for b in old.content
-            ):
+            if (not self.options.force and old is not None and unchanged(old, st)
+                    and self._content_present(old.content, missing)):
                 self.counters.add(files_unmodified=1)
                 self.progress.advance(files=1, nbytes=st.st_size)
                 node = node_from_stat(name, st)
@@ -281,6 +284,12 @@ class Backup:
                 self._error(full, exc)
                 return None
         return node_from_stat(name, st, linktarget)
+
+    def _content_present(self, content: list[bytes], missing: set[bytes] | None) -> bool:
+        """restic's rule: an unchanged file is reused only if all its blobs are indexed."""
+        if missing is None:
+            return all(self.repo.has_blob(b) for b in content)
+        return not missing.intersection(content)
 
     def _archive_dir(
         self, full: str, name: str, st: os.stat_result, old: Node | None
@@ -301,21 +310,24 @@ class Backup:
             self._error(full, exc)
             return None
         old_by_name = {n.name: n for n in old_sub or []}
-        pending = PendingDir(node, old, [])
-        open_dirs: deque[int] = deque()
+        pending = PendingDir(node, old, [], old_sub)
+        entries = []
         for child in names:
             path = full.rstrip("/") + "/" + child
             if self.options.excluder.excluded(path):
                 continue
             try:
-                child_st = os.lstat(path)
+                entries.append((path, child, os.lstat(path), old_by_name.get(child)))
             except FileNotFoundError:
                 self._vanished(path)
-                continue
             except OSError as exc:
                 self._error(path, exc)
-                continue
-            item = self._archive_entry(path, child, child_st, old_by_name.get(child))
+        missing = self.repo.missing_blobs(
+            [b for _p, _c, cst, o in entries if o is not None and unchanged(o, cst)
+             for b in o.content])
+        open_dirs: deque[int] = deque()
+        for path, child, child_st, child_old in entries:
+            item = self._archive_entry(path, child, child_st, child_old, missing)
             pending.children.append(item)
             if isinstance(item, PendingDir):
                 open_dirs.append(len(pending.children) - 1)
@@ -334,7 +346,10 @@ class Backup:
             return item
         nodes = [n for n in (self._finish(c) for c in item.children) if n is not None]
         node = item.node
-        node.subtree = save_tree(self.repo, nodes)
+        if item.old_nodes is not None and item.old is not None and nodes == item.old_nodes:
+            node.subtree = item.old.subtree  # identical entries: the same tree, not re-encoded
+        else:
+            node.subtree = save_tree(self.repo, nodes)
         old = item.old
         if old is None or old.type != "dir":
             self.counters.add(dirs_new=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from medark.repo.pack import BlobType, PackedBlob
@@ -25,7 +26,9 @@ CREATE TABLE IF NOT EXISTS blobs (
 
 
 class IndexCache:
-    """Thread-safe: one connection guarded by a lock (sqlite releases the GIL inside)."""
+    """Thread-safe. Writes go through one connection under a lock; the hot lookups
+    (has, lookup, missing) use one connection per thread, so backup workers do not
+    queue behind each other (WAL lets readers run alongside the writer)."""
 
     BATCH = 4096
 
@@ -35,6 +38,9 @@ class IndexCache:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._path = path
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -44,7 +50,27 @@ class IndexCache:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        if self._path is None:  # an in-memory database has only the one connection
+            with self._lock:
+                yield self._db
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(str(self._path), check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA cache_size=-2000")
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        yield conn
 
     def known_index_files(self) -> set[str]:
         with self._lock:
@@ -113,18 +139,30 @@ class IndexCache:
                 raise
 
     def lookup(self, blob_id: bytes) -> tuple[bytes, PackedBlob] | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT type, pack, offset, length, raw FROM blobs WHERE id = ?", (blob_id,)
             ).fetchone()
         if row is None:
             return None
         return row[1], PackedBlob(BlobType(row[0]), blob_id, row[2], row[3], row[4])
 
+    def missing(self, blob_ids: list[bytes]) -> set[bytes]:
+        wanted = set(blob_ids)
+        found: set[bytes] = set()
+        ids = list(wanted)
+        with self._read() as db:
+            for start in range(0, len(ids), 500):
+                batch = ids[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                found.update(row[0] for row in db.execute(
+                    f"SELECT id FROM blobs WHERE id IN ({marks})", batch))
+        return wanted - found
+
     def has(self, blob_id: bytes) -> bool:
-        with self._lock:
+        with self._read() as db:
             return (
-                self._db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
+                db.execute("SELECT 1 FROM blobs WHERE id = ?", (blob_id,)).fetchone()
                 is not None
             )
 

@@ -216,6 +216,14 @@ class Repository:
 
     # ---- blobs ---------------------------------------------------------------------
 
+    def missing_blobs(self, blob_ids: list[bytes]) -> set[bytes]:
+        """Which of these blobs neither the index nor this session has (one query per
+        few hundred ids, not one per blob)."""
+        if not blob_ids:
+            return set()
+        absent = self.cache.missing(blob_ids)
+        return {b for b in absent if b not in self._pending}
+
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self._pending or self.cache.has(blob_id)
 
