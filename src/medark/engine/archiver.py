@@ -13,32 +13,13 @@ from typing import BinaryIO, Protocol
 from medark.repo.chunker import Chunker
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
+from medark.util.budget import ByteBudget
 
 
 class BlobSaver(Protocol):
     def save_blob(
         self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
     ) -> SaveResult: ...
-
-
-class ByteBudget:
-    """Bounds the bytes in flight between the readers and the workers."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._cond = threading.Condition()
-
-    def acquire(self, n: int) -> None:
-        with self._cond:
-            while self.used and self.used + n > self.limit:
-                self._cond.wait()
-            self.used += n
-
-    def release(self, n: int) -> None:
-        with self._cond:
-            self.used -= n
-            self._cond.notify_all()
 
 
 @dataclass

@@ -28,6 +28,7 @@ from medark.errors import MedarkError, ObjectNotFound, RepositoryCorrupt
 from medark.repo.pack import PackedBlob, pack_name
 from medark.snapshot.model import Node
 from medark.snapshot.store import SnapshotRepo
+from medark.util.budget import ByteBudget
 from medark.util.progress import Progress
 from medark.util.sizes import KiB, MiB
 
@@ -90,26 +91,6 @@ class ReadRange:
     start: int
     end: int
     blobs: list[PackedBlob]
-
-
-class ByteBudget:
-    """Bounds the bytes of pack ranges read but not yet written out."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._cond = threading.Condition()
-
-    def acquire(self, n: int) -> None:
-        with self._cond:
-            while self.used and self.used + n > self.limit:
-                self._cond.wait()
-            self.used += n
-
-    def release(self, n: int) -> None:
-        with self._cond:
-            self.used -= n
-            self._cond.notify_all()
 
 
 def is_zero(data: bytes) -> bool:

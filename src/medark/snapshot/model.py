@@ -113,7 +113,10 @@ class Snapshot:
         return self.id[:8]
 
     def to_json(self) -> bytes:
-        doc = {
+        return json.dumps(self._doc(), sort_keys=True).encode()
+
+    def _doc(self) -> dict[str, Any]:
+        return {
             "time": clock.format_time(self.time),
             "tree": self.tree.hex(),
             "paths": self.paths,
@@ -124,7 +127,6 @@ class Snapshot:
             "program_version": self.program_version,
             "summary": self.summary,
         }
-        return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, raw: bytes, snapshot_id: str) -> Snapshot:
@@ -147,16 +149,4 @@ class Snapshot:
 
     def public(self) -> dict[str, Any]:
         """restic's field names, so existing tooling reads `snapshots --json`."""
-        return {
-            "id": self.id,
-            "short_id": self.short_id,
-            "time": clock.format_time(self.time),
-            "tree": self.tree.hex(),
-            "paths": self.paths,
-            "hostname": self.hostname,
-            "username": self.username,
-            "tags": self.tags,
-            "parent": self.parent,
-            "program_version": self.program_version,
-            "summary": self.summary,
-        }
+        return {"id": self.id, "short_id": self.short_id, **self._doc()}

@@ -1,0 +1,60 @@
+"""Sizes, durations, the clock and atomic writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from medark.errors import UsageError
+from medark.util import clock
+from medark.util.budget import ByteBudget
+from medark.util.files import atomic_write
+from medark.util.sizes import format_bytes, format_duration, parse_duration
+
+
+def test_parse_duration_follows_restic() -> None:
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("1y6m") == timedelta(days=365 + 180)
+    assert parse_duration("12h30M") == timedelta(hours=12, minutes=30)
+    for bad in ("", "7", "d7", "7x", "7d x"):
+        with pytest.raises(UsageError):
+            parse_duration(bad)
+
+
+def test_formatting() -> None:
+    assert format_bytes(512) == "512 B"
+    assert format_bytes(1536) == "1.50 KiB"
+    assert format_bytes(3 * 2**30) == "3.00 GiB"
+    assert format_duration(5.25) == "5.2s"
+    assert format_duration(125) == "2:05"
+    assert format_duration(3725) == "1:02:05"
+
+
+def test_time_round_trip_and_fixed_clock() -> None:
+    at = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    assert clock.parse_time(clock.format_time(at)) == at
+    assert clock.parse_time("2026-11-26T09:00:00") == at  # naive means UTC
+    fixed = clock.FixedClock(at)
+    fixed.advance(90)
+    assert fixed.now() == at + timedelta(seconds=90) and fixed.monotonic() == 90
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    atomic_write(target, b"one")
+    atomic_write(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temp files left
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_byte_budget_lets_one_oversized_request_pass() -> None:
+    budget = ByteBudget(10)
+    budget.acquire(25)
+    assert budget.used == 25
+    budget.release(25)
+    budget.acquire(4)
+    budget.acquire(6)
+    assert budget.used == 10
