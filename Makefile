@@ -31,7 +31,6 @@ debs:
 
 lint: dev-venv
 	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench || true
 
 typecheck: dev-venv
 	$(BIN)/mypy

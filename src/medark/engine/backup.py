@@ -38,7 +38,10 @@ from medark.util.progress import Progress
 from medark.util.sizes import MiB
 
 REREAD_ATTEMPTS = 3
-OPEN_DIRS = 32  # scanned directories whose trees may wait for their files
+INFLIGHT_BYTES = 16 * MiB  # chunk bytes read but not yet packed
+OPEN_DIRS = 32
+BATCH_FILES = 64  # small files handed to a file thread together
+BATCH_BYTES = 4 * MiB  # scanned directories whose trees may wait for their files
 O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
@@ -109,7 +112,8 @@ class PendingDir:
     old_nodes: list[Node] | None = None
 
 
-Pending = Node | Future[Node | None] | PendingDir | None
+FileJob = tuple[str, str, os.stat_result, Node | None]
+Pending = Node | Future[Node | None] | Future[list[Node]] | PendingDir | None
 
 
 def _ready(item: Pending) -> bool:
@@ -130,9 +134,11 @@ class Backup:
         self.counters = BackupCounters()
         workers = worker_count(options.workers)
         self.content = ContentArchiver(
-            repo, Chunker(repo.config.chunker), workers, inflight=max(16 * MiB, 8 * MiB * workers)
+            repo, Chunker(repo.config.chunker), workers, inflight=INFLIGHT_BYTES
         )
-        self._files = ThreadPoolExecutor(max_workers=workers + 1, thread_name_prefix="file")
+        # As many file threads as workers: a third measured no faster on two cores and
+        # cost ~6 MB of peak RSS (one more zstd context and read buffer).
+        self._files = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="file")
         self._file_slots = BoundedSemaphore(4 * (workers + 1))
         self._root_dev = 0
 
@@ -326,7 +332,18 @@ class Backup:
             [b for _p, _c, cst, o in entries if o is not None and unchanged(o, cst)
              for b in o.content])
         open_dirs: deque[int] = deque()
+        batch: list[FileJob] = []
+        batch_bytes = 0
         for path, child, child_st, child_old in entries:
+            if self._batchable(child_st, child_old, missing):
+                # Small changed files travel in batches: one hand-off per batch instead
+                # of per file (thread hand-offs, not I/O, bound many-small-file backups).
+                batch.append((path, child, child_st, child_old))
+                batch_bytes += child_st.st_size
+                if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                    pending.children.append(self._submit_batch(batch))
+                    batch, batch_bytes = [], 0
+                continue
             item = self._archive_entry(path, child, child_st, child_old, missing)
             pending.children.append(item)
             if isinstance(item, PendingDir):
@@ -336,15 +353,40 @@ class Backup:
                                  _ready(pending.children[open_dirs[0]])):
                 index = open_dirs.popleft()
                 pending.children[index] = self._finish(pending.children[index])
+        if batch:
+            pending.children.append(self._submit_batch(batch))
         return pending
+
+    def _batchable(self, st: os.stat_result, old: Node | None,
+                   missing: set[bytes] | None) -> bool:
+        if not stat.S_ISREG(st.st_mode) or st.st_size >= self.content.small:
+            return False
+        reusable = (not self.options.force and old is not None and unchanged(old, st)
+                    and self._content_present(old.content, missing))
+        return not reusable
+
+    def _submit_batch(self, batch: list[FileJob]) -> Future[list[Node]]:
+        self.counters.add(total_files_processed=len(batch),
+                          total_bytes_processed=sum(job[2].st_size for job in batch))
+        self._file_slots.acquire()
+        return self._files.submit(self._archive_batch, batch)
+
+    def _archive_batch(self, batch: list[FileJob]) -> list[Node]:
+        try:
+            nodes = [self._archive_one(full, name, old) for full, name, _st, old in batch]
+        finally:
+            self._file_slots.release()
+        return [n for n in nodes if n is not None]
 
     def _finish(self, item: Pending) -> Node | None:
         """Wait for one pending entry; for a directory, write its tree."""
         if isinstance(item, Future):
-            return item.result()
+            result = item.result()
+            assert not isinstance(result, list), "batches are finished by _collect"
+            return result
         if not isinstance(item, PendingDir):
             return item
-        nodes = [n for n in (self._finish(c) for c in item.children) if n is not None]
+        nodes = sorted(self._collect(item.children), key=lambda n: n.name)
         node = item.node
         if item.old_nodes is not None and item.old is not None and nodes == item.old_nodes:
             node.subtree = item.old.subtree  # identical entries: the same tree, not re-encoded
@@ -359,14 +401,36 @@ class Backup:
             self.counters.add(dirs_changed=1)
         return node
 
+    def _collect(self, pending: list[Pending]) -> list[Node]:
+        """The finished nodes of a directory's entries (batches contribute several)."""
+        nodes: list[Node] = []
+        for item in pending:
+            if isinstance(item, Future):
+                result = item.result()
+                if isinstance(result, list):
+                    nodes.extend(result)
+                elif result is not None:
+                    nodes.append(result)
+                continue
+            node = self._finish(item)
+            if node is not None:
+                nodes.append(node)
+        return nodes
+
     def _resolve(self, pending: list[Pending]) -> list[Node]:
-        return [n for n in (self._finish(item) for item in pending) if n is not None]
+        return self._collect(pending)
 
     # ---- one file ----------------------------------------------------------------
 
     def _archive_file(
         self, full: str, name: str, st: os.stat_result, old: Node | None
     ) -> Node | None:
+        try:
+            return self._archive_one(full, name, old)
+        finally:
+            self._file_slots.release()
+
+    def _archive_one(self, full: str, name: str, old: Node | None) -> Node | None:
         try:
             return self._read_file(full, name, old)
         except FileNotFoundError:
@@ -375,8 +439,6 @@ class Backup:
         except OSError as exc:
             self._error(full, exc)
             return None
-        finally:
-            self._file_slots.release()
 
     def _read_file(self, full: str, name: str, old: Node | None) -> Node | None:
         fd = _open_for_reading(full)
