@@ -16,7 +16,7 @@ from medark.cli.commands import COMMANDS
 from medark.cli.context import Context
 from medark.cli.output import Printer
 from medark.errors import MedarkError, UsageError
-from medark.util.memory import tune_malloc
+from medark.util.memory import limit_arenas
 
 EXIT_USAGE = 2
 
@@ -135,7 +135,7 @@ def _report(out: Printer, exc: MedarkError, code: int) -> None:
 
 
 def entry() -> None:
-    tune_malloc()
+    limit_arenas()
     sys.exit(main())
 
 

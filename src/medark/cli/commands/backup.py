@@ -13,6 +13,7 @@ from medark.engine.backup import Backup, BackupOptions
 from medark.engine.backup_stdin import backup_command, backup_stdin
 from medark.errors import PartialBackup, UsageError
 from medark.sources.files.excludes import Excluder
+from medark.util.memory import fix_mmap_threshold
 from medark.util.sizes import format_bytes, format_duration
 
 
@@ -45,6 +46,7 @@ def run(ctx: Context) -> int:
         raise UsageError("--stdin and --stdin-from-command exclude each other")
     excluder = Excluder.from_options(args.exclude, args.exclude_file)
     host = args.host or socket.gethostname()
+    fix_mmap_threshold()
     with ctx.repository(lock="shared", command="backup") as repo:
         progress = ctx.progress("backup")
         try:
