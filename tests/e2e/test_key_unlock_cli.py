@@ -46,10 +46,16 @@ def test_key_add_from_file_and_from_environment(initialized: Cli, tmp_path: Path
         assert "saved new key" in initialized("key", "add").stdout
     finally:
         del initialized.env["MEDARK_NEW_PASSWORD"]
+    initialized.env["MEDARK_NEW_PASSWORD_FILE"] = str(new_password_file(tmp_path, "fourth"))
+    try:
+        initialized("key", "add")
+    finally:
+        del initialized.env["MEDARK_NEW_PASSWORD_FILE"]
     listed = keys(initialized, password="second")
-    assert len(listed) == 3
+    assert len(listed) == 4
     assert [k["id"] for k in listed if k["current"]] == [added["id"]]
     initialized("check", password="third")
+    initialized("check", password="fourth")
 
 
 def test_key_add_without_a_new_password_is_a_usage_error(initialized: Cli) -> None:

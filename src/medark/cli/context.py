@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medark.cli.output import CliProgress, Printer
+from medark.config import environment as env
 from medark.errors import UsageError
 from medark.repo.repository import Repository
 from medark.service.session import default_cache_dir, locked, open_repository
@@ -25,7 +26,7 @@ class Context:
 
     @property
     def location(self) -> str:
-        location = self.args.repo or os.environ.get("MEDARK_REPO", "")
+        location = self.args.repo or env.REPO.get() or ""
         if not location:
             raise UsageError("no repository given: use --repo or set MEDARK_REPO")
         return str(location)
@@ -62,23 +63,21 @@ class Context:
 def read_password(args: argparse.Namespace, prompt: str) -> bytes:
     """From --password-command, --password-file/MEDARK_PASSWORD_FILE, MEDARK_PASSWORD, or a
     terminal prompt; never from argv itself."""
-    command = getattr(args, "password_command", None) or os.environ.get(
-        "MEDARK_PASSWORD_COMMAND"
-    )
+    command = getattr(args, "password_command", None) or env.PASSWORD_COMMAND.get()
     if command:
         result = subprocess.run(shlex.split(command), capture_output=True, check=False)
         if result.returncode != 0:
             raise UsageError(f"--password-command exited with status {result.returncode}")
         return _first_line(result.stdout)
-    path = getattr(args, "password_file", None) or os.environ.get("MEDARK_PASSWORD_FILE")
+    path = getattr(args, "password_file", None) or env.PASSWORD_FILE.get()
     if path:
         try:
             return _first_line(Path(path).read_bytes())
         except OSError as exc:
             raise UsageError(f"cannot read password file {path}: {exc.strerror}") from None
-    env = os.environ.get("MEDARK_PASSWORD")
-    if env is not None:
-        return env.encode()
+    password = os.environ.get(env.PASSWORD.name)  # an empty password is still a password
+    if password is not None:
+        return password.encode()
     if sys.stdin.isatty():
         import getpass
 

@@ -20,7 +20,9 @@ REPO = EnvVar("MEDARK_REPO", "repository location (same as --repo)")
 PASSWORD = EnvVar("MEDARK_PASSWORD", "repository password")
 PASSWORD_FILE = EnvVar("MEDARK_PASSWORD_FILE", "file whose first line is the password")
 PASSWORD_COMMAND = EnvVar("MEDARK_PASSWORD_COMMAND", "command that prints the password")
-NEW_PASSWORD_FILE = EnvVar("MEDARK_NEW_PASSWORD_FILE", "new password for `key add/passwd`")
+NEW_PASSWORD = EnvVar("MEDARK_NEW_PASSWORD", "new password for `key add/passwd`")
+NEW_PASSWORD_FILE = EnvVar("MEDARK_NEW_PASSWORD_FILE", "file with the new password")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
 
-ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD_FILE, CACHE_DIR]
+ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
+       CACHE_DIR]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from medark.config import environment as env
 from medark.errors import RepositoryNotFound
 from medark.repo.compression import CompressionSpec
 from medark.repo.locks import HeldLock
@@ -15,9 +16,9 @@ from medark.storage.registry import open_backend
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("MEDARK_CACHE_DIR")
-    if env:
-        return Path(env)
+    configured = env.CACHE_DIR.get()
+    if configured:
+        return Path(configured)
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "medark"

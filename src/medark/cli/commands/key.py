@@ -14,6 +14,7 @@ from pathlib import Path
 
 from medark.cli.command import Command
 from medark.cli.context import Context
+from medark.config import environment as env
 from medark.errors import UsageError
 from medark.service.keys import (
     KeyEntry,
@@ -33,19 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("id", nargs="?", metavar="ID", help="key id (or unique prefix) for remove")
     p.add_argument("--new-password-file", metavar="FILE",
                    help="read the new password from the first line of FILE "
-                        "(default: $MEDARK_NEW_PASSWORD, else a prompt)")
+                        "(default: $MEDARK_NEW_PASSWORD_FILE, $MEDARK_NEW_PASSWORD, else a prompt)")
 
 
 def read_new_password(args: argparse.Namespace) -> bytes:
-    path = args.new_password_file
+    path = args.new_password_file or env.NEW_PASSWORD_FILE.get()
     if path:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read new password file {path}: {exc.strerror}") from None
         password = data.split(b"\n", 1)[0].rstrip(b"\r")
-    elif os.environ.get("MEDARK_NEW_PASSWORD") is not None:
-        password = os.environ["MEDARK_NEW_PASSWORD"].encode()
+    elif os.environ.get(env.NEW_PASSWORD.name) is not None:
+        password = os.environ[env.NEW_PASSWORD.name].encode()
     elif sys.stdin.isatty():
         password = getpass.getpass("enter new password: ").encode()
         if getpass.getpass("enter new password again: ").encode() != password:
