@@ -45,7 +45,7 @@ class IndexCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=60000")
-            self._db.execute("PRAGMA cache_size=-4000")
+            self._db.execute("PRAGMA cache_size=-1000")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -66,7 +66,7 @@ class IndexCache:
             conn = sqlite3.connect(str(self._path), check_same_thread=False,
                                    isolation_level=None)
             conn.execute("PRAGMA busy_timeout=60000")
-            conn.execute("PRAGMA cache_size=-2000")
+            conn.execute("PRAGMA cache_size=-500")
             self._local.conn = conn
             with self._lock:
                 self._readers.append(conn)
