@@ -276,3 +276,10 @@ def test_every_cipher_suite_round_trips(cli: Cli, data: Path, tmp_path: Path,
             assert twin.read_bytes() == path.read_bytes()
     config = (cli.repo / "config").read_bytes()
     assert b"INSERT INTO" not in config and cipher.encode() not in config
+
+
+@pytest.mark.parametrize("command", ["snapshots", "check", "key list", "unlock"])
+def test_missing_repository_is_reported_before_any_password(cli: Cli, command: str) -> None:
+    result = cli(*command.split(), password=None, check=False)
+    assert result.returncode == 10, result.stderr
+    assert "does not exist" in result.stderr and "password" not in result.stderr

@@ -16,7 +16,12 @@ from medark.cli.output import CliProgress, Printer
 from medark.config import environment as env
 from medark.errors import UsageError
 from medark.repo.repository import Repository
-from medark.service.session import default_cache_dir, locked, open_repository
+from medark.service.session import (
+    default_cache_dir,
+    locked,
+    open_repository,
+    require_repository,
+)
 
 
 @dataclass
@@ -40,8 +45,14 @@ class Context:
     def password(self, prompt: str = "enter password for repository: ") -> bytes:
         return read_password(self.args, prompt)
 
+    def repository_password(self) -> bytes:
+        """The password of an existing repository: a missing or foreign location is
+        reported (exit 10) before any password is read or prompted for."""
+        require_repository(self.location)
+        return self.password()
+
     def open(self) -> Repository:
-        return open_repository(self.location, self.password(), self.cache_dir)
+        return open_repository(self.location, self.repository_password(), self.cache_dir)
 
     @contextmanager
     def repository(self, lock: str | None, command: str) -> Iterator[Repository]:

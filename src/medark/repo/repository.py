@@ -94,6 +94,18 @@ class Repository:
         return True
 
     @classmethod
+    def require(cls, backend: Backend) -> None:
+        """RepositoryNotFound unless `backend` holds a Medark repository (checked before
+        any password is asked for)."""
+        location = backend.properties().location
+        if not backend.exists():
+            raise RepositoryNotFound(f"repository {location} does not exist")
+        if not cls.exists(backend):
+            raise RepositoryNotFound(
+                f"{location} is not a Medark repository (no config); run `medark init` first"
+            )
+
+    @classmethod
     def init(
         cls,
         backend: Backend,
@@ -127,14 +139,11 @@ class Repository:
         """Unlock and open; sync_index=False skips reading the index files (check reads
         them itself and must survive a damaged one; key and unlock do not need them)."""
         location = backend.properties().location
-        if not backend.exists():
-            raise RepositoryNotFound(f"repository {location} does not exist")
+        cls.require(backend)
         try:
             sealed_config = backend.load(CONFIG_NAME)
         except ObjectNotFound:
-            raise RepositoryNotFound(
-                f"{location} is not a Medark repository (no config); run `medark init` first"
-            ) from None
+            raise RepositoryNotFound(f"{location} lost its config while opening") from None
         key_id, suite, master = KeyStore(backend).unlock(password)
         crypto = Crypto(suite, master)
         try:

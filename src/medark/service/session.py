@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medark.config import environment as env
-from medark.errors import RepositoryNotFound
 from medark.repo.compression import CompressionSpec
 from medark.repo.locks import HeldLock
 from medark.repo.repository import Repository
@@ -31,11 +30,13 @@ def init_repository(
     return Repository.init(open_backend(location), password, cipher, compression, cache_dir)
 
 
+def require_repository(location: str) -> None:
+    """Fail fast (exit 10) on a missing or foreign location, before asking for a password."""
+    Repository.require(open_backend(location))
+
+
 def open_repository(location: str, password: bytes, cache_dir: Path | None) -> Repository:
-    backend = open_backend(location)
-    if not backend.exists():
-        raise RepositoryNotFound(f"repository {location} does not exist")
-    return Repository.open(backend, password, cache_dir)
+    return Repository.open(open_backend(location), password, cache_dir)
 
 
 @contextmanager

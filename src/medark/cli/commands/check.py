@@ -71,7 +71,7 @@ def run(ctx: Context) -> int:
     options = CheckOptions(read_data=subset, workers=max(0, args.workers))
     reporter = _Reporter(ctx)
     workdir = ctx.cache_dir
-    with unindexed_repository(ctx.location, ctx.password(), "shared", "check",
+    with unindexed_repository(ctx.location, ctx.repository_password(), "shared", "check",
                               ctx.out.warn) as repo:
         try:
             result = Checker(repo, options, reporter, workdir).run()

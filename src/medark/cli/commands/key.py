@@ -66,7 +66,8 @@ def run(ctx: Context) -> int:
     if action != "remove" and ctx.args.id:
         raise UsageError(f"key {action} takes no key id")
     new_password = read_new_password(ctx.args) if action in ("add", "passwd") else b""
-    with unindexed_repository(ctx.location, ctx.password(), LOCKS[action], f"key {action}",
+    password = ctx.repository_password()
+    with unindexed_repository(ctx.location, password, LOCKS[action], f"key {action}",
                               ctx.out.warn) as repo:
         if action == "list":
             _print_list(ctx, list_keys(repo))

@@ -29,7 +29,7 @@ def _remove_all(repo: Repository) -> tuple[list[LockInfo], list[str]]:
 
 
 def run(ctx: Context) -> int:
-    with unindexed_repository(ctx.location, ctx.password(), None, "unlock",
+    with unindexed_repository(ctx.location, ctx.repository_password(), None, "unlock",
                               ctx.out.warn) as repo:
         if ctx.args.remove_all:
             removed, unreadable = _remove_all(repo)
