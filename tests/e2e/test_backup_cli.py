@@ -283,3 +283,28 @@ def test_missing_repository_is_reported_before_any_password(cli: Cli, command: s
     result = cli(*command.split(), password=None, check=False)
     assert result.returncode == 10, result.stderr
     assert "does not exist" in result.stderr and "password" not in result.stderr
+
+
+def test_many_small_files_round_trip_and_dedup(initialized: Cli, tmp_path: Path) -> None:
+    """Small files go through the batched path: identical ones stored once, all restored."""
+    src = tmp_path / "emr"
+    for i in range(300):
+        folder = src / f"d{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        body = b"same note\n" * 50 if i % 3 == 0 else f"note {i}\n".encode() * (i + 1)
+        (folder / f"n{i:03d}.txt").write_bytes(body)
+    (src / "d0" / "empty.txt").write_bytes(b"")
+    first = initialized("backup", src, "--json").json()
+    assert first["files_new"] == 301
+    assert first["data_blobs"] == 200 + 1  # 200 distinct notes and 1 shared by 100 files
+    target = tmp_path / "restored"
+    initialized("restore", "latest", "--target", target)
+    restored = target / src.relative_to("/")
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert (restored / path.relative_to(src)).read_bytes() == path.read_bytes()
+    for name in ("d1/n001.txt", "d2/n002.txt", "d4/n004.txt"):
+        (src / name).write_bytes(b"amended\n")
+    second = initialized("backup", src, "--json").json()
+    assert (second["files_changed"], second["files_unmodified"]) == (3, 298)
+    assert second["bytes_read"] == 3 * len(b"amended\n")

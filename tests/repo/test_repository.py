@@ -59,7 +59,7 @@ def test_duplicate_blob_is_stored_once(tmp_path: Path) -> None:
     repo.flush()
     third = repo.save_blob(BlobType.DATA, b"x" * 5000)
     assert not third.added
-    assert repo.stats.blobs_added == 1
+    assert repo.stats.data_blobs == 1
     repo.close()
 
 

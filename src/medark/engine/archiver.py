@@ -78,14 +78,14 @@ class ContentArchiver:
         reserved in the budget first); larger ones streamed, one stream at a time, since
         each stream holds a buffer of twice the maximum chunk size."""
         if size_hint < self.small:
-            data = _read_all(fd, size_hint)
+            data = read_whole(fd, size_hint)
             if len(data) < self.small:
                 return self.store_small(data)
             return self.store_chunks(self.chunker.cut(data))
         if size_hint <= self.whole_file_limit:
             self._budget.acquire(size_hint)
             try:
-                data = _read_all(fd, size_hint)
+                data = read_whole(fd, size_hint)
             except BaseException:
                 self._budget.release(size_hint)
                 raise
@@ -97,7 +97,7 @@ class ContentArchiver:
             return self.store_stream(stream)
 
 
-def _read_all(fd: int, size_hint: int) -> bytes:
+def read_whole(fd: int, size_hint: int) -> bytes:
     """The whole file. The first read asks for one byte more than expected: a regular
     file returns less than asked only at its end, so the usual case is one read."""
     parts = []

@@ -19,9 +19,10 @@ from threading import BoundedSemaphore, Lock
 from typing import Any
 
 from medark import __version__
-from medark.engine.archiver import ContentArchiver
+from medark.engine.archiver import ContentArchiver, read_whole
 from medark.errors import SourceError
 from medark.repo.chunker import Chunker
+from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import (
@@ -207,7 +208,8 @@ class Backup:
             "dirs_new": c.dirs_new,
             "dirs_changed": c.dirs_changed,
             "dirs_unmodified": c.dirs_unmodified,
-            "data_blobs": s.blobs_added,
+            "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs,
             "data_added": s.plain_added,
             "data_added_packed": s.stored_added,
             "total_files_processed": c.total_files_processed,
@@ -372,8 +374,45 @@ class Backup:
         return self._files.submit(self._archive_batch, batch)
 
     def _archive_batch(self, batch: list[FileJob]) -> list[Node]:
+        """Small files: read all, hash all, ask the index about all at once, then store
+        the new ones; counters and progress move once per batch."""
         try:
-            nodes = [self._archive_one(full, name, old) for full, name, _st, old in batch]
+            read: list[tuple[str, Node | None, os.stat_result, bytes]] = []
+            nodes: list[Node | None] = []
+            for full, name, _st, old in batch:
+                try:
+                    fd = _open_for_reading(full)
+                    try:
+                        before = os.fstat(fd)
+                        data = read_whole(fd, before.st_size)
+                        after = os.fstat(fd)
+                    finally:
+                        os.close(fd)
+                except FileNotFoundError:
+                    self._vanished(full)
+                    continue
+                except OSError as exc:
+                    self._error(full, exc)
+                    continue
+                if (stat.S_ISREG(after.st_mode) and _same_version(before, after)
+                        and len(data) == after.st_size and len(data) < self.content.small):
+                    read.append((name, old, after, data))
+                else:  # changed while read, grew, or not a file any more: the full path
+                    nodes.append(self._archive_one(full, name, old))
+            ids = [self.repo.crypto.blob_id(data) if data else b"" for *_rest, data in read]
+            absent = self.repo.missing_blobs([i for i in ids if i])
+            new = changed = nbytes = 0
+            for (name, old, st, data), blob_id in zip(read, ids, strict=True):
+                node = node_from_stat(name, st)
+                if data:
+                    self.repo.save_blob(BlobType.DATA, data, blob_id,
+                                        indexed=blob_id not in absent)
+                    node.content = [blob_id]
+                nodes.append(node)
+                nbytes += len(data)
+                new, changed = (new + 1, changed) if old is None else (new, changed + 1)
+            self.counters.add(bytes_read=nbytes, files_new=new, files_changed=changed)
+            self.progress.advance(files=len(read), nbytes=nbytes)
         finally:
             self._file_slots.release()
         return [n for n in nodes if n is not None]

@@ -127,7 +127,8 @@ def _finish(
     snapshot.summary = {
         "files_new": 1, "files_changed": 0, "files_unmodified": 0,
         "dirs_new": 0, "dirs_changed": 0, "dirs_unmodified": 0,
-        "data_blobs": stats.blobs_added, "data_added": stats.plain_added,
+        "data_blobs": stats.data_blobs, "tree_blobs": stats.tree_blobs,
+        "data_added": stats.plain_added,
         "data_added_packed": stats.stored_added, "total_files_processed": 1,
         "total_bytes_processed": counts["bytes"], "bytes_read": counts["bytes"],
         "source": source,

@@ -49,7 +49,8 @@ class SaveResult:
 
 @dataclass
 class WriteStats:
-    blobs_added: int = 0
+    data_blobs: int = 0
+    tree_blobs: int = 0
     plain_added: int = 0
     stored_added: int = 0
     packs_written: int = 0
@@ -237,16 +238,18 @@ class Repository:
         return blob_id in self._pending or self.cache.has(blob_id)
 
     def save_blob(
-        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None,
+        indexed: bool | None = None,
     ) -> SaveResult:
-        """Store a blob unless the repository (or this session) already has it."""
+        """Store a blob unless the repository (or this session) already has it.
+        `indexed`: whether the index has it, when the caller already asked (in bulk)."""
         if blob_id is None:
             blob_id = self.crypto.blob_id(data)
         with self._builder_lock:
             if blob_id in self._pending:
                 return SaveResult(blob_id, False, 0)
             self._pending[blob_id] = None
-        if self.cache.has(blob_id):
+        if indexed if indexed is not None else self.cache.has(blob_id):
             with self._builder_lock:
                 self._pending.pop(blob_id, None)
             return SaveResult(blob_id, False, 0)
@@ -257,7 +260,10 @@ class Repository:
         with self._builder_lock:
             builder = self._builders[blob_type]
             builder.add(blob_type, blob_id, sealed, raw_length)
-            self.stats.blobs_added += 1
+            if blob_type == BlobType.DATA:
+                self.stats.data_blobs += 1
+            else:
+                self.stats.tree_blobs += 1
             self.stats.plain_added += len(data)
             self.stats.stored_added += len(sealed)
             if len(builder) >= self.config.pack_size:
