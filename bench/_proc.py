@@ -49,6 +49,8 @@ def run_measured(
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path = log_dir / f"{name}.out"
     err_path = log_dir / f"{name}.err"
+    # Write back what earlier steps left dirty, so no tool pays for another's writes.
+    os.sync()
     with out_path.open("wb") as out, err_path.open("wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(

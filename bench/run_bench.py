@@ -51,7 +51,8 @@ DEFAULT_MANYFILES = 200_000
 TOUCH_MARKER = "manyfiles.touched.json"
 WARM_CACHE_NOTE = (
     "All tools read a warm page cache (the source was just generated or copied; the page "
-    "cache is not dropped). Tools run in a rotating order, a different one first at each step."
+    "cache is not dropped; `sync` runs before every timed step). Tools run in a rotating "
+    "order, a different one first at each step."
 )
 DEBS = {"restic": "restic", "borg": "borgbackup"}
 

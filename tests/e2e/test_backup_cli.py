@@ -158,7 +158,9 @@ def _run_as_nobody(tmp_path: Path, cli: Cli, site_dir: str) -> None:
     repo.chmod(0o777)
     env = dict(cli.env, MEDARK_REPO=str(repo / "r"), MEDARK_PASSWORD=PASSWORD,
                MEDARK_CACHE_DIR=str(repo / "cache"), HOME=str(repo))
-    code = ("import site, sys; site.addsitedir(sys.argv.pop(1)); "
+    # The venv's packages go first: the system's own (older) cryptography must not win.
+    code = ("import site, sys; d = sys.argv.pop(1); site.addsitedir(d); "
+            "sys.path.remove(d); sys.path.insert(0, d); "
             "from medark.cli.main import entry; entry()")
     run = ["runuser", "-u", "nobody", "--", SYSTEM_PYTHON, "-c", code, site_dir]
     init = subprocess.run([*run, "init"], env=env, capture_output=True, text=True, check=False)

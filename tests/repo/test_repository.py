@@ -51,6 +51,22 @@ def test_blobs_round_trip_after_reopen(tmp_path: Path, suite: str) -> None:
     again.close()
 
 
+def test_packs_are_spooled_and_the_spool_is_left_empty(tmp_path: Path) -> None:
+    repo = make(tmp_path)
+    spool = tmp_path / "repo" / ".spool"
+    blob = repo.save_blob(BlobType.DATA, os.urandom(200_000)).id
+    assert [p.name[:6] for p in spool.iterdir()] == [".pack-"]  # the pack is not in RAM
+    repo.flush()
+    assert list(spool.iterdir()) == []
+    dropped = repo.save_blob(BlobType.DATA, os.urandom(200_000)).id
+    repo.close()  # abandoned before flush: its spool file goes, nothing refers to it
+    assert list(spool.iterdir()) == []
+    again = reopen(tmp_path)
+    assert len(again.load_blob(blob)) == 200_000
+    assert not again.has_blob(dropped)
+    again.close()
+
+
 def test_duplicate_blob_is_stored_once(tmp_path: Path) -> None:
     repo = make(tmp_path)
     first = repo.save_blob(BlobType.DATA, b"x" * 5000)

@@ -4,8 +4,10 @@ relies on exactly these behaviours and nothing backend-specific."""
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -180,6 +182,35 @@ def test_save_existing_raises_and_keeps_old(backend: Backend) -> None:
         backend.save("keys/k1", b"original")  # even with equal content
     assert backend.load("keys/k1") == b"original"
     assert _listing(backend) == {"keys/k1": 8}
+
+
+def _spooled(backend: Backend, data: bytes, tmp_dir: str) -> str:
+    """A file written where the backend wants spooled files (or the test's temp dir)."""
+    fd, path = tempfile.mkstemp(prefix=".pack-", dir=backend.spool_dir() or tmp_dir)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path
+
+
+def test_save_file_round_trip_and_keeps_the_source(backend: Backend, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 1)
+    path = _spooled(backend, data, str(tmp_path))
+    backend.save_file("data/cd/packed", path)
+    assert backend.load("data/cd/packed") == data
+    assert backend.load("data/cd/packed", 1024 * 1024, 5) == data[1024 * 1024 : 1024 * 1024 + 5]
+    assert Path(path).read_bytes() == data  # the caller's to remove
+    os.unlink(path)
+    assert backend.load("data/cd/packed") == data  # the stored object does not depend on it
+    assert _listing(backend) == {"data/cd/packed": len(data)}  # the spool is not listed
+
+
+def test_save_file_existing_raises_and_keeps_old(backend: Backend, tmp_path: Path) -> None:
+    backend.save("data/cd/packed", b"original")
+    path = _spooled(backend, b"replacement", str(tmp_path))
+    with pytest.raises(AlreadyExists):
+        backend.save_file("data/cd/packed", path)
+    os.unlink(path)
+    assert backend.load("data/cd/packed") == b"original"
 
 
 def test_concurrent_saves_of_one_name_have_one_winner(backend: Backend) -> None:

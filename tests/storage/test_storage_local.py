@@ -111,3 +111,28 @@ def test_list_cannot_escape_the_root(tmp_path: Path) -> None:
 
 def test_list_of_a_missing_root_is_empty(tmp_path: Path) -> None:
     assert list(LocalBackend(tmp_path / "nowhere").list("")) == []
+
+
+def test_save_file_links_a_spooled_file_without_copying(local: LocalBackend) -> None:
+    spool = local.spool_dir()
+    assert spool is not None and Path(spool).parent == local.root
+    path = Path(spool) / ".pack-test"
+    path.write_bytes(b"packed bytes")
+    local.save_file("data/ef/pack", str(path))
+    assert os.stat(path).st_ino == os.stat(local.root / "data/ef/pack").st_ino
+    assert _all_files(local.root) == [".spool/.pack-test", "data/ef/pack"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs a second filesystem")
+def test_save_file_copies_across_filesystems(local: LocalBackend) -> None:
+    if os.stat("/dev/shm").st_dev == os.stat(local.root).st_dev:
+        pytest.skip("/dev/shm is on the repository's filesystem")
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    with open(f"/dev/shm/medark-test-{os.getpid()}", "wb") as f:
+        f.write(data)
+    try:
+        local.save_file("data/ef/pack", f.name)
+    finally:
+        os.unlink(f.name)
+    assert (local.root / "data/ef/pack").read_bytes() == data
+    assert _all_files(local.root) == ["data/ef/pack"]  # no temp file left

@@ -28,7 +28,8 @@ class PackRepo(Protocol):
     backend: Backend
     crypto: Crypto
 
-    def decode_blob(self, entry: PackedBlob, sealed: bytes, pack_id: bytes) -> bytes: ...
+    def decode_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
+                    pack_id: bytes) -> bytes: ...
 
 
 def header_length(blob_count: int) -> int:
@@ -147,7 +148,7 @@ def read_pack(repo: PackRepo, pack_id: bytes, indexed: list[PackedBlob]) -> Pack
             verdict.damaged.append((entry.id, "blob lies beyond the end of the pack"))
             continue
         try:
-            repo.decode_blob(entry, bytes(view[entry.offset:end]), pack_id)
+            repo.decode_blob(entry, view[entry.offset:end], pack_id)
         except IntegrityError as exc:
             verdict.damaged.append((entry.id, _reason(exc)))
     return verdict

@@ -58,7 +58,8 @@ class RestoreRepo(SnapshotRepo, Protocol):
 
     def locate(self, blob_id: bytes) -> tuple[bytes, PackedBlob]: ...
 
-    def decode_blob(self, entry: PackedBlob, sealed: bytes, pack_id: bytes) -> bytes: ...
+    def decode_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
+                    pack_id: bytes) -> bytes: ...
 
 
 class State(Enum):
@@ -290,8 +291,8 @@ class DataRestorer:
             if self._abort:
                 return
             try:
-                data = self.repo.backend.load(pack_name(rng.pack_id.hex()), rng.start,
-                                              rng.end - rng.start)
+                data = memoryview(self.repo.backend.load(pack_name(rng.pack_id.hex()),
+                                                         rng.start, rng.end - rng.start))
             except MedarkError as exc:
                 for entry in rng.blobs:
                     self._blob_failed(targets.pop(entry.id, []), exc)

@@ -42,7 +42,9 @@ class Aead(Protocol):
         self, nonce: bytes, data: bytes | memoryview, associated_data: bytes | None
     ) -> bytes: ...
 
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes: ...
+    def decrypt(
+        self, nonce: bytes, data: bytes | memoryview, associated_data: bytes | None
+    ) -> bytes: ...
 
 
 class _Sm4Gcm:
@@ -60,10 +62,12 @@ class _Sm4Gcm:
         body = encryptor.update(data) + encryptor.finalize()
         return body + encryptor.tag
 
-    def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
+    def decrypt(
+        self, nonce: bytes, data: bytes | memoryview, associated_data: bytes | None
+    ) -> bytes:
         if len(data) < TAG_LEN:
             raise InvalidTag()
-        body, tag = data[:-TAG_LEN], data[-TAG_LEN:]
+        body, tag = data[:-TAG_LEN], bytes(data[-TAG_LEN:])
         decryptor = Cipher(self._algorithm, modes.GCM(nonce, tag)).decryptor()
         if associated_data:
             decryptor.authenticate_additional_data(associated_data)
@@ -210,7 +214,7 @@ class Crypto:
         nonce_end = 1 + SESSION_ID_LEN + NONCE_LEN
         nonce = bytes(view[1 + SESSION_ID_LEN : nonce_end])
         try:
-            return self._reader(session_id).decrypt(nonce, bytes(view[nonce_end:]), None)
+            return self._reader(session_id).decrypt(nonce, view[nonce_end:], None)
         except InvalidTag:
             raise IntegrityError("authentication failed (data damaged or wrong key)") from None
 

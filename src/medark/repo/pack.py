@@ -6,11 +6,17 @@ The header lists, in order, each blob's type, id, sealed length and plaintext le
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import struct
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
-from medark.errors import IntegrityError
+from medark.errors import AlreadyExists, IntegrityError
 from medark.repo.crypto import SEAL_OVERHEAD, Crypto
 
 ENTRY = struct.Struct("<B32sII")  # type, blob id, sealed length, uncompressed length
@@ -46,8 +52,15 @@ def pack_id_from_name(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
+def sealed_header(crypto: Crypto, entries: list[PackedBlob]) -> bytes:
+    """The pack's trailer: the sealed entry list, then its length."""
+    header = b"".join(ENTRY.pack(e.type, e.id, e.length, e.raw_length) for e in entries)
+    sealed = crypto.seal(header)
+    return sealed + TRAILER.pack(len(sealed))
+
+
 class PackBuilder:
-    """Collects sealed blobs for one pack. Not thread-safe: callers hold a lock."""
+    """Collects sealed blobs for one pack in memory (prune, tests). Not thread-safe."""
 
     def __init__(self) -> None:
         self.buffer = bytearray()
@@ -63,13 +76,65 @@ class PackBuilder:
         self.buffer += sealed
 
     def finish(self, crypto: Crypto) -> bytearray:
-        header = b"".join(
-            ENTRY.pack(e.type, e.id, e.length, e.raw_length) for e in self.entries
-        )
-        sealed_header = crypto.seal(header)
-        self.buffer += sealed_header
-        self.buffer += TRAILER.pack(len(sealed_header))
+        self.buffer += sealed_header(crypto, self.entries)
         return self.buffer
+
+
+class PackSink(Protocol):
+    def save_file(self, name: str, path: str) -> None: ...
+
+
+class SpooledPack:
+    """Collects sealed blobs for one pack in a local temp file, hashing as it goes, so a
+    backup holds no pack in RAM (restic spools packs to temp files for the same reason).
+    Not thread-safe: callers hold a lock. The file is created at the first blob."""
+
+    def __init__(self, spool_dir: Callable[[], str | None]) -> None:
+        self.spool_dir = spool_dir
+        """Asked at the first blob: a repository opened only to read never creates it."""
+        self.entries: list[PackedBlob] = []
+        self._size = 0
+        self._hash = hashlib.sha256()
+        self._fd = -1
+        self._path = ""
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _write(self, data: bytes) -> None:
+        if self._fd < 0:
+            self._fd, self._path = tempfile.mkstemp(prefix=".pack-", suffix=".tmp",
+                                                    dir=self.spool_dir())
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self._hash.update(data)
+        self._size += len(data)
+
+    def add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+        self._write(sealed)
+        self.entries.append(PackedBlob(blob_type, blob_id, self._size - len(sealed),
+                                       len(sealed), raw_length))
+
+    def store(self, crypto: Crypto, sink: PackSink) -> str:
+        """Write the trailer and save the pack under its content name (returned)."""
+        self._write(sealed_header(crypto, self.entries))
+        os.close(self._fd)
+        self._fd = -1
+        pack_id = self._hash.hexdigest()
+        with contextlib.suppress(AlreadyExists):  # identical content already stored
+            sink.save_file(pack_name(pack_id), self._path)
+        return pack_id
+
+    def discard(self) -> None:
+        """Remove the temp file (after store, or when the backup is abandoned)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if self._path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
+            self._path = ""
 
 
 def parse_header(crypto: Crypto, tail: bytes, pack_size: int) -> list[PackedBlob]:

@@ -7,7 +7,6 @@ packs or index entries, which check reports as harmless and prune removes.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import threading
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medark.errors import (
-    AlreadyExists,
     IntegrityError,
     ObjectNotFound,
     RepositoryCorrupt,
@@ -30,7 +28,7 @@ from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KeyStore
 from medark.repo.locks import HeldLock, LockManager
-from medark.repo.pack import BlobType, PackBuilder, PackedBlob, pack_name
+from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
 from medark.storage.base import Backend
 from medark.util import clock
 
@@ -77,11 +75,12 @@ class Repository:
         self.compressor = Compressor(config.compression)
         self.locks = LockManager(backend, crypto.seal, crypto.open, self._store_lock)
         self.stats = WriteStats()
-        self._builders = {t: PackBuilder() for t in BlobType}
+        self._builders = {t: self._new_pack() for t in BlobType}
         self._builder_lock = threading.Lock()
         self._pending: dict[bytes, tuple[bytes, PackedBlob] | None] = {}
         self._unindexed: list[tuple[bytes, list[PackedBlob]]] = []
         self._index_lock = threading.Lock()
+        self._spool: tuple[str | None] | None = None
         self._last_index = clock.monotonic()
 
     # ---- opening -------------------------------------------------------------------
@@ -176,6 +175,11 @@ class Repository:
         return repo
 
     def close(self) -> None:
+        """Release everything; packs not flushed are dropped (their blobs were never
+        indexed, so nothing refers to them)."""
+        with self._builder_lock:
+            for builder in self._builders.values():
+                builder.discard()
         self.cache.close()
         self.backend.close()
         if self._cache_tmp is not None:
@@ -256,7 +260,7 @@ class Repository:
         compressed = self.compressor.compress(data)
         sealed = self.crypto.seal(compressed if compressed is not None else data)
         raw_length = len(data) if compressed is not None else 0
-        full: PackBuilder | None = None
+        full: SpooledPack | None = None
         with self._builder_lock:
             builder = self._builders[blob_type]
             builder.add(blob_type, blob_id, sealed, raw_length)
@@ -268,16 +272,24 @@ class Repository:
             self.stats.stored_added += len(sealed)
             if len(builder) >= self.config.pack_size:
                 full = builder
-                self._builders[blob_type] = PackBuilder()
+                self._builders[blob_type] = self._new_pack()
         if full is not None:
             self._upload_pack(full)  # in this worker: a second pack in RAM costs more
         return SaveResult(blob_id, True, len(sealed))
 
-    def _upload_pack(self, builder: PackBuilder) -> None:
-        data = builder.finish(self.crypto)
-        pack_id = content_name(data)
-        with contextlib.suppress(AlreadyExists):  # identical content already stored
-            self.backend.save(pack_name(pack_id), data)
+    def _new_pack(self) -> SpooledPack:
+        return SpooledPack(self._spool_dir)
+
+    def _spool_dir(self) -> str | None:
+        if self._spool is None:
+            self._spool = (self.backend.spool_dir(),)
+        return self._spool[0]
+
+    def _upload_pack(self, builder: SpooledPack) -> None:
+        try:
+            pack_id = builder.store(self.crypto, self.backend)
+        finally:
+            builder.discard()
         raw_pack = bytes.fromhex(pack_id)
         with self._builder_lock:
             for entry in builder.entries:
@@ -302,7 +314,7 @@ class Repository:
         """Upload partly filled packs and write the index for everything uploaded."""
         with self._builder_lock:
             builders = [b for b in self._builders.values() if b.entries]
-            self._builders = {t: PackBuilder() for t in BlobType}
+            self._builders = {t: self._new_pack() for t in BlobType}
         for builder in builders:
             self._upload_pack(builder)
         with self._index_lock:
@@ -322,7 +334,8 @@ class Repository:
         sealed = self.backend.load(pack_name(pack_id.hex()), entry.offset, entry.length)
         return self.decode_blob(entry, sealed, pack_id)
 
-    def decode_blob(self, entry: PackedBlob, sealed: bytes, pack_id: bytes) -> bytes:
+    def decode_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
+                    pack_id: bytes) -> bytes:
         """Open, decompress and verify one blob read from a pack."""
         where = f"blob {entry.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
         try:

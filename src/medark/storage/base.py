@@ -34,6 +34,17 @@ class Backend(Protocol):
         """Store a new object durably; AlreadyExists if `name` exists."""
         ...
 
+    def save_file(self, name: str, path: str) -> None:
+        """Store the content of the closed local file `path` durably; AlreadyExists if
+        `name` exists. The caller removes `path` afterwards. Large objects (packs) are
+        spooled to a file so that they need not be held in memory."""
+        ...
+
+    def spool_dir(self) -> str | None:
+        """A local directory where files for save_file are cheapest to write (on the
+        repository's own filesystem, so that saving is a link); None: the system temp dir."""
+        ...
+
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         """Read `length` bytes (all to the end when None) at `offset`; ObjectNotFound if absent."""
         ...

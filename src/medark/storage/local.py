@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from medark.errors import AlreadyExists, BackendError, NoSpace, ObjectNotFound
@@ -14,6 +14,9 @@ from medark.util.files import fsync_dir, temp_name
 
 _MAX_COMPONENT_BYTES = 255  # NAME_MAX on every filesystem we support
 _MAX_NAME_BYTES = 1024  # S3's key limit; keeps names portable between backends
+SPOOL_DIR = ".spool"
+"""Packs being written (hidden: list() skips it); on the repository's filesystem."""
+COPY_BLOCK = 1 << 20
 
 
 def _check_component(part: str, what: str, name: str) -> None:
@@ -107,6 +110,57 @@ class LocalBackend:
         self._made_dirs.add(directory)
 
     def save(self, name: str, data: bytes | bytearray) -> None:
+        def write(fd: int) -> None:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+
+        self._save_via_temp(name, write)
+
+    def save_file(self, name: str, path: str) -> None:
+        """Link the spooled file into place when it is on this filesystem (no copy)."""
+        final = self._path(name)
+        try:
+            self._ensure_dir(final.parent)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(path, final)  # refuses to overwrite, as save() does
+            except FileExistsError:
+                raise AlreadyExists(f"{name} already exists") from None
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                self._copy_file(name, path)
+                return
+            fsync_dir(final.parent)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"saving {name}") from exc
+
+    def _copy_file(self, name: str, path: str) -> None:
+        def write(fd: int) -> None:
+            with open(path, "rb") as src:
+                while block := src.read(COPY_BLOCK):
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(fd, view):]
+
+        self._save_via_temp(name, write)
+
+    def spool_dir(self) -> str | None:
+        spool = self.root / SPOOL_DIR
+        try:
+            self._ensure_dir(spool)
+        except OSError as exc:
+            raise _wrap_os_error(exc, f"creating {spool}") from exc
+        return str(spool)
+
+    def _save_via_temp(self, name: str, write: Callable[[int], None]) -> None:
+        """temp file + fsync + link (which fails if the name exists) + directory fsync."""
         final = self._path(name)
         try:
             self._ensure_dir(final.parent)
@@ -114,10 +168,7 @@ class LocalBackend:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 try:
-                    view = memoryview(data)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
+                    write(fd)
                     os.fsync(fd)
                 finally:
                     os.close(fd)

@@ -29,6 +29,13 @@ class MemoryBackend:
                 raise AlreadyExists(f"{name} already exists")
             self.objects[name] = bytes(data)
 
+    def save_file(self, name: str, path: str) -> None:
+        with open(path, "rb") as f:
+            self.save(name, f.read())
+
+    def spool_dir(self) -> str | None:
+        return None
+
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         check_name(name)
         if offset < 0 or (length is not None and length < 0):

@@ -108,6 +108,14 @@ class FaultyBackend:
         if fail:
             raise self._fault(f"saving {name} (the object was stored)")
 
+    def save_file(self, name: str, path: str) -> None:
+        """The same faults as save(), on the file's bytes (a test wrapper: memory is fine)."""
+        with open(path, "rb") as f:
+            self.save(name, f.read())
+
+    def spool_dir(self) -> str | None:
+        return self.inner.spool_dir()
+
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         if self.delay > 0:
             self._sleep(self.delay)

@@ -26,6 +26,12 @@ class ReadOnlyBackend:
     def save(self, name: str, data: bytes | bytearray) -> None:
         raise self._refuse(f"saving {name}")
 
+    def save_file(self, name: str, path: str) -> None:
+        raise self._refuse(f"saving {name}")
+
+    def spool_dir(self) -> str | None:
+        return None
+
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self.inner.load(name, offset, length)
 

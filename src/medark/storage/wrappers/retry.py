@@ -88,6 +88,12 @@ class RetryBackend:
     def save(self, name: str, data: bytes | bytearray) -> None:
         self._call(f"save {name}", lambda: self.inner.save(name, data))
 
+    def save_file(self, name: str, path: str) -> None:
+        self._call(f"save {name}", lambda: self.inner.save_file(name, path))
+
+    def spool_dir(self) -> str | None:
+        return self._call("spool directory", self.inner.spool_dir)
+
     def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         return self._call(f"load {name}", lambda: self.inner.load(name, offset, length))
 
