@@ -112,3 +112,57 @@ class Interrupted(MedarkError):
 
     exit_code = 130
     code = "interrupted"
+
+
+class DatabaseUnavailable(MedarkError):
+    """The database server cannot be reached or refused the connection (wrong DSN,
+    server down, authentication failed)."""
+
+    exit_code = 20
+    code = "db_unavailable"
+
+
+class DatabasePermission(MedarkError):
+    """The database role lacks a privilege the command needs (replication, superuser)."""
+
+    exit_code = 21
+    code = "db_permission"
+
+
+class SlotMissing(MedarkError):
+    """The named replication slot does not exist on the server."""
+
+    exit_code = 22
+    code = "slot_missing"
+
+
+class WalGap(MedarkError):
+    """The archived transaction log has a gap: recovery cannot pass it."""
+
+    exit_code = 23
+    code = "wal_gap"
+
+
+class TargetOutOfRange(MedarkError):
+    """A recovery target lies outside the window the backups can recover."""
+
+    exit_code = 24
+    code = "target_out_of_range"
+
+
+class WalConflict(MedarkError):
+    """A log file of this name is already archived with different content."""
+
+    exit_code = 25
+    code = "wal_conflict"
+
+
+class ArchiveReadFailed(MedarkError):
+    """`pg wal-fetch` could not read the archive (not merely: the file is not archived).
+
+    Exit 126 makes PostgreSQL stop recovery (it treats exit codes above 125 as fatal)
+    instead of taking the failure for the end of the archive and promoting at an earlier
+    point, which would silently lose the transactions after it."""
+
+    exit_code = 126
+    code = "archive_read_failed"

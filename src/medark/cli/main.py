@@ -15,55 +15,11 @@ from medark import __version__
 from medark.cli.commands import COMMANDS
 from medark.cli.context import Context
 from medark.cli.output import Printer
+from medark.cli.parser import Parser, global_options
 from medark.errors import MedarkError, UsageError
 from medark.util.memory import limit_arenas
 
 EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """Raises UsageError instead of exiting, and lets options follow positionals
-    (`medark backup /a --tag x /b`, `medark ls latest -l /path`) as restic does."""
-
-    _mixing = False
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        has_positionals = any(not action.option_strings for action in self._actions)
-        passthrough = args is not None and "--" in args  # `-- CMD ARGS…` stays verbatim
-        if self._mixing or passthrough or not has_positionals or self._subparsers is not None:
-            return super().parse_known_args(args, namespace)
-        self._mixing = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._mixing = False
-
-
-def global_options() -> _Parser:
-    common = _Parser(add_help=False)
-    g = common.add_argument_group("global options")
-    g.add_argument("-r", "--repo", default=argparse.SUPPRESS,
-                   help="repository location (default: $MEDARK_REPO)")
-    g.add_argument("--password-file", default=argparse.SUPPRESS,
-                   help="read the password from the first line of this file")
-    g.add_argument("--password-command", default=argparse.SUPPRESS,
-                   help="run this command and read the password from its output")
-    g.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                   help="machine-readable output (JSON, or JSON lines for streams)")
-    g.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                   help="more output; progress lines on a pipe")
-    g.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                   help="only errors")
-    g.add_argument("--cache-dir", default=argparse.SUPPRESS,
-                   help="local cache directory (default: $MEDARK_CACHE_DIR or ~/.cache/medark)")
-    g.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
-                   help="use a temporary cache for this command only")
-    return common
 
 
 _DEFAULTS = {
@@ -74,10 +30,10 @@ _DEFAULTS = {
 
 def build_parser() -> argparse.ArgumentParser:
     common = global_options()
-    parser = _Parser(prog="medark", parents=[common],
+    parser = Parser(prog="medark", parents=[common],
                      description="Medark: deduplicated, encrypted, verified backups.")
     parser.add_argument("--version", action="version", version=f"medark {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for command in COMMANDS:
         command_parser = sub.add_parser(command.name, help=command.help,
                                         description=command.help, parents=[common])

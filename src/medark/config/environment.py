@@ -24,5 +24,9 @@ NEW_PASSWORD = EnvVar("MEDARK_NEW_PASSWORD", "new password for `key add/passwd`"
 NEW_PASSWORD_FILE = EnvVar("MEDARK_NEW_PASSWORD_FILE", "file with the new password")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
 
+PG_DSN = EnvVar("MEDARK_PG_DSN", "PostgreSQL connection string for `pg backup`")
+COMMAND = EnvVar("MEDARK_COMMAND",
+                 "how the database's OS user runs medark (restore_command of `pg restore`)")
+
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
-       CACHE_DIR]
+       CACHE_DIR, PG_DSN, COMMAND]

@@ -97,7 +97,7 @@ def backup_command(
         raise CommandFailed(
             f"{argv[0]} exited with status {status}; no snapshot was written"
         )
-    return _finish(repo, node, counts, started, t0, tags, host, argv[0])
+    return write_stream_snapshot(repo, node, counts, started, t0, tags, host, argv[0])
 
 
 def backup_stdin(
@@ -108,20 +108,22 @@ def backup_stdin(
     t0 = clock.monotonic()
     node, counts = backup_stream(repo, stream, filename, progress=progress)
     repo.flush()
-    return _finish(repo, node, counts, started, t0, tags, host, "stdin")
+    return write_stream_snapshot(repo, node, counts, started, t0, tags, host, "stdin")
 
 
-def _finish(
+def write_stream_snapshot(
     repo: Repository, node: Node, counts: dict[str, int], started: datetime, t0: float,
-    tags: list[str], host: str, source: str,
+    tags: list[str], host: str, source: str, *, paths: list[str] | None = None,
+    meta: dict[str, object] | None = None,
 ) -> tuple[Snapshot, dict[str, object]]:
+    """The snapshot of one stored stream (a dump, a database's base backup)."""
     root = save_tree(repo, [node])
     repo.flush()
     snapshot = Snapshot(
         time=started,
-        tree=root, paths=["/" + node.name], hostname=host or socket.gethostname(),
+        tree=root, paths=paths or ["/" + node.name], hostname=host or socket.gethostname(),
         username=os.environ.get("USER", ""), tags=tags,
-        program_version=f"medark {__version__}",
+        program_version=f"medark {__version__}", source=dict(meta or {}),
     )
     stats = repo.stats
     snapshot.summary = {

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from medark.engine.pg_wal import wal_record_blobs
 from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.repo import index_file
 from medark.repo.pack import DATA_PREFIX, BlobType, PackedBlob, pack_id_from_name, pack_name
@@ -229,6 +230,7 @@ def plan_prune(
         db.execute("CREATE INDEX blobs_by_id ON blobs (id)")
         snaps = all_snapshots(repo) if snapshots is None else snapshots
         _mark_used(repo, db, snaps, progress)
+        _mark_wal_used(repo, db)
         _check_complete(db)
         packs = _pack_infos(db)
         unreferenced = dict(
@@ -314,6 +316,19 @@ def _mark_used(
                 db.executemany("INSERT OR IGNORE INTO used VALUES (?)", content)
             stack.extend(n.subtree for n in nodes if n.subtree is not None)
         progress.advance(files=1)
+    db.execute("COMMIT")
+
+
+def _mark_wal_used(repo: Repository, db: sqlite3.Connection) -> None:
+    """Blobs of archived WAL files are used for as long as their records exist (`forget`
+    decides which WAL to expire; prune only follows the records)."""
+    db.execute("BEGIN")
+    try:
+        for _name, blobs in wal_record_blobs(repo):
+            db.executemany("INSERT OR IGNORE INTO used VALUES (?)", ((b,) for b in blobs))
+    except RepositoryCorrupt as exc:
+        db.execute("ROLLBACK")
+        raise RepositoryCorrupt(f"{exc}; prune changed nothing, run `medark check`") from None
     db.execute("COMMIT")
 
 

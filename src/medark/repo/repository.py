@@ -369,6 +369,30 @@ class Repository:
         if content_name(raw) != name.rsplit("/", 1)[-1]:
             raise IntegrityError(f"{name}: content does not match its name")
 
+    # ---- named objects (the WAL archive): sealed, written once, named by meaning ----
+
+    def seal(self, plaintext: bytes) -> bytes:
+        return self.crypto.seal(plaintext)
+
+    def unseal(self, sealed: bytes) -> bytes:
+        return self.crypto.open(sealed)
+
+    def save_object(self, name: str, data: bytes) -> None:
+        self.backend.save(name, data)
+
+    def load_object(self, name: str) -> bytes:
+        return self.backend.load(name)
+
+    def object_exists(self, name: str) -> bool:
+        try:
+            self.backend.stat(name)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def remove_object(self, name: str) -> None:
+        self.backend.remove(name)
+
     def list_names(self, prefix: str) -> Iterator[str]:
         for info in self.backend.list(prefix):
             yield info.name

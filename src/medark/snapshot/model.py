@@ -105,6 +105,9 @@ class Snapshot:
     parent: str | None = None
     program_version: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    """What a database snapshot needs for recovery (kind, system id, LSNs, timeline,
+    server version); empty for file backups."""
     id: str = ""
     """Storage name (hex SHA-256 of the sealed object); set when loaded or saved."""
 
@@ -126,6 +129,7 @@ class Snapshot:
             "parent": self.parent,
             "program_version": self.program_version,
             "summary": self.summary,
+            **({"source": self.source} if self.source else {}),
         }
 
     @classmethod
@@ -142,6 +146,7 @@ class Snapshot:
                 parent=doc.get("parent"),
                 program_version=doc.get("program_version", ""),
                 summary=dict(doc.get("summary") or {}),
+                source=dict(doc.get("source") or {}),
                 id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -52,6 +52,10 @@ def monotonic() -> float:
     return SYSTEM.monotonic()
 
 
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def parse_time(text: str) -> datetime:
     """ISO-8601 timestamp; a naive one is taken as UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))

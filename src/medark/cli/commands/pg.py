@@ -1,0 +1,252 @@
+"""`medark pg backup|wal-push|wal-fetch|restore|status`: PostgreSQL hot backup and
+point-in-time recovery.
+
+archive_command and restore_command run as the database's OS user, from the data
+directory: `medark pg wal-push %p` reads the cluster's system identifier from
+global/pg_control there; `pg restore` writes a restore_command that names the repository
+and a password *file*, never the password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from typing import Any
+
+from medark.cli.command import Command
+from medark.cli.context import Context
+from medark.cli.parser import global_options
+from medark.config import environment as env
+from medark.engine.pg_backup import PgBackupOptions, base_backup
+from medark.engine.pg_window import Target
+from medark.errors import ArchiveReadFailed, MedarkError, ObjectNotFound, UsageError
+from medark.service import pg
+from medark.sources.postgres.server import Dsn
+from medark.sources.postgres.wal import parse_lsn
+from medark.util import clock
+from medark.util.sizes import format_bytes, format_duration
+
+ACTIONS: dict[str, str] = {
+    "backup": "take an online base backup over the replication protocol",
+    "wal-push": "archive one WAL file (use as archive_command = 'medark pg wal-push %%p')",
+    "wal-fetch": "restore one WAL file (restore_command; exit 1 if it is not archived)",
+    "restore": "write a data directory that recovers to a time, an LSN or the newest WAL",
+    "status": "newest backup, newest archived WAL and its age (RPO), recoverable windows",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = global_options()
+    parsers = {name: sub.add_parser(name, help=text, description=text, parents=[common])
+               for name, text in ACTIONS.items()}
+    b = parsers["backup"]
+    b.add_argument("--dsn", default=None,
+                   help="libpq connection string or URI (default: $MEDARK_PG_DSN); a "
+                        "password in it is passed to pg_basebackup by environment")
+    b.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
+    b.add_argument("--host", default="", help="hostname recorded in the snapshot")
+    b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for the backup's WAL to be archived (0: do not check)")
+    for name in ("push", "fetch"):
+        w = parsers[f"wal-{name}"]
+        w.add_argument("--system-id", default=None,
+                       help="cluster's system identifier (default: read from "
+                            "global/pg_control in the current directory)")
+    parsers["wal-push"].add_argument("path", metavar="PATH", help="the WAL file (%%p)")
+    parsers["wal-fetch"].add_argument("name", metavar="NAME", help="WAL file name (%%f)")
+    parsers["wal-fetch"].add_argument("destination", metavar="PATH",
+                                      help="where to write it (%%p)")
+    parsers["wal-fetch"].add_argument("--spool", default=None, metavar="DIR",
+                                      help="serve from the WAL `pg restore` fetched ahead "
+                                           "(a miss means: not archived)")
+    r = parsers["restore"]
+    r.add_argument("--target-dir", required=True, metavar="DIR",
+                   help="new (or empty) directory for the data directory")
+    goal = r.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--time", metavar="TS", help="recover up to this moment (ISO 8601; "
+                      "without a zone: UTC)")
+    goal.add_argument("--lsn", metavar="LSN", help="recover up to this WAL position")
+    goal.add_argument("--latest", action="store_true", help="recover all archived WAL")
+    goal.add_argument("--backup-only", action="store_true",
+                      help="recover only to the end of the base backup")
+    r.add_argument("--start", action="store_true",
+                   help="start the server and wait until it is consistent and accepts "
+                        "connections")
+    r.add_argument("--port", type=int, help="port for the restored server")
+    r.add_argument("--os-user", default="postgres",
+                   help="the database's OS user, when run as root (default: postgres)")
+    r.add_argument("--medark-command", default=None,
+                   help="how that user runs medark in restore_command (default: "
+                        "$MEDARK_COMMAND or this medark)")
+    r.add_argument("--archive-mode-off", action="store_true",
+                   help="do not archive from the restored server (a test restore)")
+    r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="with --start: how long recovery may take")
+    for name in ("backup", "restore"):
+        parsers[name].add_argument("--pg-bin", default=None, metavar="DIR",
+                                   help="directory of PostgreSQL's programs")
+    for name in ("restore", "status"):
+        parsers[name].add_argument("--system-id", default=None,
+                                   help="which cluster, when the repository holds several")
+
+
+def run(ctx: Context) -> int:
+    action: str = ctx.args.action
+    handler = {"backup": _backup, "wal-push": _wal_push, "wal-fetch": _wal_fetch,
+               "restore": _restore, "status": _status}[action]
+    return handler(ctx)
+
+
+def _backup(ctx: Context) -> int:
+    args = ctx.args
+    dsn_text = args.dsn or env.PG_DSN.get()
+    if not dsn_text:
+        raise UsageError("no database given: use --dsn or set MEDARK_PG_DSN")
+    options = PgBackupOptions(Dsn.parse(dsn_text), args.tag, args.host or socket.gethostname(),
+                              args.pg_bin, args.archive_timeout)
+    with ctx.repository(lock="shared", command="pg backup") as repo:
+        progress = ctx.progress("pg backup")
+        try:
+            snapshot, summary = base_backup(repo, options, progress)
+        finally:
+            progress.close()
+    doc = {"message_type": "summary", **summary, "source": snapshot.source}
+    doc["source"] = {k: v for k, v in snapshot.source.items() if k != "backup_label"}
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+        return 0
+    src = snapshot.source
+    ctx.out.text(f"base backup of cluster {src['system_id']} (PostgreSQL "
+                 f"{src['server_version']}), WAL {src['start_lsn']} .. {src['stop_lsn']} "
+                 f"on timeline {src['timeline']}")
+    ctx.out.text(f"processed {format_bytes(int(str(summary['total_bytes_processed'])))} in "
+                 f"{format_duration(float(str(summary['total_duration'])))}; added "
+                 f"{format_bytes(int(str(summary['data_added'])))} "
+                 f"({format_bytes(int(str(summary['data_added_packed'])))} stored)")
+    ctx.out.text(f"snapshot {snapshot.short_id} saved")
+    return 0
+
+
+def _system_id(ctx: Context) -> str:
+    return str(ctx.args.system_id) if ctx.args.system_id else pg.system_id_of(os.getcwd())
+
+
+def _wal_push(ctx: Context) -> int:
+    system_id = _system_id(ctx)
+    with ctx.repository(lock="shared", command="pg wal-push") as repo:
+        doc = pg.wal_push(repo, ctx.args.path, system_id)
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+    elif ctx.args.verbose:
+        state = "archived" if doc["stored"] else "already archived (identical)"
+        ctx.out.text(f"{doc['file']}: {state}")
+    return 0
+
+
+def _wal_fetch(ctx: Context) -> int:
+    """Exit 1: not archived (PostgreSQL's end of recovery). Any failure to read the
+    archive: exit 126, so PostgreSQL stops instead of promoting early."""
+    if ctx.args.spool:
+        # The spool holds everything archived when `pg restore` ran: a miss is the end of
+        # the archive, and the repository (perhaps unreadable to this user) is not opened.
+        if pg.fetch_from_spool(ctx.args.spool, ctx.args.name, ctx.args.destination):
+            return 0
+        raise ObjectNotFound(f"{ctx.args.name} is not in the archive (as of the restore)")
+    try:
+        system_id = _system_id(ctx)
+        with ctx.repository(lock=None, command="pg wal-fetch") as repo:
+            record = pg.wal_fetch(repo, ctx.args.name, ctx.args.destination, system_id)
+    except UsageError:
+        raise
+    except MedarkError as exc:
+        raise ArchiveReadFailed(f"cannot fetch {ctx.args.name}: {exc}") from None
+    if record is None:
+        raise ObjectNotFound(f"{ctx.args.name} is not in the archive")
+    if ctx.out.as_json:
+        ctx.out.json({"message_type": "wal_fetched", "file": ctx.args.name,
+                      "served": record.name, "bytes": record.size})
+    return 0
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.time:
+        try:
+            return Target("time", time=clock.parse_time(args.time))
+        except ValueError:
+            raise UsageError(f"--time {args.time!r} is not an ISO 8601 time") from None
+    if args.lsn:
+        return Target("lsn", lsn=parse_lsn(args.lsn))
+    return Target("immediate" if args.backup_only else "latest")
+
+
+def _restore(ctx: Context) -> int:
+    args = ctx.args
+    if args.start and not args.port:
+        raise UsageError("--start needs --port")
+    target = _target(args)
+    location = ctx.location
+    if "://" not in location and ":" not in location.split("/", 1)[0]:
+        location = os.path.abspath(location)
+    password = ctx.repository_password()
+    password_file = args.password_file or env.PASSWORD_FILE.get()
+    request = pg.RestoreRequest(
+        target_dir=args.target_dir, target=target, system_id=args.system_id,
+        medark_command=args.medark_command or env.COMMAND.get()
+        or pg.default_medark_command(),
+        location=location,
+        password_file=os.path.abspath(password_file) if password_file else None,
+        password=password, start=args.start, port=args.port, os_user=args.os_user,
+        pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off, timeout=args.timeout)
+    with ctx.repository(lock="shared", command="pg restore") as repo:
+        chosen, _system = pg.plan_restore(repo, request)
+        result = pg.run_restore(repo, request, chosen)
+    _print_restore(ctx, result)
+    return 0
+
+
+def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
+    if ctx.out.as_json:
+        ctx.out.json(result)
+        return
+    backup = result["backup"]
+    ctx.out.text(f"restored base backup {str(backup['snapshot_id'])[:8]} "
+                 f"({backup['time']}, {result['files']} files) to {result['target_dir']} "
+                 f"in {format_duration(result['restore_seconds'])}")
+    ctx.out.text(f"recovery target: {result['recovery_target']}")
+    for note in result["notes"]:
+        ctx.out.text(f"note: {note}")
+    if result.get("started"):
+        ctx.out.text(f"server started on port {result['port']}: recovery finished, accepting "
+                     f"connections after {format_duration(result['ready_seconds'])} "
+                     f"(log: {result['server_log']})")
+    else:
+        ctx.out.text("start the server on it to recover (or use --start)")
+
+
+def _status(ctx: Context) -> int:
+    with ctx.repository(lock=None, command="pg status") as repo:
+        doc = pg.status(repo, ctx.args.system_id)
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+        return 0
+    nb = doc["newest_backup"]
+    ctx.out.text(f"cluster {doc['system_id']}: {doc['backups']} base backup(s); newest "
+                 f"{str(nb['snapshot_id'])[:8]} at {nb['time']} (WAL {nb['start_lsn']}"
+                 f"..{nb['stop_lsn']})")
+    if doc["newest_wal"]:
+        ctx.out.text(f"newest archived WAL: {doc['newest_wal']} at "
+                     f"{doc['newest_wal_archived']} ({doc['rpo_seconds']} s ago: the achieved "
+                     "RPO)")
+    else:
+        ctx.out.text("no WAL archived yet")
+    for window in doc["windows"]:
+        gap = f", GAP after segment {window['gap_after']}" if window["gap_after"] else ""
+        ctx.out.text(f"  from backup {window['snapshot_id']}: recoverable from "
+                     f"{window['from']} through WAL segment {window['wal_to']}{gap}")
+    return 0
+
+
+COMMAND = Command(name="pg", help="PostgreSQL: base backups, WAL archive, point-in-time "
+                  "restore", add_arguments=add_arguments, run=run)

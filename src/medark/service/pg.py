@@ -1,0 +1,289 @@
+"""PostgreSQL use cases shared by the CLI and (later) the API: push and fetch WAL, take a
+base backup, restore to a target, report the recoverable window."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shlex
+import shutil
+import struct
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from medark.engine.pg_restore import (
+    RecoverySettings,
+    check_runnable,
+    chown_tree,
+    describe_backup,
+    prepare_target,
+    restore_base,
+    start_server,
+    write_recovery_config,
+)
+from medark.engine.pg_wal import WalArchive, WalRecord, write_file_atomically
+from medark.engine.pg_window import (
+    Target,
+    WalMap,
+    choose_backup,
+    pg_base_backups,
+    stop_time,
+)
+from medark.errors import ObjectNotFound, UsageError
+from medark.repo.repository import Repository
+from medark.snapshot.model import Snapshot
+from medark.snapshot.store import all_snapshots, load_tree
+from medark.sources.postgres.wal import (
+    DEFAULT_SEGMENT_SIZE,
+    Segment,
+    parse_lsn,
+    segment_name,
+    segment_of,
+    wal_file_kind,
+)
+from medark.util import clock
+
+PG_CONTROL = os.path.join("global", "pg_control")
+
+
+def system_id_of(data_dir: str) -> str:
+    """The cluster's system identifier: the first 8 bytes of global/pg_control."""
+    path = os.path.join(data_dir, PG_CONTROL)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path} ({exc.strerror}): run from the data directory "
+                         "(as archive_command does) or pass --system-id") from None
+    if len(head) != 8:
+        raise UsageError(f"{path} is too short to be a pg_control file")
+    return str(struct.unpack("<Q", head)[0])
+
+
+def wal_push(repo: Repository, path: str, system_id: str) -> dict[str, Any]:
+    name = os.path.basename(path)
+    if wal_file_kind(name) is None:
+        raise UsageError(f"{path!r} is not a WAL file PostgreSQL archives")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    result = WalArchive(repo, system_id).push(name, data, "archive_command")
+    return {"message_type": "wal_pushed", "file": name, "stored": result.stored,
+            "bytes": len(data), "data_added_packed": result.bytes_added}
+
+
+def wal_fetch(repo: Repository, name: str, destination: str, system_id: str
+              ) -> WalRecord | None:
+    if wal_file_kind(name) is None:
+        raise UsageError(f"{name!r} is not a WAL file name")
+    return WalArchive(repo, system_id).fetch_to(name, destination)
+
+
+def fetch_from_spool(spool: str, name: str, destination: str) -> bool:
+    """Serve a WAL file `pg restore` fetched ahead of time (no repository access, so the
+    database's OS user needs no read access to it); the spool copy stays for a re-read."""
+    if wal_file_kind(name) is None:
+        raise UsageError(f"{name!r} is not a WAL file name")
+    source = os.path.join(spool, name)
+    if not os.path.isfile(source):
+        return False
+    with open(source, "rb") as f:
+        data = f.read()
+    write_file_atomically(destination, data)
+    return True
+
+
+def prefetch_wal(repo: Repository, backup: Snapshot, spool: str, user: str | None) -> int:
+    """Every WAL file recovery from `backup` may ask for: history files and each segment
+    from the backup's start to the newest archived (the newest streamed version of the
+    last). Returns the number of files."""
+    system_id = str(backup.source["system_id"])
+    size = int(backup.source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
+    archive = WalArchive(repo, system_id)
+    inventory = archive.inventory()
+    first = segment_of(parse_lsn(str(backup.source["start_lsn"])), size)
+    names = sorted(inventory.histories)
+    names += sorted({n for n in inventory.segments if Segment.parse(n, size).segno >= first})
+    names += sorted(n for n in inventory.partial if Segment.parse(n, size).segno >= first
+                    and n not in inventory.segments)
+    os.makedirs(spool, mode=0o700, exist_ok=True)
+    for name in names:
+        archive.fetch_to(name, os.path.join(spool, name))
+    if user:
+        chown_tree(spool, user)
+    return len(names)
+
+
+# ---- restore ---------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreRequest:
+    target_dir: str
+    target: Target
+    system_id: str | None
+    medark_command: str
+    """How the database's OS user runs medark (restore_command calls `pg wal-fetch`)."""
+    location: str
+    password_file: str | None
+    """Referenced by restore_command; when None, one is written beside the target."""
+    password: bytes
+    cache_dir: str | None = None
+    start: bool = False
+    port: int | None = None
+    os_user: str | None = None
+    pg_bin: str | None = None
+    archive_mode_off: bool = False
+    timeout: float = 3600.0
+    workers: int = 2
+
+
+def write_password_file(path: str, password: bytes, user: str | None) -> None:
+    """0600, owned by the database's OS user: what restore_command needs, nothing more."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, password + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def restore_command_line(medark: str, location: str, password_file: str, system_id: str,
+                         cache_dir: str | None, spool: str | None = None) -> str:
+    """The restore_command PostgreSQL runs: repository and password *file*, never the
+    password itself."""
+    argv = [*shlex.split(medark), "--repo", location, "--password-file", password_file]
+    if cache_dir:
+        argv += ["--cache-dir", cache_dir]
+    argv += ["pg", "wal-fetch", "--system-id", system_id]
+    if spool:
+        argv += ["--spool", spool]
+    return shlex.join(argv) + " %f %p"
+
+
+def default_medark_command() -> str:
+    exe = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else "medark"
+    if os.path.basename(exe) != "medark" or not os.access(exe, os.X_OK):
+        return "medark"
+    return exe
+
+
+def plan_restore(repo: Repository, request: RestoreRequest) -> tuple[Snapshot, str]:
+    """Choose the base backup (without writing anything); returns it and the cluster id."""
+    backups = pg_base_backups(all_snapshots(repo), request.system_id)
+    if not backups:
+        raise ObjectNotFound("no PostgreSQL base backup in the repository "
+                             "(take one with `medark pg backup`)")
+    system_id = str(backups[-1].source["system_id"])
+    archive = WalArchive(repo, system_id)
+    size = int(backups[-1].source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
+    wal = WalMap.build(archive.inventory(), size)
+
+    def archived_at(segno: int) -> datetime | None:
+        for tli in range(wal.newest_timeline, 0, -1):
+            record = archive.find(segment_name(tli, segno, size))
+            if record is not None:
+                return clock.parse_time(record.archived)
+        return None
+
+    newest = wal.newest_segno()
+    newest_time = archived_at(newest) if newest is not None else None
+    chosen = choose_backup(backups, request.target, wal, newest_time, archived_at)
+    return chosen, system_id
+
+
+def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
+                ) -> dict[str, Any]:
+    t0 = clock.monotonic()
+    target_dir = prepare_target(request.target_dir)
+    nodes = load_tree(repo, chosen.tree)
+    base = next((n for n in nodes if n.name == "base.tar"), None)
+    if base is None:
+        raise ObjectNotFound(f"snapshot {chosen.short_id} holds no base.tar")
+    files = restore_base(repo, base.content, target_dir, request.workers)
+    os.makedirs(os.path.join(target_dir, "pg_wal", "archive_status"), mode=0o700,
+                exist_ok=True)
+    user = request.os_user if os.geteuid() == 0 else None
+    notes = []
+    password_file = request.password_file
+    if password_file is None:
+        password_file = target_dir.rstrip("/") + ".medark-password"
+        write_password_file(password_file, request.password, user)
+        notes.append(f"restore_command reads the repository password from {password_file}")
+    spool = target_dir.rstrip("/") + ".medark-wal"
+    prefetched = prefetch_wal(repo, chosen, spool, user) if request.target.kind != "immediate" \
+        else 0
+    command = restore_command_line(request.medark_command, request.location,
+                                   os.path.abspath(password_file),
+                                   str(chosen.source["system_id"]), request.cache_dir, spool)
+    notes += write_recovery_config(target_dir, RecoverySettings(
+        command, request.target, request.port, request.archive_mode_off))
+    if user:
+        chown_tree(target_dir, user)
+    result: dict[str, Any] = {
+        "message_type": "pg_restore", "target_dir": target_dir, "files": files,
+        "backup": describe_backup(chosen), "recovery_target": request.target.describe(),
+        "restore_command": command, "notes": notes, "wal_prefetched": prefetched,
+        "wal_spool": spool,
+        "restore_seconds": round(clock.monotonic() - t0, 3),
+    }
+    if request.start:
+        if request.port is None:
+            raise UsageError("--start needs --port")
+        check_runnable(request.medark_command, user)
+        major = int(chosen.source.get("server_version_num", 0)) // 10000 or None
+        log = start_server(target_dir, request.port, user, major or 15, request.pg_bin,
+                           request.timeout)
+        result.update(started=True, port=request.port, server_log=log,
+                      ready_seconds=round(clock.monotonic() - t0, 3))
+        shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
+    return result
+
+
+# ---- status ----------------------------------------------------------------------------
+
+
+def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
+    backups = pg_base_backups(all_snapshots(repo), system_id)
+    if not backups:
+        raise ObjectNotFound("no PostgreSQL base backup in the repository")
+    system_id = str(backups[-1].source["system_id"])
+    size = int(backups[-1].source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
+    archive = WalArchive(repo, system_id)
+    inventory = archive.inventory()
+    wal = WalMap.build(inventory, size)
+    newest = wal.newest_segno()
+    newest_record: WalRecord | None = None
+    if newest is not None:
+        for tli in range(wal.newest_timeline, 0, -1):
+            newest_record = archive.find(segment_name(tli, newest, size))
+            if newest_record is not None:
+                break
+    now = clock.now()
+    windows = []
+    for backup in backups:
+        chain = wal.chain_from(parse_lsn(str(backup.source["start_lsn"])))
+        windows.append({
+            "snapshot_id": backup.short_id, "backup_time": clock.format_time(backup.time),
+            "from": clock.format_time(stop_time(backup)),
+            "wal_from": f"{chain.first:X}", "wal_to": f"{chain.last:X}",
+            "gap_after": None if chain.gap_at is None else f"{chain.gap_at:X}",
+        })
+    archived = clock.parse_time(newest_record.archived) if newest_record else None
+    gaps = [w["gap_after"] for w in windows if w["gap_after"]]
+    return {
+        "message_type": "pg_status", "system_id": system_id,
+        "newest_backup": describe_backup(backups[-1]), "backups": len(backups),
+        "newest_wal": newest_record.name if newest_record else None,
+        "newest_wal_archived": clock.format_time(archived) if archived else None,
+        "rpo_seconds": round((now - archived).total_seconds(), 1) if archived else None,
+        "wal_segments": len(inventory.segments), "streamed_segments": len(inventory.partial),
+        "timelines": wal.newest_timeline, "windows": windows, "gaps": sorted(set(gaps)),
+    }

@@ -1,0 +1,225 @@
+"""PostgreSQL end to end: a throwaway server archiving through `medark pg wal-push`, base
+backups over the replication protocol, point-in-time restores started and queried."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import MEDARK, PASSWORD, Result
+from pg_server import (
+    PgServer,
+    archive_command,
+    as_pg,
+    can_run_servers,
+    chown_pg,
+    free_port,
+    make_base,
+    medark_for_postgres,
+    pg_bin,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(can_run_servers() is not None,
+                                reason=str(can_run_servers()))
+
+
+@dataclass
+class Cluster:
+    server: PgServer
+    repo: Path
+    medark: str
+    password_file: Path
+    cache: Path
+    env: dict[str, str]
+
+    def medark_as_pg(self, *args: str, check: bool = True) -> Result:
+        """medark as the postgres OS user (which owns the repository, as in production)."""
+        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
+                str(self.password_file), "--cache-dir", str(self.cache), *args]
+        done = as_pg(argv, env=self.env, timeout=600)
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
+        return result
+
+    def medark_as_root(self, *args: str, check: bool = True) -> Result:
+        env = dict(self.env, MEDARK_PASSWORD=PASSWORD)
+        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=env,
+                              capture_output=True, text=True, check=False, timeout=900)
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr}")
+        return result
+
+    def switch_and_wait(self) -> str:
+        """Close the current segment and wait until archive_command has stored it."""
+        segment = self.server.sql("SELECT pg_walfile_name(pg_switch_wal())")
+        wait_for(lambda: self.server.sql(
+            "SELECT last_archived_wal FROM pg_stat_archiver") >= segment, 60,
+            f"{segment} to be archived")
+        return segment
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    base = make_base()
+    server: PgServer | None = None
+    try:
+        medark = medark_for_postgres(base)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+        env["MEDARK_KDF_N"] = "1024"
+        password_file = base / "repo-password"
+        password_file.write_text(PASSWORD + "\n")
+        password_file.chmod(0o600)
+        repo, cache = base / "repo", base / "pgcache"
+        for owned in (repo, cache):
+            owned.mkdir()
+            chown_pg(owned)
+        chown_pg(password_file)
+        bin_dir = pg_bin()
+        assert bin_dir is not None
+        server = PgServer(base, free_port(), bin_dir, settings={
+            "archive_mode": "on",
+            "archive_command": "'" + archive_command(medark, repo, password_file, cache)
+            .replace("'", "''") + "'",
+            "archive_timeout": "0",
+        })
+        c = Cluster(server, repo, medark, password_file, cache, env)
+        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
+                      str(password_file), "init"], env=env, cwd=str(base))
+        assert done.returncode == 0, done.stderr
+        server.init()
+        server.start()
+        yield c
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["pkill", "-f", "--", f"-D {base}"], check=False)
+        if not os.environ.get("KEEP_PG"):
+            shutil.rmtree(base, ignore_errors=True)
+        for extra in ([] if os.environ.get("KEEP_PG") else base.parent.glob(base.name + "*")):
+            shutil.rmtree(extra, ignore_errors=True)
+
+
+def _start_restored(cluster: Cluster, target: Path, *goal: str) -> tuple[int, dict[str, object]]:
+    port = free_port()
+    result = cluster.medark_as_root(
+        "pg", "restore", "--target-dir", str(target), *goal, "--start", "--port", str(port),
+        "--archive-mode-off", "--medark-command", cluster.medark, "--password-file",
+        str(cluster.password_file), "--json", "--timeout", "300")
+    return port, result.json()
+
+
+def _stop(cluster: Cluster, target: Path) -> None:
+    cluster.server.stop(target)
+
+
+def test_point_in_time_restore_to_a_marker_and_to_the_latest(cluster: Cluster,
+                                                            tmp_path: Path) -> None:
+    sql = cluster.server.sql
+    sql("CREATE TABLE orders (id serial PRIMARY KEY, note text, at timestamptz DEFAULT now())")
+    sql("INSERT INTO orders (note) SELECT 'before backup ' || g FROM generate_series(1, 5000) g")
+    backup = cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn, "--json").json()
+    assert backup["source"]["kind"] == "postgres"
+    assert backup["source"]["start_lsn"] and backup["source"]["stop_lsn"]
+    sql("INSERT INTO orders (note) VALUES ('marker')")
+    time.sleep(1.1)
+    marker_time = datetime.now(UTC)
+    time.sleep(1.1)
+    sql("INSERT INTO orders (note) VALUES ('after marker')")
+    sql("DELETE FROM orders WHERE note LIKE 'before backup 1%'")  # "the wrong orders"
+    cluster.switch_and_wait()
+    expected_latest = sql("SELECT count(*), max(id) FROM orders")
+
+    status = cluster.medark_as_root("pg", "status", "--json").json()
+    assert status["backups"] == 1 and status["gaps"] == []
+    assert status["rpo_seconds"] is not None and status["rpo_seconds"] < 120
+
+    to_marker = Path(str(cluster.server.base) + "-pitr")
+    port, info = _start_restored(cluster, to_marker, "--time", marker_time.isoformat())
+    try:
+        assert info["started"] is True
+        assert sql("SELECT count(*) FROM orders WHERE note = 'marker'", port=port) == "1"
+        assert sql("SELECT count(*) FROM orders WHERE note = 'after marker'", port=port) == "0"
+        assert sql("SELECT count(*) FROM orders WHERE note LIKE 'before backup 1%'",
+                   port=port) == "1111"  # the deleted orders are back
+    finally:
+        _stop(cluster, to_marker)
+
+    latest = Path(str(cluster.server.base) + "-latest")
+    port, _info = _start_restored(cluster, latest, "--latest")
+    try:
+        assert sql("SELECT count(*), max(id) FROM orders", port=port) == expected_latest
+        amcheck = subprocess.run(
+            [cluster.server.tool("pg_amcheck"), "-h", "127.0.0.1", "-p", str(port), "-U",
+             "postgres", "--install-missing", "-d", "postgres"],
+            capture_output=True, text=True, check=False)
+        assert amcheck.returncode == 0, amcheck.stdout + amcheck.stderr
+    finally:
+        _stop(cluster, latest)
+
+
+def test_primary_lost_after_backup_is_served_from_the_restore(cluster: Cluster) -> None:
+    sql = cluster.server.sql
+    sql("CREATE TABLE patients AS SELECT g AS id, md5(g::text) AS name "
+        "FROM generate_series(1, 20000) g")
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn)
+    sql("INSERT INTO patients VALUES (20001, 'admitted after the backup')")
+    cluster.switch_and_wait()
+    expected = sql("SELECT count(*), sum(id) FROM patients")
+    cluster.server.stop()
+    shutil.rmtree(cluster.server.data)  # the primary's disk is gone
+    target = Path(str(cluster.server.base) + "-dr")
+    port, _info = _start_restored(cluster, target, "--latest")
+    try:
+        assert sql("SELECT count(*), sum(id) FROM patients", port=port) == expected
+    finally:
+        _stop(cluster, target)
+
+
+def test_second_base_backup_of_an_unchanged_database_adds_little(cluster: Cluster) -> None:
+    # ~200 MB: the fixed churn of a base backup (pg_control, the label, the manifest, a
+    # few catalog pages, each invalidating one ~1 MiB chunk) is a few MB at any size.
+    cluster.server.sql("CREATE TABLE big AS SELECT g, repeat(md5(g::text), 8) AS pad "
+                       "FROM generate_series(1, 600000) g")
+    cluster.server.sql("CHECKPOINT")
+    first = cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn, "--json").json()
+    second = cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn, "--json").json()
+    assert second["data_added"] < 0.05 * first["total_bytes_processed"], (first, second)
+
+
+def test_bad_inputs_get_one_line_and_distinct_exit_codes(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    wrong = cluster.medark_as_pg("pg", "backup", "--dsn",
+                                 f"host=127.0.0.1 port={free_port()} user=postgres",
+                                 check=False)
+    assert wrong.returncode == 20, wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    cluster.server.sql("CREATE ROLE clerk LOGIN")  # no REPLICATION
+    no_repl = cluster.medark_as_pg(
+        "pg", "backup", "--dsn", f"host=127.0.0.1 port={cluster.server.port} user=clerk "
+        "dbname=postgres", check=False)
+    assert no_repl.returncode == 21, no_repl.stderr
+    assert "REPLICATION" in no_repl.stderr or "replication" in no_repl.stderr
+
+    none_yet = cluster.medark_as_root("pg", "restore", "--target-dir", str(tmp_path / "x"),
+                                      "--latest", check=False)
+    assert none_yet.returncode == 1 and "no PostgreSQL base backup" in none_yet.stderr
+
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn)
+    too_early = cluster.medark_as_root("pg", "restore", "--target-dir", str(tmp_path / "y"),
+                                       "--time", "2001-01-01T00:00:00Z", check=False)
+    assert too_early.returncode == 24, too_early.stderr
+    assert "before the oldest base backup" in too_early.stderr
+    assert not (tmp_path / "y").exists()  # nothing written for a refused target
+    assert cluster.medark_as_root("check").returncode == 0
