@@ -1,5 +1,9 @@
 # Quick start: `make run` then `make test`. Both build the virtual environment themselves.
-PYTHON ?= python3
+# The system Python when there is one: PostgreSQL runs archive_command/restore_command
+# (`medark pg wal-push`/`wal-fetch`) as its own OS user, who cannot reach a Python that
+# lives under /root (pyenv), so the venv is built on /usr/bin/python3 (3.11+).
+PYTHON ?= $(shell /usr/bin/python3 -c 'import sys; assert sys.version_info >= (3, 11)' \
+            2>/dev/null && echo /usr/bin/python3 || echo python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
@@ -25,9 +29,16 @@ dev-venv: $(VENV)/.dev-installed
 run: venv
 	$(BIN)/medark demo --workdir $(DEMO)
 
-## Debian packages the tests need (none beyond the base image today; kept as the one place to add them).
+## Debian packages the tests need: PostgreSQL's server programs (initdb, pg_basebackup,
+## pg_receivewal, pg_amcheck) for the throwaway servers of the database tests.
+DEBS := postgresql
 debs:
-	@true
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing; \
+	  else sudo apt-get install -y -q $$missing; fi; \
+	fi
 
 lint: dev-venv
 	$(BIN)/ruff check src tests bench

@@ -72,6 +72,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
+    yield from _cluster(archive=True)
+
+
+@pytest.fixture
+def streamed_cluster() -> Iterator[Cluster]:
+    yield from _cluster(archive=False)
+
+
+def _cluster(archive: bool) -> Iterator[Cluster]:
     base = make_base()
     server: PgServer | None = None
     try:
@@ -88,12 +97,15 @@ def cluster() -> Iterator[Cluster]:
         chown_pg(password_file)
         bin_dir = pg_bin()
         assert bin_dir is not None
-        server = PgServer(base, free_port(), bin_dir, settings={
-            "archive_mode": "on",
-            "archive_command": "'" + archive_command(medark, repo, password_file, cache)
-            .replace("'", "''") + "'",
-            "archive_timeout": "0",
-        })
+        settings = {"archive_mode": "off"}
+        if archive:
+            settings = {
+                "archive_mode": "on",
+                "archive_command": "'" + archive_command(medark, repo, password_file, cache)
+                .replace("'", "''") + "'",
+                "archive_timeout": "0",
+            }
+        server = PgServer(base, free_port(), bin_dir, settings=settings)
         c = Cluster(server, repo, medark, password_file, cache, env)
         done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
                       str(password_file), "init"], env=env, cwd=str(base))
@@ -223,3 +235,135 @@ def test_bad_inputs_get_one_line_and_distinct_exit_codes(cluster: Cluster,
     assert "before the oldest base backup" in too_early.stderr
     assert not (tmp_path / "y").exists()  # nothing written for a refused target
     assert cluster.medark_as_root("check").returncode == 0
+
+
+def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
+        streamed_cluster: Cluster) -> None:
+    c = streamed_cluster
+    argv = [*c.medark.split(), "--repo", str(c.repo), "--password-file", str(c.password_file),
+            "--cache-dir", str(c.cache), "pg", "wal-stream", "--dsn", c.server.dsn,
+            "--slot", "medark", "--create-slot", "--json"]
+    # Not through runuser, which answers SIGTERM by killing its child: the stream must
+    # get the signal itself and stop cleanly.
+    stream = subprocess.Popen(argv, env=dict(c.env, HOME=str(c.cache)), user="postgres",
+                              group="postgres", extra_groups=[], cwd=str(c.cache),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        c.server.sql("CREATE TABLE vitals AS SELECT g AS id, g * 1.5 AS pulse "
+                     "FROM generate_series(1, 10000) g")
+        c.medark_as_pg("pg", "backup", "--dsn", c.server.dsn)
+        c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
+        committed = datetime.now(UTC)
+
+        def marker_streamed() -> bool:
+            status = c.medark_as_root("pg", "status", "--json", check=False)
+            if status.returncode != 0:
+                return False
+            archived = status.json()["newest_wal_archived"]
+            return archived is not None and datetime.fromisoformat(
+                archived.replace("Z", "+00:00")) >= committed
+
+        wait_for(marker_streamed, 30, "the marker's WAL to be streamed")
+        rpo = (datetime.now(UTC) - committed).total_seconds()
+        assert rpo < 30
+        expected = c.server.sql("SELECT count(*), sum(id) FROM vitals")
+    finally:
+        stream.send_signal(15)
+        out, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err
+    summary = [line for line in out.splitlines() if line.startswith("{")][-1]
+    assert '"partial_versions"' in summary
+    c.server.stop()
+    target = Path(str(c.server.base) + "-streamed")
+    port, _info = _start_restored(c, target, "--latest")
+    try:
+        assert c.server.sql("SELECT count(*), sum(id) FROM vitals", port=port) == expected
+    finally:
+        _stop(c, target)
+
+
+def test_wal_stream_with_a_missing_slot_exits_22(streamed_cluster: Cluster) -> None:
+    result = streamed_cluster.medark_as_pg("pg", "wal-stream", "--dsn",
+                                           streamed_cluster.server.dsn, "--slot", "nope",
+                                           check=False)
+    assert result.returncode == 22, result.stderr
+    assert "does not exist" in result.stderr
+
+
+def _amcheck(cluster: Cluster, port: int) -> None:
+    done = subprocess.run(
+        [cluster.server.tool("pg_amcheck"), "-h", "127.0.0.1", "-p", str(port), "-U",
+         "postgres", "--install-missing", "--all"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster) -> None:
+    c = streamed_cluster
+    sql = c.server.sql
+    argv = [*c.medark.split(), "--repo", str(c.repo), "--password-file", str(c.password_file),
+            "--cache-dir", str(c.cache), "pg", "wal-stream", "--dsn", c.server.dsn,
+            "--slot", "medark", "--create-slot"]
+    stream = subprocess.Popen(argv, env=dict(c.env, HOME=str(c.cache)), user="postgres",
+                              group="postgres", extra_groups=[], cwd=str(c.cache),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pgbench = [c.server.tool("pgbench"), "-h", "127.0.0.1", "-p", str(c.server.port), "-U",
+               "postgres"]
+    subprocess.run([*pgbench, "-i", "-s", "2", "-q", "postgres"], check=True,
+                   capture_output=True)
+    load = subprocess.Popen([*pgbench, "-c", "2", "-T", "20", "postgres"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)
+        c.medark_as_pg("pg", "backup", "--dsn", c.server.dsn)  # under load, while streaming
+        sql("CREATE TABLE marker (at timestamptz)")
+        sql("INSERT INTO marker VALUES (now())")
+        time.sleep(1.1)
+        target = datetime.now(UTC)
+        time.sleep(1.1)
+        _, load_err = load.communicate(timeout=120)
+        assert load.returncode == 0, load_err
+        sql("INSERT INTO marker VALUES (now())")  # after T: must not come back with T
+        expected = sql("SELECT (SELECT count(*) FROM pgbench_history), "
+                       "(SELECT sum(abalance) FROM pgbench_accounts), "
+                       "(SELECT count(*) FROM marker)")
+        stopped = datetime.now(UTC)
+
+        def caught_up() -> bool:
+            status = c.medark_as_root("pg", "status", "--json", check=False)
+            if status.returncode != 0:
+                return False
+            archived = status.json()["newest_wal_archived"]
+            return archived is not None and datetime.fromisoformat(
+                archived.replace("Z", "+00:00")) > stopped
+
+        wait_for(caught_up, 60, "the stream to catch up")
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.communicate()
+        stream.send_signal(15)
+        stream.communicate(timeout=60)
+    assert stream.returncode == 0
+
+    pitr = Path(str(c.server.base) + "-pitr")
+    port, _ = _start_restored(c, pitr, "--time", target.isoformat())
+    try:
+        assert sql("SELECT count(*) FROM marker", port=port) == "1"
+        after = sql(f"SELECT count(*) FROM pgbench_history WHERE mtime > '{target.isoformat()}'",
+                    port=port)
+        assert after == "0"
+        assert int(sql("SELECT count(*) FROM pgbench_history", port=port)) > 0
+        _amcheck(c, port)
+    finally:
+        _stop(c, pitr)
+
+    latest = Path(str(c.server.base) + "-latest")
+    port, _ = _start_restored(c, latest, "--latest")
+    try:
+        got = sql("SELECT (SELECT count(*) FROM pgbench_history), "
+                  "(SELECT sum(abalance) FROM pgbench_accounts), "
+                  "(SELECT count(*) FROM marker)", port=port)
+        assert got == expected
+        _amcheck(c, port)
+    finally:
+        _stop(c, latest)

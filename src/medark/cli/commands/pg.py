@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from medark.cli.command import Command
@@ -19,10 +22,13 @@ from medark.cli.context import Context
 from medark.cli.parser import global_options
 from medark.config import environment as env
 from medark.engine.pg_backup import PgBackupOptions, base_backup
+from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
+from medark.engine.pg_wal import WalArchive
 from medark.engine.pg_window import Target
 from medark.errors import ArchiveReadFailed, MedarkError, ObjectNotFound, UsageError
 from medark.service import pg
-from medark.sources.postgres.server import Dsn
+from medark.sources.postgres.server import Dsn, identify, require_slot
+from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import parse_lsn
 from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
@@ -32,6 +38,7 @@ ACTIONS: dict[str, str] = {
     "wal-push": "archive one WAL file (use as archive_command = 'medark pg wal-push %%p')",
     "wal-fetch": "restore one WAL file (restore_command; exit 1 if it is not archived)",
     "restore": "write a data directory that recovers to a time, an LSN or the newest WAL",
+    "wal-stream": "stream WAL over a replication slot into the repository (RPO of seconds)",
     "status": "newest backup, newest archived WAL and its age (RPO), recoverable windows",
 }
 
@@ -42,9 +49,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     parsers = {name: sub.add_parser(name, help=text, description=text, parents=[common])
                for name, text in ACTIONS.items()}
     b = parsers["backup"]
-    b.add_argument("--dsn", default=None,
-                   help="libpq connection string or URI (default: $MEDARK_PG_DSN); a "
-                        "password in it is passed to pg_basebackup by environment")
     b.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
     b.add_argument("--host", default="", help="hostname recorded in the snapshot")
     b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
@@ -61,6 +65,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     parsers["wal-fetch"].add_argument("--spool", default=None, metavar="DIR",
                                       help="serve from the WAL `pg restore` fetched ahead "
                                            "(a miss means: not archived)")
+    s = parsers["wal-stream"]
+    s.add_argument("--slot", required=True, help="physical replication slot to stream from")
+    s.add_argument("--create-slot", action="store_true",
+                   help="create the slot if it does not exist")
+    s.add_argument("--spool", default=None, metavar="DIR",
+                   help="local directory pg_receivewal writes to (default: in the cache "
+                        "directory); keep it across restarts")
+    s.add_argument("--interval", type=float, default=0.2, metavar="SECONDS",
+                   help="how often to archive what arrived (default 0.2)")
+    s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stop after this long (default: run until stopped)")
     r = parsers["restore"]
     r.add_argument("--target-dir", required=True, metavar="DIR",
                    help="new (or empty) directory for the data directory")
@@ -84,7 +99,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not archive from the restored server (a test restore)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="with --start: how long recovery may take")
-    for name in ("backup", "restore"):
+    for name in ("backup", "wal-stream"):
+        parsers[name].add_argument("--dsn", default=None,
+                                   help="libpq connection string or URI (default: "
+                                        "$MEDARK_PG_DSN); a password in it is passed to "
+                                        "PostgreSQL's programs by environment")
+    for name in ("backup", "restore", "wal-stream"):
         parsers[name].add_argument("--pg-bin", default=None, metavar="DIR",
                                    help="directory of PostgreSQL's programs")
     for name in ("restore", "status"):
@@ -95,16 +115,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     action: str = ctx.args.action
     handler = {"backup": _backup, "wal-push": _wal_push, "wal-fetch": _wal_fetch,
-               "restore": _restore, "status": _status}[action]
+               "wal-stream": _wal_stream, "restore": _restore, "status": _status}[action]
     return handler(ctx)
+
+
+def _dsn(args: argparse.Namespace) -> Dsn:
+    text = args.dsn or env.PG_DSN.get()
+    if not text:
+        raise UsageError("no database given: use --dsn or set MEDARK_PG_DSN")
+    return Dsn.parse(text)
 
 
 def _backup(ctx: Context) -> int:
     args = ctx.args
-    dsn_text = args.dsn or env.PG_DSN.get()
-    if not dsn_text:
-        raise UsageError("no database given: use --dsn or set MEDARK_PG_DSN")
-    options = PgBackupOptions(Dsn.parse(dsn_text), args.tag, args.host or socket.gethostname(),
+    options = PgBackupOptions(_dsn(args), args.tag, args.host or socket.gethostname(),
                               args.pg_bin, args.archive_timeout)
     with ctx.repository(lock="shared", command="pg backup") as repo:
         progress = ctx.progress("pg backup")
@@ -167,6 +191,41 @@ def _wal_fetch(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json({"message_type": "wal_fetched", "file": ctx.args.name,
                       "served": record.name, "bytes": record.size})
+    return 0
+
+
+def _wal_stream(ctx: Context) -> int:
+    args = ctx.args
+    dsn = _dsn(args)
+    identity = identify(dsn)
+    if args.create_slot and create_slot(dsn, args.slot):
+        ctx.out.warn(f"created replication slot {args.slot!r}")
+    require_slot(dsn, args.slot)
+    cache = ctx.cache_dir
+    spool = args.spool or str((cache or Path(tempfile.gettempdir())) / "wal-stream"
+                              / identity.system_id / args.slot)
+    receivewal = find_program("pg_receivewal", identity.version_num // 10000, args.pg_bin)
+    options = StreamOptions(dsn, args.slot, spool, receivewal, args.interval, args.duration)
+    with ctx.repository(lock="shared", command="pg wal-stream") as repo:
+        streamer = WalStreamer(WalArchive(repo, identity.system_id), options, ctx.out.warn)
+        previous = signal.signal(signal.SIGTERM, lambda *_: streamer.stop.set())
+        try:
+            stats = streamer.run()
+        except KeyboardInterrupt:
+            streamer.stop.set()
+            stats = streamer.stats
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    doc = {"message_type": "wal_stream", "system_id": identity.system_id, "slot": args.slot,
+           "segments": stats.segments, "partial_versions": stats.partial_versions,
+           "histories": stats.histories, "data_added_packed": stats.bytes_added,
+           "restarts": stats.restarts, "last_push": stats.last_push}
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+    else:
+        ctx.out.text(f"streamed WAL of cluster {identity.system_id} from slot {args.slot!r}: "
+                     f"{stats.segments} segment(s), {stats.partial_versions} partial "
+                     f"version(s), {format_bytes(stats.bytes_added)} stored")
     return 0
 
 
