@@ -367,3 +367,43 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
         _amcheck(c, port)
     finally:
         _stop(c, latest)
+
+
+def test_retention_gap_detection_and_check(cluster: Cluster, tmp_path: Path) -> None:
+    sql = cluster.server.sql
+    sql("CREATE TABLE labs (id int, result text)")
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn)
+    for i in range(3):
+        sql(f"INSERT INTO labs VALUES ({i}, 'first window')")
+        cluster.switch_and_wait()
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn, "--tag", "second")
+    sql("INSERT INTO labs VALUES (10, 'second window')")
+    cluster.switch_and_wait()
+    sql("INSERT INTO labs VALUES (11, 'second window')")
+    cluster.switch_and_wait()
+    assert cluster.medark_as_root("pg", "check", "--read-data").returncode == 0
+
+    # forget keeps the newest base backup: the WAL only the older one needed expires,
+    # and prune then frees it, while the retained window still restores.
+    before = cluster.medark_as_root("pg", "status", "--json").json()["wal_segments"]
+    forget = cluster.medark_as_pg("forget", "--keep-last", "1", "--prune")
+    assert "archived WAL file(s) that no remaining base backup needs" in forget.stdout
+    after = cluster.medark_as_root("pg", "status", "--json").json()
+    assert after["backups"] == 1 and after["wal_segments"] < before
+    assert cluster.medark_as_root("pg", "check", "--read-data").returncode == 0
+
+    future = cluster.medark_as_root("pg", "restore", "--target-dir", str(tmp_path / "f"),
+                                    "--time", "2999-01-01T00:00:00Z", check=False)
+    assert future.returncode == 24 and "after the newest archived WAL" in future.stderr
+
+    # Lose one archived segment in the middle of the window: check and restore say so.
+    records = sorted(p for p in (cluster.repo / "wal").rglob("*")
+                     if p.is_file() and len(p.name) == 24)
+    records[-2].unlink()
+    check = cluster.medark_as_root("pg", "check", check=False)
+    assert check.returncode == 23, check.stdout + check.stderr
+    broken = cluster.medark_as_root("pg", "restore", "--target-dir", str(tmp_path / "g"),
+                                    "--latest", check=False)
+    assert broken.returncode == 23, broken.stderr
+    assert "gap" in broken.stderr and len(broken.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists()

@@ -11,15 +11,17 @@ stored, and `wal-fetch` serves the newest version until the complete segment lan
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from medark.engine.pg_wal import WalArchive
-from medark.errors import CommandFailed
+from medark.errors import CommandFailed, RepositoryLocked
 from medark.sources.postgres.server import Dsn
 from medark.sources.postgres.wal import PARTIAL_RE, SEGMENT_RE, wal_file_kind
 from medark.util import clock
@@ -52,14 +54,22 @@ class StreamStats:
 
 class WalStreamer:
     def __init__(self, archive: WalArchive, options: StreamOptions,
-                 report: Callable[[str], None]) -> None:
+                 report: Callable[[str], None],
+                 lock: Callable[[], AbstractContextManager[object]]) -> None:
+        """`lock`: a shared repository lock, taken for each sweep rather than for the
+        whole stream, so that forget and prune can run between sweeps (pg_receivewal
+        keeps receiving into the spool while they hold the repository)."""
         self.archive = archive
+        self.lock = lock
+        self._locked_out = False
         self.options = options
         self.report = report
         self.stats = StreamStats()
         self.stop = threading.Event()
         self._partial_digest: dict[str, str] = {}
         self._partial_mtime: dict[str, int] = {}
+        self._pushed: set[str] = set()
+        """Complete files archived and still in the spool (see _trim)."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr_path = os.path.join(options.spool, ".pg_receivewal.log")
 
@@ -120,30 +130,66 @@ class WalStreamer:
                     self.report(f"pg_receivewal exited ({status}): {reason}; restarting in "
                                 f"{delay:g} s")
                     next_start = now + delay
-                if self.sweep():
+                if self.locked_sweep():
                     failures = 0
                 self.stop.wait(self.options.interval)
         finally:
             self._stop_receiver()
-            self.sweep()  # whatever arrived before the receiver stopped
+            self.locked_sweep()  # whatever arrived before the receiver stopped
         return self.stats
 
-    def sweep(self) -> bool:
-        """Archive what the spool holds now; True if anything was stored."""
+    def locked_sweep(self) -> bool:
+        """Archive what arrived; the lock (and an index refresh inside it) is taken only
+        when there is something to archive."""
+        work = self._work()
+        if not work:
+            return False
+        try:
+            with self.lock():
+                stored = False
+                for kind, name in work:
+                    stored |= (self._push_partial(name) if kind == "partial"
+                               else self._push_file(name))
+        except RepositoryLocked as exc:
+            if not self._locked_out:
+                self.report(f"waiting for the repository ({exc}); WAL keeps arriving in "
+                            f"{self.options.spool}")
+            self._locked_out = True
+            return False
+        if self._locked_out:
+            self.report("repository available again: archiving what arrived meanwhile")
+            self._locked_out = False
+        self._trim()
+        return stored
+
+    def _work(self) -> list[tuple[str, str]]:
+        """(kind, name) of each spool file not archived in its current state."""
         try:
             names = os.listdir(self.options.spool)
         except FileNotFoundError:
-            return False
-        stored = False
-        complete = sorted(n for n in names if SEGMENT_RE.match(n))
-        for name in sorted(n for n in names if wal_file_kind(n) == "history"):
-            stored |= self._push_file(name, keep=False)
-            self.stats.histories += 1
-        for index, name in enumerate(complete):
-            stored |= self._push_file(name, keep=index == len(complete) - 1)
+            return []
+        work = [("file", n) for n in sorted(names)
+                if wal_file_kind(n) in ("history", "segment") and n not in self._pushed]
         for name in sorted(n for n in names if PARTIAL_RE.match(n)):
-            stored |= self._push_partial(name)
-        return stored
+            try:
+                mtime = os.stat(os.path.join(self.options.spool, name)).st_mtime_ns
+            except FileNotFoundError:
+                continue  # completed meanwhile: seen on the next sweep
+            if self._partial_mtime.get(name) != mtime:
+                work.append(("partial", name))
+        return work
+
+    def _trim(self) -> None:
+        """Remove archived files from the spool, except the newest complete segment
+        (a restarted pg_receivewal resumes after the newest file it finds)."""
+        archived = sorted(self._pushed)
+        segments = [n for n in archived if SEGMENT_RE.match(n)]
+        keep = segments[-1] if segments else None
+        for name in archived:
+            if name != keep:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.options.spool, name))
+                self._pushed.discard(name)
 
     def _read(self, name: str) -> bytes | None:
         try:
@@ -152,43 +198,41 @@ class WalStreamer:
         except FileNotFoundError:
             return None  # renamed by pg_receivewal meanwhile: seen on the next sweep
 
-    def _push_file(self, name: str, keep: bool) -> bool:
+    def _push_file(self, name: str) -> bool:
         data = self._read(name)
         if data is None:
             return False
         result = self.archive.push(name, data, "stream")
+        self._pushed.add(name)
         if result.stored:
-            self.stats.segments += SEGMENT_RE.match(name) is not None
+            if SEGMENT_RE.match(name):
+                self.stats.segments += 1
+            else:
+                self.stats.histories += 1
             self.stats.bytes_added += result.bytes_added
             self.stats.last_push = clock.format_time(clock.now())
-        self._partial_digest.pop(name, None)
-        if not keep:
-            os.unlink(os.path.join(self.options.spool, name))
         return result.stored
 
     def _push_partial(self, name: str) -> bool:
         match = PARTIAL_RE.match(name)
         assert match is not None
-        segment = match.group(1)
+        path = os.path.join(self.options.spool, name)
         try:
-            mtime = os.stat(os.path.join(self.options.spool, name)).st_mtime_ns
+            mtime = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             return False
-        if self._partial_mtime.get(segment) == mtime:
-            return False  # untouched since the last version: no read, no hash
-        self._partial_mtime[segment] = mtime
         data = self._read(name)
         if data is None:
             return False
-        valid = len(data.rstrip(b"\0"))
         digest = hashlib.sha256(data).hexdigest()
-        if self._partial_digest.get(segment) == digest:
-            return False
-        result = self.archive.push_partial(segment, data, {"valid_bytes": valid})
-        self._partial_digest[segment] = digest
-        self.stats.partial_versions += 1
-        self.stats.bytes_added += result.bytes_added
-        self.stats.last_push = clock.format_time(clock.now())
+        if self._partial_digest.get(name) != digest:
+            valid = len(data.rstrip(b"\0"))
+            result = self.archive.push_partial(match.group(1), data, {"valid_bytes": valid})
+            self._partial_digest[name] = digest
+            self.stats.partial_versions += 1
+            self.stats.bytes_added += result.bytes_added
+            self.stats.last_push = clock.format_time(clock.now())
+        self._partial_mtime[name] = mtime  # only once archived: a failure is retried
         return True
 
 

@@ -31,7 +31,7 @@ from medark.engine.pg_window import (
     pg_base_backups,
     stop_time,
 )
-from medark.errors import ObjectNotFound, UsageError
+from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots, load_tree
@@ -287,3 +287,29 @@ def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
         "wal_segments": len(inventory.segments), "streamed_segments": len(inventory.partial),
         "timelines": wal.newest_timeline, "windows": windows, "gaps": sorted(set(gaps)),
     }
+
+
+# ---- check -----------------------------------------------------------------------------
+
+
+def check(repo: Repository, system_id: str | None, read_data: bool) -> dict[str, Any]:
+    """Every WAL record authenticates and names itself, its blobs are indexed (with
+    `read_data`: its content hashes to the record), and each base backup's WAL runs
+    without a gap to the newest archived file."""
+    doc = status(repo, system_id)
+    archive = WalArchive(repo, doc["system_id"])
+    damaged: list[str] = []
+    names = archive.names()
+    for name in names:
+        try:
+            record = archive.read_record(name)
+            missing = [b for b in record.blobs if not repo.has_blob(b)]
+            if missing:
+                damaged.append(f"{name}: {len(missing)} of its blobs are not in the index")
+            elif read_data:
+                archive.content(record)
+        except (RepositoryCorrupt, ObjectNotFound) as exc:
+            damaged.append(f"{name}: {exc}")
+    doc.update(message_type="pg_check", records=len(names), damaged=damaged,
+               read_data=read_data)
+    return doc

@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,16 @@ from medark.engine.pg_backup import PgBackupOptions, base_backup
 from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
 from medark.engine.pg_wal import WalArchive
 from medark.engine.pg_window import Target
-from medark.errors import ArchiveReadFailed, MedarkError, ObjectNotFound, UsageError
+from medark.errors import (
+    ArchiveReadFailed,
+    MedarkError,
+    ObjectNotFound,
+    RepositoryCorrupt,
+    UsageError,
+    WalGap,
+)
 from medark.service import pg
+from medark.service.session import locked
 from medark.sources.postgres.server import Dsn, identify, require_slot
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import parse_lsn
@@ -39,6 +49,7 @@ ACTIONS: dict[str, str] = {
     "wal-fetch": "restore one WAL file (restore_command; exit 1 if it is not archived)",
     "restore": "write a data directory that recovers to a time, an LSN or the newest WAL",
     "wal-stream": "stream WAL over a replication slot into the repository (RPO of seconds)",
+    "check": "verify the WAL archive: every record readable, no gap in any window",
     "status": "newest backup, newest archived WAL and its age (RPO), recoverable windows",
 }
 
@@ -107,7 +118,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in ("backup", "restore", "wal-stream"):
         parsers[name].add_argument("--pg-bin", default=None, metavar="DIR",
                                    help="directory of PostgreSQL's programs")
-    for name in ("restore", "status"):
+    parsers["check"].add_argument("--read-data", action="store_true",
+                                  help="also read every archived WAL file and check its hash")
+    for name in ("restore", "status", "check"):
         parsers[name].add_argument("--system-id", default=None,
                                    help="which cluster, when the repository holds several")
 
@@ -115,7 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     action: str = ctx.args.action
     handler = {"backup": _backup, "wal-push": _wal_push, "wal-fetch": _wal_fetch,
-               "wal-stream": _wal_stream, "restore": _restore, "status": _status}[action]
+               "wal-stream": _wal_stream, "restore": _restore, "status": _status,
+               "check": _check}[action]
     return handler(ctx)
 
 
@@ -206,8 +220,18 @@ def _wal_stream(ctx: Context) -> int:
                               / identity.system_id / args.slot)
     receivewal = find_program("pg_receivewal", identity.version_num // 10000, args.pg_bin)
     options = StreamOptions(dsn, args.slot, spool, receivewal, args.interval, args.duration)
-    with ctx.repository(lock="shared", command="pg wal-stream") as repo:
-        streamer = WalStreamer(WalArchive(repo, identity.system_id), options, ctx.out.warn)
+    with ctx.repository(lock=None, command="pg wal-stream") as repo:
+
+        @contextmanager
+        def sweep_lock() -> Iterator[None]:
+            # Between sweeps a prune may have replaced index files and deleted packs:
+            # refresh the index inside the lock before deduplicating against it.
+            with locked(repo, False, "pg wal-stream", ctx.out.warn):
+                repo.sync_index()
+                yield
+
+        streamer = WalStreamer(WalArchive(repo, identity.system_id), options, ctx.out.warn,
+                               sweep_lock)
         previous = signal.signal(signal.SIGTERM, lambda *_: streamer.stop.set())
         try:
             stats = streamer.run()
@@ -305,6 +329,33 @@ def _status(ctx: Context) -> int:
         ctx.out.text(f"  from backup {window['snapshot_id']}: recoverable from "
                      f"{window['from']} through WAL segment {window['wal_to']}{gap}")
     return 0
+
+
+def _check(ctx: Context) -> int:
+    with ctx.repository(lock="shared", command="pg check") as repo:
+        doc = pg.check(repo, ctx.args.system_id, ctx.args.read_data)
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+    else:
+        what = "read and verified" if doc["read_data"] else "verified"
+        ctx.out.text(f"cluster {doc['system_id']}: {doc['records']} WAL records {what}, "
+                     f"{len(doc['damaged'])} damaged, {len(doc['gaps'])} gap(s)")
+        for line in doc["damaged"]:
+            ctx.out.warn(f"damaged: {line}")
+        for window in doc["windows"]:
+            if window["gap_after"]:
+                ctx.out.warn(f"gap: after segment {window['wal_to']} (window of backup "
+                             f"{window['snapshot_id']} ends there)")
+    if doc["damaged"]:
+        error: MedarkError = RepositoryCorrupt(
+            f"{len(doc['damaged'])} WAL record(s) damaged (listed above)")
+    elif doc["gaps"]:
+        error = WalGap(f"the WAL archive has {len(doc['gaps'])} gap(s): recovery cannot pass "
+                       "them (listed above)")
+    else:
+        return 0
+    error.in_output = ctx.out.as_json
+    raise error
 
 
 COMMAND = Command(name="pg", help="PostgreSQL: base backups, WAL archive, point-in-time "
