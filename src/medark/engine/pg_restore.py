@@ -99,7 +99,6 @@ def extract_tar(stream: IO[bytes], root: str) -> int:
                         view = memoryview(block)
                         while view:
                             view = view[os.write(fd, view):]
-                    os.fsync(fd)
                 finally:
                     os.close(fd)
                 os.utime(path, (member.mtime, member.mtime))
@@ -108,6 +107,7 @@ def extract_tar(stream: IO[bytes], root: str) -> int:
                 os.symlink(member.linkname, path)
             else:
                 raise CommandFailed(f"the base backup holds an unsupported entry {member.name!r}")
+    os.sync()  # one flush for the whole data directory, before anything refers to it
     return files
 
 
@@ -263,7 +263,7 @@ def _wait_ready(data_dir: str, port: int, user: str | None, major: int, pg_bin: 
         if not _postmaster_alive(data_dir):
             raise CommandFailed(f"the restored server stopped during recovery: "
                                 f"{_last_error(log)} (see {log})")
-        time.sleep(0.5)
+        time.sleep(0.1)
     raise CommandFailed(f"recovery did not finish within {timeout:g} s (see {log})")
 
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from medark.engine.pg_wal import WalArchive
 from medark.errors import CommandFailed, RepositoryLocked
 from medark.sources.postgres.server import Dsn
-from medark.sources.postgres.wal import PARTIAL_RE, SEGMENT_RE, wal_file_kind
+from medark.sources.postgres.wal import (
+    DEFAULT_SEGMENT_SIZE,
+    PARTIAL_RE,
+    SEGMENT_RE,
+    Segment,
+    format_lsn,
+    wal_file_kind,
+)
 from medark.util import clock
 
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
@@ -39,6 +46,10 @@ class StreamOptions:
     interval: float = 0.2
     stop_after: float | None = None
     """Seconds to run (tests and benchmarks); None: until stopped."""
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    on_archived: Callable[[dict[str, object]], None] | None = None
+    """Told of every file archived, with the WAL position now durable in the repository
+    (the RPO benchmark measures commit → that moment)."""
 
 
 @dataclass
@@ -191,6 +202,12 @@ class WalStreamer:
                     os.unlink(os.path.join(self.options.spool, name))
                 self._pushed.discard(name)
 
+    def _archived(self, name: str, end: int) -> None:
+        if self.options.on_archived is not None:
+            self.options.on_archived({"message_type": "wal_archived", "file": name,
+                                      "end_lsn": format_lsn(end),
+                                      "time": clock.format_time(clock.now())})
+
     def _read(self, name: str) -> bytes | None:
         try:
             with open(os.path.join(self.options.spool, name), "rb") as f:
@@ -207,6 +224,8 @@ class WalStreamer:
         if result.stored:
             if SEGMENT_RE.match(name):
                 self.stats.segments += 1
+                segno = Segment.parse(name, self.options.segment_size).segno
+                self._archived(name, (segno + 1) * self.options.segment_size)
             else:
                 self.stats.histories += 1
             self.stats.bytes_added += result.bytes_added
@@ -230,6 +249,8 @@ class WalStreamer:
             result = self.archive.push_partial(match.group(1), data, {"valid_bytes": valid})
             self._partial_digest[name] = digest
             self.stats.partial_versions += 1
+            segno = Segment.parse(match.group(1), self.options.segment_size).segno
+            self._archived(name, segno * self.options.segment_size + valid)
             self.stats.bytes_added += result.bytes_added
             self.stats.last_push = clock.format_time(clock.now())
         self._partial_mtime[name] = mtime  # only once archived: a failure is retried

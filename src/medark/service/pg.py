@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from medark.engine.pg_prefetch import PREFETCH_FAILED, PREFETCH_RUNNING, WalPrefetch
 from medark.engine.pg_restore import (
     RecoverySettings,
     check_runnable,
@@ -31,16 +32,14 @@ from medark.engine.pg_window import (
     pg_base_backups,
     stop_time,
 )
-from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
+from medark.errors import ArchiveReadFailed, ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots, load_tree
 from medark.sources.postgres.wal import (
     DEFAULT_SEGMENT_SIZE,
-    Segment,
     parse_lsn,
     segment_name,
-    segment_of,
     wal_file_kind,
 )
 from medark.util import clock
@@ -83,39 +82,28 @@ def wal_fetch(repo: Repository, name: str, destination: str, system_id: str
     return WalArchive(repo, system_id).fetch_to(name, destination)
 
 
-def fetch_from_spool(spool: str, name: str, destination: str) -> bool:
-    """Serve a WAL file `pg restore` fetched ahead of time (no repository access, so the
-    database's OS user needs no read access to it); the spool copy stays for a re-read."""
+def fetch_from_spool(spool: str, name: str, destination: str, wait: float = 900.0) -> bool:
+    """Serve a WAL file `pg restore` fetches ahead (no repository access, so the
+    database's OS user needs no read access to it); the spool copy stays for a re-read.
+    While the prefetch still runs, wait for the file; a failed prefetch is an error."""
     if wal_file_kind(name) is None:
         raise UsageError(f"{name!r} is not a WAL file name")
     source = os.path.join(spool, name)
-    if not os.path.isfile(source):
-        return False
+    deadline = clock.monotonic() + wait
+    while not os.path.isfile(source):
+        failed = os.path.join(spool, PREFETCH_FAILED)
+        if os.path.exists(failed):
+            with open(failed, encoding="utf-8", errors="replace") as f:
+                raise ArchiveReadFailed(f"fetching WAL ahead failed: {f.read().strip()}")
+        if not os.path.exists(os.path.join(spool, PREFETCH_RUNNING)):
+            return os.path.isfile(source)  # finished meanwhile: a last look
+        if clock.monotonic() > deadline:
+            raise ArchiveReadFailed(f"{name} did not arrive from the prefetch in {wait:g} s")
+        clock.sleep(0.05)
     with open(source, "rb") as f:
         data = f.read()
     write_file_atomically(destination, data)
     return True
-
-
-def prefetch_wal(repo: Repository, backup: Snapshot, spool: str, user: str | None) -> int:
-    """Every WAL file recovery from `backup` may ask for: history files and each segment
-    from the backup's start to the newest archived (the newest streamed version of the
-    last). Returns the number of files."""
-    system_id = str(backup.source["system_id"])
-    size = int(backup.source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
-    archive = WalArchive(repo, system_id)
-    inventory = archive.inventory()
-    first = segment_of(parse_lsn(str(backup.source["start_lsn"])), size)
-    names = sorted(inventory.histories)
-    names += sorted({n for n in inventory.segments if Segment.parse(n, size).segno >= first})
-    names += sorted(n for n in inventory.partial if Segment.parse(n, size).segno >= first
-                    and n not in inventory.segments)
-    os.makedirs(spool, mode=0o700, exist_ok=True)
-    for name in names:
-        archive.fetch_to(name, os.path.join(spool, name))
-    if user:
-        chown_tree(spool, user)
-    return len(names)
 
 
 # ---- restore ---------------------------------------------------------------------------
@@ -218,8 +206,8 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
         write_password_file(password_file, request.password, user)
         notes.append(f"restore_command reads the repository password from {password_file}")
     spool = target_dir.rstrip("/") + ".medark-wal"
-    prefetched = prefetch_wal(repo, chosen, spool, user) if request.target.kind != "immediate" \
-        else 0
+    prefetch = WalPrefetch(WalArchive(repo, str(chosen.source["system_id"])), chosen, spool,
+                           user, every=request.target.kind != "immediate")
     command = restore_command_line(request.medark_command, request.location,
                                    os.path.abspath(password_file),
                                    str(chosen.source["system_id"]), request.cache_dir, spool)
@@ -230,20 +218,29 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
     result: dict[str, Any] = {
         "message_type": "pg_restore", "target_dir": target_dir, "files": files,
         "backup": describe_backup(chosen), "recovery_target": request.target.describe(),
-        "restore_command": command, "notes": notes, "wal_prefetched": prefetched,
-        "wal_spool": spool,
-        "restore_seconds": round(clock.monotonic() - t0, 3),
+        "restore_command": command, "notes": notes, "wal_spool": spool,
     }
-    if request.start:
-        if request.port is None:
-            raise UsageError("--start needs --port")
-        check_runnable(request.medark_command, user)
+    if not request.start:
+        prefetch.run()  # the spool must be complete before the operator starts the server
+        result.update(wal_prefetched=prefetch.fetched,
+                      restore_seconds=round(clock.monotonic() - t0, 3))
+        return result
+    if request.port is None:
+        raise UsageError("--start needs --port")
+    check_runnable(request.medark_command, user)
+    # Recovery replays segment N while segment N+1 is fetched; wal-fetch waits for it.
+    prefetch.start()
+    try:
+        result["restore_seconds"] = round(clock.monotonic() - t0, 3)
         major = int(chosen.source.get("server_version_num", 0)) // 10000 or None
         log = start_server(target_dir, request.port, user, major or 15, request.pg_bin,
                            request.timeout)
-        result.update(started=True, port=request.port, server_log=log,
-                      ready_seconds=round(clock.monotonic() - t0, 3))
-        shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
+    finally:
+        prefetch.stop()
+    result.update(started=True, port=request.port, server_log=log,
+                  wal_prefetched=prefetch.fetched,
+                  ready_seconds=round(clock.monotonic() - t0, 3))
+    shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
     return result
 
 

@@ -87,6 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how often to archive what arrived (default 0.2)")
     s.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop after this long (default: run until stopped)")
+    s.epilog = ("With --json -v, one line per archived file gives the WAL position now "
+                "durable in the repository (end_lsn) and when.")
     r = parsers["restore"]
     r.add_argument("--target-dir", required=True, metavar="DIR",
                    help="new (or empty) directory for the data directory")
@@ -219,7 +221,9 @@ def _wal_stream(ctx: Context) -> int:
     spool = args.spool or str((cache or Path(tempfile.gettempdir())) / "wal-stream"
                               / identity.system_id / args.slot)
     receivewal = find_program("pg_receivewal", identity.version_num // 10000, args.pg_bin)
-    options = StreamOptions(dsn, args.slot, spool, receivewal, args.interval, args.duration)
+    events = ctx.out.json if ctx.out.as_json and args.verbose else None
+    options = StreamOptions(dsn, args.slot, spool, receivewal, args.interval, args.duration,
+                            identity.segment_size, events)
     with ctx.repository(lock=None, command="pg wal-stream") as repo:
 
         @contextmanager
