@@ -23,6 +23,8 @@ from medark.sources.postgres.wal import DEFAULT_SEGMENT_SIZE, Segment, parse_lsn
 
 PREFETCH_RUNNING = ".prefetching"
 PREFETCH_FAILED = ".prefetch-failed"
+PREFETCH_COMPLETE = ".prefetch-complete"
+"""Everything archived is in the spool: a file not in it is not archived."""
 
 
 def wal_needed(archive: WalArchive, backup: Snapshot) -> list[str]:
@@ -82,6 +84,8 @@ class WalPrefetch:
                 self.archive.fetch_to(name, path)
                 self._own(path)
                 self.fetched += 1
+            else:
+                self._marker(PREFETCH_COMPLETE, "")
         except MedarkError as exc:
             self._marker(PREFETCH_FAILED, str(exc))
             raise
