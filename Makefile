@@ -30,8 +30,9 @@ run: venv
 	$(BIN)/medark demo --workdir $(DEMO)
 
 ## Debian packages the tests need: PostgreSQL's server programs (initdb, pg_basebackup,
-## pg_receivewal, pg_amcheck) for the throwaway servers of the database tests.
-DEBS := postgresql
+## pg_receivewal, pg_amcheck) and MariaDB's (server, client, mariadb-backup) for the
+## throwaway servers of the database tests.
+DEBS := postgresql mariadb-server mariadb-client mariadb-backup
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -61,6 +61,18 @@ class Cluster:
                                  f"{done.stderr}")
         return result
 
+    def start_stream(self, *extra: str) -> subprocess.Popen[str]:
+        """`pg wal-stream` in the background as postgres. Not through runuser, which
+        answers SIGTERM by killing its child: the stream must get the signal itself and
+        stop cleanly."""
+        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
+                str(self.password_file), "--cache-dir", str(self.cache), "pg", "wal-stream",
+                "--dsn", self.server.dsn, "--slot", "medark", "--create-slot", *extra]
+        return subprocess.Popen(argv, env=dict(self.env, HOME=str(self.cache)),
+                                user="postgres", group="postgres", extra_groups=[],
+                                cwd=str(self.cache), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
     def switch_and_wait(self) -> str:
         """Close the current segment and wait until archive_command has stored it."""
         segment = self.server.sql("SELECT pg_walfile_name(pg_switch_wal())")
@@ -240,14 +252,7 @@ def test_bad_inputs_get_one_line_and_distinct_exit_codes(cluster: Cluster,
 def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         streamed_cluster: Cluster) -> None:
     c = streamed_cluster
-    argv = [*c.medark.split(), "--repo", str(c.repo), "--password-file", str(c.password_file),
-            "--cache-dir", str(c.cache), "pg", "wal-stream", "--dsn", c.server.dsn,
-            "--slot", "medark", "--create-slot", "--json"]
-    # Not through runuser, which answers SIGTERM by killing its child: the stream must
-    # get the signal itself and stop cleanly.
-    stream = subprocess.Popen(argv, env=dict(c.env, HOME=str(c.cache)), user="postgres",
-                              group="postgres", extra_groups=[], cwd=str(c.cache),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stream = c.start_stream("--json")
     try:
         c.server.sql("CREATE TABLE vitals AS SELECT g AS id, g * 1.5 AS pulse "
                      "FROM generate_series(1, 10000) g")
@@ -300,12 +305,7 @@ def _amcheck(cluster: Cluster, port: int) -> None:
 def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster) -> None:
     c = streamed_cluster
     sql = c.server.sql
-    argv = [*c.medark.split(), "--repo", str(c.repo), "--password-file", str(c.password_file),
-            "--cache-dir", str(c.cache), "pg", "wal-stream", "--dsn", c.server.dsn,
-            "--slot", "medark", "--create-slot"]
-    stream = subprocess.Popen(argv, env=dict(c.env, HOME=str(c.cache)), user="postgres",
-                              group="postgres", extra_groups=[], cwd=str(c.cache),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stream = c.start_stream()
     pgbench = [c.server.tool("pgbench"), "-h", "127.0.0.1", "-p", str(c.server.port), "-U",
                "postgres"]
     subprocess.run([*pgbench, "-i", "-s", "2", "-q", "postgres"], check=True,
@@ -407,3 +407,45 @@ def test_retention_gap_detection_and_check(cluster: Cluster, tmp_path: Path) -> 
     assert broken.returncode == 23, broken.stderr
     assert "gap" in broken.stderr and len(broken.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "g").exists()
+
+
+def test_restore_follows_a_timeline_created_by_an_earlier_promotion(cluster: Cluster) -> None:
+    """A PITR restore that archives (no --archive-mode-off) promotes to timeline 2 and
+    pushes its WAL and 00000002.history into the same archive; a later --latest restore
+    must follow timeline 2, not the abandoned rest of timeline 1."""
+    sql = cluster.server.sql
+    sql("CREATE TABLE charts (id int, v text)")
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn)
+    sql("INSERT INTO charts VALUES (1, 'kept')")
+    time.sleep(1.1)
+    target = datetime.now(UTC)
+    time.sleep(1.1)
+    sql("INSERT INTO charts VALUES (2, 'abandoned on timeline 1')")
+    cluster.switch_and_wait()
+    cluster.server.stop()
+
+    first = Path(str(cluster.server.base) + "-tl2")
+    port = free_port()
+    cluster.medark_as_root(
+        "pg", "restore", "--target-dir", str(first), "--time", target.isoformat(), "--start",
+        "--port", str(port), "--medark-command", cluster.medark, "--password-file",
+        str(cluster.password_file), "--timeout", "300")
+    try:
+        sql("INSERT INTO charts VALUES (3, 'written on timeline 2')", port=port)
+        segment = sql("SELECT pg_walfile_name(pg_switch_wal())", port=port)
+        assert segment.startswith("00000002")
+        wait_for(lambda: sql("SELECT last_archived_wal FROM pg_stat_archiver", port=port)
+                 >= segment, 60, "timeline 2 to be archived")
+    finally:
+        _stop(cluster, first)
+    status = cluster.medark_as_root("pg", "status", "--json").json()
+    assert status["timelines"] == 2
+
+    second = Path(str(cluster.server.base) + "-after-tl2")
+    port, _ = _start_restored(cluster, second, "--latest")
+    try:
+        assert sql("SELECT string_agg(id::text, ',' ORDER BY id) FROM charts",
+                   port=port) == "1,3"
+        assert sql("SELECT timeline_id FROM pg_control_checkpoint()", port=port) == "3"
+    finally:
+        _stop(cluster, second)

@@ -28,5 +28,8 @@ PG_DSN = EnvVar("MEDARK_PG_DSN", "PostgreSQL connection string for `pg backup`")
 COMMAND = EnvVar("MEDARK_COMMAND",
                  "how the database's OS user runs medark (restore_command of `pg restore`)")
 
+MYSQL_DSN = EnvVar("MEDARK_MYSQL_DSN",
+                   "MariaDB/MySQL connection for `mysql backup` and `mysql binlog-stream`")
+
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
-       CACHE_DIR, PG_DSN, COMMAND]
+       CACHE_DIR, PG_DSN, COMMAND, MYSQL_DSN]

@@ -30,6 +30,7 @@ from medark.snapshot.model import Snapshot
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn
 from medark.util import clock
+from medark.util.processes import pid_alive
 
 READ_AHEAD = 8
 STARTUP_LOG = "medark-recovery.log"
@@ -273,13 +274,7 @@ def _postmaster_alive(data_dir: str) -> bool:
             pid = int(f.readline().strip())
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def _last_error(log: str) -> str:

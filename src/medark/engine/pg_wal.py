@@ -179,12 +179,15 @@ class WalArchive:
         return record, added
 
     def _already(self, name: str, wal_name: str, digest: str) -> PushResult:
+        """Success only if the archived copy is identical and still intact: PostgreSQL
+        deletes its own copy once archive_command succeeds."""
         existing = self.read_record(name)
         if existing.sha256 != digest:
             raise WalConflict(
                 f"{wal_name} is already archived with different content (another server "
                 "with the same system identifier, or a restored copy archiving into the "
                 "same place?); refusing to overwrite it")
+        self.content(existing)  # raises IntegrityError if the stored copy is damaged
         return PushResult(wal_name, False, 0)
 
     # ---- read ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ of blob ids reachable from the snapshots, and the pack files found in storage.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from medark.engine.mysql_binlog import binlog_record_blobs
 from medark.engine.pg_wal import wal_record_blobs
 from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.repo import index_file
@@ -320,11 +322,11 @@ def _mark_used(
 
 
 def _mark_wal_used(repo: Repository, db: sqlite3.Connection) -> None:
-    """Blobs of archived WAL files are used for as long as their records exist (`forget`
-    decides which WAL to expire; prune only follows the records)."""
+    """Blobs of archived WAL and binlog files are used for as long as their records exist
+    (`forget` decides which to expire; prune only follows the records)."""
     db.execute("BEGIN")
     try:
-        for _name, blobs in wal_record_blobs(repo):
+        for _name, blobs in itertools.chain(wal_record_blobs(repo), binlog_record_blobs(repo)):
             db.executemany("INSERT OR IGNORE INTO used VALUES (?)", ((b,) for b in blobs))
     except RepositoryCorrupt as exc:
         db.execute("ROLLBACK")

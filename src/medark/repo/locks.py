@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from medark.errors import MedarkError, ObjectNotFound, RepositoryLocked
 from medark.storage.base import Backend
 from medark.util import clock
+from medark.util.processes import pid_alive
 
 LOCKS_PREFIX = "locks/"
 REFRESH_EVERY = timedelta(minutes=5)
@@ -45,18 +46,8 @@ class LockInfo:
         if now - self.time > STALE_AFTER:
             return True
         if self.hostname == socket.gethostname():
-            return not _pid_alive(self.pid)
+            return not pid_alive(self.pid)
         return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 Sealer = Callable[[bytes], bytes]

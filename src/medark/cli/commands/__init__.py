@@ -9,7 +9,7 @@ from medark.cli.command import Command
 
 HELP_ORDER = [
     "init", "backup", "snapshots", "ls", "diff", "find", "stats", "restore", "check",
-    "forget", "prune", "key", "unlock", "demo",
+    "forget", "prune", "pg", "mysql", "key", "unlock", "demo",
 ]
 
 

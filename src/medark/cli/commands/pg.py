@@ -37,7 +37,7 @@ from medark.errors import (
 )
 from medark.service import pg
 from medark.service.session import locked
-from medark.sources.postgres.server import Dsn, identify, require_slot
+from medark.sources.postgres.server import Dsn, identify, require_slot, slot_lag
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import parse_lsn
 from medark.util import clock
@@ -112,6 +112,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not archive from the restored server (a test restore)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="with --start: how long recovery may take")
+    parsers["status"].add_argument(
+        "--dsn", default=None,
+        help="also report the replication slots' lag on this server (default: "
+             "$MEDARK_PG_DSN if set)")
     for name in ("backup", "wal-stream"):
         parsers[name].add_argument("--dsn", default=None,
                                    help="libpq connection string or URI (default: "
@@ -315,6 +319,9 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
 def _status(ctx: Context) -> int:
     with ctx.repository(lock=None, command="pg status") as repo:
         doc = pg.status(repo, ctx.args.system_id)
+    dsn_text = ctx.args.dsn or env.PG_DSN.get()
+    if dsn_text:
+        doc["slots"] = slot_lag(Dsn.parse(dsn_text))
     if ctx.out.as_json:
         ctx.out.json(doc)
         return 0
@@ -328,6 +335,10 @@ def _status(ctx: Context) -> int:
                      "RPO)")
     else:
         ctx.out.text("no WAL archived yet")
+    for slot in doc.get("slots", []):
+        state = "streaming" if slot["active"] else "NOT streaming"
+        lag = "?" if slot["lag_bytes"] is None else format_bytes(int(slot["lag_bytes"]))
+        ctx.out.text(f"slot {slot['slot']}: {state}, {lag} of WAL held for it")
     for window in doc["windows"]:
         gap = f", GAP after segment {window['gap_after']}" if window["gap_after"] else ""
         ctx.out.text(f"  from backup {window['snapshot_id']}: recoverable from "

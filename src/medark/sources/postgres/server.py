@@ -131,3 +131,16 @@ def require_slot(dsn: Dsn, slot: str) -> None:
             f"`SELECT pg_create_physical_replication_slot('{slot}')` or pass --create-slot)")
     if row[0] != "physical":
         raise UsageError(f"replication slot {slot!r} is a {row[0]} slot, not a physical one")
+
+
+def slot_lag(dsn: Dsn) -> list[dict[str, object]]:
+    """Each physical slot: whether a receiver is attached and how many bytes of WAL the
+    server holds for it (what the stream has not yet confirmed)."""
+    with dsn.connect() as conn:
+        rows = conn.execute(
+            "SELECT slot_name, active, restart_lsn::text, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name"
+        ).fetchall()
+    return [{"slot": r[0], "active": bool(r[1]), "restart_lsn": r[2],
+             "lag_bytes": None if r[3] is None else int(str(r[3]))} for r in rows]

@@ -1,0 +1,234 @@
+"""MariaDB end to end: a throwaway server under a write load, hot backups streamed into
+the repository while `medark mysql binlog-stream` archives the binary logs, and
+point-in-time restores started as real servers and queried. Real programs, no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MEDARK, PASSWORD, Result
+from mysql_server import (
+    Load,
+    MariaServer,
+    can_run_servers,
+    free_port,
+    have_mariadb_backup,
+    make_base,
+    sql,
+    stop_pid,
+)
+
+pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
+                                 reason=str(can_run_servers())),
+              pytest.mark.timeout(180)]
+
+
+@dataclass
+class Site:
+    server: MariaServer
+    repo: Path
+    env: dict[str, str]
+    restored: list[int] = field(default_factory=list)
+    """pids of restored servers, stopped at the end whatever happens."""
+
+    def medark(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
+        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=self.env,
+                              capture_output=True, text=True, check=False, timeout=timeout)
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
+        return result
+
+    def stream(self) -> subprocess.Popen[str]:
+        return subprocess.Popen([MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream",
+                                 "--dsn", self.server.dsn, "--json", "--interval", "0.2"],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def restore(self, target: Path, *goal: str) -> tuple[int, dict[str, Any]]:
+        port = free_port()
+        result = self.medark("mysql", "restore", "--target-dir", str(target), *goal,
+                             "--start", "--port", str(port), "--json", "--timeout", "120")
+        doc = result.json()
+        self.restored.append(int(doc["pid"]))
+        return port, doc
+
+    def caught_up(self) -> bool:
+        """The archive holds the source's binlog up to its current position."""
+        file, position = self.server.root_sql("SHOW MASTER STATUS").split("\t")[:2]
+        status = self.medark("mysql", "status", "--json", check=False)
+        if status.returncode != 0:
+            return False
+        doc = status.json()
+        return bool(doc["newest_binlog"] == file and
+                    doc["newest_binlog_position"] >= int(position))
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    base = make_base()
+    server = MariaServer(base)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+    env.update(MEDARK_KDF_N="1024", MEDARK_PASSWORD=PASSWORD,
+               MEDARK_CACHE_DIR=str(base / "cache"))
+    s = Site(server, base / "repo", env)
+    try:
+        server.init()
+        server.start()
+        s.medark("init")
+        server.root_sql("CREATE DATABASE h; CREATE TABLE h.load (id INT AUTO_INCREMENT "
+                        "PRIMARY KEY, note VARCHAR(64), at DATETIME(6) DEFAULT NOW(6))")
+        yield s
+    finally:
+        for pid in s.restored:
+            stop_pid(pid)
+        server.stop()
+        if not os.environ.get("KEEP_MY"):
+            shutil.rmtree(base, ignore_errors=True)
+            for extra in base.parent.glob(base.name + "*"):
+                shutil.rmtree(extra, ignore_errors=True)
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stop_stream(stream: subprocess.Popen[str]) -> dict[str, Any]:
+    stream.send_signal(signal.SIGTERM)
+    out, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err
+    return dict(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
+
+
+def _under_load(site: Site, *backup_args: str) -> tuple[datetime, str]:
+    """Backup under load while streaming; a marker, then T, then more writes. Returns T
+    and the source's final (count, max id, markers)."""
+    stream = site.stream()
+    load = Load(site.server)
+    try:
+        time.sleep(1.0)
+        backup = site.medark("mysql", "backup", "--dsn", site.server.dsn, *backup_args,
+                             "--json").json()
+        src = backup["source"]
+        assert src["kind"] == "mysql" and src["binlog_file"] and src["binlog_position"] > 0
+        assert src["gtid"]
+        time.sleep(0.5)
+        site.server.root_sql("INSERT INTO h.load (note) VALUES ('marker')")
+        time.sleep(1.1)
+        target = datetime.now(UTC)
+        time.sleep(1.1)
+        site.server.root_sql("INSERT INTO h.load (note) VALUES ('after marker')")
+        time.sleep(1.0)
+    finally:
+        load.stop()
+    site.server.root_sql("FLUSH BINARY LOGS")  # a rotation: a complete file and a new one
+    site.server.root_sql("INSERT INTO h.load (note) VALUES ('last')")
+    expected = site.server.root_sql("SELECT COUNT(*), MAX(id), SUM(note LIKE '%marker') "
+                                    "FROM h.load")
+    try:
+        _wait(site.caught_up, 30, "the stream to catch up")
+    finally:
+        summary = _stop_stream(stream)
+    assert summary["message_type"] == "binlog_stream" and summary["files"] >= 1
+    return target, expected
+
+
+def _check_restores(site: Site, target: datetime, expected: str) -> None:
+    base = site.server.base
+    cut = target.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+    port, doc = site.restore(Path(f"{base}-pitr"), "--time", target.isoformat())
+    assert doc["started"] is True
+    q = lambda text: sql(text, port=port)  # noqa: E731  (as the backup user: grants kept)
+    assert q("SELECT COUNT(*) FROM h.load WHERE note = 'marker'") == "1"
+    assert q("SELECT COUNT(*) FROM h.load WHERE note = 'after marker'") == "0"
+    assert q(f"SELECT COUNT(*) FROM h.load WHERE at > '{target:%Y-%m-%d %H:%M:%S.%f}'") == "0"
+    # Every row from before T's whole second is there (binlog times have whole seconds).
+    before = f"SELECT COUNT(*) FROM h.load WHERE at < '{cut}'"
+    assert q(before) == site.server.root_sql(before)
+    stop_pid(site.restored.pop())
+
+    port, doc = site.restore(Path(f"{base}-latest"), "--latest")
+    got = sql("SELECT COUNT(*), MAX(id), SUM(note LIKE '%marker') FROM h.load", port=port)
+    assert got == expected
+    stop_pid(site.restored.pop())
+
+
+@pytest.mark.skipif(not have_mariadb_backup(), reason="mariadb-backup is not installed")
+def test_physical_backup_under_load_pitr_and_latest(site: Site) -> None:
+    target, expected = _under_load(site)
+    status = site.medark("mysql", "status", "--json").json()
+    assert status["backups"] == 1 and status["gaps"] == []
+    assert status["newest_backup"]["method"] == "physical"
+    assert status["rpo_seconds"] is not None and status["rpo_seconds"] < 60
+    _check_restores(site, target, expected)
+
+
+def test_logical_backup_under_load_pitr_and_latest(site: Site) -> None:
+    target, expected = _under_load(site, "--logical")
+    _check_restores(site, target, expected)
+
+
+def test_stream_survives_a_server_restart(site: Site) -> None:
+    """mariadb-binlog dies with the server; the stream restarts it (backoff), fetches the
+    file being written again and archives on, without losing or duplicating events."""
+    stream = site.stream()
+    try:
+        site.medark("mysql", "backup", "--dsn", site.server.dsn, "--logical")
+        site.server.root_sql("INSERT INTO h.load (note) VALUES ('before restart')")
+        time.sleep(1.0)
+        site.server.stop()
+        time.sleep(0.5)
+        site.server.start()
+        site.server.root_sql("INSERT INTO h.load (note) VALUES ('after restart')")
+        expected = site.server.root_sql("SELECT COUNT(*), MAX(id) FROM h.load")
+        _wait(site.caught_up, 40, "the stream to resume")
+    finally:
+        summary = _stop_stream(stream)
+    assert summary["restarts"] >= 1 and summary["files"] >= 1
+    status = site.medark("mysql", "status", "--json").json()
+    assert status["gaps"] == [] and status["windows"][0]["gap_after"] is None
+    port, _doc = site.restore(Path(f"{site.server.base}-latest"), "--latest")
+    assert sql("SELECT COUNT(*), MAX(id) FROM h.load", port=port) == expected
+
+
+def test_bad_inputs_get_one_line_and_distinct_exit_codes(site: Site, tmp_path: Path) -> None:
+    wrong = site.medark("mysql", "backup", "--host", "127.0.0.1", "--port", str(free_port()),
+                        "--user", "medark", check=False)
+    assert wrong.returncode == 20, wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    denied = site.medark("mysql", "backup", "--dsn",
+                         f"mysql://medark:wrong-pw@127.0.0.1:{site.server.port}", check=False)
+    assert denied.returncode == 20, denied.stderr
+    assert "wrong-pw" not in denied.stderr and "Hosp1tal" not in denied.stderr
+
+    none_yet = site.medark("mysql", "restore", "--target-dir", str(tmp_path / "x"),
+                           "--latest", check=False)
+    assert none_yet.returncode == 1 and "no MariaDB/MySQL backup" in none_yet.stderr
+
+    site.medark("mysql", "backup", "--dsn", site.server.dsn, "--logical")
+    for when, words in (("2001-01-01T00:00:00Z", "before the oldest backup"),
+                        ("2999-01-01T00:00:00Z", "after the newest archived binlog")):
+        refused = site.medark("mysql", "restore", "--target-dir", str(tmp_path / "y"),
+                              "--time", when, check=False)
+        assert refused.returncode == 24, refused.stderr
+        assert words in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "y").exists()  # nothing written for a refused target
+    assert site.medark("check").returncode == 0
