@@ -387,7 +387,7 @@ def test_retention_gap_detection_and_check(cluster: Cluster, tmp_path: Path) -> 
     # and prune then frees it, while the retained window still restores.
     before = cluster.medark_as_root("pg", "status", "--json").json()["wal_segments"]
     forget = cluster.medark_as_pg("forget", "--keep-last", "1", "--prune")
-    assert "archived WAL file(s) that no remaining base backup needs" in forget.stdout
+    assert "archived WAL/binlog file(s) that no remaining backup needs" in forget.stdout
     after = cluster.medark_as_root("pg", "status", "--json").json()
     assert after["backups"] == 1 and after["wal_segments"] < before
     assert cluster.medark_as_root("pg", "check", "--read-data").returncode == 0

@@ -1,5 +1,5 @@
 """The recoverable window (which base backup reaches a target, where the WAL breaks) and
-WAL retention (what forget may expire), from record names and snapshots alone."""
+WAL/binlog retention (what forget may expire), from record names and snapshots alone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from medark.engine.mysql_binlog import record_name as binlog_name
+from medark.engine.mysql_retention import binlog_to_expire
 from medark.engine.pg_retention import wal_to_expire
 from medark.engine.pg_wal import Inventory, record_name
 from medark.engine.pg_window import Target, WalMap, choose_backup, pg_base_backups
@@ -121,3 +123,17 @@ def test_forget_expires_wal_no_retained_backup_needs() -> None:
     }
     assert not set(other) & set(expired)  # a cluster without a retained backup keeps all
     assert wal_to_expire(Listing(names), []) == []
+
+
+def test_forget_expires_binlogs_no_retained_backup_can_replay() -> None:
+    server = "1"
+    names = [binlog_name(server, f"binlog.{n:06d}") for n in (1, 2, 3, 4)]
+    names += [binlog_name(server, "binlog.000004", v) for v in ("001", "002")]
+    names += [binlog_name(server, "binlog.000005", v) for v in ("003", "004")]
+    kept = Snapshot(time=T0, tree=b"\0" * 32, paths=["/mysql/1"], hostname="db",
+                    source={"kind": "mysql", "archive_id": server,
+                            "binlog_file": "binlog.000003"})
+    expired = {n.rsplit("/", 1)[-1] for n in binlog_to_expire(Listing(names), [kept])}
+    assert expired == {"binlog.000001", "binlog.000002", "binlog.000004.partial-001",
+                       "binlog.000004.partial-002", "binlog.000005.partial-003"}
+    assert binlog_to_expire(Listing(names), []) == []

@@ -13,6 +13,7 @@ from medark.cli.command import Command
 from medark.cli.commands.prune import add_prune_options, print_report, run_prune
 from medark.cli.commands.prune import summary_document as prune_document
 from medark.cli.context import Context
+from medark.engine.mysql_retention import binlog_to_expire
 from medark.engine.pg_retention import wal_to_expire
 from medark.engine.prune_plan import PruneStats, parse_max_unused
 from medark.errors import UsageError
@@ -138,14 +139,15 @@ def run(ctx: Context) -> int:
             verb = "would remove" if args.dry_run else "removed"
             ctx.out.text(f"{verb} {len(removed)} snapshot{'' if len(removed) == 1 else 's'}")
         gone = {s.id for s in removed}
-        expired = wal_to_expire(repo, [s for s in all_snapshots(repo) if s.id not in gone])
+        remaining = [s for s in all_snapshots(repo) if s.id not in gone]
+        expired = wal_to_expire(repo, remaining) + binlog_to_expire(repo, remaining)
         if expired:
             if not args.dry_run:
                 for name in expired:
                     repo.remove_object(name)
             verb = "would expire" if args.dry_run else "expired"
-            ctx.out.text(f"{verb} {len(expired)} archived WAL file(s) that no remaining base "
-                         "backup needs")
+            ctx.out.text(f"{verb} {len(expired)} archived WAL/binlog file(s) that no "
+                         "remaining backup needs")
         if ctx.out.as_json:
             ctx.out.json(groups)
             if expired:
