@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from medark import __version__
-from medark.cli.commands import COMMANDS
+from medark.cli import commands
 from medark.cli.context import Context
 from medark.cli.output import Printer
 from medark.cli.parser import Parser, global_options
@@ -28,13 +28,15 @@ _DEFAULTS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """With only the commands `argv` names (every token that is a command name, so an
+    option value that happens to be one costs an import, not a wrong parse)."""
     common = global_options()
     parser = Parser(prog="medark", parents=[common],
                      description="Medark: deduplicated, encrypted, verified backups.")
     parser.add_argument("--version", action="version", version=f"medark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in COMMANDS:
+    for command in commands.load(argv):
         command_parser = sub.add_parser(command.name, help=command.help,
                                         description=command.help, parents=[common])
         command.add_arguments(command_parser)
@@ -43,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    args_in = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(args_in)
+    as_json = "--json" in args_in
     out = Printer(as_json=as_json, verbose=0, quiet=False)
     try:
         args = parser.parse_args(argv)
