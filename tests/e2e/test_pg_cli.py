@@ -73,6 +73,15 @@ class Cluster:
                                 cwd=str(self.cache), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
+    def archived_after(self, moment: datetime) -> bool:
+        """Whether `pg status` reports WAL archived at or after `moment`."""
+        status = self.medark_as_root("pg", "status", "--json", check=False)
+        if status.returncode != 0:
+            return False
+        archived = status.json()["newest_wal_archived"]
+        return archived is not None and datetime.fromisoformat(
+            archived.replace("Z", "+00:00")) >= moment
+
     def switch_and_wait(self) -> str:
         """Close the current segment and wait until archive_command has stored it."""
         segment = self.server.sql("SELECT pg_walfile_name(pg_switch_wal())")
@@ -259,16 +268,7 @@ def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         c.medark_as_pg("pg", "backup", "--dsn", c.server.dsn)
         c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
         committed = datetime.now(UTC)
-
-        def marker_streamed() -> bool:
-            status = c.medark_as_root("pg", "status", "--json", check=False)
-            if status.returncode != 0:
-                return False
-            archived = status.json()["newest_wal_archived"]
-            return archived is not None and datetime.fromisoformat(
-                archived.replace("Z", "+00:00")) >= committed
-
-        wait_for(marker_streamed, 30, "the marker's WAL to be streamed")
+        wait_for(lambda: c.archived_after(committed), 30, "the marker's WAL to be streamed")
         rpo = (datetime.now(UTC) - committed).total_seconds()
         assert rpo < 30
         expected = c.server.sql("SELECT count(*), sum(id) FROM vitals")
@@ -327,16 +327,7 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
                        "(SELECT sum(abalance) FROM pgbench_accounts), "
                        "(SELECT count(*) FROM marker)")
         stopped = datetime.now(UTC)
-
-        def caught_up() -> bool:
-            status = c.medark_as_root("pg", "status", "--json", check=False)
-            if status.returncode != 0:
-                return False
-            archived = status.json()["newest_wal_archived"]
-            return archived is not None and datetime.fromisoformat(
-                archived.replace("Z", "+00:00")) > stopped
-
-        wait_for(caught_up, 60, "the stream to catch up")
+        wait_for(lambda: c.archived_after(stopped), 60, "the stream to catch up")
     finally:
         if load.poll() is None:
             load.kill()

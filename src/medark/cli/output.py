@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from medark.util.sizes import format_bytes
+from medark.util.sizes import format_bytes, format_duration
 
 if TYPE_CHECKING:
     from medark.cli.progress_bar import Bar
@@ -115,3 +115,11 @@ class CliProgress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def stream_backup_totals(summary: dict[str, Any]) -> str:
+    """The line a database backup prints: bytes read, time, bytes added and stored."""
+    return (f"processed {format_bytes(int(str(summary['total_bytes_processed'])))} in "
+            f"{format_duration(float(str(summary['total_duration'])))}; added "
+            f"{format_bytes(int(str(summary['data_added'])))} "
+            f"({format_bytes(int(str(summary['data_added_packed'])))} stored)")

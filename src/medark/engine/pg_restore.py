@@ -199,14 +199,6 @@ def _write(path: str, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def chown_tree(root: str, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    os.chown(root, entry.pw_uid, entry.pw_gid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
-
-
 def as_user(argv: list[str], user: str | None) -> list[str]:
     """Run as the database's OS user when we are root (PostgreSQL refuses to run as root)."""
     if user is None or os.geteuid() != 0 or pwd.getpwuid(os.geteuid()).pw_name == user:

@@ -32,6 +32,7 @@ from medark.sources.postgres.wal import (
     wal_file_kind,
 )
 from medark.util import clock
+from medark.util.processes import stop_process
 
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -103,16 +104,7 @@ class WalStreamer:
         return lines[-1] if lines else "no output"
 
     def _stop_receiver(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(self._proc)
         self._proc = None
 
     # ---- the loop ------------------------------------------------------------------

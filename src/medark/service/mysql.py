@@ -42,13 +42,13 @@ from medark.sources.mysql.server import (
     CONFIG,
     RestoreServer,
     backup_settings,
-    chown_tree,
     feed,
     run,
     run_as,
     write_config,
 )
 from medark.util import clock
+from medark.util.files import chown_tree
 
 
 def stream_start(conn: Conn, archive: BinlogArchive, explicit: str | None,

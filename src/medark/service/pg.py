@@ -22,7 +22,6 @@ from medark.engine.pg_prefetch import (
 from medark.engine.pg_restore import (
     RecoverySettings,
     check_runnable,
-    chown_tree,
     describe_backup,
     prepare_target,
     restore_base,
@@ -48,6 +47,7 @@ from medark.sources.postgres.wal import (
     wal_file_kind,
 )
 from medark.util import clock
+from medark.util.files import chown_tree
 
 PG_CONTROL = os.path.join("global", "pg_control")
 

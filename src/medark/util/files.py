@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 from pathlib import Path
 
@@ -33,3 +34,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def chown_tree(root: str, user: str) -> None:
+    """Hand a restored tree to a database's OS user (servers refuse to run as root)."""
+    entry = pwd.getpwnam(user)
+    os.chown(root, entry.pw_uid, entry.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)

@@ -20,6 +20,7 @@ from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
+from medark.cli.output import stream_backup_totals
 from medark.cli.parser import global_options
 from medark.config import environment as env
 from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
@@ -128,10 +129,7 @@ def _backup(ctx: Context) -> int:
     ctx.out.text(f"{src['method']} backup of server {src['archive_id']} (MariaDB "
                  f"{src['server_version']}) at binlog {src['binlog_file']}:"
                  f"{src['binlog_position']} (GTID {src['gtid']})")
-    ctx.out.text(f"processed {format_bytes(int(str(summary['total_bytes_processed'])))} in "
-                 f"{format_duration(float(str(summary['total_duration'])))}; added "
-                 f"{format_bytes(int(str(summary['data_added'])))} "
-                 f"({format_bytes(int(str(summary['data_added_packed'])))} stored)")
+    ctx.out.text(stream_backup_totals(summary))
     ctx.out.text(f"snapshot {snapshot.short_id} saved")
     return 0
 

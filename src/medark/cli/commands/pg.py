@@ -21,6 +21,7 @@ from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
+from medark.cli.output import stream_backup_totals
 from medark.cli.parser import global_options
 from medark.config import environment as env
 from medark.engine.pg_backup import PgBackupOptions, base_backup
@@ -165,10 +166,7 @@ def _backup(ctx: Context) -> int:
     ctx.out.text(f"base backup of cluster {src['system_id']} (PostgreSQL "
                  f"{src['server_version']}), WAL {src['start_lsn']} .. {src['stop_lsn']} "
                  f"on timeline {src['timeline']}")
-    ctx.out.text(f"processed {format_bytes(int(str(summary['total_bytes_processed'])))} in "
-                 f"{format_duration(float(str(summary['total_duration'])))}; added "
-                 f"{format_bytes(int(str(summary['data_added'])))} "
-                 f"({format_bytes(int(str(summary['data_added_packed'])))} stored)")
+    ctx.out.text(stream_backup_totals(summary))
     ctx.out.text(f"snapshot {snapshot.short_id} saved")
     return 0
 

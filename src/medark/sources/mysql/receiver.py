@@ -12,6 +12,7 @@ import os
 import subprocess
 
 from medark.sources.mysql.client import Conn
+from medark.util.processes import stop_process
 
 
 class BinlogReceiver:
@@ -58,14 +59,5 @@ class BinlogReceiver:
         return line.replace(self.conn.password, "***") if self.conn.password else line
 
     def stop(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(self._proc)
         self._proc = None

@@ -36,14 +36,6 @@ def run_as(user: str | None) -> dict[str, Any]:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
-def chown_tree(root: str, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    os.chown(root, entry.pw_uid, entry.pw_gid)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
-
-
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     errors = [ln for ln in lines if "error" in ln.lower()]
