@@ -227,7 +227,9 @@ def test_kill_9_during_backup_then_next_backup_succeeds_and_reuses(
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
-            if index_dir.is_dir() and any(index_dir.iterdir()):
+            # a complete index file, not the hidden temp file of one being written
+            if index_dir.is_dir() and any(not p.name.startswith(".")
+                                          for p in index_dir.iterdir()):
                 break
             assert proc.poll() is None, "the backup ended before it could be killed"
             time.sleep(0.01)
