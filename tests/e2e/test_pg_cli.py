@@ -266,8 +266,10 @@ def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         c.server.sql("CREATE TABLE vitals AS SELECT g AS id, g * 1.5 AS pulse "
                      "FROM generate_series(1, 10000) g")
         c.medark_as_pg("pg", "backup", "--dsn", c.server.dsn)
-        c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
+        # The clock is read before the commit: read after it, the stream may already have
+        # archived the marker, and with no later writes nothing newer would ever come.
         committed = datetime.now(UTC)
+        c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
         wait_for(lambda: c.archived_after(committed), 30, "the marker's WAL to be streamed")
         rpo = (datetime.now(UTC) - committed).total_seconds()
         assert rpo < 30
@@ -322,11 +324,11 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
         time.sleep(1.1)
         _, load_err = load.communicate(timeout=120)
         assert load.returncode == 0, load_err
+        stopped = datetime.now(UTC)  # before the last commit (see the test above)
         sql("INSERT INTO marker VALUES (now())")  # after T: must not come back with T
         expected = sql("SELECT (SELECT count(*) FROM pgbench_history), "
                        "(SELECT sum(abalance) FROM pgbench_accounts), "
                        "(SELECT count(*) FROM marker)")
-        stopped = datetime.now(UTC)
         wait_for(lambda: c.archived_after(stopped), 60, "the stream to catch up")
     finally:
         if load.poll() is None:
