@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from datetime import datetime
 
 from medark.errors import UsageError
+from medark.util import clock
 
 
 class Parser(argparse.ArgumentParser):
@@ -52,3 +54,20 @@ def global_options() -> Parser:
     g.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
                    help="use a temporary cache for this command only")
     return common
+
+
+def add_actions(parser: argparse.ArgumentParser, actions: dict[str, str]
+                ) -> dict[str, argparse.ArgumentParser]:
+    """Sub-commands (`pg wal-push`, `mysql restore`…), each taking the global options."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = global_options()
+    return {name: sub.add_parser(name, help=text, description=text, parents=[common])
+            for name, text in actions.items()}
+
+
+def target_time(text: str) -> datetime:
+    """A --time recovery target: ISO 8601, UTC when it names no zone."""
+    try:
+        return clock.parse_time(text)
+    except ValueError:
+        raise UsageError(f"--time {text!r} is not an ISO 8601 time") from None

@@ -21,7 +21,7 @@ from typing import Any
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
-from medark.cli.parser import global_options
+from medark.cli.parser import add_actions, target_time
 from medark.config import environment as env
 from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
 from medark.engine.mysql_binlog import BinlogArchive, BinlogStreamer
@@ -30,7 +30,6 @@ from medark.errors import UsageError
 from medark.service import mysql
 from medark.sources.mysql.client import Conn, find_program, identify
 from medark.sources.mysql.receiver import BinlogReceiver
-from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
 
 ACTIONS: dict[str, str] = {
@@ -42,10 +41,7 @@ ACTIONS: dict[str, str] = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    common = global_options()
-    parsers = {name: sub.add_parser(name, help=text, description=text, parents=[common])
-               for name, text in ACTIONS.items()}
+    parsers = add_actions(p, ACTIONS)
     for name in ("backup", "binlog-stream"):
         c = parsers[name]
         c.add_argument("--dsn", default=None,
@@ -175,10 +171,7 @@ def _stream(ctx: Context) -> int:
 
 def _target(args: argparse.Namespace) -> Target:
     if args.time:
-        try:
-            return Target("time", clock.parse_time(args.time))
-        except ValueError:
-            raise UsageError(f"--time {args.time!r} is not an ISO 8601 time") from None
+        return Target("time", target_time(args.time))
     return Target("latest")
 
 

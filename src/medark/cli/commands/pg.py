@@ -22,7 +22,7 @@ from typing import Any
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
-from medark.cli.parser import global_options
+from medark.cli.parser import add_actions, target_time
 from medark.config import environment as env
 from medark.engine.pg_backup import PgBackupOptions, base_backup
 from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
@@ -41,7 +41,6 @@ from medark.service.session import locked
 from medark.sources.postgres.server import Dsn, identify, require_slot, slot_lag
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import parse_lsn
-from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
 
 ACTIONS: dict[str, str] = {
@@ -56,10 +55,7 @@ ACTIONS: dict[str, str] = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    common = global_options()
-    parsers = {name: sub.add_parser(name, help=text, description=text, parents=[common])
-               for name, text in ACTIONS.items()}
+    parsers = add_actions(p, ACTIONS)
     b = parsers["backup"]
     b.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
     b.add_argument("--host", default="", help="hostname recorded in the snapshot")
@@ -261,10 +257,7 @@ def _wal_stream(ctx: Context) -> int:
 
 def _target(args: argparse.Namespace) -> Target:
     if args.time:
-        try:
-            return Target("time", time=clock.parse_time(args.time))
-        except ValueError:
-            raise UsageError(f"--time {args.time!r} is not an ISO 8601 time") from None
+        return Target("time", time=target_time(args.time))
     if args.lsn:
         return Target("lsn", lsn=parse_lsn(args.lsn))
     return Target("immediate" if args.backup_only else "latest")
