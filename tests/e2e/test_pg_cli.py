@@ -270,9 +270,9 @@ def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         # archived the marker, and with no later writes nothing newer would ever come.
         committed = datetime.now(UTC)
         c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
-        wait_for(lambda: c.archived_after(committed), 30, "the marker's WAL to be streamed")
+        wait_for(lambda: c.archived_after(committed), 60, "the marker's WAL to be streamed")
         rpo = (datetime.now(UTC) - committed).total_seconds()
-        assert rpo < 30
+        assert rpo < 60
         expected = c.server.sql("SELECT count(*), sum(id) FROM vitals")
     finally:
         stream.send_signal(15)

@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+import s3_server
 
 from medark.storage.base import Backend
 from medark.storage.local import LocalBackend
 from medark.storage.mem import MemoryBackend
+from medark.storage.s3 import open_s3
 from medark.storage.wrappers import RetryBackend
 from medark.util.files import temp_name
 
@@ -49,10 +51,19 @@ def _retry_mem(tmp: pytest.TempPathFactory) -> BackendCase:
     return BackendCase(RetryBackend(MemoryBackend(), sleep=lambda _s: None), _nothing)
 
 
+def _s3(tmp: pytest.TempPathFactory) -> BackendCase:
+    url = s3_server.endpoint()
+    if url is None:
+        pytest.skip("moto's S3 server is not installed")
+    # A crashed PutObject leaves nothing: S3 makes an object visible only when complete.
+    return BackendCase(open_s3(s3_server.new_location(url).removeprefix("s3:")), _nothing)
+
+
 CASES: dict[str, Callable[[pytest.TempPathFactory], BackendCase]] = {
     "local": _local,
     "mem": _mem,
     "retry+mem": _retry_mem,
+    "s3": _s3,
 }
 
 MakeCase = Callable[[], BackendCase]

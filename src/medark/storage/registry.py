@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 
@@ -23,9 +24,17 @@ def _local(rest: str) -> Backend:
     return LocalBackend(rest)
 
 
+def _s3(rest: str) -> Backend:
+    # boto3 costs ~25 MB of RSS and a tenth of a second to import: only S3 users pay it.
+    s3 = importlib.import_module("medark.storage.s3")
+    backend: Backend = s3.open_s3(rest)
+    return backend
+
+
 _FACTORIES: dict[str, Factory] = {
     "local": _local,
     "mem": lambda _rest: MemoryBackend(),
+    "s3": _s3,
 }
 
 
