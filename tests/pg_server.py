@@ -158,10 +158,13 @@ def archive_command(medark: str, repo: Path, password_file: Path, cache: Path) -
     return shlex.join(argv) + " %p"
 
 
-def wait_for(predicate: object, timeout: float = 60.0, what: str = "condition") -> None:
+def wait_for(predicate: object, timeout: float = 60.0, what: str = "condition",
+             detail: object = None) -> None:
+    """`detail()`, when given, is added to the message of a timeout (what was last seen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    seen = f": {detail()}" if detail is not None else ""  # type: ignore[operator]
+    raise AssertionError(f"timed out waiting for {what}{seen}")

@@ -39,6 +39,7 @@ class Cluster:
     password_file: Path
     cache: Path
     env: dict[str, str]
+    last_status: str = ""
 
     def medark_as_pg(self, *args: str, check: bool = True) -> Result:
         """medark as the postgres OS user (which owns the repository, as in production)."""
@@ -74,8 +75,10 @@ class Cluster:
                                 stderr=subprocess.PIPE, text=True)
 
     def archived_after(self, moment: datetime) -> bool:
-        """Whether `pg status` reports WAL archived at or after `moment`."""
+        """Whether `pg status` reports WAL archived at or after `moment` (the last answer
+        is kept in `last_status`, for the message of a wait that times out)."""
         status = self.medark_as_root("pg", "status", "--json", check=False)
+        self.last_status = f"exit {status.returncode}: {status.stdout[-600:]} {status.stderr}"
         if status.returncode != 0:
             return False
         archived = status.json()["newest_wal_archived"]
@@ -270,7 +273,9 @@ def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         # archived the marker, and with no later writes nothing newer would ever come.
         committed = datetime.now(UTC)
         c.server.sql("INSERT INTO vitals VALUES (-1, 0)")  # the marker, never switched out
-        wait_for(lambda: c.archived_after(committed), 60, "the marker's WAL to be streamed")
+        wait_for(lambda: c.archived_after(committed), 60,
+                 f"the marker's WAL (committed after {committed}) to be streamed",
+                 lambda: f"last pg status {c.last_status}")
         rpo = (datetime.now(UTC) - committed).total_seconds()
         assert rpo < 60
         expected = c.server.sql("SELECT count(*), sum(id) FROM vitals")
@@ -278,6 +283,7 @@ def test_wal_stream_gives_an_rpo_of_seconds_without_archive_command(
         stream.send_signal(15)
         out, err = stream.communicate(timeout=60)
     assert stream.returncode == 0, err
+    assert any(line.startswith("{") for line in out.splitlines()), (out, err)
     summary = [line for line in out.splitlines() if line.startswith("{")][-1]
     assert '"partial_versions"' in summary
     c.server.stop()
@@ -329,7 +335,8 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
         expected = sql("SELECT (SELECT count(*) FROM pgbench_history), "
                        "(SELECT sum(abalance) FROM pgbench_accounts), "
                        "(SELECT count(*) FROM marker)")
-        wait_for(lambda: c.archived_after(stopped), 60, "the stream to catch up")
+        wait_for(lambda: c.archived_after(stopped), 60, "the stream to catch up",
+                 lambda: f"last pg status {c.last_status}")
     finally:
         if load.poll() is None:
             load.kill()
