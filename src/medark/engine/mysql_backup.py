@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
@@ -43,6 +42,7 @@ from medark.sources.mysql.binlog import (
 from medark.sources.mysql.client import Conn, classify, find_program, have_program, identify
 from medark.sources.mysql.xbstream import XbstreamTap
 from medark.util import clock
+from medark.util.processes import StderrReader
 from medark.util.progress import Progress
 
 MYSQL_TAGS = ["mysql"]
@@ -81,16 +81,6 @@ class HeadTailTap:
         return block
 
 
-class _StderrReader(threading.Thread):
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__(daemon=True, name="mysql-backup-stderr")
-        self.stream = stream
-        self.text = ""
-
-    def run(self) -> None:
-        self.text = self.stream.read().decode("utf-8", "replace")
-
-
 def hot_backup(repo: Repository, options: MysqlBackupOptions, progress: Progress,
                warn: Callable[[str], None] | None = None) -> tuple[Snapshot, dict[str, object]]:
     conn = options.conn
@@ -120,7 +110,7 @@ def hot_backup(repo: Repository, options: MysqlBackupOptions, progress: Progress
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env=conn.environment(), cwd=work)
         assert proc.stdout is not None and proc.stderr is not None
-        stderr = _StderrReader(proc.stderr)
+        stderr = StderrReader(proc.stderr, "mysql-backup-stderr")
         stderr.start()
         tap: XbstreamTap | HeadTailTap = (HeadTailTap(proc.stdout) if logical else
                                           XbstreamTap(proc.stdout, set(BINLOG_INFO)))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 from dataclasses import dataclass
-from typing import IO
 
 from medark.engine.backup_stdin import backup_stream, write_stream_snapshot
 from medark.engine.pg_wal import WalArchive
@@ -27,6 +25,7 @@ from medark.sources.postgres.tar_tap import TarTap
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn, parse_lsn, segment_name, segment_of
 from medark.util import clock
+from medark.util.processes import StderrReader
 from medark.util.progress import Progress
 
 BASE_TAR = "base.tar"
@@ -75,16 +74,6 @@ def _stop_lsn(manifest: bytes, stderr: str) -> tuple[int, int]:
     return parse_lsn(match.group(1)), 0
 
 
-class _StderrReader(threading.Thread):
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__(daemon=True, name="pg_basebackup-stderr")
-        self.stream = stream
-        self.text = ""
-
-    def run(self) -> None:
-        self.text = self.stream.read().decode("utf-8", "replace")
-
-
 def _failure(stderr: str, status: int) -> Exception:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower()]
@@ -112,7 +101,7 @@ def base_backup(
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=options.dsn.environment())
     assert proc.stdout is not None and proc.stderr is not None
-    stderr = _StderrReader(proc.stderr)
+    stderr = StderrReader(proc.stderr, "pg_basebackup-stderr")
     stderr.start()
     tap = TarTap(proc.stdout, {"backup_label", "backup_manifest"})
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from typing import IO
 
 
 def pid_alive(pid: int) -> bool:
@@ -27,3 +29,16 @@ def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> N
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class StderrReader(threading.Thread):
+    """Drains a child's stderr in the background (so a chatty tool never blocks on a full
+    pipe while its stdout is being consumed); `text` holds it all once joined."""
+
+    def __init__(self, stream: IO[bytes], name: str) -> None:
+        super().__init__(daemon=True, name=name)
+        self.stream = stream
+        self.text = ""
+
+    def run(self) -> None:
+        self.text = self.stream.read().decode("utf-8", "replace")
