@@ -15,6 +15,7 @@ class Figure:
     unit: str
     better: str  # "lower" or "higher"
     is_bytes: bool = False
+    ratio: bool = True  # False: no Medark/other ratio (e.g. a signed error)
 
 
 FIGURES: tuple[Figure, ...] = (
@@ -54,21 +55,27 @@ def medians(runs: list[Measurements], labels: list[str]) -> Measurements:
     return out
 
 
-def ratio_pairs(tools: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(medark label, other label) for every Medark column against restic and borg."""
+def ratio_pairs(
+    tools: list[tuple[str, str]], others: tuple[str, ...] = ("restic", "borg")
+) -> list[tuple[str, str]]:
+    """(medark label, other label) for every Medark column against each of ``others``."""
     meds = [label for label, name in tools if name == "medark"]
-    others = [label for label, name in tools if name in ("restic", "borg")]
-    return [(m, o) for m in meds for o in others]
+    rest = [label for label, name in tools if name in others]
+    return [(m, o) for m in meds for o in rest]
 
 
-def ratios(med: Measurements, pairs: list[tuple[str, str]]) -> dict[str, dict[str, float]]:
+def ratios(
+    med: Measurements,
+    pairs: list[tuple[str, str]],
+    figures: tuple[Figure, ...] = FIGURES,
+) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for m, o in pairs:
         row: dict[str, float] = {}
-        for fig in FIGURES:
+        for fig in figures:
             a = med.get(m, {}).get(fig.key)
             b = med.get(o, {}).get(fig.key)
-            if a is not None and b:
+            if fig.ratio and a is not None and b:
                 row[fig.key] = a / b
         out[f"{m}/{o}"] = row
     return out
@@ -86,16 +93,48 @@ def _num(value: float | None, fig: Figure) -> str:
     return f"{value:.2f}"
 
 
-def format_table(med: Measurements, labels: list[str], rat: dict[str, dict[str, float]]) -> str:
-    header = ["figure", "unit", *labels, *rat]
+def _rows(
+    med: Measurements,
+    labels: list[str],
+    rat: dict[str, dict[str, float]],
+    figures: tuple[Figure, ...],
+    times: str,
+) -> list[list[str]]:
     rows: list[list[str]] = []
-    for fig in FIGURES:
+    for fig in figures:
         if not any(fig.key in med.get(lbl, {}) for lbl in labels):
             continue
         cells = [fig.title, fig.unit]
         cells += [_num(med.get(lbl, {}).get(fig.key), fig) for lbl in labels]
-        cells += [f"{r[fig.key]:.2f}x" if fig.key in r else "-" for r in rat.values()]
+        cells += [f"{r[fig.key]:.2f}{times}" if fig.key in r else "-" for r in rat.values()]
         rows.append(cells)
+    return rows
+
+
+def format_markdown(
+    med: Measurements,
+    labels: list[str],
+    rat: dict[str, dict[str, float]],
+    figures: tuple[Figure, ...] = FIGURES,
+) -> str:
+    """The same table as ``format_table``, as a Markdown table (figure and unit merged)."""
+    lines = [
+        "| " + " | ".join(["figure", *labels, *rat]) + " |",
+        "|" + "---|" * (1 + len(labels) + len(rat)),
+    ]
+    for cells in _rows(med, labels, rat, figures, "×"):
+        lines.append("| " + " | ".join([f"{cells[0]} ({cells[1]})", *cells[2:]]) + " |")
+    return "\n".join(lines)
+
+
+def format_table(
+    med: Measurements,
+    labels: list[str],
+    rat: dict[str, dict[str, float]],
+    figures: tuple[Figure, ...] = FIGURES,
+) -> str:
+    header = ["figure", "unit", *labels, *rat]
+    rows = _rows(med, labels, rat, figures, "x")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:

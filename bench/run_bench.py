@@ -187,8 +187,9 @@ def ensure_numpy(allow_install: bool) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "numpy"], check=True)
 
 
-def ensure_debs(names: list[str], allow_install: bool) -> None:
-    missing = [DEBS[n] for n in names if n in DEBS and shutil.which(n) is None]
+def ensure_debs(names: list[str], allow_install: bool, debs: dict[str, str] = DEBS) -> None:
+    """Install the Debian package (``debs``: command -> package) of each missing command."""
+    missing = [debs[n] for n in names if n in debs and shutil.which(n) is None]
     if not missing:
         return
     if not allow_install or os.geteuid() != 0:

@@ -94,11 +94,37 @@ class NoSpace(BackendError):
     code = "no_space"
 
 
+class ObjectLocked(BackendError):
+    """The object is under retention (Object Lock) or a legal hold and cannot be deleted
+    or overwritten yet; `until` is when its retention ends (None: unknown or a legal hold)."""
+
+    code = "object_locked"
+
+    def __init__(self, message: str, until: object = None) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+class LockUnavailable(MedarkError):
+    """A lock period or legal hold was asked for, but the storage cannot lock objects
+    (a local directory, or an S3 bucket created without Object Lock)."""
+
+    exit_code = 13
+    code = "object_lock_unavailable"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 
     exit_code = 3
     code = "partial"
+
+
+class SuspiciousBackup(MedarkError):
+    """The snapshot was written, but its change looks like ransomware (policy/anomaly.py)."""
+
+    exit_code = 4
+    code = "suspicious"
 
 
 class CommandFailed(MedarkError):

@@ -3,6 +3,8 @@ backups over the replication protocol, point-in-time restores started and querie
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -221,6 +223,37 @@ def test_primary_lost_after_backup_is_served_from_the_restore(cluster: Cluster) 
         assert sql("SELECT count(*), sum(id) FROM patients", port=port) == expected
     finally:
         _stop(cluster, target)
+
+
+def test_the_site_is_lost_and_the_offsite_copy_restores_to_the_latest_commit(
+        cluster: Cluster) -> None:
+    """Base backup and WAL copied to an SM4 repository (other key, other cipher suite);
+    the primary and its repository are gone; the copy restores to the last commit."""
+    sql = cluster.server.sql
+    sql("CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS drug "
+        "FROM generate_series(1, 20000) g")
+    cluster.medark_as_pg("pg", "backup", "--dsn", cluster.server.dsn)
+    sql("INSERT INTO orders VALUES (20001, 'ordered after the backup')")
+    cluster.switch_and_wait()
+    expected = sql("SELECT count(*), sum(id) FROM orders")
+    offsite = cluster.repo.parent / "offsite"
+    cluster.medark_as_root("--repo", str(offsite), "init", "--cipher", "sm4-gcm")
+    copied = cluster.medark_as_root("--repo", str(offsite), "copy", "--from-repo",
+                                    str(cluster.repo), "--json").stdout.splitlines()
+    summary = json.loads(copied[-1])
+    assert summary["snapshots_copied"] == 1 and summary["records_copied"] >= 2
+    cluster.server.stop()
+    shutil.rmtree(cluster.server.data)
+    shutil.rmtree(cluster.repo)  # the site's repository is gone too
+    chown_pg(offsite)
+    dr = dataclasses.replace(cluster, repo=offsite)
+    assert dr.medark_as_root("pg", "status", "--json").json()["gaps"] == []
+    target = Path(str(cluster.server.base) + "-offsite")
+    port, _info = _start_restored(dr, target, "--latest")
+    try:
+        assert sql("SELECT count(*), sum(id) FROM orders", port=port) == expected
+    finally:
+        _stop(dr, target)
 
 
 def test_second_base_backup_of_an_unchanged_database_adds_little(cluster: Cluster) -> None:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from medark.cli.output import CliProgress, Printer
@@ -17,6 +18,7 @@ from medark.config import environment as env
 from medark.errors import UsageError
 from medark.repo.repository import Repository
 from medark.service.session import (
+    Limits,
     default_cache_dir,
     locked,
     open_repository,
@@ -51,8 +53,13 @@ class Context:
         require_repository(self.location)
         return self.password()
 
+    @cached_property
+    def limits(self) -> Limits:
+        return Limits(self.args.limit_upload, self.args.limit_download)
+
     def open(self) -> Repository:
-        return open_repository(self.location, self.repository_password(), self.cache_dir)
+        return open_repository(self.location, self.repository_password(), self.cache_dir,
+                               self.limits)
 
     @contextmanager
     def repository(self, lock: str | None, command: str) -> Iterator[Repository]:
@@ -74,19 +81,26 @@ class Context:
 def read_password(args: argparse.Namespace, prompt: str) -> bytes:
     """From --password-command, --password-file/MEDARK_PASSWORD_FILE, MEDARK_PASSWORD, or a
     terminal prompt; never from argv itself."""
-    command = getattr(args, "password_command", None) or env.PASSWORD_COMMAND.get()
+    return password_from(
+        getattr(args, "password_command", None) or env.PASSWORD_COMMAND.get(),
+        getattr(args, "password_file", None) or env.PASSWORD_FILE.get(),
+        env.PASSWORD.name, prompt, "--password-file / --password-command")
+
+
+def password_from(command: str | None, path: str | None, variable: str, prompt: str,
+                  options: str) -> bytes:
+    """The first of: `command`'s output, `path`'s first line, $`variable`, a prompt."""
     if command:
         result = subprocess.run(shlex.split(command), capture_output=True, check=False)
         if result.returncode != 0:
-            raise UsageError(f"--password-command exited with status {result.returncode}")
+            raise UsageError(f"the password command exited with status {result.returncode}")
         return _first_line(result.stdout)
-    path = getattr(args, "password_file", None) or env.PASSWORD_FILE.get()
     if path:
         try:
             return _first_line(Path(path).read_bytes())
         except OSError as exc:
             raise UsageError(f"cannot read password file {path}: {exc.strerror}") from None
-    password = os.environ.get(env.PASSWORD.name)  # an empty password is still a password
+    password = os.environ.get(variable)  # an empty password is still a password
     if password is not None:
         return password.encode()
     if sys.stdin.isatty():
@@ -94,8 +108,7 @@ def read_password(args: argparse.Namespace, prompt: str) -> bytes:
 
         return getpass.getpass(prompt).encode()
     raise UsageError(
-        "no password given: set MEDARK_PASSWORD, MEDARK_PASSWORD_FILE, or use "
-        "--password-file / --password-command"
+        f"no password given: set {variable}, {variable}_FILE, or use {options}"
     )
 
 

@@ -53,7 +53,22 @@ def global_options() -> Parser:
                    help="local cache directory (default: $MEDARK_CACHE_DIR or ~/.cache/medark)")
     g.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
                    help="use a temporary cache for this command only")
+    g.add_argument("--limit-upload", type=rate_limit, default=argparse.SUPPRESS,
+                   metavar="KiB/s", help="limit uploads to repositories to this rate")
+    g.add_argument("--limit-download", type=rate_limit, default=argparse.SUPPRESS,
+                   metavar="KiB/s", help="limit downloads from repositories to this rate")
     return common
+
+
+def rate_limit(text: str) -> float:
+    """A bandwidth limit in KiB/s (restic's unit), a positive number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"rate limit {text!r} is not a number of KiB/s") from None
+    if not value > 0 or value == float("inf"):
+        raise UsageError(f"rate limit must be a positive number of KiB/s, not {text!r}")
+    return value
 
 
 def add_actions(parser: argparse.ArgumentParser, actions: dict[str, str]

@@ -22,6 +22,12 @@ PASSWORD_FILE = EnvVar("MEDARK_PASSWORD_FILE", "file whose first line is the pas
 PASSWORD_COMMAND = EnvVar("MEDARK_PASSWORD_COMMAND", "command that prints the password")
 NEW_PASSWORD = EnvVar("MEDARK_NEW_PASSWORD", "new password for `key add/passwd`")
 NEW_PASSWORD_FILE = EnvVar("MEDARK_NEW_PASSWORD_FILE", "file with the new password")
+FROM_REPO = EnvVar("MEDARK_FROM_REPO", "source repository of `copy` (same as --from-repo)")
+FROM_PASSWORD = EnvVar("MEDARK_FROM_PASSWORD", "password of the source repository of `copy`")
+FROM_PASSWORD_FILE = EnvVar("MEDARK_FROM_PASSWORD_FILE",
+                            "file with the source repository's password")
+FROM_PASSWORD_COMMAND = EnvVar("MEDARK_FROM_PASSWORD_COMMAND",
+                               "command that prints the source repository's password")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
 
 PG_DSN = EnvVar("MEDARK_PG_DSN", "PostgreSQL connection string for `pg backup`")
@@ -31,5 +37,17 @@ COMMAND = EnvVar("MEDARK_COMMAND",
 MYSQL_DSN = EnvVar("MEDARK_MYSQL_DSN",
                    "MariaDB/MySQL connection for `mysql backup` and `mysql binlog-stream`")
 
+ANOMALY_MIN_SHARE = EnvVar("MEDARK_ANOMALY_MIN_SHARE",
+                           "ransomware detection: share of files a signal must reach "
+                           "(default 10%; same as `backup --anomaly-min-share`)")
+ANOMALY_FACTOR = EnvVar("MEDARK_ANOMALY_FACTOR",
+                        "ransomware detection: multiple of the source's baseline (default 5)")
+ANOMALY_MIN_FILES = EnvVar("MEDARK_ANOMALY_MIN_FILES",
+                           "ransomware detection: minimum number of files (default 10)")
+ANOMALY_HISTORY = EnvVar("MEDARK_ANOMALY_HISTORY",
+                         "ransomware detection: snapshots in the baseline (default 10)")
+ANOMALY = [ANOMALY_MIN_SHARE, ANOMALY_FACTOR, ANOMALY_MIN_FILES, ANOMALY_HISTORY]
+
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
-       CACHE_DIR, PG_DSN, COMMAND, MYSQL_DSN]
+       FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CACHE_DIR,
+       PG_DSN, COMMAND, MYSQL_DSN, *ANOMALY]

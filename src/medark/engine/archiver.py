@@ -7,9 +7,10 @@ import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
+from medark.engine.change_stats import ContentSample
 from medark.repo.chunker import Chunker
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
@@ -18,7 +19,8 @@ from medark.util.budget import ByteBudget
 
 class BlobSaver(Protocol):
     def save_blob(
-        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None
+        self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None,
+        indexed: bool | None = None,
     ) -> SaveResult: ...
 
 
@@ -26,11 +28,16 @@ class BlobSaver(Protocol):
 class StoredContent:
     ids: list[bytes]
     size: int
+    sample: ContentSample = field(default_factory=ContentSample)
+    """Entropy sample of the chunks that were new to the repository (when sampling)."""
 
 
 class ContentArchiver:
-    def __init__(self, repo: BlobSaver, chunker: Chunker, workers: int, inflight: int) -> None:
+    def __init__(self, repo: BlobSaver, chunker: Chunker, workers: int, inflight: int,
+                 sample: bool = False) -> None:
+        """`sample`: take an entropy sample of every new chunk (change_stats.py)."""
         self.repo = repo
+        self.sample = sample
         self.chunker = chunker
         self.small = chunker.params.min_size
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chunk")
@@ -41,17 +48,27 @@ class ContentArchiver:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _save(self, data: bytes | memoryview) -> bytes:
+    def _save(self, data: bytes | memoryview) -> tuple[bytes, ContentSample | None]:
         try:
-            return self.repo.save_blob(BlobType.DATA, data).id
+            return self.save(data)
         finally:
             self._budget.release(len(data))
+
+    def save(self, data: bytes | memoryview, blob_id: bytes | None = None,
+             indexed: bool | None = None) -> tuple[bytes, ContentSample | None]:
+        """Store one chunk; with sampling on, the sample of a chunk that was new."""
+        result = self.repo.save_blob(BlobType.DATA, data, blob_id, indexed=indexed)
+        if not (self.sample and result.added):
+            return result.id, None
+        sample = ContentSample()
+        sample.add_chunk(data, result.compressed)
+        return result.id, sample
 
     def store_chunks(self, chunks: Iterable[bytes | memoryview], reserved: bool = False
                      ) -> StoredContent:
         """Hand chunks to the workers in order; `reserved` means their bytes are already
         counted in the budget (the caller acquired the whole file)."""
-        futures: list[Future[bytes]] = []
+        futures: list[Future[tuple[bytes, ContentSample | None]]] = []
         size = 0
         try:
             for chunk in chunks:
@@ -60,8 +77,8 @@ class ContentArchiver:
                     self._budget.acquire(len(chunk))
                 futures.append(self._pool.submit(self._save, chunk))
         finally:
-            ids = [f.result() for f in futures]
-        return StoredContent(ids, size)
+            results = [f.result() for f in futures]
+        return _stored(results, size)
 
     def store_stream(self, stream: BinaryIO) -> StoredContent:
         with self._streams:
@@ -71,7 +88,7 @@ class ContentArchiver:
         """A file below the minimum chunk size is one chunk, stored in the caller's thread."""
         if not data:
             return StoredContent([], 0)
-        return StoredContent([self.repo.save_blob(BlobType.DATA, data).id], len(data))
+        return _stored([self.save(data)], len(data))
 
     def store_file(self, fd: int, size_hint: int) -> StoredContent:
         """Small files inline; files up to twice the maximum chunk read whole (their bytes
@@ -95,6 +112,14 @@ class ContentArchiver:
             return self.store_chunks(self.chunker.cut(data), reserved=True)
         with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
             return self.store_stream(stream)
+
+
+def _stored(results: list[tuple[bytes, ContentSample | None]], size: int) -> StoredContent:
+    stored = StoredContent([blob_id for blob_id, _s in results], size)
+    for _id, sample in results:
+        if sample is not None:
+            stored.sample.merge(sample)
+    return stored
 
 
 def read_whole(fd: int, size_hint: int) -> bytes:

@@ -20,9 +20,10 @@ from typing import Any
 
 from medark import __version__
 from medark.engine.archiver import ContentArchiver, read_whole
+from medark.engine.change_stats import ChangeStats, ContentSample, recorded_extensions
 from medark.errors import SourceError
+from medark.policy.anomaly import SUMMARY_KEY, Thresholds, Verdict, assess
 from medark.repo.chunker import Chunker
-from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import (
@@ -56,6 +57,8 @@ class BackupOptions:
     parent: str | None = None
     force: bool = False
     workers: int = 0
+    anomaly: Thresholds = field(default_factory=Thresholds)
+    """Ransomware detection thresholds (policy/anomaly.py)."""
 
 
 @dataclass
@@ -85,6 +88,7 @@ class BackupResult:
     snapshot: Snapshot
     summary: dict[str, Any]
     errors: list[str]
+    verdict: Verdict | None = None
 
 
 def worker_count(requested: int) -> int:
@@ -92,15 +96,23 @@ def worker_count(requested: int) -> int:
 
 
 def find_parent(
-    repo: Repository, host: str, paths: list[str], explicit: str | None
+    repo: Repository, host: str, paths: list[str], explicit: str | None,
+    snapshots: list[Snapshot] | None = None,
 ) -> Snapshot | None:
-    """restic's choice: the newest snapshot of the same host with the same paths."""
+    """restic's choice: the newest snapshot of the same host with the same paths.
+    `snapshots`: every snapshot, oldest first, when the caller has them already."""
+    snaps = all_snapshots(repo) if snapshots is None else snapshots
     if explicit:
-        from_store = [s for s in all_snapshots(repo) if s.id.startswith(explicit)]
+        from_store = [s for s in snaps if s.id.startswith(explicit)]
         return from_store[-1] if from_store else None
-    same = filter_snapshots(all_snapshots(repo), hosts=[host])
-    same = [s for s in same if sorted(s.paths) == sorted(paths)]
+    same = same_source(snaps, host, paths)
     return same[-1] if same else None
+
+
+def same_source(snaps: list[Snapshot], host: str, paths: list[str]) -> list[Snapshot]:
+    """The snapshots of one host and path set (the history a backup is judged against)."""
+    return [s for s in filter_snapshots(snaps, hosts=[host])
+            if sorted(s.paths) == sorted(paths)]
 
 
 @dataclass
@@ -133,9 +145,10 @@ class Backup:
         self.options = options
         self.progress = progress
         self.counters = BackupCounters()
+        self.changes = ChangeStats()
         workers = worker_count(options.workers)
         self.content = ContentArchiver(
-            repo, Chunker(repo.config.chunker), workers, inflight=INFLIGHT_BYTES
+            repo, Chunker(repo.config.chunker), workers, inflight=INFLIGHT_BYTES, sample=True
         )
         # As many file threads as workers: a third measured no faster on two cores and
         # cost ~6 MB of peak RSS (one more zstd context and read buffer).
@@ -150,9 +163,12 @@ class Backup:
         t0 = clock.monotonic()
         paths = normalize_paths(self.options.paths)
         host = self.options.host or socket.gethostname()
+        snaps = all_snapshots(self.repo)
         parent = None if self.options.force else find_parent(
-            self.repo, host, paths, self.options.parent
+            self.repo, host, paths, self.options.parent, snaps
         )
+        if parent is not None:
+            self.changes.known_extensions = recorded_extensions(parent.summary)
         old_root = load_tree(self.repo, parent.tree) if parent else None
         done = threading.Event()
         if self.progress.wants_total:
@@ -173,9 +189,14 @@ class Backup:
             parent=parent.id if parent else None, program_version=f"medark {__version__}",
         )
         snapshot.summary = self._summary(started, duration)
+        verdict = None
+        if parent is not None:  # with --force nothing was compared: no verdict
+            history = [s.summary for s in same_source(snaps, host, paths) if s.time <= started]
+            verdict = assess(snapshot.summary, history, self.options.anomaly)
+            snapshot.summary[SUMMARY_KEY] = verdict.to_dict()
         save_snapshot(self.repo, snapshot)
         summary = dict(snapshot.summary, snapshot_id=snapshot.id, total_duration=duration)
-        return BackupResult(snapshot, summary, list(self.counters.errors))
+        return BackupResult(snapshot, summary, list(self.counters.errors), verdict)
 
     def _estimate_totals(self, paths: list[str], done: threading.Event) -> None:
         """Count files and bytes ahead of the backup so the progress bar has an ETA."""
@@ -218,6 +239,7 @@ class Backup:
             "files_vanished": len(c.vanished),
             "files_changed_during_backup": len(c.changed_during_backup),
             "errors": len(c.errors),
+            **self.changes.summary(),
         }
 
     def _error(self, path: str, exc: OSError) -> None:
@@ -330,6 +352,7 @@ class Backup:
                 self._vanished(path)
             except OSError as exc:
                 self._error(path, exc)
+        self._record_directory(names, entries, old_sub)
         missing = self.repo.missing_blobs(
             [b for _p, _c, cst, o in entries if o is not None and unchanged(o, cst)
              for b in o.content])
@@ -358,6 +381,23 @@ class Backup:
         if batch:
             pending.children.append(self._submit_batch(batch))
         return pending
+
+    def _record_directory(self, names: list[str], entries: list[FileJob],
+                          old_sub: list[Node] | None) -> None:
+        """Change statistics of one directory: what the parent had that is gone, and the
+        extensions of its files."""
+        present = set(names)
+        gone = [n for n in old_sub or [] if n.name not in present]
+        deleted = sum(1 if n.type == "file" else self._count_files(n) for n in gone)
+        files = [child for _p, child, cst, _o in entries if stat.S_ISREG(cst.st_mode)]
+        self.changes.directory(files, old_sub, gone, deleted)
+
+    def _count_files(self, node: Node) -> int:
+        """Files below a directory of the parent snapshot (0 for other node types)."""
+        if node.type != "dir" or node.subtree is None:
+            return 0
+        return sum(1 if n.type == "file" else self._count_files(n)
+                   for n in load_tree(self.repo, node.subtree))
 
     def _batchable(self, st: os.stat_result, old: Node | None,
                    missing: set[bytes] | None) -> bool:
@@ -404,12 +444,14 @@ class Backup:
             new = changed = nbytes = 0
             for (name, old, st, data), blob_id in zip(read, ids, strict=True):
                 node = node_from_stat(name, st)
+                sample = None
                 if data:
-                    self.repo.save_blob(BlobType.DATA, data, blob_id,
-                                        indexed=blob_id not in absent)
+                    _id, sample = self.content.save(data, blob_id,
+                                                    indexed=blob_id not in absent)
                     node.content = [blob_id]
                 nodes.append(node)
                 nbytes += len(data)
+                self.changes.file_stored(len(data), old is None, sample or ContentSample())
                 new, changed = (new + 1, changed) if old is None else (new, changed + 1)
             self.counters.add(bytes_read=nbytes, files_new=new, files_changed=changed)
             self.progress.advance(files=len(read), nbytes=nbytes)
@@ -502,6 +544,7 @@ class Backup:
         node = node_from_stat(name, after)
         node.size = stored.size
         node.content = stored.ids
+        self.changes.file_stored(stored.size, old is None, stored.sample)
         self.counters.add(**({"files_new": 1} if old is None else {"files_changed": 1}))
         self.progress.advance(files=1, nbytes=stored.size)
         return node

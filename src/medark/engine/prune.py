@@ -36,9 +36,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import chain
 from pathlib import Path
 
+from medark.engine.prune_locks import index_packs, keep_locked
 from medark.engine.prune_plan import (
     DEFAULT_MAX_UNUSED,
     Action,
@@ -46,7 +48,7 @@ from medark.engine.prune_plan import (
     PruneStats,
     plan_prune,
 )
-from medark.errors import AlreadyExists, IntegrityError, RepositoryCorrupt
+from medark.errors import AlreadyExists, IntegrityError, ObjectLocked, RepositoryCorrupt
 from medark.repo import index_file
 from medark.repo.crypto import content_name
 from medark.repo.pack import BlobType, PackBuilder, PackedBlob, pack_name
@@ -79,6 +81,8 @@ def prune(
     plan = plan_prune(repo, options.max_unused, work_dir, progress, snapshots)
     try:
         plan.stats.dry_run = options.dry_run
+        locked = keep_locked(repo, plan)  # retention: nothing locked is deleted
+        plan.stats.locked = locked
         if options.dry_run or not plan.has_work:
             return plan.stats
         new_packs = repack(repo, plan, progress)
@@ -191,9 +195,15 @@ def _batches(packs: Iterator[NewPack]) -> Iterator[list[NewPack]]:
 
 def delete_old_index(repo: Repository, plan: PrunePlan) -> None:
     """Remove the superseded index files, then rebuild the local index cache."""
+    removed = 0
     for name in plan.old_index:
-        repo.backend.remove(name)
-    plan.stats.index_files_removed = len(plan.old_index)
+        try:
+            repo.backend.remove(name)
+            removed += 1
+        except ObjectLocked as exc:  # locked by another client: it stays live, and so
+            plan.frozen |= index_packs(repo, name)  # must every pack it names
+            plan.stats.locked.append((name, _until(exc)))
+    plan.stats.index_files_removed = removed
     repo.sync_index()
 
 
@@ -202,7 +212,21 @@ def delete_packs(repo: Repository, plan: PrunePlan, progress: Progress | None = 
     progress = progress or NullProgress()
     doomed = [(p.id, p.size) for p in plan.packs if p.action in (Action.REMOVE, Action.REPACK)]
     doomed.extend(plan.unreferenced.items())
+    for pack_id, size in doomed:
+        if pack_id in plan.frozen:  # named by an index file that could not be deleted
+            plan.stats.packs_deleted -= 1
+            plan.stats.bytes_deleted -= size
+    doomed = [(pack_id, size) for pack_id, size in doomed if pack_id not in plan.frozen]
     progress.set_total(len(doomed), sum(size for _id, size in doomed))
     for pack_id, size in doomed:
-        repo.backend.remove(pack_name(pack_id.hex()))
+        try:
+            repo.backend.remove(pack_name(pack_id.hex()))
+        except ObjectLocked as exc:  # skipped and reported; a later prune retries
+            plan.stats.locked.append((pack_name(pack_id.hex()), _until(exc)))
+            plan.stats.packs_deleted -= 1
+            plan.stats.bytes_deleted -= size
         progress.advance(files=1, nbytes=size)
+
+
+def _until(exc: ObjectLocked) -> datetime | None:
+    return exc.until if isinstance(exc.until, datetime) else None

@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from medark.repo.pack import DATA_PREFIX, BlobType, PackedBlob, pack_id_from_nam
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot, decode_tree
 from medark.snapshot.store import all_snapshots
+from medark.util import clock
 from medark.util.progress import NullProgress, Progress
 
 DEFAULT_MAX_UNUSED = 5.0
@@ -120,6 +122,8 @@ class PruneStats:
     bytes_unused_after: int = 0
     index_files_removed: int = 0
     index_files_written: int = 0
+    locked: list[tuple[str, datetime | None]] = field(default_factory=list)
+    """Objects kept because they are under retention or legal hold: (name, until)."""
 
     @property
     def bytes_freed(self) -> int:
@@ -146,6 +150,8 @@ class PruneStats:
                             "written": self.index_files_written},
             "unused_bytes_after": self.bytes_unused_after,
             "bytes_freed": self.bytes_freed,
+            "locked": [{"object": name, "until": clock.format_time(until) if until else None}
+                       for name, until in self.locked],
         }
 
 
@@ -164,6 +170,9 @@ class PrunePlan:
     rewrite of the index even when nothing else changes."""
     stats: PruneStats
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    frozen: set[bytes] = field(default_factory=set)
+    """Packs listed in an old index file that is locked (and so stays): they stay too,
+    and the new index need not list them again (engine/prune_locks.py)."""
 
     def with_action(self, action: Action) -> list[PackInfo]:
         return [p for p in self.packs if p.action is action]
@@ -200,7 +209,8 @@ class PrunePlan:
 
     def kept_packs(self) -> Iterator[tuple[bytes, list[PackedBlob]]]:
         for pack in self.with_action(Action.KEEP):
-            yield pack.id, self.blobs_of(pack.id)
+            if pack.id not in self.frozen:
+                yield pack.id, self.blobs_of(pack.id)
 
     def close(self) -> None:
         self.db.close()

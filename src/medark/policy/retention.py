@@ -12,7 +12,10 @@ rule for rule, so operators moving from restic get the same decisions:
 * --keep-within D keeps everything newer than (newest snapshot - D); the --keep-within-
   hourly/... variants keep one snapshot per bucket inside that window;
 * --keep-tag keeps every snapshot carrying all tags of one of the tag lists (not counted);
-* an empty policy keeps everything ("policy is empty").
+* an empty policy keeps everything ("policy is empty");
+* beyond restic: a snapshot flagged as suspicious (possible ransomware) and the newest
+  unflagged snapshot older than it are always kept ("flagged as suspicious", "last clean
+  before suspicious ID"; policy/anomaly.py), until the flagged one is forgotten by id.
 
 Differences from restic, on purpose: buckets are computed in UTC (restic uses the time
 zone each snapshot was recorded in), so the outcome does not depend on where the command
@@ -29,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from medark.errors import UsageError
+from medark.policy.anomaly import retention_holds
 from medark.snapshot.model import Snapshot
 from medark.util.sizes import parse_duration
 
@@ -290,7 +294,22 @@ def apply_policy(
             keep.append(Decision(snap, tuple(reasons), counters))
         else:
             remove.append(Decision(snap, tuple(why_not)))
-    return RetentionResult(keep, remove)
+    return _keep_last_clean(keep, remove)
+
+
+def _keep_last_clean(keep: list[Decision], remove: list[Decision]) -> RetentionResult:
+    """Whatever the policy says, snapshots flagged as suspicious and the newest unflagged
+    snapshot older than each stay (policy/anomaly.py): the evidence and the last
+    known-good state."""
+    protected = retention_holds([d.snapshot for d in (*keep, *remove)])
+    saved = [Decision(d.snapshot, (protected[d.snapshot.id],)) for d in remove
+             if d.snapshot.id in protected]
+    if not saved:
+        return RetentionResult(keep, remove)
+    ids = {d.snapshot.id for d in saved}
+    order = {s.id: i for i, s in enumerate(_newest_first(d.snapshot for d in (*keep, *saved)))}
+    kept = sorted([*keep, *saved], key=lambda d: order[d.snapshot.id])
+    return RetentionResult(kept, [d for d in remove if d.snapshot.id not in ids])
 
 
 def _unit(name: str) -> str:

@@ -16,6 +16,7 @@ from medark.errors import IntegrityError, UsageError
 SAMPLE_BYTES = 64 * 1024
 SAMPLE_MAX_RATIO = 0.92  # sample must shrink at least this much at level 1
 KEEP_MAX_RATIO = 0.97  # full result must be smaller than this share of the input
+MIN_BYTES = 64  # shorter data is stored as is
 DEFAULT_LEVEL = 3
 
 
@@ -63,9 +64,14 @@ class Compressor:
             self._local.ctx = ctx
         return ctx
 
+    def tries(self, data: bytes | memoryview) -> bool:
+        """Whether `compress` judges this data at all (so None from it means "will not
+        shrink", which backup's ransomware detection reads as high entropy)."""
+        return self.spec.algorithm != "none" and len(data) >= MIN_BYTES
+
     def compress(self, data: bytes | memoryview) -> bytes | None:
         """Compressed bytes, or None when storing the data as is is better."""
-        if self.spec.algorithm == "none" or len(data) < 64:
+        if not self.tries(data):
             return None
         full, probe = self._contexts()
         if len(data) > 2 * SAMPLE_BYTES:

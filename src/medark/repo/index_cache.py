@@ -166,6 +166,12 @@ class IndexCache:
                 is not None
             )
 
+    def index_file_of(self, pack_id: bytes) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT index_name FROM packs WHERE pack = ?",
+                             (pack_id,)).fetchone()
+        return None if row is None else str(row[0])
+
     def pack_ids(self) -> set[bytes]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT pack FROM packs")}

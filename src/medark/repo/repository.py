@@ -7,15 +7,18 @@ packs or index entries, which check reports as harmless and prune removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medark.errors import (
+    AlreadyExists,
     IntegrityError,
+    LockUnavailable,
     ObjectNotFound,
     RepositoryCorrupt,
     RepositoryNotFound,
@@ -29,7 +32,10 @@ from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KeyStore
 from medark.repo.locks import HeldLock, LockManager
 from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
+from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
+from medark.repo.retention import LockPolicy, RetentionKeeper
 from medark.storage.base import Backend
+from medark.storage.objectlock import object_lock
 from medark.util import clock
 
 INDEX_EVERY_SECONDS = 1.0
@@ -43,6 +49,9 @@ class SaveResult:
     added: bool
     stored: int
     """Bytes added to the repository (sealed, after compression); 0 for a duplicate."""
+    compressed: bool | None = None
+    """For an added blob: whether it shrank under compression; None when compression was
+    not tried (off, or a tiny blob). Backup's ransomware detection reads it for free."""
 
 
 @dataclass
@@ -75,6 +84,8 @@ class Repository:
         self.compressor = Compressor(config.compression)
         self.locks = LockManager(backend, crypto.seal, crypto.open, self._store_lock)
         self.stats = WriteStats()
+        self.retention: RetentionKeeper | None = None
+        """The lock policy and known object expiries (repo/retention.py); None without."""
         self._builders = {t: self._new_pack() for t in BlobType}
         self._builder_lock = threading.Lock()
         self._pending: dict[bytes, tuple[bytes, PackedBlob] | None] = {}
@@ -82,6 +93,8 @@ class Repository:
         self._index_lock = threading.Lock()
         self._spool: tuple[str | None] | None = None
         self._last_index = clock.monotonic()
+        self.written_packs: list[tuple[str, int]] = []
+        """(name, size) of every pack this session stored, for callers that verify them."""
 
     # ---- opening -------------------------------------------------------------------
 
@@ -113,6 +126,7 @@ class Repository:
         suite_name: str,
         compression: CompressionSpec,
         cache_dir: Path | None = None,
+        lock: LockPolicy | None = None,
     ) -> Repository:
         suite = get_suite(suite_name)
         if backend.exists() and (cls.exists(backend) or any(True for _ in backend.list(""))):
@@ -120,12 +134,21 @@ class Repository:
                 f"{backend.properties().location} already exists and is not empty; "
                 "choose a new location"
             )
+        if lock is not None:
+            _create_lockable(backend)
         backend.create()
         master = os.urandom(MASTER_KEY_LEN)
         crypto = Crypto(suite, master)
         config = RepoConfig.new(suite.name, compression)
-        key_id = KeyStore(backend).add(suite, master, password)
-        backend.save(CONFIG_NAME, crypto.seal(config.to_json()))
+        if lock is not None:  # fixed for the repository's life, like the cipher
+            config = replace(config, extra={**config.extra, LOCK_CONFIG_KEY: lock.to_doc()})
+        keeper = RetentionKeeper.attach(backend, config, None)  # the key and config too
+        try:
+            key_id = KeyStore(backend).add(suite, master, password)
+            backend.save(CONFIG_NAME, crypto.seal(config.to_json()))
+        finally:
+            if keeper is not None:
+                keeper.close()
         return cls._with_cache(backend, crypto, config, key_id, cache_dir)
 
     @classmethod
@@ -170,6 +193,8 @@ class Repository:
             cache_dir = Path(tmp.name)
         cache = IndexCache(cache_dir / config.id / "index.sqlite")
         repo = cls(backend, crypto, config, key_id, cache, tmp)
+        repo.retention = RetentionKeeper.attach(backend, config,
+                                                cache_dir / config.id / "retention.sqlite")
         if sync_index:
             repo.sync_index()
         return repo
@@ -181,6 +206,8 @@ class Repository:
             for builder in self._builders.values():
                 builder.discard()
         self.cache.close()
+        if self.retention is not None:
+            self.retention.close()
         self.backend.close()
         if self._cache_tmp is not None:
             self._cache_tmp.cleanup()
@@ -243,10 +270,12 @@ class Repository:
 
     def save_blob(
         self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None,
-        indexed: bool | None = None,
+        indexed: bool | None = None, compressed: bytes | None = None,
     ) -> SaveResult:
         """Store a blob unless the repository (or this session) already has it.
-        `indexed`: whether the index has it, when the caller already asked (in bulk)."""
+        `indexed`: whether the index has it, when the caller already asked (in bulk);
+        `compressed`: `data` already compressed with this repository's settings (copy
+        reuses the source's compression instead of spending a core on it again)."""
         if blob_id is None:
             blob_id = self.crypto.blob_id(data)
         with self._builder_lock:
@@ -257,7 +286,8 @@ class Repository:
             with self._builder_lock:
                 self._pending.pop(blob_id, None)
             return SaveResult(blob_id, False, 0)
-        compressed = self.compressor.compress(data)
+        if compressed is None:
+            compressed = self.compressor.compress(data)
         sealed = self.crypto.seal(compressed if compressed is not None else data)
         raw_length = len(data) if compressed is not None else 0
         full: SpooledPack | None = None
@@ -275,7 +305,19 @@ class Repository:
                 self._builders[blob_type] = self._new_pack()
         if full is not None:
             self._upload_pack(full)  # in this worker: a second pack in RAM costs more
-        return SaveResult(blob_id, True, len(sealed))
+        elif self._unindexed and clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS:
+            self._index_if_due()  # packs that landed get indexed even while the next is slow
+        shrank = compressed is not None if self.compressor.tries(data) else None
+        return SaveResult(blob_id, True, len(sealed), shrank)
+
+    def _index_if_due(self) -> None:
+        if not self._index_lock.acquire(blocking=False):
+            return  # another worker is writing it
+        try:
+            if clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS:
+                self._flush_index_locked()
+        finally:
+            self._index_lock.release()
 
     def _new_pack(self) -> SpooledPack:
         return SpooledPack(self._spool_dir)
@@ -295,6 +337,7 @@ class Repository:
             for entry in builder.entries:
                 self._pending[entry.id] = (raw_pack, entry)
             self.stats.packs_written += 1
+            self.written_packs.append((pack_name(pack_id), len(builder)))
         with self._index_lock:
             self._unindexed.append((raw_pack, builder.entries))
             due = (
@@ -320,6 +363,10 @@ class Repository:
         with self._index_lock:
             self._flush_index_locked()
 
+    def index_file_of(self, pack_id: bytes) -> str | None:
+        """The index file the local index took this pack's entry from."""
+        return self.cache.index_file_of(pack_id)
+
     def locate(self, blob_id: bytes) -> tuple[bytes, PackedBlob]:
         pending = self._pending.get(blob_id)
         if pending is not None:
@@ -337,23 +384,28 @@ class Repository:
     def decode_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
                     pack_id: bytes) -> bytes:
         """Open, decompress and verify one blob read from a pack."""
+        return self.open_blob(entry, sealed, pack_id)[0]
+
+    def open_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
+                  pack_id: bytes) -> tuple[bytes, bytes | None]:
+        """(plaintext, its stored compressed form or None), verified against the id."""
         where = f"blob {entry.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
         try:
-            plain = self.crypto.open(sealed)
-            if entry.raw_length:
-                plain = decompress(plain, entry.raw_length)
+            opened = self.crypto.open(sealed)
+            plain = decompress(opened, entry.raw_length) if entry.raw_length else opened
         except IntegrityError as exc:
             raise IntegrityError(f"{where}: {exc}") from None
         if self.crypto.blob_id(plain) != entry.id:
             raise IntegrityError(f"{where}: content does not match its id")
-        return plain
+        return plain, (opened if entry.raw_length else None)
 
     # ---- unpacked objects (snapshots, index files, locks) -------------------------
 
     def save_unpacked(self, prefix: str, plaintext: bytes) -> str:
         sealed = self.crypto.seal(plaintext)
         name = prefix + content_name(sealed)
-        self.backend.save(name, sealed)
+        with contextlib.suppress(AlreadyExists):  # named by content: a retried save landed
+            self.backend.save(name, sealed)
         return name
 
     def load_unpacked(self, name: str) -> bytes:
@@ -411,3 +463,20 @@ class Repository:
     def master_key(self) -> bytes:
         """For `key add`/`key passwd` only: the master key to wrap with a new password."""
         return self.crypto.master_key
+
+
+def _create_lockable(backend: Backend) -> None:
+    """A lock period needs storage that locks objects: create the bucket with Object
+    Lock, or refuse (exit 13) when the storage cannot lock or the bucket was made without."""
+    location = backend.properties().location
+    capability = object_lock(backend)
+    if capability is None:
+        raise LockUnavailable(
+            f"{location} cannot lock objects: a lock period needs an S3 bucket with Object "
+            "Lock (local and NFS repositories: use `medark snapshot hold` instead)")
+    if not backend.exists():
+        capability.create_locked()
+    if not capability.object_lock_enabled():
+        raise LockUnavailable(
+            f"the bucket of {location} has no Object Lock: create it with Object Lock "
+            "enabled, or give a bucket that does not exist yet and medark init creates it")

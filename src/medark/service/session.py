@@ -8,10 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medark.config import environment as env
+from medark.errors import MedarkError
 from medark.repo.compression import CompressionSpec
 from medark.repo.locks import HeldLock
 from medark.repo.repository import Repository
+from medark.repo.retention import LockPolicy
+from medark.storage.base import Backend
 from medark.storage.registry import open_backend
+from medark.storage.wrappers.ratelimit import Pacer, RateLimitedBackend
 
 
 def default_cache_dir() -> Path:
@@ -25,9 +29,10 @@ def default_cache_dir() -> Path:
 
 def init_repository(
     location: str, password: bytes, cipher: str, compression: CompressionSpec,
-    cache_dir: Path | None,
+    cache_dir: Path | None, lock: LockPolicy | None = None,
 ) -> Repository:
-    return Repository.init(open_backend(location), password, cipher, compression, cache_dir)
+    return Repository.init(open_backend(location), password, cipher, compression, cache_dir,
+                           lock=lock)
 
 
 def require_repository(location: str) -> None:
@@ -35,8 +40,26 @@ def require_repository(location: str) -> None:
     Repository.require(open_backend(location))
 
 
-def open_repository(location: str, password: bytes, cache_dir: Path | None) -> Repository:
-    return Repository.open(open_backend(location), password, cache_dir)
+def open_repository(location: str, password: bytes, cache_dir: Path | None,
+                    limits: Limits | None = None) -> Repository:
+    backend = open_backend(location)
+    if limits is not None:
+        backend = limits.apply(backend)
+    return Repository.open(backend, password, cache_dir)
+
+
+class Limits:
+    """--limit-upload / --limit-download for one process: every repository it opens
+    shares the same budget (they share the host's link)."""
+
+    def __init__(self, upload_kib: float | None, download_kib: float | None) -> None:
+        self.upload = Pacer(upload_kib * 1024) if upload_kib else None
+        self.download = Pacer(download_kib * 1024) if download_kib else None
+
+    def apply(self, backend: Backend) -> Backend:
+        if self.upload is None and self.download is None:
+            return backend
+        return RateLimitedBackend(backend, self.upload, self.download)
 
 
 @contextmanager
@@ -46,5 +69,10 @@ def locked(
     held = repo.lock(exclusive, command, warn)
     try:
         yield held
-    finally:
-        held.release()
+    except BaseException:
+        try:  # the first failure is the one to report; a lock left behind goes stale
+            held.release()
+        except MedarkError as exc:
+            warn(f"medark: could not remove the lock: {str(exc).splitlines()[0]}")
+        raise
+    held.release()

@@ -108,6 +108,9 @@ class Snapshot:
     source: dict[str, Any] = field(default_factory=dict)
     """What a database snapshot needs for recovery (kind, system id, LSNs, timeline,
     server version); empty for file backups."""
+    original: str = ""
+    """For a copy made by `medark copy`: the id of the snapshot in the repository it was
+    first taken in (restic's field), so a second copy recognises it."""
     id: str = ""
     """Storage name (hex SHA-256 of the sealed object); set when loaded or saved."""
 
@@ -130,6 +133,7 @@ class Snapshot:
             "program_version": self.program_version,
             "summary": self.summary,
             **({"source": self.source} if self.source else {}),
+            **({"original": self.original} if self.original else {}),
         }
 
     @classmethod
@@ -147,6 +151,7 @@ class Snapshot:
                 program_version=doc.get("program_version", ""),
                 summary=dict(doc.get("summary") or {}),
                 source=dict(doc.get("source") or {}),
+                original=str(doc.get("original") or ""),
                 id=snapshot_id,
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -12,6 +12,7 @@ from medark.errors import AmbiguousId, ObjectNotFound
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
 from medark.snapshot.model import Node, Snapshot, decode_tree, encode_tree
+from medark.snapshot.retention import NeedsRepo, protect_snapshot
 
 SNAPSHOTS_PREFIX = "snapshots/"
 
@@ -31,6 +32,8 @@ class SnapshotRepo(Protocol):
 
 
 def save_snapshot(repo: SnapshotRepo, snapshot: Snapshot) -> str:
+    if isinstance(repo, NeedsRepo):
+        protect_snapshot(repo, snapshot)  # a lock period: lock what it needs first
     name = repo.save_unpacked(SNAPSHOTS_PREFIX, snapshot.to_json())
     snapshot.id = name.removeprefix(SNAPSHOTS_PREFIX)
     return snapshot.id

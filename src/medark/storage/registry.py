@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ from medark.errors import UsageError
 from medark.storage.base import Backend
 from medark.storage.local import LocalBackend
 from medark.storage.mem import MemoryBackend
+from medark.storage.wrappers.retry import RetryBackend
 
 Factory = Callable[[str], Backend]
 
@@ -27,8 +29,11 @@ def _local(rest: str) -> Backend:
 def _s3(rest: str) -> Backend:
     # boto3 costs ~25 MB of RSS and a tenth of a second to import: only S3 users pay it.
     s3 = importlib.import_module("medark.storage.s3")
-    backend: Backend = s3.open_s3(rest)
-    return backend
+    # Dropped connections, throttling and 5xx are retried here with backoff (botocore's
+    # own few quick retries come first); a wide-area link gets about half a minute.
+    attempts = int(os.environ.get("MEDARK_BACKEND_ATTEMPTS") or 7)
+    return RetryBackend(s3.open_s3(rest), attempts=max(1, attempts), base_delay=0.5,
+                        max_delay=10)
 
 
 _FACTORIES: dict[str, Factory] = {

@@ -29,6 +29,7 @@ import botocore.exceptions
 from medark.errors import AlreadyExists, BackendError, ObjectNotFound, UsageError
 from medark.storage.base import BackendProperties, ObjectInfo
 from medark.storage.local import check_name, check_prefix
+from medark.storage.s3_lock import S3ObjectLockMixin
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
@@ -79,9 +80,12 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
     return code or str(status or "")
 
 
-class S3Backend:
+class S3Backend(S3ObjectLockMixin):
+    """Object Lock (retention, legal hold, reads of original versions) is in s3_lock.py."""
+
     def __init__(self, location: S3Location, client: Any | None = None) -> None:
         self.location = location
+        self._lock_init()
         if client is None:
             addressing = os.environ.get("MEDARK_S3_ADDRESSING") or (
                 "path" if location.endpoint else "virtual")
@@ -115,21 +119,24 @@ class S3Backend:
                                 "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)")
         if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
                             botocore.exceptions.ConnectionError,
+                            botocore.exceptions.HTTPClientError,  # connection reset mid-reply
                             botocore.exceptions.ReadTimeoutError,
                             botocore.exceptions.ConnectTimeoutError)):
             return BackendError(f"{what}: {exc}", transient=True)
         return BackendError(f"{what}: {exc}")
 
     def _not_found(self, exc: botocore.exceptions.ClientError) -> bool:
-        return _error_code(exc) in ("NoSuchKey", "404", "NotFound")
+        return _error_code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchVersion")
 
     # ---- the Protocol --------------------------------------------------------------
 
     def save(self, name: str, data: bytes | bytearray) -> None:
         key = self.location.key(check_name(name))
         try:
-            self.client.put_object(Bucket=self.location.bucket, Key=key, Body=bytes(data),
-                                   IfNoneMatch="*")
+            response = self.client.put_object(Bucket=self.location.bucket, Key=key,
+                                              Body=bytes(data), IfNoneMatch="*",
+                                              **self._lock_args(name))
+            self._saved(name, response, len(data))
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise AlreadyExists(f"{name} already exists") from None
@@ -147,8 +154,10 @@ class S3Backend:
         key = self.location.key(check_name(name))
         if self._exists(name):
             raise AlreadyExists(f"{name} already exists")
+        lock_args = self._lock_args(name)
         try:
-            self.client.upload_file(path, self.location.bucket, key)
+            self.client.upload_file(path, self.location.bucket, key, ExtraArgs=lock_args)
+            self._after_multipart(name, lock_args)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._wrap(exc, f"saving {name}") from exc
         except boto3.exceptions.S3UploadFailedError as exc:
@@ -174,7 +183,8 @@ class S3Backend:
                 raise BackendError(f"reading {name}: offset {offset} is past the end "
                                    f"({size} bytes)")
             return b""
-        args: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key}
+        args: dict[str, Any] = {"Bucket": self.location.bucket, "Key": key,
+                                **self._version_args(name)}
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             args["Range"] = f"bytes={offset}-{end}"
@@ -183,6 +193,7 @@ class S3Backend:
             data: bytes = response["Body"].read()
         except botocore.exceptions.ClientError as exc:
             if self._not_found(exc):
+                self._forget_version(name)
                 raise ObjectNotFound(f"{name} not found in the repository") from None
             if _error_code(exc) == "InvalidRange":
                 size = self.stat(name).size
@@ -200,9 +211,11 @@ class S3Backend:
     def stat(self, name: str) -> ObjectInfo:
         key = self.location.key(check_name(name))
         try:
-            head = self.client.head_object(Bucket=self.location.bucket, Key=key)
+            head = self.client.head_object(Bucket=self.location.bucket, Key=key,
+                                           **self._version_args(name))
         except botocore.exceptions.ClientError as exc:
             if self._not_found(exc):
+                self._forget_version(name)
                 raise ObjectNotFound(f"{name} not found in the repository") from None
             raise self._wrap(exc, f"stat {name}") from exc
         except botocore.exceptions.BotoCoreError as exc:
@@ -211,6 +224,9 @@ class S3Backend:
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
+        if self._versioned():  # originals hidden by delete markers are still listed
+            yield from self._list_versions(prefix)
+            return
         base = self.location.key("")
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -226,6 +242,9 @@ class S3Backend:
 
     def remove(self, name: str) -> None:
         key = self.location.key(check_name(name))
+        if self._versioned():
+            self._remove_versions(name)  # every version, or ObjectLocked
+            return
         try:
             self.client.delete_object(Bucket=self.location.bucket, Key=key)
         except botocore.exceptions.ClientError as exc:

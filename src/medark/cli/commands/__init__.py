@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from medark.cli.command import Command
 
 HELP_ORDER = [
-    "init", "backup", "snapshots", "ls", "diff", "find", "stats", "restore", "check",
-    "forget", "prune", "pg", "mysql", "key", "unlock", "demo",
+    "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "check",
+    "forget", "prune", "copy", "pg", "mysql", "key", "unlock", "demo",
 ]
 
 NAMES: list[str] = sorted(

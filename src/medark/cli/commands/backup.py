@@ -9,9 +9,12 @@ from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
+from medark.config import environment
 from medark.engine.backup import Backup, BackupOptions
 from medark.engine.backup_stdin import backup_command, backup_stdin
-from medark.errors import PartialBackup, UsageError
+from medark.errors import PartialBackup, SuspiciousBackup, UsageError
+from medark.policy.anomaly import Thresholds, Verdict, thresholds_from
+from medark.snapshot.model import Snapshot
 from medark.sources.files.excludes import Excluder
 from medark.util.memory import fix_mmap_threshold
 from medark.util.sizes import format_bytes, format_duration
@@ -35,6 +38,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the command after `--` and store its output; fail if it fails")
     p.add_argument("--stdin-filename", default="stdin", help="file name for stdin data")
     p.add_argument("--workers", type=int, default=0, help="worker threads (default: cores)")
+    alert = p.add_argument_group("ransomware detection (docs/ransomware-detection.md)")
+    alert.add_argument("--anomaly-min-share", metavar="SHARE",
+                       help="flag when a signal reaches this share of the files "
+                            "(default 10%%; MEDARK_ANOMALY_MIN_SHARE)")
+    alert.add_argument("--anomaly-factor", metavar="X",
+                       help="... and X times the source's baseline (default 5; "
+                            "MEDARK_ANOMALY_FACTOR)")
+    alert.add_argument("--anomaly-min-files", metavar="N",
+                       help="... and at least N files (default 10; MEDARK_ANOMALY_MIN_FILES)")
+    alert.add_argument("--anomaly-history", metavar="N",
+                       help="baseline: the last N unflagged snapshots (default 10; "
+                            "MEDARK_ANOMALY_HISTORY)")
+
+
+def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
+    """Options first, then the environment, then the defaults."""
+    pairs = (("min_share", args.anomaly_min_share, environment.ANOMALY_MIN_SHARE),
+             ("factor", args.anomaly_factor, environment.ANOMALY_FACTOR),
+             ("min_files", args.anomaly_min_files, environment.ANOMALY_MIN_FILES),
+             ("history", args.anomaly_history, environment.ANOMALY_HISTORY))
+    return thresholds_from({key: flag if flag is not None else var.get()
+                            for key, flag, var in pairs})
 
 
 def run(ctx: Context) -> int:
@@ -46,6 +71,8 @@ def run(ctx: Context) -> int:
         raise UsageError("--stdin and --stdin-from-command exclude each other")
     excluder = Excluder.from_options(args.exclude, args.exclude_file)
     host = args.host or socket.gethostname()
+    thresholds = anomaly_thresholds(args)
+    verdict: Verdict | None = None
     fix_mmap_threshold()
     with ctx.repository(lock="shared", command="backup") as repo:
         progress = ctx.progress("backup")
@@ -64,12 +91,15 @@ def run(ctx: Context) -> int:
                 options = BackupOptions(
                     paths=args.paths, tags=args.tag, host=host, excluder=excluder,
                     one_file_system=args.one_file_system, parent=args.parent,
-                    force=args.force, workers=args.workers)
+                    force=args.force, workers=args.workers, anomaly=thresholds)
                 result = Backup(repo, options, progress).run()
                 snapshot, summary, errors = result.snapshot, result.summary, result.errors
+                verdict = result.verdict
         finally:
             progress.close()
     report(ctx, summary)
+    if verdict is not None and verdict.suspicious:
+        raise alert(ctx, snapshot, verdict, summary, errors)
     if errors:
         partial = PartialBackup(
             f"snapshot {snapshot.short_id} was saved, but {len(errors)} file(s) or "
@@ -78,6 +108,35 @@ def run(ctx: Context) -> int:
         partial.in_output = ctx.out.as_json  # the summary's "errors" field says so
         raise partial
     return 0
+
+
+def alert(ctx: Context, snapshot: Snapshot, verdict: Verdict, summary: dict[str, Any],
+          errors: list[str]) -> SuspiciousBackup:
+    """The ransomware alert: a warning on stderr and, with --json, an `alert` event line;
+    returns the error that sets the exit code (the snapshot is saved either way)."""
+    where = f"{snapshot.hostname}:{','.join(snapshot.paths)}"
+    ctx.out.warn(f"ALERT: snapshot {snapshot.short_id} of {where} looks like ransomware "
+                 "activity (possible encryption of the source):")
+    for reason in verdict.reasons:
+        ctx.out.warn(f"  - {reason}")
+    ctx.out.warn("  recovery candidates (snapshots before it): medark snapshots --clean")
+    if ctx.out.as_json:
+        keys = ("files_new", "files_changed", "files_unmodified", "files_deleted",
+                "bytes_changed", "content_sampled", "content_encrypted",
+                "files_new_encrypted", "files_changed_encrypted", "files_ext_renamed",
+                "files_unseen_ext")
+        ctx.out.json({
+            "message_type": "alert", "event": "ransomware_suspected",
+            "snapshot_id": snapshot.id, "time": summary.get("backup_start"),
+            "hostname": snapshot.hostname, "paths": snapshot.paths,
+            "reasons": list(verdict.reasons), "anomaly": verdict.to_dict(),
+            "stats": {k: summary.get(k) for k in keys},
+        })
+    unread = f"; {len(errors)} file(s) could not be read" if errors else ""
+    error = SuspiciousBackup(f"snapshot {snapshot.short_id} was saved but flagged as "
+                             f"suspicious{unread}")
+    error.in_output = ctx.out.as_json  # the alert event says so
+    return error
 
 
 def report(ctx: Context, summary: dict[str, Any]) -> None:
@@ -91,6 +150,13 @@ def report(ctx: Context, summary: dict[str, Any]) -> None:
         ctx.out.text(
             f"Dirs:        {summary['dirs_new']} new, {summary['dirs_changed']} changed, "
             f"{summary['dirs_unmodified']} unmodified")
+    if "files_deleted" in summary:
+        sampled = summary["content_sampled"]
+        share = summary["content_encrypted"] / sampled if sampled else 0.0
+        ctx.out.text(
+            f"Changes:     {summary['files_deleted']} deleted, "
+            f"{format_bytes(summary['bytes_changed'])} in new and changed files, "
+            f"{share:.0%} of new content looks encrypted")
     ctx.out.text(
         f"Added to the repository: {format_bytes(summary['data_added'])} "
         f"({format_bytes(summary['data_added_packed'])} stored)")

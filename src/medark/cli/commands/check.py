@@ -19,6 +19,7 @@ from medark.engine.check import (
     Problem,
     parse_subset,
 )
+from medark.engine.worm import lock_report
 from medark.errors import RepositoryCorrupt
 from medark.service.keys import unindexed_repository
 from medark.util.sizes import format_bytes
@@ -77,10 +78,12 @@ def run(ctx: Context) -> int:
             result = Checker(repo, options, reporter, workdir).run()
         finally:
             reporter.close()
+        locks = lock_report(repo)
     if ctx.out.as_json:
-        ctx.out.json(result.summary())
+        ctx.out.json({**result.summary(), **locks.public()})
     else:
         _print_report(ctx, result)
+        locks.print(ctx.out.text, ctx.out.warn)
     if not result.ok:
         n = len(result.errors)
         failure = RepositoryCorrupt(

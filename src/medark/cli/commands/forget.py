@@ -16,7 +16,8 @@ from medark.cli.context import Context
 from medark.engine.mysql_retention import binlog_to_expire
 from medark.engine.pg_retention import wal_to_expire
 from medark.engine.prune_plan import PruneStats, parse_max_unused
-from medark.errors import UsageError
+from medark.engine.worm import remove_snapshots
+from medark.errors import ObjectLocked, UsageError
 from medark.policy.retention import (
     UNLIMITED,
     Decision,
@@ -31,7 +32,6 @@ from medark.policy.retention import (
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import (
-    SNAPSHOTS_PREFIX,
     all_snapshots,
     filter_snapshots,
     find_snapshot,
@@ -132,9 +132,8 @@ def run(ctx: Context) -> int:
                 groups.append(_group_doc(key, result.keep, result.remove))
                 _print_group(ctx, key, result.keep, result.remove)
                 removed.extend(result.removed_snapshots)
-        if removed and not args.dry_run:
-            for snap in removed:
-                repo.backend.remove(SNAPSHOTS_PREFIX + snap.id)
+        # Snapshots under legal hold or retention are skipped, one line each (engine/worm.py).
+        removed, kept_locked = remove_snapshots(repo, removed, args.dry_run, ctx.out.text)
         if removed:
             verb = "would remove" if args.dry_run else "removed"
             ctx.out.text(f"{verb} {len(removed)} snapshot{'' if len(removed) == 1 else 's'}")
@@ -144,12 +143,18 @@ def run(ctx: Context) -> int:
         if expired:
             if not args.dry_run:
                 for name in expired:
-                    repo.remove_object(name)
+                    try:
+                        repo.remove_object(name)
+                    except ObjectLocked as exc:
+                        ctx.out.text(f"{exc}: kept")
             verb = "would expire" if args.dry_run else "expired"
             ctx.out.text(f"{verb} {len(expired)} archived WAL/binlog file(s) that no "
                          "remaining backup needs")
         if ctx.out.as_json:
             ctx.out.json(groups)
+            if kept_locked:
+                ctx.out.json({"message_type": "kept_locked",
+                              "snapshots": [k.public() for k in kept_locked]})
             if expired:
                 ctx.out.json({"message_type": "wal_expired", "count": len(expired),
                               "dry_run": bool(args.dry_run)})

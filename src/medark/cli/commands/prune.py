@@ -12,6 +12,7 @@ from medark.cli.context import Context
 from medark.engine.prune import PruneOptions, prune
 from medark.engine.prune_plan import PruneStats, parse_max_unused
 from medark.repo.repository import Repository
+from medark.util import clock
 from medark.util.sizes import format_bytes
 
 
@@ -59,8 +60,22 @@ def _row(label: str, packs: int | None, blobs: int | None, nbytes: int) -> str:
     return f"{label:<14}{packs_text:>12}{blobs_text:>14}{format_bytes(nbytes):>14}"
 
 
+def print_locked(ctx: Context, s: PruneStats, limit: int = 20) -> None:
+    """One line per object kept because it is locked (all of them with -v)."""
+    shown = s.locked if ctx.out.verbose else s.locked[:limit]
+    for name, until in shown:
+        when = f"until {clock.format_time(until)}" if until else "under legal hold"
+        ctx.out.text(f"{name} is locked {when}: kept")
+    if len(s.locked) > len(shown):
+        latest = max((u for _n, u in s.locked if u is not None), default=None)
+        ctx.out.text(f"... and {len(s.locked) - len(shown)} more locked object(s) kept"
+                     + (f" (until {clock.format_time(latest)} at the latest)" if latest else "")
+                     + "; -v lists them")
+
+
 def print_report(ctx: Context, s: PruneStats) -> None:
     out = ctx.out
+    print_locked(ctx, s)
     out.text(f"{s.snapshots} snapshot{'' if s.snapshots == 1 else 's'}; data in use and not:")
     out.text(_row("used:", None, s.blobs_used, s.bytes_used))
     out.text(_row("unused:", None, s.blobs_unused, s.bytes_unused))

@@ -12,6 +12,7 @@ from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.engine.listing import local_time
 from medark.errors import UsageError
+from medark.policy.anomaly import is_flagged, recovery_candidates
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import (
     SnapshotRepo,
@@ -60,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_filters(p)
     p.add_argument("--latest", type=int, default=0, metavar="N",
                    help="only the newest N snapshots of each host and path set")
+    p.add_argument("--clean", action="store_true",
+                   help="only snapshots not flagged as suspicious and older than any "
+                        "flagged one: the newest of each host and path set (or --latest N)")
 
 
 def run(ctx: Context) -> int:
@@ -67,10 +71,12 @@ def run(ctx: Context) -> int:
         raise UsageError("--latest must be a positive number")
     with ctx.repository(lock="shared", command="snapshots") as repo:
         snaps = select(repo, ctx.args.ids, ctx.args)
-    if ctx.args.latest:
+    if ctx.args.clean:
+        snaps = latest_per_group(recovery_candidates(snaps), ctx.args.latest or 1)
+    elif ctx.args.latest:
         snaps = latest_per_group(snaps, ctx.args.latest)
     if ctx.out.as_json:
-        ctx.out.json([s.public() for s in snaps])
+        ctx.out.json([dict(s.public(), suspicious=is_flagged(s.summary)) for s in snaps])
     else:
         for line in table(snaps):
             ctx.out.text(line)
@@ -78,17 +84,22 @@ def run(ctx: Context) -> int:
 
 
 def table(snaps: list[Snapshot]) -> list[str]:
-    header = ("ID", "Time", "Host", "Tags", "Paths", "Size")
+    """restic's table; a Status column appears when a listed snapshot is flagged."""
+    flagged = [is_flagged(s.summary) for s in snaps]
+    status = ("Status",) if any(flagged) else ()
+    header = ("ID", "Time", "Host", "Tags", "Paths", "Size", *status)
     rows: list[tuple[str, ...]] = []
-    for snap in snaps:
+    for snap, bad in zip(snaps, flagged, strict=True):
         size = snap.summary.get("total_bytes_processed")
         first = (snap.short_id, local_time(snap.time), snap.hostname,
                  snap.tags[0] if snap.tags else "", snap.paths[0] if snap.paths else "",
-                 format_bytes(size) if isinstance(size, int) else "")
+                 format_bytes(size) if isinstance(size, int) else "",
+                 *(("SUSPICIOUS" if bad else "",) if status else ()))
         rows.append(first)
         for i in range(1, max(len(snap.tags), len(snap.paths))):
             rows.append(("", "", "", snap.tags[i] if i < len(snap.tags) else "",
-                         snap.paths[i] if i < len(snap.paths) else "", ""))
+                         snap.paths[i] if i < len(snap.paths) else "", "",
+                         *(("",) if status else ())))
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -96,6 +107,8 @@ def table(snaps: list[Snapshot]) -> list[str]:
 
     rule = "-" * len(line(tuple("x" * w for w in widths)))
     count = f"{len(snaps)} snapshot" + ("" if len(snaps) == 1 else "s")
+    if any(flagged):
+        count += f", {sum(flagged)} flagged as suspicious (see `medark snapshots --clean`)"
     return [line(header), rule, *(line(r) for r in rows), rule, count]
 
 

@@ -1,0 +1,226 @@
+"""`medark copy`: replicate snapshots (and WAL/binlog archives) to another repository.
+
+restic's spelling: the destination is the repository (`--repo`, `--to-repo`, $MEDARK_REPO)
+and `--from-repo` names the source, with its own password options. When no source
+password is given, the destination's is tried (most sites use one password for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from medark.cli.command import Command
+from medark.cli.commands.snapshots import add_filters, filters
+from medark.cli.context import Context, password_from
+from medark.config import environment as env
+from medark.errors import UsageError, WrongPassword
+from medark.repo.repository import Repository
+from medark.service.copy import (
+    Endpoint,
+    Event,
+    PassResult,
+    Replicator,
+    Selection,
+    live_status,
+    recorded_status,
+    select_snapshots,
+)
+from medark.service.session import open_repository, require_repository
+from medark.util import clock
+from medark.util.sizes import format_bytes
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ids", nargs="*", metavar="SNAPSHOT",
+                   help="only these snapshots (id prefixes; default: all that pass the filters)")
+    p.add_argument("--from-repo", metavar="LOCATION",
+                   help="source repository (default: $MEDARK_FROM_REPO)")
+    p.add_argument("--to-repo", metavar="LOCATION",
+                   help="destination repository (same as --repo)")
+    p.add_argument("--from-password-file", metavar="FILE",
+                   help="source password file (default: $MEDARK_FROM_PASSWORD_FILE)")
+    p.add_argument("--from-password-command", metavar="COMMAND",
+                   help="command printing the source password "
+                        "(default: $MEDARK_FROM_PASSWORD_COMMAND)")
+    add_filters(p)
+    p.add_argument("--no-archives", action="store_true",
+                   help="copy snapshots only, not the WAL/binlog archives")
+    p.add_argument("--follow", action="store_true",
+                   help="keep running: copy new snapshots and WAL/binlog records as they land")
+    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                   help="with --follow: how often to look for new data (default 2)")
+    p.add_argument("--status", action="store_true",
+                   help="show each destination's newest copied point and its age, then exit")
+    p.add_argument("--workers", type=int, default=2, metavar="N",
+                   help="blobs copied in parallel (default 2)")
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    if args.to_repo:
+        args.repo = args.to_repo
+    if args.interval <= 0 or args.workers < 1:
+        raise UsageError("--interval must be positive and --workers at least 1")
+    if args.status:
+        return _status(ctx)
+    source = args.from_repo or env.FROM_REPO.get()
+    if not source:
+        raise UsageError("no source repository: use --from-repo or set MEDARK_FROM_REPO")
+    if source == ctx.location:
+        raise UsageError("source and destination are the same repository")
+    with _endpoints(ctx, source) as (src, dst):
+        selection = Selection(
+            select_snapshots(args.ids, **filters(args)), archives=not args.no_archives)
+        replicator = Replicator(src, dst, ctx.cache_dir, selection, args.workers,
+                                ctx.out.warn)
+        try:
+            if args.follow:
+                return _follow(ctx, replicator)
+            progress = ctx.progress("copy")
+            try:
+                result = replicator.run_pass(_event_printer(ctx),
+                                             lambda n: progress.advance(nbytes=n))
+            finally:
+                progress.close()
+            _report(ctx, result)
+        finally:
+            replicator.close()
+    return 0
+
+
+@contextmanager
+def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]:
+    dst_repo = ctx.open()
+    try:
+        src_repo = _open_source(ctx, source)
+        try:
+            yield Endpoint(src_repo, source), Endpoint(dst_repo, ctx.location)
+        finally:
+            src_repo.close()
+    finally:
+        dst_repo.close()
+
+
+def _open_source(ctx: Context, source: str) -> Repository:
+    require_repository(source)
+    args = ctx.args
+    command = args.from_password_command or env.FROM_PASSWORD_COMMAND.get()
+    path = args.from_password_file or env.FROM_PASSWORD_FILE.get()
+    own = command or path or env.FROM_PASSWORD.name in os.environ
+    password = (password_from(command, path, env.FROM_PASSWORD.name,
+                              "enter password for the source repository: ",
+                              "--from-password-file / --from-password-command")
+                if own else ctx.password())
+    try:
+        return open_repository(source, password, ctx.cache_dir, ctx.limits)
+    except WrongPassword:
+        if own:
+            raise
+        raise WrongPassword(
+            "the destination's password does not open the source repository: give "
+            "--from-password-file, --from-password-command or MEDARK_FROM_PASSWORD") from None
+
+
+def _event_printer(ctx: Context) -> Event:
+    def on_event(kind: str, details: dict[str, Any]) -> None:
+        if ctx.out.as_json:
+            ctx.out.json({"message_type": "copied", "kind": kind, **details})
+        elif kind == "snapshot":
+            ctx.out.text(f"snapshot {details['id'][:8]} ({details['time']}) copied as "
+                         f"{details['copy_id'][:8]}")
+        elif ctx.out.verbose:
+            ctx.out.text(f"copied {details['name']}")
+    return on_event
+
+
+def _report(ctx: Context, result: PassResult) -> None:
+    s = result.stats
+    if ctx.out.as_json:
+        ctx.out.json({"message_type": "summary", **s.public()})
+        return
+    ctx.out.text(f"snapshots: {s.snapshots_copied} copied, {s.snapshots_present} already there")
+    if s.records_copied or s.records_present:
+        ctx.out.text(f"WAL/binlog records: {s.records_copied} copied, "
+                     f"{s.records_present} already there")
+    b = s.blobs
+    ctx.out.text(f"data: {b.copied} blobs stored, {b.present + b.reused} already there; "
+                 f"{format_bytes(s.stored_bytes)} sent in {s.packs_written} pack(s)")
+
+
+def _follow(ctx: Context, replicator: Replicator) -> int:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def on_pass(result: PassResult) -> None:
+        s = result.stats
+        if s.snapshots_copied or s.records_copied:
+            if ctx.out.as_json:
+                ctx.out.json({"message_type": "pass", **s.public()})
+            else:
+                _report(ctx, result)
+
+    def on_error(exc: Exception) -> None:
+        ctx.out.warn(f"medark: copy pass failed, will retry: {str(exc).splitlines()[0]}")
+
+    try:
+        replicator.follow(stop, ctx.args.interval, on_pass, _event_printer(ctx), on_error)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _status(ctx: Context) -> int:
+    args = ctx.args
+    source = args.from_repo or env.FROM_REPO.get()
+    now = clock.now()
+    if args.repo or env.REPO.get():
+        if source:
+            with _endpoints(ctx, source) as (src, dst):
+                rows = [live_status(src, dst)]
+        else:
+            with ctx.repository(lock=None, command="copy --status") as repo:
+                rows = [live_status(None, Endpoint(repo, ctx.location))]
+    else:
+        if ctx.cache_dir is None:
+            raise UsageError("--status without --repo reads the cache: drop --no-cache")
+        rows = [r for r in recorded_status(ctx.cache_dir)
+                if not source or r.source == source]
+    if ctx.out.as_json:
+        ctx.out.json([r.public(now) for r in rows])
+    else:
+        for row in rows:
+            ctx.out.text(_status_line(row.public(now)))
+        if not rows:
+            ctx.out.text("no copies recorded")
+    return 0
+
+
+def _status_line(doc: dict[str, Any]) -> str:
+    age = doc["age_seconds"]
+    age_text = "never" if age is None else f"{_duration(age)} ago"
+    line = f"{doc['destination']}: newest point {doc['newest_point'] or '-'} ({age_text})"
+    if doc["source"]:
+        line = f"{doc['source']} -> " + line
+    if doc["pending"]:
+        line += ", pending: " + ", ".join(f"{v} {k}" for k, v in doc["pending"].items())
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+COMMAND = Command("copy", "copy snapshots and WAL/binlog archives to another repository",
+                  add_arguments, run)

@@ -1,0 +1,247 @@
+"""Replication use cases: copy once, follow a repository, report the offsite lag.
+
+Both repositories stay open for the whole command (unlocking a key costs a KDF run);
+locks are taken per pass, so a `copy --follow` running for weeks never keeps the
+source's or the destination's prune waiting for more than one pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from medark.engine.copy import (
+    ARCHIVE_PREFIXES,
+    Copier,
+    CopyStats,
+    newest_record_time,
+    origin,
+)
+from medark.engine.copy import (
+    Event as Event,
+)
+from medark.engine.copy_map import CopyMap
+from medark.errors import MedarkError
+from medark.repo.repository import Repository
+from medark.service.session import locked
+from medark.snapshot.model import Snapshot
+from medark.snapshot.store import SNAPSHOTS_PREFIX, all_snapshots, filter_snapshots
+from medark.util import clock
+
+STATUS_FILE = "copy-status.json"
+
+
+@dataclass
+class Selection:
+    """Which source snapshots to copy: ids (None = all), restic's filters."""
+    pick: Callable[[Repository], list[Snapshot]]
+    archives: bool = True
+
+
+@dataclass
+class Endpoint:
+    repo: Repository
+    location: str
+
+
+@dataclass
+class PassResult:
+    stats: CopyStats
+    source_newest: datetime | None = None
+
+
+class Replicator:
+    def __init__(self, src: Endpoint, dst: Endpoint, cache_dir: Path | None,
+                 selection: Selection, workers: int = 2,
+                 warn: Callable[[str], None] = lambda _line: None) -> None:
+        self.src = src
+        self.dst = dst
+        self.cache_dir = cache_dir
+        self.selection = selection
+        self.workers = workers
+        self.warn = warn
+        path = None
+        if cache_dir is not None:
+            path = cache_dir / dst.repo.config.id / f"copy-from-{src.repo.config.id}.sqlite"
+        self.map = CopyMap(path)
+
+    def close(self) -> None:
+        self.map.close()
+
+    def run_pass(self, on_event: Event | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> PassResult:
+        with self._locks():
+            self.src.repo.sync_index()
+            self.dst.repo.sync_index()
+            copier = Copier(self.src.repo, self.dst.repo, self.map, self.workers,
+                            on_event, on_bytes)
+            try:
+                if self.selection.archives:
+                    copier.copy_archives()
+                snapshots = self.selection.pick(self.src.repo)
+                copier.copy_snapshots(snapshots)
+                stats = copier.finish()
+            finally:
+                copier.close()
+        newest = max((s.time for s in snapshots), default=None)
+        if self.selection.archives:
+            newest = _later(newest, newest_record_time(self.src.repo))
+        result = PassResult(stats, newest)
+        if self.cache_dir is not None:
+            save_status(self.cache_dir, self.src.location, self.dst.location, result)
+        return result
+
+    @contextmanager
+    def _locks(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            stack.enter_context(locked(self.src.repo, False, "copy (source)", self.warn))
+            stack.enter_context(locked(self.dst.repo, False, "copy", self.warn))
+            yield
+
+    def source_fingerprint(self) -> tuple[int, int]:
+        """Changes when the source gains a snapshot or an archive record (cheap: names)."""
+        names = [*self.src.repo.list_names(SNAPSHOTS_PREFIX)]
+        if self.selection.archives:
+            for prefix in ARCHIVE_PREFIXES:
+                names.extend(self.src.repo.list_names(prefix))
+        return len(names), hash(frozenset(names))
+
+    def follow(self, stop: threading.Event, interval: float,
+               on_pass: Callable[[PassResult], None], on_event: Event | None = None,
+               on_error: Callable[[Exception], None] | None = None) -> None:
+        """Copy, then again whenever the source changes, until `stop` is set. A failed
+        pass is reported and retried at the next change or after a minute."""
+        seen: tuple[int, int] | None = None
+        retry_at = 0.0
+        while not stop.is_set():
+            current = self.source_fingerprint()
+            due = current != seen or (retry_at and clock.monotonic() >= retry_at)
+            if due:
+                try:
+                    on_pass(self.run_pass(on_event))
+                    seen, retry_at = current, 0.0
+                except (MedarkError, OSError) as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)
+                    seen, retry_at = current, clock.monotonic() + 60
+            stop.wait(interval)
+
+
+def select_snapshots(refs: list[str], hosts: list[str] | None, tags: list[str] | None,
+                     paths: list[str] | None) -> Callable[[Repository], list[Snapshot]]:
+    """By id prefix (or all), then restic's filters; oldest first."""
+    def pick(repo: Repository) -> list[Snapshot]:
+        snaps = filter_snapshots(all_snapshots(repo), hosts=hosts, tags=tags, paths=paths)
+        if refs:
+            wanted = [r.lower() for r in refs]
+            snaps = [s for s in snaps if any(s.id.startswith(w) for w in wanted)]
+        return snaps
+    return pick
+
+
+# ---- status (the offsite RPO) ---------------------------------------------------------
+
+
+@dataclass
+class DestinationStatus:
+    source: str
+    destination: str
+    last_pass: datetime | None
+    newest_point: datetime | None
+    """Newest snapshot or archived WAL/binlog time the destination holds."""
+    source_newest: datetime | None = None
+    pending: dict[str, int] = field(default_factory=dict)
+
+    def public(self, now: datetime) -> dict[str, Any]:
+        def fmt(t: datetime | None) -> str | None:
+            return clock.format_time(t) if t else None
+        age = (now - self.newest_point).total_seconds() if self.newest_point else None
+        return {"source": self.source, "destination": self.destination,
+                "last_pass": fmt(self.last_pass), "newest_point": fmt(self.newest_point),
+                "age_seconds": None if age is None else round(age, 3),
+                "source_newest": fmt(self.source_newest), "pending": self.pending}
+
+
+def save_status(cache_dir: Path, source: str, destination: str, result: PassResult) -> None:
+    """Remember the pass in the cache directory (temp file, fsync, rename)."""
+    path = cache_dir / STATUS_FILE
+    doc = _load_status_doc(path)
+    newest = result.stats.newest_point
+    doc[f"{source}\n{destination}"] = {
+        "source": source, "destination": destination,
+        "last_pass": clock.format_time(clock.now()),
+        "newest_point": clock.format_time(newest) if newest else None,
+        "source_newest": (clock.format_time(result.source_newest)
+                          if result.source_newest else None),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".copy-status-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def recorded_status(cache_dir: Path) -> list[DestinationStatus]:
+    out = []
+    for entry in _load_status_doc(cache_dir / STATUS_FILE).values():
+        out.append(DestinationStatus(
+            entry["source"], entry["destination"], _time(entry.get("last_pass")),
+            _time(entry.get("newest_point")), _time(entry.get("source_newest"))))
+    return sorted(out, key=lambda s: (s.source, s.destination))
+
+
+def live_status(src: Endpoint | None, dst: Endpoint) -> DestinationStatus:
+    """Read the destination itself (and the source, when open): newest point held and
+    what the source has that the destination lacks."""
+    dst_snaps = all_snapshots(dst.repo)
+    newest = max((s.time for s in dst_snaps), default=None)
+    newest = _later(newest, newest_record_time(dst.repo))
+    status = DestinationStatus("" if src is None else src.location, dst.location,
+                               None, newest)
+    if src is not None:
+        copied = {s.original for s in dst_snaps if s.original}
+        src_snaps = all_snapshots(src.repo)
+        status.source_newest = _later(max((s.time for s in src_snaps), default=None),
+                                      newest_record_time(src.repo))
+        status.pending["snapshots"] = sum(1 for s in src_snaps if origin(s) not in copied)
+        have = {n for p in ARCHIVE_PREFIXES for n in dst.repo.list_names(p)}
+        status.pending["records"] = sum(1 for p in ARCHIVE_PREFIXES
+                                        for n in src.repo.list_names(p) if n not in have)
+    return status
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _time(text: str | None) -> datetime | None:
+    return clock.parse_time(text) if text else None
+
+
+def _load_status_doc(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
