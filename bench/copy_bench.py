@@ -56,7 +56,9 @@ import s3_server  # noqa: E402
 BUCKET = "medark-copy-bench"
 LIMIT_BPS = 1_250_000  # 10 Mbit/s
 LIMIT_KIB = LIMIT_BPS / 1024  # 1220.703125 KiB/s, what --limit-upload / --bwlimit take
-TOOLS = ("medark", "rclone", "restic")
+TOOLS = ("medark", "medark-samekey", "rclone", "restic")
+"""medark-samekey: the destination made with `init --same-key-as` the source (packs move
+as they are); medark: a destination with its own key (everything re-encrypted)."""
 DEBS = {"rclone": "rclone", "restic": "restic"}
 _STRIP = ("MEDARK_", "RESTIC_", "RCLONE_", "AWS_")
 
@@ -95,6 +97,9 @@ NOTES = [
     "10 Mbit/s limit: 1,250,000 B/s (`--limit-upload 1220.703` KiB/s, rclone "
     "`--bwlimit 1220.703K`); rate = bytes landed / wall time of the whole command; error = "
     "rate / 10 Mbit/s - 1.",
+    "medark = a destination with its own key (every blob re-encrypted, ids recomputed); "
+    "medark-samekey = a destination made with `init --same-key-as` the source (whole packs "
+    "move, checked against their SHA-256 names).",
     "Defaults otherwise: Medark --workers 2, rclone --transfers 4 --checkers 8, restic "
     "--compression auto. `sync` runs before every timed step; tools go in a rotating order.",
 ]
@@ -334,7 +339,7 @@ class CopyBench:
         return res, after - before
 
     def copy_cmd(self, tool: str, src: Path, prefix: str, limit: bool = False) -> list[str]:
-        if tool == "medark":
+        if tool.startswith("medark"):
             lim = ["--limit-upload", f"{LIMIT_KIB:.3f}"] if limit else []
             return [self.medark.exe, *lim, "--repo", self.s3_url(prefix), "--json", "copy",
                     "--from-repo", str(src)]
@@ -345,8 +350,9 @@ class CopyBench:
         return ["restic", "-r", self.s3_url(prefix), "copy", "--from-repo", str(src)]
 
     def init_dest(self, tool: str, prefix: str, env: dict[str, str], src: Path) -> bool:
-        if tool == "medark":
-            cmd = [self.medark.exe, "--repo", self.s3_url(prefix), "init"]
+        if tool.startswith("medark"):
+            same = ["--same-key-as", str(src)] if tool == "medark-samekey" else []
+            cmd = [self.medark.exe, "--repo", self.s3_url(prefix), "init", *same]
         elif tool == "restic":
             cmd = ["restic", "-r", self.s3_url(prefix), "init", "--repository-version", "2",
                    "--from-repo", str(src), "--copy-chunker-params"]
@@ -356,7 +362,7 @@ class CopyBench:
 
     def tool_env(self, tool: str, tag: str = "") -> dict[str, str]:
         cache = self.wd / "cache" / f"run{self.run_idx + 1}" / f"{tool}{tag}"
-        if tool == "medark":
+        if tool.startswith("medark"):
             return self.medark_env(cache)
         if tool == "restic":
             return self.restic_env(cache)
@@ -408,8 +414,10 @@ class CopyBench:
             self.put(tool, "incr_src_growth", growth)
             self.put(tool, "incr_landed_over_growth", landed / growth if growth else None)
             self.put(tool, "incr_rss", res.maxrss_bytes)
-            if tool == "medark":
-                summaries["incr"] = summary = _last_json(res.stdout)
+            if tool.startswith("medark"):
+                summary = _last_json(res.stdout)
+                if tool == "medark":
+                    summaries["incr"] = summary
                 day1 = info.get("medark_day1_summary")
                 packed = _int(day1, "data_added_packed") if isinstance(day1, dict) else 0
                 self.put(tool, "incr_new_packed", packed or None)
@@ -458,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the script through sys.exit, so that atexit stops the moto server.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     gen, _many = find_generators(args)
-    ensure_debs([t for t in args.tools if t != "medark"], not args.no_install, DEBS)
+    ensure_debs([t for t in args.tools if not t.startswith("medark")], not args.no_install,
+                DEBS)
     if "restic" in args.tools and not restic_supports_compression("restic"):
         sys.exit("restic >= 0.14 is needed (repository v2, copy --from-repo)")
     if not os.access(args.medark, os.X_OK):
@@ -488,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
 
     labels = list(args.tools)
     med = medians(bench.measured, labels)
-    pairs = [("medark", o) for o in labels if o != "medark" and "medark" in labels]
+    pairs = [(m, o) for m in ("medark", "medark-samekey") if m in labels
+             for o in labels if not o.startswith("medark")]
     rat = ratios(med, pairs, FIGURES)
     table = format_table(med, labels, rat, FIGURES)
     markdown = format_markdown(med, labels, rat, FIGURES)

@@ -113,6 +113,14 @@ class LockUnavailable(MedarkError):
     code = "object_lock_unavailable"
 
 
+class ResidencyViolation(MedarkError):
+    """Data would be stored at a target not recorded inside mainland China
+    (COMPLIANCE.md §3; policy/residency.py), and the command was told to refuse that."""
+
+    exit_code = 14
+    code = "residency"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 

@@ -243,3 +243,37 @@ def test_copy_to_and_from_s3(cli: Cli, tmp_path: Path) -> None:
     # a copy of a copy remembers the first repository's id
     originals = {s["original"] for s in cli("-r", back, "snapshots", "--json").json()}
     assert originals == {s["id"] for s in cli("-r", local, "snapshots", "--json").json()}
+
+
+def test_a_repository_sharing_the_key_takes_whole_packs(cli: Cli, tmp_path: Path) -> None:
+    src, dst = tmp_path / "a", tmp_path / "b"
+    cli("-r", src, "init", "--cipher", "sm4-gcm")
+    data = _tree(tmp_path / "data", files=30)
+    cli("-r", src, "backup", data)
+    pw = tmp_path / "pw-a"
+    pw.write_text(PASSWORD + "\n")
+    mismatch = cli("-r", dst, "init", "--same-key-as", src, "--cipher", "aes-256-gcm",
+                   check=False)
+    assert mismatch.returncode == 2 and "cipher suite" in mismatch.stderr
+    made = cli("-r", dst, "init", "--same-key-as", src, "--from-password-file", pw,
+               "--json", password="offsite password").json()
+    assert made["cipher"] == "sm4-gcm"
+    env_pw = dict(cli.env)
+    cli.env["MEDARK_FROM_PASSWORD"] = PASSWORD
+    first = cli("-r", dst, "copy", "--from-repo", src, "--json",
+                password="offsite password").json_lines()[-1]
+    assert first["snapshots_copied"] == 1 and first["packs_moved"] >= 2
+    (data / "his.sql").write_text("UPDATE orders SET drug = 'warfarin';\n" * 1000)
+    cli("-r", src, "backup", data)
+    second = cli("-r", dst, "copy", "--from-repo", src, "--json",
+                 password="offsite password").json_lines()[-1]
+    assert second["snapshots_copied"] == 1 and second["bytes_read"] < 200_000
+    cli.env = env_pw
+    cli("-r", dst, "check", "--read-data", password="offsite password")
+    ids_a = [s["tree"] for s in cli("-r", src, "snapshots", "--json").json()]
+    ids_b = [s["tree"] for s in cli("-r", dst, "snapshots", "--json",
+                                    password="offsite password").json()]
+    assert ids_a == ids_b  # same ids: the trees came over unchanged
+    cli("-r", dst, "restore", "latest", "--target", tmp_path / "out", "--verify",
+        password="offsite password")
+    _same_tree(data, tmp_path / "out" / str(data).lstrip("/"))

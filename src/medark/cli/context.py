@@ -15,7 +15,7 @@ from pathlib import Path
 
 from medark.cli.output import CliProgress, Printer
 from medark.config import environment as env
-from medark.errors import UsageError
+from medark.errors import UsageError, WrongPassword
 from medark.repo.repository import Repository
 from medark.service.session import (
     Limits,
@@ -60,6 +60,28 @@ class Context:
     def open(self) -> Repository:
         return open_repository(self.location, self.repository_password(), self.cache_dir,
                                self.limits)
+
+    def open_source(self, location: str) -> Repository:
+        """A second repository (`copy --from-repo`, `init --same-key-as`): its password from
+        --from-password-file/-command or MEDARK_FROM_PASSWORD[_FILE|_COMMAND], else the
+        main repository's password."""
+        require_repository(location)
+        command = getattr(self.args, "from_password_command", None) or \
+            env.FROM_PASSWORD_COMMAND.get()
+        path = getattr(self.args, "from_password_file", None) or env.FROM_PASSWORD_FILE.get()
+        own = bool(command or path or env.FROM_PASSWORD.name in os.environ)
+        password = (password_from(command, path, env.FROM_PASSWORD.name,
+                                  f"enter password for repository {location}: ",
+                                  "--from-password-file / --from-password-command")
+                    if own else self.password())
+        try:
+            return open_repository(location, password, self.cache_dir, self.limits)
+        except WrongPassword:
+            if own:
+                raise
+            raise WrongPassword(
+                f"this password does not open {location}: give --from-password-file, "
+                "--from-password-command or MEDARK_FROM_PASSWORD") from None
 
     @contextmanager
     def repository(self, lock: str | None, command: str) -> Iterator[Repository]:

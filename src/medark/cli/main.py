@@ -1,7 +1,9 @@
 """Entry point: parse arguments, run one command, map errors to exit codes (only here).
 
 Exit codes: 0 ok; 1 error; 2 usage; 3 snapshot written but some files unreadable;
-10 repository does not exist; 11 repository locked; 12 wrong password; 130 interrupted.
+4 snapshot written but flagged suspicious; 10 repository does not exist; 11 repository
+locked; 12 wrong password; 13 object lock unavailable; 14 residency violation; 20-26 and
+126 database errors (README); 130 interrupted.
 """
 
 from __future__ import annotations

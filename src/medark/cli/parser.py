@@ -60,6 +60,16 @@ def global_options() -> Parser:
     return common
 
 
+def add_source_password_options(p: argparse.ArgumentParser) -> None:
+    """The password options of a second repository (`copy --from-repo`, `init
+    --same-key-as`); without them the main repository's password is tried."""
+    p.add_argument("--from-password-file", metavar="FILE",
+                   help="that repository's password file (default: $MEDARK_FROM_PASSWORD_FILE)")
+    p.add_argument("--from-password-command", metavar="COMMAND",
+                   help="command printing that repository's password "
+                        "(default: $MEDARK_FROM_PASSWORD_COMMAND)")
+
+
 def rate_limit(text: str) -> float:
     """A bandwidth limit in KiB/s (restic's unit), a positive number."""
     try:

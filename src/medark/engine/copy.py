@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from medark.engine.copy_blobs import BlobCopier, BlobCounts
+from medark.engine.copy_blobs import BlobCopier, BlobCounts, read_back
 from medark.engine.copy_map import CopyMap
 from medark.engine.mysql_binlog import BINLOG_PREFIX
 from medark.engine.pg_wal import WAL_PREFIX
@@ -64,6 +64,7 @@ class CopyStats:
             "blobs_copied": self.blobs.copied,
             "blobs_present": self.blobs.present,
             "blobs_reused": self.blobs.reused,
+            "packs_moved": self.blobs.packs_moved,
             "bytes_read": self.blobs.bytes_read,
             "data_bytes": self.blobs.plain_bytes,
             "bytes_stored": self.stored_bytes,
@@ -158,10 +159,16 @@ class Copier:
 
     def _copy_snapshot(self, snap: Snapshot, done: dict[str, Snapshot]) -> Snapshot:
         self._new_trees = []
-        self._copy_data(snap.tree)
-        tree = self._tree(snap.tree)
+        walked = self._copy_data(snap.tree)
+        if self.blobs.same_ids:  # the trees came along with the data, ids unchanged
+            tree, self._new_trees = snap.tree, walked
+        else:
+            tree = self._tree(snap.tree)
         self.dst.flush()
         self._verify(tree)
+        if self.blobs.same_ids:
+            for tree_id in walked:  # complete below, verified: skipped from now on
+                self.map.add_tree(tree_id, tree_id)
         parent = done.get(snap.parent) if snap.parent else None
         copy = Snapshot(
             time=snap.time, tree=tree, paths=list(snap.paths), hostname=snap.hostname,
@@ -182,14 +189,18 @@ class Copier:
         mapped = self.map.tree(src_tree)
         return mapped if mapped is not None and self.dst.has_blob(mapped) else None
 
-    def _copy_data(self, root: bytes) -> None:
+    def _copy_data(self, root: bytes) -> list[bytes]:
         """Phase one: the data blobs of every tree not yet copied, in batches that span
-        many directories and packs, so all workers stay busy and packs are read in runs."""
-        stack, batch = [root], []
+        many directories and packs, so all workers stay busy and packs are read in runs
+        (with a shared key, the trees themselves too). Returns the trees walked."""
+        stack, batch, walked = [root], [], []
         while stack:
             tree_id = stack.pop()
             if self._trusted(tree_id) is not None:
                 continue
+            walked.append(tree_id)
+            if self.blobs.same_ids:
+                batch.append(tree_id)
             for node in load_tree(self.src, tree_id):
                 if node.type == "file":
                     batch.extend(node.content)
@@ -199,6 +210,7 @@ class Copier:
                 self.blobs.copy(batch)
                 batch = []
         self.blobs.copy(batch)
+        return walked
 
     def _tree(self, src_tree: bytes) -> bytes:
         """The destination id of this tree, copying it and everything below if needed."""
@@ -208,7 +220,8 @@ class Copier:
         if mapped is not None:
             return mapped
         nodes = load_tree(self.src, src_tree)
-        content = self.blobs.copy([c for n in nodes if n.type == "file" for c in n.content])
+        content = self.blobs.copy([c for n in nodes if n.type == "file" for c in n.content],
+                                  tally=False)
         for node in nodes:
             if node.type == "file":
                 node.content = [content[c] for c in node.content]
@@ -224,8 +237,7 @@ class Copier:
     def _verify(self, root: bytes) -> None:
         """Read back every tree this snapshot added (authenticated and hashed on the way)
         and check that everything they name is in the destination's index."""
-        loaded = self._pool.map(self.dst.load_blob, self._new_trees)
-        for tree_id, raw in zip(self._new_trees, loaded, strict=True):
+        for tree_id, raw in read_back(self.dst, self._new_trees, self._pool):
             nodes = decode_tree(raw)
             needed = [c for n in nodes if n.type == "file" for c in n.content]
             needed += [n.subtree for n in nodes if n.subtree is not None]
@@ -239,8 +251,9 @@ class Copier:
 
     def verify_packs(self) -> None:
         """Every pack this run stored is present with the size written."""
-        for name, size in self.dst.written_packs[self._start[2]:]:
-            found = self.dst.backend.stat(name).size
+        written = self.dst.written_packs[self._start[2]:]
+        sizes = self._pool.map(lambda pack: self.dst.backend.stat(pack[0]).size, written)
+        for (name, size), found in zip(written, sizes, strict=True):
             if found != size:
                 raise IntegrityError(f"{name} holds {found} bytes in the destination, "
                                      f"{size} were written")

@@ -172,6 +172,12 @@ class IndexCache:
                              (pack_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def pack_blob_count(self, pack_id: bytes) -> int:
+        """How many blobs the index lists in this pack (0 if it does not know the pack)."""
+        with self._read() as db:
+            row = db.execute("SELECT blobs FROM packs WHERE pack = ?", (pack_id,)).fetchone()
+        return int(row[0]) if row else 0
+
     def pack_ids(self) -> set[bytes]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT pack FROM packs")}

@@ -127,7 +127,14 @@ class Repository:
         compression: CompressionSpec,
         cache_dir: Path | None = None,
         lock: LockPolicy | None = None,
+        like: Repository | None = None,
+        extra: dict[str, object] | None = None,
     ) -> Repository:
+        """`like`: share that repository's master key, cipher suite and chunker
+        parameters, so blobs keep their ids and `copy` moves packs as they are."""
+        if like is not None and like.config.suite != suite_name:
+            raise UsageError(f"a repository sharing the key of {like.backend.properties().location}"
+                             f" uses its cipher suite ({like.config.suite}), not {suite_name}")
         suite = get_suite(suite_name)
         if backend.exists() and (cls.exists(backend) or any(True for _ in backend.list(""))):
             raise UsageError(
@@ -137,9 +144,13 @@ class Repository:
         if lock is not None:
             _create_lockable(backend)
         backend.create()
-        master = os.urandom(MASTER_KEY_LEN)
+        master = os.urandom(MASTER_KEY_LEN) if like is None else like.master_key()
         crypto = Crypto(suite, master)
         config = RepoConfig.new(suite.name, compression)
+        if like is not None:
+            config = replace(config, chunker=like.config.chunker)
+        if extra:  # more fixed settings (the location): recorded once, never rewritten
+            config = replace(config, extra={**config.extra, **extra})
         if lock is not None:  # fixed for the repository's life, like the cipher
             config = replace(config, extra={**config.extra, LOCK_CONFIG_KEY: lock.to_doc()})
         keeper = RetentionKeeper.attach(backend, config, None)  # the key and config too
@@ -332,14 +343,29 @@ class Repository:
             pack_id = builder.store(self.crypto, self.backend)
         finally:
             builder.discard()
-        raw_pack = bytes.fromhex(pack_id)
+        self._packed(bytes.fromhex(pack_id), builder.entries, len(builder))
+
+    def store_raw_pack(self, pack_id: bytes, data: bytes, entries: list[PackedBlob]) -> None:
+        """Adopt a pack verbatim from a repository with the same master key (`copy`):
+        its blobs are sealed with the key this repository has too. The caller has checked
+        `data` against its name."""
+        with contextlib.suppress(AlreadyExists):
+            self.backend.save(pack_name(pack_id.hex()), data)
         with self._builder_lock:
-            for entry in builder.entries:
+            for entry in entries:
+                self.stats.stored_added += entry.length
+                self.stats.plain_added += entry.plain_length
+        self._packed(pack_id, entries, len(data))
+
+    def _packed(self, raw_pack: bytes, entries: list[PackedBlob], size: int) -> None:
+        """Bookkeeping for a stored pack: its blobs are findable now, indexed soon."""
+        with self._builder_lock:
+            for entry in entries:
                 self._pending[entry.id] = (raw_pack, entry)
             self.stats.packs_written += 1
-            self.written_packs.append((pack_name(pack_id), len(builder)))
+            self.written_packs.append((pack_name(raw_pack.hex()), size))
         with self._index_lock:
-            self._unindexed.append((raw_pack, builder.entries))
+            self._unindexed.append((raw_pack, entries))
             due = (
                 len(self._unindexed) >= INDEX_EVERY_PACKS
                 or clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS

@@ -32,6 +32,7 @@ from medark.engine.copy import (
 from medark.engine.copy_map import CopyMap
 from medark.errors import MedarkError
 from medark.repo.repository import Repository
+from medark.service.residency import repository_residency
 from medark.service.session import locked
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import SNAPSHOTS_PREFIX, all_snapshots, filter_snapshots
@@ -161,6 +162,10 @@ class DestinationStatus:
     """Newest snapshot or archived WAL/binlog time the destination holds."""
     source_newest: datetime | None = None
     pending: dict[str, int] = field(default_factory=dict)
+    destination_location: str | None = None
+    """The destination's recorded location (ISO 3166 code); only read live."""
+    destination_residency: str | None = None
+    """Its residency verdict (policy/residency.py); None when not read live."""
 
     def public(self, now: datetime) -> dict[str, Any]:
         def fmt(t: datetime | None) -> str | None:
@@ -169,7 +174,9 @@ class DestinationStatus:
         return {"source": self.source, "destination": self.destination,
                 "last_pass": fmt(self.last_pass), "newest_point": fmt(self.newest_point),
                 "age_seconds": None if age is None else round(age, 3),
-                "source_newest": fmt(self.source_newest), "pending": self.pending}
+                "source_newest": fmt(self.source_newest), "pending": self.pending,
+                "destination_location": self.destination_location,
+                "destination_residency": self.destination_residency}
 
 
 def save_status(cache_dir: Path, source: str, destination: str, result: PassResult) -> None:
@@ -215,6 +222,9 @@ def live_status(src: Endpoint | None, dst: Endpoint) -> DestinationStatus:
     newest = _later(newest, newest_record_time(dst.repo))
     status = DestinationStatus("" if src is None else src.location, dst.location,
                                None, newest)
+    residency = repository_residency(dst.repo)
+    status.destination_residency = residency.verdict
+    status.destination_location = residency.location.code if residency.location else None
     if src is not None:
         copied = {s.original for s in dst_snaps if s.original}
         src_snaps = all_snapshots(src.repo)

@@ -29,10 +29,11 @@ def default_cache_dir() -> Path:
 
 def init_repository(
     location: str, password: bytes, cipher: str, compression: CompressionSpec,
-    cache_dir: Path | None, lock: LockPolicy | None = None,
+    cache_dir: Path | None, lock: LockPolicy | None = None, like: Repository | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Repository:
     return Repository.init(open_backend(location), password, cipher, compression, cache_dir,
-                           lock=lock)
+                           lock=lock, like=like, extra=extra)
 
 
 def require_repository(location: str) -> None:

@@ -22,6 +22,7 @@ from medark.engine.check import (
 from medark.engine.worm import lock_report
 from medark.errors import RepositoryCorrupt
 from medark.service.keys import unindexed_repository
+from medark.service.residency import repository_residency
 from medark.util.sizes import format_bytes
 
 
@@ -74,13 +75,20 @@ def run(ctx: Context) -> int:
     workdir = ctx.cache_dir
     with unindexed_repository(ctx.location, ctx.repository_password(), "shared", "check",
                               ctx.out.warn) as repo:
+        residency = repository_residency(repo)
+        if not ctx.out.as_json:
+            where = residency.location.describe() if residency.location else "unknown"
+            ctx.out.text(f"location: {where}")
+            ctx.out.text(f"residency: {residency.verdict}: {residency.reason}")
         try:
             result = Checker(repo, options, reporter, workdir).run()
         finally:
             reporter.close()
         locks = lock_report(repo)
     if ctx.out.as_json:
-        ctx.out.json({**result.summary(), **locks.public()})
+        ctx.out.json({**result.summary(), **locks.public(),
+                      "location": residency.location.to_doc() if residency.location else None,
+                      "residency": residency.public()})
     else:
         _print_report(ctx, result)
         locks.print(ctx.out.text, ctx.out.warn)

@@ -8,7 +8,6 @@ password is given, the destination's is tried (most sites use one password for b
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -17,10 +16,11 @@ from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, filters
-from medark.cli.context import Context, password_from
+from medark.cli.context import Context
+from medark.cli.parser import add_source_password_options
 from medark.config import environment as env
-from medark.errors import UsageError, WrongPassword
-from medark.repo.repository import Repository
+from medark.errors import UsageError
+from medark.policy.residency import NON_COMPLIANT
 from medark.service.copy import (
     Endpoint,
     Event,
@@ -31,7 +31,7 @@ from medark.service.copy import (
     recorded_status,
     select_snapshots,
 )
-from medark.service.session import open_repository, require_repository
+from medark.service.residency import destination_residency
 from medark.util import clock
 from medark.util.sizes import format_bytes
 
@@ -43,11 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="source repository (default: $MEDARK_FROM_REPO)")
     p.add_argument("--to-repo", metavar="LOCATION",
                    help="destination repository (same as --repo)")
-    p.add_argument("--from-password-file", metavar="FILE",
-                   help="source password file (default: $MEDARK_FROM_PASSWORD_FILE)")
-    p.add_argument("--from-password-command", metavar="COMMAND",
-                   help="command printing the source password "
-                        "(default: $MEDARK_FROM_PASSWORD_COMMAND)")
+    add_source_password_options(p)
     add_filters(p)
     p.add_argument("--no-archives", action="store_true",
                    help="copy snapshots only, not the WAL/binlog archives")
@@ -59,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="show each destination's newest copied point and its age, then exit")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="blobs copied in parallel (default 2)")
+    p.add_argument("--require-residency", action="store_true",
+                   help="refuse (exit 14) unless the destination recorded a location inside "
+                        "mainland China at init (COMPLIANCE.md §3)")
 
 
 def run(ctx: Context) -> int:
@@ -75,6 +74,7 @@ def run(ctx: Context) -> int:
     if source == ctx.location:
         raise UsageError("source and destination are the same repository")
     with _endpoints(ctx, source) as (src, dst):
+        _check_residency(ctx, dst)
         selection = Selection(
             select_snapshots(args.ids, **filters(args)), archives=not args.no_archives)
         replicator = Replicator(src, dst, ctx.cache_dir, selection, args.workers,
@@ -98,7 +98,7 @@ def run(ctx: Context) -> int:
 def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]:
     dst_repo = ctx.open()
     try:
-        src_repo = _open_source(ctx, source)
+        src_repo = ctx.open_source(source)
         try:
             yield Endpoint(src_repo, source), Endpoint(dst_repo, ctx.location)
         finally:
@@ -107,24 +107,12 @@ def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]
         dst_repo.close()
 
 
-def _open_source(ctx: Context, source: str) -> Repository:
-    require_repository(source)
-    args = ctx.args
-    command = args.from_password_command or env.FROM_PASSWORD_COMMAND.get()
-    path = args.from_password_file or env.FROM_PASSWORD_FILE.get()
-    own = command or path or env.FROM_PASSWORD.name in os.environ
-    password = (password_from(command, path, env.FROM_PASSWORD.name,
-                              "enter password for the source repository: ",
-                              "--from-password-file / --from-password-command")
-                if own else ctx.password())
-    try:
-        return open_repository(source, password, ctx.cache_dir, ctx.limits)
-    except WrongPassword:
-        if own:
-            raise
-        raise WrongPassword(
-            "the destination's password does not open the source repository: give "
-            "--from-password-file, --from-password-command or MEDARK_FROM_PASSWORD") from None
+def _check_residency(ctx: Context, dst: Endpoint) -> None:
+    """Before any data moves: refuse with --require-residency, else warn on a destination
+    outside mainland China (an unknown location is reported by `check`, not here)."""
+    verdict = destination_residency(dst.repo, dst.location, ctx.args.require_residency)
+    if verdict.verdict == NON_COMPLIANT:
+        ctx.out.warn(f"medark: warning: copying into {dst.location}: {verdict.reason}")
 
 
 def _event_printer(ctx: Context) -> Event:
@@ -209,6 +197,9 @@ def _status_line(doc: dict[str, Any]) -> str:
     line = f"{doc['destination']}: newest point {doc['newest_point'] or '-'} ({age_text})"
     if doc["source"]:
         line = f"{doc['source']} -> " + line
+    if doc.get("destination_residency"):
+        line += (f", location {doc['destination_location'] or 'unknown'} "
+                 f"({doc['destination_residency']})")
     if doc["pending"]:
         line += ", pending: " + ", ".join(f"{v} {k}" for k, v in doc["pending"].items())
     return line
