@@ -96,13 +96,15 @@ class NoSpace(BackendError):
 
 class ObjectLocked(BackendError):
     """The object is under retention (Object Lock) or a legal hold and cannot be deleted
-    or overwritten yet; `until` is when its retention ends (None: unknown or a legal hold)."""
+    or overwritten yet; `until` is when its retention ends (None: unknown or a legal hold);
+    `reason` says why when it is neither (an append-only repository server)."""
 
     code = "object_locked"
 
-    def __init__(self, message: str, until: object = None) -> None:
+    def __init__(self, message: str, until: object = None, reason: str = "") -> None:
         super().__init__(message)
         self.until = until
+        self.reason = reason
 
 
 class LockUnavailable(MedarkError):

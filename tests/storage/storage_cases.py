@@ -6,6 +6,8 @@ whatever conftest.py files other test directories add."""
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +17,8 @@ import s3_server
 from medark.storage.base import Backend
 from medark.storage.local import LocalBackend
 from medark.storage.mem import MemoryBackend
+from medark.storage.rest import RestBackend
+from medark.storage.rest_server import RepositoryServer
 from medark.storage.s3 import open_s3
 from medark.storage.wrappers import RetryBackend
 from medark.util.files import temp_name
@@ -59,11 +63,33 @@ def _s3(tmp: pytest.TempPathFactory) -> BackendCase:
     return BackendCase(open_s3(s3_server.new_location(url).removeprefix("s3:")), _nothing)
 
 
+def _rest(tmp: pytest.TempPathFactory) -> BackendCase:
+    """`medark serve`'s server in a thread (full access) and the rest: client."""
+    root = tmp.mktemp("served") / "repo"
+    server = RepositoryServer(("127.0.0.1", 0), root, "full", None)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                     daemon=True).start()
+    _SERVERS.append(server)
+    port = server.server_address[1]
+
+    def partial(name: str, data: bytes) -> None:  # the server writes through LocalBackend
+        final = root / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp_name(final).write_bytes(data[: len(data) // 2])
+
+    return BackendCase(RestBackend(f"http://127.0.0.1:{port}/"), partial)
+
+
+_SERVERS: list[RepositoryServer] = []
+atexit.register(lambda: [s.shutdown() for s in _SERVERS])
+
+
 CASES: dict[str, Callable[[pytest.TempPathFactory], BackendCase]] = {
     "local": _local,
     "mem": _mem,
     "retry+mem": _retry_mem,
     "s3": _s3,
+    "rest": _rest,
 }
 
 MakeCase = Callable[[], BackendCase]

@@ -191,7 +191,7 @@ def remove_snapshots(
             except ObjectLocked as exc:
                 until = exc.until if isinstance(exc.until, datetime) else None
                 reason = (f"locked until {clock.format_time(until)}" if until
-                          else "under legal hold")
+                          else exc.reason or "under legal hold")
                 why = Kept(snap, reason, until)
         kept.append(why)
         note(why.line())

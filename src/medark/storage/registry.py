@@ -36,10 +36,16 @@ def _s3(rest: str) -> Backend:
                         max_delay=10)
 
 
+def _rest(rest: str) -> Backend:
+    module = importlib.import_module("medark.storage.rest")
+    return RetryBackend(module.RestBackend(rest), attempts=7, base_delay=0.5, max_delay=10)
+
+
 _FACTORIES: dict[str, Factory] = {
     "local": _local,
     "mem": lambda _rest: MemoryBackend(),
     "s3": _s3,
+    "rest": _rest,
 }
 
 

@@ -64,7 +64,8 @@ def print_locked(ctx: Context, s: PruneStats, limit: int = 20) -> None:
     """One line per object kept because it is locked (all of them with -v)."""
     shown = s.locked if ctx.out.verbose else s.locked[:limit]
     for name, until in shown:
-        when = f"until {clock.format_time(until)}" if until else "under legal hold"
+        when = (f"until {clock.format_time(until)}" if until
+                else "by a legal hold or an append-only server")
         ctx.out.text(f"{name} is locked {when}: kept")
     if len(s.locked) > len(shown):
         latest = max((u for _n, u in s.locked if u is not None), default=None)
