@@ -277,3 +277,31 @@ def test_a_repository_sharing_the_key_takes_whole_packs(cli: Cli, tmp_path: Path
     cli("-r", dst, "restore", "latest", "--target", tmp_path / "out", "--verify",
         password="offsite password")
     _same_tree(data, tmp_path / "out" / str(data).lstrip("/"))
+
+
+@pytest.mark.skipif(URL is None, reason="moto's S3 server is not installed")
+def test_wal_records_reach_an_s3_copy_and_fetch_from_it(two_repos: tuple[Cli, Path, Path],
+                                                        tmp_path: Path) -> None:
+    """The WAL archive goes along (re-keyed), and `copy --follow` style passes pick up
+    each new segment; PostgreSQL's restore_command can then read the offsite copy."""
+    assert URL is not None
+    cli, src, _dst = two_repos
+    cli.env.update(s3_server.CREDENTIALS)
+    remote = s3_server.new_location(URL)
+    cli("-r", remote, "init", "--cipher", "sm4-gcm")
+    system_id, segments = "7301234567890123456", []
+    for i in range(3):
+        seg = tmp_path / "pg_wal" / f"00000001000000000000000{i + 1}"
+        seg.parent.mkdir(exist_ok=True)
+        seg.write_bytes((os.urandom(200_000) + bytes(16 * 1024 * 1024))[:16 * 1024 * 1024])
+        cli("-r", src, "pg", "wal-push", "--system-id", system_id, seg)
+        segments.append(seg)
+        summary = cli("-r", remote, "copy", "--from-repo", src, "--json").json_lines()[-1]
+        assert summary["records_copied"] == 1 and summary["records_present"] == i
+    status = cli("-r", remote, "copy", "--status", "--from-repo", src, "--json").json()[0]
+    assert status["pending"] == {"snapshots": 0, "records": 0}
+    for seg in segments:
+        out = tmp_path / "fetched" / seg.name
+        out.parent.mkdir(exist_ok=True)
+        cli("-r", remote, "pg", "wal-fetch", "--system-id", system_id, seg.name, out)
+        assert out.read_bytes() == seg.read_bytes()
