@@ -144,3 +144,17 @@ def format_table(
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
+
+
+def print_report(table: str, notes: list[str], errors: list[str], results: str,
+                 errors_title: str = "ERRORS:") -> None:
+    """The table, its notes, any errors and where the results were written."""
+    print(table)
+    print()
+    for note in notes:
+        print(f"* {note}")
+    if errors:
+        print("\n" + errors_title)
+        for err in errors:
+            print(f"  - {err}")
+    print(f"\nresults: {results}")

@@ -35,7 +35,16 @@ from pathlib import Path
 
 import boto3
 from _proc import ProcResult, run_measured
-from _report import MB, Figure, Measurements, format_markdown, format_table, medians, ratios
+from _report import (
+    MB,
+    Figure,
+    Measurements,
+    format_markdown,
+    format_table,
+    medians,
+    print_report,
+    ratios,
+)
 from _tools import PASSWORD, Medark, Restic, restic_supports_compression
 from _trees import copy_tree, du, remove, tree_stats
 from run_bench import (
@@ -536,15 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     day0 = bench.setup_info.get("dataset_day0", {})
     if isinstance(day0, dict):
         print(f"\ndataset: {day0.get('files')} files, {int(day0.get('bytes', 0)) / MB:.1f} MB")
-    print(table)
-    print()
-    for note in notes:
-        print(f"* {note}")
-    if bench.errors:
-        print("\nERRORS:")
-        for err in bench.errors:
-            print(f"  - {err}")
-    print(f"\nresults: {out} (Markdown: {out.with_suffix('.md')})")
+    print_report(table, notes, bench.errors, f"{out} (Markdown: {out.with_suffix('.md')})")
     return 1 if bench.errors else 0
 
 

@@ -34,7 +34,16 @@ import time
 from pathlib import Path
 
 from _proc import ProcResult, run_measured
-from _report import FIGURES, MB, Measurements, format_table, medians, ratio_pairs, ratios
+from _report import (
+    FIGURES,
+    MB,
+    Measurements,
+    format_table,
+    medians,
+    print_report,
+    ratio_pairs,
+    ratios,
+)
 from _tools import (
     BORG_COMPRESSION,
     RESTIC_COMPRESSION,
@@ -694,15 +703,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(describe_data(bench.runs, many_info))
-    print(table)
-    print()
-    for note in notes:
-        print(f"* {note}")
-    if bench.errors:
-        print("\nERRORS (figures of a failed tool are missing or partial):")
-        for err in bench.errors:
-            print(f"  - {err}")
-    print(f"\nresults: {out}")
+    print_report(table, notes, bench.errors, str(out),
+                 "ERRORS (figures of a failed tool are missing or partial):")
     return 1 if bench.errors else 0
 
 

@@ -26,7 +26,7 @@ from medark.repo.retention import hold_capability
 from medark.snapshot.model import Snapshot
 from medark.snapshot.retention import needed_objects
 from medark.snapshot.store import SNAPSHOTS_PREFIX
-from medark.storage.objectlock import Retention, Tampered
+from medark.storage.objectlock import ObjectLockBackend, Retention, Tampered
 from medark.util import clock
 
 HOLDS_PREFIX = "holds/"
@@ -230,13 +230,20 @@ def hold(repo: Repository, snap: Snapshot, reason: str = "",
     count = 0
     if capability is not None:
         names.add(marker)
-        for name in sorted(names):
-            try:
-                capability.set_legal_hold(name, True)
-                count += 1
-            except ObjectNotFound:
-                continue
+        count = _set_legal_holds(capability, names, True)
     return HoldResult(snap, marker, count, capability is not None)
+
+
+def _set_legal_holds(capability: ObjectLockBackend, names: set[str], on: bool) -> int:
+    """Switch the S3 legal hold of these objects; how many there were (gone ones skipped)."""
+    count = 0
+    for name in sorted(names):
+        try:
+            capability.set_legal_hold(name, on)
+            count += 1
+        except ObjectNotFound:
+            continue
+    return count
 
 
 def release(repo: Repository, snap: Snapshot, find: Callable[[str], Snapshot]) -> HoldResult:
@@ -259,12 +266,7 @@ def release(repo: Repository, snap: Snapshot, find: Callable[[str], Snapshot]) -
                 continue
             other_names, _ = needed_objects(repo, other)
             names -= other_names
-        for name in sorted(names):
-            try:
-                capability.set_legal_hold(name, False)
-                count += 1
-            except ObjectNotFound:
-                continue
+        count = _set_legal_holds(capability, names, False)
     return HoldResult(snap, marker, count, capability is not None)
 
 

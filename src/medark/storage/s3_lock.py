@@ -218,29 +218,24 @@ class S3ObjectLockMixin:
     def set_retention(self, name: str, until: datetime, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retention mode {mode!r}")
-        args = {"Bucket": self.location.bucket, "Key": self.location.key(name),
-                **self._version_args(name),
-                "Retention": {"Mode": mode.upper(), "RetainUntilDate": until}}
-        try:
-            self.client.put_object_retention(**args)
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                raise ObjectNotFound(f"{name} not found in the repository") from None
-            raise self._wrap(exc, f"setting the retention of {name}") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._wrap(exc, f"setting the retention of {name}") from exc
+        self._put_lock_setting(self.client.put_object_retention, name, "retention",
+                               Retention={"Mode": mode.upper(), "RetainUntilDate": until})
 
     def set_legal_hold(self, name: str, on: bool) -> None:
+        self._put_lock_setting(self.client.put_object_legal_hold, name, "legal hold",
+                               LegalHold={"Status": "ON" if on else "OFF"})
+
+    def _put_lock_setting(self, call: Any, name: str, what: str, **setting: Any) -> None:
         args = {"Bucket": self.location.bucket, "Key": self.location.key(name),
-                **self._version_args(name), "LegalHold": {"Status": "ON" if on else "OFF"}}
+                **self._version_args(name), **setting}
         try:
-            self.client.put_object_legal_hold(**args)
+            call(**args)
         except botocore.exceptions.ClientError as exc:
             if _code(exc) in _MISSING_CODES:
                 raise ObjectNotFound(f"{name} not found in the repository") from None
-            raise self._wrap(exc, f"setting the legal hold of {name}") from exc
+            raise self._wrap(exc, f"setting the {what} of {name}") from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise self._wrap(exc, f"setting the legal hold of {name}") from exc
+            raise self._wrap(exc, f"setting the {what} of {name}") from exc
 
     # ---- removing every version --------------------------------------------------------
 
