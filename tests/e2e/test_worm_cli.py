@@ -5,6 +5,7 @@ skipping locked snapshots, check reporting lock state, legal holds."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,34 @@ def test_legal_hold_on_a_local_repository(initialized: Cli, tmp_path: Path) -> N
     initialized("forget", "--keep-last", "1", "--prune")
     assert held not in {s["id"] for s in initialized("snapshots", "--json").json()}
     initialized("check", "--read-data")
+
+
+def test_an_archived_wal_segment_keeps_the_old_packs_it_shares_locked(
+        s3cli: Cli, bucket: str, tmp_path: Path) -> None:
+    """The all-zero tail of every WAL segment is one blob in the first segment's pack:
+    each new record extends that pack's lock, or an attacker could delete it later."""
+    import datetime as dt
+
+    s3cli("init", "--lock-days", "2")
+    system_id = "7301234567890123456"
+
+    def segment(n: int) -> Path:
+        seg = tmp_path / "pg_wal" / f"00000001000000000000000{n}"
+        seg.parent.mkdir(exist_ok=True)
+        seg.write_bytes((os.urandom(200_000) + bytes(16 * 1024 * 1024))[:16 * 1024 * 1024])
+        return seg
+
+    s3cli("pg", "wal-push", "--system-id", system_id, segment(1))
+    client = _client()
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    packs = _keys(bucket, "data")
+    for key in packs:  # as if written long ago: the lock ends within the hour
+        client.put_object_retention(Bucket=bucket, Key=key, BypassGovernanceRetention=True,
+                                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate": soon})
+    shutil.rmtree(tmp_path / "cache")  # another host: no remembered expiries
+    s3cli("pg", "wal-push", "--system-id", system_id, segment(2))
+    horizon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2) - dt.timedelta(minutes=5)
+    extended = [k for k in packs
+                if client.head_object(Bucket=bucket, Key=k)["ObjectLockRetainUntilDate"]
+                >= horizon]
+    assert extended, "the pack holding the shared zero block was not extended"

@@ -117,7 +117,7 @@ class Copier:
         self._note(newest_record_time(self.dst))
 
     def _copy_records(self, names: list[str]) -> None:
-        ready: list[tuple[str, bytes]] = []
+        ready: list[tuple[str, bytes, list[bytes]]] = []
         for name in names:
             try:
                 doc = json.loads(self.src.unseal(self.src.load_object(name)))
@@ -128,11 +128,12 @@ class Copier:
                 raise RepositoryCorrupt(f"{name}: malformed archive record: {exc}") from None
             mapping = self.blobs.copy(src_ids)
             doc["blobs"] = [mapping[b].hex() for b in src_ids]
-            ready.append((name, json.dumps(doc, sort_keys=True).encode()))
+            ready.append((name, json.dumps(doc, sort_keys=True).encode(),
+                          [mapping[b] for b in src_ids]))
         self.dst.flush()  # blocks and their index before the records that name them
-        for name, plain in ready:
+        for name, plain, needs in ready:
             try:
-                self.dst.save_object(name, self.dst.seal(plain))
+                self.dst.save_object(name, self.dst.seal(plain), needs)
             except AlreadyExists:
                 self.stats.records_present += 1  # a racing copy stored it first
                 continue

@@ -128,7 +128,7 @@ class BinlogArchive:
         if record.complete and self.repo.object_exists(name):
             return self._already(name, record)
         try:
-            self.repo.save_object(name, self.repo.seal(record.to_json()))
+            self.repo.save_object(name, self.repo.seal(record.to_json()), record.blobs)
         except AlreadyExists:
             if not record.complete:
                 raise

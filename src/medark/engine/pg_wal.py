@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ class WalRepo(Protocol):
 
     def unseal(self, sealed: bytes) -> bytes: ...
 
-    def save_object(self, name: str, data: bytes) -> None: ...
+    def save_object(self, name: str, data: bytes, needs: Iterable[bytes] = ()) -> None: ...
 
     def load_object(self, name: str) -> bytes: ...
 
@@ -147,7 +147,7 @@ class WalArchive:
             return self._already(name, wal_name, digest)
         record, added = self._store(wal_name, data, digest, via, "")
         try:
-            self.repo.save_object(name, self.repo.seal(record.to_json()))
+            self.repo.save_object(name, self.repo.seal(record.to_json()), record.blobs)
         except AlreadyExists:  # another pusher won the race: same rule as above
             return self._already(name, wal_name, digest)
         return PushResult(wal_name, True, added)
@@ -162,7 +162,7 @@ class WalArchive:
         digest = hashlib.sha256(data).hexdigest()
         record, added = self._store(wal_name, data, digest, "stream", version, extra)
         self.repo.save_object(record_name(self.system_id, wal_name, version),
-                              self.repo.seal(record.to_json()))
+                              self.repo.seal(record.to_json()), record.blobs)
         return PushResult(wal_name, True, added)
 
     def _store(self, wal_name: str, data: bytes, digest: str, via: str, version: str,

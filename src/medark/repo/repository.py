@@ -11,7 +11,7 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -455,8 +455,23 @@ class Repository:
     def unseal(self, sealed: bytes) -> bytes:
         return self.crypto.open(sealed)
 
-    def save_object(self, name: str, data: bytes) -> None:
+    def save_object(self, name: str, data: bytes, needs: Iterable[bytes] = ()) -> None:
+        """Write a named record; with a lock period, first extend the lock of the packs
+        (and index files) holding the blobs it `needs` — a WAL segment's all-zero tail is
+        one blob in an old pack, which must outlive every segment that shares it."""
+        if self.retention is not None:
+            self._protect_blobs(needs)
         self.backend.save(name, data)
+
+    def _protect_blobs(self, blob_ids: Iterable[bytes]) -> None:
+        assert self.retention is not None
+        names = {CONFIG_NAME}
+        for pack_id in {self.locate(b)[0] for b in blob_ids}:
+            names.add(pack_name(pack_id.hex()))
+            index_name = self.index_file_of(pack_id)
+            if index_name is not None:
+                names.add(index_name)
+        self.retention.ensure(names, self.retention.horizon(clock.now()))
 
     def load_object(self, name: str) -> bytes:
         return self.backend.load(name)
