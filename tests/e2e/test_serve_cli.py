@@ -90,8 +90,11 @@ def test_a_backup_credential_cannot_destroy_backups(cli: Cli, server: str,
     restored = tmp_path / "out" / str(data).lstrip("/") / "ct.dcm"
     assert restored.read_bytes() == (data / "ct.dcm").read_bytes()
 
-    # the administrator's credential may prune
-    cli.env.update(MEDARK_REST_USER="admin", MEDARK_REST_PASSWORD="admin-token")
+    # the administrator's credential (from a file) may prune
+    token = tmp_path / "admin-token"
+    token.write_text("admin-token\n")
+    del cli.env["MEDARK_REST_PASSWORD"]
+    cli.env.update(MEDARK_REST_USER="admin", MEDARK_REST_PASSWORD_FILE=str(token))
     cli("forget", "--keep-last", "1", "--prune")
     assert len(cli("snapshots", "--json").json()) == 1
     cli("check", "--read-data")

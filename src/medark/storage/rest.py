@@ -1,6 +1,7 @@
 """The client of `medark serve` (storage/rest_server.py): `rest:http://host:port/`.
 
-Credentials come from MEDARK_REST_USER and MEDARK_REST_PASSWORD (never from the
+Credentials come from MEDARK_REST_USER and MEDARK_REST_PASSWORD or
+MEDARK_REST_PASSWORD_FILE (never from the
 location, which shows up in argv and logs). One keep-alive connection per thread.
 Connection failures and 5xx answers are transient (the retry wrapper retries them); a
 refused delete of an append-only server is ObjectLocked, so forget and prune skip the
@@ -39,7 +40,7 @@ class RestBackend:
         self._host = parts.hostname
         self._port = parts.port
         self._base = parts.path.rstrip("/") + "/"
-        user, password = os.environ.get("MEDARK_REST_USER"), os.environ.get("MEDARK_REST_PASSWORD")
+        user, password = os.environ.get("MEDARK_REST_USER"), _rest_password()
         self._auth = None
         if user:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
@@ -189,3 +190,16 @@ class RestBackend:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+
+def _rest_password() -> str | None:
+    """MEDARK_REST_PASSWORD, or the first line of MEDARK_REST_PASSWORD_FILE."""
+    path = os.environ.get("MEDARK_REST_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read MEDARK_REST_PASSWORD_FILE {path}: "
+                             f"{exc.strerror}") from None
+    return os.environ.get("MEDARK_REST_PASSWORD")
