@@ -117,19 +117,22 @@ class Copier:
         self._note(newest_record_time(self.dst))
 
     def _copy_records(self, names: list[str]) -> None:
-        ready: list[tuple[str, bytes, list[bytes]]] = []
+        docs: list[tuple[str, dict[str, Any], list[bytes]]] = []
         for name in names:
             try:
                 doc = json.loads(self.src.unseal(self.src.load_object(name)))
-                src_ids = [bytes.fromhex(b) for b in doc["blobs"]]
+                docs.append((name, doc, [bytes.fromhex(b) for b in doc["blobs"]]))
             except ObjectNotFound:
                 continue  # expired by the source's retention meanwhile
             except (ValueError, KeyError, TypeError) as exc:
                 raise RepositoryCorrupt(f"{name}: malformed archive record: {exc}") from None
-            mapping = self.blobs.copy(src_ids)
-            doc["blobs"] = [mapping[b].hex() for b in src_ids]
-            ready.append((name, json.dumps(doc, sort_keys=True).encode(),
-                          [mapping[b] for b in src_ids]))
+        # the blocks of the whole batch at once: every worker busy, packs read in runs
+        mapping = self.blobs.copy([b for _name, _doc, ids in docs for b in ids])
+        ready: list[tuple[str, bytes, list[bytes]]] = []
+        for name, doc, src_ids in docs:
+            needs = [mapping[b] for b in src_ids]
+            doc["blobs"] = [b.hex() for b in needs]
+            ready.append((name, json.dumps(doc, sort_keys=True).encode(), needs))
         self.dst.flush()  # blocks and their index before the records that name them
         for name, plain, needs in ready:
             try:
