@@ -195,16 +195,8 @@ class S3ObjectLockMixin:
     # ---- retention and legal hold of existing objects --------------------------------
 
     def retention(self, name: str) -> Retention:
-        args = {"Bucket": self.location.bucket, "Key": self.location.key(name),
-                **self._version_args(name)}
-        try:
-            head = self.client.head_object(**args)
-        except botocore.exceptions.ClientError as exc:
-            if _code(exc) in _MISSING_CODES:
-                raise ObjectNotFound(f"{name} not found in the repository") from None
-            raise self._wrap(exc, f"reading the retention of {name}") from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._wrap(exc, f"reading the retention of {name}") from exc
+        head = self._object_call(self.client.head_object, name,
+                                 f"reading the retention of {name}")
         mode = head.get("ObjectLockMode")
         until = head.get("ObjectLockRetainUntilDate")
         if isinstance(until, str):
@@ -218,24 +210,27 @@ class S3ObjectLockMixin:
     def set_retention(self, name: str, until: datetime, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retention mode {mode!r}")
-        self._put_lock_setting(self.client.put_object_retention, name, "retention",
-                               Retention={"Mode": mode.upper(), "RetainUntilDate": until})
+        self._object_call(self.client.put_object_retention, name,
+                          f"setting the retention of {name}",
+                          Retention={"Mode": mode.upper(), "RetainUntilDate": until})
 
     def set_legal_hold(self, name: str, on: bool) -> None:
-        self._put_lock_setting(self.client.put_object_legal_hold, name, "legal hold",
-                               LegalHold={"Status": "ON" if on else "OFF"})
+        self._object_call(self.client.put_object_legal_hold, name,
+                          f"setting the legal hold of {name}",
+                          LegalHold={"Status": "ON" if on else "OFF"})
 
-    def _put_lock_setting(self, call: Any, name: str, what: str, **setting: Any) -> None:
+    def _object_call(self, call: Any, name: str, what: str, **extra: Any) -> Any:
+        """One request about the original version of `name`, errors mapped."""
         args = {"Bucket": self.location.bucket, "Key": self.location.key(name),
-                **self._version_args(name), **setting}
+                **self._version_args(name), **extra}
         try:
-            call(**args)
+            return call(**args)
         except botocore.exceptions.ClientError as exc:
             if _code(exc) in _MISSING_CODES:
                 raise ObjectNotFound(f"{name} not found in the repository") from None
-            raise self._wrap(exc, f"setting the {what} of {name}") from exc
+            raise self._wrap(exc, what) from exc
         except botocore.exceptions.BotoCoreError as exc:
-            raise self._wrap(exc, f"setting the {what} of {name}") from exc
+            raise self._wrap(exc, what) from exc
 
     # ---- removing every version --------------------------------------------------------
 
