@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from urllib.parse import quote, urlsplit
 
@@ -48,6 +49,8 @@ class RestBackend:
         self._local = threading.local()
         self._all: list[http.client.HTTPConnection] = []  # closed by close()
         self._all_lock = threading.Lock()
+        # a backend dropped without close() still closes its sockets
+        self._finalizer = weakref.finalize(self, _close_all, self._all)
 
     def properties(self) -> BackendProperties:
         return BackendProperties(location=f"rest:{self.url}")
@@ -187,9 +190,13 @@ class RestBackend:
 
     def close(self) -> None:
         with self._all_lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
+            _close_all(self._all)
+
+
+def _close_all(connections: list[http.client.HTTPConnection]) -> None:
+    for conn in connections:
+        conn.close()
+    connections.clear()
 
 
 def _rest_password() -> str | None:
