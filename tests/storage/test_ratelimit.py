@@ -70,3 +70,12 @@ def test_the_wrapper_paces_uploads_and_downloads_separately() -> None:
 def test_a_rate_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Pacer(0)
+
+
+def test_an_upload_limit_leaves_one_upload_at_a_time() -> None:
+    """Each upload may run ahead of the timeline by its own size: with one at a time the
+    link never sees a burst of several packs."""
+    inner = MemoryBackend()
+    assert RateLimitedBackend(inner, Pacer(1000.0), None).properties().connections == 1
+    assert RateLimitedBackend(inner, None, Pacer(1000.0)).properties().connections == \
+        inner.properties().connections

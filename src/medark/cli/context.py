@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -24,12 +24,22 @@ from medark.service.session import (
     open_repository,
     require_repository,
 )
+from medark.storage.base import Backend
+
+
+@dataclass(frozen=True)
+class SourcePassword:
+    value: bytes
+    own: bool
+    """False: the main repository's password, tried because no other was given."""
 
 
 @dataclass
 class Context:
     args: argparse.Namespace
     out: Printer
+    _checked: dict[str, Backend] = field(default_factory=dict, init=False, repr=False)
+    """Backends require_repository probed, waiting to be opened."""
 
     @property
     def location(self) -> str:
@@ -50,34 +60,49 @@ class Context:
     def repository_password(self) -> bytes:
         """The password of an existing repository: a missing or foreign location is
         reported (exit 10) before any password is read or prompted for."""
-        require_repository(self.location)
+        self._require(self.location)
         return self.password()
+
+    def _require(self, location: str) -> None:
+        self._checked[location] = require_repository(location)
+
+    def _open_checked(self, location: str, password: bytes) -> Repository:
+        """Open with the backend _require() probed, when there is one."""
+        return open_repository(location, password, self.cache_dir, self.limits,
+                               self._checked.pop(location, None))
 
     @cached_property
     def limits(self) -> Limits:
         return Limits(self.args.limit_upload, self.args.limit_download)
 
-    def open(self) -> Repository:
-        return open_repository(self.location, self.repository_password(), self.cache_dir,
-                               self.limits)
+    def open(self, password: bytes | None = None) -> Repository:
+        """`password`: already read with repository_password()."""
+        if password is None:
+            password = self.repository_password()
+        return self._open_checked(self.location, password)
 
-    def open_source(self, location: str) -> Repository:
-        """A second repository (`copy --from-repo`, `init --same-key-as`): its password from
-        --from-password-file/-command or MEDARK_FROM_PASSWORD[_FILE|_COMMAND], else the
-        main repository's password."""
-        require_repository(location)
+    def source_password(self, location: str) -> SourcePassword:
+        """The password of a second repository (`copy --from-repo`, `init --same-key-as`):
+        from --from-password-file/-command or MEDARK_FROM_PASSWORD[_FILE|_COMMAND], else
+        the main repository's password. A missing source is reported first (exit 10)."""
+        self._require(location)
         command = getattr(self.args, "from_password_command", None) or \
             env.FROM_PASSWORD_COMMAND.get()
         path = getattr(self.args, "from_password_file", None) or env.FROM_PASSWORD_FILE.get()
-        own = bool(command or path or env.FROM_PASSWORD.name in os.environ)
-        password = (password_from(command, path, env.FROM_PASSWORD.name,
-                                  f"enter password for repository {location}: ",
-                                  "--from-password-file / --from-password-command")
-                    if own else self.password())
+        if command or path or env.FROM_PASSWORD.name in os.environ:
+            return SourcePassword(password_from(
+                command, path, env.FROM_PASSWORD.name,
+                f"enter password for repository {location}: ",
+                "--from-password-file / --from-password-command"), own=True)
+        return SourcePassword(self.password(), own=False)
+
+    def open_source(self, location: str, password: SourcePassword | None = None) -> Repository:
+        if password is None:
+            password = self.source_password(location)
         try:
-            return open_repository(location, password, self.cache_dir, self.limits)
+            return self._open_checked(location, password.value)
         except WrongPassword:
-            if own:
+            if password.own:
                 raise
             raise WrongPassword(
                 f"this password does not open {location}: give --from-password-file, "

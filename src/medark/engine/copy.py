@@ -18,7 +18,7 @@ again, and never a snapshot or record whose data is missing. A second run copies
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +29,7 @@ from medark.engine.copy_map import CopyMap
 from medark.engine.mysql_binlog import BINLOG_PREFIX
 from medark.engine.pg_wal import WAL_PREFIX
 from medark.errors import AlreadyExists, IntegrityError, ObjectNotFound, RepositoryCorrupt
-from medark.repo.pack import BlobType
+from medark.repo.pack import DATA_PREFIX, BlobType
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot, decode_tree, encode_tree
 from medark.snapshot.store import all_snapshots, load_snapshot, load_tree, save_snapshot
@@ -38,6 +38,11 @@ from medark.util import clock
 ARCHIVE_PREFIXES = (WAL_PREFIX, BINLOG_PREFIX)
 DATA_BATCH = 4096
 """Data blob ids gathered from many trees before they are copied together."""
+LIST_PAGE = 1000
+"""Names per listing request (S3's page size)."""
+LIST_OVER_HEAD = 4
+"""Verify written packs by listing when that takes this many times fewer requests than
+one HEAD per pack (HEADs run in parallel, a listing's pages one after the other)."""
 
 
 @dataclass
@@ -254,13 +259,29 @@ class Copier:
             raise IntegrityError("the copied snapshot's root tree is not in the destination")
 
     def verify_packs(self) -> None:
-        """Every pack this run stored is present with the size written."""
+        """Every pack this run stored is present with the size written: one HEAD each, or
+        one listing of the packs when that takes fewer requests (a first full copy)."""
         written = self.dst.written_packs[self._start[2]:]
-        sizes = self._pool.map(lambda pack: self.dst.backend.stat(pack[0]).size, written)
+        if not written:
+            return
+        pages = self.dst.cache.pack_count() // LIST_PAGE + 1
+        if len(written) >= LIST_OVER_HEAD * pages:
+            listed = {info.name: info.size for info in self.dst.backend.list(DATA_PREFIX)}
+            sizes: Iterable[int | None] = [listed.get(name) for name, _size in written]
+        else:
+            sizes = self._pool.map(lambda pack: self._size(pack[0]), written)
         for (name, size), found in zip(written, sizes, strict=True):
+            if found is None:
+                raise IntegrityError(f"{name} was written but is missing in the destination")
             if found != size:
                 raise IntegrityError(f"{name} holds {found} bytes in the destination, "
                                      f"{size} were written")
+
+    def _size(self, name: str) -> int | None:
+        try:
+            return self.dst.backend.stat(name).size
+        except ObjectNotFound:
+            return None
 
     def finish(self) -> CopyStats:
         self.dst.flush()

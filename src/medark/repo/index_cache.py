@@ -217,6 +217,10 @@ class IndexCache:
                 return
             after = rows[-1][0]
 
+    def pack_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM packs").fetchone()[0])
+
     def counts(self) -> tuple[int, int]:
         """(number of packs, number of blobs)."""
         with self._lock:

@@ -34,6 +34,7 @@ from medark.repo.locks import HeldLock, LockManager
 from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
 from medark.repo.retention import LockPolicy, RetentionKeeper
+from medark.repo.uploads import PackUploads
 from medark.storage.base import Backend
 from medark.storage.objectlock import object_lock
 from medark.util import clock
@@ -88,6 +89,7 @@ class Repository:
         """The lock policy and known object expiries (repo/retention.py); None without."""
         self._builders = {t: self._new_pack() for t in BlobType}
         self._builder_lock = threading.Lock()
+        self._uploads = PackUploads(backend.properties().connections)
         self._pending: dict[bytes, tuple[bytes, PackedBlob] | None] = {}
         self._unindexed: list[tuple[bytes, list[PackedBlob]]] = []
         self._index_lock = threading.Lock()
@@ -169,11 +171,14 @@ class Repository:
         password: bytes,
         cache_dir: Path | None = None,
         sync_index: bool = True,
+        checked: bool = False,
     ) -> Repository:
         """Unlock and open; sync_index=False skips reading the index files (check reads
-        them itself and must survive a damaged one; key and unlock do not need them)."""
+        them itself and must survive a damaged one; key and unlock do not need them);
+        checked=True: the caller has just run require()."""
         location = backend.properties().location
-        cls.require(backend)
+        if not checked:
+            cls.require(backend)
         try:
             sealed_config = backend.load(CONFIG_NAME)
         except ObjectNotFound:
@@ -213,6 +218,7 @@ class Repository:
     def close(self) -> None:
         """Release everything; packs not flushed are dropped (their blobs were never
         indexed, so nothing refers to them)."""
+        self._uploads.close()
         with self._builder_lock:
             for builder in self._builders.values():
                 builder.discard()
@@ -315,8 +321,10 @@ class Repository:
                 full = builder
                 self._builders[blob_type] = self._new_pack()
         if full is not None:
-            self._upload_pack(full)  # in this worker: a second pack in RAM costs more
-        elif self._unindexed and clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS:
+            self._submit_pack(full)  # in the background; waits while all slots are busy
+        else:
+            self._uploads.check()  # a failed upload stops the caller at its next blob
+        if self._unindexed and clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS:
             self._index_if_due()  # packs that landed get indexed even while the next is slow
         shrank = compressed is not None if self.compressor.tries(data) else None
         return SaveResult(blob_id, True, len(sealed), shrank)
@@ -338,6 +346,9 @@ class Repository:
             self._spool = (self.backend.spool_dir(),)
         return self._spool[0]
 
+    def _submit_pack(self, builder: SpooledPack) -> None:
+        self._uploads.submit(lambda: self._upload_pack(builder), builder.discard)
+
     def _upload_pack(self, builder: SpooledPack) -> None:
         try:
             pack_id = builder.store(self.crypto, self.backend)
@@ -348,14 +359,20 @@ class Repository:
     def store_raw_pack(self, pack_id: bytes, data: bytes, entries: list[PackedBlob]) -> None:
         """Adopt a pack verbatim from a repository with the same master key (`copy`):
         its blobs are sealed with the key this repository has too. The caller has checked
-        `data` against its name."""
-        with contextlib.suppress(AlreadyExists):
-            self.backend.save(pack_name(pack_id.hex()), data)
+        `data` against its name. Stored in the background like a pack of new blobs; its
+        blobs count as present from now on."""
         with self._builder_lock:
             for entry in entries:
+                self._pending.setdefault(entry.id, None)
                 self.stats.stored_added += entry.length
                 self.stats.plain_added += entry.plain_length
-        self._packed(pack_id, entries, len(data))
+
+        def store() -> None:
+            with contextlib.suppress(AlreadyExists):
+                self.backend.save(pack_name(pack_id.hex()), data)
+            self._packed(pack_id, entries, len(data))
+
+        self._uploads.submit(store, lambda: None)
 
     def _packed(self, raw_pack: bytes, entries: list[PackedBlob], size: int) -> None:
         """Bookkeeping for a stored pack: its blobs are findable now, indexed soon."""
@@ -384,8 +401,14 @@ class Repository:
         with self._builder_lock:
             builders = [b for b in self._builders.values() if b.entries]
             self._builders = {t: self._new_pack() for t in BlobType}
-        for builder in builders:
-            self._upload_pack(builder)
+        for done, builder in enumerate(builders):
+            try:
+                self._submit_pack(builder)
+            except BaseException:
+                for rest in builders[done + 1:]:
+                    rest.discard()
+                raise
+        self._uploads.wait()
         with self._index_lock:
             self._flush_index_locked()
 

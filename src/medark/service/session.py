@@ -36,17 +36,26 @@ def init_repository(
                            lock=lock, like=like, extra=extra)
 
 
-def require_repository(location: str) -> None:
-    """Fail fast (exit 10) on a missing or foreign location, before asking for a password."""
-    Repository.require(open_backend(location))
+def require_repository(location: str) -> Backend:
+    """Fail fast (exit 10) on a missing or foreign location, before asking for a password.
+    Returns the backend, checked, for open_repository to reuse."""
+    backend = open_backend(location)
+    try:
+        Repository.require(backend)
+    except BaseException:
+        backend.close()
+        raise
+    return backend
 
 
 def open_repository(location: str, password: bytes, cache_dir: Path | None,
-                    limits: Limits | None = None) -> Repository:
-    backend = open_backend(location)
+                    limits: Limits | None = None, checked: Backend | None = None) -> Repository:
+    """`checked`: the backend require_repository returned for `location` (not opened, not
+    probed again)."""
+    backend = checked if checked is not None else open_backend(location)
     if limits is not None:
         backend = limits.apply(backend)
-    return Repository.open(backend, password, cache_dir)
+    return Repository.open(backend, password, cache_dir, checked=checked is not None)
 
 
 class Limits:

@@ -24,6 +24,10 @@ class BackendProperties:
     location: str
     """A printable location with no secrets in it."""
     has_atomic_replace: bool = True
+    connections: int = 2
+    """Uploads worth running at once: a remote store hides its per-request latency
+    behind several (restic uses 5 connections for S3, rclone 4 transfers); a local disk
+    gains nothing past two."""
 
 
 @runtime_checkable

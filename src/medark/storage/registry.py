@@ -27,7 +27,7 @@ def _local(rest: str) -> Backend:
 
 
 def _s3(rest: str) -> Backend:
-    # boto3 costs ~25 MB of RSS and a tenth of a second to import: only S3 users pay it.
+    # botocore costs ~25 MB of RSS and a tenth of a second to import: only S3 users pay it.
     s3 = importlib.import_module("medark.storage.s3")
     # Dropped connections, throttling and 5xx are retried here with backoff (botocore's
     # own few quick retries come first); a wide-area link gets about half a minute.

@@ -53,7 +53,7 @@ class RestBackend:
         self._finalizer = weakref.finalize(self, _close_all, self._all)
 
     def properties(self) -> BackendProperties:
-        return BackendProperties(location=f"rest:{self.url}")
+        return BackendProperties(location=f"rest:{self.url}", connections=4)
 
     # ---- transport -----------------------------------------------------------------
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from medark.errors import AlreadyExists, BackendError, ObjectNotFound, UsageError
 from medark.storage.base import BackendProperties, ObjectInfo
@@ -38,6 +39,22 @@ _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTim
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                      "ExpiredToken", "InvalidToken", "403"}
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+MULTIPART_CHUNK = 16 * 1024 * 1024
+_session: botocore.session.Session | None = None
+_session_lock = threading.Lock()
+
+
+def _client(endpoint: str | None, config: botocore.config.Config) -> Any:
+    """A client from the process's one botocore session: the S3 service model (a large
+    JSON file) is parsed once, not once per repository opened (copy opens two, and every
+    command probes its repository first). botocore rather than boto3: the same client and
+    credential chain without boto3's imports, which every command would pay for at start.
+    Sessions are not thread-safe; the clients they make are."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+        return _session.create_client("s3", endpoint_url=endpoint, config=config)
 
 
 @dataclass(frozen=True)
@@ -94,12 +111,11 @@ class S3Backend(S3ObjectLockMixin):
                 s3={"addressing_style": addressing},
                 max_pool_connections=16, connect_timeout=10, read_timeout=60,
             )
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=location.endpoint, config=config)
+            client = _client(location.endpoint, config)
         self.client = client
 
     def properties(self) -> BackendProperties:
-        return BackendProperties(location=self.location.describe())
+        return BackendProperties(location=self.location.describe(), connections=4)
 
     # ---- errors --------------------------------------------------------------------
 
@@ -155,13 +171,16 @@ class S3Backend(S3ObjectLockMixin):
         if self._exists(name):
             raise AlreadyExists(f"{name} already exists")
         lock_args = self._lock_args(name)
+        from s3transfer.manager import TransferConfig, TransferManager  # rarely needed
+
+        config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
+                                multipart_chunksize=MULTIPART_CHUNK)
         try:
-            self.client.upload_file(path, self.location.bucket, key, ExtraArgs=lock_args)
+            with TransferManager(self.client, config) as transfers:
+                transfers.upload(path, self.location.bucket, key, extra_args=lock_args).result()
             self._after_multipart(name, lock_args)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._wrap(exc, f"saving {name}") from exc
-        except boto3.exceptions.S3UploadFailedError as exc:
-            raise BackendError(f"saving {name}: {exc}", transient=True) from exc
 
     def spool_dir(self) -> str | None:
         return None

@@ -11,6 +11,7 @@ import argparse
 import signal
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
@@ -96,15 +97,22 @@ def run(ctx: Context) -> int:
 
 @contextmanager
 def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]:
-    dst_repo = ctx.open()
+    """Both repositories, opened side by side once their passwords are read (prompts come
+    one after the other): each unlock is a deliberately slow KDF and each remote open a
+    few round trips, and a `copy --follow` restarted by a supervisor should not wait twice."""
+    dst_password = ctx.repository_password()
+    src_password = ctx.source_password(source)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="open") as pool:
+        dst_open = pool.submit(ctx.open, dst_password)
+        src_open = pool.submit(ctx.open_source, source, src_password)
+        wait([dst_open, src_open])
+    opened = [f.result() for f in (dst_open, src_open) if f.exception() is None]
     try:
-        src_repo = ctx.open_source(source)
-        try:
-            yield Endpoint(src_repo, source), Endpoint(dst_repo, ctx.location)
-        finally:
-            src_repo.close()
+        dst_repo, src_repo = dst_open.result(), src_open.result()  # the first error raises
+        yield Endpoint(src_repo, source), Endpoint(dst_repo, ctx.location)
     finally:
-        dst_repo.close()
+        for repo in opened:
+            repo.close()
 
 
 def _check_residency(ctx: Context, dst: Endpoint) -> None:

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from medark.storage.base import Backend, BackendProperties, ObjectInfo
 
@@ -55,7 +56,14 @@ class RateLimitedBackend:
         self.download = download
 
     def properties(self) -> BackendProperties:
-        return self.inner.properties()
+        """One upload at a time: the limit, not latency, sets the pace, and each upload
+        may run ahead of the timeline by its own size before waiting out its booking, so
+        parallel uploads would leave in a burst. The index file naming a pack is then
+        written when that pack's booking ends, so a link that fails costs a rerun only
+        the pack in flight."""
+        limited = self.upload is not None
+        return replace(self.inner.properties(),
+                       connections=1 if limited else self.inner.properties().connections)
 
     def save(self, name: str, data: bytes | bytearray) -> None:
         started = self._now(self.upload)
