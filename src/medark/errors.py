@@ -123,6 +123,18 @@ class ResidencyViolation(MedarkError):
     code = "residency"
 
 
+class ConfigInvalid(MedarkError):
+    """The configuration file cannot be read or breaks its schema; the message lists every
+    problem as file:line: key: what is wrong."""
+
+    exit_code = 15
+    code = "config_invalid"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 

@@ -19,7 +19,7 @@ from medark.cli import commands
 from medark.cli.context import Context
 from medark.cli.output import Printer
 from medark.cli.parser import Parser, global_options
-from medark.errors import MedarkError, UsageError
+from medark.errors import ConfigInvalid, MedarkError, UsageError
 from medark.util.memory import limit_arenas
 
 EXIT_USAGE = 2
@@ -91,10 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(out: Printer, exc: MedarkError, code: int) -> None:
     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    lines = exc.problems if isinstance(exc, ConfigInvalid) else [message]
     if out.as_json and not exc.in_output:
-        out.json({"message_type": "error", "code": exc.code, "exit_code": code,
-                  "message": message})
-    out.warn(f"medark: {message}")
+        doc = {"message_type": "error", "code": exc.code, "exit_code": code,
+               "message": message}
+        if isinstance(exc, ConfigInvalid):
+            doc["problems"] = exc.problems
+        out.json(doc)
+    for line in lines:  # a configuration file: one line per problem, like a compiler
+        out.warn(f"medark: {line}")
 
 
 def entry() -> None:

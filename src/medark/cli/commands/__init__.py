@@ -15,7 +15,8 @@ from medark.cli.command import Command
 
 HELP_ORDER = [
     "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "check",
-    "forget", "prune", "copy", "serve", "pg", "mysql", "key", "unlock", "demo",
+    "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "key", "unlock",
+    "demo",
 ]
 
 NAMES: list[str] = sorted(

@@ -1,0 +1,41 @@
+"""`medark config check [--config FILE]`: validate the protection configuration.
+
+Reports every problem at once, one line each, as `file:line: key.path: what is wrong`
+(unknown keys, bad schedules and durations, references to undefined sites, systems or
+repositories, retention shorter than the medical-record minimum); exit 15 when there is
+any, 0 with a one-line summary when there is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from medark.cli.command import Command
+from medark.cli.context import Context
+from medark.service.plans import config_path, load_plans
+
+
+def add_config_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="protection configuration (default $MEDARK_CONFIG, else "
+                   "/etc/medark/medark.toml)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["check"], help="check: validate the file")
+    add_config_option(p)
+
+
+def run(ctx: Context) -> int:
+    path = config_path(ctx.args.config)
+    config = load_plans(path)
+    counts = {"sites": len(config.sites), "repositories": len(config.repositories),
+              "systems": len(config.systems), "plans": len(config.plans)}
+    if ctx.out.as_json:
+        ctx.out.json({"message_type": "config_valid", "path": str(path), **counts})
+    else:
+        ctx.out.text(f"{path}: valid: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+COMMAND = Command("config", "validate the protection configuration file", add_arguments, run)

@@ -1,0 +1,76 @@
+"""Reading the configuration file: TOML syntax, then the schema, then cross-references;
+every problem reported as `file:line: key.path: message` (exit 15)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path as FilePath
+
+from pydantic import ValidationError
+
+from medark.config.plans import MedarkConfig, Path
+from medark.config.toml_lines import KeyLines
+from medark.errors import ConfigInvalid
+
+DEFAULT_PATH = FilePath("/etc/medark/medark.toml")
+
+Extra = Callable[[MedarkConfig], list[tuple[Path, str]]]
+"""More checks from layers above (site locations are judged by policy/residency)."""
+
+_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)|\s*\(at end of document\)")
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def load_config(path: FilePath, extra: Extra | None = None) -> MedarkConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigInvalid(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid(f"{path}: cannot read the configuration: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib puts the position at the end of its message: "... (at line 3, column 7)"
+        position = _POSITION.search(str(exc))
+        line = (position.group(1) if position and position.group(1)
+                else len(text.splitlines()) or 1)
+        where = f"{path}:{line}"
+        raise ConfigInvalid(f"{where}: invalid TOML: {_POSITION.sub('', str(exc))}") from None
+    lines = KeyLines(text)
+    try:
+        config = MedarkConfig.model_validate(raw)
+    except ValidationError as exc:
+        located = [(tuple(e["loc"]), _message(e)) for e in exc.errors()]
+        raise _invalid(path, lines, located) from None
+    problems = config.problems() + (extra(config) if extra is not None else [])
+    if problems:
+        raise _invalid(path, lines, problems)
+    return config
+
+
+def _message(error: object) -> str:
+    assert isinstance(error, dict)
+    kind = str(error.get("type", ""))
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    message = str(error.get("msg", "invalid value"))
+    return message.removeprefix("Value error, ")
+
+
+def _invalid(path: FilePath, lines: KeyLines, found: list[tuple[Path, str]]) -> ConfigInvalid:
+    """Every problem as file:line: key: message, in file order."""
+    located = sorted(((lines.line(where) or 1, where, message) for where, message in found),
+                     key=lambda item: item[0])
+    problems = []
+    for line, where, message in located:
+        key = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where).replace(".[", "[")
+        problems.append(f"{path}:{line}: {key}: {message}" if key else f"{path}:{line}: {message}")
+    head = problems[0] if len(problems) == 1 else \
+        f"{path}: {len(problems)} problems, the first: {problems[0]}"
+    return ConfigInvalid(head, problems)

@@ -1,0 +1,239 @@
+"""The protection configuration: sites, repositories, systems and plans (one TOML file).
+
+Validated with pydantic: unknown keys are refused (a misspelt `retension` must not turn
+into "keep nothing"), every duration and schedule is parsed here, and cross-references
+(a plan's system and repository, a copy's target, a repository's site) and the medical
+record minimums are checked by `problems()` so that every mistake in a file is reported
+at once, each with its key path (config/loader.py adds file and line).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from medark.config.durations import parse_config_duration
+from medark.config.schedule import Schedule
+
+RECORD_MINIMUM = {
+    "outpatient": timedelta(days=15 * 365),
+    "inpatient": timedelta(days=30 * 365),
+}
+"""Medical record retention (COMPLIANCE.md §3): outpatient and emergency records 15
+years from the last visit, inpatient records 30 years from the last discharge."""
+UNLIMITED = -1
+DEFAULT_CATALOG = "sqlite:///var/lib/medark/catalog.sqlite"
+
+Path = tuple[str | int, ...]
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a duration is a string such as '15min', '1h' or '30y'")
+    return parse_config_duration(value)
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Site(Model):
+    name: str = ""
+    """Display name (主院区, 东院区, 区域灾备中心)."""
+    location: str
+    """Country and region, 'CN-SC' (data residency: COMPLIANCE.md §3)."""
+    role: Literal["production", "campus", "regional"] = "production"
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        return value.upper()  # its form is checked by service/plans.py (policy/residency)
+
+
+class RepositoryConf(Model):
+    site: str
+    url: str
+    password_file: str | None = None
+    password_command: str | None = None
+    max_jobs: int = Field(default=1, ge=1)
+    """Jobs writing to this repository at once (the daemon queues the rest)."""
+
+
+class Source(Model):
+    type: Literal["files", "postgres", "mariadb", "command"]
+    paths: list[str] = []
+    dsn: str | None = None
+    """postgres/mariadb: the connection string (no password in it: use the server's
+    password file or the environment)."""
+    command: str | None = None
+    """command: a dump program whose standard output is backed up."""
+    filename: str | None = None
+
+
+class System(Model):
+    name: str = ""
+    owner: str
+    criticality: Literal["core", "important", "general"] = "important"
+    records: Literal["none", "outpatient", "inpatient"] = "none"
+    """Which medical records the system holds: sets the minimum retention of its plans."""
+    sources: list[Source] = Field(min_length=1)
+
+
+class Retention(Model):
+    hourly: int = Field(default=0, ge=UNLIMITED)
+    daily: int = Field(default=0, ge=UNLIMITED)
+    weekly: int = Field(default=0, ge=UNLIMITED)
+    monthly: int = Field(default=0, ge=UNLIMITED)
+    yearly: int = Field(default=0, ge=UNLIMITED)
+    within: Duration | None = None
+    """Keep every snapshot newer than this."""
+
+    def reach(self) -> timedelta | None:
+        """How far back the policy keeps points (None: forever). A count of N buckets
+        reaches N buckets back, as restic's --keep-* do."""
+        counts = {"hourly": timedelta(hours=1), "daily": timedelta(days=1),
+                  "weekly": timedelta(weeks=1), "monthly": timedelta(days=30),
+                  "yearly": timedelta(days=365)}
+        reach = self.within or timedelta(0)
+        for name, bucket in counts.items():
+            count = getattr(self, name)
+            if count == UNLIMITED:
+                return None
+            reach = max(reach, count * bucket)
+        return reach
+
+
+class CopyConf(Model):
+    to: str
+    schedule: str = "continuous"
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        Schedule.parse(value)
+        return value
+
+
+class RestoreTest(Model):
+    schedule: str
+    checks: list[str] = []
+    """Extra checks: SQL for a database (must return a row), else a command to run in
+    the restored directory (must exit 0)."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        if Schedule.parse(value).continuous:
+            raise ValueError("a restore test cannot be continuous: give a cron or interval")
+        return value
+
+
+class Plan(Model):
+    system: str
+    repository: str
+    schedule: str
+    jitter: Duration = timedelta(0)
+    retention: Retention
+    copies: list[CopyConf] = []
+    rpo: Duration
+    rto: Duration
+    restore_test: RestoreTest | None = None
+    retries: int = Field(default=2, ge=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        Schedule.parse(value)
+        return value
+
+    def parsed_schedule(self) -> Schedule:
+        return Schedule.parse(self.schedule, self.jitter)
+
+
+class CatalogConf(Model):
+    url: str = DEFAULT_CATALOG
+    """SQLite file (the default) or a PostgreSQL DSN for a central deployment."""
+
+
+class MedarkConfig(Model):
+    timezone: str = "Asia/Shanghai"
+    catalog: CatalogConf = CatalogConf()
+    sites: dict[str, Site] = Field(min_length=1)
+    repositories: dict[str, RepositoryConf] = Field(min_length=1)
+    systems: dict[str, System] = Field(min_length=1)
+    plans: dict[str, Plan] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def problems(self) -> list[tuple[Path, str]]:
+        """Cross-references and record minimums: (key path, message) for each problem."""
+        found: list[tuple[Path, str]] = []
+        for name, repo in self.repositories.items():
+            if repo.site not in self.sites:
+                found.append((("repositories", name, "site"), _unknown("site", repo.site,
+                                                                       self.sites)))
+        for name, system in self.systems.items():
+            for i, source in enumerate(system.sources):
+                found += [(("systems", name, "sources", i, key), message)
+                          for key, message in _source_problems(source)]
+        for name, plan in self.plans.items():
+            found += self._plan_problems(name, plan)
+        return found
+
+    def _plan_problems(self, name: str, plan: Plan) -> list[tuple[Path, str]]:
+        at: Path = ("plans", name)
+        found: list[tuple[Path, str]] = []
+        if plan.system not in self.systems:
+            found.append(((*at, "system"), _unknown("system", plan.system, self.systems)))
+        if plan.repository not in self.repositories:
+            found.append(((*at, "repository"),
+                          _unknown("repository", plan.repository, self.repositories)))
+        for i, copy in enumerate(plan.copies):
+            if copy.to not in self.repositories:
+                found.append(((*at, "copies", i, "to"),
+                              _unknown("repository", copy.to, self.repositories)))
+            elif copy.to == plan.repository:
+                found.append(((*at, "copies", i, "to"),
+                              "a copy must go to another repository than the plan's own"))
+        system = self.systems.get(plan.system)
+        minimum = RECORD_MINIMUM.get(system.records) if system else None
+        reach = plan.retention.reach()
+        if minimum is not None and reach is not None and reach < minimum:
+            years = minimum.days // 365
+            found.append(((*at, "retention"),
+                          f"keeps points for {reach.days // 365} year(s) at most, but "
+                          f"{plan.system} holds {system.records if system else ''} records, "
+                          f"which must be kept {years} years: set yearly = {years} or more"))
+        return found
+
+
+def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
+    choices = ", ".join(sorted(known)) or "none defined"
+    return f"unknown {kind} {name!r} (defined: {choices})"
+
+
+def _source_problems(source: Source) -> list[tuple[str, str]]:
+    needs = {"files": "paths", "postgres": "dsn", "mariadb": "dsn", "command": "command"}
+    key = needs[source.type]
+    if not getattr(source, key):
+        return [(key, f"a {source.type} source needs {key}")]
+    return []

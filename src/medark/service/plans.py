@@ -1,0 +1,168 @@
+"""The protection configuration as the CLI, the daemon and the console use it: loaded and
+checked (schema, references, site locations), and explained plan by plan (`plan show`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from medark.config import environment as env
+from medark.config.durations import format_config_duration
+from medark.config.loader import DEFAULT_PATH, load_config
+from medark.config.plans import RECORD_MINIMUM, MedarkConfig, Plan, Source
+from medark.config.plans import Path as KeyPath
+from medark.config.schedule import Schedule
+from medark.errors import UsageError
+from medark.policy.residency import SiteLocation, residency
+
+DATABASE_SOURCES = ("postgres", "mariadb")
+NEXT_RUNS = 3
+
+
+def config_path(given: str | None) -> Path:
+    """--config, else MEDARK_CONFIG, else /etc/medark/medark.toml."""
+    return Path(given or env.CONFIG.get() or DEFAULT_PATH)
+
+
+def load_plans(path: Path) -> MedarkConfig:
+    """The configuration, or ConfigInvalid (exit 15) listing every problem with file:line."""
+    return load_config(path, _site_problems)
+
+
+def _site_problems(config: MedarkConfig) -> list[tuple[KeyPath, str]]:
+    found: list[tuple[KeyPath, str]] = []
+    for name, site in config.sites.items():
+        try:
+            SiteLocation.parse(site.location)
+        except UsageError as exc:
+            found.append((("sites", name, "location"), str(exc)))
+    return found
+
+
+@dataclass
+class PlanView:
+    """What `plan show` says about one plan: what runs when, where it goes, what it
+    promises, and what the schedule alone can deliver."""
+
+    name: str
+    system: str
+    system_name: str
+    owner: str
+    sources: list[str]
+    repository: str
+    site: str
+    location: str
+    schedule: str
+    next_runs: list[datetime]
+    continuous_log: bool
+    """A database source: WAL/binlog is archived continuously between base backups."""
+    design_rpo: timedelta | None
+    """The RPO the schedule allows: the longest gap between runs, or None when a
+    continuous log bounds it instead."""
+    rpo: timedelta
+    rto: timedelta
+    retention: dict[str, Any]
+    retention_reach: timedelta | None
+    record_minimum: timedelta | None
+    copies: list[dict[str, str]] = field(default_factory=list)
+    restore_test: str | None = None
+    next_restore_test: datetime | None = None
+    residency_warnings: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        def span(value: timedelta | None) -> str | None:
+            return None if value is None else format_config_duration(value)
+
+        return {
+            "plan": self.name, "system": self.system, "system_name": self.system_name,
+            "owner": self.owner, "sources": self.sources, "repository": self.repository,
+            "site": self.site, "location": self.location, "schedule": self.schedule,
+            "next_runs": [t.isoformat() for t in self.next_runs],
+            "continuous_log": self.continuous_log, "design_rpo": span(self.design_rpo),
+            "rpo": span(self.rpo), "rto": span(self.rto), "retention": self.retention,
+            "retention_reach": span(self.retention_reach) or "forever",
+            "record_minimum": span(self.record_minimum), "copies": self.copies,
+            "restore_test": self.restore_test,
+            "next_restore_test": (self.next_restore_test.isoformat()
+                                  if self.next_restore_test else None),
+            "residency_warnings": self.residency_warnings,
+        }
+
+
+def explain(config: MedarkConfig, now: datetime, names: list[str] | None = None
+            ) -> list[PlanView]:
+    wanted = names or sorted(config.plans)
+    unknown = [n for n in wanted if n not in config.plans]
+    if unknown:
+        raise UsageError(f"no plan named {', '.join(unknown)} (defined: "
+                         f"{', '.join(sorted(config.plans))})")
+    return [_view(config, name, config.plans[name], now) for name in wanted]
+
+
+def _view(config: MedarkConfig, name: str, plan: Plan, now: datetime) -> PlanView:
+    tz = config.zone
+    system = config.systems[plan.system]
+    repo = config.repositories[plan.repository]
+    site = config.sites[repo.site]
+    schedule = plan.parsed_schedule()
+    runs: list[datetime] = []
+    after = now
+    for _ in range(NEXT_RUNS):
+        nxt = schedule.next_after(after, tz, name, runs[-1] if runs else None)
+        if nxt is None:
+            break
+        runs.append(nxt.astimezone(tz))
+        after = nxt
+    continuous_log = any(s.type in DATABASE_SOURCES for s in system.sources)
+    view = PlanView(
+        name=name, system=plan.system, system_name=system.name or plan.system,
+        owner=system.owner, sources=[describe_source(s) for s in system.sources],
+        repository=plan.repository, site=repo.site, location=site.location,
+        schedule=schedule.describe(), next_runs=runs, continuous_log=continuous_log,
+        design_rpo=None if continuous_log else schedule.typical_gap(tz, now),
+        rpo=plan.rpo, rto=plan.rto,
+        retention=plan.retention.model_dump(exclude_defaults=True, mode="json"),
+        retention_reach=plan.retention.reach(),
+        record_minimum=RECORD_MINIMUM.get(system.records),
+    )
+    for target in [plan.repository, *(c.to for c in plan.copies)]:
+        target_site = config.sites[config.repositories[target].site]
+        verdict = residency(SiteLocation.parse(target_site.location))
+        if not verdict.compliant:
+            view.residency_warnings.append(f"{target}: {verdict.reason}")
+    for copy in plan.copies:
+        copy_repo = config.repositories[copy.to]
+        view.copies.append({"to": copy.to, "site": copy_repo.site,
+                            "location": config.sites[copy_repo.site].location,
+                            "schedule": copy.schedule})
+    if plan.restore_test is not None:
+        test = plan.restore_test
+        view.restore_test = test.schedule
+        view.next_restore_test = _first(test.schedule, tz, f"{name}/restore-test", now)
+    return view
+
+
+def _first(text: str, tz: ZoneInfo, seed: str, now: datetime) -> datetime | None:
+    found = Schedule.parse(text).next_after(now, tz, seed)
+    return found.astimezone(tz) if found else None
+
+
+_SECRET_URL = re.compile(r"(://[^:/@\s]+:)[^@\s]*@")
+_SECRET_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """A DSN or command line with any password replaced by ***."""
+    return _SECRET_KV.sub(r"\1***", _SECRET_URL.sub(r"\1***@", text))
+
+
+def describe_source(source: Source) -> str:
+    if source.type == "files":
+        return "files " + ", ".join(source.paths)
+    if source.type == "command":
+        return f"command {redact(source.command or '')}"
+    return f"{source.type} {redact(source.dsn or '')}"

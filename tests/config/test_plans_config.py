@@ -1,0 +1,153 @@
+"""The protection configuration: durations, schedules, the schema and every rejection
+reported with file:line (the example in docs/ must stay valid)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from medark.config.durations import format_config_duration, parse_config_duration
+from medark.config.loader import load_config
+from medark.config.schedule import Schedule
+from medark.config.toml_lines import KeyLines
+from medark.errors import ConfigInvalid
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "medark.toml"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+GOOD = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "/backup"
+
+[systems.his]
+owner = "IT"
+records = "outpatient"
+
+[[systems.his.sources]]
+type = "postgres"
+dsn = "host=db dbname=his"
+
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "*/15 * * * *"
+rpo = "15min"
+rto = "1h"
+retention = { daily = 30, yearly = 15 }
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "medark.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigInvalid) as caught:
+        load_config(write(tmp_path, text))
+    return caught.value.problems
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("30s", timedelta(seconds=30)), ("15min", timedelta(minutes=15)),
+    ("1h30min", timedelta(minutes=90)), ("7d", timedelta(days=7)), ("4w", timedelta(weeks=4)),
+    ("6mo", timedelta(days=180)), ("15y", timedelta(days=15 * 365)),
+])
+def test_durations_spell_every_unit(text: str, expected: timedelta) -> None:
+    assert parse_config_duration(text) == expected
+    assert parse_config_duration(format_config_duration(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["15m", "15", "min", "1.5h", "3 parsecs", ""])
+def test_ambiguous_or_malformed_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_config_duration(text)
+
+
+def test_cron_intervals_and_jitter() -> None:
+    now = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 04:00 in Shanghai
+    nightly = Schedule.parse("0 1 * * *")
+    assert nightly.next_after(now, SHANGHAI, "his") == datetime(2026, 11, 28, 1, 0,
+                                                                tzinfo=SHANGHAI)
+    assert nightly.typical_gap(SHANGHAI, now) == timedelta(days=1)
+    hourly = Schedule.parse("every 1h", jitter=timedelta(minutes=10))
+    first = hourly.next_after(now, SHANGHAI, "pacs")
+    assert first is not None and timedelta(0) <= first - now < timedelta(minutes=10)
+    assert first - now == hourly.offset("pacs")  # the same share every time
+    assert hourly.next_after(first, SHANGHAI, "pacs", last_start=first) == first + \
+        timedelta(hours=1)
+    assert Schedule.parse("continuous").next_after(now, SHANGHAI, "x") is None
+    for bad in ("61 * * * *", "* * * *", "every 15m", "sometimes"):
+        with pytest.raises(ValueError):
+            Schedule.parse(bad)
+
+
+def test_key_lines_follow_tables_arrays_and_inline_tables() -> None:
+    lines = KeyLines(GOOD + '\n[[systems.his.sources]]\ntype = "files"\npaths = ["/p"]\n')
+    assert lines.line(("plans", "his", "schedule")) == 19
+    assert lines.line(("plans", "his", "retention", "yearly")) == 22  # inside { }
+    assert lines.line(("systems", "his", "sources", 0, "dsn")) == 14
+    assert lines.line(("systems", "his", "sources", 1, "paths")) == 26
+    assert lines.line(("plans", "his", "copies")) == 16  # absent: its table
+
+
+def test_the_documented_example_is_valid() -> None:
+    config = load_config(EXAMPLE)
+    assert set(config.plans) == {"his", "lis", "pacs"}
+    assert config.plans["his"].retention.reach() == timedelta(days=30 * 365)
+
+
+def test_a_valid_file_loads(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.plans["his"].rpo == timedelta(minutes=15)
+    assert config.zone == SHANGHAI
+
+
+def test_an_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace('url = "/backup"', 'url = "/backup"\nretension = 3'))
+    assert found == [f"{tmp_path / 'medark.toml'}:7: repositories.local.retension: unknown key"]
+
+
+def test_a_bad_cron_is_named_with_its_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace("*/15 * * * *", "61 * * * *"))
+    assert len(found) == 1 and ":19: plans.his.schedule: invalid schedule '61" in found[0]
+
+
+def test_an_unknown_repository_is_named_with_its_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace('repository = "local"', 'repository = "nas"'))
+    assert found == [f"{tmp_path / 'medark.toml'}:18: plans.his.repository: unknown "
+                     "repository 'nas' (defined: local)"]
+
+
+def test_retention_that_undercuts_the_record_minimum_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD.replace("yearly = 15", "yearly = 10"))
+    assert len(found) == 1 and ":22: plans.his.retention: keeps points for 10 year(s)" in found[0]
+    assert "15 years" in found[0]
+    inpatient = GOOD.replace('"outpatient"', '"inpatient"')
+    assert "30 years" in problems(tmp_path, inpatient)[0]
+    load_config(write(tmp_path, inpatient.replace("yearly = 15", "yearly = -1")))  # forever
+
+
+def test_every_reference_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None:
+    text = (GOOD.replace('site = "main"', 'site = "east"')
+            .replace('dsn = "host=db dbname=his"', "")
+            .replace('rto = "1h"', 'rto = "1h"\ncopies = [{ to = "local" }]'))
+    found = problems(tmp_path, text)
+    assert [p.split(": ")[1] for p in found] == [
+        "repositories.local.site", "systems.his.sources[0].dsn", "plans.his.copies[0].to"]
+    assert [int(p.split(":")[1]) for p in found] == sorted(int(p.split(":")[1]) for p in found)
+
+
+def test_syntax_errors_and_missing_files_are_one_line(tmp_path: Path) -> None:
+    found = problems(tmp_path, GOOD + "broken = = 1\n")
+    assert found == [f"{tmp_path / 'medark.toml'}:23: invalid TOML: Invalid value"]
+    with pytest.raises(ConfigInvalid, match="configuration file not found"):
+        load_config(tmp_path / "absent.toml")
