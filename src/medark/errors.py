@@ -135,6 +135,13 @@ class ConfigInvalid(MedarkError):
         self.problems = problems or [message]
 
 
+class CatalogError(MedarkError):
+    """The job catalog (SQLite file or PostgreSQL) cannot be opened, migrated or written."""
+
+    exit_code = 16
+    code = "catalog"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 

@@ -30,6 +30,8 @@ FROM_PASSWORD_COMMAND = EnvVar("MEDARK_FROM_PASSWORD_COMMAND",
                                "command that prints the source repository's password")
 CONFIG = EnvVar("MEDARK_CONFIG",
                  "protection configuration file (default /etc/medark/medark.toml)")
+CATALOG = EnvVar("MEDARK_CATALOG",
+                  "job catalog: sqlite:///PATH or postgresql://… (default: the config's)")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
 
 PG_DSN = EnvVar("MEDARK_PG_DSN", "PostgreSQL connection string for `pg backup`")
@@ -51,5 +53,6 @@ ANOMALY_HISTORY = EnvVar("MEDARK_ANOMALY_HISTORY",
 ANOMALY = [ANOMALY_MIN_SHARE, ANOMALY_FACTOR, ANOMALY_MIN_FILES, ANOMALY_HISTORY]
 
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
-       FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CONFIG, CACHE_DIR,
+       FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CONFIG,
+       CATALOG, CACHE_DIR,
        PG_DSN, COMMAND, MYSQL_DSN, *ANOMALY]

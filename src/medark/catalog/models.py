@@ -1,0 +1,50 @@
+"""The catalog's tables (SQLAlchemy 2). Changes go through an Alembic migration in
+migrations/versions, never through create_all: a central PostgreSQL catalog outlives
+many Medark versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    """One run of one plan's job: what ran, when, how it ended, and what it measured."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("plan", "kind", "scheduled_for", name="uq_jobs_plan_kind_slot"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    """backup, copy, restore_test, forget."""
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """The schedule slot this run serves (None for `medark run`): with the plan and kind
+    unique, so a daemon restarted mid-slot never runs the slot twice."""
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int | None] = mapped_column(Integer)
+    bytes_added: Mapped[int | None] = mapped_column(BigInteger)
+    snapshot_id: Mapped[str | None] = mapped_column(String(64))
+    rpo_seconds: Mapped[float | None] = mapped_column(Float)
+    """The plan's achieved RPO when the job ended: age of its newest recoverable point."""
+    error: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,207 @@
+"""The catalog: every job the daemon or `medark run` starts, in SQLite (embedded, the
+default) or PostgreSQL (a central deployment), through SQLAlchemy 2; the schema is
+brought up to date by Alembic on open.
+
+A job is written `running` before its work starts and closed after, so a job whose
+process died is never left looking alive: on start the daemon marks its own host's
+running jobs whose process is gone as failed (`reap_orphans`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from medark.catalog.models import FAILED, RUNNING, STATUSES, Job
+from medark.errors import CatalogError
+from medark.util import clock
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: int
+    plan: str
+    kind: str
+    status: str
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    host: str
+    bytes_added: int | None
+    snapshot_id: str | None
+    rpo_seconds: float | None
+    error: str | None
+    details: dict[str, Any] | None
+
+    def public(self) -> dict[str, Any]:
+        def fmt(t: datetime | None) -> str | None:
+            return clock.format_time(t) if t is not None else None
+
+        return {"id": self.id, "plan": self.plan, "kind": self.kind, "status": self.status,
+                "scheduled_for": fmt(self.scheduled_for), "started_at": fmt(self.started_at),
+                "finished_at": fmt(self.finished_at), "attempt": self.attempt,
+                "host": self.host, "bytes_added": self.bytes_added,
+                "snapshot_id": self.snapshot_id, "rpo_seconds": self.rpo_seconds,
+                "error": self.error, "details": self.details}
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self._engine = _engine(url)
+            with self._engine.begin() as connection:
+                alembic = AlembicConfig()
+                alembic.set_main_option("script_location", str(MIGRATIONS))
+                alembic.attributes["connection"] = connection
+                command.upgrade(alembic, "head")
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"catalog {redacted(url)}: {_reason(exc)}") from None
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"catalog {redacted(self.url)}: {_reason(exc)}") from None
+
+    def start(self, plan: str, kind: str, scheduled_for: datetime | None = None,
+              attempt: int = 1) -> int | None:
+        """Record a job as running (now, this host and process); its id, or None when
+        this plan's slot was already taken (another daemon, or before a restart)."""
+        slot = scheduled_for.astimezone(UTC) if scheduled_for is not None else None
+        job = Job(plan=plan, kind=kind, scheduled_for=slot, started_at=clock.now(),
+                  status=RUNNING, attempt=attempt, host=socket.gethostname(), pid=os.getpid())
+        try:
+            with self._session() as session:
+                session.add(job)
+                session.flush()
+                return int(job.id)
+        except IntegrityError:
+            return None
+
+    def finish(self, job_id: int, status: str, *, bytes_added: int | None = None,
+               snapshot_id: str | None = None, rpo_seconds: float | None = None,
+               error: str | None = None, details: dict[str, Any] | None = None) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        with self._session() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise CatalogError(f"job {job_id} is not in the catalog")
+            job.status = status
+            job.finished_at = clock.now()
+            job.bytes_added = bytes_added
+            job.snapshot_id = snapshot_id
+            job.rpo_seconds = rpo_seconds
+            job.error = error
+            job.details = details
+
+    def reap_orphans(self, alive: Any = None) -> list[int]:
+        """Mark failed the running jobs of this host whose process is gone (killed with
+        the daemon, or the machine rebooted). `alive(pid)`: whether a process lives."""
+        is_alive = alive or _pid_alive
+        host = socket.gethostname()
+        reaped = []
+        with self._session() as session:
+            running = session.scalars(select(Job).where(Job.status == RUNNING,
+                                                        Job.host == host))
+            for job in running:
+                if job.pid is None or not is_alive(job.pid):
+                    job.status = FAILED
+                    job.finished_at = clock.now()
+                    job.error = "interrupted: the process running it ended before it finished"
+                    reaped.append(job.id)
+        return reaped
+
+    def jobs(self, plan: str | None = None, status: str | None = None,
+             limit: int = 100) -> list[JobRecord]:
+        """Newest first."""
+        query = select(Job).order_by(Job.id.desc()).limit(limit)
+        if plan is not None:
+            query = query.where(Job.plan == plan)
+        if status is not None:
+            query = query.where(Job.status == status)
+        with self._session() as session:
+            return [_record(job) for job in session.scalars(query)]
+
+
+def _record(job: Job) -> JobRecord:
+    return JobRecord(job.id, job.plan, job.kind, job.status, _aware(job.scheduled_for),
+                     _aware(job.started_at), _aware(job.finished_at), job.attempt, job.host,
+                     job.bytes_added, job.snapshot_id, job.rpo_seconds, job.error, job.details)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite gives timestamps back without their zone; they were stored in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        target = Path(url.removeprefix("sqlite:///"))
+        if str(target) not in ("", ":memory:"):
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers (`medark jobs`) never block
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+        return engine
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        dialect = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return create_engine(dialect, pool_pre_ping=True)
+    raise CatalogError(f"catalog {redacted(url)}: use sqlite:///PATH or postgresql://…")
+
+
+def redacted(url: str) -> str:
+    """The URL without its password."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _at, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{head}://{user}:***@{host}" if ":" in credentials else url
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    if isinstance(exc, OperationalError) and exc.orig is not None:
+        return str(exc.orig).strip().splitlines()[0]
+    return type(exc).__name__
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,54 @@
+"""`medark run PLAN [--config FILE] [--catalog URL]`: run a plan's backup now.
+
+Each source of the plan's system is backed up by a `medark` child process into the
+plan's repository, tagged `plan=PLAN` and `system=SYSTEM`; the job is recorded in the
+catalog (start, end, status, bytes added, snapshot, RPO at that moment, error). Exit 0
+when every source succeeded, 1 when any failed (the others still ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from medark.catalog.store import Catalog
+from medark.cli.command import Command
+from medark.cli.commands.config import add_config_option
+from medark.cli.context import Context
+from medark.service.jobs import catalog_url, run_plan_now
+from medark.service.plans import config_path, load_plans
+from medark.util.sizes import format_bytes
+
+
+def add_catalog_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", metavar="URL",
+                   help="job catalog, sqlite:///PATH or postgresql://… (default "
+                   "$MEDARK_CATALOG, else the configuration's catalog.url)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan", help="the plan to run")
+    add_config_option(p)
+    add_catalog_option(p)
+
+
+def run(ctx: Context) -> int:
+    config = load_plans(config_path(ctx.args.config))
+    catalog = Catalog(catalog_url(config, ctx.args.catalog))
+    try:
+        outcome = run_plan_now(config, ctx.args.plan, catalog)
+    finally:
+        catalog.close()
+    if ctx.out.as_json:
+        ctx.out.json({"message_type": "job", "plan": ctx.args.plan, **outcome.public()})
+    else:
+        seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+        ctx.out.text(f"job {outcome.job_id} (plan {ctx.args.plan}): {outcome.status} in "
+                     f"{seconds:.1f}s, {format_bytes(outcome.bytes_added)} added, snapshots "
+                     f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
+    if outcome.error:
+        ctx.out.warn(f"medark: plan {ctx.args.plan}: {outcome.error}")
+    return 0 if outcome.status == "succeeded" else 1
+
+
+COMMAND = Command("run", "run a plan's backup now, recorded in the job catalog",
+                  add_arguments, run)

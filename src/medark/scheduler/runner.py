@@ -1,0 +1,156 @@
+"""Running one plan's job: the `medark` command as a child process, recorded in the catalog.
+
+A child process per job, as resticprofile and autorestic run restic: a crash or a leak
+in one backup never takes the daemon or another job down, SIGTERM reaches exactly the
+job it is meant for, and the job runs the same code an operator runs by hand. Secrets
+travel in the environment (the repository's password file or command, the database DSN),
+never in argv, where any local user could read them from /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from medark.catalog.models import FAILED, SUCCEEDED
+from medark.catalog.store import Catalog
+from medark.config.plans import MedarkConfig, Source
+from medark.util import clock
+
+ERROR_TAIL = 2000
+"""Characters of a failed job's stderr kept in the catalog."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One child process of a job: a source's backup."""
+
+    source: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+@dataclass
+class Outcome:
+    job_id: int | None
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    bytes_added: int = 0
+    snapshot_ids: list[str] = field(default_factory=list)
+    error: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {"job": self.job_id, "status": self.status,
+                "started_at": clock.format_time(self.started_at),
+                "finished_at": clock.format_time(self.finished_at),
+                "seconds": round((self.finished_at - self.started_at).total_seconds(), 3),
+                "bytes_added": self.bytes_added, "snapshot_ids": self.snapshot_ids,
+                "error": self.error, "steps": self.steps}
+
+
+def medark_command() -> list[str]:
+    """This installation's `medark`: the script next to the running interpreter, else the
+    module (a checkout run with `python -m`)."""
+    script = Path(sys.executable).with_name("medark")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "medark.cli.main"]
+
+
+def backup_steps(config: MedarkConfig, plan_name: str,
+                 medark: list[str] | None = None) -> list[Step]:
+    plan = config.plans[plan_name]
+    repo = config.repositories[plan.repository]
+    env = {"MEDARK_REPO": repo.url}
+    if repo.password_file:
+        env["MEDARK_PASSWORD_FILE"] = repo.password_file
+    if repo.password_command:
+        env["MEDARK_PASSWORD_COMMAND"] = repo.password_command
+    base = [*(medark or medark_command()), "--json"]
+    tags = ["--tag", f"plan={plan_name}", "--tag", f"system={plan.system}"]
+    return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
+
+
+def _step(source: Source, base: list[str], tags: list[str], env: dict[str, str]) -> Step:
+    if source.type == "files":
+        return Step("files " + ", ".join(source.paths), [*base, "backup", *tags, "--",
+                                                          *source.paths], env)
+    if source.type == "postgres":
+        return Step("postgres", [*base, "pg", "backup", *tags],
+                    {**env, "MEDARK_PG_DSN": source.dsn or ""})
+    if source.type == "mariadb":
+        return Step("mariadb", [*base, "mysql", "backup", *tags],
+                    {**env, "MEDARK_MYSQL_DSN": source.dsn or ""})
+    filename = source.filename or "dump"
+    return Step(f"command {filename}",
+                [*base, "backup", "--stdin-from-command", "--stdin-filename", filename, *tags,
+                 "--", *shlex.split(source.command or "")], env)
+
+
+Launcher = Callable[[Step], subprocess.CompletedProcess[str]]
+
+
+def launch(step: Step) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
+    return subprocess.run(step.argv, env={**env, **step.env}, capture_output=True, text=True,
+                          check=False)
+
+
+def run_backup(config: MedarkConfig, plan_name: str, catalog: Catalog,
+               scheduled_for: datetime | None = None, attempt: int = 1,
+               launcher: Launcher = launch) -> Outcome:
+    """Every source of the plan's system, one after the other; the job fails when any
+    source fails (the others still run: a broken PACS mount must not cost the HIS its
+    backup)."""
+    started = clock.now()
+    job_id = catalog.start(plan_name, "backup", scheduled_for, attempt)
+    outcome = Outcome(job_id, SUCCEEDED, started, started)
+    if job_id is None:
+        outcome.status, outcome.error = "skipped", "this schedule slot already ran"
+        return outcome
+    errors = []
+    for step in backup_steps(config, plan_name):
+        result = launcher(step)
+        summary = _summary(result.stdout)
+        done = {"source": step.source, "exit_code": result.returncode}
+        if result.returncode in (0, 3, 4) and summary.get("snapshot_id"):
+            outcome.snapshot_ids.append(str(summary["snapshot_id"]))
+            outcome.bytes_added += int(summary.get("data_added_packed") or 0)
+            done["snapshot_id"] = summary["snapshot_id"]
+        if result.returncode != 0:
+            reason = _error(result) or f"exited {result.returncode}"
+            errors.append(f"{step.source}: {reason}")
+            done["error"] = reason
+        outcome.steps.append(done)
+    outcome.finished_at = clock.now()
+    if errors:
+        outcome.status, outcome.error = FAILED, "; ".join(errors)[-ERROR_TAIL:]
+    rpo = (outcome.finished_at - started).total_seconds() if not errors else None
+    catalog.finish(job_id, outcome.status, bytes_added=outcome.bytes_added,
+                   snapshot_id=outcome.snapshot_ids[-1] if outcome.snapshot_ids else None,
+                   rpo_seconds=rpo, error=outcome.error, details={"steps": outcome.steps})
+    return outcome
+
+
+def _summary(stdout: str) -> dict[str, Any]:
+    for line in reversed(stdout.splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("message_type") == "summary":
+            return doc
+    return {}
+
+
+def _error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln.removeprefix("medark: ") for ln in result.stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

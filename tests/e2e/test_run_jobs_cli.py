@@ -1,0 +1,112 @@
+"""`medark run PLAN` and `medark jobs` through the real command: a plan's sources backed
+up into its repository by child processes, every job in the catalog, failures recorded
+with their reason while the other sources still run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import PASSWORD, Cli
+
+CONFIG = """\
+[catalog]
+url = "sqlite:///{state}/catalog.sqlite"
+
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{data}"]
+
+[[systems.pacs.sources]]
+type = "command"
+command = "sh -c 'echo dump of the registry'"
+filename = "registry.sql"
+
+[systems.broken]
+owner = "nobody"
+
+[[systems.broken.sources]]
+type = "files"
+paths = ["{missing}"]
+
+[[systems.broken.sources]]
+type = "command"
+command = "sh -c 'echo still backed up'"
+filename = "other.sql"
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = {{ daily = 7 }}
+
+[plans.broken]
+system = "broken"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = {{ daily = 7 }}
+"""
+
+
+def _setup(cli: Cli, tmp_path: Path) -> Path:
+    data = tmp_path / "pacs"
+    data.mkdir()
+    (data / "study.dcm").write_bytes(b"DICM" * 5000)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    cli("init")
+    config = tmp_path / "medark.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "state", repo=cli.repo,
+                                    password_file=password_file, data=data,
+                                    missing=tmp_path / "absent"), encoding="utf-8")
+    return config
+
+
+def test_a_plan_runs_now_and_its_job_is_in_the_catalog(cli: Cli, tmp_path: Path) -> None:
+    config = _setup(cli, tmp_path)
+    done = cli("--json", "run", "pacs", "--config", config, password=None).json()
+    assert done["status"] == "succeeded" and len(done["snapshot_ids"]) == 2
+    assert done["bytes_added"] > 0
+    snaps = cli("snapshots", "--json").json()
+    assert len(snaps) == 2 and all("plan=pacs" in s["tags"] for s in snaps)
+    assert all("system=pacs" in s["tags"] for s in snaps)
+    jobs = cli("jobs", "--json", "--config", config, password=None).json()
+    assert [(j["plan"], j["kind"], j["status"]) for j in jobs] == [
+        ("pacs", "backup", "succeeded")]
+    assert jobs[0]["snapshot_id"] in done["snapshot_ids"]
+    assert jobs[0]["rpo_seconds"] is not None and jobs[0]["finished_at"] is not None
+    listed = cli("jobs", "--config", config, password=None).stdout
+    assert "pacs" in listed and "succeeded" in listed
+
+
+def test_a_failing_source_fails_the_job_and_the_rest_still_runs(cli: Cli,
+                                                               tmp_path: Path) -> None:
+    config = _setup(cli, tmp_path)
+    failed = cli("run", "broken", "--config", config, password=None, check=False)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and "absent" in failed.stderr
+    snaps = cli("snapshots", "--json").json()
+    assert len(snaps) == 1 and "plan=broken" in snaps[0]["tags"]  # the command source ran
+    catalog = f"sqlite:///{tmp_path / 'state' / 'catalog.sqlite'}"
+    jobs = cli("jobs", "--json", "--catalog", catalog, "--status", "failed",
+               password=None).json()
+    assert len(jobs) == 1 and jobs[0]["plan"] == "broken"
+    assert "absent" in jobs[0]["error"] and jobs[0]["rpo_seconds"] is None
+    steps = jobs[0]["details"]["steps"]
+    assert [s["exit_code"] == 0 for s in steps] == [False, True]
+    unknown = cli("run", "nope", "--config", config, password=None, check=False)
+    assert unknown.returncode == 2 and "no plan named nope" in unknown.stderr
