@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from medark.catalog.models import FAILED, RUNNING, STATUSES, Job
 from medark.errors import CatalogError
 from medark.util import clock
+from medark.util.processes import pid_alive
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -121,7 +122,7 @@ class Catalog:
     def reap_orphans(self, alive: Any = None) -> list[int]:
         """Mark failed the running jobs of this host whose process is gone (killed with
         the daemon, or the machine rebooted). `alive(pid)`: whether a process lives."""
-        is_alive = alive or _pid_alive
+        is_alive = alive or pid_alive
         host = socket.gethostname()
         reaped = []
         with self._session() as session:
@@ -195,13 +196,3 @@ def _reason(exc: SQLAlchemyError) -> str:
     if isinstance(exc, OperationalError) and exc.orig is not None:
         return str(exc.orig).strip().splitlines()[0]
     return type(exc).__name__
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
