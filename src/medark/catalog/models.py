@@ -26,7 +26,8 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("plan", "kind", "scheduled_for", name="uq_jobs_plan_kind_slot"),
+        UniqueConstraint("plan", "kind", "scheduled_for", "attempt",
+                         name="uq_jobs_plan_kind_slot_attempt"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -34,8 +35,8 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(40))
     """backup, copy, restore_test, forget."""
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    """The schedule slot this run serves (None for `medark run`): with the plan and kind
-    unique, so a daemon restarted mid-slot never runs the slot twice."""
+    """The schedule slot this run serves (None for `medark run`): with the plan, kind and
+    attempt unique, so a daemon restarted mid-slot never runs an attempt twice."""
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(20), index=True)

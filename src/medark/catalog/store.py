@@ -74,6 +74,10 @@ class Catalog:
             raise CatalogError(f"catalog {redacted(url)}: {_reason(exc)}") from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
+    @property
+    def public_url(self) -> str:
+        return redacted(self.url)
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -135,6 +139,15 @@ class Catalog:
                     job.error = "interrupted: the process running it ended before it finished"
                     reaped.append(job.id)
         return reaped
+
+    def last_slot(self, plan: str, kind: str) -> datetime | None:
+        """The newest schedule slot a job of this plan and kind served (missed-run
+        handling after downtime starts from it)."""
+        query = (select(Job.scheduled_for).where(Job.plan == plan, Job.kind == kind,
+                                                 Job.scheduled_for.is_not(None))
+                 .order_by(Job.scheduled_for.desc()).limit(1))
+        with self._session() as session:
+            return _aware(session.scalars(query).first())
 
     def jobs(self, plan: str | None = None, status: str | None = None,
              limit: int = 100) -> list[JobRecord]:

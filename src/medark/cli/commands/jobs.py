@@ -1,4 +1,4 @@
-"""`medark jobs [--plan P] [--status S] [--limit N]`: the job history, newest first."""
+"""`medark jobs [--plan P] [--status S] [--latest N]`: the job history, newest first."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from medark.util.sizes import format_bytes
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", help="only this plan's jobs")
     p.add_argument("--status", choices=STATUSES, help="only jobs in this state")
-    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    p.add_argument("--latest", type=int, default=50, metavar="N",
+                   help="the newest N jobs (default 50)")
     add_config_option(p)
     add_catalog_option(p)
 
@@ -28,7 +29,7 @@ def run(ctx: Context) -> int:
     config = None if args.catalog else load_plans(config_path(args.config))
     catalog = Catalog(catalog_url(config, args.catalog))
     try:
-        jobs = job_history(catalog, args.plan, args.status, max(1, args.limit))
+        jobs = job_history(catalog, args.plan, args.status, max(1, args.latest))
     finally:
         catalog.close()
     if ctx.out.as_json:

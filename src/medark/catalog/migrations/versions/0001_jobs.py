@@ -33,7 +33,8 @@ def upgrade() -> None:
         sa.Column("rpo_seconds", sa.Float()),
         sa.Column("error", sa.Text()),
         sa.Column("details", sa.JSON()),
-        sa.UniqueConstraint("plan", "kind", "scheduled_for", name="uq_jobs_plan_kind_slot"),
+        sa.UniqueConstraint("plan", "kind", "scheduled_for", "attempt",
+                            name="uq_jobs_plan_kind_slot_attempt"),
     )
     op.create_index("ix_jobs_plan", "jobs", ["plan"])
     op.create_index("ix_jobs_status", "jobs", ["status"])

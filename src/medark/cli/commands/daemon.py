@@ -1,0 +1,67 @@
+"""`medark daemon [--config FILE] [--catalog URL]`: run the plans' schedules until SIGTERM.
+
+Every job is recorded in the catalog (`medark jobs`); events (started, finished,
+skipped, catch-up, reaped) are printed one per line, as JSON with --json. SIGTERM or
+SIGINT: stop scheduling, let running jobs finish for --grace seconds, then stop them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from types import FrameType
+
+from medark.catalog.store import Catalog
+from medark.cli.command import Command
+from medark.cli.commands.config import add_config_option
+from medark.cli.commands.run import add_catalog_option
+from medark.cli.context import Context
+from medark.scheduler.daemon import Daemon, DaemonOptions
+from medark.service.jobs import catalog_url
+from medark.service.plans import config_path, load_plans
+from medark.util import clock
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_option(p)
+    add_catalog_option(p)
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="how often the schedules are looked at (default 1)")
+    p.add_argument("--retry-base", type=float, default=30.0, metavar="SECONDS",
+                   help="first retry delay of a failed job, doubled each retry (default 30)")
+    p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                   help="at shutdown, how long running jobs may finish (default 60)")
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    config = load_plans(config_path(args.config))
+    catalog = Catalog(catalog_url(config, args.catalog))
+
+    def event(kind: str, details: dict[str, object]) -> None:
+        if ctx.out.as_json:
+            ctx.out.json({"message_type": "daemon", "event": kind,
+                          "time": clock.format_time(clock.now()), **details})
+        else:
+            text = " ".join(f"{k}={v}" for k, v in details.items() if v not in (None, []))
+            ctx.out.text(f"{clock.format_time(clock.now())} {kind} {text}")
+
+    daemon = Daemon(config, catalog, DaemonOptions(args.poll, args.retry_base, args.grace),
+                    event)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        daemon.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        event("ready", {"plans": len(config.plans), "catalog": catalog.public_url})
+        daemon.run()
+        event("stopped", {})
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        catalog.close()
+    return 0
+
+
+COMMAND = Command("daemon", "run the protection plans on their schedules", add_arguments, run)

@@ -1,0 +1,53 @@
+"""The daemon's child processes: started, waited for, and stopped together at shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+
+from medark.scheduler.runner import Step
+
+
+class Children:
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def launch(self, step: Step) -> subprocess.CompletedProcess[str]:
+        """Run one step to its end (the runner's Launcher); refused once stopping."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
+        with self._lock:
+            if self._closed:
+                return subprocess.CompletedProcess(step.argv, 130, "",
+                                                   "medark: the daemon is shutting down")
+            proc = subprocess.Popen(step.argv, env={**env, **step.env}, text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return subprocess.CompletedProcess(step.argv, proc.returncode, out, err)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def close(self) -> None:
+        """No new children from now on."""
+        with self._lock:
+            self._closed = True
+
+    def terminate(self) -> int:
+        """SIGTERM to every running child (a backup stops cleanly and leaves nothing a
+        rerun cannot use); how many were signalled."""
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        return len(running)

@@ -1,0 +1,190 @@
+"""`medark daemon` through the real command, on short intervals: jobs run on schedule and
+land in the catalog, a failing plan is retried with backoff, SIGTERM stops cleanly, a
+restart catches up a missed slot, and a daemon killed mid-job leaves no job "running"."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import MEDARK, PASSWORD, Cli
+
+CONFIG = """\
+[catalog]
+url = "sqlite:///{state}/catalog.sqlite"
+
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+max_jobs = 2
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{data}"]
+
+[systems.lis]
+owner = "lab"
+
+[[systems.lis.sources]]
+type = "files"
+paths = ["{missing}"]
+
+[systems.slow]
+owner = "x"
+
+[[systems.slow.sources]]
+type = "command"
+command = "sh -c 'sleep {slow}; echo dump'"
+filename = "slow.sql"
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "every 2s"
+rpo = "1h"
+rto = "1h"
+retention = {{ daily = 7 }}
+
+[plans.lis]
+system = "lis"
+repository = "local"
+schedule = "every 1h"
+retries = 1
+rpo = "1h"
+rto = "1h"
+retention = {{ daily = 7 }}
+"""
+
+SLOW_PLAN = """
+[plans.slow]
+system = "slow"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = { daily = 7 }
+"""
+
+
+def _setup(cli: Cli, tmp_path: Path, slow: int = 0) -> Path:
+    data = tmp_path / "pacs"
+    data.mkdir()
+    (data / "a.dcm").write_bytes(os.urandom(50_000))
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    cli("init")
+    config = tmp_path / "medark.toml"
+    text = CONFIG.format(state=tmp_path / "state", repo=cli.repo, password_file=password_file,
+                         data=data, missing=tmp_path / "absent", slow=slow)
+    config.write_text(text + (SLOW_PLAN if slow else ""), encoding="utf-8")
+    return config
+
+
+def _daemon(cli: Cli, config: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in cli.env.items() if not k.startswith("MEDARK_PASSWORD")}
+    return subprocess.Popen([MEDARK, "--json", "daemon", "--config", str(config), "--poll",
+                             "0.1", "--retry-base", "0.5", "--grace", "20"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _jobs(cli: Cli, config: Path) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = cli("jobs", "--json", "--config", config, "--latest",
+                                       "500", password=None).json()
+    return result
+
+
+def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) -> None:
+    config = _setup(cli, tmp_path)
+    daemon = _daemon(cli, config)
+    try:
+        def done() -> bool:
+            jobs = _jobs(cli, config)
+            ok = [j for j in jobs if j["plan"] == "pacs" and j["status"] == "succeeded"]
+            lis = [j for j in jobs if j["plan"] == "lis" and j["status"] == "failed"]
+            return len(ok) >= 3 and len(lis) >= 2
+        _until(done, 90, "three scheduled backups and a retried failure")
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert daemon.returncode == 0, err
+    events = _events(out)
+    assert events[0]["event"] == "ready" and events[-1]["event"] == "stopped"
+    jobs = _jobs(cli, config)
+    assert not [j for j in jobs if j["status"] == "running"]
+    pacs = sorted((j for j in jobs if j["plan"] == "pacs"), key=lambda j: j["id"])
+    slots = [j["scheduled_for"] for j in pacs]
+    assert len(set(slots)) == len(slots)  # every slot once
+    lis = sorted((j for j in jobs if j["plan"] == "lis"), key=lambda j: j["id"])
+    assert [j["attempt"] for j in lis] == [1, 2] and lis[0]["scheduled_for"] == \
+        lis[1]["scheduled_for"]
+    assert all("absent" in (j["error"] or "") for j in lis)
+    snaps = cli("snapshots", "--json").json()
+    assert len(snaps) >= 3 and all("plan=pacs" in s["tags"] for s in snaps)
+
+    time.sleep(2.5)  # the daemon is down past a pacs slot: the restart catches it up
+    again = _daemon(cli, config)
+    try:
+        _until(lambda: len([j for j in _jobs(cli, config) if j["plan"] == "pacs"])
+               > len(pacs), 60, "the catch-up run")
+        again.send_signal(signal.SIGTERM)
+        out, _err = again.communicate(timeout=60)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    assert "catch_up" in [e["event"] for e in _events(out)]
+
+
+def test_a_daemon_killed_mid_job_leaves_it_failed_not_running(cli: Cli,
+                                                              tmp_path: Path) -> None:
+    config = _setup(cli, tmp_path, slow=4)
+    daemon = _daemon(cli, config)
+    try:
+        _until(lambda: any(j["plan"] == "slow" and j["status"] == "running"
+                           for j in _jobs(cli, config)), 60, "the slow job to start")
+        daemon.kill()  # SIGKILL: no chance to record anything
+        daemon.communicate(timeout=30)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert any(j["status"] == "running" for j in _jobs(cli, config) if j["plan"] == "slow")
+    again = _daemon(cli, config)
+    try:
+        _until(lambda: not any(j["status"] == "running" and j["plan"] == "slow"
+                               and j["attempt"] == 1 for j in _jobs(cli, config)),
+               30, "the orphaned job to be reaped")
+        again.send_signal(signal.SIGTERM)
+        out, _err = again.communicate(timeout=60)
+    finally:
+        if again.poll() is None:
+            again.kill()
+    reaped = [j for j in _jobs(cli, config) if j["plan"] == "slow"][-1]
+    assert reaped["status"] == "failed" and "interrupted" in reaped["error"]
+    assert "reaped" in [e["event"] for e in _events(out)]
