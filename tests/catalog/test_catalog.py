@@ -3,6 +3,8 @@ jobs recorded and listed, a schedule slot taken once, orphans of a killed daemon
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -108,3 +110,17 @@ def test_unusable_catalogs_are_one_line_errors(tmp_path: Path) -> None:
         Catalog("postgresql://medark:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(caught.value) and "medark:***@127.0.0.1:1" in str(caught.value)
     assert redacted("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+
+
+def test_processes_creating_a_new_catalog_at_once_all_open_it(url: str) -> None:
+    """The daemon and `medark jobs` may both be first: neither may fail on the other's
+    half-made schema."""
+    script = ("import sys; from medark.catalog.store import Catalog; "
+              "Catalog(sys.argv[1]).close()")
+    procs = [subprocess.Popen([sys.executable, "-c", script, url], stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    catalog = Catalog(url)
+    assert catalog.start("his", "backup") is not None
+    catalog.close()

@@ -28,6 +28,16 @@ url = "{repo}"
 password_file = "{password_file}"
 max_jobs = 2
 
+[repositories.offsite]
+site = "main"
+url = "{offsite}"
+password_file = "{password_file}"
+
+[repositories.dr]
+site = "main"
+url = "{dr}"
+password_file = "{password_file}"
+
 [systems.pacs]
 owner = "radiology"
 
@@ -57,6 +67,7 @@ schedule = "every 2s"
 rpo = "1h"
 rto = "1h"
 retention = {{ daily = 7 }}
+copies = [{{ to = "offsite", schedule = "continuous" }}, {{ to = "dr", schedule = "every 3s" }}]
 
 [plans.lis]
 system = "lis"
@@ -86,9 +97,12 @@ def _setup(cli: Cli, tmp_path: Path, slow: int = 0) -> Path:
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
     cli("init")
+    for copy in ("offsite", "dr"):
+        cli("-r", tmp_path / copy, "init")
     config = tmp_path / "medark.toml"
     text = CONFIG.format(state=tmp_path / "state", repo=cli.repo, password_file=password_file,
-                         data=data, missing=tmp_path / "absent", slow=slow)
+                         data=data, missing=tmp_path / "absent", slow=slow,
+                         offsite=tmp_path / "offsite", dr=tmp_path / "dr")
     config.write_text(text + (SLOW_PLAN if slow else ""), encoding="utf-8")
     return config
 
@@ -125,9 +139,11 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     try:
         def done() -> bool:
             jobs = _jobs(cli, config)
-            ok = [j for j in jobs if j["plan"] == "pacs" and j["status"] == "succeeded"]
+            ok = [j for j in jobs if j["kind"] == "backup" and j["plan"] == "pacs"
+                  and j["status"] == "succeeded"]
             lis = [j for j in jobs if j["plan"] == "lis" and j["status"] == "failed"]
-            return len(ok) >= 3 and len(lis) >= 2
+            copied = [j for j in jobs if j["kind"] == "copy:dr" and j["status"] == "succeeded"]
+            return len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2
         _until(done, 90, "three scheduled backups and a retried failure")
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=60)
@@ -139,7 +155,8 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     assert events[0]["event"] == "ready" and events[-1]["event"] == "stopped"
     jobs = _jobs(cli, config)
     assert not [j for j in jobs if j["status"] == "running"]
-    pacs = sorted((j for j in jobs if j["plan"] == "pacs"), key=lambda j: j["id"])
+    pacs = sorted((j for j in jobs if j["plan"] == "pacs" and j["kind"] == "backup"),
+                  key=lambda j: j["id"])
     slots = [j["scheduled_for"] for j in pacs]
     assert len(set(slots)) == len(slots)  # every slot once
     lis = sorted((j for j in jobs if j["plan"] == "lis"), key=lambda j: j["id"])
@@ -148,11 +165,20 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     assert all("absent" in (j["error"] or "") for j in lis)
     snaps = cli("snapshots", "--json").json()
     assert len(snaps) >= 3 and all("plan=pacs" in s["tags"] for s in snaps)
+    kinds = {j["kind"] for j in jobs if j["plan"] == "pacs"}
+    assert kinds == {"backup", "copy:dr", "follow:offsite"}
+    follow = [j for j in jobs if j["kind"] == "follow:offsite"]
+    assert len(follow) == 1 and follow[0]["status"] == "succeeded"  # stopped by SIGTERM
+    for copy in ("offsite", "dr"):  # the copies hold the plan's snapshots
+        copied = cli("-r", tmp_path / copy, "snapshots", "--json").json()
+        assert {s["original"] for s in copied} <= {s["id"] for s in snaps}
+        assert len(copied) >= (len(snaps) - 1 if copy == "offsite" else 1)
 
     time.sleep(2.5)  # the daemon is down past a pacs slot: the restart catches it up
     again = _daemon(cli, config)
     try:
-        _until(lambda: len([j for j in _jobs(cli, config) if j["plan"] == "pacs"])
+        _until(lambda: len([j for j in _jobs(cli, config)
+                            if j["plan"] == "pacs" and j["kind"] == "backup"])
                > len(pacs), 60, "the catch-up run")
         again.send_signal(signal.SIGTERM)
         out, _err = again.communicate(timeout=60)

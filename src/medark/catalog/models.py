@@ -32,8 +32,9 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     plan: Mapped[str] = mapped_column(String(200), index=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    """backup, copy, restore_test, forget."""
+    kind: Mapped[str] = mapped_column(String(120))
+    """backup, copy:TARGET (a scheduled copy), follow:TARGET (a continuous copy),
+    restore_test."""
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """The schedule slot this run serves (None for `medark run`): with the plan, kind and
     attempt unique, so a daemon restarted mid-slot never runs an attempt twice."""

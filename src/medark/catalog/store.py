@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,8 @@ from medark.util import clock
 from medark.util.processes import pid_alive
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATE_ATTEMPTS = 5
+MIGRATION_LOCK = 0x6D656461726B  # "medark": the advisory lock key of schema migrations
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,29 @@ class Catalog:
         self.url = url
         try:
             self._engine = _engine(url)
-            with self._engine.begin() as connection:
-                alembic = AlembicConfig()
-                alembic.set_main_option("script_location", str(MIGRATIONS))
-                alembic.attributes["connection"] = connection
-                command.upgrade(alembic, "head")
         except SQLAlchemyError as exc:
             raise CatalogError(f"catalog {redacted(url)}: {_reason(exc)}") from None
+        for attempt in range(1, MIGRATE_ATTEMPTS + 1):
+            try:
+                self._migrate()
+                break
+            except SQLAlchemyError as exc:
+                # two processes creating a new catalog at once: the loser finds the
+                # tables made and, next time, the schema current
+                if attempt == MIGRATE_ATTEMPTS:
+                    raise CatalogError(f"catalog {redacted(url)}: {_reason(exc)}") from None
+                clock.sleep(0.2 * attempt)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def _migrate(self) -> None:
+        with self._engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # one migrator at a time
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
+            alembic = AlembicConfig()
+            alembic.set_main_option("script_location", str(MIGRATIONS))
+            alembic.attributes["connection"] = connection
+            command.upgrade(alembic, "head")
 
     @property
     def public_url(self) -> str:

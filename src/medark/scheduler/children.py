@@ -12,11 +12,12 @@ from medark.scheduler.runner import Step
 
 class Children:
     def __init__(self) -> None:
-        self._running: set[subprocess.Popen[str]] = set()
+        self._running: dict[subprocess.Popen[str], bool] = {}
+        """Running children, and whether each is a continuous one."""
         self._lock = threading.Lock()
         self._closed = False
 
-    def launch(self, step: Step) -> subprocess.CompletedProcess[str]:
+    def launch(self, step: Step, continuous: bool = False) -> subprocess.CompletedProcess[str]:
         """Run one step to its end (the runner's Launcher); refused once stopping."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
         with self._lock:
@@ -25,12 +26,12 @@ class Children:
                                                    "medark: the daemon is shutting down")
             proc = subprocess.Popen(step.argv, env={**env, **step.env}, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            self._running.add(proc)
+            self._running[proc] = continuous
         try:
             out, err = proc.communicate()
         finally:
             with self._lock:
-                self._running.discard(proc)
+                self._running.pop(proc, None)
         return subprocess.CompletedProcess(step.argv, proc.returncode, out, err)
 
     def count(self) -> int:
@@ -42,11 +43,14 @@ class Children:
         with self._lock:
             self._closed = True
 
-    def terminate(self) -> int:
-        """SIGTERM to every running child (a backup stops cleanly and leaves nothing a
-        rerun cannot use); how many were signalled."""
+    def launch_continuous(self, step: Step) -> subprocess.CompletedProcess[str]:
+        return self.launch(step, continuous=True)
+
+    def terminate(self, continuous: bool = False) -> int:
+        """SIGTERM to every running child, or only the continuous ones (a backup stops
+        cleanly and leaves nothing a rerun cannot use); how many were signalled."""
         with self._lock:
-            running = list(self._running)
+            running = [p for p, kind in self._running.items() if kind or not continuous]
         for proc in running:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -13,8 +13,13 @@
   (`retry_base`, doubled each time), each attempt a job of its own in the catalog.
 - **Crash safety.** Jobs are recorded `running` before they start; on start the daemon
   marks its host's running jobs whose process is gone as failed.
-- **Shutdown.** SIGTERM stops scheduling, gives running jobs `grace` seconds to finish,
-  then sends them SIGTERM (a backup stops cleanly) and records them failed.
+- **Copies.** A plan's copy with a cron or interval schedule is a job of its own
+  (`copy:TARGET`) with the same slots, limits and retries. A `continuous` copy is a
+  supervised `medark copy --follow` (`follow:TARGET`): when it stops it is restarted
+  after a backoff that doubles up to `max_backoff` and resets once it ran a minute.
+- **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
+  cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
+  backup stops cleanly) and records them failed.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from datetime import datetime
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig
+from medark.config.schedule import Schedule
 from medark.scheduler.children import Children
-from medark.scheduler.runner import Outcome, run_backup
+from medark.scheduler.runner import Outcome, copy_step, run_backup, run_copy, run_job
 from medark.util import clock
 
 Event = Callable[[str, dict[str, object]], None]
@@ -40,6 +46,22 @@ class DaemonOptions:
     """Seconds between looks at the schedules."""
     retry_base: float = 30.0
     grace: float = 60.0
+    max_backoff: float = 60.0
+    """Longest wait before a continuous job that stopped is started again."""
+
+
+HEALTHY_RUN = 60.0
+"""A continuous job that ran this long before stopping starts again without delay."""
+
+
+@dataclass(frozen=True)
+class Track:
+    """One scheduled job of a plan: its backups, or its copies to one repository."""
+
+    plan: str
+    kind: str
+    schedule: Schedule
+    target: str | None = None
 
 
 class Daemon:
@@ -54,10 +76,12 @@ class Daemon:
         self._on_event = on_event or (lambda _kind, _details: None)
         self._repo_slots = {name: threading.BoundedSemaphore(repo.max_jobs)
                             for name, repo in config.repositories.items()}
-        self._busy: set[str] = set()
+        self._busy: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._next: dict[str, datetime | None] = {}
+        self._followers: list[threading.Thread] = []
+        self._next: dict[Track, datetime | None] = {}
+        self.tracks, self.continuous = _tracks(config)
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -65,76 +89,108 @@ class Daemon:
         reaped = self.catalog.reap_orphans()
         if reaped:
             self._on_event("reaped", {"jobs": reaped})
+        for plan, target in self.continuous:
+            follower = threading.Thread(target=self._follow, args=(plan, target),
+                                        name=f"follow-{plan}-{target}", daemon=True)
+            self._followers.append(follower)
+            follower.start()
         now = clock.now()
-        for name in sorted(self.config.plans):
-            self._plan_start(name, now)
+        for track in self.tracks:
+            self._track_start(track, now)
         while not self.stopping.wait(self.options.poll):
             now = clock.now()
-            for name, slot in list(self._next.items()):
+            for track, slot in list(self._next.items()):
                 if slot is not None and slot <= now:
-                    self._dispatch(name, slot)
-                    self._next[name] = self._after(name, max(slot, now), slot)
+                    self._dispatch(track, slot)
+                    self._next[track] = self._after(track, max(slot, now), slot)
         self._shutdown()
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _plan_start(self, name: str, now: datetime) -> None:
-        last = self.catalog.last_slot(name, "backup")
+    def _track_start(self, track: Track, now: datetime) -> None:
+        last = self.catalog.last_slot(track.plan, track.kind)
         if last is not None:
-            missed = self._after(name, last, last)
+            missed = self._after(track, last, last)
             if missed is not None and missed <= now:
-                self._on_event("catch_up", {"plan": name, "slot": _fmt(missed)})
-                self._dispatch(name, missed)
-                self._next[name] = self._after(name, now, missed)
+                self._on_event("catch_up", {"plan": track.plan, "kind": track.kind,
+                                            "slot": _fmt(missed)})
+                self._dispatch(track, missed)
+                self._next[track] = self._after(track, now, missed)
                 return
-        self._next[name] = self._after(name, now, None)
+        self._next[track] = self._after(track, now, None)
 
-    def _after(self, name: str, after: datetime, last_start: datetime | None
+    def _after(self, track: Track, after: datetime, last_start: datetime | None
                ) -> datetime | None:
-        schedule = self.config.plans[name].parsed_schedule()
-        return schedule.next_after(after, self.config.zone, name, last_start)
+        seed = track.plan if track.kind == "backup" else f"{track.plan}/{track.kind}"
+        return track.schedule.next_after(after, self.config.zone, seed, last_start)
 
     # ---- jobs ----------------------------------------------------------------------
 
-    def _dispatch(self, name: str, slot: datetime) -> None:
+    def _dispatch(self, track: Track, slot: datetime) -> None:
+        key = (track.plan, track.kind)
         with self._lock:
-            if name in self._busy:
-                self._on_event("skipped", {"plan": name, "slot": _fmt(slot),
+            if key in self._busy:
+                self._on_event("skipped", {"plan": track.plan, "kind": track.kind,
+                                           "slot": _fmt(slot),
                                            "reason": "the previous run is still going"})
                 return
-            self._busy.add(name)
-        thread = threading.Thread(target=self._job, args=(name, slot),
-                                  name=f"job-{name}", daemon=True)
+            self._busy.add(key)
+        thread = threading.Thread(target=self._job, args=(track, slot),
+                                  name=f"job-{track.plan}-{track.kind}", daemon=True)
         self._threads.append(thread)
         thread.start()
 
-    def _job(self, name: str, slot: datetime) -> None:
-        repo = self.config.plans[name].repository
+    def _job(self, track: Track, slot: datetime) -> None:
+        repo = track.target or self.config.plans[track.plan].repository
         try:
             with self._repo_slots[repo]:
-                self._attempts(name, slot)
+                self._attempts(track, slot)
         finally:
             with self._lock:
-                self._busy.discard(name)
+                self._busy.discard((track.plan, track.kind))
 
-    def _attempts(self, name: str, slot: datetime) -> None:
-        retries = self.config.plans[name].retries
+    def _attempts(self, track: Track, slot: datetime) -> None:
+        retries = self.config.plans[track.plan].retries
         for attempt in range(1, retries + 2):
             if self.stopping.is_set():
                 return  # not started: the slot stays open for the catch-up after restart
-            self._on_event("started", {"plan": name, "slot": _fmt(slot), "attempt": attempt})
-            outcome = run_backup(self.config, name, self.catalog, slot, attempt,
-                                 launcher=self.children.launch)
-            self._on_event("finished", {"plan": name, **_summary(outcome),
-                                        "attempt": attempt})
+            details = {"plan": track.plan, "kind": track.kind}
+            self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
+            if track.target is None:
+                outcome = run_backup(self.config, track.plan, self.catalog, slot, attempt,
+                                     launcher=self.children.launch)
+            else:
+                outcome = run_copy(self.config, track.plan, track.target, self.catalog,
+                                   slot, attempt, launcher=self.children.launch)
+            self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
             if outcome.status in (SUCCEEDED, "skipped") or attempt > retries:
                 return
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):
                 return
 
+    def _follow(self, plan: str, target: str) -> None:
+        """Keep `medark copy --follow` running until shutdown, each run a job."""
+        backoff = 1.0
+        step = copy_step(self.config, plan, target, follow=True)
+        while not self.stopping.is_set():
+            began = clock.monotonic()
+            self._on_event("started", {"plan": plan, "kind": f"follow:{target}"})
+            outcome = run_job(self.catalog, plan, f"follow:{target}", [step], None, 1,
+                              self.children.launch_continuous)
+            if self.stopping.is_set():
+                return
+            ran = clock.monotonic() - began
+            backoff = 1.0 if ran >= HEALTHY_RUN else min(backoff * 2, self.options.max_backoff)
+            self._on_event("restarting", {"plan": plan, "kind": f"follow:{target}",
+                                          "after_seconds": backoff, "error": outcome.error})
+            self.stopping.wait(backoff)
+
     def _shutdown(self) -> None:
         self.children.close()
+        self.children.terminate(continuous=True)
+        for follower in self._followers:
+            follower.join()
         deadline = clock.monotonic() + self.options.grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - clock.monotonic()))
@@ -143,6 +199,22 @@ class Daemon:
             self._on_event("terminating", {"jobs": signalled})
             for thread in self._threads:
                 thread.join()
+
+
+def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str]]]:
+    """Every scheduled job (backups, scheduled copies), and the continuous copies."""
+    tracks: list[Track] = []
+    continuous: list[tuple[str, str]] = []
+    for name in sorted(config.plans):
+        plan = config.plans[name]
+        tracks.append(Track(name, "backup", plan.parsed_schedule()))
+        for copy in plan.copies:
+            schedule = Schedule.parse(copy.schedule)
+            if schedule.continuous:
+                continuous.append((name, copy.to))
+            else:
+                tracks.append(Track(name, f"copy:{copy.to}", schedule, copy.to))
+    return tracks, continuous
 
 
 def _summary(outcome: Outcome) -> dict[str, object]:

@@ -65,18 +65,42 @@ def medark_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "medark.cli.main"]
 
 
+def _repo_env(config: MedarkConfig, name: str, prefix: str = "MEDARK_") -> dict[str, str]:
+    """How a child finds and opens repository `name`: its location and password source
+    (MEDARK_REPO / MEDARK_PASSWORD_FILE, or MEDARK_FROM_* for a copy's source)."""
+    repo = config.repositories[name]
+    env = {}
+    if repo.password_file:
+        env[f"{prefix}PASSWORD_FILE"] = repo.password_file
+    if repo.password_command:
+        env[f"{prefix}PASSWORD_COMMAND"] = repo.password_command
+    return env
+
+
+def _plan_tags(plan_name: str, system: str) -> list[str]:
+    return ["--tag", f"plan={plan_name}", "--tag", f"system={system}"]
+
+
 def backup_steps(config: MedarkConfig, plan_name: str,
                  medark: list[str] | None = None) -> list[Step]:
     plan = config.plans[plan_name]
-    repo = config.repositories[plan.repository]
-    env = {"MEDARK_REPO": repo.url}
-    if repo.password_file:
-        env["MEDARK_PASSWORD_FILE"] = repo.password_file
-    if repo.password_command:
-        env["MEDARK_PASSWORD_COMMAND"] = repo.password_command
+    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
+           **_repo_env(config, plan.repository)}
     base = [*(medark or medark_command()), "--json"]
-    tags = ["--tag", f"plan={plan_name}", "--tag", f"system={plan.system}"]
+    tags = _plan_tags(plan_name, plan.system)
     return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
+
+
+def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = False,
+              medark: list[str] | None = None) -> Step:
+    """The plan's snapshots (tag plan=NAME) and the WAL/binlog archives of its repository,
+    copied to `target`; with `follow`, continuously."""
+    plan = config.plans[plan_name]
+    env = {"MEDARK_REPO": config.repositories[target].url, **_repo_env(config, target),
+           "MEDARK_FROM_REPO": config.repositories[plan.repository].url,
+           **_repo_env(config, plan.repository, "MEDARK_FROM_")}
+    argv = [*(medark or medark_command()), "--json", "copy", "--tag", f"plan={plan_name}"]
+    return Step(f"copy to {target}", [*argv, "--follow"] if follow else argv, env)
 
 
 def _step(source: Source, base: list[str], tags: list[str], env: dict[str, str]) -> Step:
@@ -110,21 +134,35 @@ def run_backup(config: MedarkConfig, plan_name: str, catalog: Catalog,
     """Every source of the plan's system, one after the other; the job fails when any
     source fails (the others still run: a broken PACS mount must not cost the HIS its
     backup)."""
+    return run_job(catalog, plan_name, "backup", backup_steps(config, plan_name),
+                   scheduled_for, attempt, launcher)
+
+
+def run_copy(config: MedarkConfig, plan_name: str, target: str, catalog: Catalog,
+             scheduled_for: datetime | None = None, attempt: int = 1,
+             launcher: Launcher = launch) -> Outcome:
+    return run_job(catalog, plan_name, f"copy:{target}",
+                   [copy_step(config, plan_name, target)], scheduled_for, attempt, launcher)
+
+
+def run_job(catalog: Catalog, plan_name: str, kind: str, steps: list[Step],
+            scheduled_for: datetime | None, attempt: int, launcher: Launcher) -> Outcome:
     started = clock.now()
-    job_id = catalog.start(plan_name, "backup", scheduled_for, attempt)
+    job_id = catalog.start(plan_name, kind, scheduled_for, attempt)
     outcome = Outcome(job_id, SUCCEEDED, started, started)
     if job_id is None:
         outcome.status, outcome.error = "skipped", "this schedule slot already ran"
         return outcome
     errors = []
-    for step in backup_steps(config, plan_name):
+    for step in steps:
         result = launcher(step)
         summary = _summary(result.stdout)
-        done = {"source": step.source, "exit_code": result.returncode}
+        done: dict[str, Any] = {"source": step.source, "exit_code": result.returncode}
         if result.returncode in (0, 3, 4) and summary.get("snapshot_id"):
             outcome.snapshot_ids.append(str(summary["snapshot_id"]))
-            outcome.bytes_added += int(summary.get("data_added_packed") or 0)
             done["snapshot_id"] = summary["snapshot_id"]
+        added = summary.get("data_added_packed", summary.get("bytes_stored"))
+        outcome.bytes_added += int(added or 0)
         if result.returncode != 0:
             reason = _error(result) or f"exited {result.returncode}"
             errors.append(f"{step.source}: {reason}")

@@ -20,7 +20,7 @@ def upgrade() -> None:
         "jobs",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("plan", sa.String(200), nullable=False),
-        sa.Column("kind", sa.String(40), nullable=False),
+        sa.Column("kind", sa.String(120), nullable=False),
         sa.Column("scheduled_for", sa.DateTime(timezone=True)),
         sa.Column("started_at", sa.DateTime(timezone=True)),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
