@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from conftest import MEDARK, PASSWORD, Cli
+from prometheus_client.parser import text_string_to_metric_families
 
 CONFIG = """\
 [catalog]
@@ -107,11 +110,24 @@ def _setup(cli: Cli, tmp_path: Path, slow: int = 0) -> Path:
     return config
 
 
-def _daemon(cli: Cli, config: Path) -> subprocess.Popen[str]:
+def _daemon(cli: Cli, config: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in cli.env.items() if not k.startswith("MEDARK_PASSWORD")}
     return subprocess.Popen([MEDARK, "--json", "daemon", "--config", str(config), "--poll",
-                             "0.1", "--retry-base", "0.5", "--grace", "20"],
+                             "0.1", "--retry-base", "0.5", "--grace", "20", *extra],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
 def _jobs(cli: Cli, config: Path) -> list[dict[str, Any]]:
@@ -135,7 +151,8 @@ def _events(stdout: str) -> list[dict[str, Any]]:
 
 def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) -> None:
     config = _setup(cli, tmp_path)
-    daemon = _daemon(cli, config)
+    port = _free_port()
+    daemon = _daemon(cli, config, "--metrics-listen", f"127.0.0.1:{port}")
     try:
         def done() -> bool:
             jobs = _jobs(cli, config)
@@ -145,6 +162,7 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
             copied = [j for j in jobs if j["kind"] == "copy:dr" and j["status"] == "succeeded"]
             return len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2
         _until(done, 90, "three scheduled backups and a retried failure")
+        metrics = _scrape(port)
         daemon.send_signal(signal.SIGTERM)
         out, err = daemon.communicate(timeout=60)
     finally:
@@ -186,6 +204,17 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
         if again.poll() is None:
             again.kill()
     assert "catch_up" in [e["event"] for e in _events(out)]
+
+    pacs_labels = (("plan", "pacs"), ("system", "pacs"))
+    assert 0 <= metrics[("medark_plan_rpo_seconds", pacs_labels)] < 60
+    assert metrics[("medark_plan_rpo_target_seconds", pacs_labels)] == 3600
+    assert ("medark_plan_rpo_seconds", (("plan", "lis"), ("system", "lis"))) not in metrics
+    failed = (("kind", "backup"), ("plan", "lis"), ("status", "failed"))
+    assert metrics[("medark_jobs_total", failed)] == 2
+    ok = (("kind", "backup"), ("plan", "pacs"), ("status", "succeeded"))
+    assert metrics[("medark_jobs_total", ok)] >= 3
+    assert metrics[("medark_job_last_success_timestamp_seconds",
+                    (("kind", "copy:dr"), ("plan", "pacs")))] > 0
 
 
 def test_a_daemon_killed_mid_job_leaves_it_failed_not_running(cli: Cli,

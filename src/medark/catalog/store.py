@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -165,6 +165,23 @@ class Catalog:
                  .order_by(Job.scheduled_for.desc()).limit(1))
         with self._session() as session:
             return _aware(session.scalars(query).first())
+
+    def latest(self, plan: str, kind: str, status: str | None = None) -> JobRecord | None:
+        """The newest job of this plan and kind (in this status)."""
+        query = (select(Job).where(Job.plan == plan, Job.kind == kind)
+                 .order_by(Job.id.desc()).limit(1))
+        if status is not None:
+            query = query.where(Job.status == status)
+        with self._session() as session:
+            job = session.scalars(query).first()
+            return _record(job) if job is not None else None
+
+    def counts(self) -> list[tuple[str, str, str, int]]:
+        """(plan, kind, status, jobs) over the whole history."""
+        query = (select(Job.plan, Job.kind, Job.status, func.count())
+                 .group_by(Job.plan, Job.kind, Job.status))
+        with self._session() as session:
+            return [(p, k, s, int(n)) for p, k, s, n in session.execute(query)]
 
     def jobs(self, plan: str | None = None, status: str | None = None,
              limit: int = 100) -> list[JobRecord]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from wsgiref.simple_server import WSGIServer as MetricsServer
+
+from prometheus_client import start_http_server
+
 from medark.catalog.store import Catalog, JobRecord
 from medark.config import environment as env
 from medark.config.plans import MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.runner import Outcome, run_backup
+from medark.service.metrics import plan_registry
 
 
 def catalog_url(config: MedarkConfig | None, given: str | None) -> str:
@@ -16,6 +21,19 @@ def catalog_url(config: MedarkConfig | None, given: str | None) -> str:
         raise UsageError("no catalog: give --catalog URL, set MEDARK_CATALOG, or a "
                          "configuration file (--config)")
     return url
+
+
+def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> MetricsServer:
+    """Prometheus's /metrics on HOST:PORT, in a thread of its own."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--metrics-listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:9478")
+    try:
+        server, _thread = start_http_server(int(port), host.strip("[]"),
+                                            plan_registry(config, catalog))
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on {listen}: {exc.strerror}") from None
+    return server
 
 
 def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:

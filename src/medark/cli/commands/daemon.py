@@ -17,7 +17,7 @@ from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
 from medark.scheduler.daemon import Daemon, DaemonOptions
-from medark.service.jobs import catalog_url
+from medark.service.jobs import catalog_url, serve_metrics
 from medark.service.plans import config_path, load_plans
 from medark.util import clock
 
@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first retry delay of a failed job, doubled each retry (default 30)")
     p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
                    help="at shutdown, how long running jobs may finish (default 60)")
+    p.add_argument("--metrics-listen", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (RPO per plan, "
+                   "last success, durations, bytes, job counts)")
 
 
 def run(ctx: Context) -> int:
@@ -53,11 +56,15 @@ def run(ctx: Context) -> int:
         daemon.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    metrics = serve_metrics(args.metrics_listen, config, catalog) if args.metrics_listen else None
     try:
-        event("ready", {"plans": len(config.plans), "catalog": catalog.public_url})
+        event("ready", {"plans": len(config.plans), "catalog": catalog.public_url,
+                        "metrics": f"http://{args.metrics_listen}/metrics" if metrics else None})
         daemon.run()
         event("stopped", {})
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         catalog.close()
