@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from medark.catalog.models import FAILED, RUNNING, STATUSES, Job
+from medark.catalog.models import FAILED, RUNNING, STATUSES, Alert, Job
 from medark.errors import CatalogError
 from medark.util import clock
 from medark.util.processes import pid_alive
@@ -183,6 +183,38 @@ class Catalog:
         with self._session() as session:
             return [(p, k, s, int(n)) for p, k, s, n in session.execute(query)]
 
+    def raise_alert(self, key: str, kind: str, plan: str, summary: str,
+                    details: dict[str, Any] | None = None) -> bool:
+        """Open an alert unless one with this key is open (then only note it was seen
+        again); True when it was newly opened and deserves a notification."""
+        now = clock.now()
+        with self._session() as session:
+            current = session.scalars(select(Alert).where(
+                Alert.key == key, Alert.resolved_at.is_(None)).limit(1)).first()
+            if current is not None:
+                current.last_seen = now
+                return False
+            session.add(Alert(key=key, kind=kind, plan=plan, opened_at=now, last_seen=now,
+                              summary=summary, details=details))
+            return True
+
+    def resolve_alert(self, key: str) -> AlertRecord | None:
+        """Close the open alert with this key; it, or None when none was open."""
+        with self._session() as session:
+            current = session.scalars(select(Alert).where(
+                Alert.key == key, Alert.resolved_at.is_(None)).limit(1)).first()
+            if current is None:
+                return None
+            current.resolved_at = clock.now()
+            return _alert(current)
+
+    def alerts(self, open_only: bool = False, limit: int = 100) -> list[AlertRecord]:
+        query = select(Alert).order_by(Alert.id.desc()).limit(limit)
+        if open_only:
+            query = query.where(Alert.resolved_at.is_(None))
+        with self._session() as session:
+            return [_alert(a) for a in session.scalars(query)]
+
     def jobs(self, plan: str | None = None, status: str | None = None,
              limit: int = 100) -> list[JobRecord]:
         """Newest first."""
@@ -193,6 +225,30 @@ class Catalog:
             query = query.where(Job.status == status)
         with self._session() as session:
             return [_record(job) for job in session.scalars(query)]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    key: str
+    kind: str
+    plan: str
+    summary: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    details: dict[str, Any] | None
+
+    def public(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "plan": self.plan,
+                "summary": self.summary, "opened_at": clock.format_time(self.opened_at),
+                "resolved_at": (clock.format_time(self.resolved_at)
+                                if self.resolved_at else None), "details": self.details}
+
+
+def _alert(row: Alert) -> AlertRecord:
+    opened = _aware(row.opened_at)
+    assert opened is not None
+    return AlertRecord(row.key, row.kind, row.plan, row.summary, opened,
+                       _aware(row.resolved_at), row.details)
 
 
 def _record(job: Job) -> JobRecord:

@@ -158,6 +158,32 @@ class Plan(Model):
         return Schedule.parse(self.schedule, self.jitter)
 
 
+class Webhook(Model):
+    url: str
+    format: Literal["generic", "wecom", "dingtalk"] = "generic"
+    """generic: a JSON document; wecom / dingtalk: the robot message formats of WeCom
+    (企业微信) and DingTalk (钉钉) group robots."""
+    secret_file: str | None = None
+    """DingTalk: the robot's signing secret (加签), first line of this file."""
+
+
+class EmailConf(Model):
+    smtp: str
+    """HOST:PORT of the mail server."""
+    sender: str
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+
+
+class AlertsConf(Model):
+    webhooks: list[Webhook] = []
+    email: EmailConf | None = None
+    language: Literal["zh", "en"] = "zh"
+    """Alert texts: Chinese by default, English on request."""
+
+
 class CatalogConf(Model):
     url: str = DEFAULT_CATALOG
     """SQLite file (the default) or a PostgreSQL DSN for a central deployment."""
@@ -166,6 +192,7 @@ class CatalogConf(Model):
 class MedarkConfig(Model):
     timezone: str = "Asia/Shanghai"
     catalog: CatalogConf = CatalogConf()
+    alerts: AlertsConf = AlertsConf()
     sites: dict[str, Site] = Field(min_length=1)
     repositories: dict[str, RepositoryConf] = Field(min_length=1)
     systems: dict[str, System] = Field(min_length=1)

@@ -33,6 +33,7 @@ from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig
 from medark.config.schedule import Schedule
+from medark.scheduler.alerts import Alerter
 from medark.scheduler.children import Children
 from medark.scheduler.runner import Outcome, copy_step, run_backup, run_copy, run_job
 from medark.util import clock
@@ -50,6 +51,8 @@ class DaemonOptions:
     """Longest wait before a continuous job that stopped is started again."""
 
 
+RPO_CHECK_EVERY = 2.0
+"""Seconds between evaluations of every plan's achieved RPO against its target."""
 HEALTHY_RUN = 60.0
 """A continuous job that ran this long before stopping starts again without delay."""
 
@@ -82,6 +85,7 @@ class Daemon:
         self._followers: list[threading.Thread] = []
         self._next: dict[Track, datetime | None] = {}
         self.tracks, self.continuous = _tracks(config)
+        self.alerter = Alerter(config, catalog, self._on_event)
 
     # ---- the loop ------------------------------------------------------------------
 
@@ -97,8 +101,12 @@ class Daemon:
         now = clock.now()
         for track in self.tracks:
             self._track_start(track, now)
+        next_rpo_check = clock.monotonic()
         while not self.stopping.wait(self.options.poll):
             now = clock.now()
+            if clock.monotonic() >= next_rpo_check:
+                self.alerter.check_rpo(now)
+                next_rpo_check = clock.monotonic() + max(self.options.poll, RPO_CHECK_EVERY)
             for track, slot in list(self._next.items()):
                 if slot is not None and slot <= now:
                     self._dispatch(track, slot)
@@ -164,6 +172,7 @@ class Daemon:
                 outcome = run_copy(self.config, track.plan, track.target, self.catalog,
                                    slot, attempt, launcher=self.children.launch)
             self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
+            self.alerter.job_finished(track.plan, track.kind, outcome)
             if outcome.status in (SUCCEEDED, "skipped") or attempt > retries:
                 return
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):

@@ -1,0 +1,42 @@
+"""`medark alerts [--open]`: alert history from the catalog, newest first — what fired,
+when, and whether (and when) its condition cleared."""
+
+from __future__ import annotations
+
+import argparse
+
+from medark.catalog.store import Catalog
+from medark.cli.command import Command
+from medark.cli.commands.config import add_config_option
+from medark.cli.commands.run import add_catalog_option
+from medark.cli.context import Context
+from medark.service.jobs import catalog_url
+from medark.service.plans import config_path, load_plans
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--open", action="store_true", help="only alerts not resolved yet")
+    add_config_option(p)
+    add_catalog_option(p)
+
+
+def run(ctx: Context) -> int:
+    args = ctx.args
+    config = None if args.catalog else load_plans(config_path(args.config))
+    catalog = Catalog(catalog_url(config, args.catalog))
+    try:
+        alerts = catalog.alerts(open_only=args.open)
+    finally:
+        catalog.close()
+    if ctx.out.as_json:
+        ctx.out.json([a.public() for a in alerts])
+        return 0
+    for alert in alerts:
+        state = (f"resolved {alert.resolved_at:%Y-%m-%d %H:%M:%S}" if alert.resolved_at
+                 else "OPEN")
+        ctx.out.text(f"{alert.opened_at:%Y-%m-%d %H:%M:%S}  {state:<28} {alert.key:<32} "
+                     f"{alert.summary}")
+    return 0
+
+
+COMMAND = Command("alerts", "list the alerts the daemon raised", add_arguments, run)
