@@ -71,6 +71,7 @@ rpo = "1h"
 rto = "1h"
 retention = {{ daily = 7 }}
 copies = [{{ to = "offsite", schedule = "continuous" }}, {{ to = "dr", schedule = "every 3s" }}]
+restore_test = {{ schedule = "every 3s" }}
 
 [plans.lis]
 system = "lis"
@@ -160,7 +161,9 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
                   and j["status"] == "succeeded"]
             lis = [j for j in jobs if j["plan"] == "lis" and j["status"] == "failed"]
             copied = [j for j in jobs if j["kind"] == "copy:dr" and j["status"] == "succeeded"]
-            return len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2
+            tested = [j for j in jobs if j["kind"] == "restore_test"
+                      and j["status"] == "succeeded"]
+            return len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2 and len(tested) >= 1
         _until(done, 90, "three scheduled backups and a retried failure")
         metrics = _scrape(port)
         daemon.send_signal(signal.SIGTERM)
@@ -184,7 +187,9 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     snaps = cli("snapshots", "--json").json()
     assert len(snaps) >= 3 and all("plan=pacs" in s["tags"] for s in snaps)
     kinds = {j["kind"] for j in jobs if j["plan"] == "pacs"}
-    assert kinds == {"backup", "copy:dr", "follow:offsite"}
+    assert kinds == {"backup", "copy:dr", "follow:offsite", "restore_test"}
+    tested = [j for j in jobs if j["kind"] == "restore_test" and j["status"] == "succeeded"]
+    assert all(j["details"]["rto_seconds"] > 0 for j in tested)
     follow = [j for j in jobs if j["kind"] == "follow:offsite"]
     assert len(follow) == 1 and follow[0]["status"] == "succeeded"  # stopped by SIGTERM
     for copy in ("offsite", "dr"):  # the copies hold the plan's snapshots

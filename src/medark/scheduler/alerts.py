@@ -3,6 +3,8 @@
 - `job_failed:PLAN:KIND` — a backup or copy job failed; resolved by the next success.
 - `suspicious:PLAN` — a backup was flagged as possible ransomware (exit 4); resolved by
   the next backup that is not flagged.
+- `restore_test_failed:PLAN` — a restore test did not verify; resolved by the next one
+  that does.
 - `rpo_breach:PLAN` — the plan's newest successful backup is older than its RPO target
   (a plan that never succeeded counts from the daemon's start); resolved when a backup
   brings the age back under the target.
@@ -35,6 +37,10 @@ TEXTS = {
         "suspicious/resolved": ("【Medark】{plan} 备份已恢复正常", "最近一次备份未被标记。"),
         "rpo_breach": ("【Medark】{plan} 超出 RPO",
                        "最新可恢复点已过去 {age}，目标 RPO 为 {target}。"),
+        "restore_test_failed": ("【Medark】{plan} 恢复演练失败",
+                                "自动恢复验证未通过：{error}"),
+        "restore_test_failed/resolved": ("【Medark】{plan} 恢复演练已通过",
+                                         "最近一次自动恢复验证成功。"),
         "rpo_breach/resolved": ("【Medark】{plan} RPO 已恢复",
                                 "最新可恢复点已过去 {age}，目标 RPO 为 {target}。"),
     },
@@ -50,6 +56,11 @@ TEXTS = {
                                 "The latest backup was not flagged."),
         "rpo_breach": ("[Medark] {plan}: RPO breached",
                        "The newest recoverable point is {age} old; the target is {target}."),
+        "restore_test_failed": ("[Medark] {plan}: restore test failed",
+                                "The automatic restore verification failed: {error}"),
+        "restore_test_failed/resolved": ("[Medark] {plan}: restore test passed",
+                                         "The latest automatic restore verification "
+                                         "succeeded."),
         "rpo_breach/resolved": ("[Medark] {plan}: RPO met again",
                                 "The newest recoverable point is {age} old; the target is "
                                 "{target}."),
@@ -67,6 +78,13 @@ class Alerter:
         self.started = clock.now()
 
     def job_finished(self, plan: str, kind: str, outcome: Outcome) -> None:
+        if kind == "restore_test":
+            if outcome.status == FAILED:
+                self._raise(f"restore_test_failed:{plan}", "restore_test_failed", plan,
+                            error=outcome.error or "")
+            elif outcome.status == SUCCEEDED:
+                self._resolve(f"restore_test_failed:{plan}", "restore_test_failed", plan)
+            return
         if outcome.status == FAILED:
             self._raise(f"job_failed:{plan}:{kind}", "job_failed", plan,
                         kind=kind, error=outcome.error or "")

@@ -17,6 +17,8 @@
   (`copy:TARGET`) with the same slots, limits and retries. A `continuous` copy is a
   supervised `medark copy --follow` (`follow:TARGET`): when it stops it is restarted
   after a backoff that doubles up to `max_backoff` and resets once it ran a minute.
+- **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
+  job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
@@ -35,6 +37,7 @@ from medark.config.plans import MedarkConfig
 from medark.config.schedule import Schedule
 from medark.scheduler.alerts import Alerter
 from medark.scheduler.children import Children
+from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Outcome, copy_step, run_backup, run_copy, run_job
 from medark.util import clock
 
@@ -159,13 +162,17 @@ class Daemon:
                 self._busy.discard((track.plan, track.kind))
 
     def _attempts(self, track: Track, slot: datetime) -> None:
-        retries = self.config.plans[track.plan].retries
+        # a restore test is not retried: its failure is the finding
+        retries = 0 if track.kind == "restore_test" else self.config.plans[track.plan].retries
         for attempt in range(1, retries + 2):
             if self.stopping.is_set():
                 return  # not started: the slot stays open for the catch-up after restart
             details = {"plan": track.plan, "kind": track.kind}
             self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
-            if track.target is None:
+            if track.kind == "restore_test":
+                outcome = run_restore_test(self.config, track.plan, self.catalog, slot,
+                                           launcher=self.children.launch)
+            elif track.target is None:
                 outcome = run_backup(self.config, track.plan, self.catalog, slot, attempt,
                                      launcher=self.children.launch)
             else:
@@ -217,6 +224,8 @@ def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str]]]:
     for name in sorted(config.plans):
         plan = config.plans[name]
         tracks.append(Track(name, "backup", plan.parsed_schedule()))
+        if plan.restore_test is not None:
+            tracks.append(Track(name, "restore_test", Schedule.parse(plan.restore_test.schedule)))
         for copy in plan.copies:
             schedule = Schedule.parse(copy.schedule)
             if schedule.continuous:

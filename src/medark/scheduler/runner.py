@@ -65,7 +65,7 @@ def medark_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "medark.cli.main"]
 
 
-def _repo_env(config: MedarkConfig, name: str, prefix: str = "MEDARK_") -> dict[str, str]:
+def repository_env(config: MedarkConfig, name: str, prefix: str = "MEDARK_") -> dict[str, str]:
     """How a child finds and opens repository `name`: its location and password source
     (MEDARK_REPO / MEDARK_PASSWORD_FILE, or MEDARK_FROM_* for a copy's source)."""
     repo = config.repositories[name]
@@ -85,7 +85,7 @@ def backup_steps(config: MedarkConfig, plan_name: str,
                  medark: list[str] | None = None) -> list[Step]:
     plan = config.plans[plan_name]
     env = {"MEDARK_REPO": config.repositories[plan.repository].url,
-           **_repo_env(config, plan.repository)}
+           **repository_env(config, plan.repository)}
     base = [*(medark or medark_command()), "--json"]
     tags = _plan_tags(plan_name, plan.system)
     return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
@@ -96,9 +96,9 @@ def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = 
     """The plan's snapshots (tag plan=NAME) and the WAL/binlog archives of its repository,
     copied to `target`; with `follow`, continuously."""
     plan = config.plans[plan_name]
-    env = {"MEDARK_REPO": config.repositories[target].url, **_repo_env(config, target),
+    env = {"MEDARK_REPO": config.repositories[target].url, **repository_env(config, target),
            "MEDARK_FROM_REPO": config.repositories[plan.repository].url,
-           **_repo_env(config, plan.repository, "MEDARK_FROM_")}
+           **repository_env(config, plan.repository, "MEDARK_FROM_")}
     argv = [*(medark or medark_command()), "--json", "copy", "--tag", f"plan={plan_name}"]
     return Step(f"copy to {target}", [*argv, "--follow"] if follow else argv, env)
 

@@ -10,6 +10,7 @@ from medark.catalog.store import Catalog, JobRecord
 from medark.config import environment as env
 from medark.config.plans import MedarkConfig
 from medark.errors import UsageError
+from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Outcome, run_backup
 from medark.service.metrics import plan_registry
 
@@ -36,9 +37,18 @@ def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> Metric
     return server
 
 
-def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:
+def verify_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:
+    _known(config, plan)
+    return run_restore_test(config, plan, catalog)
+
+
+def _known(config: MedarkConfig, plan: str) -> None:
     if plan not in config.plans:
         raise UsageError(f"no plan named {plan} (defined: {', '.join(sorted(config.plans))})")
+
+
+def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:
+    _known(config, plan)
     return run_backup(config, plan, catalog)
 
 

@@ -15,8 +15,8 @@ from medark.cli.command import Command
 
 HELP_ORDER = [
     "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "check",
-    "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run", "jobs", "daemon",
-    "alerts", "key",
+    "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run", "jobs", "verify",
+    "daemon", "alerts", "key",
     "unlock",
     "demo",
 ]

@@ -1,0 +1,49 @@
+"""`medark verify PLAN`: a restore test now — the plan's newest points restored into a
+sandbox, every file checked against the snapshot, the plan's checks run, the time from
+start to verified recorded in the catalog as the achieved RTO. Exit 0 when verified."""
+
+from __future__ import annotations
+
+import argparse
+
+from medark.catalog.store import Catalog
+from medark.cli.command import Command
+from medark.cli.commands.config import add_config_option
+from medark.cli.commands.run import add_catalog_option
+from medark.cli.context import Context
+from medark.config.durations import format_config_duration
+from medark.service.jobs import catalog_url, verify_plan_now
+from medark.service.plans import config_path, load_plans
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan", help="the plan whose newest points to restore and check")
+    add_config_option(p)
+    add_catalog_option(p)
+
+
+def run(ctx: Context) -> int:
+    config = load_plans(config_path(ctx.args.config))
+    catalog = Catalog(catalog_url(config, ctx.args.catalog))
+    try:
+        outcome = verify_plan_now(config, ctx.args.plan, catalog)
+    finally:
+        catalog.close()
+    rto = outcome.finished_at - outcome.started_at
+    target = config.plans[ctx.args.plan].rto
+    if ctx.out.as_json:
+        ctx.out.json({"message_type": "restore_test", "plan": ctx.args.plan,
+                      **outcome.public(), "rto_seconds": rto.total_seconds(),
+                      "rto_target_seconds": target.total_seconds()})
+    elif outcome.status == "succeeded":
+        files = sum(int(s["files"]) for s in outcome.steps)
+        ctx.out.text(f"plan {ctx.args.plan}: verified {len(outcome.steps)} point(s), {files} "
+                     f"file(s), in {rto.total_seconds():.1f}s (RTO target "
+                     f"{format_config_duration(target)})")
+    if outcome.error:
+        ctx.out.warn(f"medark: plan {ctx.args.plan}: restore test failed: {outcome.error}")
+    return 0 if outcome.status == "succeeded" else 1
+
+
+COMMAND = Command("verify", "restore a plan's newest points into a sandbox and check them",
+                  add_arguments, run)
