@@ -16,7 +16,8 @@ def test_the_example_checks_and_explains(cli: Cli) -> None:
     shown = cli("plan", "show", "--config", EXAMPLE).stdout
     assert "plan his: HIS" in shown and "-> offsite (site regional, CN-SC): continuous" in shown
     assert "RPO 10min (continuous WAL/binlog archiving), RTO 15min" in shown
-    assert "restore test none" in shown.split("plan pacs")[1]
+    assert "restore test 0 4 1 * *, next " in shown.split("plan pacs")[1]
+    assert "restore test none: the RTO is not measured" not in shown
     plans = cli("plan", "show", "pacs", "--json", "--config", EXAMPLE).json()
     assert [p["plan"] for p in plans] == ["pacs"]
     assert plans[0]["design_rpo"] == "1h" and plans[0]["retention_reach"] == "30y"

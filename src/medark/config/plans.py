@@ -125,8 +125,7 @@ class CopyConf(Model):
 class RestoreTest(Model):
     schedule: str
     checks: list[str] = []
-    """Extra checks: SQL for a database (must return a row), else a command to run in
-    the restored directory (must exit 0)."""
+    """Commands run in the sandbox the points were restored into; each must exit 0."""
 
     @field_validator("schedule")
     @classmethod
