@@ -142,6 +142,13 @@ class CatalogError(MedarkError):
     code = "catalog"
 
 
+class ComplianceFailed(MedarkError):
+    """`medark compliance`: at least one "must" requirement fails (the table says which)."""
+
+    exit_code = 17
+    code = "compliance_failed"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 

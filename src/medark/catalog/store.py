@@ -166,12 +166,15 @@ class Catalog:
         with self._session() as session:
             return _aware(session.scalars(query).first())
 
-    def latest(self, plan: str, kind: str, status: str | None = None) -> JobRecord | None:
-        """The newest job of this plan and kind (in this status)."""
+    def latest(self, plan: str, kind: str, status: str | None = None,
+               started_by: datetime | None = None) -> JobRecord | None:
+        """The newest job of this plan and kind (in this status; started by then)."""
         query = (select(Job).where(Job.plan == plan, Job.kind == kind)
                  .order_by(Job.id.desc()).limit(1))
         if status is not None:
             query = query.where(Job.status == status)
+        if started_by is not None:
+            query = query.where(Job.started_at <= started_by.astimezone(UTC))
         with self._session() as session:
             job = session.scalars(query).first()
             return _record(job) if job is not None else None

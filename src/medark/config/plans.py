@@ -115,6 +115,9 @@ class CopyConf(Model):
     to: str
     schedule: str = "continuous"
 
+    def parsed_schedule(self) -> Schedule:
+        return Schedule.parse(self.schedule)
+
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

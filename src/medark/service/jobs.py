@@ -6,12 +6,13 @@ from wsgiref.simple_server import WSGIServer as MetricsServer
 
 from prometheus_client import start_http_server
 
+from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog, JobRecord
 from medark.config import environment as env
 from medark.config.plans import MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
-from medark.scheduler.runner import Outcome, run_backup
+from medark.scheduler.runner import Outcome, run_backup, run_copy
 from medark.service.metrics import plan_registry
 
 
@@ -47,9 +48,15 @@ def _known(config: MedarkConfig, plan: str) -> None:
         raise UsageError(f"no plan named {plan} (defined: {', '.join(sorted(config.plans))})")
 
 
-def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:
+def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> list[Outcome]:
+    """The plan's backup, then — when it succeeded — one copy to each of its copy
+    targets (continuous ones included: the point is offsite now), each a job."""
     _known(config, plan)
-    return run_backup(config, plan, catalog)
+    backup = run_backup(config, plan, catalog)
+    if backup.status != SUCCEEDED:
+        return [backup]
+    return [backup, *(run_copy(config, plan, copy.to, catalog)
+                      for copy in config.plans[plan].copies)]
 
 
 def job_history(catalog: Catalog, plan: str | None, status: str | None,

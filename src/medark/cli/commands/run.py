@@ -1,9 +1,10 @@
-"""`medark run PLAN [--config FILE] [--catalog URL]`: run a plan's backup now.
+"""`medark run PLAN [--config FILE] [--catalog URL]`: run a plan now.
 
 Each source of the plan's system is backed up by a `medark` child process into the
-plan's repository, tagged `plan=PLAN` and `system=SYSTEM`; the job is recorded in the
-catalog (start, end, status, bytes added, snapshot, RPO at that moment, error). Exit 0
-when every source succeeded, 1 when any failed (the others still ran).
+plan's repository, tagged `plan=PLAN` and `system=SYSTEM`; then, if that succeeded, the
+plan's snapshots and archives are copied to each of its copy targets. Each is a job in
+the catalog (start, end, status, bytes added, snapshot, RPO at that moment, error). Exit
+0 when everything succeeded, 1 when anything failed (the other sources still ran).
 """
 
 from __future__ import annotations
@@ -35,19 +36,23 @@ def run(ctx: Context) -> int:
     config = load_plans(config_path(ctx.args.config))
     catalog = Catalog(catalog_url(config, ctx.args.catalog))
     try:
-        outcome = run_plan_now(config, ctx.args.plan, catalog)
+        outcomes = run_plan_now(config, ctx.args.plan, catalog)
     finally:
         catalog.close()
-    if ctx.out.as_json:
-        ctx.out.json({"message_type": "job", "plan": ctx.args.plan, **outcome.public()})
-    else:
-        seconds = (outcome.finished_at - outcome.started_at).total_seconds()
-        ctx.out.text(f"job {outcome.job_id} (plan {ctx.args.plan}): {outcome.status} in "
-                     f"{seconds:.1f}s, {format_bytes(outcome.bytes_added)} added, snapshots "
-                     f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
-    if outcome.error:
-        ctx.out.warn(f"medark: plan {ctx.args.plan}: {outcome.error}")
-    return 0 if outcome.status == "succeeded" else 1
+    kinds = ["backup", *(f"copy:{c.to}" for c in config.plans[ctx.args.plan].copies)]
+    for kind, outcome in zip(kinds, outcomes, strict=False):
+        if ctx.out.as_json:
+            ctx.out.json({"message_type": "job", "plan": ctx.args.plan, "kind": kind,
+                          **outcome.public()})
+        else:
+            seconds = (outcome.finished_at - outcome.started_at).total_seconds()
+            ctx.out.text(f"job {outcome.job_id} (plan {ctx.args.plan}, {kind}): "
+                         f"{outcome.status} in {seconds:.1f}s, "
+                         f"{format_bytes(outcome.bytes_added)} added, snapshots "
+                         f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
+        if outcome.error:
+            ctx.out.warn(f"medark: plan {ctx.args.plan} ({kind}): {outcome.error}")
+    return 0 if all(o.status == "succeeded" for o in outcomes) else 1
 
 
 COMMAND = Command("run", "run a plan's backup now, recorded in the job catalog",

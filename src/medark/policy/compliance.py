@@ -1,0 +1,207 @@
+"""Compliance: each requirement of a profile judged for each system, twice — by design
+(do the plans provide it?) and by measurement (did the jobs deliver it?) — each pass,
+fail or not covered, with the evidence (convention 8: decisions explain themselves).
+
+Pure: the facts about each system (from the configuration and the job catalog) come in
+as `SystemFacts`; nothing here reads a clock, a file or a database.
+
+Rules:
+- a failed "recommended" requirement is a warning, a failed "must" a failure;
+- a capability Medark does not have yet (application-level DR, hot redundancy,
+  switch-over, network device configurations) is "not covered" — never a pass;
+- no measurement is not a pass: a plan that never succeeded, or an RTO never tested,
+  fails its measured check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from medark.config.durations import format_config_duration
+from medark.policy.compliance_profiles import Requirement
+
+PASS = "pass"
+WARN = "warn"
+FAIL = "fail"
+NOT_COVERED = "not covered"
+NOT_APPLICABLE = "n/a"
+_RANK = {PASS: 0, NOT_APPLICABLE: 0, NOT_COVERED: 1, WARN: 2, FAIL: 3}
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    system: str
+    records: str
+    plans: list[str]
+    local_design_rpo: timedelta | None
+    """The longest gap the local backup schedule allows (zero with continuous WAL/binlog
+    archiving); None when no plan backs the system up."""
+    local_rpo: timedelta | None
+    """Measured: age of the newest successful local backup; None when there is none."""
+    rto: timedelta | None
+    """Measured: the newest successful restore test's time to verified."""
+    rto_targets: list[timedelta] = field(default_factory=list)
+    offsite_design_rpo: timedelta | None = None
+    """The longest gap between offsite copies (zero when continuous); None: no copy to
+    another site."""
+    offsite_realtime: bool = False
+    offsite_rpo: timedelta | None = None
+    """Measured: age of the newest point known to be offsite (newest successful copy, or
+    the newest local point while a continuous copy runs)."""
+    retention_reach: timedelta | None = timedelta(0)
+    """None: kept forever."""
+    record_minimum: timedelta | None = None
+    residency_problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Check:
+    status: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    system: str
+    requirement: Requirement
+    design: Check
+    measured: Check
+
+    @property
+    def status(self) -> str:
+        worst = max((self.design.status, self.measured.status), key=lambda s: _RANK[s])
+        if worst == FAIL and not self.requirement.must:
+            return WARN
+        return worst
+
+    def public(self) -> dict[str, Any]:
+        r = self.requirement
+        return {"system": self.system, "requirement": r.id, "title": r.title,
+                "source": r.source, "must": r.must, "status": self.status,
+                "design": {"status": self.design.status, "evidence": self.design.evidence},
+                "measured": {"status": self.measured.status,
+                             "evidence": self.measured.evidence}}
+
+
+def evaluate(requirements: list[Requirement], systems: list[SystemFacts]) -> list[Verdict]:
+    return [Verdict(facts.system, req, *_CHECKS[req.check](req, facts))
+            for facts in systems for req in requirements]
+
+
+def failed_musts(verdicts: list[Verdict]) -> list[Verdict]:
+    return [v for v in verdicts if v.requirement.must and v.status == FAIL]
+
+
+def _span(value: timedelta | None) -> str:
+    if value is None:
+        return "forever"
+    return format_config_duration(timedelta(seconds=round(value.total_seconds())))
+
+
+def _within(value: timedelta | None, limit: timedelta | None, what: str) -> Check:
+    if value is None:
+        return Check(FAIL, f"no {what}")
+    if limit is None:
+        return Check(PASS, f"{what} {_span(value)}")
+    if value > limit:
+        return Check(FAIL, f"{what} {_span(value)} > {_span(limit)}")
+    return Check(PASS, f"{what} {_span(value)} ≤ {_span(limit)}")
+
+
+def _uncovered(req: Requirement, _facts: SystemFacts) -> tuple[Check, Check]:
+    why = {"dr_rpo": "application-level DR (standby) is not built yet",
+           "dr_rto": "application-level DR (standby) is not built yet",
+           "hot_redundancy": "hot redundancy (warm standby) is not built yet",
+           "app_switch": "application switch-over is not built yet",
+           "switch_time": "DR switch-over drills are not built yet",
+           "device_configs": "network device configuration backup is not built yet"}
+    note = Check(NOT_COVERED, why.get(req.check, "not covered"))
+    return note, note
+
+
+def _local_rpo(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    return (_within(f.local_design_rpo, req.limit, "schedule allows RPO"),
+            _within(f.local_rpo, req.limit, "achieved RPO"))
+
+
+def _local_rto(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if not f.rto_targets:
+        design = Check(FAIL, "no restore test scheduled: the RTO is never measured")
+    else:
+        design = _within(max(f.rto_targets), req.limit, "planned RTO")
+    return design, _within(f.rto, req.limit, "restore test RTO")
+
+
+def _offsite_rpo(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if f.offsite_design_rpo is None:
+        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
+    return (_within(f.offsite_design_rpo, req.limit, "copy schedule allows RPO"),
+            _within(f.offsite_rpo, req.limit, "offsite point age"))
+
+
+def _offsite_rto(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if f.offsite_design_rpo is None:
+        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
+    return (Check(PASS, "restore from the offsite repository with the same commands"),
+            Check(NOT_COVERED, "no restore test from the offsite copy yet"))
+
+
+def _local_backup(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    design = Check(PASS, f"plans {', '.join(f.plans)}") if f.plans else \
+        Check(FAIL, "no plan protects it")
+    return design, _within(f.local_rpo, None, "newest local point")
+
+
+def _offsite_backup(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if f.offsite_design_rpo is None:
+        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
+    return (Check(PASS, f"copy every {_span(f.offsite_design_rpo)}" if f.offsite_design_rpo
+                  else "continuous copy"),
+            _within(f.offsite_rpo, req.limit, "offsite point age"))
+
+
+def _offsite_realtime(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if not f.offsite_realtime:
+        return Check(FAIL, "no continuous copy to another site"), Check(FAIL, "no "
+                                                                         "continuous copy")
+    return (Check(PASS, "continuous copy (copy --follow)"),
+            _within(f.offsite_rpo, timedelta(minutes=5), "offsite point age"))
+
+
+def _offsite_frequency(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    return _offsite_backup(req, f)
+
+
+def _record_retention(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if f.record_minimum is None:
+        na = Check(NOT_APPLICABLE, "holds no medical records")
+        return na, na
+    if f.retention_reach is not None and f.retention_reach < f.record_minimum:
+        design = Check(FAIL, f"retention reaches {_span(f.retention_reach)} < "
+                             f"{_span(f.record_minimum)}")
+    else:
+        design = Check(PASS, f"retention reaches {_span(f.retention_reach)}")
+    return design, Check(NOT_COVERED, "the daemon does not run forget yet: what is kept is "
+                                      "not measured")
+
+
+def _residency(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    if f.residency_problems:
+        bad = Check(FAIL, "; ".join(f.residency_problems))
+        return bad, bad
+    good = Check(PASS, "every repository of its plans is inside mainland China")
+    return good, good
+
+
+_CHECKS: dict[str, Callable[[Requirement, SystemFacts], tuple[Check, Check]]] = {
+    "local_rpo": _local_rpo, "local_rto": _local_rto, "offsite_rpo": _offsite_rpo,
+    "offsite_rto": _offsite_rto, "dr_rpo": _uncovered, "dr_rto": _uncovered,
+    "local_backup": _local_backup, "offsite_backup": _offsite_backup,
+    "offsite_realtime": _offsite_realtime, "hot_redundancy": _uncovered,
+    "app_switch": _uncovered, "switch_time": _uncovered,
+    "offsite_frequency": _offsite_frequency, "device_configs": _uncovered,
+    "record_retention": _record_retention, "residency": _residency,
+}

@@ -1,0 +1,118 @@
+"""`medark compliance`: the facts about every system gathered from the configuration (what
+the plans provide) and from measurements (the job catalog; for databases the archived
+WAL/binlog age, read by `medark pg|mysql status` children), then judged by
+policy/compliance.py against a profile."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from medark.catalog.models import RUNNING, SUCCEEDED
+from medark.catalog.store import Catalog
+from medark.config.plans import RECORD_MINIMUM, MedarkConfig
+from medark.policy.compliance import SystemFacts, Verdict, evaluate
+from medark.policy.compliance_profiles import profile
+from medark.policy.residency import SiteLocation, residency
+from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
+from medark.util import clock
+
+LOG_STATUS = {"postgres": ("pg", "MEDARK_PG_DSN"), "mariadb": ("mysql", "MEDARK_MYSQL_DSN")}
+
+
+def compliance(config: MedarkConfig, catalog: Catalog, tier: str, level: int,
+               sichuan: bool, now: datetime, launcher: Launcher = launch) -> list[Verdict]:
+    """As of `now`: jobs started later are not counted (an audit "as of" a moment)."""
+    requirements = profile(tier, level, sichuan)
+    systems = [gather(config, catalog, name, now, launcher) for name in sorted(config.systems)]
+    return evaluate(requirements, systems)
+
+
+def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
+           launcher: Launcher = launch) -> SystemFacts:
+    plans = sorted(n for n, p in config.plans.items() if p.system == system)
+    sources = config.systems[system].sources
+    database = any(s.type in LOG_STATUS for s in sources)
+    design: list[timedelta] = []
+    measured: list[timedelta] = []
+    rto: tuple[datetime, timedelta] | None = None
+    offsite_design: list[timedelta] = []
+    offsite_measured: list[timedelta] = []
+    realtime = False
+    reaches: list[timedelta | None] = []
+    problems: list[str] = []
+    for name in plans:
+        plan = config.plans[name]
+        gap = plan.parsed_schedule().typical_gap(config.zone, now)
+        design.append(timedelta(0) if database else (gap or timedelta(0)))
+        done = catalog.latest(name, "backup", SUCCEEDED, now)
+        if done is not None and done.started_at is not None:
+            measured.append(now - done.started_at)
+        if database:  # measured now: as of `now`, the log is that much older
+            late = max(now - clock.now(), timedelta(0))
+            measured += [age + late for age in _log_ages(config, name, launcher)]
+        tested = catalog.latest(name, "restore_test", SUCCEEDED, now)
+        seconds = (tested.details or {}).get("rto_seconds") if tested else None
+        newer = tested is not None and tested.finished_at is not None and (
+            rto is None or tested.finished_at > rto[0])
+        if newer and tested is not None and tested.finished_at is not None \
+                and isinstance(seconds, int | float):
+            rto = (tested.finished_at, timedelta(seconds=seconds))
+        home = config.repositories[plan.repository].site
+        for copy in plan.copies:
+            if config.repositories[copy.to].site == home:
+                continue  # another repository on the same site is not offsite
+            schedule = copy.parsed_schedule()
+            if schedule.continuous:
+                realtime = True
+                offsite_design.append(timedelta(0))
+                following = catalog.latest(name, f"follow:{copy.to}", RUNNING, now)
+                if following is not None and measured:
+                    offsite_measured.append(min(measured))
+            else:
+                offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
+                copied = catalog.latest(name, f"copy:{copy.to}", SUCCEEDED, now)
+                if copied is not None and copied.started_at is not None:
+                    offsite_measured.append(now - copied.started_at)
+        reaches.append(plan.retention.reach())
+        for target in [plan.repository, *(c.to for c in plan.copies)]:
+            site = config.sites[config.repositories[target].site]
+            verdict = residency(SiteLocation.parse(site.location))
+            if not verdict.compliant:
+                problems.append(f"{target}: {verdict.reason}")
+    return SystemFacts(
+        system=system, records=config.systems[system].records, plans=plans,
+        local_design_rpo=min(design) if design else None,
+        local_rpo=min(measured) if measured else None,
+        rto=rto[1] if rto else None,
+        rto_targets=[config.plans[n].rto for n in plans if config.plans[n].restore_test],
+        offsite_design_rpo=min(offsite_design) if offsite_design else None,
+        offsite_realtime=realtime,
+        offsite_rpo=min(offsite_measured) if offsite_measured else None,
+        retention_reach=None if None in reaches else max(
+            (r for r in reaches if r is not None), default=timedelta(0)),
+        record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
+        residency_problems=problems)
+
+
+def _log_ages(config: MedarkConfig, plan_name: str, launcher: Launcher) -> list[timedelta]:
+    """Age of the newest archived WAL/binlog of each database source of the plan."""
+    plan = config.plans[plan_name]
+    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
+           **repository_env(config, plan.repository)}
+    ages = []
+    for source in config.systems[plan.system].sources:
+        if source.type not in LOG_STATUS:
+            continue
+        command, variable = LOG_STATUS[source.type]
+        result = launcher(Step(f"{command} status", [*medark_command(), "--json", command,
+                                                      "status"],
+                               {**env, variable: source.dsn or ""}))
+        try:
+            doc = json.loads(result.stdout.splitlines()[-1]) if result.stdout else {}
+        except ValueError:
+            continue
+        seconds = doc.get("rpo_seconds") if isinstance(doc, dict) else None
+        if isinstance(seconds, int | float):
+            ages.append(timedelta(seconds=seconds))
+    return ages
