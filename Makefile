@@ -31,8 +31,10 @@ run: venv
 
 ## Debian packages the tests need: PostgreSQL's server programs (initdb, pg_basebackup,
 ## pg_receivewal, pg_amcheck) and MariaDB's (server, client, mariadb-backup) for the
-## throwaway servers of the database tests.
-DEBS := postgresql mariadb-server mariadb-client mariadb-backup
+## throwaway servers of the database tests; the CJK fonts and Pango the PDF reports render
+## Chinese with (WeasyPrint), and poppler-utils the report tests read PDFs with.
+DEBS := postgresql mariadb-server mariadb-client mariadb-backup \
+        fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

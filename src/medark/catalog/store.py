@@ -179,6 +179,14 @@ class Catalog:
             job = session.scalars(query).first()
             return _record(job) if job is not None else None
 
+    def jobs_between(self, start: datetime, end: datetime) -> list[JobRecord]:
+        """Every job started in [start, end), oldest first (reports)."""
+        query = (select(Job).where(Job.started_at >= start.astimezone(UTC),
+                                   Job.started_at < end.astimezone(UTC))
+                 .order_by(Job.started_at))
+        with self._session() as session:
+            return [_record(job) for job in session.scalars(query)]
+
     def counts(self) -> list[tuple[str, str, str, int]]:
         """(plan, kind, status, jobs) over the whole history."""
         query = (select(Job.plan, Job.kind, Job.status, func.count())

@@ -186,6 +186,16 @@ class AlertsConf(Model):
     """Alert texts: Chinese by default, English on request."""
 
 
+class HospitalConf(Model):
+    name: str = ""
+    """Shown on reports (XX县人民医院)."""
+    tier: Literal["二级", "三乙", "三甲"] = "三甲"
+    level: int = Field(default=3, ge=1, le=4)
+    """等保 2.0 level of its main systems."""
+    sichuan: bool = False
+    """Also judge the Sichuan smart-hospital evaluation items."""
+
+
 class CatalogConf(Model):
     url: str = DEFAULT_CATALOG
     """SQLite file (the default) or a PostgreSQL DSN for a central deployment."""
@@ -193,6 +203,7 @@ class CatalogConf(Model):
 
 class MedarkConfig(Model):
     timezone: str = "Asia/Shanghai"
+    hospital: HospitalConf = HospitalConf()
     catalog: CatalogConf = CatalogConf()
     alerts: AlertsConf = AlertsConf()
     sites: dict[str, Site] = Field(min_length=1)

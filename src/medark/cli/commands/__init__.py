@@ -16,7 +16,8 @@ from medark.cli.command import Command
 HELP_ORDER = [
     "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "check",
     "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run", "jobs", "verify",
-    "daemon", "alerts", "compliance", "key",
+    "daemon", "alerts", "compliance", "report",
+    "key",
     "unlock",
     "demo",
 ]

@@ -1,0 +1,168 @@
+"""What the monthly data-security analysis report says, gathered from the job catalog,
+the repositories' statistics and the compliance engine (Sichuan smart-hospital item 1.5.2
+asks for one at least monthly). Rendering is report_render.py's job."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from medark.catalog.models import FAILED, SUCCEEDED
+from medark.catalog.store import Catalog, JobRecord
+from medark.config.plans import MedarkConfig
+from medark.errors import UsageError
+from medark.policy.compliance import Verdict
+from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
+from medark.service.compliance import compliance
+
+SAMPLE = timedelta(hours=1)
+"""Achieved RPO is charted at this interval."""
+
+
+@dataclass
+class SystemMonth:
+    system: str
+    name: str
+    backups: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    rpo_series: list[tuple[datetime, float]] = field(default_factory=list)
+    """(moment, achieved RPO in seconds) every SAMPLE; -1 before the first point."""
+    worst_rpo: float | None = None
+    restore_tests: list[tuple[datetime, str, float | None]] = field(default_factory=list)
+    copies: int = 0
+    copies_failed: int = 0
+    worst_copy_gap: float | None = None
+    bytes_added: int = 0
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.succeeded / self.backups if self.backups else None
+
+
+@dataclass
+class RepositoryStats:
+    name: str
+    site: str
+    raw_size: int | None
+    stored_size: int | None
+    dedup_ratio: float | None
+    error: str | None = None
+
+
+@dataclass
+class MonthReport:
+    hospital: str
+    month: date
+    start: datetime
+    end: datetime
+    generated: datetime
+    systems: list[SystemMonth]
+    growth: list[tuple[date, int]]
+    """(day, bytes added that day by backups)."""
+    repositories: list[RepositoryStats]
+    suspicious: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    verdicts: list[Verdict]
+    profile: str
+
+
+def month_bounds(text: str, config: MedarkConfig) -> tuple[date, datetime, datetime]:
+    try:
+        first = datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise UsageError(f"--month {text!r}: give YYYY-MM, e.g. 2026-11") from None
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    tz = config.zone
+    return (first, datetime(first.year, first.month, 1, tzinfo=tz),
+            datetime(following.year, following.month, 1, tzinfo=tz))
+
+
+def gather_month(config: MedarkConfig, catalog: Catalog, month: str, now: datetime,
+                 launcher: Launcher = launch) -> MonthReport:
+    first, start, end = month_bounds(month, config)
+    upto = min(end, now)
+    jobs = catalog.jobs_between(start, upto)
+    systems = [_system_month(config, name, jobs, start, upto, catalog)
+               for name in sorted(config.systems)]
+    growth: dict[date, int] = {}
+    for job in jobs:
+        if job.kind == "backup" and job.status == SUCCEEDED and job.started_at:
+            day = job.started_at.astimezone(config.zone).date()
+            growth[day] = growth.get(day, 0) + (job.bytes_added or 0)
+    alerts = [a.public() for a in catalog.alerts(limit=10_000)
+              if start <= a.opened_at < upto]
+    hospital = config.hospital
+    return MonthReport(
+        hospital=hospital.name, month=first, start=start, end=end, generated=now,
+        systems=systems, growth=sorted(growth.items()),
+        repositories=[_repository_stats(config, name, launcher)
+                      for name in sorted(config.repositories)],
+        suspicious=[a for a in alerts if a["kind"] == "suspicious"],
+        alerts=alerts,
+        verdicts=compliance(config, catalog, hospital.tier, hospital.level, hospital.sichuan,
+                            upto, launcher),
+        profile=f"{hospital.tier} / 等保 {hospital.level}"
+                + (" / 四川智慧医院" if hospital.sichuan else ""))
+
+
+def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],
+                  start: datetime, end: datetime, catalog: Catalog) -> SystemMonth:
+    plans = {n for n, p in config.plans.items() if p.system == system}
+    month = SystemMonth(system, config.systems[system].name or system)
+    points: list[datetime] = []
+    for name in plans:  # the newest point before the month counts from its start
+        before = catalog.latest(name, "backup", SUCCEEDED, start)
+        if before is not None and before.started_at is not None:
+            points.append(before.started_at)
+    copy_times: list[datetime] = []
+    for job in (j for j in jobs if j.plan in plans):
+        if job.kind == "backup" and job.status in (SUCCEEDED, FAILED):
+            month.backups += 1
+            if job.status == SUCCEEDED and job.started_at is not None:
+                month.succeeded += 1
+                month.bytes_added += job.bytes_added or 0
+                points.append(job.started_at)
+            else:
+                month.failed += 1
+        elif job.kind == "restore_test" and job.finished_at is not None:
+            rto = (job.details or {}).get("rto_seconds")
+            month.restore_tests.append((job.finished_at, job.status,
+                                        float(rto) if isinstance(rto, int | float) else None))
+        elif job.kind.startswith(("copy:", "follow:")) and job.status in (SUCCEEDED, FAILED):
+            month.copies += 1
+            if job.status == FAILED:
+                month.copies_failed += 1
+            elif job.started_at is not None:
+                copy_times.append(job.started_at)
+    points.sort()
+    moments = [start + n * SAMPLE for n in range(int((end - start) / SAMPLE) + 1)]
+    i, newest = 0, None
+    for moment in [*moments, end] if moments[-1] < end else moments:  # and the last moment
+        while i < len(points) and points[i] <= moment:
+            newest, i = points[i], i + 1
+        age = (moment - newest).total_seconds() if newest is not None else -1.0
+        month.rpo_series.append((moment, age))
+    ages = [a for _t, a in month.rpo_series if a >= 0]
+    month.worst_rpo = max(ages) if ages else None
+    copy_times.sort()
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(copy_times)]
+    month.worst_copy_gap = max(gaps) if gaps else None
+    return month
+
+
+def _repository_stats(config: MedarkConfig, name: str, launcher: Launcher) -> RepositoryStats:
+    repo = config.repositories[name]
+    env = {"MEDARK_REPO": repo.url, **repository_env(config, name)}
+    result = launcher(Step(f"stats {name}", [*medark_command(), "--json", "stats"], env))
+    try:
+        doc = json.loads(result.stdout.splitlines()[-1])["repository"]
+        return RepositoryStats(name, repo.site, int(doc["raw_size"]), int(doc["stored_size"]),
+                               float(doc["dedup_ratio"]))
+    except (ValueError, KeyError, IndexError, TypeError):
+        lines = [ln.removeprefix("medark: ") for ln in result.stderr.splitlines() if ln]
+        return RepositoryStats(name, repo.site, None, None, None,
+                               lines[-1] if lines else f"exit {result.returncode}")
