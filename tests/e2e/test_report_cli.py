@@ -94,3 +94,12 @@ def test_the_monthly_report_renders_in_chinese_and_english(cli: Cli, tmp_path: P
     bad = cli("report", "monthly", "--month", "2026-13", "--config", config, password=None,
               check=False)
     assert bad.returncode == 2 and "YYYY-MM" in bad.stderr
+    now = datetime.now(UTC)
+    quarter = f"{now.year}-Q{(now.month - 1) // 3 + 1}"
+    quarterly = cli("--json", "report", "quarterly", "--quarter", quarter, "--output", out,
+                    "--config", config, password=None).json()
+    text = subprocess.run(["pdftotext", "-layout", quarterly["pdf"], "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "网络安全分析季报" in text and "容灾与安全事件" in text and "未覆盖" in text
+    missing = cli("report", "quarterly", "--config", config, password=None, check=False)
+    assert missing.returncode == 2 and "--quarter YYYY-QN" in missing.stderr

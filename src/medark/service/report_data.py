@@ -1,6 +1,7 @@
-"""What the monthly data-security analysis report says, gathered from the job catalog,
-the repositories' statistics and the compliance engine (Sichuan smart-hospital item 1.5.2
-asks for one at least monthly). Rendering is report_render.py's job."""
+"""What the periodic reports say, gathered from the job catalog, the repositories'
+statistics and the compliance engine: the monthly data-security analysis (Sichuan
+smart-hospital item 1.5.2: at least monthly) and the quarterly report covering DR and
+security events (item 1.6.2). Rendering is report_render.py's job."""
 
 from __future__ import annotations
 
@@ -54,9 +55,14 @@ class RepositoryStats:
 
 
 @dataclass
-class MonthReport:
+class PeriodReport:
+    kind: str
+    """monthly or quarterly."""
+    label: str
+    """2026-11, or 2026-Q4."""
     hospital: str
     month: date
+    """The first day of the period."""
     start: datetime
     end: datetime
     generated: datetime
@@ -70,20 +76,31 @@ class MonthReport:
     profile: str
 
 
-def month_bounds(text: str, config: MedarkConfig) -> tuple[date, datetime, datetime]:
+def period_bounds(kind: str, text: str, config: MedarkConfig) -> tuple[date, datetime, datetime]:
+    """(first day, start, end) of `2026-11` (monthly) or `2026-Q4` (quarterly), in the
+    configuration's time zone."""
+    months = 1
     try:
-        first = datetime.strptime(text, "%Y-%m").date()
+        if kind == "quarterly":
+            year, quarter = text.upper().split("-Q")
+            if not 1 <= int(quarter) <= 4:
+                raise ValueError(text)
+            first, months = date(int(year), 3 * int(quarter) - 2, 1), 3
+        else:
+            first = datetime.strptime(text, "%Y-%m").date()
     except ValueError:
-        raise UsageError(f"--month {text!r}: give YYYY-MM, e.g. 2026-11") from None
-    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+        spelling = "YYYY-QN, e.g. 2026-Q4" if kind == "quarterly" else "YYYY-MM, e.g. 2026-11"
+        raise UsageError(f"{text!r}: give {spelling}") from None
+    month_index = first.month - 1 + months
+    following = date(first.year + month_index // 12, month_index % 12 + 1, 1)
     tz = config.zone
     return (first, datetime(first.year, first.month, 1, tzinfo=tz),
             datetime(following.year, following.month, 1, tzinfo=tz))
 
 
-def gather_month(config: MedarkConfig, catalog: Catalog, month: str, now: datetime,
-                 launcher: Launcher = launch) -> MonthReport:
-    first, start, end = month_bounds(month, config)
+def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
+                  now: datetime, launcher: Launcher = launch) -> PeriodReport:
+    first, start, end = period_bounds(kind, label, config)
     upto = min(end, now)
     jobs = catalog.jobs_between(start, upto)
     systems = [_system_month(config, name, jobs, start, upto, catalog)
@@ -96,8 +113,9 @@ def gather_month(config: MedarkConfig, catalog: Catalog, month: str, now: dateti
     alerts = [a.public() for a in catalog.alerts(limit=10_000)
               if start <= a.opened_at < upto]
     hospital = config.hospital
-    return MonthReport(
-        hospital=hospital.name, month=first, start=start, end=end, generated=now,
+    return PeriodReport(
+        kind=kind, label=label.upper(), hospital=hospital.name, month=first, start=start,
+        end=end, generated=now,
         systems=systems, growth=sorted(growth.items()),
         repositories=[_repository_stats(config, name, launcher)
                       for name in sorted(config.repositories)],

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from medark.config.durations import format_config_duration
-from medark.service.report_data import MonthReport
+from medark.service.report_data import PeriodReport
 from medark.util.files import atomic_write
 from medark.util.sizes import format_bytes
 
@@ -27,7 +27,11 @@ CJK_FONTS = ["Noto Sans CJK SC", "Noto Serif CJK SC", "WenQuanYi Zen Hei", "Deja
 
 TEXT = {
     "zh": {
-        "title": "数据安全分析月报", "period": "统计周期", "generated": "生成时间",
+        "title": "数据安全分析月报", "title_quarterly": "网络安全分析季报",
+        "dr": "容灾与安全事件",
+        "dr_note": "应用级容灾切换演练：Medark 尚未提供，本季度无实测切换时间（未覆盖）。",
+        "events": "安全事件", "failed_tests": "恢复演练失败",
+        "period": "统计周期", "generated": "生成时间",
         "profile": "评价标准", "summary": "备份概况", "system": "系统",
         "backups": "备份次数", "success_rate": "成功率", "failed": "失败",
         "worst_rpo": "最差 RPO", "added": "新增数据", "rpo_chart": "各系统实际 RPO（小时）",
@@ -45,7 +49,13 @@ TEXT = {
                         "succeeded": "成功", "failed": "失败"},
     },
     "en": {
-        "title": "Monthly data-security analysis report", "period": "Period",
+        "title": "Monthly data-security analysis report",
+        "title_quarterly": "Quarterly network-security analysis report",
+        "dr": "DR and security events",
+        "dr_note": "Application-level DR switch-over drills: not provided by Medark yet; no "
+                   "switch time was measured this quarter (not covered).",
+        "events": "Security events", "failed_tests": "Failed restore tests",
+        "period": "Period",
         "generated": "Generated", "profile": "Profile", "summary": "Backups",
         "system": "System", "backups": "Backups", "success_rate": "Success rate",
         "failed": "Failed", "worst_rpo": "Worst RPO", "added": "Data added",
@@ -66,7 +76,7 @@ TEXT = {
 }
 
 
-def render_html(report: MonthReport, language: str = "zh") -> str:
+def render_html(report: PeriodReport, language: str = "zh") -> str:
     words = TEXT[language]
     env = Environment(loader=PackageLoader("medark.service", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
@@ -76,17 +86,18 @@ def render_html(report: MonthReport, language: str = "zh") -> str:
         "%Y-%m-%d %H:%M %Z")
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%" if x is not None else "-"
     env.filters["ratio"] = lambda x: f"{x:.2f}×" if x is not None else "-"
-    return env.get_template("monthly.html.j2").render(
+    return env.get_template("report.html.j2").render(
         r=report, t=words, lang=language, fonts=", ".join(f'"{f}"' for f in CJK_FONTS),
         rpo_chart=_rpo_chart(report, words), growth_chart=_growth_chart(report, words))
 
 
-def write_report(report: MonthReport, out_dir: Path, language: str = "zh") -> tuple[Path, Path]:
-    """report-YYYY-MM[-en].html and .pdf in out_dir (written whole, then renamed)."""
+def write_report(report: PeriodReport, out_dir: Path, language: str = "zh") -> tuple[Path, Path]:
+    """report-YYYY-MM[-en] or report-YYYY-QN[-en], .html and .pdf, in out_dir (each
+    written whole, then renamed into place)."""
     from weasyprint import HTML  # heavy: only when a report is made
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"report-{report.month:%Y-%m}" + ("" if language == "zh" else f"-{language}")
+    stem = f"report-{report.label}" + ("" if language == "zh" else f"-{language}")
     html = render_html(report, language)
     html_path, pdf_path = out_dir / f"{stem}.html", out_dir / f"{stem}.pdf"
     _replace(html_path, html.encode())
@@ -122,7 +133,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def _rpo_chart(report: MonthReport, words: dict[str, Any]) -> str:
+def _rpo_chart(report: PeriodReport, words: dict[str, Any]) -> str:
     fig, ax = _figure()
     plotted = False
     for system in report.systems:
@@ -143,7 +154,7 @@ def _rpo_chart(report: MonthReport, words: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def _growth_chart(report: MonthReport, words: dict[str, Any]) -> str:
+def _growth_chart(report: PeriodReport, words: dict[str, Any]) -> str:
     fig, ax = _figure()
     days = [datetime(d.year, d.month, d.day) for d, _n in report.growth]
     ax.bar(days, [n / 1e6 for _d, n in report.growth], color="#3b7dd8")

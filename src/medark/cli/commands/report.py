@@ -1,8 +1,10 @@
-"""`medark report monthly --month YYYY-MM [--lang zh|en] [--output DIR]`: the monthly
-data-security analysis report (HTML and PDF): backup success rate and achieved RPO over
-time per system, restore tests and their RTO, storage growth and deduplication, offsite
-copies, suspicious snapshots and alerts, and the compliance table of the configured
-hospital tier and 等保 level as of the month's end (or now, for the current month)."""
+"""`medark report monthly --month YYYY-MM` / `report quarterly --quarter YYYY-QN`
+[--lang zh|en] [--output DIR]: the periodic reports (HTML and PDF). Monthly, the
+data-security analysis: backup success rate and achieved RPO over time per system,
+restore tests and their RTO, storage growth and deduplication, offsite copies, suspicious
+snapshots and alerts, and the compliance table of the configured hospital tier and 等保
+level as of the period's end (or now, for the current period). Quarterly, the same over
+three months, with the DR and security events."""
 
 from __future__ import annotations
 
@@ -14,16 +16,20 @@ from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
+from medark.errors import UsageError
 from medark.service.jobs import catalog_url
 from medark.service.plans import config_path, load_plans
-from medark.service.report_data import gather_month
+from medark.service.report_data import gather_period
 from medark.service.report_render import write_report
 from medark.util import clock
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("kind", choices=["monthly"], help="monthly: the data-security analysis")
-    p.add_argument("--month", required=True, metavar="YYYY-MM", help="the month to report")
+    p.add_argument("kind", choices=["monthly", "quarterly"],
+                   help="monthly: the data-security analysis; quarterly: with DR and "
+                   "security events")
+    p.add_argument("--month", metavar="YYYY-MM", help="the month of a monthly report")
+    p.add_argument("--quarter", metavar="YYYY-QN", help="the quarter of a quarterly report")
     p.add_argument("--lang", choices=["zh", "en"], default="zh",
                    help="language (default zh: Chinese)")
     p.add_argument("--output", default=".", metavar="DIR",
@@ -34,20 +40,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     args = ctx.args
+    label = args.quarter if args.kind == "quarterly" else args.month
+    if not label:
+        needs = "--quarter YYYY-QN" if args.kind == "quarterly" else "--month YYYY-MM"
+        raise UsageError(f"report {args.kind} needs {needs}")
     config = load_plans(config_path(args.config))
     catalog = Catalog(catalog_url(config, args.catalog))
     try:
-        report = gather_month(config, catalog, args.month, clock.now())
+        report = gather_period(config, catalog, args.kind, label, clock.now())
     finally:
         catalog.close()
     html, pdf = write_report(report, Path(args.output), args.lang)
     if ctx.out.as_json:
-        ctx.out.json({"message_type": "report", "month": args.month, "lang": args.lang,
+        ctx.out.json({"message_type": "report", "kind": args.kind, "period": report.label,
+                      "lang": args.lang,
                       "html": str(html), "pdf": str(pdf)})
     else:
         ctx.out.text(f"wrote {html} and {pdf}")
     return 0
 
 
-COMMAND = Command("report", "write the monthly data-security analysis report (HTML, PDF)",
+COMMAND = Command("report", "write the monthly or quarterly report (HTML, PDF)",
                   add_arguments, run)
