@@ -253,3 +253,23 @@ def test_interrupted_prune_leaves_a_repository_that_checks(
 def test_help_texts(cli: Cli) -> None:
     assert "--keep-within-daily" in cli("forget", "--help").stdout
     assert "--max-unused PERCENT" in cli("prune", "--help").stdout
+
+
+def test_forget_never_undercuts_the_medical_record_minimum(initialized: Cli,
+                                                         tmp_path: Path) -> None:
+    """A snapshot holding inpatient records is the newest of its year: neither a policy
+    nor its id removes it; an untagged one goes."""
+    data = tmp_path / "emr"
+    data.mkdir()
+    (data / "case.xml").write_bytes(os.urandom(5000))
+    records = initialized("backup", data, "--tag", "records=inpatient", "--json")
+    plain = initialized("backup", tmp_path / "emr", "--tag", "scratch", "--json")
+    record_id = records.json_lines()[-1]["snapshot_id"]
+    plain_id = plain.json_lines()[-1]["snapshot_id"]
+    by_id = initialized("forget", record_id[:8], plain_id[:8])
+    assert f"snapshot {record_id[:8]} kept: inpatient medical records: newest of" in \
+        by_id.stdout
+    left = [s["id"] for s in initialized("snapshots", "--json").json()]
+    assert left == [record_id]
+    initialized("forget", "--keep-last", "0", "--keep-tag", "nothing", "--prune")
+    assert [s["id"] for s in initialized("snapshots", "--json").json()] == [record_id]

@@ -78,7 +78,7 @@ def _setup(cli: Cli, tmp_path: Path) -> Path:
 
 def test_a_plan_runs_now_and_its_job_is_in_the_catalog(cli: Cli, tmp_path: Path) -> None:
     config = _setup(cli, tmp_path)
-    done = cli("--json", "run", "pacs", "--config", config, password=None).json()
+    done = cli("--json", "run", "pacs", "--config", config, password=None).json_lines()[0]
     assert done["status"] == "succeeded" and len(done["snapshot_ids"]) == 2
     assert done["bytes_added"] > 0
     snaps = cli("snapshots", "--json").json()
@@ -86,9 +86,9 @@ def test_a_plan_runs_now_and_its_job_is_in_the_catalog(cli: Cli, tmp_path: Path)
     assert all("system=pacs" in s["tags"] for s in snaps)
     jobs = cli("jobs", "--json", "--config", config, password=None).json()
     assert [(j["plan"], j["kind"], j["status"]) for j in jobs] == [
-        ("pacs", "backup", "succeeded")]
-    assert jobs[0]["snapshot_id"] in done["snapshot_ids"]
-    assert jobs[0]["rpo_seconds"] is not None and jobs[0]["finished_at"] is not None
+        ("pacs", "forget", "succeeded"), ("pacs", "backup", "succeeded")]
+    assert jobs[1]["snapshot_id"] in done["snapshot_ids"]
+    assert jobs[1]["rpo_seconds"] is not None and jobs[1]["finished_at"] is not None
     listed = cli("jobs", "--config", config, password=None).stdout
     assert "pacs" in listed and "succeeded" in listed
 

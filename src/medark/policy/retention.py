@@ -15,7 +15,9 @@ rule for rule, so operators moving from restic get the same decisions:
 * an empty policy keeps everything ("policy is empty");
 * beyond restic: a snapshot flagged as suspicious (possible ransomware) and the newest
   unflagged snapshot older than it are always kept ("flagged as suspicious", "last clean
-  before suspicious ID"; policy/anomaly.py), until the flagged one is forgotten by id.
+  before suspicious ID"; policy/anomaly.py), until the flagged one is forgotten by id;
+  and for snapshots tagged `records=outpatient|inpatient`, the newest of each year for
+  15 / 30 years (policy/records.py), even when forgotten by id.
 
 Differences from restic, on purpose: buckets are computed in UTC (restic uses the time
 zone each snapshot was recorded in), so the outcome does not depend on where the command
@@ -33,6 +35,7 @@ from typing import Any
 
 from medark.errors import UsageError
 from medark.policy.anomaly import retention_holds
+from medark.policy.records import record_holds
 from medark.snapshot.model import Snapshot
 from medark.util.sizes import parse_duration
 
@@ -294,14 +297,16 @@ def apply_policy(
             keep.append(Decision(snap, tuple(reasons), counters))
         else:
             remove.append(Decision(snap, tuple(why_not)))
-    return _keep_last_clean(keep, remove)
+    return _apply_holds(keep, remove, now)
 
 
-def _keep_last_clean(keep: list[Decision], remove: list[Decision]) -> RetentionResult:
+def _apply_holds(keep: list[Decision], remove: list[Decision], now: datetime
+                 ) -> RetentionResult:
     """Whatever the policy says, snapshots flagged as suspicious and the newest unflagged
     snapshot older than each stay (policy/anomaly.py): the evidence and the last
-    known-good state."""
-    protected = retention_holds([d.snapshot for d in (*keep, *remove)])
+    known-good state; and so do the yearly points of medical records (policy/records.py)."""
+    everything = [d.snapshot for d in (*keep, *remove)]
+    protected = {**record_holds(everything, now), **retention_holds(everything)}
     saved = [Decision(d.snapshot, (protected[d.snapshot.id],)) for d in remove
              if d.snapshot.id in protected]
     if not saved:

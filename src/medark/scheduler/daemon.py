@@ -17,6 +17,11 @@
   (`copy:TARGET`) with the same slots, limits and retries. A `continuous` copy is a
   supervised `medark copy --follow` (`follow:TARGET`): when it stops it is restarted
   after a backoff that doubles up to `max_backoff` and resets once it ran a minute.
+- **Retention.** After each successful backup the plan's retention is applied to its own
+  snapshots (`forget`, a job of its own; skipped, not failed, while another job holds
+  the repository); medical-record snapshots keep a point a year for 15 / 30 years
+  whatever the policy (policy/records.py). Pruning unreferenced data is left to a
+  scheduled `medark prune`.
 - **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
   job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
@@ -38,7 +43,14 @@ from medark.config.schedule import Schedule
 from medark.scheduler.alerts import Alerter
 from medark.scheduler.children import Children
 from medark.scheduler.restore_test import run_restore_test
-from medark.scheduler.runner import Outcome, copy_step, run_backup, run_copy, run_job
+from medark.scheduler.runner import (
+    Outcome,
+    copy_step,
+    run_backup,
+    run_copy,
+    run_forget,
+    run_job,
+)
 from medark.util import clock
 
 Event = Callable[[str, dict[str, object]], None]
@@ -180,6 +192,13 @@ class Daemon:
                                    slot, attempt, launcher=self.children.launch)
             self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
             self.alerter.job_finished(track.plan, track.kind, outcome)
+            if track.kind == "backup" and outcome.status == SUCCEEDED \
+                    and not self.stopping.is_set():  # at shutdown: the next start's job
+                forgot = run_forget(self.config, track.plan, self.catalog,
+                                    self.children.launch)
+                self._on_event("finished", {"plan": track.plan, "kind": "forget",
+                                            **_summary(forgot)})
+                self.alerter.job_finished(track.plan, "forget", forgot)
             if outcome.status in (SUCCEEDED, "skipped") or attempt > retries:
                 return
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):

@@ -77,8 +77,13 @@ def repository_env(config: MedarkConfig, name: str, prefix: str = "MEDARK_") -> 
     return env
 
 
-def _plan_tags(plan_name: str, system: str) -> list[str]:
-    return ["--tag", f"plan={plan_name}", "--tag", f"system={system}"]
+def _plan_tags(config: MedarkConfig, plan_name: str) -> list[str]:
+    """plan=, system= and, for a system holding medical records, records= (which keeps
+    forget from undercutting the legal minimum: policy/records.py)."""
+    system = config.plans[plan_name].system
+    tags = ["--tag", f"plan={plan_name}", "--tag", f"system={system}"]
+    records = config.systems[system].records
+    return tags + (["--tag", f"records={records}"] if records != "none" else [])
 
 
 def backup_steps(config: MedarkConfig, plan_name: str,
@@ -87,8 +92,33 @@ def backup_steps(config: MedarkConfig, plan_name: str,
     env = {"MEDARK_REPO": config.repositories[plan.repository].url,
            **repository_env(config, plan.repository)}
     base = [*(medark or medark_command()), "--json"]
-    tags = _plan_tags(plan_name, plan.system)
+    tags = _plan_tags(config, plan_name)
     return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
+
+
+RETENTION_FLAGS = {"hourly": "--keep-hourly", "daily": "--keep-daily",
+                   "weekly": "--keep-weekly", "monthly": "--keep-monthly",
+                   "yearly": "--keep-yearly"}
+LOCKED_EXIT = 11
+
+
+def forget_step(config: MedarkConfig, plan_name: str, medark: list[str] | None = None) -> Step:
+    """The plan's retention applied to its own snapshots (tag plan=NAME), per host and
+    paths; snapshots of medical records keep their yearly points regardless
+    (policy/records.py)."""
+    plan = config.plans[plan_name]
+    retention = plan.retention
+    keep: list[str] = []
+    for name, flag in RETENTION_FLAGS.items():
+        count = getattr(retention, name)
+        if count:
+            keep += [flag, str(count)]
+    if retention.within is not None:
+        keep += ["--keep-within", f"{max(1, int(retention.within.total_seconds() // 3600))}h"]
+    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
+           **repository_env(config, plan.repository)}
+    return Step("forget", [*(medark or medark_command()), "--json", "forget", "--tag",
+                           f"plan={plan_name}", "--group-by", "host,paths", *keep], env)
 
 
 def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = False,
@@ -143,6 +173,20 @@ def run_copy(config: MedarkConfig, plan_name: str, target: str, catalog: Catalog
              launcher: Launcher = launch) -> Outcome:
     return run_job(catalog, plan_name, f"copy:{target}",
                    [copy_step(config, plan_name, target)], scheduled_for, attempt, launcher)
+
+
+def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
+               launcher: Launcher = launch) -> Outcome:
+    """A forget whose repository is busy (exit 11: another job holds a lock) is recorded
+    as skipped, not failed: the next backup's forget catches up."""
+    def tolerant(step: Step) -> subprocess.CompletedProcess[str]:
+        result = launcher(step)
+        if result.returncode == LOCKED_EXIT:
+            return subprocess.CompletedProcess(result.args, 0, result.stdout, "")
+        return result
+
+    return run_job(catalog, plan_name, "forget", [forget_step(config, plan_name)], None, 1,
+                   tolerant)
 
 
 def run_job(catalog: Catalog, plan_name: str, kind: str, steps: list[Step],

@@ -40,6 +40,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
     offsite_measured: list[timedelta] = []
     realtime = False
     reaches: list[timedelta | None] = []
+    forgot: list[timedelta] = []
     problems: list[str] = []
     for name in plans:
         plan = config.plans[name]
@@ -75,6 +76,9 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
                 if copied is not None and copied.started_at is not None:
                     offsite_measured.append(now - copied.started_at)
         reaches.append(plan.retention.reach())
+        applied = catalog.latest(name, "forget", SUCCEEDED, now)
+        if applied is not None and applied.started_at is not None:
+            forgot.append(now - applied.started_at)
         for target in [plan.repository, *(c.to for c in plan.copies)]:
             site = config.sites[config.repositories[target].site]
             verdict = residency(SiteLocation.parse(site.location))
@@ -92,6 +96,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         retention_reach=None if None in reaches else max(
             (r for r in reaches if r is not None), default=timedelta(0)),
         record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
+        retention_applied=min(forgot) if forgot else None,
         residency_problems=problems)
 
 

@@ -12,7 +12,7 @@ from medark.config import environment as env
 from medark.config.plans import MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
-from medark.scheduler.runner import Outcome, run_backup, run_copy
+from medark.scheduler.runner import Outcome, run_backup, run_copy, run_forget
 from medark.service.metrics import plan_registry
 
 
@@ -49,14 +49,15 @@ def _known(config: MedarkConfig, plan: str) -> None:
 
 
 def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> list[Outcome]:
-    """The plan's backup, then — when it succeeded — one copy to each of its copy
-    targets (continuous ones included: the point is offsite now), each a job."""
+    """The plan's backup, then — when it succeeded — its retention (forget) and one copy
+    to each of its copy targets (continuous ones included: the point is offsite now),
+    each a job."""
     _known(config, plan)
     backup = run_backup(config, plan, catalog)
     if backup.status != SUCCEEDED:
         return [backup]
-    return [backup, *(run_copy(config, plan, copy.to, catalog)
-                      for copy in config.plans[plan].copies)]
+    copies = [run_copy(config, plan, copy.to, catalog) for copy in config.plans[plan].copies]
+    return [backup, run_forget(config, plan, catalog), *copies]
 
 
 def job_history(catalog: Catalog, plan: str | None, status: str | None,

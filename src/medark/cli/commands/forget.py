@@ -18,6 +18,7 @@ from medark.engine.pg_retention import wal_to_expire
 from medark.engine.prune_plan import PruneStats, parse_max_unused
 from medark.engine.worm import remove_snapshots
 from medark.errors import ObjectLocked, UsageError
+from medark.policy.records import record_holds
 from medark.policy.retention import (
     UNLIMITED,
     Decision,
@@ -116,6 +117,10 @@ def run(ctx: Context) -> int:
     with ctx.repository(lock="exclusive", command="forget") as repo:
         if args.snapshots:
             removed = _explicit(repo, args)
+            held = record_holds(all_snapshots(repo), clock.now())
+            for snap in (s for s in removed if s.id in held):  # never undercut the law
+                ctx.out.text(f"snapshot {snap.short_id} kept: {held[snap.id]}")
+            removed = [s for s in removed if s.id not in held]
             groups.append(_group_doc(GroupKey(None, None, None), [], [
                 Decision(s, ("given on the command line",)) for s in removed]))
             _print_table(ctx, f"remove {len(removed)} snapshots:", [

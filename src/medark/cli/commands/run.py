@@ -39,7 +39,7 @@ def run(ctx: Context) -> int:
         outcomes = run_plan_now(config, ctx.args.plan, catalog)
     finally:
         catalog.close()
-    kinds = ["backup", *(f"copy:{c.to}" for c in config.plans[ctx.args.plan].copies)]
+    kinds = ["backup", "forget", *(f"copy:{c.to}" for c in config.plans[ctx.args.plan].copies)]
     for kind, outcome in zip(kinds, outcomes, strict=False):
         if ctx.out.as_json:
             ctx.out.json({"message_type": "job", "plan": ctx.args.plan, "kind": kind,
