@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer as MetricsServer
 
 from prometheus_client import start_http_server
@@ -14,6 +16,16 @@ from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Outcome, run_backup, run_copy, run_forget
 from medark.service.metrics import plan_registry
+
+
+@contextmanager
+def opened_catalog(config: MedarkConfig | None, given: str | None) -> Iterator[Catalog]:
+    """The catalog (see catalog_url), closed afterwards."""
+    catalog = Catalog(catalog_url(config, given))
+    try:
+        yield catalog
+    finally:
+        catalog.close()
 
 
 def catalog_url(config: MedarkConfig | None, given: str | None) -> str:

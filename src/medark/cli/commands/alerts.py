@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
-from medark.service.jobs import catalog_url
+from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
 
 
@@ -23,11 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     args = ctx.args
     config = None if args.catalog else load_plans(config_path(args.config))
-    catalog = Catalog(catalog_url(config, args.catalog))
-    try:
+    with opened_catalog(config, args.catalog) as catalog:
         alerts = catalog.alerts(open_only=args.open)
-    finally:
-        catalog.close()
     if ctx.out.as_json:
         ctx.out.json([a.public() for a in alerts])
         return 0

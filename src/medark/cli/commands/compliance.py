@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
@@ -15,7 +14,7 @@ from medark.cli.context import Context
 from medark.errors import ComplianceFailed, UsageError
 from medark.policy.compliance import NOT_COVERED, failed_musts
 from medark.service.compliance import compliance
-from medark.service.jobs import catalog_url
+from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
 from medark.util import clock
 
@@ -37,14 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     args = ctx.args
     config = load_plans(config_path(args.config))
-    catalog = Catalog(catalog_url(config, args.catalog))
     try:
         at = clock.parse_time(args.at) if args.at else clock.now()
-        verdicts = compliance(config, catalog, args.profile, args.level, args.sichuan, at)
+        with opened_catalog(config, args.catalog) as catalog:
+            verdicts = compliance(config, catalog, args.profile, args.level, args.sichuan,
+                                  at)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        catalog.close()
     failing = failed_musts(verdicts)
     counts = Counter(v.status for v in verdicts)
     uncovered = [v for v in verdicts if v.requirement.must and v.status == NOT_COVERED]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 
 from medark.catalog.models import STATUSES
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
-from medark.service.jobs import catalog_url, job_history
+from medark.service.jobs import job_history, opened_catalog
 from medark.service.plans import config_path, load_plans
 from medark.util.sizes import format_bytes
 
@@ -27,11 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     args = ctx.args
     config = None if args.catalog else load_plans(config_path(args.config))
-    catalog = Catalog(catalog_url(config, args.catalog))
-    try:
+    with opened_catalog(config, args.catalog) as catalog:
         jobs = job_history(catalog, args.plan, args.status, max(1, args.latest))
-    finally:
-        catalog.close()
     if ctx.out.as_json:
         ctx.out.json([j.public() for j in jobs])
         return 0

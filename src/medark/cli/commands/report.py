@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
 from medark.errors import UsageError
-from medark.service.jobs import catalog_url
+from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
 from medark.service.report_data import gather_period
 from medark.service.report_render import write_report
@@ -45,11 +44,8 @@ def run(ctx: Context) -> int:
         needs = "--quarter YYYY-QN" if args.kind == "quarterly" else "--month YYYY-MM"
         raise UsageError(f"report {args.kind} needs {needs}")
     config = load_plans(config_path(args.config))
-    catalog = Catalog(catalog_url(config, args.catalog))
-    try:
+    with opened_catalog(config, args.catalog) as catalog:
         report = gather_period(config, catalog, args.kind, label, clock.now())
-    finally:
-        catalog.close()
     html, pdf = write_report(report, Path(args.output), args.lang)
     if ctx.out.as_json:
         ctx.out.json({"message_type": "report", "kind": args.kind, "period": report.label,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.context import Context
-from medark.service.jobs import catalog_url, run_plan_now
+from medark.service.jobs import opened_catalog, run_plan_now
 from medark.service.plans import config_path, load_plans
 from medark.util.sizes import format_bytes
 
@@ -34,11 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     config = load_plans(config_path(ctx.args.config))
-    catalog = Catalog(catalog_url(config, ctx.args.catalog))
-    try:
+    with opened_catalog(config, ctx.args.catalog) as catalog:
         outcomes = run_plan_now(config, ctx.args.plan, catalog)
-    finally:
-        catalog.close()
     kinds = ["backup", "forget", *(f"copy:{c.to}" for c in config.plans[ctx.args.plan].copies)]
     for kind, outcome in zip(kinds, outcomes, strict=False):
         if ctx.out.as_json:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
 from medark.config.durations import format_config_duration
-from medark.service.jobs import catalog_url, verify_plan_now
+from medark.service.jobs import opened_catalog, verify_plan_now
 from medark.service.plans import config_path, load_plans
 
 
@@ -24,11 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     config = load_plans(config_path(ctx.args.config))
-    catalog = Catalog(catalog_url(config, ctx.args.catalog))
-    try:
+    with opened_catalog(config, ctx.args.catalog) as catalog:
         outcome = verify_plan_now(config, ctx.args.plan, catalog)
-    finally:
-        catalog.close()
     rto = outcome.finished_at - outcome.started_at
     target = config.plans[ctx.args.plan].rto
     if ctx.out.as_json:
