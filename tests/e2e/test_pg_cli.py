@@ -71,10 +71,16 @@ class Cluster:
         argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
                 str(self.password_file), "--cache-dir", str(self.cache), "pg", "wal-stream",
                 "--dsn", self.server.dsn, "--slot", "medark", "--create-slot", *extra]
-        return subprocess.Popen(argv, env=dict(self.env, HOME=str(self.cache)),
-                                user="postgres", group="postgres", extra_groups=[],
-                                cwd=str(self.cache), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        stream = subprocess.Popen(argv, env=dict(self.env, HOME=str(self.cache)),
+                                  user="postgres", group="postgres", extra_groups=[],
+                                  cwd=str(self.cache), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        # Connected before the test writes: a stream that starts late (a loaded machine)
+        # begins at the server's current segment and never sees the ones before it.
+        wait_for(lambda: stream.poll() is not None or self.server.sql(
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'medark' "
+            "AND active") == "1", 60, "the WAL stream to connect")
+        return stream
 
     def archived_after(self, moment: datetime) -> bool:
         """Whether `pg status` reports WAL archived at or after `moment` (the last answer
