@@ -30,6 +30,7 @@ site = "main"
 url = "{repo}"
 password_file = "{password_file}"
 max_jobs = 2
+prune = "every 3s"
 
 [repositories.offsite]
 site = "main"
@@ -163,7 +164,10 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
             copied = [j for j in jobs if j["kind"] == "copy:dr" and j["status"] == "succeeded"]
             tested = [j for j in jobs if j["kind"] == "restore_test"
                       and j["status"] == "succeeded"]
-            return len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2 and len(tested) >= 1
+            pruned = [j for j in jobs if j["plan"] == "repository:local"
+                      and j["kind"] == "prune" and j["status"] == "succeeded"]
+            return (len(ok) >= 3 and len(lis) >= 2 and len(copied) >= 2 and len(tested) >= 1
+                    and len(pruned) >= 2)
         _until(done, 90, "three scheduled backups and a retried failure")
         metrics = _scrape(port)
         daemon.send_signal(signal.SIGTERM)

@@ -65,6 +65,16 @@ class RepositoryConf(Model):
     password_command: str | None = None
     max_jobs: int = Field(default=1, ge=1)
     """Jobs writing to this repository at once (the daemon queues the rest)."""
+    prune: str | None = None
+    """When the daemon prunes it (removes data no snapshot needs any more), e.g.
+    "0 4 * * 0"; None: never (prune it yourself)."""
+
+    @field_validator("prune")
+    @classmethod
+    def _prune(cls, value: str | None) -> str | None:
+        if value is not None and Schedule.parse(value).continuous:
+            raise ValueError("prune cannot be continuous: give a cron or interval")
+        return value
 
 
 class Source(Model):

@@ -20,8 +20,8 @@
 - **Retention.** After each successful backup the plan's retention is applied to its own
   snapshots (`forget`, a job of its own; skipped, not failed, while another job holds
   the repository); medical-record snapshots keep a point a year for 15 / 30 years
-  whatever the policy (policy/records.py). Pruning unreferenced data is left to a
-  scheduled `medark prune`.
+  whatever the policy (policy/records.py). A repository with a `prune` schedule is pruned
+  on it (job `prune` of `repository:NAME`; skipped while another job holds it).
 - **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
   job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
@@ -50,6 +50,7 @@ from medark.scheduler.runner import (
     run_copy,
     run_forget,
     run_job,
+    run_prune,
 )
 from medark.util import clock
 
@@ -166,6 +167,18 @@ class Daemon:
 
     def _job(self, track: Track, slot: datetime) -> None:
         repo = track.target or self.config.plans[track.plan].repository
+        if track.kind == "prune":
+            with self._repo_slots[repo]:
+                if not self.stopping.is_set():
+                    self._on_event("started", {"plan": track.plan, "kind": "prune"})
+                    outcome = run_prune(self.config, repo, self.catalog, slot,
+                                        self.children.launch)
+                    self._on_event("finished", {"plan": track.plan, "kind": "prune",
+                                                **_summary(outcome)})
+                    self.alerter.job_finished(track.plan, "prune", outcome)
+            with self._lock:
+                self._busy.discard((track.plan, track.kind))
+            return
         try:
             with self._repo_slots[repo]:
                 self._attempts(track, slot)
@@ -237,8 +250,11 @@ class Daemon:
 
 
 def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str]]]:
-    """Every scheduled job (backups, scheduled copies), and the continuous copies."""
-    tracks: list[Track] = []
+    """Every scheduled job (backups, scheduled copies, restore tests, prunes), and the
+    continuous copies."""
+    tracks: list[Track] = [Track(f"repository:{name}", "prune", Schedule.parse(repo.prune),
+                                 name)
+                           for name, repo in sorted(config.repositories.items()) if repo.prune]
     continuous: list[tuple[str, str]] = []
     for name in sorted(config.plans):
         plan = config.plans[name]

@@ -175,18 +175,38 @@ def run_copy(config: MedarkConfig, plan_name: str, target: str, catalog: Catalog
                    [copy_step(config, plan_name, target)], scheduled_for, attempt, launcher)
 
 
-def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
-               launcher: Launcher = launch) -> Outcome:
-    """A forget whose repository is busy (exit 11: another job holds a lock) is recorded
-    as skipped, not failed: the next backup's forget catches up."""
-    def tolerant(step: Step) -> subprocess.CompletedProcess[str]:
+def prune_step(config: MedarkConfig, repository: str,
+               medark: list[str] | None = None) -> Step:
+    env = {"MEDARK_REPO": config.repositories[repository].url,
+           **repository_env(config, repository)}
+    return Step(f"prune {repository}", [*(medark or medark_command()), "--json", "prune"], env)
+
+
+def run_prune(config: MedarkConfig, repository: str, catalog: Catalog,
+              scheduled_for: datetime | None = None, launcher: Launcher = launch) -> Outcome:
+    """Recorded under the plan name `repository:NAME`; a busy repository (exit 11) is
+    skipped, not failed, like forget."""
+    return run_job(catalog, f"repository:{repository}", "prune",
+                   [prune_step(config, repository)], scheduled_for, 1, _tolerant(launcher))
+
+
+def _tolerant(launcher: Launcher) -> Launcher:
+    """A launcher for maintenance jobs: exit 11 (another job holds the lock) is not a
+    failure; the next run catches up."""
+    def run(step: Step) -> subprocess.CompletedProcess[str]:
         result = launcher(step)
         if result.returncode == LOCKED_EXIT:
             return subprocess.CompletedProcess(result.args, 0, result.stdout, "")
         return result
+    return run
 
+
+def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
+               launcher: Launcher = launch) -> Outcome:
+    """A forget whose repository is busy (exit 11: another job holds a lock) is recorded
+    as done, not failed: the next backup's forget catches up."""
     return run_job(catalog, plan_name, "forget", [forget_step(config, plan_name)], None, 1,
-                   tolerant)
+                   _tolerant(launcher))
 
 
 def run_job(catalog: Catalog, plan_name: str, kind: str, steps: list[Step],
