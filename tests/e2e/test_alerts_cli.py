@@ -21,12 +21,10 @@ from typing import Any, ClassVar
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import MEDARK, PASSWORD, Cli
+from conftest import MEDARK, Cli
+from plan_site import write_plan_config
 
 CONFIG = """\
-[catalog]
-url = "sqlite:///{state}/catalog.sqlite"
-
 [[alerts.webhooks]]
 url = "http://127.0.0.1:{http}/generic"
 
@@ -43,14 +41,6 @@ secret_file = "{secret}"
 smtp = "127.0.0.1:{smtp}"
 sender = "medark@hospital.example"
 to = ["it@hospital.example"]
-
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
 
 [systems.lis]
 owner = "lab"
@@ -132,16 +122,11 @@ def _generic(state: str) -> list[str]:
 def test_alerts_fire_once_and_resolve(cli: Cli, tmp_path: Path,
                                       servers: tuple[int, Mailbox, int]) -> None:
     http_port, mailbox, smtp_port = servers
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD + "\n")
     secret = tmp_path / "dingtalk.secret"
     secret.write_text("SEC-test-secret\n")
-    cli("init")
     lis = tmp_path / "lis"  # missing for now: every backup fails
-    config = tmp_path / "medark.toml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", http=http_port, smtp=smtp_port,
-                                    secret=secret, repo=cli.repo, password_file=password_file,
-                                    lis=lis), encoding="utf-8")
+    config = write_plan_config(cli, tmp_path, CONFIG, http=http_port, smtp=smtp_port,
+                               secret=secret, lis=lis)
     env = {k: v for k, v in cli.env.items() if not k.startswith("MEDARK_PASSWORD")}
     daemon = subprocess.Popen([MEDARK, "--json", "daemon", "--config", str(config), "--poll",
                                "0.1", "--retry-base", "0.2"], env=env, text=True,

@@ -6,20 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import PASSWORD, Cli
+from conftest import Cli
+from plan_site import write_plan_config
 
 CONFIG = """\
-[catalog]
-url = "sqlite:///{state}/catalog.sqlite"
-
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
 [systems.pacs]
 owner = "radiology"
 
@@ -66,14 +56,7 @@ def _setup(cli: Cli, tmp_path: Path) -> Path:
     data = tmp_path / "pacs"
     data.mkdir()
     (data / "study.dcm").write_bytes(b"DICM" * 5000)
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD + "\n")
-    cli("init")
-    config = tmp_path / "medark.toml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", repo=cli.repo,
-                                    password_file=password_file, data=data,
-                                    missing=tmp_path / "absent"), encoding="utf-8")
-    return config
+    return write_plan_config(cli, tmp_path, CONFIG, data=data, missing=tmp_path / "absent")
 
 
 def test_a_plan_runs_now_and_its_job_is_in_the_catalog(cli: Cli, tmp_path: Path) -> None:

@@ -7,20 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import PASSWORD, Cli
+from conftest import Cli
+from plan_site import write_plan_config
 
 CONFIG = """\
-[catalog]
-url = "sqlite:///{state}/catalog.sqlite"
-
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
 [systems.pacs]
 owner = "radiology"
 
@@ -64,14 +54,7 @@ def _setup(cli: Cli, tmp_path: Path, check: str) -> Path:
     (data / "2026" / "11").mkdir(parents=True)
     for i in range(20):
         (data / "2026" / "11" / f"img{i}.dcm").write_bytes(os.urandom(30_000 + i))
-    password_file = tmp_path / "password"
-    password_file.write_text(PASSWORD + "\n")
-    cli("init")
-    config = tmp_path / "medark.toml"
-    config.write_text(CONFIG.format(state=tmp_path / "state", repo=cli.repo,
-                                    password_file=password_file, data=data, check=check),
-                      encoding="utf-8")
-    return config
+    return write_plan_config(cli, tmp_path, CONFIG, data=data, check=check)
 
 
 def test_a_plan_is_restored_checked_and_its_rto_recorded(cli: Cli, tmp_path: Path) -> None:
