@@ -151,3 +151,13 @@ def test_syntax_errors_and_missing_files_are_one_line(tmp_path: Path) -> None:
     assert found == [f"{tmp_path / 'medark.toml'}:23: invalid TOML: Invalid value"]
     with pytest.raises(ConfigInvalid, match="configuration file not found"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_only_database_sources_stream(tmp_path: Path) -> None:
+    streaming = GOOD.replace('dsn = "host=db dbname=his"',
+                             'dsn = "host=db dbname=his"\nstream = true\nslot = "his_slot"')
+    load_config(write(tmp_path, streaming))
+    files = streaming.replace('type = "postgres"', 'type = "files"\npaths = ["/srv"]')
+    found = problems(tmp_path, files)
+    assert [p.split(": ")[1] for p in found] == ["systems.his.sources[0].stream",
+                                                "systems.his.sources[0].slot"]

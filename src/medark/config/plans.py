@@ -86,6 +86,11 @@ class Source(Model):
     command: str | None = None
     """command: a dump program whose standard output is backed up."""
     filename: str | None = None
+    stream: bool = False
+    """postgres / mariadb: the daemon keeps `pg wal-stream` / `mysql binlog-stream`
+    running (an RPO of seconds without archive_command)."""
+    slot: str | None = None
+    """postgres with stream: the replication slot (default medark_PLAN)."""
 
 
 class System(Model):
@@ -284,6 +289,9 @@ def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
 def _source_problems(source: Source) -> list[tuple[str, str]]:
     needs = {"files": "paths", "postgres": "dsn", "mariadb": "dsn", "command": "command"}
     key = needs[source.type]
-    if not getattr(source, key):
-        return [(key, f"a {source.type} source needs {key}")]
-    return []
+    found = [] if getattr(source, key) else [(key, f"a {source.type} source needs {key}")]
+    if source.stream and source.type not in ("postgres", "mariadb"):
+        found.append(("stream", "only postgres and mariadb sources stream their log"))
+    if source.slot is not None and not (source.type == "postgres" and source.stream):
+        found.append(("slot", "a slot belongs to a streaming postgres source"))
+    return found

@@ -22,6 +22,10 @@
   the repository); medical-record snapshots keep a point a year for 15 / 30 years
   whatever the policy (policy/records.py). A repository with a `prune` schedule is pruned
   on it (job `prune` of `repository:NAME`; skipped while another job holds it).
+- **Streams.** A postgres or mariadb source with `stream = true` gets a supervised
+  `pg wal-stream` (its slot created) or `mysql binlog-stream` (`stream:postgres`,
+  `stream:mariadb`), restarted like a continuous copy; at start the streams get a few
+  seconds to connect before the first backups, whose WAL they must carry.
 - **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
   job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
@@ -45,12 +49,14 @@ from medark.scheduler.children import Children
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import (
     Outcome,
+    Step,
     copy_step,
     run_backup,
     run_copy,
     run_forget,
     run_job,
     run_prune,
+    stream_step,
 )
 from medark.util import clock
 
@@ -67,6 +73,8 @@ class DaemonOptions:
     """Longest wait before a continuous job that stopped is started again."""
 
 
+STREAM_SETTLE = 5.0
+"""Seconds the WAL/binlog streams get to connect before the first backups start."""
 RPO_CHECK_EVERY = 2.0
 """Seconds between evaluations of every plan's achieved RPO against its target."""
 HEALTHY_RUN = 60.0
@@ -109,11 +117,15 @@ class Daemon:
         reaped = self.catalog.reap_orphans()
         if reaped:
             self._on_event("reaped", {"jobs": reaped})
-        for plan, target in self.continuous:
-            follower = threading.Thread(target=self._follow, args=(plan, target),
-                                        name=f"follow-{plan}-{target}", daemon=True)
+        for plan, kind, step in self.continuous:
+            follower = threading.Thread(target=self._follow, args=(plan, kind, step),
+                                        name=f"{kind}-{plan}", daemon=True)
             self._followers.append(follower)
             follower.start()
+        if any(kind.startswith("stream") for _p, kind, _s in self.continuous):
+            # a base backup needs its WAL: let the streams connect first (a stream that
+            # starts after the backup's segment switch never sees that segment)
+            self.stopping.wait(STREAM_SETTLE)
         now = clock.now()
         for track in self.tracks:
             self._track_start(track, now)
@@ -217,20 +229,20 @@ class Daemon:
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):
                 return
 
-    def _follow(self, plan: str, target: str) -> None:
-        """Keep `medark copy --follow` running until shutdown, each run a job."""
+    def _follow(self, plan: str, kind: str, step: Step) -> None:
+        """Keep a continuous job (`copy --follow`, a WAL/binlog stream) running until
+        shutdown, each run a job of its own."""
         backoff = 1.0
-        step = copy_step(self.config, plan, target, follow=True)
         while not self.stopping.is_set():
             began = clock.monotonic()
-            self._on_event("started", {"plan": plan, "kind": f"follow:{target}"})
-            outcome = run_job(self.catalog, plan, f"follow:{target}", [step], None, 1,
+            self._on_event("started", {"plan": plan, "kind": kind})
+            outcome = run_job(self.catalog, plan, kind, [step], None, 1,
                               self.children.launch_continuous)
             if self.stopping.is_set():
                 return
             ran = clock.monotonic() - began
             backoff = 1.0 if ran >= HEALTHY_RUN else min(backoff * 2, self.options.max_backoff)
-            self._on_event("restarting", {"plan": plan, "kind": f"follow:{target}",
+            self._on_event("restarting", {"plan": plan, "kind": kind,
                                           "after_seconds": backoff, "error": outcome.error})
             self.stopping.wait(backoff)
 
@@ -249,22 +261,27 @@ class Daemon:
                 thread.join()
 
 
-def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str]]]:
+def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Step]]]:
     """Every scheduled job (backups, scheduled copies, restore tests, prunes), and the
-    continuous copies."""
+    continuous ones (copies that follow, WAL/binlog streams) as (plan, kind, step)."""
     tracks: list[Track] = [Track(f"repository:{name}", "prune", Schedule.parse(repo.prune),
                                  name)
                            for name, repo in sorted(config.repositories.items()) if repo.prune]
-    continuous: list[tuple[str, str]] = []
+    continuous: list[tuple[str, str, Step]] = []
     for name in sorted(config.plans):
         plan = config.plans[name]
         tracks.append(Track(name, "backup", plan.parsed_schedule()))
+        for index, source in enumerate(config.systems[plan.system].sources):
+            if source.stream:
+                continuous.append((name, f"stream:{source.type}",
+                                   stream_step(config, name, index)))
         if plan.restore_test is not None:
             tracks.append(Track(name, "restore_test", Schedule.parse(plan.restore_test.schedule)))
         for copy in plan.copies:
             schedule = Schedule.parse(copy.schedule)
             if schedule.continuous:
-                continuous.append((name, copy.to))
+                continuous.append((name, f"follow:{copy.to}",
+                                   copy_step(config, name, copy.to, follow=True)))
             else:
                 tracks.append(Track(name, f"copy:{copy.to}", schedule, copy.to))
     return tracks, continuous

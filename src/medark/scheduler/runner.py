@@ -121,6 +121,24 @@ def forget_step(config: MedarkConfig, plan_name: str, medark: list[str] | None =
                            f"plan={plan_name}", "--group-by", "host,paths", *keep], env)
 
 
+def stream_step(config: MedarkConfig, plan_name: str, index: int,
+                medark: list[str] | None = None) -> Step:
+    """`pg wal-stream` (creating its slot) or `mysql binlog-stream` for the plan's
+    streaming source number `index`."""
+    plan = config.plans[plan_name]
+    source = config.systems[plan.system].sources[index]
+    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
+           **repository_env(config, plan.repository)}
+    base = [*(medark or medark_command()), "--json"]
+    if source.type == "postgres":
+        slot = source.slot or "medark_" + "".join(c if c.isalnum() else "_" for c in plan_name)
+        return Step(f"stream {source.type}", [*base, "pg", "wal-stream", "--slot", slot,
+                                               "--create-slot"],
+                    {**env, "MEDARK_PG_DSN": source.dsn or ""})
+    return Step(f"stream {source.type}", [*base, "mysql", "binlog-stream"],
+                {**env, "MEDARK_MYSQL_DSN": source.dsn or ""})
+
+
 def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = False,
               medark: list[str] | None = None) -> Step:
     """The plan's snapshots (tag plan=NAME) and the WAL/binlog archives of its repository,
