@@ -1,6 +1,7 @@
 """`medark verify PLAN`: restore tests through the real command — the newest points of a
 plan restored into a sandbox and checked, the achieved RTO recorded; a failed check, a
-plan without backups and a database plan (not supported yet) all fail, never verify."""
+plan without backups and a database plan without backups all fail, never verify
+(database plans that verify: test_verify_db_cli.py)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,9 @@ def test_a_failing_check_fails_the_restore_test(cli: Cli, tmp_path: Path) -> Non
     assert jobs[0]["details"]["rto_seconds"] is None  # a failed test measures no RTO
 
 
-def test_database_plans_are_not_reported_as_verified(cli: Cli, tmp_path: Path) -> None:
+def test_a_database_plan_without_a_backup_fails_its_restore_test(cli: Cli,
+                                                                 tmp_path: Path) -> None:
     config = _setup(cli, tmp_path, "true")
     result = cli("verify", "his", "--config", config, password=None, check=False)
-    assert result.returncode == 1 and "not supported yet" in result.stderr
+    assert result.returncode == 1
+    assert "no postgres backup of the plan to restore" in result.stderr

@@ -144,6 +144,9 @@ class RestoreTest(Model):
     schedule: str
     checks: list[str] = []
     """Commands run in the sandbox the points were restored into; each must exit 0."""
+    sql: list[str] = []
+    """Queries run on every restored database (PostgreSQL: in the source DSN's database);
+    each must return a first value that is not false, 0, NULL or empty."""
 
     @field_validator("schedule")
     @classmethod

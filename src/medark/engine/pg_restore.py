@@ -242,6 +242,21 @@ def start_server(data_dir: str, port: int, user: str | None, major: int,
     return log
 
 
+def stop_server(data_dir: str, user: str | None, major: int, pg_bin: str | None = None,
+                timeout: float = 120) -> None:
+    """A fast shutdown (`pg_ctl stop -m fast`) of a server `start_server` started; no-op
+    when none runs on `data_dir`."""
+    if not _postmaster_alive(data_dir):
+        return
+    pg_ctl = find_program("pg_ctl", major, pg_bin)
+    argv = [pg_ctl, "-D", data_dir, "-m", "fast", "-w", "-t", str(int(timeout)), "stop"]
+    done = subprocess.run(as_user(argv, user), capture_output=True, text=True,
+                          timeout=timeout + 30, check=False)
+    if done.returncode != 0 and _postmaster_alive(data_dir):
+        raise CommandFailed(f"the restored server on {data_dir} did not stop: "
+                            f"{(done.stderr or done.stdout).strip()[-200:]}")
+
+
 def _wait_ready(data_dir: str, port: int, user: str | None, major: int, pg_bin: str | None,
                 timeout: float, log: str) -> None:
     psql = find_program("psql", major, pg_bin)

@@ -1,20 +1,20 @@
 """Restore tests: restore a plan's newest points into a sandbox, prove them, and measure
 the time from start to verified — the achieved RTO the compliance engine reports.
 
-For every source of the plan's system the newest snapshot tagged `plan=PLAN` with that
-source's paths is restored by a `medark restore` child (which authenticates and hashes
-every block it writes), then every file of the snapshot's listing must be in the sandbox
-with its recorded size, and each of the plan's `checks` (a command, run in the sandbox)
-must exit 0. The sandbox is removed afterwards, whatever the outcome.
-
-Database sources (PostgreSQL, MariaDB) need a throwaway server started on the restored
-data directory; that is not built yet, so a plan with one fails its restore test and says
-so — it is never reported as verified.
+For every source of the plan's system the newest snapshot tagged `plan=PLAN` is restored:
+a file or command source's by a `medark restore` child (which authenticates and hashes
+every block it writes), after which every file of the snapshot's listing must be in the
+sandbox with its recorded size; a database source's into a throwaway server on a free port
+(restore_db.py), which must answer, pass its structural check and the plan's SQL checks.
+Then each of the plan's `checks` (a command, run in the sandbox, with PGHOST/PGPORT or
+MYSQL_UNIX_PORT pointing at the restored servers) must exit 0. Servers are stopped and the
+sandbox removed afterwards, whatever the outcome.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -27,6 +27,15 @@ from typing import Any
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig, Source
+from medark.errors import MedarkError
+from medark.scheduler.restore_db import (
+    RestoreTestFailed,
+    SandboxServer,
+    restore_database,
+    stop_database,
+    stop_leftover,
+    verify_database,
+)
 from medark.scheduler.runner import (
     Launcher,
     Outcome,
@@ -38,10 +47,7 @@ from medark.scheduler.runner import (
 from medark.util import clock
 
 CHECK_TIMEOUT = 3600.0
-
-
-class RestoreTestFailed(Exception):
-    """One reason the restore test did not verify (the job's error)."""
+STOP_ERRORS = (MedarkError, OSError, subprocess.SubprocessError)
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,15 @@ class Restored:
     snapshot: str
     files: int
     bytes: int
+    server: SandboxServer | None = None
+
+    def step(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"snapshot": self.snapshot, "files": self.files,
+                               "bytes": self.bytes}
+        if self.server is not None:
+            doc.update(kind=self.server.kind, ready_seconds=self.server.ready_seconds,
+                       **self.server.checked)
+        return doc
 
 
 def run_restore_test(config: MedarkConfig, plan_name: str, catalog: Catalog,
@@ -64,31 +79,51 @@ def run_restore_test(config: MedarkConfig, plan_name: str, catalog: Catalog,
     env = {"MEDARK_REPO": config.repositories[plan.repository].url,
            **repository_env(config, plan.repository)}
     sandbox = Path(tempfile.mkdtemp(prefix="medark-restore-test-", dir=sandbox_root))
+    sandbox.chmod(0o711)  # restored servers run as the database's OS user
     restored: list[Restored] = []
+    test = plan.restore_test
     try:
         snapshots = _newest_points(plan_name, env, launcher)
-        for i, source in enumerate(config.systems[plan.system].sources):
-            restored.append(_restore_source(source, snapshots, sandbox / str(i), env,
-                                            launcher))
-        checks = plan.restore_test.checks if plan.restore_test else []
-        for check in checks:
-            _run_check(check, sandbox)
+        sources = config.systems[plan.system].sources
+        for i, source in enumerate(sources):
+            restored.append(_restore_source(source, sources, snapshots, sandbox / str(i),
+                                            env, launcher))
+        servers = [r.server for r in restored if r.server is not None]
+        for server in servers:
+            verify_database(server, test.sql if test else [])
+        check_env = {k: v for server in servers for k, v in server.environment().items()}
+        for check in test.checks if test else []:
+            _run_check(check, sandbox, check_env)
     except RestoreTestFailed as exc:
         outcome.status, outcome.error = FAILED, str(exc)
     finally:
+        _stop_servers(config.systems[plan.system].sources, restored, sandbox)
         shutil.rmtree(sandbox, ignore_errors=True)
     outcome.finished_at = clock.now()
     rto = (outcome.finished_at - started).total_seconds()
     outcome.snapshot_ids = [r.snapshot for r in restored]
     outcome.bytes_added = sum(r.bytes for r in restored)
-    outcome.steps = [{"snapshot": r.snapshot, "files": r.files, "bytes": r.bytes}
-                     for r in restored]
+    outcome.steps = [r.step() for r in restored]
     catalog.finish(job_id, outcome.status, bytes_added=outcome.bytes_added,
                    snapshot_id=outcome.snapshot_ids[-1] if outcome.snapshot_ids else None,
                    error=outcome.error,
                    details={"rto_seconds": rto if outcome.status == SUCCEEDED else None,
                             "restored": outcome.steps})
     return outcome
+
+
+def _stop_servers(sources: list[Source], restored: list[Restored], sandbox: Path) -> None:
+    """Every server the test started, including one a failed restore left behind."""
+    for server in (r.server for r in restored if r.server is not None):
+        try:
+            stop_database(server)
+        except STOP_ERRORS:  # the others must still stop; the sandbox goes anyway
+            continue
+    for i, source in enumerate(sources):
+        try:
+            stop_leftover(source.type, sandbox / str(i))
+        except STOP_ERRORS:
+            continue
 
 
 def _child(argv: list[str], env: dict[str, str], launcher: Launcher, what: str) -> str:
@@ -112,24 +147,47 @@ def _newest_points(plan: str, env: dict[str, str], launcher: Launcher
     return newest
 
 
-def _source_paths(source: Source) -> tuple[str, ...] | None:
+def _source_paths(source: Source) -> tuple[str, ...]:
     if source.type == "files":
         return tuple(str(Path(p).resolve()) for p in source.paths)
-    if source.type == "command":
-        return (f"/{source.filename or 'dump'}",)
-    return None
+    return (f"/{source.filename or 'dump'}",)
 
 
-def _restore_source(source: Source, snapshots: dict[tuple[str, ...], dict[str, Any]],
+SNAPSHOT_KIND = {"postgres": "postgres", "mariadb": "mysql"}
+
+
+def _database_point(source: Source, sources: list[Source],
+                    snapshots: dict[tuple[str, ...], dict[str, Any]]) -> dict[str, Any]:
+    """The newest base backup of a database source: the plan's newest snapshot of that
+    kind (a system with two databases of one kind cannot tell them apart yet)."""
+    if sum(1 for s in sources if s.type == source.type) > 1:
+        raise RestoreTestFailed(f"the system has several {source.type} sources; restore "
+                                "tests need one per system (give each its own system)")
+    kind = SNAPSHOT_KIND[source.type]
+    points = [snap for snap in snapshots.values()
+              if (snap.get("source") or {}).get("kind") == kind]
+    if not points:
+        raise RestoreTestFailed(f"no {source.type} backup of the plan to restore")
+    return max(points, key=lambda snap: str(snap["time"]))
+
+
+def _restore_source(source: Source, sources: list[Source],
+                    snapshots: dict[tuple[str, ...], dict[str, Any]],
                     target: Path, env: dict[str, str], launcher: Launcher) -> Restored:
+    medark = medark_command()
+    if source.type in SNAPSHOT_KIND:
+        point = _database_point(source, sources, snapshots)
+        server = restore_database(
+            source, point, target,
+            lambda args, what: _child([*medark, "--json", *args], env, launcher, what),
+            medark)
+        summary = point.get("summary") or {}
+        return Restored(point["id"], int(summary.get("total_files_processed") or 0),
+                        int(summary.get("total_bytes_processed") or 0), server)
     paths = _source_paths(source)
-    if paths is None:
-        raise RestoreTestFailed(f"restore tests of {source.type} sources are not supported "
-                                "yet (they need a throwaway database server)")
     snap = snapshots.get(paths)
     if snap is None:
         raise RestoreTestFailed(f"no snapshot of {', '.join(paths)} to restore")
-    medark = medark_command()
     _child([*medark, "restore", snap["id"], "--target", str(target)], env, launcher,
            f"restoring {snap['short_id']}")
     listing = _child([*medark, "--json", "ls", snap["id"]], env, launcher,
@@ -150,10 +208,10 @@ def _restore_source(source: Source, snapshots: dict[tuple[str, ...], dict[str, A
     return Restored(snap["id"], files, total)
 
 
-def _run_check(check: str, sandbox: Path) -> None:
+def _run_check(check: str, sandbox: Path, env: dict[str, str]) -> None:
     try:
         done = subprocess.run(shlex.split(check), cwd=sandbox, capture_output=True, text=True,
-                              timeout=CHECK_TIMEOUT, check=False)
+                              timeout=CHECK_TIMEOUT, check=False, env={**os.environ, **env})
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise RestoreTestFailed(f"check {check!r}: {exc}") from None
     if done.returncode != 0:
