@@ -161,3 +161,30 @@ def test_only_database_sources_stream(tmp_path: Path) -> None:
     found = problems(tmp_path, files)
     assert [p.split(": ")[1] for p in found] == ["systems.his.sources[0].stream",
                                                 "systems.his.sources[0].slot"]
+
+
+def test_custom_profiles_are_checked(tmp_path: Path) -> None:
+    custom = GOOD + """
+[hospital]
+tier = "county"
+
+[profiles.county]
+base = "三乙"
+requirements = [
+  { id = "county.rpo", title = "RPO ≤ 5 min", check = "local_rpo", limit = "5min" },
+  { id = "county.rto", title = "RTO", check = "local_rto", systems = ["lis"] },
+]
+"""
+    found = problems(tmp_path, custom)
+    assert any("check 'local_rto' needs a limit" in p for p in found), found
+    assert any("unknown system 'lis'" in p for p in found), found
+    fixed = custom.replace('check = "local_rto", systems = ["lis"]',
+                           'check = "local_rto", limit = "2h", systems = ["his"]')
+    config = load_config(write(tmp_path, fixed))
+    assert config.profiles["county"].requirements[1].limit == timedelta(hours=2)
+    unknown = problems(tmp_path, fixed.replace('tier = "county"', 'tier = "city"'))
+    assert any("unknown tier 'city'" in p for p in unknown), unknown
+    shadow = problems(tmp_path, fixed.replace("[profiles.county]", "[profiles.\"三甲\"]"))
+    assert any("built-in tier" in p for p in shadow), shadow
+    bad_check = problems(tmp_path, fixed.replace('"local_rpo"', '"local_rpx"'))
+    assert any("local_rpx" in p or "check" in p for p in bad_check), bad_check

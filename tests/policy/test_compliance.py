@@ -96,3 +96,25 @@ def test_records_and_residency() -> None:
         NOT_APPLICABLE
     abroad = facts(residency_problems=["offsite: Hong Kong is outside mainland China"])
     assert by_id(evaluate(profile("三甲", 1), [abroad]))["residency"].status == FAIL
+
+
+def test_a_custom_profile_replaces_and_adds_requirements() -> None:
+    from medark.config.plans import CHECKS, ProfileConf, RequirementConf
+    from medark.policy.compliance import _CHECKS
+
+    assert set(CHECKS) == set(_CHECKS)  # the configuration offers exactly what is judged
+    county = ProfileConf(base="三乙", requirements=[
+        RequirementConf(id="三乙.local.rpo", title="local RPO ≤ 5 min", check="local_rpo",
+                        limit=5 * MIN),
+        RequirementConf(id="county.pacs.rto", title="PACS RTO ≤ 2 h", check="local_rto",
+                        limit=timedelta(hours=2), must=False, systems=["pacs"])])
+    reqs = profile("county", 1, custom={"county": county})
+    ids = [r.id for r in reqs]
+    assert ids.index("三乙.local.rpo") == 1 and "county.pacs.rto" in ids and "djbh.1.local" in ids
+    verdicts = evaluate(reqs, [facts(local_rpo=7 * MIN), facts(system="pacs")])
+    his = by_id(verdicts)
+    assert his["三乙.local.rpo"].status == FAIL  # 7 min: within 三乙's 15, not the county's 5
+    assert his["三乙.local.rpo"].requirement.source == "profile county"
+    assert "county.pacs.rto" not in his and "county.pacs.rto" in by_id(verdicts, "pacs")
+    with pytest.raises(ValueError, match="county"):
+        profile("city", 1, custom={"county": county})

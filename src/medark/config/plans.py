@@ -204,10 +204,42 @@ class AlertsConf(Model):
     """Alert texts: Chinese by default, English on request."""
 
 
+TIERS = ("二级", "三乙", "三甲")
+CHECKS = ("local_rpo", "local_rto", "offsite_rpo", "offsite_rto", "dr_rpo", "dr_rto",
+          "local_backup", "offsite_backup", "offsite_realtime", "hot_redundancy",
+          "app_switch", "switch_time", "offsite_frequency", "device_configs",
+          "record_retention", "residency")
+"""What a requirement can ask (policy/compliance.py evaluates each)."""
+LIMITED_CHECKS = {"local_rpo", "local_rto", "offsite_rpo", "offsite_rto", "dr_rpo", "dr_rto",
+                  "switch_time", "offsite_frequency"}
+"""Checks judged against a time limit, which a custom requirement must give."""
+
+
+class RequirementConf(Model):
+    id: str
+    title: str
+    check: Literal[CHECKS]  # type: ignore[valid-type]
+    must: bool = True
+    """"must reach" (a miss fails and sets exit 17) or "recommended" (a miss warns)."""
+    limit: Duration | None = None
+    systems: list[str] = []
+    """Only these systems (default: every system)."""
+
+
+class ProfileConf(Model):
+    """A custom compliance profile: a built-in hospital tier's requirements (or none),
+    with requirements of the same id replaced and others added — a province's or a
+    hospital group's stricter rules."""
+
+    base: Literal["二级", "三乙", "三甲"] | None = None
+    requirements: list[RequirementConf] = []
+
+
 class HospitalConf(Model):
     name: str = ""
     """Shown on reports (XX县人民医院)."""
-    tier: Literal["二级", "三乙", "三甲"] = "三甲"
+    tier: str = "三甲"
+    """二级, 三乙, 三甲 or the name of a custom profile (`profiles.NAME`)."""
     level: int = Field(default=3, ge=1, le=4)
     """等保 2.0 level of its main systems."""
     sichuan: bool = False
@@ -228,6 +260,7 @@ class MedarkConfig(Model):
     repositories: dict[str, RepositoryConf] = Field(min_length=1)
     systems: dict[str, System] = Field(min_length=1)
     plans: dict[str, Plan] = Field(min_length=1)
+    profiles: dict[str, ProfileConf] = {}
 
     @field_validator("timezone")
     @classmethod
@@ -255,6 +288,25 @@ class MedarkConfig(Model):
                           for key, message in _source_problems(source)]
         for name, plan in self.plans.items():
             found += self._plan_problems(name, plan)
+        for name, custom in self.profiles.items():
+            found += self._profile_problems(name, custom)
+        if self.hospital.tier not in TIERS and self.hospital.tier not in self.profiles:
+            found.append((("hospital", "tier"), f"unknown tier {self.hospital.tier!r}: use "
+                          f"{', '.join(TIERS)} or a profile of `profiles`"))
+        return found
+
+    def _profile_problems(self, name: str, custom: ProfileConf) -> list[tuple[Path, str]]:
+        found: list[tuple[Path, str]] = []
+        if name in TIERS:
+            found.append((("profiles", name), f"{name} is a built-in tier: give the custom "
+                          "profile another name (and `base = \"" + name + "\"`)"))
+        for i, req in enumerate(custom.requirements):
+            at: Path = ("profiles", name, "requirements", i)
+            if req.check in LIMITED_CHECKS and req.limit is None:
+                found.append(((*at, "check"), f"check {req.check!r} needs a limit "
+                              "(e.g. limit = \"30min\")"))
+            found += [((*at, "systems"), _unknown("system", system, self.systems))
+                      for system in req.systems if system not in self.systems]
         return found
 
     def _plan_problems(self, name: str, plan: Plan) -> list[tuple[Path, str]]:

@@ -90,7 +90,7 @@ class Verdict:
 
 def evaluate(requirements: list[Requirement], systems: list[SystemFacts]) -> list[Verdict]:
     return [Verdict(facts.system, req, *_CHECKS[req.check](req, facts))
-            for facts in systems for req in requirements]
+            for facts in systems for req in requirements if req.applies_to(facts.system)]
 
 
 def failed_musts(verdicts: list[Verdict]) -> list[Verdict]:

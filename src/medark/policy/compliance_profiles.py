@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from medark.config.plans import ProfileConf
+
 MIN = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 
@@ -24,6 +26,11 @@ class Requirement:
     offsite_frequency, device_configs, record_retention, residency."""
     must: bool
     limit: timedelta | None = None
+    systems: tuple[str, ...] = ()
+    """Only these systems (a custom requirement may name them); empty: every system."""
+
+    def applies_to(self, system: str) -> bool:
+        return not self.systems or system in self.systems
 
 
 def _tier(name: str, local: tuple[int, int], dr: tuple[int, int],
@@ -87,17 +94,34 @@ SICHUAN: list[Requirement] = [
 ]
 
 
-def profile(tier: str, level: int, sichuan: bool = False) -> list[Requirement]:
-    """Every requirement of a hospital tier at a 等保 level (levels are cumulative)."""
-    name = TIER_ALIASES.get(tier.lower(), tier)
-    if name not in TIERS:
-        raise ValueError(f"unknown hospital tier {tier!r}: use 二级, 三乙 or 三甲")
+def profile(tier: str, level: int, sichuan: bool = False,
+            custom: dict[str, ProfileConf] | None = None) -> list[Requirement]:
+    """Every requirement of a hospital tier (built in, or a custom profile of the
+    configuration) at a 等保 level (levels are cumulative)."""
     if level not in LEVELS:
         raise ValueError(f"unknown 等保 level {level}: use 1 to 4")
-    found = [*TIERS[name]]
+    if custom and tier in custom:
+        found = _custom(tier, custom[tier])
+    else:
+        name = TIER_ALIASES.get(tier.lower(), tier)
+        if name not in TIERS:
+            known = ", ".join(["二级", "三乙", "三甲", *sorted(custom or {})])
+            raise ValueError(f"unknown hospital tier or profile {tier!r}: use {known}")
+        found = [*TIERS[name]]
     for at in range(1, level + 1):
         found += LEVELS[at]
     found += COMMON
     if sichuan:
         found += SICHUAN
     return found
+
+
+def _custom(name: str, conf: ProfileConf) -> list[Requirement]:
+    """The base tier's requirements, those with a custom requirement's id replaced in
+    place, then the new ones."""
+    own = {req.id: Requirement(req.id, f"profile {name}", req.title, req.check, req.must,
+                               req.limit, tuple(req.systems))
+           for req in conf.requirements}
+    base = TIERS[conf.base] if conf.base else []
+    found = [own.pop(req.id, req) for req in base]
+    return found + list(own.values())

@@ -23,7 +23,7 @@ LOG_STATUS = {"postgres": ("pg", "MEDARK_PG_DSN"), "mariadb": ("mysql", "MEDARK_
 def compliance(config: MedarkConfig, catalog: Catalog, tier: str, level: int,
                sichuan: bool, now: datetime, launcher: Launcher = launch) -> list[Verdict]:
     """As of `now`: jobs started later are not counted (an audit "as of" a moment)."""
-    requirements = profile(tier, level, sichuan)
+    requirements = profile(tier, level, sichuan, config.profiles)
     systems = [gather(config, catalog, name, now, launcher) for name in sorted(config.systems)]
     return evaluate(requirements, systems)
 

@@ -21,7 +21,8 @@ from medark.util import clock
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", required=True, metavar="TIER",
-                   help="hospital tier: 二级, 三乙 or 三甲 (secondary, tertiary-b, tertiary-a)")
+                   help="hospital tier: 二级, 三乙 or 三甲 (secondary, tertiary-b, "
+                   "tertiary-a), or a custom profile of the configuration (profiles.NAME)")
     p.add_argument("--level", type=int, required=True, choices=[1, 2, 3, 4],
                    help="等保 2.0 level")
     p.add_argument("--sichuan", action="store_true",
