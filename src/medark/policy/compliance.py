@@ -49,8 +49,8 @@ class SystemFacts:
     another site."""
     offsite_realtime: bool = False
     offsite_rpo: timedelta | None = None
-    """Measured: age of the newest point known to be offsite (newest successful copy, or
-    the newest local point while a continuous copy runs)."""
+    """Measured: age of the newest point the offsite repository holds (its newest snapshot
+    of the plan; for a database also its newest copied WAL/binlog)."""
     retention_reach: timedelta | None = timedelta(0)
     """None: kept forever."""
     record_minimum: timedelta | None = None

@@ -28,6 +28,8 @@
   seconds to connect before the first backups, whose WAL they must carry.
 - **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
   job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
+  An interval schedule's first test comes one interval after start, not at once (a new
+  site's backups have not run yet).
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
@@ -154,7 +156,10 @@ class Daemon:
                 self._dispatch(track, missed)
                 self._next[track] = self._after(track, now, missed)
                 return
-        self._next[track] = self._after(track, now, None)
+        # A restore test needs a point to restore: its first interval starts with the daemon
+        # (backups run at once; a fresh site's first test would find nothing).
+        first_start = now if track.kind == "restore_test" else None
+        self._next[track] = self._after(track, now, first_start)
 
     def _after(self, track: Track, after: datetime, last_start: datetime | None
                ) -> datetime | None:

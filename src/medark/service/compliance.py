@@ -1,14 +1,15 @@
 """`medark compliance`: the facts about every system gathered from the configuration (what
 the plans provide) and from measurements (the job catalog; for databases the archived
-WAL/binlog age, read by `medark pg|mysql status` children), then judged by
-policy/compliance.py against a profile."""
+WAL/binlog age, read by `medark pg|mysql status` children; offsite, the newest point the
+offsite repository itself holds), then judged by policy/compliance.py against a
+profile."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 
-from medark.catalog.models import RUNNING, SUCCEEDED
+from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import RECORD_MINIMUM, MedarkConfig
 from medark.policy.compliance import SystemFacts, Verdict, evaluate
@@ -49,9 +50,8 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         done = catalog.latest(name, "backup", SUCCEEDED, now)
         if done is not None and done.started_at is not None:
             measured.append(now - done.started_at)
-        if database:  # measured now: as of `now`, the log is that much older
-            late = max(now - clock.now(), timedelta(0))
-            measured += [age + late for age in _log_ages(config, name, launcher)]
+        if database:
+            measured += _log_ages(config, name, plan.repository, now, launcher)
         tested = catalog.latest(name, "restore_test", SUCCEEDED, now)
         seconds = (tested.details or {}).get("rto_seconds") if tested else None
         newer = tested is not None and tested.finished_at is not None and (
@@ -64,17 +64,11 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             if config.repositories[copy.to].site == home:
                 continue  # another repository on the same site is not offsite
             schedule = copy.parsed_schedule()
-            if schedule.continuous:
-                realtime = True
-                offsite_design.append(timedelta(0))
-                following = catalog.latest(name, f"follow:{copy.to}", RUNNING, now)
-                if following is not None and measured:
-                    offsite_measured.append(min(measured))
-            else:
-                offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
-                copied = catalog.latest(name, f"copy:{copy.to}", SUCCEEDED, now)
-                if copied is not None and copied.started_at is not None:
-                    offsite_measured.append(now - copied.started_at)
+            realtime = realtime or schedule.continuous
+            offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
+            offsite_measured += _offsite_ages(config, name, copy.to, now, launcher)
+            if database:
+                offsite_measured += _log_ages(config, name, copy.to, now, launcher)
         reaches.append(plan.retention.reach())
         applied = catalog.latest(name, "forget", SUCCEEDED, now)
         if applied is not None and applied.started_at is not None:
@@ -100,11 +94,35 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         residency_problems=problems)
 
 
-def _log_ages(config: MedarkConfig, plan_name: str, launcher: Launcher) -> list[timedelta]:
-    """Age of the newest archived WAL/binlog of each database source of the plan."""
+def _repository_env(config: MedarkConfig, repository: str) -> dict[str, str]:
+    return {"MEDARK_REPO": config.repositories[repository].url,
+            **repository_env(config, repository)}
+
+
+def _offsite_ages(config: MedarkConfig, plan_name: str, repository: str, now: datetime,
+                  launcher: Launcher) -> list[timedelta]:
+    """Age at `now` of the newest point of the plan that `repository` holds: read from the
+    offsite repository itself, so a copy that silently stopped cannot look current."""
+    result = launcher(Step(f"snapshots of {repository}",
+                           [*medark_command(), "--json", "snapshots", "--tag",
+                            f"plan={plan_name}"], _repository_env(config, repository)))
+    try:
+        snapshots = json.loads(result.stdout) if result.returncode == 0 else []
+    except ValueError:
+        return []
+    times = [clock.parse_time(s["time"]) for s in snapshots
+             if isinstance(s, dict) and isinstance(s.get("time"), str)]
+    held = [t for t in times if t <= now]
+    return [now - max(held)] if held else []
+
+
+def _log_ages(config: MedarkConfig, plan_name: str, repository: str, now: datetime,
+              launcher: Launcher) -> list[timedelta]:
+    """Age at `now` of the newest WAL/binlog of each database source of the plan that
+    `repository` holds (read now: as of a later `now`, that much older)."""
     plan = config.plans[plan_name]
-    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
-           **repository_env(config, plan.repository)}
+    env = _repository_env(config, repository)
+    late = max(now - clock.now(), timedelta(0))
     ages = []
     for source in config.systems[plan.system].sources:
         if source.type not in LOG_STATUS:
@@ -119,5 +137,5 @@ def _log_ages(config: MedarkConfig, plan_name: str, launcher: Launcher) -> list[
             continue
         seconds = doc.get("rpo_seconds") if isinstance(doc, dict) else None
         if isinstance(seconds, int | float):
-            ages.append(timedelta(seconds=seconds))
+            ages.append(timedelta(seconds=seconds) + late)
     return ages
