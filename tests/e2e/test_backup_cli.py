@@ -264,6 +264,27 @@ def test_locked_repository_exits_11(initialized: Cli, data: Path) -> None:
     assert initialized("backup", data, check=False).returncode == 0
 
 
+def test_no_lock_lets_readers_past_a_lock_but_never_writers(initialized: Cli,
+                                                             data: Path) -> None:
+    initialized("backup", data)
+    repo = Repository.open(LocalBackend(initialized.repo), PASSWORD.encode())
+    held = repo.lock(True, "prune", lambda _: None)
+    try:
+        blocked = initialized("snapshots", check=False)
+        read = initialized("--no-lock", "--json", "snapshots", check=False)
+        stats = initialized("--no-lock", "--json", "stats", check=False)
+        written = initialized("--no-lock", "backup", data, check=False)
+        locks = sorted(p.name for p in (initialized.repo / "locks").iterdir())
+    finally:
+        held.release()
+        repo.close()
+    assert blocked.returncode == 11
+    assert read.returncode == 0 and len(read.json()) == 1
+    assert stats.returncode == 0
+    assert written.returncode == 11  # a backup locks whatever it is told
+    assert len(locks) == 1  # the readers left no lock of their own
+
+
 @pytest.mark.parametrize("cipher", ["aes-256-gcm", "chacha20-poly1305", "sm4-gcm"])
 def test_every_cipher_suite_round_trips(cli: Cli, data: Path, tmp_path: Path,
                                         cipher: str) -> None:

@@ -228,6 +228,10 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     assert metrics[("medark_jobs_total", ok)] >= 3
     assert metrics[("medark_job_last_success_timestamp_seconds",
                     (("kind", "copy:dr"), ("plan", "pacs")))] > 0
+    assert 0 < metrics[("medark_plan_rto_seconds", pacs_labels)] < 3600  # the restore test
+    stored = {dict(labels)["repository"]: value for (name, labels), value in metrics.items()
+              if name == "medark_repository_stored_bytes"}
+    assert set(stored) == {"local", "offsite", "dr"} and stored["local"] > 0
 
 
 def test_a_daemon_killed_mid_job_leaves_it_failed_not_running(cli: Cli,

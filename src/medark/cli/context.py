@@ -34,6 +34,11 @@ class SourcePassword:
     """False: the main repository's password, tried because no other was given."""
 
 
+LOCK_FREE_READERS = frozenset({"snapshots", "ls", "find", "diff", "stats", "restore",
+                               "pg restore", "mysql restore", "pg check"})
+"""Commands that only read, which --no-lock lets skip their shared lock (as restic's)."""
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -110,7 +115,10 @@ class Context:
 
     @contextmanager
     def repository(self, lock: str | None, command: str) -> Iterator[Repository]:
-        """Open, lock ('shared', 'exclusive' or None) and close the repository."""
+        """Open, lock ('shared', 'exclusive' or None) and close the repository. With
+        --no-lock a reader's shared lock is skipped (a writer's is not: it must lock)."""
+        if lock == "shared" and self.args.no_lock and command in LOCK_FREE_READERS:
+            lock = None
         repo = self.open()
         try:
             if lock is None:

@@ -53,6 +53,9 @@ def global_options() -> Parser:
                    help="local cache directory (default: $MEDARK_CACHE_DIR or ~/.cache/medark)")
     g.add_argument("--no-cache", action="store_true", default=argparse.SUPPRESS,
                    help="use a temporary cache for this command only")
+    g.add_argument("--no-lock", action="store_true", default=argparse.SUPPRESS,
+                   help="read without a lock (read-only commands only): a read-only "
+                   "repository, or a reader that must never hold up prune")
     g.add_argument("--limit-upload", type=rate_limit, default=argparse.SUPPRESS,
                    metavar="KiB/s", help="limit uploads to repositories to this rate")
     g.add_argument("--limit-download", type=rate_limit, default=argparse.SUPPRESS,

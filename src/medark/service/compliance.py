@@ -104,7 +104,7 @@ def _offsite_ages(config: MedarkConfig, plan_name: str, repository: str, now: da
     """Age at `now` of the newest point of the plan that `repository` holds: read from the
     offsite repository itself, so a copy that silently stopped cannot look current."""
     result = launcher(Step(f"snapshots of {repository}",
-                           [*medark_command(), "--json", "snapshots", "--tag",
+                           [*medark_command(), "--json", "--no-lock", "snapshots", "--tag",
                             f"plan={plan_name}"], _repository_env(config, repository)))
     try:
         snapshots = json.loads(result.stdout) if result.returncode == 0 else []

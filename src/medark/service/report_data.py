@@ -6,7 +6,6 @@ security events (item 1.6.2). Rendering is report_render.py's job."""
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,8 +15,9 @@ from medark.catalog.store import Catalog, JobRecord
 from medark.config.plans import MedarkConfig
 from medark.errors import UsageError
 from medark.policy.compliance import Verdict
-from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
+from medark.scheduler.runner import Launcher, launch
 from medark.service.compliance import compliance
+from medark.service.repository_stats import RepositoryStats, repository_stats
 
 SAMPLE = timedelta(hours=1)
 """Achieved RPO is charted at this interval."""
@@ -42,16 +42,6 @@ class SystemMonth:
     @property
     def success_rate(self) -> float | None:
         return self.succeeded / self.backups if self.backups else None
-
-
-@dataclass
-class RepositoryStats:
-    name: str
-    site: str
-    raw_size: int | None
-    stored_size: int | None
-    dedup_ratio: float | None
-    error: str | None = None
 
 
 @dataclass
@@ -117,7 +107,7 @@ def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
         kind=kind, label=label.upper(), hospital=hospital.name, month=first, start=start,
         end=end, generated=now,
         systems=systems, growth=sorted(growth.items()),
-        repositories=[_repository_stats(config, name, launcher)
+        repositories=[repository_stats(config, name, launcher)
                       for name in sorted(config.repositories)],
         suspicious=[a for a in alerts if a["kind"] == "suspicious"],
         alerts=alerts,
@@ -170,17 +160,3 @@ def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(copy_times)]
     month.worst_copy_gap = max(gaps) if gaps else None
     return month
-
-
-def _repository_stats(config: MedarkConfig, name: str, launcher: Launcher) -> RepositoryStats:
-    repo = config.repositories[name]
-    env = {"MEDARK_REPO": repo.url, **repository_env(config, name)}
-    result = launcher(Step(f"stats {name}", [*medark_command(), "--json", "stats"], env))
-    try:
-        doc = json.loads(result.stdout.splitlines()[-1])["repository"]
-        return RepositoryStats(name, repo.site, int(doc["raw_size"]), int(doc["stored_size"]),
-                               float(doc["dedup_ratio"]))
-    except (ValueError, KeyError, IndexError, TypeError):
-        lines = [ln.removeprefix("medark: ") for ln in result.stderr.splitlines() if ln]
-        return RepositoryStats(name, repo.site, None, None, None,
-                               lines[-1] if lines else f"exit {result.returncode}")
