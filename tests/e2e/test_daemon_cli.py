@@ -247,6 +247,12 @@ def test_a_daemon_killed_mid_job_leaves_it_failed_not_running(cli: Cli,
         if daemon.poll() is None:
             daemon.kill()
     assert any(j["status"] == "running" for j in _jobs(cli, config) if j["plan"] == "slow")
+    # its child died with it (SIGTERM: stopped cleanly), so no snapshot appears behind the
+    # job the next daemon will mark failed
+    _until(lambda: subprocess.run(["pgrep", "-f", "slow.sql"], capture_output=True,
+                                  check=False).returncode == 1, 15, "the child to stop")
+    time.sleep(4)  # past the dump's end: nothing finishes late
+    assert not [s for s in cli("snapshots", "--json").json() if "plan=slow" in s["tags"]]
     again = _daemon(cli, config)
     try:
         _until(lambda: not any(j["status"] == "running" and j["plan"] == "slow"

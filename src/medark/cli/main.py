@@ -21,6 +21,7 @@ from medark.cli.output import Printer
 from medark.cli.parser import Parser, global_options
 from medark.errors import ConfigInvalid, MedarkError, UsageError
 from medark.util.memory import limit_arenas
+from medark.util.processes import die_with_parent
 
 EXIT_USAGE = 2
 
@@ -103,6 +104,7 @@ def _report(out: Printer, exc: MedarkError, code: int) -> None:
 
 
 def entry() -> None:
+    die_with_parent()
     limit_arenas()
     code = main()
     # Every repository, cache and file is closed (and synced) by the time main returns;

@@ -8,6 +8,7 @@ import subprocess
 import threading
 
 from medark.scheduler.runner import Step
+from medark.util.processes import PARENT_ENV
 
 
 class Children:
@@ -24,6 +25,7 @@ class Children:
             if self._closed:
                 return subprocess.CompletedProcess(step.argv, 130, "",
                                                    "medark: the daemon is shutting down")
+            env[PARENT_ENV] = str(os.getpid())  # the child ends with the daemon
             proc = subprocess.Popen(step.argv, env={**env, **step.env}, text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self._running[proc] = continuous
