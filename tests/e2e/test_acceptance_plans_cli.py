@@ -13,8 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,15 +120,6 @@ retries = 0
 """
 
 
-def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def servers() -> Iterator[tuple[pg.PgServer, my.MariaServer]]:
     for reason in (pg.can_run_servers(), my.can_run_servers()):
@@ -203,9 +193,9 @@ def test_a_hospital_under_the_daemon_proves_its_plans(
     try:
         # the first hours: every system backed up, copied offsite, restore-tested
         for plan in ("his", "lis", "pacs"):
-            _until(lambda p=plan: bool(succeeded(p, "restore_test")), 240,  # type: ignore[misc]
+            pg.wait_for(lambda p=plan: bool(succeeded(p, "restore_test")), 240,
                    f"a restore test of {plan}")
-        _until(lambda: len(succeeded("pacs", "backup")) >= 3, 60, "three PACS backups")
+        pg.wait_for(lambda: len(succeeded("pacs", "backup")) >= 3, 60, "three PACS backups")
         code, found = verdicts()
         for system in ("his", "lis", "pacs"):
             for rid in ("三甲.local.rpo", "三甲.local.rto", "三甲.offsite.rpo", "djbh.1.local",
@@ -222,10 +212,10 @@ def test_a_hospital_under_the_daemon_proves_its_plans(
         # past the profile's 20 seconds
         broken = datetime.now(UTC)
         pacs.rename(tmp_path / "pacs-unmounted")
-        _until(lambda: any(j["plan"] == "pacs" and j["kind"] == "backup"
+        pg.wait_for(lambda: any(j["plan"] == "pacs" and j["kind"] == "backup"
                            and j["status"] == "failed" for j in jobs()), 30,
                "a failed PACS backup")
-        _until(lambda: (datetime.now(UTC) - broken).total_seconds() > 25, 30, "the breach")
+        pg.wait_for(lambda: (datetime.now(UTC) - broken).total_seconds() > 25, 30, "the breach")
         code, found = verdicts()
         breach = found[("pacs", "acceptance.pacs.rpo")]
         assert breach["status"] == "fail" and "achieved RPO" in breach["measured"]["evidence"]
@@ -239,14 +229,14 @@ def test_a_hospital_under_the_daemon_proves_its_plans(
         # the fix: the share is back, the next job brings the RPO back under its target
         (tmp_path / "pacs-unmounted").rename(pacs)
         fixed = datetime.now(UTC)
-        _until(lambda: any(j["plan"] == "pacs" and j["kind"] == "backup"
+        pg.wait_for(lambda: any(j["plan"] == "pacs" and j["kind"] == "backup"
                            and j["status"] == "succeeded"
                            and datetime.fromisoformat(j["started_at"]) > fixed
                            for j in jobs()), 60, "a PACS backup after the fix")
         code, found = verdicts()
         assert found[("pacs", "acceptance.pacs.rpo")]["status"] == "pass"
         assert code == 0
-        _until(lambda: not [a for a in cli("alerts", "--json", "--open", "--config", config,
+        pg.wait_for(lambda: not [a for a in cli("alerts", "--json", "--open", "--config", config,
                                            password=None).json() if a["plan"] == "pacs"],
                30, "the PACS alerts to resolve")
         daemon.send_signal(signal.SIGTERM)

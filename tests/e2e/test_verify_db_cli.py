@@ -16,19 +16,9 @@ import mysql_server as my
 import pg_server as pg
 import pytest
 from conftest import MEDARK, PASSWORD, Result
+from plan_site import SITE as PLAN_SITE
 
-SITE = """\
-[catalog]
-url = "sqlite:///{state}/catalog.sqlite"
-
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
+SITE = PLAN_SITE + """\
 [systems.db]
 owner = "it"
 
