@@ -188,3 +188,12 @@ requirements = [
     assert any("built-in tier" in p for p in shadow), shadow
     bad_check = problems(tmp_path, fixed.replace('"local_rpo"', '"local_rpx"'))
     assert any("local_rpx" in p or "check" in p for p in bad_check), bad_check
+
+
+def test_an_offsite_restore_test_restores_from_a_copy_target(tmp_path: Path) -> None:
+    text = GOOD.replace('retention = { daily = 30, yearly = 15 }',
+                        'retention = { daily = 30, yearly = 15 }\n'
+                        'offsite_restore_test = { repository = "local", schedule = "every 7d" }')
+    found = problems(tmp_path, text)
+    assert any("offsite_restore_test.repository" in p and "not a copy target" in p
+               for p in found), found

@@ -49,6 +49,7 @@ rto = "15min"
 retention = {{ daily = 30, yearly = 15 }}
 copies = [{{ to = "offsite", schedule = "every 10min" }}]
 restore_test = {{ schedule = "0 3 * * 0" }}
+offsite_restore_test = {{ repository = "offsite", schedule = "0 4 1 * *" }}
 """
 
 
@@ -82,8 +83,18 @@ def test_compliance_is_proved_by_measurements(cli: Cli, tmp_path: Path) -> None:
     cli("run", "pacs", "--config", config, password=None)  # backup and the offsite copy
     cli("verify", "pacs", "--config", config, password=None)
     code, verdicts = _verdicts(cli, config)
+    offsite_rto = verdicts["三甲.offsite.rto"]
+    assert offsite_rto["status"] == "warn", offsite_rto  # scheduled, never measured
+    assert offsite_rto["measured"]["evidence"] == "no offsite restore test RTO"
+    wrong = cli("verify", "pacs", "--from", "nowhere", "--config", config, password=None,
+                check=False)
+    assert wrong.returncode == 2 and "not a copy target" in wrong.stderr
+    tested = cli("--json", "verify", "pacs", "--from", "offsite", "--config", config,
+                 password=None).json()
+    assert tested["status"] == "succeeded" and tested["repository"] == "offsite"
+    code, verdicts = _verdicts(cli, config)
     for rid in ("三甲.local.rpo", "三甲.local.rto", "djbh.1.local", "djbh.2.offsite",
-                "三甲.offsite.rpo", "residency"):
+                "三甲.offsite.rpo", "三甲.offsite.rto", "residency"):
         assert verdicts[rid]["status"] == "pass", verdicts[rid]
     assert verdicts["三甲.dr.rto"]["status"] == "not covered"
     assert verdicts["records.retention"]["design"]["status"] == "pass"

@@ -18,6 +18,7 @@ def test_the_example_checks_and_explains(cli: Cli) -> None:
     assert "RPO 10min (continuous WAL/binlog archiving), RTO 15min" in shown
     assert "restore test 0 4 1 * *, next " in shown.split("plan pacs")[1]
     assert "restore test none: the RTO is not measured" not in shown
+    assert "offsite test from offsite: 0 3 1 * *, next " in shown.split("plan lis")[0]
     plans = cli("plan", "show", "pacs", "--json", "--config", EXAMPLE).json()
     assert [p["plan"] for p in plans] == ["pacs"]
     assert plans[0]["design_rpo"] == "1h" and plans[0]["retention_reach"] == "30y"
@@ -29,7 +30,12 @@ def test_the_config_comes_from_the_environment(cli: Cli) -> None:
     assert "valid" in cli("config", "check").stdout
 
 
+def _line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
 def test_bad_input_is_rejected_with_file_and_line(cli: Cli, tmp_path: Path) -> None:
+    example = EXAMPLE.read_text(encoding="utf-8")
     bad = tmp_path / "bad.toml"
     bad.write_text(EXAMPLE.read_text(encoding="utf-8")
                    .replace('max_jobs = 2', 'max_jobs = 2\nmax_job = 3')
@@ -39,7 +45,8 @@ def test_bad_input_is_rejected_with_file_and_line(cli: Cli, tmp_path: Path) -> N
     assert result.returncode == 15
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(f"medark: {bad}:25: repositories.local.max_job: unknown key")
-    assert lines[1].startswith(f"medark: {bad}:76: plans.lis.schedule: invalid schedule")
+    cron = _line_of(example, 'schedule = "30 1 * * *"') + 1  # after the max_job line
+    assert lines[1].startswith(f"medark: {bad}:{cron}: plans.lis.schedule: invalid schedule")
     assert "Traceback" not in result.stderr
     refs = tmp_path / "refs.toml"
     refs.write_text(EXAMPLE.read_text(encoding="utf-8")
@@ -50,8 +57,12 @@ def test_bad_input_is_rejected_with_file_and_line(cli: Cli, tmp_path: Path) -> N
     assert result.returncode == 15
     error = result.json_lines()[-1]
     assert error["code"] == "config_invalid" and len(error["problems"]) == 2
-    assert ":78: plans.lis.retention: keeps points for 5 year(s)" in error["problems"][0]
-    assert ":84: plans.pacs.repository: unknown repository 'nas'" in error["problems"][1]
+    retention = _line_of(example, "yearly = 15 }")
+    repository = _line_of(example, '[plans.pacs]') + 2
+    assert f":{retention}: plans.lis.retention: keeps points for 5 year(s)" in \
+        error["problems"][0]
+    assert f":{repository}: plans.pacs.repository: unknown repository 'nas'" in \
+        error["problems"][1]
     missing = cli("plan", "show", "--config", tmp_path / "none.toml", check=False)
     assert missing.returncode == 15 and "configuration file not found" in missing.stderr
 

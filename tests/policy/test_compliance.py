@@ -118,3 +118,14 @@ def test_a_custom_profile_replaces_and_adds_requirements() -> None:
     assert "county.pacs.rto" not in his and "county.pacs.rto" in by_id(verdicts, "pacs")
     with pytest.raises(ValueError, match="county"):
         profile("city", 1, custom={"county": county})
+
+
+def test_the_offsite_rto_is_measured_by_a_restore_test_from_the_copy() -> None:
+    none = by_id(evaluate(profile("三甲", 1), [facts()]))["三甲.offsite.rto"]
+    assert none.status == WARN and "offsite_restore_test" in none.design.evidence
+    tested = facts(offsite_rto=20 * MIN, offsite_rto_targets=[45 * MIN])
+    verdict = by_id(evaluate(profile("三甲", 1), [tested]))["三甲.offsite.rto"]
+    assert verdict.status == PASS and verdict.measured.evidence == \
+        "offsite restore test RTO 20min ≤ 1h"
+    slow = facts(offsite_rto=2 * 60 * MIN, offsite_rto_targets=[45 * MIN])
+    assert by_id(evaluate(profile("三甲", 1), [slow]))["三甲.offsite.rto"].status == WARN

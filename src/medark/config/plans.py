@@ -156,6 +156,14 @@ class RestoreTest(Model):
         return value
 
 
+class OffsiteRestoreTest(RestoreTest):
+    repository: str
+    """The copy target restored from: the achieved offsite RTO."""
+
+
+RESTORE_TEST = "restore_test"
+
+
 class Plan(Model):
     system: str
     repository: str
@@ -166,7 +174,19 @@ class Plan(Model):
     rpo: Duration
     rto: Duration
     restore_test: RestoreTest | None = None
+    offsite_restore_test: OffsiteRestoreTest | None = None
     retries: int = Field(default=2, ge=0)
+
+    def restore_tests(self) -> list[tuple[str, str, RestoreTest]]:
+        """(job kind, repository restored from, test) of each restore test: `restore_test`
+        from the plan's repository, `restore_test:TARGET` from a copy."""
+        found: list[tuple[str, str, RestoreTest]] = []
+        if self.restore_test is not None:
+            found.append((RESTORE_TEST, self.repository, self.restore_test))
+        if self.offsite_restore_test is not None:
+            target = self.offsite_restore_test.repository
+            found.append((f"{RESTORE_TEST}:{target}", target, self.offsite_restore_test))
+        return found
 
     @field_validator("schedule")
     @classmethod
@@ -324,6 +344,11 @@ class MedarkConfig(Model):
             elif copy.to == plan.repository:
                 found.append(((*at, "copies", i, "to"),
                               "a copy must go to another repository than the plan's own"))
+        offsite = plan.offsite_restore_test
+        if offsite is not None and offsite.repository not in {c.to for c in plan.copies}:
+            found.append(((*at, "offsite_restore_test", "repository"),
+                          f"{offsite.repository!r} is not a copy target of the plan (copies: "
+                          f"{', '.join(c.to for c in plan.copies) or 'none'})"))
         system = self.systems.get(plan.system)
         minimum = RECORD_MINIMUM.get(system.records) if system else None
         reach = plan.retention.reach()

@@ -48,6 +48,10 @@ class SystemFacts:
     """The longest gap between offsite copies (zero when continuous); None: no copy to
     another site."""
     offsite_realtime: bool = False
+    offsite_rto: timedelta | None = None
+    """Measured: the RTO of the newest successful restore test from an offsite copy."""
+    offsite_rto_targets: list[timedelta] = field(default_factory=list)
+    """RTO targets of the plans that schedule a restore test from an offsite copy."""
     offsite_rpo: timedelta | None = None
     """Measured: age of the newest point the offsite repository holds (its newest snapshot
     of the plan; for a database also its newest copied WAL/binlog)."""
@@ -147,8 +151,12 @@ def _offsite_rpo(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
 def _offsite_rto(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.offsite_design_rpo is None:
         return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
-    return (Check(PASS, "restore from the offsite repository with the same commands"),
-            Check(NOT_COVERED, "no restore test from the offsite copy yet"))
+    if not f.offsite_rto_targets:
+        design = Check(FAIL, "no restore test from the offsite copy scheduled "
+                       "(offsite_restore_test)")
+    else:
+        design = _within(max(f.offsite_rto_targets), req.limit, "planned RTO")
+    return design, _within(f.offsite_rto, req.limit, "offsite restore test RTO")
 
 
 def _local_backup(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:

@@ -3,8 +3,8 @@
 - `job_failed:PLAN:KIND` — a backup or copy job failed; resolved by the next success.
 - `suspicious:PLAN` — a backup was flagged as possible ransomware (exit 4); resolved by
   the next backup that is not flagged.
-- `restore_test_failed:PLAN` — a restore test did not verify; resolved by the next one
-  that does.
+- `restore_test_failed:PLAN[:TARGET]` — a restore test (from the copy TARGET) did not
+  verify; resolved by the next one that does.
 - `rpo_breach:PLAN` — the plan's newest successful backup is older than its RPO target
   (a plan that never succeeded counts from the daemon's start); resolved when a backup
   brings the age back under the target.
@@ -78,12 +78,13 @@ class Alerter:
         self.started = clock.now()
 
     def job_finished(self, plan: str, kind: str, outcome: Outcome) -> None:
-        if kind == "restore_test":
+        if kind.startswith("restore_test"):
+            source = kind.partition(":")[2]  # a test from a copy has a condition of its own
+            key = f"restore_test_failed:{plan}" + (f":{source}" if source else "")
             if outcome.status == FAILED:
-                self._raise(f"restore_test_failed:{plan}", "restore_test_failed", plan,
-                            error=outcome.error or "")
+                self._raise(key, "restore_test_failed", plan, error=outcome.error or "")
             elif outcome.status == SUCCEEDED:
-                self._resolve(f"restore_test_failed:{plan}", "restore_test_failed", plan)
+                self._resolve(key, "restore_test_failed", plan)
             return
         if outcome.status == FAILED:
             self._raise(f"job_failed:{plan}:{kind}", "job_failed", plan,

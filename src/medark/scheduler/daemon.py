@@ -27,7 +27,8 @@
   `stream:mariadb`), restarted like a continuous copy; at start the streams get a few
   seconds to connect before the first backups, whose WAL they must carry.
 - **Restore tests.** A plan's `restore_test` schedule runs `medark verify`'s test as a
-  job (`restore_test`, not retried: a failure is the finding) and alerts when it fails.
+  job (`restore_test`, not retried: a failure is the finding) and alerts when it fails;
+  its `offsite_restore_test` restores from a copy (`restore_test:TARGET`).
   An interval schedule's first test comes one interval after start, not at once (a new
   site's backups have not run yet).
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
@@ -44,7 +45,7 @@ from datetime import datetime
 
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.plans import MedarkConfig
+from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.schedule import Schedule
 from medark.scheduler.alerts import Alerter
 from medark.scheduler.children import Children
@@ -158,7 +159,7 @@ class Daemon:
                 return
         # A restore test needs a point to restore: its first interval starts with the daemon
         # (backups run at once; a fresh site's first test would find nothing).
-        first_start = now if track.kind == "restore_test" else None
+        first_start = now if track.kind.startswith(RESTORE_TEST) else None
         self._next[track] = self._after(track, now, first_start)
 
     def _after(self, track: Track, after: datetime, last_start: datetime | None
@@ -205,15 +206,16 @@ class Daemon:
 
     def _attempts(self, track: Track, slot: datetime) -> None:
         # a restore test is not retried: its failure is the finding
-        retries = 0 if track.kind == "restore_test" else self.config.plans[track.plan].retries
+        testing = track.kind.startswith(RESTORE_TEST)
+        retries = 0 if testing else self.config.plans[track.plan].retries
         for attempt in range(1, retries + 2):
             if self.stopping.is_set():
                 return  # not started: the slot stays open for the catch-up after restart
             details = {"plan": track.plan, "kind": track.kind}
             self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
-            if track.kind == "restore_test":
+            if testing:
                 outcome = run_restore_test(self.config, track.plan, self.catalog, slot,
-                                           launcher=self.children.launch)
+                                           launcher=self.children.launch, kind=track.kind)
             elif track.target is None:
                 outcome = run_backup(self.config, track.plan, self.catalog, slot, attempt,
                                      launcher=self.children.launch)
@@ -280,8 +282,8 @@ def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Ste
             if source.stream:
                 continuous.append((name, f"stream:{source.type}",
                                    stream_step(config, name, index)))
-        if plan.restore_test is not None:
-            tracks.append(Track(name, "restore_test", Schedule.parse(plan.restore_test.schedule)))
+        for kind, _repository, test in plan.restore_tests():
+            tracks.append(Track(name, kind, Schedule.parse(test.schedule)))
         for copy in plan.copies:
             schedule = Schedule.parse(copy.schedule)
             if schedule.continuous:

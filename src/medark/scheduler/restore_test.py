@@ -26,7 +26,7 @@ from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.plans import MedarkConfig, Source
+from medark.config.plans import RESTORE_TEST, MedarkConfig, Source
 from medark.errors import MedarkError
 from medark.scheduler.restore_db import (
     RestoreTestFailed,
@@ -68,20 +68,24 @@ class Restored:
 
 def run_restore_test(config: MedarkConfig, plan_name: str, catalog: Catalog,
                      scheduled_for: datetime | None = None, launcher: Launcher = launch,
-                     sandbox_root: Path | None = None) -> Outcome:
+                     sandbox_root: Path | None = None, kind: str = RESTORE_TEST) -> Outcome:
+    """`kind`: `restore_test` (from the plan's repository) or `restore_test:TARGET` (from
+    that copy: the offsite RTO); the plan's test of that kind gives the checks."""
+    plan = config.plans[plan_name]
+    tests = {k: (repository, test) for k, repository, test in plan.restore_tests()}
+    # a test the plan does not schedule (`verify --from`) restores from the kind's source
+    repository, test = tests.get(kind, (kind.partition(":")[2] or plan.repository, None))
     started = clock.now()
-    job_id = catalog.start(plan_name, "restore_test", scheduled_for)
+    job_id = catalog.start(plan_name, kind, scheduled_for)
     outcome = Outcome(job_id, SUCCEEDED, started, started)
     if job_id is None:
         outcome.status, outcome.error = "skipped", "this schedule slot already ran"
         return outcome
-    plan = config.plans[plan_name]
-    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
-           **repository_env(config, plan.repository)}
+    env = {"MEDARK_REPO": config.repositories[repository].url,
+           **repository_env(config, repository)}
     sandbox = Path(tempfile.mkdtemp(prefix="medark-restore-test-", dir=sandbox_root))
     sandbox.chmod(0o711)  # restored servers run as the database's OS user
     restored: list[Restored] = []
-    test = plan.restore_test
     try:
         snapshots = _newest_points(plan_name, env, launcher)
         sources = config.systems[plan.system].sources
@@ -108,6 +112,7 @@ def run_restore_test(config: MedarkConfig, plan_name: str, catalog: Catalog,
                    snapshot_id=outcome.snapshot_ids[-1] if outcome.snapshot_ids else None,
                    error=outcome.error,
                    details={"rto_seconds": rto if outcome.status == SUCCEEDED else None,
+                            "repository": repository,
                             "restored": outcome.steps})
     return outcome
 

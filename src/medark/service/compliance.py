@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.plans import RECORD_MINIMUM, MedarkConfig
+from medark.config.plans import RECORD_MINIMUM, RESTORE_TEST, MedarkConfig
 from medark.policy.compliance import SystemFacts, Verdict, evaluate
 from medark.policy.compliance_profiles import profile
 from medark.policy.residency import SiteLocation, residency
@@ -37,6 +37,8 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
     design: list[timedelta] = []
     measured: list[timedelta] = []
     rto: tuple[datetime, timedelta] | None = None
+    offsite_rto: tuple[datetime, timedelta] | None = None
+    offsite_rto_targets: list[timedelta] = []
     offsite_design: list[timedelta] = []
     offsite_measured: list[timedelta] = []
     realtime = False
@@ -52,13 +54,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             measured.append(now - done.started_at)
         if database:
             measured += _log_ages(config, name, plan.repository, now, launcher)
-        tested = catalog.latest(name, "restore_test", SUCCEEDED, now)
-        seconds = (tested.details or {}).get("rto_seconds") if tested else None
-        newer = tested is not None and tested.finished_at is not None and (
-            rto is None or tested.finished_at > rto[0])
-        if newer and tested is not None and tested.finished_at is not None \
-                and isinstance(seconds, int | float):
-            rto = (tested.finished_at, timedelta(seconds=seconds))
+        rto = _newer_rto(rto, catalog, name, RESTORE_TEST, now)
         home = config.repositories[plan.repository].site
         for copy in plan.copies:
             if config.repositories[copy.to].site == home:
@@ -67,6 +63,11 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             realtime = realtime or schedule.continuous
             offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
             offsite_measured += _offsite_ages(config, name, copy.to, now, launcher)
+            offsite_rto = _newer_rto(offsite_rto, catalog, name, f"{RESTORE_TEST}:{copy.to}",
+                                     now)
+            tested_offsite = plan.offsite_restore_test
+            if tested_offsite is not None and tested_offsite.repository == copy.to:
+                offsite_rto_targets.append(plan.rto)
             if database:
                 offsite_measured += _log_ages(config, name, copy.to, now, launcher)
         reaches.append(plan.retention.reach())
@@ -86,12 +87,27 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         rto_targets=[config.plans[n].rto for n in plans if config.plans[n].restore_test],
         offsite_design_rpo=min(offsite_design) if offsite_design else None,
         offsite_realtime=realtime,
+        offsite_rto=offsite_rto[1] if offsite_rto else None,
+        offsite_rto_targets=offsite_rto_targets,
         offsite_rpo=min(offsite_measured) if offsite_measured else None,
         retention_reach=None if None in reaches else max(
             (r for r in reaches if r is not None), default=timedelta(0)),
         record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
         retention_applied=min(forgot) if forgot else None,
         residency_problems=problems)
+
+
+def _newer_rto(known: tuple[datetime, timedelta] | None, catalog: Catalog, plan: str,
+               kind: str, now: datetime) -> tuple[datetime, timedelta] | None:
+    """The newest successful restore test's (end, RTO) of this plan and kind, or `known`
+    when that one is newer."""
+    tested = catalog.latest(plan, kind, SUCCEEDED, now)
+    seconds = (tested.details or {}).get("rto_seconds") if tested else None
+    if tested is None or tested.finished_at is None or not isinstance(seconds, int | float):
+        return known
+    if known is not None and known[0] >= tested.finished_at:
+        return known
+    return tested.finished_at, timedelta(seconds=seconds)
 
 
 def _repository_env(config: MedarkConfig, repository: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog, JobRecord
 from medark.config import environment as env
-from medark.config.plans import MedarkConfig
+from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Outcome, run_backup, run_copy, run_forget
@@ -51,9 +51,19 @@ def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> Metric
     return server
 
 
-def verify_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> Outcome:
+def verify_plan_now(config: MedarkConfig, plan: str, catalog: Catalog,
+                    source: str | None = None) -> Outcome:
+    """A restore test of `plan` now, from its repository or from `source`, one of its copy
+    targets (recorded as `restore_test:SOURCE`, the offsite RTO)."""
     _known(config, plan)
-    return run_restore_test(config, plan, catalog)
+    own = config.plans[plan].repository
+    if source is None or source == own:
+        return run_restore_test(config, plan, catalog)
+    targets = [c.to for c in config.plans[plan].copies]
+    if source not in targets:
+        raise UsageError(f"--from {source}: not a copy target of plan {plan} (its copies: "
+                         f"{', '.join(targets) or 'none'})")
+    return run_restore_test(config, plan, catalog, kind=f"{RESTORE_TEST}:{source}")
 
 
 def _known(config: MedarkConfig, plan: str) -> None:

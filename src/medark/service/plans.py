@@ -71,6 +71,9 @@ class PlanView:
     copies: list[dict[str, str]] = field(default_factory=list)
     restore_test: str | None = None
     next_restore_test: datetime | None = None
+    offsite_restore_test: str | None = None
+    offsite_restore_from: str | None = None
+    next_offsite_restore_test: datetime | None = None
     residency_warnings: list[str] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
@@ -89,6 +92,10 @@ class PlanView:
             "restore_test": self.restore_test,
             "next_restore_test": (self.next_restore_test.isoformat()
                                   if self.next_restore_test else None),
+            "offsite_restore_test": self.offsite_restore_test,
+            "offsite_restore_from": self.offsite_restore_from,
+            "next_offsite_restore_test": (self.next_offsite_restore_test.isoformat()
+                                          if self.next_offsite_restore_test else None),
             "residency_warnings": self.residency_warnings,
         }
 
@@ -143,6 +150,12 @@ def _view(config: MedarkConfig, name: str, plan: Plan, now: datetime) -> PlanVie
         test = plan.restore_test
         view.restore_test = test.schedule
         view.next_restore_test = _first(test.schedule, tz, f"{name}/restore-test", now)
+    if plan.offsite_restore_test is not None:
+        offsite = plan.offsite_restore_test
+        view.offsite_restore_test = offsite.schedule
+        view.offsite_restore_from = offsite.repository
+        view.next_offsite_restore_test = _first(offsite.schedule, tz,
+                                                f"{name}/restore-test", now)
     return view
 
 

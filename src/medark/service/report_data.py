@@ -33,7 +33,8 @@ class SystemMonth:
     rpo_series: list[tuple[datetime, float]] = field(default_factory=list)
     """(moment, achieved RPO in seconds) every SAMPLE; -1 before the first point."""
     worst_rpo: float | None = None
-    restore_tests: list[tuple[datetime, str, float | None]] = field(default_factory=list)
+    restore_tests: list[tuple[datetime, str, float | None, str]] = field(default_factory=list)
+    """(end, status, RTO seconds, repository restored from)."""
     copies: int = 0
     copies_failed: int = 0
     worst_copy_gap: float | None = None
@@ -136,10 +137,13 @@ def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],
                 points.append(job.started_at)
             else:
                 month.failed += 1
-        elif job.kind == "restore_test" and job.finished_at is not None:
-            rto = (job.details or {}).get("rto_seconds")
+        elif job.kind.startswith("restore_test") and job.finished_at is not None:
+            details = job.details or {}
+            rto = details.get("rto_seconds")
+            source = str(details.get("repository") or config.plans[job.plan].repository)
             month.restore_tests.append((job.finished_at, job.status,
-                                        float(rto) if isinstance(rto, int | float) else None))
+                                        float(rto) if isinstance(rto, int | float) else None,
+                                        source))
         elif job.kind.startswith(("copy:", "follow:")) and job.status in (SUCCEEDED, FAILED):
             month.copies += 1
             if job.status == FAILED:

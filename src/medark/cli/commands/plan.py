@@ -4,7 +4,7 @@ what it keeps and what it promises — and what its schedule alone can deliver."
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
@@ -58,12 +58,20 @@ def _lines(v: PlanView) -> list[str]:
                    f"{copy['schedule']}")
     out.append(f"  targets      RPO {_span(v.rpo)} ({design}), RTO {_span(v.rto)}")
     if v.restore_test:
-        nxt = v.next_restore_test.strftime("%Y-%m-%d %H:%M %Z") if v.next_restore_test else "-"
+        nxt = _when(v.next_restore_test)
         out.append(f"  restore test {v.restore_test}, next {nxt}")
     else:
         out.append("  restore test none: the RTO is not measured")
+    if v.offsite_restore_test:
+        nxt = _when(v.next_offsite_restore_test)
+        out.append(f"  offsite test from {v.offsite_restore_from}: {v.offsite_restore_test}, "
+                   f"next {nxt}")
     out += [f"  warning      {w}" for w in v.residency_warnings]
     return out
 
 
 COMMAND = Command("plan", "explain what the protection plans run and when", add_arguments, run)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "-"

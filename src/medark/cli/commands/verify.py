@@ -17,6 +17,9 @@ from medark.service.plans import config_path, load_plans
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("plan", help="the plan whose newest points to restore and check")
+    p.add_argument("--from", dest="source", metavar="REPOSITORY", default=None,
+                   help="restore from this copy target of the plan (the offsite RTO) "
+                   "instead of the plan's own repository")
     add_config_option(p)
     add_catalog_option(p)
 
@@ -24,11 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     config = load_plans(config_path(ctx.args.config))
     with opened_catalog(config, ctx.args.catalog) as catalog:
-        outcome = verify_plan_now(config, ctx.args.plan, catalog)
+        outcome = verify_plan_now(config, ctx.args.plan, catalog, ctx.args.source)
     rto = outcome.finished_at - outcome.started_at
     target = config.plans[ctx.args.plan].rto
     if ctx.out.as_json:
         ctx.out.json({"message_type": "restore_test", "plan": ctx.args.plan,
+                      "repository": ctx.args.source or config.plans[ctx.args.plan].repository,
                       **outcome.public(), "rto_seconds": rto.total_seconds(),
                       "rto_target_seconds": target.total_seconds()})
     elif outcome.status == "succeeded":
