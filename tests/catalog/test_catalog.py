@@ -124,3 +124,15 @@ def test_processes_creating_a_new_catalog_at_once_all_open_it(url: str) -> None:
     catalog = Catalog(url)
     assert catalog.start("his", "backup") is not None
     catalog.close()
+
+
+def test_the_head_revision_is_alembics_head() -> None:
+    """Opening a current catalog skips Alembic by comparing with head_revision()."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from medark.catalog.store import MIGRATIONS, head_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == head_revision()

@@ -17,9 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,6 +60,17 @@ class JobRecord:
                 "error": self.error, "details": self.details}
 
 
+def head_revision() -> str:
+    """The newest migration: revision ids are the file names, numbered in order."""
+    return max(p.stem for p in (MIGRATIONS / "versions").glob("[0-9]*.py"))
+
+
+def _current_revision(connection: Connection) -> str | None:
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -82,6 +91,12 @@ class Catalog:
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def _migrate(self) -> None:
+        with self._engine.connect() as connection:
+            if _current_revision(connection) == head_revision():
+                return  # the common case: no Alembic (a fifth of a second to import)
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         with self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":  # one migrator at a time
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),

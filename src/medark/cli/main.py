@@ -41,7 +41,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                      description="Medark: deduplicated, encrypted, verified backups.")
     parser.add_argument("--version", action="version", version=f"medark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for command in commands.load(argv):
+    # `--version` alone needs no command (loading them all costs a second)
+    named = [] if list(argv) == ["--version"] else commands.load(argv)
+    for command in named:
         command_parser = sub.add_parser(command.name, help=command.help,
                                         description=command.help, parents=[common])
         command.add_arguments(command_parser)

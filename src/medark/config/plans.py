@@ -16,14 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from medark.config.durations import parse_config_duration
+from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
 
-RECORD_MINIMUM = {
-    "outpatient": timedelta(days=15 * 365),
-    "inpatient": timedelta(days=30 * 365),
-}
-"""Medical record retention (COMPLIANCE.md §3): outpatient and emergency records 15
-years from the last visit, inpatient records 30 years from the last discharge."""
 UNLIMITED = -1
 DEFAULT_CATALOG = "sqlite:///var/lib/medark/catalog.sqlite"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from medark.config.plans import RECORD_MINIMUM
+from medark.config.records import RECORD_MINIMUM
 from medark.snapshot.model import Snapshot
 
 RECORD_TAG = "records"

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.plans import RECORD_MINIMUM, RESTORE_TEST, MedarkConfig
+from medark.config.plans import RESTORE_TEST, MedarkConfig
+from medark.config.records import RECORD_MINIMUM
 from medark.policy.compliance import SystemFacts, Verdict, evaluate
 from medark.policy.compliance_profiles import profile
 from medark.policy.residency import SiteLocation, residency

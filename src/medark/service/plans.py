@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 from medark.config import environment as env
 from medark.config.durations import format_config_duration
 from medark.config.loader import DEFAULT_PATH, load_config
-from medark.config.plans import RECORD_MINIMUM, MedarkConfig, Plan, Source
+from medark.config.plans import MedarkConfig, Plan, Source
 from medark.config.plans import Path as KeyPath
+from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
 from medark.errors import UsageError
 from medark.policy.residency import SiteLocation, residency

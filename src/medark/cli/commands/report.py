@@ -19,7 +19,6 @@ from medark.errors import UsageError
 from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
 from medark.service.report_data import gather_period
-from medark.service.report_render import write_report
 from medark.util import clock
 
 
@@ -38,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    # matplotlib and WeasyPrint take most of a second to import: only when reporting
+    from medark.service.report_render import write_report
+
     args = ctx.args
     label = args.quarter if args.kind == "quarterly" else args.month
     if not label:
