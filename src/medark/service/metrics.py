@@ -61,12 +61,12 @@ class RepositorySizes:
         read_at: dict[str, datetime] = {}
         while not self._stop.is_set():
             now = clock.now()
-            oldest = min(read_at.values(), default=now)
-            written = self._written_since(oldest, now) if read_at else set()
+            written = self._last_writes(min(read_at.values(), default=now), now)
             for name in sorted(self.config.repositories):
                 last = read_at.get(name)
-                due = last is None or (now - last).total_seconds() >= self.every
-                if not due and name not in written:
+                due = (last is None or (now - last).total_seconds() >= self.every
+                       or written.get(name, last) > last)
+                if not due:
                     continue
                 read_at[name] = clock.now()
                 stats = repository_stats(self.config, name, reader=True)
@@ -77,18 +77,22 @@ class RepositorySizes:
                     return
             self._stop.wait(self.poll)
 
-    def _written_since(self, since: datetime, now: datetime) -> set[str]:
-        """Repositories a job that finished in (since, now] wrote to."""
-        written = set()
+    def _last_writes(self, since: datetime, now: datetime) -> dict[str, datetime]:
+        """Repository -> when the last job that wrote to it finished, for jobs that
+        finished in (since, now]."""
+        written: dict[str, datetime] = {}
         for job in self.catalog.jobs_between(since - timedelta(days=1), now):
             if job.finished_at is None or job.finished_at <= since:
                 continue
             if job.kind == "prune" and job.plan.startswith("repository:"):
-                written.add(job.plan.removeprefix("repository:"))
+                name = job.plan.removeprefix("repository:")
             elif job.kind.startswith(("copy:", "follow:")):
-                written.add(job.kind.split(":", 1)[1])
+                name = job.kind.split(":", 1)[1]
             elif job.kind in ("backup", "forget") and job.plan in self.config.plans:
-                written.add(self.config.plans[job.plan].repository)
+                name = self.config.plans[job.plan].repository
+            else:
+                continue
+            written[name] = max(job.finished_at, written.get(name, job.finished_at))
         return written
 
 
