@@ -48,6 +48,7 @@ from _report import (
 from _tools import PASSWORD, Medark, Restic, restic_supports_compression
 from _trees import copy_tree, du, remove, tree_stats
 from run_bench import (
+    ensure_bytecode,
     ensure_dataset,
     ensure_debs,
     ensure_numpy,
@@ -482,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.access(args.medark, os.X_OK):
         sys.exit(f"medark not found at {args.medark} (run `make venv` or pass --medark)")
     ensure_numpy(not args.no_install)
+    ensure_bytecode()
     url = s3_server.endpoint()
     if url is None:
         sys.exit(f"moto_server not found next to {sys.executable} (pip install 'moto[server]')")

@@ -48,6 +48,7 @@ from pg_server import (  # noqa: E402
     pg_bin,
     wait_for,
 )
+from run_bench import ensure_bytecode  # noqa: E402
 
 PASSWORD = "medark-bench-password-not-a-secret"
 
@@ -348,6 +349,7 @@ def main() -> None:
         raise SystemExit("run as root: the servers and pgBackRest run as the postgres user")
     if shutil.which("pgbackrest") is None:
         subprocess.run(["apt-get", "install", "-y", "-q", "pgbackrest"], check=True)
+    ensure_bytecode()
     bench = Bench(args.scale, args.load_seconds)
     try:
         bench.setup()
