@@ -208,6 +208,28 @@ def test_encrypted_copies_renamed_to_locked_flag(initialized: Cli, tree: Path) -
     assert [s["id"] for s in initialized("snapshots", "--clean", "--json").json()] == [ids[-1]]
 
 
+def test_a_mass_deletion_flags_but_archiving_old_studies_does_not(initialized: Cli,
+                                                                  tree: Path) -> None:
+    ids = quiet_days(initialized, tree, days=2)
+    archived = sorted((tree / "pacs").glob("study00[0-5]"))  # 60 of ~410 files: ~15 %
+    for study in archived:
+        shutil.rmtree(study)
+    result, summary, alerts = backup(initialized, tree)
+    assert result.returncode == 0 and not alerts, summary["anomaly"]
+    assert summary["files_deleted"] == 60 and summary["anomaly"]["suspicious"] is False
+    ids.append(summary["snapshot_id"])
+
+    shutil.rmtree(tree / "emr")  # a wiper, or the notes' mount gone empty: ~46 % gone
+    result, summary, alerts = backup(initialized, tree)
+    assert result.returncode == EXIT_SUSPICIOUS
+    assert summary["files_deleted"] >= 160
+    assert "(mass deletion in the source)" in result.stderr
+    reasons = " ".join(alerts[0]["reasons"])
+    assert "files deleted" in reasons and "encrypted" not in reasons
+    assert alerts[0]["anomaly"]["mass_deletions"]["files"] == summary["files_deleted"]
+    assert [s["id"] for s in initialized("snapshots", "--clean", "--json").json()] == [ids[-1]]
+
+
 def test_pacs_adding_compressed_studies_does_not_flag(initialized: Cli, tmp_path: Path
                                                       ) -> None:
     """Nearly all content is high-entropy, and a quarter more arrives each day."""

@@ -123,14 +123,33 @@ def test_summaries_without_change_statistics_are_ignored() -> None:
     assert not assess({"files_new": 1}, DAILY, DEFAULT).suspicious
 
 
+def test_mass_deletion_flags_beyond_its_own_floor() -> None:
+    verdict = assess(stats(deleted=400), DAILY, DEFAULT)
+    assert verdict.suspicious and verdict.reasons[0].startswith("400 files deleted (40%")
+    assert verdict.to_dict()["mass_deletions"]["files"] == 400
+    assert not assess(stats(deleted=200), DAILY, DEFAULT).suspicious  # archiving 20 %
+    assert assess(stats(deleted=200), DAILY, Thresholds(deletion_share=0.15)).suspicious
+    busy = [stats(deleted=150) for _ in range(5)]  # a store that purges a lot each day
+    assert not assess(stats(deleted=400), busy, DEFAULT).suspicious
+
+
+def test_deletions_explained_by_encryption_or_renames_count_once() -> None:
+    into_new_files = assess(stats(deleted=400, new=400, new_enc=400), DAILY, DEFAULT)
+    signals = {s.name: s for s in into_new_files.signals}
+    assert signals["encrypted_rewrites"].tripped and signals["mass_deletions"].count == 0
+    renamed = assess(stats(deleted=400, new=400, renamed=400), DAILY, DEFAULT)
+    assert {s.name: s.count for s in renamed.signals}["mass_deletions"] == 0
+
+
 def test_thresholds_from_strings() -> None:
     assert thresholds_from({}) == Thresholds()
     got = thresholds_from({"min_share": "25%", "factor": "3", "min_files": "4",
-                           "history": None})
-    assert got == Thresholds(min_share=0.25, factor=3.0, min_files=4, history=10)
+                           "history": None, "deletion_share": "50%"})
+    assert got == Thresholds(min_share=0.25, factor=3.0, min_files=4, history=10,
+                             deletion_share=0.5)
     assert parse_share("0.2") == 0.2
     for bad in ({"min_share": "lots"}, {"min_share": "0"}, {"factor": "0.5"},
-                {"min_files": "x"}, {"history": "0"}):
+                {"min_files": "x"}, {"history": "0"}, {"deletion_share": "0"}):
         with pytest.raises(UsageError):
             thresholds_from(bad)
 

@@ -50,7 +50,11 @@ ANOMALY_MIN_FILES = EnvVar("MEDARK_ANOMALY_MIN_FILES",
                            "ransomware detection: minimum number of files (default 10)")
 ANOMALY_HISTORY = EnvVar("MEDARK_ANOMALY_HISTORY",
                          "ransomware detection: snapshots in the baseline (default 10)")
-ANOMALY = [ANOMALY_MIN_SHARE, ANOMALY_FACTOR, ANOMALY_MIN_FILES, ANOMALY_HISTORY]
+ANOMALY_DELETION_SHARE = EnvVar("MEDARK_ANOMALY_DELETION_SHARE",
+                                "ransomware detection: share of files a mass deletion must "
+                                "reach (default 30%)")
+ANOMALY = [ANOMALY_MIN_SHARE, ANOMALY_FACTOR, ANOMALY_MIN_FILES, ANOMALY_HISTORY,
+           ANOMALY_DELETION_SHARE]
 
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
        FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CONFIG,

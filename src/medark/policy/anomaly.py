@@ -4,18 +4,21 @@ Pure (conventions 7 and 8): the backup engine hands in the change statistics it 
 and the summaries of earlier snapshots of the same host and paths; this module returns
 the verdict and the reasons. docs/ransomware-detection.md states the rule for operators.
 
-Two signals, each a share of the files the parent snapshot had (`files_before` =
+Three signals, each a share of the files the parent snapshot had (`files_before` =
 unmodified + changed + deleted):
 
 * **encrypted rewrites**: changed files whose new content looks encrypted, plus deleted
   files replaced by new files that look encrypted (min(deleted, new encrypted-looking
   files)), i.e. encryption in place and encryption into a new file;
 * **extension renames**: new files whose name is a deleted sibling's name with another
-  extension (``report.pdf`` -> ``report.pdf.locked`` or ``report.enc``).
+  extension (``report.pdf`` -> ``report.pdf.locked`` or ``report.enc``);
+* **mass deletions**: deleted files that neither signal above explains (a wiper, an
+  attacker or a script deleting the data, or a storage mount gone empty under a backup).
 
-A signal trips when its file count reaches `min_files`, its share reaches `min_share`,
-and its share is at least `factor` times the median of the same share over the last
-`history` unflagged snapshots of the source. Hospital data has naturally high-entropy
+A signal trips when its file count reaches `min_files`, its share reaches `min_share`
+(`deletion_share` for mass deletions: archiving old files is ordinary work), and its
+share is at least `factor` times the median of the same share over the last `history`
+unflagged snapshots of the source. Hospital data has naturally high-entropy
 content (DICOM with JPEG 2000, zip, media), so new files alone never count: a PACS that
 adds compressed studies every day stays quiet; one that rewrites its existing files does
 not. A snapshot without a parent has no change to judge and is never flagged.
@@ -45,9 +48,11 @@ class Thresholds:
     """... and involve at least this many files."""
     history: int = 10
     """How many recent unflagged snapshots form the baseline."""
+    deletion_share: float = 0.30
+    """The mass-deletion signal's own floor, instead of `min_share` (0..1)."""
 
     def __post_init__(self) -> None:
-        if self.min_share <= 0:
+        if self.min_share <= 0 or self.deletion_share <= 0:
             raise UsageError("the anomaly share threshold must be above 0 (e.g. 0.1 or 10%)")
         if self.factor < 1:
             raise UsageError("the anomaly factor must be at least 1")
@@ -84,8 +89,11 @@ def thresholds_from(values: Mapping[str, str | None]) -> Thresholds:
             raise UsageError(f"invalid anomaly {key.replace('_', '-')} {text!r}") from None
 
     share = values.get("min_share")
+    deletions = values.get("deletion_share")
     return Thresholds(
         min_share=parse_share(share) if share is not None else base.min_share,
+        deletion_share=(parse_share(deletions) if deletions is not None
+                        else base.deletion_share),
         factor=number("factor", float, base.factor),
         min_files=number("min_files", int, base.min_files),
         history=number("history", int, base.history),
@@ -130,15 +138,19 @@ def files_before(stats: Mapping[str, Any]) -> int:
 
 def signal_counts(stats: Mapping[str, Any]) -> dict[str, int]:
     """File counts of each signal, from a snapshot summary with change statistics."""
-    replaced = min(_int(stats, "files_deleted"), _int(stats, "files_new_encrypted"))
+    deleted = _int(stats, "files_deleted")
+    replaced = min(deleted, _int(stats, "files_new_encrypted"))
+    renamed = _int(stats, "files_ext_renamed")
     return {
         "encrypted_rewrites": _int(stats, "files_changed_encrypted") + replaced,
-        "extension_renames": _int(stats, "files_ext_renamed"),
+        "extension_renames": renamed,
+        "mass_deletions": max(0, deleted - replaced - renamed),
     }
 
 
 _LABELS = {"encrypted_rewrites": "files rewritten with encrypted-looking content",
-           "extension_renames": "files renamed to another extension"}
+           "extension_renames": "files renamed to another extension",
+           "mass_deletions": "files deleted"}
 
 
 def has_change_stats(stats: Mapping[str, Any]) -> bool:
@@ -172,7 +184,9 @@ def assess(current: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
     reasons = []
     for name, share in now.items():
         base = statistics.median(r[name] for r in baseline_rows) if baseline_rows else 0.0
-        tripped = (counts[name] >= thresholds.min_files and share >= thresholds.min_share
+        floor = (thresholds.deletion_share if name == "mass_deletions"
+                 else thresholds.min_share)
+        tripped = (counts[name] >= thresholds.min_files and share >= floor
                    and share >= thresholds.factor * base)
         signals.append(Signal(name, _LABELS[name], counts[name], share, base, tripped))
         if tripped:

@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     alert.add_argument("--anomaly-history", metavar="N",
                        help="baseline: the last N unflagged snapshots (default 10; "
                             "MEDARK_ANOMALY_HISTORY)")
+    alert.add_argument("--anomaly-deletion-share", metavar="SHARE",
+                       help="mass deletions flag from this share of the files instead "
+                            "(default 30%%; MEDARK_ANOMALY_DELETION_SHARE)")
 
 
 def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
@@ -57,7 +60,9 @@ def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
     pairs = (("min_share", args.anomaly_min_share, environment.ANOMALY_MIN_SHARE),
              ("factor", args.anomaly_factor, environment.ANOMALY_FACTOR),
              ("min_files", args.anomaly_min_files, environment.ANOMALY_MIN_FILES),
-             ("history", args.anomaly_history, environment.ANOMALY_HISTORY))
+             ("history", args.anomaly_history, environment.ANOMALY_HISTORY),
+             ("deletion_share", args.anomaly_deletion_share,
+              environment.ANOMALY_DELETION_SHARE))
     return thresholds_from({key: flag if flag is not None else var.get()
                             for key, flag, var in pairs})
 
@@ -115,8 +120,11 @@ def alert(ctx: Context, snapshot: Snapshot, verdict: Verdict, summary: dict[str,
     """The ransomware alert: a warning on stderr and, with --json, an `alert` event line;
     returns the error that sets the exit code (the snapshot is saved either way)."""
     where = f"{snapshot.hostname}:{','.join(snapshot.paths)}"
+    what = ("possible encryption of the source" if any(
+        s.tripped for s in verdict.signals if s.name != "mass_deletions")
+        else "mass deletion in the source")
     ctx.out.warn(f"ALERT: snapshot {snapshot.short_id} of {where} looks like ransomware "
-                 "activity (possible encryption of the source):")
+                 f"activity ({what}):")
     for reason in verdict.reasons:
         ctx.out.warn(f"  - {reason}")
     ctx.out.warn("  recovery candidates (snapshots before it): medark snapshots --clean")
