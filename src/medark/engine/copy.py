@@ -92,10 +92,16 @@ class Copier:
 
     def __init__(self, src: Repository, dst: Repository, idmap: CopyMap, workers: int = 2,
                  on_event: Event | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None,
+                 dst_records: dict[str, set[str]] | None = None) -> None:
         self.src = src
         self.dst = dst
         self.map = idmap
+        self.dst_records = {} if dst_records is None else dst_records
+        """Archive prefix -> the record names the destination holds: listed when absent,
+        kept up to date as records are copied (a follower reuses it between passes)."""
+        self.src_records: list[str] = []
+        """The record names the source offered in this pass."""
         self.stats = CopyStats()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                         thread_name_prefix="copy")
@@ -113,15 +119,19 @@ class Copier:
 
     def copy_archives(self) -> None:
         for prefix in ARCHIVE_PREFIXES:
-            have = set(self.dst.list_names(prefix))
+            have = self.dst_records.get(prefix)
+            if have is None:
+                have = self.dst_records[prefix] = set(self.dst.list_names(prefix))
             offered = list(self.src.list_names(prefix))
+            self.src_records.extend(offered)
             wanted = sorted(n for n in offered if n not in have)
             self.stats.records_present += len(offered) - len(wanted)
             for batch in _batches(wanted, 64):
-                self._copy_records(batch)
-        self._note(newest_record_time(self.dst))
+                self._copy_records(batch, have)
+        held = [name for names in self.dst_records.values() for name in names]
+        self._note(newest_record_time(self.dst, held))
 
-    def _copy_records(self, names: list[str]) -> None:
+    def _copy_records(self, names: list[str], have: set[str]) -> None:
         docs: list[tuple[str, dict[str, Any], list[bytes]]] = []
         for name in names:
             try:
@@ -144,7 +154,9 @@ class Copier:
                 self.dst.save_object(name, self.dst.seal(plain), needs)
             except AlreadyExists:
                 self.stats.records_present += 1  # a racing copy stored it first
+                have.add(name)
                 continue
+            have.add(name)
             self.stats.records_copied += 1
             self._event("record", {"name": name})
 
@@ -304,22 +316,28 @@ class Copier:
             self._on_event(kind, details)
 
 
-def newest_record_time(repo: Repository) -> datetime | None:
+def newest_record_time(repo: Repository, names: Iterable[str] | None = None
+                       ) -> datetime | None:
     """When the newest WAL/binlog record was archived (the newest per archive is the
-    last name in its directory listing; the newest of those wins)."""
+    last name in its directory listing; the newest of those wins). `names`: the record
+    names when already listed."""
+    if names is None:
+        names = (n for prefix in ARCHIVE_PREFIXES for n in repo.list_names(prefix))
+    last: dict[str, str] = {}
+    for name in names:
+        prefix = next((p for p in ARCHIVE_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            continue
+        archive = prefix + name[len(prefix):].split("/", 1)[0]
+        last[archive] = max(last.get(archive, ""), name)
     newest: datetime | None = None
-    for prefix in ARCHIVE_PREFIXES:
-        last: dict[str, str] = {}
-        for name in repo.list_names(prefix):
-            archive = name[len(prefix):].split("/", 1)[0]
-            last[archive] = max(last.get(archive, ""), name)
-        for name in last.values():
-            try:
-                doc = json.loads(repo.unseal(repo.load_object(name)))
-                when = clock.parse_time(str(doc["archived"]))
-            except (ObjectNotFound, ValueError, KeyError, TypeError, IntegrityError):
-                continue  # a time for the status report only: never fail a copy for it
-            newest = when if newest is None else max(newest, when)
+    for name in last.values():
+        try:
+            doc = json.loads(repo.unseal(repo.load_object(name)))
+            when = clock.parse_time(str(doc["archived"]))
+        except (ObjectNotFound, ValueError, KeyError, TypeError, IntegrityError):
+            continue  # a time for the status report only: never fail a copy for it
+        newest = when if newest is None else max(newest, when)
     return newest
 
 

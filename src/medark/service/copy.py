@@ -39,6 +39,9 @@ from medark.snapshot.store import SNAPSHOTS_PREFIX, all_snapshots, filter_snapsh
 from medark.util import clock
 
 STATUS_FILE = "copy-status.json"
+RELIST_SECONDS = 600.0
+"""A follower lists the destination's WAL/binlog records again after this long (between
+listings it knows them from what it copied): a large archive on S3 is many LIST calls."""
 
 
 @dataclass
@@ -74,28 +77,36 @@ class Replicator:
         if cache_dir is not None:
             path = cache_dir / dst.repo.config.id / f"copy-from-{src.repo.config.id}.sqlite"
         self.map = CopyMap(path)
+        self._dst_records: dict[str, set[str]] = {}
+        self._records_listed_at = 0.0
 
     def close(self) -> None:
         self.map.close()
 
     def run_pass(self, on_event: Event | None = None,
                  on_bytes: Callable[[int], None] | None = None) -> PassResult:
+        if clock.monotonic() - self._records_listed_at >= RELIST_SECONDS:
+            self._dst_records = {}
+            self._records_listed_at = clock.monotonic()
         with self._locks():
             self.src.repo.sync_index()
             self.dst.repo.sync_index()
             copier = Copier(self.src.repo, self.dst.repo, self.map, self.workers,
-                            on_event, on_bytes)
+                            on_event, on_bytes, self._dst_records)
             try:
                 if self.selection.archives:
                     copier.copy_archives()
                 snapshots = self.selection.pick(self.src.repo)
                 copier.copy_snapshots(snapshots)
                 stats = copier.finish()
+            except BaseException:
+                self._dst_records = {}  # list again: the pass may have stopped anywhere
+                raise
             finally:
                 copier.close()
         newest = max((s.time for s in snapshots), default=None)
         if self.selection.archives:
-            newest = _later(newest, newest_record_time(self.src.repo))
+            newest = _later(newest, newest_record_time(self.src.repo, copier.src_records))
         result = PassResult(stats, newest)
         if self.cache_dir is not None:
             save_status(self.cache_dir, self.src.location, self.dst.location, result)
