@@ -34,7 +34,7 @@ class SourcePassword:
     """False: the main repository's password, tried because no other was given."""
 
 
-LOCK_FREE_READERS = frozenset({"snapshots", "ls", "find", "diff", "stats", "restore",
+LOCK_FREE_READERS = frozenset({"snapshots", "ls", "find", "diff", "stats", "restore", "dump",
                                "pg restore", "mysql restore", "pg check"})
 """Commands that only read, which --no-lock lets skip their shared lock (as restic's)."""
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -22,11 +25,19 @@ def temp_name(final: Path) -> Path:
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `data` so that `path` either keeps its old content or holds all of the new one."""
+    with atomic_stream(path, mode) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_stream(path: Path, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """A file to write in pieces that appears at `path` whole, or not at all (an error
+    inside the block leaves `path` as it was)."""
     tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from medark.cli.command import Command
 
 HELP_ORDER = [
-    "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "check",
+    "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "dump",
+    "check",
     "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run", "jobs", "verify",
     "daemon", "alerts", "compliance", "report",
     "key",
