@@ -21,6 +21,7 @@ HELP_ORDER = [
     "key",
     "unlock",
     "demo",
+    "version",
 ]
 
 NAMES: list[str] = sorted(
