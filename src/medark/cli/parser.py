@@ -99,3 +99,20 @@ def target_time(text: str) -> datetime:
         return clock.parse_time(text)
     except ValueError:
         raise UsageError(f"--time {text!r} is not an ISO 8601 time") from None
+
+
+class TagList(argparse.Action):
+    """restic's tag options: each use adds a comma-separated list (`--tag a,b --tag c`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[object] | None,
+                 option_string: str | None = None) -> None:
+        tags = list(getattr(namespace, self.dest) or [])
+        tags.extend(t.strip() for t in str(values or "").split(",") if t.strip())
+        setattr(namespace, self.dest, tags)
+
+
+def add_new_tags(p: argparse.ArgumentParser) -> None:
+    """--tag of a command that makes a snapshot."""
+    p.add_argument("--tag", action=TagList, default=[], metavar="TAG[,TAG]",
+                   help="tags for the new snapshot (comma-separated; repeatable)")

@@ -109,8 +109,8 @@ class Snapshot:
     """What a database snapshot needs for recovery (kind, system id, LSNs, timeline,
     server version); empty for file backups."""
     original: str = ""
-    """For a copy made by `medark copy`: the id of the snapshot in the repository it was
-    first taken in (restic's field), so a second copy recognises it."""
+    """For a copy made by `medark copy` or a snapshot rewritten by `medark tag`: the id
+    the snapshot was first saved under (restic's field), so a second copy recognises it."""
     id: str = ""
     """Storage name (hex SHA-256 of the sealed object); set when loaded or saved."""
 

@@ -15,8 +15,8 @@ from medark.cli.command import Command
 
 HELP_ORDER = [
     "init", "backup", "snapshots", "snapshot", "ls", "diff", "find", "stats", "restore", "dump",
-    "check",
-    "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run", "jobs", "verify",
+    "check", "tag", "forget", "prune", "copy", "serve", "pg", "mysql", "config", "plan", "run",
+    "jobs", "verify",
     "daemon", "alerts", "compliance", "report",
     "key",
     "unlock",

@@ -9,6 +9,7 @@ from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
+from medark.cli.parser import add_new_tags
 from medark.config import environment
 from medark.engine.backup import Backup, BackupOptions
 from medark.engine.backup_stdin import backup_command, backup_stdin
@@ -22,7 +23,7 @@ from medark.util.sizes import format_bytes, format_duration
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files and directories to back up")
-    p.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
+    add_new_tags(p)
     p.add_argument("--host", default="", help="host name to record (default: this host)")
     p.add_argument("-e", "--exclude", action="append", default=[], metavar="GLOB",
                    help="exclude paths matching GLOB (repeatable)")

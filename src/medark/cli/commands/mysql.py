@@ -21,7 +21,7 @@ from typing import Any
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
-from medark.cli.parser import add_actions, target_time
+from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.config import environment as env
 from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
 from medark.engine.mysql_binlog import BinlogArchive, BinlogStreamer
@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--logical", action="store_true",
                    help="mariadb-dump instead of mariadb-backup (also used when "
                         "mariadb-backup is not installed)")
-    b.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
+    add_new_tags(b)
     b.add_argument("--hostname", default="", help="hostname recorded in the snapshot")
     s = parsers["binlog-stream"]
     s.add_argument("--spool", default=None, metavar="DIR",

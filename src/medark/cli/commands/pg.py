@@ -22,7 +22,7 @@ from typing import Any
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
-from medark.cli.parser import add_actions, target_time
+from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.config import environment as env
 from medark.engine.pg_backup import PgBackupOptions, base_backup
 from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
@@ -57,7 +57,7 @@ ACTIONS: dict[str, str] = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     parsers = add_actions(p, ACTIONS)
     b = parsers["backup"]
-    b.add_argument("--tag", action="append", default=[], help="add a tag (repeatable)")
+    add_new_tags(b)
     b.add_argument("--host", default="", help="hostname recorded in the snapshot")
     b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="wait this long for the backup's WAL to be archived (0: do not check)")
