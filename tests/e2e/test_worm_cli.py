@@ -128,6 +128,16 @@ def test_forget_prune_keeps_locked_snapshots_and_says_so(s3cli: Cli, tmp_path: P
     s3cli("check", "--read-data")
 
 
+def test_a_locked_snapshot_keeps_its_tags(s3cli: Cli, tmp_path: Path) -> None:
+    s3cli("init", "--lock-days", "3")
+    snap = s3cli("backup", _data(tmp_path / "data"), "--json").json()["snapshot_id"]
+    result = s3cli("tag", "--add", "renamed", snap)
+    assert f"snapshot {snap[:8]} is locked (compliance) until " in result.stderr
+    assert "modified 0 snapshot(s)" in result.stdout
+    [listed] = s3cli("snapshots", "--json").json()
+    assert listed["id"] == snap and listed["tags"] == []
+
+
 def test_prune_skips_packs_still_locked(s3cli: Cli, bucket: str, tmp_path: Path) -> None:
     """A snapshot gone (here: governance retention bypassed, as an admin may) leaves its
     packs unused but still locked: prune keeps them, one line each, and fails nothing."""
