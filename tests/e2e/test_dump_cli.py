@@ -1,15 +1,17 @@
-"""`medark dump` end to end: a file's bytes on standard output (a backed-up SQL dump piped
-on, a multi-chunk image), a directory as tar or zip, and nothing written from damaged
-data into --target."""
+"""`medark dump` end to end: a file's bytes on standard output (a multi-chunk image; a
+pg_dump backup piped into psql), a directory as tar or zip, and nothing written from
+damaged data into --target."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import stat
 import subprocess
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,52 @@ def test_bad_requests_are_one_line(initialized: Cli, tree: Path) -> None:
     assert relative.returncode == 2 and b"must be absolute" in relative.stderr
     for result in (missing, relative):
         assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == b""
+
+
+PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+
+
+def _psql(database: str, sql: str) -> str:
+    done = subprocess.run(["psql", *PG, "-d", database, "-At", "-v", "ON_ERROR_STOP=1",
+                           "-c", sql], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def databases() -> Iterator[tuple[str, str]]:
+    if shutil.which("pg_dump") is None:
+        pytest.skip("PostgreSQL client tools are not installed")
+    try:
+        _psql("postgres", "select 1")
+    except (subprocess.CalledProcessError, OSError) as exc:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
+    names = (f"medark_dump_src_{os.getpid()}", f"medark_dump_dst_{os.getpid()}")
+    for name in names:
+        _psql("postgres", f"drop database if exists {name}")
+        _psql("postgres", f"create database {name}")
+    try:
+        yield names
+    finally:
+        for name in names:
+            _psql("postgres", f"drop database if exists {name}")
+
+
+def test_a_pg_dump_backup_pipes_into_psql(initialized: Cli,
+                                          databases: tuple[str, str]) -> None:
+    """The dump-command source round trip a hospital runs: pg_dump into the repository,
+    `medark dump | psql` into a fresh database, the same rows."""
+    source, restored = databases
+    _psql(source, "create table visit (id int primary key, patient text, at timestamptz);"
+                  "insert into visit select g, '患者' || g, now() from generate_series(1, 5000) g")
+    initialized("backup", "--tag", "his", "--stdin-filename", "his.sql",
+                "--stdin-from-command", "--", "pg_dump", *PG, "--dbname", source)
+    env = {**initialized.env, "MEDARK_PASSWORD": PASSWORD}
+    dump = subprocess.Popen([MEDARK, "dump", "latest", "/his.sql", "--tag", "his"], env=env,
+                            stdout=subprocess.PIPE)
+    load = subprocess.run(["psql", *PG, "-d", restored, "-q", "-v", "ON_ERROR_STOP=1"],
+                          stdin=dump.stdout, capture_output=True, timeout=120, check=False)
+    assert dump.stdout is not None
+    dump.stdout.close()
+    assert dump.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+    query = "select count(*), md5(string_agg(patient, ',' order by id)) from visit"
+    assert _psql(restored, query) == _psql(source, query)
