@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from medark.scheduler.runner import Step
 from medark.util.processes import PARENT_ENV
@@ -17,12 +19,14 @@ class Children:
         """Running children, and whether each is a continuous one."""
         self._lock = threading.Lock()
         self._closed = False
+        self._local = threading.local()
 
     def launch(self, step: Step, continuous: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run one step to its end (the runner's Launcher); refused once stopping."""
+        """Run one step to its end (the runner's Launcher); refused once stopping, except
+        to a job admitted before (its grace period is for its remaining steps)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
         with self._lock:
-            if self._closed:
+            if self._closed and not getattr(self._local, "admitted", False):
                 return subprocess.CompletedProcess(step.argv, 130, "",
                                                    "medark: the daemon is shutting down")
             env[PARENT_ENV] = str(os.getpid())  # the child ends with the daemon
@@ -39,6 +43,19 @@ class Children:
     def count(self) -> int:
         with self._lock:
             return len(self._running)
+
+    @contextmanager
+    def job(self) -> Iterator[bool]:
+        """Around one job on this thread: True when it may start (its children then start
+        even once the daemon is stopping), False when the daemon is already stopping (it
+        must not start: no row, no failure, the slot stays open for the catch-up)."""
+        with self._lock:
+            admitted = not self._closed
+        self._local.admitted = admitted
+        try:
+            yield admitted
+        finally:
+            self._local.admitted = False
 
     def close(self) -> None:
         """No new children from now on."""

@@ -186,8 +186,8 @@ class Daemon:
     def _job(self, track: Track, slot: datetime) -> None:
         repo = track.target or self.config.plans[track.plan].repository
         if track.kind == "prune":
-            with self._repo_slots[repo]:
-                if not self.stopping.is_set():
+            with self._repo_slots[repo], self.children.job() as admitted:
+                if admitted and not self.stopping.is_set():
                     self._on_event("started", {"plan": track.plan, "kind": "prune"})
                     outcome = run_prune(self.config, repo, self.catalog, slot,
                                         self.children.launch)
@@ -209,32 +209,37 @@ class Daemon:
         testing = track.kind.startswith(RESTORE_TEST)
         retries = 0 if testing else self.config.plans[track.plan].retries
         for attempt in range(1, retries + 2):
-            if self.stopping.is_set():
-                return  # not started: the slot stays open for the catch-up after restart
-            details = {"plan": track.plan, "kind": track.kind}
-            self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
-            if testing:
-                outcome = run_restore_test(self.config, track.plan, self.catalog, slot,
-                                           launcher=self.children.launch, kind=track.kind)
-            elif track.target is None:
-                outcome = run_backup(self.config, track.plan, self.catalog, slot, attempt,
-                                     launcher=self.children.launch)
-            else:
-                outcome = run_copy(self.config, track.plan, track.target, self.catalog,
-                                   slot, attempt, launcher=self.children.launch)
-            self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
-            self.alerter.job_finished(track.plan, track.kind, outcome)
-            if track.kind == "backup" and outcome.status == SUCCEEDED \
-                    and not self.stopping.is_set():  # at shutdown: the next start's job
-                forgot = run_forget(self.config, track.plan, self.catalog,
-                                    self.children.launch)
-                self._on_event("finished", {"plan": track.plan, "kind": "forget",
-                                            **_summary(forgot)})
-                self.alerter.job_finished(track.plan, "forget", forgot)
+            with self.children.job() as admitted:
+                if not admitted or self.stopping.is_set():
+                    return  # not started: the slot stays open for the catch-up after restart
+                outcome = self._attempt(track, slot, attempt, testing)
             if outcome.status in (SUCCEEDED, "skipped") or attempt > retries:
                 return
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):
                 return
+
+    def _attempt(self, track: Track, slot: datetime, attempt: int, testing: bool) -> Outcome:
+        details = {"plan": track.plan, "kind": track.kind}
+        self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
+        if testing:
+            outcome = run_restore_test(self.config, track.plan, self.catalog, slot,
+                                       launcher=self.children.launch, kind=track.kind)
+        elif track.target is None:
+            outcome = run_backup(self.config, track.plan, self.catalog, slot, attempt,
+                                 launcher=self.children.launch)
+        else:
+            outcome = run_copy(self.config, track.plan, track.target, self.catalog,
+                               slot, attempt, launcher=self.children.launch)
+        self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
+        self.alerter.job_finished(track.plan, track.kind, outcome)
+        if track.kind == "backup" and outcome.status == SUCCEEDED \
+                and not self.stopping.is_set():  # at shutdown: the next start's job
+            forgot = run_forget(self.config, track.plan, self.catalog,
+                                self.children.launch)
+            self._on_event("finished", {"plan": track.plan, "kind": "forget",
+                                        **_summary(forgot)})
+            self.alerter.job_finished(track.plan, "forget", forgot)
+        return outcome
 
     def _follow(self, plan: str, kind: str, step: Step) -> None:
         """Keep a continuous job (`copy --follow`, a WAL/binlog stream) running until
