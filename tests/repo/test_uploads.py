@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,6 +67,9 @@ def test_full_packs_upload_in_the_background_and_a_writer_waits_for_a_free_slot(
     first.start()
     first.join(20)
     assert not first.is_alive(), "the writer waited for its own pack's upload"
+    deadline = time.monotonic() + 20  # the upload threads reach the gate on their own time
+    while gated.waiting < slots and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert gated.waiting == slots  # every slot busy, nothing stored yet
     assert not list(gated.inner.list("data/"))
 
