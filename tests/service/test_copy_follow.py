@@ -15,22 +15,31 @@ from medark.repo.compression import parse_compression
 from medark.repo.repository import Repository
 from medark.service import copy as copy_service
 from medark.service.copy import Endpoint, Replicator, Selection
+from medark.snapshot.model import Snapshot
+from medark.snapshot.store import SNAPSHOTS_PREFIX, all_snapshots, save_snapshot, save_tree
 from medark.storage.base import ObjectInfo
 from medark.storage.local import LocalBackend
+from medark.util import clock
 
 SYSTEM_ID = "7300000000000000001"
 
 
 class CountingBackend(LocalBackend):
-    """A local backend that counts its listings per prefix."""
+    """A local backend that counts its listings per prefix and its snapshot reads."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.listed: Counter[str] = Counter()
+        self.snapshot_reads = 0
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         self.listed[prefix] += 1
         return super().list(prefix)
+
+    def load(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if name.startswith(SNAPSHOTS_PREFIX):
+            self.snapshot_reads += 1
+        return super().load(name, offset, length)
 
 
 def _repo(backend: LocalBackend, cache: Path) -> Repository:
@@ -73,3 +82,27 @@ def test_a_follower_lists_the_destinations_archive_once_per_relist_period(
         dst.close()
     copied = sorted(name.rsplit("/", 1)[-1] for name in dst.list_names("wal/"))
     assert copied == [_segment(n) for n in (1, 2, 3)]
+
+
+def test_a_follower_reads_each_snapshot_file_once(tmp_path: Path) -> None:
+    src_backend = CountingBackend(tmp_path / "src")
+    dst_backend = CountingBackend(tmp_path / "dst")
+    src = _repo(src_backend, tmp_path / "cache-src")
+    dst = _repo(dst_backend, tmp_path / "cache-dst")
+    replicator = Replicator(Endpoint(src, "src"), Endpoint(dst, "dst"), None,
+                            Selection(pick=all_snapshots))
+    try:
+        for host in ("his", "lis"):
+            save_snapshot(src, Snapshot(time=clock.now(), tree=save_tree(src, []),
+                                        paths=["/data"], hostname=host))
+            src.flush()
+            assert replicator.run_pass().stats.snapshots_copied == 1
+        # each source snapshot read once; each copy read back once after it was written
+        assert src_backend.snapshot_reads == 2 and dst_backend.snapshot_reads == 2
+        again = replicator.run_pass()
+        assert again.stats.snapshots_copied == 0 and again.stats.snapshots_present == 2
+        assert src_backend.snapshot_reads == 2 and dst_backend.snapshot_reads == 2
+    finally:
+        replicator.close()
+        src.close()
+        dst.close()

@@ -5,6 +5,7 @@ Consumers give a narrow `SnapshotRepo` (convention 4), not the concrete Reposito
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -39,8 +40,21 @@ def save_snapshot(repo: SnapshotRepo, snapshot: Snapshot) -> str:
     return snapshot.id
 
 
+_loaded: weakref.WeakKeyDictionary[SnapshotRepo, dict[str, bytes]] = \
+    weakref.WeakKeyDictionary()
+"""Per open repository, the snapshot files already read (and verified). A snapshot file
+is named by its content and never changes, so a long-lived process (`copy --follow`, the
+daemon's readers) reads each one once, not at every pass."""
+
+
 def load_snapshot(repo: SnapshotRepo, snapshot_id: str) -> Snapshot:
-    raw = repo.load_unpacked(SNAPSHOTS_PREFIX + snapshot_id)
+    try:
+        seen = _loaded.setdefault(repo, {})
+    except TypeError:  # a repository object that cannot be weakly referenced
+        seen = {}
+    raw = seen.get(snapshot_id)
+    if raw is None:
+        raw = seen[snapshot_id] = repo.load_unpacked(SNAPSHOTS_PREFIX + snapshot_id)
     return Snapshot.from_json(raw, snapshot_id)
 
 
