@@ -15,11 +15,11 @@ $(BIN)/activate:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[report]'
 	touch $@
 
 $(VENV)/.dev-installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,report]'
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed
