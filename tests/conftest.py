@@ -14,14 +14,22 @@ from typing import Any
 
 import pytest
 
+# ci_mode: in CI (CI=true) a skipped test fails the run; every run prints "skips: N".
+pytest_plugins = ["pytester", "ci_mode"]
+
 PASSWORD = "correct horse battery staple"
+TEST_KDF = {"MEDARK_KDF_N": "1024",
+            "MEDARK_INSECURE_TEST_KDF": "i-understand-this-weakens-every-key"}
+"""A cheap scrypt cost for test keys: below the floor, so it needs the test-only switch
+(src/medark/repo/keys.py). Environments built without os.environ must add both."""
 MEDARK = shutil.which("medark", path=str(Path(sys.executable).parent)) or "medark"
 
 
 @pytest.fixture(autouse=True)
 def _fast_kdf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A cheap scrypt cost and an isolated cache for every test."""
-    monkeypatch.setenv("MEDARK_KDF_N", "1024")
+    for var, value in TEST_KDF.items():
+        monkeypatch.setenv(var, value)
     monkeypatch.setenv("MEDARK_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("MEDARK_REPO", "MEDARK_PASSWORD", "MEDARK_PASSWORD_FILE",
                 "MEDARK_PASSWORD_COMMAND"):
@@ -71,7 +79,7 @@ class Cli:
 def cli(tmp_path: Path) -> Iterator[Cli]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
     env["MEDARK_REPO"] = str(tmp_path / "repo")
-    env["MEDARK_KDF_N"] = "1024"
+    env.update(TEST_KDF)
     env["MEDARK_CACHE_DIR"] = str(tmp_path / "cache")
     yield Cli(tmp_path / "repo", env)
 

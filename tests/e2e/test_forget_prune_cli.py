@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, Cli
+from conftest import PASSWORD, TEST_KDF, Cli
 
 from medark.engine import prune as prune_module
 from medark.engine.prune import repack, write_index
@@ -59,7 +59,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     per module and copied for each test; returns (repository, data directory)."""
     base = tmp_path_factory.mktemp("template")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(MEDARK_REPO=str(base / "repo"), MEDARK_KDF_N="1024",
+    env.update(TEST_KDF, MEDARK_REPO=str(base / "repo"),
                MEDARK_CACHE_DIR=str(base / "cache"))
     cli = Cli(base / "repo", env)
     data = make_data(base / "data")

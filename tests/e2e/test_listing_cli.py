@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from conftest import TEST_KDF, Cli
 
 
 @dataclass
@@ -24,7 +24,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     Built once for the module: every test here only reads it."""
     tmp_path = tmp_path_factory.mktemp("listing")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(MEDARK_REPO=str(tmp_path / "repo"), MEDARK_KDF_N="1024",
+    env.update(TEST_KDF, MEDARK_REPO=str(tmp_path / "repo"),
                MEDARK_CACHE_DIR=str(tmp_path / "cache"))
     initialized = Cli(tmp_path / "repo", env)
     initialized("init")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD, Result
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result
 from mysql_server import (
     Load,
     MariaServer,
@@ -81,7 +81,7 @@ def site() -> Iterator[Site]:
     base = make_base()
     server = MariaServer(base)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(MEDARK_KDF_N="1024", MEDARK_PASSWORD=PASSWORD,
+    env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD,
                MEDARK_CACHE_DIR=str(base / "cache"))
     s = Site(server, base / "repo", env)
     try:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import MEDARK, PASSWORD, Result
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result
 from pg_server import (
     PgServer,
     archive_command,
@@ -118,7 +118,7 @@ def _cluster(archive: bool) -> Iterator[Cluster]:
     try:
         medark = medark_for_postgres(base)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env["MEDARK_KDF_N"] = "1024"
+        env.update(TEST_KDF)
         password_file = base / "repo-password"
         password_file.write_text(PASSWORD + "\n")
         password_file.chmod(0o600)

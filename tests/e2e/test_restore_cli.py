@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Cli
+from conftest import TEST_KDF, Cli
 
 MTIME_NS = 1_650_000_000_111_222_333
 HOLE = 24 * 1024 * 1024  # several max-size chunks of zeros: stored once, restored as holes
@@ -56,7 +56,7 @@ def backed(tmp_path_factory: pytest.TempPathFactory) -> Backed:
     """One backup of the source, shared by the tests that only restore from it."""
     tmp_path = tmp_path_factory.mktemp("restore")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(MEDARK_REPO=str(tmp_path / "repo"), MEDARK_KDF_N="1024",
+    env.update(TEST_KDF, MEDARK_REPO=str(tmp_path / "repo"),
                MEDARK_CACHE_DIR=str(tmp_path / "cache"))
     cli = Cli(tmp_path / "repo", env)
     cli("init")

@@ -15,7 +15,7 @@ from pathlib import Path
 import mysql_server as my
 import pg_server as pg
 import pytest
-from conftest import MEDARK, PASSWORD, Result
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result
 from plan_site import SITE as PLAN_SITE
 
 SITE = PLAN_SITE + """\
@@ -78,7 +78,7 @@ def pg_site() -> Iterator[tuple[pg.PgServer, Path, str, dict[str, str]]]:
     try:
         medark = pg.medark_for_postgres(base)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env["MEDARK_KDF_N"] = "1024"
+        env.update(TEST_KDF)
         password_file, repo, cache = base / "repo-password", base / "repo", base / "cache"
         password_file.write_text(PASSWORD + "\n")
         password_file.chmod(0o600)
@@ -162,7 +162,7 @@ def maria() -> Iterator[my.MariaServer]:
 def test_a_mariadb_plan_is_restored_into_a_throwaway_server_and_checked(
         maria: my.MariaServer, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(MEDARK_KDF_N="1024", MEDARK_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(TEST_KDF, MEDARK_CACHE_DIR=str(tmp_path / "cache"))
     repo, password_file = tmp_path / "repo", tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
     init = subprocess.run([MEDARK, "--repo", str(repo), "--password-file", str(password_file),

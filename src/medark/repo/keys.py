@@ -18,7 +18,13 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from medark.errors import IntegrityError, ObjectNotFound, RepositoryCorrupt, WrongPassword
+from medark.errors import (
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryCorrupt,
+    UsageError,
+    WrongPassword,
+)
 from medark.repo.crypto import (
     MASTER_KEY_LEN,
     SUITES,
@@ -33,16 +39,40 @@ from medark.util import clock
 KEYS_PREFIX = "keys/"
 
 
+KDF_N_MIN = 2**15
+"""The least scrypt cost (N, with r=8, p=1) a new key file gets: RFC 7914's interactive
+figure and restic's default. Key files record their own N, so the floor applies when a key
+is made, never when one is opened."""
+KDF_N_MAX = 2**20
+"""RFC 7914's figure for file encryption: 1 GiB of memory per unlock, and every command unlocks."""
+INSECURE_TEST_KDF = "i-understand-this-weakens-every-key"
+"""The exact value MEDARK_INSECURE_TEST_KDF must hold before MEDARK_KDF_N may go below the
+floor: a test suite's switch, long and explicit so that no production host sets it by accident."""
+
+
 @dataclass(frozen=True)
 class KdfParams:
-    n: int = 2**15
+    n: int = KDF_N_MIN
     r: int = 8
     p: int = 1
 
     @classmethod
     def from_env(cls) -> KdfParams:
-        """MEDARK_KDF_N lowers the cost for test suites only; never set it in production."""
-        n = int(os.environ.get("MEDARK_KDF_N", cls.n))
+        """The cost for a new key: MEDARK_KDF_N may raise it up to KDF_N_MAX; lowering it
+        (test suites, where every test makes keys) also needs MEDARK_INSECURE_TEST_KDF."""
+        raw = os.environ.get("MEDARK_KDF_N", "").strip()
+        if not raw:
+            return cls()
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 2 or n & (n - 1) or n > KDF_N_MAX:
+            raise UsageError(f"MEDARK_KDF_N={raw!r} is not a power of two from {KDF_N_MIN} "
+                             f"to {KDF_N_MAX}")
+        if n < KDF_N_MIN and os.environ.get("MEDARK_INSECURE_TEST_KDF") != INSECURE_TEST_KDF:
+            raise UsageError(f"MEDARK_KDF_N={n} is below the minimum scrypt cost {KDF_N_MIN}; "
+                             "unset it (the default is the minimum) or raise it")
         return cls(n=n)
 
 

@@ -29,7 +29,7 @@ from medark.repo.compression import CompressionSpec, Compressor, decompress
 from medark.repo.config import CONFIG_NAME, RepoConfig
 from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
-from medark.repo.keys import KeyStore
+from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
 from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
@@ -138,6 +138,7 @@ class Repository:
             raise UsageError(f"a repository sharing the key of {like.backend.properties().location}"
                              f" uses its cipher suite ({like.config.suite}), not {suite_name}")
         suite = get_suite(suite_name)
+        KdfParams.from_env()  # a refused MEDARK_KDF_N must leave nothing behind
         if backend.exists() and (cls.exists(backend) or any(True for _ in backend.list(""))):
             raise UsageError(
                 f"{backend.properties().location} already exists and is not empty; "
