@@ -149,6 +149,14 @@ class ComplianceFailed(MedarkError):
     code = "compliance_failed"
 
 
+class NotInstalled(MedarkError):
+    """An optional part of Medark the command needs is not installed (the report
+    renderer: `pip install 'medark[report]'`); the message says what to install."""
+
+    exit_code = 18
+    code = "not_installed"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 

@@ -9,17 +9,22 @@ three months, with the DR and security events."""
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
-from medark.errors import UsageError
+from medark.errors import NotInstalled, UsageError
 from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
-from medark.service.report_data import gather_period
+from medark.service.report_data import PeriodReport, gather_period
 from medark.util import clock
+
+RENDERER_MODULES = ("matplotlib", "weasyprint")
+"""The `report` extra (pyproject.toml): heavy, and not needed on a database host."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,15 +41,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_catalog_option(p)
 
 
-def run(ctx: Context) -> int:
-    # matplotlib and WeasyPrint take most of a second to import: only when reporting
+def load_renderer() -> Callable[[PeriodReport, Path, str], tuple[Path, Path]]:
+    """write_report, imported only when reporting (matplotlib and WeasyPrint take most of
+    a second); NotInstalled, before any work, when the `report` extra is missing."""
+    for module in RENDERER_MODULES:  # write_report imports WeasyPrint late: check first
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # the extra, or a package it needs, is missing
+            raise NotInstalled(f"the report renderer is not installed ({exc.name or module} "
+                               "is missing): pip install 'medark[report]'") from None
+        except OSError:  # WeasyPrint loads Pango when imported
+            raise NotInstalled("the report renderer cannot load Pango: install "
+                               "libpango-1.0-0 and libpangoft2-1.0-0 (Debian)") from None
     from medark.service.report_render import write_report
 
+    return write_report
+
+
+def run(ctx: Context) -> int:
     args = ctx.args
     label = args.quarter if args.kind == "quarterly" else args.month
     if not label:
         needs = "--quarter YYYY-QN" if args.kind == "quarterly" else "--month YYYY-MM"
         raise UsageError(f"report {args.kind} needs {needs}")
+    write_report = load_renderer()
     config = load_plans(config_path(args.config))
     with opened_catalog(config, args.catalog) as catalog:
         report = gather_period(config, catalog, args.kind, label, clock.now())
