@@ -387,8 +387,8 @@ def test_superseded_list_is_only_in_the_last_new_index_file(
 
 @pytest.mark.parametrize("fault", ["save", "save_lands", "remove", "list", "load"])
 def test_storage_faults_leave_a_usable_repository(r: Repo, fault: str) -> None:
-    """Convention 3: prune against the faulty backend; the fault stops it somewhere,
-    the repository stays usable, and the next run finishes the job."""
+    """Convention 3 (docs/architecture.md): prune against the faulty backend; the fault
+    stops it somewhere, the repository stays usable, and the next run finishes the job."""
     keep, drop = r.add({"k": payload(1), "k2": payload(3)}, {"d": payload(2)})
     (gone,) = r.add({"g": payload(4)})
     r.forget(drop)

@@ -61,7 +61,7 @@ __all__ = [
 
 
 class CheckRepo(PackRepo, Protocol):
-    """What check needs from the repository (convention 4)."""
+    """What check needs from the repository (docs/architecture.md, convention 4)."""
 
     def load_unpacked(self, name: str) -> bytes: ...
 

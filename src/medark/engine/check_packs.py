@@ -23,7 +23,7 @@ R = TypeVar("R")
 
 
 class PackRepo(Protocol):
-    """What pack checks need from the repository (convention 4)."""
+    """What pack checks need from the repository (docs/architecture.md, convention 4)."""
 
     backend: Backend
     crypto: Crypto

@@ -43,7 +43,7 @@ RECORD_VERSION = 1
 
 
 class WalRepo(Protocol):
-    """What the archive needs from a repository (convention 4)."""
+    """What the archive needs from a repository (docs/architecture.md, convention 4)."""
 
     def save_blob(self, blob_type: BlobType, data: bytes | memoryview,
                   blob_id: bytes | None = None, indexed: bool | None = None) -> SaveResult: ...

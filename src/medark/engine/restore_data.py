@@ -48,7 +48,7 @@ class IdHasher(Protocol):
 
 
 class RestoreRepo(SnapshotRepo, Protocol):
-    """What a restore needs from a repository (convention 4: the narrow interface)."""
+    """What a restore needs from a repository (docs/architecture.md, convention 4)."""
 
     @property
     def backend(self) -> PackReader: ...

@@ -1,8 +1,9 @@
 """Ransomware detection: is a backup's change far outside its source's own baseline?
 
-Pure (conventions 7 and 8): the backup engine hands in the change statistics it recorded
-and the summaries of earlier snapshots of the same host and paths; this module returns
-the verdict and the reasons. docs/ransomware-detection.md states the rule for operators.
+Pure (docs/architecture.md, conventions 7 and 8): the backup engine hands in the change
+statistics it recorded and the summaries of earlier snapshots of the same host and paths;
+this module returns the verdict and the reasons. docs/ransomware-detection.md states the
+rule for operators.
 
 Three signals, each a share of the files the parent snapshot had (`files_before` =
 unmodified + changed + deleted):

@@ -1,6 +1,6 @@
 """Compliance: each requirement of a profile judged for each system, twice — by design
 (do the plans provide it?) and by measurement (did the jobs deliver it?) — each pass,
-fail or not covered, with the evidence (convention 8: decisions explain themselves).
+fail or not covered, with the evidence (docs/architecture.md, convention 8).
 
 Pure: the facts about each system (from the configuration and the job catalog) come in
 as `SystemFacts`; nothing here reads a clock, a file or a database.

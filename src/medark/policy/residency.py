@@ -1,8 +1,9 @@
 """Data residency (COMPLIANCE.md §3): medical data must not be stored outside mainland China.
 
-Pure (conventions 7 and 8). A storage target carries a `SiteLocation`: an ISO 3166-1
-alpha-2 country code, optionally an ISO 3166-2 subdivision code (``CN-SC`` = Sichuan),
-and an optional free-text site name. `residency()` returns the verdict and the reason:
+Pure (docs/architecture.md, conventions 7 and 8). A storage target carries a
+`SiteLocation`: an ISO 3166-1 alpha-2 country code, optionally an ISO 3166-2 subdivision
+code (``CN-SC`` = Sichuan), and an optional free-text site name. `residency()` returns
+the verdict and the reason:
 
 * ``compliant``: ``CN`` or a mainland subdivision ``CN-xx``;
 * ``non-compliant``: anything else, including Hong Kong, Macao and Taiwan however they

@@ -1,7 +1,8 @@
 """Retention: which snapshots a `--keep-*` policy keeps, which it removes, and why.
 
-Pure (conventions 7 and 8): no I/O, no clock. `apply_policy` follows restic's ApplyPolicy
-rule for rule, so operators moving from restic get the same decisions:
+Pure (docs/architecture.md, conventions 7 and 8): no I/O, no clock. `apply_policy`
+follows restic's ApplyPolicy rule for rule, so operators moving from restic get the same
+decisions:
 
 * snapshots are examined newest first; a snapshot is kept if ANY rule keeps it, and it
   counts against every counted rule it satisfies;

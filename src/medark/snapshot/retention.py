@@ -26,7 +26,8 @@ SNAPSHOTS_PREFIX = "snapshots/"
 
 @runtime_checkable
 class NeedsRepo(Protocol):
-    """What finding a snapshot's objects needs from the repository (convention 4)."""
+    """What finding a snapshot's objects needs from the repository
+    (docs/architecture.md, convention 4)."""
 
     retention: RetentionKeeper | None
 

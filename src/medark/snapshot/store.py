@@ -1,6 +1,7 @@
 """Saving, listing and finding snapshots; walking their trees.
 
-Consumers give a narrow `SnapshotRepo` (convention 4), not the concrete Repository.
+Consumers give a narrow `SnapshotRepo` (docs/architecture.md, convention 4), not the
+concrete Repository.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A backend that fails on purpose, so every engine command can be tested against storage
 faults: injected errors, writes cut short by a crash, flipped bits and slow reads
-(ARCHITECTURE.md convention 3; kopia internal/blobtesting, restic's mock backends)."""
+(docs/architecture.md, convention 3; as kopia's internal/blobtesting, restic's mocks)."""
 
 from __future__ import annotations
 
