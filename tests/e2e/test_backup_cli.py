@@ -127,12 +127,13 @@ def test_stdin_from_command_failure_writes_no_snapshot(initialized: Cli) -> None
     assert initialized("snapshots", "--json").json() == []
 
 
-SYSTEM_PYTHON = "/usr/bin/python3.11"
+# The system Python the venv is built on (Makefile): the same version, readable by nobody.
+SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("runuser") or not os.path.exists(SYSTEM_PYTHON),
-    reason="needs root and a system Python 3.11 to run medark as an unprivileged user",
+    reason="needs root and the system Python of the venv to run medark as an unprivileged user",
 )
 def test_unreadable_file_gives_exit_3_and_names_it(cli: Cli) -> None:
     """Root reads every file, so the backup runs as `nobody` with the same code."""
