@@ -157,6 +157,17 @@ class NotInstalled(MedarkError):
     code = "not_installed"
 
 
+class UnsafeEntry(MedarkError):
+    """A restore (or dump) met an entry that would land outside its target: an absolute
+    name, a `..` or empty component, a name repeated in one directory, a write through a
+    symbolic link, a hard link to something not restored by this run; or a path Medark
+    creates a secret at is already taken by a link or another file. Nothing outside the
+    target was written (docs/design.md, "Restores stay inside their target")."""
+
+    exit_code = 19
+    code = "unsafe_entry"
+
+
 class PartialBackup(MedarkError):
     """The snapshot was written but some source files could not be read."""
 
