@@ -18,6 +18,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from medark.config import environment as env
 from medark.errors import (
     IntegrityError,
     ObjectNotFound,
@@ -60,7 +61,7 @@ class KdfParams:
     def from_env(cls) -> KdfParams:
         """The cost for a new key: MEDARK_KDF_N may raise it up to KDF_N_MAX; lowering it
         (test suites, where every test makes keys) also needs MEDARK_INSECURE_TEST_KDF."""
-        raw = os.environ.get("MEDARK_KDF_N", "").strip()
+        raw = (env.KDF_N.get() or "").strip()
         if not raw:
             return cls()
         try:
@@ -70,7 +71,7 @@ class KdfParams:
         if n < 2 or n & (n - 1) or n > KDF_N_MAX:
             raise UsageError(f"MEDARK_KDF_N={raw!r} is not a power of two from {KDF_N_MIN} "
                              f"to {KDF_N_MAX}")
-        if n < KDF_N_MIN and os.environ.get("MEDARK_INSECURE_TEST_KDF") != INSECURE_TEST_KDF:
+        if n < KDF_N_MIN and env.INSECURE_TEST_KDF.get() != INSECURE_TEST_KDF:
             raise UsageError(f"MEDARK_KDF_N={n} is below the minimum scrypt cost {KDF_N_MIN}; "
                              "unset it (the default is the minimum) or raise it")
         return cls(n=n)
