@@ -268,7 +268,26 @@ def test_retried_listing_gives_up(mem: MemoryBackend, sleeps: Sleeps) -> None:
     assert len(sleeps.calls) == 2
 
 
+def test_retry_stops_at_the_deadline(sleeps: Sleeps) -> None:
+    """No pause that would end past the deadline: the clock is the sleeps taken plus two
+    seconds per attempt (a slow store), and the call stops long before its 20 attempts."""
+    inner = Scripted(*[transient() for _ in range(30)])
+
+    def now() -> float:
+        return sum(sleeps.calls) + 2.0 * inner.attempts
+
+    backend = RetryBackend(inner, attempts=20, base_delay=1, max_delay=4, sleep=sleeps,
+                           deadline=15, monotonic=now, rng=random.Random(3))
+    with pytest.raises(BackendError) as caught:
+        backend.stat("obj")
+    assert inner.attempts < 20
+    assert sum(sleeps.calls) + 2.0 * (inner.attempts - 1) <= 15  # the last one's start
+    assert "deadline" in " ".join(caught.value.__notes__)
+
+
 def test_retry_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        RetryBackend(MemoryBackend(), deadline=-1)
     with pytest.raises(ValueError):
         RetryBackend(MemoryBackend(), attempts=0)
     with pytest.raises(ValueError):

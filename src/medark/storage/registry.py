@@ -11,7 +11,7 @@ from medark.errors import UsageError
 from medark.storage.base import Backend
 from medark.storage.local import LocalBackend
 from medark.storage.mem import MemoryBackend
-from medark.storage.wrappers.retry import RetryBackend
+from medark.storage.wrappers.retry import Retrier, RetryBackend
 
 Factory = Callable[[str], Backend]
 
@@ -26,19 +26,44 @@ def _local(rest: str) -> Backend:
     return LocalBackend(rest)
 
 
+BACKEND_ATTEMPTS = 7
+"""Requests one S3 or rest: call makes at most (MEDARK_BACKEND_ATTEMPTS overrides)."""
+BACKEND_DEADLINE = 120.0
+"""Seconds after a call began past which no retry starts (MEDARK_BACKEND_DEADLINE)."""
+
+
+def remote_retrier() -> Retrier:
+    """The retry policy of the networked backends, documented in docs/operations.md:
+    `BACKEND_ATTEMPTS` attempts, pauses of 0.25-0.5 s doubling up to 5-10 s (equal jitter),
+    none that would end past `BACKEND_DEADLINE` seconds."""
+    attempts = _setting("MEDARK_BACKEND_ATTEMPTS", BACKEND_ATTEMPTS)
+    deadline = _setting("MEDARK_BACKEND_DEADLINE", BACKEND_DEADLINE)
+    return Retrier(max(1, int(attempts)), base_delay=0.5, max_delay=10,
+                   deadline=max(0.0, deadline))
+
+
+def _setting(name: str, default: float) -> float:
+    value = os.environ.get(name) or ""
+    if not value:
+        return default
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        raise UsageError(f"{name}={value!r} is not a number") from None
+
+
 def _s3(rest: str) -> Backend:
     # botocore costs ~25 MB of RSS and a tenth of a second to import: only S3 users pay it.
     s3 = importlib.import_module("medark.storage.s3")
-    # Dropped connections, throttling and 5xx are retried here with backoff (botocore's
-    # own few quick retries come first); a wide-area link gets about half a minute.
-    attempts = int(os.environ.get("MEDARK_BACKEND_ATTEMPTS") or 7)
-    return RetryBackend(s3.open_s3(rest), attempts=max(1, attempts), base_delay=0.5,
-                        max_delay=10)
+    # The one retry layer (botocore's own retries are off, see storage/s3.py): the wrapper
+    # for data calls, and the same Retrier for the Object Lock calls made past it.
+    retrier = remote_retrier()
+    return RetryBackend(s3.open_s3(rest, retrier), retrier=retrier)
 
 
 def _rest(rest: str) -> Backend:
     module = importlib.import_module("medark.storage.rest")
-    return RetryBackend(module.RestBackend(rest), attempts=7, base_delay=0.5, max_delay=10)
+    return RetryBackend(module.RestBackend(rest), retrier=remote_retrier())
 
 
 _FACTORIES: dict[str, Factory] = {

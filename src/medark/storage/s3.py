@@ -12,6 +12,13 @@ Write-once is enforced by the store itself where it can be: PutObject with
 `If-None-Match: *` fails with 412 when the key exists (AWS since 2024, MinIO, Ceph,
 moto). Errors are classified for the retry wrapper: throttling, 5xx and dropped
 connections are transient; bad credentials and a missing bucket are not.
+
+Retries happen in one layer only, Medark's (storage/wrappers/retry.py): botocore's own
+are turned off (`total_max_attempts=1`), because botocore retrying 3 times inside each of
+the wrapper's 7 attempts made up to 21 requests for one call, and its backoff knows no
+deadline. The wrapper keeps the classification above, the restart of a listing without
+repeats, and the deadline. The Object Lock calls a caller makes past the wrapper use the
+same Retrier (s3_lock.py).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from medark.errors import AlreadyExists, BackendError, ObjectNotFound, UsageErro
 from medark.storage.base import BackendProperties, ObjectInfo
 from medark.storage.local import check_name, check_prefix
 from medark.storage.s3_lock import S3ObjectLockMixin
+from medark.storage.wrappers.retry import Retrier
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
@@ -100,14 +108,18 @@ def _error_code(exc: botocore.exceptions.ClientError) -> str:
 class S3Backend(S3ObjectLockMixin):
     """Object Lock (retention, legal hold, reads of original versions) is in s3_lock.py."""
 
-    def __init__(self, location: S3Location, client: Any | None = None) -> None:
+    def __init__(self, location: S3Location, client: Any | None = None,
+                 retrier: Retrier | None = None) -> None:
+        """`retrier`: the policy of the RetryBackend around this one, for the Object Lock
+        calls that do not go through it (None: those calls are tried once)."""
         self.location = location
-        self._lock_init()
+        self._lock_init(retrier or Retrier(attempts=1))
         if client is None:
             addressing = os.environ.get("MEDARK_S3_ADDRESSING") or (
                 "path" if location.endpoint else "virtual")
             config = botocore.config.Config(
-                retries={"mode": "standard", "max_attempts": 3},
+                # one attempt per call: the retry wrapper is the only layer that retries
+                retries={"mode": "standard", "total_max_attempts": 1},
                 # No SHA-256 of every body for the signature: botocore already skips it
                 # over HTTPS; over plain HTTP it would be a second hash pass on top of
                 # the CRC32 checksum header the store verifies. Every object is named by
@@ -309,5 +321,5 @@ class S3Backend(S3ObjectLockMixin):
         return None
 
 
-def open_s3(rest: str) -> S3Backend:
-    return S3Backend(S3Location.parse(rest))
+def open_s3(rest: str, retrier: Retrier | None = None) -> S3Backend:
+    return S3Backend(S3Location.parse(rest), retrier=retrier)

@@ -29,6 +29,7 @@ import botocore.exceptions
 from medark.errors import BackendError, ObjectLocked, ObjectNotFound
 from medark.storage.base import ObjectInfo
 from medark.storage.objectlock import MODES, Retention, RetentionRule, Tampered
+from medark.storage.wrappers.retry import Retrier
 from medark.util import clock
 
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
@@ -55,7 +56,12 @@ class S3ObjectLockMixin:
     def _wrap(self, exc: Exception, what: str) -> BackendError:
         raise NotImplementedError
 
-    def _lock_init(self) -> None:
+    def _lock_init(self, retrier: Retrier) -> None:
+        # The public lock methods below are called past the RetryBackend (objectlock.py
+        # finds them through `.inner`), so they retry with its Retrier; inside the data
+        # calls, which the wrapper already retries, the `_..._once` forms are used, so no
+        # request path has two retry loops.
+        self._retrier = retrier
         self._lock_enabled: bool | None = None
         self._rule: RetentionRule | None = None
         self._originals: dict[str, _Original] = {}
@@ -64,6 +70,10 @@ class S3ObjectLockMixin:
     # ---- is this a locking bucket? ------------------------------------------------------
 
     def object_lock_enabled(self) -> bool:
+        return self._retrier.call("reading the Object Lock configuration",
+                                  self._lock_enabled_once)
+
+    def _lock_enabled_once(self) -> bool:
         if self._lock_enabled is None:
             try:
                 answer = self.client.get_object_lock_configuration(Bucket=self.location.bucket)
@@ -72,6 +82,9 @@ class S3ObjectLockMixin:
             except botocore.exceptions.ClientError as exc:
                 if _code(exc) in ("NoSuchBucket",):
                     return False  # not cached: `init` may create it
+                failure = self._wrap(exc, "reading the bucket's Object Lock configuration")
+                if failure.transient:  # a 503 says nothing about locking: never cache it
+                    raise failure from exc
                 # No configuration, or not allowed to read it: no locking as far as we know.
                 self._lock_enabled = False
             except botocore.exceptions.BotoCoreError as exc:
@@ -79,9 +92,12 @@ class S3ObjectLockMixin:
         return self._lock_enabled
 
     def _versioned(self) -> bool:
-        return self.object_lock_enabled()
+        return self._lock_enabled_once()
 
     def create_locked(self) -> None:
+        self._retrier.call("create", self._create_locked_once)
+
+    def _create_locked_once(self) -> None:
         region = self.client.meta.region_name
         args: dict[str, Any] = {"Bucket": self.location.bucket,
                                 "ObjectLockEnabledForBucket": True}
@@ -113,8 +129,8 @@ class S3ObjectLockMixin:
     def _after_multipart(self, name: str, lock_args: dict[str, Any]) -> None:
         self._originals.pop(name, None)
         if lock_args:
-            self.set_retention(name, lock_args["ObjectLockRetainUntilDate"],
-                               lock_args["ObjectLockMode"].lower())
+            self._set_retention_once(name, lock_args["ObjectLockRetainUntilDate"],
+                                     lock_args["ObjectLockMode"].lower())
 
     # ---- the original version of a name ---------------------------------------------
 
@@ -195,6 +211,9 @@ class S3ObjectLockMixin:
     # ---- retention and legal hold of existing objects --------------------------------
 
     def retention(self, name: str) -> Retention:
+        return self._retrier.call(f"retention {name}", lambda: self._retention_once(name))
+
+    def _retention_once(self, name: str) -> Retention:
         head = self._object_call(self.client.head_object, name,
                                  f"reading the retention of {name}")
         mode = head.get("ObjectLockMode")
@@ -208,6 +227,10 @@ class S3ObjectLockMixin:
                          head.get("ObjectLockLegalHoldStatus") == "ON")
 
     def set_retention(self, name: str, until: datetime, mode: str) -> None:
+        self._retrier.call(f"set retention {name}",
+                           lambda: self._set_retention_once(name, until, mode))
+
+    def _set_retention_once(self, name: str, until: datetime, mode: str) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retention mode {mode!r}")
         self._object_call(self.client.put_object_retention, name,
@@ -215,9 +238,10 @@ class S3ObjectLockMixin:
                           Retention={"Mode": mode.upper(), "RetainUntilDate": until})
 
     def set_legal_hold(self, name: str, on: bool) -> None:
-        self._object_call(self.client.put_object_legal_hold, name,
-                          f"setting the legal hold of {name}",
-                          LegalHold={"Status": "ON" if on else "OFF"})
+        status = {"Status": "ON" if on else "OFF"}
+        self._retrier.call(f"set legal hold {name}", lambda: self._object_call(
+            self.client.put_object_legal_hold, name, f"setting the legal hold of {name}",
+            LegalHold=status))
 
     def _object_call(self, call: Any, name: str, what: str, **extra: Any) -> Any:
         """One request about the original version of `name`, errors mapped."""
