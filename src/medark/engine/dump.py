@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from medark.engine.listing import join, load_nodes, normalize_dir, resolve
-from medark.errors import UsageError
+from medark.engine.restore_select import valid_name
+from medark.errors import UnsafeEntry, UsageError
 from medark.snapshot.model import Node, Snapshot
 
 READ_AHEAD = 8
@@ -79,7 +80,10 @@ def dump(repo: BlobSource, snapshot: Snapshot, path: str, out: BinaryIO,
          archive: str = "tar", workers: int = 4) -> DumpSummary:
     """Write the file at `path` as it is, or the directory at `path` ('/' for the whole
     snapshot) as an `archive` stream; names in the archive are the snapshot's paths
-    without the leading '/', as `tar -C /` would have them."""
+    without the leading '/', as `tar -C /` would have them. An entry whose name could
+escape the extraction directory (`..`, a '/' inside it, or a name repeated in one
+directory, which could put entries beneath a symlink) ends the archive with UnsafeEntry:
+everything written before it is safe to extract."""
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive format {archive!r}: use tar or zip")
     where = normalize_dir(path)
@@ -126,7 +130,14 @@ def _entries(repo: BlobSource, top: bytes | Node, where: str) -> Iterator[tuple[
     stack = [(tree, prefix)]
     while stack:
         tree_id, base = stack.pop()
+        seen: set[str] = set()
         for node in load_nodes(repo, tree_id):
+            if not valid_name(node.name) or node.name in seen:
+                raise UnsafeEntry(
+                    f"{join(base, repr(node.name))}: unsafe or repeated name in the snapshot"
+                    "; refusing to put it into an archive (extracting it could write "
+                    "outside the extraction directory)")
+            seen.add(node.name)
             path = join(base, node.name)
             yield path, node
             if node.type == "dir" and node.subtree is not None:

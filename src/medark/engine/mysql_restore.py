@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord, Inventory
-from medark.errors import ObjectNotFound, TargetOutOfRange, UsageError, WalGap
+from medark.errors import ObjectNotFound, TargetOutOfRange, UnsafeEntry, UsageError, WalGap
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots, load_tree
 from medark.sources.mysql.binlog import file_name, parse_file_name, stop_datetime
 from medark.util import clock
+from medark.util.confine import private_dir
 
 READ_AHEAD = 8
 
@@ -154,9 +155,11 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
 def fetch_binlogs(repo: Repository, plan: Plan, spool: str) -> list[str]:
     """Write the plan's binlog files (whole events only) into `spool`; their paths."""
     archive = BinlogArchive(repo, plan.archive_id)
-    os.makedirs(spool, mode=0o700, exist_ok=True)
+    private_dir(spool)  # a link planted at the spool's name is refused, not followed
     paths = []
     for record in plan.files:
+        if parse_file_name(record.file) is None:  # one plain name, never a path
+            raise UnsafeEntry(f"a binlog record names the file {record.file!r}; refusing it")
         path = os.path.join(spool, record.file)
         archive.fetch_to(record, path)
         paths.append(path)

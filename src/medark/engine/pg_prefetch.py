@@ -20,6 +20,7 @@ from medark.engine.pg_wal import WalArchive
 from medark.errors import MedarkError
 from medark.snapshot.model import Snapshot
 from medark.sources.postgres.wal import DEFAULT_SEGMENT_SIZE, Segment, parse_lsn, segment_of
+from medark.util.confine import private_dir
 
 PREFETCH_RUNNING = ".prefetching"
 PREFETCH_FAILED = ".prefetch-failed"
@@ -52,17 +53,18 @@ class WalPrefetch:
         self._owner = pwd.getpwnam(user) if user else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        os.makedirs(spool, mode=0o700, exist_ok=True)
+        private_dir(spool)  # a link planted at the spool's name is refused, not followed
         self._own(spool)
         self._marker(PREFETCH_RUNNING, "")
 
     def _own(self, path: str) -> None:
         if self._owner is not None:
-            os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+            os.chown(path, self._owner.pw_uid, self._owner.pw_gid, follow_symlinks=False)
 
     def _marker(self, name: str, text: str) -> None:
         path = os.path.join(self.spool, name)
-        with open(path, "w", encoding="utf-8") as f:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8") as f:
             f.write(text)
         self._own(path)
 

@@ -2,7 +2,8 @@
 
 1. choose the newest base backup that reaches the target without a WAL gap (pg_window);
 2. extract its tar stream into the target directory (blobs decoded by a thread pool,
-   members written in order; names that would leave the directory are refused);
+   members written in order; nothing is written outside the directory: unsafe names,
+   links other than a tablespace's, and entries beneath a link are refused);
 3. write recovery.signal and the recovery settings (restore_command = `medark pg
    wal-fetch %f %p`, the target, promote at the end) into postgresql.auto.conf;
 4. with `start`, start the server as the database's OS user and wait until recovery
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shlex
 import stat
 import subprocess
@@ -25,11 +27,12 @@ from datetime import UTC
 from typing import IO, Protocol
 
 from medark.engine.pg_window import Target
-from medark.errors import CommandFailed, MedarkError, UsageError
+from medark.errors import CommandFailed, MedarkError, UnsafeEntry, UsageError
 from medark.snapshot.model import Snapshot
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn
 from medark.util import clock
+from medark.util.confine import ConfinedDir, split_name
 from medark.util.processes import pid_alive
 
 READ_AHEAD = 8
@@ -73,41 +76,46 @@ class _BlobStream:
         return out
 
 
-def _safe_member_path(root: str, name: str) -> str:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts or name.startswith("/"):
-        raise CommandFailed(f"the base backup holds an unsafe path {name!r}; refusing it")
-    return os.path.join(root, *parts)
+TABLESPACE_LINK = re.compile(r"pg_tblspc/[0-9]+")
+"""The only symbolic links pg_basebackup writes into base.tar: one per tablespace."""
+MODE_BITS = 0o777
+"""Permission bits only: no set-uid, set-gid or sticky bit comes out of a backup."""
 
 
 def extract_tar(stream: IO[bytes], root: str) -> int:
-    """Write the members of a tar stream below `root`; returns the number of files."""
+    """Write the members of a tar stream below `root`; returns the number of files.
+
+    Nothing is written outside `root` (util/confine.py): an unsafe name, a symbolic link
+    other than a tablespace's pg_tblspc/<oid>, any entry beneath a link, a hard link or a
+    device is refused with UnsafeEntry, naming it."""
     files = 0
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
+    with tarfile.open(fileobj=stream, mode="r|") as tar, \
+            ConfinedDir(root, "the base backup") as top:
         for member in tar:
-            path = _safe_member_path(root, member.name)
+            parts = split_name(member.name, "the base backup")
+            mode = stat.S_IMODE(member.mode) & MODE_BITS
             if member.isdir():
-                os.makedirs(path, mode=0o700, exist_ok=True)
-                os.chmod(path, stat.S_IMODE(member.mode) or 0o700)
+                top.mkdir(parts, mode or 0o700)
             elif member.isfile():
-                os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
                 source = tar.extractfile(member)
                 assert source is not None
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                             stat.S_IMODE(member.mode) or 0o600)
+                fd = top.create_file(parts, mode or 0o600)
                 try:
                     while block := source.read(1 << 20):
                         view = memoryview(block)
                         while view:
                             view = view[os.write(fd, view):]
+                    os.utime(fd, (member.mtime, member.mtime))
                 finally:
                     os.close(fd)
-                os.utime(path, (member.mtime, member.mtime))
                 files += 1
-            elif member.issym():
-                os.symlink(member.linkname, path)
+            elif member.issym() and TABLESPACE_LINK.fullmatch("/".join(parts)):
+                top.symlink(parts, member.linkname)
             else:
-                raise CommandFailed(f"the base backup holds an unsupported entry {member.name!r}")
+                kind = "symbolic link" if member.issym() else \
+                    "hard link" if member.islnk() else "special file"
+                raise UnsafeEntry(f"the base backup holds a {kind} {member.name!r} "
+                                  "pg_basebackup never writes; refusing it")
     os.sync()  # one flush for the whole data directory, before anything refers to it
     return files
 
@@ -182,7 +190,8 @@ def write_recovery_config(data_dir: str, settings: RecoverySettings) -> list[str
     auto = os.path.join(data_dir, "postgresql.auto.conf")
     existing = ""
     if os.path.exists(auto):
-        with open(auto, encoding="utf-8") as f:
+        with open(auto, encoding="utf-8",
+                  opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as f:
             existing = f.read()
     if existing and not existing.endswith("\n"):
         existing += "\n"
@@ -192,7 +201,9 @@ def write_recovery_config(data_dir: str, settings: RecoverySettings) -> list[str
 
 
 def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # O_NOFOLLOW: a link at one of these names is refused, never written through.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW,
+                 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

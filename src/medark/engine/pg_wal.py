@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -241,17 +242,26 @@ class WalArchive:
 
 
 def write_file_atomically(destination: str, data: bytes) -> None:
+    """A new temporary name (O_EXCL|O_NOFOLLOW: a link planted in a spool directory the
+    database's OS user owns is never written through), renamed over `destination`."""
     directory = os.path.dirname(os.path.abspath(destination))
-    tmp = os.path.join(directory, f".{os.path.basename(destination)}.medark-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = os.path.join(directory, f".{os.path.basename(destination)}.medark-tmp-"
+                       f"{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, destination)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, destination)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass

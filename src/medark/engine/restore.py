@@ -9,6 +9,11 @@ in a thread pool, temp names renamed into place); then come its hard links and, 
 --verify, the re-reading of its files. At the very end the directories get their
 metadata, deepest first, so their mtimes are not disturbed by the entries made in them.
 
+Nothing is written outside the target (docs/design.md, "Restores stay inside their
+target"): names are checked and repeats refused (restore_select), an entry goes only into
+a directory this restore made or found to be a real one (make_dir replaces a link in the
+way, never follows it), files are renamed into place and hard links never follow a link.
+
 A full restore target aborts with NoSpace (nothing is left under a real name that is not
 complete); any other problem with one entry is reported, the rest is restored, and the
 summary says what failed. The repository is only read.
@@ -33,7 +38,13 @@ from medark.engine.restore_meta import (
     running_as_root,
 )
 from medark.engine.restore_select import PathFilter, Selected, select
-from medark.errors import IntegrityError, MedarkError, RepositoryCorrupt, UsageError
+from medark.errors import (
+    IntegrityError,
+    MedarkError,
+    RepositoryCorrupt,
+    UnsafeEntry,
+    UsageError,
+)
 from medark.snapshot.model import Node, Snapshot
 from medark.util import clock
 from medark.util.progress import Progress
@@ -74,6 +85,8 @@ class RestoreSummary:
     errors: list[str] = field(default_factory=list)
     verify_failures: list[str] = field(default_factory=list)
     damaged: bool = False
+    unsafe: int = 0
+    """Entries refused because they would land outside the target (UnsafeEntry)."""
 
     def public(self) -> dict[str, Any]:
         """restic's restore summary field names, plus what medark adds."""
@@ -100,6 +113,11 @@ class RestoreSummary:
             raise IntegrityError(
                 f"verification failed for {len(self.verify_failures)} restored file(s): {names}"
             )
+        if self.unsafe:
+            raise UnsafeEntry(
+                f"restore incomplete: {self.unsafe} unsafe entr{'y' if self.unsafe == 1 else 'ies'}"
+                f" in the snapshot refused, each named above; nothing was written outside "
+                f"{self.target}")
         if self.errors:
             cls = RepositoryCorrupt if self.damaged else MedarkError
             raise cls(f"restore incomplete: {len(self.errors)} error(s), each named above")
@@ -145,6 +163,9 @@ class Restorer:
         self._dirs: list[tuple[int, str, Node]] = []
         self._primaries: dict[tuple[int, int], FileJob] = {}
         self._links: list[tuple[FileJob, FileJob]] = []
+        self._made: set[str] = set()
+        """Directories this restore made or found to be real directories (never links):
+        the only places an entry is written into."""
         self._batch_limit = min(FIRST_BATCH, options.batch_files)
         self._running: list[Running] = []
 
@@ -152,6 +173,7 @@ class Restorer:
         started = clock.monotonic()
         self.target = prepare_target(self.options.target)
         self.summary.target = self.target
+        self._made.add(self.target)
         self._set_totals()
         workers = self.options.workers or max(2, os.cpu_count() or 2)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
@@ -168,7 +190,9 @@ class Restorer:
             while self._running:
                 self._complete(self._running.pop(0))
             for name in bad_names:
-                self._error(f"{name}: unsafe name in the snapshot, not restored", True)
+                self.summary.unsafe += 1
+                self._error(f"{name}: unsafe or repeated name in the snapshot, refused "
+                            "(with everything below it)", True)
             self._finish_dirs()
         except BaseException:
             self.data.abort()
@@ -207,12 +231,16 @@ class Restorer:
         node = entry.node
         final = self._final(entry)
         self.summary.total_files += 1
+        if os.path.dirname(final) not in self._made:
+            self._error(f"{final}: not restored, its directory could not be made")
+            return
         if node.type == "dir":
             try:
                 make_dir(final)
             except OSError as exc:
                 self._os_error(exc, final)
                 return
+            self._made.add(final)
             self._dirs.append((entry.depth, final, node))
             self.summary.files_restored += 1
         elif node.type == "file":
@@ -288,7 +316,7 @@ class Restorer:
                 self._error(f"{job.final}: not restored, its hard link {primary.final} failed")
                 continue
             try:
-                os.link(primary.final, job.tmp)
+                os.link(primary.final, job.tmp, follow_symlinks=False)
                 os.rename(job.tmp, job.final)
             except OSError as exc:
                 job.state = State.FAILED

@@ -36,7 +36,8 @@ MERGE_GAP = 256 * KiB
 """Read across a gap of unneeded blobs up to this size rather than issue a second read."""
 MAX_RANGE = 8 * MiB
 """Per read; a worker holds one range and its decoded blobs, so this bounds RSS."""
-WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+"""O_NOFOLLOW: a temporary name is never a link (nothing is written through one)."""
 
 
 class PackReader(Protocol):
@@ -394,7 +395,7 @@ class DataRestorer:
 
     def _verify_one(self, job: FileJob, plan: BatchPlan) -> str | None:
         try:
-            fd = os.open(job.final, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(job.final, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as exc:
             return f"{job.final}: cannot be read back: {exc.strerror or exc}"
         try:

@@ -105,18 +105,23 @@ def select(repo: SnapshotRepo, tree_id: bytes, flt: PathFilter,
            bad_name: list[str] | None = None) -> Iterator[Selected]:
     """Selected nodes, parents before children. A directory that is not itself selected
     is yielded just before the first selected node below it (so it gets created), or not
-    at all. Nodes with unsafe names are skipped and listed in `bad_name`."""
+    at all. Nodes with unsafe names, and a name's repeats in one directory, are skipped
+    (with everything below them) and listed in `bad_name`."""
     yield from _select(repo, tree_id, (), flt, False, [], bad_name)
 
 
 def _select(repo: SnapshotRepo, tree_id: bytes, comps: tuple[str, ...], flt: PathFilter,
             inside: bool, pending: list[Selected],
             bad_name: list[str] | None) -> Iterator[Selected]:
+    seen: set[str] = set()
     for node in load_tree(repo, tree_id):
-        if not valid_name(node.name):
+        if not valid_name(node.name) or node.name in seen:
+            # A repeated name is how a tree would put a symlink and a directory (with
+            # entries to write through the link) at one path: the first one wins.
             if bad_name is not None:
                 bad_name.append("/" + "/".join((*comps, repr(node.name))))
             continue
+        seen.add(node.name)
         here = (*comps, node.name)
         if flt.excluded(here):
             continue

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medark.service.sample_data import add_study, generate
+from medark.util.secret_file import write_secret_file
 
 
 @dataclass
@@ -59,8 +60,7 @@ def run_demo(workdir: Path, say: Callable[[str], None]) -> DemoReport:
         shutil.rmtree(path, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     password = workdir / "password"
-    password.write_text(secrets.token_urlsafe(24) + "\n")
-    password.chmod(0o600)
+    write_secret_file(str(password), (secrets.token_urlsafe(24) + "\n").encode())
     env = dict(os.environ, MEDARK_REPO=str(repo), MEDARK_PASSWORD_FILE=str(password),
                MEDARK_CACHE_DIR=str(workdir / "cache"))
     env.pop("MEDARK_PASSWORD", None)

@@ -47,6 +47,7 @@ from medark.sources.mysql.server import (
     run_as,
     write_config,
 )
+from medark.sources.mysql.xbstream import XbstreamGuard
 from medark.util import clock
 from medark.util.files import chown_tree
 
@@ -123,8 +124,9 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
     with ThreadPoolExecutor(max_workers=request.workers, thread_name_prefix="mysql-restore"
                             ) as pool:
         if physical:
-            feed([programs["mbstream"], "-x", "-C", target_dir],
-                 stored_stream(repo, chosen.backup, pool), "mbstream -x")
+            guard = XbstreamGuard(stored_stream(repo, chosen.backup, pool))
+            feed([programs["mbstream"], "-x", "-C", target_dir], guard, "mbstream -x")
+            guard.check()  # an unsafe name ends the stream: refuse before going on
             run([programs["backup"], "--no-defaults", "--prepare",
                  f"--target-dir={target_dir}"], "mariadb-backup --prepare", request.timeout)
             with open(os.path.join(target_dir, "backup-my.cnf"), encoding="utf-8") as f:

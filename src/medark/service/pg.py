@@ -48,6 +48,7 @@ from medark.sources.postgres.wal import (
 )
 from medark.util import clock
 from medark.util.files import chown_tree
+from medark.util.secret_file import write_secret_file
 
 PG_CONTROL = os.path.join("global", "pg_control")
 
@@ -136,16 +137,13 @@ class RestoreRequest:
 
 
 def write_password_file(path: str, password: bytes, user: str | None) -> None:
-    """0600, owned by the database's OS user: what restore_command needs, nothing more."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, password + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """0600, owned by the database's OS user: what restore_command needs, nothing more.
+    A link planted at the path is refused, never followed (util/secret_file.py)."""
+    owner = None
     if user:
         entry = pwd.getpwnam(user)
-        os.chown(path, entry.pw_uid, entry.pw_gid)
+        owner = (entry.pw_uid, entry.pw_gid)
+    write_secret_file(path, password + b"\n", owner)
 
 
 def restore_command_line(medark: str, location: str, password_file: str, system_id: str,

@@ -14,7 +14,11 @@ length (8), payload offset (8), CRC32 (4) and the payload.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from typing import IO
+
+from medark.errors import UnsafeEntry
+from medark.util.confine import split_name
 
 MAGIC = b"XBSTCK01"
 PREFIX = 14
@@ -99,3 +103,92 @@ class XbstreamTap:
     def _reset(self) -> None:
         self._buf = bytearray()
         self._need = PREFIX
+
+
+MAX_PATH = 4096
+"""Longer than any name mariadb-backup writes (FN_REFLEN is 512)."""
+
+
+class XbstreamGuard:
+    """The bytes of an xbstream, each chunk passed on only once its name is known to be
+    safe (relative, no `..`, no empty or NUL component: util/confine.py). mbstream -x
+    skips such a name with a message but still exits 0, so a hostile stream would restore
+    quietly incomplete; here the stream ends at the first one instead, and `check` names
+    it once mbstream is done with what came before."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.refused: UnsafeEntry | None = None
+        self._buf = bytearray()
+        self._need = PREFIX
+        self._skip = 0
+        self._offset = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for block in self._chunks:
+            safe = self._scan(memoryview(block))
+            if safe:
+                yield safe
+            if self.refused is not None:
+                return
+        if self._buf:
+            yield bytes(self._buf)  # a truncated chunk: mbstream reports it
+
+    def check(self) -> None:
+        """UnsafeEntry, naming the entry, if the stream was cut short for one."""
+        if self.refused is not None:
+            raise self.refused
+
+    def _scan(self, view: memoryview) -> bytes:
+        out = bytearray()
+        while view and self.refused is None:
+            if self._skip:
+                take = min(self._skip, len(view))
+                out += view[:take]
+                self._skip -= take
+                self._offset += take
+                view = view[take:]
+                continue
+            need = self._need - len(self._buf)
+            self._buf += view[:need]
+            view = view[need:]
+            if len(self._buf) == self._need:
+                self._header(out)
+        return bytes(out)
+
+    def _header(self, out: bytearray) -> None:
+        buf = self._buf
+        if bytes(buf[:8]) != MAGIC:
+            self._refuse(f"bad chunk magic at offset {self._offset}")
+            return
+        path_len = struct.unpack_from("<I", buf, 10)[0]
+        if path_len > MAX_PATH:
+            self._refuse(f"a name of {path_len} bytes at offset {self._offset}")
+            return
+        if len(buf) < PREFIX + path_len:
+            self._need = PREFIX + path_len
+            return
+        kind = chr(buf[9])
+        if kind not in ("P", "E"):
+            self._refuse(f"an unsupported chunk type {kind!r} at offset {self._offset}")
+            return
+        if len(buf) == PREFIX + path_len:
+            name = bytes(buf[PREFIX:]).decode("utf-8", "surrogateescape")
+            try:
+                split_name(name, "the xbstream")
+            except UnsafeEntry as exc:
+                self.refused = UnsafeEntry(f"{exc} (nothing was written outside the target)")
+                return
+            if kind == "P":
+                self._need = PREFIX + path_len + PAYLOAD_HEADER.size
+                return
+        else:
+            self._skip = PAYLOAD_HEADER.unpack_from(buf, PREFIX + path_len)[0]
+        out += buf
+        self._offset += len(buf)
+        self._buf = bytearray()
+        self._need = PREFIX
+
+    def _refuse(self, why: str) -> None:
+        self.refused = UnsafeEntry(f"the xbstream cannot be followed ({why}); refusing "
+                                   "the rest of it")
