@@ -7,6 +7,7 @@ whatever conftest.py files other test directories add."""
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from medark.storage.base import Backend
 from medark.storage.local import LocalBackend
 from medark.storage.mem import MemoryBackend
 from medark.storage.rest import RestBackend
+from medark.storage.rest_auth import Authenticator, User, hash_password
 from medark.storage.rest_server import RepositoryServer
 from medark.storage.s3 import open_s3
 from medark.storage.wrappers import RetryBackend
@@ -64,9 +66,12 @@ def _s3(tmp: pytest.TempPathFactory) -> BackendCase:
 
 
 def _rest(tmp: pytest.TempPathFactory) -> BackendCase:
-    """`medark serve`'s server in a thread (full access) and the rest: client."""
+    """`medark serve`'s server in a thread (a `full` user, --full-access) and the rest:
+    client."""
     root = tmp.mktemp("served") / "repo"
-    server = RepositoryServer(("127.0.0.1", 0), root, "full", None)
+    admin = User("admin", _admin_hash(), "full")
+    server = RepositoryServer(("127.0.0.1", 0), root,
+                              Authenticator({"admin": admin}, full_access=True))
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                      daemon=True).start()
     _SERVERS.append(server)
@@ -77,7 +82,13 @@ def _rest(tmp: pytest.TempPathFactory) -> BackendCase:
         final.parent.mkdir(parents=True, exist_ok=True)
         temp_name(final).write_bytes(data[: len(data) // 2])
 
-    return BackendCase(RestBackend(f"http://127.0.0.1:{port}/"), partial)
+    return BackendCase(RestBackend(f"http://127.0.0.1:{port}/", ("admin", "admin-token")),
+                       partial)
+
+
+@functools.cache
+def _admin_hash() -> str:
+    return hash_password("admin-token")
 
 
 _SERVERS: list[RepositoryServer] = []

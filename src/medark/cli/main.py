@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 _DEFAULTS = {
     "repo": None, "password_file": None, "password_command": None, "json": False,
     "verbose": 0, "quiet": False, "cache_dir": None, "no_cache": False, "no_lock": False,
-    "limit_upload": None, "limit_download": None,
+    "limit_upload": None, "limit_download": None, "cacert": None,
 }
 
 
@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not hasattr(args, key):
                 setattr(args, key, value)
         out = Printer(as_json=args.json, verbose=args.verbose, quiet=args.quiet)
+        if args.cacert:  # read by the rest: backend, and inherited by restore_command
+            os.environ["MEDARK_CACERT"] = str(args.cacert)
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_USAGE

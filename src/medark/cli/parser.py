@@ -60,6 +60,9 @@ def global_options() -> Parser:
                    metavar="KiB/s", help="limit uploads to repositories to this rate")
     g.add_argument("--limit-download", type=rate_limit, default=argparse.SUPPRESS,
                    metavar="KiB/s", help="limit downloads from repositories to this rate")
+    g.add_argument("--cacert", default=argparse.SUPPRESS, metavar="FILE",
+                   help="trust only this CA certificate (PEM) for rest:https:// servers "
+                   "(default: $MEDARK_CACERT, else the system's CAs)")
     return common
 
 

@@ -33,6 +33,8 @@ CONFIG = EnvVar("MEDARK_CONFIG",
 CATALOG = EnvVar("MEDARK_CATALOG",
                   "job catalog: sqlite:///PATH or postgresql://… (default: the config's)")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")
+CACERT = EnvVar("MEDARK_CACERT", "CA certificate (PEM) trusted for rest:https:// servers "
+                "(same as --cacert; default: the system's CAs)")
 
 PG_DSN = EnvVar("MEDARK_PG_DSN", "PostgreSQL connection string for `pg backup`")
 COMMAND = EnvVar("MEDARK_COMMAND",
@@ -64,5 +66,5 @@ INSECURE_TEST_KDF = EnvVar("MEDARK_INSECURE_TEST_KDF",
 
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
        FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CONFIG,
-       CATALOG, CACHE_DIR,
+       CATALOG, CACHE_DIR, CACERT,
        PG_DSN, COMMAND, MYSQL_DSN, *ANOMALY, KDF_N, INSECURE_TEST_KDF]

@@ -1,8 +1,13 @@
-"""The client of `medark serve` (storage/rest_server.py): `rest:http://host:port/`.
+"""The client of `medark serve` (storage/rest_server.py): `rest:https://host:port/`
+(or `rest:http://` on loopback).
 
 Credentials come from MEDARK_REST_USER and MEDARK_REST_PASSWORD or
 MEDARK_REST_PASSWORD_FILE (never from the
-location, which shows up in argv and logs). One keep-alive connection per thread.
+location, which shows up in argv and logs). Over https the server's certificate is
+verified, against the system's CAs or, for a private CA or a self-signed certificate,
+the PEM file in MEDARK_CACERT (the global `--cacert FILE`, restic's spelling); a
+certificate that does not verify is a plain error, not retried. One keep-alive
+connection per thread.
 Connection failures and 5xx answers are transient (the retry wrapper retries them); a
 refused delete of an append-only server is ObjectLocked, so forget and prune skip the
 object and say so.
@@ -14,6 +19,7 @@ import base64
 import http.client
 import json
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import Iterator
@@ -27,8 +33,11 @@ TIMEOUT = 120
 UPLOAD_BLOCK = 1024 * 1024
 
 
+CACERT = "MEDARK_CACERT"
+
+
 class RestBackend:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, credentials: tuple[str, str] | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"invalid repository server location 'rest:{url}': expected "
@@ -41,7 +50,8 @@ class RestBackend:
         self._host = parts.hostname
         self._port = parts.port
         self._base = parts.path.rstrip("/") + "/"
-        user, password = os.environ.get("MEDARK_REST_USER"), _rest_password()
+        self._tls = _client_tls() if self._https else None
+        user, password = credentials or (os.environ.get("MEDARK_REST_USER"), _rest_password())
         self._auth = None
         if user:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
@@ -60,8 +70,11 @@ class RestBackend:
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=TIMEOUT)
+            if self._tls is not None:
+                conn = http.client.HTTPSConnection(self._host, self._port, timeout=TIMEOUT,
+                                                   context=self._tls)
+            else:
+                conn = http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT)
             self._local.conn = conn
             with self._all_lock:
                 self._all.append(conn)
@@ -78,6 +91,12 @@ class RestBackend:
                          headers=all_headers)
             response = conn.getresponse()
             data = response.read()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            self._local.conn = None
+            raise BackendError(f"{what}: the certificate of repository server {self.url} "
+                               f"does not verify: {exc.verify_message}; trust a private CA "
+                               f"with --cacert FILE or {CACERT}") from exc
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             self._local.conn = None
@@ -210,3 +229,16 @@ def _rest_password() -> str | None:
             raise UsageError(f"cannot read MEDARK_REST_PASSWORD_FILE {path}: "
                              f"{exc.strerror}") from None
     return os.environ.get("MEDARK_REST_PASSWORD")
+
+
+def _client_tls() -> ssl.SSLContext:
+    """Verifying TLS: the system's CAs, or only the CA file MEDARK_CACERT names."""
+    cafile = os.environ.get(CACERT) or None
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UsageError(f"cannot load the CA certificate {cafile} ({CACERT} / --cacert): "
+                         f"{reason}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context

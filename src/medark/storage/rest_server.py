@@ -1,4 +1,5 @@
-"""A repository server: one local (or NFS) directory over HTTP, optionally append-only.
+"""A repository server: one local (or NFS) directory over HTTP or HTTPS, append-only
+unless full access is granted to a named user.
 
 The WORM answer for storage that has no Object Lock: backup clients get credentials that
 can add objects but never delete or overwrite one, so a stolen client credential (or
@@ -14,87 +15,66 @@ Protocol (HTTP/1.1; object names as in the Backend Protocol, percent-encoded):
   GET    /?list=<prefix>    JSON [[name, size], ...]                 200
   GET    /?exists           whether the repository directory exists   200 / 404
   POST   /?create           create it                                 201
-Credentials: HTTP Basic; the auth file has one `user:sha256-hex-of-password:mode` line
-per user, mode `append-only` or `full`. Without an auth file every client gets the
-server's default mode. Use long random passwords (they are hashed, not stretched).
+Credentials: HTTP Basic, checked by storage/rest_auth.py (argon2id auth file). Who may
+listen where, and with which access, is decided by service/serve.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import re
+import socket
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from medark.errors import AlreadyExists, BackendError, ObjectNotFound, UsageError
+from medark.errors import AlreadyExists, BackendError, ObjectNotFound
 from medark.storage.local import LocalBackend
+from medark.storage.rest_auth import FULL, Authenticator
 
-MODES = ("append-only", "full")
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 UPLOAD_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    password_sha256: bytes
-    mode: str
-
-
-def load_users(path: Path) -> dict[str, User]:
-    users: dict[str, User] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read auth file {path}: {exc.strerror}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.strip().split(":")
-        if len(parts) != 3 or parts[2] not in MODES or not re.fullmatch(r"[0-9a-f]{64}",
-                                                                         parts[1]):
-            raise UsageError(f"{path}:{number}: expected user:sha256-hex:append-only|full")
-        users[parts[0]] = User(parts[0], bytes.fromhex(parts[1]), parts[2])
-    return users
+HANDSHAKE_TIMEOUT = 30.0
 
 
 class RepositoryServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], root: Path, default_mode: str,
-                 users: dict[str, User] | None,
-                 log: Callable[[str], None] = lambda _line: None) -> None:
+    def __init__(self, address: tuple[str, int], root: Path, auth: Authenticator,
+                 log: Callable[[str], None] = lambda _line: None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.backend = LocalBackend(root)
-        self.default_mode = default_mode
-        self.users = users
+        self.auth = auth
         self.log = log
+        self.tls = tls
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
-    def mode_for(self, authorization: str | None) -> str | None:
-        """The caller's mode, or None when the credentials are missing or wrong."""
-        if self.users is None:
-            return self.default_mode
-        if not authorization or not authorization.startswith("Basic "):
-            return None
+    def finish_request(self, request: socket.socket,  # type: ignore[override]
+                       client_address: tuple[str, int]) -> None:
+        """The TLS handshake runs here, in the connection's own thread, so a client that
+        stalls in it holds up no one else."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        known = self.users.get(user)
-        digest = hashlib.sha256(password.encode()).digest()
-        if known is None or not hmac.compare_digest(digest, known.password_sha256):
-            return None
-        return known.mode
+            wrapped = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            self.log(f"{client_address[0]}: TLS handshake failed: {exc}")
+            return
+        try:
+            wrapped.settimeout(None)
+            super().finish_request(wrapped, client_address)
+        finally:
+            wrapped.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -121,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, message.encode(), {"Content-Type": "text/plain"})
 
     def _authorized(self) -> str | None:
-        mode = self.server.mode_for(self.headers.get("Authorization"))
+        mode = self.server.auth.mode_for(self.headers.get("Authorization"))
         if mode is None:
             self._drain()
             self._reply(HTTPStatus.UNAUTHORIZED, b"credentials required",
@@ -232,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         if mode is None:
             return
         name, _ = self._target()
-        if mode != "full" and not name.startswith("locks/"):
+        if mode != FULL and not name.startswith("locks/"):
             self._error(HTTPStatus.FORBIDDEN, f"{name}: the repository server is append-only "
                         "for this client")
             return
