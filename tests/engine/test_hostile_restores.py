@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from medark.engine.dump import dump
-from medark.engine.pg_restore import extract_tar
+from medark.engine.pg_restore import extract_tar, restore_base
 from medark.engine.restore import RestoreOptions, restore
-from medark.errors import UnsafeEntry
+from medark.errors import MedarkError, UnsafeEntry
 from medark.repo.compression import CompressionSpec
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
@@ -221,6 +221,18 @@ def test_a_link_already_in_the_target_is_never_written_through(
     with pytest.raises(UnsafeEntry, match="symbolic link"):
         _extract(_tar(LABEL, ("file", "base/canary", b"through a planted link")), target)
     assert canary.unchanged()
+
+
+def test_a_member_the_file_system_refuses_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    class OneBlob:
+        def load_blob(self, blob_id: bytes) -> bytes:
+            return _tar(LABEL, ("file", "x" * 300, b"name too long"))
+
+    (tmp_path / "pgdata").mkdir()
+    with pytest.raises(MedarkError, match="cannot write the base backup") as caught:
+        restore_base(OneBlob(), [b"blob"], str(tmp_path / "pgdata"), 1)
+    assert "\n" not in str(caught.value)
 
 
 def test_names_with_nul_or_dots_are_refused_and_plain_ones_split() -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import re
@@ -27,7 +28,7 @@ from datetime import UTC
 from typing import IO, Protocol
 
 from medark.engine.pg_window import Target
-from medark.errors import CommandFailed, MedarkError, UnsafeEntry, UsageError
+from medark.errors import CommandFailed, MedarkError, NoSpace, UnsafeEntry, UsageError
 from medark.snapshot.model import Snapshot
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn
@@ -336,3 +337,8 @@ def restore_base(repo: BlobLoader, blobs: list[bytes], target: str, workers: int
             return extract_tar(stream, target)  # type: ignore[arg-type]
         except tarfile.TarError as exc:
             raise MedarkError(f"the base backup's tar stream is damaged: {exc}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"--target-dir {target}: no space left on device") from None
+            raise MedarkError(f"cannot write the base backup into {target}: "
+                              f"{exc.strerror or exc} ({exc.filename or 'a member'})") from None
