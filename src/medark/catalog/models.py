@@ -68,3 +68,16 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     summary: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    delivery: Mapped[str | None] = mapped_column(String(20), index=True)
+    """pending, delivered or undelivered: how the newest notice (the firing one, then
+    the resolved one) got to the channels. None: no channel, or recorded before
+    deliveries were tracked."""
+    notice: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """That notice as sent (state, title, text, details): retried word for word."""
+    delivery_channels: Mapped[list[str] | None] = mapped_column(JSON)
+    """The channels (config keys: webhooks[0], email) still to deliver it to."""
+    delivery_tries: Mapped[int | None] = mapped_column(Integer)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    """The last failure, one line per channel (no secret in it)."""
+    delivery_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the notice was queued or last tried."""

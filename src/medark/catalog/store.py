@@ -210,29 +210,73 @@ class Catalog:
             return [(p, k, s, int(n)) for p, k, s, n in session.execute(query)]
 
     def raise_alert(self, key: str, kind: str, plan: str, summary: str,
-                    details: dict[str, Any] | None = None) -> bool:
+                    details: dict[str, Any] | None = None,
+                    notice: dict[str, Any] | None = None,
+                    channels: list[str] | None = None) -> int | None:
         """Open an alert unless one with this key is open (then only note it was seen
-        again); True when it was newly opened and deserves a notification."""
+        again); the new row's id when it was opened and deserves a notification. With
+        `channels`, the notice is recorded pending for them before anything is sent, so
+        a daemon that dies before sending leaves it to the next one."""
         now = clock.now()
         with self._session() as session:
             current = session.scalars(select(Alert).where(
                 Alert.key == key, Alert.resolved_at.is_(None)).limit(1)).first()
             if current is not None:
                 current.last_seen = now
-                return False
-            session.add(Alert(key=key, kind=kind, plan=plan, opened_at=now, last_seen=now,
-                              summary=summary, details=details))
-            return True
+                return None
+            row = Alert(key=key, kind=kind, plan=plan, opened_at=now, last_seen=now,
+                        summary=summary, details=details)
+            _pending(row, notice, channels, now)
+            session.add(row)
+            session.flush()
+            return int(row.id)
 
-    def resolve_alert(self, key: str) -> AlertRecord | None:
-        """Close the open alert with this key; it, or None when none was open."""
+    def resolve_alert(self, key: str, notice: dict[str, Any] | None = None,
+                      channels: list[str] | None = None) -> AlertRecord | None:
+        """Close the open alert with this key (its resolved notice pending for
+        `channels`); it, or None when none was open."""
         with self._session() as session:
             current = session.scalars(select(Alert).where(
                 Alert.key == key, Alert.resolved_at.is_(None)).limit(1)).first()
             if current is None:
                 return None
             current.resolved_at = clock.now()
+            _pending(current, notice, channels, current.resolved_at)
             return _alert(current)
+
+    def record_delivery(self, alert_id: int, state: str, failed: dict[str, str],
+                        tries: int) -> None:
+        """The outcome of sending the alert's `state` notice (firing or resolved):
+        delivered, or undelivered to the `failed` channels ({channel: error}). Ignored
+        when the alert has moved on to its next notice meanwhile."""
+        with self._session() as session:
+            row = session.get(Alert, alert_id)
+            if row is None or not row.notice or row.notice.get("state") != state:
+                return
+            row.delivery = "undelivered" if failed else "delivered"
+            row.delivery_channels = sorted(failed)
+            row.delivery_error = "\n".join(failed[c] for c in sorted(failed)) or None
+            row.delivery_tries = (row.delivery_tries or 0) + tries
+            row.delivery_at = clock.now()
+
+    def claim_undelivered(self, retry_before: datetime, pending_before: datetime,
+                          skip: set[int]) -> list[AlertRecord]:
+        """Alerts whose newest notice is still to deliver: undelivered ones last tried
+        before `retry_before`, and pending ones queued before `pending_before` (left by a
+        daemon that stopped). Each is marked pending now, so it is claimed once."""
+        now = clock.now()
+        query = select(Alert).where(Alert.delivery.in_(("pending", "undelivered")))
+        claimed = []
+        with self._session() as session:
+            for row in session.scalars(query):
+                since = _aware(row.delivery_at)
+                limit = retry_before if row.delivery == "undelivered" else pending_before
+                if row.id in skip or (since is not None and since > limit):
+                    continue
+                row.delivery = "pending"
+                row.delivery_at = now
+                claimed.append(_alert(row))
+        return claimed
 
     def alerts(self, open_only: bool = False, limit: int = 100) -> list[AlertRecord]:
         query = select(Alert).order_by(Alert.id.desc()).limit(limit)
@@ -254,6 +298,26 @@ class Catalog:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """How an alert's newest notice got to its channels."""
+
+    status: str
+    """pending, delivered or undelivered."""
+    state: str
+    """The notice: firing or resolved."""
+    channels: list[str]
+    """Channels it has not reached yet."""
+    tries: int
+    error: str | None
+    at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        return {"status": self.status, "notice": self.state, "channels": self.channels,
+                "tries": self.tries, "error": self.error,
+                "at": clock.format_time(self.at) if self.at else None}
+
+
+@dataclass(frozen=True)
 class AlertRecord:
     key: str
     kind: str
@@ -262,19 +326,40 @@ class AlertRecord:
     opened_at: datetime
     resolved_at: datetime | None
     details: dict[str, Any] | None
+    id: int = 0
+    delivery: Delivery | None = None
+    notice: dict[str, Any] | None = None
+    """The newest notice as sent (state, title, text, details)."""
 
     def public(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "plan": self.plan,
                 "summary": self.summary, "opened_at": clock.format_time(self.opened_at),
                 "resolved_at": (clock.format_time(self.resolved_at)
-                                if self.resolved_at else None), "details": self.details}
+                                if self.resolved_at else None), "details": self.details,
+                "delivery": self.delivery.public() if self.delivery else None}
+
+
+def _pending(row: Alert, notice: dict[str, Any] | None, channels: list[str] | None,
+             now: datetime) -> None:
+    """The row's newest notice, queued for `channels` (none: nothing to track)."""
+    row.notice = notice
+    row.delivery = "pending" if channels else None
+    row.delivery_channels = list(channels or [])
+    row.delivery_tries = 0
+    row.delivery_error = None
+    row.delivery_at = now
 
 
 def _alert(row: Alert) -> AlertRecord:
     opened = _aware(row.opened_at)
     assert opened is not None
+    delivery = None
+    if row.delivery is not None:
+        delivery = Delivery(row.delivery, str((row.notice or {}).get("state", "")),
+                            list(row.delivery_channels or []), row.delivery_tries or 0,
+                            row.delivery_error, _aware(row.delivery_at))
     return AlertRecord(row.key, row.kind, row.plan, row.summary, opened,
-                       _aware(row.resolved_at), row.details)
+                       _aware(row.resolved_at), row.details, row.id, delivery, row.notice)
 
 
 def _record(job: Job) -> JobRecord:

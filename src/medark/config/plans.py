@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -195,21 +196,101 @@ class Plan(Model):
 
 class Webhook(Model):
     url: str
+    """http:// or https://; a robot key in it is never printed."""
     format: Literal["generic", "wecom", "dingtalk"] = "generic"
     """generic: a JSON document; wecom / dingtalk: the robot message formats of WeCom
     (企业微信) and DingTalk (钉钉) group robots."""
     secret_file: str | None = None
     """DingTalk: the robot's signing secret (加签), first line of this file."""
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("a webhook URL starts with https:// (or http://)")
+        return value
+
+
+SMTPS_PORT = 465
+
 
 class EmailConf(Model):
+    """Alert mail. A login never travels in clear by default: with `username` the
+    connection is STARTTLS unless `smtps` (implicit TLS) is chosen, and turning both off
+    is refused unless `allow_plaintext_login` says so. The server's certificate is
+    verified against the system's CAs, or `ca_file` (a hospital's own CA)."""
+
     smtp: str
     """HOST:PORT of the mail server."""
     sender: str
     to: list[str] = Field(min_length=1)
-    starttls: bool = False
+    starttls: bool | None = None
+    """Upgrade the connection with STARTTLS; unset: yes when logging in (and not smtps)."""
+    smtps: bool | None = None
+    """TLS from the first byte (SMTPS); unset: yes when the port is 465."""
+    ca_file: str | None = None
+    """PEM file of the CA(s) that sign the server's certificate, instead of the system's."""
+    allow_plaintext_login: bool = False
+    """Accept sending the username and password without TLS (a relay on a trusted
+    segment that offers no TLS). Off: such a configuration is refused."""
     username: str | None = None
     password_file: str | None = None
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp(cls, value: str) -> str:
+        host, colon, port = value.rpartition(":")
+        if colon and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"invalid mail server {value!r}: use HOST:PORT, e.g. "
+                             "smtp.hospital.example:587")
+        return value
+
+    @property
+    def host(self) -> str:
+        host, colon, _port = self.smtp.rpartition(":")
+        return host if colon else self.smtp
+
+    @property
+    def port(self) -> int:
+        _host, colon, port = self.smtp.rpartition(":")
+        return int(port) if colon else (SMTPS_PORT if self.smtps else 25)
+
+    @property
+    def implicit_tls(self) -> bool:
+        """SMTPS: as set, else by the port."""
+        if self.smtps is not None:
+            return self.smtps
+        _host, colon, port = self.smtp.rpartition(":")
+        return bool(colon) and port == str(SMTPS_PORT)
+
+    @property
+    def use_starttls(self) -> bool:
+        """STARTTLS: as set, else whenever a login would otherwise go in clear."""
+        if self.implicit_tls:
+            return False
+        if self.starttls is not None:
+            return self.starttls
+        return self.username is not None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, message) for each setting that cannot work or leaks the password."""
+        found: list[tuple[str, str]] = []
+        if self.smtps and self.starttls:
+            found.append(("starttls", "choose one of smtps (TLS from the start, port 465) "
+                          "and starttls (port 587 or 25), not both"))
+        tls = self.implicit_tls or self.use_starttls
+        if self.username is not None and not tls and not self.allow_plaintext_login:
+            found.append(("starttls", "the SMTP login would send the password in clear text: "
+                          "remove `starttls = false` (STARTTLS is the default with a login) "
+                          "or set smtps = true (port 465); only on a trusted network, set "
+                          "allow_plaintext_login = true"))
+        if self.ca_file is not None and not tls:
+            found.append(("ca_file", "a CA file needs TLS: set starttls = true or "
+                          "smtps = true"))
+        if self.password_file is not None and self.username is None:
+            found.append(("password_file", "a password needs a username"))
+        return found
 
 
 class AlertsConf(Model):
@@ -217,6 +298,19 @@ class AlertsConf(Model):
     email: EmailConf | None = None
     language: Literal["zh", "en"] = "zh"
     """Alert texts: Chinese by default, English on request."""
+    tries: int = Field(default=4, ge=1, le=10)
+    """Attempts per channel before a notice is recorded undelivered."""
+    backoff: Duration = timedelta(seconds=2)
+    """Pause after the first failed attempt, doubled after each next one."""
+    redeliver: Duration = timedelta(minutes=5)
+    """How often the daemon tries an undelivered notice again (until it gets through)."""
+
+    @field_validator("backoff", "redeliver")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be at least 1s")
+        return value
 
 
 TIERS = ("二级", "三乙", "三甲")
@@ -305,6 +399,9 @@ class MedarkConfig(Model):
             found += self._plan_problems(name, plan)
         for name, custom in self.profiles.items():
             found += self._profile_problems(name, custom)
+        if self.alerts.email is not None:
+            found += [(("alerts", "email", key), message)
+                      for key, message in self.alerts.email.problems()]
         if self.hospital.tier not in TIERS and self.hospital.tier not in self.profiles:
             found.append((("hospital", "tier"), f"unknown tier {self.hospital.tier!r}: use "
                           f"{', '.join(TIERS)} or a profile of `profiles`"))

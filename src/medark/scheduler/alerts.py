@@ -10,18 +10,31 @@
   brings the age back under the target.
 Each condition is one open row in the catalog's alert table: it is notified when it
 opens and when it resolves, never again while it stays open, even across restarts.
+
+Delivery runs on a thread of its own, so a dead mail server never holds up the daemon's
+loop or a job: the notice is first recorded `pending` in the alert's row, then sent, each
+failing channel retried with doubling pauses (notify.deliver), and the row says
+`delivered` or `undelivered` (with the channels missed and why). An undelivered notice
+is not lost: the daemon's periodic look (`tick`) sends it again to the channels it
+missed every `alerts.redeliver` until it gets through, and a notice left pending by a
+daemon that stopped mid-send is picked up by the next one. A condition that clears
+before its firing notice got through is then notified as resolved only (its row keeps
+both times).
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from medark.catalog.models import FAILED, SUCCEEDED
-from medark.catalog.store import Catalog
+from medark.catalog.store import AlertRecord, Catalog
 from medark.config.durations import format_config_duration
 from medark.config.plans import MedarkConfig
-from medark.scheduler.notify import Notice, deliver
+from medark.scheduler.notify import DELIVERY_DEADLINE, Notice, channels, deliver
 from medark.scheduler.runner import Outcome
 from medark.util import clock
 
@@ -68,6 +81,10 @@ TEXTS = {
 }
 
 Event = Callable[[str, dict[str, object]], None]
+Item = tuple[int, Notice, set[str] | None]
+"""(alert row, notice, channels to send it to: None for all)."""
+SWEEP_EVERY = 30.0
+"""At most this many seconds between looks for notices to send again."""
 
 
 class Alerter:
@@ -76,6 +93,49 @@ class Alerter:
         self.catalog = catalog
         self._on_event = on_event
         self.started = clock.now()
+        self._channels = [c.id for c in channels(config.alerts)]
+        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._inflight: Counter[int] = Counter()
+        self._guard = threading.Lock()
+        self._closing = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._next_sweep = 0.0
+
+    def tick(self, now: datetime | None = None) -> None:
+        """The daemon's periodic look: every plan's RPO, then notices to send again."""
+        self.check_rpo(now)
+        if clock.monotonic() >= self._next_sweep:
+            redeliver = self.config.alerts.redeliver.total_seconds()
+            self._next_sweep = clock.monotonic() + min(redeliver, SWEEP_EVERY)
+            self.redeliver(now)
+
+    def redeliver(self, now: datetime | None = None) -> None:
+        """Queue again the notices that did not get through (undelivered, tried
+        `redeliver` ago or more) or were left pending by a daemon that stopped."""
+        now = now or clock.now()
+        redeliver = self.config.alerts.redeliver
+        stale = max(redeliver, timedelta(seconds=2 * DELIVERY_DEADLINE))
+        with self._guard:
+            busy = {row for row, count in self._inflight.items() if count > 0}
+        for record in self.catalog.claim_undelivered(now - redeliver, now - stale, busy):
+            notice = _notice(record)
+            if notice is None:
+                continue
+            missed = set(record.delivery.channels if record.delivery else [])
+            only = missed & set(self._channels) or None  # channels renamed: all of them
+            self._on_event("alert_retrying", {"key": record.key, "notice": notice.state,
+                                              "channels": sorted(only or self._channels)})
+            self._enqueue(record.id, notice, only)
+
+    def close(self, timeout: float) -> None:
+        """At shutdown: no more pauses between tries; what is queued gets one try each,
+        within `timeout` seconds. A notice still unsent stays pending in the catalog for
+        the next daemon."""
+        self._closing.set()
+        if self._worker is None:
+            return
+        self._queue.put(None)
+        self._worker.join(timeout)
 
     def job_finished(self, plan: str, kind: str, outcome: Outcome) -> None:
         if kind.startswith("restore_test"):
@@ -115,13 +175,18 @@ class Alerter:
 
     def _raise(self, key: str, condition: str, plan: str, **words: object) -> None:
         title, text = self._texts(condition, plan, words)
-        if self.catalog.raise_alert(key, condition, plan, title, dict(words)):
-            self._send(Notice(key, condition, plan, "firing", title, text, dict(words)))
+        notice = Notice(key, condition, plan, "firing", title, text, _plain(words))
+        row = self.catalog.raise_alert(key, condition, plan, title, _plain(words),
+                                       notice.stored(), self._channels)
+        if row is not None:
+            self._send(row, notice)
 
     def _resolve(self, key: str, condition: str, plan: str, **words: object) -> None:
-        if self.catalog.resolve_alert(key) is not None:
-            title, text = self._texts(f"{condition}/resolved", plan, words)
-            self._send(Notice(key, condition, plan, "resolved", title, text, dict(words)))
+        title, text = self._texts(f"{condition}/resolved", plan, words)
+        notice = Notice(key, condition, plan, "resolved", title, text, _plain(words))
+        record = self.catalog.resolve_alert(key, notice.stored(), self._channels)
+        if record is not None:
+            self._send(record.id, notice)
 
     def _texts(self, condition: str, plan: str, words: dict[str, object]) -> tuple[str, str]:
         title, text = TEXTS[self.config.alerts.language][condition]
@@ -129,10 +194,58 @@ class Alerter:
                   "target": "", **{k: str(v) for k, v in words.items()}}
         return title.format(**values), text.format(**values)
 
-    def _send(self, notice: Notice) -> None:
+    def _send(self, row: int, notice: Notice) -> None:
         self._on_event(f"alert_{notice.state}", {"key": notice.key, "title": notice.title})
-        for failure in deliver(self.config.alerts, notice):
-            self._on_event("alert_undelivered", {"key": notice.key, "error": failure})
+        if self._channels:
+            self._enqueue(row, notice, None)
+
+    # ---- the delivery thread -----------------------------------------------------------
+
+    def _enqueue(self, row: int, notice: Notice, only: set[str] | None) -> None:
+        with self._guard:
+            self._inflight[row] += 1
+            if self._worker is None and not self._closing.is_set():
+                self._worker = threading.Thread(target=self._deliveries, name="alerts",
+                                                daemon=True)
+                self._worker.start()
+        self._queue.put((row, notice, only))
+
+    def _deliveries(self) -> None:
+        while (item := self._queue.get()) is not None:
+            row, notice, only = item
+            try:
+                self._deliver(row, notice, only)
+            except Exception as exc:  # the thread must outlive any one notice
+                self._on_event("alert_undelivered", {"key": notice.key,
+                                                     "error": f"{type(exc).__name__}: {exc}"})
+            finally:
+                with self._guard:
+                    self._inflight[row] -= 1
+
+    def _deliver(self, row: int, notice: Notice, only: set[str] | None) -> None:
+        failed, tries = deliver(self.config.alerts, notice, only, self._closing.wait)
+        self.catalog.record_delivery(row, notice.state, failed, tries)
+        for channel, error in sorted(failed.items()):
+            self._on_event("alert_undelivered", {"key": notice.key, "notice": notice.state,
+                                                 "channel": channel, "tries": tries,
+                                                 "error": error})
+        if not failed and (tries > 1 or only is not None):
+            self._on_event("alert_delivered", {"key": notice.key, "notice": notice.state,
+                                               "tries": tries})
+
+
+def _notice(record: AlertRecord) -> Notice | None:
+    stored = record.notice or {}
+    if not {"state", "title", "text"} <= stored.keys():
+        return None
+    return Notice(record.key, record.kind, record.plan, str(stored["state"]),
+                  str(stored["title"]), str(stored["text"]), dict(stored.get("details") or {}))
+
+
+def _plain(words: dict[str, object]) -> dict[str, object]:
+    """The words as JSON keeps them."""
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+            for k, v in words.items()}
 
 
 def _span(value: timedelta) -> str:

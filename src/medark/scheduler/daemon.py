@@ -136,7 +136,7 @@ class Daemon:
         while not self.stopping.wait(self.options.poll):
             now = clock.now()
             if clock.monotonic() >= next_rpo_check:
-                self.alerter.check_rpo(now)
+                self.alerter.tick(now)  # RPOs, and alerts still to deliver
                 next_rpo_check = clock.monotonic() + max(self.options.poll, RPO_CHECK_EVERY)
             for track, slot in list(self._next.items()):
                 if slot is not None and slot <= now:
@@ -271,6 +271,7 @@ class Daemon:
             self._on_event("terminating", {"jobs": signalled})
             for thread in self._threads:
                 thread.join()
+        self.alerter.close(min(self.options.grace, 30.0))  # what is queued gets one try
 
 
 def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Step]]]:

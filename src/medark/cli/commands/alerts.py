@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from medark.catalog.store import Delivery
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
@@ -31,8 +32,16 @@ def run(ctx: Context) -> int:
         state = (f"resolved {alert.resolved_at:%Y-%m-%d %H:%M:%S}" if alert.resolved_at
                  else "OPEN")
         ctx.out.text(f"{alert.opened_at:%Y-%m-%d %H:%M:%S}  {state:<28} {alert.key:<32} "
-                     f"{alert.summary}")
+                     f"{alert.summary}{_delivery(alert.delivery)}")
     return 0
+
+
+def _delivery(delivery: Delivery | None) -> str:
+    """Only what needs a look: a notice not (yet) delivered, and to which channels."""
+    if delivery is None or delivery.status == "delivered":
+        return ""
+    missed = ", ".join(delivery.channels)
+    return f"  [{delivery.state} notice {delivery.status.upper()}: {missed}]"
 
 
 COMMAND = Command("alerts", "list the alerts the daemon raised", add_arguments, run)
