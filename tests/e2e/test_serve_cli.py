@@ -45,6 +45,7 @@ class Server:
             _out, err = self.proc.communicate(timeout=30)
             self.stderr = err.decode()
             assert self.proc.returncode == 0, self.stderr
+            assert "Traceback" not in self.stderr, self.stderr
         return self.stderr
 
 

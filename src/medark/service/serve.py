@@ -82,7 +82,9 @@ def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-def open_server(options: ServeOptions, log: Callable[[str], None]) -> Serving:
+def open_server(options: ServeOptions, log: Callable[[str], None],
+                warn: Callable[[str], None]) -> Serving:
+    """The server, bound and ready; `log` gets verbose lines, `warn` problems."""
     host, port = parse_listen(options.listen)
     if options.full_access and options.auth_file is None:
         raise UsageError("--full-access needs --auth-file: full access lets a client delete "
@@ -99,7 +101,7 @@ def open_server(options: ServeOptions, log: Callable[[str], None]) -> Serving:
     users = load_users(options.auth_file) if options.auth_file is not None else None
     auth = Authenticator(users, options.full_access)
     try:
-        server = RepositoryServer((host, port), options.root, auth, log, tls)
+        server = RepositoryServer((host, port), options.root, auth, log, tls, warn)
     except OSError as exc:
         raise UsageError(f"cannot listen on {options.listen}: {exc.strerror}") from None
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])

@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -48,14 +49,27 @@ class RepositoryServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], root: Path, auth: Authenticator,
                  log: Callable[[str], None] = lambda _line: None,
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.backend = LocalBackend(root)
         self.auth = auth
         self.log = log
+        self.warn = warn or log
         self.tls = tls
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """One line, never a traceback: a client that hangs up is routine (verbose log);
+        anything else is a bug worth a line on standard error."""
+        exc = sys.exc_info()[1]
+        host = client_address[0] if isinstance(client_address, tuple) else client_address
+        if isinstance(exc, OSError):
+            self.log(f"{host}: connection ended: {exc}")
+        else:
+            self.warn(f"request from {host} failed: internal error: "
+                      f"{type(exc).__name__}: {exc}")
 
     def finish_request(self, request: socket.socket,  # type: ignore[override]
                        client_address: tuple[str, int]) -> None:

@@ -30,7 +30,8 @@ EPILOG = ("Without --auth-file the server listens on loopback only. Listening on
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.add_argument("--path", type=Path,
-                   help="the directory that holds (or will hold) the repository (required to serve)")
+                   help="the directory that holds (or will hold) the repository "
+                        "(required to serve)")
     p.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:8000; beyond loopback "
                         "needs TLS and --auth-file)")
@@ -73,7 +74,8 @@ def _serve(ctx: Context) -> int:
     serving = open_server(
         ServeOptions(args.path, args.listen, args.auth_file, args.full_access,
                      args.tls_cert, args.tls_key),
-        ctx.out.text if ctx.out.verbose else lambda _line: None)
+        ctx.out.text if ctx.out.verbose else lambda _line: None,
+        lambda line: ctx.out.warn(f"medark: {line}"))
     reach = "loopback only" if serving.loopback_only else "all networks"
     if ctx.out.as_json:
         ctx.out.json({"message_type": "serving", "path": str(args.path), "url": serving.url,
