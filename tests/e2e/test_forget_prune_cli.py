@@ -273,3 +273,86 @@ def test_forget_never_undercuts_the_medical_record_minimum(initialized: Cli,
     assert left == [record_id]
     initialized("forget", "--keep-last", "0", "--keep-tag", "nothing", "--prune")
     assert [s["id"] for s in initialized("snapshots", "--json").json()] == [record_id]
+
+
+# ---- fail closed: damaged hold markers and locks (issue 13) -----------------------------
+
+
+def _overwrite_middle(path: Path) -> None:
+    """Bit rot: the file keeps its name and size, some bytes in the middle change."""
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 8] = bytes(b ^ 0x5A for b in raw[middle:middle + 8])
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_hold_marker_keeps_every_snapshot(two_backups: Cli) -> None:
+    cli = two_backups
+    older, newer = (s["id"] for s in cli("snapshots", "--json").json())
+    cli("snapshot", "hold", older, "--reason", "case 2026-31")
+    (marker_file,) = (cli.repo / "holds").iterdir()
+    marker = f"holds/{marker_file.name}"
+    _overwrite_middle(marker_file)
+    before = listing(cli.repo)
+
+    forget = cli("forget", "--keep-last", "1", "--prune", check=False)
+    assert forget.returncode == 1, forget.stderr
+    assert (f"snapshot {older[:8]} kept: hold marker {marker} cannot be read or verified"
+            in forget.stdout)
+    assert "`medark check`" in forget.stdout and "running prune" not in forget.stdout
+    (error,) = forget.stderr.strip().splitlines()
+    assert marker in error and "forget removes nothing" in error
+    assert listing(cli.repo) == before
+    assert {s["id"] for s in cli("snapshots", "--json").json()} == {older, newer}
+
+    explicit = cli("forget", older, check=False)
+    assert explicit.returncode == 1 and marker in explicit.stdout
+
+    prune = cli("prune", check=False)
+    assert prune.returncode == 1 and "Traceback" not in prune.stderr
+    (error,) = prune.stderr.strip().splitlines()
+    assert marker in error and "prune deletes nothing" in error
+    assert listing(cli.repo) == before
+
+    check = cli("check", check=False)
+    assert check.returncode == 1 and f"error: hold marker {marker}" in check.stderr
+    doc = cli("check", "--json", check=False).json_lines()[0]
+    assert [(e["kind"], e["object"]) for e in doc["errors"]] == [("hold", marker)]
+    assert marker in cli("snapshot", "status").stderr
+
+    # The documented way out: hold again what must stay held, then remove the damaged file.
+    cli("snapshot", "hold", older, "--reason", "case 2026-31")
+    marker_file.unlink()
+    kept = cli("forget", "--keep-last", "1").stdout
+    assert f"snapshot {older[:8]} is under legal hold since" in kept
+    cli("check")
+
+
+def test_an_unreadable_lock_stops_prune(two_backups: Cli, tmp_path: Path) -> None:
+    cli = two_backups
+    repo = Repository.open(LocalBackend(cli.repo), PASSWORD.encode(), tmp_path / "c2")
+    held = repo.lock(False, "backup", lambda _line: None)
+    held._stop.set()  # as if the process were killed: the lock stays behind
+    repo.close()
+    lock_file = cli.repo / held.name
+    _overwrite_middle(lock_file)
+    before = listing(cli.repo)
+
+    prune = cli("prune", check=False)
+    assert prune.returncode == 11, prune.stderr
+    (error,) = prune.stderr.strip().splitlines()
+    assert f"lock {held.name} cannot be read or verified" in error
+    assert "`medark unlock --remove-all`" in error
+    assert listing(cli.repo) == before
+    assert cli("forget", "--keep-last", "1", check=False).returncode == 11
+
+    check = cli("check")  # a warning, not damage: exit 0
+    assert f"warning: lock {held.name} cannot be read or verified" in check.stdout
+    note = next(n for n in cli("check", "--json").json_lines()[0]["notes"]
+                if n["kind"] == "lock")
+    assert note["object"] == held.name
+
+    cli("unlock")  # only stale locks it can read: this one stays
+    assert lock_file.exists()
+    assert "removed unreadable lock" in cli("unlock", "--remove-all").stdout
+    cli("prune")

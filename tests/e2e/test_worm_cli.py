@@ -256,3 +256,28 @@ def test_an_archived_wal_segment_keeps_the_old_packs_it_shares_locked(
                 if client.head_object(Bucket=bucket, Key=k)["ObjectLockRetainUntilDate"]
                 >= horizon]
     assert extended, "the pack holding the shared zero block was not extended"
+
+
+def test_release_refuses_while_a_hold_marker_cannot_be_verified(
+        s3cli: Cli, bucket: str, tmp_path: Path) -> None:
+    """Fail closed (issue 13): a marker nothing can verify may hold a snapshot sharing
+    objects with the released one, so no S3 legal hold is lifted and nothing recorded."""
+    _client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    data = _data(tmp_path / "data")
+    s3cli("init")
+    held = s3cli("backup", data, "--json").json()["snapshot_id"]
+    s3cli("snapshot", "hold", held)
+    bad = "holds/" + "e7" * 32
+    client = _client()
+    client.put_object(Bucket=bucket, Key=f"repo/{bad}", Body=b"not a sealed marker")
+    markers = _keys(bucket, "holds")
+    result = s3cli("snapshot", "release", held, check=False)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"hold marker {bad} cannot be read or verified" in line
+    assert "release lifts no S3 legal hold" in line and "`medark check`" in line
+    for key in (f"repo/snapshots/{held}", "repo/config"):
+        assert client.head_object(Bucket=bucket, Key=key)["ObjectLockLegalHoldStatus"] == "ON"
+    assert _keys(bucket, "holds") == markers
+    check = s3cli("check", check=False)
+    assert check.returncode == 1 and f"hold marker {bad}" in check.stderr

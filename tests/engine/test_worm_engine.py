@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from medark.engine.prune import PruneOptions, prune
-from medark.engine.worm import active_holds, hold, lock_states, release, remove_snapshots
-from medark.errors import ObjectLocked
+from medark.engine.worm import (
+    HOLDS_PREFIX,
+    active_holds,
+    hold,
+    lock_states,
+    release,
+    remove_snapshots,
+    survey_holds,
+)
+from medark.errors import ObjectLocked, RepositoryCorrupt
 from medark.repo.compression import parse_compression
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
@@ -176,4 +184,69 @@ def test_legal_hold_markers_on_any_backend(tmp_path: Path, fixed: clock.FixedClo
     assert not active_holds(repo)
     removed, _ = remove_snapshots(repo, [snap], dry_run=False, note=lines.append)
     assert removed == [snap]
+    repo.close()
+
+
+# ---- fail closed: a hold marker that cannot be read or verified -----------------------
+
+
+def _damage(repo: Repository, name: str) -> None:
+    """Flip bytes of a stored object in place (bit rot, a truncated write)."""
+    raw = bytearray(repo.backend.load(name))
+    raw[40:48] = bytes(b ^ 0xFF for b in raw[40:48])
+    repo.backend.remove(name)
+    repo.backend.save(name, bytes(raw))
+
+
+def test_a_damaged_hold_marker_blocks_forget_and_prune(tmp_path: Path,
+                                                       fixed: clock.FixedClock) -> None:
+    repo = Repository.init(MemoryBackend(), PASSWORD, "aes-256-gcm",
+                           parse_compression("zstd:3"), tmp_path / "cache")
+    held = _snapshot(repo, {"a": b"A" * 100})
+    fixed.advance(60)
+    other = _snapshot(repo, {"b": b"B" * 100})
+    marker = hold(repo, held, "case 9").marker
+    _damage(repo, marker)
+    survey = survey_holds(repo)
+    assert not survey.active and [d.name for d in survey.damaged] == [marker]
+    lines: list[str] = []
+    removed, kept = remove_snapshots(repo, [held, other], dry_run=False, note=lines.append)
+    assert not removed and {k.snapshot.id for k in kept} == {held.id, other.id}
+    assert all(marker in line and "`medark check`" in line for line in lines), lines
+    assert {n.removeprefix(SNAPSHOTS_PREFIX) for n in repo.list_names(SNAPSHOTS_PREFIX)} \
+        == {held.id, other.id}
+    with pytest.raises(RepositoryCorrupt, match=f"{marker}.*prune deletes nothing"):
+        prune(repo, PruneOptions())
+    repo.close()
+
+
+def test_a_sealed_marker_that_names_no_snapshot_is_damaged(tmp_path: Path,
+                                                           fixed: clock.FixedClock) -> None:
+    """Authenticated but not a hold record (a bug, another version): damaged, not 'no hold'."""
+    repo = Repository.init(MemoryBackend(), PASSWORD, "aes-256-gcm",
+                           parse_compression("zstd:3"), tmp_path / "cache")
+    snap = _snapshot(repo, {"a": b"A" * 100})
+    name = repo.save_unpacked(HOLDS_PREFIX, b'{"snapshot": 5, "held": "yes", "time": "x"}')
+    (bad,) = survey_holds(repo).damaged
+    assert bad.name == name and bad.problem == "not a valid hold record"
+    removed, kept = remove_snapshots(repo, [snap], dry_run=True, note=lambda _line: None)
+    assert not removed and kept[0].marker == name
+    repo.close()
+
+
+def test_release_lifts_no_s3_hold_while_a_marker_is_damaged(tmp_path: Path,
+                                                            fixed: clock.FixedClock) -> None:
+    backend = LockingMemory()
+    repo = _repo(tmp_path, backend)
+    first = _snapshot(repo, {"a": b"A" * 100})
+    second = _snapshot(repo, {"b": b"B" * 100})
+    hold(repo, first)
+    hold(repo, second)
+    backend.save(HOLDS_PREFIX + "ab" * 32, b"written by hand, or by an attacker")
+    markers = set(repo.list_names(HOLDS_PREFIX))
+    with pytest.raises(RepositoryCorrupt, match="release lifts no S3 legal hold"):
+        release(repo, first, lambda sid: find_snapshot(repo, sid))
+    assert backend.retained[SNAPSHOTS_PREFIX + first.id].legal_hold
+    assert backend.retained["config"].legal_hold
+    assert set(repo.list_names(HOLDS_PREFIX)) == markers  # nothing recorded
     repo.close()

@@ -73,3 +73,28 @@ def test_old_lock_of_another_host_is_stale_but_a_fresh_one_blocks(repo: Reposito
         repo.lock(False, "backup", lambda _: None)
     assert repo.locks.remove_stale() and repo.backend.stat(fresh)
     assert len(repo.locks.remove_stale(remove_all=True)) == 1
+
+
+def test_an_unreadable_lock_blocks_the_exclusive_lock(repo: Repository) -> None:
+    """Fail closed: a lock nothing can read may be a running backup's or prune's."""
+    name = write_lock(repo, pid=1, exclusive=False, time=clock.format_time(clock.now()))
+    raw = bytearray(repo.backend.load(name))
+    raw[-5:] = b"xxxxx"  # the authentication tag no longer matches
+    repo.backend.remove(name)
+    repo.backend.save(name, bytes(raw))
+    locks, unreadable = repo.locks.survey()
+    assert not locks and [u.name for u in unreadable] == [name]
+    warnings: list[str] = []
+    with pytest.raises(RepositoryLocked, match=f"{name} cannot be read or verified") as exc:
+        repo.lock(True, "prune", warnings.append)
+    assert "medark unlock --remove-all" in str(exc.value)
+    assert [i.name for i in repo.backend.list("locks/")] == [name]  # ours was removed
+    shared = repo.lock(False, "backup", warnings.append)  # backups go on, and say so
+    assert len(warnings) == 1 and name in warnings[0]
+    shared.release()
+
+
+def test_a_garbage_lock_blocks_the_exclusive_lock(repo: Repository) -> None:
+    repo.backend.save("locks/" + "cd" * 32, b"")
+    with pytest.raises(RepositoryLocked, match="locks/cdcd"):
+        repo.lock(True, "prune", lambda _line: None)

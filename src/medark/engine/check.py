@@ -4,7 +4,9 @@ Phases (restic's order and wording): config and keys -> load indexes -> check al
 (existence, size, header vs index; unindexed packs are noted, not errors) -> check
 snapshots, trees and blobs -> read all data (optional: SHA-256 of each pack, every blob
 decrypted and re-hashed) -> map each damaged or missing blob to the snapshots and file
-paths that use it.
+paths that use it. Then the hold markers and locks: a hold marker that cannot be read
+or verified is an error (a protection that failed: forget, prune and S3 release refuse
+while it exists), an unreadable lock a note (it blocks prune until removed).
 
 Check only reads. Its working state is a scratch SQLite database (check_db), so memory
 does not grow with the repository. Snapshot names are listed before the index files
@@ -42,10 +44,12 @@ from medark.engine.check_packs import (
     header_of,
     read_pack,
 )
+from medark.engine.worm import survey_holds
 from medark.errors import MedarkError, ObjectNotFound
 from medark.repo import index_file
 from medark.repo.config import CONFIG_NAME, RepoConfig
 from medark.repo.keys import KEYS_PREFIX, verify_key_file
+from medark.repo.locks import REMOVE_HINT, survey_locks
 from medark.repo.pack import DATA_PREFIX, BlobType, PackedBlob, pack_id_from_name, pack_name
 from medark.snapshot.model import Node, Snapshot, decode_tree
 from medark.snapshot.store import SNAPSHOTS_PREFIX
@@ -119,6 +123,7 @@ class Checker:
                 self._load_indexes()
                 self._check_packs()
                 self._check_snapshots(snapshot_names)
+                self._check_holds_and_locks()
                 if self.options.read_data is not None:
                     self._read_data(self.options.read_data)
                 if self._bad:
@@ -160,6 +165,18 @@ class Checker:
             except MedarkError as exc:
                 self._error("key", info.name, str(exc))
             progress.advance(files=1)
+
+    # ---- hold markers and locks -----------------------------------------------------
+
+    def _check_holds_and_locks(self) -> None:
+        """Fail-closed protections: name every marker and lock nothing can read."""
+        for bad in survey_holds(self.repo).damaged:
+            self._error("hold", bad.name, f"{bad.describe()}: it may hold any snapshot, so "
+                        "forget and prune delete nothing and release lifts no S3 legal "
+                        "hold while it exists (docs/operations.md, Legal holds)")
+        for lock in survey_locks(self.repo.backend, self.repo.crypto.open)[1]:
+            self._note("lock", lock.name, f"warning: {lock.describe()}: commands that need "
+                       f"the exclusive lock (prune, forget) refuse to run; {REMOVE_HINT}")
 
     # ---- indexes ---------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class CheckOptions:
 @dataclass(frozen=True)
 class Problem:
     kind: str
-    """config, key, index, pack, snapshot, tree or blob."""
+    """config, key, index, pack, snapshot, tree, blob, hold (marker) or lock."""
     object: str
     """The damaged object: a storage name (data/…, index/…, snapshots/…, keys/…) or a blob id."""
     message: str

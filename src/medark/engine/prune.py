@@ -3,6 +3,10 @@
 Runs under the repository's exclusive lock, so no backup adds packs or snapshots meanwhile.
 Phases (each a function here, so tests can stop between any two):
 
+Before anything, prune refuses (RepositoryCorrupt) while a legal-hold marker cannot be
+read or verified (engine/worm.py): it may hold a snapshot, and fail closed means
+deleting nothing until someone looks.
+
 0. plan (engine/prune_plan.py): read every index file, list data/, walk every snapshot's
    trees to collect the used blob ids, and decide each pack's fate: keep (fully used, or
    partly used while the repository's unused share stays within --max-unused), repack
@@ -48,6 +52,7 @@ from medark.engine.prune_plan import (
     PruneStats,
     plan_prune,
 )
+from medark.engine.worm import refuse_if_damaged, survey_holds
 from medark.errors import AlreadyExists, IntegrityError, ObjectLocked, RepositoryCorrupt
 from medark.repo import index_file
 from medark.repo.crypto import content_name
@@ -78,6 +83,10 @@ def prune(
 ) -> PruneStats:
     """Plan, then (unless a dry run or nothing to do) run phases 1-4 in order."""
     progress = progress or NullProgress()
+    # Fail closed: a hold marker that cannot be read may hold a snapshot whose file is
+    # gone (removed by hand, or by a Medark that skipped damaged markers): keep its data.
+    refuse_if_damaged(survey_holds(repo), "prune deletes nothing while a legal hold "
+                                          "cannot be read, as it may hold any snapshot")
     plan = plan_prune(repo, options.max_unused, work_dir, progress, snapshots)
     try:
         plan.stats.dry_run = options.dry_run

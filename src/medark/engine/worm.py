@@ -8,19 +8,33 @@ holds work on append-only storage and leave an audit trail). `forget` never remo
 held snapshot, so `prune` keeps its data. On S3 with Object Lock the hold is also an
 S3 legal hold on the snapshot file, everything it needs (snapshot/retention.py) and the
 marker itself: no credential without s3:PutObjectLegalHold can delete them.
+
+A marker that cannot be read or verified fails closed. Its name is the hash of its
+sealed bytes, so nothing tells which snapshot it holds, or whether it holds or
+releases: it may hold any snapshot. While one exists, `forget` removes no snapshot
+(each is kept with a line naming the marker), `prune` deletes nothing, and on S3
+`release` lifts no legal hold (the released snapshot shares at least the config and
+keys with every other). `check` reports it as an error.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from medark.errors import LockUnavailable, MedarkError, ObjectLocked, ObjectNotFound
+from medark.errors import (
+    LockUnavailable,
+    MedarkError,
+    ObjectLocked,
+    ObjectNotFound,
+    RepositoryCorrupt,
+)
 from medark.repo.repository import Repository
 from medark.repo.retention import hold_capability
 from medark.snapshot.model import Snapshot
@@ -30,6 +44,9 @@ from medark.storage.objectlock import ObjectLockBackend, Retention, Tampered
 from medark.util import clock
 
 HOLDS_PREFIX = "holds/"
+INSPECT_HOLDS = ("`medark check` names damaged hold markers, `medark snapshot status` "
+                 "the holds that can be read")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -50,31 +67,95 @@ class HoldRecord:
 
     @classmethod
     def from_json(cls, raw: bytes, name: str) -> HoldRecord:
+        """Strict: a record that does not name a snapshot id and say held or not is
+        damaged, not a marker that holds nothing."""
         doc = json.loads(raw)
-        return cls(str(doc["snapshot"]), bool(doc["held"]), clock.parse_time(doc["time"]),
+        if not isinstance(doc, dict):
+            raise ValueError("not a hold record")
+        snapshot, held = doc["snapshot"], doc["held"]
+        if not isinstance(snapshot, str) or not _SNAPSHOT_ID.fullmatch(snapshot) \
+                or not isinstance(held, bool):
+            raise ValueError("not a hold record")
+        return cls(snapshot, held, clock.parse_time(doc["time"]),
                    str(doc.get("hostname", "")), str(doc.get("username", "")),
                    str(doc.get("reason", "")), name)
 
 
-def hold_records(repo: Repository) -> list[HoldRecord]:
-    """Every hold marker, oldest first (a damaged one is skipped: check reports it)."""
-    records = []
+@dataclass(frozen=True)
+class DamagedHold:
+    """A hold marker that is there but cannot be read or verified."""
+
+    name: str
+    problem: str
+
+    def describe(self) -> str:
+        return f"hold marker {self.name} cannot be read or verified ({self.problem})"
+
+
+class HoldSource(Protocol):
+    """What reading hold markers needs (docs/architecture.md, convention 4)."""
+
+    def load_unpacked(self, name: str) -> bytes: ...
+
+    def list_names(self, prefix: str) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class HoldSurvey:
+    records: list[HoldRecord]
+    """The readable markers, oldest first."""
+    damaged: list[DamagedHold]
+
+    @property
+    def active(self) -> dict[str, HoldRecord]:
+        """Snapshot id -> the marker that holds it, for snapshots whose newest readable
+        marker holds."""
+        latest: dict[str, HoldRecord] = {}
+        for record in self.records:
+            latest[record.snapshot] = record
+        return {sid: r for sid, r in latest.items() if r.held}
+
+    def blocking(self, consequence: str) -> str:
+        """One line: the first damaged marker, what it blocks, how to inspect it."""
+        first = self.damaged[0]
+        more = len(self.damaged) - 1
+        others = f" (and {more} more damaged marker{'' if more == 1 else 's'})" if more else ""
+        return f"{first.describe()}{others}: {consequence}; {INSPECT_HOLDS}"
+
+
+def _problem(exc: Exception, name: str) -> str:
+    if isinstance(exc, KeyError):
+        return f"field {exc} is missing"
+    if isinstance(exc, MedarkError):
+        return str(exc).removeprefix(f"{name}: ") or type(exc).__name__
+    return "not a valid hold record"
+
+
+def survey_holds(repo: HoldSource) -> HoldSurvey:
+    """Every hold marker: the readable ones and the damaged ones."""
+    records: list[HoldRecord] = []
+    damaged: list[DamagedHold] = []
     for name in repo.list_names(HOLDS_PREFIX):
         try:
             records.append(HoldRecord.from_json(repo.load_unpacked(name), name))
         except ObjectNotFound:
-            continue
-        except (MedarkError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(records, key=lambda r: (r.time, r.name))
+            continue  # gone since the listing: it protects nothing now
+        except (MedarkError, ValueError, KeyError, TypeError) as exc:
+            damaged.append(DamagedHold(name, _problem(exc, name)))
+    records.sort(key=lambda r: (r.time, r.name))
+    damaged.sort(key=lambda d: d.name)
+    return HoldSurvey(records, damaged)
 
 
 def active_holds(repo: Repository) -> dict[str, HoldRecord]:
     """Snapshot id -> the marker that holds it, for snapshots whose newest marker holds."""
-    latest: dict[str, HoldRecord] = {}
-    for record in hold_records(repo):
-        latest[record.snapshot] = record
-    return {sid: r for sid, r in latest.items() if r.held}
+    return survey_holds(repo).active
+
+
+def refuse_if_damaged(survey: HoldSurvey, consequence: str) -> None:
+    """Fail closed: RepositoryCorrupt naming the first damaged marker, if there is one."""
+    if survey.damaged:
+        raise RepositoryCorrupt(survey.blocking(consequence))
 
 
 # ---- lock state ---------------------------------------------------------------------------
@@ -154,25 +235,32 @@ class Kept:
     snapshot: Snapshot
     reason: str
     until: datetime | None
+    marker: str | None = None
+    """The damaged hold marker that may hold it (None: a readable hold or a lock)."""
 
     def line(self) -> str:
+        if self.marker is not None:
+            return f"snapshot {self.snapshot.short_id} kept: {self.reason}"
         return f"snapshot {self.snapshot.short_id} is {self.reason}: kept"
 
     def public(self) -> dict[str, Any]:
         return {"id": self.snapshot.id, "short_id": self.snapshot.short_id,
                 "reason": self.reason,
-                "until": clock.format_time(self.until) if self.until else None}
+                "until": clock.format_time(self.until) if self.until else None,
+                "damaged_marker": self.marker}
 
 
 def remove_snapshots(
     repo: Repository, snapshots: list[Snapshot], dry_run: bool,
-    note: Callable[[str], None],
+    note: Callable[[str], None], survey: HoldSurvey | None = None,
 ) -> tuple[list[Snapshot], list[Kept]]:
     """Remove (or with dry_run: only judge) snapshot files; snapshots under legal hold or
-    retention are skipped with one line each. Returns (removed, kept)."""
+    retention are skipped with one line each, and every one while a hold marker is
+    damaged (it may hold any of them). Returns (removed, kept)."""
     if not snapshots:
         return [], []
-    holds = active_holds(repo)
+    survey = survey if survey is not None else survey_holds(repo)
+    holds = survey.active
     now = clock.now()
     removed: list[Snapshot] = []
     kept: list[Kept] = []
@@ -180,6 +268,9 @@ def remove_snapshots(
         state = lock_state(repo, snap.id, holds)
         if state.locked(now):
             why = Kept(snap, state.describe(now), state.until)
+        elif survey.damaged:
+            why = Kept(snap, survey.blocking("it may hold this snapshot"), None,
+                       survey.damaged[0].name)
         elif dry_run:
             removed.append(snap)
             continue
@@ -250,13 +341,18 @@ def release(repo: Repository, snap: Snapshot, find: Callable[[str], Snapshot]) -
     """Record the release, then switch the S3 legal hold off on what no other held
     snapshot needs (`find` loads another snapshot by id)."""
     capability = hold_capability(repo.backend)
-    holds = active_holds(repo)
+    survey = survey_holds(repo)
+    if capability is not None:  # a damaged marker may hold a snapshot sharing objects
+        refuse_if_damaged(survey, f"it may hold a snapshot that shares objects with "
+                                  f"{snap.short_id}, so release lifts no S3 legal hold "
+                                  "and records nothing")
+    holds = survey.active
     marker = _marker(repo, snap, False, "")
     count = 0
     if capability is not None:
         names, _walked = needed_objects(repo, snap)
         names.add(SNAPSHOTS_PREFIX + snap.id)
-        names.update(r.name for r in hold_records(repo) if r.snapshot == snap.id and r.held)
+        names.update(r.name for r in survey.records if r.snapshot == snap.id and r.held)
         for other_id in holds:
             if other_id == snap.id:
                 continue

@@ -3,6 +3,13 @@
 Backups take shared locks and may run side by side (from many hosts); prune and
 other destructive commands take an exclusive lock. A lock is stale when its owner
 is a dead process on this host or it was not refreshed within STALE_AFTER.
+
+A lock that cannot be read or verified (damaged, truncated, not sealed with this
+repository's master key, which every key of the repository shares) fails closed: an
+exclusive locker treats it as a live conflicting lock, since it may be a running
+prune's or backup's; a shared locker warns and proceeds (stopping every backup for a
+damaged lock file would trade a possible conflict for certain missed backups).
+`medark unlock --remove-all` removes it, restic's way.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from medark.util import clock
 from medark.util.processes import pid_alive
 
 LOCKS_PREFIX = "locks/"
+REMOVE_HINT = ("if no medark command is running against this repository on any host, "
+               "`medark unlock --remove-all` removes it")
 REFRESH_EVERY = timedelta(minutes=5)
 STALE_AFTER = timedelta(minutes=30)
 
@@ -50,7 +59,56 @@ class LockInfo:
         return False
 
 
+@dataclass(frozen=True)
+class UnreadableLock:
+    """A lock object that is there but cannot be read or verified."""
+
+    name: str
+    problem: str
+
+    def describe(self) -> str:
+        return f"lock {self.name} cannot be read or verified ({self.problem})"
+
+
 Sealer = Callable[[bytes], bytes]
+
+
+def parse_lock(name: str, plaintext: bytes) -> LockInfo:
+    doc = json.loads(plaintext)
+    if not isinstance(doc, dict):
+        raise ValueError("not a lock record")
+    return LockInfo(
+        name=name,
+        time=clock.parse_time(doc["time"]),
+        hostname=str(doc["hostname"]),
+        pid=int(doc["pid"]),
+        username=str(doc.get("username", "")),
+        exclusive=bool(doc["exclusive"]),
+        command=str(doc.get("command", "")),
+    )
+
+
+def _problem(exc: Exception, name: str) -> str:
+    if isinstance(exc, KeyError):
+        return f"field {exc} is missing"
+    if isinstance(exc, MedarkError):
+        return str(exc).removeprefix(f"{name}: ") or type(exc).__name__
+    return "not a valid lock record"
+
+
+def survey_locks(backend: Backend, unseal: Sealer) -> tuple[list[LockInfo], list[UnreadableLock]]:
+    """Every lock object: (readable locks, unreadable ones). A lock removed while we
+    listed is neither."""
+    locks: list[LockInfo] = []
+    unreadable: list[UnreadableLock] = []
+    for info in backend.list(LOCKS_PREFIX):
+        try:
+            locks.append(parse_lock(info.name, unseal(backend.load(info.name))))
+        except ObjectNotFound:
+            continue  # removed while we listed
+        except (MedarkError, ValueError, KeyError, TypeError) as exc:
+            unreadable.append(UnreadableLock(info.name, _problem(exc, info.name)))
+    return locks, unreadable
 
 
 class LockManager:
@@ -74,32 +132,20 @@ class LockManager:
         return self._store(self._seal(json.dumps(doc).encode())).decode()
 
     def read(self, name: str) -> LockInfo:
-        doc = json.loads(self._unseal(self.backend.load(name)))
-        return LockInfo(
-            name=name,
-            time=clock.parse_time(doc["time"]),
-            hostname=doc["hostname"],
-            pid=int(doc["pid"]),
-            username=doc.get("username", ""),
-            exclusive=bool(doc["exclusive"]),
-            command=doc.get("command", ""),
-        )
+        return parse_lock(name, self._unseal(self.backend.load(name)))
+
+    def survey(self) -> tuple[list[LockInfo], list[UnreadableLock]]:
+        return survey_locks(self.backend, self._unseal)
 
     def all(self) -> list[LockInfo]:
-        locks = []
-        for info in self.backend.list(LOCKS_PREFIX):
-            try:
-                locks.append(self.read(info.name))
-            except ObjectNotFound:
-                continue  # removed while we listed
-            except (MedarkError, ValueError, KeyError):
-                continue  # unreadable with this key: not ours to judge
-        return locks
+        """The locks that can be read (survey() also names the unreadable ones)."""
+        return self.survey()[0]
 
     def acquire(self, exclusive: bool, command: str, warn: Callable[[str], None]) -> HeldLock:
         name = self._write(exclusive, command)
         now = clock.now()
-        for other in self.all():
+        locks, unreadable = self.survey()
+        for other in locks:
             if other.name == name:
                 continue
             if other.stale(now):
@@ -111,6 +157,15 @@ class LockManager:
                     f"repository is locked: {other.describe()}; "
                     "if that process is gone, run `medark unlock`"
                 )
+        for bad in (u for u in unreadable if u.name != name):
+            if exclusive:  # it may be a running command's lock: fail closed
+                self.backend.remove(name)
+                raise RepositoryLocked(
+                    f"repository is locked: {bad.describe()}, so it counts as held by a "
+                    f"running command; `medark check` lists such locks; {REMOVE_HINT}"
+                )
+            warn(f"warning: {bad.describe()}; commands that need the exclusive lock "
+                 f"(prune, forget) refuse to run while it exists; {REMOVE_HINT}")
         return HeldLock(self, name, exclusive, command)
 
     def remove_stale(self, remove_all: bool = False) -> list[LockInfo]:

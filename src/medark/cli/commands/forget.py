@@ -2,6 +2,9 @@
 
 Only snapshot files are removed here; the data they referenced stays until `prune`.
 Policy semantics are restic's (policy/retention.py), with buckets in UTC.
+While a legal-hold marker cannot be read or verified, forget removes nothing (each
+snapshot it would remove is kept with a line naming the marker, no WAL or binlog is
+expired, no prune runs) and exits 1 (engine/worm.py, fail closed).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from medark.cli.context import Context
 from medark.engine.mysql_retention import binlog_to_expire
 from medark.engine.pg_retention import wal_to_expire
 from medark.engine.prune_plan import PruneStats, parse_max_unused
-from medark.engine.worm import remove_snapshots
+from medark.engine.worm import refuse_if_damaged, remove_snapshots, survey_holds
 from medark.errors import ObjectLocked, UsageError
 from medark.policy.records import record_holds
 from medark.policy.retention import (
@@ -137,14 +140,18 @@ def run(ctx: Context) -> int:
                 groups.append(_group_doc(key, result.keep, result.remove))
                 _print_group(ctx, key, result.keep, result.remove)
                 removed.extend(result.removed_snapshots)
-        # Snapshots under legal hold or retention are skipped, one line each (engine/worm.py).
-        removed, kept_locked = remove_snapshots(repo, removed, args.dry_run, ctx.out.text)
+        # Snapshots under legal hold or retention are skipped, one line each (engine/worm.py);
+        # all of them while a hold marker is damaged.
+        holds = survey_holds(repo)
+        removed, kept_locked = remove_snapshots(repo, removed, args.dry_run, ctx.out.text,
+                                                holds)
         if removed:
             verb = "would remove" if args.dry_run else "removed"
             ctx.out.text(f"{verb} {len(removed)} snapshot{'' if len(removed) == 1 else 's'}")
         gone = {s.id for s in removed}
         remaining = [s for s in all_snapshots(repo) if s.id not in gone]
-        expired = wal_to_expire(repo, remaining) + binlog_to_expire(repo, remaining)
+        expired = ([] if holds.damaged
+                   else wal_to_expire(repo, remaining) + binlog_to_expire(repo, remaining))
         if expired:
             if not args.dry_run:
                 for name in expired:
@@ -167,6 +174,8 @@ def run(ctx: Context) -> int:
             ctx.out.text("")
             ctx.out.text("dry run of prune:" if args.dry_run else "running prune:")
             prune_stats = run_prune(ctx, repo, max_unused, args.dry_run)
+    refuse_if_damaged(holds, "forget removes nothing while it exists, as it may hold any "
+                             "snapshot")
     if prune_stats is not None:
         if ctx.out.as_json:
             ctx.out.json(prune_document(prune_stats))

@@ -4,7 +4,9 @@ A held snapshot is never removed by `forget` (so `prune` keeps its data), on any
 backend: the hold is a sealed marker object in holds/. On S3 with Object Lock it is also
 an S3 legal hold on the snapshot file and every object it needs, which no client
 credential without s3:PutObjectLegalHold can lift. Holds have no expiry: they are for
-records that must be kept 15 or 30 years, and last until `release`.
+records that must be kept 15 or 30 years, and last until `release`. A marker that
+cannot be read or verified fails closed (engine/worm.py): `status` names it on stderr,
+and on S3 `release` refuses while it exists.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import argparse
 
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.engine.worm import HoldResult, active_holds, hold, lock_states, release
+from medark.engine.worm import (
+    HoldResult,
+    active_holds,
+    hold,
+    lock_states,
+    release,
+    survey_holds,
+)
 from medark.errors import UsageError
 from medark.snapshot.store import find_snapshot, snapshot_ids
 from medark.util import clock
@@ -45,6 +54,10 @@ def run(ctx: Context) -> int:
                 ctx.out.json([s.public(now) for s in states])
             for state in states:
                 ctx.out.text(f"{state.snapshot[:8]}  {state.describe(now)}")
+            for bad in survey_holds(repo).damaged:
+                ctx.out.warn(f"warning: {bad.describe()}: it may hold any snapshot, so "
+                             "forget and prune delete nothing while it exists; "
+                             "`medark check` reports it")
             return 0
         snap = find_snapshot(repo, args.ids[0])
         if args.action == "hold":
