@@ -352,7 +352,9 @@ def test_an_unreadable_lock_stops_prune(two_backups: Cli, tmp_path: Path) -> Non
                 if n["kind"] == "lock")
     assert note["object"] == held.name
 
-    cli("unlock")  # only stale locks it can read: this one stays
+    kept = cli("unlock").stdout  # only stale locks it can read: this one stays, named
     assert lock_file.exists()
+    assert f"kept lock {held.name} cannot be read or verified" in kept
+    assert "--remove-all removes it" in kept
     assert "removed unreadable lock" in cli("unlock", "--remove-all").stdout
     cli("prune")

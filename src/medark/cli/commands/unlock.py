@@ -35,14 +35,16 @@ def run(ctx: Context) -> int:
             removed, unreadable = _remove_all(repo)
         else:
             removed, unreadable = repo.locks.remove_stale(), []
-        remaining = [] if ctx.args.remove_all else repo.locks.all()
+        remaining, damaged = ([], []) if ctx.args.remove_all else repo.locks.survey()
     now = clock.now()
     if ctx.out.as_json:
         ctx.out.json({
             "message_type": "unlock",
             "removed": [_public(lock) for lock in removed]
             + [{"id": n.removeprefix(LOCKS_PREFIX), "unreadable": True} for n in unreadable],
-            "remaining": [_public(lock) for lock in remaining],
+            "remaining": [_public(lock) for lock in remaining]
+            + [{"id": bad.name.removeprefix(LOCKS_PREFIX), "unreadable": True}
+               for bad in damaged],
         })
         return 0
     for lock in removed:
@@ -55,6 +57,9 @@ def run(ctx: Context) -> int:
     for lock in remaining:
         ctx.out.text(f"kept {lock.describe()} (not stale: its owner may still run; "
                      "--remove-all removes it)")
+    for bad in damaged:
+        ctx.out.text(f"kept {bad.describe()} (unreadable: its owner cannot be told; "
+                     "once nothing runs on this repository, --remove-all removes it)")
     return 0
 
 
