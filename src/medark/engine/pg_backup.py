@@ -6,11 +6,19 @@ and unchanged data files deduplicate against earlier base backups. WAL is not in
 (-X none): it comes from the archive (archive_command = `medark pg wal-push`, or
 `medark pg wal-stream`), and the backup is only reported complete once every WAL segment
 from its start to its stop position is archived, as pgBackRest's archive check does.
+
+When the server says nothing archives into Medark (archive_mode off, another
+archive_command, no wal-stream attached), the backup streams that WAL itself
+(sources/postgres/wal_capture.py) and stores it in the repository's WAL archive, where
+`pg restore` looks for it: the backup is then restorable on its own, with no archive set
+up, to its end point (point-in-time recovery past it still needs an archive).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -19,11 +27,12 @@ from medark.engine.backup_stdin import backup_stream, write_stream_snapshot
 from medark.engine.pg_wal import WalArchive
 from medark.errors import CommandFailed, DatabasePermission, UsageError, WalGap
 from medark.repo.repository import Repository
-from medark.snapshot.model import Snapshot
+from medark.snapshot.model import Node, Snapshot
 from medark.sources.postgres.server import Dsn, ServerIdentity, identify
 from medark.sources.postgres.tar_tap import TarTap
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn, parse_lsn, segment_name, segment_of
+from medark.sources.postgres.wal_capture import WalCapture, archive_setup
 from medark.util import clock
 from medark.util.processes import StderrReader
 from medark.util.progress import Progress
@@ -40,6 +49,11 @@ class PgBackupOptions:
     pg_bin: str | None = None
     archive_timeout: float = 60.0
     """Seconds to wait for the WAL up to the stop position to be archived (0: no check)."""
+
+
+PITR_NOTE = ("no WAL archive is set up ({why}): this backup holds the WAL it needs and "
+             "restores on its own, but point-in-time recovery past it needs `medark pg "
+             "wal-stream` or archive_command = 'medark pg wal-push %p'")
 
 
 def parse_backup_label(text: str) -> dict[str, str]:
@@ -74,7 +88,7 @@ def _stop_lsn(manifest: bytes, stderr: str) -> tuple[int, int]:
     return parse_lsn(match.group(1)), 0
 
 
-def _failure(stderr: str, status: int) -> Exception:
+def _failure(stderr: str, status: int, capturing: bool = False) -> Exception:
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
     errors = [ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower()]
     message = (errors or lines or [f"exited with status {status}"])[-1]
@@ -82,6 +96,9 @@ def _failure(stderr: str, status: int) -> Exception:
     if any(h in message for h in ("replication role", "pg_hba.conf entry for replication",
                                   "permission denied")):
         return DatabasePermission(f"pg_basebackup: {message}")
+    if capturing and "max_wal_senders" in message:
+        message += (" (without a WAL archive the backup streams its WAL too, so it needs "
+                    "two free WAL senders)")
     return CommandFailed(f"pg_basebackup failed: {message}; no snapshot was written")
 
 
@@ -92,12 +109,38 @@ def base_backup(
     if identity.in_recovery:
         raise UsageError("backups from a standby are not supported yet: point --dsn at the "
                          "primary")
+    setup = archive_setup(options.dsn)
+    capture = not setup.reaches_medark()
+    major = identity.version_num // 10000
     started = clock.now()
     t0 = clock.monotonic()
     label = f"medark {clock.format_time(started)}"
-    argv = [find_program("pg_basebackup", identity.version_num // 10000, options.pg_bin),
+    argv = [find_program("pg_basebackup", major, options.pg_bin),
             "-d", options.dsn.without_password(), "-D", "-", "-F", "t", "-X", "none",
             "-c", "fast", "-l", label, "-v"]
+    with contextlib.ExitStack() as stack:
+        wal: WalCapture | None = None
+        if capture:
+            wal = stack.enter_context(WalCapture(
+                options.dsn, identity, find_program("pg_receivewal", major, options.pg_bin)))
+        node, counts, tap, stderr_text = _run_basebackup(repo, argv, options, progress,
+                                                         capturing=capture)
+        meta = _describe(identity, tap, stderr_text, label)
+        if wal is not None:
+            _store_captured_wal(repo, identity, meta, wal, options.archive_timeout or 60.0)
+        meta["wal"] = "captured" if capture else "archive"
+    if options.archive_timeout > 0 or capture:
+        _wait_for_wal(repo, identity, meta, options.archive_timeout or 1.0)
+    snapshot, summary = write_stream_snapshot(
+        repo, node, counts, started, t0, PG_TAGS + options.tags,
+        options.host, "pg_basebackup", paths=[f"/postgres/{identity.system_id}"], meta=meta)
+    summary["notes"] = [PITR_NOTE.format(why=setup.describe())] if capture else []
+    return snapshot, summary
+
+
+def _run_basebackup(repo: Repository, argv: list[str], options: PgBackupOptions,
+                    progress: Progress, capturing: bool
+                    ) -> tuple[Node, dict[str, int], TarTap, str]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, env=options.dsn.environment())
     assert proc.stdout is not None and proc.stderr is not None
@@ -112,13 +155,23 @@ def base_backup(
         stderr.join()
     repo.flush()
     if status != 0:
-        raise _failure(stderr.text, status)
-    meta = _describe(identity, tap, stderr.text, label)
-    if options.archive_timeout > 0:
-        _wait_for_wal(repo, identity, meta, options.archive_timeout)
-    return write_stream_snapshot(
-        repo, node, counts, started, t0, PG_TAGS + options.tags,
-        options.host, "pg_basebackup", paths=[f"/postgres/{identity.system_id}"], meta=meta)
+        raise _failure(stderr.text, status, capturing)
+    return node, counts, tap, stderr.text
+
+
+def _store_captured_wal(repo: Repository, identity: ServerIdentity, meta: dict[str, object],
+                        wal: WalCapture, timeout: float) -> None:
+    """Into the repository's WAL archive, where `pg restore` and its restore_command find
+    WAL by name (a segment already there, from an earlier archive, is left as it is)."""
+    archive = WalArchive(repo, identity.system_id)
+    paths = wal.segments(parse_lsn(str(meta["start_lsn"])), parse_lsn(str(meta["stop_lsn"])),
+                         int(str(meta["stop_timeline"])), timeout)
+    for path in paths:
+        with open(path, "rb") as f:
+            data = f.read()
+        # Identical to a copy already archived (by an archive_command): stores nothing.
+        archive.push(os.path.basename(path), data, "pg backup")
+    repo.flush()
 
 
 def _describe(identity: ServerIdentity, tap: TarTap, stderr: str, label: str

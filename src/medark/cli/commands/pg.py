@@ -60,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_new_tags(b)
     b.add_argument("--host", default="", help="hostname recorded in the snapshot")
     b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="wait this long for the backup's WAL to be archived (0: do not check)")
+                   help="wait this long for the backup's WAL to be archived (0: do not check);"
+                        " without an archive the backup streams that WAL itself")
     for name in ("push", "fetch"):
         w = parsers[f"wal-{name}"]
         w.add_argument("--system-id", default=None,
@@ -164,6 +165,9 @@ def _backup(ctx: Context) -> int:
                  f"on timeline {src['timeline']}")
     ctx.out.text(stream_backup_totals(summary))
     ctx.out.text(f"snapshot {snapshot.short_id} saved")
+    notes = summary.get("notes")
+    for note in notes if isinstance(notes, list) else []:
+        ctx.out.text(f"note: {note}")
     return 0
 
 
