@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test lint typecheck layers venv dev-venv bytecode debs bench clean
+.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,23 @@ layers: dev-venv
 
 test: debs dev-venv bytecode lint typecheck layers
 	$(BIN)/pytest -q --cov --cov-report=term:skip-covered
+
+## make fuzz: every parser of repository and source bytes, coverage-guided with atheris
+## (installed on demand, not a dependency) for FUZZ_SECONDS each, seeded from
+## tests/fuzz/corpus/<target>; new inputs go to .fuzz/corpus, a crasher to .fuzz/crashes
+## and stops the run (tests/fuzz/README.md). make test runs the same targets briefly.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(notdir $(wildcard tests/fuzz/corpus/*))
+fuzz: debs dev-venv bytecode
+	@$(BIN)/python -c 'import atheris' 2>/dev/null || $(BIN)/pip install --quiet atheris
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .fuzz/corpus/$$t .fuzz/crashes; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python tests/fuzz/run_atheris.py $$t .fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	    -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.fuzz/crashes/$$t- \
+	    -print_final_stats=1 2>.fuzz/$$t.log || { tail -40 .fuzz/$$t.log; exit 1; }; \
+	  grep -E 'stat::(number_of_executed_units|new_units_added)' .fuzz/$$t.log; \
+	done
 
 bench: venv bytecode
 	$(BIN)/python bench/run_bench.py
