@@ -13,14 +13,19 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from medark.errors import UsageError
+from medark.errors import SourceError, UsageError
 
 MAGIC = b"\xfebin"
 HEADER = struct.Struct("<IBIIIH")
 STOP_EVENT = 3
 ROTATE_EVENT = 4
-FILE_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\.(\d{6,})$")
+FILE_RE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)\.([0-9]{6,20})$")
 MAX_EVENT = 1 << 30
+
+
+class BinlogFormatError(SourceError, ValueError):
+    """Bytes or text that are not what MariaDB writes. Still a ValueError, which is what
+    callers have always caught, and a MedarkError, so nothing lets it out as a traceback."""
 
 
 def parse_file_name(name: str) -> tuple[str, int] | None:
@@ -51,28 +56,28 @@ class EventScan:
 def scan_events(buf: bytes | memoryview, start: int = 0, base: int = 0,
                 previous: EventScan | None = None) -> EventScan:
     """Walk whole events in `buf` (the file's bytes from offset `base`) from file offset
-    `start`; continues `previous` when given. Raises ValueError on a bad magic or size."""
+    `start`; continues `previous` when given. Raises BinlogFormatError on a bad magic or size."""
     view = memoryview(buf)
     scan = EventScan(start)
     if previous is not None:
         scan = EventScan(start, previous.last_time, previous.last_type, previous.events)
     if scan.end == 0:
         if base != 0:
-            raise ValueError("scanning from the start needs the file's first bytes")
+            raise BinlogFormatError("scanning from the start needs the file's first bytes")
         if len(view) < len(MAGIC):
             return scan
         if bytes(view[:4]) != MAGIC:
-            raise ValueError("not a binary log file (bad magic)")
+            raise BinlogFormatError("not a binary log file (bad magic)")
         scan.end = len(MAGIC)
     while True:
         offset = scan.end - base
         if offset < 0:
-            raise ValueError("scan start is before the buffer")
+            raise BinlogFormatError("scan start is before the buffer")
         if len(view) - offset < HEADER.size:
             return scan
         when, kind, _server, size, _next, _flags = HEADER.unpack_from(view, offset)
         if size < HEADER.size or size > MAX_EVENT:
-            raise ValueError(f"implausible event size {size} at offset {scan.end}")
+            raise BinlogFormatError(f"implausible event size {size} at offset {scan.end}")
         if len(view) - offset < size:
             return scan
         scan.end += size
@@ -95,14 +100,15 @@ class Coordinates:
 def parse_binlog_info(text: str) -> Coordinates:
     """mariadb-backup's xtrabackup_binlog_info: `file <tab> position [<tab> gtid]`."""
     fields = text.strip().split("\t") if "\t" in text else text.split()
-    if len(fields) < 2 or not fields[1].isdigit() or parse_file_name(fields[0]) is None:
-        raise ValueError(f"unexpected binlog info {text.strip()[:80]!r}")
+    if (len(fields) < 2 or not re.fullmatch(r"[0-9]{1,20}", fields[1])
+            or parse_file_name(fields[0]) is None):
+        raise BinlogFormatError(f"unexpected binlog info {text.strip()[:80]!r}")
     gtid = fields[2].strip() if len(fields) > 2 and fields[2].strip() else None
     return Coordinates(fields[0], int(fields[1]), gtid)
 
 
 _DUMP_POS = re.compile(r"CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE="
-                       r"'([^']+)', *(?:MASTER|SOURCE)_LOG_POS=(\d+)")
+                       r"'([^']+)', *(?:MASTER|SOURCE)_LOG_POS=([0-9]{1,20})(?![0-9])")
 _DUMP_GTID = re.compile(r"SET GLOBAL gtid_(?:slave|replica)_pos='([^']*)'")
 
 
