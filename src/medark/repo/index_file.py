@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import zstandard
 
 from medark.errors import IntegrityError
-from medark.repo.pack import BlobType, PackedBlob
+from medark.repo.pack import PackedBlob, blob_type_of
 
 MAGIC = b"MKIX1"
 INDEX_PREFIX = "index/"
@@ -54,7 +54,7 @@ def iter_packs(compressed: bytes) -> Iterator[tuple[bytes, list[PackedBlob]]]:
         if end > len(data):
             raise IntegrityError("index file is truncated")
         blobs = [
-            PackedBlob(BlobType(t), blob_id, off, length, raw)
+            PackedBlob(blob_type_of(t), blob_id, off, length, raw)
             for t, blob_id, off, length, raw in BLOB.iter_unpack(data[offset:end])
         ]
         offset = end
@@ -63,21 +63,32 @@ def iter_packs(compressed: bytes) -> Iterator[tuple[bytes, list[PackedBlob]]]:
 
 def superseded_ids(compressed: bytes) -> list[bytes]:
     data = _plain(compressed)
-    (count,) = COUNT.unpack_from(data, len(MAGIC))
     start = len(MAGIC) + COUNT.size
+    count = (_skip_superseded(data) - start) // 32
     return [data[start + 32 * i : start + 32 * (i + 1)] for i in range(count)]
 
 
 def _plain(compressed: bytes) -> bytes:
+    """The plaintext, decompressed as a stream: its size follows the data actually there,
+    never the size a frame header claims (one claiming 4 GiB must not allocate 4 GiB)."""
     try:
-        data: bytes = zstandard.ZstdDecompressor().decompress(compressed)
+        stream = zstandard.ZstdDecompressor().decompressobj()
+        data: bytes = stream.decompress(compressed)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"index file does not decompress: {exc}") from None
+    if not stream.eof:
+        raise IntegrityError("index file does not decompress: its zstd frame is truncated")
     if not data.startswith(MAGIC):
         raise IntegrityError("index file has a bad magic number")
     return data
 
 
 def _skip_superseded(data: bytes) -> int:
+    """Where the pack list starts; IntegrityError when the superseded list overruns."""
+    start = len(MAGIC) + COUNT.size
+    if len(data) < start:
+        raise IntegrityError("index file is truncated")
     count: int = COUNT.unpack_from(data, len(MAGIC))[0]
-    return len(MAGIC) + COUNT.size + 32 * count
+    if start + 32 * count > len(data):
+        raise IntegrityError("index file is truncated (its superseded list overruns it)")
+    return start + 32 * count

@@ -44,6 +44,14 @@ class PackedBlob:
         return self.raw_length or self.length - SEAL_OVERHEAD
 
 
+def blob_type_of(value: int) -> BlobType:
+    """The type byte of a stored entry; IntegrityError for one no writer uses."""
+    try:
+        return BlobType(value)
+    except ValueError:
+        raise IntegrityError(f"unknown blob type {value}") from None
+
+
 def pack_name(pack_id: str) -> str:
     return f"{DATA_PREFIX}{pack_id[:2]}/{pack_id}"
 
@@ -151,7 +159,7 @@ def parse_header(crypto: Crypto, tail: bytes, pack_size: int) -> list[PackedBlob
     entries = []
     offset = 0
     for blob_type, blob_id, length, raw_length in ENTRY.iter_unpack(header):
-        entries.append(PackedBlob(BlobType(blob_type), blob_id, offset, length, raw_length))
+        entries.append(PackedBlob(blob_type_of(blob_type), blob_id, offset, length, raw_length))
         offset += length
     if offset + header_len + TRAILER.size != pack_size:
         raise IntegrityError("pack header does not cover the pack")
