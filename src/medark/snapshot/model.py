@@ -55,31 +55,60 @@ class Node:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Node:
+        """TypeError/ValueError for a field of the wrong type (decode_tree reports it)."""
+        if not isinstance(doc, dict):
+            raise TypeError(f"a node is a {type(doc).__name__}, not an object")
         subtree = doc.get("subtree")
+        content = doc.get("content", [])
+        if not isinstance(content, list):
+            raise TypeError("a node's content is not a list")
+        node_type = _text(doc, "type", None)
+        if node_type not in NODE_TYPES:
+            raise ValueError(f"unknown node type {node_type!r}")
         return cls(
-            name=doc["name"],
-            type=doc["type"],
+            name=_text(doc, "name", None),
+            type=node_type,
             mode=int(doc.get("mode", 0)),
             uid=int(doc.get("uid", 0)),
             gid=int(doc.get("gid", 0)),
-            user=doc.get("user", ""),
-            group=doc.get("group", ""),
+            user=_text(doc, "user"),
+            group=_text(doc, "group"),
             mtime_ns=int(doc.get("mtime_ns", 0)),
             ctime_ns=int(doc.get("ctime_ns", 0)),
             inode=int(doc.get("inode", 0)),
             device_id=int(doc.get("device_id", 0)),
             links=int(doc.get("links", 1)),
             size=int(doc.get("size", 0)),
-            content=[bytes.fromhex(c) for c in doc.get("content", [])],
+            content=[bytes.fromhex(c) for c in content],
             subtree=bytes.fromhex(subtree) if subtree else None,
-            linktarget=doc.get("linktarget", ""),
+            linktarget=_text(doc, "linktarget"),
             rdev=int(doc.get("rdev", 0)),
-            error=doc.get("error", ""),
+            error=_text(doc, "error"),
         )
 
     @property
     def mtime(self) -> datetime:
         return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=clock.now().tzinfo)
+
+
+MALFORMED = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
+"""What decoding a damaged document raises: a wrong type, a number too large for an int,
+JSON nested deeper than the parser recurses."""
+
+
+def _text(doc: dict[str, Any], key: str, default: str | None = "") -> str:
+    """A string field; KeyError when it is required and missing, TypeError when not text."""
+    value = doc[key] if default is None else doc.get(key, default)
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is a {type(value).__name__}, not a string")
+    return value
+
+
+def _texts(doc: dict[str, Any], key: str, required: bool) -> list[str]:
+    value = doc[key] if required else (doc.get(key) or [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{key} is not a list of strings")
+    return value
 
 
 def encode_tree(nodes: list[Node]) -> bytes:
@@ -89,8 +118,11 @@ def encode_tree(nodes: list[Node]) -> bytes:
 
 def decode_tree(raw: bytes) -> list[Node]:
     try:
-        return [Node.from_dict(d) for d in json.loads(raw)["nodes"]]
-    except (ValueError, KeyError, TypeError) as exc:
+        nodes = json.loads(raw)["nodes"]
+        if not isinstance(nodes, list):
+            raise TypeError("nodes is not a list")
+        return [Node.from_dict(d) for d in nodes]
+    except MALFORMED as exc:
         raise RepositoryCorrupt(f"a tree object is malformed: {exc}") from None
 
 
@@ -140,21 +172,29 @@ class Snapshot:
     def from_json(cls, raw: bytes, snapshot_id: str) -> Snapshot:
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError(f"the document is a {type(doc).__name__}, not an object")
+            parent = doc.get("parent")
+            summary, source = doc.get("summary") or {}, doc.get("source") or {}
+            if not isinstance(parent, str | None):
+                raise TypeError("parent is not a string")
+            if not isinstance(summary, dict) or not isinstance(source, dict):
+                raise TypeError("summary and source must be objects")
             return cls(
-                time=clock.parse_time(doc["time"]),
-                tree=bytes.fromhex(doc["tree"]),
-                paths=list(doc["paths"]),
-                hostname=doc["hostname"],
-                username=doc.get("username", ""),
-                tags=list(doc.get("tags") or []),
-                parent=doc.get("parent"),
-                program_version=doc.get("program_version", ""),
-                summary=dict(doc.get("summary") or {}),
-                source=dict(doc.get("source") or {}),
+                time=clock.parse_time(_text(doc, "time", None)),
+                tree=bytes.fromhex(_text(doc, "tree", None)),
+                paths=_texts(doc, "paths", True),
+                hostname=_text(doc, "hostname", None),
+                username=_text(doc, "username"),
+                tags=_texts(doc, "tags", False),
+                parent=parent,
+                program_version=_text(doc, "program_version"),
+                summary=summary,
+                source=source,
                 original=str(doc.get("original") or ""),
                 id=snapshot_id,
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except MALFORMED as exc:
             raise RepositoryCorrupt(f"snapshot {snapshot_id[:8]} is malformed: {exc}") from None
 
     def public(self) -> dict[str, Any]:
