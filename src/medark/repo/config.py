@@ -43,11 +43,13 @@ class RepoConfig:
     def from_json(cls, raw: bytes) -> RepoConfig:
         try:
             doc = json.loads(raw)
+            if not isinstance(doc, dict):
+                raise TypeError(f"the document is a {type(doc).__name__}, not an object")
             if doc.get("version") != FORMAT_VERSION:
                 raise RepositoryCorrupt(
                     f"repository format version {doc.get('version')} is not supported"
                 )
-            return cls(
+            config = cls(
                 id=str(doc["id"]),
                 suite=str(doc["suite"]),
                 compression=CompressionSpec(**doc["compression"]),
@@ -56,5 +58,21 @@ class RepoConfig:
                 version=int(doc["version"]),
                 extra=dict(doc.get("extra", {})),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            config.validate()
+            return config
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             raise RepositoryCorrupt(f"repository config is damaged: {exc}") from None
+
+    def validate(self) -> None:
+        """ValueError unless every field has a type and range some writer could give it
+        (a config that parsed must not fail later, deep inside a backup)."""
+        spec, chunker = self.compression, self.chunker
+        if spec.algorithm not in ("zstd", "none") or type(spec.level) is not int \
+                or not -7 <= spec.level <= 22:
+            raise ValueError(f"unknown compression {spec!r}")
+        sizes = (chunker.min_size, chunker.avg_size, chunker.max_size)
+        if not all(type(v) is int for v in (*sizes, chunker.seed)) \
+                or not 0 < chunker.min_size <= chunker.avg_size <= chunker.max_size <= 1 << 30:
+            raise ValueError(f"impossible chunker parameters {chunker!r}")
+        if not 0 < self.pack_size <= 1 << 32:
+            raise ValueError(f"impossible pack size {self.pack_size}")
