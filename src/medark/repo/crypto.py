@@ -143,6 +143,8 @@ def one_shot_seal(suite: Suite, key: bytes, plaintext: bytes) -> bytes:
 
 
 def one_shot_open(suite: Suite, key: bytes, sealed: bytes) -> bytes:
+    if len(sealed) < NONCE_LEN + TAG_LEN:  # the AEADs raise ValueError for a short nonce
+        raise IntegrityError("authentication failed (too short to be sealed)")
     try:
         return suite.aead(key).decrypt(sealed[:NONCE_LEN], sealed[NONCE_LEN:], None)
     except InvalidTag:

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -115,8 +116,24 @@ def _parse(raw: bytes, name: str) -> dict[str, object]:
         if not isinstance(doc, dict) or doc.get("version") != 1:
             raise ValueError("unsupported key file version")
         return doc
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RepositoryCorrupt(f"key file {name} is damaged: {exc}") from None
+
+
+KDF_WORK_MAX = KDF_N_MAX * 8
+"""The most scrypt work (N·r·p; memory is 128·N·r bytes) a key file may ask for when it
+is opened: the heaviest key Medark makes (N=2^20, r=8, p=1, 1 GiB). A key file is plain
+JSON that anyone who can write to the repository can plant, and every unlock tries every
+key file: one asking for N=2^30 would take 1 TiB, or hours, at each command."""
+
+
+def _stored_params(kdf: dict[str, Any], name: str) -> KdfParams:
+    params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+    if min(params.n, params.r, params.p) < 1 or params.n * params.r * params.p > KDF_WORK_MAX:
+        raise RepositoryCorrupt(f"key file {name} is damaged: it asks for scrypt cost "
+                                f"N={params.n} r={params.r} p={params.p}, beyond any key "
+                                f"Medark makes (N·r·p at most {KDF_WORK_MAX})")
+    return params
 
 
 def open_key_file(raw: bytes, name: str, password: bytes) -> tuple[Suite, bytes]:
@@ -127,7 +144,7 @@ def open_key_file(raw: bytes, name: str, password: bytes) -> tuple[Suite, bytes]
         kdf = doc["kdf"]
         if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
             raise RepositoryCorrupt(f"key file {name} names an unknown KDF")
-        params = KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+        params = _stored_params(kdf, name)
         salt = base64.b64decode(str(doc["salt"]), validate=True)
         sealed = base64.b64decode(str(doc["data"]), validate=True)
         wrapping = _derive(password, salt, params, suite.key_len)
@@ -219,10 +236,10 @@ def verify_key_file(name: str, raw: bytes) -> None:
             raise ValueError(f"unknown cipher suite {doc['suite']!r}")
         if not isinstance(kdf, dict) or kdf.get("name") != "scrypt":
             raise ValueError("unknown KDF")
-        KdfParams(n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"]))
+        _stored_params(kdf, name)
         base64.b64decode(str(doc["salt"]), validate=True)
         base64.b64decode(str(doc["data"]), validate=True)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise RepositoryCorrupt(f"key file {name} is damaged: {exc}") from None
 
 
