@@ -72,6 +72,9 @@ class XbstreamTap:
                 self.broken = "bad chunk magic"
                 return
             path_len = struct.unpack_from("<I", buf, 10)[0]
+            if path_len > MAX_PATH:  # not a name: do not buffer gigabytes to read it
+                self.broken = f"a chunk names a path of {path_len} bytes"
+                return
             self._need = PREFIX + path_len
             if path_len:
                 return
