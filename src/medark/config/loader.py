@@ -42,6 +42,9 @@ def load_config(path: FilePath, extra: Extra | None = None) -> MedarkConfig:
                 else len(text.splitlines()) or 1)
         where = f"{path}:{line}"
         raise ConfigInvalid(f"{where}: invalid TOML: {_POSITION.sub('', str(exc))}") from None
+    except RecursionError:  # tomllib recurses into nested arrays and inline tables
+        raise ConfigInvalid(f"{path}: invalid TOML: arrays or tables nested too deeply"
+                            ) from None
     lines = KeyLines(text)
     try:
         config = MedarkConfig.model_validate(raw)
