@@ -6,6 +6,8 @@ import json
 import secrets
 from dataclasses import asdict, dataclass, field
 
+from pyfastcdc import FastCDC
+
 from medark.errors import RepositoryCorrupt
 from medark.repo.chunker import ChunkerParams
 from medark.repo.compression import CompressionSpec
@@ -71,8 +73,10 @@ class RepoConfig:
                 or not -7 <= spec.level <= 22:
             raise ValueError(f"unknown compression {spec!r}")
         sizes = (chunker.min_size, chunker.avg_size, chunker.max_size)
-        if not all(type(v) is int for v in (*sizes, chunker.seed)) \
-                or not 0 < chunker.min_size <= chunker.avg_size <= chunker.max_size <= 1 << 30:
+        if not all(type(v) is int for v in (*sizes, chunker.seed)):
             raise ValueError(f"impossible chunker parameters {chunker!r}")
+        # the ranges pyfastcdc accepts (ValueError or OverflowError beyond them)
+        FastCDC(chunker.avg_size, min_size=chunker.min_size, max_size=chunker.max_size,
+                seed=chunker.seed)
         if not 0 < self.pack_size <= 1 << 32:
             raise ValueError(f"impossible pack size {self.pack_size}")
