@@ -35,7 +35,10 @@ def parse_config_duration(text: str) -> timedelta:
                              "for months")
         if unit not in UNITS:
             raise ValueError(f"unknown unit {unit!r} in {text!r}: use s, min, h, d, w, mo or y")
-        total += int(number) * UNITS[unit]
+        try:
+            total += int(number) * UNITS[unit]
+        except OverflowError:  # past timedelta's 999 999 999 days
+            raise ValueError(f"duration {text!r} is too long") from None
     return total
 
 
