@@ -163,6 +163,21 @@ def tars() -> None:
             add("PG_VERSION", b"15\n")
         write("tar_tap", name, out.getvalue())
         write("pg_base_tar", name, out.getvalue())
+    # hostile: a tablespace link to the sandbox around the target, then entries through it
+    # (relative, so that a write through the link lands where the harness looks)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for member, kind, link, data in [
+                ("pg_tblspc", tarfile.DIRTYPE, "", b""),
+                ("pg_tblspc/16384", tarfile.SYMTYPE, "../..", b""),
+                ("pg_tblspc/16384/canary", tarfile.REGTYPE, "", b"overwritten"),
+                ("pg_tblspc/16384/escaped", tarfile.REGTYPE, "", b"escaped"),
+                ("base/hardlink", tarfile.LNKTYPE, "../canary", b""),
+                ("../escaped", tarfile.REGTYPE, "", b"escaped")]:
+            info = tarfile.TarInfo(member)
+            info.type, info.linkname, info.size, info.mode = kind, link, len(data), 0o600
+            tar.addfile(info, io.BytesIO(data) if data else None)
+    write("pg_base_tar", "hostile-links", out.getvalue())
 
 
 def xbstreams() -> None:
@@ -179,8 +194,13 @@ def xbstreams() -> None:
         stream = subprocess.run([mbstream, "-c", "xtrabackup_binlog_info", "ibdata1",
                                  "his/patients.ibd"], cwd=root, capture_output=True,
                                 check=True).stdout
+        # hostile: mbstream -c writes the name it is given, `..` and all
+        (root / "sub").mkdir()
+        hostile = subprocess.run([mbstream, "-c", "../ibdata1"], cwd=root / "sub",
+                                 capture_output=True, check=True).stdout
     for name in ("xbstream_tap", "xbstream_guard"):
         write(name, "three-files", stream)
+    write("xbstream_guard", "hostile-traversal", stream + hostile)
 
 
 def binlogs() -> None:

@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 import pytest
-from fuzz_targets import TARGETS, corpus, run_one
+from fuzz_targets import CORPUS, TARGETS, corpus, run_one
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,7 +151,7 @@ def _is_json(data: bytes) -> bool:
 
 
 CORPUS_CASES = [(name, path.name) for name in sorted(TARGETS)
-                for path in sorted((__import__("fuzz_targets").CORPUS / name).iterdir())]
+                for path in sorted((CORPUS / name).iterdir())]
 
 
 def test_every_target_has_a_seed_corpus() -> None:
@@ -161,8 +161,6 @@ def test_every_target_has_a_seed_corpus() -> None:
 @pytest.mark.parametrize(("name", "file"), CORPUS_CASES)
 def test_corpus_replays(name: str, file: str) -> None:
     """Every checked-in sample, valid or a past crasher, still keeps the contract."""
-    from fuzz_targets import CORPUS
-
     run_one(name, (CORPUS / name / file).read_bytes())
 
 
@@ -193,3 +191,26 @@ def test_length_fields_are_not_believed() -> None:
         for seed in corpus(name):
             for at in range(0, min(len(seed), 64), 4):
                 run_one(name, seed[:at] + huge + seed[at + 4 :])
+
+
+def test_the_sandbox_sees_a_write_outside_the_target() -> None:
+    """The harness's own check can fail: a naive extractor that follows the hostile
+    seed's tablespace link is caught writing beside the target."""
+    import io
+    import tarfile
+
+    from fuzz_targets import Violation, _sandbox
+
+    hostile = (CORPUS / "pg_base_tar" / "seed-hostile-links").read_bytes()
+    with pytest.raises(Violation), _sandbox() as target_dir, \
+            tarfile.open(fileobj=io.BytesIO(hostile)) as tar:
+        for member in tar:
+            path = target_dir / member.name
+            if member.isdir():
+                path.mkdir()
+            elif member.issym():
+                path.symlink_to(member.linkname)
+            elif member.isfile() and member.name.startswith("pg_tblspc/"):
+                source = tar.extractfile(member)
+                assert source is not None
+                path.write_bytes(source.read())  # through the link
