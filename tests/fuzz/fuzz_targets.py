@@ -21,6 +21,7 @@ import signal
 import struct
 import subprocess
 import tempfile
+import time
 import tracemalloc
 import types
 import typing
@@ -98,23 +99,30 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
+    """SIGALRM after `seconds`; an alarm already set (pytest-timeout's) is put back with
+    what remained of it. Not used under atheris, whose own -timeout owns SIGALRM."""
     previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    outer, interval = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        # None: the handler was not set from Python (libFuzzer's, under atheris)
         signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
+        if outer > 0:
+            left = max(outer - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, interval)
 
 
-def run_one(name: str, data: bytes) -> None:
-    """Feed `data` to target `name`; returns when the contract holds, raises otherwise."""
+def run_one(name: str, data: bytes, deadline: bool = True) -> None:
+    """Feed `data` to target `name`; returns when the contract holds, raises otherwise.
+    deadline=False leaves hangs to the caller (atheris's -timeout)."""
     if not tracemalloc.is_tracing():
         tracemalloc.start()
     tracemalloc.reset_peak()
     try:
-        with _deadline(SLOW_SECONDS.get(name, SECONDS)):
+        with _deadline(SLOW_SECONDS.get(name, SECONDS)) if deadline else \
+                contextlib.nullcontext():
             TARGETS[name](data)
     except MedarkError:
         pass

@@ -28,10 +28,11 @@ def main() -> None:
     name = sys.argv[1]
 
     def one_input(data: bytes) -> None:
-        fuzz_targets.run_one(name, data)
+        fuzz_targets.run_one(name, data, deadline=False)
 
-    # -timeout=0: libFuzzer's own alarm would fight the harness's per-input alarm
-    atheris.Setup([sys.argv[0], "-timeout=0", *sys.argv[2:]], one_input)
+    # atheris's own per-input timeout (it owns SIGALRM), as long as the harness's
+    seconds = int(fuzz_targets.SLOW_SECONDS.get(name, fuzz_targets.SECONDS))
+    atheris.Setup([sys.argv[0], f"-timeout={seconds}", *sys.argv[2:]], one_input)
     atheris.Fuzz()
 
 
