@@ -37,7 +37,7 @@ from medark.engine.pg_restore import restore_base
 from medark.errors import MedarkError
 from medark.repo import index_file
 from medark.repo.chunker import Chunker
-from medark.repo.compression import Compressor
+from medark.repo.compression import Compressor, decompress
 from medark.repo.config import RepoConfig
 from medark.repo.crypto import SUITES, Crypto, content_name
 from medark.repo.keys import key_info, open_key_file, verify_key_file
@@ -152,6 +152,17 @@ def pack_header(data: bytes) -> None:
     (pack_size,) = struct.unpack_from("<I", data)
     sealed = crypto().seal(data[4:])
     parse_header(crypto(), sealed + TRAILER.pack(len(sealed)), pack_size)
+
+
+@target
+def blob(data: bytes) -> None:
+    """A blob's stored form after decryption: u32 length the index gives (the plaintext
+    length), then the zstd frame, as Repository.open_blob decompresses it."""
+    if len(data) < 4:
+        return
+    (raw_length,) = struct.unpack_from("<I", data)
+    if raw_length:
+        decompress(data[4:], raw_length)
 
 
 def _index(plain_zstd: bytes) -> None:

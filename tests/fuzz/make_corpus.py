@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -24,7 +25,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]
 from fuzz_targets import CORPUS, MASTER_KEY, PASSWORD, SUITE, crypto  # noqa: E402
 
 from medark.repo import index_file  # noqa: E402
-from medark.repo.compression import CompressionSpec  # noqa: E402
+from medark.repo.compression import CompressionSpec, Compressor  # noqa: E402
 from medark.repo.config import RepoConfig  # noqa: E402
 from medark.repo.crypto import SUITES  # noqa: E402
 from medark.repo.keys import KdfParams, make_key_file  # noqa: E402
@@ -68,6 +69,13 @@ def packs() -> None:
     write("pack_header", "three-entries",
           (body + sealed_len + 4).to_bytes(4, "little") + header)
     write("pack_header", "empty", (len(c.seal(b"")) + 4).to_bytes(4, "little"))
+
+
+def blob_seeds() -> None:
+    text = b"patient record, ward 3, bed 12; " * 64
+    compressed = Compressor(CompressionSpec("zstd", 3)).compress(text)
+    assert compressed is not None
+    write("blob", "zstd3", struct.pack("<I", len(text)) + compressed)
 
 
 def indexes() -> None:
@@ -265,6 +273,7 @@ def main() -> None:
         for old in folder.glob("seed-*"):
             old.unlink()
     packs()
+    blob_seeds()
     indexes()
     trees_and_snapshots()
     keys_and_config()

@@ -87,12 +87,23 @@ _DECOMPRESSORS = threading.local()
 
 
 def decompress(data: bytes, expected_length: int) -> bytes:
+    """The plaintext of one blob, `expected_length` bytes long (from the index). Memory
+    follows the frame, never the index alone: zstd allocates max_output_size up front
+    for a frame that does not record its size, so such a frame (Medark writes none) is
+    decompressed as a stream, and one recording another size is refused unread."""
     ctx = getattr(_DECOMPRESSORS, "ctx", None)
     if ctx is None:
         ctx = zstandard.ZstdDecompressor()
         _DECOMPRESSORS.ctx = ctx
     try:
-        out: bytes = ctx.decompress(data, max_output_size=expected_length)
+        size = zstandard.frame_content_size(data)
+        if size == -1:
+            stream = ctx.decompressobj()
+            out: bytes = stream.decompress(data)
+        elif size != expected_length:
+            raise IntegrityError("decompressed length does not match the index")
+        else:
+            out = ctx.decompress(data, max_output_size=expected_length)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"decompression failed: {exc}") from None
     if len(out) != expected_length:
