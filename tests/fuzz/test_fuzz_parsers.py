@@ -165,7 +165,7 @@ def test_corpus_replays(name: str, file: str) -> None:
 
 
 def _fuzz_test(name: str) -> Any:
-    @settings(max_examples=EXAMPLES or DEFAULT_EXAMPLES.get(name, 250), derandomize=True,
+    @settings(max_examples=EXAMPLES or DEFAULT_EXAMPLES.get(name, 200), derandomize=True,
               database=None, deadline=None, print_blob=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.filter_too_much])
