@@ -19,10 +19,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from medark.errors import (
@@ -37,6 +36,7 @@ from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
 from medark.sources.postgres.wal import PARTIAL_RE, SEGMENT_RE, wal_file_kind
 from medark.util import clock
+from medark.util.files import atomic_write
 
 WAL_PREFIX = "wal/"
 BLOCK = 256 * 1024
@@ -242,26 +242,10 @@ class WalArchive:
 
 
 def write_file_atomically(destination: str, data: bytes) -> None:
-    """A new temporary name (O_EXCL|O_NOFOLLOW: a link planted in a spool directory the
-    database's OS user owns is never written through), renamed over `destination`."""
-    directory = os.path.dirname(os.path.abspath(destination))
-    tmp = os.path.join(directory, f".{os.path.basename(destination)}.medark-tmp-"
-                       f"{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """A WAL or binlog record into a spool directory the database's OS user owns: a new
+    temporary name with O_EXCL|O_NOFOLLOW (a link planted there is never written
+    through), renamed over `destination`; the server fsyncs what it restores itself."""
+    atomic_write(Path(destination), data, 0o600, sync_dir=False)
 
 
 @dataclass

@@ -12,16 +12,12 @@ symbolic link or anything else is refused, so its target stays as it was.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import stat
 from pathlib import Path
 
 from medark.errors import UnsafeEntry
-from medark.util.files import fsync_dir
-
-FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+from medark.util.files import atomic_write
 
 
 def write_secret_file(path: str, data: bytes, owner: tuple[int, int] | None = None) -> None:
@@ -38,23 +34,4 @@ def write_secret_file(path: str, data: bytes, owner: tuple[int, int] | None = No
                 "not a regular file"
             raise UnsafeEntry(f"{path} is already there and is {kind}; refusing to write a "
                               "secret to it (remove it, or choose another path)")
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{secrets.token_hex(6)}")
-    fd = os.open(tmp, FLAGS, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-            if owner is not None:
-                os.fchown(fd, owner[0], owner[1])
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(Path(directory))
+    atomic_write(Path(path), data, 0o600, owner=owner)
