@@ -44,12 +44,14 @@ from medark.sources.mysql.binlog import (
     scan_events,
 )
 from medark.sources.mysql.receiver import BinlogReceiver
-from medark.util import clock
+from medark.util import clock, jsondoc
 
 BINLOG_PREFIX = "binlog/"
 BLOCK = 256 * 1024
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 PARTIAL = ".partial-"
+EVENT_TIME_MAX = (1 << 32) - 1
+"""An event header's timestamp is 32 bits."""
 
 
 @dataclass
@@ -73,12 +75,22 @@ class BinlogRecord:
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> BinlogRecord:
+        """RepositoryCorrupt unless every field has the writer's type (pg_wal's rule)."""
         try:
-            d = json.loads(raw)
-            return cls(d["file"], d["archive_id"], int(d["size"]), d["sha256"],
-                       [bytes.fromhex(b) for b in d["blobs"]], d["archived"],
-                       d.get("version", ""), d.get("last_event_time"))
-        except (ValueError, KeyError, TypeError) as exc:
+            d = jsondoc.load_object(raw)
+            event_time = d.get("last_event_time")
+            record = cls(jsondoc.text(d, "file", None), jsondoc.text(d, "archive_id", None),
+                         jsondoc.integer(d, "size"), jsondoc.text(d, "sha256", None),
+                         jsondoc.hex_ids(d, "blobs"), jsondoc.text(d, "archived", None),
+                         jsondoc.text(d, "version"),
+                         None if event_time is None
+                         else jsondoc.integer(d, "last_event_time", high=EVENT_TIME_MAX))
+            clock.parse_time(record.archived)
+            return record
+        except KeyError as exc:
+            raise RepositoryCorrupt(f"{where}: malformed binlog record: field {exc} is "
+                                    "missing") from None
+        except jsondoc.MALFORMED as exc:
             raise RepositoryCorrupt(f"{where}: malformed binlog record: {exc}") from None
 
     @property
@@ -158,8 +170,11 @@ class BinlogArchive:
             record = BinlogRecord.from_json(self.repo.unseal(raw), name)
         except IntegrityError as exc:
             raise IntegrityError(f"{name}: {exc}") from None
-        if record_name(record.archive_id, record.file, record.version) != name or \
-                record.archive_id != self.archive_id:
+        try:
+            expected = record_name(record.archive_id, record.file, record.version)
+        except UsageError:
+            raise IntegrityError(f"{name}: the record names no binlog file") from None
+        if expected != name or record.archive_id != self.archive_id:
             raise IntegrityError(f"{name}: the record names another file")
         return record
 

@@ -35,7 +35,7 @@ from medark.errors import (
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
 from medark.sources.postgres.wal import PARTIAL_RE, SEGMENT_RE, wal_file_kind
-from medark.util import clock
+from medark.util import clock, jsondoc
 from medark.util.files import atomic_write
 
 WAL_PREFIX = "wal/"
@@ -92,12 +92,23 @@ class WalRecord:
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> WalRecord:
+        """RepositoryCorrupt unless every field has the writer's type (a name, a size,
+        a SHA-256, blob ids, a time): a record that parsed must not fail in a restore."""
         try:
-            doc = json.loads(raw)
-            return cls(doc["name"], doc["system_id"], int(doc["size"]), doc["sha256"],
-                       [bytes.fromhex(b) for b in doc["blobs"]], doc["archived"], doc["via"],
-                       doc.get("version", ""), dict(doc.get("extra") or {}))
-        except (ValueError, KeyError, TypeError) as exc:
+            doc = jsondoc.load_object(raw)
+            record = cls(jsondoc.text(doc, "name", None), jsondoc.text(doc, "system_id", None),
+                         jsondoc.integer(doc, "size"), jsondoc.text(doc, "sha256", None),
+                         jsondoc.hex_ids(doc, "blobs"), jsondoc.text(doc, "archived", None),
+                         jsondoc.text(doc, "via", None), jsondoc.text(doc, "version"),
+                         doc.get("extra") or {})
+            if not isinstance(record.extra, dict):
+                raise TypeError("extra is not an object")
+            clock.parse_time(record.archived)
+            return record
+        except KeyError as exc:
+            raise RepositoryCorrupt(f"{where}: malformed WAL record: field {exc} is missing") \
+                from None
+        except jsondoc.MALFORMED as exc:
             raise RepositoryCorrupt(f"{where}: malformed WAL record: {exc}") from None
 
 
@@ -199,7 +210,10 @@ class WalArchive:
             record = WalRecord.from_json(self.repo.unseal(raw), name)
         except IntegrityError as exc:
             raise IntegrityError(f"{name}: {exc}") from None
-        expected = record_name(record.system_id, record.name, record.version)
+        try:
+            expected = record_name(record.system_id, record.name, record.version)
+        except UsageError:
+            raise IntegrityError(f"{name}: the record names no WAL file") from None
         if expected != name or record.system_id != self.system_id:
             raise IntegrityError(f"{name}: the record names {expected}, not itself")
         return record

@@ -41,7 +41,7 @@ from medark.snapshot.model import Snapshot
 from medark.snapshot.retention import needed_objects
 from medark.snapshot.store import SNAPSHOTS_PREFIX
 from medark.storage.objectlock import ObjectLockBackend, Retention, Tampered
-from medark.util import clock
+from medark.util import clock, jsondoc
 
 HOLDS_PREFIX = "holds/"
 INSPECT_HOLDS = ("`medark check` names damaged hold markers, `medark snapshot status` "
@@ -68,17 +68,21 @@ class HoldRecord:
     @classmethod
     def from_json(cls, raw: bytes, name: str) -> HoldRecord:
         """Strict: a record that does not name a snapshot id and say held or not is
-        damaged, not a marker that holds nothing."""
-        doc = json.loads(raw)
-        if not isinstance(doc, dict):
-            raise ValueError("not a hold record")
-        snapshot, held = doc["snapshot"], doc["held"]
-        if not isinstance(snapshot, str) or not _SNAPSHOT_ID.fullmatch(snapshot) \
-                or not isinstance(held, bool):
-            raise ValueError("not a hold record")
-        return cls(snapshot, held, clock.parse_time(doc["time"]),
-                   str(doc.get("hostname", "")), str(doc.get("username", "")),
-                   str(doc.get("reason", "")), name)
+        damaged, not a marker that holds nothing. RepositoryCorrupt, naming the marker,
+        for anything but fields of the writer's types (survey_holds keeps it as damaged,
+        which keeps the snapshots it may hold)."""
+        try:
+            doc = jsondoc.load_object(raw)
+            snapshot = jsondoc.text(doc, "snapshot", None)
+            if not _SNAPSHOT_ID.fullmatch(snapshot):
+                raise ValueError("snapshot is not a snapshot id")
+            return cls(snapshot, jsondoc.flag(doc, "held"), jsondoc.timestamp(doc, "time"),
+                       jsondoc.text(doc, "hostname"), jsondoc.text(doc, "username"),
+                       jsondoc.text(doc, "reason"), name)
+        except KeyError as exc:
+            raise RepositoryCorrupt(f"{name}: field {exc} is missing") from None
+        except jsondoc.MALFORMED:
+            raise RepositoryCorrupt(f"{name}: not a valid hold record") from None
 
 
 @dataclass(frozen=True)
@@ -123,14 +127,6 @@ class HoldSurvey:
         return f"{first.describe()}{others}: {consequence}; {INSPECT_HOLDS}"
 
 
-def _problem(exc: Exception, name: str) -> str:
-    if isinstance(exc, KeyError):
-        return f"field {exc} is missing"
-    if isinstance(exc, MedarkError):
-        return str(exc).removeprefix(f"{name}: ") or type(exc).__name__
-    return "not a valid hold record"
-
-
 def survey_holds(repo: HoldSource) -> HoldSurvey:
     """Every hold marker: the readable ones and the damaged ones."""
     records: list[HoldRecord] = []
@@ -140,8 +136,9 @@ def survey_holds(repo: HoldSource) -> HoldSurvey:
             records.append(HoldRecord.from_json(repo.load_unpacked(name), name))
         except ObjectNotFound:
             continue  # gone since the listing: it protects nothing now
-        except (MedarkError, ValueError, KeyError, TypeError) as exc:
-            damaged.append(DamagedHold(name, _problem(exc, name)))
+        except MedarkError as exc:
+            problem = str(exc).removeprefix(f"{name}: ") or type(exc).__name__
+            damaged.append(DamagedHold(name, problem))
     records.sort(key=lambda r: (r.time, r.name))
     damaged.sort(key=lambda d: d.name)
     return HoldSurvey(records, damaged)

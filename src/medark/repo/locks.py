@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from medark.errors import MedarkError, ObjectNotFound, RepositoryLocked
+from medark.errors import MedarkError, ObjectNotFound, RepositoryCorrupt, RepositoryLocked
 from medark.storage.base import Backend
-from medark.util import clock
+from medark.util import clock, jsondoc
 from medark.util.processes import pid_alive
 
 LOCKS_PREFIX = "locks/"
@@ -73,27 +73,29 @@ class UnreadableLock:
 Sealer = Callable[[bytes], bytes]
 
 
+PID_MAX = (1 << 31) - 1
+"""The largest process id a lock may name (os.kill takes a C int)."""
+
+
 def parse_lock(name: str, plaintext: bytes) -> LockInfo:
-    doc = json.loads(plaintext)
-    if not isinstance(doc, dict):
-        raise ValueError("not a lock record")
-    return LockInfo(
-        name=name,
-        time=clock.parse_time(doc["time"]),
-        hostname=str(doc["hostname"]),
-        pid=int(doc["pid"]),
-        username=str(doc.get("username", "")),
-        exclusive=bool(doc["exclusive"]),
-        command=str(doc.get("command", "")),
-    )
-
-
-def _problem(exc: Exception, name: str) -> str:
-    if isinstance(exc, KeyError):
-        return f"field {exc} is missing"
-    if isinstance(exc, MedarkError):
-        return str(exc).removeprefix(f"{name}: ") or type(exc).__name__
-    return "not a valid lock record"
+    """RepositoryCorrupt, naming the lock, unless every field has the type the writer
+    gives it (a planted or damaged record must not raise anything else: survey_locks
+    reports it as unreadable, and the exclusive lock fails closed)."""
+    try:
+        doc = jsondoc.load_object(plaintext)
+        return LockInfo(
+            name=name,
+            time=jsondoc.timestamp(doc, "time"),
+            hostname=jsondoc.text(doc, "hostname", None),
+            pid=jsondoc.integer(doc, "pid", 1, PID_MAX),
+            username=jsondoc.text(doc, "username"),
+            exclusive=jsondoc.flag(doc, "exclusive"),
+            command=jsondoc.text(doc, "command"),
+        )
+    except KeyError as exc:
+        raise RepositoryCorrupt(f"{name}: field {exc} is missing") from None
+    except jsondoc.MALFORMED as exc:
+        raise RepositoryCorrupt(f"{name}: not a valid lock record ({exc})") from None
 
 
 def survey_locks(backend: Backend, unseal: Sealer) -> tuple[list[LockInfo], list[UnreadableLock]]:
@@ -106,8 +108,9 @@ def survey_locks(backend: Backend, unseal: Sealer) -> tuple[list[LockInfo], list
             locks.append(parse_lock(info.name, unseal(backend.load(info.name))))
         except ObjectNotFound:
             continue  # removed while we listed
-        except (MedarkError, ValueError, KeyError, TypeError) as exc:
-            unreadable.append(UnreadableLock(info.name, _problem(exc, info.name)))
+        except MedarkError as exc:
+            problem = str(exc).removeprefix(f"{info.name}: ") or type(exc).__name__
+            unreadable.append(UnreadableLock(info.name, problem))
     return locks, unreadable
 
 

@@ -13,6 +13,9 @@ from typing import Any
 
 from medark.errors import RepositoryCorrupt
 from medark.util import clock
+from medark.util.jsondoc import MALFORMED
+from medark.util.jsondoc import text as _text
+from medark.util.jsondoc import texts as _texts
 
 NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket")
 
@@ -89,26 +92,6 @@ class Node:
     @property
     def mtime(self) -> datetime:
         return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=clock.now().tzinfo)
-
-
-MALFORMED = (ValueError, KeyError, TypeError, OverflowError, RecursionError)
-"""What decoding a damaged document raises: a wrong type, a number too large for an int,
-JSON nested deeper than the parser recurses."""
-
-
-def _text(doc: dict[str, Any], key: str, default: str | None = "") -> str:
-    """A string field; KeyError when it is required and missing, TypeError when not text."""
-    value = doc[key] if default is None else doc.get(key, default)
-    if not isinstance(value, str):
-        raise TypeError(f"{key} is a {type(value).__name__}, not a string")
-    return value
-
-
-def _texts(doc: dict[str, Any], key: str, required: bool) -> list[str]:
-    value = doc[key] if required else (doc.get(key) or [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{key} is not a list of strings")
-    return value
 
 
 def encode_tree(nodes: list[Node]) -> bytes:

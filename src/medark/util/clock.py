@@ -56,10 +56,20 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def parse_time(text: str) -> datetime:
-    """ISO-8601 timestamp; a naive one is taken as UTC."""
+def parse_time(text: object) -> datetime:
+    """ISO-8601 timestamp; a naive one is taken as UTC. TypeError for what is not a
+    string, ValueError for a time that is not one or that UTC cannot represent (year 1
+    with a positive offset): values decoded from a document may be anything, and a time
+    that parsed must not fail later in format_time."""
+    if not isinstance(text, str):
+        raise TypeError(f"a time is a string, not a {type(text).__name__}")
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time {text!r} is out of range") from None
+    return value
 
 
 def format_time(value: datetime) -> str:
