@@ -33,14 +33,20 @@ from types import FrameType
 import zstandard
 
 from medark.config.loader import load_config
+from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord
+from medark.engine.mysql_binlog import record_name as binlog_record_name
 from medark.engine.pg_restore import restore_base
-from medark.errors import MedarkError
+from medark.engine.pg_wal import WalArchive, WalRecord
+from medark.engine.pg_wal import record_name as pg_wal_record_name
+from medark.engine.worm import HOLDS_PREFIX, HoldRecord, survey_holds
+from medark.errors import MedarkError, RepositoryLocked
 from medark.repo import index_file
 from medark.repo.chunker import Chunker
 from medark.repo.compression import Compressor, decompress
 from medark.repo.config import RepoConfig
 from medark.repo.crypto import SUITES, Crypto, content_name
 from medark.repo.keys import key_info, open_key_file, verify_key_file
+from medark.repo.locks import LOCKS_PREFIX, LockManager, survey_locks
 from medark.repo.pack import TRAILER, parse_header
 from medark.snapshot.model import Snapshot, decode_tree
 from medark.sources.mysql.binlog import (
@@ -51,6 +57,8 @@ from medark.sources.mysql.binlog import (
 )
 from medark.sources.mysql.xbstream import XbstreamGuard, XbstreamTap
 from medark.sources.postgres.tar_tap import TarTap
+from medark.storage.mem import MemoryBackend
+from medark.util import clock
 
 CORPUS = Path(__file__).parent / "corpus"
 MASTER_KEY = bytes(range(64))
@@ -261,6 +269,117 @@ def repo_config(data: bytes) -> None:
 @target
 def repo_config_sealed(data: bytes) -> None:
     repo_config(crypto().open(data))
+
+
+# ---- locks, hold markers, WAL and binlog records (the plaintext after unsealing) ----------
+
+def _same(data: bytes) -> bytes:
+    return data
+
+
+@target
+def lock_file(data: bytes) -> None:
+    """survey_locks as prune's exclusive lock runs it: the lock is readable or reported
+    unreadable, never an exception; an unreadable one refuses the exclusive lock."""
+    backend = MemoryBackend()
+    backend.save(LOCKS_PREFIX + content_name(data), data)
+    locks, unreadable = survey_locks(backend, _same)
+    if len(locks) + len(unreadable) != 1:
+        raise Violation(f"one lock object surveyed as {locks} and {unreadable}")
+    for lock in locks:
+        _typed(lock)
+        lock.describe()
+        lock.stale(clock.now())
+    for bad in unreadable:
+        bad.describe()
+
+    def store(sealed: bytes) -> bytes:
+        name = LOCKS_PREFIX + content_name(sealed)
+        backend.save(name, sealed)
+        return name.encode()
+
+    try:
+        held = LockManager(backend, _same, _same, store).acquire(True, "prune", lambda _: None)
+    except RepositoryLocked:
+        return
+    held.release()
+    if unreadable:
+        raise Violation("the exclusive lock was taken beside an unreadable lock")
+
+
+class _Markers:
+    """The hold source survey_holds reads: here one marker, the input."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self.data = name, data
+
+    def load_unpacked(self, name: str) -> bytes:
+        return self.data
+
+    def list_names(self, prefix: str) -> Iterator[str]:
+        yield self.name
+
+
+@target
+def hold_record(data: bytes) -> None:
+    """survey_holds as forget and prune run it: a marker is read or kept as damaged
+    (which keeps every snapshot), never an exception."""
+    name = HOLDS_PREFIX + content_name(data)
+    survey = survey_holds(_Markers(name, data))
+    if len(survey.records) + len(survey.damaged) != 1:
+        raise Violation(f"one marker surveyed as {survey}")
+    for record in survey.records:
+        _typed(record)
+        clock.format_time(record.time)
+    _ = survey.active
+    if survey.damaged:
+        survey.blocking("forget removes nothing")
+    HoldRecord.from_json(data, name)
+
+
+WAL_SYSTEM_ID = "7312345678901234567"
+BINLOG_ARCHIVE_ID = "1"
+
+
+class _OneRecord:
+    """The repository a WAL or binlog archive reads: one record (the input, already
+    unsealed), and blobs that are empty."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def load_object(self, name: str) -> bytes:
+        return self.data
+
+    def unseal(self, sealed: bytes) -> bytes:
+        return sealed
+
+    def load_blob(self, blob_id: bytes) -> bytes:
+        return b""
+
+
+@target
+def wal_record(data: bytes) -> None:
+    """`pg wal-fetch`'s read: the record, its name check, its content check."""
+    record = WalRecord.from_json(data, "wal record")
+    _typed(record)
+    archive = WalArchive(_OneRecord(data), WAL_SYSTEM_ID)  # type: ignore[arg-type]
+    name = f"wal/{WAL_SYSTEM_ID}/timelines/00000001.history"
+    with contextlib.suppress(MedarkError):
+        name = pg_wal_record_name(WAL_SYSTEM_ID, record.name, record.version)
+    archive.content(archive.read_record(name))
+
+
+@target
+def binlog_record(data: bytes) -> None:
+    """`mysql restore`'s read of the binlog archive: the record, its checks, its content."""
+    record = BinlogRecord.from_json(data, "binlog record")
+    _typed(record)
+    archive = BinlogArchive(_OneRecord(data), BINLOG_ARCHIVE_ID)  # type: ignore[arg-type]
+    name = f"binlog/{BINLOG_ARCHIVE_ID}/binlog.000001"
+    with contextlib.suppress(MedarkError):
+        name = binlog_record_name(BINLOG_ARCHIVE_ID, record.file, record.version)
+    archive.content(archive.read_record(name))
 
 
 # ---- source bytes -----------------------------------------------------------------------

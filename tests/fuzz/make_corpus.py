@@ -1,14 +1,17 @@
 """Write the seed corpus with Medark's own writers (and mbstream's, and MariaDB's).
 
-Run once, by hand, when a format changes: `.venv/bin/python tests/fuzz/make_corpus.py`.
+Run once, by hand, when a format changes: `.venv/bin/python tests/fuzz/make_corpus.py`
+(or name some writers: `... make_corpus.py records`).
 The seeds are checked in; crashers found later are added beside them by hand, named
 `crash-<what>`. Seeds are named `seed-*` and this script rewrites only those.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -142,6 +145,62 @@ def keys_and_config() -> None:
     write("repo_config_sealed", "default", c.seal(config.to_json()))
 
 
+def archive_records() -> None:
+    """Locks, a hold marker and its release, WAL and binlog records, as a repository's
+    own writers store them (in memory), unsealed: the plaintext their parsers read."""
+    from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord
+    from medark.engine.mysql_binlog import record_name as binlog_record_name
+    from medark.engine.pg_wal import WalArchive
+    from medark.engine.worm import hold, release
+    from medark.repo.compression import parse_compression
+    from medark.repo.repository import Repository
+    from medark.sources.mysql.binlog import scan_events
+    from medark.storage.mem import MemoryBackend
+    from medark.util import clock
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from conftest import TEST_KDF
+
+    os.environ.update(TEST_KDF)
+    with tempfile.TemporaryDirectory() as cache:
+        repo = Repository.init(MemoryBackend(), PASSWORD, "aes-256-gcm",
+                               parse_compression("zstd:3"), Path(cache))
+        for exclusive, command in [(False, "backup"), (True, "prune")]:
+            held = repo.lock(exclusive, command, lambda _line: None)
+            write("lock_file", command, repo.unseal(repo.backend.load(held.name)))
+            held.release()
+        snap = Snapshot(time=datetime(2026, 3, 1, tzinfo=UTC), tree=b"\xcd" * 32,
+                        paths=["/srv/pacs"], hostname="his-db", id="ab" * 32)
+        marker = hold(repo, snap, "court order 2026-17").marker
+        write("hold_record", "held", repo.load_unpacked(marker))
+        released = release(repo, snap, lambda _id: snap).marker
+        write("hold_record", "released", repo.load_unpacked(released))
+        wal = WalArchive(repo, "7312345678901234567")
+        segment = "000000010000000000000001"
+        for name, data, via in [(segment, b"\x01" * 1000 + bytes(300_000), "archive_command"),
+                                ("00000002.history", b"1\t0/3000000\tno recovery target\n",
+                                 "archive_command")]:
+            wal.push(name, data, via)
+        wal.push_partial("000000010000000000000002", b"\x02" * 5000, {"timeline": 1})
+        for name in wal.names():
+            file = name.rsplit("/", 1)[-1]
+            seed = "partial-version" if ".partial-" in file else file.replace(".", "-")
+            write("wal_record", seed, repo.unseal(repo.load_object(name)))
+        binlog = (CORPUS / "binlog" / "seed-mariadb-first-file").read_bytes()
+        archive = BinlogArchive(repo, "1")
+        scan = scan_events(binlog)
+        blobs, _added = archive.store_blocks(memoryview(binlog[: scan.end]))
+        for version in ("", "00001772330400000"):
+            record = BinlogRecord("binlog.000001", "1", scan.end,
+                                  hashlib.sha256(binlog[: scan.end]).hexdigest(), blobs,
+                                  clock.format_time(clock.now()), version, scan.last_time)
+            archive.push(record)
+            name = binlog_record_name("1", record.file, version)
+            write("binlog_record", "complete" if not version else "version",
+                  repo.unseal(repo.load_object(name)))
+        repo.close()
+
+
 def tars() -> None:
     """Shaped like pg_basebackup's base.tar: a label, directories, files, a tablespace
     link, a GNU long name; written by tarfile as ustar and GNU."""
@@ -268,19 +327,23 @@ password_file = "/etc/medark/mail.password"
 """)
 
 
+WRITERS = {"packs": packs, "blobs": blob_seeds, "indexes": indexes,
+           "trees": trees_and_snapshots, "keys": keys_and_config, "tars": tars,
+           "xbstreams": xbstreams, "configs": configs, "binlogs": binlogs,
+           "records": archive_records}
+"""In order: `records` reads the binlog seed `binlogs` writes."""
+
+
 def main() -> None:
-    for folder in CORPUS.glob("*"):
-        for old in folder.glob("seed-*"):
-            old.unlink()
-    packs()
-    blob_seeds()
-    indexes()
-    trees_and_snapshots()
-    keys_and_config()
-    tars()
-    xbstreams()
-    configs()
-    binlogs()
+    """Every seed, or (names given: `make_corpus.py records`) only those writers' seeds,
+    the others left as they are."""
+    chosen = sys.argv[1:] or list(WRITERS)
+    if not sys.argv[1:]:
+        for folder in CORPUS.glob("*"):
+            for old in folder.glob("seed-*"):
+                old.unlink()
+    for name in chosen:
+        WRITERS[name]()
     print(json.dumps({p.name: len(list(p.iterdir())) for p in sorted(CORPUS.iterdir())}))
 
 

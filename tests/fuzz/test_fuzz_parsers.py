@@ -23,7 +23,8 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 """Examples per target: 0 takes each target's short default below (the suite's ~60 s)."""
 DEFAULT_EXAMPLES = {"key_file": 80, "pg_base_tar": 60, "xbstream_guard": 60,
                     "plan_config": 150}
-JSON_TARGETS = {"tree", "snapshot", "key_file", "repo_config"}
+JSON_TARGETS = {"tree", "snapshot", "key_file", "repo_config", "lock_file", "hold_record",
+                "wal_record", "binlog_record"}
 TEXT_TARGETS = {"plan_config", "binlog_info"}
 
 BIG = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
