@@ -23,9 +23,13 @@ class Printer:
         self._lock = threading.Lock()
 
     def text(self, line: str = "") -> None:
-        """Human output on stdout; suppressed under --json and --quiet."""
+        """Human output on stdout; suppressed under --json and --quiet. One write of the
+        whole line under the lock: print() writes the text and its newline separately, so
+        two threads (the daemon's jobs) could put two lines on one."""
         if not self.as_json and not self.quiet:
-            print(line, flush=True)
+            with self._lock:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
 
     def json(self, doc: Any) -> None:
         """One JSON document (or one line of a JSON-lines stream) on stdout."""

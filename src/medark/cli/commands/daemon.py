@@ -1,7 +1,8 @@
 """`medark daemon [--config FILE] [--catalog URL]`: run the plans' schedules until SIGTERM.
 
 Every job is recorded in the catalog (`medark jobs`); events (started, finished,
-skipped, catch-up, reaped) are printed one per line, as JSON with --json. SIGTERM or
+skipped, catch-up, reaped) are printed one per line, whole even when jobs finish together
+(`TIME EVENT key=value …`, cli/event_line.py), as JSON objects with --json. SIGTERM or
 SIGINT: stop scheduling, let running jobs finish for --grace seconds, then stop them.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from types import FrameType
 
 from medark.catalog.store import Catalog
@@ -16,6 +18,7 @@ from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
+from medark.cli.event_line import event_line
 from medark.scheduler.daemon import Daemon, DaemonOptions
 from medark.service.jobs import catalog_url, serve_metrics
 from medark.service.plans import config_path, load_plans
@@ -46,8 +49,7 @@ def run(ctx: Context) -> int:
             ctx.out.json({"message_type": "daemon", "event": kind,
                           "time": clock.format_time(clock.now()), **details})
         else:
-            text = " ".join(f"{k}={v}" for k, v in details.items() if v not in (None, []))
-            ctx.out.text(f"{clock.format_time(clock.now())} {kind} {text}")
+            ctx.out.text(event_line(clock.format_time(clock.now()), kind, details))
 
     daemon = Daemon(config, catalog, DaemonOptions(args.poll, args.retry_base, args.grace),
                     event)
@@ -55,7 +57,13 @@ def run(ctx: Context) -> int:
     def stop(_signum: int, _frame: FrameType | None) -> None:
         daemon.stop()
 
+    def crashed(failure: threading.ExceptHookArgs) -> None:
+        # a job thread's unexpected error: one event line, not a traceback among the events
+        event("thread_failed", {"thread": failure.thread.name if failure.thread else None,
+                                "error": f"{failure.exc_type.__name__}: {failure.exc_value}"})
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook, threading.excepthook = threading.excepthook, crashed
     metrics = serve_metrics(args.metrics_listen, config, catalog) if args.metrics_listen else None
     try:
         event("ready", {"plans": len(config.plans), "catalog": catalog.public_url,
@@ -67,6 +75,7 @@ def run(ctx: Context) -> int:
             metrics.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        threading.excepthook = previous_hook
         catalog.close()
     return 0
 
