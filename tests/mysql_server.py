@@ -1,7 +1,7 @@
 """Throwaway MariaDB servers for tests: mariadb-install-db in a temporary directory under
 /tmp, a free port on 127.0.0.1, run as the `mysql` OS user (mariadbd refuses root), with
-ROW binary logging, always stopped afterwards. The machine's own server (3306) is never
-touched: every client call names this server's socket or port.
+ROW binary logging (or none: log_bin=False), always stopped afterwards. The machine's own
+server (3306) is never touched: every client call names this server's socket or port.
 """
 
 from __future__ import annotations
@@ -104,6 +104,9 @@ class MariaServer:
     base: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    log_bin: bool = True
+    """False: binary logging off, as on a server nobody configured for point-in-time
+    restore."""
 
     @property
     def data(self) -> Path:
@@ -130,8 +133,9 @@ class MariaServer:
         entry = pwd.getpwnam(MY_USER)
         argv = [_which("mariadbd") or "mariadbd", "--no-defaults", f"--datadir={self.data}",
                 f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
-                f"--log-bin={self.base / 'binlog'}", "--server-id=1", "--binlog-format=ROW",
-                f"--log-error={self.base / 'error.log'}", f"--pid-file={self.base / 'pid'}",
+                *([f"--log-bin={self.base / 'binlog'}"] if self.log_bin else []),
+                "--server-id=1", "--binlog-format=ROW", f"--log-error={self.base / 'error.log'}",
+                f"--pid-file={self.base / 'pid'}",
                 "--skip-name-resolve", "--max-binlog-size=524288",
                 "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"]
         self.proc = subprocess.Popen(argv, user=entry.pw_uid, group=entry.pw_gid,

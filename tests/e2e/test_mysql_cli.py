@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,8 +80,20 @@ class Site:
 
 @pytest.fixture
 def site() -> Iterator[Site]:
+    with _site(log_bin=True) as s:
+        yield s
+
+
+@pytest.fixture
+def site_without_binlog() -> Iterator[Site]:
+    with _site(log_bin=False) as s:
+        yield s
+
+
+@contextmanager
+def _site(log_bin: bool) -> Iterator[Site]:
     base = make_base()
-    server = MariaServer(base)
+    server = MariaServer(base, log_bin=log_bin)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
     env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD,
                MEDARK_CACHE_DIR=str(base / "cache"))
@@ -232,3 +246,58 @@ def test_bad_inputs_get_one_line_and_distinct_exit_codes(site: Site, tmp_path: P
         assert len(refused.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "y").exists()  # nothing written for a refused target
     assert site.medark("check").returncode == 0
+
+
+@pytest.mark.parametrize("method", ["physical", "logical"])
+def test_a_backup_without_binary_logging_restores_as_it_is(site_without_binlog: Site,
+                                                            method: str, tmp_path: Path
+                                                            ) -> None:
+    """Binary logging off: the backup says point-in-time restore is impossible, a restore
+    that would replay refuses with one line naming --backup-only, --backup-only restores
+    the backup as it is, and no output says None."""
+    if method == "physical" and not have_mariadb_backup():
+        pytest.skip("mariadb-backup is not installed")
+    site = site_without_binlog
+    assert site.server.root_sql("SELECT @@log_bin") == "0"
+    site.server.root_sql("INSERT INTO h.load (note) VALUES ('a'), ('b'), ('c')")
+    query = "SELECT COUNT(*), MAX(id), SUM(CRC32(note)) FROM h.load"
+    expected = site.server.root_sql(query)
+    method_args = ["--logical"] if method == "logical" else []
+    backup = site.medark("mysql", "backup", "--dsn", site.server.dsn, *method_args)
+    outputs = [backup.stdout, backup.stderr]
+    warning = [ln for ln in backup.stderr.splitlines() if "binary logging is off" in ln]
+    assert len(warning) == 1, backup.stderr
+    assert "point-in-time restore" in warning[0] and "log_bin" in warning[0]
+    assert f"{method} backup of server" in backup.stdout
+    assert "with no binlog position (binary logging was off)" in backup.stdout
+    site.server.root_sql("INSERT INTO h.load (note) VALUES ('after the backup')")
+
+    status = site.medark("mysql", "status")
+    outputs += [status.stdout, status.stderr]
+    assert "no binlog position (binary logging was off)" in status.stdout
+    assert "--backup-only" in status.stdout
+
+    for goal in (["--latest"], ["--time", datetime.now(UTC).isoformat()]):
+        refused = site.medark("mysql", "restore", "--target-dir", str(tmp_path / "x"), *goal,
+                              check=False)
+        outputs += [refused.stdout, refused.stderr]
+        assert refused.returncode == 23, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "binary logging off" in refused.stderr
+        assert "--backup-only" in refused.stderr
+        assert not (tmp_path / "x").exists()  # refused before anything is written
+
+    port = free_port()
+    target = Path(f"{site.server.base}-backup-only")
+    restored = site.medark("mysql", "restore", "--target-dir", str(target), "--backup-only",
+                           "--start", "--port", str(port), "--timeout", "120")
+    pid = re.search(r"\(pid (\d+),", restored.stdout)
+    assert pid is not None, restored.stdout
+    site.restored.append(int(pid.group(1)))
+    outputs += [restored.stdout, restored.stderr]
+    assert f"restored {method} backup" in restored.stdout
+    assert "as of the end of the backup (no binlog replayed)" in restored.stdout
+    assert sql(query, port=port) == expected  # as the backup user: grants kept
+    assert sql("SELECT COUNT(*) FROM h.load WHERE note = 'after the backup'",
+               port=port) == "0"
+    assert not any("None" in text for text in outputs), outputs

@@ -91,8 +91,9 @@ def hot_backup(repo: Repository, options: MysqlBackupOptions, progress: Progress
         if warn:
             warn("mariadb-backup is not installed: taking a logical backup (mariadb-dump)")
     if not identity.log_bin and warn:
-        warn(f"binary logging is off on {conn.safe()}: this backup cannot be rolled forward "
-             "(set log_bin for point-in-time restore)")
+        warn(f"point-in-time restore will not be possible: binary logging is off on "
+             f"{conn.safe()} (set log_bin under [mysqld] in its config and restart it); this "
+             "backup restores only as it is, with `mysql restore --backup-only`")
     started = clock.now()
     t0 = clock.monotonic()
     work = tempfile.mkdtemp(prefix="medark-mysql-", dir=options.tmp_dir)

@@ -6,7 +6,9 @@ bounds it from above: mariadb-backup and mariadb-dump take the coordinates befor
 exit) and runs through the archived binlog files that follow its coordinates without a
 gap. A target outside every window is refused before anything is written: before the
 oldest backup point or after the newest archived binlog → TargetOutOfRange (24); past a
-missing file → WalGap (23).
+missing file, or from a backup taken with binary logging off (no coordinates) → WalGap
+(23). The 'backup' target restores the newest backup as it is, replaying nothing: the one
+restore a backup without coordinates allows.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def stop_time(snap: Snapshot) -> datetime:
 @dataclass(frozen=True)
 class Target:
     kind: str
-    """'time' or 'latest'."""
+    """'time', 'latest' or 'backup' (the end of the backup: no binlog replayed)."""
     time: datetime | None = None
 
     def describe(self) -> str:
         if self.kind == "time" and self.time is not None:
             return clock.format_time(self.time)
+        if self.kind == "backup":
+            return "the end of the backup (no binlog replayed)"
         return "the newest archived binlog event"
 
 
@@ -112,6 +116,8 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
         raise ObjectNotFound("no MariaDB/MySQL backup in the repository (take one with "
                              "`medark mysql backup`)")
     archive_id = str(backups[-1].source["archive_id"])
+    if target.kind == "backup":
+        return Plan(backups[-1], archive_id, [], 0, None)
     archive = BinlogArchive(repo, archive_id)
     inv = archive.inventory()
     newest = newest_archived(archive, inv)
@@ -124,6 +130,9 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
                 f"{target.describe()} is before the oldest backup point "
                 f"({clock.format_time(stop_time(backups[0]))}): the recoverable window "
                 "starts there")
+    _require_coordinates(candidates[-1])
+    if target.kind == "time":
+        assert target.time is not None
         newest_time = clock.parse_time(newest.archived) if newest else None
         if newest_time is None or target.time > newest_time:
             when = clock.format_time(newest_time) if newest_time else "none archived"
@@ -132,9 +141,6 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
                 "nothing that late can be recovered")
     chosen = candidates[-1]
     src = chosen.source
-    if not src.get("binlog_file"):
-        raise WalGap(f"backup {chosen.short_id} has no binlog coordinates (binary logging "
-                     "was off): it cannot be rolled forward")
     chain = chain_from(archive, inv, str(src["binlog_file"]), target.time)
     if not chain.records:
         raise WalGap(f"binlog {src['binlog_file']}, where backup {chosen.short_id} ends, is "
@@ -150,6 +156,14 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
                 "`medark mysql status`; take a new backup to start a new window)")
     stop = stop_datetime(target.time) if target.kind == "time" and target.time else None
     return Plan(chosen, archive_id, chain.records, int(str(src["binlog_position"])), stop)
+
+
+def _require_coordinates(backup: Snapshot) -> None:
+    """A backup taken with binary logging off has no position to replay from."""
+    if not backup.source.get("binlog_file"):
+        raise WalGap(f"backup {backup.short_id} was taken with binary logging off and has no "
+                     "binlog position to roll forward from: restore it as it is with "
+                     "--backup-only")
 
 
 def fetch_binlogs(repo: Repository, plan: Plan, spool: str) -> list[str]:

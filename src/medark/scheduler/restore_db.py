@@ -103,7 +103,9 @@ def restore_database(source: Source, snapshot: dict[str, Any], target: Path,
                                                                                "postgres"))
         return server
     user = MYSQL_OS_USER if os.geteuid() == 0 else None
-    out = run_medark(["mysql", "restore", "--target-dir", str(target), "--latest", "--start",
+    # A backup taken with binary logging off has nothing to replay: test it as it is.
+    goal = "--latest" if origin.get("binlog_file") else "--backup-only"
+    out = run_medark(["mysql", "restore", "--target-dir", str(target), goal, "--start",
                       "--port", str(port), *_option("--server", origin.get("archive_id"))],
                      f"restoring MariaDB from {short}")
     doc = _last_json(out)

@@ -1,8 +1,10 @@
 """MariaDB/MySQL use cases shared by the CLI and (later) the API: where a binlog stream
 starts, restoring to a target, and the recoverable window.
 
-Restore always replays (privately, see sources.mysql.server): the target directory ends up
-cleanly shut down at the target, with its own option file. `start` then starts it on
+Restore replays (privately, see sources.mysql.server): the target directory ends up
+cleanly shut down at the target, with its own option file. With the 'backup' target
+(`--backup-only`, the only restore of a backup taken with binary logging off) nothing is
+replayed: the backup as it is. `start` then starts it on
 127.0.0.1:`port` with grants enforced; without it, start it yourself with
 `mariadbd --defaults-file=<dir>/medark-server.cnf` (as the mysql OS user).
 
@@ -108,10 +110,11 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
     t0 = clock.monotonic()
     programs = {
         "client": _program(request, "mariadb", "mysql"),
-        "binlog": _program(request, "mariadb-binlog", "mysqlbinlog"),
         "server": _program(request, "mariadbd", "mysqld"),
         "admin": _program(request, "mariadb-admin", "mysqladmin"),
     }
+    if chosen.files:
+        programs["binlog"] = _program(request, "mariadb-binlog", "mysqlbinlog")
     physical = chosen.backup.source.get("method") == "physical"
     if physical:
         programs["mbstream"] = _program(request, "mbstream")
@@ -137,20 +140,22 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
             run(argv + ([f"--user={user}"] if user else []), "mariadb-install-db",
                 request.timeout)
             settings = []
-        paths = fetch_binlogs(repo, chosen, spool)
+        paths = fetch_binlogs(repo, chosen, spool) if chosen.files else []
         write_config(target_dir, settings, request.port)
         if user:
             chown_tree(target_dir, user)
-        server = RestoreServer(programs["server"], programs["admin"], target_dir, user)
-        server.start(private=True, timeout=request.timeout)
-        try:
-            if not physical:
-                server.load(programs["client"], stored_stream(repo, chosen.backup, pool),
-                            "loading the dump")
-            server.replay(programs["binlog"], programs["client"], paths,
-                          chosen.start_position, chosen.stop, request.timeout)
-        finally:
-            server.stop()
+        if paths or not physical:  # a prepared physical backup alone needs no server yet
+            server = RestoreServer(programs["server"], programs["admin"], target_dir, user)
+            server.start(private=True, timeout=request.timeout)
+            try:
+                if not physical:
+                    server.load(programs["client"], stored_stream(repo, chosen.backup, pool),
+                                "loading the dump")
+                if paths:
+                    server.replay(programs["binlog"], programs["client"], paths,
+                                  chosen.start_position, chosen.stop, request.timeout)
+            finally:
+                server.stop()
     shutil.rmtree(spool, ignore_errors=True)
     config = os.path.join(target_dir, CONFIG)
     result: dict[str, Any] = {

@@ -35,7 +35,8 @@ from medark.util.sizes import format_bytes, format_duration
 ACTIONS: dict[str, str] = {
     "backup": "take a hot backup (mariadb-backup; mariadb-dump with --logical)",
     "binlog-stream": "stream binary logs into the repository (RPO of seconds)",
-    "restore": "restore a backup and replay binlogs to a time or the newest archived event",
+    "restore": "restore a backup and replay binlogs to a time or the newest archived event"
+               " (or, --backup-only, the backup as it is)",
     "status": "newest backup, newest archived binlog and its age (RPO), gaps",
 }
 
@@ -80,6 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       "transactions in the same second are left out)")
     goal.add_argument("--latest", action="store_true",
                       help="replay every archived binlog event")
+    goal.add_argument("--backup-only", action="store_true",
+                      help="restore the newest backup as it is, replaying no binlog (the "
+                           "only restore of a backup taken with binary logging off)")
     r.add_argument("--start", action="store_true",
                    help="start the restored server on 127.0.0.1:PORT afterwards")
     r.add_argument("--port", type=int, help="port for the restored server")
@@ -123,11 +127,18 @@ def _backup(ctx: Context) -> int:
         return 0
     src = snapshot.source
     ctx.out.text(f"{src['method']} backup of server {src['archive_id']} (MariaDB "
-                 f"{src['server_version']}) at binlog {src['binlog_file']}:"
-                 f"{src['binlog_position']} (GTID {src['gtid']})")
+                 f"{src['server_version']}) {_backup_point(src)}")
     ctx.out.text(stream_backup_totals(summary))
     ctx.out.text(f"snapshot {snapshot.short_id} saved")
     return 0
+
+
+def _backup_point(src: dict[str, Any]) -> str:
+    """Where a backup sits in the binlog, in words (binary logging may have been off)."""
+    if not src.get("binlog_file"):
+        return "with no binlog position (binary logging was off)"
+    gtid = f" (GTID {src['gtid']})" if src.get("gtid") else ""
+    return f"at binlog {src['binlog_file']}:{src.get('binlog_position') or 0}{gtid}"
 
 
 def _stream(ctx: Context) -> int:
@@ -172,7 +183,7 @@ def _stream(ctx: Context) -> int:
 def _target(args: argparse.Namespace) -> Target:
     if args.time:
         return Target("time", target_time(args.time))
-    return Target("latest")
+    return Target("backup" if args.backup_only else "latest")
 
 
 def _restore(ctx: Context) -> int:
@@ -194,10 +205,12 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
         ctx.out.json(result)
         return
     backup = result["backup"]
+    files = len(result["binlog_files"])
+    replay = (f"and replayed {files} binlog file(s) to {result['recovery_target']}" if files
+              else f"as of {result['recovery_target']}")
     ctx.out.text(f"restored {backup['method']} backup {str(backup['snapshot_id'])[:8]} "
-                 f"({backup['time']}) to {result['target_dir']} and replayed "
-                 f"{len(result['binlog_files'])} binlog file(s) to "
-                 f"{result['recovery_target']} in {format_duration(result['restore_seconds'])}")
+                 f"({backup['time']}) to {result['target_dir']} {replay} in "
+                 f"{format_duration(result['restore_seconds'])}")
     if result["started"]:
         ctx.out.text(f"server started on 127.0.0.1:{result['port']} (pid {result['pid']}, "
                      f"log: {result['server_log']})")
@@ -213,17 +226,24 @@ def _status(ctx: Context) -> int:
         return 0
     nb = doc["newest_backup"]
     ctx.out.text(f"server {doc['server']}: {doc['backups']} backup(s); newest "
-                 f"{str(nb['snapshot_id'])[:8]} ({nb['method']}) at {nb['time']}, binlog "
-                 f"{nb['binlog_file']}:{nb['binlog_position']}")
+                 f"{str(nb['snapshot_id'])[:8]} ({nb['method']}) at {nb['time']}, "
+                 f"{_backup_point(nb)}")
     if doc["newest_binlog"]:
         ctx.out.text(f"newest archived binlog: {doc['newest_binlog']}:"
                      f"{doc['newest_binlog_position']} at {doc['newest_binlog_archived']} "
                      f"({doc['rpo_seconds']} s ago: the achieved RPO)")
+    elif not nb["binlog_file"]:
+        ctx.out.text("no binlog archived: binary logging was off at the newest backup (set "
+                     "log_bin in the server's config, then run `medark mysql binlog-stream`)")
     else:
         ctx.out.text("no binlog archived yet (run `medark mysql binlog-stream`)")
     if doc["gaps"]:
         ctx.out.text(f"GAPS: {', '.join(doc['gaps'])} missing from the archive")
     for w in doc["windows"]:
+        if not w["binlog_from"]:
+            ctx.out.text(f"  from backup {w['snapshot_id']}: no binlog position (binary "
+                         "logging was off): restore it as it is with --backup-only")
+            continue
         gap = f", GAP at {w['gap_after']}" if w["gap_after"] else ""
         end = f"{w['binlog_to']}:{w['position_to']}" if w["binlog_to"] else "nothing archived"
         ctx.out.text(f"  from backup {w['snapshot_id']}: recoverable from {w['from']} "
