@@ -117,7 +117,8 @@ class LockUnavailable(MedarkError):
 
 class ResidencyViolation(MedarkError):
     """Data would be stored at a target not recorded inside mainland China
-    (COMPLIANCE.md §3; policy/residency.py), and the command was told to refuse that."""
+    (docs/compliance.md#data-residency; policy/residency.py), and the command was told to
+    refuse that."""
 
     exit_code = 14
     code = "residency"

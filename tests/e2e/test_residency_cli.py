@@ -1,6 +1,6 @@
-"""Data residency through the real command (COMPLIANCE.md §3): `init --location` records
-where a repository is, `check` reports the verdict, `copy` warns on (or with
---require-residency refuses) a destination outside mainland China."""
+"""Data residency through the real command (docs/compliance.md#data-residency): `init
+--location` records where a repository is, `check` reports the verdict, `copy` warns on
+(or with --require-residency refuses) a destination outside mainland China."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Cli
 
-WARNING = "outside mainland China: non-compliant (COMPLIANCE.md §3)"
+WARNING = "outside mainland China: non-compliant (docs/compliance.md#data-residency)"
 
 
 def test_init_in_sichuan_records_the_location_and_check_reports_compliant(cli: Cli) -> None:

@@ -1,5 +1,5 @@
-"""Data residency policy (COMPLIANCE.md §3): mainland China passes, everything else fails,
-a missing location is unknown (a warning, never a pass)."""
+"""Data residency policy (docs/compliance.md#data-residency): mainland China passes,
+everything else fails, a missing location is unknown (a warning, never a pass)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from medark.policy.residency import (
     residency,
 )
 
+RULE = "(docs/compliance.md#data-residency)"
+
 
 @pytest.mark.parametrize("code", ["CN", "CN-SC", "cn-bj", "CN-SH", "CN-XZ", " CN-GD "])
 def test_mainland_china_is_compliant(code: str) -> None:
     verdict = residency(SiteLocation.parse(code))
     assert verdict.verdict == COMPLIANT and verdict.compliant
-    assert "mainland China" in verdict.reason and "COMPLIANCE.md §3" in verdict.reason
+    assert "mainland China" in verdict.reason and RULE in verdict.reason
 
 
 @pytest.mark.parametrize(("code", "region"), [
@@ -30,15 +32,14 @@ def test_hong_kong_macao_and_taiwan_are_outside_mainland_china(code: str, region
     verdict = residency(SiteLocation.parse(code))
     assert verdict.verdict == NON_COMPLIANT and not verdict.compliant
     assert region in verdict.reason
-    assert verdict.reason.endswith("outside mainland China: non-compliant (COMPLIANCE.md §3)")
+    assert verdict.reason.endswith(f"outside mainland China: non-compliant {RULE}")
 
 
 @pytest.mark.parametrize("code", ["US", "SG", "DE-BY", "JP-13", "us-ca"])
 def test_other_countries_are_non_compliant(code: str) -> None:
     verdict = residency(SiteLocation.parse(code))
     assert verdict.verdict == NON_COMPLIANT
-    assert verdict.reason == (f"{code.upper()} is outside mainland China: non-compliant "
-                              "(COMPLIANCE.md §3)")
+    assert verdict.reason == f"{code.upper()} is outside mainland China: non-compliant {RULE}"
 
 
 def test_no_location_is_unknown_not_a_pass() -> None:

@@ -45,7 +45,7 @@ class Site(Model):
     name: str = ""
     """Display name (主院区, 东院区, 区域灾备中心)."""
     location: str
-    """Country and region, 'CN-SC' (data residency: COMPLIANCE.md §3)."""
+    """Country and region, 'CN-SC' (data residency: docs/compliance.md#data-residency)."""
     role: Literal["production", "campus", "regional"] = "production"
 
     @field_validator("location")

@@ -9,5 +9,6 @@ RECORD_MINIMUM = {
     "outpatient": timedelta(days=15 * 365),
     "inpatient": timedelta(days=30 * 365),
 }
-"""Medical record retention (COMPLIANCE.md §3): outpatient and emergency records 15
-years from the last visit, inpatient records 30 years from the last discharge."""
+"""Medical record retention (docs/compliance.md#medical-record-retention): outpatient
+and emergency records 15 years from the last visit, inpatient records 30 years from the
+last discharge; a year is 365 days, as `yearly = N` retention counts it."""

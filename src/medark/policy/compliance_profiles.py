@@ -1,8 +1,8 @@
-"""The rules hospitals are audited against, as data (../shared/COMPLIANCE.md, one profile
-per table). Each requirement names the check that evaluates it (policy/compliance.py),
-its limit, and whether the standard says "must reach" (必须达到) or "recommended"
-(推荐达到); where the source does not say, local backup is "must" and the rest
-"recommended", as COMPLIANCE.md §1 instructs."""
+"""The rules hospitals are audited against, as data (docs/compliance.md#the-rules, one
+profile per section). Each requirement names the check that evaluates it
+(policy/compliance.py), its limit, and whether the standard says "must reach" (必须达到)
+or "recommended" (推荐达到); where the source does not say, local backup is "must" and
+the rest "recommended" (docs/compliance.md#hospital-tiers)."""
 
 from __future__ import annotations
 

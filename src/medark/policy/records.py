@@ -1,4 +1,5 @@
-"""Medical-record retention that no `forget` can undercut (COMPLIANCE.md §3).
+"""Medical-record retention that no `forget` can undercut
+(docs/compliance.md#medical-record-retention).
 
 A backup of a system that holds medical records carries the tag `records=outpatient` or
 `records=inpatient` (the daemon and `medark run` add it from the configuration). Whatever

@@ -1,4 +1,5 @@
-"""Data residency (COMPLIANCE.md §3): medical data must not be stored outside mainland China.
+"""Data residency (docs/compliance.md#data-residency): medical data must not be stored outside
+mainland China.
 
 Pure (docs/architecture.md, conventions 7 and 8). A storage target carries a
 `SiteLocation`: an ISO 3166-1 alpha-2 country code, optionally an ISO 3166-2 subdivision
@@ -27,7 +28,7 @@ from medark.errors import UsageError
 COMPLIANT = "compliant"
 NON_COMPLIANT = "non-compliant"
 UNKNOWN = "unknown"
-RULE = "COMPLIANCE.md §3"
+RULE = "docs/compliance.md#data-residency"
 
 CONFIG_KEY = "location"
 """Where a repository's location lives in its sealed config (`RepoConfig.extra`)."""

@@ -1,5 +1,5 @@
-"""Data residency of repositories (COMPLIANCE.md §3): the location a repository recorded
-at init and the verdict of policy/residency.py on it."""
+"""Data residency of repositories (docs/compliance.md#data-residency): the location a
+repository recorded at init and the verdict of policy/residency.py on it."""
 
 from __future__ import annotations
 

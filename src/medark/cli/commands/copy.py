@@ -58,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="blobs copied in parallel (default 2)")
     p.add_argument("--require-residency", action="store_true",
                    help="refuse (exit 14) unless the destination recorded a location inside "
-                        "mainland China at init (COMPLIANCE.md §3)")
+                        "mainland China at init (docs/compliance.md#data-residency)")
 
 
 def run(ctx: Context) -> int:

@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "can shorten it; governance: accounts with a bypass permission can)")
     p.add_argument("--location", metavar="CC[-SUB]", dest="site_location",
                    help="where the storage is, as an ISO 3166 code: CN, CN-SC (Sichuan), US; "
-                        "recorded for good and judged for data residency (COMPLIANCE.md §3)")
+                        "recorded for good and judged for data residency (docs/compliance.md"
+                        "#data-residency)")
     p.add_argument("--site", metavar="NAME",
                    help="with --location: free-text site name (campus, building, data center)")
 
