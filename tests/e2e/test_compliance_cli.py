@@ -54,8 +54,8 @@ offsite_restore_test = {{ repository = "offsite", schedule = "0 4 1 * *" }}
 
 
 def _verdicts(cli: Cli, config: Path, *at: str) -> tuple[int, dict[str, Any]]:
-    result = cli("--json", "compliance", "--profile", "三甲", "--level", "2", "--config",
-                 config, *at, password=None, check=False)
+    result = cli("--json", "compliance", "--profile", "三甲", "--level", "2", "--lang", "en",
+                 "--config", config, *at, password=None, check=False)
     doc = next(d for d in result.json_lines() if d.get("message_type") == "compliance")
     return result.returncode, {v["requirement"]: v for v in doc["verdicts"]}
 
@@ -116,9 +116,50 @@ def test_compliance_is_proved_by_measurements(cli: Cli, tmp_path: Path) -> None:
                password=None, check=False)
     assert "FAIL" in text.stdout and "achieved RPO" in text.stdout
     assert "must\" requirement(s) fail" in text.stderr
+    chinese = cli("compliance", "--profile", "三甲", "--level", "2", "--lang", "zh",
+                  "--config", config, *later, password=None, check=False)
+    assert chinese.returncode == 17
+    row = next(line for line in chinese.stdout.splitlines() if "本地备份 RPO ≤ 10 分钟" in line)
+    assert "不通过" in row and "必须" in row, row
+    assert "实测：实际 RPO" in chinese.stdout and "> 10 分钟" in chinese.stdout
+    assert "achieved" not in chinese.stdout and "FAIL" not in chinese.stdout
 
     (tmp_path / "moved").rename(data)  # fixed: the next job brings the RPO back
     cli("run", "pacs", "--config", config, password=None)
     code, verdicts = _verdicts(cli, config,
                                "--at", (datetime.now(UTC) + timedelta(minutes=1)).isoformat())
     assert verdicts["三甲.local.rpo"]["status"] == "pass" and code == 0
+
+
+def test_compliance_speaks_the_locale_or_the_configured_language(cli: Cli,
+                                                                 tmp_path: Path) -> None:
+    """--lang, else `[hospital] language`, else a Chinese locale, else English."""
+    config = tmp_path / "medark.toml"
+    text = CONFIG.format(state=tmp_path / "state", repo=cli.repo, offsite=tmp_path / "o",
+                         data=tmp_path, password_file=tmp_path / "password")
+    config.write_text(text, encoding="utf-8")
+    args = ["compliance", "--profile", "三乙", "--level", "1", "--config", config]
+
+    def run(config_lang: str | None, locale: str, *lang: str) -> str:
+        config.write_text((f'[hospital]\nlanguage = "{config_lang}"\n\n' if config_lang
+                           else "") + text, encoding="utf-8")
+        env = dict(cli.env, LC_ALL="", LC_MESSAGES="", LANG=locale)
+        result = Cli(cli.repo, env)(*args, *lang, password=None, check=False)
+        assert result.returncode == 17, result.stderr  # nothing has run
+        return result.stdout
+
+    english = run(None, "C.UTF-8")
+    assert "local backup RPO ≤ 15 min" in english and "本地备份" not in english
+    chinese = run(None, "zh_CN.UTF-8")
+    assert "本地备份 RPO ≤ 15 分钟" in chinese and "实际 RPO：无记录" in chinese
+    assert "local backup" not in chinese
+    assert "local backup RPO" in run(None, "zh_CN.UTF-8", "--lang", "en")
+    assert "本地备份 RPO" in run("zh", "C.UTF-8")
+    assert "local backup RPO" in run("en", "zh_CN.UTF-8")
+    doc = next(d for d in Cli(cli.repo, dict(cli.env, LANG="zh_CN.UTF-8"))(
+        "--json", *args, "--lang", "zh", password=None, check=False).json_lines()
+        if d.get("message_type") == "compliance")
+    assert doc["lang"] == "zh"
+    rpo = next(v for v in doc["verdicts"] if v["requirement"] == "三乙.local.rpo")
+    assert rpo["title"] == "本地备份 RPO ≤ 15 分钟"
+    assert rpo["measured"]["evidence"] == "实际 RPO：无记录"

@@ -19,6 +19,7 @@ from medark.policy.compliance import (
     failed_musts,
 )
 from medark.policy.compliance_profiles import profile
+from medark.policy.residency import SiteLocation, residency
 
 MIN = timedelta(minutes=1)
 
@@ -94,8 +95,11 @@ def test_records_and_residency() -> None:
     none = facts(records="none", record_minimum=None)
     assert by_id(evaluate(profile("三甲", 1), [none]))["records.retention"].status == \
         NOT_APPLICABLE
-    abroad = facts(residency_problems=["offsite: Hong Kong is outside mainland China"])
-    assert by_id(evaluate(profile("三甲", 1), [abroad]))["residency"].status == FAIL
+    abroad = facts(residency_problems=[("offsite", residency(SiteLocation.parse("HK")))])
+    verdict = by_id(evaluate(profile("三甲", 1), [abroad]))["residency"]
+    assert verdict.status == FAIL
+    assert verdict.measured.text("en").startswith("offsite: HK (Hong Kong) is outside")
+    assert verdict.measured.text("zh").startswith("offsite: HK（香港）位于中国大陆境外")
 
 
 def test_a_custom_profile_replaces_and_adds_requirements() -> None:

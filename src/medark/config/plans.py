@@ -353,6 +353,9 @@ class HospitalConf(Model):
     """等保 2.0 level of its main systems."""
     sichuan: bool = False
     """Also judge the Sichuan smart-hospital evaluation items."""
+    language: Literal["zh", "en"] | None = None
+    """Language of `report` and `compliance` when --lang is not given (unset: reports
+    Chinese; `compliance` from the locale, else English)."""
 
 
 class CatalogConf(Model):

@@ -15,13 +15,14 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from medark.config.durations import format_config_duration
 from medark.policy.compliance_profiles import Requirement
+from medark.policy.compliance_text import Phrase, evidence, title
+from medark.policy.residency import Residency
 
 PASS = "pass"
 WARN = "warn"
@@ -60,13 +61,26 @@ class SystemFacts:
     record_minimum: timedelta | None = None
     retention_applied: timedelta | None = None
     """How long ago the plans' retention (forget) last ran; None: never."""
-    residency_problems: list[str] = field(default_factory=list)
+    residency_problems: list[tuple[str, Residency]] = field(default_factory=list)
+    """(repository, its verdict) for each repository of the plans outside mainland China
+    or of unknown location."""
 
 
 @dataclass(frozen=True)
 class Check:
+    """A status and its evidence as a template (policy/compliance_text.py) and values, so
+    either language can be printed."""
+
     status: str
-    evidence: str
+    key: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+    def text(self, language: str = "en") -> str:
+        return evidence(self.key, self.values, language)
+
+    @property
+    def evidence(self) -> str:
+        return self.text("en")
 
 
 @dataclass(frozen=True)
@@ -83,13 +97,17 @@ class Verdict:
             return WARN
         return worst
 
-    def public(self) -> dict[str, Any]:
+    def title(self, language: str = "en") -> str:
+        return title(self.requirement, language)
+
+    def public(self, language: str = "en") -> dict[str, Any]:
         r = self.requirement
-        return {"system": self.system, "requirement": r.id, "title": r.title,
+        return {"system": self.system, "requirement": r.id, "title": self.title(language),
                 "source": r.source, "must": r.must, "status": self.status,
-                "design": {"status": self.design.status, "evidence": self.design.evidence},
+                "design": {"status": self.design.status,
+                           "evidence": self.design.text(language)},
                 "measured": {"status": self.measured.status,
-                             "evidence": self.measured.evidence}}
+                             "evidence": self.measured.text(language)}}
 
 
 def evaluate(requirements: list[Requirement], systems: list[SystemFacts]) -> list[Verdict]:
@@ -101,84 +119,74 @@ def failed_musts(verdicts: list[Verdict]) -> list[Verdict]:
     return [v for v in verdicts if v.requirement.must and v.status == FAIL]
 
 
-def _span(value: timedelta | None) -> str:
-    if value is None:
-        return "forever"
-    return format_config_duration(timedelta(seconds=round(value.total_seconds())))
-
-
 def _within(value: timedelta | None, limit: timedelta | None, what: str) -> Check:
+    """`what` is a key of compliance_text.PHRASES."""
+    term = Phrase(what)
     if value is None:
-        return Check(FAIL, f"no {what}")
+        return Check(FAIL, "within.none", {"what": term})
     if limit is None:
-        return Check(PASS, f"{what} {_span(value)}")
-    if value > limit:
-        return Check(FAIL, f"{what} {_span(value)} > {_span(limit)}")
-    return Check(PASS, f"{what} {_span(value)} ≤ {_span(limit)}")
+        return Check(PASS, "within.value", {"what": term, "value": value})
+    verdict = (FAIL, "within.over") if value > limit else (PASS, "within.ok")
+    return Check(*verdict, {"what": term, "value": value, "limit": limit})
 
 
 def _uncovered(req: Requirement, _facts: SystemFacts) -> tuple[Check, Check]:
-    why = {"dr_rpo": "application-level DR (standby) is not built yet",
-           "dr_rto": "application-level DR (standby) is not built yet",
-           "hot_redundancy": "hot redundancy (warm standby) is not built yet",
-           "app_switch": "application switch-over is not built yet",
-           "switch_time": "DR switch-over drills are not built yet",
-           "device_configs": "network device configuration backup is not built yet"}
-    note = Check(NOT_COVERED, why.get(req.check, "not covered"))
+    why = {"dr_rpo": "not_built.dr", "dr_rto": "not_built.dr",
+           "hot_redundancy": "not_built.hot", "app_switch": "not_built.switch",
+           "switch_time": "not_built.drill", "device_configs": "not_built.devices"}
+    note = Check(NOT_COVERED, why.get(req.check, "not_covered"))
     return note, note
 
 
 def _local_rpo(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
-    return (_within(f.local_design_rpo, req.limit, "schedule allows RPO"),
-            _within(f.local_rpo, req.limit, "achieved RPO"))
+    return (_within(f.local_design_rpo, req.limit, "schedule_rpo"),
+            _within(f.local_rpo, req.limit, "achieved_rpo"))
 
 
 def _local_rto(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if not f.rto_targets:
-        design = Check(FAIL, "no restore test scheduled: the RTO is never measured")
+        design = Check(FAIL, "no_restore_test")
     else:
-        design = _within(max(f.rto_targets), req.limit, "planned RTO")
-    return design, _within(f.rto, req.limit, "restore test RTO")
+        design = _within(max(f.rto_targets), req.limit, "planned_rto")
+    return design, _within(f.rto, req.limit, "test_rto")
 
 
 def _offsite_rpo(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.offsite_design_rpo is None:
-        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
-    return (_within(f.offsite_design_rpo, req.limit, "copy schedule allows RPO"),
-            _within(f.offsite_rpo, req.limit, "offsite point age"))
+        return Check(FAIL, "no_offsite"), Check(FAIL, "no_offsite_copy")
+    return (_within(f.offsite_design_rpo, req.limit, "copy_rpo"),
+            _within(f.offsite_rpo, req.limit, "offsite_age"))
 
 
 def _offsite_rto(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.offsite_design_rpo is None:
-        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
+        return Check(FAIL, "no_offsite"), Check(FAIL, "no_offsite_copy")
     if not f.offsite_rto_targets:
-        design = Check(FAIL, "no restore test from the offsite copy scheduled "
-                       "(offsite_restore_test)")
+        design = Check(FAIL, "no_offsite_test")
     else:
-        design = _within(max(f.offsite_rto_targets), req.limit, "planned RTO")
-    return design, _within(f.offsite_rto, req.limit, "offsite restore test RTO")
+        design = _within(max(f.offsite_rto_targets), req.limit, "planned_rto")
+    return design, _within(f.offsite_rto, req.limit, "offsite_test_rto")
 
 
 def _local_backup(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
-    design = Check(PASS, f"plans {', '.join(f.plans)}") if f.plans else \
-        Check(FAIL, "no plan protects it")
-    return design, _within(f.local_rpo, None, "newest local point")
+    design = Check(PASS, "plans", {"plans": ", ".join(f.plans)}) if f.plans else \
+        Check(FAIL, "no_plan")
+    return design, _within(f.local_rpo, None, "local_point")
 
 
 def _offsite_backup(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.offsite_design_rpo is None:
-        return Check(FAIL, "no copy to another site"), Check(FAIL, "no offsite copy")
-    return (Check(PASS, f"copy every {_span(f.offsite_design_rpo)}" if f.offsite_design_rpo
-                  else "continuous copy"),
-            _within(f.offsite_rpo, req.limit, "offsite point age"))
+        return Check(FAIL, "no_offsite"), Check(FAIL, "no_offsite_copy")
+    return (Check(PASS, "copy_every", {"gap": f.offsite_design_rpo}) if f.offsite_design_rpo
+            else Check(PASS, "continuous_copy"),
+            _within(f.offsite_rpo, req.limit, "offsite_age"))
 
 
 def _offsite_realtime(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if not f.offsite_realtime:
-        return Check(FAIL, "no continuous copy to another site"), Check(FAIL, "no "
-                                                                         "continuous copy")
-    return (Check(PASS, "continuous copy (copy --follow)"),
-            _within(f.offsite_rpo, timedelta(minutes=5), "offsite point age"))
+        return Check(FAIL, "no_realtime"), Check(FAIL, "no_realtime_copy")
+    return (Check(PASS, "realtime"),
+            _within(f.offsite_rpo, timedelta(minutes=5), "offsite_age"))
 
 
 def _offsite_frequency(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
@@ -187,24 +195,23 @@ def _offsite_frequency(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
 
 def _record_retention(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.record_minimum is None:
-        na = Check(NOT_APPLICABLE, "holds no medical records")
+        na = Check(NOT_APPLICABLE, "no_records")
         return na, na
     if f.retention_reach is not None and f.retention_reach < f.record_minimum:
-        design = Check(FAIL, f"retention reaches {_span(f.retention_reach)} < "
-                             f"{_span(f.record_minimum)}")
+        design = Check(FAIL, "retention.short", {"reach": f.retention_reach,
+                                                 "minimum": f.record_minimum})
     else:
-        design = Check(PASS, f"retention reaches {_span(f.retention_reach)}")
+        design = Check(PASS, "retention.reach", {"reach": f.retention_reach})
     if f.retention_applied is None:
-        return design, Check(NOT_COVERED, "retention has not been applied (no forget ran)")
-    return design, Check(PASS, f"retention applied {_span(f.retention_applied)} ago; "
-                               "yearly record points are kept by policy")
+        return design, Check(NOT_COVERED, "retention.unapplied")
+    return design, Check(PASS, "retention.applied", {"ago": f.retention_applied})
 
 
 def _residency(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.residency_problems:
-        bad = Check(FAIL, "; ".join(f.residency_problems))
+        bad = Check(FAIL, "residency.bad", {"problems": f.residency_problems})
         return bad, bad
-    good = Check(PASS, "every repository of its plans is inside mainland China")
+    good = Check(PASS, "residency.ok")
     return good, good
 
 

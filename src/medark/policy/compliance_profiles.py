@@ -28,6 +28,9 @@ class Requirement:
     limit: timedelta | None = None
     systems: tuple[str, ...] = ()
     """Only these systems (a custom requirement may name them); empty: every system."""
+    custom: bool = False
+    """From a custom profile of the configuration: its title is the configuration's own
+    words, never translated (policy/compliance_text.py)."""
 
     def applies_to(self, system: str) -> bool:
         return not self.systems or system in self.systems
@@ -120,7 +123,7 @@ def _custom(name: str, conf: ProfileConf) -> list[Requirement]:
     """The base tier's requirements, those with a custom requirement's id replaced in
     place, then the new ones."""
     own = {req.id: Requirement(req.id, f"profile {name}", req.title, req.check, req.must,
-                               req.limit, tuple(req.systems))
+                               req.limit, tuple(req.systems), custom=True)
            for req in conf.requirements}
     base = TIERS[conf.base] if conf.base else []
     found = [own.pop(req.id, req) for req in base]

@@ -15,7 +15,7 @@ from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.records import RECORD_MINIMUM
 from medark.policy.compliance import SystemFacts, Verdict, evaluate
 from medark.policy.compliance_profiles import profile
-from medark.policy.residency import SiteLocation, residency
+from medark.policy.residency import Residency, SiteLocation, residency
 from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
 from medark.util import clock
 
@@ -45,7 +45,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
     realtime = False
     reaches: list[timedelta | None] = []
     forgot: list[timedelta] = []
-    problems: list[str] = []
+    problems: list[tuple[str, Residency]] = []
     for name in plans:
         plan = config.plans[name]
         gap = plan.parsed_schedule().typical_gap(config.zone, now)
@@ -79,7 +79,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             site = config.sites[config.repositories[target].site]
             verdict = residency(SiteLocation.parse(site.location))
             if not verdict.compliant:
-                problems.append(f"{target}: {verdict.reason}")
+                problems.append((target, verdict))
     return SystemFacts(
         system=system, records=config.systems[system].records, plans=plans,
         local_design_rpo=min(design) if design else None,

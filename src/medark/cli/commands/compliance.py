@@ -1,18 +1,22 @@
-"""`medark compliance --profile 三甲 --level 3 [--sichuan]`: every system × requirement,
-judged by design (the plans) and by measurement (the jobs), pass / warn / fail / not
-covered, with the evidence. Exit 0 only when no "must" requirement fails (else 17)."""
+"""`medark compliance --profile 三甲 --level 3 [--sichuan] [--lang zh|en]`: every system ×
+requirement, judged by design (the plans) and by measurement (the jobs), pass / warn /
+fail / not covered, with the evidence, in Chinese or English (cli/language.py). Exit 0
+only when no "must" requirement fails (else 17)."""
 
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from collections import Counter
 
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
+from medark.cli.language import add_lang_option, resolve_language
 from medark.errors import ComplianceFailed, UsageError
-from medark.policy.compliance import NOT_COVERED, failed_musts
+from medark.policy.compliance import NOT_COVERED, Verdict, failed_musts
+from medark.policy.compliance_text import LABELS
 from medark.service.compliance import compliance
 from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
@@ -30,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", metavar="TIME",
                    help="judge as of this moment (ISO 8601; default now): jobs started "
                    "later are not counted, ages are measured to it")
+    add_lang_option(p, "en")
     add_config_option(p)
     add_catalog_option(p)
 
@@ -37,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     args = ctx.args
     config = load_plans(config_path(args.config))
+    language = resolve_language(args.lang, config, "en")
     try:
         at = clock.parse_time(args.at) if args.at else clock.now()
         with opened_catalog(config, args.catalog) as catalog:
@@ -50,20 +56,11 @@ def run(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json({"message_type": "compliance", "profile": args.profile,
                       "level": args.level, "sichuan": args.sichuan,
-                      "compliant": not failing, "counts": dict(counts),
+                      "lang": language, "compliant": not failing, "counts": dict(counts),
                       "must_not_covered": len(uncovered),
-                      "verdicts": [v.public() for v in verdicts]})
+                      "verdicts": [v.public(language) for v in verdicts]})
     else:
-        for v in verdicts:
-            must = "must" if v.requirement.must else "rec."
-            ctx.out.text(f"{v.system:<10} {v.status.upper():<12} {must:<5} "
-                         f"{v.requirement.title}")
-            ctx.out.text(f"{'':<10} design: {v.design.evidence}; measured: "
-                         f"{v.measured.evidence}")
-        ctx.out.text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-        if uncovered:
-            ctx.out.text(f"{len(uncovered)} \"must\" requirement(s) not covered: Medark "
-                         "cannot provide or measure them yet (listed above)")
+        _print(ctx, verdicts, counts, len(uncovered), language)
     if failing:
         failing_err = ComplianceFailed(
             f"{len(failing)} \"must\" requirement(s) fail: " + "; ".join(
@@ -71,6 +68,32 @@ def run(ctx: Context) -> int:
         failing_err.in_output = ctx.out.as_json
         raise failing_err
     return 0
+
+
+def _print(ctx: Context, verdicts: list[Verdict], counts: Counter[str], uncovered: int,
+           language: str) -> None:
+    words = LABELS[language]
+    for v in verdicts:
+        must = words["must"] if v.requirement.must else words["rec"]
+        ctx.out.text(f"{_pad(v.system, 10)} {_pad(words[v.status], 12)} {_pad(must, 5)} "
+                     f"{v.title(language)}")
+        ctx.out.text(f"{'':<10} {words['design']}{v.design.text(language)}{words['sep']}"
+                     f"{words['measured']}{v.measured.text(language)}")
+    if language == "zh":
+        ctx.out.text("，".join(f"{words[s]} {n}" for s, n in sorted(counts.items())))
+        if uncovered:
+            ctx.out.text(f"{uncovered} 项“必须”要求未覆盖：Medark 尚不能提供或测量（见上）")
+        return
+    ctx.out.text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if uncovered:
+        ctx.out.text(f"{uncovered} \"must\" requirement(s) not covered: Medark "
+                     "cannot provide or measure them yet (listed above)")
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-aligned to `width` terminal columns (a Chinese character takes two)."""
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(width - used, 0)
 
 
 COMMAND = Command("compliance", "judge the plans and their measured results against a "

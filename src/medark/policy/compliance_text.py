@@ -1,0 +1,212 @@
+"""The words of a compliance verdict in Chinese and English, in one place: requirement
+titles by requirement id, evidence by template key. Reports are Chinese by default and
+`medark compliance --lang` prints either, so a check records a template and its values
+(policy/compliance.py), and the text is made here in the language asked for.
+
+Pure: tables and formatting only. A custom requirement's title is the configuration's
+own words and is never translated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from medark.config.durations import UNITS, format_config_duration
+from medark.policy.compliance_profiles import Requirement
+from medark.policy.residency import (
+    CN_SUBDIVISIONS,
+    NON_COMPLIANT,
+    RULE,
+    UNKNOWN,
+    Residency,
+    region_name,
+)
+
+LANGUAGES = ("zh", "en")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A term inside an evidence template (what was measured), translated with it."""
+
+    key: str
+
+
+EVIDENCE: dict[str, dict[str, str]] = {
+    "en": {
+        "within.none": "no {what}",
+        "within.value": "{what} {value}",
+        "within.over": "{what} {value} > {limit}",
+        "within.ok": "{what} {value} ≤ {limit}",
+        "not_built.dr": "application-level DR (standby) is not built yet",
+        "not_built.hot": "hot redundancy (warm standby) is not built yet",
+        "not_built.switch": "application switch-over is not built yet",
+        "not_built.drill": "DR switch-over drills are not built yet",
+        "not_built.devices": "network device configuration backup is not built yet",
+        "not_covered": "not covered",
+        "no_restore_test": "no restore test scheduled: the RTO is never measured",
+        "no_offsite": "no copy to another site",
+        "no_offsite_copy": "no offsite copy",
+        "no_offsite_test": "no restore test from the offsite copy scheduled "
+                           "(offsite_restore_test)",
+        "plans": "plans {plans}",
+        "no_plan": "no plan protects it",
+        "copy_every": "copy every {gap}",
+        "continuous_copy": "continuous copy",
+        "realtime": "continuous copy (copy --follow)",
+        "no_realtime": "no continuous copy to another site",
+        "no_realtime_copy": "no continuous copy",
+        "no_records": "holds no medical records",
+        "retention.short": "retention reaches {reach} < {minimum}",
+        "retention.reach": "retention reaches {reach}",
+        "retention.unapplied": "retention has not been applied (no forget ran)",
+        "retention.applied": "retention applied {ago} ago; yearly record points are kept "
+                             "by policy",
+        "residency.ok": "every repository of its plans is inside mainland China",
+        "residency.bad": "{problems}",
+    },
+    "zh": {
+        "within.none": "{what}：无记录",
+        "within.value": "{what} {value}",
+        "within.over": "{what} {value} > {limit}",
+        "within.ok": "{what} {value} ≤ {limit}",
+        "not_built.dr": "应用级容灾（备用系统）尚未提供",
+        "not_built.hot": "热冗余（温备）尚未提供",
+        "not_built.switch": "业务应用切换尚未提供",
+        "not_built.drill": "容灾切换演练尚未提供",
+        "not_built.devices": "网络设备配置备份尚未提供",
+        "not_covered": "未覆盖",
+        "no_restore_test": "未安排恢复演练：RTO 从未实测",
+        "no_offsite": "未复制到其他站点",
+        "no_offsite_copy": "无异地副本",
+        "no_offsite_test": "未安排从异地副本的恢复演练（offsite_restore_test）",
+        "plans": "备份计划 {plans}",
+        "no_plan": "没有备份计划保护该系统",
+        "copy_every": "每 {gap}复制一次",
+        "continuous_copy": "持续复制",
+        "realtime": "持续复制（copy --follow）",
+        "no_realtime": "未持续复制到其他站点",
+        "no_realtime_copy": "无持续复制",
+        "no_records": "不含病历数据",
+        "retention.short": "保留期 {reach} < {minimum}",
+        "retention.reach": "保留期 {reach}",
+        "retention.unapplied": "保留策略尚未执行（从未运行 forget）",
+        "retention.applied": "保留策略 {ago}前执行；按策略保留每年的病历恢复点",
+        "residency.ok": "其备份计划的所有存储库均位于中国大陆境内",
+        "residency.bad": "{problems}",
+    },
+}
+"""Evidence templates by key; the values are durations (timedelta; None: forever),
+`Phrase`s, strings, or residency problems."""
+
+PHRASES: dict[str, dict[str, str]] = {
+    "en": {"schedule_rpo": "schedule allows RPO", "achieved_rpo": "achieved RPO",
+           "planned_rto": "planned RTO", "test_rto": "restore test RTO",
+           "copy_rpo": "copy schedule allows RPO", "offsite_age": "offsite point age",
+           "offsite_test_rto": "offsite restore test RTO",
+           "local_point": "newest local point"},
+    "zh": {"schedule_rpo": "备份计划允许的 RPO", "achieved_rpo": "实际 RPO",
+           "planned_rto": "计划 RTO", "test_rto": "恢复演练 RTO",
+           "copy_rpo": "复制计划允许的 RPO", "offsite_age": "异地最新恢复点距今",
+           "offsite_test_rto": "异地恢复演练 RTO", "local_point": "本地最新恢复点距今"},
+}
+
+TITLES_ZH: dict[str, str] = {
+    "local.rto": "本地备份 RTO ≤ {limit}",
+    "local.rpo": "本地备份 RPO ≤ {limit}",
+    "offsite.rto": "异地备份 RTO ≤ {limit}",
+    "offsite.rpo": "异地备份 RPO ≤ {limit}",
+    "dr.rto": "本地应用级容灾 RTO ≤ {limit}",
+    "dr.rpo": "本地应用级容灾 RPO ≤ {limit}",
+    "djbh.1.local": "提供重要数据的本地数据备份与恢复功能",
+    "djbh.2.offsite": "提供异地数据备份功能，利用通信网络将重要数据定时批量传送至备用场地",
+    "djbh.3.realtime": "提供异地实时备份功能，利用通信网络将重要数据实时备份至备份场地",
+    "djbh.3.hot": "提供重要数据处理系统的热冗余，保证系统的高可用性",
+    "djbh.4.switch": "建立异地灾难备份中心，提供业务应用的实时切换",
+    "records.retention": "病历数据保存期限：门（急）诊不少于 15 年，住院不少于 30 年",
+    "residency": "医疗数据存储于中国大陆境内",
+    "sichuan.1.4.2": "主要信息系统容灾切换时间 ≤ {limit}",
+    "sichuan.1.4.3": "异地备份间隔不超过 {limit}",
+    "sichuan.1.4.1": "网络设备配置至少保留 3 个版本",
+}
+"""Chinese titles of the built-in requirements by id; a hospital tier's own rows
+(`三甲.local.rto`) by the part after the tier. The English titles are the requirements'
+own (policy/compliance_profiles.py)."""
+
+_ZH_UNITS = {"y": "年", "d": "天", "h": "小时", "min": "分钟", "s": "秒"}
+_REGIONS_ZH = {"Hong Kong": "香港", "Macao": "澳门", "Taiwan": "台湾"}
+
+
+def title(requirement: Requirement, language: str) -> str:
+    """The requirement's title in `language` (a custom one as the configuration says)."""
+    if language == "en" or requirement.custom:
+        return requirement.title
+    _tier, _, row = requirement.id.partition(".")
+    template = TITLES_ZH.get(requirement.id) or TITLES_ZH.get(row)
+    if template is None:
+        return requirement.title
+    return template.format(limit=span(requirement.limit, "zh"))
+
+
+def evidence(key: str, values: Mapping[str, object], language: str) -> str:
+    """One evidence template filled in `language`."""
+    return EVIDENCE[language][key].format(
+        **{name: _value(value, language) for name, value in values.items()})
+
+
+def span(value: timedelta | None, language: str) -> str:
+    """A duration as the configuration spells it ('1h30min'), or in Chinese ('1 小时 30
+    分钟'); None is forever."""
+    if value is None:
+        return "forever" if language == "en" else "永久"
+    value = timedelta(seconds=round(value.total_seconds()))
+    if language == "en":
+        return format_config_duration(value)
+    seconds, parts = int(value.total_seconds()), []
+    for unit in ("y", "d", "h", "min", "s"):
+        count, seconds = divmod(seconds, int(UNITS[unit].total_seconds()))
+        if count:
+            parts.append(f"{count} {_ZH_UNITS[unit]}")
+    return " ".join(parts) or "0 秒"
+
+
+def residency_text(found: Residency, language: str) -> str:
+    """Why a location is, or is not, inside mainland China."""
+    if language == "en":
+        return found.reason
+    place = found.location
+    if place is None:
+        return f"未记录位置（在 `medark init --location` 时设置；{RULE}）"
+    region = region_name(place)
+    if region is not None:
+        where = _REGIONS_ZH.get(region, region)
+        return f"{place.code}（{where}）位于中国大陆境外：不合规（{RULE}）"
+    if found.verdict == NON_COMPLIANT:
+        return f"{place.code} 位于中国大陆境外：不合规（{RULE}）"
+    if found.verdict == UNKNOWN and place.subdivision not in CN_SUBDIVISIONS:
+        return f"{place.code} 不是 ISO 3166-2:CN 行政区划代码：数据存储位置未知（{RULE}）"
+    return f"{place.code} 位于中国大陆境内（{RULE}）"
+
+
+def _value(value: object, language: str) -> str:
+    if value is None or isinstance(value, timedelta):
+        return span(value, language)
+    if isinstance(value, Phrase):
+        return PHRASES[language][value.key]
+    if isinstance(value, list):  # residency problems: (repository, verdict)
+        sep = "; " if language == "en" else "；"
+        return sep.join(f"{target}: {residency_text(found, language)}"
+                        for target, found in value)
+    return str(value)
+
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "not covered": "NOT COVERED",
+           "n/a": "N/A", "must": "must", "rec": "rec.", "design": "design: ",
+           "measured": "measured: ", "sep": "; "},
+    "zh": {"pass": "通过", "warn": "警告", "fail": "不通过", "not covered": "未覆盖",
+           "n/a": "不适用", "must": "必须", "rec": "推荐", "design": "设计：",
+           "measured": "实测：", "sep": "；"},
+}
+"""The words around a verdict where it is printed as text (`medark compliance`)."""
