@@ -197,3 +197,23 @@ def test_an_offsite_restore_test_restores_from_a_copy_target(tmp_path: Path) -> 
     found = problems(tmp_path, text)
     assert any("offsite_restore_test.repository" in p and "not a copy target" in p
                for p in found), found
+
+
+def test_a_copy_target_keeps_its_own_retention_within_the_record_minimum(
+        tmp_path: Path) -> None:
+    offsite = '[repositories.offsite]\nsite = "main"\nurl = "/offsite"\n\n'
+    own = ('rto = "1h"\ncopies = [{ to = "offsite", retention = { last = 3, daily = 90, '
+           'yearly = 20 } }, { to = "dr" }]')
+    text = (GOOD.replace("[systems.his]", offsite + '[repositories.dr]\nsite = "main"\n'
+                         'url = "/dr"\n\n[systems.his]').replace('rto = "1h"', own))
+    plan = load_config(write(tmp_path, text)).plans["his"]
+    kept = plan.copy_retention("offsite")
+    assert (kept.last, kept.daily, kept.yearly) == (3, 90, 20)
+    assert kept.reach() == timedelta(days=20 * 365)
+    assert plan.copy_retention("dr") == plan.retention  # none of its own: the plan's
+    found = problems(tmp_path, text.replace("yearly = 20", "yearly = 5"))
+    assert len(found) == 1 and "plans.his.copies[0].retention: keeps points for 5 year(s)" \
+        in found[0] and "15 years" in found[0]
+    forever = load_config(write(tmp_path, text.replace("last = 3, daily = 90, yearly = 20",
+                                                       "last = -1")))
+    assert forever.plans["his"].copy_retention("offsite").reach() is None

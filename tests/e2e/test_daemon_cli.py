@@ -203,9 +203,15 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     assert 1 <= len(snaps) < len(made) and len(made) >= 3
     assert all(s["id"] in made and "plan=pacs" in s["tags"] for s in snaps)
     kinds = {j["kind"] for j in jobs if j["plan"] == "pacs"}
-    assert kinds == {"backup", "forget", "copy:dr", "follow:offsite", "restore_test"}
-    failed_forgets = [j for j in jobs if j["kind"] == "forget" and j["status"] != "succeeded"]
+    # each copy target applies its retention (the plan's: none of their own) after each
+    # scheduled copy (dr) or, for the continuous copy (offsite), after each backup
+    assert kinds == {"backup", "forget", "copy:dr", "follow:offsite", "restore_test",
+                     "forget:dr", "forget:offsite"}
+    failed_forgets = [j for j in jobs if j["kind"].startswith("forget")
+                      and j["status"] != "succeeded"]
     assert not failed_forgets, failed_forgets
+    # daily = 7 at dr: the newest of each (UTC) day, and the oldest while counts are left
+    assert len(cli("-r", tmp_path / "dr", "snapshots", "--json").json()) <= 3
     tested = [j for j in jobs if j["kind"] == "restore_test" and j["status"] == "succeeded"]
     assert all(j["details"]["rto_seconds"] > 0 for j in tested)
     follow = [j for j in jobs if j["kind"] == "follow:offsite"]

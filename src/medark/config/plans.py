@@ -99,6 +99,8 @@ class System(Model):
 
 
 class Retention(Model):
+    last: int = Field(default=0, ge=UNLIMITED)
+    """Keep the newest N snapshots (per host and paths)."""
     hourly: int = Field(default=0, ge=UNLIMITED)
     daily: int = Field(default=0, ge=UNLIMITED)
     weekly: int = Field(default=0, ge=UNLIMITED)
@@ -114,6 +116,8 @@ class Retention(Model):
                   "weekly": timedelta(weeks=1), "monthly": timedelta(days=30),
                   "yearly": timedelta(days=365)}
         reach = self.within or timedelta(0)
+        if self.last == UNLIMITED:
+            return None
         for name, bucket in counts.items():
             count = getattr(self, name)
             if count == UNLIMITED:
@@ -125,6 +129,9 @@ class Retention(Model):
 class CopyConf(Model):
     to: str
     schedule: str = "continuous"
+    retention: Retention | None = None
+    """The copy target's own retention (GFS, typically longer at a DR site), applied by
+    a forget on the target after each copy; None: the plan's retention."""
 
     def parsed_schedule(self) -> Schedule:
         return Schedule.parse(self.schedule)
@@ -192,6 +199,14 @@ class Plan(Model):
 
     def parsed_schedule(self) -> Schedule:
         return Schedule.parse(self.schedule, self.jitter)
+
+    def copy_retention(self, target: str) -> Retention:
+        """The retention a copy target applies: its own, else the plan's (a copy never
+        keeps less than the plan promises, nor grows without bound)."""
+        for copy in self.copies:
+            if copy.to == target and copy.retention is not None:
+                return copy.retention
+        return self.retention
 
 
 class Webhook(Model):
@@ -445,15 +460,26 @@ class MedarkConfig(Model):
                           f"{offsite.repository!r} is not a copy target of the plan (copies: "
                           f"{', '.join(c.to for c in plan.copies) or 'none'})"))
         system = self.systems.get(plan.system)
-        minimum = RECORD_MINIMUM.get(system.records) if system else None
-        reach = plan.retention.reach()
-        if minimum is not None and reach is not None and reach < minimum:
-            years = minimum.days // 365
-            found.append(((*at, "retention"),
-                          f"keeps points for {reach.days // 365} year(s) at most, but "
-                          f"{plan.system} holds {system.records if system else ''} records, "
-                          f"which must be kept {years} years: set yearly = {years} or more"))
+        if system is not None:
+            found += _record_problems((*at, "retention"), plan.retention, plan.system, system)
+            for i, copy in enumerate(plan.copies):
+                if copy.retention is not None:
+                    found += _record_problems((*at, "copies", i, "retention"), copy.retention,
+                                              plan.system, system)
         return found
+
+
+def _record_problems(at: Path, retention: Retention, name: str,
+                     system: System) -> list[tuple[Path, str]]:
+    """A retention (a plan's or a copy target's) that undercuts the medical-record minimum."""
+    minimum = RECORD_MINIMUM.get(system.records)
+    reach = retention.reach()
+    if minimum is None or reach is None or reach >= minimum:
+        return []
+    years = minimum.days // 365
+    return [(at, f"keeps points for {reach.days // 365} year(s) at most, but {name} holds "
+                 f"{system.records} records, which must be kept {years} years: set "
+                 f"yearly = {years} or more")]
 
 
 def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:

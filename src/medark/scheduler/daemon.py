@@ -20,8 +20,11 @@
 - **Retention.** After each successful backup the plan's retention is applied to its own
   snapshots (`forget`, a job of its own; skipped, not failed, while another job holds
   the repository); medical-record snapshots keep a point a year for 15 / 30 years
-  whatever the policy (policy/records.py). A repository with a `prune` schedule is pruned
-  on it (job `prune` of `repository:NAME`; skipped while another job holds it).
+  whatever the policy (policy/records.py). Each copy target applies its own retention
+  (the copy's `retention`, else the plan's) to the plan's snapshots there
+  (`forget:TARGET`): after each successful scheduled copy, or for a continuous copy after
+  each successful backup. A repository with a `prune` schedule (a copy target too) is
+  pruned on it (job `prune` of `repository:NAME`; skipped while another job holds it).
 - **Streams.** A postgres or mariadb source with `stream = true` gets a supervised
   `pg wal-stream` (its slot created) or `mysql binlog-stream` (`stream:postgres`,
   `stream:mariadb`), restarted like a continuous copy; at start the streams get a few
@@ -232,14 +235,26 @@ class Daemon:
                                slot, attempt, launcher=self.children.launch)
         self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
         self.alerter.job_finished(track.plan, track.kind, outcome)
-        if track.kind == "backup" and outcome.status == SUCCEEDED \
-                and not self.stopping.is_set():  # at shutdown: the next start's job
-            forgot = run_forget(self.config, track.plan, self.catalog,
-                                self.children.launch)
-            self._on_event("finished", {"plan": track.plan, "kind": "forget",
-                                        **_summary(forgot)})
-            self.alerter.job_finished(track.plan, "forget", forgot)
+        if outcome.status == SUCCEEDED and not self.stopping.is_set():
+            # at shutdown: the next start's job
+            for target in self._forget_targets(track):
+                self._forget(track.plan, target)
         return outcome
+
+    def _forget_targets(self, track: Track) -> list[str | None]:
+        """Where a successful job's retention runs: after a backup, the plan's repository
+        (None) and its continuous copy targets; after a scheduled copy, its target."""
+        if track.kind == "backup":
+            follows = [c.to for c in self.config.plans[track.plan].copies
+                       if Schedule.parse(c.schedule).continuous]
+            return [None, *follows]
+        return [track.target] if track.kind.startswith("copy:") else []
+
+    def _forget(self, plan: str, target: str | None) -> None:
+        forgot = run_forget(self.config, plan, self.catalog, self.children.launch, target)
+        kind = f"forget:{target}" if target else "forget"
+        self._on_event("finished", {"plan": plan, "kind": kind, **_summary(forgot)})
+        self.alerter.job_finished(plan, kind, forgot)
 
     def _follow(self, plan: str, kind: str, step: Step) -> None:
         """Keep a continuous job (`copy --follow`, a WAL/binlog stream) running until

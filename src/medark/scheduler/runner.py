@@ -22,7 +22,7 @@ from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.plans import MedarkConfig, Source
+from medark.config.plans import MedarkConfig, Retention, Source
 from medark.util import clock
 
 ERROR_TAIL = 2000
@@ -96,18 +96,14 @@ def backup_steps(config: MedarkConfig, plan_name: str,
     return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
 
 
-RETENTION_FLAGS = {"hourly": "--keep-hourly", "daily": "--keep-daily",
+RETENTION_FLAGS = {"last": "--keep-last", "hourly": "--keep-hourly", "daily": "--keep-daily",
                    "weekly": "--keep-weekly", "monthly": "--keep-monthly",
                    "yearly": "--keep-yearly"}
 LOCKED_EXIT = 11
 
 
-def forget_step(config: MedarkConfig, plan_name: str, medark: list[str] | None = None) -> Step:
-    """The plan's retention applied to its own snapshots (tag plan=NAME), per host and
-    paths; snapshots of medical records keep their yearly points regardless
-    (policy/records.py)."""
-    plan = config.plans[plan_name]
-    retention = plan.retention
+def retention_flags(retention: Retention) -> list[str]:
+    """A configured retention as `forget`'s (and `copy`'s) --keep-* options."""
     keep: list[str] = []
     for name, flag in RETENTION_FLAGS.items():
         count = getattr(retention, name)
@@ -115,10 +111,24 @@ def forget_step(config: MedarkConfig, plan_name: str, medark: list[str] | None =
             keep += [flag, str(count)]
     if retention.within is not None:
         keep += ["--keep-within", f"{max(1, int(retention.within.total_seconds() // 3600))}h"]
-    env = {"MEDARK_REPO": config.repositories[plan.repository].url,
-           **repository_env(config, plan.repository)}
-    return Step("forget", [*(medark or medark_command()), "--json", "forget", "--tag",
-                           f"plan={plan_name}", "--group-by", "host,paths", *keep], env)
+    return keep
+
+
+def forget_step(config: MedarkConfig, plan_name: str, medark: list[str] | None = None,
+                target: str | None = None) -> Step:
+    """The plan's retention applied to its own snapshots (tag plan=NAME), per host and
+    paths, in its repository or (with `target`) in that copy target with the target's
+    retention; snapshots of medical records keep their yearly points and held or
+    WORM-locked snapshots stay regardless (policy/records.py, engine/worm.py)."""
+    plan = config.plans[plan_name]
+    repository = target or plan.repository
+    retention = plan.copy_retention(target) if target else plan.retention
+    env = {"MEDARK_REPO": config.repositories[repository].url,
+           **repository_env(config, repository)}
+    return Step(f"forget {target}" if target else "forget",
+                [*(medark or medark_command()), "--json", "forget", "--tag",
+                 f"plan={plan_name}", "--group-by", "host,paths", *retention_flags(retention)],
+                env)
 
 
 def stream_step(config: MedarkConfig, plan_name: str, index: int,
@@ -147,7 +157,9 @@ def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = 
     env = {"MEDARK_REPO": config.repositories[target].url, **repository_env(config, target),
            "MEDARK_FROM_REPO": config.repositories[plan.repository].url,
            **repository_env(config, plan.repository, "MEDARK_FROM_")}
-    argv = [*(medark or medark_command()), "--json", "copy", "--tag", f"plan={plan_name}"]
+    # only what the target's retention keeps: a snapshot its forget removed is not sent again
+    argv = [*(medark or medark_command()), "--json", "copy", "--tag", f"plan={plan_name}",
+            *retention_flags(plan.copy_retention(target))]
     return Step(f"copy to {target}", [*argv, "--follow"] if follow else argv, env)
 
 
@@ -220,10 +232,12 @@ def _tolerant(launcher: Launcher) -> Launcher:
 
 
 def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
-               launcher: Launcher = launch) -> Outcome:
-    """A forget whose repository is busy (exit 11: another job holds a lock) is recorded
-    as done, not failed: the next backup's forget catches up."""
-    return run_job(catalog, plan_name, "forget", [forget_step(config, plan_name)], None, 1,
+               launcher: Launcher = launch, target: str | None = None) -> Outcome:
+    """In the plan's repository (job `forget`) or a copy target (`forget:TARGET`). A
+    forget whose repository is busy (exit 11: another job holds a lock) is recorded as
+    done, not failed: the next one catches up."""
+    return run_job(catalog, plan_name, f"forget:{target}" if target else "forget",
+                   [forget_step(config, plan_name, target=target)], None, 1,
                    _tolerant(launcher))
 
 

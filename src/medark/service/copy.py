@@ -31,6 +31,7 @@ from medark.engine.copy import (
 )
 from medark.engine.copy_map import CopyMap
 from medark.errors import MedarkError
+from medark.policy.retention import RetentionPolicy, apply_policy, group_snapshots
 from medark.repo.repository import Repository
 from medark.service.residency import repository_residency
 from medark.service.session import locked
@@ -46,9 +47,33 @@ listings it knows them from what it copied): a large archive on S3 is many LIST 
 
 @dataclass
 class Selection:
-    """Which source snapshots to copy: ids (None = all), restic's filters."""
+    """Which source snapshots to copy: ids (None = all), restic's filters; with `keep`,
+    only those the destination's retention would keep among its own snapshots that
+    `peers` selects (so a snapshot its forget removed is not sent again)."""
     pick: Callable[[Repository], list[Snapshot]]
     archives: bool = True
+    keep: RetentionPolicy | None = None
+    peers: Callable[[Repository], list[Snapshot]] | None = None
+
+    def choose(self, src: Repository, dst: Repository) -> list[Snapshot]:
+        candidates = self.pick(src)
+        if self.keep is None or self.keep.empty():
+            return candidates
+        there = (self.peers or self.pick)(dst)
+        return retained(candidates, there, self.keep, clock.now())
+
+
+def retained(candidates: list[Snapshot], there: list[Snapshot], policy: RetentionPolicy,
+             now: datetime) -> list[Snapshot]:
+    """The candidates the destination has, and those missing there that `policy` keeps
+    when judged per host and paths together with the destination's snapshots (as its
+    forget will judge them); oldest first, as given."""
+    present = {origin(s) for s in there}
+    missing = [s for s in candidates if origin(s) not in present]
+    kept: set[str] = set()
+    for _key, group in group_snapshots([*there, *missing], frozenset({"host", "paths"})):
+        kept.update(s.id for s in apply_policy(group, policy, now).kept_snapshots)
+    return [s for s in candidates if origin(s) in present or s.id in kept]
 
 
 @dataclass
@@ -96,7 +121,7 @@ class Replicator:
             try:
                 if self.selection.archives:
                     copier.copy_archives()
-                snapshots = self.selection.pick(self.src.repo)
+                snapshots = self.selection.choose(self.src.repo, self.dst.repo)
                 copier.copy_snapshots(snapshots)
                 stats = copier.finish()
             except BaseException:

@@ -71,16 +71,24 @@ def _known(config: MedarkConfig, plan: str) -> None:
         raise UsageError(f"no plan named {plan} (defined: {', '.join(sorted(config.plans))})")
 
 
-def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog) -> list[Outcome]:
-    """The plan's backup, then — when it succeeded — its retention (forget) and one copy
-    to each of its copy targets (continuous ones included: the point is offsite now),
-    each a job."""
+def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog
+                 ) -> list[tuple[str, Outcome]]:
+    """(job kind, outcome) of the plan's backup, then — when it succeeded — one copy to
+    each of its copy targets (continuous ones included: the point is offsite now), each
+    copy that succeeded followed by the target's retention, and last the plan's own
+    retention (forget), so that nothing is thinned locally before it went offsite."""
     _known(config, plan)
     backup = run_backup(config, plan, catalog)
     if backup.status != SUCCEEDED:
-        return [backup]
-    copies = [run_copy(config, plan, copy.to, catalog) for copy in config.plans[plan].copies]
-    return [backup, run_forget(config, plan, catalog), *copies]
+        return [("backup", backup)]
+    done = [("backup", backup)]
+    for copy in config.plans[plan].copies:
+        copied = run_copy(config, plan, copy.to, catalog)
+        done.append((f"copy:{copy.to}", copied))
+        if copied.status == SUCCEEDED:
+            done.append((f"forget:{copy.to}",
+                         run_forget(config, plan, catalog, target=copy.to)))
+    return [*done, ("forget", run_forget(config, plan, catalog))]
 
 
 def job_history(catalog: Catalog, plan: str | None, status: str | None,

@@ -86,7 +86,7 @@ class RepositorySizes:
                 continue
             if job.kind == "prune" and job.plan.startswith("repository:"):
                 name = job.plan.removeprefix("repository:")
-            elif job.kind.startswith(("copy:", "follow:")):
+            elif job.kind.startswith(("copy:", "follow:", "forget:")):
                 name = job.kind.split(":", 1)[1]
             elif job.kind in ("backup", "forget") and job.plan in self.config.plans:
                 name = self.config.plans[job.plan].repository

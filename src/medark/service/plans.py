@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from medark.config import environment as env
 from medark.config.durations import format_config_duration
 from medark.config.loader import DEFAULT_PATH, load_config
-from medark.config.plans import MedarkConfig, Plan, Source
+from medark.config.plans import CopyConf, MedarkConfig, Plan, Source
 from medark.config.plans import Path as KeyPath
 from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
@@ -22,6 +22,9 @@ from medark.policy.residency import SiteLocation, residency
 
 DATABASE_SOURCES = ("postgres", "mariadb")
 NEXT_RUNS = 3
+AFTER_BACKUP = "after each successful backup"
+AFTER_COPY = "after each successful copy"
+AFTER_BACKUP_FOLLOWING = "after each successful backup (the copy is continuous)"
 
 
 def config_path(given: str | None) -> Path:
@@ -69,7 +72,17 @@ class PlanView:
     retention: dict[str, Any]
     retention_reach: timedelta | None
     record_minimum: timedelta | None
-    copies: list[dict[str, str]] = field(default_factory=list)
+    interval: timedelta | None = None
+    """The backup schedule's fixed interval, if it has one (times of a schedule under a
+    minute are shown to the second)."""
+    forget: str = AFTER_BACKUP
+    """When the plan's retention runs in its repository."""
+    prune: str | None = None
+    """The repository's prune schedule (None: never scheduled)."""
+    next_prune: datetime | None = None
+    copies: list[dict[str, Any]] = field(default_factory=list)
+    """Each copy target: where, when, its retention (own or the plan's) and when its
+    forget and prune run."""
     restore_test: str | None = None
     next_restore_test: datetime | None = None
     offsite_restore_test: str | None = None
@@ -89,7 +102,11 @@ class PlanView:
             "continuous_log": self.continuous_log, "design_rpo": span(self.design_rpo),
             "rpo": span(self.rpo), "rto": span(self.rto), "retention": self.retention,
             "retention_reach": span(self.retention_reach) or "forever",
-            "record_minimum": span(self.record_minimum), "copies": self.copies,
+            "record_minimum": span(self.record_minimum), "forget": self.forget,
+            "prune": self.prune,
+            "next_prune": self.next_prune.isoformat() if self.next_prune else None,
+            "copies": [{**c, "next_prune": c["next_prune"].isoformat()
+                        if c["next_prune"] else None} for c in self.copies],
             "restore_test": self.restore_test,
             "next_restore_test": (self.next_restore_test.isoformat()
                                   if self.next_restore_test else None),
@@ -135,18 +152,15 @@ def _view(config: MedarkConfig, name: str, plan: Plan, now: datetime) -> PlanVie
         rpo=plan.rpo, rto=plan.rto,
         retention=plan.retention.model_dump(exclude_defaults=True, mode="json"),
         retention_reach=plan.retention.reach(),
-        record_minimum=RECORD_MINIMUM.get(system.records),
+        record_minimum=RECORD_MINIMUM.get(system.records), interval=schedule.interval,
+        prune=repo.prune, next_prune=_prune_after(config, plan.repository, now),
     )
     for target in [plan.repository, *(c.to for c in plan.copies)]:
         target_site = config.sites[config.repositories[target].site]
         verdict = residency(SiteLocation.parse(target_site.location))
         if not verdict.compliant:
             view.residency_warnings.append(f"{target}: {verdict.reason}")
-    for copy in plan.copies:
-        copy_repo = config.repositories[copy.to]
-        view.copies.append({"to": copy.to, "site": copy_repo.site,
-                            "location": config.sites[copy_repo.site].location,
-                            "schedule": copy.schedule})
+    view.copies = [_copy_view(config, plan, copy, now) for copy in plan.copies]
     if plan.restore_test is not None:
         test = plan.restore_test
         view.restore_test = test.schedule
@@ -158,6 +172,29 @@ def _view(config: MedarkConfig, name: str, plan: Plan, now: datetime) -> PlanVie
         view.next_offsite_restore_test = _first(offsite.schedule, tz,
                                                 f"{name}/restore-test", now)
     return view
+
+
+def _copy_view(config: MedarkConfig, plan: Plan, copy: CopyConf, now: datetime
+               ) -> dict[str, Any]:
+    """A copy target as `plan show` explains it: the retention it applies (its own, or
+    the plan's when it has none) and when its forget and prune run."""
+    repo = config.repositories[copy.to]
+    retention = plan.copy_retention(copy.to)
+    reach = retention.reach()
+    continuous = Schedule.parse(copy.schedule).continuous
+    return {"to": copy.to, "site": repo.site, "location": config.sites[repo.site].location,
+            "schedule": copy.schedule,
+            "retention": retention.model_dump(exclude_defaults=True, mode="json"),
+            "retention_from": "plan" if copy.retention is None else "copy",
+            "retention_reach": "forever" if reach is None else format_config_duration(reach),
+            "forget": AFTER_BACKUP_FOLLOWING if continuous else AFTER_COPY,
+            "prune": repo.prune, "next_prune": _prune_after(config, copy.to, now)}
+
+
+def _prune_after(config: MedarkConfig, repository: str, now: datetime) -> datetime | None:
+    """The repository's next scheduled prune (the daemon's slot seed), if it has one."""
+    text = config.repositories[repository].prune
+    return _first(text, config.zone, f"repository:{repository}/prune", now) if text else None
 
 
 def _first(text: str, tz: ZoneInfo, seed: str, now: datetime) -> datetime | None:

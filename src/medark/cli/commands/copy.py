@@ -3,6 +3,8 @@
 restic's spelling: the destination is the repository (`--repo`, `--to-repo`, $MEDARK_REPO)
 and `--from-repo` names the source, with its own password options. When no source
 password is given, the destination's is tried (most sites use one password for both).
+With `--keep-*`, only what the destination's retention keeps is sent: the daemon passes
+a copy target's retention, so what the target's forget removed is not copied again.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from medark.cli.command import Command
+from medark.cli.commands.forget import parse_count, parse_span
 from medark.cli.commands.snapshots import add_filters, filters
 from medark.cli.context import Context
 from medark.cli.parser import add_source_password_options
 from medark.config import environment as env
 from medark.errors import UsageError
 from medark.policy.residency import NON_COMPLIANT
+from medark.policy.retention import RetentionPolicy
 from medark.service.copy import (
     Endpoint,
     Event,
@@ -56,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="show each destination's newest copied point and its age, then exit")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="blobs copied in parallel (default 2)")
+    keep = p.add_argument_group(
+        "retention at the destination (copy only what its forget with this policy keeps, "
+        "judged per host and paths with the snapshots already there)")
+    for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+        keep.add_argument(f"--keep-{name}", type=parse_count, default=0, metavar="N",
+                          help=f"as forget --keep-{name}")
+    keep.add_argument("--keep-within", type=parse_span, default=None, metavar="DURATION",
+                      help="as forget --keep-within")
     p.add_argument("--require-residency", action="store_true",
                    help="refuse (exit 14) unless the destination recorded a location inside "
                         "mainland China at init (docs/compliance.md#data-residency)")
@@ -77,7 +89,8 @@ def run(ctx: Context) -> int:
     with _endpoints(ctx, source) as (src, dst):
         _check_residency(ctx, dst)
         selection = Selection(
-            select_snapshots(args.ids, **filters(args)), archives=not args.no_archives)
+            select_snapshots(args.ids, **filters(args)), archives=not args.no_archives,
+            keep=_policy(args), peers=select_snapshots([], **filters(args)))
         replicator = Replicator(src, dst, ctx.cache_dir, selection, args.workers,
                                 ctx.out.warn)
         try:
@@ -93,6 +106,12 @@ def run(ctx: Context) -> int:
         finally:
             replicator.close()
     return 0
+
+
+def _policy(args: argparse.Namespace) -> RetentionPolicy:
+    return RetentionPolicy(last=args.keep_last, hourly=args.keep_hourly, daily=args.keep_daily,
+                           weekly=args.keep_weekly, monthly=args.keep_monthly,
+                           yearly=args.keep_yearly, within=args.keep_within)
 
 
 @contextmanager

@@ -48,7 +48,7 @@ _WITHINS = ("within", "within-hourly", "within-daily", "within-weekly", "within-
             "within-yearly")
 
 
-def _count(text: str) -> int:
+def parse_count(text: str) -> int:
     if text == "unlimited":
         return UNLIMITED
     try:
@@ -60,7 +60,7 @@ def _count(text: str) -> int:
     return value
 
 
-def _span(text: str) -> Span:
+def parse_span(text: str) -> Span:
     try:
         return Span.parse(text)
     except UsageError as exc:
@@ -73,11 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     keep = p.add_argument_group("policy (a snapshot is kept if any rule keeps it)")
     for name, short in _COUNTS:
         what = "snapshots" if name == "last" else f"{name} snapshots"
-        keep.add_argument(f"--keep-{name}", f"-{short}", type=_count, default=0, metavar="N",
+        keep.add_argument(f"--keep-{name}", f"-{short}", type=parse_count, default=0, metavar="N",
                           help=f"keep the last N {what} (-1 or 'unlimited': all)")
     for name in _WITHINS:
         what = "" if name == "within" else name.removeprefix("within-") + " "
-        keep.add_argument(f"--keep-{name}", type=_span, default=None, metavar="DURATION",
+        keep.add_argument(f"--keep-{name}", type=parse_span, default=None, metavar="DURATION",
                           help=f"keep {what}snapshots newer than DURATION (e.g. 1y5m7d2h) "
                                "before the newest snapshot")
     keep.add_argument("--keep-tag", action="append", default=[], metavar="TAG[,TAG]",

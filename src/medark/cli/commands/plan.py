@@ -4,12 +4,15 @@ what it keeps and what it promises — and what its schedule alone can deliver."
 from __future__ import annotations
 
 import argparse
+import textwrap
 from datetime import datetime, timedelta
+from typing import Any
 
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.context import Context
 from medark.config.durations import format_config_duration
+from medark.config.schedule import Schedule
 from medark.service.plans import PlanView, config_path, explain, load_plans
 from medark.util import clock
 
@@ -39,8 +42,7 @@ def _span(value: timedelta | None) -> str:
 
 
 def _lines(v: PlanView) -> list[str]:
-    when = ", ".join(t.strftime("%Y-%m-%d %H:%M %Z") for t in v.next_runs) or "-"
-    retention = ", ".join(f"{k} {val}" for k, val in v.retention.items()) or "keep everything"
+    when = _runs(v.next_runs, v.interval)
     reach = f"reaches {_span(v.retention_reach)}"
     if v.record_minimum is not None:
         reach += f" (records must be kept {_span(v.record_minimum)})"
@@ -51,27 +53,76 @@ def _lines(v: PlanView) -> list[str]:
         *(f"  source       {s}" for s in v.sources),
         f"  backup       {v.schedule} -> {v.repository} (site {v.site}, {v.location})",
         f"  next runs    {when}",
-        f"  retention    {retention}; {reach}",
+        *_wrap("  retention    ", f"{_keeps(v.retention)}; {reach}"),
+        f"  forget       {v.forget}",
+        *_wrap("  prune        ", _prune(v.repository, v.prune, v.next_prune)),
     ]
     for copy in v.copies:
-        out.append(f"  copy         -> {copy['to']} (site {copy['site']}, {copy['location']}): "
-                   f"{copy['schedule']}")
+        own = "its own" if copy["retention_from"] == "copy" else "the plan's: none of its own"
+        pruned = _prune(copy["to"], copy["prune"], copy["next_prune"])
+        out += [
+            f"  copy         -> {copy['to']} (site {copy['site']}, {copy['location']}): "
+            f"{copy['schedule']}",
+            *_wrap("    retention  ", f"{_keeps(copy['retention'])} ({own}); "
+                   f"reaches {copy['retention_reach']}"),
+            f"    forget     in {copy['to']} {copy['forget']}",
+            *_wrap("    prune      ", pruned),
+        ]
     out.append(f"  targets      RPO {_span(v.rpo)} ({design}), RTO {_span(v.rto)}")
     if v.restore_test:
-        nxt = _when(v.next_restore_test)
+        nxt = _when(v.next_restore_test, _interval(v.restore_test))
         out.append(f"  restore test {v.restore_test}, next {nxt}")
     else:
         out.append("  restore test none: the RTO is not measured")
     if v.offsite_restore_test:
-        nxt = _when(v.next_offsite_restore_test)
+        nxt = _when(v.next_offsite_restore_test, _interval(v.offsite_restore_test))
         out.append(f"  offsite test from {v.offsite_restore_from}: {v.offsite_restore_test}, "
                    f"next {nxt}")
     out += [f"  warning      {w}" for w in v.residency_warnings]
     return out
 
 
+def _wrap(label: str, text: str) -> list[str]:
+    """A labelled value, wrapped to 80 columns under its column."""
+    return textwrap.wrap(text, WIDTH, initial_indent=label,
+                         subsequent_indent=" " * len(label), break_on_hyphens=False)
+
+
+def _runs(runs: list[datetime], interval: timedelta | None) -> str:
+    """The next runs; after the first, a run on the same day shows its time only."""
+    shown = []
+    for i, run_at in enumerate(runs):
+        text = _when(run_at, interval)
+        if i and run_at.date() == runs[i - 1].date():
+            text = text.split(" ")[1]
+        shown.append(text)
+    return ", ".join(shown) or "-"
+
+
+def _keeps(retention: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {val}" for k, val in retention.items()) or "keep everything"
+
+
+def _prune(repository: str, schedule: str | None, nxt: datetime | None) -> str:
+    if schedule is None:
+        return f"not scheduled (set `prune` on repository {repository})"
+    return f"{schedule}, next {_when(nxt, _interval(schedule))}"
+
+
+def _interval(schedule: str) -> timedelta | None:
+    return Schedule.parse(schedule).interval
+
+
 COMMAND = Command("plan", "explain what the protection plans run and when", add_arguments, run)
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M %Z") if moment else "-"
+def _when(moment: datetime | None, interval: timedelta | None) -> str:
+    """To the minute, or to the second for a schedule shorter than a minute."""
+    if moment is None:
+        return "-"
+    seconds = interval is not None and interval < MINUTE
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
+MINUTE = timedelta(minutes=1)
+WIDTH = 80

@@ -2,7 +2,8 @@
 
 Each source of the plan's system is backed up by a `medark` child process into the
 plan's repository, tagged `plan=PLAN` and `system=SYSTEM`; then, if that succeeded, the
-plan's snapshots and archives are copied to each of its copy targets. Each is a job in
+plan's snapshots and archives are copied to each of its copy targets (each copy followed
+by the target's own retention), then the plan's retention is applied. Each is a job in
 the catalog (start, end, status, bytes added, snapshot, RPO at that moment, error). Exit
 0 when everything succeeded, 1 when anything failed (the other sources still ran).
 """
@@ -35,8 +36,7 @@ def run(ctx: Context) -> int:
     config = load_plans(config_path(ctx.args.config))
     with opened_catalog(config, ctx.args.catalog) as catalog:
         outcomes = run_plan_now(config, ctx.args.plan, catalog)
-    kinds = ["backup", "forget", *(f"copy:{c.to}" for c in config.plans[ctx.args.plan].copies)]
-    for kind, outcome in zip(kinds, outcomes, strict=False):
+    for kind, outcome in outcomes:
         if ctx.out.as_json:
             ctx.out.json({"message_type": "job", "plan": ctx.args.plan, "kind": kind,
                           **outcome.public()})
@@ -48,7 +48,7 @@ def run(ctx: Context) -> int:
                          f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
         if outcome.error:
             ctx.out.warn(f"medark: plan {ctx.args.plan} ({kind}): {outcome.error}")
-    return 0 if all(o.status == "succeeded" for o in outcomes) else 1
+    return 0 if all(o.status == "succeeded" for _kind, o in outcomes) else 1
 
 
 COMMAND = Command("run", "run a plan's backup now, recorded in the job catalog",
