@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from medark.cli.context import Context
+if TYPE_CHECKING:  # the repository stack: `medark --help` must not import it
+    from medark.cli.context import Context
 
 
 @dataclass(frozen=True)

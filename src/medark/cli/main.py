@@ -8,17 +8,14 @@ locked; 12 wrong password; 13 object lock unavailable; 14 residency violation; 2
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
-from medark import __version__
-from medark.cli import commands
-from medark.cli.context import Context
 from medark.cli.output import Printer
-from medark.cli.parser import Parser, global_options
+from medark.cli.parser import ShowHelp
+from medark.cli.toplevel import build_parser
 from medark.errors import ConfigInvalid, MedarkError, UsageError
 from medark.util.memory import limit_arenas
 from medark.util.processes import die_with_parent
@@ -31,24 +28,6 @@ _DEFAULTS = {
     "verbose": 0, "quiet": False, "cache_dir": None, "no_cache": False, "no_lock": False,
     "limit_upload": None, "limit_download": None, "cacert": None,
 }
-
-
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """With only the commands `argv` names (every token that is a command name, so an
-    option value that happens to be one costs an import, not a wrong parse)."""
-    common = global_options()
-    parser = Parser(prog="medark", parents=[common],
-                     description="Medark: deduplicated, encrypted, verified backups.")
-    parser.add_argument("--version", action="version", version=f"medark {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    # `--version` alone needs no command (loading them all costs a second)
-    named = [] if list(argv) == ["--version"] else commands.load(argv)
-    for command in named:
-        command_parser = sub.add_parser(command.name, help=command.help,
-                                        description=command.help, parents=[common])
-        command.add_arguments(command_parser)
-        command_parser.set_defaults(run=command.run)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,8 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "run", None):
             parser.print_help()
             return EXIT_USAGE
+        # here, not at the top: `medark --help` needs none of the repository stack
+        from medark.cli.context import Context
         code: int = args.run(Context(args, out))
         return code
+    except ShowHelp as exc:  # a command group without its action: what it offers
+        if out.as_json:
+            _report(out, exc, EXIT_USAGE)
+        else:
+            sys.stdout.write(exc.help_text)
+        return EXIT_USAGE
     except UsageError as exc:
         _report(out, exc, EXIT_USAGE)
         return EXIT_USAGE

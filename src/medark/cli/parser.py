@@ -4,8 +4,11 @@ command (and every subcommand, such as `pg wal-push`) accepts."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from medark.errors import UsageError
 from medark.util import clock
@@ -16,13 +19,48 @@ class Parser(argparse.ArgumentParser):
     (`medark backup /a --tag x /b`, `medark ls latest -l /path`) as restic does."""
 
     _mixing = False
+    _given: Sequence[str] = ()
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if self._subparsers is None:  # a mistyped option explains most other errors here
+            unknown = _unknown_option(self, self._given)  # (a required one "missing")
+            if unknown is not None:
+                raise UsageError(unknown_option(self, unknown))
+        actions = _missing_actions(self, message)
+        if actions:
+            raise ShowHelp(f"`{self.prog}` needs one of: {', '.join(actions)}",
+                           self.format_help())
         raise UsageError(message)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(unrecognized(self, parsed, extras))
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's choice check, with the closest choice suggested (`medark backpu`)."""
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(choice) for choice in action.choices]
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        if isinstance(action, argparse._SubParsersAction):
+            words = self.prog.split()[1:]  # "medark pg" -> the command typed so far
+            typed = " ".join([*words, str(value)])
+            hint = f"; did you mean '{' '.join([*words, close[0]])}'?" if close else ""
+            raise argparse.ArgumentError(
+                None, f"unknown command '{typed}'{hint} (`{self.prog} --help` lists them)")
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentError(
+            action, f"invalid choice: {value!r}{hint} (choose from {', '.join(choices)})")
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        if not self._mixing:
+            self._given = list(args) if args is not None else sys.argv[1:]
         has_positionals = any(not action.option_strings for action in self._actions)
         passthrough = args is not None and "--" in args  # `-- CMD ARGS…` stays verbatim
         if self._mixing or passthrough or not has_positionals or self._subparsers is not None:
@@ -32,6 +70,87 @@ class Parser(argparse.ArgumentParser):
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._mixing = False
+
+
+
+class ShowHelp(UsageError):
+    """A command group named without its action (`medark snapshot`): main prints the
+    group's help, which lists the actions, and exits with the usage code as bare
+    `medark` does (under --json, this one-line error instead)."""
+
+    def __init__(self, message: str, help_text: str) -> None:
+        super().__init__(message)
+        self.help_text = help_text
+
+
+_REQUIRED = "the following arguments are required: "
+
+
+def _missing_actions(parser: argparse.ArgumentParser, message: str) -> list[str]:
+    """The actions to choose from when `message` says the parser's first positional, a
+    choice of actions, is missing (then nothing positional was given); else none."""
+    first = next((a for a in parser._actions if not a.option_strings), None)
+    if first is None or first.choices is None or not message.startswith(_REQUIRED):
+        return []
+    if argparse._get_action_name(first) not in message[len(_REQUIRED):].split(", "):
+        return []
+    return [str(choice) for choice in first.choices]
+
+
+def unrecognized(parser: argparse.ArgumentParser, parsed: argparse.Namespace,
+                 extras: list[str]) -> str:
+    """What is wrong with arguments nothing took: an unknown option is named with the
+    closest option of the (sub)command it was given to (`backup --exlude`)."""
+    chosen = _innermost(parser, parsed)
+    unknown = next((e for e in extras if e.startswith("-") and e != "-"), None)
+    if unknown is None:
+        return f"unrecognized arguments: {' '.join(extras)} (see `{chosen.prog} --help`)"
+    return unknown_option(chosen, unknown)
+
+
+def unknown_option(parser: argparse.ArgumentParser, given: str) -> str:
+    name = given.split("=", 1)[0]
+    close = difflib.get_close_matches(name, list(parser._option_string_actions), n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f" (see `{parser.prog} --help`)"
+    return f"unknown option '{name}' for `{parser.prog}`{hint}"
+
+
+def _unknown_option(parser: argparse.ArgumentParser, tokens: Sequence[str]) -> str | None:
+    """The first of `tokens` that looks like an option and is none of the parser's (in
+    full, abbreviated, or a short one with its value attached)."""
+    options = parser._option_string_actions
+    for token in tokens:
+        if token == "--":
+            return None
+        name = token.split("=", 1)[0]
+        if not token.startswith("-") or token == "-" or _is_number(token):
+            continue
+        if name.startswith("--"):
+            if not any(option.startswith(name) for option in options):
+                return token
+        elif token[:2] not in options:
+            return token
+    return None
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _innermost(parser: argparse.ArgumentParser,
+               parsed: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command that `parsed` selected (`medark pg wal-push`)."""
+    while True:
+        sub = next((a for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(parsed, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
 
 
 def global_options() -> Parser:

@@ -1,0 +1,170 @@
+"""The command line itself: a mistyped command or option gets the closest name, a command
+group named alone shows its actions, shell completion comes from the parser, and
+`medark --help` imports none of the commands' dependencies."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MEDARK, Cli
+
+from medark.cli import commands
+
+GROUPS = {
+    "snapshot": ["hold", "release", "status"],
+    "pg": ["backup", "wal-push", "wal-fetch", "restore", "wal-stream", "check", "status"],
+    "mysql": ["backup", "binlog-stream", "restore", "status"],
+    "key": ["list", "add", "remove", "passwd"],
+    "plan": ["show"],
+    "report": ["monthly", "quarterly"],
+    "config": ["check"],
+}
+
+HEAVY = ("botocore", "boto3", "s3transfer", "cryptography", "psycopg", "sqlalchemy",
+         "alembic", "pydantic", "croniter", "prometheus_client", "argon2", "jinja2",
+         "matplotlib", "weasyprint", "numpy", "rich")
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["backpu"], "unknown command 'backpu'; did you mean 'backup'?"),
+    (["snapshots-list"], "did you mean 'snapshots'?"),
+    (["pg", "wal-pusj"], "unknown command 'pg wal-pusj'; did you mean 'pg wal-push'?"),
+    (["backup", "--exlude", "x", "/tmp"],
+     "unknown option '--exlude' for `medark backup`; did you mean '--exclude'?"),
+    (["restore", "latest", "--taget=/tmp/x"], "did you mean '--target'?"),
+    (["pg", "restore", "--target-dri", "/tmp/x"],
+     "unknown option '--target-dri' for `medark pg restore`; did you mean '--target-dir'?"),
+    (["snapshot", "hodl", "abc"], "invalid choice: 'hodl'; did you mean 'hold'?"),
+    (["dump", "-a", "tarr", "latest", "/x"], "did you mean 'tar'?"),
+])
+def test_a_mistyped_name_gets_the_closest_one(cli: Cli, args: list[str], expected: str) -> None:
+    result = cli(*args, check=False)
+    assert result.returncode == 2  # README: 2 is wrong usage
+    assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
+    assert expected in result.stderr
+    assert result.stdout == ""
+
+
+def test_an_option_nothing_resembles_points_to_the_help(cli: Cli) -> None:
+    result = cli("backup", "--zzzz", "/tmp", check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("medark: unknown option '--zzzz' for `medark backup` "
+                             "(see `medark backup --help`)\n")
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_a_command_group_alone_shows_its_actions(cli: Cli, group: str) -> None:
+    result = cli(group, check=False)
+    assert result.returncode == 2, result.stderr  # as bare `medark`: help, usage code
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"usage: medark {group} ")
+    for action in GROUPS[group]:
+        assert action in result.stdout
+    doc = json.loads(cli("--json", group, check=False).stdout)
+    assert doc["code"] == "usage" and doc["exit_code"] == 2
+    assert doc["message"] == f"`medark {group}` needs one of: {', '.join(GROUPS[group])}"
+
+
+def test_a_group_with_its_action_still_names_what_is_missing(cli: Cli) -> None:
+    result = cli("snapshot", "hold", check=False)
+    assert result.returncode == 2
+    assert "takes exactly one snapshot id" in result.stderr
+    assert "usage:" not in result.stdout
+
+
+def _complete(script: str, *words: str) -> list[str]:
+    """What bash offers for the last of `words` on a `medark` command line."""
+    line = " ".join(words)
+    program = (f'source "$1"; COMP_WORDS=({" ".join(map(_quote, words))}); '
+               f"COMP_CWORD={len(words) - 1}; COMP_LINE={_quote(line)}; "
+               f"COMP_POINT={len(line)}; _shtab_medark; "
+               'printf "%s\\n" "${COMPREPLY[@]}"')
+    done = subprocess.run(["bash", "-c", program, "bash", script], capture_output=True,
+                          text=True, check=True)
+    return done.stdout.split()
+
+
+def _quote(word: str) -> str:
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def test_bash_completion_offers_commands_actions_options_and_paths(
+        cli: Cli, tmp_path: Path) -> None:
+    script = tmp_path / "medark.bash"
+    script.write_text(cli("completion", "bash", password=None).stdout)
+    assert _complete(str(script), "medark", "ba") == ["backup"]
+    assert set(_complete(str(script), "medark", "")) == set(commands.NAMES)
+    assert _complete(str(script), "medark", "snapshot", "") == GROUPS["snapshot"]
+    assert _complete(str(script), "medark", "pg", "wal-p") == ["wal-push"]
+    assert _complete(str(script), "medark", "backup", "--exc") == ["--exclude",
+                                                                   "--exclude-file"]
+    (tmp_path / "restore-here").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    offered = _complete(str(script), "medark", "restore", "latest", "--target",
+                        f"{tmp_path}/")
+    assert f"{tmp_path}/restore-here" in offered
+    assert f"{tmp_path}/a-file" not in offered  # --target is a directory
+    assert f"{tmp_path}/a-file" in _complete(str(script), "medark", "backup", f"{tmp_path}/a")
+
+
+def test_zsh_completion_is_a_compdef_for_every_command(cli: Cli) -> None:
+    script = cli("completion", "zsh", password=None).stdout
+    assert script.startswith("#compdef medark")
+    for name in commands.NAMES:
+        assert re.search(rf"^\s*{re.escape(name)}:'", script, re.M), name
+    assert "--exclude-file" in script
+    assert cli("completion", "fish", check=False, password=None).returncode == 2
+
+
+PROBE = """
+import json, sys
+from medark.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit:  # --help
+    pass
+sys.stderr.write(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _imported(*args: str) -> set[str]:
+    """The modules `medark ARGS` has imported when it is done (cli/main.py's own main,
+    in a fresh interpreter; -X importtime would miss the command modules, which
+    importlib loads)."""
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, check=True)
+    return set(json.loads(done.stderr))
+
+
+def test_help_imports_no_command_and_none_of_their_dependencies() -> None:
+    imported = _imported("--help")
+    assert {"medark.cli.main", "argparse"} <= imported
+    assert not [m for m in imported if m.split(".")[0] in HEAVY]
+    assert not [m for m in imported if m.startswith("medark.cli.commands.")]
+    assert not [m for m in imported if m.startswith(("medark.repo", "medark.engine",
+                                                     "medark.service", "medark.catalog"))]
+
+
+def test_a_named_command_is_loaded_with_what_it_needs() -> None:
+    """The check above is not vacuous: a command that needs the catalog imports it."""
+    imported = _imported("jobs", "--help")
+    assert "medark.cli.commands.jobs" in imported
+    assert "sqlalchemy" in imported
+    assert "medark.cli.commands.backup" not in imported
+
+
+def test_help_lists_every_command_with_its_own_help_line() -> None:
+    """`--help` takes each line from commands.SUMMARIES, without importing the module:
+    it must say what the module's COMMAND says."""
+    assert list(commands.SUMMARIES) == commands.NAMES
+    for name in commands.NAMES:
+        assert commands.load(name).help == commands.SUMMARIES[name], name
+    listing = subprocess.run([MEDARK, "--help"], capture_output=True, text=True,
+                             check=True).stdout
+    for name in commands.NAMES:
+        assert re.search(rf"^    {re.escape(name)}\s", listing, re.M), name
