@@ -39,6 +39,7 @@ HEAVY = ("botocore", "boto3", "s3transfer", "cryptography", "psycopg", "sqlalche
     (["restore", "latest", "--taget=/tmp/x"], "did you mean '--target'?"),
     (["pg", "restore", "--target-dri", "/tmp/x"],
      "unknown option '--target-dri' for `medark pg restore`; did you mean '--target-dir'?"),
+    (["--rpo", "/x", "snapshots"], "unknown option '--rpo' for `medark`; did you mean '--repo'?"),
     (["snapshot", "hodl", "abc"], "invalid choice: 'hodl'; did you mean 'hold'?"),
     (["dump", "-a", "tarr", "latest", "/x"], "did you mean 'tar'?"),
 ])

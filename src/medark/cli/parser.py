@@ -47,6 +47,11 @@ class Parser(argparse.ArgumentParser):
         choices = [str(choice) for choice in action.choices]
         close = difflib.get_close_matches(str(value), choices, n=1)
         if isinstance(action, argparse._SubParsersAction):
+            given = list(self._given)  # an unknown option before it: `--rpo x snapshots`
+            unknown = _unknown_option(self, given[:given.index(value)] if value in given
+                                      else [])
+            if unknown is not None:
+                raise argparse.ArgumentError(None, unknown_option(self, unknown))
             words = self.prog.split()[1:]  # "medark pg" -> the command typed so far
             typed = " ".join([*words, str(value)])
             hint = f"; did you mean '{' '.join([*words, close[0]])}'?" if close else ""
