@@ -1,5 +1,6 @@
-"""Reading the configuration file: TOML syntax, then the schema, then cross-references;
-every problem reported as `file:line: key.path: message` (exit 15)."""
+"""Reading the configuration file: TOML syntax, then the schema and the cross-references
+(those a schema error leaves checkable, config/salvage.py); every problem reported as
+`file:line: key.path: message` (exit 15)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path as FilePath
 from pydantic import ValidationError
 
 from medark.config.plans import MedarkConfig, Path
+from medark.config.salvage import cross_problems
 from medark.config.toml_lines import KeyLines
 from medark.errors import ConfigInvalid
 
@@ -50,11 +52,19 @@ def load_config(path: FilePath, extra: Extra | None = None) -> MedarkConfig:
         config = MedarkConfig.model_validate(raw)
     except ValidationError as exc:
         located = [(tuple(e["loc"]), _message(e)) for e in exc.errors()]
+        # The cross-references too, where the schema errors leave them checkable: every
+        # mistake in one run, not round after round.
+        broken = [where for where, _message_ in located]
+        located += cross_problems(raw, broken, lambda c: _cross_checks(c, extra))
         raise _invalid(path, lines, located) from None
-    problems = config.problems() + (extra(config) if extra is not None else [])
+    problems = _cross_checks(config, extra)
     if problems:
         raise _invalid(path, lines, problems)
     return config
+
+
+def _cross_checks(config: MedarkConfig, extra: Extra | None) -> list[tuple[Path, str]]:
+    return config.problems() + (extra(config) if extra is not None else [])
 
 
 def _message(error: object) -> str:
