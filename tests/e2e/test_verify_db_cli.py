@@ -145,9 +145,18 @@ def test_a_postgres_plan_is_restored_into_a_throwaway_server_and_checked(
 
 @pytest.fixture
 def maria() -> Iterator[my.MariaServer]:
+    yield from _maria(log_bin=True)
+
+
+@pytest.fixture
+def maria_without_binlog() -> Iterator[my.MariaServer]:
+    yield from _maria(log_bin=False)
+
+
+def _maria(log_bin: bool) -> Iterator[my.MariaServer]:
     if (reason := my.can_run_servers()) is not None:
         pytest.skip(reason)
-    server = my.MariaServer(my.make_base())
+    server = my.MariaServer(my.make_base(), log_bin=log_bin)
     try:
         server.init()
         server.start()
@@ -192,4 +201,34 @@ def test_a_mariadb_plan_is_restored_into_a_throwaway_server_and_checked(
     assert doc["status"] == "succeeded" and step["kind"] == "mariadb"
     assert step["mariadb_check"] == "passed" and step["tables"] >= 1
     assert 0 < step["ready_seconds"] <= doc["rto_seconds"]
+    _nothing_left(tmp_path)
+
+
+def test_a_mariadb_backup_without_binlog_is_verified_as_it_is(
+        maria_without_binlog: my.MariaServer, tmp_path: Path) -> None:
+    """Binary logging off: nothing to replay, so the restore test restores the backup as
+    it is (`mysql restore --backup-only`) instead of failing to roll it forward."""
+    maria = maria_without_binlog
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+    env.update(TEST_KDF, MEDARK_CACHE_DIR=str(tmp_path / "cache"))
+    repo, password_file = tmp_path / "repo", tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    init = subprocess.run([MEDARK, "--repo", str(repo), "--password-file", str(password_file),
+                           "init"], env=env, capture_output=True, text=True, check=False)
+    assert init.returncode == 0, init.stderr
+    maria.root_sql("CREATE DATABASE lis; CREATE TABLE lis.results (id INT PRIMARY KEY, "
+                   "value VARCHAR(32)); INSERT INTO lis.results "
+                   "SELECT seq, CONCAT('r', seq) FROM lis.seq_1_to_500")
+    config = _write_config(tmp_path, repo, password_file, "mariadb", maria.dsn,
+                           ["SELECT count(*) = 500 FROM lis.results"], [CLIENT_CHECK])
+    run = subprocess.run([MEDARK, "run", "db", "--config", str(config)], env=env,
+                         capture_output=True, text=True, check=False, timeout=600)
+    assert run.returncode == 0, run.stderr
+    maria.root_sql("INSERT INTO lis.results VALUES (501, 'after the backup')")
+    done = _verify(config, env)
+    assert done.returncode == 0, done.stderr
+    doc = done.json()
+    step = doc["steps"][0]
+    assert doc["status"] == "succeeded" and step["kind"] == "mariadb"
+    assert step["mariadb_check"] == "passed" and step["tables"] >= 1
     _nothing_left(tmp_path)
