@@ -1,17 +1,23 @@
-"""`medark jobs [--plan P] [--status S] [--latest N]`: the job history, newest first."""
+"""`medark jobs [--plan P] [--status S] [--latest N]`: the job history, newest first.
+
+The table (cli/job_table.py) gives times in the configuration's `timezone`; with
+--catalog and no --config, in the zone a configuration has by default."""
 
 from __future__ import annotations
 
 import argparse
+from zoneinfo import ZoneInfo
 
 from medark.catalog.models import STATUSES
 from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
+from medark.cli.job_table import job_lines
+from medark.config.plans import MedarkConfig
 from medark.service.jobs import job_history, opened_catalog
 from medark.service.plans import config_path, load_plans
-from medark.util.sizes import format_bytes
+from medark.util import clock
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,23 +31,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     args = ctx.args
-    config = None if args.catalog else load_plans(config_path(args.config))
+    # the configuration gives the catalog and the time zone; --catalog alone needs neither
+    given = args.config or not args.catalog
+    config = load_plans(config_path(args.config)) if given else None
     with opened_catalog(config, args.catalog) as catalog:
         jobs = job_history(catalog, args.plan, args.status, max(1, args.latest))
     if ctx.out.as_json:
         ctx.out.json([j.public() for j in jobs])
         return 0
-    ctx.out.text(f"{'ID':>6}  {'plan':<14} {'kind':<8} {'status':<10} {'started':<20} "
-                 f"{'seconds':>8} {'added':>11}  snapshot / error")
-    for j in jobs:
-        started = j.started_at.strftime("%Y-%m-%d %H:%M:%S") if j.started_at else "-"
-        took = (f"{(j.finished_at - j.started_at).total_seconds():8.1f}"
-                if j.finished_at and j.started_at else f"{'-':>8}")
-        added = format_bytes(j.bytes_added) if j.bytes_added is not None else "-"
-        last = j.error if j.error else (j.snapshot_id or "")[:8]
-        ctx.out.text(f"{j.id:>6}  {j.plan:<14} {j.kind:<8} {j.status:<10} {started:<20} "
-                     f"{took} {added:>11}  {last}")
+    if not jobs:
+        ctx.out.text("no jobs match" if args.plan or args.status else "no jobs yet")
+        return 0
+    zone = config.zone if config is not None else _default_zone()
+    for line in job_lines(jobs, zone, clock.now()):
+        ctx.out.text(line)
     return 0
+
+
+def _default_zone() -> ZoneInfo:
+    """Without a configuration (--catalog alone): the zone a configuration gets by default."""
+    return ZoneInfo(str(MedarkConfig.model_fields["timezone"].default))
 
 
 COMMAND = Command("jobs", "list the job history from the catalog", add_arguments, run)
