@@ -49,7 +49,9 @@ class Printer:
             # Imported here, not at the top: only a terminal pays for rich.
             from medark.cli.progress_bar import Bar
 
-            return CliProgress(label, Bar(label), self, False)
+            progress = CliProgress(label, None, self, False)
+            progress.attach(Bar(label, progress.counts))
+            return progress
         return CliProgress(label, None, self, self.verbose > 0)
 
 
@@ -71,10 +73,18 @@ class CliProgress:
         self._bar = bar
         self._count_lock = threading.Lock()
 
+    def attach(self, bar: Bar) -> None:
+        """The bar reads counts() when it redraws (it needs this object to exist first)."""
+        self._bar = bar
+
+    def counts(self) -> tuple[int, int, int | None, int | None]:
+        """Files and bytes done, and their totals, for the bar."""
+        with self._count_lock:
+            return self.files, self.nbytes, self.total_files, self.total_bytes
+
     def set_total(self, files: int | None, nbytes: int | None) -> None:
-        self.total_files, self.total_bytes = files, nbytes
-        if self._bar is not None:
-            self._bar.set_total(nbytes)
+        with self._count_lock:
+            self.total_files, self.total_bytes = files, nbytes
 
     @property
     def wants_total(self) -> bool:
@@ -82,12 +92,12 @@ class CliProgress:
         return self._bar is not None or self._log
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        """Called once per chunk read: two integer additions; the bar reads them when
+        it redraws (ten times a second), the log checks the clock."""
         with self._count_lock:
             self.files += files
             self.nbytes += nbytes
-        if self._bar is not None:
-            self._bar.advance(nbytes, self.files)
-        elif self._log and time.monotonic() - self._last_log >= self.LOG_EVERY:
+        if self._log and time.monotonic() - self._last_log >= self.LOG_EVERY:
             self._last_log = time.monotonic()
             self._log_line(self._last_log - self._started)
 

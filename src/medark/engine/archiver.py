@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
@@ -15,6 +15,9 @@ from medark.repo.chunker import Chunker
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
 from medark.util.budget import ByteBudget
+
+ByteCount = Callable[[int], None]
+"""Told the size of each chunk as it is read (progress); must be cheap."""
 
 
 class BlobSaver(Protocol):
@@ -64,15 +67,18 @@ class ContentArchiver:
         sample.add_chunk(data, result.compressed)
         return result.id, sample
 
-    def store_chunks(self, chunks: Iterable[bytes | memoryview], reserved: bool = False
-                     ) -> StoredContent:
+    def store_chunks(self, chunks: Iterable[bytes | memoryview], reserved: bool = False,
+                     read: ByteCount | None = None) -> StoredContent:
         """Hand chunks to the workers in order; `reserved` means their bytes are already
-        counted in the budget (the caller acquired the whole file)."""
+        counted in the budget (the caller acquired the whole file). `read` is told each
+        chunk's size as it is handed over, so progress moves inside a large file."""
         futures: list[Future[tuple[bytes, ContentSample | None]]] = []
         size = 0
         try:
             for chunk in chunks:
                 size += len(chunk)
+                if read is not None:
+                    read(len(chunk))
                 if not reserved:
                     self._budget.acquire(len(chunk))
                 futures.append(self._pool.submit(self._save, chunk))
@@ -80,25 +86,28 @@ class ContentArchiver:
             results = [f.result() for f in futures]
         return _stored(results, size)
 
-    def store_stream(self, stream: BinaryIO) -> StoredContent:
+    def store_stream(self, stream: BinaryIO, read: ByteCount | None = None) -> StoredContent:
         with self._streams:
-            return self.store_chunks(self.chunker.chunks(stream))
+            return self.store_chunks(self.chunker.chunks(stream), read=read)
 
-    def store_small(self, data: bytes) -> StoredContent:
+    def store_small(self, data: bytes, read: ByteCount | None = None) -> StoredContent:
         """A file below the minimum chunk size is one chunk, stored in the caller's thread."""
         if not data:
             return StoredContent([], 0)
+        if read is not None:
+            read(len(data))
         return _stored([self.save(data)], len(data))
 
-    def store_file(self, fd: int, size_hint: int) -> StoredContent:
+    def store_file(self, fd: int, size_hint: int, read: ByteCount | None = None
+                   ) -> StoredContent:
         """Small files inline; files up to twice the maximum chunk read whole (their bytes
         reserved in the budget first); larger ones streamed, one stream at a time, since
         each stream holds a buffer of twice the maximum chunk size."""
         if size_hint < self.small:
             data = read_whole(fd, size_hint)
             if len(data) < self.small:
-                return self.store_small(data)
-            return self.store_chunks(self.chunker.cut(data))
+                return self.store_small(data, read)
+            return self.store_chunks(self.chunker.cut(data), read=read)
         if size_hint <= self.whole_file_limit:
             self._budget.acquire(size_hint)
             try:
@@ -108,10 +117,10 @@ class ContentArchiver:
                 raise
             if len(data) != size_hint:  # the file changed size: account exactly
                 self._budget.release(size_hint)
-                return self.store_chunks(self.chunker.cut(data))
-            return self.store_chunks(self.chunker.cut(data), reserved=True)
+                return self.store_chunks(self.chunker.cut(data), read=read)
+            return self.store_chunks(self.chunker.cut(data), reserved=True, read=read)
         with os.fdopen(os.dup(fd), "rb", buffering=0) as stream:
-            return self.store_stream(stream)
+            return self.store_stream(stream, read)
 
 
 def _stored(results: list[tuple[bytes, ContentSample | None]], size: int) -> StoredContent:

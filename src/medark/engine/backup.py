@@ -523,14 +523,17 @@ class Backup:
 
     def _read_file(self, full: str, name: str, old: Node | None) -> Node | None:
         fd = _open_for_reading(full)
+        read = _ReadBytes(self.progress)
         try:
             for attempt in range(REREAD_ATTEMPTS):
                 before = os.fstat(fd)
                 if not stat.S_ISREG(before.st_mode):
+                    read.take_back()
                     return node_from_stat(name, before)
                 if attempt:
                     os.lseek(fd, 0, os.SEEK_SET)
-                stored = self.content.store_file(fd, before.st_size)
+                    read.take_back()  # read again: count the file once
+                stored = self.content.store_file(fd, before.st_size, read)
                 self.counters.add(bytes_read=stored.size)
                 after = os.fstat(fd)
                 if _same_version(before, after) and stored.size == after.st_size:
@@ -539,6 +542,9 @@ class Backup:
                 with self.counters._lock:
                     self.counters.changed_during_backup.append(full)
                 self.progress.warn(f"warning: {full} changed while it was read; stored as read")
+        except BaseException:
+            read.take_back()
+            raise
         finally:
             os.close(fd)
         node = node_from_stat(name, after)
@@ -546,8 +552,28 @@ class Backup:
         node.content = stored.ids
         self.changes.file_stored(stored.size, old is None, stored.sample)
         self.counters.add(**({"files_new": 1} if old is None else {"files_changed": 1}))
-        self.progress.advance(files=1, nbytes=stored.size)
+        self.progress.advance(files=1)  # its bytes were counted as they were read
         return node
+
+
+class _ReadBytes:
+    """Reports a file's bytes to the progress as its chunks are read (a large file moves
+    the bar while it is read), and takes them back if the file is read again or fails."""
+
+    __slots__ = ("counted", "progress")
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.counted = 0
+
+    def __call__(self, nbytes: int) -> None:
+        self.counted += nbytes
+        self.progress.advance(nbytes=nbytes)
+
+    def take_back(self) -> None:
+        if self.counted:
+            self.progress.advance(nbytes=-self.counted)
+            self.counted = 0
 
 
 def _open_for_reading(path: str) -> int:

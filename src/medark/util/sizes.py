@@ -14,12 +14,19 @@ GiB = 1024 * MiB
 _UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 
-def format_bytes(n: float) -> str:
-    value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
-        value /= 1024
+def format_bytes(n: float, decimals: int = 2) -> str:
+    """Binary units (KiB, MiB, GiB), as every size Medark prints."""
+    divisor, unit = binary_unit(n)
+    if unit == "B":
+        return f"{float(n):.0f} B"
+    return f"{n / divisor:.{decimals}f} {unit}"
+
+
+def binary_unit(n: float) -> tuple[int, str]:
+    """The largest binary unit below `n` (at least bytes), as (its size, its name)."""
+    for power, unit in enumerate(_UNITS):
+        if abs(n) < 1024 ** (power + 1) or unit == _UNITS[-1]:
+            return 1024 ** power, unit
     raise AssertionError("unreachable")
 
 
