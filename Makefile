@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs bench clean
+.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,17 +31,20 @@ bytecode:
 	@$(BIN)/python -m compileall -q src >/dev/null
 
 ## make run: sample hospital data -> backup -> check -> restore -> compare, on embedded defaults.
-run: venv bytecode
+## It installs what `medark report` draws Chinese with, as `make test` does.
+run: report-debs venv bytecode
 	$(BIN)/medark demo --workdir $(DEMO)
 
 ## Debian packages the tests need: PostgreSQL's server programs (initdb, pg_basebackup,
 ## pg_receivewal, pg_amcheck) and MariaDB's (server, client, mariadb-backup) for the
-## throwaway servers of the database tests; the CJK fonts and Pango the PDF reports render
-## Chinese with (WeasyPrint), and poppler-utils the report tests read PDFs with.
-DEBS := postgresql mariadb-server mariadb-client mariadb-backup \
-        fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 poppler-utils
-debs:
-	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+## throwaway servers of the database tests; the CJK fonts, Pango and fontconfig the PDF
+## reports render Chinese with (REPORT_DEBS: `make run` installs those alone), and
+## poppler-utils the report tests read PDFs with.
+REPORT_DEBS := fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0
+DEBS := postgresql mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils
+debs report-debs:
+	@missing=""; for p in $(if $(filter report-debs,$@),$(REPORT_DEBS),$(DEBS)); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q $$missing; \

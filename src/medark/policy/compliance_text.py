@@ -77,7 +77,7 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "not_built.drill": "容灾切换演练尚未提供",
         "not_built.devices": "网络设备配置备份尚未提供",
         "not_covered": "未覆盖",
-        "no_restore_test": "未安排恢复演练：RTO 从未实测",
+        "no_restore_test": "未安排恢复演练，RTO 从未实测",
         "no_offsite": "未复制到其他站点",
         "no_offsite_copy": "无异地副本",
         "no_offsite_test": "未安排从异地副本的恢复演练（offsite_restore_test）",
@@ -160,6 +160,9 @@ def span(value: timedelta | None, language: str) -> str:
     分钟'); None is forever."""
     if value is None:
         return "forever" if language == "en" else "永久"
+    if timedelta(0) < value < timedelta(seconds=10) and value.total_seconds() % 1:
+        tenths = f"{value.total_seconds():.1f}"  # an RTO under a second is not "0s"
+        return f"{tenths}s" if language == "en" else f"{tenths} 秒"
     value = timedelta(seconds=round(value.total_seconds()))
     if language == "en":
         return format_config_duration(value)

@@ -67,6 +67,17 @@ class PeriodReport:
     profile: str
 
 
+def previous_period(kind: str, now: datetime, config: MedarkConfig) -> str:
+    """The last whole month (`2026-10`) or quarter (`2026-Q3`) before `now`, in the
+    configuration's time zone: the period a report is usually made for."""
+    today = now.astimezone(config.zone).date()
+    if kind == "quarterly":
+        index = today.year * 4 + (today.month - 1) // 3 - 1
+        return f"{index // 4}-Q{index % 4 + 1}"
+    last = today.replace(day=1) - timedelta(days=1)
+    return f"{last.year:04d}-{last.month:02d}"
+
+
 def period_bounds(kind: str, text: str, config: MedarkConfig) -> tuple[date, datetime, datetime]:
     """(first day, start, end) of `2026-11` (monthly) or `2026-Q4` (quarterly), in the
     configuration's time zone."""

@@ -1,5 +1,7 @@
-"""`medark report monthly --month YYYY-MM` / `report quarterly --quarter YYYY-QN`
-[--lang zh|en] [--output DIR]: the periodic reports (HTML and PDF). Monthly, the
+"""`medark report monthly [--month YYYY-MM]` / `report quarterly [--quarter YYYY-QN]`
+[--lang zh|en] [--output DIR]: the periodic reports (HTML and PDF), by default of the
+last whole month or quarter, in the language cli/language.py resolves (Chinese unless
+told otherwise). Refused (NotInstalled) without the renderer or a Chinese font. Monthly, the
 data-security analysis: backup success rate and achieved RPO over time per system,
 restore tests and their RTO, storage growth and deduplication, offsite copies, suspicious
 snapshots and alerts, and the compliance table of the configured hospital tier and 等保
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +20,12 @@ from medark.cli.command import Command
 from medark.cli.commands.config import add_config_option
 from medark.cli.commands.run import add_catalog_option
 from medark.cli.context import Context
-from medark.errors import NotInstalled, UsageError
+from medark.cli.language import add_lang_option, resolve_language
+from medark.errors import NotInstalled
 from medark.service.jobs import opened_catalog
 from medark.service.plans import config_path, load_plans
-from medark.service.report_data import PeriodReport, gather_period
+from medark.service.report_data import PeriodReport, gather_period, previous_period
+from medark.service.report_fonts import CjkFont, cjk_font
 from medark.util import clock
 
 RENDERER_MODULES = ("matplotlib", "weasyprint")
@@ -31,22 +36,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=["monthly", "quarterly"],
                    help="monthly: the data-security analysis; quarterly: with DR and "
                    "security events")
-    p.add_argument("--month", metavar="YYYY-MM", help="the month of a monthly report")
-    p.add_argument("--quarter", metavar="YYYY-QN", help="the quarter of a quarterly report")
-    p.add_argument("--lang", choices=["zh", "en"], default="zh",
-                   help="language (default zh: Chinese)")
+    p.add_argument("--month", metavar="YYYY-MM",
+                   help="the month of a monthly report (default: the last whole month)")
+    p.add_argument("--quarter", metavar="YYYY-QN",
+                   help="the quarter of a quarterly report (default: the last whole quarter)")
+    add_lang_option(p, "zh")
     p.add_argument("--output", default=".", metavar="DIR",
                    help="where report-YYYY-MM.html and .pdf go (default: here)")
     add_config_option(p)
     add_catalog_option(p)
 
 
-def load_renderer() -> Callable[[PeriodReport, Path, str], tuple[Path, Path]]:
+def load_renderer() -> Callable[[PeriodReport, Path, CjkFont, str], tuple[Path, Path]]:
     """write_report, imported only when reporting (matplotlib and WeasyPrint take most of
     a second); NotInstalled, before any work, when the `report` extra is missing."""
     for module in RENDERER_MODULES:  # write_report imports WeasyPrint late: check first
         try:
-            importlib.import_module(module)
+            with warnings.catch_warnings():  # no fonts at all: cjk_font() says it in one line
+                warnings.filterwarnings("ignore", "No fonts configured in FontConfig")
+                importlib.import_module(module)
         except ImportError as exc:  # the extra, or a package it needs, is missing
             raise NotInstalled(f"the report renderer is not installed ({exc.name or module} "
                                "is missing): pip install 'medark[report]'") from None
@@ -60,18 +68,19 @@ def load_renderer() -> Callable[[PeriodReport, Path, str], tuple[Path, Path]]:
 
 def run(ctx: Context) -> int:
     args = ctx.args
-    label = args.quarter if args.kind == "quarterly" else args.month
-    if not label:
-        needs = "--quarter YYYY-QN" if args.kind == "quarterly" else "--month YYYY-MM"
-        raise UsageError(f"report {args.kind} needs {needs}")
     write_report = load_renderer()
+    font = cjk_font()
     config = load_plans(config_path(args.config))
+    language = resolve_language(args.lang, config, "zh")
+    now = clock.now()
+    label = (args.quarter if args.kind == "quarterly" else args.month) or \
+        previous_period(args.kind, now, config)
     with opened_catalog(config, args.catalog) as catalog:
-        report = gather_period(config, catalog, args.kind, label, clock.now())
-    html, pdf = write_report(report, Path(args.output), args.lang)
+        report = gather_period(config, catalog, args.kind, label, now)
+    html, pdf = write_report(report, Path(args.output), font, language)
     if ctx.out.as_json:
         ctx.out.json({"message_type": "report", "kind": args.kind, "period": report.label,
-                      "lang": args.lang,
+                      "lang": language,
                       "html": str(html), "pdf": str(pdf)})
     else:
         ctx.out.text(f"wrote {html} and {pdf}")
