@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 # ci_mode: in CI (CI=true) a skipped test fails the run; every run prints "skips: N".
-pytest_plugins = ["pytester", "ci_mode"]
+# private_home: the session's own HOME and XDG_* dirs; the real ~/.cache/medark is guarded.
+pytest_plugins = ["pytester", "ci_mode", "private_home"]
 
 PASSWORD = "correct horse battery staple"
 TEST_KDF = {"MEDARK_KDF_N": "1024",
