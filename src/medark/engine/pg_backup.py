@@ -32,7 +32,7 @@ from medark.sources.postgres.server import Dsn, ServerIdentity, identify
 from medark.sources.postgres.tar_tap import TarTap
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn, parse_lsn, segment_name, segment_of
-from medark.sources.postgres.wal_capture import WalCapture, archive_setup
+from medark.sources.postgres.wal_capture import ArchiveSetup, WalCapture, archive_setup
 from medark.util import clock
 from medark.util.processes import StderrReader
 from medark.util.progress import Progress
@@ -127,10 +127,12 @@ def base_backup(
                                                          capturing=capture)
         meta = _describe(identity, tap, stderr_text, label)
         if wal is not None:
-            _store_captured_wal(repo, identity, meta, wal, options.archive_timeout or 60.0)
+            _store_captured_wal(repo, identity, meta, wal, options.archive_timeout or 60.0,
+                                progress)
         meta["wal"] = "captured" if capture else "archive"
     if options.archive_timeout > 0 or capture:
-        _wait_for_wal(repo, identity, meta, options.archive_timeout or 1.0)
+        _wait_for_wal(repo, identity, meta, options.archive_timeout or 1.0,
+                      progress, _archiver(setup))
     snapshot, summary = write_stream_snapshot(
         repo, node, counts, started, t0, PG_TAGS + options.tags,
         options.host, "pg_basebackup", paths=[f"/postgres/{identity.system_id}"], meta=meta)
@@ -160,12 +162,17 @@ def _run_basebackup(repo: Repository, argv: list[str], options: PgBackupOptions,
 
 
 def _store_captured_wal(repo: Repository, identity: ServerIdentity, meta: dict[str, object],
-                        wal: WalCapture, timeout: float) -> None:
+                        wal: WalCapture, timeout: float, progress: Progress) -> None:
     """Into the repository's WAL archive, where `pg restore` and its restore_command find
     WAL by name (a segment already there, from an earlier archive, is left as it is)."""
     archive = WalArchive(repo, identity.system_id)
+
+    def waiting(missing: list[str]) -> None:
+        progress.warn(waiting_line(missing, timeout,
+                                   "from the backup's own WAL stream (pg_receivewal)"))
+
     paths = wal.segments(parse_lsn(str(meta["start_lsn"])), parse_lsn(str(meta["stop_lsn"])),
-                         int(str(meta["stop_timeline"])), timeout)
+                         int(str(meta["stop_timeline"])), timeout, waiting)
     for path in paths:
         with open(path, "rb") as f:
             data = f.read()
@@ -199,8 +206,26 @@ def _describe(identity: ServerIdentity, tap: TarTap, stderr: str, label: str
     }
 
 
+def waiting_line(missing: list[str], timeout: float, how: str) -> str:
+    """The one line a backup prints when it starts waiting for its WAL: what, how long
+    at most, and who is expected to deliver it (a silent minute looks like a hang)."""
+    what = (f"WAL segment {missing[0]}" if len(missing) == 1
+            else f"WAL segments {missing[0]}..{missing[-1]}")
+    return f"waiting up to {timeout:g} s for {what} {how}"
+
+
+def _archiver(setup: ArchiveSetup) -> str:
+    """Who archives the server's WAL into the repository, as the server tells it."""
+    pushing = setup.archive_mode in ("on", "always")
+    if setup.streaming and pushing:
+        return "to be archived (archive_command or pg wal-stream)"
+    if setup.streaming:
+        return "to be archived (pg wal-stream)"
+    return "to be archived (archive_command)"
+
+
 def _wait_for_wal(repo: Repository, identity: ServerIdentity, meta: dict[str, object],
-                  timeout: float) -> None:
+                  timeout: float, progress: Progress, how: str) -> None:
     """Every segment from the start to the stop position must be archived, else the
     backup cannot be restored to consistency."""
     archive = WalArchive(repo, identity.system_id)
@@ -210,10 +235,14 @@ def _wait_for_wal(repo: Repository, identity: ServerIdentity, meta: dict[str, ob
     timeline = int(str(meta["stop_timeline"]))
     deadline = clock.monotonic() + timeout
     pending = [segment_name(timeline, n, size) for n in range(first, last + 1)]
+    told = False
     while True:
         pending = [name for name in pending if archive.find(name) is None]
         if not pending:
             return
+        if not told:
+            progress.warn(waiting_line(pending, timeout, how))
+            told = True
         if clock.monotonic() >= deadline:
             raise WalGap(
                 f"the base backup's WAL {pending[0]}..{pending[-1]} did not reach the archive "

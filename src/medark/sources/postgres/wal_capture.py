@@ -18,6 +18,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -172,11 +173,12 @@ class WalCapture:
         text = lines[-1] if lines else "no output"
         return re.sub(r"password=\S+", "password=***", text)
 
-    def segments(self, start_lsn: int, stop_lsn: int, timeline: int, timeout: float
-                 ) -> list[str]:
+    def segments(self, start_lsn: int, stop_lsn: int, timeline: int, timeout: float,
+                 waiting: Callable[[list[str]], None] | None = None) -> list[str]:
         """Paths of the complete segments from `start_lsn` to `stop_lsn`, once received.
         The server closes the stop segment when the backup ends, so it arrives at once;
-        `timeout` only bounds a stalled stream."""
+        `timeout` only bounds a stalled stream. `waiting` is told, once, the segments
+        still missing when the wait begins (so the user knows what the pause is)."""
         size = self.identity.segment_size
         first, last = segment_of(start_lsn, size), segment_of(stop_lsn, size)
         if segment_of(self.start_lsn, size) > first:
@@ -189,6 +191,9 @@ class WalCapture:
                        if not os.path.isfile(os.path.join(self.directory, n))]
             if not missing:
                 return [os.path.join(self.directory, n) for n in names]
+            if waiting is not None:
+                waiting(missing)
+                waiting = None
             self._check_alive()
             if clock.monotonic() >= deadline:
                 raise WalGap(f"the backup's WAL {missing[0]}..{missing[-1]} was not received "
