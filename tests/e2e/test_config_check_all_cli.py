@@ -36,8 +36,7 @@ def _with_mistakes() -> str:
          "retention = { daily = 14, monthly = 12, yearly = 5 }"),
         # a retention with a schema error: its minimum is not judged on what is left
         ("retention = { hourly = 24,", 'retention = { hourly = "many",'),
-        ("yearly = 30 }\ncopies = [{ to = \"offsite\", schedule = \"0 2",
-         "yearly = 1 }\ncopies = [{ to = \"offsite\", schedule = \"0 2"),
+        ("yearly = 30 }\n# The DR centre", "yearly = 1 }\n# The DR centre"),
         # the hospital: an unknown tier next to a level out of range
         ('timezone = "Asia/Shanghai"',
          'timezone = "Asia/Shanghai"\n\n[hospital]\ntier = "四甲"\nlevel = 9'),
