@@ -6,6 +6,7 @@ plan without backups and a database plan without backups all fail, never verify
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from conftest import Cli
@@ -72,6 +73,21 @@ def test_a_plan_is_restored_checked_and_its_rto_recorded(cli: Cli, tmp_path: Pat
     test = [j for j in jobs if j["kind"] == "restore_test" and j["status"] == "succeeded"]
     assert len(test) == 1 and test[0]["details"]["rto_seconds"] > 0
     assert not list(Path("/tmp").glob("medark-restore-test-*"))  # the sandbox is gone
+
+
+def test_verify_prints_the_rto_it_recorded_never_zero(cli: Cli, tmp_path: Path) -> None:
+    """The line a person reads gives the RTO the catalog holds, to the millisecond under
+    a second: a fast restore test once read "in 0.0s"."""
+    config = _setup(cli, tmp_path, "true")
+    cli("run", "pacs", "--config", config, password=None)
+    line = cli("verify", "pacs", "--config", config, password=None).stdout
+    took = re.search(r"file\(s\), in (\S+) \(RTO target 30min\)", line)
+    assert took is not None, line
+    jobs = cli("jobs", "--json", "--config", config, password=None).json()
+    rto = next(j for j in jobs if j["kind"] == "restore_test")["details"]["rto_seconds"]
+    millis = round(rto * 1000)
+    assert took.group(1) == (f"{millis}ms" if millis < 1000 else f"{rto:.1f}s"), (line, rto)
+    assert took.group(1) not in ("0s", "0.0s", "0ms")
 
 
 def test_a_failing_check_fails_the_restore_test(cli: Cli, tmp_path: Path) -> None:

@@ -28,8 +28,11 @@ def test_formatting() -> None:
     assert format_bytes(1536) == "1.50 KiB"
     assert format_bytes(3 * 2**30) == "3.00 GiB"
     assert format_duration(5.25) == "5.2s"
-    assert format_duration(125) == "2:05"
-    assert format_duration(3725) == "1:02:05"
+    assert format_duration(125) == "2m05s"
+    assert format_duration(3725) == "1h02m"
+    # under a second in milliseconds: a fast restore test's RTO is never "0.0s"
+    assert [format_duration(s) for s in (0.0001, 0.04, 0.4204, 0.9996, 59.96)] == [
+        "<1ms", "40ms", "420ms", "1.0s", "1m00s"]
 
 
 def test_time_round_trip_and_fixed_clock() -> None:

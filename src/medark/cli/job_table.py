@@ -17,7 +17,7 @@ from datetime import date, datetime, tzinfo
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import JobRecord
 from medark.config.plans import RESTORE_TEST
-from medark.util.sizes import format_bytes
+from medark.util.sizes import format_bytes, format_duration
 
 WIDTH = 80
 GAP = "  "
@@ -56,7 +56,7 @@ def _row(job: JobRecord, zone: tzinfo) -> tuple[date | None, list[str], str]:
     what a restore test restored."""
     local = job.started_at.astimezone(zone) if job.started_at is not None else None
     seconds = _seconds(job)
-    took = format_took(seconds) if seconds is not None else "-"
+    took = format_duration(seconds) if seconds is not None else "-"
     quiet = job.kind.split(":")[0] in ADD_NOTHING or (not job.bytes_added
                                                        and job.status != SUCCEEDED)
     added = "-" if quiet else format_bytes(job.bytes_added or 0)
@@ -78,15 +78,3 @@ def _seconds(job: JobRecord) -> float | None:
         return None
     return (job.finished_at - job.started_at).total_seconds()
 
-
-def format_took(seconds: float) -> str:
-    """420ms, 4.2s, 3m05s, 2h07m: an RTO under a second is not "0s"."""
-    if seconds < 0.0005:
-        return "<1ms"
-    if round(seconds * 1000) < 1000:
-        return f"{round(seconds * 1000)}ms"
-    if round(seconds, 1) < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"

@@ -31,12 +31,19 @@ def binary_unit(n: float) -> tuple[int, str]:
 
 
 def format_duration(seconds: float) -> str:
+    """420ms, 4.2s, 3m05s, 2h07m: every duration and RTO the CLI prints. Under a second
+    it is milliseconds, since a restore test of a small system takes 0.04 s and "0.0s"
+    reads as "not measured"."""
     seconds = max(0.0, seconds)
-    if seconds < 60:
+    if seconds < 0.0005:
+        return "<1ms"
+    if round(seconds * 1000) < 1000:
+        return f"{round(seconds * 1000)}ms"
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
+    minutes, sec = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes}:{sec:02d}"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s"
 
 
 _DURATION = re.compile(r"(\d+)([yYmwdhM])")

@@ -38,7 +38,7 @@ from medark.service.copy import (
 )
 from medark.service.residency import destination_residency
 from medark.util import clock
-from medark.util.sizes import format_bytes
+from medark.util.sizes import format_bytes, format_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -220,7 +220,7 @@ def _status(ctx: Context) -> int:
 
 def _status_line(doc: dict[str, Any]) -> str:
     age = doc["age_seconds"]
-    age_text = "never" if age is None else f"{_duration(age)} ago"
+    age_text = "never" if age is None else f"{format_duration(age)} ago"
     line = f"{doc['destination']}: newest point {doc['newest_point'] or '-'} ({age_text})"
     if doc["source"]:
         line = f"{doc['source']} -> " + line
@@ -230,14 +230,6 @@ def _status_line(doc: dict[str, Any]) -> str:
     if doc["pending"]:
         line += ", pending: " + ", ".join(f"{v} {k}" for k, v in doc["pending"].items())
     return line
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 COMMAND = Command("copy", "copy snapshots and WAL/binlog archives to another repository",

@@ -231,7 +231,7 @@ def _status(ctx: Context) -> int:
     if doc["newest_binlog"]:
         ctx.out.text(f"newest archived binlog: {doc['newest_binlog']}:"
                      f"{doc['newest_binlog_position']} at {doc['newest_binlog_archived']} "
-                     f"({doc['rpo_seconds']} s ago: the achieved RPO)")
+                     f"({format_duration(doc['rpo_seconds'])} ago: the achieved RPO)")
     elif not nb["binlog_file"]:
         ctx.out.text("no binlog archived: binary logging was off at the newest backup (set "
                      "log_bin in the server's config, then run `medark mysql binlog-stream`)")

@@ -326,8 +326,8 @@ def _status(ctx: Context) -> int:
                  f"..{nb['stop_lsn']})")
     if doc["newest_wal"]:
         ctx.out.text(f"newest archived WAL: {doc['newest_wal']} at "
-                     f"{doc['newest_wal_archived']} ({doc['rpo_seconds']} s ago: the achieved "
-                     "RPO)")
+                     f"{doc['newest_wal_archived']} ({format_duration(doc['rpo_seconds'])} "
+                     "ago: the achieved RPO)")
     else:
         ctx.out.text("no WAL archived yet")
     for slot in doc.get("slots", []):

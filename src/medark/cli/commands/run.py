@@ -17,7 +17,7 @@ from medark.cli.commands.config import add_config_option
 from medark.cli.context import Context
 from medark.service.jobs import opened_catalog, run_plan_now
 from medark.service.plans import config_path, load_plans
-from medark.util.sizes import format_bytes
+from medark.util.sizes import format_bytes, format_duration
 
 
 def add_catalog_option(p: argparse.ArgumentParser) -> None:
@@ -43,7 +43,7 @@ def run(ctx: Context) -> int:
         else:
             seconds = (outcome.finished_at - outcome.started_at).total_seconds()
             ctx.out.text(f"job {outcome.job_id} (plan {ctx.args.plan}, {kind}): "
-                         f"{outcome.status} in {seconds:.1f}s, "
+                         f"{outcome.status} in {format_duration(seconds)}, "
                          f"{format_bytes(outcome.bytes_added)} added, snapshots "
                          f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
         if outcome.error:

@@ -13,6 +13,7 @@ from medark.cli.context import Context
 from medark.config.durations import format_config_duration
 from medark.service.jobs import opened_catalog, verify_plan_now
 from medark.service.plans import config_path, load_plans
+from medark.util.sizes import format_duration
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,7 +39,7 @@ def run(ctx: Context) -> int:
     elif outcome.status == "succeeded":
         files = sum(int(s["files"]) for s in outcome.steps)
         ctx.out.text(f"plan {ctx.args.plan}: verified {len(outcome.steps)} point(s), {files} "
-                     f"file(s), in {rto.total_seconds():.1f}s (RTO target "
+                     f"file(s), in {format_duration(rto.total_seconds())} (RTO target "
                      f"{format_config_duration(target)})")
     if outcome.error:
         ctx.out.warn(f"medark: plan {ctx.args.plan}: restore test failed: {outcome.error}")
