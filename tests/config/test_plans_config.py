@@ -217,3 +217,17 @@ def test_a_copy_target_keeps_its_own_retention_within_the_record_minimum(
     forever = load_config(write(tmp_path, text.replace("last = 3, daily = 90, yearly = 20",
                                                        "last = -1")))
     assert forever.plans["his"].copy_retention("offsite").reach() is None
+
+
+def test_the_longest_gap_of_a_schedule() -> None:
+    monday = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
+    assert Schedule.parse("0 3 * * 0").longest_gap(SHANGHAI, monday) == timedelta(days=7)
+    assert Schedule.parse("every 6h").longest_gap(SHANGHAI, monday) == timedelta(hours=6)
+    assert Schedule.parse("continuous").longest_gap(SHANGHAI, monday) is None
+    # too many runs to walk one by one: the weekend between them is still found
+    assert Schedule.parse("* * * * 1-5").longest_gap(SHANGHAI, monday) == \
+        timedelta(days=2, minutes=1)
+    # elapsed time, not wall clock: the night New York's clocks go back lasts 25 h
+    new_york = ZoneInfo("America/New_York")
+    autumn = datetime(2026, 10, 28, tzinfo=UTC)
+    assert Schedule.parse("0 12 * * *").longest_gap(new_york, autumn) == timedelta(hours=25)

@@ -163,3 +163,60 @@ def test_compliance_speaks_the_locale_or_the_configured_language(cli: Cli,
     rpo = next(v for v in doc["verdicts"] if v["requirement"] == "三乙.local.rpo")
     assert rpo["title"] == "本地备份 RPO ≤ 15 分钟"
     assert rpo["measured"]["evidence"] == "实际 RPO：无记录"
+
+
+def test_copy_targets_retention_and_the_sichuan_daily_copy(cli: Cli, tmp_path: Path) -> None:
+    """records.retention names each copy target's retention and its forget; Sichuan 1.4.3
+    fails a weekly offsite copy by design (naming its schedule) and passes a daily one."""
+    data = tmp_path / "pacs"
+    data.mkdir()
+    (data / "a.dcm").write_bytes(os.urandom(10_000))
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    cli("init")
+    cli("-r", tmp_path / "offsite", "init")
+    config = tmp_path / "medark.toml"
+    base = CONFIG.format(state=tmp_path / "state", repo=cli.repo, offsite=tmp_path / "offsite",
+                         data=data, password_file=password_file)
+    copies = 'copies = [{ to = "offsite", schedule = "every 10min" }]'
+    assert copies in base
+
+    def judge(schedule: str) -> dict[str, Any]:
+        retention = "retention = { daily = 7, monthly = 6, yearly = 20 }"
+        config.write_text(base.replace(copies, f'copies = [{{ to = "offsite", schedule = '
+                                       f'"{schedule}", {retention} }}]'), encoding="utf-8")
+        _code, verdicts = _verdicts(cli, config, "--sichuan")
+        return verdicts
+
+    weekly = judge("0 3 * * 0")
+    kept = weekly["records.retention"]
+    assert kept["design"] == {"status": "pass", "evidence": "retention reaches 15y, at "
+                              "offsite: retention reaches 20y"}, kept
+    assert kept["measured"]["status"] == "not covered"
+    assert "at offsite: retention has not been applied (no forget:offsite ran)" in \
+        kept["measured"]["evidence"]
+    daily = weekly["sichuan.1.4.3"]
+    assert daily["status"] == "warn" and daily["design"]["status"] == "fail", daily
+    assert daily["design"]["evidence"] == \
+        "copy to offsite (0 3 * * 0): up to 7d between runs > 1d"
+
+    jobs = cli("--json", "run", "pacs", "--config", config, password=None).json_lines()
+    assert [j["kind"] for j in jobs] == ["backup", "copy:offsite", "forget:offsite", "forget"]
+    weekly = judge("0 3 * * 0")
+    kept = weekly["records.retention"]
+    assert kept["status"] == "pass", kept
+    assert ", at offsite: retention applied " in kept["measured"]["evidence"], kept
+    daily = weekly["sichuan.1.4.3"]
+    assert daily["measured"]["status"] == "pass"  # fresh now, yet a week apart by design
+    assert daily["status"] == "warn" and daily["design"]["status"] == "fail"
+
+    daily = judge("0 2 * * *")["sichuan.1.4.3"]
+    assert daily["status"] == "pass", daily
+    assert daily["design"]["evidence"] == \
+        "copy to offsite (0 2 * * *): at most 1d between runs ≤ 1d"
+    assert judge("every 6h")["sichuan.1.4.3"]["status"] == "pass"
+    assert judge("continuous")["sichuan.1.4.3"]["design"]["evidence"] == \
+        "continuous copy to offsite"
+    chinese = cli("compliance", "--profile", "三甲", "--level", "2", "--sichuan", "--lang",
+                  "zh", "--config", config, password=None, check=False).stdout
+    assert "，offsite：保留期 20 年" in chinese and "持续复制到 offsite" in chinese

@@ -4,17 +4,21 @@ measurement never passing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from medark.config.schedule import Schedule
 from medark.policy.compliance import (
     FAIL,
     NOT_APPLICABLE,
     NOT_COVERED,
     PASS,
     WARN,
+    OffsiteSchedule,
     SystemFacts,
+    TargetRetention,
     evaluate,
     failed_musts,
 )
@@ -133,3 +137,81 @@ def test_the_offsite_rto_is_measured_by_a_restore_test_from_the_copy() -> None:
         "offsite restore test RTO 20min ≤ 1h"
     slow = facts(offsite_rto=2 * 60 * MIN, offsite_rto_targets=[45 * MIN])
     assert by_id(evaluate(profile("三甲", 1), [slow]))["三甲.offsite.rto"].status == WARN
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+SICHUAN_AT = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+
+
+def _offsite(schedule: str) -> OffsiteSchedule:
+    """A copy to the regional site as the service reads it: the schedule's longest gap
+    over two weeks from the parser (config/schedule.py)."""
+    gap = Schedule.parse(schedule).longest_gap(SHANGHAI, SICHUAN_AT, timedelta(days=14))
+    return OffsiteSchedule("regional", schedule, gap or timedelta(0))
+
+
+@pytest.mark.parametrize(("schedule", "status", "evidence"), [
+    ("continuous", PASS, "continuous copy to regional"),
+    ("every 6h", PASS, "copy to regional (every 6h): at most 6h between runs ≤ 1d"),
+    ("0 2 * * *", PASS, "copy to regional (0 2 * * *): at most 1d between runs ≤ 1d"),
+    ("0 */8 * * *", PASS, "copy to regional (0 */8 * * *): at most 8h between runs ≤ 1d"),
+    ("0 3 * * 0", WARN, "copy to regional (0 3 * * 0): up to 7d between runs > 1d"),
+    ("0 2 * * 1-5", WARN, "copy to regional (0 2 * * 1-5): up to 3d between runs > 1d"),
+    ("* * * * 1-5", WARN, "copy to regional (* * * * 1-5): up to 2d1min between runs > 1d"),
+    ("every 36h", WARN, "copy to regional (every 36h): up to 1d12h between runs > 1d"),
+])
+def test_sichuan_1_4_3_asks_for_a_copy_offsite_at_least_every_24_hours(
+        schedule: str, status: str, evidence: str) -> None:
+    copy = _offsite(schedule)
+    fresh = facts(offsite_design_rpo=copy.gap, offsite_realtime=copy.gap == timedelta(0),
+                  offsite_rpo=timedelta(hours=2), offsite_schedules=[copy])
+    verdict = by_id(evaluate(profile("三甲", 1, sichuan=True), [fresh]))["sichuan.1.4.3"]
+    assert verdict.design.evidence == evidence
+    assert verdict.design.status == (PASS if status == PASS else FAIL)
+    assert verdict.status == status  # recommended: a miss warns
+    assert verdict.measured.status == PASS  # the offsite point is 2 h old either way
+    assert "（" + schedule + "）" in verdict.design.text("zh") or schedule == "continuous"
+
+
+def test_sichuan_1_4_3_judges_the_most_frequent_copy_and_needs_one() -> None:
+    both = facts(offsite_schedules=[_offsite("0 3 * * 0"), OffsiteSchedule(
+        "campus", "every 12h", timedelta(hours=12))])
+    verdict = by_id(evaluate(profile("三甲", 1, sichuan=True), [both]))["sichuan.1.4.3"]
+    assert verdict.status == PASS and "campus (every 12h)" in verdict.design.evidence
+    none = facts(offsite_design_rpo=None, offsite_rpo=None, offsite_schedules=[])
+    verdict = by_id(evaluate(profile("三甲", 1, sichuan=True), [none]))["sichuan.1.4.3"]
+    assert verdict.design.evidence == "no copy to another site"
+    assert verdict.measured.evidence == "no offsite copy"
+    stale = facts(offsite_rpo=timedelta(hours=30),
+                  offsite_schedules=[_offsite("0 2 * * *")])
+    verdict = by_id(evaluate(profile("三甲", 1, sichuan=True), [stale]))["sichuan.1.4.3"]
+    assert verdict.design.status == PASS and verdict.measured.status == FAIL
+
+
+def test_record_retention_covers_every_copy_target() -> None:
+    thirty = timedelta(days=30 * 365)
+    kept = facts(retention_applied=timedelta(hours=1), target_retention=[
+        TargetRetention("offsite", thirty, applied=timedelta(minutes=5)),
+        TargetRetention("campus", None, applied=timedelta(hours=2))])
+    verdict = by_id(evaluate(profile("三甲", 1), [kept]))["records.retention"]
+    assert verdict.status == PASS, verdict.public()
+    assert verdict.design.evidence == ("retention reaches 30y, at offsite: retention "
+                                       "reaches 30y, at campus: retention reaches forever")
+    assert verdict.measured.evidence.endswith(", at offsite: retention applied 5min ago, "
+                                              "at campus: retention applied 2h ago")
+    assert verdict.design.text("zh") == "保留期 30 年，offsite：保留期 30 年，campus：保留期 永久"
+
+    short = facts(retention_applied=timedelta(hours=1), target_retention=[
+        TargetRetention("offsite", timedelta(days=10 * 365), applied=timedelta(minutes=5))])
+    verdict = by_id(evaluate(profile("三甲", 1), [short]))["records.retention"]
+    assert verdict.status == FAIL and verdict.design.status == FAIL
+    assert verdict.design.evidence == ("retention reaches 30y, at offsite: retention "
+                                       "reaches 10y < 30y")
+    assert verdict.design.text("zh").endswith("offsite：保留期 10 年 < 30 年")
+
+    unapplied = facts(retention_applied=timedelta(hours=1),
+                      target_retention=[TargetRetention("offsite", thirty)])
+    verdict = by_id(evaluate(profile("三甲", 1), [unapplied]))["records.retention"]
+    assert verdict.design.status == PASS and verdict.measured.status == NOT_COVERED
+    assert verdict.measured.evidence.endswith(
+        "at offsite: retention has not been applied (no forget:offsite ran)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -24,6 +24,14 @@ from medark.config.durations import format_config_duration, parse_config_duratio
 
 CONTINUOUS = "continuous"
 _EVERY = "every "
+_WALK = 2000
+"""Runs walked one by one before longest_gap probes hourly instead."""
+
+
+def _between(earlier: datetime, later: datetime) -> timedelta:
+    """Elapsed time, across a daylight-saving change too (aware datetimes of one zone
+    subtract as wall clocks)."""
+    return later.astimezone(UTC) - earlier.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -56,19 +64,35 @@ class Schedule:
     def typical_gap(self, tz: ZoneInfo, around: datetime) -> timedelta | None:
         """The longest gap between two runs over the next week: what this schedule alone
         lets the RPO grow to (None for continuous)."""
+        return self.longest_gap(tz, around, timedelta(days=7))
+
+    def longest_gap(self, tz: ZoneInfo, around: datetime,
+                    window: timedelta = timedelta(days=14)) -> timedelta | None:
+        """The longest gap between two consecutive runs from `around` over `window` (None
+        for continuous). The runs are walked while they are few; beyond that an hourly
+        probe finds the runs either side of it, so any gap over an hour is measured
+        exactly even for a dense cron ("* * * * 1-5" leaves its weekend)."""
         if self.interval is not None:
             return self.interval
         if self.cron is None:
             return None
-        runs = croniter(self.cron, around.astimezone(tz))
-        previous = runs.get_next(datetime)
+        start = around.astimezone(tz)
+        end = start + window
+        runs = croniter(self.cron, start)
+        previous: datetime = runs.get_next(datetime)
         longest = timedelta(0)
-        for _ in range(2000):
-            current = runs.get_next(datetime)
-            longest = max(longest, current - previous)
+        for _ in range(_WALK):
+            current: datetime = runs.get_next(datetime)
+            longest = max(longest, _between(previous, current))
             previous = current
-            if current - around > timedelta(days=7):
-                break
+            if current > end:
+                return longest
+        probe = start.replace(second=30, microsecond=0)  # never on a cron minute
+        while probe < end:
+            before: datetime = croniter(self.cron, probe).get_prev(datetime)
+            after: datetime = croniter(self.cron, probe).get_next(datetime)
+            longest = max(longest, _between(before, after))
+            probe += timedelta(hours=1)
         return longest
 
     def next_after(self, after: datetime, tz: ZoneInfo, seed: str,

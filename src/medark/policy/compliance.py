@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from medark.policy.compliance_profiles import Requirement
-from medark.policy.compliance_text import Phrase, evidence, title
+from medark.policy.compliance_text import Parts, Phrase, evidence, title
 from medark.policy.residency import Residency
 
 PASS = "pass"
@@ -30,6 +30,30 @@ FAIL = "fail"
 NOT_COVERED = "not covered"
 NOT_APPLICABLE = "n/a"
 _RANK = {PASS: 0, NOT_APPLICABLE: 0, NOT_COVERED: 1, WARN: 2, FAIL: 3}
+
+
+@dataclass(frozen=True)
+class OffsiteSchedule:
+    """A copy to another site as planned: how often it runs."""
+
+    target: str
+    schedule: str
+    """As the configuration writes it ("0 2 * * *", "every 6h", "continuous")."""
+    gap: timedelta
+    """The longest gap between two of its runs (config/schedule.py); zero when
+    continuous."""
+
+
+@dataclass(frozen=True)
+class TargetRetention:
+    """What a copy target keeps of the system's plans: its own retention, else the
+    plan's (with several plans copying there, the shortest reach)."""
+
+    target: str
+    reach: timedelta | None
+    """None: kept forever."""
+    applied: timedelta | None = None
+    """How long ago its forget (job forget:TARGET) last succeeded; None: never."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,10 @@ class SystemFacts:
     residency_problems: list[tuple[str, Residency]] = field(default_factory=list)
     """(repository, its verdict) for each repository of the plans outside mainland China
     or of unknown location."""
+    offsite_schedules: list[OffsiteSchedule] = field(default_factory=list)
+    """Each copy of the plans to another site, with its schedule's longest gap."""
+    target_retention: list[TargetRetention] = field(default_factory=list)
+    """Each copy target of the plans (any site), with the retention it applies."""
 
 
 @dataclass(frozen=True)
@@ -190,21 +218,54 @@ def _offsite_realtime(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
 
 
 def _offsite_frequency(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
-    return _offsite_backup(req, f)
+    """By design, the most frequent copy to another site must run at least every `limit`
+    (a weekly copy is an offsite backup, not a daily one); measured as _offsite_backup."""
+    _design, measured = _offsite_backup(req, f)
+    if not f.offsite_schedules:
+        return Check(FAIL, "no_offsite"), measured
+    best = min(f.offsite_schedules, key=lambda c: c.gap)
+    if not best.gap:
+        return Check(PASS, "frequency.continuous", {"target": best.target}), measured
+    values = {"target": best.target, "schedule": best.schedule, "gap": best.gap,
+              "limit": req.limit}
+    if req.limit is not None and best.gap > req.limit:
+        return Check(FAIL, "frequency.over", values), measured
+    return Check(PASS, "frequency.ok", values), measured
 
 
 def _record_retention(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
-    if f.record_minimum is None:
+    """The plans' retention and every copy target's (its own or the plan's) must reach
+    the record minimum; measured, each has been applied by its forget."""
+    minimum = f.record_minimum
+    if minimum is None:
         na = Check(NOT_APPLICABLE, "no_records")
         return na, na
-    if f.retention_reach is not None and f.retention_reach < f.record_minimum:
-        design = Check(FAIL, "retention.short", {"reach": f.retention_reach,
-                                                 "minimum": f.record_minimum})
-    else:
-        design = Check(PASS, "retention.reach", {"reach": f.retention_reach})
-    if f.retention_applied is None:
-        return design, Check(NOT_COVERED, "retention.unapplied")
-    return design, Check(PASS, "retention.applied", {"ago": f.retention_applied})
+    design = [_reach(f.retention_reach, minimum, "retention")]
+    design += [_reach(t.reach, minimum, "retention.copy", {"target": t.target})
+               for t in f.target_retention]
+    measured = [Check(NOT_COVERED, "retention.unapplied") if f.retention_applied is None
+                else Check(PASS, "retention.applied", {"ago": f.retention_applied})]
+    measured += [Check(NOT_COVERED, "retention.copy_unapplied", {"target": t.target})
+                 if t.applied is None else
+                 Check(PASS, "retention.copy_applied", {"target": t.target, "ago": t.applied})
+                 for t in f.target_retention]
+    return _joined(design), _joined(measured)
+
+
+def _reach(reach: timedelta | None, minimum: timedelta, key: str,
+           where: Mapping[str, object] | None = None) -> Check:
+    if reach is not None and reach < minimum:
+        return Check(FAIL, f"{key}.short", {**(where or {}), "reach": reach,
+                                            "minimum": minimum})
+    return Check(PASS, f"{key}.reach", {**(where or {}), "reach": reach})
+
+
+def _joined(checks: list[Check]) -> Check:
+    """One check of several findings: the worst status, every evidence in order."""
+    if len(checks) == 1:
+        return checks[0]
+    worst = max((c.status for c in checks), key=lambda s: _RANK[s])
+    return Check(worst, "joined", {"parts": Parts(tuple((c.key, c.values) for c in checks))})
 
 
 def _residency(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:

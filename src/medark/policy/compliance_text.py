@@ -33,6 +33,14 @@ class Phrase:
     key: str
 
 
+@dataclass(frozen=True)
+class Parts:
+    """Several evidence templates shown as one (the local retention, then each copy
+    target's), each filled in the language and joined by its separator."""
+
+    items: tuple[tuple[str, Mapping[str, object]], ...]
+
+
 EVIDENCE: dict[str, dict[str, str]] = {
     "en": {
         "within.none": "no {what}",
@@ -63,6 +71,17 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "retention.unapplied": "retention has not been applied (no forget ran)",
         "retention.applied": "retention applied {ago} ago; yearly record points are kept "
                              "by policy",
+        "retention.copy.short": "at {target}: retention reaches {reach} < {minimum}",
+        "retention.copy.reach": "at {target}: retention reaches {reach}",
+        "retention.copy_unapplied": "at {target}: retention has not been applied (no "
+                                    "forget:{target} ran)",
+        "retention.copy_applied": "at {target}: retention applied {ago} ago",
+        "frequency.continuous": "continuous copy to {target}",
+        "frequency.ok": "copy to {target} ({schedule}): at most {gap} between runs "
+                        "≤ {limit}",
+        "frequency.over": "copy to {target} ({schedule}): up to {gap} between runs "
+                          "> {limit}",
+        "joined": "{parts}",
         "residency.ok": "every repository of its plans is inside mainland China",
         "residency.bad": "{problems}",
     },
@@ -93,6 +112,14 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "retention.reach": "保留期 {reach}",
         "retention.unapplied": "保留策略尚未执行（从未运行 forget）",
         "retention.applied": "保留策略 {ago}前执行；按策略保留每年的病历恢复点",
+        "retention.copy.short": "{target}：保留期 {reach} < {minimum}",
+        "retention.copy.reach": "{target}：保留期 {reach}",
+        "retention.copy_unapplied": "{target}：保留策略尚未执行（从未运行 forget:{target}）",
+        "retention.copy_applied": "{target}：保留策略 {ago}前执行",
+        "frequency.continuous": "持续复制到 {target}",
+        "frequency.ok": "复制到 {target}（{schedule}）两次之间最长 {gap} ≤ {limit}",
+        "frequency.over": "复制到 {target}（{schedule}）两次之间最长 {gap} > {limit}",
+        "joined": "{parts}",
         "residency.ok": "其备份计划的所有存储库均位于中国大陆境内",
         "residency.bad": "{problems}",
     },
@@ -193,6 +220,9 @@ def residency_text(found: Residency, language: str) -> str:
 
 
 def _value(value: object, language: str) -> str:
+    if isinstance(value, Parts):
+        return LABELS[language]["parts"].join(evidence(key, values, language)
+                                            for key, values in value.items)
     if value is None or isinstance(value, timedelta):
         return span(value, language)
     if isinstance(value, Phrase):
@@ -207,9 +237,10 @@ def _value(value: object, language: str) -> str:
 LABELS: dict[str, dict[str, str]] = {
     "en": {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "not covered": "NOT COVERED",
            "n/a": "N/A", "must": "must", "rec": "rec.", "design": "design: ",
-           "measured": "measured: ", "sep": "; "},
+           "measured": "measured: ", "sep": "; ", "parts": ", "},
     "zh": {"pass": "通过", "warn": "警告", "fail": "不通过", "not covered": "未覆盖",
            "n/a": "不适用", "must": "必须", "rec": "推荐", "design": "设计：",
-           "measured": "实测：", "sep": "；"},
+           "measured": "实测：", "sep": "；", "parts": "，"},
 }
-"""The words around a verdict where it is printed as text (`medark compliance`)."""
+"""The words around a verdict where it is printed as text (`medark compliance`); `parts`
+joins the findings inside one evidence (`Parts`), `sep` the design and measured ones."""

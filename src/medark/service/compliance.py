@@ -13,13 +13,21 @@ from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.records import RECORD_MINIMUM
-from medark.policy.compliance import SystemFacts, Verdict, evaluate
+from medark.policy.compliance import (
+    OffsiteSchedule,
+    SystemFacts,
+    TargetRetention,
+    Verdict,
+    evaluate,
+)
 from medark.policy.compliance_profiles import profile
 from medark.policy.residency import Residency, SiteLocation, residency
 from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
 from medark.util import clock
 
 LOG_STATUS = {"postgres": ("pg", "MEDARK_PG_DSN"), "mariadb": ("mysql", "MEDARK_MYSQL_DSN")}
+FREQUENCY_WINDOW = timedelta(days=14)
+"""How far ahead a copy's schedule is read for its longest gap (Sichuan 1.4.3)."""
 
 
 def compliance(config: MedarkConfig, catalog: Catalog, tier: str, level: int,
@@ -46,6 +54,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
     reaches: list[timedelta | None] = []
     forgot: list[timedelta] = []
     problems: list[tuple[str, Residency]] = []
+    schedules: list[OffsiteSchedule] = []
     for name in plans:
         plan = config.plans[name]
         gap = plan.parsed_schedule().typical_gap(config.zone, now)
@@ -62,6 +71,8 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
                 continue  # another repository on the same site is not offsite
             schedule = copy.parsed_schedule()
             realtime = realtime or schedule.continuous
+            schedules.append(OffsiteSchedule(copy.to, schedule.text, schedule.longest_gap(
+                config.zone, now, FREQUENCY_WINDOW) or timedelta(0)))
             offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
             offsite_measured += _offsite_ages(config, name, copy.to, now, launcher)
             offsite_rto = _newer_rto(offsite_rto, catalog, name, f"{RESTORE_TEST}:{copy.to}",
@@ -95,7 +106,27 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             (r for r in reaches if r is not None), default=timedelta(0)),
         record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
         retention_applied=min(forgot) if forgot else None,
-        residency_problems=problems)
+        residency_problems=problems, offsite_schedules=schedules,
+        target_retention=_target_retention(config, catalog, plans, now))
+
+
+def _target_retention(config: MedarkConfig, catalog: Catalog, plans: list[str],
+                      now: datetime) -> list[TargetRetention]:
+    """Each copy target of `plans` (any site: medical records are kept wherever they
+    are), with the shortest reach of the retentions applied there and when the newest
+    of their forgets (job forget:TARGET) succeeded."""
+    reaches: dict[str, list[timedelta | None]] = {}
+    applied: dict[str, list[timedelta]] = {}
+    for name in plans:
+        plan = config.plans[name]
+        for copy in plan.copies:
+            reaches.setdefault(copy.to, []).append(plan.copy_retention(copy.to).reach())
+            done = catalog.latest(name, f"forget:{copy.to}", SUCCEEDED, now)
+            if done is not None and done.started_at is not None:
+                applied.setdefault(copy.to, []).append(now - done.started_at)
+    return [TargetRetention(target, min((r for r in found if r is not None), default=None),
+                            min(applied[target]) if target in applied else None)
+            for target, found in sorted(reaches.items())]
 
 
 def _newer_rto(known: tuple[datetime, timedelta] | None, catalog: Catalog, plan: str,
