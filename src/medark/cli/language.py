@@ -9,16 +9,19 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from medark.config.plans import MedarkConfig
+if TYPE_CHECKING:  # the plan schema (pydantic): `--help` must not import it
+    from medark.config.plans import MedarkConfig
 
 LANGUAGES = ("zh", "en")
 
 
 def add_lang_option(p: argparse.ArgumentParser, fallback: str) -> None:
+    locale = "" if fallback == "zh" else "else zh under a Chinese locale, "
     p.add_argument("--lang", choices=LANGUAGES, default=None,
                    help="language (default: the configuration's [hospital] language, "
-                   f"else zh under a Chinese locale, else {fallback})")
+                   f"{locale}else {fallback})")
 
 
 def resolve_language(given: str | None, config: MedarkConfig, fallback: str,
