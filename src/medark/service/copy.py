@@ -250,9 +250,12 @@ def recorded_status(cache_dir: Path) -> list[DestinationStatus]:
     return sorted(out, key=lambda s: (s.source, s.destination))
 
 
-def live_status(src: Endpoint | None, dst: Endpoint) -> DestinationStatus:
+def live_status(src: Endpoint | None, dst: Endpoint,
+                selection: Selection | None = None) -> DestinationStatus:
     """Read the destination itself (and the source, when open): newest point held and
-    what the source has that the destination lacks."""
+    what a copy would send. With `selection` (the copy's filters and the destination's
+    retention), pending counts only what that copy sends: a point the destination's
+    retention drops on purpose, or another plan's, is not behind."""
     dst_snaps = all_snapshots(dst.repo)
     newest = max((s.time for s in dst_snaps), default=None)
     newest = _later(newest, newest_record_time(dst.repo))
@@ -263,13 +266,17 @@ def live_status(src: Endpoint | None, dst: Endpoint) -> DestinationStatus:
     status.destination_location = residency.location.code if residency.location else None
     if src is not None:
         copied = {s.original for s in dst_snaps if s.original}
-        src_snaps = all_snapshots(src.repo)
-        status.source_newest = _later(max((s.time for s in src_snaps), default=None),
-                                      newest_record_time(src.repo))
-        status.pending["snapshots"] = sum(1 for s in src_snaps if origin(s) not in copied)
-        have = {n for p in ARCHIVE_PREFIXES for n in dst.repo.list_names(p)}
-        status.pending["records"] = sum(1 for p in ARCHIVE_PREFIXES
-                                        for n in src.repo.list_names(p) if n not in have)
+        archives = selection is None or selection.archives
+        wanted = (all_snapshots(src.repo) if selection is None
+                  else selection.choose(src.repo, dst.repo))
+        status.source_newest = _later(max((s.time for s in wanted), default=None),
+                                      newest_record_time(src.repo) if archives else None)
+        status.pending["snapshots"] = sum(1 for s in wanted if origin(s) not in copied)
+        status.pending["records"] = 0
+        if archives:
+            have = {n for p in ARCHIVE_PREFIXES for n in dst.repo.list_names(p)}
+            status.pending["records"] = sum(1 for p in ARCHIVE_PREFIXES
+                                            for n in src.repo.list_names(p) if n not in have)
     return status
 
 

@@ -57,7 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
                    help="with --follow: how often to look for new data (default 2)")
     p.add_argument("--status", action="store_true",
-                   help="show each destination's newest copied point and its age, then exit")
+                   help="show each destination's newest copied point and its age, then exit; "
+                        "with --from-repo, what a copy with the same snapshots, filters and "
+                        "--keep-* would send (pending)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="blobs copied in parallel (default 2)")
     keep = p.add_argument_group(
@@ -88,10 +90,7 @@ def run(ctx: Context) -> int:
         raise UsageError("source and destination are the same repository")
     with _endpoints(ctx, source) as (src, dst):
         _check_residency(ctx, dst)
-        selection = Selection(
-            select_snapshots(args.ids, **filters(args)), archives=not args.no_archives,
-            keep=_policy(args), peers=select_snapshots([], **filters(args)))
-        replicator = Replicator(src, dst, ctx.cache_dir, selection, args.workers,
+        replicator = Replicator(src, dst, ctx.cache_dir, _selection(args), args.workers,
                                 ctx.out.warn)
         try:
             if args.follow:
@@ -106,6 +105,14 @@ def run(ctx: Context) -> int:
         finally:
             replicator.close()
     return 0
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    """What a copy with these options sends (and `--status` counts as pending): the ids
+    and filters, then only what the destination's --keep-* retention keeps."""
+    return Selection(select_snapshots(args.ids, **filters(args)),
+                     archives=not args.no_archives, keep=_policy(args),
+                     peers=select_snapshots([], **filters(args)))
 
 
 def _policy(args: argparse.Namespace) -> RetentionPolicy:
@@ -199,7 +206,7 @@ def _status(ctx: Context) -> int:
     if args.repo or env.REPO.get():
         if source:
             with _endpoints(ctx, source) as (src, dst):
-                rows = [live_status(src, dst)]
+                rows = [live_status(src, dst, _selection(args))]
         else:
             with ctx.repository(lock=None, command="copy --status") as repo:
                 rows = [live_status(None, Endpoint(repo, ctx.location))]

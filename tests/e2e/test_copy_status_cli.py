@@ -1,0 +1,97 @@
+"""`medark copy --status` through the real command, for a copy target with its own
+retention: given the copy's selection (--tag, --keep-*), pending counts what that copy
+would send — not the points the target's forget dropped on purpose, nor another plan's
+snapshots — and the copy with the same options sends exactly that many."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import Cli
+from plan_site import write_plan_config
+
+CONFIG = """\
+[repositories.offsite]
+site = "main"
+url = "{offsite}"
+password_file = "{password_file}"
+
+[systems.emr]
+owner = "medical records office"
+records = "inpatient"
+
+[[systems.emr.sources]]
+type = "files"
+paths = ["{data}"]
+
+[plans.emr]
+system = "emr"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = {{ last = 10, yearly = 30 }}
+
+[[plans.emr.copies]]
+to = "offsite"
+schedule = "every 1h"
+retention = {{ last = 1, yearly = 30 }}
+"""
+
+SELECTION = ["--tag", "plan=emr", "--keep-last", "1", "--keep-yearly", "30"]
+"""What the daemon's copy to offsite passes (scheduler/runner.py copy_step)."""
+
+
+def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
+                                                              tmp_path: Path) -> None:
+    data = tmp_path / "emr"
+    data.mkdir()
+    offsite = tmp_path / "offsite"
+    cli("-r", offsite, "init")
+    config = write_plan_config(cli, tmp_path, CONFIG, data=data, offsite=offsite)
+    for n in range(4):
+        (data / f"case-{n}.xml").write_bytes(os.urandom(3000))
+        cli("run", "emr", "--config", config, password=None)
+    # offsite keeps the last point and the oldest (its yearly one): two were dropped
+    assert len(cli("-r", offsite, "snapshots", "--json").json()) == 2
+
+    def status(*selection: str) -> dict[str, Any]:
+        rows: list[dict[str, Any]] = cli("-r", offsite, "--json", "copy", "--status",
+                                         "--from-repo", cli.repo, *selection).json()
+        assert len(rows) == 1
+        return rows[0]
+
+    def sent(*selection: str) -> int:
+        summary = cli("-r", offsite, "--json", "copy", "--from-repo", cli.repo,
+                      *selection).json_lines()[-1]
+        copied: int = summary["snapshots_copied"]
+        return copied
+
+    assert status(*SELECTION)["pending"] == {"snapshots": 0, "records": 0}
+    assert status()["pending"]["snapshots"] == 2  # without the selection: everything
+    assert status(*SELECTION)["newest_point"] == status(*SELECTION)["source_newest"]
+
+    # another plan's snapshot, and a new point of this one's
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "note.txt").write_text("another system\n")
+    cli("backup", "--tag", "plan=lab", other)
+    (data / "case-4.xml").write_bytes(os.urandom(3000))
+    cli("backup", "--tag", "plan=emr", "--tag", "system=emr", "--tag", "records=inpatient",
+        data)
+    behind = status(*SELECTION)
+    assert behind["pending"]["snapshots"] == 1, behind
+    assert behind["source_newest"] > behind["newest_point"]
+    text = cli("-r", offsite, "copy", "--status", "--from-repo", cli.repo, *SELECTION).stdout
+    assert "pending: 1 snapshots, 0 records" in text, text
+    assert status("--tag", "plan=emr")["pending"]["snapshots"] == 3  # no --keep-*
+    assert status()["pending"]["snapshots"] == 4
+    assert status("--no-archives", *SELECTION)["pending"] == {"snapshots": 1, "records": 0}
+
+    assert sent(*SELECTION) == 1  # what the status said
+    caught_up = status(*SELECTION)
+    assert caught_up["pending"]["snapshots"] == 0
+    assert caught_up["newest_point"] == caught_up["source_newest"]
+    assert sent() == 4 - 1  # the dropped two and the other plan's: what it said before
