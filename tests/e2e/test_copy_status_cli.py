@@ -69,7 +69,16 @@ def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
         copied: int = summary["snapshots_copied"]
         return copied
 
+    def plan_status() -> dict[str, Any]:
+        """The configuration's context: the selection the daemon's copy uses."""
+        (row,) = cli("--json", "copy", "--status", "--plan", "emr", "--config", config,
+                     password=None).json()
+        assert (row["plan"], row["target"], row["destination"]) == ("emr", "offsite",
+                                                                     str(offsite))
+        return row
+
     assert status(*SELECTION)["pending"] == {"snapshots": 0, "records": 0}
+    assert plan_status()["pending"] == {"snapshots": 0, "records": 0}
     assert status()["pending"]["snapshots"] == 2  # without the selection: everything
     assert status(*SELECTION)["newest_point"] == status(*SELECTION)["source_newest"]
 
@@ -86,6 +95,10 @@ def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
     assert behind["source_newest"] > behind["newest_point"]
     text = cli("-r", offsite, "copy", "--status", "--from-repo", cli.repo, *SELECTION).stdout
     assert "pending: 1 snapshots, 0 records" in text, text
+    assert plan_status()["pending"]["snapshots"] == 1
+    text = cli("copy", "--status", "--plan", "emr", "--config", config, password=None).stdout
+    assert text.startswith("plan emr at offsite: newest point "), text
+    assert "pending: 1 snapshots, 0 records" in text, text
     assert status("--tag", "plan=emr")["pending"]["snapshots"] == 3  # no --keep-*
     assert status()["pending"]["snapshots"] == 4
     assert status("--no-archives", *SELECTION)["pending"] == {"snapshots": 1, "records": 0}
@@ -95,3 +108,19 @@ def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
     assert caught_up["pending"]["snapshots"] == 0
     assert caught_up["newest_point"] == caught_up["source_newest"]
     assert sent() == 4 - 1  # the dropped two and the other plan's: what it said before
+
+
+def test_a_plan_status_needs_a_plan_with_copies(cli: Cli, tmp_path: Path) -> None:
+    offsite = tmp_path / "offsite"
+    config = write_plan_config(cli, tmp_path, CONFIG, data=tmp_path, offsite=offsite)
+    unknown = cli("copy", "--status", "--plan", "pacs", "--config", config, password=None,
+                  check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "medark: unknown plan 'pacs' (defined: emr)"
+    alone = cli("copy", "--plan", "emr", "--config", config, password=None, check=False)
+    assert alone.returncode == 2 and "--plan goes with --status" in alone.stderr
+    missing = cli("copy", "--status", "--plan", "emr", "--config", config, password=None,
+                  check=False)  # the offsite repository was never created
+    assert missing.returncode == 10, missing.stderr
+    assert missing.stderr.startswith("medark: copy status of plan emr at offsite: ")
+    assert len(missing.stderr.strip().splitlines()) == 1 and "Traceback" not in missing.stderr

@@ -4,7 +4,9 @@ restic's spelling: the destination is the repository (`--repo`, `--to-repo`, $ME
 and `--from-repo` names the source, with its own password options. When no source
 password is given, the destination's is tried (most sites use one password for both).
 With `--keep-*`, only what the destination's retention keeps is sent: the daemon passes
-a copy target's retention, so what the target's forget removed is not copied again.
+a copy target's retention, so what the target's forget removed is not copied again;
+`--status` counts as pending what that selection sends, and `--status --plan PLAN` reads
+each copy target of a plan with the daemon's own selection.
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="show each destination's newest copied point and its age, then exit; "
                         "with --from-repo, what a copy with the same snapshots, filters and "
                         "--keep-* would send (pending)")
+    p.add_argument("--plan", metavar="PLAN",
+                   help="with --status: each copy target of this plan of --config, pending "
+                        "as the daemon's copy selects (the plan's tag, the target's retention)")
+    p.add_argument("--config", metavar="FILE",
+                   help="with --plan: protection configuration (default $MEDARK_CONFIG, else "
+                        "/etc/medark/medark.toml)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
                    help="blobs copied in parallel (default 2)")
     keep = p.add_argument_group(
@@ -81,8 +89,10 @@ def run(ctx: Context) -> int:
         args.repo = args.to_repo
     if args.interval <= 0 or args.workers < 1:
         raise UsageError("--interval must be positive and --workers at least 1")
+    if args.plan and not args.status:
+        raise UsageError("--plan goes with --status (`medark run PLAN` copies a plan now)")
     if args.status:
-        return _status(ctx)
+        return _plan_status(ctx) if args.plan else _status(ctx)
     source = args.from_repo or env.FROM_REPO.get()
     if not source:
         raise UsageError("no source repository: use --from-repo or set MEDARK_FROM_REPO")
@@ -222,6 +232,22 @@ def _status(ctx: Context) -> int:
             ctx.out.text(_status_line(row.public(now)))
         if not rows:
             ctx.out.text("no copies recorded")
+    return 0
+
+
+def _plan_status(ctx: Context) -> int:
+    """Each copy target of the plan, read by `copy --status` children with the daemon's
+    own selection (service/copy_plan.py)."""
+    from medark.service.copy_plan import plan_copy_status  # the scheduler: only here
+    from medark.service.plans import config_path, load_plans
+
+    rows = plan_copy_status(load_plans(config_path(ctx.args.config)), ctx.args.plan)
+    if ctx.out.as_json:
+        ctx.out.json(rows)
+        return 0
+    for row in rows:
+        ctx.out.text(_status_line({**row, "source": "",
+                                   "destination": f"plan {row['plan']} at {row['target']}"}))
     return 0
 
 
