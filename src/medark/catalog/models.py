@@ -10,11 +10,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED)
+from medark.catalog.statuses import FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED
+
+__all__ = ["FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "Alert", "Base", "Job"]
 
 
 class Base(DeclarativeBase):

@@ -12,19 +12,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.cli.output import CliProgress, Printer
 from medark.config import environment as env
 from medark.errors import UsageError, WrongPassword
-from medark.repo.repository import Repository
-from medark.service.session import (
-    Limits,
-    default_cache_dir,
-    locked,
-    open_repository,
-    require_repository,
-)
-from medark.storage.base import Backend
+
+if TYPE_CHECKING:  # the repository stack, imported when a command opens one: every
+    # command module names Context, and `medark CMD --help` must stay light
+    from medark.repo.repository import Repository
+    from medark.service.session import Limits
+    from medark.storage.base import Backend
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,8 @@ class Context:
     def cache_dir(self) -> Path | None:
         if self.args.no_cache:
             return None
+        from medark.service.session import default_cache_dir
+
         return Path(self.args.cache_dir) if self.args.cache_dir else default_cache_dir()
 
     def password(self, prompt: str = "enter password for repository: ") -> bytes:
@@ -69,15 +69,21 @@ class Context:
         return self.password()
 
     def _require(self, location: str) -> None:
+        from medark.service.session import require_repository
+
         self._checked[location] = require_repository(location)
 
     def _open_checked(self, location: str, password: bytes) -> Repository:
         """Open with the backend _require() probed, when there is one."""
+        from medark.service.session import open_repository
+
         return open_repository(location, password, self.cache_dir, self.limits,
                                self._checked.pop(location, None))
 
     @cached_property
     def limits(self) -> Limits:
+        from medark.service.session import Limits
+
         return Limits(self.args.limit_upload, self.args.limit_download)
 
     def open(self, password: bytes | None = None) -> Repository:
@@ -119,6 +125,8 @@ class Context:
         --no-lock a reader's shared lock is skipped (a writer's is not: it must lock)."""
         if lock == "shared" and self.args.no_lock and command in LOCK_FREE_READERS:
             lock = None
+        from medark.service.session import locked
+
         repo = self.open()
         try:
             if lock is None:

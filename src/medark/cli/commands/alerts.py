@@ -4,14 +4,14 @@ when, and whether (and when) its condition cleared."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from medark.catalog.store import Delivery
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
-from medark.service.jobs import opened_catalog
-from medark.service.plans import config_path, load_plans
+from medark.cli.plan_options import add_catalog_option, add_config_option
+
+if TYPE_CHECKING:
+    from medark.catalog.store import Delivery
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.jobs import opened_catalog  # SQLAlchemy: not at --help
+    from medark.service.plans import config_path, load_plans
+
     args = ctx.args
     config = None if args.catalog else load_plans(config_path(args.config))
     with opened_catalog(config, args.catalog) as catalog:

@@ -8,19 +8,17 @@ from __future__ import annotations
 import argparse
 import unicodedata
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
 from medark.cli.language import add_lang_option, resolve_language
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.errors import ComplianceFailed, UsageError
-from medark.policy.compliance import NOT_COVERED, Verdict, failed_musts
-from medark.policy.compliance_text import LABELS
-from medark.service.compliance import compliance
-from medark.service.jobs import opened_catalog
-from medark.service.plans import config_path, load_plans
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
+    from medark.policy.compliance import Verdict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.policy.compliance import NOT_COVERED, failed_musts  # not at --help
+    from medark.service.compliance import compliance
+    from medark.service.jobs import opened_catalog
+    from medark.service.plans import config_path, load_plans
+
     args = ctx.args
     config = load_plans(config_path(args.config))
     language = resolve_language(args.lang, config, "en")
@@ -72,6 +75,8 @@ def run(ctx: Context) -> int:
 
 def _print(ctx: Context, verdicts: list[Verdict], counts: Counter[str], uncovered: int,
            language: str) -> None:
+    from medark.policy.compliance_text import LABELS
+
     words = LABELS[language]
     for v in verdicts:
         must = words["must"] if v.requirement.must else words["rec"]

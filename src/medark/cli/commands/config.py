@@ -9,16 +9,13 @@ any, 0 with a one-line summary when there is none.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
-from medark.cli.context import Context
-from medark.service.plans import config_path, load_plans
+from medark.cli.plan_options import add_config_option
 
-
-def add_config_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE",
-                   help="protection configuration (default $MEDARK_CONFIG, else "
-                   "/etc/medark/medark.toml)")
+if TYPE_CHECKING:
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.plans import config_path, load_plans  # pydantic: not at --help
+
     path = config_path(ctx.args.config)
     config = load_plans(path)
     counts = {"sites": len(config.sites), "repositories": len(config.repositories),

@@ -12,17 +12,15 @@ import argparse
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from medark.catalog.store import Catalog
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
 from medark.cli.event_line import event_line
-from medark.scheduler.daemon import Daemon, DaemonOptions
-from medark.service.jobs import catalog_url, serve_metrics
-from medark.service.plans import config_path, load_plans
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.catalog.store import Catalog  # SQLAlchemy, croniter: not at --help
+    from medark.scheduler.daemon import Daemon, DaemonOptions
+    from medark.service.jobs import catalog_url, serve_metrics
+    from medark.service.plans import config_path, load_plans
+
     args = ctx.args
     config = load_plans(config_path(args.config))
     catalog = Catalog(catalog_url(config, args.catalog))

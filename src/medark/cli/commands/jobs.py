@@ -6,18 +6,16 @@ The table (cli/job_table.py) gives times in the configuration's `timezone`; with
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from medark.catalog.models import STATUSES
+from medark.catalog.statuses import STATUSES
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
-from medark.cli.job_table import job_lines
-from medark.config.plans import MedarkConfig
-from medark.service.jobs import job_history, opened_catalog
-from medark.service.plans import config_path, load_plans
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.cli.job_table import job_lines  # the catalog (SQLAlchemy): not at --help
+    from medark.service.jobs import job_history, opened_catalog
+    from medark.service.plans import config_path, load_plans
+
     args = ctx.args
     # the configuration gives the catalog and the time zone; --catalog alone needs neither
     given = args.config or not args.catalog
@@ -50,6 +52,8 @@ def run(ctx: Context) -> int:
 
 def _default_zone() -> ZoneInfo:
     """Without a configuration (--catalog alone): the zone a configuration gets by default."""
+    from medark.config.plans import MedarkConfig
+
     return ZoneInfo(str(MedarkConfig.model_fields["timezone"].default))
 
 

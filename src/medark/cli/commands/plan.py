@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import textwrap
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.context import Context
+from medark.cli.plan_options import add_config_option
 from medark.config.durations import format_config_duration
-from medark.config.schedule import Schedule
-from medark.service.plans import PlanView, config_path, explain, load_plans
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
+    from medark.service.plans import PlanView
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.plans import config_path, explain, load_plans  # not at --help
+
     config = load_plans(config_path(ctx.args.config))
     views = explain(config, clock.now(), ctx.args.plans)
     if ctx.out.as_json:
@@ -110,6 +113,8 @@ def _prune(repository: str, schedule: str | None, nxt: datetime | None) -> str:
 
 
 def _interval(schedule: str) -> timedelta | None:
+    from medark.config.schedule import Schedule  # croniter
+
     return Schedule.parse(schedule).interval
 
 

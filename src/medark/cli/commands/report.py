@@ -15,18 +15,18 @@ import importlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
 from medark.cli.language import add_lang_option, resolve_language
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.errors import NotInstalled
-from medark.service.jobs import opened_catalog
-from medark.service.plans import config_path, load_plans
-from medark.service.report_data import PeriodReport, gather_period, previous_period
-from medark.service.report_fonts import CjkFont, cjk_font
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
+    from medark.service.report_data import PeriodReport
+    from medark.service.report_fonts import CjkFont
 
 RENDERER_MODULES = ("matplotlib", "weasyprint")
 """The `report` extra (pyproject.toml): heavy, and not needed on a database host."""
@@ -67,6 +67,11 @@ def load_renderer() -> Callable[[PeriodReport, Path, CjkFont, str], tuple[Path, 
 
 
 def run(ctx: Context) -> int:
+    from medark.service.jobs import opened_catalog  # SQLAlchemy, pydantic: not at --help
+    from medark.service.plans import config_path, load_plans
+    from medark.service.report_data import gather_period, previous_period
+    from medark.service.report_fonts import cjk_font
+
     args = ctx.args
     write_report = load_renderer()
     font = cjk_font()

@@ -11,19 +11,14 @@ the catalog (start, end, status, bytes added, snapshot, RPO at that moment, erro
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.context import Context
-from medark.service.jobs import opened_catalog, run_plan_now
-from medark.service.plans import config_path, load_plans
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.util.sizes import format_bytes, format_duration
 
-
-def add_catalog_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--catalog", metavar="URL",
-                   help="job catalog, sqlite:///PATH or postgresql://… (default "
-                   "$MEDARK_CATALOG, else the configuration's catalog.url)")
+if TYPE_CHECKING:
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.jobs import opened_catalog, run_plan_now  # SQLAlchemy: not at --help
+    from medark.service.plans import config_path, load_plans
+
     config = load_plans(config_path(ctx.args.config))
     with opened_catalog(config, ctx.args.catalog) as catalog:
         outcomes = run_plan_now(config, ctx.args.plan, catalog)

@@ -5,15 +5,15 @@ start to verified recorded in the catalog as the achieved RTO. Exit 0 when verif
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
-from medark.cli.commands.config import add_config_option
-from medark.cli.commands.run import add_catalog_option
-from medark.cli.context import Context
+from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.config.durations import format_config_duration
-from medark.service.jobs import opened_catalog, verify_plan_now
-from medark.service.plans import config_path, load_plans
 from medark.util.sizes import format_duration
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.jobs import opened_catalog, verify_plan_now  # not at --help
+    from medark.service.plans import config_path, load_plans
+
     config = load_plans(config_path(ctx.args.config))
     with opened_catalog(config, ctx.args.catalog) as catalog:
         outcome = verify_plan_now(config, ctx.args.plan, catalog, ctx.args.source)
