@@ -26,6 +26,25 @@ TEST_KDF = {"MEDARK_KDF_N": "1024",
 MEDARK = shutil.which("medark", path=str(Path(sys.executable).parent)) or "medark"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Coverage's subprocess support (pyproject.toml) saves the data of every `medark` the
+    tests start, archive_command's too, run as the postgres user: so the data directory is
+    writable by every user, sticky like /tmp. Only a directory named .coverage-data."""
+    started = _coverage_started()
+    if started is not None:
+        data = Path(str(started.get_option("run:data_file"))).absolute().parent
+        if data.name == ".coverage-data" and data.is_dir():
+            data.chmod(0o1777)
+
+
+def _coverage_started() -> Any:
+    try:
+        import coverage
+    except ImportError:
+        return None
+    return coverage.Coverage.current()
+
+
 @pytest.fixture(autouse=True)
 def _fast_kdf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A cheap scrypt cost and an isolated cache for every test."""
