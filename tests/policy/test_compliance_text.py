@@ -56,8 +56,9 @@ def test_evidence_with_numbers_is_formatted_in_either_language() -> None:
     assert verdicts["三甲.dr.rto"].public("zh")["design"]["evidence"] == \
         "应用级容灾（备用系统）尚未提供"
     assert span(timedelta(days=365 * 15), "zh") == "15 年"
-    assert span(timedelta(seconds=0.46), "zh") == "0.5 秒"  # a fast RTO is not "0 秒"
-    assert span(timedelta(seconds=0.46), "en") == "0.5s"
+    assert span(timedelta(seconds=0.046), "zh") == "46 毫秒"  # a fast RTO is not "0 秒"
+    assert span(timedelta(seconds=0.046), "en") == "46ms"
+    assert span(timedelta(seconds=2.46), "en") == "2.5s"
 
 
 def test_a_custom_title_is_never_translated() -> None:

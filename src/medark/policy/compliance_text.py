@@ -187,8 +187,11 @@ def span(value: timedelta | None, language: str) -> str:
     分钟'); None is forever."""
     if value is None:
         return "forever" if language == "en" else "永久"
+    millis = round(value.total_seconds() * 1000)
+    if value > timedelta(0) and millis < 1000:  # an RTO under a second is not "0s"
+        return f"{max(1, millis)}ms" if language == "en" else f"{max(1, millis)} 毫秒"
     if timedelta(0) < value < timedelta(seconds=10) and value.total_seconds() % 1:
-        tenths = f"{value.total_seconds():.1f}"  # an RTO under a second is not "0s"
+        tenths = f"{value.total_seconds():.1f}"
         return f"{tenths}s" if language == "en" else f"{tenths} 秒"
     value = timedelta(seconds=round(value.total_seconds()))
     if language == "en":
