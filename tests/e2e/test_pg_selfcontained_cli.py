@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -101,7 +102,9 @@ def test_backup_without_an_archive_restores_on_its_own(site: Site) -> None:
 
     backup = site.medark_as_pg("pg", "backup", "--dsn", site.server.dsn)
     assert backup.returncode == 0, backup.stderr
-    notes = [ln for ln in backup.stdout.splitlines() if ln.startswith("note:")]
+    # one note, wrapped at 80 columns: its later lines are indented
+    notes = [" ".join(n.split()) for n in re.findall(r"^note: .*(?:\n {4}.*)*", backup.stdout,
+                                                      re.M)]
     assert len(notes) == 1 and "archive_mode is off" in notes[0], backup.stdout
     assert "point-in-time recovery past it needs `medark pg wal-stream`" in notes[0]
     assert "Traceback" not in backup.stderr

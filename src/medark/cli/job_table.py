@@ -5,7 +5,8 @@ after it aligned), and a date line heads each day's jobs so that a row holds onl
 time: with typical plan names a row fits in 80 columns. Times are in the hospital's time
 zone, as `plan show` and the reports give them. A restore test adds nothing: its "added"
 is "-" and the line below says what it restored; its "took" is the achieved RTO, to the
-millisecond under a second. A failed job's error is on the lines below, wrapped.
+millisecond under a second. A failed job's error is on the lines below, wrapped (a path
+in it stays whole).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def job_lines(jobs: Sequence[JobRecord], zone: tzinfo, now: datetime) -> list[st
         out.append(line(cells))
         if note:
             out += textwrap.wrap(note, WIDTH, initial_indent=indent, subsequent_indent=indent,
-                                 break_on_hyphens=False)
+                                 break_long_words=False, break_on_hyphens=False)
     return out
 
 

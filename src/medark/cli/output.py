@@ -4,15 +4,53 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from medark.util.sizes import format_bytes, format_duration
 
 if TYPE_CHECKING:
     from medark.cli.progress_bar import Bar
+
+WIDTH = 80
+"""Prose wraps here: an 80-column terminal, a mail or a ticket shows each line whole."""
+
+
+_CJK = "\u2e80-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+_CLOSING = "，。；：、）》」』】！？"
+_ZH_UNIT = "年|个月|月|周|天|日|小时|分钟|秒|毫秒"
+_TOKEN = re.compile(rf"\s+|\S*\0(?:{_ZH_UNIT})[{_CLOSING}]*|[{_CJK}][{_CLOSING}]*"
+                    rf"|[^\s{_CJK}]+[{_CLOSING}]*")
+"""Where a line may break: at spaces, and between Chinese characters (never before a
+closing mark such as ， or ）, nor inside `15 分钟`)."""
+_UNIT_SPACE = re.compile(rf"(?<=\d) (?=(?:[KMGTPE]i)?B\b|{_ZH_UNIT})")
+"""The space between a number and its unit (`28.97 MiB`, `15 分钟`), never broken."""
+
+
+def columns(text: str) -> int:
+    """Terminal columns: a Chinese character takes two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def wrap(text: str, indent: int = 4) -> str:
+    """`text` in lines of at most WIDTH terminal columns, the later ones indented by
+    `indent`: still one message, and a path or id longer than a line is never cut."""
+    lines: list[str] = []
+    line = space = ""
+    for token in _TOKEN.findall(_UNIT_SPACE.sub("\0", text)):
+        if token.isspace():
+            space = token
+            continue
+        if line.strip() and columns(line + space + token) > WIDTH:
+            lines.append(line)
+            line, space = " " * indent, ""
+        line, space = line + space + token, ""
+    lines.append(line)
+    return "\n".join(lines).replace("\0", " ")
 
 
 class Printer:
@@ -30,6 +68,10 @@ class Printer:
             with self._lock:
                 sys.stdout.write(line + "\n")
                 sys.stdout.flush()
+
+    def prose(self, text: str, indent: int = 4) -> None:
+        """A sentence for a person, wrapped to 80 columns (wrap()), in one write."""
+        self.text(wrap(text, indent))
 
     def json(self, doc: Any) -> None:
         """One JSON document (or one line of a JSON-lines stream) on stdout."""

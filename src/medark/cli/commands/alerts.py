@@ -31,11 +31,15 @@ def run(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json([a.public() for a in alerts])
         return 0
-    for alert in alerts:
-        state = (f"resolved {alert.resolved_at:%Y-%m-%d %H:%M:%S}" if alert.resolved_at
-                 else "OPEN")
-        ctx.out.text(f"{alert.opened_at:%Y-%m-%d %H:%M:%S}  {state:<28} {alert.key:<32} "
-                     f"{alert.summary}{_delivery(alert.delivery)}")
+    states = [f"resolved {a.resolved_at:%Y-%m-%d %H:%M:%S}" if a.resolved_at else "OPEN"
+              for a in alerts]
+    # columns as wide as their data; a long summary wraps under the state, 80 wide
+    state_width = max((len(s) for s in states), default=0)
+    key_width = max((len(a.key) for a in alerts), default=0)
+    for alert, state in zip(alerts, states, strict=True):
+        ctx.out.prose(f"{alert.opened_at:%Y-%m-%d %H:%M:%S}  {state:<{state_width}}  "
+                      f"{alert.key:<{key_width}}  {alert.summary}"
+                      f"{_delivery(alert.delivery)}", indent=21)
     return 0
 
 

@@ -162,14 +162,14 @@ def report(ctx: Context, summary: dict[str, Any]) -> None:
     if "files_deleted" in summary:
         sampled = summary["content_sampled"]
         share = summary["content_encrypted"] / sampled if sampled else 0.0
-        ctx.out.text(
+        ctx.out.prose(
             f"Changes:     {summary['files_deleted']} deleted, "
             f"{format_bytes(summary['bytes_changed'])} in new and changed files, "
-            f"{share:.0%} of new content looks encrypted")
+            f"{share:.0%} of new content looks encrypted", indent=13)
     ctx.out.text(
         f"Added to the repository: {format_bytes(summary['data_added'])} "
         f"({format_bytes(summary['data_added_packed'])} stored)")
-    ctx.out.text(
+    ctx.out.prose(
         f"processed {summary['total_files_processed']} files, "
         f"{format_bytes(summary['total_bytes_processed'])} "
         f"(read {format_bytes(summary['bytes_read'])}) in "

@@ -79,7 +79,7 @@ def run(ctx: Context) -> int:
         if not ctx.out.as_json:
             where = residency.location.describe() if residency.location else "unknown"
             ctx.out.text(f"location: {where}")
-            ctx.out.text(f"residency: {residency.verdict}: {residency.reason}")
+            ctx.out.prose(f"residency: {residency.verdict}: {residency.reason}")
         try:
             result = Checker(repo, options, reporter, workdir).run()
         finally:

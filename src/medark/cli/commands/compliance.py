@@ -6,12 +6,12 @@ only when no "must" requirement fails (else 17)."""
 from __future__ import annotations
 
 import argparse
-import unicodedata
 from collections import Counter
 from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.language import add_lang_option, resolve_language
+from medark.cli.output import columns
 from medark.cli.plan_options import add_catalog_option, add_config_option
 from medark.errors import ComplianceFailed, UsageError
 from medark.util import clock
@@ -80,25 +80,25 @@ def _print(ctx: Context, verdicts: list[Verdict], counts: Counter[str], uncovere
     words = LABELS[language]
     for v in verdicts:
         must = words["must"] if v.requirement.must else words["rec"]
-        ctx.out.text(f"{_pad(v.system, 10)} {_pad(words[v.status], 12)} {_pad(must, 5)} "
-                     f"{v.title(language)}")
-        ctx.out.text(f"{'':<10} {words['design']}{v.design.text(language)}{words['sep']}"
-                     f"{words['measured']}{v.measured.text(language)}")
+        # wrapped to 80 columns: the title under the title, the evidence under itself
+        ctx.out.prose(f"{_pad(v.system, 10)} {_pad(words[v.status], 12)} {_pad(must, 5)} "
+                      f"{v.title(language)}", indent=30)
+        ctx.out.prose(f"{'':<10} {words['design']}{v.design.text(language)}{words['sep']}"
+                      f"{words['measured']}{v.measured.text(language)}", indent=11)
     if language == "zh":
         ctx.out.text("，".join(f"{words[s]} {n}" for s, n in sorted(counts.items())))
         if uncovered:
-            ctx.out.text(f"{uncovered} 项“必须”要求未覆盖：Medark 尚不能提供或测量（见上）")
+            ctx.out.prose(f"{uncovered} 项“必须”要求未覆盖：Medark 尚不能提供或测量（见上）")
         return
     ctx.out.text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if uncovered:
-        ctx.out.text(f"{uncovered} \"must\" requirement(s) not covered: Medark "
-                     "cannot provide or measure them yet (listed above)")
+        ctx.out.prose(f"{uncovered} \"must\" requirement(s) not covered: Medark "
+                      "cannot provide or measure them yet (listed above)")
 
 
 def _pad(text: str, width: int) -> str:
     """Left-aligned to `width` terminal columns (a Chinese character takes two)."""
-    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-    return text + " " * max(width - used, 0)
+    return text + " " * max(width - columns(text), 0)
 
 
 COMMAND = Command("compliance", "judge the plans and their measured results against a "

@@ -229,7 +229,7 @@ def _status(ctx: Context) -> int:
         ctx.out.json([r.public(now) for r in rows])
     else:
         for row in rows:
-            ctx.out.text(_status_line(row.public(now)))
+            ctx.out.prose(_status_line(row.public(now)))
         if not rows:
             ctx.out.text("no copies recorded")
     return 0

@@ -210,7 +210,7 @@ def _print_group(ctx: Context, key: GroupKey, keep: list[Decision],
                  remove: list[Decision]) -> None:
     header = key.describe()
     if header:
-        ctx.out.text(f"snapshots for ({header}):")
+        ctx.out.prose(f"snapshots for ({header}):")
     if keep:
         _print_table(ctx, f"keep {len(keep)} snapshots:", keep, with_reasons=True)
     if remove:

@@ -67,7 +67,7 @@ def run(ctx: Context) -> int:
                           "location": site.to_doc() if site is not None else None,
                           "residency": verdict.public()})
         else:
-            ctx.out.text(f"created medark repository {repo.config.id[:10]} at {location}")
+            ctx.out.prose(f"created medark repository {repo.config.id[:10]} at {location}")
             ctx.out.text(f"cipher {repo.config.suite}, compression {compression.label()}")
             if lock is not None:
                 ctx.out.text(f"every object is locked for {lock.describe()} plus up to "

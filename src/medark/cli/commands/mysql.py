@@ -126,10 +126,10 @@ def _backup(ctx: Context) -> int:
         ctx.out.json({"message_type": "summary", **summary, "source": snapshot.source})
         return 0
     src = snapshot.source
-    ctx.out.text(f"{src['method']} backup of server {src['archive_id']} (MariaDB "
-                 f"{src['server_version']}) {_backup_point(src)}")
-    ctx.out.text(stream_backup_totals(summary))
-    ctx.out.text(f"snapshot {snapshot.short_id} saved")
+    ctx.out.prose(f"{src['method']} backup of server {src['archive_id']} (MariaDB "
+                  f"{src['server_version']}) {_backup_point(src)}")
+    ctx.out.prose(stream_backup_totals(summary))
+    ctx.out.prose(f"snapshot {snapshot.short_id} saved")
     return 0
 
 
@@ -174,9 +174,9 @@ def _stream(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json(doc)
     else:
-        ctx.out.text(f"streamed the binlogs of server {identity.archive_id} from {first}: "
-                     f"{stats.files} complete file(s), {stats.versions} version(s) of the "
-                     f"current one, {format_bytes(stats.bytes_added)} stored")
+        ctx.out.prose(f"streamed the binlogs of server {identity.archive_id} from {first}: "
+                      f"{stats.files} complete file(s), {stats.versions} version(s) of the "
+                      f"current one, {format_bytes(stats.bytes_added)} stored")
     return 0
 
 
@@ -208,14 +208,14 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
     files = len(result["binlog_files"])
     replay = (f"and replayed {files} binlog file(s) to {result['recovery_target']}" if files
               else f"as of {result['recovery_target']}")
-    ctx.out.text(f"restored {backup['method']} backup {str(backup['snapshot_id'])[:8]} "
-                 f"({backup['time']}) to {result['target_dir']} {replay} in "
-                 f"{format_duration(result['restore_seconds'])}")
+    ctx.out.prose(f"restored {backup['method']} backup {str(backup['snapshot_id'])[:8]} "
+                  f"({backup['time']}) to {result['target_dir']} {replay} in "
+                  f"{format_duration(result['restore_seconds'])}")
     if result["started"]:
-        ctx.out.text(f"server started on 127.0.0.1:{result['port']} (pid {result['pid']}, "
-                     f"log: {result['server_log']})")
+        ctx.out.prose(f"server started on 127.0.0.1:{result['port']} (pid {result['pid']}, "
+                      f"log: {result['server_log']})")
     else:
-        ctx.out.text(f"start it with: {result['start_command']}")
+        ctx.out.prose(f"start it with: {result['start_command']}")
 
 
 def _status(ctx: Context) -> int:
@@ -225,29 +225,29 @@ def _status(ctx: Context) -> int:
         ctx.out.json(doc)
         return 0
     nb = doc["newest_backup"]
-    ctx.out.text(f"server {doc['server']}: {doc['backups']} backup(s); newest "
-                 f"{str(nb['snapshot_id'])[:8]} ({nb['method']}) at {nb['time']}, "
-                 f"{_backup_point(nb)}")
+    ctx.out.prose(f"server {doc['server']}: {doc['backups']} backup(s); newest "
+                  f"{str(nb['snapshot_id'])[:8]} ({nb['method']}) at {nb['time']}, "
+                  f"{_backup_point(nb)}")
     if doc["newest_binlog"]:
-        ctx.out.text(f"newest archived binlog: {doc['newest_binlog']}:"
-                     f"{doc['newest_binlog_position']} at {doc['newest_binlog_archived']} "
-                     f"({format_duration(doc['rpo_seconds'])} ago: the achieved RPO)")
+        ctx.out.prose(f"newest archived binlog: {doc['newest_binlog']}:"
+                      f"{doc['newest_binlog_position']} at {doc['newest_binlog_archived']} "
+                      f"({format_duration(doc['rpo_seconds'])} ago: the achieved RPO)")
     elif not nb["binlog_file"]:
-        ctx.out.text("no binlog archived: binary logging was off at the newest backup (set "
-                     "log_bin in the server's config, then run `medark mysql binlog-stream`)")
+        ctx.out.prose("no binlog archived: binary logging was off at the newest backup (set "
+                      "log_bin in the server's config, then run `medark mysql binlog-stream`)")
     else:
-        ctx.out.text("no binlog archived yet (run `medark mysql binlog-stream`)")
+        ctx.out.prose("no binlog archived yet (run `medark mysql binlog-stream`)")
     if doc["gaps"]:
-        ctx.out.text(f"GAPS: {', '.join(doc['gaps'])} missing from the archive")
+        ctx.out.prose(f"GAPS: {', '.join(doc['gaps'])} missing from the archive")
     for w in doc["windows"]:
         if not w["binlog_from"]:
-            ctx.out.text(f"  from backup {w['snapshot_id']}: no binlog position (binary "
-                         "logging was off): restore it as it is with --backup-only")
+            ctx.out.prose(f"  from backup {w['snapshot_id']}: no binlog position (binary "
+                          "logging was off): restore it as it is with --backup-only")
             continue
         gap = f", GAP at {w['gap_after']}" if w["gap_after"] else ""
         end = f"{w['binlog_to']}:{w['position_to']}" if w["binlog_to"] else "nothing archived"
-        ctx.out.text(f"  from backup {w['snapshot_id']}: recoverable from {w['from']} "
-                     f"through {end}{gap}")
+        ctx.out.prose(f"  from backup {w['snapshot_id']}: recoverable from {w['from']} "
+                      f"through {end}{gap}")
     return 0
 
 

@@ -160,14 +160,14 @@ def _backup(ctx: Context) -> int:
         ctx.out.json(doc)
         return 0
     src = snapshot.source
-    ctx.out.text(f"base backup of cluster {src['system_id']} (PostgreSQL "
-                 f"{src['server_version']}), WAL {src['start_lsn']} .. {src['stop_lsn']} "
-                 f"on timeline {src['timeline']}")
-    ctx.out.text(stream_backup_totals(summary))
-    ctx.out.text(f"snapshot {snapshot.short_id} saved")
+    ctx.out.prose(f"base backup of cluster {src['system_id']} (PostgreSQL "
+                  f"{src['server_version']}), WAL {src['start_lsn']} .. {src['stop_lsn']} "
+                  f"on timeline {src['timeline']}")
+    ctx.out.prose(stream_backup_totals(summary))
+    ctx.out.prose(f"snapshot {snapshot.short_id} saved")
     notes = summary.get("notes")
     for note in notes if isinstance(notes, list) else []:
-        ctx.out.text(f"note: {note}")
+        ctx.out.prose(f"note: {note}")
     return 0
 
 
@@ -183,7 +183,7 @@ def _wal_push(ctx: Context) -> int:
         ctx.out.json(doc)
     elif ctx.args.verbose:
         state = "archived" if doc["stored"] else "already archived (identical)"
-        ctx.out.text(f"{doc['file']}: {state}")
+        ctx.out.prose(f"{doc['file']}: {state}")
     return 0
 
 
@@ -253,9 +253,9 @@ def _wal_stream(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json(doc)
     else:
-        ctx.out.text(f"streamed WAL of cluster {identity.system_id} from slot {args.slot!r}: "
-                     f"{stats.segments} segment(s), {stats.partial_versions} partial "
-                     f"version(s), {format_bytes(stats.bytes_added)} stored")
+        ctx.out.prose(f"streamed WAL of cluster {identity.system_id} from slot {args.slot!r}: "
+                      f"{stats.segments} segment(s), {stats.partial_versions} partial "
+                      f"version(s), {format_bytes(stats.bytes_added)} stored")
     return 0
 
 
@@ -297,18 +297,18 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
         ctx.out.json(result)
         return
     backup = result["backup"]
-    ctx.out.text(f"restored base backup {str(backup['snapshot_id'])[:8]} "
-                 f"({backup['time']}, {result['files']} files) to {result['target_dir']} "
-                 f"in {format_duration(result['restore_seconds'])}")
-    ctx.out.text(f"recovery target: {result['recovery_target']}")
+    ctx.out.prose(f"restored base backup {str(backup['snapshot_id'])[:8]} "
+                  f"({backup['time']}, {result['files']} files) to {result['target_dir']} "
+                  f"in {format_duration(result['restore_seconds'])}")
+    ctx.out.prose(f"recovery target: {result['recovery_target']}")
     for note in result["notes"]:
-        ctx.out.text(f"note: {note}")
+        ctx.out.prose(f"note: {note}")
     if result.get("started"):
-        ctx.out.text(f"server started on port {result['port']}: recovery finished, accepting "
-                     f"connections after {format_duration(result['ready_seconds'])} "
-                     f"(log: {result['server_log']})")
+        ctx.out.prose(f"server started on port {result['port']}: recovery finished, accepting "
+                      f"connections after {format_duration(result['ready_seconds'])} "
+                      f"(log: {result['server_log']})")
     else:
-        ctx.out.text("start the server on it to recover (or use --start)")
+        ctx.out.prose("start the server on it to recover (or use --start)")
 
 
 def _status(ctx: Context) -> int:
@@ -321,23 +321,23 @@ def _status(ctx: Context) -> int:
         ctx.out.json(doc)
         return 0
     nb = doc["newest_backup"]
-    ctx.out.text(f"cluster {doc['system_id']}: {doc['backups']} base backup(s); newest "
-                 f"{str(nb['snapshot_id'])[:8]} at {nb['time']} (WAL {nb['start_lsn']}"
-                 f"..{nb['stop_lsn']})")
+    ctx.out.prose(f"cluster {doc['system_id']}: {doc['backups']} base backup(s); newest "
+                  f"{str(nb['snapshot_id'])[:8]} at {nb['time']} (WAL {nb['start_lsn']}"
+                  f"..{nb['stop_lsn']})")
     if doc["newest_wal"]:
-        ctx.out.text(f"newest archived WAL: {doc['newest_wal']} at "
-                     f"{doc['newest_wal_archived']} ({format_duration(doc['rpo_seconds'])} "
-                     "ago: the achieved RPO)")
+        ctx.out.prose(f"newest archived WAL: {doc['newest_wal']} at "
+                      f"{doc['newest_wal_archived']} ({format_duration(doc['rpo_seconds'])} "
+                      "ago: the achieved RPO)")
     else:
-        ctx.out.text("no WAL archived yet")
+        ctx.out.prose("no WAL archived yet")
     for slot in doc.get("slots", []):
         state = "streaming" if slot["active"] else "NOT streaming"
         lag = "?" if slot["lag_bytes"] is None else format_bytes(int(slot["lag_bytes"]))
-        ctx.out.text(f"slot {slot['slot']}: {state}, {lag} of WAL held for it")
+        ctx.out.prose(f"slot {slot['slot']}: {state}, {lag} of WAL held for it")
     for window in doc["windows"]:
         gap = f", GAP after segment {window['gap_after']}" if window["gap_after"] else ""
-        ctx.out.text(f"  from backup {window['snapshot_id']}: recoverable from "
-                     f"{window['from']} through WAL segment {window['wal_to']}{gap}")
+        ctx.out.prose(f"  from backup {window['snapshot_id']}: recoverable from "
+                      f"{window['from']} through WAL segment {window['wal_to']}{gap}")
     return 0
 
 
@@ -348,8 +348,8 @@ def _check(ctx: Context) -> int:
         ctx.out.json(doc)
     else:
         what = "read and verified" if doc["read_data"] else "verified"
-        ctx.out.text(f"cluster {doc['system_id']}: {doc['records']} WAL records {what}, "
-                     f"{len(doc['damaged'])} damaged, {len(doc['gaps'])} gap(s)")
+        ctx.out.prose(f"cluster {doc['system_id']}: {doc['records']} WAL records {what}, "
+                      f"{len(doc['damaged'])} damaged, {len(doc['gaps'])} gap(s)")
         for line in doc["damaged"]:
             ctx.out.warn(f"damaged: {line}")
         for window in doc["windows"]:

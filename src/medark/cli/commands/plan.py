@@ -4,11 +4,11 @@ what it keeps and what it promises — and what its schedule alone can deliver."
 from __future__ import annotations
 
 import argparse
-import textwrap
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
+from medark.cli.output import wrap
 from medark.cli.plan_options import add_config_option
 from medark.config.durations import format_config_duration
 from medark.util import clock
@@ -56,9 +56,9 @@ def _lines(v: PlanView) -> list[str]:
         *(f"  source       {s}" for s in v.sources),
         f"  backup       {v.schedule} -> {v.repository} (site {v.site}, {v.location})",
         f"  next runs    {when}",
-        *_wrap("  retention    ", f"{_keeps(v.retention)}; {reach}"),
+        f"  retention    {_keeps(v.retention)}; {reach}",
         f"  forget       {v.forget}",
-        *_wrap("  prune        ", _prune(v.repository, v.prune, v.next_prune)),
+        "  prune        " + _prune(v.repository, v.prune, v.next_prune),
     ]
     for copy in v.copies:
         own = "its own" if copy["retention_from"] == "copy" else "the plan's: none of its own"
@@ -66,10 +66,10 @@ def _lines(v: PlanView) -> list[str]:
         out += [
             f"  copy         -> {copy['to']} (site {copy['site']}, {copy['location']}): "
             f"{copy['schedule']}",
-            *_wrap("    retention  ", f"{_keeps(copy['retention'])} ({own}); "
-                   f"reaches {copy['retention_reach']}"),
+            f"    retention  {_keeps(copy['retention'])} ({own}); "
+            f"reaches {copy['retention_reach']}",
             f"    forget     in {copy['to']} {copy['forget']}",
-            *_wrap("    prune      ", pruned),
+            "    prune      " + pruned,
         ]
     out.append(f"  targets      RPO {_span(v.rpo)} ({design}), RTO {_span(v.rto)}")
     if v.restore_test:
@@ -82,13 +82,9 @@ def _lines(v: PlanView) -> list[str]:
         out.append(f"  offsite test from {v.offsite_restore_from}: {v.offsite_restore_test}, "
                    f"next {nxt}")
     out += [f"  warning      {w}" for w in v.residency_warnings]
-    return out
-
-
-def _wrap(label: str, text: str) -> list[str]:
-    """A labelled value, wrapped to 80 columns under its column."""
-    return textwrap.wrap(text, WIDTH, initial_indent=label,
-                         subsequent_indent=" " * len(label), break_on_hyphens=False)
+    # a long value (a source's path, a retention) wraps under its column, 80 wide
+    return [part for line in out
+            for part in wrap(line, VALUE_COLUMN if line.startswith(" ") else 4).split("\n")]
 
 
 def _runs(runs: list[datetime], interval: timedelta | None) -> str:
@@ -130,4 +126,5 @@ def _when(moment: datetime | None, interval: timedelta | None) -> str:
 
 
 MINUTE = timedelta(minutes=1)
-WIDTH = 80
+VALUE_COLUMN = 15
+"""Where the values start, after `  retention    `."""

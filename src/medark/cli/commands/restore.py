@@ -40,7 +40,7 @@ def run(ctx: Context) -> int:
     with ctx.repository(lock="shared", command="restore") as repo:
         snapshot = find_snapshot(repo, args.snapshot, hosts=args.host or None,
                                  paths=args.path or None, tags=args.tag or None)
-        ctx.out.text(
+        ctx.out.prose(
             f"restoring snapshot {snapshot.short_id} of [{', '.join(snapshot.paths)}] at "
             f"{clock.format_time(snapshot.time)} by {snapshot.hostname} to {args.target}")
         progress = ctx.progress("restore")
@@ -63,7 +63,7 @@ def report(ctx: Context, summary: RestoreSummary) -> None:
         return
     seconds = summary.seconds_elapsed
     rate = summary.bytes_restored / seconds if seconds > 0 else 0.0
-    ctx.out.text(
+    ctx.out.prose(
         f"Summary: Restored {summary.files_restored} / {summary.total_files} files/dirs "
         f"({format_bytes(summary.bytes_restored)} / {format_bytes(summary.total_bytes)}) "
         f"in {format_duration(seconds)}, {format_bytes(rate)}/s")
