@@ -220,3 +220,30 @@ def test_copy_targets_retention_and_the_sichuan_daily_copy(cli: Cli, tmp_path: P
     chinese = cli("compliance", "--profile", "三甲", "--level", "2", "--sichuan", "--lang",
                   "zh", "--config", config, password=None, check=False).stdout
     assert "，offsite：保留期 20 年" in chinese and "持续复制到 offsite" in chinese
+
+
+def test_the_hospital_is_judged_by_its_configured_tier_and_level(cli: Cli,
+                                                                 tmp_path: Path) -> None:
+    """Without --profile/--level/--sichuan, `[hospital]` says which rules apply (as the
+    reports read it); each flag given overrides its key."""
+    config = tmp_path / "medark.toml"
+    config.write_text('[hospital]\ntier = "二级"\nlevel = 2\nsichuan = true\n\n' + CONFIG.format(
+        state=tmp_path / "state", repo=cli.repo, offsite=tmp_path / "o", data=tmp_path,
+        password_file=tmp_path / "password"), encoding="utf-8")
+
+    def judged(*flags: str) -> dict[str, Any]:
+        result = cli("--json", "compliance", "--config", config, *flags, password=None,
+                     check=False)
+        assert result.returncode in (0, 17), result.stderr
+        doc: dict[str, Any] = next(d for d in result.json_lines()
+                                   if d.get("message_type") == "compliance")
+        return doc
+
+    doc = judged()
+    assert (doc["profile"], doc["level"], doc["sichuan"]) == ("二级", 2, True)
+    ids = {v["requirement"] for v in doc["verdicts"]}
+    assert any(i.startswith("二级.") for i in ids) and any(i.startswith("sichuan.") for i in ids)
+    assert not any(i.startswith("三甲.") for i in ids)
+    doc = judged("--profile", "三甲", "--level", "3")
+    assert (doc["profile"], doc["level"], doc["sichuan"]) == ("三甲", 3, True)
+    assert any(v["requirement"].startswith("三甲.") for v in doc["verdicts"])

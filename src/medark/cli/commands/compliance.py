@@ -1,4 +1,4 @@
-"""`medark compliance --profile 三甲 --level 3 [--sichuan] [--lang zh|en]`: every system ×
+"""`medark compliance [--profile 三甲] [--level 3] [--sichuan] [--lang zh|en]`: every system ×
 requirement, judged by design (the plans) and by measurement (the jobs), pass / warn /
 fail / not covered, with the evidence, in Chinese or English (cli/language.py). Exit 0
 only when no "must" requirement fails (else 17)."""
@@ -22,13 +22,15 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", required=True, metavar="TIER",
+    p.add_argument("--profile", metavar="TIER",
                    help="hospital tier: 二级, 三乙 or 三甲 (secondary, tertiary-b, "
-                   "tertiary-a), or a custom profile of the configuration (profiles.NAME)")
-    p.add_argument("--level", type=int, required=True, choices=[1, 2, 3, 4],
-                   help="等保 2.0 level")
-    p.add_argument("--sichuan", action="store_true",
-                   help="add the Sichuan smart-hospital evaluation items")
+                   "tertiary-a), or a custom profile of the configuration (profiles.NAME); "
+                   "default: the configuration's [hospital] tier")
+    p.add_argument("--level", type=int, choices=[1, 2, 3, 4],
+                   help="等保 2.0 level (default: the configuration's [hospital] level)")
+    p.add_argument("--sichuan", action="store_true", default=None,
+                   help="add the Sichuan smart-hospital evaluation items (default: the "
+                   "configuration's [hospital] sichuan)")
     p.add_argument("--at", metavar="TIME",
                    help="judge as of this moment (ISO 8601; default now): jobs started "
                    "later are not counted, ages are measured to it")
@@ -46,19 +48,22 @@ def run(ctx: Context) -> int:
     args = ctx.args
     config = load_plans(config_path(args.config))
     language = resolve_language(args.lang, config, "en")
+    # the hospital is described once, in the configuration, as the reports read it
+    profile = args.profile or config.hospital.tier
+    level = args.level or config.hospital.level
+    sichuan = config.hospital.sichuan if args.sichuan is None else args.sichuan
     try:
         at = clock.parse_time(args.at) if args.at else clock.now()
         with opened_catalog(config, args.catalog) as catalog:
-            verdicts = compliance(config, catalog, args.profile, args.level, args.sichuan,
-                                  at)
+            verdicts = compliance(config, catalog, profile, level, sichuan, at)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     failing = failed_musts(verdicts)
     counts = Counter(v.status for v in verdicts)
     uncovered = [v for v in verdicts if v.requirement.must and v.status == NOT_COVERED]
     if ctx.out.as_json:
-        ctx.out.json({"message_type": "compliance", "profile": args.profile,
-                      "level": args.level, "sichuan": args.sichuan,
+        ctx.out.json({"message_type": "compliance", "profile": profile,
+                      "level": level, "sichuan": sichuan,
                       "lang": language, "compliant": not failing, "counts": dict(counts),
                       "must_not_covered": len(uncovered),
                       "verdicts": [v.public(language) for v in verdicts]})
