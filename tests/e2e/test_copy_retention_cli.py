@@ -110,6 +110,8 @@ def test_a_snapshot_the_offsite_forget_removed_is_not_sent_again(cli: Cli,
 def test_config_check_refuses_a_copy_retention_below_the_record_minimum(
         cli: Cli, tmp_path: Path) -> None:
     config, _offsite = _setup(cli, tmp_path, local_last=2, offsite_last=4)
+    valid = cli("config", "check", "--config", config, password=None).stdout
+    assert valid.endswith(": valid: 1 site, 2 repositories, 1 system, 1 plan\n"), valid
     short = tmp_path / "short.toml"
     short.write_text(config.read_text(encoding="utf-8").replace(
         "retention = { last = 4, yearly = 30 }", "retention = { daily = 30, yearly = 10 }"),

@@ -33,8 +33,12 @@ def run(ctx: Context) -> int:
     if ctx.out.as_json:
         ctx.out.json({"message_type": "config_valid", "path": str(path), **counts})
     else:
-        ctx.out.text(f"{path}: valid: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        ctx.out.text(f"{path}: valid: " + ", ".join(f"{n} {_SINGULAR[k] if n == 1 else k}"
+                                                      for k, n in counts.items()))
     return 0
 
+
+_SINGULAR = {"sites": "site", "repositories": "repository", "systems": "system",
+             "plans": "plan"}
 
 COMMAND = Command("config", "validate the protection configuration file", add_arguments, run)
