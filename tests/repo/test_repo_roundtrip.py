@@ -28,6 +28,7 @@ from medark.repo.crypto import (
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KdfParams, make_key_file, open_key_file
 from medark.repo.pack import ENTRY, TRAILER, BlobType, PackBuilder, PackedBlob, parse_header
+from medark.repo.suites import DEFAULT_SUITE, SUITE_NAMES
 
 FAST = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -77,6 +78,11 @@ def test_small_input_is_one_chunk() -> None:
 
 
 # ---- sealing -------------------------------------------------------------------------------
+
+
+def test_the_suite_names_init_offers_are_the_suites() -> None:
+    """repo/suites.py names them for `medark init --help` without the cipher library."""
+    assert tuple(SUITES) == SUITE_NAMES and DEFAULT_SUITE in SUITES
 
 
 @FAST

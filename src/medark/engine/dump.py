@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+from medark.engine.choices import DUMP_ARCHIVES
 from medark.engine.listing import join, load_nodes, normalize_dir, resolve
 from medark.engine.restore_select import valid_name
 from medark.errors import UnsafeEntry, UsageError
@@ -27,7 +28,7 @@ from medark.snapshot.model import Node, Snapshot
 
 READ_AHEAD = 8
 """Chunks read ahead of the one being written (each up to a few MiB)."""
-ARCHIVES = ("tar", "zip")
+ARCHIVES = DUMP_ARCHIVES
 
 
 class BlobSource(Protocol):

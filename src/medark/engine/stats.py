@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from medark.engine.choices import STATS_MODES
 from medark.engine.listing import load_nodes
 from medark.errors import ObjectNotFound, UsageError
 from medark.repo.crypto import SEAL_OVERHEAD
@@ -24,7 +25,7 @@ from medark.snapshot.model import Snapshot
 from medark.storage.base import Backend
 from medark.util.progress import NullProgress, Progress
 
-MODES = ("restore-size", "raw-data")
+MODES = STATS_MODES
 
 
 class StatsRepo(Protocol):

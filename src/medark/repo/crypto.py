@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from medark.errors import IntegrityError, UsageError
+from medark.repo.suites import DEFAULT_SUITE as DEFAULT_SUITE  # where it was named
 
 SEAL_VERSION = 1
 SESSION_ID_LEN = 16
@@ -125,7 +126,6 @@ SUITES: dict[str, Suite] = {
         Suite("sm4-gcm", 16, "SM4-GCM, HMAC-SM3 ids, HKDF-SM3 (GB/T national cryptography)"),
     )
 }
-DEFAULT_SUITE = "aes-256-gcm"
 
 
 def get_suite(name: str) -> Suite:

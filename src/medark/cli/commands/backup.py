@@ -11,8 +11,6 @@ from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.parser import add_new_tags
 from medark.config import environment
-from medark.engine.backup import Backup, BackupOptions
-from medark.engine.backup_stdin import backup_command, backup_stdin
 from medark.errors import PartialBackup, SuspiciousBackup, UsageError
 from medark.policy.anomaly import Thresholds, Verdict, thresholds_from
 from medark.snapshot.model import Snapshot
@@ -69,6 +67,9 @@ def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.backup import Backup, BackupOptions
+    from medark.engine.backup_stdin import backup_command, backup_stdin
+
     args = ctx.args
     stream_mode = args.stdin or args.stdin_from_command
     if not stream_mode and not args.paths:

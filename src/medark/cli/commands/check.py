@@ -7,23 +7,16 @@ object and the snapshots and files it affects.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import CliProgress
-from medark.engine.check import (
-    ALL_DATA,
-    Checker,
-    CheckOptions,
-    CheckResult,
-    Problem,
-    parse_subset,
-)
-from medark.engine.worm import lock_report
 from medark.errors import RepositoryCorrupt
-from medark.service.keys import unindexed_repository
-from medark.service.residency import repository_residency
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.engine.check import CheckResult, Problem
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +59,11 @@ class _Reporter:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.check import ALL_DATA, Checker, CheckOptions, parse_subset
+    from medark.engine.worm import lock_report
+    from medark.service.keys import unindexed_repository
+    from medark.service.residency import repository_residency
+
     args = ctx.args
     subset = ALL_DATA if args.read_data else None
     if args.read_data_subset:

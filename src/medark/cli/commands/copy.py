@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
 from medark.cli.commands.forget import parse_count, parse_span
@@ -28,19 +28,11 @@ from medark.config import environment as env
 from medark.errors import UsageError
 from medark.policy.residency import NON_COMPLIANT
 from medark.policy.retention import RetentionPolicy
-from medark.service.copy import (
-    Endpoint,
-    Event,
-    PassResult,
-    Replicator,
-    Selection,
-    live_status,
-    recorded_status,
-    select_snapshots,
-)
-from medark.service.residency import destination_residency
 from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from medark.service.copy import Endpoint, Event, PassResult, Replicator, Selection
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,6 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.copy import Replicator
+
     args = ctx.args
     if args.to_repo:
         args.repo = args.to_repo
@@ -120,6 +114,8 @@ def run(ctx: Context) -> int:
 def _selection(args: argparse.Namespace) -> Selection:
     """What a copy with these options sends (and `--status` counts as pending): the ids
     and filters, then only what the destination's --keep-* retention keeps."""
+    from medark.service.copy import Selection, select_snapshots
+
     return Selection(select_snapshots(args.ids, **filters(args)),
                      archives=not args.no_archives, keep=_policy(args),
                      peers=select_snapshots([], **filters(args)))
@@ -136,6 +132,8 @@ def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]
     """Both repositories, opened side by side once their passwords are read (prompts come
     one after the other): each unlock is a deliberately slow KDF and each remote open a
     few round trips, and a `copy --follow` restarted by a supervisor should not wait twice."""
+    from medark.service.copy import Endpoint
+
     dst_password = ctx.repository_password()
     src_password = ctx.source_password(source)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="open") as pool:
@@ -154,6 +152,8 @@ def _endpoints(ctx: Context, source: str) -> Iterator[tuple[Endpoint, Endpoint]]
 def _check_residency(ctx: Context, dst: Endpoint) -> None:
     """Before any data moves: refuse with --require-residency, else warn on a destination
     outside mainland China (an unknown location is reported by `check`, not here)."""
+    from medark.service.residency import destination_residency
+
     verdict = destination_residency(dst.repo, dst.location, ctx.args.require_residency)
     if verdict.verdict == NON_COMPLIANT:
         ctx.out.warn(f"medark: warning: copying into {dst.location}: {verdict.reason}")
@@ -210,6 +210,8 @@ def _follow(ctx: Context, replicator: Replicator) -> int:
 
 
 def _status(ctx: Context) -> int:
+    from medark.service.copy import Endpoint, live_status, recorded_status
+
     args = ctx.args
     source = args.from_repo or env.FROM_REPO.get()
     now = clock.now()

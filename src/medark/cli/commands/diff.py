@@ -5,16 +5,17 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.engine.diff import SnapshotDiff
 from medark.engine.listing import normalize_dir, resolve
 from medark.errors import UsageError
-from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
-from medark.snapshot.store import find_snapshot
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.repo.repository import Repository
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _tree(repo: Repository, ref: str) -> tuple[Snapshot, bytes]:
+    from medark.snapshot.store import find_snapshot
+
     ref, _, sub = ref.partition(":")
     snap = find_snapshot(repo, ref)
     if not sub:
@@ -38,6 +41,8 @@ def _tree(repo: Repository, ref: str) -> tuple[Snapshot, bytes]:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.diff import SnapshotDiff
+
     out = ctx.out
     with ctx.repository(lock="shared", command="diff") as repo:
         snap1, tree1 = _tree(repo, ctx.args.first)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, filters
 from medark.cli.context import Context
-from medark.engine.dump import ARCHIVES, DumpSummary, dump
+from medark.engine.choices import DUMP_ARCHIVES
 from medark.errors import UsageError
-from medark.snapshot.store import find_snapshot
 from medark.util.files import atomic_stream
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.engine.dump import DumpSummary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="PATH",
                    help="absolute path in the snapshot: a file is written as it is, a "
                         "directory ('/' for everything) as an archive")
-    p.add_argument("-a", "--archive", choices=ARCHIVES, default="tar",
+    p.add_argument("-a", "--archive", choices=DUMP_ARCHIVES, default="tar",
                    help="archive format for a directory (default: tar)")
     p.add_argument("-t", "--target", metavar="FILE",
                    help="write into FILE (it appears whole or not at all) instead of "
@@ -31,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.dump import dump
+    from medark.snapshot.store import find_snapshot
+
     args = ctx.args
     if args.target is None and sys.stdout.isatty():
         raise UsageError("refusing to write file data to a terminal: redirect standard "

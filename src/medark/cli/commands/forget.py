@@ -10,16 +10,12 @@ expired, no prune runs) and exits 1 (engine/worm.py, fail closed).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
 from medark.cli.commands.prune import add_prune_options, print_report, run_prune
 from medark.cli.commands.prune import summary_document as prune_document
 from medark.cli.context import Context
-from medark.engine.mysql_retention import binlog_to_expire
-from medark.engine.pg_retention import wal_to_expire
-from medark.engine.prune_plan import PruneStats, parse_max_unused
-from medark.engine.worm import refuse_if_damaged, remove_snapshots, survey_holds
 from medark.errors import ObjectLocked, UsageError
 from medark.policy.records import record_holds
 from medark.policy.retention import (
@@ -33,14 +29,12 @@ from medark.policy.retention import (
     parse_group_by,
     parse_taglist,
 )
-from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
-from medark.snapshot.store import (
-    all_snapshots,
-    filter_snapshots,
-    find_snapshot,
-)
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.engine.prune_plan import PruneStats
+    from medark.repo.repository import Repository
 
 _COUNTS = (("last", "l"), ("hourly", "H"), ("daily", "d"), ("weekly", "w"), ("monthly", "m"),
            ("yearly", "y"))
@@ -110,6 +104,12 @@ def _policy(args: argparse.Namespace) -> RetentionPolicy:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.mysql_retention import binlog_to_expire
+    from medark.engine.pg_retention import wal_to_expire
+    from medark.engine.prune_plan import parse_max_unused
+    from medark.engine.worm import refuse_if_damaged, remove_snapshots, survey_holds
+    from medark.snapshot.store import all_snapshots, filter_snapshots
+
     args = ctx.args
     policy = _policy(args)
     group_by = parse_group_by(args.group_by)
@@ -185,6 +185,8 @@ def run(ctx: Context) -> int:
 
 
 def _explicit(repo: Repository, args: argparse.Namespace) -> list[Snapshot]:
+    from medark.snapshot.store import find_snapshot
+
     chosen: dict[str, Snapshot] = {}
     for ref in args.snapshots:
         snap = find_snapshot(repo, ref, hosts=args.host or None, paths=args.path or None,

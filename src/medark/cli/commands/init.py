@@ -10,14 +10,12 @@ from medark.cli.parser import add_source_password_options
 from medark.errors import UsageError
 from medark.policy.residency import NON_COMPLIANT, SiteLocation, residency
 from medark.repo.compression import parse_compression
-from medark.repo.crypto import DEFAULT_SUITE, SUITES
 from medark.repo.retention import LockPolicy
-from medark.service.residency import location_config
-from medark.service.session import init_repository
+from medark.repo.suites import DEFAULT_SUITE, SUITE_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cipher", default=None, choices=sorted(SUITES),
+    p.add_argument("--cipher", default=None, choices=sorted(SUITE_NAMES),
                    help=f"cipher suite (default {DEFAULT_SUITE}; sm4-gcm = SM4-GCM with SM3)")
     p.add_argument("--same-key-as", metavar="LOCATION",
                    help="share this repository's master key, cipher suite and chunking, so "
@@ -41,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.residency import location_config
+    from medark.service.session import init_repository
+
     compression = parse_compression(ctx.args.compression)
     location = ctx.location
     lock = (LockPolicy.new(ctx.args.lock_days, ctx.args.lock_mode)

@@ -11,19 +11,15 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.config import environment as env
 from medark.errors import UsageError
-from medark.service.keys import (
-    KeyEntry,
-    add_key,
-    change_password,
-    list_keys,
-    remove_key,
-    unindexed_repository,
-)
+
+if TYPE_CHECKING:
+    from medark.service.keys import KeyEntry
 
 ACTIONS = ("list", "add", "remove", "passwd")
 LOCKS = {"list": "shared", "add": "shared", "remove": "exclusive", "passwd": "exclusive"}
@@ -60,6 +56,14 @@ def read_new_password(args: argparse.Namespace) -> bytes:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.keys import (
+        add_key,
+        change_password,
+        list_keys,
+        remove_key,
+        unindexed_repository,
+    )
+
     action = ctx.args.action
     if action == "remove" and not ctx.args.id:
         raise UsageError("key remove needs the id of the key to remove (see `medark key list`)")

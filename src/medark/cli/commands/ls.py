@@ -9,7 +9,6 @@ from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, filters
 from medark.cli.context import Context
 from medark.engine.listing import format_long, list_nodes, local_time, node_json, snapshot_json
-from medark.snapshot.store import find_snapshot
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.snapshot.store import find_snapshot
+
     args = ctx.args
     with ctx.repository(lock="shared", command="ls") as repo:
         snap = find_snapshot(repo, args.snapshot, **filters(args))

@@ -16,21 +16,19 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
 from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.config import environment as env
-from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
-from medark.engine.mysql_binlog import BinlogArchive, BinlogStreamer
-from medark.engine.mysql_restore import Target
 from medark.errors import UsageError
-from medark.service import mysql
-from medark.sources.mysql.client import Conn, find_program, identify
-from medark.sources.mysql.receiver import BinlogReceiver
 from medark.util.sizes import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from medark.engine.mysql_restore import Target
+    from medark.sources.mysql.client import Conn
 
 ACTIONS: dict[str, str] = {
     "backup": "take a hot backup (mariadb-backup; mariadb-dump with --logical)",
@@ -107,12 +105,16 @@ def run(ctx: Context) -> int:
 
 
 def _conn(args: argparse.Namespace) -> Conn:
+    from medark.sources.mysql.client import Conn
+
     text = args.dsn or env.MYSQL_DSN.get()
     conn = Conn.parse(text) if text else Conn()
     return conn.override(args.host, args.port, args.user, args.socket)
 
 
 def _backup(ctx: Context) -> int:
+    from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
+
     args = ctx.args
     options = MysqlBackupOptions(_conn(args), args.tag, args.hostname or socket.gethostname(),
                                  args.logical, args.mysql_bin)
@@ -142,6 +144,11 @@ def _backup_point(src: dict[str, Any]) -> str:
 
 
 def _stream(ctx: Context) -> int:
+    from medark.engine.mysql_binlog import BinlogArchive, BinlogStreamer
+    from medark.service import mysql
+    from medark.sources.mysql.client import find_program, identify
+    from medark.sources.mysql.receiver import BinlogReceiver
+
     args = ctx.args
     conn = _conn(args)
     identity = identify(conn, args.mysql_bin)
@@ -181,12 +188,16 @@ def _stream(ctx: Context) -> int:
 
 
 def _target(args: argparse.Namespace) -> Target:
+    from medark.engine.mysql_restore import Target
+
     if args.time:
         return Target("time", target_time(args.time))
     return Target("backup" if args.backup_only else "latest")
 
 
 def _restore(ctx: Context) -> int:
+    from medark.service import mysql
+
     args = ctx.args
     if args.start and not args.port:
         raise UsageError("--start needs --port")
@@ -219,6 +230,8 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
 
 
 def _status(ctx: Context) -> int:
+    from medark.service import mysql
+
     with ctx.repository(lock=None, command="mysql status") as repo:
         doc = mysql.status(repo, ctx.args.server)
     if ctx.out.as_json:

@@ -17,17 +17,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
 from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.config import environment as env
-from medark.engine.pg_backup import PgBackupOptions, base_backup
-from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
-from medark.engine.pg_wal import WalArchive
-from medark.engine.pg_window import Target
 from medark.errors import (
     ArchiveReadFailed,
     MedarkError,
@@ -36,12 +32,13 @@ from medark.errors import (
     UsageError,
     WalGap,
 )
-from medark.service import pg
-from medark.service.session import locked
-from medark.sources.postgres.server import Dsn, identify, require_slot, slot_lag
 from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import parse_lsn
 from medark.util.sizes import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from medark.engine.pg_window import Target
+    from medark.sources.postgres.server import Dsn
 
 ACTIONS: dict[str, str] = {
     "backup": "take an online base backup over the replication protocol",
@@ -138,6 +135,8 @@ def run(ctx: Context) -> int:
 
 
 def _dsn(args: argparse.Namespace) -> Dsn:
+    from medark.sources.postgres.server import Dsn
+
     text = args.dsn or env.PG_DSN.get()
     if not text:
         raise UsageError("no database given: use --dsn or set MEDARK_PG_DSN")
@@ -145,6 +144,8 @@ def _dsn(args: argparse.Namespace) -> Dsn:
 
 
 def _backup(ctx: Context) -> int:
+    from medark.engine.pg_backup import PgBackupOptions, base_backup
+
     args = ctx.args
     options = PgBackupOptions(_dsn(args), args.tag, args.host or socket.gethostname(),
                               args.pg_bin, args.archive_timeout)
@@ -172,10 +173,14 @@ def _backup(ctx: Context) -> int:
 
 
 def _system_id(ctx: Context) -> str:
+    from medark.service import pg
+
     return str(ctx.args.system_id) if ctx.args.system_id else pg.system_id_of(os.getcwd())
 
 
 def _wal_push(ctx: Context) -> int:
+    from medark.service import pg
+
     system_id = _system_id(ctx)
     with ctx.repository(lock="shared", command="pg wal-push") as repo:
         doc = pg.wal_push(repo, ctx.args.path, system_id)
@@ -190,6 +195,8 @@ def _wal_push(ctx: Context) -> int:
 def _wal_fetch(ctx: Context) -> int:
     """Exit 1: not archived (PostgreSQL's end of recovery). Any failure to read the
     archive: exit 126, so PostgreSQL stops instead of promoting early."""
+    from medark.service import pg
+
     if ctx.args.spool:
         # The spool holds everything archived when `pg restore` ran: a miss is the end of
         # the archive, and the repository (perhaps unreadable to this user) is not opened.
@@ -213,6 +220,11 @@ def _wal_fetch(ctx: Context) -> int:
 
 
 def _wal_stream(ctx: Context) -> int:
+    from medark.engine.pg_stream import StreamOptions, WalStreamer, create_slot
+    from medark.engine.pg_wal import WalArchive
+    from medark.service.session import locked
+    from medark.sources.postgres.server import identify, require_slot
+
     args = ctx.args
     dsn = _dsn(args)
     identity = identify(dsn)
@@ -260,6 +272,8 @@ def _wal_stream(ctx: Context) -> int:
 
 
 def _target(args: argparse.Namespace) -> Target:
+    from medark.engine.pg_window import Target
+
     if args.time:
         return Target("time", time=target_time(args.time))
     if args.lsn:
@@ -268,6 +282,8 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _restore(ctx: Context) -> int:
+    from medark.service import pg
+
     args = ctx.args
     if args.start and not args.port:
         raise UsageError("--start needs --port")
@@ -312,6 +328,9 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
 
 
 def _status(ctx: Context) -> int:
+    from medark.service import pg
+    from medark.sources.postgres.server import Dsn, slot_lag
+
     with ctx.repository(lock=None, command="pg status") as repo:
         doc = pg.status(repo, ctx.args.system_id)
     dsn_text = ctx.args.dsn or env.PG_DSN.get()
@@ -342,6 +361,8 @@ def _status(ctx: Context) -> int:
 
 
 def _check(ctx: Context) -> int:
+    from medark.service import pg
+
     with ctx.repository(lock="shared", command="pg check") as repo:
         doc = pg.check(repo, ctx.args.system_id, ctx.args.read_data)
     if ctx.out.as_json:

@@ -6,14 +6,16 @@ The write order that keeps a crashed prune safe is described in engine/prune.py.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.engine.prune import PruneOptions, prune
-from medark.engine.prune_plan import PruneStats, parse_max_unused
-from medark.repo.repository import Repository
 from medark.util import clock
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.engine.prune_plan import PruneStats
+    from medark.repo.repository import Repository
 
 
 def add_prune_options(p: argparse.ArgumentParser) -> None:
@@ -30,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.prune_plan import parse_max_unused
+
     max_unused = parse_max_unused(ctx.args.max_unused)
     with ctx.repository(lock="exclusive", command="prune") as repo:
         stats = run_prune(ctx, repo, max_unused, ctx.args.dry_run)
@@ -42,6 +46,8 @@ def run(ctx: Context) -> int:
 
 def run_prune(ctx: Context, repo: Repository, max_unused: float, dry_run: bool) -> PruneStats:
     """Prune an open, exclusively locked repository, drawing progress."""
+    from medark.engine.prune import PruneOptions, prune
+
     progress = ctx.progress("prune")
     try:
         return prune(repo, PruneOptions(max_unused=max_unused, dry_run=dry_run),

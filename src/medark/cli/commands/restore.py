@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.engine.restore import RestoreOptions, RestoreSummary, restore
 from medark.errors import MedarkError
-from medark.snapshot.store import find_snapshot
 from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
+
+if TYPE_CHECKING:
+    from medark.engine.restore import RestoreSummary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.restore import RestoreOptions, restore
+    from medark.snapshot.store import find_snapshot
+
     args = ctx.args
     options = RestoreOptions(target=args.target, includes=args.include, excludes=args.exclude,
                              verify=args.verify, workers=args.workers)

@@ -12,20 +12,15 @@ and on S3 `release` refuses while it exists.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.engine.worm import (
-    HoldResult,
-    active_holds,
-    hold,
-    lock_states,
-    release,
-    survey_holds,
-)
 from medark.errors import UsageError
-from medark.snapshot.store import find_snapshot, snapshot_ids
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.engine.worm import HoldResult
 
 ACTIONS = ("hold", "release", "status")
 
@@ -40,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.worm import active_holds, hold, lock_states, release, survey_holds
+    from medark.snapshot.store import find_snapshot, snapshot_ids
+
     args = ctx.args
     if args.action in ("hold", "release") and len(args.ids) != 1:
         raise UsageError(f"`medark snapshot {args.action}` takes exactly one snapshot id")

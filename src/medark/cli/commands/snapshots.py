@@ -6,7 +6,7 @@ Also home of the --host/--tag/--path snapshot filters that ls, find and stats sh
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.cli.command import Command
 from medark.cli.context import Context
@@ -14,13 +14,10 @@ from medark.engine.listing import local_time
 from medark.errors import UsageError
 from medark.policy.anomaly import is_flagged, recovery_candidates
 from medark.snapshot.model import Snapshot
-from medark.snapshot.store import (
-    SnapshotRepo,
-    all_snapshots,
-    filter_snapshots,
-    find_snapshot,
-)
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.snapshot.store import SnapshotRepo
 
 
 def add_filters(p: argparse.ArgumentParser, what: str = "snapshots") -> None:
@@ -40,6 +37,8 @@ def filters(args: argparse.Namespace) -> dict[str, Any]:
 def select(repo: SnapshotRepo, refs: list[str], args: argparse.Namespace) -> list[Snapshot]:
     """The snapshots named by `refs` ('latest', id prefixes), else all that pass the
     filters; oldest first, each once."""
+    from medark.snapshot.store import all_snapshots, filter_snapshots, find_snapshot
+
     if refs:
         found = {s.id: s for s in (find_snapshot(repo, r, **filters(args)) for r in refs)}
         return sorted(found.values(), key=lambda s: (s.time, s.id))

@@ -5,25 +5,31 @@ the ratios between them."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, select
 from medark.cli.context import Context
-from medark.engine.stats import MODES, StatsReport, compute_stats
-from medark.snapshot.store import all_snapshots
+from medark.engine.choices import STATS_MODES
 from medark.util.sizes import format_bytes
+
+if TYPE_CHECKING:
+    from medark.engine.stats import StatsReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
                    help="snapshot ids or 'latest' (default: all snapshots)")
-    p.add_argument("--mode", choices=MODES, default="restore-size",
+    p.add_argument("--mode", choices=STATS_MODES, default="restore-size",
                    help="restore-size: what a restore writes; raw-data: distinct blobs "
                         "referenced, deduplicated and stored (default restore-size)")
     add_filters(p)
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.stats import compute_stats
+    from medark.snapshot.store import all_snapshots
+
     with ctx.repository(lock="shared", command="stats") as repo:
         every = all_snapshots(repo)
         selected = select(repo, ctx.args.snapshots, ctx.args)

@@ -9,7 +9,6 @@ from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, select
 from medark.cli.context import Context
 from medark.cli.parser import TagList
-from medark.engine.tags import TagChange, retag
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
+    from medark.engine.tags import TagChange, retag
+
     args = ctx.args
     change = TagChange(tuple(args.add), tuple(args.remove),
                        None if args.set is None else tuple(args.set))

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.repo.locks import LOCKS_PREFIX, LockInfo
-from medark.repo.repository import Repository
-from medark.service.keys import unindexed_repository
 from medark.util import clock
+
+if TYPE_CHECKING:
+    from medark.repo.repository import Repository
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +31,8 @@ def _remove_all(repo: Repository) -> tuple[list[LockInfo], list[str]]:
 
 
 def run(ctx: Context) -> int:
+    from medark.service.keys import unindexed_repository
+
     with unindexed_repository(ctx.location, ctx.repository_password(), None, "unlock",
                               ctx.out.warn) as repo:
         if ctx.args.remove_all:
