@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import MEDARK, PASSWORD
 
-PLUGIN_DIR = str(Path(__file__).parent)
+PLUGIN_DIR = str(Path(__file__).parents[1])  # tests/, where private_home.py lives
 
 
 def test_medark_without_a_cache_dir_uses_the_sessions_own_cache(
