@@ -40,7 +40,7 @@ def run(ctx: Context) -> int:
                           **outcome.public()})
         else:
             seconds = (outcome.finished_at - outcome.started_at).total_seconds()
-            ctx.out.text(f"job {outcome.job_id} (plan {ctx.args.plan}, {kind}): "
+            ctx.out.prose(f"job {outcome.job_id} (plan {ctx.args.plan}, {kind}): "
                          f"{outcome.status} in {format_duration(seconds)}, "
                          f"{format_bytes(outcome.bytes_added)} added, snapshots "
                          f"{', '.join(s[:8] for s in outcome.snapshot_ids) or 'none'}")
