@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,28 @@ def cli(tmp_path: Path) -> Iterator[Cli]:
     env.update(TEST_KDF)
     env["MEDARK_CACHE_DIR"] = str(tmp_path / "cache")
     yield Cli(tmp_path / "repo", env)
+
+
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A /tmp of this test's own (TMPDIR) for every `medark` it starts, world-writable and
+    sticky like /tmp since restored servers run as the database's OS user: a test that
+    checks nothing was left behind must not see another worker's restore sandbox. Request
+    it before the fixtures that copy the environment (`usefixtures` does)."""
+    root = Path(tempfile.mkdtemp(prefix="medark-test-tmp-", dir="/tmp"))
+    root.chmod(0o1777)
+    monkeypatch.setenv("TMPDIR", str(root))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def nothing_left_in(root: Path) -> None:
+    """No restore-test sandbox under `root`, and no process (a restored server) running
+    from one."""
+    assert not list(root.glob("medark-restore-test-*")), "the sandbox is left"
+    leftover = subprocess.run(["pgrep", "-af", f"{root}/medark-restore-test-"],
+                              capture_output=True, text=True, check=False)
+    assert leftover.stdout == "", f"a restored server still runs: {leftover.stdout}"
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ from typing import Any
 import mysql_server as my
 import pg_server as pg
 import pytest
-from conftest import MEDARK, PASSWORD, Cli
+from conftest import MEDARK, PASSWORD, Cli, nothing_left_in
+
+pytestmark = pytest.mark.usefixtures("private_tmp")  # TMPDIR of its own: nothing_left_in
 
 CONFIG = """\
 [hospital]
@@ -258,7 +260,7 @@ def test_a_hospital_under_the_daemon_proves_its_plans(
     for plan, kind in (("his", "postgres"), ("lis", "mariadb")):
         test = succeeded(plan, "restore_test")[-1]["details"]
         assert test["restored"][0]["kind"] == kind and test["rto_seconds"] > 0
-    assert not list(Path("/tmp").glob("medark-restore-test-*"))
+    nothing_left_in(Path(os.environ["TMPDIR"]))
 
     # the monthly report, checked as the pages a reader sees
     month = datetime.now(UTC).strftime("%Y-%m")

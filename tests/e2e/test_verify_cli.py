@@ -9,8 +9,11 @@ import os
 import re
 from pathlib import Path
 
-from conftest import Cli
+import pytest
+from conftest import Cli, nothing_left_in
 from plan_site import write_plan_config
+
+pytestmark = pytest.mark.usefixtures("private_tmp")  # TMPDIR of its own: nothing_left_in
 
 CONFIG = """\
 [systems.pacs]
@@ -72,7 +75,7 @@ def test_a_plan_is_restored_checked_and_its_rto_recorded(cli: Cli, tmp_path: Pat
     jobs = cli("jobs", "--json", "--config", config, password=None).json()
     test = [j for j in jobs if j["kind"] == "restore_test" and j["status"] == "succeeded"]
     assert len(test) == 1 and test[0]["details"]["rto_seconds"] > 0
-    assert not list(Path("/tmp").glob("medark-restore-test-*"))  # the sandbox is gone
+    nothing_left_in(Path(os.environ["TMPDIR"]))  # the sandbox is gone
 
 
 def test_verify_prints_the_rto_it_recorded_never_zero(cli: Cli, tmp_path: Path) -> None:

@@ -15,8 +15,10 @@ from pathlib import Path
 import mysql_server as my
 import pg_server as pg
 import pytest
-from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result, nothing_left_in
 from plan_site import SITE as PLAN_SITE
+
+pytestmark = pytest.mark.usefixtures("private_tmp")  # TMPDIR of its own: nothing_left_in
 
 SITE = PLAN_SITE + """\
 [systems.db]
@@ -59,10 +61,7 @@ def _write_config(base: Path, repo: Path, password_file: Path, kind: str, dsn: s
 
 
 def _nothing_left(base: Path) -> None:
-    assert not list(Path("/tmp").glob("medark-restore-test-*")), "the sandbox is left"
-    leftover = subprocess.run(["pgrep", "-f", "medark-restore-test-"], capture_output=True,
-                              text=True, check=False)
-    assert leftover.stdout == "", f"a restored server still runs: {leftover.stdout}"
+    nothing_left_in(Path(os.environ["TMPDIR"]))
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------------
