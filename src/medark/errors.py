@@ -248,3 +248,43 @@ class ArchiveReadFailed(MedarkError):
 
     exit_code = 126
     code = "archive_read_failed"
+
+
+class StandbyNotReady(MedarkError):
+    """A DR action needs a standby that is not one: the configured standby is not in
+    recovery (or not replicating), cannot be reached, or is not replaying its feed."""
+
+    exit_code = 26
+    code = "standby_not_ready"
+
+
+class LagOverLimit(MedarkError):
+    """The standby lags its primary by more than `max_lag_bytes` or `max_lag`: a
+    failover would lose more than the plan accepts (`--force` takes the loss)."""
+
+    exit_code = 27
+    code = "lag_over_limit"
+
+
+class FencingFailed(MedarkError):
+    """The old primary could not be stopped, made read-only, or fenced by its hook: it
+    might still take writes, so the switch did not promote the standby."""
+
+    exit_code = 28
+    code = "fencing_failed"
+
+
+class HealthCheckFailed(MedarkError):
+    """A DR health check (HTTP, TCP or SQL) did not pass within its time after a switch
+    or in a drill; the message names the check and what it saw."""
+
+    exit_code = 29
+    code = "health_check_failed"
+
+
+class SwitchRefused(MedarkError):
+    """A DR action was refused before it changed anything: it would leave two writable
+    primaries, or another DR action on the same system is running."""
+
+    exit_code = 30
+    code = "switch_refused"
