@@ -7,12 +7,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from medark.catalog.statuses import FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 
-__all__ = ["FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "Alert", "Base", "Job"]
+__all__ = ["FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "Alert", "Base", "DrAction",
+           "Job"]
 
 
 class Base(DeclarativeBase):
@@ -79,3 +91,38 @@ class Alert(Base):
     """The last failure, one line per channel (no secret in it)."""
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the notice was queued or last tried."""
+
+
+class DrAction(Base):
+    """One DR action (switchover, failover, failback, drill) on one system: who asked,
+    every step with its duration, and what it measured. A row still `running` is the
+    system's DR claim: the partial unique index allows one per system
+    (migrations/versions/0004_dr_actions.py says why an index, not a lock table)."""
+
+    __tablename__ = "dr_actions"
+    __table_args__ = (
+        Index("ix_dr_actions_system", "system", "id"),
+        Index("uq_dr_actions_running", "system", unique=True,
+              sqlite_where=text("status = 'running'"),
+              postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    """switchover, failover, failback or drill."""
+    requested_by: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    """The process running it: a claim whose process died on this host is released."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20))
+    """running, succeeded, failed or rolled_back."""
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """[{name, started, seconds, result, detail}] in the order they ran."""
+    switch_seconds: Mapped[float | None] = mapped_column(Float)
+    """From the command to the first acknowledged write on the new primary."""
+    data_loss: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The window a failover lost (bytes, seconds, last replayed against last known)."""
+    error: Mapped[str | None] = mapped_column(Text)

@@ -21,14 +21,17 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from medark.catalog.models import FAILED, RUNNING, STATUSES, Alert, Job
-from medark.errors import CatalogError
+from medark.catalog.dr_records import DrActionRecord, DrStep, dr_record
+from medark.catalog.models import FAILED, RUNNING, STATUSES, Alert, DrAction, Job
+from medark.catalog.statuses import DR_KINDS, DR_STATUSES
+from medark.errors import CatalogError, SwitchRefused
 from medark.util import clock
 from medark.util.processes import pid_alive
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_ATTEMPTS = 5
 MIGRATION_LOCK = 0x6D656461726B  # "medark": the advisory lock key of schema migrations
+CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -295,6 +298,91 @@ class Catalog:
             query = query.where(Job.status == status)
         with self._session() as session:
             return [_record(job) for job in session.scalars(query)]
+
+    def start_dr_action(self, system: str, kind: str, requested_by: str,
+                        alive: Any = None) -> int:
+        """Record a DR action as running (now, this host and process) and so claim the
+        system; its id. SwitchRefused, naming the holder, when another DR action on the
+        system is running. A claim left by a process of this host that is gone (killed
+        mid-switch) is closed as failed first. `alive(pid)`: whether a process lives."""
+        if kind not in DR_KINDS:
+            raise ValueError(f"unknown DR action {kind!r}")
+        is_alive = alive or pid_alive
+        for _attempt in range(CLAIM_ATTEMPTS):
+            row = DrAction(system=system, kind=kind, requested_by=requested_by,
+                           host=socket.gethostname(), pid=os.getpid(),
+                           started_at=clock.now(), status=RUNNING, steps=[])
+            try:
+                with self._session() as session:
+                    session.add(row)
+                    session.flush()
+                    return int(row.id)
+            except IntegrityError:
+                holder = self.running_dr_action(system)
+            if holder is None:
+                continue  # it finished in between: claim again
+            if holder.host == socket.gethostname() and (holder.pid is None
+                                                       or not is_alive(holder.pid)):
+                self._release_orphan(holder.id)
+                continue
+            raise SwitchRefused(
+                f"dr {kind} {system}: refused, {holder.kind} #{holder.id} by "
+                f"{holder.requested_by} on {holder.host} (pid {holder.pid}) is running since "
+                f"{clock.format_time(holder.started_at)}; wait for it to end "
+                f"(medark dr history {system})")
+        raise SwitchRefused(f"dr {kind} {system}: refused, another DR action keeps claiming "
+                            "the system; try again")
+
+    def _release_orphan(self, action_id: int) -> None:
+        with self._session() as session:
+            row = session.get(DrAction, action_id)
+            if row is not None and row.status == RUNNING:
+                row.status = FAILED
+                row.finished_at = clock.now()
+                row.error = "interrupted: the process running it ended before it finished"
+
+    def running_dr_action(self, system: str) -> DrActionRecord | None:
+        """The DR action holding the system's claim, if any."""
+        query = select(DrAction).where(DrAction.system == system, DrAction.status == RUNNING)
+        with self._session() as session:
+            row = session.scalars(query.limit(1)).first()
+            return dr_record(row) if row is not None else None
+
+    def record_step(self, action_id: int, step: DrStep) -> None:
+        """Append a finished step to a running DR action (each step is written as it
+        ends, so an action whose process died still shows how far it got)."""
+        with self._session() as session:
+            row = session.get(DrAction, action_id)
+            if row is None or row.status != RUNNING:
+                raise CatalogError(f"DR action {action_id} is not running in the catalog")
+            row.steps = [*(row.steps or []), step.stored()]  # a new list: JSON change seen
+
+    def finish_dr_action(self, action_id: int, status: str, *,
+                         switch_seconds: float | None = None,
+                         data_loss: dict[str, Any] | None = None,
+                         error: str | None = None) -> None:
+        """Close a running DR action (succeeded, failed or rolled_back), releasing the
+        system's claim."""
+        if status not in DR_STATUSES or status == RUNNING:
+            raise ValueError(f"a DR action cannot end as {status!r}")
+        with self._session() as session:
+            row = session.get(DrAction, action_id)
+            if row is None or row.status != RUNNING:
+                raise CatalogError(f"DR action {action_id} is not running in the catalog")
+            row.status = status
+            row.finished_at = clock.now()
+            row.switch_seconds = switch_seconds
+            row.data_loss = data_loss
+            row.error = error
+
+    def dr_history(self, system: str | None = None, limit: int = 100
+                   ) -> list[DrActionRecord]:
+        """DR actions, newest first (of one system, or every one)."""
+        query = select(DrAction).order_by(DrAction.id.desc()).limit(limit)
+        if system is not None:
+            query = query.where(DrAction.system == system)
+        with self._session() as session:
+            return [dr_record(row) for row in session.scalars(query)]
 
 
 @dataclass(frozen=True)
