@@ -7,6 +7,7 @@ Also the app's subprocess wrapper, `HisApp`, started on a free port and always s
 
 from __future__ import annotations
 
+import bisect
 import http.client
 import json
 import os
@@ -42,7 +43,7 @@ class Failure:
 
 @dataclass
 class LoadRecord:
-    acks: list[Ack] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)  # in the order they were acknowledged
     failures: list[Failure] = field(default_factory=list)
 
     @property
@@ -55,19 +56,23 @@ class LoadRecord:
 
 
 class WriteLoad:
-    """One thread POSTing orders back to back (a new ref each) until `stop()`."""
+    """`clients` threads, each POSTing orders back to back (a new ref each) until `stop()`."""
 
-    def __init__(self, port: int, prefix: str = "o", timeout: float = 60.0) -> None:
+    def __init__(self, port: int, prefix: str = "o", timeout: float = 60.0,
+                 clients: int = 1) -> None:
         self.port = port
         self.prefix = prefix
         self.timeout = timeout
         self.record = LoadRecord()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="write-load", daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(f"{prefix}{i}",),
+                                          name=f"write-load-{i}", daemon=True)
+                         for i in range(clients)]
 
     def start(self) -> WriteLoad:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def acked(self) -> int:
@@ -80,15 +85,16 @@ class WriteLoad:
 
     def stop(self) -> LoadRecord:
         self._stop.set()
-        self._thread.join(timeout=self.timeout + 5)
+        for thread in self._threads:
+            thread.join(timeout=self.timeout + 5)
         return self.snapshot()
 
-    def _run(self) -> None:
+    def _run(self, prefix: str) -> None:
         n = 0
         conn: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
             n += 1
-            ref = f"{self.prefix}-{n}"
+            ref = f"{prefix}-{n}"
             sent = time.monotonic()
             try:
                 if conn is None:
@@ -103,7 +109,7 @@ class WriteLoad:
                 doc = json.loads(body)
                 ack = Ack(ref, int(doc["id"]), int(doc["server_port"]), sent, time.monotonic())
                 with self._lock:
-                    self.record.acks.append(ack)
+                    bisect.insort(self.record.acks, ack, key=lambda a: a.acked)
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
                 with self._lock:
                     self.record.failures.append(Failure(ref, time.monotonic(), str(exc)))

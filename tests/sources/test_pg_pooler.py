@@ -5,10 +5,13 @@ subprocess and a client writing the whole time)."""
 
 from __future__ import annotations
 
+import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from his_app import ORDERS_DDL
 from pg_server import PgServer, can_run_servers, free_port, make_base, pg_bin, wait_for
@@ -40,12 +43,14 @@ def servers() -> Iterator[tuple[PgServer, PgServer]]:
         b = _server()
     except BaseException:
         a.stop()
+        shutil.rmtree(a.base, ignore_errors=True)
         raise
     try:
         yield a, b
     finally:
-        a.stop()
-        b.stop()
+        for server in (a, b):
+            server.stop()
+            shutil.rmtree(server.base, ignore_errors=True)
 
 
 @pytest.fixture()
@@ -81,7 +86,7 @@ def test_switch_under_load_fails_no_request_and_moves_writes(
         servers: tuple[PgServer, PgServer], pooler: PgbouncerServer) -> None:
     a, b = servers
     app = HisApp(pooler.client_dsn).start()
-    load = WriteLoad(app.port).start()
+    load = WriteLoad(app.port, clients=4).start()
     try:
         wait_for(lambda: load.acked() >= 50, timeout=30, what="writes through the pooler")
         with PoolerConsole(pooler.admin_dsn) as console:
@@ -101,7 +106,8 @@ def test_switch_under_load_fails_no_request_and_moves_writes(
     first_on_b = record.first_ack_on(b.port, after=paused_at)
     assert first_on_b is not None
     print(f"\nswitch: PAUSE to first acknowledged write on B {first_on_b.acked - paused_at:.3f} s;"
-          f" max latency {max(record.latencies):.3f} s over {len(record.acks)} writes")
+          f" max latency {max(record.latencies):.3f} s over {len(record.acks)} writes"
+          " from 4 clients")
     # Every write sent after the switch completed went to B, and each acknowledged
     # order is on the server that acknowledged it.
     assert all(ack.server_port == b.port for ack in record.acks if ack.sent > first_on_b.acked)
@@ -112,6 +118,73 @@ def test_switch_under_load_fails_no_request_and_moves_writes(
     assert not any(ack.server_port == a.port and ack.sent > first_on_b.acked
                    for ack in record.acks)
     assert {ack.server_port for ack in record.acks} == {a.port, b.port}
+
+
+@needs_servers
+def test_pause_waits_for_the_transaction_in_flight(pooler: PgbouncerServer) -> None:
+    """PAUSE must not return while a transaction is open: a fence after it would cut
+    that transaction off (an acknowledged write lost or a client error)."""
+    returned = threading.Event()
+    with psycopg.connect(pooler.client_dsn, prepare_threshold=None) as client, \
+            PoolerConsole(pooler.admin_dsn) as console:
+        client.execute("SELECT 1")  # a transaction is now open on a server connection
+
+        def pause() -> None:
+            console.pause("his")
+            returned.set()
+
+        pausing = threading.Thread(target=pause)
+        pausing.start()
+        wait_for(lambda: _paused_flag(pooler), timeout=10, what="PAUSE to be issued")
+        assert not returned.wait(0.5)
+        client.commit()
+        assert returned.wait(10)
+        pausing.join()
+        console.resume("his")
+
+
+def _paused_flag(pooler: PgbouncerServer) -> bool:
+    with PoolerConsole(pooler.admin_dsn) as console:
+        his = pooler_state(console).database("his")
+    return his is not None and his.paused
+
+
+@needs_servers
+def test_failover_repoint_without_pause_reaches_the_new_server(
+        servers: tuple[PgServer, PgServer]) -> None:
+    """The old primary is killed under load; repoint alone (no PAUSE: nothing to wait
+    for) must send the next writes to the new server, with no failure after that."""
+    doomed = _server()
+    bouncer = PgbouncerServer(doomed.port)
+    app: HisApp | None = None
+    load: WriteLoad | None = None
+    try:
+        bouncer.start()
+        app = HisApp(bouncer.client_dsn).start()
+        load = WriteLoad(app.port, prefix="f", clients=4).start()
+        wait_for(lambda: load.acked() >= 20, timeout=30, what="writes through the pooler")
+        doomed.stop()  # immediate: as good as kill -9 for the clients
+        with PoolerConsole(bouncer.admin_dsn) as console:
+            switch_at = time.monotonic()
+            repoint(console, bouncer.ini, "his", "127.0.0.1", servers[1].port)
+        at_switch = load.acked()
+        wait_for(lambda: load.acked() >= at_switch + 50, timeout=30,
+                 what="writes after the failover")
+    finally:
+        record = load.stop() if load is not None else None
+        if app is not None:
+            app.stop()
+        bouncer.stop()
+        doomed.stop()
+        shutil.rmtree(doomed.base, ignore_errors=True)
+    assert record is not None
+    first_on_b = record.first_ack_on(servers[1].port, after=switch_at)
+    assert first_on_b is not None
+    print(f"\nfailover: repoint to first acknowledged write on B"
+          f" {first_on_b.acked - switch_at:.3f} s; {len(record.failures)} failed requests")
+    assert [f for f in record.failures if f.at > first_on_b.acked] == []
+    on_b = set(servers[1].sql("SELECT ref FROM orders WHERE ref LIKE 'f%'").split())
+    assert {a.ref for a in record.acks if a.server_port == servers[1].port} <= on_b
 
 
 @needs_servers
