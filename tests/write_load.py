@@ -37,7 +37,8 @@ class Ack:
 @dataclass(frozen=True)
 class Failure:
     ref: str
-    at: float  # time.monotonic()
+    sent: float
+    at: float  # time.monotonic() when the request failed
     error: str
 
 
@@ -112,7 +113,7 @@ class WriteLoad:
                     bisect.insort(self.record.acks, ack, key=lambda a: a.acked)
             except (OSError, http.client.HTTPException, RuntimeError, ValueError) as exc:
                 with self._lock:
-                    self.record.failures.append(Failure(ref, time.monotonic(), str(exc)))
+                    self.record.failures.append(Failure(ref, sent, time.monotonic(), str(exc)))
                 if conn is not None:
                     conn.close()
                     conn = None
