@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from medark.config.dr import DrConf, dr_problems
 from medark.config.durations import parse_config_duration
 from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
@@ -388,6 +389,8 @@ class MedarkConfig(Model):
     systems: dict[str, System] = Field(min_length=1)
     plans: dict[str, Plan] = Field(min_length=1)
     profiles: dict[str, ProfileConf] = {}
+    dr: dict[str, DrConf] = {}
+    """Application-level DR per protected system (config/dr.py, docs/dr.md)."""
 
     @field_validator("timezone")
     @classmethod
@@ -423,6 +426,7 @@ class MedarkConfig(Model):
         if self.hospital.tier not in TIERS and self.hospital.tier not in self.profiles:
             found.append((("hospital", "tier"), f"unknown tier {self.hospital.tier!r}: use "
                           f"{', '.join(TIERS)} or a profile of `profiles`"))
+        found += dr_problems(self.dr, self.systems, self.sites, self.repositories)
         return found
 
     def _profile_problems(self, name: str, custom: ProfileConf) -> list[tuple[Path, str]]:

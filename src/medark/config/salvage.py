@@ -29,15 +29,29 @@ _READS: list[tuple[Path, Path]] = [
     (("plans", "*", "offsite_restore_test"), ("plans", "*", "copies")),
     (("systems", "*", "sources", "*"), ("systems", "*", "sources", "*", "type")),
     (("alerts", "email"), ("alerts", "email")),
+    (("dr", "*", "standby"), ("dr", "*", "primary")),
+    (("dr", "*", "*", "control"), ("dr", "*", "*", "kind")),
+    (("dr", "*", "feed"), ("dr", "*", "repository")),
+    (("dr", "*", "repository"), ("dr", "*", "feed")),
+    (("dr", "*", "slot"), ("dr", "*", "feed")),
+    (("dr", "*", "slot"), ("dr", "*", "primary")),
+    (("dr", "*", "synchronous"), ("dr", "*", "feed")),
+    (("dr", "*", "services"), ("dr", "*", "primary")),
+    (("dr", "*", "services"), ("dr", "*", "standby")),
+    (("dr", "*", "client_switch"), ("dr", "*", "primary")),
 ]
 """Checks that read other keys than the one they report: a problem matching the first
 pattern is not judged when a schema error matches the second ("*" the same key in both).
 Keep it in step with `MedarkConfig.problems()`."""
 
 _NAMES: dict[str, list[Path]] = {
-    "sites": [("repositories", "*", "site")],
-    "repositories": [("plans", "*", "repository"), ("plans", "*", "copies")],
-    "systems": [("plans", "*", "system"), ("profiles", "*", "requirements", "*", "systems")],
+    "sites": [("repositories", "*", "site"), ("dr", "*", "primary", "site"),
+              ("dr", "*", "standby", "site"), ("dr", "*", "services"),
+              ("dr", "*", "health", "*", "site")],
+    "repositories": [("plans", "*", "repository"), ("plans", "*", "copies"),
+                     ("dr", "*", "repository")],
+    "systems": [("plans", "*", "system"), ("profiles", "*", "requirements", "*", "systems"),
+                ("dr", "*")],
     "profiles": [("hospital", "tier")],
 }
 """Where names of a section are looked up: not judged when the section itself is not a
