@@ -149,6 +149,8 @@ def test_feed_rules(tmp_path: Path) -> None:
      "an http check needs url", "[[dr.his.health]]"),
     ('expect = "t"', 'expect = "t"\nexpect_status = 201', "dr.his.health[1].expect_status",
      "expect_status belongs to an http check, not sql", "expect_status = 201"),
+    ('address = "10.1.0.30:7000"\n', "", "dr.lis.health[0].address", "a tcp check needs address",
+     "[[dr.lis.health]]"),
     ('address = "10.1.0.30:7000"', 'address = "10.1.0.30"', "dr.lis.health[0].address",
      "invalid address '10.1.0.30': use HOST:PORT", 'address = "10.1.0.30"'),
     ('database = "his"\n', "", "dr.his.client_switch.database",
@@ -211,3 +213,24 @@ def test_every_mistake_in_one_run_and_no_check_on_a_broken_key(tmp_path: Path) -
     keys = [f.split(": ", 2)[1] for f in found]
     assert keys == ["repositories.east.size", "dr.his.primary.kind", "dr.lis.feed"], found
     assert not any("dr.his.standby" in k for k in keys)
+
+
+def test_the_dr_exit_codes_are_new_and_documented() -> None:
+    """Operators script around exit codes: the DR ones collide with no other class, and
+    README.md and docs/dr.md list each with its number."""
+    from medark import errors
+
+    classes = [c for c in vars(errors).values()
+               if isinstance(c, type) and issubclass(c, errors.MedarkError)]
+    dr = [errors.StandbyNotReady, errors.LagOverLimit, errors.FencingFailed,
+          errors.HealthCheckFailed, errors.SwitchRefused]
+    others = {c.exit_code for c in classes if c not in dr}
+    assert [c.exit_code for c in dr] == [26, 27, 28, 29, 30]
+    assert not others & {c.exit_code for c in dr}
+    assert len({c.code for c in classes}) == len(classes)
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    doc = DOC.read_text(encoding="utf-8")
+    for cls in dr:
+        assert cls.__doc__
+        assert f"\n| {cls.exit_code} | `dr`: " in readme
+        assert f"\n| {cls.exit_code} | `{cls.__name__}` |" in doc

@@ -38,6 +38,7 @@ Kind = Literal["postgres", "mariadb"]
 
 DEFAULT_PORTS = {"postgres": 5432, "mariadb": 3306}
 _SLOT = re.compile(r"[a-z0-9_]{1,63}")
+_ARTICLE = {"http": "an", "tcp": "a", "sql": "an"}
 _ADDRESS = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):(\d{1,5})")
 
 
@@ -208,9 +209,9 @@ class Health(Model):
                   "address": "tcp", "query": "sql", "expect": "sql"}
         found: list[tuple[Path, str]] = []
         if getattr(self, needs[self.type]) is None:
-            found.append(((needs[self.type],), f"an {self.type} check needs "
+            found.append(((needs[self.type],), f"{_ARTICLE[self.type]} {self.type} check needs "
                           f"{needs[self.type]}"))
-        found += [((key,), f"{key} belongs to an {owner} check, not {self.type}")
+        found += [((key,), f"{key} belongs to {_ARTICLE[owner]} {owner} check, not {self.type}")
                   for key, owner in owners.items()
                   if owner != self.type and getattr(self, key) is not None]
         if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
