@@ -5,6 +5,8 @@ standby of the new one."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -13,8 +15,14 @@ import pytest
 from pg_pair import PgPair, pg_pair
 from pg_server import can_run_servers, wait_for
 
-from medark.errors import StandbyNotReady
-from medark.sources.postgres.fencing import fence_readonly, final_flush_lsn, unfence
+from medark.errors import FencingFailed, StandbyNotReady
+from medark.sources.postgres.fencing import (
+    fence_readonly,
+    fence_stop,
+    final_flush_lsn,
+    stopped_final_lsn,
+    unfence,
+)
 from medark.sources.postgres.reinstate import reinstate_as_standby
 from medark.sources.postgres.replication import (
     PRIMARY,
@@ -25,6 +33,7 @@ from medark.sources.postgres.replication import (
     wait_replayed,
 )
 from medark.sources.postgres.wal import parse_lsn
+from medark.util.processes import pid_alive
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
@@ -156,3 +165,41 @@ def test_planned_switch_loses_nothing_and_old_primary_rejoins(fresh_pair: PgPair
     assert old.sql("SELECT count(*) FROM orders WHERE id = -1") == "0"
     # Its read-only fence is gone: promoted again, it would take writes.
     assert old.sql("SHOW default_transaction_read_only") == "off"
+
+
+def test_switch_by_stopping_needs_no_rewind(fresh_pair: PgPair) -> None:
+    old, new = fresh_pair.primary, fresh_pair.standby
+    old.sql("CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 500) g")
+    fence_stop(old.data)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(old.dsn, connect_timeout=5).close()
+    fence_stop(old.data)  # already stopped: nothing to do
+    # The walsender sent the shutdown checkpoint before the server exited.
+    wait_replayed(new.dsn, stopped_final_lsn(old.data), timeout=30)
+    promote(new.dsn, timeout=30)
+    assert new.sql("SELECT count(*) FROM orders") == "500"
+
+    result = reinstate_as_standby(old.data, new.dsn, "medark_old_primary", timeout=60,
+                                  log_file=old.base / "server.log")
+    assert not result.rewound and result.timeline == 2
+    new.sql("INSERT INTO orders VALUES (501)")
+    wait_for(lambda: old.sql("SELECT count(*) FROM orders") == "501",
+             what="the reinstated standby to replay", detail=old.log)
+
+
+def test_crashed_primary_rejoins_after_failover(fresh_pair: PgPair) -> None:
+    old, new = fresh_pair.primary, fresh_pair.standby
+    old.sql("CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 100) g")
+    pid = int((old.data / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid), what="the primary to die")
+    with pytest.raises(FencingFailed, match="not cleanly shut down"):
+        stopped_final_lsn(old.data)
+    promote(new.dsn, timeout=30)
+    new.sql("INSERT INTO orders VALUES (101)")
+    # pg_rewind recovers the crashed directory (single-user mode) before it rewinds.
+    reinstate_as_standby(old.data, new.dsn, "medark_old_primary", timeout=60,
+                         log_file=old.base / "server.log")
+    wait_for(lambda: old.sql("SELECT count(*) FROM orders WHERE id = 101") == "1",
+             what="the reinstated standby to replay", detail=old.log)
+

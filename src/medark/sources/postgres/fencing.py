@@ -148,3 +148,16 @@ def _fetch(conn: psycopg.Connection[Any], query: str) -> tuple[Any, ...]:
     row = conn.execute(query).fetchone()
     assert row is not None
     return tuple(row)
+
+
+def stopped_final_lsn(datadir: Path, bin_dir: str | None = None) -> int:
+    """For a primary stopped by `fence_stop`: a position the standby has passed exactly
+    when it replayed the shutdown checkpoint, the last record the primary wrote (one byte
+    into it: records are replayed whole). A directory not cleanly shut down (a crash)
+    has no such point, and is refused."""
+    fields = control.controldata(datadir, bin_dir)
+    state = fields.get("Database cluster state", "")
+    if state != "shut down":
+        raise FencingFailed(f"{datadir} is {state or 'in an unknown state'}, not cleanly "
+                            "shut down: its last written position is not known")
+    return parse_lsn(fields["Latest checkpoint location"]) + 1
