@@ -116,13 +116,17 @@ def test_wait_replayed_names_the_missing_bytes(pair: PgPair) -> None:
     assert (wait_replayed(s.dsn, target, timeout=30).replay_lsn or 0) >= target
 
 
-def _write_until_stopped(dsn: str, acked: list[int]) -> None:
-    """One row per autocommit transaction; an id is recorded once its commit returned."""
+def _write_until_stopped(dsn: str, acked: list[int], lsns: list[int]) -> None:
+    """One row per autocommit transaction; an id is recorded once its commit returned,
+    with the WAL position just before its commit record."""
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for i in range(1, 1_000_000):
-                conn.execute("INSERT INTO orders VALUES (%s)", (i,))
+                row = conn.execute("INSERT INTO orders VALUES (%s) "
+                                   "RETURNING pg_current_wal_insert_lsn()::text", (i,)).fetchone()
+                assert row is not None
                 acked.append(i)
+                lsns.append(parse_lsn(str(row[0])))
     except psycopg.Error:
         pass  # the fence ended the session
 
@@ -131,7 +135,8 @@ def test_planned_switch_loses_nothing_and_old_primary_rejoins(fresh_pair: PgPair
     old, new = fresh_pair.primary, fresh_pair.standby
     old.sql("CREATE TABLE orders (id int PRIMARY KEY)")
     acked: list[int] = []
-    writer = threading.Thread(target=_write_until_stopped, args=(old.dsn, acked))
+    lsns: list[int] = []
+    writer = threading.Thread(target=_write_until_stopped, args=(old.dsn, acked, lsns))
     writer.start()
     wait_for(lambda: len(acked) >= 500 or not writer.is_alive(), what="500 writes")
     fence_readonly(old.dsn)
@@ -139,6 +144,7 @@ def test_planned_switch_loses_nothing_and_old_primary_rejoins(fresh_pair: PgPair
     assert not writer.is_alive() and len(acked) >= 500
 
     final = final_flush_lsn(old.dsn)
+    assert final > max(lsns)  # past the last acknowledged commit record
     replayed = wait_replayed(new.dsn, final, timeout=30)
     assert (replayed.replay_lsn or 0) >= final
     promoted = promote(new.dsn, timeout=30)

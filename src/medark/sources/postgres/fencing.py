@@ -70,12 +70,15 @@ def fence_readonly(dsn: str, timeout: float = 10.0) -> int:
                 "SELECT pid, pg_terminate_backend(pid, %s) FROM pg_stat_activity "
                 "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
                 (int(timeout * 1000),)).fetchall()
+            # False also means the session ended by itself before the call reached it.
+            missed = [int(str(pid)) for pid, ended in rows if not ended]
+            alive = [str(r[0]) for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", (missed,)).fetchall()]
     except psycopg.Error as exc:
         raise FencingFailed(f"{target.safe()}: fencing read-only failed: "
                             f"{str(exc).strip().splitlines()[0]}") from None
     except DatabaseUnavailable as exc:
         raise FencingFailed(f"cannot fence read-only: {exc}") from None
-    alive = [str(pid) for pid, ended in rows if not ended]
     if alive:
         raise FencingFailed(f"{target.safe()}: sessions {', '.join(alive)} did not end "
                             f"within {timeout:g} s")
