@@ -20,6 +20,7 @@ from medark.sources.postgres.fencing import (
     fence_readonly,
     fence_stop,
     final_flush_lsn,
+    record_end,
     stopped_final_lsn,
     unfence,
 )
@@ -88,6 +89,7 @@ def test_fence_readonly_refuses_writes_and_unfence_restores(pair: PgPair) -> Non
         try:
             ended = fence_readonly(p.dsn)
             assert ended >= 1
+            assert fence_readonly(p.dsn) == 0  # fencing again is harmless
             with pytest.raises(psycopg.OperationalError):  # its session was ended
                 idle.execute("INSERT INTO fence_rows VALUES (1)")
             with psycopg.connect(p.dsn, autocommit=True) as fresh, \
@@ -97,6 +99,7 @@ def test_fence_readonly_refuses_writes_and_unfence_restores(pair: PgPair) -> Non
             assert p.sql("SELECT count(*) FROM pg_stat_replication "
                          "WHERE state = 'streaming'") == "1"
         finally:
+            unfence(p.dsn)
             unfence(p.dsn)
     p.sql("INSERT INTO fence_rows VALUES (3)")
     assert p.sql("SELECT array_agg(id) FROM fence_rows") == "{3}"
@@ -114,6 +117,15 @@ def test_wait_replayed_names_the_missing_bytes(pair: PgPair) -> None:
     finally:
         s.sql("SELECT pg_wal_replay_resume()")
     assert (wait_replayed(s.dsn, target, timeout=30).replay_lsn or 0) >= target
+
+
+@pytest.mark.parametrize(("insert", "end"), [
+    (0x3000000 + 40, 0x3000000),          # just past a segment's long page header
+    (0x3002000 + 24, 0x3002000),          # just past a page's short header
+    (0x3002000 + 0x1F0, 0x3002000 + 0x1F0),  # inside a page: the record ends there
+])
+def test_lastrecord_end_from_the_insert_position(insert: int, end: int) -> None:
+    assert record_end(insert, 16 * 1024 * 1024, 8192) == end
 
 
 def _write_until_stopped(dsn: str, acked: list[int], lsns: list[int]) -> None:
@@ -165,6 +177,7 @@ def test_planned_switch_loses_nothing_and_old_primary_rejoins(fresh_pair: PgPair
 
     rejoined = node_state(old.dsn)
     assert rejoined.role == STANDBY and rejoined.slot_name == "medark_old_primary"
+    assert rejoined.timeline == 2
     new.sql("INSERT INTO orders VALUES (1000000)")
     wait_for(lambda: old.sql("SELECT count(*) FROM orders WHERE id = 1000000") == "1",
              what="a row written on the new primary to reach the old one", detail=old.log)

@@ -111,7 +111,7 @@ def fence_stop(datadir: Path, timeout: float = 60.0, bin_dir: str | None = None)
                             f"{control.last_line(done)}")
 
 
-def _record_end(insert_lsn: int, segment_size: int, block_size: int) -> int:
+def record_end(insert_lsn: int, segment_size: int, block_size: int) -> int:
     """pg_current_wal_insert_lsn just past a page header is where the next record goes;
     the last record ended at the page boundary (that is the flush position then)."""
     if insert_lsn % segment_size == PAGE_HEADER_LONG:
@@ -136,7 +136,7 @@ def final_flush_lsn(dsn: str, timeout: float = 10.0) -> int:
         row = _fetch(conn, "SELECT pg_current_wal_insert_lsn()::text, "
                      "(SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), "
                      "(SELECT setting FROM pg_settings WHERE name = 'wal_block_size')")
-        inserted = _record_end(parse_lsn(str(row[0])), int(row[1]), int(row[2]))
+        inserted = record_end(parse_lsn(str(row[0])), int(row[1]), int(row[2]))
         while True:
             flushed = parse_lsn(str(_fetch(conn, "SELECT pg_current_wal_flush_lsn()::text")[0]))
             if flushed >= inserted:
