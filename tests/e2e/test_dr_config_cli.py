@@ -33,7 +33,8 @@ def test_the_documented_example_is_valid(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "dr.toml"
     path.write_text(example(), encoding="utf-8")
     ok = cli("config", "check", "--config", path)
-    assert ok.stdout.strip() == f"{path}: valid: 2 sites, 2 repositories, 2 systems, 2 plans"
+    assert ok.stdout.strip() == \
+        f"{path}: valid: 2 sites, 2 repositories, 2 systems, 2 plans, 2 DR systems"
     assert ok.stderr == ""
 
 

@@ -30,15 +30,18 @@ def run(ctx: Context) -> int:
     config = load_plans(path)
     counts = {"sites": len(config.sites), "repositories": len(config.repositories),
               "systems": len(config.systems), "plans": len(config.plans)}
+    if config.dr:
+        counts["dr_systems"] = len(config.dr)
     if ctx.out.as_json:
         ctx.out.json({"message_type": "config_valid", "path": str(path), **counts})
     else:
-        ctx.out.text(f"{path}: valid: " + ", ".join(f"{n} {_SINGULAR[k] if n == 1 else k}"
+        ctx.out.text(f"{path}: valid: " + ", ".join(f"{n} {_NOUNS[k][n != 1]}"
                                                       for k, n in counts.items()))
     return 0
 
 
-_SINGULAR = {"sites": "site", "repositories": "repository", "systems": "system",
-             "plans": "plan"}
+_NOUNS = {"sites": ("site", "sites"), "repositories": ("repository", "repositories"),
+          "systems": ("system", "systems"), "plans": ("plan", "plans"),
+          "dr_systems": ("DR system", "DR systems")}
 
 COMMAND = Command("config", "validate the protection configuration file", add_arguments, run)
