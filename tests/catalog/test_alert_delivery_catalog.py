@@ -5,42 +5,27 @@ notice's outcome."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from catalog_urls import KINDS, catalog_urls
 from sqlalchemy import create_engine, text
 
 from medark.catalog.store import MIGRATIONS, Catalog, head_revision
 from medark.util import clock
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 FIRING = {"state": "firing", "title": "[Medark] his: backup failed", "text": "Error: x",
           "details": {"kind": "backup"}}
 RESOLVED = {**FIRING, "state": "resolved", "title": "[Medark] his: backup recovered"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=KINDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-        return
-    name = f"medark_alerts_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    yield from catalog_urls(request.param, tmp_path / "catalog.sqlite", "medark_alerts")
 
 
 def _engine_url(url: str) -> str:

@@ -5,42 +5,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
+from catalog_urls import KINDS, catalog_urls
 from sqlalchemy import create_engine, inspect
 
 from medark.catalog.models import FAILED, RUNNING, SUCCEEDED
 from medark.catalog.store import Catalog, redacted
 from medark.errors import CatalogError
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
-
-def _postgres() -> Iterator[str]:
-    name = f"medark_catalog_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=KINDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'catalog.sqlite'}"
-    else:
-        yield from _postgres()
+    yield from catalog_urls(request.param, tmp_path / "state" / "catalog.sqlite",
+                            "medark_catalog")
 
 
 def test_jobs_are_recorded_and_listed_newest_first(url: str) -> None:

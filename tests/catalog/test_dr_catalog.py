@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from catalog_urls import KINDS, catalog_urls
 from sqlalchemy import create_engine, inspect
 
 from medark.catalog.dr_records import DrStep
@@ -24,7 +23,6 @@ from medark.catalog.store import MIGRATIONS, Catalog
 from medark.errors import CatalogError, SwitchRefused
 from medark.util import clock
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 CLAIM = """\
 import sys
 from medark.catalog.store import Catalog
@@ -39,22 +37,9 @@ sys.stdin.read()  # holds the claim (alive) until the test closes stdin
 """
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=KINDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'catalog.sqlite'}"
-        return
-    name = f"medark_dr_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    yield from catalog_urls(request.param, tmp_path / "catalog.sqlite", "medark_dr")
 
 
 def test_an_action_keeps_its_steps_and_measurements(url: str) -> None:
