@@ -88,14 +88,14 @@ def _print_status(ctx: Context, s: DrStatus) -> None:
         extra = "" if node.role != "standby" else (
             f", receiver {node.receiver_status or 'none'}"
             + (", replay PAUSED" if node.replay_paused else ""))
-        out.text(f"  {node.configured} {node.address} (site {node.site}): {node.role}, "
-                 f"timeline {node.timeline}{extra}")
+        out.prose(f"  {node.configured} {node.address} (site {node.site}): {node.role}, "
+                  f"timeline {node.timeline}{extra}", indent=6)
     slot = (f"slot {s.slot} {'active' if s.slot_active else 'inactive'}"
             if s.slot_active is not None else f"slot {s.slot} not found on the primary")
     streaming = {True: "streaming", False: "not streaming", None: "unknown"}[s.streaming]
-    out.text(f"  replication: {streaming}, {slot}")
+    out.prose(f"  replication: {streaming}, {slot}", indent=6)
     if s.lag_bytes is not None:
-        seconds = "unknown" if s.lag_seconds is None else f"{s.lag_seconds:.1f} s"
+        seconds = "unknown" if s.lag_seconds is None else _seconds(s.lag_seconds)
         out.prose(f"  lag: {s.lag_bytes} bytes, {seconds} ({s.lag_basis}); limits "
                   f"{s.max_lag_bytes} bytes, {s.max_lag_seconds:g} s"
                   + (f": OVER ({'; '.join(s.over_limit)})" if s.over_limit else ""), indent=6)
@@ -106,13 +106,20 @@ def _print_status(ctx: Context, s: DrStatus) -> None:
         out.prose(f"  health {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})",
                   indent=6)
     if s.pooler is not None:
-        out.text(f"  pgbouncer {s.pooler['database']}: to {s.pooler['host']}:"
-                 f"{s.pooler['port']}{', PAUSED' if s.pooler['paused'] else ''}, "
-                 f"{s.pooler['clients_waiting']} clients waiting")
+        out.prose(f"  pgbouncer {s.pooler['database']}: to {s.pooler['host']}:"
+                  f"{s.pooler['port']}{', PAUSED' if s.pooler['paused'] else ''}, "
+                  f"{s.pooler['clients_waiting']} clients waiting", indent=6)
     elif s.pooler_error is not None:
         out.prose(f"  pgbouncer: {s.pooler_error}", indent=6)
-    out.text(f"  last switch: {_action(s.last_switch)}")
-    out.text(f"  last drill: {_action(s.last_drill)}")
+    out.prose(f"  last switch: {_action(s.last_switch)}", indent=6)
+    out.prose(f"  last drill: {_action(s.last_drill)}", indent=6)
+
+
+def _seconds(value: float) -> str:
+    """A lag in seconds; a small one keeps its digits: behind is never shown as 0."""
+    if value == 0 or value >= 1:
+        return f"{value:.1f} s" if value else "0 s"
+    return f"{value:.6f}".rstrip("0") + " s"
 
 
 def _action(record: DrActionRecord | None) -> str:
