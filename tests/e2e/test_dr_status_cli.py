@@ -105,7 +105,7 @@ def status(cli: Cli, config: Path, *extra: str) -> tuple[int, str, str]:
 
 
 def caught_up(pair: PgPair) -> bool:
-    return pair.standby.sql("SELECT pg_last_wal_replay_lsn()") == \
+    return str(pair.standby.sql("SELECT pg_last_wal_replay_lsn()")) == \
         pair.primary.sql("SELECT pg_current_wal_flush_lsn()")
 
 
