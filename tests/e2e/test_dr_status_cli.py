@@ -179,6 +179,79 @@ def test_an_empty_history_says_so(dr: tuple[Cli, Path]) -> None:
     assert result.stdout.strip() == "no DR actions recorded for his"
 
 
+def test_recorded_actions_show_in_history_and_status(dr: tuple[Cli, Path],
+                                                     pair: PgPair) -> None:
+    from medark.catalog.store import Catalog
+
+    cli, config = dr
+    url = f"sqlite:///{config.parent / 'catalog.db'}"
+    catalog = Catalog(url)
+    try:
+        drill = catalog.start_dr_action("his", "drill", "tester")
+        catalog.finish_dr_action(drill, "succeeded", switch_seconds=12.5)
+        switch = catalog.start_dr_action("his", "switchover", "operator")
+        catalog.finish_dr_action(switch, "failed", error="fencing hook exited 1")
+    finally:
+        catalog.close()
+    history = cli("dr", "history", "--config", config, "--catalog", url).stdout.splitlines()
+    assert re.fullmatch(rf"#{switch} \S+ his switchover failed by operator", history[0])
+    assert history[1].strip() == "fencing hook exited 1"
+    assert re.fullmatch(rf"#{drill} \S+ his drill succeeded by tester, switch 12\.5 s",
+                        history[2])
+    wait_for(lambda: caught_up(pair), what="the standby to catch up")
+    code, out, _ = status(cli, config)
+    assert code == 0
+    assert re.search(r"last switch: switchover \S+ failed", out), out
+    assert re.search(r"last drill: drill \S+ succeeded", out), out
+
+
+def test_a_failing_health_check_exits_29(dr: tuple[Cli, Path], pair: PgPair) -> None:
+    cli, config = dr
+    config.write_text(config_text(pair).replace('expect = "1"', 'expect = "2"'),
+                      encoding="utf-8")
+    wait_for(lambda: caught_up(pair), what="the standby to catch up")
+    code, out, err = status(cli, config)
+    assert code == 29, out + err
+    assert "health his-answers: FAILED (got '1', wanted '2')" in out
+    assert err.strip() == "medark: his: health check his-answers: got '1', wanted '2'"
+
+
+def test_a_mariadb_system_is_one_line_not_supported(dr: tuple[Cli, Path],
+                                                    pair: PgPair) -> None:
+    cli, config = dr
+    config.write_text(config_text(pair) + MARIADB, encoding="utf-8")
+    wait_for(lambda: caught_up(pair), what="the standby to catch up")
+    code, out, err = status(cli, config)
+    assert code == 0, out + err
+    assert "lis: mariadb DR status is not supported yet" in out.splitlines()
+    code, out, _ = status(cli, config, "lis", "--json")
+    assert code == 0
+    [lis] = json.loads(out)["systems"]
+    assert lis["supported"] is False and lis["healthy"] is True
+
+
+MARIADB = """
+[systems.lis]
+owner = "IT"
+
+[[systems.lis.sources]]
+type = "mariadb"
+dsn = "mysql://root@127.0.0.1:1/"
+
+[dr.lis.primary]
+kind = "mariadb"
+site = "main"
+dsn = "mysql://root@127.0.0.1:1/"
+control = { unit = "mariadb.service" }
+
+[dr.lis.standby]
+kind = "mariadb"
+site = "east"
+dsn = "mysql://root@127.0.0.1:2/"
+control = { unit = "mariadb.service" }
+"""
+
+
 def test_a_stopped_standby_exits_26(dr: tuple[Cli, Path], pair: PgPair) -> None:
     """Last in the module: the standby stays down."""
     cli, config = dr
