@@ -16,6 +16,7 @@ import pytest
 from conftest import Cli
 from pg_pair import PgPair, pg_pair
 from pg_server import can_run_servers, wait_for
+from pgbouncer_server import PgbouncerServer, pgbouncer_bin
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
@@ -228,6 +229,33 @@ def test_a_mariadb_system_is_one_line_not_supported(dr: tuple[Cli, Path],
     assert code == 0
     [lis] = json.loads(out)["systems"]
     assert lis["supported"] is False and lis["healthy"] is True
+
+
+@pytest.mark.skipif(pgbouncer_bin() is None, reason="pgbouncer is not installed")
+def test_the_pooler_entry_is_shown(dr: tuple[Cli, Path], pair: PgPair) -> None:
+    cli, config = dr
+    bouncer = PgbouncerServer(pair.primary.port)
+    bouncer.start()
+    try:
+        config.write_text(config_text(pair) + f"""
+[dr.his.client_switch]
+type = "pgbouncer"
+database = "his"
+admin_dsn = "{bouncer.admin_dsn}"
+ini = "{bouncer.ini}"
+""", encoding="utf-8")
+        wait_for(lambda: caught_up(pair), what="the standby to catch up")
+        code, out, err = status(cli, config)
+        assert code == 0, out + err
+        assert f"pgbouncer his: to 127.0.0.1:{pair.primary.port}, 0 clients waiting" in out
+        code, out, _ = status(cli, config, "--json")
+        pooler = json.loads(out)["systems"][0]["pooler"]
+        assert pooler["port"] == pair.primary.port and pooler["paused"] is False
+    finally:
+        bouncer.stop()
+    code, out, err = status(cli, config)
+    assert code == 0, out + err  # the pooler down is shown, not a failure of the pair
+    assert "pgbouncer: " in out
 
 
 MARIADB = """
