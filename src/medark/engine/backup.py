@@ -20,6 +20,7 @@ from typing import Any
 
 from medark import __version__
 from medark.engine.archiver import ContentArchiver, read_whole
+from medark.engine.backup_paths import build_path_tree, find_parent, normalize_paths, same_source
 from medark.engine.change_stats import ChangeStats, ContentSample, recorded_extensions
 from medark.errors import SourceError
 from medark.policy.anomaly import SUMMARY_KEY, Thresholds, Verdict, assess
@@ -28,7 +29,6 @@ from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import (
     all_snapshots,
-    filter_snapshots,
     load_tree,
     save_snapshot,
     save_tree,
@@ -93,26 +93,6 @@ class BackupResult:
 
 def worker_count(requested: int) -> int:
     return requested or max(2, os.cpu_count() or 2)
-
-
-def find_parent(
-    repo: Repository, host: str, paths: list[str], explicit: str | None,
-    snapshots: list[Snapshot] | None = None,
-) -> Snapshot | None:
-    """restic's choice: the newest snapshot of the same host with the same paths.
-    `snapshots`: every snapshot, oldest first, when the caller has them already."""
-    snaps = all_snapshots(repo) if snapshots is None else snapshots
-    if explicit:
-        from_store = [s for s in snaps if s.id.startswith(explicit)]
-        return from_store[-1] if from_store else None
-    same = same_source(snaps, host, paths)
-    return same[-1] if same else None
-
-
-def same_source(snaps: list[Snapshot], host: str, paths: list[str]) -> list[Snapshot]:
-    """The snapshots of one host and path set (the history a backup is judged against)."""
-    return [s for s in filter_snapshots(snaps, hosts=[host])
-            if sorted(s.paths) == sorted(paths)]
 
 
 @dataclass
@@ -590,32 +570,3 @@ def _open_for_reading(path: str) -> int:
 
 def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
-
-
-def normalize_paths(paths: list[str]) -> list[str]:
-    out = []
-    for path in paths:
-        absolute = os.path.abspath(path)
-        if not os.path.lexists(absolute):
-            raise SourceError(f"{path} does not exist")
-        out.append(absolute)
-    return sorted(set(out))
-
-
-def build_path_tree(paths: list[str]) -> dict[str, Any]:
-    """Nested dict of path components; None marks a path that is backed up whole."""
-    root: dict[str, Any] = {}
-    for path in paths:
-        parts = [p for p in path.split("/") if p]
-        if not parts:
-            raise SourceError("backing up / itself is not supported; list its directories")
-        node = root
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if child is None:
-                break  # a parent directory is already backed up whole
-            node = child
-        else:
-            node[parts[-1]] = None
-    return root
-
