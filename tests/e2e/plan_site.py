@@ -33,3 +33,35 @@ def write_plan_config(cli: Cli, tmp_path: Path, body: str, **values: object) -> 
                                            password_file=password_file, **values),
                       encoding="utf-8")
     return config
+
+
+# An EMR file store backed up hourly into `local` and copied to `offsite`, each with
+# its own retention (`local_last`, `offsite_last`): the copy-target retention tests.
+EMR_WITH_OFFSITE = """\
+[repositories.offsite]
+site = "main"
+url = "{offsite}"
+password_file = "{password_file}"
+prune = "every 30s"
+
+[systems.emr]
+owner = "medical records office"
+records = "inpatient"
+
+[[systems.emr.sources]]
+type = "files"
+paths = ["{data}"]
+
+[plans.emr]
+system = "emr"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = {{ last = {local_last}, yearly = 30 }}
+
+[[plans.emr.copies]]
+to = "offsite"
+schedule = "every 1h"
+retention = {{ last = {offsite_last}, yearly = 30 }}
+"""

@@ -12,36 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Cli
-from plan_site import write_plan_config
-
-CONFIG = """\
-[repositories.offsite]
-site = "main"
-url = "{offsite}"
-password_file = "{password_file}"
-prune = "every 30s"
-
-[systems.emr]
-owner = "medical records office"
-records = "inpatient"
-
-[[systems.emr.sources]]
-type = "files"
-paths = ["{data}"]
-
-[plans.emr]
-system = "emr"
-repository = "local"
-schedule = "every 1h"
-rpo = "1h"
-rto = "1h"
-retention = {{ last = {local_last}, yearly = 30 }}
-
-[[plans.emr.copies]]
-to = "offsite"
-schedule = "every 1h"
-retention = {{ last = {offsite_last}, yearly = 30 }}
-"""
+from plan_site import EMR_WITH_OFFSITE, write_plan_config
 
 
 def _setup(cli: Cli, tmp_path: Path, local_last: int, offsite_last: int) -> tuple[Path, Path]:
@@ -49,7 +20,7 @@ def _setup(cli: Cli, tmp_path: Path, local_last: int, offsite_last: int) -> tupl
     data.mkdir()
     offsite = tmp_path / "offsite"
     cli("-r", offsite, "init")
-    config = write_plan_config(cli, tmp_path, CONFIG, data=data, offsite=offsite,
+    config = write_plan_config(cli, tmp_path, EMR_WITH_OFFSITE, data=data, offsite=offsite,
                                local_last=local_last, offsite_last=offsite_last)
     return config, offsite
 

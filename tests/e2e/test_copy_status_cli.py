@@ -10,35 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Cli
-from plan_site import write_plan_config
-
-CONFIG = """\
-[repositories.offsite]
-site = "main"
-url = "{offsite}"
-password_file = "{password_file}"
-
-[systems.emr]
-owner = "medical records office"
-records = "inpatient"
-
-[[systems.emr.sources]]
-type = "files"
-paths = ["{data}"]
-
-[plans.emr]
-system = "emr"
-repository = "local"
-schedule = "every 1h"
-rpo = "1h"
-rto = "1h"
-retention = {{ last = 10, yearly = 30 }}
-
-[[plans.emr.copies]]
-to = "offsite"
-schedule = "every 1h"
-retention = {{ last = 1, yearly = 30 }}
-"""
+from plan_site import EMR_WITH_OFFSITE, write_plan_config
 
 SELECTION = ["--tag", "plan=emr", "--keep-last", "1", "--keep-yearly", "30"]
 """What the daemon's copy to offsite passes (scheduler/runner.py copy_step)."""
@@ -50,7 +22,8 @@ def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
     data.mkdir()
     offsite = tmp_path / "offsite"
     cli("-r", offsite, "init")
-    config = write_plan_config(cli, tmp_path, CONFIG, data=data, offsite=offsite)
+    config = write_plan_config(cli, tmp_path, EMR_WITH_OFFSITE, data=data, offsite=offsite,
+                               local_last=10, offsite_last=1)
     for n in range(4):
         (data / f"case-{n}.xml").write_bytes(os.urandom(3000))
         cli("run", "emr", "--config", config, password=None)
@@ -112,7 +85,8 @@ def test_pending_counts_only_what_the_targets_copy_would_send(cli: Cli,
 
 def test_a_plan_status_needs_a_plan_with_copies(cli: Cli, tmp_path: Path) -> None:
     offsite = tmp_path / "offsite"
-    config = write_plan_config(cli, tmp_path, CONFIG, data=tmp_path, offsite=offsite)
+    config = write_plan_config(cli, tmp_path, EMR_WITH_OFFSITE, data=tmp_path, offsite=offsite,
+                               local_last=10, offsite_last=1)
     unknown = cli("copy", "--status", "--plan", "pacs", "--config", config, password=None,
                   check=False)
     assert unknown.returncode == 2
