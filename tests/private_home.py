@@ -79,6 +79,11 @@ def make_home() -> Path:
     for sub in XDG.values():
         (home / sub).mkdir(parents=True)
         (home / sub).chmod(0o1777)
+    # medark's own cache directory too: the first `medark` to make it would own it 0700,
+    # and a `medark` run as the postgres user (runuser keeps XDG_*) could not add its own
+    medark_cache = home / XDG["XDG_CACHE_HOME"] / "medark"
+    medark_cache.mkdir()
+    medark_cache.chmod(0o1777)
     return home
 
 
