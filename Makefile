@@ -41,7 +41,7 @@ run: report-debs venv bytecode
 ## reports render Chinese with (REPORT_DEBS: `make run` installs those alone), and
 ## poppler-utils the report tests read PDFs with.
 REPORT_DEBS := fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0
-DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils
+DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy
 debs report-debs:
 	@missing=""; for p in $(if $(filter report-debs,$@),$(REPORT_DEBS),$(DEBS)); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
