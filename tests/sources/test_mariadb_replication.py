@@ -104,6 +104,21 @@ def test_lag_counts_transactions_and_is_never_zero_seconds_while_behind(
         replication_lag(r.dsn, p.dsn)
 
 
+def test_promote_refuses_received_but_unapplied_transactions(pair: MariaPair) -> None:
+    p, r = pair.primary, pair.replica
+    r.root_sql("STOP SLAVE SQL_THREAD")
+    try:
+        _write(p, 2)
+        target = p.value("@@gtid_binlog_pos")
+        wait_for(lambda: node_state(r.admin_dsn, PW).gtid_io_pos == target, 30, "receipt")
+        with pytest.raises(StandbyNotReady, match="received but not applied, domain 0: 2 "):
+            promote(r.admin_dsn, PW)
+        assert node_state(r.admin_dsn, PW).role == STANDBY  # untouched
+    finally:
+        r.root_sql("START SLAVE SQL_THREAD")
+    wait_replayed(r.admin_dsn, target, 30, PW)
+
+
 def test_errors_are_one_line_without_the_password(pair: MariaPair) -> None:
     with pytest.raises(DatabaseUnavailable) as caught:
         node_state(pair.primary.admin_dsn, "Wrong-secret-pw")
@@ -133,16 +148,43 @@ def test_fence_and_unfence_keep_replication_and_block_new_writes(pair: MariaPair
     assert node_state(p.admin_dsn, PW).role == PRIMARY
 
 
-def _open_transaction(server: ReplServer) -> subprocess.Popen[bytes]:
-    """An application session inside an uncommitted write, left open."""
+def test_fence_gets_past_a_long_running_write(pair: MariaPair) -> None:
+    """A statement that holds off SET GLOBAL read_only is killed, then the fence is set."""
+    p = pair.primary
+    before = _visits(p)
+    session = _app_session(p, "INSERT INTO his.visits (note) SELECT SLEEP(120);\n")
+    try:
+        wait_for(lambda: "SLEEP(120)" in p.root_sql(
+            "SELECT IFNULL(INFO, '') FROM information_schema.PROCESSLIST"), 30, "the write")
+        assert fence_readonly(p.admin_dsn, PW, timeout=4) >= 1
+        assert node_state(p.admin_dsn, PW).read_only
+    finally:
+        _close(session)
+        unfence(p.admin_dsn, PW)
+    assert _visits(p) == before
+
+
+def _app_session(server: ReplServer, script: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         ["mariadb", "--no-defaults", "--protocol=TCP", "--host=127.0.0.1",
          f"--port={server.port}", f"--user={APP_USER}", "--batch"],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env=dict(os.environ, MYSQL_PWD=APP_PASSWORD))
     assert proc.stdin is not None
-    proc.stdin.write(b"BEGIN; INSERT INTO his.visits (note) VALUES ('uncommitted');\n")
+    proc.stdin.write(script.encode())
     proc.stdin.flush()
+    return proc
+
+
+def _close(session: subprocess.Popen[bytes]) -> None:
+    assert session.stdin is not None
+    session.stdin.close()
+    session.wait(timeout=30)
+
+
+def _open_transaction(server: ReplServer) -> subprocess.Popen[bytes]:
+    """An application session inside an uncommitted write, left open."""
+    proc = _app_session(server, "BEGIN; INSERT INTO his.visits (note) VALUES ('open');\n")
     wait_for(lambda: APP_USER in server.root_sql(
         "SELECT USER FROM information_schema.PROCESSLIST"), 30, "the app session")
     return proc
@@ -156,9 +198,7 @@ def test_planned_switch_and_reinstatement_lose_nothing(fresh_pair: MariaPair) ->
         assert fence_readonly(old.admin_dsn, PW, timeout=20) >= 1
         assert APP_USER not in old.root_sql("SELECT USER FROM information_schema.PROCESSLIST")
     finally:
-        assert session.stdin is not None
-        session.stdin.close()
-        session.wait(timeout=30)
+        _close(session)
     with pytest.raises(RuntimeError, match="read-only"):
         _write(old, 1)
     gtid = final_gtid(old.admin_dsn, PW)
@@ -187,24 +227,30 @@ def test_planned_switch_and_reinstatement_lose_nothing(fresh_pair: MariaPair) ->
     assert _visits(old) == 31
 
 
-def test_reinstate_refuses_an_old_primary_with_errant_transactions(
+def test_failover_then_reinstate_refuses_the_old_primary_with_errant_transactions(
         fresh_pair: MariaPair) -> None:
+    """The link fails, the old primary commits on, its site is lost; the replica is
+    promoted with all it received. Back again, the old primary holds transactions the
+    new one never had, and is refused."""
     old, new = fresh_pair.primary, fresh_pair.replica
     _write(old, 3)
-    fence_readonly(old.admin_dsn, PW)
-    wait_replayed(new.admin_dsn, final_gtid(old.admin_dsn, PW), 30, PW)
-    promote(new.admin_dsn, PW)
+    wait_replayed(new.admin_dsn, old.value("@@gtid_binlog_pos"), 30, PW)
+    new.root_sql("STOP SLAVE IO_THREAD")
+    _write(old, 2, "lost")
+    old.stop()
+    new.root_sql("START SLAVE IO_THREAD")  # retrying a primary that is gone
+    promoted = promote(new.admin_dsn, PW)
+    assert promoted.role == PRIMARY and _visits(new) == 3
     _write(new, 2, "new")
-    # An account with READ ONLY ADMIN writes through the fence: an errant transaction.
-    before = old.value("@@gtid_binlog_pos")
-    old.root_sql("INSERT INTO his.visits (note) VALUES ('errant')")
+    old.start()
     errant = old.value("@@gtid_binlog_pos")
-    assert errant != before and errant.startswith("0-1-")
+    assert errant.startswith("0-1-")
     source = ReplicationSource("127.0.0.1", new.port, "repl", "Repl-Hosp1tal-pw")
     with pytest.raises(SwitchRefused) as caught:
         reinstate_as_standby(old.admin_dsn, source, PW, timeout=30)
     message = str(caught.value)
-    assert errant in message and "errant" in message and "\n" not in message
-    assert "Repl-Hosp1tal-pw" not in message
-    # Refused before anything changed: no replication configured on the old primary.
+    assert f"0-1-{int(new.value('@@gtid_binlog_state').split('0-1-')[1].split(',')[0]) + 1}"\
+        f"..{errant}" in message, message
+    assert "errant" in message and "\n" not in message and "Repl-Hosp1tal-pw" not in message
+    # Refused before anything changed: the old primary is not replicating.
     assert not node_state(old.admin_dsn, PW).replicating

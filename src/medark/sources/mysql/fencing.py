@@ -11,6 +11,10 @@ before 10.11 it did not apply to SUPER. Such an account can reconnect and write,
 application accounts must not hold it, and the clients' entry point (proxy, VIP, DNS)
 must point away from the server too. `readonly_bypass_accounts` lists who can. Replication
 threads are never blocked by read_only.
+
+The DR account needs READ ONLY ADMIN (read_only), PROCESS and CONNECTION ADMIN (to see and
+kill every session; without PROCESS other accounts' sessions are invisible and survive),
+CREATE USER and BINLOG ADMIN (the write probe's throwaway account, unlogged).
 """
 
 from __future__ import annotations
@@ -54,18 +58,22 @@ def _kill(conn: Conn, ids: list[int]) -> None:
                         raise
 
 
-def _set_read_only(conn: Conn, timeout: float) -> None:
-    """SET GLOBAL read_only=1 waits for the global read lock, which a long statement or
-    a LOCK TABLES holds off: wait at most `timeout`, then kill the clients and retry."""
-    wait = max(1, int(timeout))
+def _set_read_only(conn: Conn, timeout: float) -> dict[int, str]:
+    """SET GLOBAL read_only=1 waits for the global read lock, which a long write statement
+    or a LOCK TABLES holds off: wait at most half of `timeout`, then kill the clients and
+    retry."""
+    wait = max(1, int(timeout / 2))
     statement = f"SET SESSION lock_wait_timeout = {wait}; SET GLOBAL read_only = 1"
     try:
         run(conn, statement, timeout=wait + 30)
     except MedarkError as exc:
         if "1205" not in str(exc) and "Lock wait timeout" not in str(exc):
             raise
-        _kill(conn, sorted(_clients(conn)))
+        blocking = _clients(conn)
+        _kill(conn, sorted(blocking))
         run(conn, statement, timeout=wait + 30)
+        return blocking
+    return {}
 
 
 def fence_readonly(dsn: str, password: str | None = None, timeout: float = 10.0) -> int:
@@ -78,9 +86,8 @@ def fence_readonly(dsn: str, password: str | None = None, timeout: float = 10.0)
     refused (replication.write_probe)."""
     conn = connect(dsn, password)
     deadline = time.monotonic() + timeout
-    killed: dict[int, str] = {}
     try:
-        _set_read_only(conn, timeout)
+        killed = _set_read_only(conn, timeout)
         while True:
             alive = _clients(conn)
             pending = {i: w for i, w in alive.items() if i not in killed}

@@ -97,7 +97,8 @@ def reinstate_as_standby(old_primary_dsn: str, source: ReplicationSource,
                                 "@@gtid_binlog_pos AS pos, @@log_slave_updates AS lsu, "
                                 "@@server_id AS id", names=True, secrets=[source.password or ""]))
     except DatabaseUnavailable as exc:
-        raise StandbyNotReady(f"cannot read the new primary's GTID state: {exc}") from None
+        raise StandbyNotReady(f"cannot read the new primary's GTID state: {exc} (give "
+                              "ReplicationSource.check_dsn)") from None
     new = rows[0]
     if int(new["id"]) == old.server_id:
         raise UsageError(f"{conn.safe()} and {check.safe()} have the same server_id "
@@ -109,7 +110,10 @@ def reinstate_as_standby(old_primary_dsn: str, source: ReplicationSource,
             f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}): not reinstated; "
             "rebuild it from the new primary or a backup")
     _point(conn, old, source, connect_retry)
-    return _wait_running(conn, new["pos"], timeout, password, old_primary_dsn)
+    hint = "" if new["lsu"] in ("1", "ON") else (
+        "; the new primary runs without log_slave_updates, so its binlog lacks what it "
+        "replicated")
+    return _wait_running(conn, new["pos"], timeout, password, old_primary_dsn, hint)
 
 
 def _point(conn: Conn, old: MariaNodeState, source: ReplicationSource,
@@ -135,7 +139,7 @@ def _point(conn: Conn, old: MariaNodeState, source: ReplicationSource,
 
 
 def _wait_running(conn: Conn, target: str, timeout: float, password: str | None,
-                  dsn: str) -> MariaNodeState:
+                  dsn: str, hint: str) -> MariaNodeState:
     """Both threads 'Yes', then the new primary's position (read before CHANGE MASTER)
     applied: a replica whose IO thread says Yes for a moment before the primary refuses
     its position is not taken for a working one."""
@@ -150,7 +154,7 @@ def _wait_running(conn: Conn, target: str, timeout: float, password: str | None,
         time.sleep(0.1)
     if not state.streaming:
         raise StandbyNotReady(f"{conn.safe()} is not replicating after {timeout:g} s: "
-                              f"threads {describe_threads(state)}")
+                              f"threads {describe_threads(state)}{hint}")
     left = max(1.0, deadline - time.monotonic())
     state = wait_replayed(dsn, target, left, password)
     if state.role != STANDBY or not state.read_only:

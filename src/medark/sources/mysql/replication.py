@@ -335,17 +335,24 @@ def wait_replayed(standby_dsn: str, gtid: str, timeout: float,
         run(conn, f"SELECT MASTER_GTID_WAIT('{gtid}', {wait:.3f})", timeout=wait + 30)
 
 
-def promote(standby_dsn: str, password: str | None = None,
-            timeout: float = 30.0) -> MariaNodeState:
+def promote(standby_dsn: str, password: str | None = None, timeout: float = 30.0,
+            allow_unapplied: bool = False) -> MariaNodeState:
     """Make the replica a writable primary: stop receiving, let the SQL thread apply what
     was received (a failover loses no relay log), STOP SLAVE, RESET SLAVE ALL, read_only
     off; then prove a fresh connection of an ordinary account gets past the read-only
-    check (write_probe)."""
+    check (write_probe).
+
+    A replica whose SQL thread is stopped with transactions received but not applied is
+    refused (RESET SLAVE ALL would drop them) unless `allow_unapplied` (failover --force)."""
     conn = connect(standby_dsn, password)
     before = read_state(conn)
     if not before.replicating:
         raise StandbyNotReady(f"{conn.safe()} has no replication configured: nothing to "
                               "promote")
+    unapplied = missing(before.gtid_io_pos, before.gtid_slave_pos)
+    if before.slave_sql_running != "Yes" and unapplied and not allow_unapplied:
+        raise StandbyNotReady(f"{conn.safe()} not promoted: received but not applied, "
+                              f"{unapplied} (threads: {describe_threads(before)})")
     if before.slave_sql_running == "Yes":
         run(conn, "STOP ALL SLAVES IO_THREAD")
         stopped = read_state(conn)
