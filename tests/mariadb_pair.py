@@ -58,7 +58,7 @@ class ReplServer(MariaServer):
         self.proc = subprocess.Popen(argv, user=entry.pw_uid, group=entry.pw_gid,
                                      extra_groups=[], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     cwd=str(self.base))
+                                     env=dict(os.environ, TZ="UTC"), cwd=str(self.base))
         wait_for(self._answers, 60, "mariadbd to start", self.log)
         self.root_sql("DROP USER IF EXISTS ''@'localhost'")
 
