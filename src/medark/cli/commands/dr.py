@@ -1,4 +1,5 @@
-"""`medark dr status [SYSTEM]` / `dr history [SYSTEM]`: the DR pairs of [dr.SYSTEM].
+"""`medark dr status|history|switchover|failover|failback SYSTEM`: the DR pairs of
+[dr.SYSTEM], and the actions that move a system between its sites (docs/dr.md).
 
 status connects to both nodes of every PostgreSQL stream-fed system (docs/dr.md): which
 node is primary and which standby, streaming, lag in bytes and seconds against the
@@ -6,6 +7,11 @@ system's limits, the health checks, the pooler, and the last switch and drill. I
 0 when every system is healthy and within its limits, 26 when a standby cannot take
 over (unreachable, not streaming), 27 when a lag is over its limit. history lists the
 DR actions the catalog recorded, newest first. Neither changes anything.
+
+The actions print each step as it ends, with its duration, and exit with the code of
+what went wrong (26 standby not ready, 27 lag over the limit, 28 fencing failed, 29
+health check failed, 30 refused: two primaries or another action running). They ask
+for the system's name on a terminal unless --yes is given; elsewhere --yes is required.
 """
 
 from __future__ import annotations
@@ -17,19 +23,29 @@ from medark.cli.command import Command
 from medark.cli.plan_options import add_catalog_option, add_config_option
 
 if TYPE_CHECKING:
-    from medark.catalog.dr_records import DrActionRecord
+    from medark.catalog.dr_records import DrActionRecord, DrStep
     from medark.cli.context import Context
     from medark.config.plans import MedarkConfig
-    from medark.service.dr import DrStatus
+    from medark.service.dr.action import DrOutcome
+    from medark.service.dr.status import DrStatus
 
-ACTIONS = ("status", "history")
+ACTIONS = ("status", "history", "switchover", "failover", "failback")
+CHANGING = ("switchover", "failover", "failback")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=ACTIONS,
-                   help="status (the pairs as found now) or history (DR actions recorded)")
+                   help="status (the pairs as found now), history (DR actions recorded), "
+                   "switchover (planned, no data loss), failover (the primary is gone), "
+                   "failback (back to the configured primary)")
     p.add_argument("system", nargs="?", metavar="SYSTEM",
-                   help="only this system (a [dr.SYSTEM] table); default: every one")
+                   help="the system (a [dr.SYSTEM] table); status and history: default "
+                   "every one")
+    p.add_argument("--yes", action="store_true",
+                   help="switchover/failover/failback: do not ask for confirmation")
+    p.add_argument("--force", action="store_true",
+                   help="failover: promote even when the standby is further behind than "
+                   "max_lag_bytes/max_lag (the loss is reported)")
     add_config_option(p)
     add_catalog_option(p)
 
@@ -41,12 +57,14 @@ def run(ctx: Context) -> int:
     config = load_plans(config_path(args.config))
     if args.action == "history":
         return _history(ctx, config)
+    if args.action in CHANGING:
+        return _act(ctx, config)
     return _status(ctx, config)
 
 
 def _status(ctx: Context, config: MedarkConfig) -> int:
     from medark.errors import CatalogError
-    from medark.service.dr import GRAVITY, dr_status, selected
+    from medark.service.dr.status import GRAVITY, dr_status, selected
     from medark.service.jobs import opened_catalog
 
     args = ctx.args
@@ -131,7 +149,7 @@ def _action(record: DrActionRecord | None) -> str:
 
 
 def _history(ctx: Context, config: MedarkConfig) -> int:
-    from medark.service.dr import dr_history
+    from medark.service.dr.status import dr_history
     from medark.service.jobs import opened_catalog
     from medark.util import clock
 
@@ -153,5 +171,79 @@ def _history(ctx: Context, config: MedarkConfig) -> int:
     return 0
 
 
+def _act(ctx: Context, config: MedarkConfig) -> int:
+    from medark.errors import UsageError
+    from medark.service.dr import failover, switchover
+    from medark.service.dr.status import selected
+    from medark.service.jobs import opened_catalog
+
+    args = ctx.args
+    if args.system is None:
+        raise UsageError(f"dr {args.action} needs the SYSTEM to act on")
+    selected(config, args.system)
+    if args.force and args.action != "failover":
+        raise UsageError("--force belongs to dr failover")
+    _confirm(ctx, args.action, args.system)
+    ctx.out.text(f"dr {args.action} {args.system}:")
+    def on_step(step: DrStep) -> None:
+        _print_step(ctx, step)
+
+    with opened_catalog(config, args.catalog) as catalog:
+        if args.action == "switchover":
+            outcome = switchover.switchover(config, args.system, catalog, on_step=on_step)
+        elif args.action == "failover":
+            outcome = failover.failover(config, args.system, catalog, force=args.force,
+                                        on_step=on_step)
+        else:
+            outcome = failover.failback(config, args.system, catalog, on_step=on_step)
+    if ctx.out.as_json:
+        ctx.out.json(outcome.public())
+    else:
+        _print_outcome(ctx, outcome)
+    problem = outcome.problem
+    if problem is None:
+        return 0
+    ctx.out.warn(f"medark: {problem}")
+    return problem.exit_code
+
+
+def _confirm(ctx: Context, action: str, system: str) -> None:
+    import sys
+
+    from medark.errors import UsageError
+
+    if ctx.args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"dr {action} {system} changes which server is the primary: give "
+                         "--yes (no terminal to confirm on)")
+    sys.stderr.write(f"dr {action} moves {system} between its sites. Type the system's "
+                     "name to go on: ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip() != system:
+        raise UsageError(f"dr {action} {system}: not confirmed, nothing changed")
+
+
+def _print_step(ctx: Context, step: DrStep) -> None:
+    mark = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}.get(step.result, step.result)
+    ctx.out.prose(f"  {step.name:<26} {mark:<7} {step.seconds:7.3f} s  {step.detail}",
+                  indent=6)
+
+
+def _print_outcome(ctx: Context, outcome: DrOutcome) -> None:
+    state = outcome.state
+    said = [f"{outcome.kind} #{outcome.action_id} {outcome.status.replace('_', ' ')} in "
+            f"{outcome.total_seconds:.2f} s"]
+    if state.switch_seconds is not None:
+        said.append(f"writes held {state.switch_seconds:.3f} s")
+    if state.new_primary is not None:
+        said.append(f"primary now {state.new_primary}")
+    ctx.out.text("; ".join(said))
+    if state.data_loss is not None:
+        ctx.out.prose(f"data loss: {state.data_loss.get('summary', state.data_loss)}",
+                      indent=4)
+
+
 COMMAND = Command("dr", "application-level DR: status of the primary/standby pairs, "
-                  "history of switches and drills", add_arguments, run)
+                  "switch-over, failover and failback, history of switches and drills",
+                  add_arguments, run)

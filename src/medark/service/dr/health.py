@@ -1,8 +1,9 @@
-"""One pass of a DR system's health checks (HTTP, TCP, SQL) for `dr status`.
+"""A DR system's health checks (HTTP, TCP, SQL): one pass for `dr status`, or retried
+until each passes or its `timeout` is up, after a switch and in a drill.
 
-Status reports what it sees now, so each check runs once within its timeout; the retry
-until a check passes belongs to the switch and the drill. A failure is a result with the
-one-line reason, never an exception.
+Status reports what it sees now, so each check runs once; a switch waits for the
+application to come up. A failure is a result with the one-line reason, never an
+exception.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from __future__ import annotations
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from medark.config.dr import Health
 from medark.errors import MedarkError
+from medark.util import clock
 
 MAX_SECONDS = 5.0
 """A status check waits at most this long, whatever the check's own (switch) timeout."""
+RETRY_PAUSE = 0.2
+_BOOL_TEXT = {"true": "t", "t": "t", "on": "t", "yes": "t", "1": "t",
+              "false": "f", "f": "f", "off": "f", "no": "f", "0": "f"}
+"""A boolean result is PostgreSQL's text `t`/`f`; `expect` may spell it any way SQL does."""
 
 
 @dataclass(frozen=True)
@@ -34,9 +41,11 @@ def check_name(check: Health) -> str:
     return check.name or f"{check.type} {check.url or check.address or check.query}"
 
 
-def run_check(check: Health, primary_dsn: str | None) -> HealthResult:
-    """Run `check` once; an sql check runs on `primary_dsn` (None: no primary found)."""
-    timeout = min(check.timeout.total_seconds(), MAX_SECONDS)
+def run_check(check: Health, primary_dsn: str | None,
+              limit: float = MAX_SECONDS) -> HealthResult:
+    """Run `check` once, waiting at most `limit` seconds; an sql check runs on
+    `primary_dsn` (None: no primary found)."""
+    timeout = max(0.1, min(check.timeout.total_seconds(), limit))
     try:
         if check.type == "tcp":
             ok, detail = _tcp(str(check.address), timeout)
@@ -47,6 +56,23 @@ def run_check(check: Health, primary_dsn: str | None) -> HealthResult:
     except (OSError, MedarkError) as exc:
         ok, detail = False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return HealthResult(check_name(check), check.type, ok, detail)
+
+
+def wait_healthy(checks: Sequence[Health], primary_dsn: str | None) -> list[HealthResult]:
+    """Run every check until it passes or its own `timeout` (counted from now) is up; the
+    last result of each, in the order given."""
+    start = clock.monotonic()
+    results: dict[int, HealthResult] = {}
+    pending = list(range(len(checks)))
+    while pending:
+        for i in list(pending):
+            left = start + checks[i].timeout.total_seconds() - clock.monotonic()
+            results[i] = run_check(checks[i], primary_dsn, max(left, 0.1))
+            if results[i].ok or left <= 0:
+                pending.remove(i)
+        if pending:
+            clock.sleep(RETRY_PAUSE)
+    return [results[i] for i in range(len(checks))]
 
 
 def _tcp(address: str, timeout: float) -> tuple[bool, str]:
@@ -84,9 +110,13 @@ def _sql(check: Health, primary_dsn: str | None, timeout: float) -> tuple[bool, 
             row = conn.execute(str(check.query)).fetchone()
         except psycopg.Error as exc:
             return False, str(exc).strip().splitlines()[0]
-    value = None if row is None or row[0] is None else str(row[0])
+    first = None if row is None else row[0]
+    value = None if first is None else ("t" if first else "f") if isinstance(first, bool) \
+        else str(first)
     if check.expect is not None:
-        ok = value == check.expect
+        wanted = _BOOL_TEXT.get(check.expect.lower(), check.expect) if isinstance(
+            first, bool) else check.expect
+        ok = value == wanted
         return ok, f"got {value!r}" + ("" if ok else f", wanted {check.expect!r}")
-    ok = value not in (None, "", "0", "False", "false", "f")
+    ok = value not in (None, "", "0", "false", "f")
     return ok, f"got {value!r}"

@@ -24,7 +24,8 @@ from medark.errors import (
     StandbyNotReady,
     UsageError,
 )
-from medark.service.dr_health import HealthResult, run_check
+from medark.service.dr.health import HealthResult, run_check
+from medark.service.dr.nodes import node_dsn, one_line
 
 SWITCH_KINDS = ("switchover", "failover", "failback")
 GRAVITY = (StandbyNotReady.exit_code, DatabaseUnavailable.exit_code,
@@ -210,22 +211,6 @@ def _status(name: str, conf: DrConf) -> DrStatus:
     return status
 
 
-def _dsn(node: Node) -> str:
-    """The node's DSN with its password_file's first line as the password."""
-    if node.password_file is None:
-        return node.dsn
-    from pathlib import Path
-
-    from psycopg import conninfo
-
-    try:
-        lines = Path(node.password_file).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise UsageError(f"cannot read password_file {node.password_file}: "
-                         f"{exc.strerror or exc}") from None
-    return conninfo.make_conninfo(node.dsn, password=lines[0] if lines else "")
-
-
 def _node(configured: str, node: Node, dsns: dict[str, str]) -> NodeStatus:
     """The node as found; its DSN with password goes into `dsns[configured]`."""
     from medark.sources.postgres.replication import node_state
@@ -233,10 +218,10 @@ def _node(configured: str, node: Node, dsns: dict[str, str]) -> NodeStatus:
 
     address = Dsn.parse(node.dsn).safe()
     try:
-        dsns[configured] = _dsn(node)
+        dsns[configured] = node_dsn(node)
         state = node_state(dsns[configured])
     except MedarkError as exc:
-        return NodeStatus(configured, node.site, address, error=_one_line(exc))
+        return NodeStatus(configured, node.site, address, error=one_line(exc))
     return NodeStatus(configured, node.site, address, state.role, state.timeline,
                       state.replay_paused, state.receiver_status)
 
@@ -273,7 +258,7 @@ def _lag(status: DrStatus, primary_dsn: str, standby_dsn: str) -> None:
     try:
         lag = replication_lag(primary_dsn, standby_dsn)
     except MedarkError as exc:
-        status.lag_error = _one_line(exc)
+        status.lag_error = one_line(exc)
         return
     status.lag_bytes, status.lag_seconds, status.lag_basis = lag.bytes, lag.seconds, lag.basis
     if lag.bytes > status.max_lag_bytes:
@@ -294,7 +279,7 @@ def _pooler(status: DrStatus, conf: DrConf) -> None:
         with PoolerConsole(switch.admin_dsn) as console:
             state = console.state()
     except MedarkError as exc:
-        status.pooler_error = _one_line(exc)
+        status.pooler_error = one_line(exc)
         return
     entry = state.database(str(switch.database))
     status.pooler = {"database": switch.database,
@@ -303,8 +288,3 @@ def _pooler(status: DrStatus, conf: DrConf) -> None:
                      "paused": None if entry is None else entry.paused,
                      "clients_waiting": sum(p.cl_waiting for p in state.pools_of(
                          str(switch.database)))}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
