@@ -25,7 +25,7 @@ import pytest
 from conftest import MEDARK, Cli
 from his_app import ORDERS_DDL
 from pg_pair import PgPair, pg_pair
-from pg_server import can_run_servers, wait_for
+from pg_server import PgServer, can_run_servers, wait_for
 from pgbouncer_server import PgbouncerServer, pgbouncer_bin
 from write_load import HisApp, WriteLoad
 
@@ -179,40 +179,8 @@ def test_a_switchover_under_load_loses_nothing_and_fails_no_request(cli: Cli,
                                                                     site: Site) -> None:
     pair = site.pair
     config = write_config(site)
-    for new, old in ((pair.standby, pair.primary), (pair.primary, pair.standby)):
-        load = WriteLoad(site.app.port, prefix=f"sw{new.port}-", clients=2).start()
-        wait_for(lambda: load.acked() >= 20, timeout=60, what="orders before the switch")
-        started = time.monotonic()
-        result = dr(cli, site, config, "switchover", "his", "--yes", "--json")
-        if result.returncode != 0:
-            load.stop()
-        assert result.returncode == 0, result.stdout + result.stderr
-        wait_for(lambda: load.snapshot().first_ack_on(new.port, started) is not None,
-                 timeout=30, what="an order on the new primary")
-        time.sleep(0.5)
-        record = load.stop()
-        doc = json.loads(result.stdout.strip().splitlines()[-1])
-        assert doc["status"] == "succeeded", doc
-        assert doc["new_primary"] == f"postgres@127.0.0.1:{new.port}"
-        assert 0 < doc["switch_seconds"] < doc["total_seconds"]
-        names = [s["name"] for s in doc["steps"]]
-        assert names[:3] == ["preflight", "stop services at " + _site(site, old),
-                             "hold clients"], names
-        assert "promote standby" in names and names[-1] == "reinstate old primary", names
-        assert all(s["result"] == "ok" for s in doc["steps"]), doc["steps"]
-        assert record.failures == [], record.failures[:5]
-        refs = [a.ref for a in record.acks]
-        assert rows_on(new.port, pair, refs) == set(refs)
-        assert roles(pair) == {new.port: "f", old.port: "t"}
-        wait_for(lambda: new.sql("SELECT state FROM pg_stat_replication") == "streaming",
-                 timeout=30, what="the old primary to stream from the new one")
-        assert new.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
-                       f"'{pair.slot}' AND active") == "1"
-        assert old.sql("SELECT count(*) FROM pg_replication_slots") == "0"
-        first_new = record.first_ack_on(new.port, started)
-        assert first_new is not None
-        assert not [a for a in record.acks if a.sent > first_new.acked
-                    and a.server_port == old.port]
+    switch_once(cli, site, config, pair.standby, pair.primary)
+    switch_once(cli, site, config, pair.primary, pair.standby)  # and back
     logs = {name: (site.work / f"{name}.log").read_text().split()
             for name in ("main", "east")}
     assert logs == {"main": ["stopped", "started"], "east": ["started", "stopped"]}
@@ -220,6 +188,44 @@ def test_a_switchover_under_load_loses_nothing_and_fails_no_request(cli: Cli,
     actions = json.loads(history.stdout)
     assert [a["kind"] for a in actions[:2]] == ["switchover", "switchover"]
     assert all(a["status"] == "succeeded" and a["switch_seconds"] for a in actions[:2])
+
+
+def switch_once(cli: Cli, site: Site, config: Path, new: PgServer, old: PgServer) -> None:
+    """One switch-over to `new` under load, checked."""
+    pair = site.pair
+    load = WriteLoad(site.app.port, prefix=f"sw{new.port}-", clients=2).start()
+    wait_for(lambda: load.acked() >= 20, timeout=60, what="orders before the switch")
+    started = time.monotonic()
+    result = dr(cli, site, config, "switchover", "his", "--yes", "--json")
+    if result.returncode != 0:
+        load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: load.snapshot().first_ack_on(new.port, started) is not None,
+             timeout=30, what="an order on the new primary")
+    time.sleep(0.5)
+    record = load.stop()
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "succeeded", doc
+    assert doc["new_primary"] == f"postgres@127.0.0.1:{new.port}"
+    assert 0 < doc["switch_seconds"] < doc["total_seconds"]
+    names = [s["name"] for s in doc["steps"]]
+    assert names[:3] == ["preflight", "stop services at " + _site(site, old),
+                         "hold clients"], names
+    assert "promote standby" in names and names[-1] == "reinstate old primary", names
+    assert all(s["result"] == "ok" for s in doc["steps"]), doc["steps"]
+    assert record.failures == [], record.failures[:5]
+    refs = [a.ref for a in record.acks]
+    assert rows_on(new.port, pair, refs) == set(refs)
+    assert roles(pair) == {new.port: "f", old.port: "t"}
+    wait_for(lambda: new.sql("SELECT state FROM pg_stat_replication") == "streaming",
+             timeout=30, what="the old primary to stream from the new one")
+    assert new.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                   f"'{pair.slot}' AND active") == "1"
+    assert old.sql("SELECT count(*) FROM pg_replication_slots") == "0"
+    first_new = record.first_ack_on(new.port, started)
+    assert first_new is not None
+    assert not [a for a in record.acks if a.sent > first_new.acked
+                and a.server_port == old.port]
 
 
 def _site(site: Site, server: object) -> str:
