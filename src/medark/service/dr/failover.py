@@ -62,6 +62,11 @@ def failover(config: MedarkConfig, system: str, catalog: Catalog, *, force: bool
     from medark.service.dr.status import selected
 
     conf = selected(config, system)[system]
+    if conf.primary.kind == "mariadb" and conf.feed == "stream":
+        from medark.service.dr import mariadb
+
+        return mariadb.failover(system, conf, catalog, force=force,
+                                requested_by=requested_by, on_step=on_step)
     supported(system, conf, "failover")
     return run_action(catalog, system, "failover",
                       lambda steps, state: Failover(system, conf, steps, state, force).run(),

@@ -74,6 +74,11 @@ def switchover(config: MedarkConfig, system: str, catalog: Catalog, *,
     from medark.service.dr.status import selected
 
     conf = selected(config, system)[system]
+    if conf.primary.kind == "mariadb" and conf.feed == "stream":
+        from medark.service.dr import mariadb
+
+        return mariadb.switchover(system, conf, catalog, requested_by=requested_by,
+                                  on_step=on_step, replay_timeout=replay_timeout)
     supported(system, conf, "switchover")
     return run_action(
         catalog, system, "switchover",
