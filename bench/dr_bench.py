@@ -333,6 +333,7 @@ class DrBench:
         cmd = setup.command(old, new)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
         env["MEDARK_CACHE_DIR"] = str(self.args.workdir / "cache")
+        started_utc = dt.datetime.now(dt.UTC)
         t0 = time.monotonic()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
                               stdin=subprocess.DEVNULL, timeout=600)
@@ -355,6 +356,7 @@ class DrBench:
         record: dict[str, Any] = {
             "tool": setup.name, "run": r + 1, "from_port": old, "to_port": new,
             "cmd": cmd, "rc": done.returncode, "command_ok": ok,
+            "started_utc": started_utc.isoformat(),
             "command_s": t1 - t0,
             "switch_s": (first.done - t0) if first else None,
             "requests": len(reqs),
