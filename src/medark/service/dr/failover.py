@@ -124,6 +124,7 @@ class Failover:
             switch = Switch(self.system, self.conf, self.steps, self.state)
             switch.redirect(new, old, clients, held_at)
             switch.start_and_check(new)
+            switch.synchronous()
 
     def _roles(self) -> tuple[Member, Member]:
         a, b = members(self.conf, PROBE_CONNECT)

@@ -26,6 +26,7 @@ from medark.errors import (
 )
 from medark.service.dr.health import HealthResult, run_check
 from medark.service.dr.nodes import node_dsn, one_line
+from medark.service.dr.sync import COST, SyncOutcome, enforce
 
 SWITCH_KINDS = ("switchover", "failover", "failback")
 GRAVITY = (StandbyNotReady.exit_code, DatabaseUnavailable.exit_code,
@@ -79,6 +80,8 @@ class DrStatus:
     health: list[HealthResult] = field(default_factory=list)
     pooler: dict[str, Any] | None = None
     pooler_error: str | None = None
+    sync: SyncOutcome | None = None
+    """synchronous = true: whether the primary waits for the standby now."""
     last_switch: DrActionRecord | None = None
     last_drill: DrActionRecord | None = None
     primary_down: str | None = None
@@ -128,6 +131,8 @@ class DrStatus:
                     "over_limit": self.over_limit},
             "would_lose_data": self.would_lose_data,
             "health": [h.public() for h in self.health],
+            "synchronous": None if self.sync is None else {
+                **self.sync.public(), "cost": COST},
             "pooler": self.pooler, "pooler_error": self.pooler_error,
             "last_switch": self.last_switch.public() if self.last_switch else None,
             "last_drill": self.last_drill.public() if self.last_drill else None,
@@ -148,12 +153,13 @@ def selected(config: MedarkConfig, system: str | None) -> dict[str, DrConf]:
 
 
 def dr_status(config: MedarkConfig, system: str | None = None,
-              catalog: Catalog | None = None) -> list[DrStatus]:
+              catalog: Catalog | None = None, supervise: bool = False) -> list[DrStatus]:
     """The state of every [dr] system (or `system`); the last switch and drill come from
-    `catalog` when given."""
+    `catalog` when given. `supervise`: first make each synchronous system's primary wait
+    for its standby, or degrade (`on_sync_loss`): the daemon's periodic look."""
     found = []
     for name, conf in selected(config, system).items():
-        status = _status(name, conf)
+        status = _status(name, conf, supervise)
         if catalog is not None:
             history = catalog.dr_history(name)
             status.last_switch = next((r for r in history if r.kind in SWITCH_KINDS), None)
@@ -170,7 +176,7 @@ def dr_history(config: MedarkConfig, catalog: Catalog, system: str | None = None
     return catalog.dr_history(system, limit)
 
 
-def _status(name: str, conf: DrConf) -> DrStatus:
+def _status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
     status = DrStatus(name, conf.primary.kind, conf.feed,
                       max_lag_bytes=conf.max_lag_bytes,
                       max_lag_seconds=conf.max_lag.total_seconds())
@@ -184,6 +190,8 @@ def _status(name: str, conf: DrConf) -> DrStatus:
         return status
     from medark.sources.postgres.replication import PRIMARY, STANDBY
 
+    if conf.synchronous:
+        status.sync = enforce(name, conf, apply=supervise)
     status.slot = conf.slot_name(name)
     dsns = {"primary": conf.primary.dsn, "standby": conf.standby.dsn}
     status.nodes = [_node(role, node, dsns)

@@ -158,6 +158,7 @@ class Switch:
         self.redirect(new, old, clients, held_at)
         self.start_and_check(new)
         self._reinstate(old, new)
+        self.synchronous()
 
     def _stop_services(self, old: Member, new: Member, undo: Undo) -> None:
         services = self.conf.services.get(old.node.site, [])
@@ -245,6 +246,17 @@ class Switch:
                     f"{self.system}: switched to {new.address}, but health check "
                     f"{failed[0].name} did not pass within its timeout ({failed[0].detail})")
             note.detail = ", ".join(f"{r.name} ok" for r in results)
+
+    def synchronous(self) -> None:
+        """A synchronous system: the new primary waits for its new standby from now on
+        (or degrades, or blocks, as `on_sync_loss` says, when there is none yet)."""
+        if not self.conf.synchronous:
+            return
+        from medark.service.dr.sync import enforce
+
+        with self.steps.step("synchronous replication") as note:
+            found = enforce(self.system, self.conf)
+            note.detail = found.detail + (f" ({found.problem})" if found.problem else "")
 
     def _reinstate(self, old: Member, new: Member) -> None:
         """Step 6; a failure here does not undo the switch, it is reported (exit 26)."""

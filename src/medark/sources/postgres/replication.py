@@ -208,11 +208,14 @@ def promote(standby_dsn: str, timeout: float) -> NodeState:
         before = read_state(conn)
         if before.role != STANDBY:
             raise StandbyNotReady(f"{dsn.safe()} is not in recovery: nothing to promote")
-        row = _row(conn, f"SELECT pg_promote(wait => true, wait_seconds => "
-                   f"{max(1, int(timeout))})")
-        if not row[0]:
-            raise StandbyNotReady(
-                f"{dsn.safe()} did not finish promotion within {timeout:g} s")
+        # wait => true polls ten times a second; polling here ends the wait ~0.1 s sooner
+        _row(conn, "SELECT pg_promote(wait => false)")
+        deadline = time.monotonic() + timeout
+        while _row(conn, "SELECT pg_is_in_recovery()")[0]:
+            if time.monotonic() >= deadline:
+                raise StandbyNotReady(
+                    f"{dsn.safe()} did not finish promotion within {timeout:g} s")
+            time.sleep(0.005)
         after = read_state(conn)
     if after.role != PRIMARY or after.timeline <= before.timeline:
         raise MedarkError(
