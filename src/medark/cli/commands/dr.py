@@ -1,4 +1,4 @@
-"""`medark dr status|history|switchover|failover|failback SYSTEM`: the DR pairs of
+"""`medark dr status|history|switchover|failover|failback|drill SYSTEM`: the DR pairs of
 [dr.SYSTEM], and the actions that move a system between its sites (docs/dr.md).
 
 status connects to both nodes of every PostgreSQL stream-fed system (docs/dr.md): which
@@ -10,8 +10,10 @@ DR actions the catalog recorded, newest first. Neither changes anything.
 
 The actions print each step as it ends, with its duration, and exit with the code of
 what went wrong (26 standby not ready, 27 lag over the limit, 28 fencing failed, 29
-health check failed, 30 refused: two primaries or another action running). They ask
-for the system's name on a terminal unless --yes is given; elsewhere --yes is required.
+health check failed, 30 refused: two primaries or another action running). Those that
+move a system ask for its name on a terminal unless --yes is given; elsewhere --yes is
+required. A drill changes nothing in production (a sandbox copy of the standby, torn
+down again) and asks for nothing; --yes is accepted.
 """
 
 from __future__ import annotations
@@ -29,20 +31,22 @@ if TYPE_CHECKING:
     from medark.service.dr.action import DrOutcome
     from medark.service.dr.status import DrStatus
 
-ACTIONS = ("status", "history", "switchover", "failover", "failback")
-CHANGING = ("switchover", "failover", "failback")
+ACTIONS = ("status", "history", "switchover", "failover", "failback", "drill")
+CHANGING = ("switchover", "failover", "failback", "drill")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=ACTIONS,
                    help="status (the pairs as found now), history (DR actions recorded), "
                    "switchover (planned, no data loss), failover (the primary is gone), "
-                   "failback (back to the configured primary)")
+                   "failback (back to the configured primary), drill (a sandbox copy of "
+                   "the standby, the DR services started and checked, then torn down)")
     p.add_argument("system", nargs="?", metavar="SYSTEM",
                    help="the system (a [dr.SYSTEM] table); status and history: default "
                    "every one")
     p.add_argument("--yes", action="store_true",
-                   help="switchover/failover/failback: do not ask for confirmation")
+                   help="switchover/failover/failback: do not ask for confirmation (a drill "
+                   "never asks)")
     p.add_argument("--force", action="store_true",
                    help="failover: promote even when the standby is further behind than "
                    "max_lag_bytes/max_lag (the loss is reported)")
@@ -173,7 +177,7 @@ def _history(ctx: Context, config: MedarkConfig) -> int:
 
 def _act(ctx: Context, config: MedarkConfig) -> int:
     from medark.errors import UsageError
-    from medark.service.dr import failover, switchover
+    from medark.service.dr import drill, failover, switchover
     from medark.service.dr.status import selected
     from medark.service.jobs import opened_catalog
 
@@ -183,7 +187,8 @@ def _act(ctx: Context, config: MedarkConfig) -> int:
     selected(config, args.system)
     if args.force and args.action != "failover":
         raise UsageError("--force belongs to dr failover")
-    _confirm(ctx, args.action, args.system)
+    if args.action != "drill":  # a drill changes nothing in production
+        _confirm(ctx, args.action, args.system)
     ctx.out.text(f"dr {args.action} {args.system}:")
     def on_step(step: DrStep) -> None:
         _print_step(ctx, step)
@@ -191,6 +196,8 @@ def _act(ctx: Context, config: MedarkConfig) -> int:
     with opened_catalog(config, args.catalog) as catalog:
         if args.action == "switchover":
             outcome = switchover.switchover(config, args.system, catalog, on_step=on_step)
+        elif args.action == "drill":
+            outcome = drill.drill(config, args.system, catalog, on_step=on_step)
         elif args.action == "failover":
             outcome = failover.failover(config, args.system, catalog, force=args.force,
                                         on_step=on_step)
@@ -235,7 +242,8 @@ def _print_outcome(ctx: Context, outcome: DrOutcome) -> None:
     said = [f"{outcome.kind} #{outcome.action_id} {outcome.status.replace('_', ' ')} in "
             f"{outcome.total_seconds:.2f} s"]
     if state.switch_seconds is not None:
-        said.append(f"writes held {state.switch_seconds:.3f} s")
+        said.append(f"{'healthy after' if outcome.kind == 'drill' else 'writes held'} "
+                    f"{state.switch_seconds:.3f} s")
     if state.new_primary is not None:
         said.append(f"primary now {state.new_primary}")
     ctx.out.text("; ".join(said))
