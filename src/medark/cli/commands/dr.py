@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from medark.service.dr.action import DrOutcome
     from medark.service.dr.status import DrStatus
 
-ACTIONS = ("status", "history", "switchover", "failover", "failback", "drill")
+ACTIONS = ("status", "history", "switchover", "failover", "failback", "drill", "supervise")
 CHANGING = ("switchover", "failover", "failback", "drill")
 
 
@@ -40,10 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="status (the pairs as found now), history (DR actions recorded), "
                    "switchover (planned, no data loss), failover (the primary is gone), "
                    "failback (back to the configured primary), drill (a sandbox copy of "
-                   "the standby, the DR services started and checked, then torn down)")
+                   "the standby, the DR services started and checked, then torn down), "
+                   "supervise (status, after making synchronous systems wait for their "
+                   "standby or degrade: the daemon's periodic look)")
     p.add_argument("system", nargs="?", metavar="SYSTEM",
-                   help="the system (a [dr.SYSTEM] table); status and history: default "
-                   "every one")
+                   help="the system (a [dr.SYSTEM] table); status, history and supervise: "
+                   "default every one")
     p.add_argument("--yes", action="store_true",
                    help="switchover/failover/failback: do not ask for confirmation (a drill "
                    "never asks)")
@@ -63,10 +65,10 @@ def run(ctx: Context) -> int:
         return _history(ctx, config)
     if args.action in CHANGING:
         return _act(ctx, config)
-    return _status(ctx, config)
+    return _status(ctx, config, args.action == "supervise")
 
 
-def _status(ctx: Context, config: MedarkConfig) -> int:
+def _status(ctx: Context, config: MedarkConfig, supervise: bool = False) -> int:
     from medark.errors import CatalogError
     from medark.service.dr.status import GRAVITY, dr_status, selected
     from medark.service.jobs import opened_catalog
@@ -75,10 +77,10 @@ def _status(ctx: Context, config: MedarkConfig) -> int:
     selected(config, args.system)  # an unknown system: exit 2 before any connection
     try:
         with opened_catalog(config, args.catalog) as catalog:
-            found = dr_status(config, args.system, catalog)
+            found = dr_status(config, args.system, catalog, supervise)
     except CatalogError as exc:
         ctx.out.warn(f"warning: {exc}; the last switch and drill are not shown")
-        found = dr_status(config, args.system)
+        found = dr_status(config, args.system, supervise=supervise)
     if ctx.out.as_json:
         ctx.out.json({"systems": [s.public() for s in found]})
     elif not found:
@@ -124,6 +126,11 @@ def _print_status(ctx: Context, s: DrStatus) -> None:
     else:
         out.prose(f"  lag: unknown{': ' + s.lag_error if s.lag_error else ''}", indent=6)
     out.text(f"  switch-over now: {'would LOSE data' if s.would_lose_data else 'no data loss'}")
+    if s.sync is not None:
+        out.prose(f"  synchronous: {s.sync.state}: {s.sync.detail}"
+                  + (f" ({s.sync.problem})" if s.sync.problem else ""), indent=6)
+    else:
+        out.text("  synchronous: no (a failover may lose the commits of the lag)")
     for check in s.health:
         out.prose(f"  health {check.name}: {'ok' if check.ok else 'FAILED'} ({check.detail})",
                   indent=6)
