@@ -51,7 +51,8 @@ class Site:
         return self.pair.primary if self.pair.primary.port == port else self.pair.replica
 
 
-def config_text(site: Site, health_address: str | None = None) -> str:
+def config_text(site: Site, health_address: str | None = None,
+                fencing: str = '"readonly"') -> str:
     p, r, w, hook = site.pair.primary, site.pair.replica, site.work, site.hook_file
     extra = "" if health_address is None else f"""
 [[dr.lis.health]]
@@ -93,6 +94,7 @@ retention = {{ daily = 14 }}
 [dr.lis]
 feed = "stream"
 max_lag = "1h"
+fencing = {fencing}
 
 [dr.lis.primary]
 kind = "mariadb"
@@ -295,6 +297,26 @@ def test_a_failing_health_check_before_the_switch_is_refused_with_29(cli: Cli,
     assert result.returncode == 29, result.stdout + result.stderr
     assert "health check analyser-link fails before the switch" in result.stderr
     assert roles(site) == before
+
+
+def test_a_failure_before_promotion_rolls_back_by_itself(cli: Cli, site: Site) -> None:
+    """A fencing hook that fails (after the standby caught up, before promotion): exit 28,
+    the old primary writable again, its services started again, the clients where they
+    were."""
+    pair = site.pair
+    config = write_config(site, fencing='{ type = "hook", command = "echo no power; exit 3" }')
+    before = roles(site)
+    result = dr(cli, site, config, "switchover", "lis", "--yes", "--json")
+    assert result.returncode == 28, result.stdout + result.stderr
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "rolled_back", doc
+    names = [(s["name"], s["result"]) for s in doc["steps"]]
+    assert names[-2:] == [("fence primary: hook", "failed"), ("roll back", "ok")], names
+    assert "fencing hook: exit 3: no power" in doc["error"]["message"]
+    assert roles(site) == before
+    pair.primary.app_sql("INSERT INTO his.visits (note) VALUES ('after-rollback')")
+    assert (site.work / "main.log").read_text().split()[-2:] == ["stopped", "started"]
+    assert site.hook_file.read_text().strip() == str(pair.primary.port)
 
 
 def test_a_failover_that_would_lose_what_the_old_primary_holds_is_refused_with_27(
