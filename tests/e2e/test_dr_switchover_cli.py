@@ -48,7 +48,8 @@ class Site:
 
 
 def config_text(site: Site, *, max_lag_bytes: int = 16 * 1024 * 1024,
-                health_address: str | None = None, main_stop: str = "") -> str:
+                health_address: str | None = None, main_stop: str = "",
+                fencing: str = '"readonly"') -> str:
     p, s, w = site.pair.primary, site.pair.standby, site.work
     extra_health = "" if health_address is None else f"""
 [[dr.his.health]]
@@ -92,6 +93,7 @@ feed = "stream"
 slot = "{site.pair.slot}"
 max_lag_bytes = {max_lag_bytes}
 max_lag = "1h"
+fencing = {fencing}
 
 [dr.his.primary]
 kind = "postgres"
@@ -314,6 +316,36 @@ def test_a_standby_that_is_no_standby_is_refused_with_26(cli: Cli, site: Site,
     finally:
         lone.stop()
         shutil.rmtree(lone.base, ignore_errors=True)
+
+
+def test_a_failing_fence_rolls_back_by_itself_with_28(cli: Cli, site: Site) -> None:
+    pair = site.pair
+    before = roles(pair)
+    primary = pair.primary if before[pair.primary.port] == "f" else pair.standby
+    config = write_config(site, fencing='{ type = "hook", command = "echo no power switch '
+                                        '>&2; exit 3" }')
+    load = WriteLoad(site.app.port, prefix="rb-", clients=1).start()
+    wait_for(lambda: load.acked() >= 10, timeout=60, what="orders before the switch")
+    result = dr(cli, site, config, "switchover", "his", "--yes", "--json")
+    started = time.monotonic()
+    wait_for(lambda: load.snapshot().first_ack_on(primary.port, started) is not None,
+             timeout=30, what="orders on the original primary after the rollback")
+    record = load.stop()
+    assert result.returncode == 28, result.stdout + result.stderr
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "rolled_back", doc
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["fence primary: hook"]["result"] == "failed"
+    assert "exit 3: no power switch" in steps["fence primary: hook"]["detail"]
+    assert "writable again" in steps["roll back"]["detail"]
+    assert "promote standby" not in steps
+    assert roles(pair) == before
+    assert record.failures == [], record.failures[:5]
+    refs = [a.ref for a in record.acks]
+    assert rows_on(primary.port, pair, refs) == set(refs)
+    assert primary.sql("SHOW default_transaction_read_only") == "off"
+    history = json.loads(dr(cli, site, config, "history", "his", "--json").stdout)
+    assert history[0]["status"] == "rolled_back"
 
 
 def test_without_yes_off_a_terminal_nothing_happens(cli: Cli, site: Site) -> None:
