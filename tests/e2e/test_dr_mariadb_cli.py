@@ -319,6 +319,39 @@ def test_a_failure_before_promotion_rolls_back_by_itself(cli: Cli, site: Site) -
     assert site.hook_file.read_text().strip() == str(pair.primary.port)
 
 
+def test_status_of_the_pair_counts_transactions_not_bytes(site: Site) -> None:
+    """mariadb_status.status (status.py's MariaDB branch): roles, threads, lag in
+    transactions with seconds never 0 while behind, health; a stopped SQL thread is 26."""
+    from medark.service.dr.mariadb_status import status
+    from medark.service.plans import load_plans
+
+    pair = site.pair
+    conf = load_plans(write_config(site)).dr["lis"]
+    wait_for(pair.caught_up, 30, "the standby to catch up")
+    found = status("lis", conf)
+    assert found.verdict() is None, found.public()
+    assert [(n.configured, n.role, n.receiver_status) for n in found.nodes] == [
+        ("primary", "primary", None), ("standby", "standby", "streaming")]
+    assert found.streaming and found.lag_seconds == 0.0 and found.lag_bytes is None
+    assert found.lag_basis == "0 transactions behind; caught up"
+    assert found.would_lose_data is False and [h.ok for h in found.health] == [True]
+    assert found.note.startswith("GTID primary primary: binlog 0-")
+    pair.replica.root_sql("STOP SLAVE SQL_THREAD")
+    try:
+        pair.primary.app_sql("INSERT INTO his.visits (note) VALUES ('behind 1'); "
+                             "INSERT INTO his.visits (note) VALUES ('behind 2')")
+        behind = status("lis", conf)
+    finally:
+        pair.replica.root_sql("START SLAVE SQL_THREAD")
+    problem = behind.verdict()
+    assert problem is not None and problem.exit_code == 26, behind.public()
+    assert "is not replicating (threads IO Yes, SQL No)" in str(problem)
+    assert behind.lag_basis is not None and behind.lag_basis.startswith(
+        "2 transactions behind; unknown"), behind.lag_basis
+    assert behind.lag_seconds is None and behind.would_lose_data is True
+    wait_for(pair.caught_up, 30, "the standby to catch up again")
+
+
 def test_a_failover_that_would_lose_what_the_old_primary_holds_is_refused_with_27(
         cli: Cli, site: Site) -> None:
     """The standby stopped receiving and the old primary, still reachable, committed three
