@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,7 @@ def switch_once(cli: Cli, site: Site, config: Path, new: ReplServer, old: ReplSe
                 times: list[dict[str, float]]) -> None:
     writer = Writer(site, f"sw{new.port}-").start()
     wait_for(lambda: len(writer.acks) >= 20, 60, "rows before the switch")
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     result = dr(cli, site, config, "switchover", "lis", "--yes", "--json")
     if result.returncode != 0:
         writer.stop()
@@ -230,6 +231,7 @@ def switch_once(cli: Cli, site: Site, config: Path, new: ReplServer, old: ReplSe
     assert first is not None
     times.append({"total": doc["total_seconds"], "switch": doc["switch_seconds"],
                   "to_first_write": round(first - started, 3),
+                  "to_first_step": round(_epoch(doc["steps"][0]["started"]) - wall, 3),
                   "failed_writes": writer.failures})
     assert doc["status"] == "succeeded" and doc["error"] is None, doc
     assert doc["new_primary"] == f"{BACKUP_USER}@127.0.0.1:{new.port}"
@@ -249,6 +251,10 @@ def switch_once(cli: Cli, site: Site, config: Path, new: ReplServer, old: ReplSe
     new.app_sql("INSERT INTO his.visits (note) VALUES ('after-switch')")
     wait_for(lambda: "after-switch" in notes_on(old, "after-switch"), 30,
              "the old primary to replicate from the new one")
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _site(site: Site, server: ReplServer) -> str:
