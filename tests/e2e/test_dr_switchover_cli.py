@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from conftest import MEDARK, Cli
 from his_app import ORDERS_DDL
@@ -346,6 +347,30 @@ def test_a_failing_fence_rolls_back_by_itself_with_28(cli: Cli, site: Site) -> N
     assert primary.sql("SHOW default_transaction_read_only") == "off"
     history = json.loads(dr(cli, site, config, "history", "his", "--json").stdout)
     assert history[0]["status"] == "rolled_back"
+
+
+def test_a_transaction_left_open_does_not_hold_the_switch_for_ever(cli: Cli,
+                                                                   site: Site) -> None:
+    """pgbouncer's PAUSE waits for open transactions: after 5 s the one left open is
+    ended (its client gets an error, its row is not committed) and the switch goes on."""
+    pair = site.pair
+    before = roles(pair)
+    new = pair.standby if before[pair.primary.port] == "f" else pair.primary
+    idle = psycopg.connect(site.pooler.client_dsn, prepare_threshold=None)
+    idle.execute("INSERT INTO orders (ref, patient) VALUES ('left-open', 'p')")
+    result = dr(cli, site, write_config(site), "switchover", "his", "--yes", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    hold = next(s for s in doc["steps"] if s["name"] == "hold clients")
+    assert "1 sessions with a transaction still open ended" in hold["detail"], hold
+    assert 5 <= hold["seconds"] < 30, hold
+    with pytest.raises(psycopg.Error):  # the session was ended under it
+        idle.commit()
+    idle.close()
+    assert new.sql("SELECT count(*) FROM orders WHERE ref = 'left-open'") == "0"
+    assert roles(pair)[new.port] == "f"
+    back = dr(cli, site, write_config(site), "switchover", "his", "--yes")
+    assert back.returncode == 0, back.stdout + back.stderr
 
 
 def test_without_yes_off_a_terminal_nothing_happens(cli: Cli, site: Site) -> None:

@@ -9,12 +9,14 @@ clients see the old primary refuse writes for the moment of the switch.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from medark.config.dr import ClientSwitch
-from medark.errors import MedarkError, UsageError
+from medark.errors import DatabaseUnavailable, MedarkError, UsageError
 from medark.service.dr.apps import hook_env, run_command
 from medark.service.dr.nodes import Member
 
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from medark.sources.postgres.pooler import PoolerConsole
 
 HOOK_TIMEOUT = 60.0
+HOLD_PATIENCE = 5.0
+"""Seconds PAUSE may wait for in-flight transactions before the stuck ones are ended."""
+STUCK_GRACE = 30.0
 
 
 class ClientSwitcher:
@@ -83,13 +88,41 @@ class ClientSwitcher:
             self._console = PoolerConsole(self.conf.admin_dsn)
         return self._console
 
-    def hold(self) -> str:
-        """pgbouncer: PAUSE the database (returns once in-flight transactions ended)."""
+    def hold(self, stuck: Callable[[], str] | None = None,
+             patience: float = HOLD_PATIENCE) -> str:
+        """pgbouncer: PAUSE the database. PAUSE returns once every in-flight transaction
+        has ended, so one left open (an idle-in-transaction session) would hold the
+        switch for ever: after `patience` seconds `stuck()` ends those transactions on
+        the server (their clients get an error, as without a pooler) and says what it
+        did; PAUSE then completes."""
         if self.conf is None or self.conf.type != "pgbouncer":
             return f"nothing to hold ({self.kind})"
-        self.console().pause(str(self.conf.database))
-        self.held = True
-        return f"pgbouncer {self.conf.database} paused"
+        console, db = self.console(), str(self.conf.database)
+        failure: list[BaseException] = []
+
+        def pause() -> None:
+            try:
+                console.pause(db)
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=pause, name="pgbouncer-pause", daemon=True)
+        worker.start()
+        worker.join(patience)
+        said = ""
+        if worker.is_alive() and stuck is not None:
+            said = "; " + stuck()
+            worker.join(STUCK_GRACE)
+        if worker.is_alive():
+            self._abandon_console()
+            self.held = True  # it may still pause: close() resumes on a new console
+            waited = patience + (STUCK_GRACE if stuck is not None else 0.0)
+            raise DatabaseUnavailable(f"pgbouncer {db}: PAUSE did not complete within "
+                                      f"{waited:g} s (a transaction stays open)")
+        self.held = True  # even a failed PAUSE may have paused: close() resumes
+        if failure:
+            raise failure[0]
+        return f"pgbouncer {db} paused{said}"
 
     def redirect(self, new: Member, old: Member) -> str:
         """Point the clients at `new` (the promoted standby)."""
@@ -120,6 +153,13 @@ class ClientSwitcher:
         self.console().resume(str(self.conf.database))
         self.held = False
         return f"pgbouncer {self.conf.database} resumed"
+
+    def _abandon_console(self) -> None:
+        """The console is blocked in a PAUSE that does not return: later commands go
+        through a new one; the old connection is closed in the background."""
+        stale, self._console = self._console, None
+        if stale is not None:
+            threading.Thread(target=stale.close, name="pgbouncer-close", daemon=True).start()
 
     def close(self) -> None:
         """Never leave the pooler paused: a failed action resumes it on the way out."""

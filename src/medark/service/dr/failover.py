@@ -52,6 +52,9 @@ CATCH_UP_TIMEOUT = 60.0
 """A failover waits this long for the standby to replay what it already received."""
 FAILBACK_CATCH_UP = 1800.0
 """A failback waits this long for the reinstated node to catch up before switching."""
+FAILOVER_HOLD = 2.0
+"""Seconds a failover waits for the pooler's PAUSE (connections to a dead primary may
+never finish) before it goes on without holding the clients."""
 PROBE_CONNECT = 3
 """Seconds to wait for a node when the primary may be gone."""
 
@@ -106,7 +109,7 @@ class Failover:
             held_at = clock.monotonic()
             with self.steps.step("hold clients") as note:
                 try:
-                    note.detail = clients.hold()
+                    note.detail = clients.hold(patience=FAILOVER_HOLD)
                 except MedarkError as exc:
                     note.detail = f"not held: {one_line(exc)}"
             self._fence(old)

@@ -148,7 +148,7 @@ class Switch:
             self._stop_services(old, new, undo)
             with self.steps.step("hold clients") as note:
                 held_at = clock.monotonic()
-                note.detail = clients.hold()
+                note.detail = clients.hold(lambda: end_open_transactions(old))
             self._fence_and_catch_up(old, new, undo)
             self._promote(new)
         except MedarkError:
@@ -272,6 +272,20 @@ class Switch:
             self.state.afterwards = StandbyNotReady(
                 f"{self.system}: switched to {new.address}, but the old primary "
                 f"{old.address} is not its standby yet: {one_line(exc)}")
+
+
+def end_open_transactions(old: Member) -> str:
+    """The pooler's PAUSE waits for transactions still open: end the sessions holding
+    one on the old primary (they would be ended by the fence a moment later anyway)."""
+    from medark.sources.postgres.server import Dsn
+
+    with Dsn.parse(old.dsn).connect() as conn:
+        ended = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+            "backend_type = 'client backend' AND pid <> pg_backend_pid() AND "
+            "xact_start IS NOT NULL").fetchone()
+    count = 0 if ended is None else int(str(ended[0]))
+    return f"{count} sessions with a transaction still open ended on {old.address}"
 
 
 def reinstate(system: str, conf: DrConf, old: Member, new: Member) -> str:
