@@ -8,6 +8,14 @@
 - `rpo_breach:PLAN` — the plan's newest successful backup is older than its RPO target
   (a plan that never succeeded counts from the daemon's start); resolved when a backup
   brings the age back under the target.
+- `dr_lag:SYSTEM` — the DR standby is further behind than `max_lag_bytes`/`max_lag`;
+  `dr_standby:SYSTEM` — the standby cannot take over (unreachable, not streaming) or
+  its replay is paused; `dr_sync:SYSTEM` — a `synchronous` system is not synchronous
+  (degraded, blocked, unknown): each from the daemon's `dr supervise` pass
+  (scheduler/dr_watch.py), resolved by the first pass that finds it cleared.
+- `dr_drill_failed:SYSTEM` — a scheduled `dr drill` failed; resolved by the next that
+  succeeds.
+The DR conditions carry the system's name where the others carry the plan's.
 Each condition is one open row in the catalog's alert table: it is notified when it
 opens and when it resolves, never again while it stays open, even across restarts.
 
@@ -56,6 +64,20 @@ TEXTS = {
                                          "最近一次自动恢复验证成功。"),
         "rpo_breach/resolved": ("【Medark】{plan} RPO 已恢复",
                                 "最新可恢复点已过去 {age}，目标 RPO 为 {target}。"),
+        "dr_lag": ("【Medark】{plan} 容灾备库延迟超限",
+                   "{error}。此时故障切换会丢失数据，超限时 medark dr failover 需 --force。"),
+        "dr_lag/resolved": ("【Medark】{plan} 容灾备库延迟已恢复", "备库延迟已回到限值以内。"),
+        "dr_standby": ("【Medark】{plan} 容灾备库停止复制或回放",
+                       "{error}。备库未跟上主库，请检查备库与复制链路。"),
+        "dr_standby/resolved": ("【Medark】{plan} 容灾备库已恢复",
+                                "备库正在接收并回放主库的日志。"),
+        "dr_sync": ("【Medark】{plan} 同步复制未生效",
+                    "{error}。medark dr status 显示同步复制的状态。"),
+        "dr_sync/resolved": ("【Medark】{plan} 同步复制已恢复",
+                             "主库的每次提交再次等待备库确认。"),
+        "dr_drill_failed": ("【Medark】{plan} 容灾演练失败", "容灾演练未通过：{error}"),
+        "dr_drill_failed/resolved": ("【Medark】{plan} 容灾演练已通过",
+                                     "最近一次容灾演练成功（medark dr history 列出用时）。"),
     },
     "en": {
         "job_failed": ("[Medark] {plan}: {kind} failed", "Error: {error}"),
@@ -77,6 +99,25 @@ TEXTS = {
         "rpo_breach/resolved": ("[Medark] {plan}: RPO met again",
                                 "The newest recoverable point is {age} old; the target is "
                                 "{target}."),
+        "dr_lag": ("[Medark] {plan}: DR standby lag over its limit",
+                   "{error}. A failover now would lose data; `medark dr failover` needs "
+                   "--force beyond the limit."),
+        "dr_lag/resolved": ("[Medark] {plan}: DR standby lag within its limit",
+                            "The standby is back within max_lag_bytes and max_lag."),
+        "dr_standby": ("[Medark] {plan}: DR standby not replicating or replaying",
+                       "{error}. The standby is not keeping up: check it and the "
+                       "replication link."),
+        "dr_standby/resolved": ("[Medark] {plan}: DR standby replicating again",
+                                "The standby receives and replays the primary's log."),
+        "dr_sync": ("[Medark] {plan}: synchronous replication not in force",
+                    "{error}. `medark dr status` shows the synchronous state."),
+        "dr_sync/resolved": ("[Medark] {plan}: synchronous replication restored",
+                             "Every commit on the primary waits for the standby again."),
+        "dr_drill_failed": ("[Medark] {plan}: DR drill failed",
+                            "The DR drill did not pass: {error}"),
+        "dr_drill_failed/resolved": ("[Medark] {plan}: DR drill passed",
+                                     "The latest DR drill succeeded (`medark dr history` "
+                                     "shows its time)."),
     },
 }
 
@@ -159,6 +200,23 @@ class Alerter:
                         snapshot=str(flagged[0].get("snapshot_id", ""))[:8])
         elif outcome.status == SUCCEEDED:
             self._resolve(f"suspicious:{plan}", "suspicious", plan)
+
+    def drill_finished(self, system: str, outcome: Outcome) -> None:
+        """A scheduled drill: the failure is the finding (`dr_drill_failed:SYSTEM`)."""
+        if outcome.status == FAILED:
+            self.dr_condition("dr_drill_failed", system, outcome.error or "the drill failed")
+        elif outcome.status == SUCCEEDED:
+            self.dr_condition("dr_drill_failed", system, None)
+
+    def dr_condition(self, condition: str, system: str, problem: str | None,
+                     **words: object) -> None:
+        """Raise `CONDITION:SYSTEM` with `problem` (one line) as its error; resolve it
+        when `problem` is None."""
+        key = f"{condition}:{system}"
+        if problem is None:
+            self._resolve(key, condition, system)
+        else:
+            self._raise(key, condition, system, error=problem, **words)
 
     def check_rpo(self, now: datetime | None = None) -> None:
         now = now or clock.now()

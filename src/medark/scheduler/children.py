@@ -12,6 +12,11 @@ from contextlib import contextmanager
 from medark.scheduler.runner import Step
 from medark.util.processes import PARENT_ENV
 
+TIMED_OUT = 124
+"""The exit code a launch reports for a child stopped at its timeout (as timeout(1))."""
+TERM_WAIT = 10.0
+"""Seconds a child stopped at its timeout gets after SIGTERM before SIGKILL."""
+
 
 class Children:
     def __init__(self) -> None:
@@ -21,9 +26,12 @@ class Children:
         self._closed = False
         self._local = threading.local()
 
-    def launch(self, step: Step, continuous: bool = False) -> subprocess.CompletedProcess[str]:
+    def launch(self, step: Step, continuous: bool = False,
+               timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Run one step to its end (the runner's Launcher); refused once stopping, except
-        to a job admitted before (its grace period is for its remaining steps)."""
+        to a job admitted before (its grace period is for its remaining steps). With
+        `timeout`, a child still running after that many seconds gets SIGTERM (SIGKILL
+        after TERM_WAIT more) and the result says it timed out (exit 124)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
         with self._lock:
             if self._closed and not getattr(self._local, "admitted", False):
@@ -34,7 +42,13 @@ class Children:
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             self._running[proc] = continuous
         try:
-            out, err = proc.communicate()
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                out, err = _stop(proc)
+                return subprocess.CompletedProcess(
+                    step.argv, TIMED_OUT, out,
+                    f"{err}medark: {step.source} timed out after {timeout:g} s\n")
         finally:
             with self._lock:
                 self._running.pop(proc, None)
@@ -74,3 +88,13 @@ class Children:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         return len(running)
+
+
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, then SIGKILL if it lingers; what it wrote until then."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=TERM_WAIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()

@@ -34,6 +34,11 @@
   its `offsite_restore_test` restores from a copy (`restore_test:TARGET`).
   An interval schedule's first test comes one interval after start, not at once (a new
   site's backups have not run yet).
+- **DR.** With [dr] systems, a `medark dr supervise` pass every `dr_every` seconds
+  (synchronous systems kept synchronous or degraded) raises and resolves `dr_lag`,
+  `dr_standby` and `dr_sync` alerts per system; a system's `drill` schedule runs
+  `medark dr drill` as job `drill` of `dr:SYSTEM` (not retried, `dr_drill_failed`
+  alert; an interval's first drill one interval after start). scheduler/dr_watch.py.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
@@ -52,6 +57,17 @@ from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.schedule import Schedule
 from medark.scheduler.alerts import Alerter
 from medark.scheduler.children import Children
+from medark.scheduler.dr_watch import (
+    DR_CHECK_EVERY,
+    DRILL,
+    PLAN_PREFIX,
+    SUPERVISE_TIMEOUT,
+    DrWatch,
+    dr_plan,
+    drill_step,
+    run_drill,
+    supervise_step,
+)
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import (
     Outcome,
@@ -77,6 +93,12 @@ class DaemonOptions:
     grace: float = 60.0
     max_backoff: float = 60.0
     """Longest wait before a continuous job that stopped is started again."""
+    config_file: str | None = None
+    """The configuration file the DR children read (None: their default)."""
+    catalog_url: str | None = None
+    """The catalog the DR children record in (None: their default)."""
+    dr_every: float = DR_CHECK_EVERY
+    """Seconds between two `dr supervise` passes."""
 
 
 STREAM_SETTLE = 5.0
@@ -133,6 +155,8 @@ class Daemon:
             # starts after the backup's segment switch never sees that segment)
             self.stopping.wait(STREAM_SETTLE)
         now = clock.now()
+        if self.config.dr:
+            self._watch_dr()
         for track in self.tracks:
             self._track_start(track, now)
         next_rpo_check = clock.monotonic()
@@ -150,6 +174,17 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
 
+    def _watch_dr(self) -> None:
+        """The supervision loop (dr_watch.py), on a thread joined at shutdown; its child
+        counts as continuous: stopped at once by SIGTERM."""
+        step = supervise_step(self.options.config_file, self.options.catalog_url)
+        watch = DrWatch(self.alerter, lambda s: self.children.launch(
+            s, continuous=True, timeout=SUPERVISE_TIMEOUT), step,
+            max(self.options.poll, self.options.dr_every), self.stopping, self._on_event)
+        thread = threading.Thread(target=watch.run, name="dr-watch", daemon=True)
+        self._followers.append(thread)
+        thread.start()
+
     def _track_start(self, track: Track, now: datetime) -> None:
         last = self.catalog.last_slot(track.plan, track.kind)
         if last is not None:
@@ -161,8 +196,9 @@ class Daemon:
                 self._next[track] = self._after(track, now, missed)
                 return
         # A restore test needs a point to restore: its first interval starts with the daemon
-        # (backups run at once; a fresh site's first test would find nothing).
-        first_start = now if track.kind.startswith(RESTORE_TEST) else None
+        # (backups run at once; a fresh site's first test would find nothing). A drill's
+        # too: restarting the daemon is no reason to drill.
+        first_start = now if _once(track) else None
         self._next[track] = self._after(track, now, first_start)
 
     def _after(self, track: Track, after: datetime, last_start: datetime | None
@@ -187,6 +223,13 @@ class Daemon:
         thread.start()
 
     def _job(self, track: Track, slot: datetime) -> None:
+        if track.kind == DRILL:  # no repository: no repository slot
+            try:
+                self._attempts(track, slot)
+            finally:
+                with self._lock:
+                    self._busy.discard((track.plan, track.kind))
+            return
         repo = track.target or self.config.plans[track.plan].repository
         if track.kind == "prune":
             with self._repo_slots[repo], self.children.job() as admitted:
@@ -208,23 +251,29 @@ class Daemon:
                 self._busy.discard((track.plan, track.kind))
 
     def _attempts(self, track: Track, slot: datetime) -> None:
-        # a restore test is not retried: its failure is the finding
-        testing = track.kind.startswith(RESTORE_TEST)
-        retries = 0 if testing else self.config.plans[track.plan].retries
+        # a restore test or a drill is not retried: its failure is the finding
+        retries = 0 if _once(track) else self.config.plans[track.plan].retries
         for attempt in range(1, retries + 2):
             with self.children.job() as admitted:
                 if not admitted or self.stopping.is_set():
                     return  # not started: the slot stays open for the catch-up after restart
-                outcome = self._attempt(track, slot, attempt, testing)
+                outcome = self._attempt(track, slot, attempt)
             if outcome.status in (SUCCEEDED, "skipped") or attempt > retries:
                 return
             if self.stopping.wait(self.options.retry_base * 2 ** (attempt - 1)):
                 return
 
-    def _attempt(self, track: Track, slot: datetime, attempt: int, testing: bool) -> Outcome:
+    def _attempt(self, track: Track, slot: datetime, attempt: int) -> Outcome:
         details = {"plan": track.plan, "kind": track.kind}
         self._on_event("started", {**details, "slot": _fmt(slot), "attempt": attempt})
-        if testing:
+        if track.kind == DRILL:
+            system = track.plan.removeprefix(PLAN_PREFIX)
+            step = drill_step(system, self.options.config_file, self.options.catalog_url)
+            outcome = run_drill(self.catalog, system, step, slot, self.children.launch)
+            self._on_event("finished", {**details, **_summary(outcome), "attempt": attempt})
+            self.alerter.drill_finished(system, outcome)
+            return outcome
+        if track.kind.startswith(RESTORE_TEST):
             outcome = run_restore_test(self.config, track.plan, self.catalog, slot,
                                        launcher=self.children.launch, kind=track.kind)
         elif track.target is None:
@@ -290,11 +339,13 @@ class Daemon:
 
 
 def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Step]]]:
-    """Every scheduled job (backups, scheduled copies, restore tests, prunes), and the
+    """Every scheduled job (backups, scheduled copies, restore tests, prunes, drills), and the
     continuous ones (copies that follow, WAL/binlog streams) as (plan, kind, step)."""
     tracks: list[Track] = [Track(f"repository:{name}", "prune", Schedule.parse(repo.prune),
                                  name)
                            for name, repo in sorted(config.repositories.items()) if repo.prune]
+    tracks += [Track(dr_plan(system), DRILL, Schedule.parse(conf.drill))
+               for system, conf in sorted(config.dr.items()) if conf.drill]
     continuous: list[tuple[str, str, Step]] = []
     for name in sorted(config.plans):
         plan = config.plans[name]
@@ -313,6 +364,11 @@ def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Ste
             else:
                 tracks.append(Track(name, f"copy:{copy.to}", schedule, copy.to))
     return tracks, continuous
+
+
+def _once(track: Track) -> bool:
+    """A restore test or a drill: not retried, first interval counted from the start."""
+    return track.kind.startswith(RESTORE_TEST) or track.kind == DRILL
 
 
 def _summary(outcome: Outcome) -> dict[str, object]:

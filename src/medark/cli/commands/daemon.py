@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="first retry delay of a failed job, doubled each retry (default 30)")
     p.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
                    help="at shutdown, how long running jobs may finish (default 60)")
+    p.add_argument("--dr-every", type=float, default=30.0, metavar="SECONDS",
+                   help="how often the [dr] pairs are supervised: lag, replay, synchronous "
+                   "mode (default 30)")
     p.add_argument("--metrics-listen", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (RPO per plan, "
                    "last success, durations, bytes, job counts)")
@@ -44,8 +47,10 @@ def run(ctx: Context) -> int:
     from medark.service.plans import config_path, load_plans
 
     args = ctx.args
-    config = load_plans(config_path(args.config))
-    catalog = Catalog(catalog_url(config, args.catalog))
+    path = config_path(args.config)
+    config = load_plans(path)
+    url = catalog_url(config, args.catalog)
+    catalog = Catalog(url)
 
     def event(kind: str, details: dict[str, object]) -> None:
         if ctx.out.as_json:
@@ -54,8 +59,10 @@ def run(ctx: Context) -> int:
         else:
             ctx.out.text(event_line(clock.format_time(clock.now()), kind, details))
 
-    daemon = Daemon(config, catalog, DaemonOptions(args.poll, args.retry_base, args.grace),
-                    event)
+    # the DR children read the same file and record in the same catalog
+    options = DaemonOptions(args.poll, args.retry_base, args.grace, config_file=str(path.resolve()),
+                            catalog_url=url, dr_every=args.dr_every)
+    daemon = Daemon(config, catalog, options, event)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         daemon.stop()
