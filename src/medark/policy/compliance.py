@@ -7,8 +7,10 @@ as `SystemFacts`; nothing here reads a clock, a file or a database.
 
 Rules:
 - a failed "recommended" requirement is a warning, a failed "must" a failure;
-- a capability Medark does not have yet (application-level DR, hot redundancy,
-  switch-over, network device configurations) is "not covered" — never a pass;
+- a capability Medark does not have yet (the application-level DR RTO/RPO, hot
+  redundancy, network device configurations) is "not covered" — never a pass;
+- a capability Medark has but a system does not use (no copy to another site, no
+  `[dr.SYSTEM]` standby) fails, as a must, or warns, as a recommendation;
 - no measurement is not a pass: a plan that never succeeded, or an RTO never tested,
   fails its measured check.
 """
@@ -57,6 +59,35 @@ class TargetRetention:
 
 
 @dataclass(frozen=True)
+class DrSetup:
+    """A system's `[dr.SYSTEM]` table, as far as compliance reads it."""
+
+    kind: str
+    """postgres or mariadb."""
+    standby_site: str
+    feed: str
+    """stream or repository."""
+    drill: str | None
+    """The drill schedule as written; None: no scheduled drill."""
+
+
+@dataclass(frozen=True)
+class DrEvent:
+    """A DR action cited as evidence (service/dr_evidence.py chose it)."""
+
+    id: int
+    kind: str
+    """drill, switchover, failover or failback."""
+    when: str
+    """When it ended, as the hospital's time zone writes it."""
+    ago: timedelta
+    """How long before the judged moment it ended."""
+    seconds: float | None = None
+    """Its switch time (a drill's time to healthy); None: not measured."""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class SystemFacts:
     system: str
     records: str
@@ -92,6 +123,15 @@ class SystemFacts:
     """Each copy of the plans to another site, with its schedule's longest gap."""
     target_retention: list[TargetRetention] = field(default_factory=list)
     """Each copy target of the plans (any site), with the retention it applies."""
+    criticality: str = "important"
+    dr: DrSetup | None = None
+    """None: no `[dr.SYSTEM]` table, no standby to switch to."""
+    dr_window: timedelta = timedelta(days=90)
+    """How recent a drill or switch must be to count (service/dr_evidence.py)."""
+    dr_latest: DrEvent | None = None
+    """The newest succeeded drill or switch (any age)."""
+    dr_failed_drill: DrEvent | None = None
+    """A drill that failed after `dr_latest`."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +200,7 @@ def _within(value: timedelta | None, limit: timedelta | None, what: str) -> Chec
 
 def _uncovered(req: Requirement, _facts: SystemFacts) -> tuple[Check, Check]:
     why = {"dr_rpo": "not_built.dr", "dr_rto": "not_built.dr",
-           "hot_redundancy": "not_built.hot", "app_switch": "not_built.switch",
-           "switch_time": "not_built.drill", "device_configs": "not_built.devices"}
+           "hot_redundancy": "not_built.hot", "device_configs": "not_built.devices"}
     note = Check(NOT_COVERED, why.get(req.check, "not_covered"))
     return note, note
 
@@ -268,6 +307,64 @@ def _joined(checks: list[Check]) -> Check:
     return Check(worst, "joined", {"parts": Parts(tuple((c.key, c.values) for c in checks))})
 
 
+def _dr_design(f: SystemFacts) -> Check:
+    assert f.dr is not None
+    values = {"system": f.system, "kind": f.dr.kind, "site": f.dr.standby_site,
+              "feed": Phrase(f"feed.{f.dr.feed}")}
+    if f.dr.drill is None:
+        return Check(PASS, "dr.configured_nodrill", values)
+    return Check(PASS, "dr.configured", {**values, "drill": f.dr.drill})
+
+
+def _event(e: DrEvent) -> dict[str, object]:
+    return {"what": Phrase(f"dr.{e.kind}"), "id": e.id, "when": e.when}
+
+
+def _app_switch(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    """By design a `[dr.SYSTEM]` standby; measured, a drill or switch that succeeded
+    within `dr_window` and no drill failed since."""
+    if f.dr is None:
+        return Check(FAIL, "dr.none", {"system": f.system}), Check(FAIL, "dr.nothing")
+    where = {"system": f.system, "window": f.dr_window}
+    latest, failed = f.dr_latest, f.dr_failed_drill
+    if failed is not None:
+        measured = Check(FAIL, "dr.failed_drill", {**where, **_event(failed),
+                                                   "error": failed.error or "?"})
+    elif latest is None:
+        measured = Check(FAIL, "dr.never", where)
+    elif latest.ago > f.dr_window:
+        measured = Check(FAIL, "dr.stale", {**where, **_event(latest)})
+    else:
+        measured = Check(PASS, "dr.recent", {**where, **_event(latest)})
+    return _dr_design(f), measured
+
+
+def _switch_time(req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    """The switch time of the newest succeeded drill or switch within `dr_window`, against
+    the limit. A general system (criticality) is not one of the main systems the rule
+    names: n/a."""
+    if f.criticality == "general":
+        na = Check(NOT_APPLICABLE, "switch.general")
+        return na, na
+    if f.dr is None:
+        return Check(FAIL, "dr.none", {"system": f.system}), Check(FAIL, "dr.nothing")
+    where = {"system": f.system, "window": f.dr_window}
+    latest = f.dr_latest
+    if latest is None:
+        return _dr_design(f), Check(FAIL, "switch.never", where)
+    if latest.ago > f.dr_window:
+        return _dr_design(f), Check(FAIL, "switch.stale", {**where, **_event(latest)})
+    if latest.seconds is None:
+        return _dr_design(f), Check(FAIL, "switch.unmeasured", {**where, **_event(latest)})
+    values = {**where, **_event(latest), "value": timedelta(seconds=latest.seconds),
+              "limit": req.limit}
+    if req.limit is None:
+        return _dr_design(f), Check(PASS, "switch.value", values)
+    over = timedelta(seconds=latest.seconds) > req.limit
+    return _dr_design(f), Check(FAIL if over else PASS,
+                                "switch.over" if over else "switch.ok", values)
+
+
 def _residency(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     if f.residency_problems:
         bad = Check(FAIL, "residency.bad", {"problems": f.residency_problems})
@@ -281,7 +378,7 @@ _CHECKS: dict[str, Callable[[Requirement, SystemFacts], tuple[Check, Check]]] = 
     "offsite_rto": _offsite_rto, "dr_rpo": _uncovered, "dr_rto": _uncovered,
     "local_backup": _local_backup, "offsite_backup": _offsite_backup,
     "offsite_realtime": _offsite_realtime, "hot_redundancy": _uncovered,
-    "app_switch": _uncovered, "switch_time": _uncovered,
+    "app_switch": _app_switch, "switch_time": _switch_time,
     "offsite_frequency": _offsite_frequency, "device_configs": _uncovered,
     "record_retention": _record_retention, "residency": _residency,
 }

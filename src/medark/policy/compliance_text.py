@@ -49,8 +49,6 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "within.ok": "{what} {value} ≤ {limit}",
         "not_built.dr": "application-level DR (standby) is not built yet",
         "not_built.hot": "hot redundancy (warm standby) is not built yet",
-        "not_built.switch": "application switch-over is not built yet",
-        "not_built.drill": "DR switch-over drills are not built yet",
         "not_built.devices": "network device configuration backup is not built yet",
         "not_covered": "not covered",
         "no_restore_test": "no restore test scheduled: the RTO is never measured",
@@ -84,6 +82,30 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "joined": "{parts}",
         "residency.ok": "every repository of its plans is inside mainland China",
         "residency.bad": "{problems}",
+        "dr.none": "no [dr.{system}] table: no standby to switch to (docs/dr.md)",
+        "dr.nothing": "no standby: nothing to drill or switch",
+        "dr.configured": "[dr.{system}]: {kind} standby at site {site} ({feed}), drills "
+                         "{drill}",
+        "dr.configured_nodrill": "[dr.{system}]: {kind} standby at site {site} ({feed}), "
+                                 "no drill schedule",
+        "dr.recent": "{what} #{id} succeeded {when} (within {window})",
+        "dr.never": "no drill or switch recorded for {system} in the last {window}: run "
+                    "medark dr drill {system}",
+        "dr.stale": "no drill or switch recorded for {system} in the last {window} (the "
+                    "last, {what} #{id}, succeeded {when}): run medark dr drill {system}",
+        "dr.failed_drill": "drill #{id} failed {when}, after the last success: {error}; "
+                           "once fixed, run medark dr drill {system}",
+        "switch.ok": "{what} #{id} {when}: switch time {value} ≤ {limit}",
+        "switch.over": "{what} #{id} {when}: switch time {value} > {limit}",
+        "switch.value": "{what} #{id} {when}: switch time {value}",
+        "switch.unmeasured": "{what} #{id} {when} recorded no switch time: run medark dr "
+                             "drill {system}",
+        "switch.never": "no switch time measured for {system} in the last {window}: run "
+                        "medark dr drill {system}",
+        "switch.stale": "no switch time measured for {system} in the last {window} (the "
+                        "last, {what} #{id}, {when}): run medark dr drill {system}",
+        "switch.general": "a general system (criticality = \"general\"): the switch time "
+                          "is judged for the main systems",
     },
     "zh": {
         "within.none": "{what}：无记录",
@@ -92,8 +114,6 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "within.ok": "{what} {value} ≤ {limit}",
         "not_built.dr": "应用级容灾（备用系统）尚未提供",
         "not_built.hot": "热冗余（温备）尚未提供",
-        "not_built.switch": "业务应用切换尚未提供",
-        "not_built.drill": "容灾切换演练尚未提供",
         "not_built.devices": "网络设备配置备份尚未提供",
         "not_covered": "未覆盖",
         "no_restore_test": "未安排恢复演练，RTO 从未实测",
@@ -122,6 +142,27 @@ EVIDENCE: dict[str, dict[str, str]] = {
         "joined": "{parts}",
         "residency.ok": "其备份计划的所有存储库均位于中国大陆境内",
         "residency.bad": "{problems}",
+        "dr.none": "未配置 [dr.{system}]：没有可切换的备用系统（docs/dr.md）",
+        "dr.nothing": "无备用系统，无从演练或切换",
+        "dr.configured": "[dr.{system}]：{kind} 备用库位于站点 {site}（{feed}），演练计划 {drill}",
+        "dr.configured_nodrill": "[dr.{system}]：{kind} 备用库位于站点 {site}（{feed}），"
+                                 "未安排定期演练",
+        "dr.recent": "{what} #{id} 于 {when} 成功（近 {window}内）",
+        "dr.never": "近 {window}内 {system} 没有演练或切换记录：请运行 medark dr drill {system}",
+        "dr.stale": "近 {window}内 {system} 没有演练或切换记录（最近一次 {what} #{id} 于 {when} "
+                    "成功）：请运行 medark dr drill {system}",
+        "dr.failed_drill": "演练 #{id} 于 {when} 失败（在最近一次成功之后）：{error}；修复后请运行 "
+                           "medark dr drill {system}",
+        "switch.ok": "{what} #{id}（{when}）切换时间 {value} ≤ {limit}",
+        "switch.over": "{what} #{id}（{when}）切换时间 {value} > {limit}",
+        "switch.value": "{what} #{id}（{when}）切换时间 {value}",
+        "switch.unmeasured": "{what} #{id}（{when}）未记录切换时间：请运行 medark dr drill "
+                             "{system}",
+        "switch.never": "近 {window}内 {system} 没有实测的切换时间：请运行 medark dr drill "
+                        "{system}",
+        "switch.stale": "近 {window}内 {system} 没有实测的切换时间（最近一次 {what} #{id}，"
+                        "{when}）：请运行 medark dr drill {system}",
+        "switch.general": "一般系统（criticality = \"general\"）：切换时间只评价主要业务系统",
     },
 }
 """Evidence templates by key; the values are durations (timedelta; None: forever),
@@ -132,11 +173,17 @@ PHRASES: dict[str, dict[str, str]] = {
            "planned_rto": "planned RTO", "test_rto": "restore test RTO",
            "copy_rpo": "copy schedule allows RPO", "offsite_age": "offsite point age",
            "offsite_test_rto": "offsite restore test RTO",
-           "local_point": "newest local point"},
+           "local_point": "newest local point",
+           "dr.drill": "drill", "dr.switchover": "switch-over", "dr.failover": "failover",
+           "dr.failback": "failback", "feed.stream": "streaming",
+           "feed.repository": "replaying from a repository"},
     "zh": {"schedule_rpo": "备份计划允许的 RPO", "achieved_rpo": "实际 RPO",
            "planned_rto": "计划 RTO", "test_rto": "恢复演练 RTO",
            "copy_rpo": "复制计划允许的 RPO", "offsite_age": "异地最新恢复点距今",
-           "offsite_test_rto": "异地恢复演练 RTO", "local_point": "本地最新恢复点距今"},
+           "offsite_test_rto": "异地恢复演练 RTO", "local_point": "本地最新恢复点距今",
+           "dr.drill": "演练", "dr.switchover": "计划切换", "dr.failover": "故障切换",
+           "dr.failback": "回切", "feed.stream": "流复制",
+           "feed.repository": "从存储库回放"},
 }
 
 TITLES_ZH: dict[str, str] = {

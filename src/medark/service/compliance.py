@@ -1,19 +1,22 @@
 """`medark compliance`: the facts about every system gathered from the configuration (what
 the plans provide) and from measurements (the job catalog; for databases the archived
 WAL/binlog age, read by `medark pg|mysql status` children; offsite, the newest point the
-offsite repository itself holds), then judged by policy/compliance.py against a
-profile."""
+offsite repository itself holds; for DR, the newest drill or switch the catalog recorded,
+service/dr_evidence.py), then judged by policy/compliance.py against a profile."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
 
+from medark.catalog.dr_records import DrActionRecord
 from medark.catalog.models import SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.records import RECORD_MINIMUM
 from medark.policy.compliance import (
+    DrEvent,
+    DrSetup,
     OffsiteSchedule,
     SystemFacts,
     TargetRetention,
@@ -23,6 +26,7 @@ from medark.policy.compliance import (
 from medark.policy.compliance_profiles import profile
 from medark.policy.residency import Residency, SiteLocation, residency
 from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
+from medark.service.dr_evidence import DR_WINDOW, dr_evidence, switch_time
 from medark.util import clock
 
 LOG_STATUS = {"postgres": ("pg", "MEDARK_PG_DSN"), "mariadb": ("mysql", "MEDARK_MYSQL_DSN")}
@@ -91,6 +95,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             verdict = residency(SiteLocation.parse(site.location))
             if not verdict.compliant:
                 problems.append((target, verdict))
+    dr, latest, failed_drill = _dr_facts(config, catalog, system, now)
     return SystemFacts(
         system=system, records=config.systems[system].records, plans=plans,
         local_design_rpo=min(design) if design else None,
@@ -107,7 +112,31 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
         retention_applied=min(forgot) if forgot else None,
         residency_problems=problems, offsite_schedules=schedules,
-        target_retention=_target_retention(config, catalog, plans, now))
+        target_retention=_target_retention(config, catalog, plans, now),
+        criticality=config.systems[system].criticality, dr=dr, dr_window=DR_WINDOW,
+        dr_latest=latest, dr_failed_drill=failed_drill)
+
+
+def _dr_facts(config: MedarkConfig, catalog: Catalog, system: str, now: datetime
+              ) -> tuple[DrSetup | None, DrEvent | None, DrEvent | None]:
+    """The system's [dr.SYSTEM] table, its newest succeeded drill or switch, and a drill
+    that failed after it."""
+    conf = config.dr.get(system)
+    if conf is None:
+        return None, None, None
+    found = dr_evidence(catalog, system, now)
+
+    def event(record: DrActionRecord | None) -> DrEvent | None:
+        if record is None:
+            return None
+        ended = record.finished_at or record.started_at
+        return DrEvent(record.id, record.kind,
+                       ended.astimezone(config.zone).strftime("%Y-%m-%d %H:%M %Z"),
+                       now - ended, switch_time(record),
+                       (record.error or "").strip().split("\n")[0] or None)
+
+    return (DrSetup(conf.primary.kind, conf.standby.site, conf.feed, conf.drill),
+            event(found.latest), event(found.failed_drill))
 
 
 def _target_retention(config: MedarkConfig, catalog: Catalog, plans: list[str],

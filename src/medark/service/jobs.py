@@ -15,7 +15,7 @@ from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Outcome, run_backup, run_copy, run_forget
-from medark.service.metrics import RepositorySizes, plan_registry
+from medark.service.metrics import DrLag, RepositorySizes, plan_registry
 
 
 @contextmanager
@@ -43,9 +43,9 @@ def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> Metric
     if not host or not port.isdigit():
         raise UsageError(f"--metrics-listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:9478")
     try:
-        server, _thread = start_http_server(int(port), host.strip("[]"),
-                                            plan_registry(config, catalog,
-                                                          RepositorySizes(config, catalog).start()))
+        registry = plan_registry(config, catalog, RepositorySizes(config, catalog).start(),
+                                 DrLag(config).start())
+        server, _thread = start_http_server(int(port), host.strip("[]"), registry)
     except OSError as exc:
         raise UsageError(f"cannot serve metrics on {listen}: {exc.strerror}") from None
     return server

@@ -8,12 +8,19 @@ successful restore test) with `medark_plan_rto_target_seconds`.
 
 Repository sizes come from `medark --no-lock stats` children, which read every index:
 they are refreshed in the background (after a job wrote to the repository, and every
-REFRESH_SECONDS), never during a scrape, and never hold up a prune."""
+REFRESH_SECONDS), never during a scrape, and never hold up a prune.
+
+DR (`[dr.SYSTEM]`): the standby lag is read by a background thread as well (DrLag, every
+LAG_SECONDS, each node's connection given LAG_CONNECT_TIMEOUT), so a dead node delays
+the next reading, never a scrape; a lag that is unknown (a node down, nothing streaming)
+has no sample, never a 0. The last drill and switches come from the catalog at every
+scrape, with the switch time an auditor clocks (service/dr_evidence.py)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -21,7 +28,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from medark.catalog.models import RUNNING, SUCCEEDED
 from medark.catalog.store import Catalog
+from medark.config.dr import DrConf, Node
 from medark.config.plans import MedarkConfig
+from medark.service.dr.status import dr_status
+from medark.service.dr_evidence import EVIDENCE_KINDS, HISTORY_LIMIT, switch_time
 from medark.service.repository_stats import RepositoryStats, repository_stats
 from medark.util import clock
 
@@ -96,12 +106,92 @@ class RepositorySizes:
         return written
 
 
+LAG_SECONDS = 15.0
+"""How often the DR standby lag is read (a Prometheus scrape interval)."""
+LAG_CONNECT_TIMEOUT = 3
+"""Seconds a lag reading waits for a node's connection (libpq connect_timeout, which
+the DSN's own setting overrides): a node whose packets are dropped costs this much."""
+
+
+@dataclass(frozen=True)
+class LagReading:
+    at: float
+    """When it was read (UNIX time)."""
+    bytes: int | None
+    seconds: float | None
+    """None: unknown (no sample is exported)."""
+
+
+class DrLag:
+    """The standby lag of every `[dr]` system as `medark dr status` reads it (roles as
+    found, so a switched pair still reads right), refreshed by a background thread every
+    `every` seconds; health checks and the pooler are left out, they are not lag."""
+
+    def __init__(self, config: MedarkConfig, every: float = LAG_SECONDS,
+                 connect_timeout: int = LAG_CONNECT_TIMEOUT) -> None:
+        self.config = config
+        self.every = every
+        self.connect_timeout = connect_timeout
+        self.latest: dict[str, LagReading] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dr-lag", daemon=True)
+
+    def start(self) -> DrLag:
+        if self.config.dr:
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def snapshot(self) -> dict[str, LagReading]:
+        with self._lock:
+            return dict(self.latest)
+
+    def read(self) -> None:
+        """One reading of every [dr] system (the thread's work, callable alone)."""
+        for name, conf in sorted(self.config.dr.items()):
+            try:
+                probe = self.config.model_copy(update={"dr": {name: self._probe(conf)}})
+                found = dr_status(probe, name)[0]
+                reading = LagReading(clock.now().timestamp(), found.lag_bytes,
+                                     found.lag_seconds)
+            except Exception:  # a reading must never end the thread
+                reading = LagReading(clock.now().timestamp(), None, None)
+            with self._lock:
+                self.latest[name] = reading
+            if self._stop.is_set():
+                return
+
+    def _probe(self, conf: DrConf) -> DrConf:
+        """`conf` with a short connect timeout in both DSNs, no health checks, no pooler."""
+        if conf.primary.kind != "postgres":
+            return conf  # dr_status reads no other kind yet: it connects to nothing
+        from psycopg import conninfo
+
+        def node(found: Node) -> Node:
+            if "connect_timeout" in conninfo.conninfo_to_dict(found.dsn):
+                return found
+            return found.model_copy(update={"dsn": conninfo.make_conninfo(
+                found.dsn, connect_timeout=str(self.connect_timeout))})
+
+        return conf.model_copy(update={"primary": node(conf.primary), "standby": node(conf.standby),
+                                       "health": [], "client_switch": None})
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.read()
+            self._stop.wait(self.every)
+
+
 class PlanCollector(Collector):
     def __init__(self, config: MedarkConfig, catalog: Catalog,
-                 sizes: RepositorySizes | None = None) -> None:
+                 sizes: RepositorySizes | None = None, lag: DrLag | None = None) -> None:
         self.config = config
         self.catalog = catalog
         self.sizes = sizes
+        self.lag = lag
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = clock.now()
@@ -154,6 +244,48 @@ class PlanCollector(Collector):
                 running.add_metric([plan_name, kind], count)
         yield from (rpo, target, rto, achieved_rto, success, duration, added, jobs, running)
         yield from self._repository_metrics()
+        yield from self._dr_metrics()
+
+    def _dr_metrics(self) -> Iterator[GaugeMetricFamily]:
+        lag_bytes = GaugeMetricFamily("medark_dr_standby_lag_bytes", "WAL the standby has "
+                                      "not replayed of what the primary flushed",
+                                      labels=["system"])
+        lag_seconds = GaugeMetricFamily("medark_dr_standby_lag_seconds", "How far the "
+                                        "standby's replay is behind, in time",
+                                        labels=["system"])
+        lag_read = GaugeMetricFamily("medark_dr_standby_lag_timestamp_seconds",
+                                     "When the standby lag was read", labels=["system"])
+        switch = GaugeMetricFamily("medark_dr_last_switch_seconds", "Switch time of the "
+                                   "newest succeeded DR action of a kind (a drill: its time "
+                                   "to healthy)", labels=["system", "kind"])
+        switched = GaugeMetricFamily("medark_dr_last_switch_timestamp_seconds", "When the "
+                                     "newest succeeded DR action of a kind ended",
+                                     labels=["system", "kind"])
+        drilled = GaugeMetricFamily("medark_dr_last_drill_success", "1 when the newest "
+                                    "finished drill succeeded, else 0", labels=["system"])
+        for name, reading in sorted((self.lag.snapshot() if self.lag else {}).items()):
+            if reading.bytes is not None:
+                lag_bytes.add_metric([name], float(reading.bytes))
+            if reading.seconds is not None:
+                lag_seconds.add_metric([name], reading.seconds)
+            if reading.bytes is not None or reading.seconds is not None:
+                lag_read.add_metric([name], reading.at)
+        for name in sorted(self.config.dr):
+            history = [r for r in self.catalog.dr_history(name, HISTORY_LIMIT)
+                       if r.finished_at is not None]
+            for kind in EVIDENCE_KINDS:
+                done = next((r for r in history if r.kind == kind and r.status == SUCCEEDED),
+                            None)
+                if done is None or done.finished_at is None:
+                    continue
+                switched.add_metric([name, kind], done.finished_at.timestamp())
+                seconds = switch_time(done)
+                if seconds is not None:
+                    switch.add_metric([name, kind], seconds)
+            drill = next((r for r in history if r.kind == "drill"), None)
+            if drill is not None:
+                drilled.add_metric([name], 1.0 if drill.status == SUCCEEDED else 0.0)
+        yield from (lag_bytes, lag_seconds, lag_read, switch, switched, drilled)
 
     def _repository_metrics(self) -> Iterator[GaugeMetricFamily]:
         raw = GaugeMetricFamily("medark_repository_raw_bytes", "Size of the data the "
@@ -176,7 +308,8 @@ class PlanCollector(Collector):
 
 
 def plan_registry(config: MedarkConfig, catalog: Catalog,
-                  sizes: RepositorySizes | None = None) -> CollectorRegistry:
+                  sizes: RepositorySizes | None = None,
+                  lag: DrLag | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(PlanCollector(config, catalog, sizes))
+    registry.register(PlanCollector(config, catalog, sizes, lag))
     return registry

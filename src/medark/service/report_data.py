@@ -1,7 +1,8 @@
 """What the periodic reports say, gathered from the job catalog, the repositories'
 statistics and the compliance engine: the monthly data-security analysis (Sichuan
 smart-hospital item 1.5.2: at least monthly) and the quarterly report covering DR and
-security events (item 1.6.2). Rendering is report_render.py's job."""
+security events (item 1.6.2), each listing the period's DR drills and switches with their
+switch times and data loss. Rendering is report_render.py's job."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from medark.errors import UsageError
 from medark.policy.compliance import Verdict
 from medark.scheduler.runner import Launcher, launch
 from medark.service.compliance import compliance
+from medark.service.dr_evidence import SWITCH_KINDS, switch_time
 from medark.service.repository_stats import RepositoryStats, repository_stats
 
 SAMPLE = timedelta(hours=1)
@@ -45,6 +47,27 @@ class SystemMonth:
         return self.succeeded / self.backups if self.backups else None
 
 
+@dataclass(frozen=True)
+class DrRow:
+    """A DR action of the period, as the report lists it."""
+
+    system: str
+    """The system's name as the configuration gives it."""
+    id: int
+    kind: str
+    """drill, switchover, failover or failback."""
+    status: str
+    started_at: datetime
+    switch_seconds: float | None
+    """The switch time (service/dr_evidence.py): a drill's time to healthy, a switch's
+    business interruption."""
+    held_seconds: float | None
+    """A switch: the time writes were held (the database switch alone)."""
+    data_loss: dict[str, Any] | None
+    """A failover's data-loss window (bytes, commits, summary)."""
+    error: str | None
+
+
 @dataclass
 class PeriodReport:
     kind: str
@@ -65,6 +88,8 @@ class PeriodReport:
     alerts: list[dict[str, Any]]
     verdicts: list[Verdict]
     profile: str
+    dr_actions: list[DrRow] = field(default_factory=list)
+    """Drills and switches begun in the period, oldest first."""
 
 
 def previous_period(kind: str, now: datetime, config: MedarkConfig) -> str:
@@ -126,7 +151,28 @@ def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
         verdicts=compliance(config, catalog, hospital.tier, hospital.level, hospital.sichuan,
                             upto, launcher),
         profile=f"{hospital.tier} / 等保 {hospital.level}"
-                + (" / 四川智慧医院" if hospital.sichuan else ""))
+                + (" / 四川智慧医院" if hospital.sichuan else ""),
+        dr_actions=_dr_actions(config, catalog, start, upto))
+
+
+DR_LIMIT = 10_000
+"""DR actions read for one period: years of daily drills."""
+
+
+def _dr_actions(config: MedarkConfig, catalog: Catalog, start: datetime,
+                end: datetime) -> list[DrRow]:
+    """The drills and switches begun in [start, end) and finished, oldest first."""
+    rows = []
+    for record in catalog.dr_history(None, DR_LIMIT):
+        if not start <= record.started_at < end or record.finished_at is None:
+            continue
+        system = config.systems.get(record.system)
+        rows.append(DrRow(
+            (system.name if system is not None else "") or record.system, record.id,
+            record.kind, record.status, record.started_at, switch_time(record),
+            record.switch_seconds if record.kind in SWITCH_KINDS else None,
+            record.data_loss, (record.error or "").strip().split("\n")[0] or None))
+    return sorted(rows, key=lambda r: (r.started_at, r.id))
 
 
 def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],

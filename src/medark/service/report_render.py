@@ -31,7 +31,16 @@ TEXT = {
     "zh": {
         "title": "数据安全分析月报", "title_quarterly": "网络安全分析季报",
         "dr": "容灾与安全事件",
-        "dr_note": "应用级容灾切换演练：Medark 尚未提供，本季度无实测切换时间（未覆盖）。",
+        "dr_note": "本季度的容灾演练与切换（含切换时间与数据丢失）见第 3 节；安全事件如下。",
+        "dr_actions": "容灾演练与切换", "action": "操作", "switch_time": "切换时间",
+        "held": "写入暂停", "data_loss": "数据丢失",
+        "dr_actions_note": "切换时间：演练为容灾端服务恢复健康所用的时间；切换为从暂停客户端"
+                           "（或停止主站点服务）到容灾站点服务健康检查通过的时间。写入暂停：数据库"
+                           "切换期间写入被挂起的时间。",
+        "dr_kind": {"drill": "演练", "switchover": "计划切换", "failover": "故障切换",
+                    "failback": "回切"},
+        "loss": "{bytes}（{commits} 个事务）未到达备用库", "loss_bytes": "{bytes} 未到达备用库",
+        "loss_none": "无", "loss_unknown": "未知：旧主库无法读取",
         "events": "安全事件", "failed_tests": "恢复演练失败",
         "period": "统计周期", "generated": "生成时间",
         "profile": "评价标准", "summary": "备份概况", "system": "系统",
@@ -50,14 +59,26 @@ TEXT = {
         "design": "设计", "measured": "实测", "colon": "：",
         "status_text": {"pass": "通过", "warn": "警告", "fail": "不通过",
                         "not covered": "未覆盖", "n/a": "不适用",
-                        "succeeded": "成功", "failed": "失败"},
+                        "succeeded": "成功", "failed": "失败", "rolled_back": "已回滚"},
     },
     "en": {
         "title": "Monthly data-security analysis report",
         "title_quarterly": "Quarterly network-security analysis report",
         "dr": "DR and security events",
-        "dr_note": "Application-level DR switch-over drills: not provided by Medark yet; no "
-                   "switch time was measured this quarter (not covered).",
+        "dr_note": "This quarter's DR drills and switches, with their switch times and data "
+                   "loss, are listed in section 3; the security events follow.",
+        "dr_actions": "DR drills and switches", "action": "Action",
+        "switch_time": "Switch time", "held": "Writes held", "data_loss": "Data loss",
+        "dr_actions_note": "Switch time: for a drill, the time until the DR side's services "
+                           "were healthy; for a switch, from holding the clients (or stopping "
+                           "the primary site's services) until the DR site's health checks "
+                           "passed. Writes held: how long writes waited during the database "
+                           "switch.",
+        "dr_kind": {"drill": "drill", "switchover": "switch-over", "failover": "failover",
+                    "failback": "failback"},
+        "loss": "{bytes} ({commits} commits) not on the standby",
+        "loss_bytes": "{bytes} not on the standby", "loss_none": "none",
+        "loss_unknown": "unknown: the old primary could not be read",
         "events": "Security events", "failed_tests": "Failed restore tests",
         "period": "Period",
         "generated": "Generated", "profile": "Profile", "summary": "Backups",
@@ -77,7 +98,8 @@ TEXT = {
         "rec": "recommended", "design": "Design", "measured": "Measured", "colon": ": ",
         "status_text": {"pass": "pass", "warn": "warn", "fail": "fail",
                         "not covered": "not covered", "n/a": "n/a",
-                        "succeeded": "succeeded", "failed": "failed"},
+                        "succeeded": "succeeded", "failed": "failed",
+                        "rolled_back": "rolled back"},
     },
 }
 
@@ -94,11 +116,27 @@ def render_html(report: PeriodReport, font: CjkFont, language: str = "zh") -> st
         "%Y-%m-%d %H:%M %Z")
     env.filters["pct"] = lambda x: f"{100 * x:.1f}%" if x is not None else "-"
     env.filters["ratio"] = lambda x: f"{x:.2f}×" if x is not None else "-"
+    env.filters["loss"] = lambda loss: data_loss_text(loss, words)
     return env.get_template("report.html.j2").render(
         r=report, t=words, lang=language, fonts=_css_families(families),
         names={s.system: s.name for s in report.systems},
         last_day=report.end - timedelta(days=1),
         rpo_chart=_rpo_chart(report, words), growth_chart=_growth_chart(report, words))
+
+
+def data_loss_text(loss: dict[str, Any] | None, words: dict[str, Any]) -> str:
+    """A failover's data-loss window in the report's words; "-" when none was recorded
+    (a drill, or a switch-over, which holds writes until the standby has them all)."""
+    if loss is None:
+        return "-"
+    lost, commits = loss.get("bytes"), loss.get("commits")
+    if not isinstance(lost, int):
+        return str(words["loss_unknown"])
+    if lost == 0:
+        return str(words["loss_none"])
+    if isinstance(commits, int):
+        return str(words["loss"]).format(bytes=format_bytes(lost), commits=commits)
+    return str(words["loss_bytes"]).format(bytes=format_bytes(lost))
 
 
 def _css_families(families: list[str]) -> str:
