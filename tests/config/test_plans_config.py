@@ -85,9 +85,19 @@ def test_cron_intervals_and_jitter() -> None:
     assert hourly.next_after(first, SHANGHAI, "pacs", last_start=first) == first + \
         timedelta(hours=1)
     assert Schedule.parse("continuous").next_after(now, SHANGHAI, "x") is None
-    for bad in ("61 * * * *", "* * * *", "every 15m", "sometimes"):
+    for bad in ("61 * * * *", "* * * *", "every 15m", "sometimes", "@fortnightly"):
         with pytest.raises(ValueError):
             Schedule.parse(bad)
+
+
+def test_crons_names_are_schedules() -> None:
+    """`drill = "monthly"` as operators write it: midnight of the first of the month."""
+    now = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)  # 04:00 on the 27th in Shanghai
+    assert Schedule.parse("monthly").next_after(now, SHANGHAI, "his") == datetime(
+        2026, 12, 1, 0, 0, tzinfo=SHANGHAI)
+    assert Schedule.parse("@weekly").next_after(now, SHANGHAI, "his") == datetime(
+        2026, 11, 29, 0, 0, tzinfo=SHANGHAI)  # a Sunday
+    assert Schedule.parse("Daily").typical_gap(SHANGHAI, now) == timedelta(days=1)
 
 
 def test_key_lines_follow_tables_arrays_and_inline_tables() -> None:

@@ -2,7 +2,8 @@
 primary/standby pair (tests/pg_pair.py): the roles, streaming and a lag of 0 bytes once
 caught up (exit 0); a paused replay behind a max_lag_bytes of 1 gives exit 27 with the
 lag in bytes and seconds; a stopped standby gives exit 26 with one line naming it
-unreachable; --json is one document; an unknown system exits 2; an empty history says so.
+unreachable; a MariaDB system that cannot be reached is reported beside a
+healthy one; --json is one document; an unknown system exits 2; an empty history says so.
 """
 
 from __future__ import annotations
@@ -217,18 +218,23 @@ def test_a_failing_health_check_exits_29(dr: tuple[Cli, Path], pair: PgPair) -> 
     assert err.strip() == "medark: his: health check his-answers: got '1', wanted '2'"
 
 
-def test_a_mariadb_system_is_one_line_not_supported(dr: tuple[Cli, Path],
-                                                    pair: PgPair) -> None:
+def test_an_unreachable_mariadb_system_is_reported_beside_a_healthy_one(
+        dr: tuple[Cli, Path], pair: PgPair) -> None:
     cli, config = dr
     config.write_text(config_text(pair) + MARIADB, encoding="utf-8")
     wait_for(lambda: caught_up(pair), what="the standby to catch up")
     code, out, err = status(cli, config)
-    assert code == 0, out + err
-    assert "lis: mariadb DR status is not supported yet" in out.splitlines()
+    assert code == 26, out + err
+    assert "his (postgres, stream feed): healthy" in out
+    assert "lis (mariadb, stream feed): NOT HEALTHY" in out
+    assert "primary root@127.0.0.1:1 (site main): unreachable:" in " ".join(out.split())
+    lines = [x for x in err.splitlines() if x.startswith("medark: lis:")]
+    assert lines and all("unreachable" in x for x in lines), err
     code, out, _ = status(cli, config, "lis", "--json")
-    assert code == 0
+    assert code == 26
     [lis] = json.loads(out)["systems"]
-    assert lis["supported"] is False and lis["healthy"] is True
+    assert lis["supported"] is True and lis["healthy"] is False
+    assert lis["problems"][0]["exit_code"] == 26
 
 
 @pytest.mark.skipif(pgbouncer_bin() is None, reason="pgbouncer is not installed")

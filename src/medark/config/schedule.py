@@ -28,6 +28,12 @@ _WALK = 2000
 """Runs walked one by one before longest_gap probes hourly instead."""
 
 
+ALIASES = {"hourly": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 0",
+           "monthly": "0 0 1 * *", "yearly": "0 0 1 1 *"}
+"""cron's @-names (with or without the @): at midnight of the period's first day, moved by
+the plan's jitter like any cron schedule."""
+
+
 def _between(earlier: datetime, later: datetime) -> timedelta:
     """Elapsed time, across a daylight-saving change too (aware datetimes of one zone
     subtract as wall clocks)."""
@@ -52,9 +58,13 @@ class Schedule:
             if interval < timedelta(seconds=1):
                 raise ValueError(f"interval {text!r} is shorter than one second")
             return cls(spelled, interval=interval, jitter=jitter)
+        alias = ALIASES.get(spelled.lower().lstrip("@"))
+        if alias is not None:
+            return cls(spelled, cron=alias, jitter=jitter)
         if len(spelled.split(" ")) != 5 or not croniter.is_valid(spelled):
             raise ValueError(f"invalid schedule {text!r}: use a five-field cron expression "
-                             "('*/15 * * * *'), 'every 15min' or 'continuous'")
+                             "('*/15 * * * *'), 'every 15min', 'daily'/'weekly'/'monthly' "
+                             "or 'continuous'")
         return cls(spelled, cron=spelled, jitter=jitter)
 
     @property

@@ -112,13 +112,21 @@ def _print_status(ctx: Context, s: DrStatus) -> None:
         extra = "" if node.role != "standby" else (
             f", receiver {node.receiver_status or 'none'}"
             + (", replay PAUSED" if node.replay_paused else ""))
-        out.prose(f"  {node.configured} {node.address} (site {node.site}): {node.role}, "
-                  f"timeline {node.timeline}{extra}", indent=6)
-    slot = (f"slot {s.slot} {'active' if s.slot_active else 'inactive'}"
-            if s.slot_active is not None else f"slot {s.slot} not found on the primary")
+        timeline = "" if node.timeline is None else f", timeline {node.timeline}"
+        out.prose(f"  {node.configured} {node.address} (site {node.site}): {node.role}"
+                  f"{timeline}{extra}", indent=6)
+    slot = ("" if s.slot is None else
+            f", slot {s.slot} {'active' if s.slot_active else 'inactive'}"
+            if s.slot_active is not None else f", slot {s.slot} not found on the primary")
     streaming = {True: "streaming", False: "not streaming", None: "unknown"}[s.streaming]
-    out.prose(f"  replication: {streaming}, {slot}", indent=6)
-    if s.lag_bytes is not None:
+    out.prose(f"  replication: {streaming}{slot}", indent=6)
+    if s.note:
+        out.prose(f"  {s.note}", indent=6)
+    if s.lag_bytes is None and s.lag_basis is not None:  # MariaDB: transactions, seconds
+        seconds = "unknown" if s.lag_seconds is None else _seconds(s.lag_seconds)
+        out.prose(f"  lag: {seconds} ({s.lag_basis}); limit {s.max_lag_seconds:g} s"
+                  + (f": OVER ({'; '.join(s.over_limit)})" if s.over_limit else ""), indent=6)
+    elif s.lag_bytes is not None:
         seconds = "unknown" if s.lag_seconds is None else _seconds(s.lag_seconds)
         out.prose(f"  lag: {s.lag_bytes} bytes, {seconds} ({s.lag_basis}); limits "
                   f"{s.max_lag_bytes} bytes, {s.max_lag_seconds:g} s"

@@ -159,7 +159,9 @@ def dr_status(config: MedarkConfig, system: str | None = None,
     for its standby, or degrade (`on_sync_loss`): the daemon's periodic look."""
     found = []
     for name, conf in selected(config, system).items():
-        status = _status(name, conf, supervise)
+        # a switch in progress owns the settings: supervise again after it
+        apply = supervise and (catalog is None or catalog.running_dr_action(name) is None)
+        status = _status(name, conf, apply)
         if catalog is not None:
             history = catalog.dr_history(name)
             status.last_switch = next((r for r in history if r.kind in SWITCH_KINDS), None)
@@ -180,6 +182,10 @@ def _status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
     status = DrStatus(name, conf.primary.kind, conf.feed,
                       max_lag_bytes=conf.max_lag_bytes,
                       max_lag_seconds=conf.max_lag.total_seconds())
+    if conf.primary.kind == "mariadb" and conf.feed == "stream":
+        from medark.service.dr.mariadb_status import status as mariadb_status
+
+        return mariadb_status(name, conf)
     if conf.primary.kind != "postgres":
         status.supported = False
         status.note = f"{conf.primary.kind} DR status is not supported yet"
