@@ -165,9 +165,12 @@ class DrLag:
                 return
 
     def _probe(self, conf: DrConf) -> DrConf:
-        """`conf` with a short connect timeout in both DSNs, no health checks, no pooler."""
+        """`conf` without health checks and pooler, and for PostgreSQL with a short connect
+        timeout in both DSNs (another kind's client keeps its own: the reading may take
+        longer, a scrape still never waits for it)."""
+        quiet = conf.model_copy(update={"health": [], "client_switch": None})
         if conf.primary.kind != "postgres":
-            return conf  # dr_status reads no other kind yet: it connects to nothing
+            return quiet
         from psycopg import conninfo
 
         def node(found: Node) -> Node:
@@ -176,8 +179,8 @@ class DrLag:
             return found.model_copy(update={"dsn": conninfo.make_conninfo(
                 found.dsn, connect_timeout=str(self.connect_timeout))})
 
-        return conf.model_copy(update={"primary": node(conf.primary), "standby": node(conf.standby),
-                                       "health": [], "client_switch": None})
+        return quiet.model_copy(update={"primary": node(conf.primary),
+                                        "standby": node(conf.standby)})
 
     def _run(self) -> None:
         while not self._stop.is_set():
