@@ -182,7 +182,7 @@ def _history(ctx: Context, config: MedarkConfig) -> int:
         ctx.out.text(f"no DR actions recorded{' for ' + args.system if args.system else ''}")
         return 0
     for r in records:
-        took = "" if r.switch_seconds is None else f", switch {r.switch_seconds:.1f} s"
+        took = "" if r.switch_seconds is None else f", switch {r.switch_seconds:.2f} s"
         ctx.out.text(f"#{r.id} {clock.format_time(r.started_at)} {r.system} {r.kind} "
                      f"{r.status} by {r.requested_by}{took}")
         if r.error:

@@ -50,6 +50,9 @@ from medark.util import clock
 
 CATCH_UP_TIMEOUT = 60.0
 """A failover waits this long for the standby to replay what it already received."""
+STREAM_GRACE = 5.0
+"""A failover waits this long for a standby still streaming from the fenced old primary
+to receive the rest."""
 FAILBACK_CATCH_UP = 1800.0
 """A failback waits this long for the reinstated node to catch up before switching."""
 FAILOVER_HOLD = 2.0
@@ -95,6 +98,8 @@ class Failover:
     steps: Steps
     state: ActionState
     force: bool = False
+    old_end: int | None = None
+    """The fenced old primary's final flush position, when it still answered."""
 
     def run(self) -> None:
         with ClientSwitcher(self.system, self.conf.client_switch) as clients:
@@ -143,12 +148,15 @@ class Failover:
         return (b if new is a else a), new
 
     def _fence(self, old: Member) -> None:
-        from medark.sources.postgres.fencing import fence_readonly
+        from medark.sources.postgres.fencing import fence_readonly, final_flush_lsn
 
         with self.steps.step("fence old primary") as note:
             done: list[str] = []
             if old.role == "primary":
                 fence_readonly(old.dsn)
+                # every commit it acknowledged ends at or before this: read it now,
+                # before a stop below ends the connection
+                self.old_end = final_flush_lsn(old.dsn)
                 done.append("read-only, sessions ended")
             if old.datadir is not None and old.datadir.is_dir():
                 done.append(_guard(old))
@@ -168,21 +176,17 @@ class Failover:
 
     def _window(self, old: Member, new: Member) -> dict[str, Any]:
         """What the standby has, against what the old primary is known to have written."""
-        from medark.sources.postgres.fencing import final_flush_lsn
         from medark.sources.postgres.replication import node_state, wait_replayed
         from medark.sources.postgres.wal import format_lsn
 
         before = node_state(new.dsn)
         received = max(before.receive_lsn or 0, before.replay_lsn or 0)
-        primary_end: int | None = None
-        if old.role == "primary":
-            try:
-                primary_end = final_flush_lsn(old.dsn)
-                received = max(received, primary_end)
-            except MedarkError:
-                primary_end = None
+        primary_end = self.old_end
         try:
             replayed = wait_replayed(new.dsn, received, CATCH_UP_TIMEOUT)
+            if primary_end is not None and (replayed.replay_lsn or 0) < primary_end:
+                # still streaming from the fenced primary: a moment to get the rest
+                replayed = wait_replayed(new.dsn, primary_end, STREAM_GRACE)
         except StandbyNotReady:
             replayed = node_state(new.dsn)
         standby_end = replayed.replay_lsn or 0
@@ -192,7 +196,7 @@ class Failover:
             "primary_end_lsn": None, "bytes": None, "commits": None,
             "first_lost_commit_at": None, "primary_last_commit_at": None, "seconds": None}
         tail = None
-        if old.datadir is not None and old.role is None:
+        if old.datadir is not None and old.datadir.is_dir():  # stopped by now, or dead
             try:
                 from medark.sources.postgres.waldump import wal_tail
 
