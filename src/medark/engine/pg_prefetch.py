@@ -108,3 +108,8 @@ class WalPrefetch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def wait(self) -> None:
+        """Until a started prefetch has fetched everything (or failed)."""
+        if self._thread is not None:
+            self._thread.join()

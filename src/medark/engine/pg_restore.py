@@ -5,9 +5,12 @@
    members written in order; nothing is written outside the directory: unsafe names,
    links other than a tablespace's, and entries beneath a link are refused);
 3. write recovery.signal and the recovery settings (restore_command = `medark pg
-   wal-fetch %f %p`, the target, promote at the end) into postgresql.auto.conf;
+   wal-fetch %f %p`, the target, promote at the end) into postgresql.auto.conf; for a
+   standby, standby.signal and no target: it keeps replaying what the repository
+   receives until it is promoted;
 4. with `start`, start the server as the database's OS user and wait until recovery
-   has finished and it accepts connections.
+   has finished and it accepts connections (a standby: until it is consistent and
+   accepts read-only connections).
 """
 
 from __future__ import annotations
@@ -127,6 +130,9 @@ class RecoverySettings:
     target: Target
     port: int | None = None
     archive_mode_off: bool = False
+    standby: bool = False
+    """A warm standby fed only by restore_command: standby.signal, no target, no
+    streaming (the DR site may have no path to the primary)."""
 
 
 def _quote_conf(value: str) -> str:
@@ -134,14 +140,19 @@ def _quote_conf(value: str) -> str:
 
 
 def recovery_lines(settings: RecoverySettings) -> list[str]:
+    goal = ("a standby replaying the repository's WAL" if settings.standby
+            else f"recover to {settings.target.describe()}")
     lines = [
-        f"# Added by medark pg restore at {clock.format_time(clock.now())}: recover to "
-        f"{settings.target.describe()}",
+        f"# Added by medark pg restore at {clock.format_time(clock.now())}: {goal}",
         f"restore_command = {_quote_conf(settings.restore_command)}",
         "recovery_target_timeline = 'latest'",
     ]
     target = settings.target
-    if target.kind == "time" and target.time is not None:
+    if settings.standby:
+        # A backup of a former standby carries its primary_conninfo: cleared, the feed is
+        # the repository alone. hot_standby: the standby answers read-only queries.
+        lines += ["primary_conninfo = ''", "primary_slot_name = ''", "hot_standby = on"]
+    elif target.kind == "time" and target.time is not None:
         # PostgreSQL's own spelling: its parser refuses ISO 8601's 'T' ... 'Z'.
         when = target.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
         lines.append(f"recovery_target_time = {_quote_conf(when)}")
@@ -149,7 +160,7 @@ def recovery_lines(settings: RecoverySettings) -> list[str]:
         lines.append(f"recovery_target_lsn = {_quote_conf(format_lsn(target.lsn))}")
     elif target.kind == "immediate":
         lines.append("recovery_target = 'immediate'")
-    if target.kind != "latest":
+    if target.kind != "latest" and not settings.standby:
         lines.append("recovery_target_action = 'promote'")
     if settings.port is not None:
         lines.append(f"port = {settings.port}")
@@ -176,9 +187,10 @@ host    all             all             ::1/128                 trust
 
 
 def write_recovery_config(data_dir: str, settings: RecoverySettings) -> list[str]:
-    """recovery.signal plus the settings; returns notes for the operator."""
+    """recovery.signal (a standby: standby.signal) plus the settings; returns notes for
+    the operator."""
     notes = []
-    for name in ("standby.signal", "postmaster.pid", "postmaster.opts"):
+    for name in ("standby.signal", "recovery.signal", "postmaster.pid", "postmaster.opts"):
         path = os.path.join(data_dir, name)
         if os.path.exists(path):
             os.unlink(path)
@@ -197,7 +209,8 @@ def write_recovery_config(data_dir: str, settings: RecoverySettings) -> list[str
     if existing and not existing.endswith("\n"):
         existing += "\n"
     _write(auto, existing + "\n".join(recovery_lines(settings)) + "\n")
-    _write(os.path.join(data_dir, "recovery.signal"), "")
+    signal = "standby.signal" if settings.standby else "recovery.signal"
+    _write(os.path.join(data_dir, signal), "")
     return notes
 
 
@@ -235,9 +248,10 @@ def check_runnable(command: str, user: str | None) -> None:
 
 
 def start_server(data_dir: str, port: int, user: str | None, major: int,
-                 pg_bin: str | None, timeout: float) -> str:
+                 pg_bin: str | None, timeout: float, standby: bool = False) -> str:
     """Start PostgreSQL on `data_dir` and wait until recovery is over and it accepts
-    connections; returns the server log's path."""
+    connections (`standby`: until it is consistent and answers in recovery); returns
+    the server log's path."""
     pg_ctl = find_program("pg_ctl", major, pg_bin)
     log = os.path.join(data_dir, STARTUP_LOG)
     options = f"-p {port} -c unix_socket_directories={shlex.quote(data_dir)}"
@@ -250,7 +264,7 @@ def start_server(data_dir: str, port: int, user: str | None, major: int,
     if done.returncode != 0:
         raise CommandFailed(f"the restored server did not start: {_last_error(log)} "
                             f"(see {log})")
-    _wait_ready(data_dir, port, user, major, pg_bin, timeout, log)
+    _wait_ready(data_dir, port, user, major, pg_bin, timeout, log, standby)
     return log
 
 
@@ -270,7 +284,7 @@ def stop_server(data_dir: str, user: str | None, major: int, pg_bin: str | None 
 
 
 def _wait_ready(data_dir: str, port: int, user: str | None, major: int, pg_bin: str | None,
-                timeout: float, log: str) -> None:
+                timeout: float, log: str, standby: bool = False) -> None:
     psql = find_program("psql", major, pg_bin)
     argv = [psql, "-h", data_dir, "-p", str(port), "-d", "postgres", "-At", "-X",
             "-c", "SELECT pg_is_in_recovery()"]
@@ -278,13 +292,14 @@ def _wait_ready(data_dir: str, port: int, user: str | None, major: int, pg_bin: 
     while time.monotonic() < deadline:
         done = subprocess.run(as_user(argv, user), capture_output=True, text=True,
                               timeout=60, check=False)
-        if done.returncode == 0 and done.stdout.strip() == "f":
+        if done.returncode == 0 and done.stdout.strip() == ("t" if standby else "f"):
             return
         if not _postmaster_alive(data_dir):
             raise CommandFailed(f"the restored server stopped during recovery: "
                                 f"{_last_error(log)} (see {log})")
         time.sleep(0.1)
-    raise CommandFailed(f"recovery did not finish within {timeout:g} s (see {log})")
+    what = "the standby did not become consistent" if standby else "recovery did not finish"
+    raise CommandFailed(f"{what} within {timeout:g} s (see {log})")
 
 
 def _postmaster_alive(data_dir: str) -> bool:

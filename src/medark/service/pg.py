@@ -28,7 +28,7 @@ from medark.engine.pg_restore import (
     start_server,
     write_recovery_config,
 )
-from medark.engine.pg_wal import WalArchive, WalRecord, write_file_atomically
+from medark.engine.pg_wal import Inventory, WalArchive, WalRecord, write_file_atomically
 from medark.engine.pg_window import (
     Target,
     WalMap,
@@ -134,6 +134,9 @@ class RestoreRequest:
     archive_mode_off: bool = False
     timeout: float = 3600.0
     workers: int = 2
+    standby: bool = False
+    """A warm standby that keeps replaying what the repository receives (implies the
+    newest target and archive_mode off: it must not archive into the same place)."""
 
 
 def write_password_file(path: str, password: bytes, user: str | None) -> None:
@@ -147,24 +150,38 @@ def write_password_file(path: str, password: bytes, user: str | None) -> None:
 
 
 def restore_command_line(medark: str, location: str, password_file: str, system_id: str,
-                         cache_dir: str | None, spool: str | None = None) -> str:
+                         cache_dir: str | None, spool: str | None = None,
+                         standby: bool = False) -> str:
     """The restore_command PostgreSQL runs: repository and password *file*, never the
     password itself."""
     argv = [*shlex.split(medark), "--repo", location, "--password-file", password_file]
     if cache_dir:
         argv += ["--cache-dir", cache_dir]
     argv += ["pg", "wal-fetch", "--system-id", system_id]
+    if standby:
+        # A read failure is "not available yet" (exit 1, retried every
+        # wal_retrieve_retry_interval), never exit 126, which would stop the standby.
+        argv.append("--standby")
     if not spool:
         return shlex.join(argv) + " %f %p"
+    q = shlex.quote
+    spooled = f"{q(spool)}/%f"
+    from_spool = shlex.join([*argv, "--spool", spool])
+    if standby:
+        # The spool is a head start, the repository the source: a file is served from
+        # the spool once (and removed), else waited for while the prefetch runs, else
+        # fetched from the repository, where new WAL keeps arriving.
+        return (f"if [ -f {spooled} ]; then cp {spooled} %p && rm -f {spooled}; "
+                f"elif [ -f {q(os.path.join(spool, PREFETCH_RUNNING))} ]; then "
+                f"{from_spool} %f %p && rm -f {spooled}; "
+                f"else {shlex.join(argv)} %f %p; fi")
     # Served by cp from the spool, and refused at once once the spool is known complete:
     # PostgreSQL calls restore_command for every segment and probes for timeline history
     # files, and a shell builtin answers in a millisecond where starting medark takes a
     # quarter of a second. medark itself runs only while the prefetch is still going.
-    argv += ["--spool", spool, "%f", "%p"]
-    q = shlex.quote
-    return (f"if [ -f {q(spool)}/%f ]; then cp {q(spool)}/%f %p; "
+    return (f"if [ -f {spooled} ]; then cp {spooled} %p; "
             f"elif [ -f {q(os.path.join(spool, PREFETCH_COMPLETE))} ]; then exit 1; "
-            f"else {shlex.join(argv[:-2])} %f %p; fi")
+            f"else {from_spool} %f %p; fi")
 
 
 def default_medark_command() -> str:
@@ -201,6 +218,8 @@ def plan_restore(repo: Repository, request: RestoreRequest) -> tuple[Snapshot, s
 def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
                 ) -> dict[str, Any]:
     t0 = clock.monotonic()
+    if request.standby and request.target.kind != "latest":
+        raise UsageError("a standby replays the newest WAL: no --time, --lsn or --backup-only")
     target_dir = prepare_target(request.target_dir)
     nodes = load_tree(repo, chosen.tree)
     base = next((n for n in nodes if n.name == "base.tar"), None)
@@ -221,16 +240,21 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
                            user, every=request.target.kind != "immediate")
     command = restore_command_line(request.medark_command, request.location,
                                    os.path.abspath(password_file),
-                                   str(chosen.source["system_id"]), request.cache_dir, spool)
+                                   str(chosen.source["system_id"]), request.cache_dir, spool,
+                                   standby=request.standby)
     notes += write_recovery_config(target_dir, RecoverySettings(
-        command, request.target, request.port, request.archive_mode_off))
+        command, request.target, request.port,
+        request.archive_mode_off or request.standby, standby=request.standby))
     if user:
         chown_tree(target_dir, user)
     result: dict[str, Any] = {
         "message_type": "pg_restore", "target_dir": target_dir, "files": files,
         "backup": describe_backup(chosen), "recovery_target": request.target.describe(),
         "restore_command": command, "notes": notes, "wal_spool": spool,
+        "standby": request.standby,
     }
+    if request.standby:
+        result["recovery_target"] = "none: a standby replaying the repository's WAL"
     if not request.start:
         prefetch.run()  # the spool must be complete before the operator starts the server
         result.update(wal_prefetched=prefetch.fetched,
@@ -245,20 +269,54 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
         result["restore_seconds"] = round(clock.monotonic() - t0, 3)
         major = int(chosen.source.get("server_version_num", 0)) // 10000 or None
         log = start_server(target_dir, request.port, user, major or 15, request.pg_bin,
-                           request.timeout)
-    finally:
+                           request.timeout, standby=request.standby)
+    except BaseException:
+        prefetch.stop()
+        raise
+    if request.standby:
+        # Consistent is not caught up: the standby goes on taking the spool's files (each
+        # once) while the prefetch completes; what comes later, from the repository.
+        prefetch.wait()
+    else:
         prefetch.stop()
     result.update(started=True, port=request.port, server_log=log,
                   wal_prefetched=prefetch.fetched,
                   ready_seconds=round(clock.monotonic() - t0, 3))
-    shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
+    if not request.standby:
+        shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
     return result
 
 
 # ---- status ----------------------------------------------------------------------------
 
 
-def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
+@dataclass
+class ArchiveView:
+    """One cluster's base backups and WAL archive as `pg status` and a repository-fed
+    standby's DR status read them."""
+
+    system_id: str
+    backups: list[Snapshot]
+    archive: WalArchive
+    inventory: Inventory
+    wal: WalMap
+    segment_size: int
+
+    def newest_record(self) -> WalRecord | None:
+        """The newest archived segment (complete, else its newest streamed version), on
+        the newest timeline that has it."""
+        newest = self.wal.newest_segno()
+        if newest is None:
+            return None
+        for tli in range(self.wal.newest_timeline, 0, -1):
+            record = self.archive.find(segment_name(tli, newest, self.segment_size))
+            if record is not None:
+                return record
+        return None
+
+
+def archive_view(repo: Repository, system_id: str | None) -> ArchiveView:
+    """ObjectNotFound when the repository holds no base backup (of that cluster)."""
     backups = pg_base_backups(all_snapshots(repo), system_id)
     if not backups:
         raise ObjectNotFound("no PostgreSQL base backup in the repository")
@@ -266,14 +324,14 @@ def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
     size = int(backups[-1].source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
     archive = WalArchive(repo, system_id)
     inventory = archive.inventory()
-    wal = WalMap.build(inventory, size)
-    newest = wal.newest_segno()
-    newest_record: WalRecord | None = None
-    if newest is not None:
-        for tli in range(wal.newest_timeline, 0, -1):
-            newest_record = archive.find(segment_name(tli, newest, size))
-            if newest_record is not None:
-                break
+    return ArchiveView(system_id, backups, archive, inventory,
+                       WalMap.build(inventory, size), size)
+
+
+def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
+    view = archive_view(repo, system_id)
+    backups, wal, inventory = view.backups, view.wal, view.inventory
+    newest_record = view.newest_record()
     now = clock.now()
     windows = []
     for backup in backups:
@@ -287,7 +345,7 @@ def status(repo: Repository, system_id: str | None) -> dict[str, Any]:
     archived = clock.parse_time(newest_record.archived) if newest_record else None
     gaps = [w["gap_after"] for w in windows if w["gap_after"]]
     return {
-        "message_type": "pg_status", "system_id": system_id,
+        "message_type": "pg_status", "system_id": view.system_id,
         "newest_backup": describe_backup(backups[-1]), "backups": len(backups),
         "newest_wal": newest_record.name if newest_record else None,
         "newest_wal_archived": clock.format_time(archived) if archived else None,

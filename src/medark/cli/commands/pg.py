@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     parsers["wal-fetch"].add_argument("--spool", default=None, metavar="DIR",
                                       help="serve from the WAL `pg restore` fetched ahead "
                                            "(a miss means: not archived)")
+    parsers["wal-fetch"].add_argument(
+        "--standby", action="store_true",
+        help="for a standby's restore_command: a failure to read the archive exits 1 "
+             "(PostgreSQL retries later) instead of 126 (which stops the server)")
     s = parsers["wal-stream"]
     s.add_argument("--slot", required=True, help="physical replication slot to stream from")
     s.add_argument("--create-slot", action="store_true",
@@ -87,16 +91,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = parsers["restore"]
     r.add_argument("--target-dir", required=True, metavar="DIR",
                    help="new (or empty) directory for the data directory")
-    goal = r.add_mutually_exclusive_group(required=True)
+    goal = r.add_mutually_exclusive_group()
     goal.add_argument("--time", metavar="TS", help="recover up to this moment (ISO 8601; "
                       "without a zone: UTC)")
     goal.add_argument("--lsn", metavar="LSN", help="recover up to this WAL position")
     goal.add_argument("--latest", action="store_true", help="recover all archived WAL")
     goal.add_argument("--backup-only", action="store_true",
                       help="recover only to the end of the base backup")
+    r.add_argument("--standby", action="store_true",
+                   help="a warm standby: replay all archived WAL, then keep replaying what "
+                        "the repository receives until promoted (standby.signal, "
+                        "archive_mode off, no primary_conninfo); implies --latest")
     r.add_argument("--start", action="store_true",
-                   help="start the server and wait until it is consistent and accepts "
-                        "connections")
+                   help="start the server and wait until recovery has finished and it "
+                        "accepts connections (--standby: until it is consistent and "
+                        "accepts read-only connections)")
     r.add_argument("--port", type=int, help="port for the restored server")
     r.add_argument("--os-user", default="postgres",
                    help="the database's OS user, when run as root (default: postgres)")
@@ -104,7 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how that user runs medark in restore_command (default: "
                         "$MEDARK_COMMAND or this medark)")
     r.add_argument("--archive-mode-off", action="store_true",
-                   help="do not archive from the restored server (a test restore)")
+                   help="do not archive from the restored server (a test restore; "
+                        "always with --standby)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="with --start: how long recovery may take")
     parsers["status"].add_argument(
@@ -194,7 +204,23 @@ def _wal_push(ctx: Context) -> int:
 
 def _wal_fetch(ctx: Context) -> int:
     """Exit 1: not archived (PostgreSQL's end of recovery). Any failure to read the
-    archive: exit 126, so PostgreSQL stops instead of promoting early."""
+    archive: exit 126, so PostgreSQL stops instead of promoting early (--standby: exit 1,
+    a standby retries and never promotes on its own)."""
+    try:
+        return _fetch(ctx)
+    except ObjectNotFound:
+        if ctx.args.standby:  # a standby asks every wal_retrieve_retry_interval: no log line
+            return 1
+        raise
+    except ArchiveReadFailed as exc:
+        if not ctx.args.standby:
+            raise
+        # A standby never ends recovery on a missing file: "not available yet" (exit 1)
+        # lets it retry, where 126 would stop it over a passing network failure.
+        raise MedarkError(f"{exc}; the standby retries") from None
+
+
+def _fetch(ctx: Context) -> int:
     from medark.service import pg
 
     if ctx.args.spool:
@@ -287,6 +313,12 @@ def _restore(ctx: Context) -> int:
     args = ctx.args
     if args.start and not args.port:
         raise UsageError("--start needs --port")
+    if args.standby and (args.time or args.lsn or args.backup_only):
+        raise UsageError("--standby replays the newest WAL: it takes no --time, --lsn or "
+                         "--backup-only")
+    if not (args.standby or args.time or args.lsn or args.latest or args.backup_only):
+        raise UsageError("give a recovery target: --time, --lsn, --latest or --backup-only "
+                         "(or --standby)")
     target = _target(args)
     location = ctx.location
     if "://" not in location and ":" not in location.split("/", 1)[0]:
@@ -300,7 +332,8 @@ def _restore(ctx: Context) -> int:
         location=location,
         password_file=os.path.abspath(password_file) if password_file else None,
         password=password, start=args.start, port=args.port, os_user=args.os_user,
-        pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off, timeout=args.timeout)
+        pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off, timeout=args.timeout,
+        standby=args.standby)
     with ctx.repository(lock="shared", command="pg restore") as repo:
         chosen, _system = pg.plan_restore(repo, request)
         result = pg.run_restore(repo, request, chosen)
@@ -319,10 +352,16 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
     ctx.out.prose(f"recovery target: {result['recovery_target']}")
     for note in result["notes"]:
         ctx.out.prose(f"note: {note}")
-    if result.get("started"):
+    if result.get("started") and result.get("standby"):
+        ctx.out.prose(f"standby started on port {result['port']}: consistent, accepting "
+                      f"read-only connections after {format_duration(result['ready_seconds'])}"
+                      f", replaying from the repository (log: {result['server_log']})")
+    elif result.get("started"):
         ctx.out.prose(f"server started on port {result['port']}: recovery finished, accepting "
                       f"connections after {format_duration(result['ready_seconds'])} "
                       f"(log: {result['server_log']})")
+    elif result.get("standby"):
+        ctx.out.prose("start the server on it: it replays from the repository as a standby")
     else:
         ctx.out.prose("start the server on it to recover (or use --start)")
 

@@ -1,0 +1,155 @@
+"""A repository-fed standby (`feed = "repository"`): what the repository lets it reach,
+and waiting until it has replayed that.
+
+Such a standby (`medark pg restore --standby`) has no WAL receiver: it fetches one WAL
+file at a time through restore_command, and when the next one is not archived yet it
+sleeps wal_retrieve_retry_interval (5 s by default) and asks again. Its replay therefore
+advances a segment at a time, some seconds after each segment lands in the repository.
+The end of what it can replay is the end of the newest archived WAL, read here the way
+`medark pg status` reads it (service/pg.py).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from medark.config.plans import MedarkConfig
+from medark.errors import StandbyNotReady, UsageError
+from medark.service.pg import archive_view
+from medark.service.session import default_cache_dir, open_repository
+from medark.sources.postgres.replication import STANDBY, NodeState, read_state
+from medark.sources.postgres.server import Dsn
+from medark.sources.postgres.wal import Segment, format_lsn, parse_lsn, wal_file_kind
+from medark.util import clock
+
+WAITING_FOR_WAL = "RecoveryRetrieveRetryInterval"
+"""The startup process's wait event after no source had the next WAL: it has replayed
+everything it could fetch and sleeps wal_retrieve_retry_interval before asking again."""
+
+
+@dataclass(frozen=True)
+class ArchivedPoint:
+    """The newest WAL a repository holds for one cluster: a standby replaying the
+    repository can reach `end_lsn` and no further."""
+
+    system_id: str
+    wal_name: str
+    """The newest archived file (a streamed version of a segment: `<segment>.partial`)."""
+    timeline: int
+    end_lsn: int
+    """Where its WAL ends: the end of the segment, or of a streamed version's valid bytes."""
+    archived_at: datetime
+    streamed: bool
+    """A version of the segment being written, from `pg wal-stream` (more may follow)."""
+    gap_after: str | None
+    """In the newest base backup's window: the first missing segment (hex), which replay
+    cannot pass; None when the WAL runs unbroken to `wal_name`."""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"system_id": self.system_id, "wal_name": self.wal_name,
+                "timeline": self.timeline, "end_lsn": format_lsn(self.end_lsn),
+                "archived_at": clock.format_time(self.archived_at),
+                "streamed": self.streamed, "gap_after": self.gap_after}
+
+
+def newest_archived_lsn(config: MedarkConfig, repository: str,
+                        system_id: str | None = None) -> ArchivedPoint | None:
+    """The newest archived WAL in repository `repository` (a key of [repositories]) of
+    cluster `system_id` (default: the one of the newest base backup); None when no WAL is
+    archived. ObjectNotFound when the repository holds no base backup of it."""
+    conf = config.repositories.get(repository)
+    if conf is None:
+        raise UsageError(f"no repository {repository!r} in [repositories]")
+    repo = open_repository(conf.url, _password(repository, conf.password_file,
+                                               conf.password_command), default_cache_dir())
+    try:
+        view = archive_view(repo, system_id)
+        record = view.newest_record()
+        if record is None:
+            return None
+        streamed = wal_file_kind(record.name) == "partial"
+        segment = Segment.parse(record.name[:24], view.segment_size)
+        start = segment.segno * view.segment_size
+        end = start + int(record.extra.get("valid_bytes") or record.size) if streamed \
+            else start + view.segment_size
+        chain = view.wal.chain_from(parse_lsn(str(view.backups[-1].source["start_lsn"])))
+        return ArchivedPoint(view.system_id, record.name, segment.timeline, end,
+                             clock.parse_time(record.archived), streamed,
+                             None if chain.gap_at is None else f"{chain.gap_at:X}")
+    finally:
+        repo.close()
+
+
+def _password(name: str, path: str | None, command: str | None) -> bytes:
+    """The first line of the repository's password_file, else of password_command's
+    output (config/plans.py: one of them is given for a repository a service opens)."""
+    try:
+        if path:
+            raw = Path(path).read_bytes()
+        elif command:
+            done = subprocess.run(shlex.split(command), capture_output=True, check=False,
+                                  timeout=60)
+            if done.returncode != 0:
+                raise UsageError(f"repository {name}: password_command exited "
+                                 f"{done.returncode}")
+            raw = done.stdout
+        else:
+            raise UsageError(f"repository {name} has no password_file or password_command")
+    except OSError as exc:
+        raise UsageError(f"repository {name}: cannot read password_file {path}: "
+                         f"{exc.strerror or exc}") from None
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise UsageError(f"repository {name}: the password source gave an empty password")
+    return line
+
+
+def wait_replayed_archive(standby_dsn: str, lsn: int, timeout: float,
+                          poll: float = 0.1) -> NodeState:
+    """Until the repository-fed standby at `standby_dsn` has replayed the archive up to
+    `lsn` (an ArchivedPoint's end_lsn); its state at that moment is returned.
+
+    Replay may stop short of `lsn` for good: a record that starts in the last archived
+    segment and ends in the next one cannot be replayed until that one is archived. So
+    the wait also ends once replay is inside the segment holding `lsn` and the startup
+    process waits for the next WAL (it has replayed all it could fetch). When `lsn` is
+    inside a segment (a streamed version, which newer versions may extend) it must be seen
+    fetching again after this call began, so that an older version does not count.
+    Needs a role that sees the startup process in pg_stat_activity (superuser or
+    pg_read_all_stats); without it only `lsn` itself ends the wait. A timeout raises
+    StandbyNotReady with the bytes still missing."""
+    dsn = Dsn.parse(standby_dsn)
+    deadline = time.monotonic() + timeout
+    with dsn.connect() as conn:
+        size = int(_one(conn, "SELECT setting::bigint FROM pg_settings "
+                              "WHERE name = 'wal_segment_size'"))
+        last_segment = (lsn - 1) // size * size
+        fresh = lsn % size == 0  # a complete segment: its content never changes
+        while True:
+            state = read_state(conn)
+            if state.role != STANDBY:
+                raise StandbyNotReady(f"{dsn.safe()} is not in recovery: not a standby")
+            replay = state.replay_lsn or 0
+            waiting = _one(conn, "SELECT wait_event FROM pg_stat_activity "
+                                 "WHERE backend_type = 'startup'") == WAITING_FOR_WAL
+            if replay >= lsn or (fresh and waiting and replay >= last_segment):
+                return state
+            fresh = fresh or not waiting  # it is fetching: what it finds is current
+            if time.monotonic() >= deadline:
+                paused = "; replay is paused" if state.replay_paused else ""
+                raise StandbyNotReady(
+                    f"{dsn.safe()} replayed the archive up to {format_lsn(replay)} after "
+                    f"{timeout:g} s, {lsn - replay} bytes short of {format_lsn(lsn)} "
+                    f"({'waiting for WAL' if waiting else 'replaying'}{paused})")
+            time.sleep(poll)
+
+
+def _one(conn: Any, query: str) -> Any:
+    row = conn.execute(query).fetchone()
+    return None if row is None else row[0]
