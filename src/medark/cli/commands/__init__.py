@@ -41,8 +41,8 @@ SUMMARIES: dict[str, str] = {
     "verify": "restore a plan's newest points into a sandbox and check them",
     "daemon": "run the protection plans on their schedules",
     "alerts": "list the alerts the daemon raised",
-    "dr": "application-level DR: status of the primary/standby pairs, history of "
-          "switches and drills",
+    "dr": "application-level DR: status of the primary/standby pairs, switch-over, "
+          "failover and failback, history of switches and drills",
     "compliance": "judge the plans and their measured results against a hospital tier "
                   "and 等保 level",
     "report": "write the monthly or quarterly report (HTML, PDF)",
