@@ -54,7 +54,6 @@ pytestmark = [
 ]
 
 OFFSITE_PASSWORD = "offsite password"
-NOT_YET = "repository-fed standby is not supported yet"
 REPLAY_TIMEOUT = 60.0
 """A repository-fed standby asks for the next segment every wal_retrieve_retry_interval
 (5 s): one segment after `medark copy` takes a few seconds, never near this."""
@@ -372,19 +371,28 @@ def test_a_standby_fed_only_from_the_offsite_copy_serves_every_archived_commit(
 
 
 def test_dr_failover_promotes_the_repository_fed_standby(site: DrSite) -> None:
-    """`medark dr failover` with `feed = "repository"` (xfail until the command supports
-    it): it promotes standby b, which serves every commit the offsite copy received."""
+    """`medark dr failover` with `feed = "repository"`: it promotes standby b, which serves
+    every commit the offsite copy received."""
     b = site.standbys["b"]
     catalog = f"sqlite:///{site.base / 'catalog.db'}"
+    shown = subprocess.run(
+        [MEDARK, "dr", "status", "his", "--config", str(site.config), "--catalog", catalog],
+        env=site.env, capture_output=True, text=True, check=False, timeout=120)
+    said = " ".join(shown.stdout.split())
+    assert shown.returncode == 20, shown.stdout + shown.stderr  # the primary is gone
+    assert "replication: the standby replays the repository" in said, said
+    assert "repository offsite: newest WAL" in said and "the standby replayed" in said, said
     done = subprocess.run(
         [MEDARK, "dr", "failover", "his", "--yes", "--json", "--config", str(site.config),
          "--catalog", catalog], env=site.env, capture_output=True, text=True, check=False,
         timeout=300)
-    if NOT_YET in done.stdout + done.stderr:
-        pytest.xfail(f"medark dr failover: {NOT_YET}")
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(done.stdout.strip().splitlines()[-1])
+    # the dead primary's data directory is still on this host: its WAL says exactly
+    # which commits never reached the repository
+    assert doc["data_loss"]["commits"] == len(site.lost), doc["data_loss"]
+    assert doc["data_loss"]["archive_end_lsn"] is not None, doc["data_loss"]
     assert doc["status"] == "succeeded", doc
     primary = site.primary
     assert primary.sql("SELECT pg_is_in_recovery()", port=b.port) == "f"

@@ -119,7 +119,10 @@ def _print_status(ctx: Context, s: DrStatus) -> None:
             f", slot {s.slot} {'active' if s.slot_active else 'inactive'}"
             if s.slot_active is not None else f", slot {s.slot} not found on the primary")
     streaming = {True: "streaming", False: "not streaming", None: "unknown"}[s.streaming]
-    out.prose(f"  replication: {streaming}{slot}", indent=6)
+    if s.feed == "repository":
+        out.prose("  replication: the standby replays the repository", indent=6)
+    else:
+        out.prose(f"  replication: {streaming}{slot}", indent=6)
     if s.note:
         out.prose(f"  {s.note}", indent=6)
     if s.lag_bytes is None and s.lag_basis is not None:  # MariaDB: transactions, seconds

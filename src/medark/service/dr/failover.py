@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
@@ -48,8 +48,15 @@ from medark.service.dr.switchover import (
 )
 from medark.util import clock
 
+if TYPE_CHECKING:
+    from medark.service.dr.repository_feed import ArchivedPoint
+    from medark.sources.postgres.replication import NodeState
+
 CATCH_UP_TIMEOUT = 60.0
 """A failover waits this long for the standby to replay what it already received."""
+ARCHIVE_CATCH_UP = 300.0
+"""A repository-fed standby replays one segment every few seconds (it asks the
+repository every wal_retrieve_retry_interval): this long for the rest of the archive."""
 STREAM_GRACE = 5.0
 """A failover waits this long for a standby still streaming from the fenced old primary
 to receive the rest."""
@@ -73,10 +80,11 @@ def failover(config: MedarkConfig, system: str, catalog: Catalog, *, force: bool
 
         return mariadb.failover(system, conf, catalog, force=force,
                                 requested_by=requested_by, on_step=on_step)
-    supported(system, conf, "failover")
-    return run_action(catalog, system, "failover",
-                      lambda steps, state: Failover(system, conf, steps, state, force).run(),
-                      requested_by=requested_by, on_step=on_step)
+    supported(system, conf, "failover", repository_feed=True)
+    return run_action(
+        catalog, system, "failover",
+        lambda steps, state: Failover(system, conf, steps, state, force, config).run(),
+        requested_by=requested_by, on_step=on_step)
 
 
 def failback(config: MedarkConfig, system: str, catalog: Catalog, *,
@@ -98,8 +106,12 @@ class Failover:
     steps: Steps
     state: ActionState
     force: bool = False
+    config: MedarkConfig | None = None
+    """For a repository feed: where the repository is."""
     old_end: int | None = None
     """The fenced old primary's final flush position, when it still answered."""
+    archived: ArchivedPoint | None = None
+    """For a repository feed: the newest WAL the repository holds."""
 
     def run(self) -> None:
         with ClientSwitcher(self.system, self.conf.client_switch) as clients:
@@ -127,7 +139,8 @@ class Failover:
                 from medark.sources.postgres.replication import promote
 
                 after = promote(new.dsn, PROMOTE_TIMEOUT)
-                note.detail = f"{new.address} is the primary on timeline {after.timeline}"
+                note.detail = (f"{new.address} is the primary on timeline {after.timeline}"
+                               + _no_inherited_sync(self.conf, new))
             self.state.new_primary = new.address
             switch = Switch(self.system, self.conf, self.steps, self.state)
             switch.redirect(new, old, clients, held_at)
@@ -182,19 +195,24 @@ class Failover:
         before = node_state(new.dsn)
         received = max(before.receive_lsn or 0, before.replay_lsn or 0)
         primary_end = self.old_end
+        window: dict[str, Any] = {}
         try:
-            replayed = wait_replayed(new.dsn, received, CATCH_UP_TIMEOUT)
-            if primary_end is not None and (replayed.replay_lsn or 0) < primary_end:
+            if self.conf.feed == "repository":
+                replayed = self._replay_archive(new, window)
+            else:
+                replayed = wait_replayed(new.dsn, received, CATCH_UP_TIMEOUT)
+            if primary_end is not None and (replayed.replay_lsn or 0) < primary_end \
+                    and self.conf.feed == "stream":
                 # still streaming from the fenced primary: a moment to get the rest
                 replayed = wait_replayed(new.dsn, primary_end, STREAM_GRACE)
         except StandbyNotReady:
             replayed = node_state(new.dsn)
         standby_end = replayed.replay_lsn or 0
-        window: dict[str, Any] = {
+        window.update({
             "standby_replayed_lsn": format_lsn(standby_end),
             "last_replayed_commit_at": _iso(replayed.last_replay_at),
             "primary_end_lsn": None, "bytes": None, "commits": None,
-            "first_lost_commit_at": None, "primary_last_commit_at": None, "seconds": None}
+            "first_lost_commit_at": None, "primary_last_commit_at": None, "seconds": None})
         tail = None
         if old.datadir is not None and old.datadir.is_dir():  # stopped by now, or dead
             try:
@@ -204,6 +222,14 @@ class Failover:
                 primary_end = tail.end_lsn
             except MedarkError as exc:
                 window["basis_error"] = one_line(exc)
+        if primary_end is None and self.archived is not None:
+            window["basis"] = "the repository: the old primary cannot be read"
+            window["summary"] = (
+                f"the standby replayed {format_lsn(standby_end)}, the repository's newest "
+                f"WAL ends at {format_lsn(self.archived.end_lsn)} (archived "
+                f"{window['archived_at']}); what the old primary wrote after it is lost, "
+                "how much is unknown")
+            return window
         if primary_end is None:
             window["basis"] = "unknown: the old primary cannot be read"
             window["summary"] = (f"unknown beyond the standby's {format_lsn(standby_end)} "
@@ -229,6 +255,27 @@ class Failover:
                              f"{format_lsn(primary_end)}; {window['basis']})")
         return window
 
+    def _replay_archive(self, new: Member, window: dict[str, Any]) -> NodeState:
+        """A repository-fed standby: replay everything the repository holds first."""
+        from medark.service.dr.repository_feed import (
+            newest_archived_lsn,
+            wait_replayed_archive,
+        )
+        from medark.sources.postgres.replication import node_state
+        from medark.sources.postgres.wal import format_lsn
+
+        assert self.config is not None and self.conf.repository is not None
+        try:
+            self.archived = newest_archived_lsn(self.config, self.conf.repository)
+        except MedarkError as exc:
+            window["basis_error"] = f"repository {self.conf.repository}: {one_line(exc)}"
+            return node_state(new.dsn)
+        if self.archived is None:
+            return node_state(new.dsn)
+        window.update(archive_end_lsn=format_lsn(self.archived.end_lsn),
+                      archived_at=_iso(self.archived.archived_at))
+        return wait_replayed_archive(new.dsn, self.archived.end_lsn, ARCHIVE_CATCH_UP)
+
     def _limits(self, window: dict[str, Any]) -> None:
         over = []
         if window["bytes"] is not None and window["bytes"] > self.conf.max_lag_bytes:
@@ -240,6 +287,23 @@ class Failover:
             raise LagOverLimit(f"{self.system}: failover refused, it would lose "
                                f"{'; '.join(over)} ({window['summary']}); --force takes "
                                "the loss")
+
+
+def _no_inherited_sync(conf: DrConf, new: Member) -> str:
+    """A standby copied from a synchronous primary carries its synchronous_standby_names;
+    promoted with no standby behind it, every commit would wait for ever. Unless this
+    system is synchronous (then `Switch.synchronous` decides), clear it."""
+    from medark.sources.postgres.server import Dsn
+    from medark.sources.postgres.sync import set_synchronous
+
+    if conf.synchronous:
+        return ""
+    with Dsn.parse(new.dsn).connect() as conn:
+        row = conn.execute("SELECT current_setting('synchronous_standby_names')").fetchone()
+    if row is None or not row[0]:
+        return ""
+    set_synchronous(new.dsn, None)
+    return f"; inherited synchronous_standby_names {row[0]!r} cleared (no standby yet)"
 
 
 def _guard(old: Member) -> str:

@@ -27,6 +27,7 @@ from medark.errors import (
 from medark.service.dr.health import HealthResult, run_check
 from medark.service.dr.nodes import node_dsn, one_line
 from medark.service.dr.sync import COST, SyncOutcome, enforce
+from medark.util import clock
 
 SWITCH_KINDS = ("switchover", "failover", "failback")
 GRAVITY = (StandbyNotReady.exit_code, DatabaseUnavailable.exit_code,
@@ -161,7 +162,7 @@ def dr_status(config: MedarkConfig, system: str | None = None,
     for name, conf in selected(config, system).items():
         # a switch in progress owns the settings: supervise again after it
         apply = supervise and (catalog is None or catalog.running_dr_action(name) is None)
-        status = _status(name, conf, apply)
+        status = _status(name, conf, apply, config)
         if catalog is not None:
             history = catalog.dr_history(name)
             status.last_switch = next((r for r in history if r.kind in SWITCH_KINDS), None)
@@ -178,7 +179,8 @@ def dr_history(config: MedarkConfig, catalog: Catalog, system: str | None = None
     return catalog.dr_history(system, limit)
 
 
-def _status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
+def _status(name: str, conf: DrConf, supervise: bool = False,
+            config: MedarkConfig | None = None) -> DrStatus:
     status = DrStatus(name, conf.primary.kind, conf.feed,
                       max_lag_bytes=conf.max_lag_bytes,
                       max_lag_seconds=conf.max_lag.total_seconds())
@@ -189,10 +191,6 @@ def _status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
     if conf.primary.kind != "postgres":
         status.supported = False
         status.note = f"{conf.primary.kind} DR status is not supported yet"
-        return status
-    if conf.feed != "stream":
-        status.supported = False
-        status.note = "DR status of a repository-fed standby is not supported yet"
         return status
     from medark.sources.postgres.replication import PRIMARY, STANDBY
 
@@ -206,16 +204,18 @@ def _status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
     primary, standby = by_role.get(PRIMARY), by_role.get(STANDBY)
     primary_dsn = dsns[primary.configured] if primary else None
     standby_dsn = dsns[standby.configured] if standby else None
-    status.not_ready = _not_ready(status.nodes, standby)
+    status.not_ready = _not_ready(status.nodes, standby, conf.feed)
     if primary is None:
         down = [n for n in status.nodes if n.error is not None and n is not standby]
         status.primary_down = (f"{down[0].configured} {down[0].address} unreachable: "
                                f"{down[0].error}"
                                if down else "no node is a primary")
-    if primary_dsn is not None:
+    if primary_dsn is not None and conf.feed == "stream":
         _replication(status, primary_dsn, standby)
     if primary_dsn is not None and standby_dsn is not None:
         _lag(status, primary_dsn, standby_dsn)
+    if conf.feed == "repository" and config is not None:
+        _archive(status, config, str(conf.repository), standby_dsn)
     status.would_lose_data = (standby is None or status.lag_bytes is None
                               or status.lag_bytes > 0)
     primary_site = None if primary is None else primary.site
@@ -240,18 +240,50 @@ def _node(configured: str, node: Node, dsns: dict[str, str]) -> NodeStatus:
                       state.replay_paused, state.receiver_status)
 
 
-def _not_ready(nodes: list[NodeStatus], standby: NodeStatus | None) -> str | None:
+def _not_ready(nodes: list[NodeStatus], standby: NodeStatus | None,
+               feed: str = "stream") -> str | None:
     if standby is None:
         down = [n for n in nodes if n.error is not None]
         if (down and down[-1].configured == "standby") or len(down) == 1:
             node = down[-1]
             return f"{node.configured} {node.address} unreachable: {node.error}"
         return "no node is in recovery: there is no standby (two primaries?)"
+    if feed == "repository":
+        return None  # no WAL receiver: it fetches from the repository
     if standby.receiver_status not in (None, "streaming"):
         return f"the standby {standby.address} is not streaming ({standby.receiver_status})"
     if standby.receiver_status is None:
         return f"the standby {standby.address} has no WAL receiver: it is not streaming"
     return None
+
+
+def _archive(status: DrStatus, config: MedarkConfig, repository: str,
+             standby_dsn: str | None) -> None:
+    """A repository-fed standby: the newest WAL the repository holds, and how far the
+    standby's replay is behind it (all it can reach while the primary is gone)."""
+    from medark.service.dr.repository_feed import newest_archived_lsn
+    from medark.sources.postgres.replication import node_state
+    from medark.sources.postgres.wal import format_lsn
+
+    try:
+        point = newest_archived_lsn(config, repository)
+    except MedarkError as exc:
+        status.note = f"repository {repository}: {one_line(exc)}"
+        return
+    if point is None:
+        status.note = f"repository {repository}: no WAL archived yet"
+        return
+    said = (f"repository {repository}: newest WAL {point.wal_name} ends at "
+            f"{format_lsn(point.end_lsn)}, archived {clock.format_time(point.archived_at)}")
+    if standby_dsn is not None:
+        try:
+            replay = node_state(standby_dsn).replay_lsn or 0
+            said += f"; the standby replayed {format_lsn(replay)}, " + (
+                "all of it" if replay >= point.end_lsn else
+                f"{point.end_lsn - replay} bytes behind it")
+        except MedarkError:
+            pass
+    status.note = said
 
 
 def _replication(status: DrStatus, primary_dsn: str, standby: NodeStatus | None) -> None:

@@ -55,12 +55,14 @@ REINSTATE_TIMEOUT = 300.0
 PREFLIGHT_CHECK_SECONDS = 10.0
 
 
-def supported(system: str, conf: DrConf, action: str) -> None:
-    """What this release can switch: PostgreSQL fed by streaming replication."""
+def supported(system: str, conf: DrConf, action: str, repository_feed: bool = False
+              ) -> None:
+    """What this release can do: PostgreSQL streaming (MariaDB is dispatched before), and
+    a repository-fed PostgreSQL standby where `repository_feed`."""
     if conf.primary.kind != "postgres":
         raise UsageError(f"dr {action} {system}: {conf.primary.kind} is not supported yet "
                          "(PostgreSQL only in this release)")
-    if conf.feed != "stream":
+    if conf.feed != "stream" and not repository_feed:
         raise UsageError(f"dr {action} {system}: a repository-fed standby is not supported "
                          "yet (feed = \"stream\" only in this release)")
 
