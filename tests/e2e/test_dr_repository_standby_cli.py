@@ -370,6 +370,21 @@ def test_a_standby_fed_only_from_the_offsite_copy_serves_every_archived_commit(
     assert parse_lsn(primary.sql("SELECT pg_current_wal_lsn()", port=a.port)) > point.end_lsn
 
 
+def test_a_drill_needs_only_the_repository_fed_standby(site: DrSite) -> None:
+    """The primary site is gone already: a drill clones standby b into a sandbox, checks
+    it, tears it down, and b goes on replaying the repository, still in recovery."""
+    b = site.standbys["b"]
+    done = subprocess.run(
+        [MEDARK, "dr", "drill", "his", "--json", "--config", str(site.config), "--catalog",
+         f"sqlite:///{site.base / 'catalog.db'}"], env=site.env, capture_output=True,
+        text=True, check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "succeeded" and doc["switch_seconds"] > 0, doc
+    assert "replaying repository offsite" in doc["steps"][0]["detail"], doc["steps"][0]
+    assert site.primary.sql("SELECT pg_is_in_recovery()", port=b.port) == "t"
+
+
 def test_dr_failover_promotes_the_repository_fed_standby(site: DrSite) -> None:
     """`medark dr failover` with `feed = "repository"`: it promotes standby b, which serves
     every commit the offsite copy received."""

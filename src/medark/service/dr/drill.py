@@ -33,13 +33,13 @@ from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
 from medark.config.dr import DrConf, Service
 from medark.config.plans import MedarkConfig
-from medark.errors import HealthCheckFailed, MedarkError, UsageError
+from medark.errors import HealthCheckFailed, MedarkError, StandbyNotReady, UsageError
 from medark.service.dr import apps
 from medark.service.dr.action import ActionState, DrOutcome, run_action
 from medark.service.dr.health import wait_healthy
-from medark.service.dr.nodes import Member, one_line
-from medark.service.dr.pair import Pair, checks_for, find_pair, require_streaming
-from medark.service.dr.steps import WARNING, Steps
+from medark.service.dr.nodes import Member, members, one_line
+from medark.service.dr.pair import checks_for, find_pair, require_streaming
+from medark.service.dr.steps import WARNING, StepNote, Steps
 from medark.util import clock
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def drill(config: MedarkConfig, system: str, catalog: Catalog, *,
     from medark.service.dr.switchover import supported
 
     conf = selected(config, system)[system]
-    supported(system, conf, "drill")
+    supported(system, conf, "drill", repository_feed=True)
     return run_action(catalog, system, "drill",
                       lambda steps, state: Drill(system, conf, steps, state).run(),
                       requested_by=requested_by, on_step=on_step)
@@ -107,21 +107,23 @@ class Drill:
     env: dict[str, str] = field(default_factory=dict)
 
     def run(self) -> None:
-        pair = self._preflight()
+        standby = self._preflight()
         failed = True
         try:
             began = clock.monotonic()
-            self._clone(pair.standby)
-            self._start_services(pair.standby.node.site)
-            self._check(pair.standby.node.site, began)
+            self._clone(standby)
+            self._start_services(standby.node.site)
+            self._check(standby.node.site, began)
             failed = False
         finally:
-            self._tear_down(pair.standby, failed)
+            self._tear_down(standby, failed)
 
-    def _preflight(self) -> Pair:
+    def _preflight(self) -> Member:
         from medark.sources.postgres.replication import replication_lag
 
         with self.steps.step("preflight") as note:
+            if self.conf.feed == "repository":  # no path to the primary is needed
+                return self._standby_alone(note)
             pair = find_pair(self.system, self.conf)
             said = [require_streaming(self.system, pair)]
             try:
@@ -131,7 +133,16 @@ class Drill:
                 said.append(f"lag unknown ({one_line(exc)})")
             said.append("production is not changed")
             note.detail = "; ".join(said)
-        return pair
+        return pair.standby
+
+    def _standby_alone(self, note: StepNote) -> Member:
+        """A repository-fed standby: the DR site may have no path to the primary."""
+        standby = next((m for m in members(self.conf, 5) if m.role == "standby"), None)
+        if standby is None:
+            raise StandbyNotReady(f"{self.system}: neither node is a standby in recovery")
+        note.detail = (f"standby {standby.address} (site {standby.node.site}) replaying "
+                       f"repository {self.conf.repository}; production is not changed")
+        return standby
 
     def _clone(self, standby: Member) -> None:
         from medark.sources.postgres.sandbox import clone_standby
