@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import s3_server
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from dr_site import preamble
 from pg_server import (
     PgServer,
     archive_command,
@@ -266,16 +267,7 @@ def _write_config(site: DrSite) -> None:
     die; standby: standby b)."""
     p, b = site.primary, site.standbys["b"]
     pg_ctl = p.tool("pg_ctl")
-    site.config.write_text(f"""
-[sites.main]
-name = "main"
-location = "CN-SC"
-
-[sites.east]
-name = "east"
-location = "CN-SC"
-role = "campus"
-
+    site.config.write_text(preamble(p.dsn, repositories=f"""
 [repositories.local]
 site = "main"
 url = "{site.local}"
@@ -285,22 +277,7 @@ password_file = "{site.local_password}"
 site = "east"
 url = "{site.offsite}"
 password_file = "{site.offsite_password}"
-
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{p.dsn}"
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = {{ daily = 14 }}
-
+""") + f"""
 [dr.his]
 feed = "repository"
 repository = "offsite"

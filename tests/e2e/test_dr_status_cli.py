@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
+from dr_site import pg_nodes, preamble
 from pg_pair import PgPair, pg_pair
 from pg_server import can_run_servers, wait_for
 from pgbouncer_server import PgbouncerServer, pgbouncer_bin
@@ -25,54 +26,13 @@ pytestmark = pytest.mark.skipif(can_run_servers() is not None,
 
 def config_text(pair: PgPair, max_lag_bytes: int = 16 * 1024 * 1024) -> str:
     p, s = pair.primary, pair.standby
-    return f"""
-[sites.main]
-name = "main"
-location = "CN-SC"
-
-[sites.east]
-name = "east"
-location = "CN-SC"
-role = "campus"
-
-[repositories.local]
-site = "main"
-url = "/nonexistent/medark"
-password_file = "/nonexistent/password"
-
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{p.dsn}"
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = {{ daily = 14 }}
-
+    return preamble(p.dsn) + f"""
 [dr.his]
 feed = "stream"
 slot = "{pair.slot}"
 max_lag_bytes = {max_lag_bytes}
 max_lag = "1h"
-
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-control = {{ datadir = "{p.data}", pg_ctl = "{p.tool('pg_ctl')}" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "{s.dsn}"
-control = {{ datadir = "{s.data}", pg_ctl = "{s.tool('pg_ctl')}" }}
-
+""" + pg_nodes(p, s) + f"""
 [[dr.his.health]]
 type = "tcp"
 name = "primary-port"
@@ -198,7 +158,7 @@ def test_recorded_actions_show_in_history_and_status(dr: tuple[Cli, Path],
     history = cli("dr", "history", "--config", config, "--catalog", url).stdout.splitlines()
     assert re.fullmatch(rf"#{switch} \S+ his switchover failed by operator", history[0])
     assert history[1].strip() == "fencing hook exited 1"
-    assert re.fullmatch(rf"#{drill} \S+ his drill succeeded by tester, switch 12\.5 s",
+    assert re.fullmatch(rf"#{drill} \S+ his drill succeeded by tester, switch 12\.50 s",
                         history[2])
     wait_for(lambda: caught_up(pair), what="the standby to catch up")
     code, out, _ = status(cli, config)

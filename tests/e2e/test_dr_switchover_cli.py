@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import MEDARK, Cli
+from dr_site import pg_nodes, preamble
 from his_app import ORDERS_DDL
 from pg_pair import PgPair, pg_pair
 from pg_server import PgServer, can_run_servers, wait_for
@@ -59,36 +60,7 @@ name = "interface-engine"
 address = "{health_address}"
 timeout = "1s"
 """
-    return f"""
-[sites.main]
-name = "main"
-location = "CN-SC"
-
-[sites.east]
-name = "east"
-location = "CN-SC"
-role = "campus"
-
-[repositories.local]
-site = "main"
-url = "/nonexistent/medark"
-password_file = "/nonexistent/password"
-
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{p.dsn}"
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = {{ daily = 14 }}
-
+    return preamble(p.dsn) + f"""
 [dr.his]
 feed = "stream"
 slot = "{site.pair.slot}"
@@ -96,18 +68,7 @@ max_lag_bytes = {max_lag_bytes}
 max_lag = "1h"
 fencing = {fencing}
 
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-control = {{ datadir = "{p.data}", pg_ctl = "{p.tool('pg_ctl')}" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "{s.dsn}"
-control = {{ datadir = "{s.data}", pg_ctl = "{s.tool('pg_ctl')}" }}
-
+""" + pg_nodes(p, s) + f"""
 [dr.his.client_switch]
 type = "pgbouncer"
 ini = "{site.pooler.ini}"
