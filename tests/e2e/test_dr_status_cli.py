@@ -163,8 +163,10 @@ def test_recorded_actions_show_in_history_and_status(dr: tuple[Cli, Path],
     wait_for(lambda: caught_up(pair), what="the standby to catch up")
     code, out, _ = status(cli, config)
     assert code == 0
-    assert re.search(r"last switch: switchover \S+ failed", out), out
-    assert re.search(r"last drill: drill \S+ succeeded", out), out
+    said = " ".join(out.split())  # wrapped to the terminal's width
+    assert re.search(rf"last switch: switchover #{switch} \S+ failed last drill", said), out
+    assert re.search(rf"last drill: drill #{drill} \S+ succeeded, healthy after 12\.50 s",
+                     said), out
 
 
 def test_a_failing_health_check_exits_29(dr: tuple[Cli, Path], pair: PgPair) -> None:

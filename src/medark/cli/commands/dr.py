@@ -167,7 +167,11 @@ def _action(record: DrActionRecord | None) -> str:
         return "none recorded"
     from medark.util import clock
 
-    return f"{record.kind} {clock.format_time(record.started_at)} {record.status}"
+    took = "" if record.switch_seconds is None else (
+        f", {'healthy after' if record.kind == 'drill' else 'writes held'} "
+        f"{record.switch_seconds:.2f} s")
+    return f"{record.kind} #{record.id} {clock.format_time(record.started_at)} " \
+        f"{record.status}{took}"
 
 
 def _history(ctx: Context, config: MedarkConfig) -> int:
