@@ -48,14 +48,19 @@ def find_pair(system: str, conf: DrConf, connect_timeout: int | None = None) -> 
     raise DatabaseUnavailable(f"{system}: neither node can be reached: {found}")
 
 
-def require_streaming(system: str, pair: Pair) -> str:
-    """The standby follows this primary on its timeline and its WAL receiver streams."""
+def require_streaming(system: str, pair: Pair, feed: str = "stream") -> str:
+    """The standby follows this primary on its timeline and its WAL receiver streams (a
+    repository-fed standby has no receiver: it fetches from the repository)."""
     primary, standby = pair.primary.pg, pair.standby.pg
     if standby.timeline != primary.timeline:
         raise StandbyNotReady(
             f"{system}: the standby {pair.standby.address} is on timeline "
             f"{standby.timeline}, the primary on {primary.timeline}: it does not follow "
             "this primary (reinstate it: medark dr failback)")
+    if feed == "repository":
+        return (f"{pair.primary.address} (site {pair.primary.node.site}) -> "
+                f"{pair.standby.address} (site {pair.standby.node.site}), timeline "
+                f"{primary.timeline}, replaying the repository")
     if standby.receiver_status != "streaming":
         raise StandbyNotReady(
             f"{system}: the standby {pair.standby.address} is not streaming (WAL receiver: "

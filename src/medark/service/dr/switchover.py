@@ -50,6 +50,9 @@ from medark.util import clock
 
 REPLAY_TIMEOUT = 60.0
 """How long the clients may be held while the standby replays the last WAL."""
+ARCHIVE_REPLAY_TIMEOUT = 300.0
+"""A repository-fed standby gets the last segment through archive_command, the
+repository (and the copy to it) and its own poll every wal_retrieve_retry_interval."""
 PROMOTE_TIMEOUT = 60.0
 REINSTATE_TIMEOUT = 300.0
 PREFLIGHT_CHECK_SECONDS = 10.0
@@ -81,7 +84,9 @@ def switchover(config: MedarkConfig, system: str, catalog: Catalog, *,
 
         return mariadb.switchover(system, conf, catalog, requested_by=requested_by,
                                   on_step=on_step, replay_timeout=replay_timeout)
-    supported(system, conf, "switchover")
+    supported(system, conf, "switchover", repository_feed=True)
+    if conf.feed == "repository":
+        replay_timeout = max(replay_timeout, ARCHIVE_REPLAY_TIMEOUT)
     return run_action(
         catalog, system, "switchover",
         lambda steps, state: Switch(system, conf, steps, state, replay_timeout).run(),
@@ -95,7 +100,7 @@ def preflight(system: str, conf: DrConf, steps: Steps, clients: ClientSwitcher,
 
     with steps.step("preflight") as note:
         pair = find_pair(system, conf)
-        said = [require_streaming(system, pair)]
+        said = [require_streaming(system, pair, conf.feed)]
         lag = replication_lag(pair.primary.dsn, pair.standby.dsn)
         over = []
         if lag.bytes > conf.max_lag_bytes:
@@ -181,9 +186,13 @@ class Switch:
             note.detail = f"{old.address}: writes refused, {ended} sessions ended"
         with self.steps.step("wait for standby") as note:
             final = final_flush_lsn(old.dsn)
+            if self.conf.feed == "repository":
+                _close_segment(old)  # so the last WAL is archived now, not at a timeout
             replayed = wait_replayed(new.dsn, final, self.replay_timeout)
             note.detail = (f"primary flushed {format_lsn(final)}, standby replayed "
-                           f"{format_lsn(replayed.replay_lsn or 0)}")
+                           f"{format_lsn(replayed.replay_lsn or 0)}"
+                           + (f" from repository {self.conf.repository}"
+                              if self.conf.feed == "repository" else ""))
         fencing = self.conf.fencing
         if fencing.type == "stop":
             with self.steps.step("fence primary: stop") as note:
@@ -262,6 +271,12 @@ class Switch:
 
     def _reinstate(self, old: Member, new: Member) -> None:
         """Step 6; a failure here does not undo the switch, it is reported (exit 26)."""
+        if self.conf.feed == "repository":
+            self.steps.skip("reinstate old primary",
+                            f"a repository-fed standby: once {new.address} archives to a "
+                            "repository (it does not yet: set its archive_command), make "
+                            f"{old.address} its standby with medark pg restore --standby")
+            return
         if old.datadir is None:
             self.steps.skip("reinstate old primary",
                             "its control is not a data directory: make it a standby of "
@@ -274,6 +289,16 @@ class Switch:
             self.state.afterwards = StandbyNotReady(
                 f"{self.system}: switched to {new.address}, but the old primary "
                 f"{old.address} is not its standby yet: {one_line(exc)}")
+
+
+def _close_segment(old: Member) -> None:
+    """pg_switch_wal on the fenced primary: its archive_command sends the segment holding
+    the last commit to the repository the standby replays."""
+    from medark.sources.postgres.server import Dsn
+
+    with Dsn.parse(old.dsn).connect() as conn:
+        conn.execute("SET default_transaction_read_only = off")
+        conn.execute("SELECT pg_switch_wal()")
 
 
 def end_open_transactions(old: Member) -> str:
