@@ -1,5 +1,6 @@
-"""`dr switchover` and `dr failover` of a MariaDB system whose standby replicates by GTID,
-with the steps, order and guarantees of the PostgreSQL ones (switchover.py, failover.py).
+"""`dr switchover`, `dr failover` and `dr failback` of a MariaDB system whose standby
+replicates by GTID, with the steps, order and guarantees of the PostgreSQL ones
+(switchover.py, failover.py).
 
 The roles are found, not read from the file (mariadb_nodes.py): the node replicating is
 the standby, the writable one without replication the primary.
@@ -23,6 +24,19 @@ answers and holds transactions the standby has not received after CATCH_UP_TIMEO
 When the old primary cannot be read the window is "unknown" beyond the standby's
 position (never 0), and nothing holds the failover back.
 
+A failback: find roles (the configured standby must be the primary; a configured primary
+that is writable too is a split brain, refused with exit 30; an unreachable one is 26);
+unless the configured primary already streams from the current one, reinstate it (GTID,
+as below: errant transactions are refused with exit 30 and named, to be rebuilt from a
+backup or the new primary); wait until it has applied the primary's @@gtid_binlog_pos as
+read then (0 transactions behind it; exit 27 after FAILBACK_CATCH_UP); then the
+switch-over above, which must pick it as the standby.
+
+`synchronous = true`: after a switch (once the old primary is reinstated) and a failover,
+mariadb_sync.enforce makes the new primary semi-synchronous, or reports why not. A node
+being reinstated gets semi-sync's master side off first (a replica with it on waits the
+timeout on every transaction it applies) and, synchronous, its replica side on.
+
 Replication account: the reinstated old primary replicates as the new primary's DSN user
 with that node's password_file (the DR account, which holds REPLICATION SLAVE through
 its grants); MariaDB keeps that password in the old primary's master.info.
@@ -44,11 +58,13 @@ from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
 from medark.config.dr import DrConf, Service
 from medark.errors import (
+    DatabaseUnavailable,
     FencingFailed,
     HealthCheckFailed,
     LagOverLimit,
     MedarkError,
     StandbyNotReady,
+    SwitchRefused,
     UsageError,
 )
 from medark.service.dr import apps
@@ -89,6 +105,8 @@ from medark.util import clock
 
 CATCH_UP_TIMEOUT = 30.0
 """A failover waits this long for the standby to receive what a reachable old primary has."""
+FAILBACK_CATCH_UP = 1800.0
+"""A failback waits this long for the reinstated configured primary to catch up."""
 
 
 def switchover(system: str, conf: DrConf, catalog: Catalog, *,
@@ -110,6 +128,17 @@ def failover(system: str, conf: DrConf, catalog: Catalog, *, force: bool = False
         requested_by=requested_by, on_step=on_step)
 
 
+def failback(system: str, conf: DrConf, catalog: Catalog, *,
+             requested_by: str | None = None,
+             on_step: Callable[[DrStep], None] | None = None,
+             catch_up_timeout: float = FAILBACK_CATCH_UP) -> DrOutcome:
+    return run_action(
+        catalog, system, "failback",
+        lambda steps, state: MariaFailback(system, conf, steps, state,
+                                           catch_up_timeout).run(),
+        requested_by=requested_by, on_step=on_step)
+
+
 @dataclass
 class MariaSwitch:
     system: str
@@ -117,6 +146,8 @@ class MariaSwitch:
     steps: Steps
     state: ActionState
     replay_timeout: float = REPLAY_TIMEOUT
+    target: str | None = None
+    """A failback's: the configured node ("primary") the standby found must be."""
 
     def run(self) -> None:
         with ClientSwitcher(self.system, self.conf.client_switch) as clients:
@@ -143,12 +174,16 @@ class MariaSwitch:
             self.state.new_primary = new.address
             finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
             self._reinstate(old, new)
+            synchronous(self.system, self.conf, self.steps)
 
     def preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
         from medark.sources.mysql.replication import replication_lag
 
         with self.steps.step("preflight") as note:
             old, new = find_pair(self.system, self.conf)
+            if self.target is not None and new.configured != self.target:
+                raise StandbyNotReady(f"{self.system}: {new.address} is the standby, not the "
+                                      f"configured {self.target}")
             if not new.st.streaming:
                 raise StandbyNotReady(f"{self.system}: the standby {new.address} is not "
                                       f"replicating (threads {describe_threads(new.st)})")
@@ -195,27 +230,48 @@ class MariaSwitch:
 
     def _reinstate(self, old: Maria, new: Maria) -> None:
         """A failure here does not undo the switch, it is reported (exit 26)."""
-        from medark.sources.mysql.reinstate import ReplicationSource, reinstate_as_standby
-
         if self.conf.fencing.type == "stop":
             self.steps.skip("reinstate old primary", "stopped as its fence: start it "
                             f"read-only and make it a replica of {new.address} by hand")
             return
-        user = Conn.parse(new.node.dsn).user
         try:
             with self.steps.step("reinstate old primary") as note:
-                if user is None:
-                    raise UsageError(f"the DSN of {new.address} names no user to replicate as")
-                source = ReplicationSource(*new.host_port, user, new.password,
-                                           check_dsn=new.node.dsn, check_password=new.password)
-                after = reinstate_as_standby(old.node.dsn, source, old.password,
-                                             REINSTATE_TIMEOUT)
-                note.detail = (f"{old.address} replicates from {new.address} as {user} "
-                               f"(GTID {after.gtid_slave_pos})")
+                note.detail = reinstate(old, new, self.conf.synchronous)
         except MedarkError as exc:
             self.state.afterwards = StandbyNotReady(
                 f"{self.system}: switched to {new.address}, but the old primary "
                 f"{old.address} is not its replica yet: {one_line(exc)}")
+
+
+def reinstate(old: Maria, new: Maria, synchronous: bool) -> str:
+    """Make `old` a GTID replica of `new`, replicating as the new primary's DSN user
+    (SwitchRefused, exit 30, naming its errant GTIDs when it has any); its semi-sync
+    master side off first (a replica with it on has its SQL thread wait the timeout for
+    acknowledgements), its replica side on when `synchronous`."""
+    from medark.service.dr.mariadb_sync import as_replica
+    from medark.sources.mysql.reinstate import ReplicationSource, reinstate_as_standby
+
+    user = Conn.parse(new.node.dsn).user
+    if user is None:
+        raise UsageError(f"the DSN of {new.address} names no user to replicate as")
+    as_replica(old, synchronous)
+    source = ReplicationSource(*new.host_port, user, new.password,
+                               check_dsn=new.node.dsn, check_password=new.password)
+    after = reinstate_as_standby(old.node.dsn, source, old.password, REINSTATE_TIMEOUT)
+    return f"{old.address} replicates from {new.address} as {user} (GTID {after.gtid_slave_pos})"
+
+
+def synchronous(system: str, conf: DrConf, steps: Steps) -> None:
+    """A synchronous system after a switch: the new primary waits for its standby's
+    acknowledgement from now on (or degrades, or blocks, as `on_sync_loss` says)."""
+    if not conf.synchronous:
+        return
+    from medark.service.dr.mariadb_sync import enforce
+
+    with steps.step("synchronous replication") as note:
+        found = enforce(system, conf)
+        note.detail = f"{found.state}: {found.detail}" + (
+            f" ({found.problem})" if found.problem else "")
 
 
 def fence_on_top(system: str, conf: DrConf, steps: Steps, old: Maria,
@@ -272,9 +328,6 @@ def finish(system: str, conf: DrConf, steps: Steps, state: ActionState, new: Mar
                     f"{system}: switched to {new.address}, but health check "
                     f"{failed[0].name} did not pass within its timeout ({failed[0].detail})")
             note.detail = ", ".join(f"{r.name} ok" for r in results)
-    if conf.synchronous:
-        steps.skip("synchronous replication", "semi-sync is not managed for MariaDB yet: "
-                   "the new primary commits asynchronously")
 
 
 @dataclass
@@ -343,6 +396,7 @@ class MariaFailover:
                 note.detail = _promote(new, force=self.force)
             self.state.new_primary = new.address
             finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
+            synchronous(self.system, self.conf, self.steps)
 
     def _roles(self) -> tuple[Maria, Maria]:
         a, b = members(self.conf)
@@ -425,3 +479,70 @@ class MariaFailover:
 
 def _count(n: int) -> str:
     return f"{n} transaction{'' if n == 1 else 's'}"
+
+
+@dataclass
+class MariaFailback:
+    """Back to the configured primary: reinstate it as a GTID replica of the current
+    primary unless it streams from it already, wait until it has applied what the primary
+    had written when the wait began, then a switch-over to it (MariaSwitch)."""
+
+    system: str
+    conf: DrConf
+    steps: Steps
+    state: ActionState
+    catch_up_timeout: float = FAILBACK_CATCH_UP
+
+    def run(self) -> None:
+        with self.steps.step("find roles") as note:
+            home, away = members(self.conf)
+            if away.role != PRIMARY:
+                if home.role == PRIMARY and away.role == STANDBY:
+                    note.detail = (f"{home.address} is the primary already: nothing to "
+                                   "fail back")
+                    return
+                raise DatabaseUnavailable(
+                    f"{self.system}: the configured standby {away.address} is not the "
+                    f"primary ({away.role or away.error}): nothing to fail back from")
+            if home.role == PRIMARY or (home.state is not None and not home.st.read_only):
+                raise SwitchRefused(
+                    f"{self.system}: both {home.address} and {away.address} take writes "
+                    "(split brain); resolve it by hand before a failback")
+            if home.role is None:
+                raise StandbyNotReady(
+                    f"{self.system}: the configured primary {home.address} is unreachable "
+                    f"({home.error}): start it read-only (read_only = 1 in its "
+                    "configuration), then fail back")
+            note.detail = f"primary {away.address}; {home.address}: {home.role}"
+        if not (home.role == STANDBY and home.st.streaming and follows(home, away)):
+            with self.steps.step("reinstate configured primary") as note:
+                try:
+                    note.detail = reinstate(home, away, self.conf.synchronous)
+                except SwitchRefused as exc:
+                    raise SwitchRefused(f"{self.system}: failback refused: {one_line(exc)}"
+                                        ) from None
+        with self.steps.step("wait for catch-up") as note:
+            note.detail = self._catch_up(home, away)
+        MariaSwitch(self.system, self.conf, self.steps, self.state, target="primary").run()
+
+    def _catch_up(self, home: Maria, away: Maria) -> str:
+        """Until `home` has applied the primary's @@gtid_binlog_pos as read now: 0
+        transactions behind that point; LagOverLimit (27) after `catch_up_timeout`."""
+        from medark.sources.mysql.replication import wait_replayed
+
+        target = read_state(away.conn).gtid_binlog_pos
+        start = read_state(home.conn)
+        before = sum(behind(target, start.gtid_slave_pos).values())
+        try:
+            done = wait_replayed(home.node.dsn, target, self.catch_up_timeout, home.password)
+        except StandbyNotReady:
+            now = read_state(home.conn)
+            if not now.streaming:
+                raise
+            raise LagOverLimit(
+                f"{self.system}: {home.address} is still behind after "
+                f"{self.catch_up_timeout:g} s ({missing(target, now.gtid_slave_pos)}); "
+                "fail back when medark dr status shows it caught up") from None
+        return (f"{home.address} applied {done.gtid_slave_pos or 'nothing'}: 0 transactions "
+                f"behind {away.address}'s {target or 'nothing'} ({_count(before)} to apply "
+                "when the wait began)")

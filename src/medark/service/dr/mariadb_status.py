@@ -6,6 +6,7 @@ Read-only, like status.py. MariaDB counts lag in transactions and seconds, never
 where the seconds come from, and only `max_lag` (seconds) is held against it. A node's
 `receiver_status` is "streaming" when both replication threads run, else what they say;
 `timeline` has no MariaDB meaning and stays None (the GTID positions are in `note`).
+A synchronous system's `sync` is mariadb_sync.enforce's report (applied by supervise).
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from medark.service.dr.status import DrStatus, NodeStatus
 from medark.sources.mysql.replication import PRIMARY, STANDBY, describe_threads
 
 
-def status(name: str, conf: DrConf) -> DrStatus:
-    """The MariaDB branch of status._status (feed = "stream")."""
+def status(name: str, conf: DrConf, supervise: bool = False) -> DrStatus:
+    """The MariaDB branch of status._status (feed = "stream"). `supervise`: first make a
+    synchronous system's primary wait for its standby (mariadb_sync.enforce), as
+    `dr supervise` does; otherwise only report whether it does."""
+    from medark.service.dr.mariadb_sync import enforce
+
     found = DrStatus(name, conf.primary.kind, conf.feed, max_lag_bytes=conf.max_lag_bytes,
                      max_lag_seconds=conf.max_lag.total_seconds())
+    if conf.synchronous:
+        found.sync = enforce(name, conf, apply=supervise)
     nodes = members(conf)
     found.nodes = [_node(m) for m in nodes]
     primary = next((m for m in nodes if m.role == PRIMARY), None)
