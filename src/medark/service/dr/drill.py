@@ -16,6 +16,8 @@ configured for.
 
 Steps: preflight, clone standby, start services, health checks, then always tear down
 (the services started are stopped, the sandbox destroyed), whether a step failed or not.
+A MariaDB system takes the same steps in service/dr/mariadb_drill.py (its own preflight,
+copy and sql checks; `_wait` and `_destroy` are the hooks it overrides).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ from medark.service.dr.steps import WARNING, StepNote, Steps
 from medark.util import clock
 
 if TYPE_CHECKING:
+    from medark.config.dr import Health
+    from medark.service.dr.health import HealthResult
+    from medark.sources.mysql.sandbox import MariaSandbox
     from medark.sources.postgres.sandbox import Sandbox
 
 DRILL_DIR_ENV = "MEDARK_DR_DRILL_DIR"
@@ -89,9 +94,15 @@ def drill(config: MedarkConfig, system: str, catalog: Catalog, *,
     from medark.service.dr.switchover import supported
 
     conf = selected(config, system)[system]
-    supported(system, conf, "drill", repository_feed=True)
+    kind: type[Drill] = Drill
+    if conf.primary.kind == "mariadb" and conf.feed == "stream":
+        from medark.service.dr.mariadb_drill import MariaDrill
+
+        kind = MariaDrill  # service/dr/mariadb_drill.py: the same steps on MariaDB
+    else:
+        supported(system, conf, "drill", repository_feed=True)
     return run_action(catalog, system, "drill",
-                      lambda steps, state: Drill(system, conf, steps, state).run(),
+                      lambda steps, state: kind(system, conf, steps, state).run(),
                       requested_by=requested_by, on_step=on_step)
 
 
@@ -101,7 +112,7 @@ class Drill:
     conf: DrConf
     steps: Steps
     state: ActionState
-    sandbox: Sandbox | None = None
+    sandbox: Sandbox | MariaSandbox | None = None
     started: list[Service] = field(default_factory=list)
     """Services whose start was attempted (a failed wave included): stopped on teardown."""
     env: dict[str, str] = field(default_factory=dict)
@@ -186,7 +197,7 @@ class Drill:
                             "time to healthy is the time until the services started")
             return
         with self.steps.step("health checks") as note:
-            results = wait_healthy(checks, self.sandbox.dsn)
+            results = self._wait(checks)
             healthy = clock.monotonic() - began
             failed = [r for r in results if not r.ok]
             if failed:
@@ -198,12 +209,21 @@ class Drill:
             note.detail = (", ".join(f"{r.name} ok" for r in results)
                            + f"; healthy {healthy:.1f} s after the copy began")
 
+    def _wait(self, checks: list[Health]) -> list[HealthResult]:
+        """Every check until it passes or its timeout is up (sql ones on the sandbox)."""
+        assert self.sandbox is not None
+        return wait_healthy(checks, self.sandbox.dsn)
+
+    def _destroy(self, standby: Member) -> None:
+        from medark.sources.postgres.sandbox import Sandbox, destroy
+
+        assert isinstance(self.sandbox, Sandbox)
+        destroy(self.sandbox, standby.bin_dir)
+
     def _tear_down(self, standby: Member, failed: bool) -> None:
         """Stop what the drill started and destroy the sandbox. A problem here is noted
         and, when the drill itself went well, what the command exits with; it never
         hides the drill's own failure."""
-        from medark.sources.postgres.sandbox import destroy
-
         with self.steps.step("tear down") as note:
             done: list[str] = []
             problems: list[str] = []
@@ -219,7 +239,7 @@ class Drill:
                 done.append("stopped " + ", ".join(stopped))
             if self.sandbox is not None:
                 try:
-                    destroy(self.sandbox, standby.bin_dir)
+                    self._destroy(standby)
                     done.append(f"sandbox on port {self.sandbox.port} destroyed, "
                                 f"{self.sandbox.base} removed")
                 except (MedarkError, OSError) as exc:
