@@ -39,7 +39,6 @@ from mariadb_pair import ReplServer, mariadb_pair, wait_for
 from mysql_server import BACKUP_PASSWORD, MY_USER, _which, can_run_servers
 from test_dr_mariadb_cli import Site, Writer, config_text, dr, notes_on
 
-from medark.catalog.store import Catalog
 from medark.config.dr import DrConf
 from medark.service.plans import load_plans
 
@@ -70,14 +69,13 @@ def conf_of(config: Path) -> DrConf:
     return load_plans(config).dr["lis"]
 
 
-def supervise(config: Path) -> dict[str, Any]:
-    """What `medark dr supervise lis` does for this system (status.py hands a MariaDB
-    system to mariadb_status.status)."""
-    from medark.service.dr.mariadb_status import status
-
-    found = status("lis", conf_of(config), supervise=True)
-    assert found.sync is not None
-    return found.sync.public()
+def supervise(cli: Cli, site: Site, config: Path) -> dict[str, Any]:
+    """`medark dr supervise lis --json`: the synchronous state it leaves."""
+    result = dr(cli, site, config, "supervise", "lis", "--json")
+    [system] = json.loads(result.stdout)["systems"]
+    sync = system["synchronous"]
+    assert isinstance(sync, dict), system
+    return sync
 
 
 def semi(server: ReplServer) -> dict[str, str]:
@@ -103,11 +101,11 @@ def test_supervise_turns_semi_sync_on_and_status_reports_it(cli: Cli, site: Site
     before = json.loads(shown.stdout)["systems"][0]["synchronous"]
     assert before["state"] == "not set", before  # status changes nothing
     assert semi(pair.primary)["Rpl_semi_sync_master_status"] == "OFF"
-    first = supervise(config)
+    first = supervise(cli, site, config)
     assert first["state"] == "set", first
     assert synchronous_on(pair.primary, pair.replica), (semi(pair.primary),
                                                          semi(pair.replica))
-    again = supervise(config)
+    again = supervise(cli, site, config)
     assert again["state"] == "synchronous" and again["problem"] is None, again
     assert "AFTER_SYNC" in str(again["detail"]), again
     pair.primary.app_sql("INSERT INTO his.visits (note) VALUES ('semi-1')")
@@ -149,10 +147,10 @@ def test_a_synchronous_switchover_there_and_back_keeps_semi_sync(cli: Cli,
 
 
 def test_the_standby_stopped_commits_wait_then_go_on_and_supervise_says_degraded(
-        site: Site) -> None:
+        cli: Cli, site: Site) -> None:
     pair = site.pair
     config = write_config(site)
-    assert supervise(config)["state"] == "synchronous"
+    assert supervise(cli, site, config)["state"] == "synchronous"
     assert pair.replica.proc is not None
     pair.replica.stop()
     done = threading.Event()
@@ -169,7 +167,7 @@ def test_the_standby_stopped_commits_wait_then_go_on_and_supervise_says_degraded
     assert done.wait(60), "the commit must go on once the timeout is over"
     print(f"\nmariadb semi-sync: a commit with the standby stopped took {took[0]:.2f} s")
     assert semi(pair.primary)["Rpl_semi_sync_master_status"] == "OFF"
-    lost = supervise(config)
+    lost = supervise(cli, site, config)
     assert lost["state"] == "degraded", lost
     assert "replication is asynchronous (on_sync_loss = degrade)" in str(lost["problem"])
     assert semi(pair.primary)["master_enabled"] == "0"  # no wait for a standby not there
@@ -179,16 +177,17 @@ def test_the_standby_stopped_commits_wait_then_go_on_and_supervise_says_degraded
     restart(pair.replica, "--read-only=1")  # SET GLOBALs are forgotten: supervise again
     pair.replica.root_sql("START SLAVE")
     wait_for(pair.caught_up, 60, "the standby to catch up")
-    back = supervise(config)
+    back = supervise(cli, site, config)
     assert back["state"] == "set", back
     assert synchronous_on(pair.primary, pair.replica)
     assert "while-down" in notes_on(pair.replica, "while-down")
 
 
-def test_block_keeps_commits_waiting_until_the_standby_is_back(site: Site) -> None:
+def test_block_keeps_commits_waiting_until_the_standby_is_back(cli: Cli,
+                                                               site: Site) -> None:
     pair = site.pair
     config = write_config(site, on_sync_loss="block")
-    assert supervise(config)["state"] == "set"  # the timeout raised to MariaDB's maximum
+    assert supervise(cli, site, config)["state"] == "set"  # the timeout raised to MariaDB's maximum
     assert pair.primary.value("@@rpl_semi_sync_master_timeout") == "18446744073709551615"
     pair.replica.root_sql("STOP SLAVE IO_THREAD")
     done = threading.Event()
@@ -199,7 +198,7 @@ def test_block_keeps_commits_waiting_until_the_standby_is_back(site: Site) -> No
 
     try:
         threading.Thread(target=commit, daemon=True).start()
-        blocked = supervise(config)
+        blocked = supervise(cli, site, config)
         assert blocked["state"] == "blocked", blocked
         assert "commits on the primary wait for it (on_sync_loss = block)" in str(
             blocked["problem"])
@@ -209,7 +208,7 @@ def test_block_keeps_commits_waiting_until_the_standby_is_back(site: Site) -> No
         pair.replica.root_sql("START SLAVE IO_THREAD")
     assert done.wait(30), "the commit must complete once the standby acknowledges it"
     assert "blocked-1" in notes_on(pair.replica, "blocked-1")
-    assert supervise(write_config(site))["state"] == "set"  # back to degrade
+    assert supervise(cli, site, write_config(site))["state"] == "set"  # back to degrade
     assert pair.primary.value("@@rpl_semi_sync_master_timeout") == "10000"
 
 
@@ -219,7 +218,7 @@ def test_a_failover_after_kill_9_in_semi_sync_loses_no_acknowledged_row(
     pair = site.pair
     old, new = pair.primary, pair.replica
     config = write_config(site)
-    assert supervise(config)["state"] == "synchronous"
+    assert supervise(cli, site, config)["state"] == "synchronous"
     writer = Writer(site, "sfo-").start()
     wait_for(lambda: len(writer.acks) >= 50, 60, "rows before the failover")
     assert old.proc is not None
@@ -265,16 +264,12 @@ def restart(server: ReplServer, *options: str) -> None:
     wait_for(server._answers, 60, "mariadbd to start", server.log)
 
 
-def failback(config: Path, site: Site) -> dict[str, Any]:
-    """What `medark dr failback lis --yes --json` prints (failover.failback hands a
-    MariaDB system to mariadb.failback)."""
-    from medark.service.dr import mariadb
-
-    catalog = Catalog(site.catalog)
-    try:
-        return mariadb.failback("lis", conf_of(config), catalog).public()
-    finally:
-        catalog.close()
+def failback(cli: Cli, site: Site, config: Path) -> dict[str, Any]:
+    """`medark dr failback lis --yes --json`: its document, whatever the exit code."""
+    result = dr(cli, site, config, "failback", "lis", "--yes", "--json")
+    doc: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (result.returncode == 0) == (doc["error"] is None), result.stderr
+    return doc
 
 
 def test_failback_refuses_a_writable_old_primary_then_returns_to_it(cli: Cli,
@@ -287,7 +282,7 @@ def test_failback_refuses_a_writable_old_primary_then_returns_to_it(cli: Cli,
     # crash recovery drop from its binlog what was never acknowledged.
     restart(home, "--rpl-semi-sync-slave-enabled=1")
     assert home.value("@@read_only") == "0"
-    refused = failback(config, site)
+    refused = failback(cli, site, config)
     assert refused["status"] == "failed" and refused["error"]["exit_code"] == 30, refused
     assert "split brain" in refused["error"]["message"], refused
     assert [(s["name"], s["result"]) for s in refused["steps"]] == [("find roles", "failed")]
@@ -295,7 +290,7 @@ def test_failback_refuses_a_writable_old_primary_then_returns_to_it(cli: Cli,
     before = home.value("@@gtid_binlog_pos")
     home.root_sql("CREATE DATABASE errant_db; SET GLOBAL read_only = 1")
     errant = home.value("@@gtid_binlog_pos")
-    refused = failback(config, site)
+    refused = failback(cli, site, config)
     assert refused["error"]["exit_code"] == 30, refused
     message = refused["error"]["message"]
     assert message.startswith("lis: failback refused: ") and f"errant GTIDs {errant}" in \
@@ -313,7 +308,7 @@ def test_failback_refuses_a_writable_old_primary_then_returns_to_it(cli: Cli,
     writer = Writer(site, "fb-").start()
     wait_for(lambda: len(writer.acks) >= 20, 60, "rows before the failback")
     started = time.monotonic()
-    doc = failback(config, site)
+    doc = failback(cli, site, config)
     if doc["status"] == "succeeded":
         wait_for(lambda: writer.first_on(home.port, started) is not None, 30,
                  "a row on the configured primary")

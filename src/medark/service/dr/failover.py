@@ -93,6 +93,11 @@ def failback(config: MedarkConfig, system: str, catalog: Catalog, *,
     from medark.service.dr.status import selected
 
     conf = selected(config, system)[system]
+    if conf.primary.kind == "mariadb" and conf.feed == "stream":
+        from medark.service.dr import mariadb
+
+        return mariadb.failback(system, conf, catalog, requested_by=requested_by,
+                                on_step=on_step)
     supported(system, conf, "failback")
     return run_action(catalog, system, "failback",
                       lambda steps, state: _failback(system, conf, steps, state),

@@ -133,7 +133,7 @@ class DrStatus:
             "would_lose_data": self.would_lose_data,
             "health": [h.public() for h in self.health],
             "synchronous": None if self.sync is None else {
-                **self.sync.public(), "cost": COST},
+                **self.sync.public(), "cost": _cost(self.kind)},
             "pooler": self.pooler, "pooler_error": self.pooler_error,
             "last_switch": self.last_switch.public() if self.last_switch else None,
             "last_drill": self.last_drill.public() if self.last_drill else None,
@@ -141,6 +141,15 @@ class DrStatus:
             "problems": [{"code": v.code, "exit_code": v.exit_code, "message": str(v)}
                          for v in self.verdicts()],
         }
+
+
+def _cost(kind: str) -> str:
+    """What synchronous mode costs, in the terms of the kind of server."""
+    if kind == "mariadb":
+        from medark.service.dr.mariadb_sync import COST as MARIADB_COST
+
+        return MARIADB_COST
+    return COST
 
 
 def selected(config: MedarkConfig, system: str | None) -> dict[str, DrConf]:
@@ -187,7 +196,7 @@ def _status(name: str, conf: DrConf, supervise: bool = False,
     if conf.primary.kind == "mariadb" and conf.feed == "stream":
         from medark.service.dr.mariadb_status import status as mariadb_status
 
-        return mariadb_status(name, conf)
+        return mariadb_status(name, conf, supervise)
     if conf.primary.kind != "postgres":
         status.supported = False
         status.note = f"{conf.primary.kind} DR status is not supported yet"
