@@ -50,6 +50,19 @@ def run_command(command: str, env: dict[str, str], timeout: float, what: str) ->
                             + (f": {tail[-1][:200]}" if tail else ""))
 
 
+def fencing_hook(system: str, command: str, host: str, port: int) -> str:
+    """Run the configured fencing hook for the old primary at host:port; FencingFailed
+    (exit 28) unless it exits 0, since nothing may be promoted then."""
+    from medark.errors import FencingFailed
+
+    try:
+        run_command(command, hook_env(system, "OLD_PRIMARY", host, port), STOP_TIMEOUT,
+                    "fencing hook")
+    except MedarkError as exc:
+        raise FencingFailed(str(exc)) from None
+    return "hook exited 0"
+
+
 def _systemctl(verb: str, unit: str, timeout: float) -> None:
     run_command(f"systemctl {verb} -- '{unit}'", {}, timeout, f"systemctl {verb} {unit}")
 

@@ -27,7 +27,6 @@ from medark.config.dr import DrConf
 from medark.config.plans import MedarkConfig
 from medark.errors import (
     DatabaseUnavailable,
-    FencingFailed,
     LagOverLimit,
     MedarkError,
     StandbyNotReady,
@@ -180,13 +179,8 @@ class Failover:
                 done.append(_guard(old))
             fencing = self.conf.fencing
             if fencing.type == "hook":
-                try:
-                    apps.run_command(str(fencing.command), apps.hook_env(
-                        self.system, "OLD_PRIMARY", *old.host_port), apps.STOP_TIMEOUT,
-                        "fencing hook")
-                except MedarkError as exc:
-                    raise FencingFailed(one_line(exc)) from None
-                done.append("hook exited 0")
+                done.append(apps.fencing_hook(self.system, str(fencing.command),
+                                              *old.host_port))
             if not done:
                 done.append("unreachable, presumed down (no fencing hook configured: a "
                             "primary cut off by the network would still take writes)")

@@ -56,10 +56,9 @@ from typing import Any
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
-from medark.config.dr import DrConf, Service
+from medark.config.dr import DrConf
 from medark.errors import (
     DatabaseUnavailable,
-    FencingFailed,
     HealthCheckFailed,
     LagOverLimit,
     MedarkError,
@@ -82,6 +81,7 @@ from medark.service.dr.mariadb_nodes import (
 )
 from medark.service.dr.nodes import one_line
 from medark.service.dr.pair import checks_for
+from medark.service.dr.rollback import Undo
 from medark.service.dr.steps import Steps
 from medark.service.dr.switchover import (
     PREFLIGHT_CHECK_SECONDS,
@@ -152,7 +152,7 @@ class MariaSwitch:
     def run(self) -> None:
         with ClientSwitcher(self.system, self.conf.client_switch) as clients:
             old, new = self.preflight(clients)
-            undo = _Undo(self.system, old, clients, env(self.system, old))
+            undo = _undo(self.system, old, clients)
             try:
                 services = self.conf.services.get(old.node.site, [])
                 if services:
@@ -213,7 +213,7 @@ class MariaSwitch:
                            f"{_count(lag.transactions)} behind; {clients.preflight()}")
         return old, new
 
-    def _fence_and_catch_up(self, old: Maria, new: Maria, undo: _Undo) -> None:
+    def _fence_and_catch_up(self, old: Maria, new: Maria, undo: Undo) -> None:
         from medark.sources.mysql.fencing import fence_readonly, final_gtid
         from medark.sources.mysql.replication import wait_replayed
 
@@ -275,7 +275,7 @@ def synchronous(system: str, conf: DrConf, steps: Steps) -> None:
 
 
 def fence_on_top(system: str, conf: DrConf, steps: Steps, old: Maria,
-                 undo: _Undo | None = None) -> None:
+                 undo: Undo | None = None) -> None:
     """A configured `stop` or `hook` fence, after read-only (FencingFailed, exit 28)."""
     if conf.fencing.type == "stop":
         with steps.step("fence primary: stop") as note:
@@ -284,13 +284,23 @@ def fence_on_top(system: str, conf: DrConf, steps: Steps, old: Maria,
             note.detail = stop(old)
     elif conf.fencing.type == "hook":
         with steps.step("fence primary: hook") as note:
-            try:
-                apps.run_command(str(conf.fencing.command), apps.hook_env(
-                    system, "OLD_PRIMARY", *old.host_port), apps.STOP_TIMEOUT,
-                    "fencing hook")
-            except MedarkError as exc:
-                raise FencingFailed(one_line(exc)) from None
-            note.detail = "hook exited 0"
+            note.detail = apps.fencing_hook(system, str(conf.fencing.command),
+                                            *old.host_port)
+
+
+def _undo(system: str, old: Maria, clients: ClientSwitcher) -> Undo:
+    """The rollback of a MariaDB switch before promotion."""
+    from medark.service.dr.servers import start_server
+    from medark.sources.mysql.fencing import unfence
+
+    def restart() -> str:
+        if old.node.control.datadir is not None:
+            raise MedarkError(f"{system}: {old.address} was stopped as its fence and has "
+                              "no start command: start it by hand")
+        return start_server(old.member())
+
+    return Undo(old.address, clients, env(system, old),
+                lambda: unfence(old.node.dsn, old.password), restart)
 
 
 def _promote(new: Maria, force: bool) -> str:
@@ -328,37 +338,6 @@ def finish(system: str, conf: DrConf, steps: Steps, state: ActionState, new: Mar
                     f"{system}: switched to {new.address}, but health check "
                     f"{failed[0].name} did not pass within its timeout ({failed[0].detail})")
             note.detail = ", ".join(f"{r.name} ok" for r in results)
-
-
-@dataclass
-class _Undo:
-    """What a switch changed before promotion, to put back on a rollback."""
-
-    system: str
-    old: Maria
-    clients: ClientSwitcher
-    env: dict[str, str]
-    services: list[Service] | None = None
-    readonly: bool = False
-    stopped: bool = False
-
-    def run(self) -> str:
-        from medark.service.dr.servers import start_server
-        from medark.sources.mysql.fencing import unfence
-
-        done: list[str] = []
-        if self.stopped:
-            if self.old.node.control.datadir is not None:
-                raise MedarkError(f"{self.system}: {self.old.address} was stopped as its "
-                                  "fence and has no start command: start it by hand")
-            done.append(start_server(self.old.member()))
-        if self.readonly:
-            unfence(self.old.node.dsn, self.old.password)
-            done.append(f"{self.old.address} writable again")
-        done.append(self.clients.release())
-        if self.services:
-            done.append("started " + ", ".join(apps.start_all(self.services, self.env)))
-        return "; ".join(done)
 
 
 @dataclass

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
-from medark.config.dr import DrConf, Service
+from medark.config.dr import DrConf
 from medark.config.plans import MedarkConfig
 from medark.errors import (
-    FencingFailed,
     HealthCheckFailed,
     LagOverLimit,
     MedarkError,
@@ -44,6 +43,7 @@ from medark.service.dr.clients import ClientSwitcher
 from medark.service.dr.health import run_check, wait_healthy
 from medark.service.dr.nodes import Member, one_line
 from medark.service.dr.pair import Pair, checks_for, find_pair, require_streaming
+from medark.service.dr.rollback import Undo
 from medark.service.dr.servers import start_server, stop_server
 from medark.service.dr.steps import Steps
 from medark.util import clock
@@ -150,7 +150,10 @@ class Switch:
     def switch(self, pair: Pair, clients: ClientSwitcher) -> None:
         """Steps 2 to 6 of the module's list, from a preflighted pair."""
         old, new = pair.primary, pair.standby
-        undo = Undo(old, clients, self._env(old))
+        from medark.sources.postgres.fencing import unfence
+
+        undo = Undo(old.address, clients, self._env(old), lambda: unfence(old.dsn),
+                    lambda: start_server(old))
         try:
             self._stop_services(old, new, undo)
             with self.steps.step("hold clients") as note:
@@ -200,13 +203,8 @@ class Switch:
                 note.detail = stop_server(old)
         elif fencing.type == "hook":
             with self.steps.step("fence primary: hook") as note:
-                try:
-                    apps.run_command(str(fencing.command), apps.hook_env(
-                        self.system, "OLD_PRIMARY", *old.host_port), apps.STOP_TIMEOUT,
-                        "fencing hook")
-                except MedarkError as exc:
-                    raise FencingFailed(one_line(exc)) from None
-                note.detail = "hook exited 0"
+                note.detail = apps.fencing_hook(self.system, str(fencing.command),
+                                                *old.host_port)
 
     def _promote(self, new: Member) -> None:
         from medark.sources.postgres.replication import node_state, promote
@@ -341,30 +339,3 @@ def _drop_own_slot(old: Member, slot: str) -> None:
                          "pg_replication_slots WHERE slot_name = %s AND NOT active", (slot,))
     except (MedarkError, psycopg.Error):
         pass  # down already (pg_rewind copies no slots), or kept: dr status shows it
-
-
-@dataclass
-class Undo:
-    """What a switch changed before promotion, to put back on a rollback."""
-
-    old: Member
-    clients: ClientSwitcher
-    env: dict[str, str]
-    services: list[Service] | None = None
-    readonly: bool = False
-    stopped: bool = False
-
-    def run(self) -> str:
-        from medark.sources.postgres.fencing import unfence
-
-        done: list[str] = []
-        if self.stopped:
-            done.append(start_server(self.old))
-        if self.readonly:
-            unfence(self.old.dsn)
-            done.append(f"{self.old.address} writable again")
-        done.append(self.clients.release())
-        if self.services:
-            done.append("started " + ", ".join(apps.start_all(self.services, self.env)))
-        return "; ".join(done)
-
