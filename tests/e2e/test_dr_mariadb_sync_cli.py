@@ -150,9 +150,7 @@ def test_the_standby_stopped_commits_wait_then_go_on_and_supervise_says_degraded
         cli: Cli, site: Site) -> None:
     pair = site.pair
     config = write_config(site)
-    # a busy machine may have made semi-sync fall back for a moment since the last test:
-    # supervise puts it back ("set")
-    assert supervise(cli, site, config)["state"] in ("set", "synchronous")
+    assert supervise(cli, site, config)["state"] == "synchronous"
     assert pair.replica.proc is not None
     pair.replica.stop()
     done = threading.Event()
