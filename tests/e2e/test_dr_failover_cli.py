@@ -130,3 +130,26 @@ def test_failover_after_kill_9_reports_the_loss_and_fences_then_failback(
     wait_for(lambda: pair.primary.sql("SELECT state FROM pg_stat_replication") ==
              "streaming", timeout=30, what="the DR node to stream again")
     assert not refs_on(pair.primary, ["split-brain"])
+
+
+def test_failback_straight_after_a_crash_rewinds_the_guarded_directory(
+        cli: Cli, site: Site) -> None:
+    """No restart between: the crashed primary's directory carries the failover's
+    standby.signal, which pg_rewind's single-user recovery would refuse."""
+    pair: PgPair = site.pair
+    config = site.work / "medark.toml"
+    assert roles(pair) == {pair.primary.port: "f", pair.standby.port: "t"}
+    load = WriteLoad(site.app.port, prefix="fo2-", clients=1).start()
+    wait_for(lambda: load.acked() >= 20, timeout=60, what="orders before the crash")
+    kill_9(pair.primary.data)
+    result = dr(cli, site, config, "failover", "his", "--yes", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (pair.primary.data / "standby.signal").exists()
+    back = dr(cli, site, config, "failback", "his", "--yes", "--json")
+    record = load.stop()
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert roles(pair) == {pair.primary.port: "f", pair.standby.port: "t"}
+    acked = [a.ref for a in record.acks]
+    missing = set(acked) - refs_on(pair.primary, acked)
+    lost = json.loads(result.stdout.strip().splitlines()[-1])["data_loss"]["commits"]
+    assert len(missing) <= lost <= len(missing) + IN_FLIGHT, (missing, lost)

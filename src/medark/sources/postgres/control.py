@@ -67,10 +67,21 @@ def is_running(datadir: Path, bin_dir: str | None = None) -> bool:
     done = run_as_owner(datadir, [program(datadir, "pg_ctl", bin_dir), "-D", str(datadir),
                                   "status"], timeout=30)
     if done.returncode == 0:
-        return True
+        return not _postmaster_dead(datadir)
     if done.returncode == PG_CTL_NOT_RUNNING:
         return False
     raise UsageError(f"pg_ctl status on {datadir} failed: {last_line(done)}")
+
+
+def _postmaster_dead(datadir: Path) -> bool:
+    """pg_ctl status trusts kill(pid, 0), which a killed postmaster not yet reaped (a
+    zombie: containers whose init reaps late) still passes; it can serve nothing."""
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def stop(datadir: Path, mode: str, timeout: float,

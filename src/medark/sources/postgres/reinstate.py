@@ -89,10 +89,20 @@ def _rewind(datadir: Path, source: Dsn, timeout: float, bin_dir: str | None) -> 
     # rewind required" and the node then refuses to follow the new timeline.
     with source.connect() as conn:
         conn.execute("CHECKPOINT")
+    # A crashed target is first recovered by pg_rewind in single-user mode, which refuses
+    # standby mode: a standby.signal (a failover's guard) is removed meanwhile and put
+    # back if the rewind fails, so the directory never starts as a primary. (Not moved
+    # aside inside the directory: pg_rewind removes what the source does not have.)
+    signal = datadir / "standby.signal"
+    guarded = signal.exists()
+    if guarded:
+        signal.unlink()
     done = control.run_as_owner(
         datadir, [control.program(datadir, "pg_rewind", bin_dir), "-D", str(datadir),
                   "--source-server", source.without_password(), "--progress"],
         timeout=timeout, env=source.environment())
+    if guarded and done.returncode != 0:
+        atomic_write(signal, b"", owner=control.owner(datadir))
     if done.returncode != 0:
         raise StandbyNotReady(f"pg_rewind of {datadir} from {source.safe()} failed: "
                               f"{control.last_line(done)}")
