@@ -92,8 +92,8 @@ class Finding:
 
 def findings(document: dict[str, Any]) -> list[Finding]:
     """Every supported system's three conditions from a `dr supervise` document. A
-    system not supported (MariaDB, a repository feed, for now) was not looked at: it
-    yields nothing, so nothing is resolved on its account either."""
+    system marked not supported (a kind or feed `dr status` cannot read) was not looked
+    at: it yields nothing, so nothing is resolved on its account either."""
     found: list[Finding] = []
     for system in document.get("systems") or []:
         if not isinstance(system, dict) or not system.get("supported", True):
