@@ -128,8 +128,11 @@ def test_alerts_are_retried_and_recorded_until_delivered(
         assert "503" in delivery["error"] and ROBOT_KEY not in json.dumps(alert)
         # the flaky endpoint got it on its third request, and only then
         assert [s for p, s in Endpoints.requests if p == "/flaky"] == [503, 503, 200]
-        listed = cli("alerts", "--config", config, password=None).stdout
-        assert "[firing notice UNDELIVERED: webhooks[1]]" in listed
+        # the listing says so (redelivery every 2 s turns it pending again for a moment:
+        # on a busy machine the listing may land in that moment, so look until it shows)
+        _until(lambda: "[firing notice UNDELIVERED: webhooks[1]]" in cli(
+            "alerts", "--config", config, password=None).stdout, 30,
+            "the listing to show the notice undelivered")
 
         Endpoints.down = False  # the robot is back: the next redelivery gets through
         _until(lambda: (_delivery(cli, config) or {}).get("status") == "delivered", 60,

@@ -241,7 +241,7 @@ def rpo_figure(report: PeriodReport, words: dict[str, Any]) -> Any:
         fig.legend(loc="outside lower center", ncols=min(len(series), 4), fontsize=8,
                    frameon=False)
     else:
-        ax.set_xlim(report.start, report.end)
+        _time_axis(ax, report, report.start, report.end, daily=True)  # readable ticks
         ax.text(0.5, 0.5, words["none"], transform=ax.transAxes, ha="center")
     return fig
 
@@ -256,7 +256,7 @@ def _growth_chart(report: PeriodReport, words: dict[str, Any]) -> str:
         _time_axis(ax, report, min(days) - timedelta(hours=12),
                    max(days) + timedelta(hours=12), daily=True)
     else:
-        ax.set_xlim(report.start, report.end)
+        _time_axis(ax, report, report.start, report.end, daily=True)  # readable ticks
         ax.text(0.5, 0.5, words["none"], transform=ax.transAxes, ha="center")
     ax.grid(alpha=0.3, axis="y")
     return _svg(fig)
