@@ -3,7 +3,9 @@ the primary (made by `pg restore --standby` from the repository the primary arch
 to). Under a write load through pgbouncer, the switch closes the primary's last WAL
 segment, waits until the standby has replayed it from the repository, promotes it and
 moves the clients: exit 0, no request failed, every acknowledged order on the new
-primary; the old primary's reinstatement is skipped with what to do instead.
+primary; the old primary's reinstatement is skipped with what to do instead. Then
+`dr failback` rewinds the old primary, lets it catch up by streaming and switches back,
+again losing nothing and failing no request.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def setup() -> Iterator[Setup]:
     password.chmod(0o600)
     standby_data, standby_port = Path(f"{base}-standby"), free_port()
     primary = PgServer(base, free_port(), bin_dir, settings={
+        "wal_log_hints": "on",  # pg_rewind, for the failback
         "archive_mode": "on", "archive_command": "'" + archive_command(
             medark, repo, password, cache).replace("'", "''") + "'"})
     pooler: PgbouncerServer | None = None
@@ -181,3 +184,35 @@ def test_a_repository_fed_standby_takes_over_with_nothing_lost(setup: Setup) -> 
     assert setup.primary.sql("SHOW default_transaction_read_only") == "on"  # fenced
     print(f"repository-fed switch-over: writes held {doc['switch_seconds']} s, "
           f"{len(refs)} orders, 0 failed")
+
+
+def test_failback_returns_to_the_configured_primary(setup: Setup) -> None:
+    """With a network path between the sites again, failback rewinds the old primary,
+    lets it catch up by streaming, and switches back; the DR node is left fenced, to be
+    rebuilt as a repository-fed standby."""
+    load = WriteLoad(setup.app.port, prefix="back-", clients=2).start()
+    wait_for(lambda: load.acked() >= 30, timeout=60, what="orders before the failback")
+    started = time.monotonic()
+    result = setup.dr("failback", "his", "--yes", "--json")
+    if result.returncode != 0:
+        load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_for(lambda: load.snapshot().first_ack_on(setup.primary.port, started) is not None,
+             timeout=60, what="an order on the configured primary")
+    record = load.stop()
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    names = [s["name"] for s in doc["steps"]]
+    assert names[:3] == ["find roles", "reinstate configured primary", "wait for catch-up"]
+    # rewound, or (the WAL back to the fork already archived and recycled) copied anew
+    # with the old directory kept aside
+    how = doc["steps"][1]["detail"]
+    assert "rewound with pg_rewind" in how or "copied anew" in how, how
+    if "copied anew" in how:
+        assert list(setup.primary.base.glob("data.medark-replaced-*")), how
+    assert record.failures == [], record.failures[:5]
+    refs = [a.ref for a in record.acks]
+    found = setup.primary.sql("SELECT string_agg(ref, ',') FROM orders")
+    assert set(refs) <= set(found.split(","))
+    assert setup.primary.sql("SELECT pg_is_in_recovery()") == "f"
+    assert setup.primary.sql("SHOW default_transaction_read_only",
+                             port=setup.standby_port) == "on"  # the DR node, fenced

@@ -97,7 +97,7 @@ def failback(config: MedarkConfig, system: str, catalog: Catalog, *,
 
         return mariadb.failback(system, conf, catalog, requested_by=requested_by,
                                 on_step=on_step)
-    supported(system, conf, "failback")
+    supported(system, conf, "failback", repository_feed=True)
     return run_action(catalog, system, "failback",
                       lambda steps, state: _failback(system, conf, steps, state),
                       requested_by=requested_by, on_step=on_step)

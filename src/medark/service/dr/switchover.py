@@ -23,6 +23,7 @@ The order, and why:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -317,11 +318,14 @@ def reinstate(system: str, conf: DrConf, old: Member, new: Member) -> str:
     """Make `old` (stopped, fenced or crashed) a standby streaming from `new`."""
     from medark.sources.postgres.reinstate import reinstate_as_standby
 
-    slot = str(conf.slot_name(system))
+    # a repository feed has no slot of its own: a failback streams through the default
+    slot = conf.slot_name(system) or f"medark_dr_{re.sub(r'[^a-z0-9_]', '_', system)}"[:63]
     assert old.datadir is not None
     _drop_own_slot(old, slot)
     done = reinstate_as_standby(old.datadir, new.dsn, slot, REINSTATE_TIMEOUT, old.bin_dir)
-    how = "rewound with pg_rewind" if done.rewound else "no rewind needed"
+    how = (f"copied anew: pg_rewind could not run; its old directory is {done.replaced}"
+           if done.replaced else "rewound with pg_rewind" if done.rewound else
+           "no rewind needed")
     return f"{old.address} streams from {new.address} through slot {slot} ({how})"
 
 

@@ -32,6 +32,9 @@ class Reinstated:
     """False when pg_rewind found nothing to undo (a clean switch loses no WAL) or the
     timelines had not diverged."""
     timeline: int
+    replaced: Path | None = None
+    """pg_rewind could not run (the WAL back to the fork recycled, no wal_log_hints):
+    the node was copied anew from the new primary, and its old directory kept here."""
 
 
 def ensure_slot(dsn: Dsn, slot: str) -> None:
@@ -63,9 +66,12 @@ def reinstate_as_standby(datadir: Path, new_primary_conninfo: str, slot: str,
         if done.returncode != 0:
             raise StandbyNotReady(f"cannot stop {datadir}: {control.last_line(done)}")
     old_timeline = int(control.controldata(datadir, bin_dir)["Latest checkpoint's TimeLineID"])
-    rewound = False
+    rewound, replaced = False, None
     if old_timeline != new_state.timeline:
-        rewound = _rewind(datadir, source, timeout, bin_dir)
+        try:
+            rewound = _rewind(datadir, source, timeout, bin_dir)
+        except StandbyNotReady as exc:
+            replaced = _rebuild(datadir, source, slot, timeout, bin_dir, str(exc))
     _make_standby(datadir, new_primary_conninfo, slot)
     log = log_file or datadir / "log" / "medark-standby.log"
     if log_file is None:
@@ -76,7 +82,34 @@ def reinstate_as_standby(datadir: Path, new_primary_conninfo: str, slot: str,
         raise StandbyNotReady(f"the reinstated standby {datadir} did not start: "
                               f"{control.last_line(done)} (see {log})")
     _wait_streaming(source, slot, timeout, log)
-    return Reinstated(rewound, new_state.timeline)
+    return Reinstated(rewound, new_state.timeline, replaced)
+
+
+def _rebuild(datadir: Path, source: Dsn, slot: str, timeout: float, bin_dir: str | None,
+             why: str) -> Path:
+    """A fresh copy of the new primary (pg_basebackup through `slot`) where pg_rewind
+    could not run. The old directory is renamed aside, never deleted: it holds what the
+    old primary wrote after the fork, which a failover reported lost. Its own
+    configuration files are put back into the copy. The copy takes as long as the
+    database's size asks, and needs the same room again on this filesystem."""
+    owner = control.owner(datadir)
+    kept = {name: (datadir / name).read_bytes() for name in KEPT_CONFIG
+            if (datadir / name).is_file()}
+    aside = datadir.with_name(f"{datadir.name}.medark-replaced-{int(time.time())}")
+    os.rename(datadir, aside)
+    datadir.mkdir(mode=0o700)
+    os.chown(datadir, *owner)
+    done = control.run_as_owner(
+        datadir, [control.program(aside, "pg_basebackup", bin_dir), "-d",
+                  source.without_password(), "-D", str(datadir), "-X", "stream", "-S", slot,
+                  "-c", "fast"], timeout=max(timeout, 3600.0), env=source.environment())
+    if done.returncode != 0:
+        raise StandbyNotReady(f"{why}; copying {datadir} anew from {source.safe()} failed "
+                              f"too: {control.last_line(done)} (the old directory is "
+                              f"{aside})")
+    for name, data in kept.items():
+        atomic_write(datadir / name, data, owner=owner)
+    return aside
 
 
 def _rewind(datadir: Path, source: Dsn, timeout: float, bin_dir: str | None) -> bool:
