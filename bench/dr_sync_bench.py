@@ -26,52 +26,21 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-from pg_pair import build_pair  # noqa: E402
+from dr_site import pg_nodes, preamble  # noqa: E402
+from pg_pair import PgPair, build_pair  # noqa: E402
 from pg_server import as_pg, chown_pg, wait_for  # noqa: E402
 from run_bench import ensure_bytecode, log  # noqa: E402
 
 MEDARK = str(Path(sys.executable).with_name("medark"))
 
 
-def config(primary_dsn: str, standby_dsn: str, slot: str) -> str:
-    return f"""
-[sites.main]
-name = "main"
-location = "CN-SC"
-[sites.east]
-name = "east"
-location = "CN-SC"
-role = "campus"
-[repositories.local]
-site = "main"
-url = "/nonexistent/medark"
-password_file = "/nonexistent/password"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{primary_dsn}"
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = {{ daily = 14 }}
+def config(pair: PgPair) -> str:
+    """The pair as a synchronous [dr.his] system (tests/dr_site.py's plan text)."""
+    return preamble(pair.primary.dsn) + f"""
 [dr.his]
-slot = "{slot}"
+slot = "{pair.slot}"
 synchronous = true
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{primary_dsn}"
-control = {{ unit = "none.service" }}
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "{standby_dsn}"
-control = {{ unit = "none.service" }}
-"""
+""" + pg_nodes(pair.primary, pair.standby)
 
 
 def pgbench(tool: str, port: int, seconds: int, work: Path, tag: str) -> list[float]:
@@ -106,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="medark-sync-bench-", dir="/tmp"))
     chown_pg(work)
     try:
-        p, s = pair.primary, pair.standby
+        p = pair.primary
         conf = work / "medark.toml"
-        conf.write_text(config(p.dsn, s.dsn, pair.slot), encoding="utf-8")
+        conf.write_text(config(pair), encoding="utf-8")
         init = as_pg([p.tool("pgbench"), "-h", "127.0.0.1", "-p", str(p.port), "-U",
                       "postgres", "-i", "-s", "5", "postgres"])
         if init.returncode != 0:

@@ -1,9 +1,49 @@
-"""The plan-file text DR tests share: two sites (main, east), one system `his` with its
-plan, and the `[dr.his]` nodes of a PostgreSQL pair (tests/pg_pair.py's servers)."""
+"""What the PostgreSQL DR tests share: the site they run against (a primary/standby pair,
+pgbouncer in front of the primary, the test HIS app writing through it), and the
+plan-file text: two sites (main, east), one system `his` with its plan, and the
+`[dr.his]` nodes of the pair."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from his_app import ORDERS_DDL
+from pg_pair import PgPair, pg_pair
 from pg_server import PgServer
+from pgbouncer_server import PgbouncerServer
+from write_load import HisApp
+
+
+@dataclass
+class Site:
+    pair: PgPair
+    pooler: PgbouncerServer
+    app: HisApp
+    work: Path
+
+    @property
+    def catalog(self) -> str:
+        return f"sqlite:///{self.work / 'catalog.db'}"
+
+
+@contextmanager
+def his_site(work: Path) -> Iterator[Site]:
+    """A pair with the orders table, pgbouncer in front of the primary and the HIS app
+    behind it; everything stopped afterwards."""
+    with pg_pair() as pair:
+        pair.primary.sql(ORDERS_DDL)
+        pooler = PgbouncerServer(pair.primary.port)
+        pooler.start()
+        app = HisApp(pooler.client_dsn)
+        try:
+            app.start()
+            yield Site(pair, pooler, app, work)
+        finally:
+            app.stop()
+            pooler.stop()
 
 
 def preamble(dsn: str, repositories: str = "", kind: str = "postgres",

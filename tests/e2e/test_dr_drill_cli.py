@@ -29,12 +29,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import Cli
-from his_app import ORDERS_DDL
-from pg_pair import pg_pair
+from dr_site import Site, his_site
 from pg_server import can_run_servers, free_port, make_base, wait_for
-from pgbouncer_server import PgbouncerServer, pgbouncer_bin
-from test_dr_switchover_cli import Site, config_text, dr, roles
-from write_load import HIS_APP, HisApp, WriteLoad
+from pgbouncer_server import pgbouncer_bin
+from test_dr_switchover_cli import config_text, dr, roles
+from write_load import HIS_APP, WriteLoad
 
 pytestmark = [
     pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
@@ -47,17 +46,8 @@ STEPS = ["preflight", "clone standby", "start services", "health checks", "tear 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with pg_pair() as pair:
-        pair.primary.sql(ORDERS_DDL)
-        pooler = PgbouncerServer(pair.primary.port)
-        pooler.start()
-        app = HisApp(pooler.client_dsn)
-        try:
-            app.start()
-            yield Site(pair, pooler, app, tmp_path_factory.mktemp("dr-drill"))
-        finally:
-            app.stop()
-            pooler.stop()
+    with his_site(tmp_path_factory.mktemp("dr-drill")) as built:
+        yield built
 
 
 def drill_config(site: Site, app_port: int, check_url: str, check_timeout: str) -> Path:

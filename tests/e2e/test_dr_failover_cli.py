@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
-from his_app import ORDERS_DDL
-from pg_pair import PgPair, pg_pair
+from dr_site import Site, his_site
+from pg_pair import PgPair
 from pg_server import as_pg, can_run_servers, wait_for
-from pgbouncer_server import PgbouncerServer, pgbouncer_bin
-from test_dr_switchover_cli import Site, config_text, dr, roles
-from write_load import HisApp, WriteLoad
+from pgbouncer_server import pgbouncer_bin
+from test_dr_switchover_cli import config_text, dr, roles
+from write_load import WriteLoad
 
 pytestmark = [
     pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
@@ -42,17 +42,8 @@ plus one for a background commit (autovacuum's analyze)."""
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with pg_pair() as pair:
-        pair.primary.sql(ORDERS_DDL)
-        pooler = PgbouncerServer(pair.primary.port)
-        pooler.start()
-        app = HisApp(pooler.client_dsn)
-        try:
-            app.start()
-            yield Site(pair, pooler, app, tmp_path_factory.mktemp("dr-failover"))
-        finally:
-            app.stop()
-            pooler.stop()
+    with his_site(tmp_path_factory.mktemp("dr-failover")) as built:
+        yield built
 
 
 def kill_9(data: Path) -> None:

@@ -18,35 +18,21 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import MEDARK, Cli
-from dr_site import pg_nodes, preamble
-from his_app import ORDERS_DDL
-from pg_pair import PgPair, pg_pair
+from dr_site import Site, his_site, pg_nodes, preamble
+from pg_pair import PgPair
 from pg_server import PgServer, can_run_servers, wait_for
-from pgbouncer_server import PgbouncerServer, pgbouncer_bin
-from write_load import HisApp, WriteLoad
+from pgbouncer_server import pgbouncer_bin
+from write_load import WriteLoad
 
 pytestmark = [
     pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
     pytest.mark.skipif(pgbouncer_bin() is None, reason="pgbouncer is not installed"),
 ]
-
-
-@dataclass
-class Site:
-    pair: PgPair
-    pooler: PgbouncerServer
-    app: HisApp
-    work: Path
-
-    @property
-    def catalog(self) -> str:
-        return f"sqlite:///{self.work / 'catalog.db'}"
 
 
 def config_text(site: Site, *, max_lag_bytes: int = 16 * 1024 * 1024,
@@ -101,17 +87,8 @@ expect = "true"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with pg_pair() as pair:
-        pair.primary.sql(ORDERS_DDL)
-        pooler = PgbouncerServer(pair.primary.port)
-        pooler.start()
-        app = HisApp(pooler.client_dsn)
-        try:
-            app.start()
-            yield Site(pair, pooler, app, tmp_path_factory.mktemp("dr-switch"))
-        finally:
-            app.stop()
-            pooler.stop()
+    with his_site(tmp_path_factory.mktemp("dr-switch")) as built:
+        yield built
 
 
 def write_config(site: Site, **kwargs: object) -> Path:

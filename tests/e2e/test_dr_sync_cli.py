@@ -18,13 +18,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from conftest import Cli
-from his_app import ORDERS_DDL
-from pg_pair import pg_pair
+from dr_site import Site, his_site
 from pg_server import can_run_servers, wait_for
-from pgbouncer_server import PgbouncerServer, pgbouncer_bin
+from pgbouncer_server import pgbouncer_bin
 from test_dr_failover_cli import kill_9, refs_on
-from test_dr_switchover_cli import Site, config_text, dr
-from write_load import HisApp, WriteLoad
+from test_dr_switchover_cli import config_text, dr
+from write_load import WriteLoad
 
 pytestmark = [
     pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
@@ -34,22 +33,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with pg_pair() as pair:
-        pair.primary.sql(ORDERS_DDL)
-        pooler = PgbouncerServer(pair.primary.port)
-        pooler.start()
-        app = HisApp(pooler.client_dsn)
-        try:
-            app.start()
-            work = tmp_path_factory.mktemp("dr-sync")
-            built = Site(pair, pooler, app, work)
-            text = config_text(built).replace('max_lag = "1h"',
-                                              'max_lag = "1h"\nsynchronous = true')
-            (work / "medark.toml").write_text(text, encoding="utf-8")
-            yield built
-        finally:
-            app.stop()
-            pooler.stop()
+    with his_site(tmp_path_factory.mktemp("dr-sync")) as built:
+        text = config_text(built).replace('max_lag = "1h"',
+                                          'max_lag = "1h"\nsynchronous = true')
+        (built.work / "medark.toml").write_text(text, encoding="utf-8")
+        yield built
 
 
 def supervise(cli: Cli, site: Site) -> dict[str, object]:
