@@ -63,21 +63,22 @@ def fencing_hook(system: str, command: str, host: str, port: int) -> str:
     return "hook exited 0"
 
 
-def _systemctl(verb: str, unit: str, timeout: float) -> None:
+def systemctl(verb: str, unit: str, timeout: float) -> str:
     run_command(f"systemctl {verb} -- '{unit}'", {}, timeout, f"systemctl {verb} {unit}")
+    return f"systemctl {verb} {unit}"
 
 
 def start_service(service: Service, env: dict[str, str]) -> None:
     timeout = service.start_timeout.total_seconds()
     if service.unit is not None:
-        _systemctl("start", service.unit, timeout)
+        systemctl("start", service.unit, timeout)
     else:
         run_command(str(service.start), env, timeout, f"service {service.name} start")
 
 
 def stop_service(service: Service, env: dict[str, str]) -> None:
     if service.unit is not None:
-        _systemctl("stop", service.unit, STOP_TIMEOUT)
+        systemctl("stop", service.unit, STOP_TIMEOUT)
     else:
         run_command(str(service.stop), env, STOP_TIMEOUT, f"service {service.name} stop")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from medark.config.dr import ClientSwitch
 from medark.errors import DatabaseUnavailable, MedarkError, UsageError
 from medark.service.dr.apps import hook_env, run_command
-from medark.service.dr.nodes import Member
+from medark.service.dr.nodes import Member, one_line
 
 if TYPE_CHECKING:
     from medark.sources.postgres.pooler import PoolerConsole
@@ -79,6 +79,21 @@ class ClientSwitcher:
                 runtime.server_state(str(conf.backend), str(server))
             return f"haproxy {conf.backend}: {conf.primary_server}, {conf.standby_server}"
         return f"hook {conf.command}"
+
+    def preflight_noted(self) -> str:
+        """`preflight` for a failover: the pooler may have gone with the primary site, so
+        what is wrong is said, not raised (the redirect step will fail if it stays so)."""
+        try:
+            return self.preflight()
+        except MedarkError as exc:
+            return f"client switch: {one_line(exc)}"
+
+    def hold_if_possible(self, patience: float = HOLD_PATIENCE) -> str:
+        """`hold` for a failover: not holding is said, and the failover goes on."""
+        try:
+            return self.hold(patience=patience)
+        except MedarkError as exc:
+            return f"not held: {one_line(exc)}"
 
     def console(self) -> PoolerConsole:
         if self._console is None:

@@ -121,18 +121,12 @@ class Failover:
         with ClientSwitcher(self.system, self.conf.client_switch) as clients:
             with self.steps.step("preflight") as note:
                 old, new = self._roles()
-                try:
-                    said = clients.preflight()
-                except MedarkError as exc:
-                    said = f"client switch: {one_line(exc)}"
+                said = clients.preflight_noted()
                 note.detail = (f"promote {new.address} (site {new.node.site}); old primary "
                                f"{old.address}: {old.role or 'unreachable'}; {said}")
             held_at = clock.monotonic()
             with self.steps.step("hold clients") as note:
-                try:
-                    note.detail = clients.hold(patience=FAILOVER_HOLD)
-                except MedarkError as exc:
-                    note.detail = f"not held: {one_line(exc)}"
+                note.detail = clients.hold_if_possible(patience=FAILOVER_HOLD)
             self._fence(old)
             with self.steps.step("data-loss window") as note:
                 window = self._window(old, new)
