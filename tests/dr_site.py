@@ -84,13 +84,28 @@ retention = {{ daily = 14 }}
 """
 
 
-def pg_nodes(primary: PgServer, standby: PgServer, system: str = "his") -> str:
-    """`[dr.SYSTEM.primary]` at main and `[dr.SYSTEM.standby]` at east, each controlled
-    through its data directory and pg_ctl."""
+UNIT = '{ unit = "postgresql@15-main.service" }'
+"""A node's control for tests that only read the configuration and the catalog."""
+
+
+def dr_nodes(system: str, primary_dsn: str, standby_dsn: str, primary_control: str = UNIT,
+             standby_control: str = UNIT) -> str:
+    """`[dr.SYSTEM.primary]` at site main and `[dr.SYSTEM.standby]` at east (PostgreSQL)."""
     return "".join(f"""
 [dr.{system}.{role}]
 kind = "postgres"
 site = "{site}"
-dsn = "{server.dsn}"
-control = {{ datadir = "{server.data}", pg_ctl = "{server.tool('pg_ctl')}" }}
-""" for role, site, server in (("primary", "main", primary), ("standby", "east", standby)))
+dsn = "{dsn}"
+control = {control}
+""" for role, site, dsn, control in (("primary", "main", primary_dsn, primary_control),
+                                     ("standby", "east", standby_dsn, standby_control)))
+
+
+def datadir_control(server: PgServer) -> str:
+    return f'{{ datadir = "{server.data}", pg_ctl = "{server.tool("pg_ctl")}" }}'
+
+
+def pg_nodes(primary: PgServer, standby: PgServer, system: str = "his") -> str:
+    """The nodes of a real pair, each controlled through its data directory and pg_ctl."""
+    return dr_nodes(system, primary.dsn, standby.dsn, datadir_control(primary),
+                    datadir_control(standby))

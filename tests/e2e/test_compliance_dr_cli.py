@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Cli
+from dr_site import dr_nodes
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
@@ -68,19 +69,11 @@ paths = ["{data}"]
 
 [dr.his]
 drill = "0 3 1 * *"
-
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "host=127.0.0.1 port=1 user=medark dbname=his"
-control = {{ unit = "postgresql@15-main.service" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "host=127.0.0.1 port=2 user=medark dbname=his"
-control = {{ unit = "postgresql@15-main.service" }}
 """
+
+NODES = dr_nodes("his", "host=127.0.0.1 port=1 user=medark dbname=his",
+                 "host=127.0.0.1 port=2 user=medark dbname=his")
+"""Unreachable on purpose: these tests read the catalog, not the servers."""
 
 
 def _judge(cli: Cli, config: Path, *extra: str, lang: str = "en"
@@ -117,7 +110,7 @@ def test_switch_over_and_switch_time_are_measured_from_the_dr_actions(
         cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     config = tmp_path / "medark.toml"
-    config.write_text(CONFIG.format(catalog=url, data=tmp_path), encoding="utf-8")
+    config.write_text(CONFIG.format(catalog=url, data=tmp_path) + NODES, encoding="utf-8")
     catalog = Catalog(url)
     try:
         code, verdicts = _judge(cli, config)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PASSWORD, Cli
+from dr_site import dr_nodes
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
@@ -57,18 +58,11 @@ rto = "30min"
 retention = {{ daily = 30 }}
 
 [dr.his]
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "host=127.0.0.1 port=1 user=medark dbname=his"
-control = {{ unit = "postgresql@15-main.service" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "host=127.0.0.1 port=2 user=medark dbname=his"
-control = {{ unit = "postgresql@15-main.service" }}
 """
+
+NODES = dr_nodes("his", "host=127.0.0.1 port=1 user=medark dbname=his",
+                 "host=127.0.0.1 port=2 user=medark dbname=his")
+"""Unreachable on purpose: these tests read the catalog, not the servers."""
 
 needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
                                    reason="poppler-utils is not installed")
@@ -107,7 +101,7 @@ def test_the_reports_list_drills_and_switches(cli: Cli, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
     config = tmp_path / "medark.toml"
     config.write_text(CONFIG.format(catalog=url, repo=cli.repo, password_file=password_file,
-                                    data=tmp_path), encoding="utf-8")
+                                    data=tmp_path) + NODES, encoding="utf-8")
     catalog = Catalog(url)
     try:
         drill, failover, broken = _record(catalog)

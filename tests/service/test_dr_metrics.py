@@ -7,6 +7,7 @@ scrapes go on answering."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from dr_site import dr_nodes, pg_nodes
 from pg_pair import PgPair, pg_pair
 from pg_server import can_run_servers
 from prometheus_client import generate_latest
@@ -36,7 +38,6 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def _config(pair: PgPair, silent_port: int, catalog: str) -> str:
     p, s = pair.primary, pair.standby
-    node = 'control = {{ datadir = "{data}", pg_ctl = "{pg_ctl}" }}'
     return f"""
 [catalog]
 url = "{catalog}"
@@ -78,30 +79,8 @@ retention = {{ daily = 14 }}
 [dr.his]
 slot = "{pair.slot}"
 
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-{node.format(data=p.data, pg_ctl=p.tool('pg_ctl'))}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "{s.dsn}"
-{node.format(data=s.data, pg_ctl=s.tool('pg_ctl'))}
-
-[dr.lis.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-control = {{ unit = "postgresql@15-main.service" }}
-
-[dr.lis.standby]
-kind = "postgres"
-site = "east"
-dsn = "host=127.0.0.1 port={silent_port} user=postgres dbname=postgres"
-control = {{ unit = "postgresql@15-main.service" }}
-"""
+""" + pg_nodes(p, s) + dr_nodes(
+        "lis", p.dsn, f"host=127.0.0.1 port={silent_port} user=postgres dbname=postgres")
 
 
 class SilentServer:
@@ -115,7 +94,10 @@ class SilentServer:
         self.port = int(self.sock.getsockname()[1])
         self.accepted = 0
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.closed = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -123,8 +105,12 @@ class SilentServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.held.append(conn)  # read nothing, answer nothing
-            self.accepted += 1
+            with self.lock:
+                if self.closed:  # accepted while closing: nobody else will close it
+                    conn.close()
+                    return
+                self.held.append(conn)  # read nothing, answer nothing
+                self.accepted += 1
 
     def wait(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -133,9 +119,14 @@ class SilentServer:
             time.sleep(0.05)
 
     def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            for conn in self.held:
+                conn.close()
+        with contextlib.suppress(OSError):  # already shut
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread
         self.sock.close()
-        for conn in self.held:
-            conn.close()
+        self.thread.join(5)
 
 
 @pytest.fixture
