@@ -257,6 +257,7 @@ def _growth_chart(report: PeriodReport, words: dict[str, Any]) -> str:
                    max(days) + timedelta(hours=12), daily=True)
     else:
         _time_axis(ax, report, report.start, report.end, daily=True)  # readable ticks
+        ax.set_ylim(0, 1)  # no bars: an axis around 0 would show negative MiB
         ax.text(0.5, 0.5, words["none"], transform=ax.transAxes, ha="center")
     ax.grid(alpha=0.3, axis="y")
     return _svg(fig)
