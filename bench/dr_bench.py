@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from dr_load import CREATE_TABLE, Writer, execute, present_ids, server_port  # noqa: E402
 from dr_patroni import PatroniCluster  # noqa: E402
+from dr_site import pg_nodes, preamble  # noqa: E402
 from pg_pair import PgPair, build_pair  # noqa: E402
 from pg_server import PgServer, pg_bin, wait_for  # noqa: E402
 from pgbouncer_server import PgbouncerServer  # noqa: E402
@@ -191,53 +192,13 @@ class MedarkSetup(Setup):
     def config_text(self) -> str:
         assert self.pair is not None and self.pgb is not None
         p, s = self.pair.primary, self.pair.standby
-        return f"""# written by bench/dr_bench.py
-[sites.main]
-name = "main"
-location = "CN-SC"
-
-[sites.east]
-name = "east"
-location = "CN-SC"
-role = "campus"
-
-[repositories.local]
-site = "main"
-url = "/nonexistent/medark"
-password_file = "/nonexistent/password"
-
-[systems.{SYSTEM}]
-owner = "IT"
-
-[[systems.{SYSTEM}.sources]]
-type = "postgres"
-dsn = "{p.dsn}"
-
-[plans.{SYSTEM}]
-system = "{SYSTEM}"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = {{ daily = 14 }}
-
+        return "# written by bench/dr_bench.py\n" + preamble(p.dsn, system=SYSTEM) + f"""
 [dr.{SYSTEM}]
 feed = "stream"
 slot = "{self.pair.slot}"
 fencing = "readonly"
 
-[dr.{SYSTEM}.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-control = {{ datadir = "{p.data}", pg_ctl = "{p.tool('pg_ctl')}" }}
-
-[dr.{SYSTEM}.standby]
-kind = "postgres"
-site = "east"
-dsn = "{s.dsn}"
-control = {{ datadir = "{s.data}", pg_ctl = "{s.tool('pg_ctl')}" }}
-
+""" + pg_nodes(p, s, SYSTEM) + f"""
 [dr.{SYSTEM}.client_switch]
 type = "pgbouncer"
 database = "{SYSTEM}"
