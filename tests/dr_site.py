@@ -101,11 +101,12 @@ control = {control}
                                      ("standby", "east", standby_dsn, standby_control)))
 
 
-def datadir_control(server: PgServer) -> str:
-    return f'{{ datadir = "{server.data}", pg_ctl = "{server.tool("pg_ctl")}" }}'
+def datadir_control(data: Path, pg_ctl: str) -> str:
+    return f'{{ datadir = "{data}", pg_ctl = "{pg_ctl}" }}'
 
 
 def pg_nodes(primary: PgServer, standby: PgServer, system: str = "his") -> str:
     """The nodes of a real pair, each controlled through its data directory and pg_ctl."""
-    return dr_nodes(system, primary.dsn, standby.dsn, datadir_control(primary),
-                    datadir_control(standby))
+    return dr_nodes(system, primary.dsn, standby.dsn,
+                    datadir_control(primary.data, primary.tool("pg_ctl")),
+                    datadir_control(standby.data, standby.tool("pg_ctl")))

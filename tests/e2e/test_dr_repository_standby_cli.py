@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import s3_server
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result
-from dr_site import preamble
+from dr_site import datadir_control, dr_nodes, preamble
 from pg_server import (
     PgServer,
     archive_command,
@@ -277,24 +277,13 @@ password_file = "{site.local_password}"
 site = "east"
 url = "{site.offsite}"
 password_file = "{site.offsite_password}"
-""") + f"""
+""") + """
 [dr.his]
 feed = "repository"
 repository = "offsite"
 max_lag = "1h"
-
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{p.dsn}"
-control = {{ datadir = "{p.data}", pg_ctl = "{pg_ctl}" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "{b.dsn}"
-control = {{ datadir = "{b.data}", pg_ctl = "{pg_ctl}" }}
-
+""" + dr_nodes("his", p.dsn, b.dsn, datadir_control(p.data, pg_ctl),
+               datadir_control(b.data, pg_ctl)) + """
 [[dr.his.health]]
 type = "sql"
 name = "writable"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MEDARK, PASSWORD, TEST_KDF
-from dr_site import preamble
+from dr_site import datadir_control, dr_nodes, preamble
 from his_app import ORDERS_DDL
 from pg_server import (
     PgServer,
@@ -116,24 +116,15 @@ def setup() -> Iterator[Setup]:
 site = "main"
 url = "{repo}"
 password_file = "{password}"
-""") + f"""
+""") + """
 [dr.his]
 feed = "repository"
 repository = "local"
 max_lag = "1h"
-
-[dr.his.primary]
-kind = "postgres"
-site = "main"
-dsn = "{primary.dsn}"
-control = {{ datadir = "{primary.data}", pg_ctl = "{tool}" }}
-
-[dr.his.standby]
-kind = "postgres"
-site = "east"
-dsn = "host=127.0.0.1 port={standby_port} user=postgres dbname=postgres"
-control = {{ datadir = "{standby_data}", pg_ctl = "{tool}" }}
-
+""" + dr_nodes("his", primary.dsn,
+               f"host=127.0.0.1 port={standby_port} user=postgres dbname=postgres",
+               datadir_control(primary.data, tool),
+               datadir_control(standby_data, tool)) + f"""
 [dr.his.client_switch]
 type = "pgbouncer"
 ini = "{pooler.ini}"
