@@ -37,6 +37,7 @@ from medark.engine.mysql_restore import (
 from medark.engine.pg_restore import prepare_target
 from medark.errors import ObjectNotFound, UsageError
 from medark.repo.repository import Repository
+from medark.service.mysql_standby import applied_position, seed_position, standby_settings
 from medark.snapshot.store import all_snapshots
 from medark.sources.mysql.binlog import file_name, parse_file_name
 from medark.sources.mysql.client import Conn, find_program, query
@@ -96,6 +97,11 @@ class RestoreRequest:
     bin_dir: str | None = None
     timeout: float = 3600.0
     workers: int = 2
+    standby: bool = False
+    """A repository-fed standby (service/mysql_standby.py): binlog on, read-only, its
+    applied GTID position in its own binlog."""
+    server_id: int | None = None
+    """The standby's server_id; default the backed-up server's plus one."""
 
 
 def plan(repo: Repository, request: RestoreRequest) -> Plan:
@@ -116,6 +122,9 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
     if chosen.files:
         programs["binlog"] = _program(request, "mariadb-binlog", "mysqlbinlog")
     physical = chosen.backup.source.get("method") == "physical"
+    if request.standby and not physical:
+        raise UsageError(f"mysql restore --standby needs a physical backup (mariadb-backup); "
+                         f"the newest, {chosen.backup.short_id}, is logical")
     if physical:
         programs["mbstream"] = _program(request, "mbstream")
         programs["backup"] = _program(request, "mariadb-backup")
@@ -141,13 +150,21 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
                 request.timeout)
             settings = []
         paths = fetch_binlogs(repo, chosen, spool) if chosen.files else []
+        if request.standby:
+            settings = settings + standby_settings(_standby_id(request, chosen))
         write_config(target_dir, settings, request.port)
         if user:
             chown_tree(target_dir, user)
-        if paths or not physical:  # a prepared physical backup alone needs no server yet
+        applied: str | None = None
+        # a prepared physical backup alone needs no server yet, unless a standby's
+        # position is to be seeded
+        if paths or not physical or request.standby:
             server = RestoreServer(programs["server"], programs["admin"], target_dir, user)
             server.start(private=True, timeout=request.timeout)
             try:
+                if request.standby:
+                    seed_position(server, programs["client"],
+                                  str(chosen.backup.source.get("gtid") or "") or None)
                 if not physical:
                     server.load(programs["client"], stored_stream(repo, chosen.backup, pool),
                                 "loading the dump")
@@ -156,6 +173,8 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
                                   chosen.start_position, chosen.stop, request.timeout)
             finally:
                 server.stop()
+        if request.standby:
+            applied = applied_position(target_dir)
     shutil.rmtree(spool, ignore_errors=True)
     config = os.path.join(target_dir, CONFIG)
     result: dict[str, Any] = {
@@ -167,6 +186,9 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
                          + (f" (as the OS user {user})" if user else ""),
         "started": False,
     }
+    if request.standby:
+        result["standby"] = {"server_id": _standby_id(request, chosen), "read_only": True,
+                             "gtid_binlog_pos": applied}
     if request.start:
         if request.port is None:
             raise UsageError("--start needs --port")
@@ -175,6 +197,12 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Plan) -> dict
         result.update(started=True, port=request.port, pid=final.pid, server_log=final.log,
                       socket=final.socket, ready_seconds=round(clock.monotonic() - t0, 3))
     return result
+
+
+def _standby_id(request: RestoreRequest, chosen: Plan) -> int:
+    if request.server_id is not None:
+        return request.server_id
+    return int(chosen.archive_id) + 1 if chosen.archive_id.isdigit() else 2
 
 
 def check_user(user: str | None) -> None:

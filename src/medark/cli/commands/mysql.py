@@ -82,6 +82,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     goal.add_argument("--backup-only", action="store_true",
                       help="restore the newest backup as it is, replaying no binlog (the "
                            "only restore of a backup taken with binary logging off)")
+    goal.add_argument("--standby", action="store_true",
+                      help="a standby fed from the repository (`dr` feed = \"repository\"):"
+                           " the newest physical backup plus every archived binlog, binary "
+                           "logging on, read-only; `dr supervise` applies what is archived "
+                           "later")
+    r.add_argument("--server-id", type=int, default=None,
+                   help="--standby: the standby's server_id (default: the backed-up "
+                        "server's plus one)")
     r.add_argument("--start", action="store_true",
                    help="start the restored server on 127.0.0.1:PORT afterwards")
     r.add_argument("--port", type=int, help="port for the restored server")
@@ -201,9 +209,12 @@ def _restore(ctx: Context) -> int:
     args = ctx.args
     if args.start and not args.port:
         raise UsageError("--start needs --port")
+    if args.server_id is not None and not args.standby:
+        raise UsageError("--server-id belongs to --standby")
     mysql.check_user(args.os_user)
     request = mysql.RestoreRequest(args.target_dir, _target(args), args.server, args.start,
-                                   args.port, args.os_user, args.mysql_bin, args.timeout)
+                                   args.port, args.os_user, args.mysql_bin, args.timeout,
+                                   standby=args.standby, server_id=args.server_id)
     with ctx.repository(lock="shared", command="mysql restore") as repo:
         chosen = mysql.plan(repo, request)
         result = mysql.run_restore(repo, request, chosen)
@@ -222,6 +233,11 @@ def _print_restore(ctx: Context, result: dict[str, Any]) -> None:
     ctx.out.prose(f"restored {backup['method']} backup {str(backup['snapshot_id'])[:8]} "
                   f"({backup['time']}) to {result['target_dir']} {replay} in "
                   f"{format_duration(result['restore_seconds'])}")
+    standby = result.get("standby")
+    if standby is not None:
+        ctx.out.prose(f"standby (server_id {standby['server_id']}, read-only) at GTID "
+                      f"{standby['gtid_binlog_pos'] or 'none'}: `medark dr supervise` "
+                      "applies what the repository archives after it")
     if result["started"]:
         ctx.out.prose(f"server started on 127.0.0.1:{result['port']} (pid {result['pid']}, "
                       f"log: {result['server_log']})")

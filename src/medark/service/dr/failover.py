@@ -79,6 +79,11 @@ def failover(config: MedarkConfig, system: str, catalog: Catalog, *, force: bool
 
         return mariadb.failover(system, conf, catalog, force=force,
                                 requested_by=requested_by, on_step=on_step)
+    if conf.primary.kind == "mariadb" and conf.feed == "repository":
+        from medark.service.dr import mariadb_repository
+
+        return mariadb_repository.failover(config, system, conf, catalog, force=force,
+                                           requested_by=requested_by, on_step=on_step)
     supported(system, conf, "failover", repository_feed=True)
     return run_action(
         catalog, system, "failover",

@@ -90,6 +90,8 @@ class DrStatus:
     not_ready: str | None = None
     """Why the standby could not take over now (exit 26); None: it could. A paused
     replay is not one: the standby still receives, and its growing lag says the rest."""
+    repository: dict[str, Any] | None = None
+    """A MariaDB repository feed: the positions (dr/mariadb_repository.py)."""
 
     def node(self, role: str) -> NodeStatus | None:
         return next((n for n in self.nodes if n.role == role), None)
@@ -135,6 +137,7 @@ class DrStatus:
             "synchronous": None if self.sync is None else {
                 **self.sync.public(), "cost": _cost(self.kind)},
             "pooler": self.pooler, "pooler_error": self.pooler_error,
+            "repository_feed": self.repository,
             "last_switch": self.last_switch.public() if self.last_switch else None,
             "last_drill": self.last_drill.public() if self.last_drill else None,
             "healthy": verdict is None,
@@ -197,6 +200,10 @@ def _status(name: str, conf: DrConf, supervise: bool = False,
         from medark.service.dr.mariadb_status import status as mariadb_status
 
         return mariadb_status(name, conf, supervise)
+    if conf.primary.kind == "mariadb" and conf.feed == "repository":
+        from medark.service.dr.mariadb_repository import status as repository_status
+
+        return repository_status(name, conf, config, supervise)
     if conf.primary.kind != "postgres":
         status.supported = False
         status.note = f"{conf.primary.kind} DR status is not supported yet"

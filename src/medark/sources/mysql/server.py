@@ -189,7 +189,9 @@ class RestoreServer:
                                   stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
         assert reader.stdout is not None and reader.stderr is not None
         try:
-            done = subprocess.run(self.client(program, "FLUSH PRIVILEGES"),
+            # LOCAL: not binlogged, where a standby logs what it replays under the
+            # original GTIDs (service/mysql_standby.py)
+            done = subprocess.run(self.client(program, "FLUSH LOCAL PRIVILEGES"),
                                   stdin=reader.stdout, capture_output=True, timeout=timeout,
                                   check=False, env=env)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,338 @@
+"""A MariaDB system whose standby is fed from a Medark repository (`feed =
+"repository"`): `dr status`/`dr supervise` and `dr failover`.
+
+The standby (`medark mysql restore --standby`, service/mysql_standby.py) has no
+replication connection: it is read-only, logs what it applies under the original GTIDs,
+and its @@gtid_binlog_pos is the position it has applied. The roles are found as
+mariadb_nodes.py finds them, except that the standby is the read-only node that does not
+replicate (mariadb_nodes calls it "fenced"), the configured standby when both are.
+
+Status: the standby's applied GTID, the repository's newest archived transaction (GTID,
+file, when archived), and the lag in transactions and seconds (binlog commit times)
+between them; when the primary answers, also how many transactions the standby lacks of
+the primary's binlog (the repository's own delay included). `supervise` (the daemon's DR
+watch and `dr supervise`) first applies what the repository holds: that is what keeps
+the standby current. An apply that fails makes the standby "not ready" (exit 26, the
+`dr_standby` alert) with its one-line reason.
+
+Failover: fence the old primary (mariadb.MariaFailover's fence: read-only when it still
+answers, the configured stop/hook on top); apply everything the repository holds (when
+the old primary still answers, for up to ARCHIVE_GRACE until the repository holds its
+final GTID: the binlog stream may still be delivering it); the data-loss window against
+the old primary's final @@gtid_binlog_pos when it answered, else "unknown beyond" the
+repository's newest archived GTID; refused without --force when it counts a loss, when
+the standby could not apply what is archived, or when its lag is over `max_lag`; then
+read_only off (proved by a write probe), and mariadb.finish: clients redirected, the DR
+site's services started, the health checks waited for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from medark.catalog.dr_records import DrStep
+from medark.catalog.store import Catalog
+from medark.config.dr import DrConf
+from medark.config.plans import MedarkConfig
+from medark.errors import LagOverLimit, MedarkError, StandbyNotReady
+from medark.service.dr.action import DrOutcome, run_action
+from medark.service.dr.clients import ClientSwitcher
+from medark.service.dr.health import MAX_SECONDS
+from medark.service.dr.mariadb import MariaFailover, finish
+from medark.service.dr.mariadb_nodes import Maria, members, run_health
+from medark.service.dr.nodes import one_line
+from medark.service.dr.status import DrStatus, NodeStatus
+from medark.service.mysql_standby import ApplyResult, FeedView, apply_new_binlogs
+from medark.sources.mysql.replication import (
+    FENCED,
+    PRIMARY,
+    STANDBY,
+    behind,
+    missing,
+    read_state,
+)
+from medark.util import clock
+
+ARCHIVE_GRACE = 10.0
+"""A failover whose old primary still answers waits this long for the repository to hold
+the primary's final GTID (the binlog stream archives every fraction of a second)."""
+CONFIG_FILE = "medark-server.cnf"
+
+
+def _pair(nodes: tuple[Maria, Maria]) -> tuple[Maria | None, Maria | None]:
+    """(primary, standby) as found: the writable node, and the read-only one that does
+    not replicate (the configured standby when both are read-only)."""
+    primary = next((m for m in nodes if m.role == PRIMARY), None)
+    candidates = [m for m in nodes if m.role == FENCED and m is not primary]
+    standby = next((m for m in candidates if m.configured == "standby"),
+                   candidates[0] if candidates else None)
+    return primary, standby
+
+
+def _count(n: int) -> str:
+    return f"{n} transaction{'' if n == 1 else 's'}"
+
+
+def status(name: str, conf: DrConf, config: MedarkConfig | None,
+           supervise: bool = False) -> DrStatus:
+    """status._status for a MariaDB repository feed; `supervise`: apply first."""
+    found = DrStatus(name, conf.primary.kind, conf.feed, max_lag_bytes=conf.max_lag_bytes,
+                     max_lag_seconds=conf.max_lag.total_seconds())
+    nodes = members(conf)
+    primary, standby = _pair(nodes)
+    found.nodes = [_node(m, standby) for m in nodes]
+    if standby is None:
+        said = ", ".join(m.describe() for m in nodes)
+        found.not_ready = f"no read-only standby that does not replicate ({said})"
+    if primary is None:
+        down = [m for m in nodes if m.error is not None]
+        found.primary_down = (f"{down[0].configured} {down[0].address} unreachable: "
+                              f"{down[0].error}" if down else
+                              "no node is a writable primary: " + ", ".join(
+                                  m.describe() for m in nodes))
+    if standby is not None and config is not None and conf.repository is not None:
+        _feed(found, conf, config, standby, primary, supervise)
+    found.would_lose_data = (standby is None or found.lag_seconds is None
+                             or found.lag_seconds > 0 or bool(found.lag_error))
+    site = None if primary is None else primary.node.site
+    checks = [c for c in conf.health if c.site is None or c.site == site]
+    if primary is not None:
+        found.health = [run_health(c, primary, MAX_SECONDS) for c in checks]
+    return found
+
+
+def _node(m: Maria, standby: Maria | None) -> NodeStatus:
+    if m.state is None:
+        return NodeStatus(m.configured, m.node.site, m.address, error=m.error)
+    role = STANDBY if m is standby else m.st.role
+    return NodeStatus(m.configured, m.node.site, m.address, role,
+                      receiver_status="repository" if m is standby else None)
+
+
+def _feed(found: DrStatus, conf: DrConf, config: MedarkConfig, standby: Maria,
+          primary: Maria | None, supervise: bool) -> None:
+    assert conf.repository is not None
+    try:
+        done = apply_new_binlogs(config, conf.repository, standby.node.dsn,
+                                 standby.password, apply=supervise)
+    except MedarkError as exc:
+        found.lag_error = one_line(exc)
+        found.note = f"repository {conf.repository}: {one_line(exc)}"
+        if supervise:
+            found.not_ready = f"the standby {standby.address} cannot apply the repository: " \
+                f"{one_line(exc)}"
+        return
+    view = done.feed
+    if done.transactions:
+        view.pending = []  # all applied now
+    behind_repository = len(view.pending)
+    seconds, basis = view.lag_seconds()
+    primary_gtid = None
+    if primary is not None:
+        primary_gtid = primary.st.gtid_binlog_pos
+    found.repository = {**view.public(), "standby_gtid": done.after,
+                        "applied_now": done.transactions, "primary_gtid": primary_gtid}
+    said = [f"{_count(behind_repository)} behind the repository ({basis})"]
+    if primary_gtid is not None:
+        short = sum(behind(primary_gtid, done.after).values())
+        unarchived = sum(behind(primary_gtid, view.newest_gtid).values())
+        found.repository.update(transactions_behind_primary=short,
+                                transactions_not_archived=unarchived)
+        said.append(f"{_count(short)} behind the primary's {primary_gtid or 'nothing'}"
+                    + (f", {_count(unarchived)} of them not archived yet" if unarchived
+                       else ""))
+        if short and not behind_repository:
+            seconds, basis = None, "unknown: the repository does not hold them yet"
+    found.lag_seconds, found.lag_basis = seconds, "; ".join(said)
+    if seconds is not None and seconds > found.max_lag_seconds:
+        found.over_limit.append(f"{seconds:.1f} s over max_lag {found.max_lag_seconds:g} s")
+    archived = "" if view.newest_archived is None else \
+        f", archived {clock.format_time(view.newest_archived)}"
+    newest = ("no binlog archived" if view.newest_file is None else
+              f"newest GTID {view.newest_gtid or 'none'} in {view.newest_file}:"
+              f"{view.newest_size} ({'complete' if view.newest_complete else 'being written'}"
+              f"{archived})")
+    found.note = (f"repository {conf.repository}: {newest}; the standby applied "
+                  f"{done.after or 'nothing'}"
+                  + (f" ({_count(done.transactions)} applied now)" if supervise else ""))
+
+
+# ---- failover ------------------------------------------------------------------------
+
+
+def failover(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog, *,
+             force: bool = False, requested_by: str | None = None,
+             on_step: Callable[[DrStep], None] | None = None) -> DrOutcome:
+    return run_action(
+        catalog, system, "failover",
+        lambda steps, state: RepositoryFailover(system, conf, steps, state, force,
+                                                config).run(),
+        requested_by=requested_by, on_step=on_step)
+
+
+@dataclass
+class RepositoryFailover(MariaFailover):
+    """MariaFailover's fence, limits and finish around the repository's last binlogs."""
+
+    config: MedarkConfig | None = None
+    applied: ApplyResult | None = None
+    final: str | None = None
+    """The fenced old primary's @@gtid_binlog_pos, when it answered."""
+    apply_error: str | None = None
+
+    def run(self) -> None:
+        with ClientSwitcher(self.system, self.conf.client_switch) as clients:
+            with self.steps.step("preflight") as note:
+                old, new = self._roles()
+                said = clients.preflight_noted()
+                note.detail = (f"promote {new.address} (site {new.node.site}, at GTID "
+                               f"{new.st.gtid_binlog_pos or 'none'}, fed from repository "
+                               f"{self.conf.repository}); old primary {old.address}: "
+                               f"{old.role or 'unreachable'}; {said}")
+            held_at = clock.monotonic()
+            with self.steps.step("hold clients") as note:
+                note.detail = clients.hold_if_possible()
+            self._fence(old)
+            with self.steps.step("apply repository") as note:
+                note.detail = self._apply(old, new)
+            with self.steps.step("data-loss window") as note:
+                window = self._window(old, new)
+                self.state.data_loss = window
+                note.detail = window["summary"]
+                self._limits(window, new)
+            with self.steps.step("promote standby") as note:
+                note.detail = open_writes(new)
+            self.state.new_primary = new.address
+            finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
+
+    def _roles(self) -> tuple[Maria, Maria]:
+        a, b = members(self.conf)
+        if a.role == PRIMARY and b.role == PRIMARY:
+            raise StandbyNotReady(f"{self.system}: both nodes are primaries; nothing to "
+                                  "fail over to (resolve the split by hand)")
+        _primary, new = _pair((a, b))
+        if new is None:
+            raise StandbyNotReady(f"{self.system}: no read-only standby to promote "
+                                  f"({a.describe()}, {b.describe()})")
+        return (b if new is a else a), new
+
+    def _apply(self, old: Maria, new: Maria) -> str:
+        """Everything the repository holds; while the fenced old primary answers, until
+        it holds the primary's final GTID or ARCHIVE_GRACE is up."""
+        from medark.sources.mysql.fencing import final_gtid
+
+        assert self.config is not None and self.conf.repository is not None
+        if old.role is not None:
+            try:
+                self.final = final_gtid(old.node.dsn, old.password)
+            except MedarkError:
+                self.final = None
+        deadline = clock.monotonic() + ARCHIVE_GRACE
+        total = 0
+        try:
+            while True:
+                done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
+                                         new.password)
+                total += done.transactions
+                self.applied = done
+                if self.final is None or not any(behind(self.final, done.after).values()) \
+                        or clock.monotonic() >= deadline:
+                    break
+                clock.sleep(0.5)
+        except MedarkError as exc:
+            self.apply_error = one_line(exc)
+            return f"the repository could not be applied: {self.apply_error}"
+        assert self.applied is not None
+        return (f"{_count(total)} applied, the standby is at "
+                f"{self.applied.after or 'nothing'}")
+
+    def _window(self, old: Maria, new: Maria) -> dict[str, Any]:
+        after = read_state(new.conn).gtid_binlog_pos
+        view: FeedView | None = None if self.applied is None else self.applied.feed
+        newest = None if view is None else view.newest_gtid
+        window: dict[str, Any] = {
+            "standby_gtid": after, "repository_gtid": newest,
+            "repository_file": None if view is None else view.newest_file,
+            "archived_at": None if view is None or view.newest_archived is None
+            else clock.format_time(view.newest_archived),
+            "primary_gtid": self.final, "transactions": None, "domains": None,
+            "standby_short_of_repository": None}
+        error = self.apply_error
+        if error is not None:
+            window["basis_error"] = error
+        elif newest is not None:
+            window["standby_short_of_repository"] = sum(behind(newest, after).values())
+        if self.final is not None:
+            gaps = behind(self.final, after)
+            lost = sum(gaps.values())
+            window.update(transactions=lost, domains={str(d): n for d, n in gaps.items()},
+                          basis="the fenced old primary's @@gtid_binlog_pos")
+            window["summary"] = (
+                f"{_count(lost)} not on the standby ({missing(self.final, after)}; standby "
+                f"{after or 'none'}, old primary {self.final})" if lost else
+                f"none: the standby has the old primary's {self.final or 'nothing'}")
+            return window
+        window["basis"] = "unknown: the old primary cannot be read"
+        if newest is None:
+            window["summary"] = (f"unknown beyond the standby's GTID {after or 'none'} (the "
+                                 f"repository could not be read: {error})")
+            return window
+        short = window["standby_short_of_repository"]
+        window["summary"] = (
+            f"unknown beyond the repository's newest archived GTID {newest or 'none'} "
+            f"({view.newest_file if view else '?'}, archived {window['archived_at']}): the "
+            + ("standby applied all of it" if not short else
+               f"standby lacks {_count(short)} of it, at {after or 'none'}")
+            + "; whatever the old primary committed after that is lost")
+        return window
+
+    def _limits(self, window: dict[str, Any], new: Maria) -> None:
+        short = window.get("standby_short_of_repository")
+        if short and not self.force:
+            raise LagOverLimit(f"{self.system}: failover refused, the standby could not "
+                               f"apply {_count(short)} the repository holds "
+                               f"({window['summary']}); --force takes the loss")
+        super()._limits(window, new)
+
+
+def open_writes(new: Maria) -> str:
+    """Promote a repository-fed standby: read_only off, proved by a new session of an
+    ordinary account (write_probe); read-only=1 in the option file `mysql restore
+    --standby` wrote (the node's datadir) becomes 0, so a restart stays writable."""
+    from medark.sources.mysql.replication import run, write_probe
+
+    conn = new.conn
+    run(conn, "SET GLOBAL read_only = 0")
+    after = read_state(conn)
+    if after.role != PRIMARY:
+        raise MedarkError(f"{new.address} after promotion: {after.role} "
+                          f"(read_only={int(after.read_only)}); expected a primary")
+    if write_probe(conn) != "accepted":
+        raise MedarkError(f"{new.address} after promotion: a new session's write is still "
+                          "refused as read-only")
+    return (f"{new.address} is the primary at GTID {after.gtid_binlog_pos or 'none'}"
+            + _option_file(new))
+
+
+def _option_file(new: Maria) -> str:
+    datadir = new.node.control.datadir
+    if datadir is None:
+        return ("; if its option file sets read-only, remove it before the next restart")
+    path = os.path.join(datadir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ("; if its option file sets read-only, remove it before the next restart")
+    if "read-only=1" not in lines:
+        return ""
+    body = "\n".join("read-only=0" if ln == "read-only=1" else ln for ln in lines) + "\n"
+    tmp = path + ".medark-tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(body)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return f"; read-only=0 in {path}"
