@@ -267,6 +267,26 @@ def test_repository_fed_standby_supervise_status_and_failover(site: Site) -> Non
     text = site.dr("status", "lis")
     assert "newest GTID" in text.stdout and newest in text.stdout
 
+    # Another apply holding the standby's apply lock: this one applies nothing, exit 26.
+    holder = subprocess.Popen(["mariadb", "--no-defaults", "--protocol=TCP",
+                               "--host=127.0.0.1", f"--port={site.standby_port}",
+                               f"--user={BACKUP_USER}", "--batch"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, text=True,
+                              env=dict(os.environ, MYSQL_PWD=BACKUP_PASSWORD))
+    assert holder.stdin is not None
+    holder.stdin.write("SELECT GET_LOCK('medark_standby_apply', 0);\n")
+    holder.stdin.flush()
+    try:
+        wait_for(lambda: site.standby_sql("SELECT IS_USED_LOCK('medark_standby_apply')")
+                 != "NULL", 10, "the other session to hold the apply lock")
+        blocked = site.dr("supervise", "lis", "--json")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert blocked.returncode == 26, blocked.stderr
+    assert "another apply is running" in blocked.stderr
+    assert site.standby_sql("SELECT @@gtid_binlog_pos") == feed["standby_gtid"]
+
     # The stream stops; these commits never reach the repository.
     assert site.stream is not None
     site.stream.send_signal(signal.SIGTERM)

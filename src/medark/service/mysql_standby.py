@@ -22,6 +22,11 @@ Three guards keep a GTID from being applied twice: that start position; a sessio
 (GET_LOCK) taken by the replaying session, which also re-checks the position under it,
 so two supervisors never replay at once; and gtid_strict_mode on the standby, which
 refuses an out-of-order GTID. Nothing new archived: nothing is run at all.
+
+Cost of a pass (status or apply): the first block of a file or two (to find the file the
+standby is in), then every archived file from that one to the newest, whole; with
+`max_binlog_size` at its 1 GiB default that can be a large read per pass while the
+primary writes a lot into one file.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ from medark.util.files import atomic_write
 LOCK_NAME = "medark_standby_apply"
 APPLY_TIMEOUT = 3600.0
 BINLOG_BASENAME = "standby-bin"
+EXPIRE = 7 * 86400
+"""The standby's own binlogs are purged after a week: its position is the GTID state,
+which the newest file carries (its Gtid_list), not the old files."""
 
 
 def standby_settings(server_id: int) -> list[str]:
@@ -75,7 +83,7 @@ def standby_settings(server_id: int) -> list[str]:
     first start, and durable commits (the binlog and InnoDB agree after a crash)."""
     return [f"server-id={server_id}", f"log-bin={BINLOG_BASENAME}", "binlog-format=ROW",
             "gtid-strict-mode=1", "log-slave-updates=1", "read-only=1", "sync-binlog=1",
-            "innodb-flush-log-at-trx-commit=1"]
+            "innodb-flush-log-at-trx-commit=1", f"binlog-expire-logs-seconds={EXPIRE}"]
 
 
 def private_sql(server: RestoreServer, client: str, sql: str, timeout: float = 300) -> str:
