@@ -10,7 +10,9 @@ backup, `mysql restore --standby --start`, then
   old primary still answers counts them and is refused (27);
 - after kill -9 of the primary, `dr failover --yes` promotes the standby: writable, every
   archived commit on it, none of the others, and the loss reported as "unknown beyond"
-  the repository's newest GTID, which is exactly where the commits it lacks begin.
+  the repository's newest GTID, which is exactly where the commits it lacks begin;
+- on a second site, `dr switchover --yes` under a write load: every acknowledged row is
+  on the new primary, which takes the writes; the old one stays read-only.
 
 A logical backup is refused for --standby with one line. Real servers, no mocks.
 """
@@ -22,6 +24,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +162,9 @@ timeout = "20s"
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def site() -> Iterator[Site]:
+    """A primary whose binlogs are streamed into the repository, no backup yet."""
     base = make_base()
     primary = ReplServer(base / "primary", free_port(), server_id=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
@@ -333,3 +338,79 @@ def test_repository_fed_standby_supervise_status_and_failover(site: Site) -> Non
         env=dict(os.environ, MYSQL_PWD=APP_PASSWORD))
     assert sql_app.returncode == 0, sql_app.stderr
     assert "read-only=0" in (site.standby_dir / "medark-server.cnf").read_text()
+
+
+def _standby(site: Site) -> None:
+    """A physical backup, commits after it, and the standby restored and started."""
+    repo = ("--repo", str(site.repo))
+    site.commit("before-backup", 2)
+    site.medark(*repo, "mysql", "backup", "--dsn", site.primary.dsn)
+    site.commit("after-backup", 2)
+    wait_for(site.archived, 30, "the stream to archive the commits")
+    restored = site.medark(*repo, "mysql", "restore", "--target-dir", str(site.standby_dir),
+                           "--standby", "--start", "--port", str(site.standby_port),
+                           "--json", "--timeout", "120").json()
+    site.standby_pid = int(restored["pid"])
+
+
+@dataclass
+class Writer:
+    """Inserts rows as the application account into the server the hook file names, the
+    whole time; keeps every acknowledged row."""
+
+    site: Site
+    acks: list[str] = field(default_factory=list)
+    failures: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            port = int(self.site.hook_file.read_text().strip() or 0)
+            done = subprocess.run(
+                ["mariadb", "--no-defaults", "--protocol=TCP", "--host=127.0.0.1",
+                 f"--port={port}", f"--user={APP_USER}", "--connect-timeout=2", "-e",
+                 f"INSERT INTO his.visits (note) VALUES ('load-{n}')"],
+                capture_output=True, check=False, timeout=60,
+                env=dict(os.environ, MYSQL_PWD=APP_PASSWORD))
+            if done.returncode == 0:
+                self.acks.append(f"load-{n}")
+            else:
+                self.failures += 1
+                time.sleep(0.01)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def test_switchover_to_the_repository_fed_standby_loses_no_acknowledged_write(
+        site: Site) -> None:
+    _standby(site)
+    writer = Writer(site)
+    try:
+        wait_for(lambda: len(writer.acks) >= 20, 30, "the writer to get going")
+        done = site.dr("switchover", "lis", "--yes", "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        switched = len(writer.acks)
+        wait_for(lambda: len(writer.acks) >= switched + 20, 30, "writes to the new primary")
+    finally:
+        writer.finish()
+    outcome = _outcome(done)
+    steps = {s["name"]: s for s in outcome["steps"]}
+    assert steps["wait for standby"]["result"] == "ok"
+    assert steps["reinstate old primary"]["result"] == "skipped"
+    assert outcome["new_primary"].endswith(f":{site.standby_port}")
+    assert site.hook_file.read_text().strip() == str(site.standby_port)
+    assert site.standby_sql("SELECT @@read_only") == "0"
+    assert site.primary.value("@@read_only") == "1"
+    on_new = site.notes_on_standby()
+    assert set(writer.acks) <= on_new, sorted(set(writer.acks) - on_new)[:5]
+    # the standby took every transaction of the old primary, and then writes of its own
+    final = site.primary.value("@@gtid_binlog_pos")
+    assert not any(behind(final, site.standby_sql("SELECT @@gtid_binlog_pos")).values())

@@ -1,5 +1,5 @@
 """A MariaDB system whose standby is fed from a Medark repository (`feed =
-"repository"`): `dr status`/`dr supervise` and `dr failover`.
+"repository"`): `dr status`/`dr supervise`, `dr failover` and `dr switchover`.
 
 The standby (`medark mysql restore --standby`, service/mysql_standby.py) has no
 replication connection: it is read-only, logs what it applies under the original GTIDs,
@@ -24,6 +24,18 @@ repository's newest archived GTID; refused without --force when it counts a loss
 the standby could not apply what is archived, or when its lag is over `max_lag`; then
 read_only off (proved by a write probe), and mariadb.finish: clients redirected, the DR
 site's services started, the health checks waited for.
+
+Switch-over (planned, nothing lost): preflight (a writable primary, a read-only standby
+fed from the repository, the application healthy; what is archived applied first, the
+standby's lag within `max_lag`); the primary site's services stopped, the clients held,
+the primary fenced read-only (its sessions ended), FLUSH BINARY LOGS (the binlog stream
+archives the closed file complete), then the repository's binlogs applied until the
+standby has the fenced primary's final @@gtid_binlog_pos (at most `replay_timeout`,
+exit 26 after it); the `stop`/`hook` fence on top; promotion. A failure before
+promotion rolls back (mariadb.py's undo: fence lifted, clients released, services
+started again). After it, as for a failover. The old primary is not reinstated: a
+standby of the new primary needs the new primary's binlogs streamed into a repository
+and `mysql restore --standby` from it (the step is skipped and says so).
 """
 
 from __future__ import annotations
@@ -37,14 +49,22 @@ from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
 from medark.config.dr import DrConf
 from medark.config.plans import MedarkConfig
-from medark.errors import LagOverLimit, MedarkError, StandbyNotReady
-from medark.service.dr.action import DrOutcome, run_action
+from medark.errors import (
+    DatabaseUnavailable,
+    HealthCheckFailed,
+    LagOverLimit,
+    MedarkError,
+    StandbyNotReady,
+)
+from medark.service.dr.action import ActionState, DrOutcome, run_action
 from medark.service.dr.clients import ClientSwitcher
 from medark.service.dr.health import MAX_SECONDS
 from medark.service.dr.mariadb import MariaFailover, finish
 from medark.service.dr.mariadb_nodes import Maria, members, run_health
 from medark.service.dr.nodes import one_line
+from medark.service.dr.rollback import Undo
 from medark.service.dr.status import DrStatus, NodeStatus
+from medark.service.dr.steps import Steps
 from medark.service.mysql_standby import ApplyResult, FeedView, apply_new_binlogs
 from medark.sources.mysql.replication import (
     FENCED,
@@ -56,6 +76,9 @@ from medark.sources.mysql.replication import (
 )
 from medark.util import clock
 
+SWITCH_REPLAY_TIMEOUT = 60.0
+"""How long a switch-over holds the clients while the last binlogs reach the repository
+and the standby applies them."""
 ARCHIVE_GRACE = 10.0
 """A failover whose old primary still answers waits this long for the repository to hold
 the primary's final GTID (the binlog stream archives every fraction of a second)."""
@@ -336,3 +359,131 @@ def _option_file(new: Maria) -> str:
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return f"; read-only=0 in {path}"
+
+
+# ---- switch-over ---------------------------------------------------------------------
+
+
+def switchover(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog, *,
+               requested_by: str | None = None,
+               on_step: Callable[[DrStep], None] | None = None,
+               replay_timeout: float = SWITCH_REPLAY_TIMEOUT) -> DrOutcome:
+    return run_action(
+        catalog, system, "switchover",
+        lambda steps, state: RepositorySwitch(system, conf, steps, state, config,
+                                              replay_timeout).run(),
+        requested_by=requested_by, on_step=on_step)
+
+
+@dataclass
+class RepositorySwitch:
+    system: str
+    conf: DrConf
+    steps: Steps
+    state: ActionState
+    config: MedarkConfig
+    replay_timeout: float = SWITCH_REPLAY_TIMEOUT
+
+    def run(self) -> None:
+        from medark.service.dr import apps
+        from medark.service.dr.mariadb import _undo, fence_on_top
+        from medark.service.dr.mariadb_nodes import env
+
+        with ClientSwitcher(self.system, self.conf.client_switch) as clients:
+            old, new = self._preflight(clients)
+            undo = _undo(self.system, old, clients)
+            try:
+                services = self.conf.services.get(old.node.site, [])
+                if services:
+                    with self.steps.step(f"stop services at {old.node.site}") as note:
+                        undo.services = services
+                        stopped = apps.stop_all(services, env(self.system, new))
+                        note.detail = "stopped " + ", ".join(stopped)
+                with self.steps.step("hold clients") as note:
+                    held_at = clock.monotonic()
+                    note.detail = clients.hold()
+                self._fence_and_catch_up(old, new, undo)
+                fence_on_top(self.system, self.conf, self.steps, old, undo)
+                with self.steps.step("promote standby") as note:
+                    note.detail = open_writes(new)
+            except MedarkError:
+                with self.steps.step("roll back") as note:
+                    note.detail = undo.run()
+                self.state.rolled_back = True
+                raise
+            self.state.new_primary = new.address
+            finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
+            self.steps.skip("reinstate old primary",
+                            f"{old.address} stays fenced (read-only): to make it a standby "
+                            f"of {new.address}, stream the new primary's binlogs into a "
+                            "repository and `medark mysql restore --standby` from it")
+
+    def _preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
+        from medark.service.dr.pair import checks_for
+        from medark.service.dr.switchover import PREFLIGHT_CHECK_SECONDS
+
+        with self.steps.step("preflight") as note:
+            nodes = members(self.conf)
+            old, new = _pair(nodes)
+            if old is None:
+                raise DatabaseUnavailable(
+                    f"{self.system}: no reachable writable primary ("
+                    + ", ".join(m.describe() for m in nodes) + "; when the primary site is "
+                    f"down: medark dr failover {self.system})")
+            if new is None:
+                raise StandbyNotReady(f"{self.system}: no read-only standby to switch to ("
+                                      + ", ".join(m.describe() for m in nodes) + ")")
+            assert self.conf.repository is not None
+            done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
+                                     new.password)
+            seconds = done.feed.lag_seconds()[0] if not done.transactions else 0.0
+            limit = self.conf.max_lag.total_seconds()
+            if seconds is not None and seconds > limit:
+                raise LagOverLimit(f"{self.system}: the standby is {seconds:.0f} s behind the "
+                                   f"repository (> max_lag {limit:g} s)")
+            for check in checks_for(self.conf, old.node.site):
+                result = run_health(check, old, PREFLIGHT_CHECK_SECONDS)
+                if not result.ok:
+                    raise HealthCheckFailed(
+                        f"{self.system}: health check {result.name} fails before the switch "
+                        f"({result.detail}); a planned switch-over starts from a healthy "
+                        f"application (if the primary site is down: medark dr failover "
+                        f"{self.system})")
+            short = sum(behind(old.st.gtid_binlog_pos, done.after).values())
+            note.detail = (f"{old.address} (site {old.node.site}) -> {new.address} (site "
+                           f"{new.node.site}), GTID {old.st.gtid_binlog_pos or 'none'}, "
+                           f"standby at {done.after or 'none'} ({_count(short)} behind, "
+                           f"{_count(done.transactions)} applied now); {clients.preflight()}")
+        return old, new
+
+    def _fence_and_catch_up(self, old: Maria, new: Maria, undo: Undo) -> None:
+        from medark.sources.mysql.fencing import fence_readonly, final_gtid
+        from medark.sources.mysql.replication import run
+
+        with self.steps.step("fence primary read-only") as note:
+            undo.readonly = True
+            ended = fence_readonly(old.node.dsn, old.password)
+            run(old.conn, "FLUSH BINARY LOGS")
+            note.detail = (f"{old.address}: writes refused, {ended} sessions ended, binary "
+                           "log closed")
+        with self.steps.step("wait for standby") as note:
+            final = final_gtid(old.node.dsn, old.password)
+            assert self.conf.repository is not None
+            deadline = clock.monotonic() + self.replay_timeout
+            applied = 0
+            while True:
+                done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
+                                         new.password)
+                applied += done.transactions
+                short = missing(final, done.after)
+                if not short:
+                    break
+                if clock.monotonic() >= deadline:
+                    raise StandbyNotReady(
+                        f"{self.system}: the repository did not bring the standby to the "
+                        f"fenced primary's {final} within {self.replay_timeout:g} s "
+                        f"({short}; is `medark mysql binlog-stream` running?)")
+                clock.sleep(0.3)
+            note.detail = (f"primary wrote {final or 'nothing'}, the standby applied "
+                           f"{done.after or 'nothing'} ({_count(applied)} from the "
+                           "repository)")
