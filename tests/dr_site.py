@@ -89,16 +89,17 @@ UNIT = '{ unit = "postgresql@15-main.service" }'
 
 
 def dr_nodes(system: str, primary_dsn: str, standby_dsn: str, primary_control: str = UNIT,
-             standby_control: str = UNIT) -> str:
-    """`[dr.SYSTEM.primary]` at site main and `[dr.SYSTEM.standby]` at east (PostgreSQL)."""
+             standby_control: str = UNIT, extra: str = "") -> str:
+    """`[dr.SYSTEM.primary]` at site main and `[dr.SYSTEM.standby]` at east (PostgreSQL);
+    `extra` lines go into both."""
     return "".join(f"""
 [dr.{system}.{role}]
 kind = "postgres"
 site = "{site}"
 dsn = "{dsn}"
 control = {control}
-""" for role, site, dsn, control in (("primary", "main", primary_dsn, primary_control),
-                                     ("standby", "east", standby_dsn, standby_control)))
+{extra}""" for role, site, dsn, control in (("primary", "main", primary_dsn, primary_control),
+                                            ("standby", "east", standby_dsn, standby_control)))
 
 
 def datadir_control(data: Path, pg_ctl: str) -> str:

@@ -297,7 +297,8 @@ def test_a_standby_fed_only_from_the_offsite_copy_serves_every_archived_commit(
     a = site.standbys["a"]
     assert a.restore["standby"] is True and a.restore["started"] is True
     auto = (a.data / "postgresql.auto.conf").read_text()
-    assert "primary_conninfo = ''" in auto and "archive_mode = 'off'" in auto
+    assert "primary_conninfo = ''" in auto and "archive_mode = 'on'" in auto
+    assert "pg wal-push %p" in auto  # into the repository it replays, once promoted
     assert "pg wal-fetch" in str(a.restore["restore_command"])
     assert (a.data / "standby.signal").exists() and not (a.data / "recovery.signal").exists()
     print(f"standby ready after {a.restore['ready_seconds']} s; one new segment replayed "
@@ -331,7 +332,12 @@ def test_a_standby_fed_only_from_the_offsite_copy_serves_every_archived_commit(
     found = refs_on(primary, a.port)
     assert set(site.kept) <= found, sorted(set(site.kept) - found)
     assert not found & set(site.lost), sorted(found & set(site.lost))
-    assert primary.sql("SHOW archive_mode", port=a.port) == "off"
+    # promoted, it archives its new timeline into the offsite copy it replayed from
+    assert primary.sql("SHOW archive_mode", port=a.port) == "on"
+    wait_for(lambda: primary.sql("SELECT last_archived_wal FROM pg_stat_archiver",
+                                 port=a.port).startswith("00000002"), 60,
+             "the new timeline archived")
+    assert primary.sql("SELECT failed_count FROM pg_stat_archiver", port=a.port) == "0"
     primary.sql("INSERT INTO orders (ref) VALUES ('after-promotion')", port=a.port)
     assert parse_lsn(primary.sql("SELECT pg_current_wal_lsn()", port=a.port)) > point.end_lsn
 

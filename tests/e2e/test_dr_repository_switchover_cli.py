@@ -3,9 +3,11 @@ the primary (made by `pg restore --standby` from the repository the primary arch
 to). Under a write load through pgbouncer, the switch closes the primary's last WAL
 segment, waits until the standby has replayed it from the repository, promotes it and
 moves the clients: exit 0, no request failed, every acknowledged order on the new
-primary; the old primary's reinstatement is skipped with what to do instead. Then
-`dr failback` rewinds the old primary, lets it catch up by streaming and switches back,
-again losing nothing and failing no request.
+primary. The new primary archives its timeline into the same repository (`pg restore
+--standby` set that up), and the old primary is rewound and made its repository-fed
+standby: a write on the new primary reaches it through the repository alone. Then
+`dr failback` switches back the same way, again losing nothing and failing no request,
+and leaves the DR node a repository-fed standby as it was at the start.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ max_lag = "1h"
 """ + dr_nodes("his", primary.dsn,
                f"host=127.0.0.1 port={standby_port} user=postgres dbname=postgres",
                datadir_control(primary.data, tool),
-               datadir_control(standby_data, tool)) + f"""
+               datadir_control(standby_data, tool),
+               extra=f'medark_command = "{medark}"\n') + f"""
 [dr.his.client_switch]
 type = "pgbouncer"
 ini = "{pooler.ini}"
@@ -164,23 +167,42 @@ def test_a_repository_fed_standby_takes_over_with_nothing_lost(setup: Setup) -> 
     assert doc["status"] == "succeeded", doc
     steps = {s["name"]: s for s in doc["steps"]}
     assert "from repository local" in steps["wait for standby"]["detail"]
-    assert steps["reinstate old primary"]["result"] == "skipped"
-    assert "medark pg restore --standby" in steps["reinstate old primary"]["detail"]
+    reinstated = steps["reinstate old primary"]
+    assert reinstated["result"] == "ok", reinstated
+    assert "replays repository local" in reinstated["detail"], reinstated
     assert record.failures == [], record.failures[:5]
     refs = [a.ref for a in record.acks]
     found = setup.primary.sql("SELECT string_agg(ref, ',') FROM orders",
                               port=setup.standby_port)
     assert set(refs) <= set(found.split(","))
     assert setup.primary.sql("SELECT pg_is_in_recovery()", port=setup.standby_port) == "f"
-    assert setup.primary.sql("SHOW default_transaction_read_only") == "on"  # fenced
+    _fed_through_the_repository(setup, new=setup.standby_port, old=setup.primary.port,
+                                ref="after-switchover")
     print(f"repository-fed switch-over: writes held {doc['switch_seconds']} s, "
-          f"{len(refs)} orders, 0 failed")
+          f"{len(refs)} orders, 0 failed; {reinstated['detail']}")
+
+
+def _fed_through_the_repository(setup: Setup, new: int, old: int, ref: str) -> None:
+    """`old` is a standby with no streaming source that refuses writes, and an order
+    written on `new` reaches it once `new` archived the segment into the repository."""
+    assert setup.primary.sql("SELECT pg_is_in_recovery()", port=old) == "t"
+    assert setup.primary.sql("SELECT count(*) FROM pg_stat_wal_receiver", port=old) == "0"
+    refused = subprocess.run(
+        [setup.primary.tool("psql"), "-h", "127.0.0.1", "-p", str(old), "-U", "postgres",
+         "-d", "postgres", "-Atc",
+         "INSERT INTO orders (ref, patient) VALUES ('must-fail', 'p')"],
+        capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "read-only" in refused.stderr, refused.stderr
+    setup.primary.sql(f"INSERT INTO orders (ref, patient) VALUES ('{ref}', 'p')", port=new)
+    setup.primary.sql("SELECT pg_switch_wal()", port=new)
+    wait_for(lambda: setup.primary.sql(
+        f"SELECT count(*) FROM orders WHERE ref = '{ref}'", port=old) == "1",
+        timeout=90, what=f"{ref} replayed from the repository")
 
 
 def test_failback_returns_to_the_configured_primary(setup: Setup) -> None:
-    """With a network path between the sites again, failback rewinds the old primary,
-    lets it catch up by streaming, and switches back; the DR node is left fenced, to be
-    rebuilt as a repository-fed standby."""
+    """The configured primary is a repository-fed standby already: failback waits for it
+    to catch up, switches back, and makes the DR node a repository-fed standby again."""
     load = WriteLoad(setup.app.port, prefix="back-", clients=2).start()
     wait_for(lambda: load.acked() >= 30, timeout=60, what="orders before the failback")
     started = time.monotonic()
@@ -192,18 +214,21 @@ def test_failback_returns_to_the_configured_primary(setup: Setup) -> None:
              timeout=60, what="an order on the configured primary")
     record = load.stop()
     doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "succeeded", doc
     names = [s["name"] for s in doc["steps"]]
-    assert names[:3] == ["find roles", "reinstate configured primary", "wait for catch-up"]
+    assert names[:2] == ["find roles", "wait for catch-up"], names
+    steps = {s["name"]: s for s in doc["steps"]}
     # rewound, or (the WAL back to the fork already archived and recycled) copied anew
     # with the old directory kept aside
-    how = doc["steps"][1]["detail"]
+    how = steps["reinstate old primary"]["detail"]
+    assert "replays repository local" in how, how
     assert "rewound with pg_rewind" in how or "copied anew" in how, how
     if "copied anew" in how:
-        assert list(setup.primary.base.glob("data.medark-replaced-*")), how
+        assert list(setup.base.parent.glob(f"{setup.standby_data.name}.medark-replaced-*"))
     assert record.failures == [], record.failures[:5]
     refs = [a.ref for a in record.acks]
     found = setup.primary.sql("SELECT string_agg(ref, ',') FROM orders")
     assert set(refs) <= set(found.split(","))
     assert setup.primary.sql("SELECT pg_is_in_recovery()") == "f"
-    assert setup.primary.sql("SHOW default_transaction_read_only",
-                             port=setup.standby_port) == "on"  # the DR node, fenced
+    _fed_through_the_repository(setup, new=setup.primary.port, old=setup.standby_port,
+                                ref="after-failback")

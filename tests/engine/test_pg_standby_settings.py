@@ -1,6 +1,6 @@
 """What `pg restore --standby` writes into a data directory: standby.signal, no recovery
-target, no streaming source, no archiving; and a restore_command that serves the spool
-once, then the repository, and never exits 126 on a standby."""
+target, no streaming source, archiving only once promoted; and a restore_command that
+serves the spool once, then the repository, and never exits 126 on a standby."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from medark.service.pg import restore_command_line
 
 def _standby_settings() -> RecoverySettings:
     return RecoverySettings("medark pg wal-fetch %f %p", Target("latest"), 5433,
-                            archive_mode_off=True, standby=True)
+                            standby=True, archive_command="medark pg wal-push %p")
 
 
 def test_a_standby_has_no_target_and_no_stream() -> None:
@@ -25,9 +25,20 @@ def test_a_standby_has_no_target_and_no_stream() -> None:
     text = "\n".join(lines)
     assert "recovery_target_timeline = 'latest'" in lines
     assert "primary_conninfo = ''" in lines and "primary_slot_name = ''" in lines
-    assert "archive_mode = 'off'" in lines and "hot_standby = on" in lines
+    assert "hot_standby = on" in lines
+    # it archives once promoted (a standby with archive_mode on archives nothing before)
+    assert "archive_mode = 'on'" in lines
+    assert "archive_command = 'medark pg wal-push %p'" in lines
     assert "recovery_target_action" not in text
     assert not [ln for ln in lines if ln.startswith("recovery_target ")]
+
+
+def test_archive_mode_off_wins() -> None:
+    lines = recovery_lines(RecoverySettings("x", Target("latest"), standby=True,
+                                            archive_mode_off=True,
+                                            archive_command="medark pg wal-push %p"))
+    assert "archive_mode = 'off'" in lines
+    assert not [ln for ln in lines if ln.startswith("archive_command")]
 
 
 def test_a_target_restore_is_unchanged() -> None:

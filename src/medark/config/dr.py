@@ -144,6 +144,9 @@ class Node(Model):
     password_file: str | None = None
     """The password of the DSN's user, first line of this file (as repositories do)."""
     control: Control
+    medark_command: str | None = None
+    """How the database's OS user runs medark, for the restore_command of a repository
+    feed written when this node is made a standby again (default: this medark's path)."""
 
     @field_validator("dsn")
     @classmethod

@@ -133,6 +133,10 @@ class RecoverySettings:
     standby: bool = False
     """A warm standby fed only by restore_command: standby.signal, no target, no
     streaming (the DR site may have no path to the primary)."""
+    archive_command: str | None = None
+    """With archive_mode on: a standby archives nothing while it replays (only `always`
+    would), and from its promotion on archives its new timeline, so its old primary can
+    be fed from the repository in turn."""
 
 
 def _quote_conf(value: str) -> str:
@@ -166,6 +170,9 @@ def recovery_lines(settings: RecoverySettings) -> list[str]:
         lines.append(f"port = {settings.port}")
     if settings.archive_mode_off:
         lines.append("archive_mode = 'off'")
+    elif settings.archive_command is not None:
+        lines += ["archive_mode = 'on'",
+                  f"archive_command = {_quote_conf(settings.archive_command)}"]
     return lines
 
 
@@ -247,6 +254,22 @@ def check_runnable(command: str, user: str | None) -> None:
             "--medark-command")
 
 
+SOCKET_PATH_MAX = 107
+"""sun_path's size on Linux, less its terminating NUL."""
+
+
+def socket_dir(data_dir: str) -> str:
+    """Where the restored server's Unix socket goes: a directory only its OS user writes,
+    that no other server uses. pg_stat_tmp, whose contents pg_rewind and pg_basebackup
+    skip: a socket at the top of the data directory makes a pg_rewind from this server
+    fail ("could not open file .s.PGSQL.N"). The data directory itself when that path
+    would be too long for a socket."""
+    stat_tmp = os.path.join(data_dir, "pg_stat_tmp")
+    if os.path.isdir(stat_tmp) and len(stat_tmp) + len("/.s.PGSQL.65535.lock") <= SOCKET_PATH_MAX:
+        return stat_tmp
+    return data_dir
+
+
 def start_server(data_dir: str, port: int, user: str | None, major: int,
                  pg_bin: str | None, timeout: float, standby: bool = False) -> str:
     """Start PostgreSQL on `data_dir` and wait until recovery is over and it accepts
@@ -254,7 +277,7 @@ def start_server(data_dir: str, port: int, user: str | None, major: int,
     the server log's path."""
     pg_ctl = find_program("pg_ctl", major, pg_bin)
     log = os.path.join(data_dir, STARTUP_LOG)
-    options = f"-p {port} -c unix_socket_directories={shlex.quote(data_dir)}"
+    options = f"-p {port} -c unix_socket_directories={shlex.quote(socket_dir(data_dir))}"
     # -w: wait until the server writes its pid file and accepts connections (with
     # hot_standby, once consistent), bounded by the recovery timeout.
     argv = [pg_ctl, "-D", data_dir, "-l", log, "-o", options, "-w", "-t",
@@ -286,7 +309,7 @@ def stop_server(data_dir: str, user: str | None, major: int, pg_bin: str | None 
 def _wait_ready(data_dir: str, port: int, user: str | None, major: int, pg_bin: str | None,
                 timeout: float, log: str, standby: bool = False) -> None:
     psql = find_program("psql", major, pg_bin)
-    argv = [psql, "-h", data_dir, "-p", str(port), "-d", "postgres", "-At", "-X",
+    argv = [psql, "-h", socket_dir(data_dir), "-p", str(port), "-d", "postgres", "-At", "-X",
             "-c", "SELECT pg_is_in_recovery()"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -136,7 +136,8 @@ class RestoreRequest:
     workers: int = 2
     standby: bool = False
     """A warm standby that keeps replaying what the repository receives (implies the
-    newest target and archive_mode off: it must not archive into the same place)."""
+    newest target). Once promoted it archives its own timeline into the same repository
+    (unless archive_mode_off), so the old primary can become its repository-fed standby."""
 
 
 def write_password_file(path: str, password: bytes, user: str | None) -> None:
@@ -149,15 +150,27 @@ def write_password_file(path: str, password: bytes, user: str | None) -> None:
     write_secret_file(path, password + b"\n", owner)
 
 
+def _medark_argv(medark: str, location: str, password_file: str, cache_dir: str | None
+                 ) -> list[str]:
+    """medark on the repository, as the database's OS user runs it: repository and
+    password *file*, never the password itself."""
+    argv = [*shlex.split(medark), "--repo", location, "--password-file", password_file]
+    return [*argv, "--cache-dir", cache_dir] if cache_dir else argv
+
+
+def archive_command_line(medark: str, location: str, password_file: str,
+                         cache_dir: str | None) -> str:
+    """The archive_command that pushes into the repository (`pg wal-push %p`)."""
+    return shlex.join([*_medark_argv(medark, location, password_file, cache_dir),
+                       "pg", "wal-push"]) + " %p"
+
+
 def restore_command_line(medark: str, location: str, password_file: str, system_id: str,
                          cache_dir: str | None, spool: str | None = None,
                          standby: bool = False) -> str:
-    """The restore_command PostgreSQL runs: repository and password *file*, never the
-    password itself."""
-    argv = [*shlex.split(medark), "--repo", location, "--password-file", password_file]
-    if cache_dir:
-        argv += ["--cache-dir", cache_dir]
-    argv += ["pg", "wal-fetch", "--system-id", system_id]
+    """The restore_command PostgreSQL runs (`pg wal-fetch %f %p`)."""
+    argv = [*_medark_argv(medark, location, password_file, cache_dir),
+            "pg", "wal-fetch", "--system-id", system_id]
     if standby:
         # A read failure is "not available yet" (exit 1, retried every
         # wal_retrieve_retry_interval), never exit 126, which would stop the standby.
@@ -242,9 +255,11 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
                                    os.path.abspath(password_file),
                                    str(chosen.source["system_id"]), request.cache_dir, spool,
                                    standby=request.standby)
+    archive = archive_command_line(request.medark_command, request.location,
+                                   os.path.abspath(password_file), request.cache_dir)
     notes += write_recovery_config(target_dir, RecoverySettings(
-        command, request.target, request.port,
-        request.archive_mode_off or request.standby, standby=request.standby))
+        command, request.target, request.port, request.archive_mode_off,
+        standby=request.standby, archive_command=archive if request.standby else None))
     if user:
         chown_tree(target_dir, user)
     result: dict[str, Any] = {

@@ -100,8 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="recover only to the end of the base backup")
     r.add_argument("--standby", action="store_true",
                    help="a warm standby: replay all archived WAL, then keep replaying what "
-                        "the repository receives until promoted (standby.signal, "
-                        "archive_mode off, no primary_conninfo); implies --latest")
+                        "the repository receives until promoted (standby.signal, no "
+                        "primary_conninfo); once promoted it archives into the same "
+                        "repository (archive_mode on); implies --latest")
     r.add_argument("--start", action="store_true",
                    help="start the server and wait until recovery has finished and it "
                         "accepts connections (--standby: until it is consistent and "
@@ -113,8 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how that user runs medark in restore_command (default: "
                         "$MEDARK_COMMAND or this medark)")
     r.add_argument("--archive-mode-off", action="store_true",
-                   help="do not archive from the restored server (a test restore; "
-                        "always with --standby)")
+                   help="do not archive from the restored server (a test restore; with "
+                        "--standby: not even once promoted)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="with --start: how long recovery may take")
     parsers["status"].add_argument(

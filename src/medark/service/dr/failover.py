@@ -104,7 +104,7 @@ def failback(config: MedarkConfig, system: str, catalog: Catalog, *,
                                 on_step=on_step)
     supported(system, conf, "failback", repository_feed=True)
     return run_action(catalog, system, "failback",
-                      lambda steps, state: _failback(system, conf, steps, state),
+                      lambda steps, state: _failback(config, system, conf, steps, state),
                       requested_by=requested_by, on_step=on_step)
 
 
@@ -324,9 +324,11 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else clock.format_time(value)
 
 
-def _failback(system: str, conf: DrConf, steps: Steps, state: ActionState) -> None:
+def _failback(config: MedarkConfig, system: str, conf: DrConf, steps: Steps,
+              state: ActionState) -> None:
     """Reinstate the configured primary as a standby of the current one (unless it is one
-    already), wait until it has caught up, then switch over to it."""
+    already, streaming or, for a repository feed, replaying), wait until it has caught
+    up, then switch over to it."""
     with ClientSwitcher(system, conf.client_switch) as clients:
         with steps.step("find roles") as note:
             home, away = members(conf)
@@ -342,7 +344,7 @@ def _failback(system: str, conf: DrConf, steps: Steps, state: ActionState) -> No
                 raise SwitchRefused(f"{system}: both {home.address} and {away.address} take "
                                     "writes; resolve the split by hand before a failback")
             note.detail = f"primary {away.address}; {home.address}: {home.role or home.error}"
-        if home.role != "standby" or not _streams_from(home):
+        if home.role != "standby" or (conf.feed == "stream" and not _streams_from(home)):
             if home.datadir is None:
                 raise StandbyNotReady(f"{system}: {home.address} is not a standby and its "
                                       "control is not a data directory: rebuild it by hand")
@@ -354,7 +356,8 @@ def _failback(system: str, conf: DrConf, steps: Steps, state: ActionState) -> No
         if pair.standby.configured != "primary":
             raise StandbyNotReady(f"{system}: after reinstating, {pair.standby.address} is "
                                   "the standby, not the configured primary")
-        Switch(system, conf, steps, state).switch(Pair(pair.primary, pair.standby), clients)
+        Switch(system, conf, steps, state, config).switch(Pair(pair.primary, pair.standby),
+                                                          clients)
 
 
 def _writable(m: Member) -> bool:

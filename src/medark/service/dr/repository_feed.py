@@ -11,6 +11,7 @@ The end of what it can replay is the end of the newest archived WAL, read here t
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import time
@@ -21,12 +22,15 @@ from typing import Any
 
 from medark.config.plans import MedarkConfig
 from medark.errors import StandbyNotReady, UsageError
-from medark.service.pg import archive_view
+from medark.service.dr.nodes import Member
+from medark.service.pg import archive_view, default_medark_command, restore_command_line
 from medark.service.session import default_cache_dir, open_repository
-from medark.sources.postgres.replication import STANDBY, NodeState, read_state
+from medark.sources.postgres import control
+from medark.sources.postgres.replication import STANDBY, NodeState, node_state, read_state
 from medark.sources.postgres.server import Dsn
 from medark.sources.postgres.wal import Segment, format_lsn, parse_lsn, wal_file_kind
 from medark.util import clock
+from medark.util.secret_file import write_secret_file
 
 WAITING_FOR_WAL = "RecoveryRetrieveRetryInterval"
 """The startup process's wait event after no source had the next WAL: it has replayed
@@ -84,6 +88,78 @@ def newest_archived_lsn(config: MedarkConfig, repository: str,
                              None if chain.gap_at is None else f"{chain.gap_at:X}")
     finally:
         repo.close()
+
+
+ARCHIVE_START_TIMEOUT = 60.0
+"""How long a new primary may take to archive its new timeline's history file."""
+
+
+def reinstate_from_repository(config: MedarkConfig, repository: str, old: Member,
+                              new: Member, timeout: float) -> str:
+    """Make the old primary `old` (a local data directory) a standby that replays what the
+    new primary `new` archives into `repository`: rewound from `new` where needed, then
+    fed by restore_command only, as `medark pg restore --standby` would have made it.
+    Refused (StandbyNotReady) while `new` does not archive there yet."""
+    from medark.sources.postgres.reinstate import reinstate_as_standby
+
+    assert old.datadir is not None
+    conf = config.repositories[repository]
+    system_id, timeline = _archiving(new, timeout=ARCHIVE_START_TIMEOUT)
+    owner = control.owner(old.datadir)
+    base = str(old.datadir).rstrip("/")
+    # Beside the data directory, as `pg restore` writes them: the OS user's copy of the
+    # password (never in the command line) and the cache of the repository's index.
+    password_file, cache = f"{base}.medark-password", f"{base}.medark-cache"
+    write_secret_file(password_file, _password(repository, conf.password_file,
+                                               conf.password_command) + b"\n", owner)
+    os.makedirs(cache, mode=0o700, exist_ok=True)
+    os.chown(cache, *owner)
+    command = restore_command_line(old.node.medark_command or default_medark_command(),
+                                   conf.url, password_file, system_id, cache, standby=True)
+    done = reinstate_as_standby(old.datadir, new.dsn, None, timeout, old.bin_dir,
+                                restore_command=command)
+    state = node_state(old.dsn)
+    if state.role != STANDBY:
+        raise StandbyNotReady(f"{old.address} started but is not in recovery")
+    return (f"{old.address} replays repository {repository}, where {new.address} archives "
+            f"timeline {timeline} ({done.how()})")
+
+
+def _archiving(new: Member, timeout: float) -> tuple[str, int]:
+    """The new primary's system identifier and timeline, once it has archived its new
+    timeline's history file (the first file archived after a promotion): a standby fed
+    from the repository follows that timeline. StandbyNotReady when it does not archive
+    (archive_mode off, no archive_command) or its archive_command keeps failing."""
+    dsn = Dsn.parse(new.dsn)
+    deadline = time.monotonic() + timeout
+    with dsn.connect() as conn:
+        system_id = str(_one(conn, "SELECT system_identifier FROM pg_control_system()"))
+        mode = _one(conn, "SELECT current_setting('archive_mode')")
+        command = _one(conn, "SELECT current_setting('archive_command')")
+        if mode == "off" or not command:
+            raise StandbyNotReady(
+                f"{new.address} does not archive (archive_mode {mode}"
+                f"{'' if command else ', no archive_command'}): set archive_mode = on and "
+                "archive_command = 'medark ... pg wal-push %p' into the repository the "
+                "standby replays (a restart), or make the old primary its standby with "
+                "medark pg restore --standby")
+        while True:
+            # the WAL being written names the timeline at once; pg_control only at the
+            # first checkpoint after the promotion
+            timeline = int(str(_one(conn, "SELECT pg_walfile_name(pg_current_wal_lsn())"))[:8],
+                           16)
+            row = conn.execute("SELECT last_archived_wal, last_failed_wal FROM "
+                               "pg_stat_archiver").fetchone()
+            archived, failed = (str(row[0] or ""), row[1]) if row is not None else ("", None)
+            if archived.startswith(f"{timeline:08X}"):
+                return system_id, timeline
+            if time.monotonic() >= deadline:
+                raise StandbyNotReady(
+                    f"{new.address} has not archived timeline {timeline} after "
+                    f"{timeout:g} s (last archived {archived or 'nothing'}"
+                    + (f", last failed {failed}: see its server log" if failed else "")
+                    + "); its old primary cannot follow it from the repository yet")
+            time.sleep(0.2)
 
 
 def _password(name: str, path: str | None, command: str | None) -> bytes:

@@ -90,7 +90,8 @@ def switchover(config: MedarkConfig, system: str, catalog: Catalog, *,
         replay_timeout = max(replay_timeout, ARCHIVE_REPLAY_TIMEOUT)
     return run_action(
         catalog, system, "switchover",
-        lambda steps, state: Switch(system, conf, steps, state, replay_timeout).run(),
+        lambda steps, state: Switch(system, conf, steps, state, config,
+                                    replay_timeout).run(),
         requested_by=requested_by, on_step=on_step)
 
 
@@ -138,6 +139,9 @@ class Switch:
     conf: DrConf
     steps: Steps
     state: ActionState
+    config: MedarkConfig | None = None
+    """Where a repository feed's repository is (None: the old primary is not reinstated
+    from it)."""
     replay_timeout: float = REPLAY_TIMEOUT
 
     def run(self) -> None:
@@ -269,21 +273,18 @@ class Switch:
             note.detail = found.detail + (f" ({found.problem})" if found.problem else "")
 
     def _reinstate(self, old: Member, new: Member) -> None:
-        """Step 6; a failure here does not undo the switch, it is reported (exit 26)."""
-        if self.conf.feed == "repository":
-            self.steps.skip("reinstate old primary",
-                            f"a repository-fed standby: once {new.address} archives to a "
-                            "repository (it does not yet: set its archive_command), make "
-                            f"{old.address} its standby with medark pg restore --standby")
-            return
+        """Step 6; a failure here does not undo the switch, it is reported (exit 26). A
+        repository feed's old primary replays what the new one archives there."""
         if old.datadir is None:
             self.steps.skip("reinstate old primary",
                             "its control is not a data directory: make it a standby of "
-                            f"{new.address} by hand")
+                            f"{new.address} by hand"
+                            + (" (medark pg restore --standby)"
+                               if self.conf.feed == "repository" else ""))
             return
         try:
             with self.steps.step("reinstate old primary") as note:
-                note.detail = reinstate(self.system, self.conf, old, new)
+                note.detail = reinstate(self.system, self.conf, old, new, self.config)
         except MedarkError as exc:
             self.state.afterwards = StandbyNotReady(
                 f"{self.system}: switched to {new.address}, but the old primary "
@@ -314,19 +315,24 @@ def end_open_transactions(old: Member) -> str:
     return f"{count} sessions with a transaction still open ended on {old.address}"
 
 
-def reinstate(system: str, conf: DrConf, old: Member, new: Member) -> str:
-    """Make `old` (stopped, fenced or crashed) a standby streaming from `new`."""
+def reinstate(system: str, conf: DrConf, old: Member, new: Member,
+              config: MedarkConfig | None = None) -> str:
+    """Make `old` (stopped, fenced or crashed) a standby streaming from `new`; with
+    `config`, a repository feed's standby replaying the repository instead."""
     from medark.sources.postgres.reinstate import reinstate_as_standby
 
     # a repository feed has no slot of its own: a failback streams through the default
     slot = conf.slot_name(system) or f"medark_dr_{re.sub(r'[^a-z0-9_]', '_', system)}"[:63]
     assert old.datadir is not None
     _drop_own_slot(old, slot)
+    if config is not None and conf.feed == "repository":
+        from medark.service.dr.repository_feed import reinstate_from_repository
+
+        assert conf.repository is not None
+        return reinstate_from_repository(config, conf.repository, old, new,
+                                         REINSTATE_TIMEOUT)
     done = reinstate_as_standby(old.datadir, new.dsn, slot, REINSTATE_TIMEOUT, old.bin_dir)
-    how = (f"copied anew: pg_rewind could not run; its old directory is {done.replaced}"
-           if done.replaced else "rewound with pg_rewind" if done.rewound else
-           "no rewind needed")
-    return f"{old.address} streams from {new.address} through slot {slot} ({how})"
+    return f"{old.address} streams from {new.address} through slot {slot} ({done.how()})"
 
 
 def _drop_own_slot(old: Member, slot: str) -> None:

@@ -76,14 +76,19 @@ def read_state(conn: psycopg.Connection[Any]) -> NodeState:
         return NodeState(PRIMARY, int(str(walfile)[:8], 16), server_time,
                          current_lsn=_lsn(current), flush_lsn=_lsn(flush))
     (receive, replay, replayed_at, paused, status, received_tli, slot,
-     checkpoint_tli) = _row(
+     checkpoint_tli, recovery_tli) = _row(
         conn, "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
         "pg_last_xact_replay_timestamp(), pg_is_wal_replay_paused(), "
         "(SELECT status FROM pg_stat_wal_receiver), "
         "(SELECT received_tli FROM pg_stat_wal_receiver), "
         "(SELECT slot_name FROM pg_stat_wal_receiver), "
-        "(SELECT timeline_id FROM pg_control_checkpoint())")
-    return NodeState(STANDBY, int(received_tli or checkpoint_tli), server_time,
+        "(SELECT timeline_id FROM pg_control_checkpoint()), "
+        "(SELECT min_recovery_end_timeline FROM pg_control_recovery())")
+    # Without a WAL receiver (a standby fed by restore_command) the newest timeline known
+    # is the minimum recovery point's (pg_rewind sets it; replay moves it as pages are
+    # written); the last restartpoint's trails it by up to checkpoint_timeout.
+    timeline = received_tli or max(int(checkpoint_tli), int(recovery_tli or 0))
+    return NodeState(STANDBY, int(timeline), server_time,
                      receive_lsn=_lsn(receive), replay_lsn=_lsn(replay),
                      last_replay_at=replayed_at, replay_paused=bool(paused),
                      receiver_status=status, slot_name=slot)
