@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from medark.config.dr import Health
@@ -61,13 +61,20 @@ def run_check(check: Health, primary_dsn: str | None,
 def wait_healthy(checks: Sequence[Health], primary_dsn: str | None) -> list[HealthResult]:
     """Run every check until it passes or its own `timeout` (counted from now) is up; the
     last result of each, in the order given."""
+    return retry_checks(checks, lambda check, left: run_check(check, primary_dsn, left))
+
+
+def retry_checks(checks: Sequence[Health], run_one: Callable[[Health, float], HealthResult]
+                 ) -> list[HealthResult]:
+    """wait_healthy with the runner of one check (given the seconds it has left) as a
+    parameter: a MariaDB system runs its sql checks on MariaDB."""
     start = clock.monotonic()
     results: dict[int, HealthResult] = {}
     pending = list(range(len(checks)))
     while pending:
         for i in list(pending):
             left = start + checks[i].timeout.total_seconds() - clock.monotonic()
-            results[i] = run_check(checks[i], primary_dsn, max(left, 0.1))
+            results[i] = run_one(checks[i], max(left, 0.1))
             if results[i].ok or left <= 0:
                 pending.remove(i)
         if pending:

@@ -22,7 +22,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.service.dr import apps
-from medark.service.dr.health import HealthResult, check_name, run_check
+from medark.service.dr.health import HealthResult, check_name, retry_checks, run_check
 from medark.service.dr.nodes import Member, one_line
 from medark.sources.mysql.client import Conn
 from medark.sources.mysql.replication import (
@@ -139,17 +139,7 @@ def run_health(health: Health, m: Maria, limit: float) -> HealthResult:
 def wait_healthy(checks: Sequence[Health], m: Maria) -> list[HealthResult]:
     """health.wait_healthy with sql checks run on MariaDB: each until it passes or its
     timeout is up."""
-    start, results = clock.monotonic(), {}
-    pending = list(range(len(checks)))
-    while pending:
-        for i in list(pending):
-            left = start + checks[i].timeout.total_seconds() - clock.monotonic()
-            results[i] = run_health(checks[i], m, max(left, 0.1))
-            if results[i].ok or left <= 0:
-                pending.remove(i)
-        if pending:
-            clock.sleep(0.2)
-    return [results[i] for i in range(len(checks))]
+    return retry_checks(checks, lambda check, left: run_health(check, m, left))
 
 
 def follows(standby: Maria, primary: Maria) -> bool:
