@@ -288,3 +288,58 @@ class SwitchRefused(MedarkError):
 
     exit_code = 30
     code = "switch_refused"
+
+
+class SeparationOfDuties(MedarkError):
+    """`medark server`: an account would hold two of the three administrator roles
+    (system, security, audit: 三员分立); refused, nothing changed."""
+
+    code = "separation_of_duties"
+
+
+class PasswordPolicyViolation(UsageError):
+    """`medark server`: a new password breaks the password policy (the message says which
+    rule, never the password)."""
+
+    code = "password_policy"
+
+
+class AuthenticationFailed(MedarkError):
+    """`medark server`: a login or credential was refused (`code` says why: login_failed,
+    account_locked, totp_required, session_expired, ...)."""
+
+    code = "login_failed"
+
+    def __init__(self, message: str, code: str = "login_failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AccessDenied(MedarkError):
+    """`medark server`: the account is signed in but its role, institution or state
+    (password_change_required, totp_enrolment_required) does not allow the request."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Conflict(MedarkError):
+    """`medark server`: the object exists already or its state does not allow the change
+    (a second `server init`, a user name taken)."""
+
+    code = "conflict"
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class AuditTrailBroken(MedarkError):
+    """`medark audit verify` found audit records edited, deleted, inserted or reordered,
+    or a chain that disagrees with its anchors in the repository (each one named)."""
+
+    exit_code = 31
+    code = "audit_trail_broken"
