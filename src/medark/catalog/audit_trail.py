@@ -314,8 +314,9 @@ def signer(catalog: Catalog, settings: AuditSettings | None = None) -> Signer:
         if path.exists():
             key = read_key(path)
         else:
+            # the head before the file: a process that appended made its key first
             current = read_head(catalog)
-            if current.seq > 0:
+            if current.seq > 0 and not path.exists():
                 raise CatalogError(
                     f"audit key {path} is missing but the audit trail has {current.seq} "
                     f"records: put the key that signed them there, or name it with "

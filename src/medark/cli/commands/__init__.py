@@ -32,6 +32,7 @@ SUMMARIES: dict[str, str] = {
     "copy": "copy snapshots and WAL/binlog archives to another repository",
     "serve": "serve a repository directory over HTTP(S) for rest: locations: append-only "
              "for every client, full access only with --full-access and an auth file",
+    "server": "the management API server: users, roles, sign-in (init: the administrators)",
     "pg": "PostgreSQL: base backups, WAL archive, point-in-time restore",
     "mysql": "MariaDB/MySQL: hot backups, binlog stream, point-in-time restore",
     "config": "validate the protection configuration file",
@@ -41,6 +42,7 @@ SUMMARIES: dict[str, str] = {
     "verify": "restore a plan's newest points into a sandbox and check them",
     "daemon": "run the protection plans on their schedules",
     "alerts": "list the alerts the daemon raised",
+    "audit": "verify, export and anchor the tamper-evident audit trail",
     "dr": "application-level DR: status of the primary/standby pairs, switch-over, "
           "failover and failback, history of switches and drills",
     "compliance": "judge the plans and their measured results against a hospital tier "
