@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,4 +117,77 @@ def test_a_key_others_can_read_is_refused(url: str, tmp_path: Path) -> None:
     catalog = Catalog(url)
     with pytest.raises(CatalogError, match="readable by others"):
         append(catalog, AuditEntry("erin", "cli", "login"), AuditSettings("sha256", loose))
+    catalog.close()
+
+
+APPENDER = """\
+import sys
+from medark.catalog.audit_trail import AuditEntry, append
+from medark.catalog.store import Catalog
+catalog = Catalog(sys.argv[1])
+sys.stdin.readline()  # both start together
+for i in range(int(sys.argv[3])):
+    append(catalog, AuditEntry(sys.argv[2], "10.0.0.1", "browse", f"snapshot:{i}"))
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_two_processes_append_one_unbroken_chain(kind: str, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes, 500 records each, one catalog, a key file neither made yet: 1000
+    records numbered 1–1000, one chain, both writers interleaved."""
+    from medark.catalog.audit_verify import verify
+
+    key_file = tmp_path / "audit.key"
+    monkeypatch.setenv("MEDARK_AUDIT_KEY_FILE", str(key_file))
+    for url in catalog_urls(kind, tmp_path / "catalog.sqlite", "medark_audit_race"):
+        Catalog(url).close()  # migrated before the race: the race is the appends'
+        writers = [subprocess.Popen([sys.executable, "-c", APPENDER, url, name, "500"],
+                                    stdin=subprocess.PIPE, text=True)
+                   for name in ("server-a", "server-b")]
+        for writer in writers:
+            assert writer.stdin is not None
+            writer.stdin.write("go\n")
+            writer.stdin.close()
+        assert [w.wait(timeout=240) for w in writers] == [0, 0]
+        catalog = Catalog(url)
+        before, rows, after = audit_trail.snapshot(catalog)
+        assert [r.seq for r in rows] == list(range(1, 1001))
+        assert before.seq == 1000
+        key = bytes.fromhex(key_file.read_text().strip())
+        report = verify(before, rows, after, [key])
+        assert report.intact, [f.line() for f in report.findings[:5]]
+        actors = [r.actor for r in rows]
+        assert actors.count("server-a") == actors.count("server-b") == 500
+        switches = sum(a != b for a, b in itertools.pairwise(actors))
+        assert switches > 1, "the writers never interleaved: the test raced nothing"
+        catalog.close()
+
+
+def test_threads_share_transactions_and_keep_one_chain(url: str, tmp_path: Path) -> None:
+    """Eight threads of one server process appending at once: group commit writes them
+    in shared transactions, each caller gets its own record's number."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medark.catalog.audit_verify import verify
+
+    catalog = Catalog(url)
+
+    def worker(name: str) -> list[int]:
+        return [append(catalog, AuditEntry(name, "10.0.0.2", "browse", f"file:{i}"))
+                for i in range(100)]
+
+    with ThreadPoolExecutor(8) as pool:
+        returned = list(pool.map(worker, [f"t{n}" for n in range(8)]))
+    before, rows, after = audit_trail.snapshot(catalog)
+    assert [r.seq for r in rows] == list(range(1, 801))
+    assert sorted(s for seqs in returned for s in seqs) == list(range(1, 801))
+    by_seq = {r.seq: r for r in rows}
+    for n, seqs in enumerate(returned):
+        assert all(by_seq[s].actor == f"t{n}" for s in seqs)  # each got its own record
+        assert seqs == sorted(seqs)
+    key = bytes.fromhex((tmp_path / "keys" / "audit.key").read_text().strip())
+    assert verify(before, rows, after, [key]).intact
+    assert audit_trail.append_many(catalog, [AuditEntry("x", "cli", "a"),
+                                             AuditEntry("y", "cli", "b")]) == [801, 802]
     catalog.close()

@@ -32,6 +32,7 @@ import json
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -355,37 +356,122 @@ def _checked(entry: AuditEntry) -> dict[str, Any]:
 
 def append(catalog: Catalog, entry: AuditEntry, settings: AuditSettings | None = None
            ) -> int:
-    """Append one record; its sequence number. Waits for a concurrent append (another
-    process) to commit first, so the chain is one line."""
+    """Append one record and commit it; its sequence number. Waits for a concurrent
+    append (another process) to commit first, so the chain is one line. Threads of one
+    process appending at once share one transaction (group commit: see _Batcher)."""
     detail = _checked(entry)
     sign = signer(catalog, settings)
+    return _batcher(catalog).submit(_Ticket(entry, detail, sign))
+
+
+def append_many(catalog: Catalog, entries: list[AuditEntry],
+                settings: AuditSettings | None = None) -> list[int]:
+    """Append several records in one transaction (an import, a batch of agent results);
+    their sequence numbers, in order."""
+    sign = signer(catalog, settings)
+    tickets = [_Ticket(e, _checked(e), sign) for e in entries]
+    _write(catalog, tickets)
+    return [t.seq for t in tickets]
+
+
+@dataclass
+class _Ticket:
+    entry: AuditEntry
+    detail: dict[str, Any]
+    sign: Signer
+    seq: int = 0
+    error: BaseException | None = None
+
+
+class _Batcher:
+    """Group commit: each commit waits for the disk (and, on a shared catalog, holds the
+    head row's lock meanwhile), so one transaction per record caps a process at a few
+    hundred records/s. The first thread to arrive writes; threads arriving while it
+    writes queue, and the next of them writes the whole queue in one transaction. Each
+    append still returns only after its own record is committed."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._cv = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._writing = False
+
+    def submit(self, ticket: _Ticket) -> int:
+        with self._cv:
+            self._queue.append(ticket)
+            while ticket.seq == 0 and ticket.error is None:
+                if self._writing:
+                    self._cv.wait()
+                    continue
+                self._writing = True
+                batch, self._queue = (self._queue[:self.MAX_BATCH],
+                                      self._queue[self.MAX_BATCH:])
+                self._cv.release()
+                try:
+                    _write(self._catalog, batch)
+                except BaseException as exc:  # every waiter of the batch learns it
+                    for waiting in batch:
+                        waiting.error = exc
+                finally:
+                    self._cv.acquire()
+                    self._writing = False
+                    self._cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.seq
+
+
+_batchers: weakref.WeakKeyDictionary[Catalog, _Batcher] = weakref.WeakKeyDictionary()
+
+
+def _batcher(catalog: Catalog) -> _Batcher:
+    with _signers_lock:
+        found = _batchers.get(catalog)
+        if found is None:
+            found = _batchers[catalog] = _Batcher(catalog)
+        return found
+
+
+def _write(catalog: Catalog, tickets: list[_Ticket]) -> None:
+    """The records of `tickets`, numbered and chained in one transaction."""
     try:
         with catalog._engine.begin() as connection:
-            return _append(connection, sign, entry, detail)
+            _append(connection, tickets)
     except SQLAlchemyError as exc:
         raise CatalogError(f"catalog {catalog.public_url}: audit append failed: "
                            f"{_reason(exc)}") from None
 
 
-def _append(connection: Connection, sign: Signer, entry: AuditEntry,
-            detail: dict[str, Any]) -> int:
-    # the UPDATE first: it takes the lock before anything is read
-    connection.execute(update(head).where(head.c.id == 1).values(seq=head.c.seq + 1))
-    seq, prev_hash = connection.execute(
-        select(head.c.seq, head.c.hash).where(head.c.id == 1)).one()
-    at = clock.now().astimezone(UTC)
-    fields = hashed_fields(int(seq), format_at(at), entry.actor, entry.source, entry.action,
-                           entry.target, entry.result, entry.institution, detail,
-                           sign.hash_alg, sign.key_id, prev_hash)
-    new_hash = digest(sign.hash_alg, canonical(fields))
-    connection.execute(records.insert().values(
-        seq=seq, at=at, actor=entry.actor, source=entry.source, action=entry.action,
-        target=entry.target, result=entry.result, institution=entry.institution,
-        detail=canonical(detail).decode("utf-8"), hash_alg=sign.hash_alg,
-        key_id=sign.key_id, prev_hash=prev_hash, hash=new_hash,
-        signature=mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))))
-    connection.execute(update(head).where(head.c.id == 1).values(hash=new_hash))
-    return int(seq)
+def _append(connection: Connection, tickets: list[_Ticket]) -> None:
+    # the UPDATE first: it takes the lock before anything is read; RETURNING gives the
+    # new number and, not being set here, the previous record's hash
+    last, prev_hash = connection.execute(
+        update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
+        .returning(head.c.seq, head.c.hash)).one()
+    seq = int(last) - len(tickets)
+    rows = []
+    for ticket in tickets:
+        seq += 1
+        entry, sign = ticket.entry, ticket.sign
+        at = clock.now().astimezone(UTC)
+        fields = hashed_fields(seq, format_at(at), entry.actor, entry.source, entry.action,
+                               entry.target, entry.result, entry.institution, ticket.detail,
+                               sign.hash_alg, sign.key_id, prev_hash)
+        new_hash = digest(sign.hash_alg, canonical(fields))
+        rows.append({
+            "seq": seq, "at": at, "actor": entry.actor, "source": entry.source,
+            "action": entry.action, "target": entry.target, "result": entry.result,
+            "institution": entry.institution,
+            "detail": canonical(ticket.detail).decode("utf-8"), "hash_alg": sign.hash_alg,
+            "key_id": sign.key_id, "prev_hash": prev_hash, "hash": new_hash,
+            "signature": mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))})
+        prev_hash = new_hash
+    connection.execute(records.insert(), rows)
+    connection.execute(update(head).where(head.c.id == 1).values(hash=prev_hash))
+    for ticket, row in zip(tickets, rows, strict=True):
+        ticket.seq = row["seq"]
 
 
 def read_head(catalog: Catalog) -> Head:
