@@ -1,0 +1,64 @@
+"""Roles, separation of duties (三员分立) and what each role may do. Pure: no I/O.
+
+等保 level 3 wants the system, security and audit administrators to be separate people,
+so no account may hold two of those three roles; the other roles combine freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from medark.errors import SeparationOfDuties, UsageError
+
+SYSADMIN = "sysadmin"
+SECADMIN = "secadmin"
+AUDITADMIN = "auditadmin"
+OPERATOR = "operator"
+VIEWER = "viewer"
+
+ROLES = (SYSADMIN, SECADMIN, AUDITADMIN, OPERATOR, VIEWER)
+ADMIN_ROLES = frozenset({SYSADMIN, SECADMIN, AUDITADMIN})
+"""The three administrators: mutually exclusive, and each needs a TOTP second factor."""
+TOKEN_ROLES = (OPERATOR, VIEWER)
+"""Roles an API token may carry: an administrator signs in with a second factor, which a
+token for automation would bypass."""
+
+USERS_READ = "users.read"
+USERS_WRITE = "users.write"
+TOKENS_MANAGE = "tokens.manage"
+INSTITUTIONS_READ = "institutions.read"
+INSTITUTIONS_WRITE = "institutions.write"
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE}),
+    SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ}),
+    AUDITADMIN: frozenset({INSTITUTIONS_READ}),
+    OPERATOR: frozenset({INSTITUTIONS_READ}),
+    VIEWER: frozenset({INSTITUTIONS_READ}),
+}
+"""Role -> the permissions it grants; an account has the union of its roles'."""
+
+
+def checked_roles(roles: Iterable[str]) -> list[str]:
+    """The roles, sorted and without repeats; UsageError for an unknown role, and
+    SeparationOfDuties for two administrator roles on one account."""
+    unique = sorted(set(roles))
+    if not unique:
+        raise UsageError("an account needs at least one role")
+    unknown = [r for r in unique if r not in ROLES]
+    if unknown:
+        raise UsageError(f"unknown role {unknown[0]!r}: use one of {', '.join(ROLES)}")
+    admins = [r for r in unique if r in ADMIN_ROLES]
+    if len(admins) > 1:
+        raise SeparationOfDuties(
+            f"separation of duties: one account cannot hold both {admins[0]} and "
+            f"{admins[1]}; give each administrator role to a different person")
+    return unique
+
+
+def needs_totp(roles: Iterable[str]) -> bool:
+    return any(r in ADMIN_ROLES for r in roles)
+
+
+def allowed(roles: Iterable[str], permission: str) -> bool:
+    return any(permission in PERMISSIONS.get(r, frozenset()) for r in roles)

@@ -1,0 +1,188 @@
+"""A `medark server` for the tests: initialised on a catalog, started as a subprocess on
+a free port, and clients that sign in the way a browser does (session cookie plus the
+X-CSRF-Token header)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from catalog_urls import KINDS, catalog_urls
+from conftest import MEDARK, TEST_KDF
+
+NEW_PASSWORD = "Changed-at-first-login-{}"
+"""Each user's own password after the first login (the user name filled in reversed,
+so the policy's "not the user name" holds)."""
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MEDARK_PASSWORD", "MEDARK_CATALOG"))}
+    env.update(TEST_KDF)
+    env["MEDARK_CACHE_DIR"] = str(tmp / "cache")
+    env["MEDARK_AUDIT_KEY_FILE"] = str(tmp / "audit.key")
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MEDARK, *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def init(env: dict[str, str], catalog: str) -> dict[str, str]:
+    """`medark server init`; {user: one-time password} from its output."""
+    done = run(env, "server", "init", "--catalog", catalog)
+    assert done.returncode == 0, done.stderr
+    found = dict(re.findall(r"^\s+(\w+)\s+\w+\s+(\S+)$", done.stdout, re.M))
+    assert set(found) == {"sysadmin", "secadmin", "auditadmin"}, done.stdout
+    return found
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    url: str
+    verify: Any = True
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """A client closed when the server stops."""
+        made = httpx.Client(base_url=self.url, timeout=30, verify=self.verify, **kwargs)
+        self.clients.append(made)
+        return made
+
+    def stop(self) -> str:
+        """SIGTERM; the server exits 0 with no traceback. Its standard error."""
+        for made in self.clients:
+            made.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        _out, err = self.proc.communicate(timeout=30)
+        assert self.proc.returncode == 0, err
+        assert "Traceback" not in err, err
+        return err
+
+
+def start(env: dict[str, str], catalog: str, *args: str, listen: str = "127.0.0.1:0",
+          verify: Any = True) -> Server:
+    """`medark server` (the catalog in MEDARK_CATALOG, as a URL with a password would
+    be given); returns once it prints where it listens."""
+    proc = subprocess.Popen([MEDARK, "server", "--listen", listen, *args],
+                            env={**env, "MEDARK_CATALOG": catalog}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    match = re.search(r"management server at (\S+)/api ", banner)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"no banner: {banner!r} {proc.communicate(timeout=30)}")
+    return Server(proc, match.group(1), verify)
+
+
+def code_of(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return str(body["error"]["code"])
+
+
+@dataclass
+class User:
+    """A signed-in user: its client carries the session cookie and the CSRF header."""
+
+    name: str
+    password: str
+    client: httpx.Client
+    totp: pyotp.TOTP | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.request(method, path, **kwargs)
+
+
+def login(server: Server, name: str, password: str, totp: str | None = None
+          ) -> tuple[httpx.Client, httpx.Response]:
+    client = server.client()
+    body: dict[str, Any] = {"username": name, "password": password}
+    if totp is not None:
+        body["totp"] = totp
+    response = client.post("/api/login", json=body)
+    if response.status_code == 200:
+        client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return client, response
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """The code of the next time step: accepted (clock skew) and newer than any the
+    user spent in this step, so a test need not wait 30 s between two logins."""
+    return totp.at(time.time() + 30)
+
+
+def first_login(server: Server, name: str, one_time: str) -> User:
+    """Sign in with the one-time password, change it, and for an administrator enrol
+    and confirm the TOTP second factor: the user ready to work."""
+    client, response = login(server, name, one_time)
+    assert response.status_code == 200, response.text
+    me = response.json()["user"]
+    assert me["password_change_required"] is True
+    password = NEW_PASSWORD.format(name[::-1])
+    changed = client.post("/api/me/password", json={"current_password": one_time,
+                                                    "new_password": password})
+    assert changed.status_code == 200, changed.text
+    user = User(name, password, client)
+    if me["totp_enrolment_required"]:
+        uri = client.post("/api/me/totp").json()["otpauth_uri"]
+        user.totp = pyotp.parse_uri(uri)
+        assert isinstance(user.totp, pyotp.TOTP)
+        confirmed = client.post("/api/me/totp/confirm", json={"code": user.totp.now()})
+        assert confirmed.status_code == 200, confirmed.text
+    return user
+
+LOCKOUT_AFTER = 3
+LOCKOUT_SECONDS = 3
+
+
+@dataclass
+class Site:
+    env: dict[str, str]
+    catalog: str
+    server: Server
+    passwords: dict[str, str]
+    """The one-time passwords `server init` printed."""
+    tmp: Path
+    ready: dict[str, User] = field(default_factory=dict)
+
+    def user(self, name: str) -> User:
+        """An administrator from init, signed in and past its first login (once)."""
+        if name not in self.ready:
+            self.ready[name] = first_login(self.server, name, self.passwords[name])
+        return self.ready[name]
+
+
+def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("server")
+    env = base_env(tmp)
+    for url in catalog_urls(request.param, tmp / "catalog.db", "medark_server"):
+        passwords = init(env, url)
+        server = start(env, url, "--lockout-after", str(LOCKOUT_AFTER), "--lockout-for",
+                       str(LOCKOUT_SECONDS), "--login-rate", "10000")
+        try:
+            yield Site(env, url, server, passwords, tmp)
+        finally:
+            log = server.stop()
+            assert not [p for p in passwords.values() if p in log], "a password in the log"
+
+
+def site_fixture() -> Any:
+    """The module's `site` fixture (`site = site_fixture()`): an initialised catalog, on
+    SQLite then PostgreSQL, with a `medark server` on it."""
+    return pytest.fixture(scope="module", params=KINDS, name="site")(_site)
