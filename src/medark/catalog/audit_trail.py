@@ -397,6 +397,9 @@ class _Batcher:
         self._cv = threading.Condition()
         self._queue: list[_Ticket] = []
         self._writing = False
+        self._connection: Connection | None = None
+        """Kept between batches, used by one writer at a time: a pooled checkout would
+        add a ping and a rollback, two round trips, to every append."""
 
     def submit(self, ticket: _Ticket) -> int:
         with self._cv:
@@ -410,7 +413,7 @@ class _Batcher:
                                       self._queue[self.MAX_BATCH:])
                 self._cv.release()
                 try:
-                    _write(self._catalog, batch)
+                    self._write(batch)
                 except BaseException as exc:  # every waiter of the batch learns it
                     for waiting in batch:
                         waiting.error = exc
@@ -421,6 +424,23 @@ class _Batcher:
         if ticket.error is not None:
             raise ticket.error
         return ticket.seq
+
+
+    def _write(self, batch: list[_Ticket]) -> None:
+        connection = self._connection
+        try:
+            if connection is None:
+                connection = self._catalog._engine.connect()
+            with connection.begin():
+                _append(connection, batch)
+            self._connection = connection
+        except SQLAlchemyError as exc:
+            self._connection = None
+            if connection is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    connection.close()
+            raise CatalogError(f"catalog {self._catalog.public_url}: audit append failed: "
+                               f"{_reason(exc)}") from None
 
 
 _batchers: weakref.WeakKeyDictionary[Catalog, _Batcher] = weakref.WeakKeyDictionary()
