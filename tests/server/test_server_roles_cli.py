@@ -76,15 +76,15 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
     ("GET", "/api/users", lambda r: None, frozenset({"secadmin"}), 200),
     ("POST", "/api/users", lambda r: {"name": f"new-{r}", "institution": "center",
                                       "roles": ["viewer"]}, frozenset({"secadmin"}), 201),
-    ("GET", "/api/users/target-{role}", lambda r: None, frozenset({"secadmin"}), 200),
-    ("PATCH", "/api/users/target-{role}", lambda r: {"roles": ["operator"]},
+    ("GET", "/api/users/target", lambda r: None, frozenset({"secadmin"}), 200),
+    ("PATCH", "/api/users/target", lambda r: {"roles": ["operator"]},
      frozenset({"secadmin"}), 200),
-    ("DELETE", "/api/users/target-{role}", lambda r: None, frozenset({"secadmin"}), 200),
+    ("DELETE", "/api/users/target", lambda r: None, frozenset({"secadmin"}), 200),
     ("GET", "/api/tokens", lambda r: None, frozenset({"secadmin"}), 200),
     ("POST", "/api/tokens", lambda r: {"name": f"tok-{r}", "role": "viewer",
                                        "institution": "center"}, frozenset({"secadmin"}),
      201),
-    ("DELETE", "/api/tokens/target-{role}", lambda r: None, frozenset({"secadmin"}), 200),
+    ("DELETE", "/api/tokens/target", lambda r: None, frozenset({"secadmin"}), 200),
 ]
 """(method, path, body for a role, roles allowed, status when allowed)."""
 
@@ -92,11 +92,11 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
 def test_every_role_against_every_endpoint(site: Site) -> None:
     users = {role: _ready(site, f"matrix-{role}", [role]) for role in ROLES}
     secadmin = site.user("secadmin")
-    for role in [*ROLES, "token"]:
-        _create(site, f"target-{role}", ["viewer"])
-        made = secadmin.call("POST", "/api/tokens", json={
-            "name": f"target-{role}", "role": "viewer", "institution": "center"})
-        assert made.status_code == 201
+    # one target each: only the security administrator's calls change it
+    _create(site, "target", ["viewer"])
+    made = secadmin.call("POST", "/api/tokens", json={
+        "name": "target", "role": "viewer", "institution": "center"})
+    assert made.status_code == 201
     bearer = secadmin.call("POST", "/api/tokens", json={
         "name": "matrix-viewer-token", "role": "viewer", "institution": "center"}
         ).json()["secret"]

@@ -142,7 +142,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.middleware("http")
     async def _headers(request: Request,
                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # a bug: answered here, so no traceback is logged
+            log.error("internal error: %s", type(exc).__name__)  # (its text may hold input)
+            response = error(500, "internal", "internal error (the server log names its "
+                                              "kind)")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"

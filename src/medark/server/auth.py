@@ -26,6 +26,9 @@ from medark.server.passwords import PasswordPolicy, hash_password, needs_rehash,
 from medark.server.tables import ApiToken, Institution, User, UserSession
 
 TOTP_STEP = 30
+TOUCH_EVERY = timedelta(seconds=5)
+"""A session's last use is written at most this often (or a tenth of the idle timeout):
+the idle timeout is that much less exact, and a read costs no database write."""
 MAX_SESSION = timedelta(hours=12)
 """A session ends after this long even when in use: a stolen cookie does not live on."""
 
@@ -189,7 +192,8 @@ class Auth:
                                                                     row.csrf_hash)):
                     raise AccessDenied("missing or wrong CSRF token (header X-CSRF-Token)",
                                        "csrf_failed")
-                row.last_seen = now
+                if now - last >= min(TOUCH_EVERY, self.policy.idle_timeout / 10):
+                    row.last_seen = now  # not on every request: a write costs a sync
                 inst = session.get(Institution, user.institution_id)
                 assert inst is not None
                 return _principal(user, inst, address, row.id)
