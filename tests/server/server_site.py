@@ -175,11 +175,14 @@ def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         passwords = init(env, url)
         server = start(env, url, "--lockout-after", str(LOCKOUT_AFTER), "--lockout-for",
                        str(LOCKOUT_SECONDS), "--login-rate", "10000")
+        made = Site(env, url, server, passwords, tmp)
         try:
-            yield Site(env, url, server, passwords, tmp)
+            yield made
         finally:
             log = server.stop()
-            assert not [p for p in passwords.values() if p in log], "a password in the log"
+            secrets = [*passwords.values(), *(u.password for u in made.ready.values()),
+                       *(u.totp.secret for u in made.ready.values() if u.totp)]
+            assert not [s for s in secrets if s in log], "a secret in the server's log"
 
 
 def site_fixture() -> Any:

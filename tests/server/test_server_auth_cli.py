@@ -281,8 +281,9 @@ def test_no_secret_in_the_audit_trail_or_the_server_log(site: Site) -> None:
     user = first_login(site.server, "secret-check", one_time)
     records = _audit(site)
     text = json.dumps(records)
+    assert admin.totp is not None
     secrets = [*site.passwords.values(), admin.password, one_time, user.password,
-               "Wrong-password-1"]
+               "Wrong-password-1", admin.totp.secret]
     assert not [s for s in secrets if s in text]
     actions = {(r["action"], r["result"]) for r in records}
     assert {("login", "ok"), ("login", "failed"), ("user.create", "ok"),
