@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=2000, help="per writer")
     parser.add_argument("--writers", type=int, default=4, help="processes")
-    parser.add_argument("--threads", type=int, default=8,
+    parser.add_argument("--threads", type=int, default=16,
                         help="threads per process in the concurrent rows (server requests)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"postgresql": pg_settings(), "results": results}, indent=2))
         return 0
-    print(f"audit append, one transaction per record (PostgreSQL: {pg_settings()}; "
+    print(f"audit append, each committed before it returns (PostgreSQL: {pg_settings()}; "
           f"{os.cpu_count()} CPUs)")
     print(f"{'catalog':<11} {'hash':<7} {'processes':>9} {'threads':>7} {'records':>8} "
           f"{'records/s':>10}")

@@ -208,3 +208,17 @@ def test_export_jsonl_and_csv(cli: Cli, url: str, key_file: Path, tmp_path: Path
     assert bad.stderr.count("\n") == 1 and "--from 'yesterday'" in bad.stderr
     code, _lines = _verify(cli, url)
     assert code == 0
+
+
+def test_without_the_key_verify_says_so(cli: Cli, url: str, key_file: Path,
+                                        tmp_path: Path) -> None:
+    _trail(url, 2)
+    missing = tmp_path / "elsewhere.key"
+    result = cli("audit", "verify", "--catalog", url, "--key-file", missing, check=False)
+    assert result.returncode == 16
+    assert result.stderr.strip().splitlines() == [
+        f"medark: audit key {missing}: No such file or directory"]
+    cli.env["MEDARK_AUDIT_KEY_FILE"] = str(missing)
+    result = cli("audit", "verify", "--catalog", url, check=False)
+    assert result.returncode == 16 and "is missing: give the key" in result.stderr
+    assert key_file.read_text() not in result.stdout + result.stderr
