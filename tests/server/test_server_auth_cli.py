@@ -57,6 +57,14 @@ def test_init_once_then_the_first_login_forces_a_password_change(site: Site) -> 
     again = run(site.env, "server", "init", "--catalog", site.catalog)
     assert again.returncode == 1 and "already initialised" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and "Traceback" not in again.stderr
+    fresh = f"sqlite:///{site.tmp / 'fresh.db'}"
+    refused = run({**site.env, "MEDARK_CATALOG": fresh}, "server", "--listen", "127.0.0.1:0")
+    assert refused.returncode == 2 and "not initialised" in refused.stderr
+    made = run(site.env, "--json", "server", "init", "--catalog", fresh, "--center", "c2")
+    doc = json.loads(made.stdout)
+    assert doc["message_type"] == "server_initialised" and doc["center"] == "c2"
+    assert [a["role"] for a in doc["administrators"]] == ["sysadmin", "secadmin",
+                                                          "auditadmin"]
 
     one_time = site.passwords["auditadmin"]
     client, response = login(site.server, "auditadmin", one_time)
