@@ -191,3 +191,29 @@ def test_threads_share_transactions_and_keep_one_chain(url: str, tmp_path: Path)
     assert audit_trail.append_many(catalog, [AuditEntry("x", "cli", "a"),
                                              AuditEntry("y", "cli", "b")]) == [801, 802]
     catalog.close()
+
+
+def test_the_migration_goes_down_and_up(url: str) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+    from sqlalchemy import inspect
+
+    from medark.catalog.store import MIGRATIONS
+
+    catalog = Catalog(url)
+    append(catalog, AuditEntry("alice", "cli", "login"))
+    chain = audit_trail.read_head(catalog).chain
+    catalog.close()
+    engine = create_engine(_sqlalchemy_url(url))
+    with engine.begin() as connection:
+        alembic = AlembicConfig()
+        alembic.set_main_option("script_location", str(MIGRATIONS))
+        alembic.attributes["connection"] = connection
+        command.downgrade(alembic, "0004_dr_actions")
+        assert not inspect(connection).has_table("audit_trail")
+        assert not inspect(connection).has_table("audit_head")
+    engine.dispose()
+    catalog = Catalog(url)  # upgraded again on open: a new, empty trail with a new id
+    assert audit_trail.read_head(catalog).chain != chain
+    assert audit_trail.read_head(catalog).seq == 0
+    catalog.close()

@@ -85,6 +85,9 @@ def _verify(cli: Cli, url: str, *extra: str) -> tuple[int, list[str]]:
 
 
 def test_an_intact_trail_verifies(cli: Cli, url: str, key_file: Path) -> None:
+    code, lines = _verify(cli, url)  # a new catalog: no record, no key made yet
+    assert (code, lines[-1].split(": ", 1)[1]) == (0, "0 records, head 0: intact")
+    assert not key_file.exists()
     _trail(url, 5)
     code, lines = _verify(cli, url)
     assert code == 0, lines

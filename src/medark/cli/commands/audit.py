@@ -72,12 +72,19 @@ def run(ctx: Context) -> int:
 
 
 def _keys(ctx: Context, catalog: Catalog) -> list[bytes]:
-    from medark.catalog.audit_trail import AuditSettings, default_key_file, read_key
+    from medark.catalog.audit_trail import (
+        AuditSettings,
+        default_key_file,
+        read_head,
+        read_key,
+    )
     from medark.errors import CatalogError
 
     given = [Path(f) for f in ctx.args.key_file]
     if not given:
         path = AuditSettings.from_environment().key_file or default_key_file(catalog.url)
+        if not path.exists() and read_head(catalog).seq == 0:
+            return []  # an empty trail: nothing signed yet, no key made yet
         if not path.exists():
             raise CatalogError(f"audit key {path} is missing: give the key that signs the "
                                "trail with --key-file or MEDARK_AUDIT_KEY_FILE")
