@@ -2,10 +2,10 @@
 where, what, on which object, the result), each carrying the hash of the one before it
 and the server's signature, in the catalog (SQLite or PostgreSQL).
 
-Ordering: `append` bumps the head row's sequence number first, with an UPDATE, inside
-the transaction that inserts the record. On PostgreSQL that takes the head row's lock
-(a second server process waits, then sees the new head); on SQLite it takes the
-database's write lock. So sequence numbers are gapless and the chain never forks.
+Ordering: `append` locks the head row first, inside the transaction that inserts the
+record: SELECT … FOR UPDATE on PostgreSQL (a second server process waits, then reads the
+new head), an UPDATE of it on SQLite (the database's write lock). So sequence numbers
+are gapless and the chain never forks.
 
 Hashing: SHA-256 by default, SM3 for the national suite (MEDARK_AUDIT_HASH=sm3); the
 hash covers the canonical JSON of the record including its sequence number, time and
@@ -465,11 +465,18 @@ def _write(catalog: Catalog, tickets: list[_Ticket]) -> None:
 
 
 def _append(connection: Connection, tickets: list[_Ticket]) -> None:
-    # the UPDATE first: it takes the lock before anything is read; RETURNING gives the
-    # new number and, not being set here, the previous record's hash
-    last, prev_hash = connection.execute(
-        update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
-        .returning(head.c.seq, head.c.hash)).one()
+    # the lock before anything is read. PostgreSQL: FOR UPDATE, then one UPDATE at the
+    # end (one new row version per transaction, not two). SQLite has no row locks and
+    # a read takes none: the UPDATE first takes the write lock; RETURNING gives the new
+    # number and, not being set there, the previous record's hash
+    if connection.dialect.name == "postgresql":
+        current, prev_hash = connection.execute(
+            select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()).one()
+        last = int(current) + len(tickets)
+    else:
+        last, prev_hash = connection.execute(
+            update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
+            .returning(head.c.seq, head.c.hash)).one()
     seq = int(last) - len(tickets)
     rows = []
     for ticket in tickets:
@@ -489,7 +496,7 @@ def _append(connection: Connection, tickets: list[_Ticket]) -> None:
             "signature": mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))})
         prev_hash = new_hash
     connection.execute(records.insert(), rows)
-    connection.execute(update(head).where(head.c.id == 1).values(hash=prev_hash))
+    connection.execute(update(head).where(head.c.id == 1).values(seq=last, hash=prev_hash))
     for ticket, row in zip(tickets, rows, strict=True):
         ticket.seq = row["seq"]
 

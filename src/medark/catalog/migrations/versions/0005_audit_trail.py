@@ -1,9 +1,10 @@
 """The audit trail: one append-only, hash-chained, signed record per audited action, and
 the chain's head.
 
-The head row (one row, id 1) is what serialises appends: each append first bumps its
-`seq` with an UPDATE, which takes PostgreSQL's row lock or SQLite's write lock, so two
-server processes on one catalog are queued and can never both extend the same record.
+The head row (one row, id 1) is what serialises appends: each append first locks it
+(SELECT … FOR UPDATE on PostgreSQL; on SQLite an UPDATE of it, which takes the write
+lock), so two server processes on one catalog are queued and can never both extend the
+same record.
 Triggers refuse UPDATE and DELETE on the records themselves (a database owner can drop
 them; `medark audit verify` and the repository anchors catch what is then changed).
 
