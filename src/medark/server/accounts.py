@@ -225,12 +225,21 @@ class Accounts:
                     reset_password: bool = False, reset_totp: bool = False
                     ) -> tuple[dict[str, Any], str | None]:
         """Change roles, disable or enable, reset the password (a new one-time one,
-        returned) or the second factor. Sessions of the user end with any change."""
+        returned) or the second factor. Sessions of the user end with any change (but the
+        one making a change to itself).
+
+        Resetting one's own password or second factor is refused: a stolen session cookie
+        would otherwise buy a new password and factor without the current ones, and keep
+        the account."""
         principal.require(R.USERS_WRITE)
-        if name == principal.name and principal.kind == "session" and (
-                disabled or (roles is not None and R.SECADMIN not in roles)):
+        yourself = name == principal.name and principal.kind == "session"
+        if yourself and (disabled or (roles is not None and R.SECADMIN not in roles)):
             raise Conflict("you cannot disable yourself or give up your own security "
                            "administrator role", "self_lockout")
+        if yourself and (reset_password or reset_totp):
+            raise Conflict("you cannot reset your own password or second factor: change "
+                           "your password with POST /api/me/password; another security "
+                           "administrator resets a lost factor", "self_reset")
         checked = self._checked_roles(principal, "user.update", name, None, roles)
         changes: dict[str, Any] = {}
         password = None
@@ -257,7 +266,8 @@ class Accounts:
             if changes:
                 user.updated_at = now
                 for row in session.scalars(select(UserSession).where(
-                        UserSession.user_id == user.id)):
+                        UserSession.user_id == user.id,
+                        UserSession.id != (principal.session_id or ""))):
                     session.delete(row)
             view = user_view(user, institution.name)
             institution_name = institution.name

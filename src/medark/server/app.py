@@ -13,12 +13,15 @@ whose dependencies are local to create_app.
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medark.catalog.store import Catalog
@@ -32,9 +35,11 @@ from medark.errors import (
     SeparationOfDuties,
     UsageError,
 )
+from medark.server import roles as R
 from medark.server.accounts import Accounts, Principal
 from medark.server.auth import Auth, AuthPolicy
 from medark.server.ratelimit import RateLimiter
+from medark.server.totpkey import SecretBox
 from medark.util import clock
 
 SESSION_COOKIE = "medark_session"
@@ -44,6 +49,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATUS = {"account_locked": 423, "wrong_password": 403, "rate_limited": 429}
 """HTTP statuses of the codes whose class does not decide it."""
 log = logging.getLogger("medark.server")
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+"""Swagger UI's files, served by the server itself: a hospital intranet has no CDN."""
+DOCS_STATIC = "/api/docs/static"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class ServerSettings:
     catalog: Catalog
     policy: AuthPolicy
     tls: bool
+    box: SecretBox
+    """The server key the TOTP secrets are encrypted under."""
     login_rate: int = 10
     """Login attempts per client address per minute."""
 
@@ -85,6 +95,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+NAMED: dict[str, Any] = {"pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+"""A name's form in the OpenAPI document; the code checks it (accounts.NAME) with a
+message that says what a name may hold."""
+
+
+RoleName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(R.ROLES)})]
+"""A role, its values in the OpenAPI document; the code checks it (roles.checked_roles),
+so that a refusal is audited."""
+
+
 class LoginBody(Strict):
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
@@ -101,28 +121,153 @@ class CodeBody(Strict):
 
 
 class NewUser(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    institution: str = Field(min_length=1, max_length=64)
-    roles: list[str] = Field(min_length=1, max_length=5)
+    name: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
+    institution: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
+    roles: list[RoleName] = Field(min_length=1, max_length=5)
 
 
 class UserChange(Strict):
-    roles: list[str] | None = Field(default=None, min_length=1, max_length=5)
+    roles: list[RoleName] | None = Field(default=None, min_length=1, max_length=5)
     disabled: bool | None = None
     reset_password: bool = False
     reset_totp: bool = False
 
 
 class NewInstitution(Strict):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
     title: str = Field(default="", max_length=200)
 
 
 class NewToken(Strict):
-    name: str = Field(min_length=1, max_length=64)
-    role: str = Field(min_length=1, max_length=20)
-    institution: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
+    role: str = Field(min_length=1, max_length=20,
+                      json_schema_extra={"enum": list(R.TOKEN_ROLES)})
+    institution: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
     days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class Reply(BaseModel):
+    """A response body: its fields are exactly those declared (schemathesis checks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(Reply):
+    code: str
+    message: str
+
+
+class ErrorBody(Reply):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "bad request"), (401, "not signed in, or the sign-in failed"),
+        (403, "not allowed (role, scope, CSRF, pending password change or enrolment)"),
+        (404, "no such object"), (405, "method not allowed"),
+        (409, "conflict (separation of duties, exists already, ...)"),
+        (422, "invalid request (the fields named, never their values)"),
+        (423, "account locked"), (429, "too many login attempts"),
+        (503, "the catalog cannot be reached or its key is wrong"))}
+"""Every error response, on every route: `{"error": {"code", "message"}}`."""
+
+
+class Status(Reply):
+    status: str
+
+
+class MeView(Reply):
+    name: str
+    kind: str
+    institution: str
+    regional_center: bool
+    roles: list[str]
+    password_change_required: bool
+    totp_enrolment_required: bool
+
+
+class MeReply(Reply):
+    user: MeView
+
+
+class LoginReply(Reply):
+    user: MeView
+    csrf_token: str
+
+
+class TotpReply(Reply):
+    otpauth_uri: str
+
+
+class UserView(Reply):
+    name: str
+    institution: str
+    roles: list[str]
+    disabled: bool
+    must_change_password: bool
+    totp_enrolled: bool
+    locked_until: str | None
+    created_at: str
+
+
+class UserReply(Reply):
+    user: UserView
+
+
+class UserCreated(Reply):
+    user: UserView
+    one_time_password: str
+
+
+class UserUpdated(Reply):
+    user: UserView
+    one_time_password: str | None = None
+    """Only after a password reset."""
+
+
+class UserList(Reply):
+    users: list[UserView]
+
+
+class InstitutionView(Reply):
+    name: str
+    title: str
+    kind: str
+    created_at: str
+
+
+class InstitutionReply(Reply):
+    institution: InstitutionView
+
+
+class InstitutionList(Reply):
+    institutions: list[InstitutionView]
+
+
+class TokenView(Reply):
+    name: str
+    role: str
+    institution: str
+    created_by: str
+    created_at: str | None
+    expires_at: str | None
+    revoked_at: str | None
+    last_used: str | None
+
+
+class TokenReply(Reply):
+    token: TokenView
+
+
+class TokenCreated(Reply):
+    token: TokenView
+    secret: str
+
+
+class TokenList(Reply):
+    tokens: list[TokenView]
 
 
 def _address(request: Request) -> str:
@@ -131,10 +276,11 @@ def _address(request: Request) -> str:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="Medark management API", version="1",
-                  docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  responses=ERRORS,
                   description="Users, roles with separation of duties, institutions and "
                               "sign-in for Medark's management server (docs/server.md).")
-    auth = Auth(settings.catalog, settings.policy)
+    auth = Auth(settings.catalog, settings.policy, settings.box)
     accounts = Accounts(settings.catalog)
     limiter = RateLimiter(settings.login_rate)
     _handlers(app)
@@ -191,16 +337,29 @@ def create_app(settings: ServerSettings) -> FastAPI:
                                "session_required")
         return who
 
+    app.mount(DOCS_STATIC, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the server's own files (FastAPI's self-hosting recipe); no
+        validator badge, which would call validator.swagger.io."""
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json", title=f"{app.title} (docs/server.md)",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None})
+
     Who = Annotated[Principal, Depends(signed_in)]
     Enrolling = Annotated[Principal, Depends(enrolling)]
     ChangingPassword = Annotated[Principal, Depends(changing_password)]
 
-    @app.get("/api/health", tags=["server"])
+    @app.get("/api/health", tags=["server"], response_model=Status)
     def health() -> dict[str, str]:
         """Whether the server answers; no data, no login."""
         return {"status": "ok"}
 
-    @app.post("/api/login", tags=["session"])
+    @app.post("/api/login", tags=["session"], response_model=LoginReply)
     def login(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
         address = _address(request)
         wait = limiter.retry_after(address)
@@ -213,7 +372,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                             secure=settings.tls)
         return {"user": _me(signed.principal), "csrf_token": signed.csrf_token}
 
-    @app.post("/api/logout", tags=["session"])
+    @app.post("/api/logout", tags=["session"], response_model=Status)
     def logout(who: ChangingPassword, response: Response) -> dict[str, str]:
         if who.kind == "session":
             auth.logout(who)
@@ -221,75 +380,77 @@ def create_app(settings: ServerSettings) -> FastAPI:
         response.delete_cookie(CSRF_COOKIE, path="/")
         return {"status": "signed out"}
 
-    @app.get("/api/me", tags=["session"])
+    @app.get("/api/me", tags=["session"], response_model=MeReply)
     def me(who: Enrolling) -> dict[str, Any]:
         return {"user": _me(who)}
 
-    @app.post("/api/me/password", tags=["session"])
+    @app.post("/api/me/password", tags=["session"], response_model=Status)
     def change_password(body: PasswordBody, who: ChangingPassword) -> dict[str, str]:
         auth.change_password(user_session(who), body.current_password, body.new_password,
                              clock.now())
         return {"status": "password changed"}
 
-    @app.post("/api/me/totp", tags=["session"])
+    @app.post("/api/me/totp", tags=["session"], response_model=TotpReply)
     def enrol_totp(who: Enrolling) -> dict[str, str]:
         """A new TOTP secret as an otpauth:// URI, shown this once; confirm with a code."""
         return {"otpauth_uri": auth.enrol_totp(user_session(who))}
 
-    @app.post("/api/me/totp/confirm", tags=["session"])
+    @app.post("/api/me/totp/confirm", tags=["session"], response_model=Status)
     def confirm_totp(body: CodeBody, who: Enrolling) -> dict[str, str]:
         auth.confirm_totp(user_session(who), body.code, clock.now())
         return {"status": "second factor enrolled"}
 
-    @app.get("/api/users", tags=["users"])
+    @app.get("/api/users", tags=["users"], response_model=UserList)
     def users(who: Who) -> dict[str, Any]:
         return {"users": accounts.users(who)}
 
-    @app.post("/api/users", tags=["users"], status_code=201)
+    @app.post("/api/users", tags=["users"], status_code=201, response_model=UserCreated)
     def create_user(body: NewUser, who: Who) -> dict[str, Any]:
         """The user and its one-time password (shown once; changed at first login)."""
         view, password = accounts.create_user(who, body.name, body.institution,
                                               body.roles, clock.now())
         return {"user": view, "one_time_password": password}
 
-    @app.get("/api/users/{name}", tags=["users"])
+    @app.get("/api/users/{name}", tags=["users"], response_model=UserReply)
     def user(name: str, who: Who) -> dict[str, Any]:
         return {"user": accounts.user(who, name)}
 
-    @app.patch("/api/users/{name}", tags=["users"])
+    @app.patch("/api/users/{name}", tags=["users"],
+               response_model=UserUpdated, response_model_exclude_unset=True)
     def update_user(name: str, body: UserChange, who: Who) -> dict[str, Any]:
         view, password = accounts.update_user(
             who, name, clock.now(), roles=body.roles, disabled=body.disabled,
             reset_password=body.reset_password, reset_totp=body.reset_totp)
         return {"user": view, **({"one_time_password": password} if password else {})}
 
-    @app.delete("/api/users/{name}", tags=["users"])
+    @app.delete("/api/users/{name}", tags=["users"], response_model=UserReply)
     def disable_user(name: str, who: Who) -> dict[str, Any]:
         """Disables the account: users are never deleted (the audit trail names them)."""
         view, _password = accounts.update_user(who, name, clock.now(), disabled=True)
         return {"user": view}
 
-    @app.get("/api/institutions", tags=["institutions"])
+    @app.get("/api/institutions", tags=["institutions"], response_model=InstitutionList)
     def institutions(who: Who) -> dict[str, Any]:
         return {"institutions": accounts.institutions(who)}
 
-    @app.post("/api/institutions", tags=["institutions"], status_code=201)
+    @app.post("/api/institutions", tags=["institutions"], status_code=201,
+              response_model=InstitutionReply)
     def create_institution(body: NewInstitution, who: Who) -> dict[str, Any]:
         return {"institution": accounts.create_institution(who, body.name, body.title,
                                                            clock.now())}
 
-    @app.get("/api/tokens", tags=["tokens"])
+    @app.get("/api/tokens", tags=["tokens"], response_model=TokenList)
     def tokens(who: Who) -> dict[str, Any]:
         return {"tokens": accounts.tokens(who)}
 
-    @app.post("/api/tokens", tags=["tokens"], status_code=201)
+    @app.post("/api/tokens", tags=["tokens"], status_code=201, response_model=TokenCreated)
     def create_token(body: NewToken, who: Who) -> dict[str, Any]:
         """The token's record and the token itself (shown once; only its hash is kept)."""
         view, secret = accounts.create_token(who, body.name, body.role, body.institution,
                                              body.days, clock.now())
         return {"token": view, "secret": secret}
 
-    @app.delete("/api/tokens/{name}", tags=["tokens"])
+    @app.delete("/api/tokens/{name}", tags=["tokens"], response_model=TokenReply)
     def revoke_token(name: str, who: Who) -> dict[str, Any]:
         return {"token": accounts.revoke_token(who, name, clock.now())}
 

@@ -3,7 +3,8 @@
 A login fails with one message whether the user is unknown, disabled or the password is
 wrong (and takes as long), so the answer does not tell which names exist. N failures in
 a row lock the account for M minutes; a wrong TOTP code counts as a failure. No
-password, token or TOTP secret is ever put in a message, a log line or the audit trail.
+password, token or TOTP secret is ever put in a message, a log line or the audit trail;
+TOTP secrets are stored encrypted (server/totpkey.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from medark.server.accounts import NAME, Principal
 from medark.server.db import audit, aware, digest, transaction
 from medark.server.passwords import PasswordPolicy, hash_password, needs_rehash, verify
 from medark.server.tables import ApiToken, Institution, User, UserSession
+from medark.server.totpkey import SecretBox
 
 TOTP_STEP = 30
 TOUCH_EVERY = timedelta(seconds=5)
@@ -78,9 +80,11 @@ def _totp_step(secret: str, code: str, last: int | None, now: datetime) -> int |
 
 
 class Auth:
-    def __init__(self, catalog: Catalog, policy: AuthPolicy) -> None:
+    def __init__(self, catalog: Catalog, policy: AuthPolicy, box: SecretBox) -> None:
         self.catalog = catalog
         self.policy = policy
+        self.box = box
+        """Encrypts the TOTP secrets in the catalog (server/totpkey.py)."""
 
     def login(self, name: str, password: str, totp: str | None, address: str,
               now: datetime) -> SignedIn:
@@ -134,7 +138,8 @@ class Auth:
             if not totp:
                 return _failed("this account needs its TOTP code (field totp)",
                                "totp_required")
-            step = _totp_step(user.totp_secret, totp, user.totp_last_step, now)
+            secret = self.box.open(user.id, user.totp_secret)
+            step = _totp_step(secret, totp, user.totp_last_step, now)
             if step is None:
                 self._count_failure(user, now)
                 return _failed("wrong or already used TOTP code", "totp_invalid")
@@ -262,7 +267,7 @@ class Auth:
             if user.totp_confirmed:
                 raise Conflict("a second factor is enrolled already; the security "
                                "administrator can reset it", "totp_already_enrolled")
-            user.totp_secret = secret
+            user.totp_secret = self.box.seal(user.id, secret)
             user.totp_last_step = None
         audit(self.catalog, principal.actor, principal.address, "totp.enrol",
               principal.name, "ok", principal.institution)
@@ -278,7 +283,8 @@ class Auth:
                                "totp_already_enrolled")
             if user.totp_secret is None:
                 raise Conflict("enrol first (POST /api/me/totp)", "totp_not_enrolled")
-            step = _totp_step(user.totp_secret, code, user.totp_last_step, now)
+            step = _totp_step(self.box.open(user.id, user.totp_secret), code,
+                              user.totp_last_step, now)
             if step is not None:
                 user.totp_confirmed = True
                 user.totp_last_step = step

@@ -2,7 +2,9 @@
 SIGTERM or Ctrl-C (uvicorn stops gracefully on both).
 
 Listening beyond loopback needs TLS, as for `medark serve`: session cookies and
-passwords must not cross a network in clear text.
+passwords must not cross a network in clear text. X-Forwarded-For is honoured only from
+the --trusted-proxy addresses (uvicorn's proxy-headers middleware, off otherwise): from
+anyone else it is a forgery that would dodge the login rate limit and the audit's source.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class ServerOptions:
     tls_key: Path | None
     policy: AuthPolicy
     login_rate: int
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks of reverse proxies whose X-Forwarded-For is believed."""
 
 
 def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None:
@@ -46,7 +50,11 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
         if not Accounts(catalog).initialised():
             raise UsageError("the server is not initialised: run `medark server init` "
                              "first")
-        app = create_app(ServerSettings(catalog, options.policy, tls, options.login_rate))
+        from medark.server import totpkey
+
+        box = totpkey.load(catalog)
+        app = create_app(ServerSettings(catalog, options.policy, tls, box,
+                                        options.login_rate))
         sock = _bind(host, port, options.listen)
         import uvicorn
 
@@ -54,7 +62,10 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
             app, log_level="warning", access_log=False, server_header=False,
             ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
             ssl_keyfile=str(options.tls_key) if options.tls_key else None,
-            timeout_graceful_shutdown=10)
+            timeout_graceful_shutdown=10,
+            # uvicorn's default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS): only ours
+            proxy_headers=bool(options.trusted_proxies),
+            forwarded_allow_ips=list(options.trusted_proxies) or [])
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         announce(f"{'https' if tls else 'http'}://{shown}:{bound_port}/api", loopback)

@@ -2,8 +2,7 @@
 0006_server_accounts: institutions, users, sessions and API tokens.
 
 Only hashes of session and API tokens are stored: a copy of the catalog lets nobody sign
-in. TOTP secrets are stored as they are (a verifier needs them); the catalog's access
-rights protect them like the password hashes.
+in. TOTP secrets are stored encrypted under the server key (server/totpkey.py).
 """
 
 from __future__ import annotations
@@ -56,6 +55,7 @@ class User(Base):
     """Set for a one-time password (init, a reset): every request but a password change
     is refused until it is changed."""
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    """AES-GCM-encrypted under the server key (server/totpkey.py), never plain."""
     totp_confirmed: Mapped[bool] = mapped_column(Boolean)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     """The newest TOTP time step used: a code is accepted once."""

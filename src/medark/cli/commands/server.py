@@ -9,6 +9,7 @@ environment, not in argv). docs/server.md has the roles, the policy and the endp
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from pathlib import Path
 
 from medark.cli.command import Command
@@ -45,6 +46,14 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _proxy(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or network "
+                                         "(e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     _catalog_option(p)
@@ -68,6 +77,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "case, digits, others (default 3)")
     p.add_argument("--login-rate", type=_count, default=10, metavar="N",
                    help="login attempts per client address per minute (default 10)")
+    p.add_argument("--trusted-proxy", type=_proxy, action="append", default=[],
+                   metavar="ADDR", help="a reverse proxy (IP address or network) whose "
+                   "X-Forwarded-For names the client; repeatable (default: none, the "
+                   "header is ignored)")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     init = sub.add_parser("init", parents=[global_options()],
                           help="create the regional center and its system, security and "
@@ -135,7 +148,7 @@ def _serve(ctx: Context) -> int:
                         args.lockout_after, timedelta(seconds=args.lockout_for),
                         timedelta(seconds=args.idle_timeout))
     options = ServerOptions(_catalog_url(args), args.listen, args.tls_cert, args.tls_key,
-                            policy, args.login_rate)
+                            policy, args.login_rate, tuple(args.trusted_proxy))
 
     def announce(url: str, loopback: bool) -> None:
         reach = "loopback only" if loopback else "all networks"
