@@ -6,13 +6,21 @@ backup, `mysql restore --standby --start`, then
   the primary's), and a second run applies nothing;
 - `dr status --json` shows the feed: the standby's GTID, the repository's newest, the
   transactions between;
+- `dr drill` copies the standby into a sandbox while the repository holds commits it has
+  not applied: the standby's position does not move under the copy, a `dr supervise`
+  pass while the sandbox is up applies them, and the repository is as it was;
 - with the stream stopped and commits the repository never got, a failover while the
   old primary still answers counts them and is refused (27);
 - after kill -9 of the primary, `dr failover --yes` promotes the standby: writable, every
   archived commit on it, none of the others, and the loss reported as "unknown beyond"
   the repository's newest GTID, which is exactly where the commits it lacks begin;
-- on a second site, `dr switchover --yes` under a write load: every acknowledged row is
-  on the new primary, which takes the writes; the old one stays read-only.
+- on a second site, under a write load the whole time: `dr switchover --yes` puts every
+  acknowledged row on the new primary and makes the old one a read-only standby, which
+  cannot advance while nothing streams the new primary's binlogs (exit 26, the step and
+  `dr status` say what to run); once `mysql binlog-stream` runs against the new primary,
+  `dr supervise` feeds the old one; `dr failback --yes` makes the configured primary a
+  GTID replica of the DR node, switches back, and leaves the DR node a repository-fed
+  standby again, which `dr supervise` keeps applying the primary's new writes to.
 
 A logical backup is refused for --standby with one line. Real servers, no mocks.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -63,6 +72,8 @@ class Site:
     standby_port: int = field(default_factory=free_port)
     standby_pid: int | None = None
     stream: subprocess.Popen[str] | None = None
+    streams: list[subprocess.Popen[str]] = field(default_factory=list)
+    """Further `mysql binlog-stream`s (of other servers)."""
 
     @property
     def repo(self) -> Path:
@@ -113,6 +124,17 @@ class Site:
 
     def standby_sql(self, query: str) -> str:
         return sql(query, port=self.standby_port)
+
+    def catalog(self) -> str:
+        return f"sqlite:///{self.base / 'catalog.db'}"
+
+    def stream_from(self, dsn: str) -> subprocess.Popen[str]:
+        """`mysql binlog-stream` of the server at `dsn` into the repository."""
+        proc = subprocess.Popen(
+            [MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream", "--dsn", dsn,
+             "--json", "--interval", "0.2"], env=self.env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        return proc
 
     def primary_gtid(self) -> str:
         """@@gtid_binlog_pos, domains in order (as Medark prints positions)."""
@@ -194,15 +216,13 @@ def site() -> Iterator[Site]:
         s.hook_file.write_text(f"{primary.port}\n", encoding="utf-8")
         s.config.write_text(config_text(s), encoding="utf-8")
         s.medark("--repo", str(s.repo), "init")
-        s.stream = subprocess.Popen(
-            [MEDARK, "--repo", str(s.repo), "mysql", "binlog-stream", "--dsn", primary.dsn,
-             "--json", "--interval", "0.2"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+        s.stream = s.stream_from(primary.dsn)
         yield s
     finally:
-        if s.stream is not None and s.stream.poll() is None:
-            s.stream.send_signal(signal.SIGTERM)
-            s.stream.communicate(timeout=60)
+        for stream in [s.stream, *s.streams]:
+            if stream is not None and stream.poll() is None:
+                stream.send_signal(signal.SIGTERM)
+                stream.communicate(timeout=60)
         if s.standby_pid is not None:
             stop_pid(s.standby_pid)
         primary.stop()
@@ -305,6 +325,9 @@ def test_repository_fed_standby_supervise_status_and_failover(site: Site) -> Non
     assert "another apply is running" in blocked.stderr
     assert site.standby_gtid() == merged(feed["standby_gtid"])
 
+    _drill(site, behind_by=5)
+    assert site.standby_gtid() == newest
+
     # The stream stops; these commits never reach the repository.
     assert site.stream is not None
     site.stream.send_signal(signal.SIGTERM)
@@ -351,6 +374,68 @@ def test_repository_fed_standby_supervise_status_and_failover(site: Site) -> Non
         env=dict(os.environ, MYSQL_PWD=APP_PASSWORD))
     assert sql_app.returncode == 0, sql_app.stderr
     assert "read-only=0" in (site.standby_dir / "medark-server.cnf").read_text()
+
+
+DRILL_START = ("echo $MEDARK_DR_NEW_PRIMARY_PORT > {base}/drill_port.tmp && "
+               "mv {base}/drill_port.tmp {base}/drill_port && for i in $(seq 900); do "
+               "[ -e {base}/drill_go ] && exit 0; sleep 0.1; done; exit 1")
+"""The drill's service at the DR site: it says the sandbox's port, then waits until the
+test lets the drill go on."""
+
+
+def drill_service(base: Path) -> str:
+    return f"""
+[[dr.lis.services.east]]
+name = "drill-probe"
+start = "{DRILL_START.format(base=base)}"
+stop = "true"
+start_timeout = "120s"
+"""
+
+
+def _repo_files(repo: Path) -> dict[str, int]:
+    """Every file of the repository with its size, its lock files apart."""
+    return {str(f.relative_to(repo)): f.stat().st_size for f in repo.rglob("*")
+            if f.is_file() and "locks" not in f.relative_to(repo).parts}
+
+
+def _drill(site: Site, behind_by: int) -> None:
+    """`dr drill` of the repository-fed standby, `behind_by` archived transactions behind:
+    held by a service of the DR site (it waits for a file) while the sandbox is up, the
+    standby's position must not move under the copy and a supervise pass must apply
+    those transactions; afterwards the repository is as it was and the sandbox is gone."""
+    before = site.standby_gtid()
+    archived = _repo_files(site.repo)
+    config = site.base / "drill.toml"
+    config.write_text(config_text(site) + drill_service(site.base), encoding="utf-8")
+    sandboxes = site.base / "drill"
+    drill = subprocess.Popen(
+        [MEDARK, "dr", "drill", "lis", "--config", str(config), "--catalog", site.catalog()],
+        env=dict(site.env, MEDARK_DR_DRILL_DIR=str(sandboxes)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (site.base / "drill_port").exists() or drill.poll() is not None,
+                 120, "the drill's service to start against the sandbox")
+        assert drill.poll() is None, drill.communicate()
+        port = int((site.base / "drill_port").read_text())
+        assert port != site.standby_port
+        assert sql("SELECT @@read_only, @@log_bin", port=port) == "0\t0"
+        assert site.standby_gtid() == before  # the copy moved nothing
+        during = site.dr("supervise", "lis", "--json")
+        assert during.returncode == 0, during.stderr
+        assert during.json()["systems"][0]["repository_feed"]["applied_now"] == behind_by, \
+            during.stdout
+    finally:
+        (site.base / "drill_go").touch()
+        out, err = drill.communicate(timeout=120)
+    assert drill.returncode == 0, out + err
+    assert "Traceback" not in err
+    steps = ["preflight", "clone standby", "start services", "health checks", "tear down"]
+    assert [s for s in steps if re.search(rf"^  {s} +ok ", out, re.M)] == steps, out
+    assert "fed from repository offsite" in " ".join(out.split())
+    assert _repo_files(site.repo) == archived
+    assert not list(sandboxes.iterdir())
+    assert sum(behind(site.standby_gtid(), before).values()) == behind_by
 
 
 def _standby(site: Site) -> None:
@@ -402,28 +487,95 @@ class Writer:
         self.thread.join(timeout=60)
 
 
-def test_switchover_to_the_repository_fed_standby_loses_no_acknowledged_write(
+def _fed(site: Site, port: int, notes: list[str], what: str) -> None:
+    """`dr supervise` until the standby at `port` holds `notes`; a last pass exits 0."""
+    def holds() -> bool:
+        site.dr("supervise", "lis", "--json")
+        return set(notes) <= set(sql("SELECT note FROM his.visits", port=port).split())
+
+    wait_for(holds, 60, what)
+    last = site.dr("supervise", "lis", "--json")
+    assert last.returncode == 0, last.stdout + last.stderr
+
+
+def _steps(result: Result) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in _outcome(result)["steps"]}
+
+
+def test_switchover_and_failback_of_the_repository_feed_lose_no_acknowledged_write(
         site: Site) -> None:
     _standby(site)
+    p = site.primary
+    new_dsn = f"mysql://{BACKUP_USER}:{BACKUP_PASSWORD}@127.0.0.1:{site.standby_port}"
     writer = Writer(site)
     try:
         wait_for(lambda: len(writer.acks) >= 20, 30, "the writer to get going")
         done = site.dr("switchover", "lis", "--yes", "--json")
-        assert done.returncode == 0, done.stdout + done.stderr
+        # switched; the old primary is a standby, but nothing streams the new primary's
+        # binlogs into the repository yet: exit 26, and the step says what to run
+        assert done.returncode == 26, done.stdout + done.stderr
         switched = len(writer.acks)
         wait_for(lambda: len(writer.acks) >= switched + 20, 30, "writes to the new primary")
+        outcome = _outcome(done)
+        steps = _steps(done)
+        assert steps["wait for standby"]["result"] == "ok"
+        assert outcome["status"] == "succeeded"
+        assert outcome["new_primary"].endswith(f":{site.standby_port}")
+        reinstated = steps["reinstate old primary"]
+        assert reinstated["result"] == "warning", reinstated
+        assert f"medark@127.0.0.1:{p.port}: read-only, no replication" in reinstated["detail"]
+        assert (f"mysql binlog-stream --dsn mysql://{BACKUP_USER}@127.0.0.1:"
+                f"{site.standby_port}/" in reinstated["detail"])
+        assert "repository offsite" in reinstated["detail"]
+        assert site.hook_file.read_text().strip() == str(site.standby_port)
+        assert site.standby_sql("SELECT @@read_only") == "0"
+        assert p.value("@@read_only, @@gtid_strict_mode") == "1\t1"
+        assert p.root_sql("SHOW ALL SLAVES STATUS") == ""
+        # the old primary's applied position: nothing the new primary lacks
+        assert not any(behind(p.value("@@gtid_binlog_pos"),
+                              site.standby_sql("SELECT @@gtid_binlog_pos")).values())
+        assert set(writer.acks[:switched]) <= site.notes_on_standby()
+
+        # dr status: the feed does not advance, and says what to run
+        status = site.dr("status", "lis", "--json")
+        assert status.returncode == 26, status.stdout + status.stderr
+        said = " ".join(status.stderr.split())
+        assert "cannot advance" in said and "no binlogs of the primary (server 2" in said
+        assert "binlog-stream --dsn" in said
+        roles = {n["configured"]: n["role"] for n in status.json()["systems"][0]["nodes"]}
+        assert roles == {"primary": "standby", "standby": "primary"}
+
+        # the new primary's binlogs streamed into the repository: supervise feeds the old
+        site.streams.append(site.stream_from(new_dsn))
+        _fed(site, p.port, list(writer.acks), "the old primary to apply the new one's writes")
+
+        # failback under the load: back to the configured roles
+        back = site.dr("failback", "lis", "--yes", "--json")
+        assert back.returncode == 0, back.stdout + back.stderr
+        flipped = len(writer.acks)
+        wait_for(lambda: len(writer.acks) >= flipped + 20, 30, "writes to the home primary")
     finally:
         writer.finish()
-    outcome = _outcome(done)
-    steps = {s["name"]: s for s in outcome["steps"]}
-    assert steps["wait for standby"]["result"] == "ok"
-    assert steps["reinstate old primary"]["result"] == "skipped"
-    assert outcome["new_primary"].endswith(f":{site.standby_port}")
-    assert site.hook_file.read_text().strip() == str(site.standby_port)
-    assert site.standby_sql("SELECT @@read_only") == "0"
-    assert site.primary.value("@@read_only") == "1"
-    on_new = site.notes_on_standby()
-    assert set(writer.acks) <= on_new, sorted(set(writer.acks) - on_new)[:5]
-    # the standby took every transaction of the old primary, and then writes of its own
-    final = site.primary.value("@@gtid_binlog_pos")
-    assert not any(behind(final, site.standby_sql("SELECT @@gtid_binlog_pos")).values())
+    steps = _steps(back)
+    assert list(steps)[:4] == ["find roles", "reinstate configured primary",
+                               "wait for catch-up", "preflight"], list(steps)
+    assert steps["reinstate configured primary"]["result"] == "ok"
+    assert steps["reinstate old primary"]["result"] == "ok", steps["reinstate old primary"]
+    assert "fed from repository offsite" in steps["reinstate old primary"]["detail"]
+    assert _outcome(back)["new_primary"].endswith(f":{p.port}")
+    assert site.hook_file.read_text().strip() == str(p.port)
+    assert p.value("@@read_only") == "0" and p.root_sql("SHOW ALL SLAVES STATUS") == ""
+    assert site.standby_sql("SELECT @@read_only") == "1"
+    assert site.standby_sql("SHOW ALL SLAVES STATUS") == ""
+    assert "read-only=1" in (site.standby_dir / "medark-server.cnf").read_text()
+    on_home = set(sql("SELECT note FROM his.visits", port=p.port).split())
+    assert set(writer.acks) <= on_home, sorted(set(writer.acks) - on_home)[:5]
+    status = site.dr("status", "lis", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    roles = {n["configured"]: n["role"] for n in status.json()["systems"][0]["nodes"]}
+    assert roles == {"primary": "primary", "standby": "standby"}
+
+    # the DR node applies the primary's later writes from the repository again
+    later = site.commit("after-failback", 5)
+    _fed(site, site.standby_port, [*writer.acks, *later], "the DR node to apply new writes")
+    assert site.standby_gtid() == site.primary_gtid()

@@ -139,23 +139,41 @@ def open_configured(config: MedarkConfig, name: str) -> Repository:
                                                conf.password_command), default_cache_dir())
 
 
-def archive_id_for(repo: Repository, applied: str) -> str:
-    """The server whose binlogs feed the standby: the only one archived, else the one
-    whose server_id wrote the standby's newest applied GTIDs."""
+class NotCaptured(ObjectNotFound):
+    """The repository holds none of the binlogs of the server the standby must follow
+    (no `mysql binlog-stream` of it into this repository): the standby cannot advance."""
+
+
+def archive_id_for(repo: Repository, applied: str, own: int | None = None,
+                   primary: str | None = None) -> str:
+    """The server whose binlogs feed the standby. `primary` (the current primary's
+    archive id, when the caller knows it): that one, NotCaptured when it is not archived.
+    Otherwise, leaving out the standby's own server_id (its own binlog never brings it
+    forward: after a switch-over the old primary's archive is its own): the only one
+    left, else the one whose server_id wrote the standby's newest applied GTIDs."""
     ids = sorted({name[len(BINLOG_PREFIX):].split("/", 1)[0]
                   for name in repo.list_names(BINLOG_PREFIX)})
-    if len(ids) == 1:
-        return ids[0]
     if not ids:
         raise ObjectNotFound("the repository holds no archived binlog (run `medark mysql "
                              "binlog-stream` against the primary)")
+    if primary is not None:
+        if primary in ids:
+            return primary
+        raise NotCaptured(f"the repository holds no binlogs of the primary (server "
+                          f"{primary}; it holds those of server {', '.join(ids)})")
+    candidates = [i for i in ids if own is None or i != str(own)]
+    if not candidates:
+        raise NotCaptured(f"the repository holds only the standby's own binlogs (server "
+                          f"{own}), none of a primary's")
+    if len(candidates) == 1:
+        return candidates[0]
     writers = [str(g.server_id) for g in sorted(by_domain(parse_gtids(applied)).values(),
                                                 key=lambda g: g.seq, reverse=True)]
-    chosen = next((w for w in writers if w in ids), None)
+    chosen = next((w for w in writers if w in candidates), None)
     if chosen is None:
         raise UsageError(f"the repository holds the binlogs of several servers "
-                         f"({', '.join(ids)}) and the standby's GTIDs ({applied or 'none'}) "
-                         "name none of them")
+                         f"({', '.join(candidates)}) and the standby's GTIDs "
+                         f"({applied or 'none'}) name none of them")
     return chosen
 
 
@@ -333,13 +351,16 @@ def standby_state(conn: Conn) -> MariaNodeState:
 
 def apply_new_binlogs(config: MedarkConfig, repository: str, dsn: str,
                       password: str | None = None, *, apply: bool = True,
-                      bin_dir: str | None = None, timeout: float = APPLY_TIMEOUT
-                      ) -> ApplyResult:
+                      bin_dir: str | None = None, timeout: float = APPLY_TIMEOUT,
+                      primary: str | None = None) -> ApplyResult:
     """Apply to the standby at `dsn` every complete transaction repository `repository`
     (a key of [repositories]) holds after its applied position. Idempotent: with nothing
-    new it runs nothing and reports 0. `apply=False`: only read what would be applied."""
+    new it runs nothing and reports 0. `apply=False`: only read what would be applied.
+    `primary`: the archive id (server_id) of the current primary, when known: its binlogs
+    are the ones applied (archive_id_for)."""
     conn = connect(dsn, password)
-    before = standby_state(conn).gtid_binlog_pos
+    state = standby_state(conn)
+    before = state.gtid_binlog_pos
     repo = open_configured(config, repository)
     spool = None
     try:
@@ -347,7 +368,8 @@ def apply_new_binlogs(config: MedarkConfig, repository: str, dsn: str,
             base = default_cache_dir() / "standby-feed"
             base.mkdir(parents=True, exist_ok=True, mode=0o700)
             spool = tempfile.mkdtemp(prefix="apply-", dir=base)
-        view = read_feed(repo, before, spool)
+        view = read_feed(repo, before, spool,
+                         archive_id_for(repo, before, state.server_id, primary))
         if not apply or not view.pending:
             return ApplyResult(conn.safe(), before, before, 0, view)
         reader_error = _replay(conn, view, bin_dir, timeout)

@@ -216,15 +216,7 @@ def _act(ctx: Context, config: MedarkConfig) -> int:
         _print_step(ctx, step)
 
     with opened_catalog(config, args.catalog) as catalog:
-        conf = config.dr[args.system]
-        if args.action == "switchover" and conf.primary.kind == "mariadb" \
-                and conf.feed == "repository":
-            # dispatched here until service/dr/switchover.py does it for every caller
-            from medark.service.dr import mariadb_repository
-
-            outcome = mariadb_repository.switchover(config, args.system, conf, catalog,
-                                                    on_step=on_step)
-        elif args.action == "switchover":
+        if args.action == "switchover":
             outcome = switchover.switchover(config, args.system, catalog, on_step=on_step)
         elif args.action == "drill":
             outcome = drill.drill(config, args.system, catalog, on_step=on_step)

@@ -95,10 +95,11 @@ def drill(config: MedarkConfig, system: str, catalog: Catalog, *,
 
     conf = selected(config, system)[system]
     kind: type[Drill] = Drill
-    if conf.primary.kind == "mariadb" and conf.feed == "stream":
-        from medark.service.dr.mariadb_drill import MariaDrill
+    if conf.primary.kind == "mariadb":
+        from medark.service.dr.mariadb_drill import MariaDrill, RepositoryDrill
 
-        kind = MariaDrill  # service/dr/mariadb_drill.py: the same steps on MariaDB
+        # service/dr/mariadb_drill.py: the same steps on MariaDB
+        kind = MariaDrill if conf.feed == "stream" else RepositoryDrill
     else:
         supported(system, conf, "drill", repository_feed=True)
     return run_action(catalog, system, "drill",

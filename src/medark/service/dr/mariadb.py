@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from medark.catalog.dr_records import DrStep
 from medark.catalog.store import Catalog
@@ -165,7 +165,7 @@ class MariaSwitch:
                     note.detail = clients.hold()
                 self._fence_and_catch_up(old, new, undo)
                 with self.steps.step("promote standby") as note:
-                    note.detail = _promote(new, force=False)
+                    note.detail = self.promote(new)
             except MedarkError:
                 with self.steps.step("roll back") as note:
                     note.detail = undo.run()
@@ -212,6 +212,9 @@ class MariaSwitch:
                            f"{new.node.site}), GTID {old.st.gtid_binlog_pos or 'none'}, "
                            f"{_count(lag.transactions)} behind; {clients.preflight()}")
         return old, new
+
+    def promote(self, new: Maria) -> str:
+        return _promote(new, force=False)
 
     def _fence_and_catch_up(self, old: Maria, new: Maria, undo: Undo) -> None:
         from medark.sources.mysql.fencing import fence_readonly, final_gtid
@@ -465,12 +468,14 @@ class MariaFailback:
     steps: Steps
     state: ActionState
     catch_up_timeout: float = FAILBACK_CATCH_UP
+    AT_HOME: ClassVar[tuple[str, ...]] = (STANDBY,)
+    """The configured standby's roles once the system is back as configured."""
 
     def run(self) -> None:
         with self.steps.step("find roles") as note:
             home, away = members(self.conf)
             if away.role != PRIMARY:
-                if home.role == PRIMARY and away.role == STANDBY:
+                if home.role == PRIMARY and away.role in self.AT_HOME:
                     note.detail = (f"{home.address} is the primary already: nothing to "
                                    "fail back")
                     return
@@ -490,13 +495,20 @@ class MariaFailback:
         if not (home.role == STANDBY and home.st.streaming and follows(home, away)):
             with self.steps.step("reinstate configured primary") as note:
                 try:
-                    note.detail = reinstate(home, away, self.conf.synchronous)
+                    note.detail = self.reinstate_home(home, away)
                 except SwitchRefused as exc:
                     raise SwitchRefused(f"{self.system}: failback refused: {one_line(exc)}"
                                         ) from None
         with self.steps.step("wait for catch-up") as note:
             note.detail = self._catch_up(home, away)
-        MariaSwitch(self.system, self.conf, self.steps, self.state, target="primary").run()
+        self.switch().run()
+
+    def reinstate_home(self, home: Maria, away: Maria) -> str:
+        return reinstate(home, away, self.conf.synchronous)
+
+    def switch(self) -> MariaSwitch:
+        """The switch-over back, which must pick the configured primary as the standby."""
+        return MariaSwitch(self.system, self.conf, self.steps, self.state, target="primary")
 
     def _catch_up(self, home: Maria, away: Maria) -> str:
         """Until `home` has applied the primary's @@gtid_binlog_pos as read now: 0

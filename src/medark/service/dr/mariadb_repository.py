@@ -1,5 +1,6 @@
 """A MariaDB system whose standby is fed from a Medark repository (`feed =
-"repository"`): `dr status`/`dr supervise`, `dr failover` and `dr switchover`.
+"repository"`): `dr status`/`dr supervise`, `dr failover`, `dr switchover` and
+`dr failback` (the drill: mariadb_drill.RepositoryDrill).
 
 The standby (`medark mysql restore --standby`, service/mysql_standby.py) has no
 replication connection: it is read-only, logs what it applies under the original GTIDs,
@@ -33,9 +34,18 @@ archives the closed file complete), then the repository's binlogs applied until 
 standby has the fenced primary's final @@gtid_binlog_pos (at most `replay_timeout`,
 exit 26 after it); the `stop`/`hook` fence on top; promotion. A failure before
 promotion rolls back (mariadb.py's undo: fence lifted, clients released, services
-started again). After it, as for a failover. The old primary is not reinstated: a
-standby of the new primary needs the new primary's binlogs streamed into a repository
-and `mysql restore --standby` from it (the step is skipped and says so).
+started again). After it, as for a failover; then the old primary becomes the new
+one's repository-fed standby (as_repository_standby: read-only, persisted in its option
+file, no replication, its applied position its own @@gtid_binlog_pos). It can only
+advance once the repository holds the new primary's binlogs: when it holds none, the
+step is a warning naming the `mysql binlog-stream` to run and the action exits 26.
+
+Which server's binlogs are applied: the writable node's when one is found (archive_of:
+its server_id), else mysql_standby.archive_id_for's choice.
+
+Failback: mariadb.MariaFailback (the configured primary a GTID replica of the DR node,
+errant transactions refused, the catch-up), then its switch back over that replication
+connection (RepositoryBack), the DR node left a repository-fed standby as above.
 """
 
 from __future__ import annotations
@@ -55,17 +65,30 @@ from medark.errors import (
     LagOverLimit,
     MedarkError,
     StandbyNotReady,
+    SwitchRefused,
 )
 from medark.service.dr.action import ActionState, DrOutcome, run_action
 from medark.service.dr.clients import ClientSwitcher
 from medark.service.dr.health import MAX_SECONDS
-from medark.service.dr.mariadb import MariaFailover, finish
+from medark.service.dr.mariadb import (
+    FAILBACK_CATCH_UP,
+    MariaFailback,
+    MariaFailover,
+    MariaSwitch,
+    finish,
+)
 from medark.service.dr.mariadb_nodes import Maria, members, run_health
 from medark.service.dr.nodes import one_line
 from medark.service.dr.rollback import Undo
 from medark.service.dr.status import DrStatus, NodeStatus
 from medark.service.dr.steps import Steps
-from medark.service.mysql_standby import ApplyResult, FeedView, apply_new_binlogs
+from medark.service.mysql_standby import (
+    ApplyResult,
+    FeedView,
+    NotCaptured,
+    apply_new_binlogs,
+    standby_state,
+)
 from medark.sources.mysql.replication import (
     FENCED,
     PRIMARY,
@@ -85,7 +108,7 @@ the primary's final GTID (the binlog stream archives every fraction of a second)
 CONFIG_FILE = "medark-server.cnf"
 
 
-def _pair(nodes: tuple[Maria, Maria]) -> tuple[Maria | None, Maria | None]:
+def repository_pair(nodes: tuple[Maria, Maria]) -> tuple[Maria | None, Maria | None]:
     """(primary, standby) as found: the writable node, and the read-only one that does
     not replicate (the configured standby when both are read-only)."""
     primary = next((m for m in nodes if m.role == PRIMARY), None)
@@ -105,7 +128,7 @@ def status(name: str, conf: DrConf, config: MedarkConfig | None,
     found = DrStatus(name, conf.primary.kind, conf.feed, max_lag_bytes=conf.max_lag_bytes,
                      max_lag_seconds=conf.max_lag.total_seconds())
     nodes = members(conf)
-    primary, standby = _pair(nodes)
+    primary, standby = repository_pair(nodes)
     found.nodes = [_node(m, standby) for m in nodes]
     if standby is None:
         said = ", ".join(m.describe() for m in nodes)
@@ -140,7 +163,16 @@ def _feed(found: DrStatus, conf: DrConf, config: MedarkConfig, standby: Maria,
     assert conf.repository is not None
     try:
         done = apply_new_binlogs(config, conf.repository, standby.node.dsn,
-                                 standby.password, apply=supervise)
+                                 standby.password, apply=supervise,
+                                 primary=None if primary is None else archive_of(primary))
+    except NotCaptured as exc:
+        found.lag_error = one_line(exc)
+        found.note = (f"repository {conf.repository}: {one_line(exc)}: the standby "
+                      f"{standby.address} does not advance")
+        found.not_ready = (f"the standby {standby.address} cannot advance: {one_line(exc)}"
+                           + ("" if primary is None else
+                              f"; {capture_hint(config, conf, primary)}"))
+        return
     except MedarkError as exc:
         found.lag_error = one_line(exc)
         found.note = f"repository {conf.repository}: {one_line(exc)}"
@@ -236,7 +268,7 @@ class RepositoryFailover(MariaFailover):
         if a.role == PRIMARY and b.role == PRIMARY:
             raise StandbyNotReady(f"{self.system}: both nodes are primaries; nothing to "
                                   "fail over to (resolve the split by hand)")
-        _primary, new = _pair((a, b))
+        _primary, new = repository_pair((a, b))
         if new is None:
             raise StandbyNotReady(f"{self.system}: no read-only standby to promote "
                                   f"({a.describe()}, {b.describe()})")
@@ -255,10 +287,11 @@ class RepositoryFailover(MariaFailover):
                 self.final = None
         deadline = clock.monotonic() + ARCHIVE_GRACE
         total = 0
+        source = None if old.state is None else archive_of(old)
         try:
             while True:
                 done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
-                                         new.password)
+                                         new.password, primary=source)
                 total += done.transactions
                 self.applied = done
                 if self.final is None or not any(behind(self.final, done.after).values()) \
@@ -337,28 +370,129 @@ def open_writes(new: Maria) -> str:
         raise MedarkError(f"{new.address} after promotion: a new session's write is still "
                           "refused as read-only")
     return (f"{new.address} is the primary at GTID {after.gtid_binlog_pos or 'none'}"
-            + _option_file(new))
+            + persist_read_only(new, False))
 
 
-def _option_file(new: Maria) -> str:
-    datadir = new.node.control.datadir
-    if datadir is None:
-        return ("; if its option file sets read-only, remove it before the next restart")
-    path = os.path.join(datadir, CONFIG_FILE)
+def persist_read_only(m: Maria, on: bool) -> str:
+    """read-only=1 (`on`) or 0 in the option file `mysql restore` wrote in the node's
+    datadir (medark-server.cnf), so that a restart keeps the role; what it did, or what is
+    left to do by hand when there is no such file."""
+    datadir = m.node.control.datadir
+    path = None if datadir is None else os.path.join(datadir, CONFIG_FILE)
     try:
+        if path is None:
+            raise FileNotFoundError
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError:
-        return ("; if its option file sets read-only, remove it before the next restart")
-    if "read-only=1" not in lines:
+        return ("; set read_only=1 in its configuration so that a restart keeps it a standby"
+                if on else "; if its option file sets read-only, remove it before the next "
+                "restart")
+    want, other = ("read-only=1", "read-only=0") if on else ("read-only=0", "read-only=1")
+    if other in lines:
+        lines = [want if ln == other else ln for ln in lines]
+    elif on and want not in lines:  # write_config's file: one [mysqld] section
+        at = lines.index("[mysqld]") + 1 if "[mysqld]" in lines else len(lines)
+        lines.insert(at, want)
+    else:
         return ""
-    body = "\n".join("read-only=0" if ln == "read-only=1" else ln for ln in lines) + "\n"
     tmp = path + ".medark-tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(body)
+        f.write("\n".join(lines) + "\n")
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
-    return f"; read-only=0 in {path}"
+    return f"; {want} in {path}"
+
+
+def archive_of(m: Maria) -> str:
+    """The archive id `mysql binlog-stream` gives a MariaDB server's binlogs: its
+    server_id."""
+    return str(m.st.server_id)
+
+
+def capture_hint(config: MedarkConfig, conf: DrConf, primary: Maria) -> str:
+    """What to run so that the repository receives `primary`'s binlogs."""
+    from medark.service.plans import redact
+
+    assert conf.repository is not None
+    repo = config.repositories.get(conf.repository)
+    url = "URL" if repo is None else redact(repo.url)
+    return (f"stream {primary.address}'s binlogs into repository {conf.repository}: "
+            f"`medark --repo {url} mysql binlog-stream --dsn {redact(primary.node.dsn)}` "
+            "(or a plan whose mariadb source is that server, with stream = true), then "
+            "`medark dr supervise`")
+
+
+def as_repository_standby(config: MedarkConfig, conf: DrConf, old: Maria, new: Maria
+                          ) -> tuple[str, str | None]:
+    """Make the fenced `old` a standby fed from the repository with the binlogs of `new`,
+    the primary now: read-only (persisted), no replication connection, gtid_strict_mode;
+    its applied position is its own @@gtid_binlog_pos. SwitchRefused (30) when it holds
+    transactions the new primary lacks. Then one apply: (what was done, the problem when
+    the standby cannot advance: no capture of the new primary, or an apply that fails)."""
+    from medark.sources.mysql.reinstate import errant_gtids
+    from medark.sources.mysql.replication import run
+
+    assert conf.repository is not None
+    conn = old.conn
+    state = read_state(conn)
+    if not state.log_bin:
+        raise StandbyNotReady(f"{old.address} has binary logging off, so the position it "
+                              "applied would be unknown: restore it with `medark mysql "
+                              "restore --standby`")
+    theirs = read_state(new.conn)
+    extra = errant_gtids(state, theirs.gtid_binlog_state, theirs.gtid_binlog_pos)
+    if extra:
+        raise SwitchRefused(f"{old.address} has transactions {new.address} lacks (errant "
+                            f"GTIDs {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''})"
+                            ": not made a standby; rebuild it (mysql restore --standby)")
+    statements = ["SET GLOBAL read_only = 1", "SET GLOBAL gtid_strict_mode = 1"]
+    if state.connections:
+        statements += ["STOP ALL SLAVES", *(f"RESET SLAVE '{name}' ALL"
+                                            for name in state.connections)]
+    run(conn, "; ".join(statements))
+    persisted = persist_read_only(old, True)
+    at = standby_state(conn).gtid_binlog_pos
+    said = (f"{old.address}: read-only, no replication, applied position its "
+            f"@@gtid_binlog_pos {at or 'none'}{persisted}")
+    try:
+        done = apply_new_binlogs(config, conf.repository, old.node.dsn, old.password,
+                                 primary=str(theirs.server_id))
+    except NotCaptured as exc:
+        return said, (f"it cannot advance, {one_line(exc)}: "
+                      f"{capture_hint(config, conf, new)}")
+    except MedarkError as exc:
+        return said, f"it cannot apply repository {conf.repository}: {one_line(exc)}"
+    return (said + f"; fed from repository {conf.repository} with {new.address}'s binlogs "
+            f"({_count(done.transactions)} applied now, at {done.after or 'nothing'})", None)
+
+
+def reinstate_old(system: str, conf: DrConf, config: MedarkConfig, steps: Steps,
+                  state: ActionState, old: Maria, new: Maria) -> None:
+    """Step "reinstate old primary" after a switch: `old` becomes a repository-fed standby
+    of `new` (as_repository_standby). It does not undo the switch: a failure, or a standby
+    that cannot advance (a warning step), is reported (exit 26)."""
+    from medark.service.dr.steps import WARNING
+
+    if conf.fencing.type == "stop":
+        steps.skip("reinstate old primary",
+                   f"stopped as its fence: start it with read_only=1 and gtid_strict_mode=1 "
+                   f"and `medark dr supervise {system}` feeds it from repository "
+                   f"{conf.repository}")
+        return
+    try:
+        with steps.step("reinstate old primary") as note:
+            note.detail, problem = as_repository_standby(config, conf, old, new)
+            if problem is not None:
+                note.detail += f"; {problem}"
+                note.result = WARNING
+                state.afterwards = StandbyNotReady(
+                    f"{system}: switched to {new.address}; {old.address} is a standby fed "
+                    f"from repository {conf.repository}, but {problem}")
+    except MedarkError as exc:
+        state.afterwards = StandbyNotReady(
+            f"{system}: switched to {new.address}, but the old primary {old.address} is "
+            f"not its standby: {one_line(exc)}")
 
 
 # ---- switch-over ---------------------------------------------------------------------
@@ -413,10 +547,8 @@ class RepositorySwitch:
                 raise
             self.state.new_primary = new.address
             finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
-            self.steps.skip("reinstate old primary",
-                            f"{old.address} stays fenced (read-only): to make it a standby "
-                            f"of {new.address}, stream the new primary's binlogs into a "
-                            "repository and `medark mysql restore --standby` from it")
+            reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old,
+                          new)
 
     def _preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
         from medark.service.dr.pair import checks_for
@@ -424,7 +556,7 @@ class RepositorySwitch:
 
         with self.steps.step("preflight") as note:
             nodes = members(self.conf)
-            old, new = _pair(nodes)
+            old, new = repository_pair(nodes)
             if old is None:
                 raise DatabaseUnavailable(
                     f"{self.system}: no reachable writable primary ("
@@ -434,8 +566,14 @@ class RepositorySwitch:
                 raise StandbyNotReady(f"{self.system}: no read-only standby to switch to ("
                                       + ", ".join(m.describe() for m in nodes) + ")")
             assert self.conf.repository is not None
-            done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
-                                     new.password)
+            try:
+                done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
+                                         new.password, primary=archive_of(old))
+            except NotCaptured as exc:
+                raise StandbyNotReady(f"{self.system}: the standby cannot catch up: "
+                                      f"{one_line(exc)}; "
+                                      f"{capture_hint(self.config, self.conf, old)}"
+                                      ) from None
             seconds = done.feed.lag_seconds()[0] if not done.transactions else 0.0
             limit = self.conf.max_lag.total_seconds()
             if seconds is not None and seconds > limit:
@@ -473,7 +611,7 @@ class RepositorySwitch:
             applied = 0
             while True:
                 done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
-                                         new.password)
+                                         new.password, primary=archive_of(old))
                 applied += done.transactions
                 short = missing(final, done.after)
                 if not short:
@@ -487,3 +625,58 @@ class RepositorySwitch:
             note.detail = (f"primary wrote {final or 'nothing'}, the standby applied "
                            f"{done.after or 'nothing'} ({_count(applied)} from the "
                            "repository)")
+
+
+# ---- failback ------------------------------------------------------------------------
+
+
+def failback(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog, *,
+             requested_by: str | None = None,
+             on_step: Callable[[DrStep], None] | None = None,
+             catch_up_timeout: float = FAILBACK_CATCH_UP) -> DrOutcome:
+    return run_action(
+        catalog, system, "failback",
+        lambda steps, state: RepositoryFailback(system, conf, steps, state, catch_up_timeout,
+                                                config).run(),
+        requested_by=requested_by, on_step=on_step)
+
+
+@dataclass
+class RepositoryFailback(MariaFailback):
+    """mariadb.MariaFailback (the configured primary a GTID replica of the DR node, the
+    errant-transaction refusal, the catch-up) with RepositoryBack as its switch: once the
+    configured primary is the primary again, the DR node is its repository-fed standby."""
+
+    config: MedarkConfig | None = None
+    AT_HOME = (FENCED,)
+
+    def reinstate_home(self, home: Maria, away: Maria) -> str:
+        if not home.st.log_slave_updates:
+            raise StandbyNotReady(
+                f"{self.system}: {home.address} runs without log_slave_updates: its binlog "
+                "would lack what it replicates, so the DR node could not be fed from it "
+                "after the failback (set log_slave_updates=1 and restart it)")
+        return super().reinstate_home(home, away)
+
+    def switch(self) -> MariaSwitch:
+        assert self.config is not None
+        return RepositoryBack(self.system, self.conf, self.steps, self.state,
+                              target="primary", config=self.config)
+
+
+@dataclass
+class RepositoryBack(MariaSwitch):
+    """The failback's switch-over: MariaSwitch to the configured primary, which replicates
+    from the DR node (the fence, the wait for every GTID the DR node wrote, the rollback
+    before promotion), then the DR node left a repository-fed standby (reinstate_old). The
+    catch-up goes over that replication connection, not the repository: after a failover
+    nothing may have streamed the DR node's binlogs into it."""
+
+    config: MedarkConfig | None = None
+
+    def promote(self, new: Maria) -> str:
+        return super().promote(new) + persist_read_only(new, False)
+
+    def _reinstate(self, old: Maria, new: Maria) -> None:
+        assert self.config is not None
+        reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old, new)

@@ -172,8 +172,10 @@ def dr_status(config: MedarkConfig, system: str | None = None,
     for its standby, or degrade (`on_sync_loss`): the daemon's periodic look."""
     found = []
     for name, conf in selected(config, system).items():
-        # a switch in progress owns the settings: supervise again after it
-        apply = supervise and (catalog is None or catalog.running_dr_action(name) is None)
+        # a switch in progress owns the settings: supervise again after it; a drill
+        # changes nothing in production, so the standby keeps being fed through it
+        running = None if catalog is None else catalog.running_dr_action(name)
+        apply = supervise and (running is None or running.kind == "drill")
         status = _status(name, conf, apply, config)
         if catalog is not None:
             history = catalog.dr_history(name)

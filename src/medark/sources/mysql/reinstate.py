@@ -4,9 +4,11 @@ lacks (errant GTIDs), which replication would otherwise skip or trip over later.
 
 MariaDB's documented way to demote a primary (the GTID and CHANGE MASTER pages): replicate
 with MASTER_USE_GTID=slave_pos, having merged the node's own binlog position into
-gtid_slave_pos first; MASTER_DEMOTE_TO_SLAVE=1 (10.10+) does that merge inside CHANGE
-MASTER, older servers get SET GLOBAL gtid_slave_pos. current_pos is deprecated for this
-(MDEV-20122): it would also count later local writes as replicated.
+gtid_slave_pos first: SET GLOBAL gtid_slave_pos does that merge, MASTER_DEMOTE_TO_SLAVE=1
+(10.10+) is given as well. DEMOTE alone merges only the domains the node wrote last
+itself (gtid_current_pos's rule), not the GTIDs a repository-fed standby logged by
+replaying other servers' binlogs. current_pos is deprecated for this (MDEV-20122): it
+would also count later local writes as replicated.
 """
 
 from __future__ import annotations
@@ -125,10 +127,13 @@ def _point(conn: Conn, old: MariaNodeState, source: ReplicationSource,
     statements = ["SET GLOBAL read_only = 1"]
     if old.replicating:
         statements.append("STOP SLAVE")
-    if not demote:
-        position = merged(old.gtid_binlog_pos, old.gtid_slave_pos)
-        if position != merged(old.gtid_slave_pos):
-            statements.append(f"SET GLOBAL gtid_slave_pos = '{position}'")
+    # MASTER_DEMOTE_TO_SLAVE merges only the domains whose last GTID is the node's own
+    # (gtid_current_pos's rule): a standby fed from a repository logged other servers'
+    # GTIDs by replaying them, which it must not ask for again. The merge by hand covers
+    # both.
+    position = merged(old.gtid_binlog_pos, old.gtid_slave_pos)
+    if position != merged(old.gtid_slave_pos):
+        statements.append(f"SET GLOBAL gtid_slave_pos = '{position}'")
     options = [f"MASTER_HOST = {_quote(source.host)}", f"MASTER_PORT = {source.port}",
                f"MASTER_USER = {_quote(source.user)}",
                f"MASTER_PASSWORD = {_quote(source.password or '')}",

@@ -3,9 +3,10 @@ counterpart): `mariadb-backup --backup` from the standby (production's primary i
 read), prepared, and started on its own 127.0.0.1 port as a server that replicates from
 nobody and writes no binary log, then destroyed.
 
-The standby keeps replicating throughout: no --safe-slave-backup (its SQL thread is not
-stopped), only mariadb-backup's brief BACKUP STAGE BLOCK_COMMIT, as a `medark mysql
-backup` takes. mariadb-backup reads the data files themselves, so the drill runs on the
+The standby keeps replicating (or being fed from a repository: `replicating=False`)
+throughout: no --safe-slave-backup (its SQL thread is not stopped), only
+mariadb-backup's brief BACKUP STAGE BLOCK_COMMIT, as a `medark mysql backup` takes.
+mariadb-backup reads the data files themselves, so the drill runs on the
 standby's host. The copy starts with the restore's own option file (server.py's
 write_config: its socket, pid file and log inside the copy, --skip-slave-start) plus
 skip-log-bin, read_only=0 and a server_id of its own; the copied replication
@@ -94,21 +95,27 @@ def free_port() -> int:
 
 
 def clone_standby(standby_dsn: str, password: str | None, workdir: Path,
-                  timeout: float = 300.0, bin_dir: str | None = None) -> MariaSandbox:
+                  timeout: float = 300.0, bin_dir: str | None = None, *,
+                  replicating: bool = True) -> MariaSandbox:
     """Copy the standby at `standby_dsn` (its password apart, for the tools' environment
     only) into a new directory under `workdir` and start the copy writable on a free
-    port. A server that is no standby, or cannot be copied, raises StandbyNotReady; a
-    copy that does not come up writable within `timeout` is removed and raises
-    HealthCheckFailed (the drill's own check failed; production is as it was)."""
+    port. A server that is no standby (without `replicating`, a standby fed from a
+    repository: read-only, no replication connection needed), or cannot be copied, raises
+    StandbyNotReady; a copy that does not come up writable within `timeout` is removed
+    and raises HealthCheckFailed (the drill's own check failed; production is as it was)."""
     started = time.monotonic()
     deadline = started + timeout
     source = connect(standby_dsn, password)
     found = run(source, "SELECT " + ", ".join(f"IFNULL(@@{s}, '')" for s in SETTINGS)
-                + "; SHOW ALL SLAVES STATUS", timeout=60)
-    if len(found) < 2:
+                + ", @@read_only; SHOW ALL SLAVES STATUS", timeout=60)
+    row = found[0].split("\t")
+    if replicating and len(found) < 2:
         raise StandbyNotReady(f"{source.safe()} has no replication connection: not a "
                               "standby to copy for a drill")
-    paths = dict(zip(SETTINGS, found[0].split("\t"), strict=True))
+    if not replicating and row[-1] != "1":
+        raise StandbyNotReady(f"{source.safe()} is writable: not a standby to copy for a "
+                              "drill")
+    paths = dict(zip(SETTINGS, row[:len(SETTINGS)], strict=True))
     owner = _owner(paths["datadir"], source)
     workdir.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix=PREFIX, dir=workdir))
