@@ -139,8 +139,9 @@ def test_totp_secrets_are_encrypted_at_rest(hardened: Hardened) -> None:
     _id, stored = _row(hardened.db, "secadmin")
     assert stored and len(stored) == 64
     assert admin.totp.secret not in stored and admin.totp.secret.lower() not in stored.lower()
-    key = Path(str(hardened.db) + ".server-key")
+    key = hardened.tmp / "audit.server-key"  # beside MEDARK_AUDIT_KEY_FILE audit.key
     assert key.stat().st_mode & 0o777 == 0o600
+    assert not Path(str(hardened.db) + ".server-key").exists()
     _c, ok = login(hardened.server, "secadmin", admin.password, next_code(admin.totp))
     assert ok.status_code == 200, ok.text
 

@@ -2,10 +2,10 @@
 associated data (a ciphertext copied onto another user's row does not decrypt).
 
 The key is 32 random bytes in a 0600 file, made and read by the audit trail's key-file
-helpers: MEDARK_SERVER_KEY_FILE, else beside a SQLite catalog (`<catalog>.server-key`)
-or, for PostgreSQL, beside the default audit key. Every server process of one catalog
-needs the same file; without it the administrators cannot sign in, so back it up with
-the audit key.
+helpers: MEDARK_SERVER_KEY_FILE, else beside the audit key (`<catalog>.server-key` beside
+a SQLite catalog's `<catalog>.audit-key`; `audit.server-key` beside a
+MEDARK_AUDIT_KEY_FILE `audit.key`). Every server process of one catalog needs the same
+file; without it the administrators cannot sign in, so back it up with the audit key.
 
 Stored form: the URL-safe base64 (no padding) of nonce (12 bytes), ciphertext of the
 20-byte secret and tag (16): 64 characters, the users.totp_secret column's width. A
@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
-from medark.catalog.audit_trail import create_key, default_key_file, read_key
+from medark.catalog.audit_trail import AuditSettings, create_key, default_key_file, read_key
 from medark.catalog.store import Catalog
 from medark.errors import CatalogError
 from medark.server.db import transaction
@@ -41,7 +41,7 @@ def key_file(catalog_url: str) -> Path:
     named = os.environ.get(KEY_FILE_ENV)
     if named:
         return Path(named)
-    audit_key = default_key_file(catalog_url)
+    audit_key = AuditSettings.from_environment().key_file or default_key_file(catalog_url)
     stem = audit_key.name.removesuffix(".audit-key").removesuffix(".key")
     return audit_key.with_name(stem + ".server-key")
 
