@@ -75,6 +75,7 @@ from medark.service.dr.mariadb import (
     MariaFailback,
     MariaFailover,
     MariaSwitch,
+    fence_on_top,
     finish,
 )
 from medark.service.dr.mariadb_nodes import Maria, members, run_health
@@ -504,53 +505,30 @@ def switchover(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog
                replay_timeout: float = SWITCH_REPLAY_TIMEOUT) -> DrOutcome:
     return run_action(
         catalog, system, "switchover",
-        lambda steps, state: RepositorySwitch(system, conf, steps, state, config,
-                                              replay_timeout).run(),
+        lambda steps, state: RepositorySwitch(system, conf, steps, state,
+                                              replay_timeout=replay_timeout,
+                                              config=config).run(),
         requested_by=requested_by, on_step=on_step)
 
 
 @dataclass
-class RepositorySwitch:
-    system: str
-    conf: DrConf
-    steps: Steps
-    state: ActionState
-    config: MedarkConfig
+class RepositorySwitch(MariaSwitch):
+    """MariaSwitch (services, hold, rollback before promotion, redirect, health) with the
+    repository as the feed: the standby applies the archived binlogs up to the fenced
+    primary's final GTID, is promoted by turning read_only off, and the old primary is
+    left its repository-fed standby (reinstate_old)."""
+
     replay_timeout: float = SWITCH_REPLAY_TIMEOUT
+    config: MedarkConfig | None = None
 
-    def run(self) -> None:
-        from medark.service.dr import apps
-        from medark.service.dr.mariadb import _undo, fence_on_top
-        from medark.service.dr.mariadb_nodes import env
+    def promote(self, new: Maria) -> str:
+        return open_writes(new)
 
-        with ClientSwitcher(self.system, self.conf.client_switch) as clients:
-            old, new = self._preflight(clients)
-            undo = _undo(self.system, old, clients)
-            try:
-                services = self.conf.services.get(old.node.site, [])
-                if services:
-                    with self.steps.step(f"stop services at {old.node.site}") as note:
-                        undo.services = services
-                        stopped = apps.stop_all(services, env(self.system, new))
-                        note.detail = "stopped " + ", ".join(stopped)
-                with self.steps.step("hold clients") as note:
-                    held_at = clock.monotonic()
-                    note.detail = clients.hold()
-                self._fence_and_catch_up(old, new, undo)
-                fence_on_top(self.system, self.conf, self.steps, old, undo)
-                with self.steps.step("promote standby") as note:
-                    note.detail = open_writes(new)
-            except MedarkError:
-                with self.steps.step("roll back") as note:
-                    note.detail = undo.run()
-                self.state.rolled_back = True
-                raise
-            self.state.new_primary = new.address
-            finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
-            reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old,
-                          new)
+    def _reinstate(self, old: Maria, new: Maria) -> None:
+        assert self.config is not None
+        reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old, new)
 
-    def _preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
+    def preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
         from medark.service.dr.pair import checks_for
         from medark.service.dr.switchover import PREFLIGHT_CHECK_SECONDS
 
@@ -565,7 +543,7 @@ class RepositorySwitch:
             if new is None:
                 raise StandbyNotReady(f"{self.system}: no read-only standby to switch to ("
                                       + ", ".join(m.describe() for m in nodes) + ")")
-            assert self.conf.repository is not None
+            assert self.config is not None and self.conf.repository is not None
             try:
                 done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
                                          new.password, primary=archive_of(old))
@@ -606,7 +584,7 @@ class RepositorySwitch:
                            "log closed")
         with self.steps.step("wait for standby") as note:
             final = final_gtid(old.node.dsn, old.password)
-            assert self.conf.repository is not None
+            assert self.config is not None and self.conf.repository is not None
             deadline = clock.monotonic() + self.replay_timeout
             applied = 0
             while True:
@@ -625,6 +603,7 @@ class RepositorySwitch:
             note.detail = (f"primary wrote {final or 'nothing'}, the standby applied "
                            f"{done.after or 'nothing'} ({_count(applied)} from the "
                            "repository)")
+        fence_on_top(self.system, self.conf, self.steps, old, undo)
 
 
 # ---- failback ------------------------------------------------------------------------
