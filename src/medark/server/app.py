@@ -20,9 +20,11 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from medark.catalog.store import Catalog
 from medark.errors import (
@@ -92,7 +94,9 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: no unknown field, no coercion (0 is not false, 1 is not "1")."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 NAMED: dict[str, Any] = {"pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
@@ -105,6 +109,16 @@ RoleName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(R.ROLES
 so that a refusal is audited."""
 
 
+def _whole(value: Any) -> Any:
+    """JSON Schema's integer includes 7.0; strict pydantic would refuse it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Days = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=3650),
+                 WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 3650})]
+"""(pydantic would write the bounds as `ge`/`le`, which JSON Schema does not know.)"""
+
+
 class LoginBody(Strict):
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
@@ -113,7 +127,7 @@ class LoginBody(Strict):
 
 class PasswordBody(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=256)  # the policy's longest
 
 
 class CodeBody(Strict):
@@ -143,7 +157,7 @@ class NewToken(Strict):
     role: str = Field(min_length=1, max_length=20,
                       json_schema_extra={"enum": list(R.TOKEN_ROLES)})
     institution: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
-    days: int | None = Field(default=None, ge=1, le=3650)
+    days: Days | None = None
 
 
 class Reply(BaseModel):
@@ -464,6 +478,16 @@ def _me(who: Principal) -> dict[str, Any]:
             "totp_enrolment_required": who.totp_enrolment_required}
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods of every route of the request's path: Starlette's own 405 names only
+    the first route's, and FastAPI makes one route per method."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def _handlers(app: FastAPI) -> None:
     @app.exception_handler(MedarkError)
     async def _medark(_request: Request, exc: Exception) -> JSONResponse:
@@ -489,11 +513,14 @@ def _handlers(app: FastAPI) -> None:
         return error(422, "invalid_request", "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: Exception) -> JSONResponse:
+    async def _http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         codes = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # RFC 9110: Allow lists every method of the path
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
         return error(exc.status_code, codes.get(exc.status_code, f"http_{exc.status_code}"),
-                     str(exc.detail))
+                     str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def _bug(_request: Request, exc: Exception) -> JSONResponse:
