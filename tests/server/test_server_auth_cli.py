@@ -30,9 +30,12 @@ from server_site import (
     site_fixture,
     start,
 )
+from sqlalchemy import select
 
 from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
+from medark.server.db import transaction
+from medark.server.tables import User
 
 site = site_fixture()
 
@@ -293,6 +296,15 @@ def test_no_secret_in_the_audit_trail_or_the_server_log(site: Site) -> None:
     secrets = [*site.passwords.values(), admin.password, one_time, user.password,
                "Wrong-password-1", admin.totp.secret]
     assert not [s for s in secrets if s in text]
+    # the catalog holds the TOTP secret encrypted (server/totpkey.py), on both catalogs
+    catalog = Catalog(site.catalog)
+    try:
+        with transaction(catalog) as session:
+            stored = session.scalars(select(User.totp_secret).where(
+                User.name == "secadmin")).one()
+    finally:
+        catalog.close()
+    assert stored and len(stored) == 64 and admin.totp.secret not in stored
     actions = {(r["action"], r["result"]) for r in records}
     assert {("login", "ok"), ("login", "failed"), ("user.create", "ok"),
             ("password.change", "ok"), ("totp.enrol", "ok"), ("totp.confirm", "ok"),
