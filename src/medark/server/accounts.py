@@ -28,6 +28,10 @@ from medark.util import clock
 CENTER = "center"
 HOSPITAL = "hospital"
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+TITLE_CHARACTERS = r"[^\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+"""What a title may hold: any text but control characters, line breaks and the bidi
+overrides that make a shown name lie (CVE-2021-42574). Also the OpenAPI pattern."""
+_TITLE = re.compile(TITLE_CHARACTERS + "*")
 ADMINS = (("sysadmin", R.SYSADMIN), ("secadmin", R.SECADMIN), ("auditadmin", R.AUDITADMIN))
 """The accounts `server init` creates: one per administrator role."""
 
@@ -61,6 +65,11 @@ class Principal:
     def require_scope(self, institution_id: int, name: str) -> None:
         if not self.center and institution_id != self.institution_id:
             raise AccessDenied(f"{name} belongs to another institution than yours")
+
+
+def _surrogates(text: str) -> bool:
+    """A lone surrogate (JSON allows "\\udcff") cannot be stored as UTF-8."""
+    return any("\ud800" <= c <= "\udfff" for c in text)
 
 
 def valid_name(name: str, what: str) -> str:
@@ -126,7 +135,7 @@ class Accounts:
         """Create the regional center and the three administrators; {user: one-time
         password}. Conflict when the catalog has its center already."""
         valid_name(center, "institution")
-        if not title.isprintable():
+        if not _TITLE.fullmatch(title) or _surrogates(title):
             raise UsageError("the center's title is printable text (no control characters)")
         if self.initialised():
             raise Conflict("the server is already initialised (its regional center "
@@ -166,7 +175,7 @@ class Accounts:
         if not principal.center:
             raise AccessDenied("only the regional center adds institutions")
         valid_name(name, "institution")
-        if not title.isprintable():
+        if not _TITLE.fullmatch(title) or _surrogates(title):
             raise UsageError("an institution's title is printable text (no control "
                              "characters)")
         try:

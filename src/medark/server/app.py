@@ -38,7 +38,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.server import roles as R
-from medark.server.accounts import Accounts, Principal
+from medark.server.accounts import TITLE_CHARACTERS, Accounts, Principal
 from medark.server.auth import Auth, AuthPolicy
 from medark.server.ratelimit import RateLimiter
 from medark.server.totpkey import SecretBox
@@ -149,7 +149,8 @@ class UserChange(Strict):
 
 class NewInstitution(Strict):
     name: str = Field(min_length=1, max_length=64, json_schema_extra=NAMED)
-    title: str = Field(default="", max_length=200)
+    title: str = Field(default="", max_length=200,
+                       json_schema_extra={"pattern": f"^{TITLE_CHARACTERS}*$"})
 
 
 class NewToken(Strict):
