@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medark.config.plans import Source
-from medark.engine.pg_restore import as_user, stop_server
+from medark.engine.pg_restore import as_user, socket_dir, stop_server
 from medark.sources.mysql.client import find_program as find_mysql_program
 from medark.sources.postgres.server import Dsn
 from medark.sources.postgres.tools import find_program as find_pg_program
@@ -69,7 +69,7 @@ class SandboxServer:
     def environment(self) -> dict[str, str]:
         """What the plan's check commands use to reach this server."""
         if self.kind == "postgres":
-            return {"PGHOST": self.data_dir, "PGPORT": str(self.port),
+            return {"PGHOST": socket_dir(self.data_dir), "PGPORT": str(self.port),
                     "PGDATABASE": self.database}
         return {"MYSQL_UNIX_PORT": self.socket, "MYSQL_TCP_PORT": str(self.port)}
 
@@ -161,7 +161,7 @@ def stop_leftover(kind: str, target: Path) -> None:
 
 def _pg(server: SandboxServer, program: str, args: list[str], what: str) -> str:
     path = find_pg_program(program, server.major or None)
-    argv = as_user([path, "-h", server.data_dir, "-p", str(server.port), *args],
+    argv = as_user([path, "-h", socket_dir(server.data_dir), "-p", str(server.port), *args],
                    server.os_user)
     return _run(argv, what)
 
