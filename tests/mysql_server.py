@@ -120,22 +120,34 @@ class MariaServer:
     def dsn(self) -> str:
         return f"mysql://{BACKUP_USER}:{BACKUP_PASSWORD}@127.0.0.1:{self.port}"
 
+    @property
+    def tmpdir(self) -> Path:
+        """The server's own: bootstraps run side by side by the test workers must not
+        meet in /tmp (one removed another's #sql-temptable file there)."""
+        return self.base / "tmp"
+
     def init(self) -> None:
         self.data.mkdir(mode=0o750)
         chown_mysql(self.data)
+        self.tmpdir.mkdir(mode=0o700, exist_ok=True)
+        chown_mysql(self.tmpdir)
         done = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={self.data}",
                                f"--user={MY_USER}", "--auth-root-authentication-method=socket",
-                               "--skip-test-db"], capture_output=True, text=True, check=False)
+                               "--skip-test-db", f"--tmpdir={self.tmpdir}"],
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {done.stderr[-500:]}")
 
     def start(self) -> None:
         entry = pwd.getpwnam(MY_USER)
+        if not self.tmpdir.is_dir():  # a data directory restored rather than initialised
+            self.tmpdir.mkdir(mode=0o700)
+            chown_mysql(self.tmpdir)
         argv = [_which("mariadbd") or "mariadbd", "--no-defaults", f"--datadir={self.data}",
                 f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
                 *([f"--log-bin={self.base / 'binlog'}"] if self.log_bin else []),
                 "--server-id=1", "--binlog-format=ROW", f"--log-error={self.base / 'error.log'}",
-                f"--pid-file={self.base / 'pid'}",
+                f"--pid-file={self.base / 'pid'}", f"--tmpdir={self.tmpdir}",
                 "--skip-name-resolve", "--max-binlog-size=524288",
                 "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"]
         self.proc = subprocess.Popen(argv, user=entry.pw_uid, group=entry.pw_gid,

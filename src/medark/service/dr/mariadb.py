@@ -356,23 +356,33 @@ class MariaFailover:
             with self.steps.step("preflight") as note:
                 old, new = self._roles()
                 said = clients.preflight_noted()
-                note.detail = (f"promote {new.address} (site {new.node.site}, threads "
-                               f"{describe_threads(new.st)}); old primary {old.address}: "
-                               f"{old.role or 'unreachable'}; {said}")
+                note.detail = (f"promote {new.address} ({self.describe_standby(new)}); old "
+                               f"primary {old.address}: {old.role or 'unreachable'}; {said}")
             held_at = clock.monotonic()
             with self.steps.step("hold clients") as note:
                 note.detail = clients.hold_if_possible()
             self._fence(old)
+            self.catch_up(old, new)
             with self.steps.step("data-loss window") as note:
                 window = self._window(old, new)
                 self.state.data_loss = window
                 note.detail = window["summary"]
                 self._limits(window, new)
             with self.steps.step("promote standby") as note:
-                note.detail = _promote(new, force=self.force)
+                note.detail = self.promote(new)
             self.state.new_primary = new.address
             finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
             synchronous(self.system, self.conf, self.steps)
+
+    def describe_standby(self, new: Maria) -> str:
+        return f"site {new.node.site}, threads {describe_threads(new.st)}"
+
+    def catch_up(self, old: Maria, new: Maria) -> None:
+        """Before the data-loss window is read: a replica's relay log is applied by the
+        promotion itself."""
+
+    def promote(self, new: Maria) -> str:
+        return _promote(new, force=self.force)
 
     def _roles(self) -> tuple[Maria, Maria]:
         a, b = members(self.conf)

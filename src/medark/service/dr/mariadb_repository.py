@@ -76,7 +76,6 @@ from medark.service.dr.mariadb import (
     MariaFailover,
     MariaSwitch,
     fence_on_top,
-    finish,
 )
 from medark.service.dr.mariadb_nodes import Maria, members, run_health
 from medark.service.dr.nodes import one_line
@@ -239,30 +238,16 @@ class RepositoryFailover(MariaFailover):
     """The fenced old primary's @@gtid_binlog_pos, when it answered."""
     apply_error: str | None = None
 
-    def run(self) -> None:
-        with ClientSwitcher(self.system, self.conf.client_switch) as clients:
-            with self.steps.step("preflight") as note:
-                old, new = self._roles()
-                said = clients.preflight_noted()
-                note.detail = (f"promote {new.address} (site {new.node.site}, at GTID "
-                               f"{new.st.gtid_binlog_pos or 'none'}, fed from repository "
-                               f"{self.conf.repository}); old primary {old.address}: "
-                               f"{old.role or 'unreachable'}; {said}")
-            held_at = clock.monotonic()
-            with self.steps.step("hold clients") as note:
-                note.detail = clients.hold_if_possible()
-            self._fence(old)
-            with self.steps.step("apply repository") as note:
-                note.detail = self._apply(old, new)
-            with self.steps.step("data-loss window") as note:
-                window = self._window(old, new)
-                self.state.data_loss = window
-                note.detail = window["summary"]
-                self._limits(window, new)
-            with self.steps.step("promote standby") as note:
-                note.detail = open_writes(new)
-            self.state.new_primary = new.address
-            finish(self.system, self.conf, self.steps, self.state, new, old, clients, held_at)
+    def describe_standby(self, new: Maria) -> str:
+        return (f"site {new.node.site}, at GTID {new.st.gtid_binlog_pos or 'none'}, fed "
+                f"from repository {self.conf.repository}")
+
+    def catch_up(self, old: Maria, new: Maria) -> None:
+        with self.steps.step("apply repository") as note:
+            note.detail = self._apply(old, new)
+
+    def promote(self, new: Maria) -> str:
+        return open_writes(new)
 
     def _roles(self) -> tuple[Maria, Maria]:
         a, b = members(self.conf)
