@@ -103,10 +103,10 @@ def failback(config: MedarkConfig, system: str, catalog: Catalog, *,
         return mariadb.failback(system, conf, catalog, requested_by=requested_by,
                                 on_step=on_step)
     if conf.primary.kind == "mariadb" and conf.feed == "repository":
-        from medark.service.dr import mariadb_repository
+        from medark.service.dr import mariadb_repository_switch
 
-        return mariadb_repository.failback(config, system, conf, catalog,
-                                           requested_by=requested_by, on_step=on_step)
+        return mariadb_repository_switch.failback(config, system, conf, catalog,
+                                                  requested_by=requested_by, on_step=on_step)
     supported(system, conf, "failback", repository_feed=True)
     return run_action(catalog, system, "failback",
                       lambda steps, state: _failback(config, system, conf, steps, state),

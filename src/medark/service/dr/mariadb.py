@@ -200,14 +200,7 @@ class MariaSwitch:
                     f"{lag.seconds:.0f} s > max_lag {limit:g} s): the clients would be "
                     f"held while it catches up; switch when medark dr status {self.system} "
                     "shows it within its limits")
-            for check in checks_for(self.conf, old.node.site):
-                result = run_health(check, old, PREFLIGHT_CHECK_SECONDS)
-                if not result.ok:
-                    raise HealthCheckFailed(
-                        f"{self.system}: health check {result.name} fails before the switch "
-                        f"({result.detail}); a planned switch-over starts from a healthy "
-                        f"application (if the primary site is down: medark dr failover "
-                        f"{self.system})")
+            self.require_healthy(old)
             note.detail = (f"{old.address} (site {old.node.site}) -> {new.address} (site "
                            f"{new.node.site}), GTID {old.st.gtid_binlog_pos or 'none'}, "
                            f"{_count(lag.transactions)} behind; {clients.preflight()}")
@@ -215,6 +208,17 @@ class MariaSwitch:
 
     def promote(self, new: Maria) -> str:
         return _promote(new, force=False)
+
+    def require_healthy(self, old: Maria) -> None:
+        """The preflight's health checks on the primary (HealthCheckFailed, exit 29)."""
+        for check in checks_for(self.conf, old.node.site):
+            result = run_health(check, old, PREFLIGHT_CHECK_SECONDS)
+            if not result.ok:
+                raise HealthCheckFailed(
+                    f"{self.system}: health check {result.name} fails before the switch "
+                    f"({result.detail}); a planned switch-over starts from a healthy "
+                    f"application (if the primary site is down: medark dr failover "
+                    f"{self.system})")
 
     def _fence_and_catch_up(self, old: Maria, new: Maria, undo: Undo) -> None:
         from medark.sources.mysql.fencing import fence_readonly, final_gtid

@@ -1,6 +1,7 @@
 """A MariaDB system whose standby is fed from a Medark repository (`feed =
-"repository"`): `dr status`/`dr supervise`, `dr failover`, `dr switchover` and
-`dr failback` (the drill: mariadb_drill.RepositoryDrill).
+"repository"`): `dr status`/`dr supervise`, `dr failover`, and the old primary made a
+repository-fed standby (the planned switches, `dr switchover` and `dr failback`:
+mariadb_repository_switch.py; the drill: mariadb_drill.RepositoryDrill).
 
 The standby (`medark mysql restore --standby`, service/mysql_standby.py) has no
 replication connection: it is read-only, logs what it applies under the original GTIDs,
@@ -60,26 +61,18 @@ from medark.catalog.store import Catalog
 from medark.config.dr import DrConf
 from medark.config.plans import MedarkConfig
 from medark.errors import (
-    DatabaseUnavailable,
-    HealthCheckFailed,
     LagOverLimit,
     MedarkError,
     StandbyNotReady,
     SwitchRefused,
 )
 from medark.service.dr.action import ActionState, DrOutcome, run_action
-from medark.service.dr.clients import ClientSwitcher
 from medark.service.dr.health import MAX_SECONDS
 from medark.service.dr.mariadb import (
-    FAILBACK_CATCH_UP,
-    MariaFailback,
     MariaFailover,
-    MariaSwitch,
-    fence_on_top,
 )
 from medark.service.dr.mariadb_nodes import Maria, members, run_health
 from medark.service.dr.nodes import one_line
-from medark.service.dr.rollback import Undo
 from medark.service.dr.status import DrStatus, NodeStatus
 from medark.service.dr.steps import Steps
 from medark.service.mysql_standby import (
@@ -99,9 +92,6 @@ from medark.sources.mysql.replication import (
 )
 from medark.util import clock
 
-SWITCH_REPLAY_TIMEOUT = 60.0
-"""How long a switch-over holds the clients while the last binlogs reach the repository
-and the standby applies them."""
 ARCHIVE_GRACE = 10.0
 """A failover whose old primary still answers waits this long for the repository to hold
 the primary's final GTID (the binlog stream archives every fraction of a second)."""
@@ -118,7 +108,7 @@ def repository_pair(nodes: tuple[Maria, Maria]) -> tuple[Maria | None, Maria | N
     return primary, standby
 
 
-def _count(n: int) -> str:
+def txns(n: int) -> str:
     return f"{n} transaction{'' if n == 1 else 's'}"
 
 
@@ -190,14 +180,14 @@ def _feed(found: DrStatus, conf: DrConf, config: MedarkConfig, standby: Maria,
         primary_gtid = primary.st.gtid_binlog_pos
     found.repository = {**view.public(), "standby_gtid": done.after,
                         "applied_now": done.transactions, "primary_gtid": primary_gtid}
-    said = [f"{_count(behind_repository)} behind the repository ({basis})"]
+    said = [f"{txns(behind_repository)} behind the repository ({basis})"]
     if primary_gtid is not None:
         short = sum(behind(primary_gtid, done.after).values())
         unarchived = sum(behind(primary_gtid, view.newest_gtid).values())
         found.repository.update(transactions_behind_primary=short,
                                 transactions_not_archived=unarchived)
-        said.append(f"{_count(short)} behind the primary's {primary_gtid or 'nothing'}"
-                    + (f", {_count(unarchived)} of them not archived yet" if unarchived
+        said.append(f"{txns(short)} behind the primary's {primary_gtid or 'nothing'}"
+                    + (f", {txns(unarchived)} of them not archived yet" if unarchived
                        else ""))
         if short and not behind_repository:
             seconds, basis = None, "unknown: the repository does not hold them yet"
@@ -212,7 +202,7 @@ def _feed(found: DrStatus, conf: DrConf, config: MedarkConfig, standby: Maria,
               f"{archived})")
     found.note = (f"repository {conf.repository}: {newest}; the standby applied "
                   f"{done.after or 'nothing'}"
-                  + (f" ({_count(done.transactions)} applied now)" if supervise else ""))
+                  + (f" ({txns(done.transactions)} applied now)" if supervise else ""))
 
 
 # ---- failover ------------------------------------------------------------------------
@@ -288,7 +278,7 @@ class RepositoryFailover(MariaFailover):
             self.apply_error = one_line(exc)
             return f"the repository could not be applied: {self.apply_error}"
         assert self.applied is not None
-        return (f"{_count(total)} applied, the standby is at "
+        return (f"{txns(total)} applied, the standby is at "
                 f"{self.applied.after or 'nothing'}")
 
     def _window(self, old: Maria, new: Maria) -> dict[str, Any]:
@@ -313,7 +303,7 @@ class RepositoryFailover(MariaFailover):
             window.update(transactions=lost, domains={str(d): n for d, n in gaps.items()},
                           basis="the fenced old primary's @@gtid_binlog_pos")
             window["summary"] = (
-                f"{_count(lost)} not on the standby ({missing(self.final, after)}; standby "
+                f"{txns(lost)} not on the standby ({missing(self.final, after)}; standby "
                 f"{after or 'none'}, old primary {self.final})" if lost else
                 f"none: the standby has the old primary's {self.final or 'nothing'}")
             return window
@@ -327,7 +317,7 @@ class RepositoryFailover(MariaFailover):
             f"unknown beyond the repository's newest archived GTID {newest or 'none'} "
             f"({view.newest_file if view else '?'}, archived {window['archived_at']}): the "
             + ("standby applied all of it" if not short else
-               f"standby lacks {_count(short)} of it, at {after or 'none'}")
+               f"standby lacks {txns(short)} of it, at {after or 'none'}")
             + "; whatever the old primary committed after that is lost")
         return window
 
@@ -335,7 +325,7 @@ class RepositoryFailover(MariaFailover):
         short = window.get("standby_short_of_repository")
         if short and not self.force:
             raise LagOverLimit(f"{self.system}: failover refused, the standby could not "
-                               f"apply {_count(short)} the repository holds "
+                               f"apply {txns(short)} the repository holds "
                                f"({window['summary']}); --force takes the loss")
         super()._limits(window, new)
 
@@ -450,7 +440,7 @@ def as_repository_standby(config: MedarkConfig, conf: DrConf, old: Maria, new: M
     except MedarkError as exc:
         return said, f"it cannot apply repository {conf.repository}: {one_line(exc)}"
     return (said + f"; fed from repository {conf.repository} with {new.address}'s binlogs "
-            f"({_count(done.transactions)} applied now, at {done.after or 'nothing'})", None)
+            f"({txns(done.transactions)} applied now, at {done.after or 'nothing'})", None)
 
 
 def reinstate_old(system: str, conf: DrConf, config: MedarkConfig, steps: Steps,
@@ -479,168 +469,3 @@ def reinstate_old(system: str, conf: DrConf, config: MedarkConfig, steps: Steps,
         state.afterwards = StandbyNotReady(
             f"{system}: switched to {new.address}, but the old primary {old.address} is "
             f"not its standby: {one_line(exc)}")
-
-
-# ---- switch-over ---------------------------------------------------------------------
-
-
-def switchover(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog, *,
-               requested_by: str | None = None,
-               on_step: Callable[[DrStep], None] | None = None,
-               replay_timeout: float = SWITCH_REPLAY_TIMEOUT) -> DrOutcome:
-    return run_action(
-        catalog, system, "switchover",
-        lambda steps, state: RepositorySwitch(system, conf, steps, state,
-                                              replay_timeout=replay_timeout,
-                                              config=config).run(),
-        requested_by=requested_by, on_step=on_step)
-
-
-@dataclass
-class RepositorySwitch(MariaSwitch):
-    """MariaSwitch (services, hold, rollback before promotion, redirect, health) with the
-    repository as the feed: the standby applies the archived binlogs up to the fenced
-    primary's final GTID, is promoted by turning read_only off, and the old primary is
-    left its repository-fed standby (reinstate_old)."""
-
-    replay_timeout: float = SWITCH_REPLAY_TIMEOUT
-    config: MedarkConfig | None = None
-
-    def promote(self, new: Maria) -> str:
-        return open_writes(new)
-
-    def _reinstate(self, old: Maria, new: Maria) -> None:
-        assert self.config is not None
-        reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old, new)
-
-    def preflight(self, clients: ClientSwitcher) -> tuple[Maria, Maria]:
-        from medark.service.dr.pair import checks_for
-        from medark.service.dr.switchover import PREFLIGHT_CHECK_SECONDS
-
-        with self.steps.step("preflight") as note:
-            nodes = members(self.conf)
-            old, new = repository_pair(nodes)
-            if old is None:
-                raise DatabaseUnavailable(
-                    f"{self.system}: no reachable writable primary ("
-                    + ", ".join(m.describe() for m in nodes) + "; when the primary site is "
-                    f"down: medark dr failover {self.system})")
-            if new is None:
-                raise StandbyNotReady(f"{self.system}: no read-only standby to switch to ("
-                                      + ", ".join(m.describe() for m in nodes) + ")")
-            assert self.config is not None and self.conf.repository is not None
-            try:
-                done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
-                                         new.password, primary=archive_of(old))
-            except NotCaptured as exc:
-                raise StandbyNotReady(f"{self.system}: the standby cannot catch up: "
-                                      f"{one_line(exc)}; "
-                                      f"{capture_hint(self.config, self.conf, old)}"
-                                      ) from None
-            seconds = done.feed.lag_seconds()[0] if not done.transactions else 0.0
-            limit = self.conf.max_lag.total_seconds()
-            if seconds is not None and seconds > limit:
-                raise LagOverLimit(f"{self.system}: the standby is {seconds:.0f} s behind the "
-                                   f"repository (> max_lag {limit:g} s)")
-            for check in checks_for(self.conf, old.node.site):
-                result = run_health(check, old, PREFLIGHT_CHECK_SECONDS)
-                if not result.ok:
-                    raise HealthCheckFailed(
-                        f"{self.system}: health check {result.name} fails before the switch "
-                        f"({result.detail}); a planned switch-over starts from a healthy "
-                        f"application (if the primary site is down: medark dr failover "
-                        f"{self.system})")
-            short = sum(behind(old.st.gtid_binlog_pos, done.after).values())
-            note.detail = (f"{old.address} (site {old.node.site}) -> {new.address} (site "
-                           f"{new.node.site}), GTID {old.st.gtid_binlog_pos or 'none'}, "
-                           f"standby at {done.after or 'none'} ({_count(short)} behind, "
-                           f"{_count(done.transactions)} applied now); {clients.preflight()}")
-        return old, new
-
-    def _fence_and_catch_up(self, old: Maria, new: Maria, undo: Undo) -> None:
-        from medark.sources.mysql.fencing import fence_readonly, final_gtid
-        from medark.sources.mysql.replication import run
-
-        with self.steps.step("fence primary read-only") as note:
-            undo.readonly = True
-            ended = fence_readonly(old.node.dsn, old.password)
-            run(old.conn, "FLUSH BINARY LOGS")
-            note.detail = (f"{old.address}: writes refused, {ended} sessions ended, binary "
-                           "log closed")
-        with self.steps.step("wait for standby") as note:
-            final = final_gtid(old.node.dsn, old.password)
-            assert self.config is not None and self.conf.repository is not None
-            deadline = clock.monotonic() + self.replay_timeout
-            applied = 0
-            while True:
-                done = apply_new_binlogs(self.config, self.conf.repository, new.node.dsn,
-                                         new.password, primary=archive_of(old))
-                applied += done.transactions
-                short = missing(final, done.after)
-                if not short:
-                    break
-                if clock.monotonic() >= deadline:
-                    raise StandbyNotReady(
-                        f"{self.system}: the repository did not bring the standby to the "
-                        f"fenced primary's {final} within {self.replay_timeout:g} s "
-                        f"({short}; is `medark mysql binlog-stream` running?)")
-                clock.sleep(0.3)
-            note.detail = (f"primary wrote {final or 'nothing'}, the standby applied "
-                           f"{done.after or 'nothing'} ({_count(applied)} from the "
-                           "repository)")
-        fence_on_top(self.system, self.conf, self.steps, old, undo)
-
-
-# ---- failback ------------------------------------------------------------------------
-
-
-def failback(config: MedarkConfig, system: str, conf: DrConf, catalog: Catalog, *,
-             requested_by: str | None = None,
-             on_step: Callable[[DrStep], None] | None = None,
-             catch_up_timeout: float = FAILBACK_CATCH_UP) -> DrOutcome:
-    return run_action(
-        catalog, system, "failback",
-        lambda steps, state: RepositoryFailback(system, conf, steps, state, catch_up_timeout,
-                                                config).run(),
-        requested_by=requested_by, on_step=on_step)
-
-
-@dataclass
-class RepositoryFailback(MariaFailback):
-    """mariadb.MariaFailback (the configured primary a GTID replica of the DR node, the
-    errant-transaction refusal, the catch-up) with RepositoryBack as its switch: once the
-    configured primary is the primary again, the DR node is its repository-fed standby."""
-
-    config: MedarkConfig | None = None
-    AT_HOME = (FENCED,)
-
-    def reinstate_home(self, home: Maria, away: Maria) -> str:
-        if not home.st.log_slave_updates:
-            raise StandbyNotReady(
-                f"{self.system}: {home.address} runs without log_slave_updates: its binlog "
-                "would lack what it replicates, so the DR node could not be fed from it "
-                "after the failback (set log_slave_updates=1 and restart it)")
-        return super().reinstate_home(home, away)
-
-    def switch(self) -> MariaSwitch:
-        assert self.config is not None
-        return RepositoryBack(self.system, self.conf, self.steps, self.state,
-                              target="primary", config=self.config)
-
-
-@dataclass
-class RepositoryBack(MariaSwitch):
-    """The failback's switch-over: MariaSwitch to the configured primary, which replicates
-    from the DR node (the fence, the wait for every GTID the DR node wrote, the rollback
-    before promotion), then the DR node left a repository-fed standby (reinstate_old). The
-    catch-up goes over that replication connection, not the repository: after a failover
-    nothing may have streamed the DR node's binlogs into it."""
-
-    config: MedarkConfig | None = None
-
-    def promote(self, new: Maria) -> str:
-        return super().promote(new) + persist_read_only(new, False)
-
-    def _reinstate(self, old: Maria, new: Maria) -> None:
-        assert self.config is not None
-        reinstate_old(self.system, self.conf, self.config, self.steps, self.state, old, new)

@@ -86,11 +86,12 @@ def switchover(config: MedarkConfig, system: str, catalog: Catalog, *,
         return mariadb.switchover(system, conf, catalog, requested_by=requested_by,
                                   on_step=on_step, replay_timeout=replay_timeout)
     if conf.primary.kind == "mariadb" and conf.feed == "repository":
-        from medark.service.dr import mariadb_repository
+        from medark.service.dr import mariadb_repository_switch
 
-        return mariadb_repository.switchover(config, system, conf, catalog,
-                                             requested_by=requested_by, on_step=on_step,
-                                             replay_timeout=replay_timeout)
+        return mariadb_repository_switch.switchover(config, system, conf, catalog,
+                                                    requested_by=requested_by,
+                                                    on_step=on_step,
+                                                    replay_timeout=replay_timeout)
     supported(system, conf, "switchover", repository_feed=True)
     if conf.feed == "repository":
         replay_timeout = max(replay_timeout, ARCHIVE_REPLAY_TIMEOUT)
