@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.engine.listing import normalize_dir, resolve
@@ -23,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("second", metavar="SNAPSHOT2", help="snapshot id, 'latest', or ID:/sub/dir")
     p.add_argument("--metadata", action="store_true",
                    help="also show entries whose metadata (mode, owner, times) changed (U)")
+    add_access_audit_options(p)
 
 
 def _tree(repo: Repository, ref: str) -> tuple[Snapshot, bytes]:
@@ -44,9 +46,13 @@ def run(ctx: Context) -> int:
     from medark.engine.diff import SnapshotDiff
 
     out = ctx.out
-    with ctx.repository(lock="shared", command="diff") as repo:
+    with audited_read(ctx, "snapshot.diff", first=ctx.args.first,
+                      second=ctx.args.second) as access, \
+            ctx.repository(lock="shared", command="diff") as repo:
         snap1, tree1 = _tree(repo, ctx.args.first)
+        access.snapshot(snap1.id)
         snap2, tree2 = _tree(repo, ctx.args.second)
+        access.snapshot(snap2.id)
         differ = SnapshotDiff(repo, metadata=ctx.args.metadata)
         out.text(f"comparing snapshot {snap1.short_id} to {snap2.short_id}:")
         out.text()

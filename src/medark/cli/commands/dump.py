@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, filters
 from medark.cli.context import Context
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write into FILE (it appears whole or not at all) instead of "
                         "standard output")
     add_filters(p, "consider snapshots for 'latest'")
+    add_access_audit_options(p)
 
 
 def run(ctx: Context) -> int:
@@ -41,14 +43,19 @@ def run(ctx: Context) -> int:
     if args.target is None and sys.stdout.isatty():
         raise UsageError("refusing to write file data to a terminal: redirect standard "
                          "output or give --target FILE")
-    with ctx.repository(lock="shared", command="dump") as repo:
+    output = str(Path(args.target).absolute()) if args.target else "standard output"
+    with audited_read(ctx, "snapshot.dump", snapshot=args.snapshot, path=args.file,
+                      archive=args.archive, output=output) as access, \
+            ctx.repository(lock="shared", command="dump") as repo:
         snap = find_snapshot(repo, args.snapshot, **filters(args))
+        access.snapshot(snap.id)
         if args.target is None:
             summary = dump(repo, snap, args.file, sys.stdout.buffer, args.archive)
             sys.stdout.buffer.flush()
         else:
             with atomic_stream(Path(args.target), 0o600) as out:
                 summary = dump(repo, snap, args.file, out, args.archive)
+        access.note(files=summary.files, bytes=summary.bytes)
     _report(ctx, summary, snap.short_id)
     return 0
 

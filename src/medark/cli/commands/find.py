@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, select
 from medark.cli.context import Context
@@ -23,20 +24,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only search this snapshot (repeatable; default: all)")
     add_filters(p, "search snapshots")
     p.add_argument("-i", "--ignore-case", action="store_true", help="ignore case in patterns")
+    add_access_audit_options(p)
 
 
 def run(ctx: Context) -> int:
     out = ctx.out
     results: list[dict[str, Any]] = []
     total = 0
-    with ctx.repository(lock="shared", command="find") as repo:
+    with audited_read(ctx, "snapshot.find", patterns=ctx.args.patterns,
+                      snapshot=ctx.args.snapshot) as access, \
+            ctx.repository(lock="shared", command="find") as repo:
         snaps = select(repo, ctx.args.snapshot, ctx.args)
+        access.note(searched=len(snaps))
         finder = Finder(repo, ctx.args.patterns, ctx.args.ignore_case)
         for snap in snaps:
             matches = finder.find(snap.tree)
             if not matches:
                 continue
+            access.snapshot(snap.id)  # the snapshots whose names it showed
             total += len(matches)
+            access.note(hits=total)
             if out.as_json:
                 results.append({"matches": [match_json(p, n) for p, n in matches],
                                 "hits": len(matches), "snapshot": snap.id})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.commands.snapshots import add_filters, filters
 from medark.cli.context import Context
@@ -20,14 +21,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true",
                    help="with PATH: include everything below it, not just its entries")
     add_filters(p, "consider snapshots for 'latest'")
+    add_access_audit_options(p)
 
 
 def run(ctx: Context) -> int:
     from medark.snapshot.store import find_snapshot
 
     args = ctx.args
-    with ctx.repository(lock="shared", command="ls") as repo:
+    with audited_read(ctx, "snapshot.browse", snapshot=args.snapshot, paths=args.dirs,
+                      recursive=args.recursive) as access, \
+            ctx.repository(lock="shared", command="ls") as repo:
         snap = find_snapshot(repo, args.snapshot, **filters(args))
+        access.snapshot(snap.id)
         nodes = list_nodes(repo, snap, args.dirs, args.recursive)
         if ctx.out.as_json:
             ctx.out.json(snapshot_json(snap))

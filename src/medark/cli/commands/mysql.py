@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
@@ -97,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the database's OS user, when run as root (default: mysql)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="how long each step (prepare, replay, start) may take")
+    add_access_audit_options(r)
     for name in ("restore", "status"):
         parsers[name].add_argument("--server", default=None,
                                    help="which server (UUID or server_id), when the "
@@ -215,8 +217,14 @@ def _restore(ctx: Context) -> int:
     request = mysql.RestoreRequest(args.target_dir, _target(args), args.server, args.start,
                                    args.port, args.os_user, args.mysql_bin, args.timeout,
                                    standby=args.standby, server_id=args.server_id)
-    with ctx.repository(lock="shared", command="mysql restore") as repo:
+    with audited_read(ctx, "db.restore", engine="mariadb",
+                      target_dir=os.path.abspath(args.target_dir),
+                      recovery_target=request.target.kind, time=args.time,
+                      server=args.server) as access, \
+            ctx.repository(lock="shared", command="mysql restore") as repo:
         chosen = mysql.plan(repo, request)
+        access.snapshot(chosen.backup.id)
+        access.note(binlog_files=len(chosen.files))
         result = mysql.run_restore(repo, request, chosen)
     _print_restore(ctx, result)
     return 0

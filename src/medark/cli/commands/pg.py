@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.cli.output import stream_backup_totals
@@ -38,6 +39,7 @@ from medark.util.sizes import format_bytes, format_duration
 
 if TYPE_CHECKING:
     from medark.engine.pg_window import Target
+    from medark.service.access_audit import Access
     from medark.sources.postgres.server import Dsn
 
 ACTIONS: dict[str, str] = {
@@ -118,6 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--standby: not even once promoted)")
     r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="with --start: how long recovery may take")
+    add_access_audit_options(r)
     parsers["status"].add_argument(
         "--dsn", default=None,
         help="also report the replication slots' lag on this server (default: "
@@ -309,8 +312,6 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _restore(ctx: Context) -> int:
-    from medark.service import pg
-
     args = ctx.args
     if args.start and not args.port:
         raise UsageError("--start needs --port")
@@ -324,6 +325,20 @@ def _restore(ctx: Context) -> int:
     location = ctx.location
     if "://" not in location and ":" not in location.split("/", 1)[0]:
         location = os.path.abspath(location)
+    detail = {"engine": "postgresql", "target_dir": os.path.abspath(args.target_dir),
+              "recovery_target": "standby" if args.standby else target.kind,
+              "time": args.time, "lsn": args.lsn, "system_id": args.system_id}
+    with audited_read(ctx, "db.restore", **detail) as access:
+        result = _restore_audited(ctx, target, location, access)
+    _print_restore(ctx, result)
+    return 0
+
+
+def _restore_audited(ctx: Context, target: Target, location: str, access: Access
+                     ) -> dict[str, Any]:
+    from medark.service import pg
+
+    args = ctx.args
     password = ctx.repository_password()
     password_file = args.password_file or env.PASSWORD_FILE.get()
     request = pg.RestoreRequest(
@@ -336,10 +351,10 @@ def _restore(ctx: Context) -> int:
         pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off, timeout=args.timeout,
         standby=args.standby)
     with ctx.repository(lock="shared", command="pg restore") as repo:
-        chosen, _system = pg.plan_restore(repo, request)
-        result = pg.run_restore(repo, request, chosen)
-    _print_restore(ctx, result)
-    return 0
+        chosen, system = pg.plan_restore(repo, request)
+        access.snapshot(chosen.id)
+        access.note(system_id=system)
+        return pg.run_restore(repo, request, chosen)
 
 
 def _print_restore(ctx: Context, result: dict[str, Any]) -> None:

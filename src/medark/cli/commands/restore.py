@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
+from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.context import Context
 from medark.errors import MedarkError
@@ -33,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append", default=[],
                    help="for 'latest': only snapshots with this tag (a,b = both; repeatable)")
     p.add_argument("--workers", type=int, default=0, help="worker threads (default: cores)")
+    add_access_audit_options(p)
 
 
 def run(ctx: Context) -> int:
@@ -42,23 +45,29 @@ def run(ctx: Context) -> int:
     args = ctx.args
     options = RestoreOptions(target=args.target, includes=args.include, excludes=args.exclude,
                              verify=args.verify, workers=args.workers)
-    with ctx.repository(lock="shared", command="restore") as repo:
-        snapshot = find_snapshot(repo, args.snapshot, hosts=args.host or None,
-                                 paths=args.path or None, tags=args.tag or None)
-        ctx.out.prose(
-            f"restoring snapshot {snapshot.short_id} of [{', '.join(snapshot.paths)}] at "
-            f"{clock.format_time(snapshot.time)} by {snapshot.hostname} to {args.target}")
-        progress = ctx.progress("restore")
+    with audited_read(ctx, "snapshot.restore", snapshot=args.snapshot,
+                      target_dir=os.path.abspath(args.target), include=args.include,
+                      exclude=args.exclude) as access:
+        with ctx.repository(lock="shared", command="restore") as repo:
+            snapshot = find_snapshot(repo, args.snapshot, hosts=args.host or None,
+                                     paths=args.path or None, tags=args.tag or None)
+            access.snapshot(snapshot.id)
+            ctx.out.prose(
+                f"restoring snapshot {snapshot.short_id} of [{', '.join(snapshot.paths)}] "
+                f"at {clock.format_time(snapshot.time)} by {snapshot.hostname} to "
+                f"{args.target}")
+            progress = ctx.progress("restore")
+            try:
+                summary = restore(repo, snapshot, options, progress)
+            finally:
+                progress.close()
+        access.note(files=summary.files_restored, bytes=summary.bytes_restored)
+        report(ctx, summary)
         try:
-            summary = restore(repo, snapshot, options, progress)
-        finally:
-            progress.close()
-    report(ctx, summary)
-    try:
-        summary.raise_for_problems()
-    except MedarkError as failure:
-        failure.in_output = ctx.out.as_json  # the summary document already says so
-        raise
+            summary.raise_for_problems()
+        except MedarkError as failure:
+            failure.in_output = ctx.out.as_json  # the summary document already says so
+            raise
     return 0
 
 
