@@ -124,7 +124,7 @@ def test_the_reports_list_drills_and_switches(cli: Cli, tmp_path: Path) -> None:
     assert any(f"演练 #{broken}" in line and "失败" in line for line in lines), lines
     assert "HTTP 503" in section and "health check web: HTTP 503" in html
     assert "切换时间：演练为容灾端服务恢复健康所用的时间" in section
-    compliance = text[text.index("7. 合规评估"):]
+    compliance = text[text.index("8. 合规评估"):]
     assert f"演练 #{broken}" in compliance  # the failed drill fails 9.1.4.9 d, cited
     png = tmp_path / "monthly"
     subprocess.run(["pdftoppm", "-png", "-r", "70", "-f", "1", "-l", "2", monthly["pdf"],

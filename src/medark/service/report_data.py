@@ -2,7 +2,8 @@
 statistics and the compliance engine: the monthly data-security analysis (Sichuan
 smart-hospital item 1.5.2: at least monthly) and the quarterly report covering DR and
 security events (item 1.6.2), each listing the period's DR drills and switches with their
-switch times and data loss. Rendering is report_render.py's job."""
+switch times and data loss, and the access section from the audit trail
+(report_access.py). Rendering is report_render.py's job."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from medark.policy.compliance import Verdict
 from medark.scheduler.runner import Launcher, launch
 from medark.service.compliance import compliance
 from medark.service.dr_evidence import SWITCH_KINDS, switch_time
+from medark.service.report_access import AccessSection, gather_access
 from medark.service.repository_stats import RepositoryStats, repository_stats
 
 SAMPLE = timedelta(hours=1)
@@ -90,6 +92,8 @@ class PeriodReport:
     profile: str
     dr_actions: list[DrRow] = field(default_factory=list)
     """Drills and switches begun in the period, oldest first."""
+    access: AccessSection | None = None
+    """Grants, failed logins and administrators' actions from the audit trail."""
 
 
 def previous_period(kind: str, now: datetime, config: MedarkConfig) -> str:
@@ -152,7 +156,8 @@ def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
                             upto, launcher),
         profile=f"{hospital.tier} / 等保 {hospital.level}"
                 + (" / 四川智慧医院" if hospital.sichuan else ""),
-        dr_actions=_dr_actions(config, catalog, start, upto))
+        dr_actions=_dr_actions(config, catalog, start, upto),
+        access=gather_access(catalog, start, upto))
 
 
 DR_LIMIT = 10_000
