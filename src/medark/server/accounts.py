@@ -55,7 +55,7 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return self.name if self.kind == "session" else f"token:{self.name}"
+        return f"token:{self.name}" if self.kind == "token" else self.name
 
     def require(self, permission: str) -> None:
         if not R.allowed(self.roles, permission):

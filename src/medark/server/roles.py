@@ -28,13 +28,16 @@ USERS_WRITE = "users.write"
 TOKENS_MANAGE = "tokens.manage"
 INSTITUTIONS_READ = "institutions.read"
 INSTITUTIONS_WRITE = "institutions.write"
+PLANS_READ = "plans.read"
+"""An institution's configuration: sites, systems, repositories, plans (no secrets)."""
+PLANS_WRITE = "plans.write"
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE}),
+    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE}),
     SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ}),
     AUDITADMIN: frozenset({INSTITUTIONS_READ}),
-    OPERATOR: frozenset({INSTITUTIONS_READ}),
-    VIEWER: frozenset({INSTITUTIONS_READ}),
+    OPERATOR: frozenset({INSTITUTIONS_READ, PLANS_READ}),
+    VIEWER: frozenset({INSTITUTIONS_READ, PLANS_READ}),
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""
 
