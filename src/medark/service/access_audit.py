@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +34,6 @@ ACTIONS = ("snapshot.restore", "snapshot.dump", "snapshot.browse", "snapshot.fin
            "snapshot.diff", "db.restore")
 ERROR_CHARS = 300
 """Characters of a failed read's error message kept in the record."""
-_USERINFO = re.compile(r"(://)[^/@\s]*@")
 
 
 @dataclass
@@ -67,8 +65,12 @@ def public_location(location: str) -> str:
     its user, password or query (an S3 key or a token may hide in either)."""
     if "://" not in location and ":" not in location.split("/", 1)[0]:
         return os.path.abspath(location)
-    text = _USERINFO.sub(r"\1", location)
-    return text.split("?", 1)[0] if "://" in text else text
+    head, sep, rest = location.partition("://")
+    if not sep:
+        return location
+    # up to the last "@": a password holding "/" or "@" must not leave a piece behind
+    rest = rest.rpartition("@")[2].split("?", 1)[0].split("#", 1)[0]
+    return f"{head}://{rest}"
 
 
 def configured_catalog(given: str | None, config_file: str | None) -> str | None:
