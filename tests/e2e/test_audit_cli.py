@@ -94,6 +94,8 @@ def test_an_intact_trail_verifies(cli: Cli, url: str, key_file: Path) -> None:
     assert lines[-1].endswith(": 5 records, head 5: intact")
     doc = cli("audit", "verify", "--catalog", url, "--json").json()
     assert doc["intact"] is True and doc["records"] == 5 and doc["problems"] == []
+    cli.env["MEDARK_CATALOG"] = url  # found as every other command finds it; no plan file
+    assert cli("audit", "verify", "--json").json()["records"] == 5
 
 
 def test_each_kind_of_tampering_is_named(cli: Cli, url: str, key_file: Path) -> None:
