@@ -374,6 +374,24 @@ class HospitalConf(Model):
     Chinese; `compliance` from the locale, else English)."""
 
 
+class AuditConf(Model):
+    """The daemon's anchoring of the audit trail (docs/audit.md)."""
+
+    anchor_repository: str | None = None
+    """A repository of `repositories` (best a WORM one) the daemon stores the audit
+    trail's head in every `anchor_every`; unset: the daemon does not anchor."""
+    anchor_every: Duration = timedelta(hours=1)
+    """What a holder of the catalog and its audit key could rewrite unnoticed is at most
+    this much of the trail."""
+
+    @field_validator("anchor_every")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("must be at least 1s")
+        return value
+
+
 class CatalogConf(Model):
     url: str = DEFAULT_CATALOG
     """SQLite file (the default) or a PostgreSQL DSN for a central deployment."""
@@ -384,6 +402,7 @@ class MedarkConfig(Model):
     hospital: HospitalConf = HospitalConf()
     catalog: CatalogConf = CatalogConf()
     alerts: AlertsConf = AlertsConf()
+    audit: AuditConf = AuditConf()
     sites: dict[str, Site] = Field(min_length=1)
     repositories: dict[str, RepositoryConf] = Field(min_length=1)
     systems: dict[str, System] = Field(min_length=1)
@@ -426,6 +445,10 @@ class MedarkConfig(Model):
         if self.hospital.tier not in TIERS and self.hospital.tier not in self.profiles:
             found.append((("hospital", "tier"), f"unknown tier {self.hospital.tier!r}: use "
                           f"{', '.join(TIERS)} or a profile of `profiles`"))
+        anchor = self.audit.anchor_repository
+        if anchor is not None and anchor not in self.repositories:
+            found.append((("audit", "anchor_repository"),
+                          _unknown("repository", anchor, self.repositories)))
         found += dr_problems(self.dr, self.systems, self.sites, self.repositories)
         return found
 

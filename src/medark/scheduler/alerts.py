@@ -15,7 +15,11 @@
   (scheduler/dr_watch.py), resolved by the first pass that finds it cleared.
 - `dr_drill_failed:SYSTEM` — a scheduled `dr drill` failed; resolved by the next that
   succeeds.
-The DR conditions carry the system's name where the others carry the plan's.
+- `audit_anchor_failed:REPOSITORY` — the daemon's anchor of the audit trail
+  (`[audit] anchor_repository`, scheduler/audit_anchoring.py) failed; resolved by the
+  next that succeeds.
+The DR conditions carry the system's name where the others carry the plan's; the anchor
+condition the repository's.
 Each condition is one open row in the catalog's alert table: it is notified when it
 opens and when it resolves, never again while it stays open, even across restarts.
 
@@ -78,6 +82,10 @@ TEXTS = {
         "dr_drill_failed": ("【Medark】{plan} 容灾演练失败", "容灾演练未通过：{error}"),
         "dr_drill_failed/resolved": ("【Medark】{plan} 容灾演练已通过",
                                      "最近一次容灾演练成功（medark dr history 列出用时）。"),
+        "audit_anchor_failed": ("【Medark】审计日志锚定到 {plan} 失败",
+                                "{error}。上次锚定之后的审计记录只受哈希链与签名保护。"),
+        "audit_anchor_failed/resolved": ("【Medark】审计日志锚定到 {plan} 已恢复",
+                                         "最近一次锚定成功。"),
     },
     "en": {
         "job_failed": ("[Medark] {plan}: {kind} failed", "Error: {error}"),
@@ -118,6 +126,11 @@ TEXTS = {
         "dr_drill_failed/resolved": ("[Medark] {plan}: DR drill passed",
                                      "The latest DR drill succeeded (`medark dr history` "
                                      "shows its time)."),
+        "audit_anchor_failed": ("[Medark] {plan}: audit trail anchor failed",
+                                "{error}. Audit records since the last anchor are "
+                                "protected by the chain and signature only."),
+        "audit_anchor_failed/resolved": ("[Medark] {plan}: audit trail anchored again",
+                                         "The latest anchor succeeded."),
     },
 }
 
@@ -207,6 +220,15 @@ class Alerter:
             self.dr_condition("dr_drill_failed", system, outcome.error or "the drill failed")
         elif outcome.status == SUCCEEDED:
             self.dr_condition("dr_drill_failed", system, None)
+
+    def anchor_finished(self, repository: str, outcome: Outcome) -> None:
+        """The daemon's anchor of the audit trail in `repository`."""
+        key = f"audit_anchor_failed:{repository}"
+        if outcome.status == FAILED:
+            self._raise(key, "audit_anchor_failed", repository,
+                        error=outcome.error or "the anchor failed")
+        elif outcome.status == SUCCEEDED:
+            self._resolve(key, "audit_anchor_failed", repository)
 
     def dr_condition(self, condition: str, system: str, problem: str | None,
                      **words: object) -> None:

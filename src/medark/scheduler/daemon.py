@@ -39,6 +39,9 @@
   `dr_standby` and `dr_sync` alerts per system; a system's `drill` schedule runs
   `medark dr drill` as job `drill` of `dr:SYSTEM` (not retried, `dr_drill_failed`
   alert; an interval's first drill one interval after start). scheduler/dr_watch.py.
+- **Audit anchors.** With `[audit] anchor_repository`, the audit trail's head is
+  anchored there every `anchor_every` (the first at start), as job `anchor` of `audit`;
+  a failure raises `audit_anchor_failed:REPOSITORY`. scheduler/audit_anchoring.py.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
@@ -56,6 +59,12 @@ from medark.catalog.store import Catalog
 from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.config.schedule import Schedule
 from medark.scheduler.alerts import Alerter
+from medark.scheduler.audit_anchoring import (
+    ANCHOR_KIND,
+    ANCHOR_PLAN,
+    anchor_schedule,
+    run_anchor,
+)
 from medark.scheduler.children import Children
 from medark.scheduler.dr_watch import (
     DR_CHECK_EVERY,
@@ -223,6 +232,15 @@ class Daemon:
         thread.start()
 
     def _job(self, track: Track, slot: datetime) -> None:
+        if (track.plan, track.kind) == (ANCHOR_PLAN, ANCHOR_KIND):  # a shared lock: no slot
+            try:
+                with self.children.job() as admitted:
+                    if admitted and not self.stopping.is_set():
+                        self._anchor(track, slot)
+            finally:
+                with self._lock:
+                    self._busy.discard((track.plan, track.kind))
+            return
         if track.kind == DRILL:  # no repository: no repository slot
             try:
                 self._attempts(track, slot)
@@ -290,6 +308,14 @@ class Daemon:
                 self._forget(track.plan, target)
         return outcome
 
+    def _anchor(self, track: Track, slot: datetime) -> None:
+        details = {"plan": track.plan, "kind": track.kind}
+        self._on_event("started", {**details, "slot": _fmt(slot)})
+        outcome = run_anchor(self.config, self.catalog, slot, self.children.launch,
+                             self.options.config_file)
+        self._on_event("finished", {**details, **_summary(outcome)})
+        self.alerter.anchor_finished(track.target or "", outcome)
+
     def _forget_targets(self, track: Track) -> list[str | None]:
         """Where a successful job's retention runs: after a backup, the plan's repository
         (None) and its continuous copy targets; after a scheduled copy, its target."""
@@ -339,13 +365,18 @@ class Daemon:
 
 
 def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Step]]]:
-    """Every scheduled job (backups, scheduled copies, restore tests, prunes, drills), and the
-    continuous ones (copies that follow, WAL/binlog streams) as (plan, kind, step)."""
+    """Every scheduled job (backups, scheduled copies, restore tests, prunes, drills, audit
+    anchors), and the continuous ones (copies that follow, WAL/binlog streams) as (plan,
+    kind, step)."""
     tracks: list[Track] = [Track(f"repository:{name}", "prune", Schedule.parse(repo.prune),
                                  name)
                            for name, repo in sorted(config.repositories.items()) if repo.prune]
     tracks += [Track(dr_plan(system), DRILL, Schedule.parse(conf.drill))
                for system, conf in sorted(config.dr.items()) if conf.drill]
+    anchoring = anchor_schedule(config)
+    if anchoring is not None:
+        tracks.append(Track(ANCHOR_PLAN, ANCHOR_KIND, anchoring,
+                            config.audit.anchor_repository))
     continuous: list[tuple[str, str, Step]] = []
     for name in sorted(config.plans):
         plan = config.plans[name]

@@ -8,8 +8,9 @@ catalog, not even its database administrator with the audit key, can remove or c
 it: a history rewritten before the newest anchor no longer has the anchored hash at the
 anchored number, and `medark audit verify --repo` names it.
 
-Anchor at intervals (a systemd timer or cron: docs/audit.md); each anchor is itself
-recorded in the trail as `audit.anchor`."""
+Anchor at intervals (`medark daemon` with `[audit] anchor_repository`:
+scheduler/audit_anchoring.py; or a systemd timer or cron: docs/audit.md); each anchor is
+itself recorded in the trail as `audit.anchor`."""
 
 from __future__ import annotations
 
