@@ -9,7 +9,9 @@ after the other; `--writers` processes appending concurrently to one catalog (th
 regional center's several server processes); and the same with `--threads` threads
 each (concurrent requests, which group commit puts into shared transactions); with
 SHA-256 and SM3. Printed as a table and with --json.
-Run: ``.venv/bin/python bench/audit_bench.py [--records 2000] [--writers 4]``.
+Run: ``.venv/bin/python bench/audit_bench.py [--records 2000] [--runs 3]
+[--catalogs postgresql] [--hashes sha256] [--shapes 1x1,1x16,4x1,4x16]``; with --runs
+above 1 each row gives the median and the min–max of the runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +41,7 @@ catalog = Catalog(sys.argv[1])
 settings = AuditSettings(sys.argv[3], Path(sys.argv[4]))
 threads = int(sys.argv[5])
 append(catalog, AuditEntry("warm", "cli", "warm"), settings)  # key, connection, imports
+print("ready", flush=True)
 sys.stdin.readline()
 
 def work(n):
@@ -48,24 +52,50 @@ def work(n):
 
 with ThreadPoolExecutor(threads) as pool:
     list(pool.map(work, range(threads)))
+print("done", flush=True)
 """
 
 
 def run(url: str, records: int, writers: int, alg: str, key: Path, threads: int) -> float:
-    """Records per second over all writers (from the first start to the last end)."""
+    """Records per second over all writers: from the go (every writer warmed up, which
+    on a loaded host takes a while) to the last writer's "done" (its exit not counted)."""
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(records), alg,
                                str(key), str(threads)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(writers)]
-    time.sleep(1.5)  # every writer warmed up and waiting
+    for p in procs:
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a writer failed to start on {url}")
     start = time.perf_counter()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.close()
     for p in procs:
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "done":
+            raise SystemExit(f"a writer failed on {url}")
+    elapsed = time.perf_counter() - start
+    for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"a writer failed on {url}")
-    return records * writers / (time.perf_counter() - start)
+    return records * writers / elapsed
+
+
+def _one(admin: psycopg.Connection, tmp: str, kind: str, alg: str, writers: int,
+         threads: int, per: int) -> float:
+    """One run on a new catalog (a new PostgreSQL database, dropped after)."""
+    tag = f"{kind}-{alg}-{writers}-{threads}-{uuid.uuid4().hex[:6]}"
+    key = Path(tmp) / f"{tag}.key"
+    if kind == "sqlite":
+        return run(f"sqlite:///{tmp}/{tag}.sqlite", per, writers, alg, key, threads)
+    name = f"medark_audit_bench_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        return run(f"postgresql://postgres@127.0.0.1:5432/{name}", per, writers, alg, key,
+                   threads)
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def pg_settings() -> str:
@@ -77,36 +107,31 @@ def pg_settings() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=2000, help="per writer")
-    parser.add_argument("--writers", type=int, default=4, help="processes")
-    parser.add_argument("--threads", type=int, default=16,
-                        help="threads per process in the concurrent rows (server requests)")
+    parser.add_argument("--records", type=int, default=2000, help="in all, per row")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each row")
+    parser.add_argument("--catalogs", default="sqlite,postgresql")
+    parser.add_argument("--hashes", default="sha256,sm3")
+    parser.add_argument("--shapes", default="1x1,1x16,4x1,4x16",
+                        help="processes x threads per process (threads: server requests)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    try:
+        shapes = [tuple(int(n) for n in s.split("x", 1)) for s in args.shapes.split(",")]
+    except ValueError:
+        parser.error("--shapes: give PROCESSESxTHREADS,… e.g. 1x1,4x16")
     results = []
     with tempfile.TemporaryDirectory(prefix="medark-audit-bench-") as tmp:
         admin = psycopg.connect(PG_ADMIN, autocommit=True)
-        for kind in ("sqlite", "postgresql"):
-            for alg in ("sha256", "sm3"):
-                for writers, threads in ((1, 1), (args.writers, 1),
-                                         (args.writers, args.threads)):
-                    tag = f"{kind}-{alg}-{writers}-{threads}"
+        for kind in args.catalogs.split(","):
+            for alg in args.hashes.split(","):
+                for writers, threads in shapes:
                     per = args.records // writers // threads * threads
-                    key = Path(tmp) / f"{tag}.key"
-                    if kind == "sqlite":
-                        url = f"sqlite:///{tmp}/{tag}.sqlite"
-                        rate = run(url, per, writers, alg, key, threads)
-                    else:
-                        name = f"medark_audit_bench_{uuid.uuid4().hex[:10]}"
-                        admin.execute(f'CREATE DATABASE "{name}"')
-                        try:
-                            url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-                            rate = run(url, per, writers, alg, key, threads)
-                        finally:
-                            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                    rates = [_one(admin, tmp, kind, alg, writers, threads, per)
+                             for _ in range(args.runs)]
                     results.append({"catalog": kind, "hash": alg, "writers": writers,
                                     "threads": threads, "records": per * writers,
-                                    "records_per_s": round(rate)})
+                                    "records_per_s": round(statistics.median(rates)),
+                                    "min": round(min(rates)), "max": round(max(rates))})
         admin.close()
     if args.json:
         print(json.dumps({"postgresql": pg_settings(), "results": results}, indent=2))
@@ -114,10 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"audit append, each committed before it returns (PostgreSQL: {pg_settings()}; "
           f"{os.cpu_count()} CPUs)")
     print(f"{'catalog':<11} {'hash':<7} {'processes':>9} {'threads':>7} {'records':>8} "
-          f"{'records/s':>10}")
+          f"{'records/s':>10} {'min-max':>12}  (median of {args.runs})")
     for r in results:
         print(f"{r['catalog']:<11} {r['hash']:<7} {r['writers']:>9} {r['threads']:>7} "
-              f"{r['records']:>8} {r['records_per_s']:>10}")
+              f"{r['records']:>8} {r['records_per_s']:>10} {r['min']:>6}-{r['max']:<6}")
     return 0
 
 

@@ -33,12 +33,13 @@ import os
 import secrets
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -54,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from medark.catalog.audit_append import COLUMNS, GroupCommit, NothingSent, pg_append
 from medark.errors import CatalogError
 from medark.util import clock
 
@@ -358,10 +360,12 @@ def append(catalog: Catalog, entry: AuditEntry, settings: AuditSettings | None =
            ) -> int:
     """Append one record and commit it; its sequence number. Waits for a concurrent
     append (another process) to commit first, so the chain is one line. Threads of one
-    process appending at once share one transaction (group commit: see _Batcher)."""
+    process appending at once share one transaction (group commit: audit_append)."""
     detail = _checked(entry)
     sign = signer(catalog, settings)
-    return _batcher(catalog).submit(_Ticket(entry, detail, sign))
+    ticket = _Ticket(entry, detail, sign)
+    _appender(catalog).group.submit(ticket)
+    return ticket.seq
 
 
 def append_many(catalog: Catalog, entries: list[AuditEntry],
@@ -370,7 +374,8 @@ def append_many(catalog: Catalog, entries: list[AuditEntry],
     their sequence numbers, in order."""
     sign = signer(catalog, settings)
     tickets = [_Ticket(e, _checked(e), sign) for e in entries]
-    _write(catalog, tickets)
+    if tickets:
+        _appender(catalog).write(tickets)
     return [t.seq for t in tickets]
 
 
@@ -380,104 +385,105 @@ class _Ticket:
     detail: dict[str, Any]
     sign: Signer
     seq: int = 0
-    error: BaseException | None = None
 
 
-class _Batcher:
-    """Group commit: each commit waits for the disk (and, on a shared catalog, holds the
-    head row's lock meanwhile), so one transaction per record caps a process at a few
-    hundred records/s. The first thread to arrive writes; threads arriving while it
-    writes queue, and the next of them writes the whole queue in one transaction. Each
-    append still returns only after its own record is committed."""
+class _Appender:
+    """One catalog's writer: the group commit of its threads and, on PostgreSQL, the
+    connection its batches are written on: its own (autocommit: pg_append sends BEGIN
+    and COMMIT with its statements), kept between batches and used by one writer at a
+    time (a pooled checkout would add a ping and a rollback, two round trips, to each)."""
 
     MAX_BATCH = 500
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._cv = threading.Condition()
-        self._queue: list[_Ticket] = []
-        self._writing = False
-        self._connection: Connection | None = None
-        """Kept between batches, used by one writer at a time: a pooled checkout would
-        add a ping and a rollback, two round trips, to every append."""
+        self._connection: psycopg.Connection[Any] | None = None
+        self._write_lock = threading.Lock()
+        """append_many writes outside the group commit, on the same connection."""
+        self.group = GroupCommit[_Ticket](self.write, self.MAX_BATCH)
 
-    def submit(self, ticket: _Ticket) -> int:
-        with self._cv:
-            self._queue.append(ticket)
-            while ticket.seq == 0 and ticket.error is None:
-                if self._writing:
-                    self._cv.wait()
-                    continue
-                self._writing = True
-                batch, self._queue = (self._queue[:self.MAX_BATCH],
-                                      self._queue[self.MAX_BATCH:])
-                self._cv.release()
-                try:
-                    self._write(batch)
-                except BaseException as exc:  # every waiter of the batch learns it
-                    for waiting in batch:
-                        waiting.error = exc
-                finally:
-                    self._cv.acquire()
-                    self._writing = False
-                    self._cv.notify_all()
-        if ticket.error is not None:
-            raise ticket.error
-        return ticket.seq
+    def write(self, tickets: Sequence[_Ticket]) -> None:
+        with self._write_lock:
+            if self._catalog._engine.dialect.name == "postgresql":
+                self._write_pg(tickets)
+            else:
+                _write(self._catalog, tickets)
 
+    def _write_pg(self, tickets: Sequence[_Ticket]) -> None:
+        """A kept connection the server has closed meanwhile (a restart, an idle
+        timeout) fails before anything is sent: the batch is tried once more on a new
+        one. Any other failure is the batch's: its appends raise, nothing is retried (a
+        commit whose answer was lost may have happened)."""
+        reused = self._connection is not None
+        try:
+            self._write_pg_once(tickets)
+        except NothingSent as exc:
+            if not reused:
+                raise self._failed(exc.cause) from None
+            self._write_pg_once(tickets)
 
-    def _write(self, batch: list[_Ticket]) -> None:
-        connection = self._connection
+    def _write_pg_once(self, tickets: Sequence[_Ticket]) -> None:
+        connection, self._connection = self._connection, None  # until this batch commits
         try:
             if connection is None:
-                connection = self._catalog._engine.connect()
-            with connection.begin():
-                _append(connection, batch)
-            self._connection = connection
-        except SQLAlchemyError as exc:
-            self._connection = None
-            if connection is not None:
-                with contextlib.suppress(SQLAlchemyError):
+                engine = self._catalog._engine
+                args, kwargs = engine.dialect.create_connect_args(engine.url)
+                connection = psycopg.connect(*args, **kwargs, autocommit=True)
+            pg_append(connection, len(tickets),
+                      lambda seq, prev_hash: _chained(tickets, seq, prev_hash))
+        except BaseException as exc:
+            if connection is not None:  # closing it ends its transaction and the lock
+                with contextlib.suppress(Exception):
                     connection.close()
-            raise CatalogError(f"catalog {self._catalog.public_url}: audit append failed: "
-                               f"{_reason(exc)}") from None
+            if isinstance(exc, NothingSent):
+                raise
+            if isinstance(exc, SQLAlchemyError | psycopg.Error):
+                raise self._failed(exc) from None
+            raise
+        self._connection = connection
+
+    def _failed(self, exc: SQLAlchemyError | psycopg.Error) -> CatalogError:
+        reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else \
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return CatalogError(f"catalog {self._catalog.public_url}: audit append failed: "
+                            f"{reason}")
 
 
-_batchers: weakref.WeakKeyDictionary[Catalog, _Batcher] = weakref.WeakKeyDictionary()
+_appenders: weakref.WeakKeyDictionary[Catalog, _Appender] = weakref.WeakKeyDictionary()
 
 
-def _batcher(catalog: Catalog) -> _Batcher:
+def _appender(catalog: Catalog) -> _Appender:
     with _signers_lock:
-        found = _batchers.get(catalog)
+        found = _appenders.get(catalog)
         if found is None:
-            found = _batchers[catalog] = _Batcher(catalog)
+            found = _appenders[catalog] = _Appender(catalog)
         return found
 
 
-def _write(catalog: Catalog, tickets: list[_Ticket]) -> None:
-    """The records of `tickets`, numbered and chained in one transaction."""
+def _write(catalog: Catalog, tickets: Sequence[_Ticket]) -> None:
+    """SQLite: the records of `tickets`, numbered and chained in one transaction. The
+    UPDATE first takes the database's write lock (SQLite has no row locks and a read
+    takes none); RETURNING gives the new number and, not being set there, the previous
+    record's hash."""
     try:
         with catalog._engine.begin() as connection:
-            _append(connection, tickets)
+            last, prev_hash = connection.execute(
+                update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
+                .returning(head.c.seq, head.c.hash)).one()
+            rows, new_head = _chained(tickets, int(last) - len(tickets), str(prev_hash))
+            connection.execute(records.insert(), [dict(zip(COLUMNS, row, strict=True))
+                                                  for row in rows])
+            connection.execute(update(head).where(head.c.id == 1).values(hash=new_head))
     except SQLAlchemyError as exc:
         raise CatalogError(f"catalog {catalog.public_url}: audit append failed: "
                            f"{_reason(exc)}") from None
 
 
-def _append(connection: Connection, tickets: list[_Ticket]) -> None:
-    # the lock before anything is read. PostgreSQL: FOR UPDATE, then one UPDATE at the
-    # end (one new row version per transaction, not two). SQLite has no row locks and
-    # a read takes none: the UPDATE first takes the write lock; RETURNING gives the new
-    # number and, not being set there, the previous record's hash
-    if connection.dialect.name == "postgresql":
-        current, prev_hash = connection.execute(
-            select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()).one()
-        last = int(current) + len(tickets)
-    else:
-        last, prev_hash = connection.execute(
-            update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
-            .returning(head.c.seq, head.c.hash)).one()
-    seq = int(last) - len(tickets)
+def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str
+             ) -> tuple[list[tuple[Any, ...]], str]:
+    """The tickets' rows (in audit_append.COLUMNS' order), numbered after `seq` and
+    chained after `prev_hash`, and the last one's hash. Each ticket learns its number
+    here; it is returned only once the transaction committed."""
     rows = []
     for ticket in tickets:
         seq += 1
@@ -487,18 +493,14 @@ def _append(connection: Connection, tickets: list[_Ticket]) -> None:
                                entry.target, entry.result, entry.institution, ticket.detail,
                                sign.hash_alg, sign.key_id, prev_hash)
         new_hash = digest(sign.hash_alg, canonical(fields))
-        rows.append({
-            "seq": seq, "at": at, "actor": entry.actor, "source": entry.source,
-            "action": entry.action, "target": entry.target, "result": entry.result,
-            "institution": entry.institution,
-            "detail": canonical(ticket.detail).decode("utf-8"), "hash_alg": sign.hash_alg,
-            "key_id": sign.key_id, "prev_hash": prev_hash, "hash": new_hash,
-            "signature": mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))})
+        rows.append((seq, at, entry.actor, entry.source, entry.action, entry.target,
+                     entry.result, entry.institution,
+                     canonical(ticket.detail).decode("utf-8"), sign.hash_alg, sign.key_id,
+                     prev_hash, new_hash,
+                     mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))))
+        ticket.seq = seq
         prev_hash = new_hash
-    connection.execute(records.insert(), rows)
-    connection.execute(update(head).where(head.c.id == 1).values(seq=last, hash=prev_hash))
-    for ticket, row in zip(tickets, rows, strict=True):
-        ticket.seq = row["seq"]
+    return rows, prev_hash
 
 
 def read_head(catalog: Catalog) -> Head:
