@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs bench clean
+.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs bench deb clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,11 @@ fuzz: debs dev-venv bytecode
 
 bench: venv bytecode
 	$(BIN)/python bench/run_bench.py
+
+## make deb: dist/medark_<version>_<arch>.deb, a virtualenv in /opt/medark with the systemd
+## units (dpkg-deb only; packaging/deb/build.sh --help, docs/deployment.md).
+deb:
+	packaging/deb/build.sh --out dist
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

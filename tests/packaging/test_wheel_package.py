@@ -10,21 +10,30 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-from conftest import ROOT
+import pytest
+from package_builds import ROOT, build_wheel
 
 SRC = ROOT / "src" / "medark"
 NOT_SHIPPED = {".pyc"}
 
 
-def _package_files() -> set[str]:
-    """Every file of src/medark as it is named in the wheel (medark/...)."""
-    return {f"medark/{p.relative_to(SRC).as_posix()}" for p in SRC.rglob("*")
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def _package_files(wheel: Path) -> set[str]:
+    """Every file of src/medark the wheel was built from, as the wheel names it
+    (medark/...); from build_wheel's copy, as the shared tree may change meanwhile."""
+    src = wheel.parent.parent / "source" / "src" / "medark"
+    assert (src / "__init__.py").is_file(), src
+    return {f"medark/{p.relative_to(src).as_posix()}" for p in src.rglob("*")
             if p.is_file() and "__pycache__" not in p.parts and p.suffix not in NOT_SHIPPED}
 
 
 def test_every_package_file_is_in_the_wheel(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    missing = sorted(_package_files() - names)
+    missing = sorted(_package_files(wheel) - names)
     assert not missing, f"not in the wheel (pyproject.toml package-data): {missing}"
     # What the management server, the catalog and the report cannot run without.
     for needed in ("medark/py.typed",
