@@ -18,6 +18,27 @@ site = site_fixture()
 ROLES = ("sysadmin", "secadmin", "auditadmin", "operator", "viewer")
 EVERYONE = frozenset(ROLES)
 Body = Callable[[str], dict[str, Any] | None]
+READERS = frozenset({"sysadmin", "operator", "viewer"})
+"""Who reads an institution's configuration and its sites, systems, repositories, plans."""
+CONFIG = """\
+[sites.main]
+location = "CN-SC"
+[repositories.local]
+site = "main"
+url = "/backup"
+[systems.his]
+owner = "IT"
+[[systems.his.sources]]
+type = "files"
+paths = ["/srv/his"]
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "0 1 * * *"
+rpo = "1d"
+rto = "1h"
+retention = { daily = 7 }
+"""
 
 
 def _audit(site: Site) -> list[dict[str, Any]]:
@@ -85,6 +106,17 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
                                        "institution": "center"}, frozenset({"secadmin"}),
      201),
     ("DELETE", "/api/tokens/target", lambda r: None, frozenset({"secadmin"}), 200),
+    # configurations: the first save is the system administrator's; then every reader's
+    ("PUT", "/api/institutions/center/config", lambda r: {
+        "document": CONFIG, "comment": r, "base_version": None}, frozenset({"sysadmin"}),
+     200),
+    ("GET", "/api/institutions/center/config", lambda r: None, READERS, 200),
+    ("GET", "/api/institutions/center/config/versions", lambda r: None, READERS, 200),
+    ("GET", "/api/institutions/center/config/versions/1", lambda r: None, READERS, 200),
+    ("GET", "/api/institutions/center/config/diff?from=1&to=1", lambda r: None, READERS,
+     200),
+    *(("GET", f"/api/{view}", lambda r: None, READERS, 200)
+      for view in ("sites", "systems", "repositories", "plans")),
 ]
 """(method, path, body for a role, roles allowed, status when allowed)."""
 

@@ -35,18 +35,25 @@ def load_config(path: FilePath, extra: Extra | None = None) -> MedarkConfig:
         raise ConfigInvalid(f"{path}: configuration file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigInvalid(f"{path}: cannot read the configuration: {exc}") from None
+    return load_text(text, str(path), extra)
+
+
+def load_text(text: str, name: str = "", extra: Extra | None = None) -> MedarkConfig:
+    """The configuration in `text` (a document the management server keeps, or a file's
+    contents), checked as a file is; problems say `name:line:`, or `line N:` without a
+    name."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts the position at the end of its message: "... (at line 3, column 7)"
         position = _POSITION.search(str(exc))
-        line = (position.group(1) if position and position.group(1)
+        line = (int(position.group(1)) if position and position.group(1)
                 else len(text.splitlines()) or 1)
-        where = f"{path}:{line}"
-        raise ConfigInvalid(f"{where}: invalid TOML: {_POSITION.sub('', str(exc))}") from None
+        raise ConfigInvalid(f"{_at(name, line)}: invalid TOML: "
+                            f"{_POSITION.sub('', str(exc))}") from None
     except RecursionError:  # tomllib recurses into nested arrays and inline tables
-        raise ConfigInvalid(f"{path}: invalid TOML: arrays or tables nested too deeply"
-                            ) from None
+        raise ConfigInvalid(f"{name or 'the document'}: invalid TOML: arrays or tables "
+                            "nested too deeply") from None
     lines = KeyLines(text)
     try:
         config = MedarkConfig.model_validate(raw)
@@ -56,11 +63,15 @@ def load_config(path: FilePath, extra: Extra | None = None) -> MedarkConfig:
         # mistake in one run, not round after round.
         broken = [where for where, _message_ in located]
         located += cross_problems(raw, broken, lambda c: _cross_checks(c, extra))
-        raise _invalid(path, lines, located) from None
+        raise _invalid(name, lines, located) from None
     problems = _cross_checks(config, extra)
     if problems:
-        raise _invalid(path, lines, problems)
+        raise _invalid(name, lines, problems)
     return config
+
+
+def _at(name: str, line: int) -> str:
+    return f"{name}:{line}" if name else f"line {line}"
 
 
 def _cross_checks(config: MedarkConfig, extra: Extra | None) -> list[tuple[Path, str]]:
@@ -76,14 +87,16 @@ def _message(error: object) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _invalid(path: FilePath, lines: KeyLines, found: list[tuple[Path, str]]) -> ConfigInvalid:
-    """Every problem as file:line: key: message, in file order."""
+def _invalid(name: str, lines: KeyLines, found: list[tuple[Path, str]]) -> ConfigInvalid:
+    """Every problem as file:line: key: message (line N: … without a name), in file
+    order."""
     located = sorted(((lines.line(where) or 1, where, message) for where, message in found),
                      key=lambda item: item[0])
     problems = []
     for line, where, message in located:
         key = ".".join(f"[{p}]" if isinstance(p, int) else p for p in where).replace(".[", "[")
-        problems.append(f"{path}:{line}: {key}: {message}" if key else f"{path}:{line}: {message}")
-    head = problems[0] if len(problems) == 1 else \
-        f"{path}: {len(problems)} problems, the first: {problems[0]}"
+        problems.append(f"{_at(name, line)}: {key}: {message}" if key
+                        else f"{_at(name, line)}: {message}")
+    count = f"{len(problems)} problems, the first: {problems[0]}"
+    head = problems[0] if len(problems) == 1 else f"{name}: {count}" if name else count
     return ConfigInvalid(head, problems)

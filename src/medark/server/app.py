@@ -34,7 +34,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.server.deps import ApiContext, ServerSettings
-from medark.server.routes import institutions, session, tokens, users
+from medark.server.routes import configs, institutions, session, tokens, users
 from medark.server.routes.session import RateLimited
 from medark.server.schemas import ERRORS, Status
 
@@ -46,7 +46,8 @@ log = logging.getLogger("medark.server")
 SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 """Swagger UI's files, served by the server itself: a hospital intranet has no CDN."""
 DOCS_STATIC = "/api/docs/static"
-ROUTERS = (session.router, users.router, institutions.router, tokens.router)
+ROUTERS = (session.router, users.router, institutions.router, tokens.router,
+           configs.router)
 
 
 def _status(exc: MedarkError) -> int:

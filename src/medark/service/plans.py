@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from medark.config import environment as env
 from medark.config.durations import format_config_duration
-from medark.config.loader import DEFAULT_PATH, load_config
+from medark.config.loader import DEFAULT_PATH, Extra, load_config, load_text
 from medark.config.plans import CopyConf, MedarkConfig, Plan, Source
 from medark.config.plans import Path as KeyPath
 from medark.config.records import RECORD_MINIMUM
@@ -35,6 +35,14 @@ def config_path(given: str | None) -> Path:
 def load_plans(path: Path) -> MedarkConfig:
     """The configuration, or ConfigInvalid (exit 15) listing every problem with file:line."""
     return load_config(path, _site_problems)
+
+
+def load_plans_text(text: str, extra: Extra | None = None) -> MedarkConfig:
+    """A configuration document (the management server's), checked exactly as
+    `load_plans` checks a file, and by `extra` too; ConfigInvalid lists each problem as
+    `line N: key: message`."""
+    return load_text(text, "", lambda config: _site_problems(config)
+                     + (extra(config) if extra is not None else []))
 
 
 def _site_problems(config: MedarkConfig) -> list[tuple[KeyPath, str]]:

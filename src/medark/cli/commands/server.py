@@ -13,6 +13,7 @@ import ipaddress
 from pathlib import Path
 
 from medark.cli.command import Command
+from medark.cli.commands import server_config
 from medark.cli.context import Context
 from medark.cli.parser import global_options
 from medark.config import environment as env
@@ -94,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="the regional center's short name (default center)")
     init.add_argument("--center-title", default="", metavar="TEXT",
                       help="its full name (default: the short name)")
+    server_config.add_parser(sub, _catalog_option)
 
 
 def _catalog_url(args: argparse.Namespace) -> str:
@@ -106,6 +108,8 @@ def _catalog_url(args: argparse.Namespace) -> str:
 def run(ctx: Context) -> int:
     if getattr(ctx.args, "action", None) == "init":
         return _init(ctx)
+    if getattr(ctx.args, "action", None) == "config":
+        return server_config.run(ctx, _catalog_url(ctx.args))
     return _serve(ctx)
 
 
