@@ -10,21 +10,26 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     String,
     Text,
-    UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from medark.catalog.statuses import FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED
+from medark.catalog.statuses import CANCELLED, FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED
 
-__all__ = ["FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "Alert", "Base", "DrAction",
-           "Job"]
+__all__ = ["CANCELLED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "Alert",
+           "Base", "DrAction", "Job", "JobEvent"]
+
+LOCAL_JOB = text("institution IS NULL")
+SERVER_JOB = text("institution IS NOT NULL")
 
 
 class Base(DeclarativeBase):
@@ -36,8 +41,14 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        UniqueConstraint("plan", "kind", "scheduled_for", "attempt",
-                         name="uq_jobs_plan_kind_slot_attempt"),
+        # one attempt per schedule slot: of a plan of this catalog's own daemons, or of an
+        # institution's plan (two institutions may name their plans alike); migration
+        # 0008_server_jobs says why two partial indexes
+        Index("uq_jobs_local_slot", "plan", "kind", "scheduled_for", "attempt", unique=True,
+              sqlite_where=LOCAL_JOB, postgresql_where=LOCAL_JOB),
+        Index("uq_jobs_institution_slot", "institution", "plan", "kind", "scheduled_for",
+              "attempt", unique=True, sqlite_where=SERVER_JOB, postgresql_where=SERVER_JOB),
+        Index("ix_jobs_institution_status", "institution", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -60,6 +71,37 @@ class Job(Base):
     """The plan's achieved RPO when the job ended: age of its newest recoverable point."""
     error: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    institution: Mapped[str | None] = mapped_column(String(64))
+    """The institution whose plan this is (a management server's job); None for a job of
+    this catalog's own daemon or `medark run`."""
+    system: Mapped[str | None] = mapped_column(String(200))
+    agent: Mapped[str | None] = mapped_column(String(64))
+    """The agent running it, or (while queued) the only agent that may claim it."""
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    """Who asked for it to run now (a user or API token); None for a scheduled run."""
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The newest progress the agent reported: percent, bytes_done, bytes_total,
+    eta_seconds, message."""
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
+    origin_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    """"<agent>:<local job id>" of a job an agent ran on its own and reported later: a
+    replayed report is recognised and not recorded twice."""
+
+
+class JobEvent(Base):
+    """What happened to a job, in order: progress, log lines, status changes. The id
+    orders them and is the Server-Sent Events id a client resumes from."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(20))
+    """progress, log or status."""
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Alert(Base):

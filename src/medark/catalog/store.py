@@ -50,6 +50,14 @@ class JobRecord:
     rpo_seconds: float | None
     error: str | None
     details: dict[str, Any] | None
+    institution: str | None = None
+    """The management server's jobs (catalog/job_queue.py): whose, where, who asked."""
+    system: str | None = None
+    agent: str | None = None
+    requested_by: str | None = None
+    progress: dict[str, Any] | None = None
+    cancel_requested: bool = False
+    origin_key: str | None = None
 
     def public(self) -> dict[str, Any]:
         def fmt(t: datetime | None) -> str | None:
@@ -60,7 +68,10 @@ class JobRecord:
                 "finished_at": fmt(self.finished_at), "attempt": self.attempt,
                 "host": self.host, "bytes_added": self.bytes_added,
                 "snapshot_id": self.snapshot_id, "rpo_seconds": self.rpo_seconds,
-                "error": self.error, "details": self.details}
+                "error": self.error, "details": self.details,
+                "institution": self.institution, "system": self.system,
+                "agent": self.agent, "requested_by": self.requested_by,
+                "progress": self.progress, "cancel_requested": self.cancel_requested}
 
 
 def head_revision() -> str:
@@ -453,7 +464,9 @@ def _alert(row: Alert) -> AlertRecord:
 def _record(job: Job) -> JobRecord:
     return JobRecord(job.id, job.plan, job.kind, job.status, _aware(job.scheduled_for),
                      _aware(job.started_at), _aware(job.finished_at), job.attempt, job.host,
-                     job.bytes_added, job.snapshot_id, job.rpo_seconds, job.error, job.details)
+                     job.bytes_added, job.snapshot_id, job.rpo_seconds, job.error, job.details,
+                     job.institution, job.system, job.agent, job.requested_by, job.progress,
+                     bool(job.cancel_requested), job.origin_key)
 
 
 def _aware(value: datetime | None) -> datetime | None:
