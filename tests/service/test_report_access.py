@@ -6,8 +6,9 @@ section rendered in Chinese and English."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from medark.catalog.audit_query import count_between, records_between
 from medark.catalog.audit_trail import AuditEntry, append
 from medark.catalog.store import Catalog
 from medark.service import report_access
-from medark.service.report_access import gather_access
+from medark.service.report_access import AccessSection, gather_access
+from medark.service.report_data import PeriodReport
 from medark.util import clock
 
 NOV = datetime(2026, 11, 1, tzinfo=UTC)
@@ -54,6 +56,9 @@ def _fill(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
         *[_grant("grant.use", 7) for _ in range(3)],
         _grant("grant.refused", 7, "denied"), _grant("grant.use", 9, "denied"),
         _grant("grant.expire", 7, actor="daemon"),
+        AuditEntry("li.na", "10.1.0.7", "grant.refused", "county-c/his", "denied", "county-c",
+                   {"grant": None, "from_institution": "county-b",
+                    "to_institution": "county-c", "purpose": None, "use": "restore"}),
         *[AuditEntry("alice", "10.0.0.9", "login", "alice", "failed",
                      detail={"reason": "wrong password"}) for _ in range(3)],
         AuditEntry("alice", "10.0.0.9", "login", "alice", "denied", detail={"reason": "locked"}),
@@ -79,11 +84,11 @@ def _fill(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_access_section_of_a_month(catalog: Catalog,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(catalog, monkeypatch)
-    assert count_between(catalog, NOV, DEC) == 22
+    assert count_between(catalog, NOV, DEC) == 23
     assert [r.action for r in records_between(catalog, NOV, DEC, ["token.*", "login"])] == [
         "login"] * 6 + ["token.create"]
     access = gather_access(catalog, NOV, DEC)
-    assert access.records == 22
+    assert access.records == 23
     by_grant = {g.grant: g for g in access.grants}
     assert (by_grant["7"].uses, by_grant["7"].refused) == (3, 1)
     assert (by_grant["9"].uses, by_grant["9"].refused) == (0, 1)
@@ -91,8 +96,13 @@ def test_the_access_section_of_a_month(catalog: Catalog,
     assert by_grant["7"].to_institution == "county-b"
     assert by_grant["7"].purpose == "会诊 consultation"
     assert [e.action for e in access.grant_events] == [
-        "grant.request", "grant.approve", "grant.refused", "grant.use", "grant.expire"]
-    assert access.grant_events[0].note == "#7 county-a → county-b · 会诊 consultation"
+        "grant.request", "grant.approve", "grant.refused", "grant.use", "grant.expire",
+        "grant.refused"]
+    assert access.grant_events[0].note == "county-a → county-b · 会诊 consultation"
+    assert access.grant_events[0].target == "grant:7"
+    nothing = by_grant[""]  # refused for want of any grant
+    assert (nothing.uses, nothing.refused, nothing.to_institution) == (0, 1, "county-c")
+    assert access.grant_events[-1].note == "county-b → county-c"
     failed = [(f.source, f.account, f.failures, f.lockouts) for f in access.failed_logins]
     assert failed == [("10.0.0.9", "alice", 4, 1), ("10.0.0.20", "bob", 1, 0)]
     assert access.admin_counts == [("sec.admin", 4), ("sys.admin", 1)]
@@ -121,3 +131,46 @@ def test_long_lists_are_cut_and_counted(catalog: Catalog,
     access = gather_access(catalog, NOV, DEC)
     assert len(access.admin_actions) == 3 and access.admin_total == 5
     assert len(access.failed_logins) == 3 and access.failed_logins_total == 5
+
+
+def _period(access: AccessSection | None) -> PeriodReport:
+    return PeriodReport(kind="monthly", label="2026-11", hospital="示例县人民医院",
+                        month=date(2026, 11, 1), start=NOV, end=DEC, generated=DEC,
+                        systems=[], growth=[], repositories=[], suspicious=[], alerts=[],
+                        verdicts=[], profile="三乙 / 等保 3", access=access)
+
+
+def _section(html: str, start: str, end: str) -> str:
+    body = html[html.index(start):html.index(end)]
+    return " ".join(re.sub(r"<[^>]+>", " ", body).split())
+
+
+@pytest.mark.parametrize(("language", "heading", "after", "empty"), [
+    ("zh", "7. 访问与操作审计", "8. 合规评估", "本周期审计日志中没有记录"),
+    ("en", "7. Access and administration audit", "8. Compliance",
+     "The audit trail has no records for this period"),
+])
+def test_the_section_renders_empty_and_cut(language: str, heading: str, after: str,
+                                           empty: str) -> None:
+    pytest.importorskip("matplotlib")
+    from medark.service.report_fonts import cjk_font
+    from medark.service.report_render import render_html
+
+    for access in (None, AccessSection(0)):
+        section = _section(render_html(_period(access), cjk_font(), language), heading,
+                           after)
+        assert empty in section and "<table" not in section, section
+    at = NOV + timedelta(days=2)
+    full = AccessSection(
+        5000, failed_logins=[report_access.FailedLogins("10.0.0.9", "alice", 7, 1, at, at)],
+        failed_logins_total=240, admin_counts=[("sec.admin", 201)],
+        admin_actions=[report_access.Event(at, "sec.admin", "10.0.0.5", "user.create",
+                                           "carol", "denied", "roles=['operator']")],
+        admin_total=201)
+    section = _section(render_html(_period(full), cjk_font(), language), heading, after)
+    assert empty not in section
+    assert "10.0.0.9 alice 7 1" in section and "sec.admin 201" in section, section
+    more = {"zh": ("仅列出前 1 条，共 240 条", "仅列出前 1 条，共 201 条"),
+            "en": ("The first 1 of 240 are listed", "The first 1 of 201 are listed")}
+    assert all(words in section for words in more[language]), section
+    assert ("拒绝" if language == "zh" else "denied") in section

@@ -40,8 +40,11 @@ class GrantUse:
     """One grant's use in the period: uses and refusals, who shared with whom."""
 
     grant: str
+    """The grant's number; "" for refusals where no grant was found."""
     from_institution: str
+    """The requesting institution (whose account reads)."""
     to_institution: str
+    """The institution that owns the data (its security administrator decides)."""
     purpose: str
     uses: int = 0
     refused: int = 0
@@ -59,7 +62,8 @@ class Event:
     target: str
     result: str
     note: str
-    """The grant's institutions and purpose, or the detail's short form."""
+    """A grant's requesting and owning institutions and purpose, or the detail's short
+    form."""
 
 
 @dataclass(frozen=True)
@@ -92,14 +96,21 @@ class AccessSection:
     admin_total: int = 0
 
 
-def gather_access(catalog: Catalog, start: datetime, end: datetime) -> AccessSection:
-    section = AccessSection(count_between(catalog, start, end))
+def gather_access(catalog: Catalog, start: datetime, end: datetime,
+                  institution: str | None = None) -> AccessSection:
+    """`institution`: only the records filed under it (a management server's report of
+    one hospital: the uses of its data, which grants file under the data's owner, its
+    accounts' failed logins, the actions on it); None, every record."""
+    section = AccessSection(count_between(catalog, start, end, institution))
     if section.records == 0:
         return section
-    _grants(section, records_between(catalog, start, end, GRANT_ACTIONS))
-    _failed_logins(section, records_between(catalog, start, end, LOGIN_ACTIONS))
+    _grants(section, records_between(catalog, start, end, GRANT_ACTIONS,
+                                     institution=institution))
+    _failed_logins(section, records_between(catalog, start, end, LOGIN_ACTIONS,
+                                            institution=institution))
     counts: Counter[str] = Counter()
-    for record in records_between(catalog, start, end, ADMIN_ACTIONS):
+    for record in records_between(catalog, start, end, ADMIN_ACTIONS,
+                                  institution=institution):
         counts[record.actor] += 1
         section.admin_total += 1
         if len(section.admin_actions) < LIST_LIMIT:
@@ -117,7 +128,7 @@ def _grants(section: AccessSection, found: Any) -> None:
     by_grant: dict[tuple[str, str, str], dict[str, Any]] = {}
     for record in found:
         detail = record.detail
-        grant = _text(detail, "grant", "-")
+        grant = _text(detail, "grant")  # "": a refusal for want of any grant
         source = _text(detail, "from_institution", "-")
         target = _text(detail, "to_institution", record.institution or "-")
         purpose = _text(detail, "purpose")
@@ -131,7 +142,7 @@ def _grants(section: AccessSection, found: Any) -> None:
         if record.action != GRANT_USE or refused:
             section.grant_events_total += 1
             if len(section.grant_events) < LIST_LIMIT:
-                note = f"#{grant} {source} → {target}" + (f" · {purpose}" if purpose else "")
+                note = f"{source} → {target}" + (f" · {purpose}" if purpose else "")
                 section.grant_events.append(_event(record, note))
     section.grants = sorted(
         (GrantUse(g, s, t, r["purpose"], r["uses"], r["refused"], r["last"])

@@ -31,7 +31,8 @@ TEXT = {
     "zh": {
         "title": "数据安全分析月报", "title_quarterly": "网络安全分析季报",
         "dr": "容灾与安全事件",
-        "dr_note": "本季度的容灾演练与切换（含切换时间与数据丢失）见第 3 节；安全事件如下。",
+        "dr_note": "本季度的容灾演练与切换（含切换时间与数据丢失）见第 3 节，登录失败与跨机构"
+                   "访问见第 8 节；安全事件如下。",
         "dr_actions": "容灾演练与切换", "action": "操作", "switch_time": "切换时间",
         "held": "写入暂停", "data_loss": "数据丢失",
         "dr_actions_note": "切换时间：演练为容灾端服务恢复健康所用的时间；切换为从暂停客户端"
@@ -59,7 +60,8 @@ TEXT = {
         "access_source": "来源：审计日志，本周期 {n} 条记录。",
         "access_empty": "本周期审计日志中没有记录（管理服务器未运行，或报告读取的"
                         " catalog 不是服务器所用的）。",
-        "grants": "跨机构数据共享", "grant": "授权", "from_to": "提供方 → 使用方",
+        "grants": "跨机构数据共享", "grant": "授权", "from_to": "申请方 → 数据所属方",
+        "no_grant": "无授权", "object": "对象",
         "purpose": "用途", "uses": "使用次数", "refused": "拒绝次数", "last": "最近",
         "first": "首次", "grant_events": "授权申请、审批、到期与拒绝",
         "failed_logins": "登录失败与锁定", "source": "来源地址", "account": "账户",
@@ -80,7 +82,8 @@ TEXT = {
         "title_quarterly": "Quarterly network-security analysis report",
         "dr": "DR and security events",
         "dr_note": "This quarter's DR drills and switches, with their switch times and data "
-                   "loss, are listed in section 3; the security events follow.",
+                   "loss, are listed in section 3, failed logins and cross-institution "
+                   "access in section 8; the security events follow.",
         "dr_actions": "DR drills and switches", "action": "Action",
         "switch_time": "Switch time", "held": "Writes held", "data_loss": "Data loss",
         "dr_actions_note": "Switch time: for a drill, the time until the DR side's services "
@@ -113,7 +116,8 @@ TEXT = {
         "access_empty": "The audit trail has no records for this period (no management "
                         "server ran, or this is not the server's catalog).",
         "grants": "Cross-institution data sharing", "grant": "Grant",
-        "from_to": "From → to", "purpose": "Purpose", "uses": "Uses", "refused": "Refused",
+        "from_to": "Requester → data owner", "no_grant": "none", "object": "Object",
+        "purpose": "Purpose", "uses": "Uses", "refused": "Refused",
         "last": "Last", "first": "First",
         "grant_events": "Grant requests, decisions, expiries and refusals",
         "failed_logins": "Failed logins and lockouts", "source": "Address",
