@@ -249,3 +249,36 @@ def test_group_commit_failure_reaches_its_batch_and_the_next_goes_on() -> None:
     assert results == {"first": "ok", "bad": "the disk is full",
                        "unlucky": "the disk is full", "later": "ok"}
     assert calls == [["first"], ["bad", "unlucky"], ["later"]]
+
+
+def test_a_new_leader_waits_for_the_last_batchs_callers() -> None:
+    """After a batch of three, the next leader waits (up to its window, long here) for
+    three callers instead of writing the first one alone."""
+    release = threading.Event()
+    written: list[list[str]] = []
+
+    def write(batch: Sequence[str]) -> None:
+        if not written:
+            release.wait(timeout=60)
+        written.append(list(batch))
+
+    group = GroupCommit[str](write, window=60)
+    first = [threading.Thread(target=group.submit, args=(item,))
+             for item in ("held", "a", "b", "c")]
+    first[0].start()
+    _wait_for(lambda: group._leading, "the first caller leads")
+    for n, t in enumerate(first[1:], 1):
+        t.start()
+        _wait_for(lambda n=n: len(group._queue) == n, "a caller queued")
+    release.set()
+    for t in first:
+        t.join(timeout=60)
+    assert written == [["held"], ["a", "b", "c"]]
+    second = [threading.Thread(target=group.submit, args=(item,)) for item in "xyz"]
+    for n, t in enumerate(second, 1):
+        t.start()
+        _wait_for(lambda n=n: len(group._queue) == n or len(written) > 2,
+                  "a caller queued")
+    for t in second:
+        t.join(timeout=60)
+    assert written == [["held"], ["a", "b", "c"], ["x", "y", "z"]]
