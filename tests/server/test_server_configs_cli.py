@@ -5,9 +5,13 @@ and plans by scope, the audit records, and `medark server config import|export`.
 
 from __future__ import annotations
 
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from server_site import Site, User, code_of, first_login, run, site_fixture
+from sqlalchemy import text
 
 from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
@@ -272,3 +276,54 @@ def test_import_and_export_from_the_command_line(site: Site) -> None:
     records = [r for r in _audit(site, "config.change") if r["target"] == "county-c"]
     assert [(r["actor"], r["source"], r["result"]) for r in records] == [
         ("server", "cli", "ok"), ("server", "cli", "failed")]
+
+
+def test_concurrent_saves_from_one_version_make_one_version(site: Site) -> None:
+    """Whichever order the saves reach the catalog in, one wins and the others are told
+    the configuration changed (the version check, or the unique version on a race)."""
+    _hospitals(site)
+    sysadmin = site.user("sysadmin")
+    made = sysadmin.call("POST", "/api/institutions", json={"name": "county-race"})
+    assert made.status_code in (201, 409)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda n: _put(sysadmin, "county-race", doc(
+            "county-race", f"{n} 1 * * *"), None, f"writer {n}"), range(4)))
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200, 409, 409, 409], [a.text for a in answers]
+    assert {code_of(a) for a in answers if a.status_code == 409} == {"config_changed"}
+    versions = sysadmin.call("GET", "/api/institutions/county-race/config/versions").json()
+    assert [v["version"] for v in versions["versions"]] == [1]
+
+
+def test_a_stored_version_newer_rules_refuse_stays_readable(site: Site) -> None:
+    """A version saved before a check existed (written here directly) is still shown as
+    saved and can be replaced; the views leave it out and say so."""
+    _hospitals(site)
+    sysadmin = site.user("sysadmin")
+    made = sysadmin.call("POST", "/api/institutions", json={"name": "county-old"})
+    assert made.status_code in (201, 409)
+    old = doc("county-old").replace("host=db dbname=his", "host=db password=old")
+    catalog = Catalog(site.catalog)
+    try:
+        with catalog._engine.begin() as connection:
+            inst = connection.execute(text(
+                "SELECT id FROM institutions WHERE name = 'county-old'")).scalar()
+            connection.execute(text(
+                "INSERT INTO config_versions (institution_id, version, document, sha256, "
+                "author, comment, created_at) VALUES (:i, 1, :d, :h, 'old', '', :t)"),
+                {"i": inst, "d": old, "h": hashlib.sha256(old.encode()).hexdigest(),
+                 "t": datetime.now(UTC)})
+    finally:
+        catalog.close()
+    shown = sysadmin.call("GET", "/api/institutions/county-old/config")
+    assert shown.status_code == 200 and shown.json()["config"]["document"] == old
+    plans = sysadmin.call("GET", "/api/plans", params={"institution": "county-old"}).json()
+    assert plans["plans"] == []
+    assert [(i["institution"], i["version"]) for i in plans["invalid"]] == [
+        ("county-old", 1)]
+    assert "no password" in plans["invalid"][0]["message"]
+    assert "password=old" not in plans["invalid"][0]["message"]
+    fixed = _put(sysadmin, "county-old", doc("county-old"), 1, "password to ~/.pgpass")
+    assert fixed.status_code == 200 and fixed.json()["config"]["version"] == 2
+    plans = sysadmin.call("GET", "/api/plans", params={"institution": "county-old"}).json()
+    assert plans["invalid"] == [] and [p["name"] for p in plans["plans"]] == ["his"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +42,10 @@ MAX_COMMENT = 500
 SHOWN_PROBLEMS = 20
 """Problems named in a refusal's one-line message (all of them in `problems`)."""
 _COMMENT = re.compile(TITLE_CHARACTERS + "*")
+CHECKED_KEPT = 256
+"""Checked configurations kept by their document's SHA-256 (a few hundred kilobytes)."""
+_CHECKED: OrderedDict[str, MedarkConfig] = OrderedDict()
+_CHECKED_LOCK = threading.Lock()
 
 
 class ConfigRejected(UsageError):
@@ -89,7 +95,24 @@ def document_hash(document: str) -> str:
 
 
 def check_document(document: str) -> MedarkConfig:
-    """The configuration, or ConfigRejected listing every problem with its line."""
+    """The configuration, or ConfigRejected listing every problem with its line. A
+    document checked before is not checked again (the list views read every
+    institution's on each request; the checks depend on the text alone)."""
+    key = document_hash(document)
+    with _CHECKED_LOCK:
+        found = _CHECKED.get(key)
+        if found is not None:
+            _CHECKED.move_to_end(key)
+            return found
+    config = _check(document)
+    with _CHECKED_LOCK:
+        _CHECKED[key] = config
+        while len(_CHECKED) > CHECKED_KEPT:
+            _CHECKED.popitem(last=False)
+    return config
+
+
+def _check(document: str) -> MedarkConfig:
     if len(document) > MAX_DOCUMENT:
         raise ConfigRejected(f"the document has {len(document)} characters; at most "
                              f"{MAX_DOCUMENT}")
