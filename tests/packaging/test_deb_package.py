@@ -151,3 +151,58 @@ def test_the_virtualenv_runs(unpacked: Path, tmp_path: Path) -> None:
     where = subprocess.run([str(python), "-c", "import medark; print(medark.__file__)"],
                            env=env, capture_output=True, text=True, timeout=60, check=True)
     assert where.stdout.startswith(str(venv)), where.stdout
+
+
+STUBBED = ("getent", "addgroup", "adduser", "install", "chown", "chmod", "systemctl", "rm",
+           "rmdir", "find")
+"""Every command the maintainer scripts run, replaced by one that only records its
+arguments: the scripts run for real as shell, and change nothing on this machine."""
+
+
+def _run_script(script: Path, tmp: Path, *args: str, known: bool = False
+                ) -> list[list[str]]:
+    stubs = tmp / "stubs"
+    stubs.mkdir(exist_ok=True)
+    log = tmp / "calls.log"
+    log.write_text("")
+    for name in STUBBED:
+        status = 0 if name != "getent" or known else 2  # getent: 2 = no such user
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\nprintf "%s\\0" {name} "$@" >> {log}\n'
+                        f'printf "\\n" >> {log}\nexit {status}\n')
+        stub.chmod(0o755)
+    done = subprocess.run(["sh", str(script), *args], capture_output=True, text=True,
+                          timeout=60, check=False,
+                          env={"PATH": f"{stubs}:/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return [line.rstrip("\0").split("\0") for line in log.read_text().splitlines() if line]
+
+
+def test_postinst_makes_the_user_and_directories(unpacked: Path, tmp_path: Path) -> None:
+    calls = _run_script(unpacked / "DEBIAN" / "postinst", tmp_path, "configure")
+    commands = [c[0] for c in calls]
+    assert ["addgroup", "--system", "--quiet", "medark"] in calls
+    adduser = next(c for c in calls if c[0] == "adduser")
+    assert "--system" in adduser and adduser[-1] == "medark"
+    assert adduser[adduser.index("--home") + 1] == "/var/lib/medark"
+    assert adduser[adduser.index("--shell") + 1] == "/usr/sbin/nologin"
+    assert commands.index("addgroup") < commands.index("adduser")
+    made = {c[-1]: c[1:-1] for c in calls if c[:2] == ["install", "-d"]}
+    if made:  # directories that do not exist on this machine
+        for path, options in made.items():
+            mode = options[options.index("-m") + 1]
+            assert mode in {"0750", "0700"}, (path, mode)
+    assert "systemctl" not in commands or ["systemctl", "daemon-reload"] in calls
+    # Known user (an upgrade): nothing is created again.
+    again = _run_script(unpacked / "DEBIAN" / "postinst", tmp_path, "configure", "0.0.9",
+                        known=True)
+    assert not [c for c in again if c[0] in {"addgroup", "adduser"}]
+
+
+def test_prerm_and_postrm_keep_the_records(unpacked: Path, tmp_path: Path) -> None:
+    calls = _run_script(unpacked / "DEBIAN" / "prerm", tmp_path, "remove")
+    assert ["find", "/opt/medark", "-name", "__pycache__", "-type", "d", "-prune", "-exec",
+            "rm", "-rf", "{}", "+"] in calls
+    purged = _run_script(unpacked / "DEBIAN" / "postrm", tmp_path, "purge")
+    touched = [arg for call in purged for arg in call[1:]]
+    assert not [a for a in touched if a.startswith("/var/lib/medark")], purged
