@@ -107,6 +107,9 @@ def test_exec_start_is_a_medark_command(name: str, tmp_path: Path) -> None:
 def test_restart_and_hardening(name: str) -> None:
     unit = parse(UNITS / name)
     assert one(unit, "Restart") == "on-failure"
+    # Only exits a restart cannot fix: usage (2), the configuration (15), a refused agent
+    # credential (32); never the catalog (16), which a PostgreSQL still starting gives.
+    assert set(one(unit, "RestartPreventExitStatus").split()) <= {"2", "15", "32"}
     for key, value in {"NoNewPrivileges": "yes", "PrivateTmp": "yes",
                        "ProtectKernelModules": "yes", "ProtectKernelTunables": "yes",
                        "ProtectControlGroups": "yes", "RestrictSUIDSGID": "yes"}.items():
