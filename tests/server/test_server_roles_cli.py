@@ -106,6 +106,8 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
                                        "institution": "center"}, frozenset({"secadmin"}),
      201),
     ("DELETE", "/api/tokens/target", lambda r: None, frozenset({"secadmin"}), 200),
+    # grants: every role sees its institution's (test_server_grants_cli.py has the rest)
+    ("GET", "/api/grants", lambda r: None, EVERYONE, 200),
     # configurations: the first save is the system administrator's; then every reader's
     ("PUT", "/api/institutions/center/config", lambda r: {
         "document": CONFIG, "comment": r, "base_version": None}, frozenset({"sysadmin"}),

@@ -34,7 +34,15 @@ from medark.errors import (
     UsageError,
 )
 from medark.server.deps import ApiContext, ServerSettings
-from medark.server.routes import configs, institutions, session, tokens, users
+from medark.server.routes import (
+    configs,
+    grants,
+    institutions,
+    session,
+    snapshots,
+    tokens,
+    users,
+)
 from medark.server.routes.session import RateLimited
 from medark.server.schemas import ERRORS, Status
 
@@ -47,7 +55,8 @@ SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 """Swagger UI's files, served by the server itself: a hospital intranet has no CDN."""
 DOCS_STATIC = "/api/docs/static"
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
-           configs.router)
+           configs.router,
+           grants.router, snapshots.router)
 
 
 def _status(exc: MedarkError) -> int:

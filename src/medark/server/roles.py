@@ -28,16 +28,27 @@ USERS_WRITE = "users.write"
 TOKENS_MANAGE = "tokens.manage"
 INSTITUTIONS_READ = "institutions.read"
 INSTITUTIONS_WRITE = "institutions.write"
+GRANTS_READ = "grants.read"
+GRANTS_REQUEST = "grants.request"
+GRANTS_DECIDE = "grants.decide"
+"""Approve or deny a grant: the data owner's security administrator (server/grants.py)."""
+SNAPSHOTS_READ = "snapshots.read"
+"""List, browse and search snapshots: patient data, so another institution's need a
+grant (server/grants.py), a regional center's account too."""
 PLANS_READ = "plans.read"
 """An institution's configuration: sites, systems, repositories, plans (no secrets)."""
 PLANS_WRITE = "plans.write"
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE}),
-    SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ}),
-    AUDITADMIN: frozenset({INSTITUTIONS_READ}),
-    OPERATOR: frozenset({INSTITUTIONS_READ, PLANS_READ}),
-    VIEWER: frozenset({INSTITUTIONS_READ, PLANS_READ}),
+    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE,
+                         GRANTS_READ}),
+    SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
+                         GRANTS_READ, GRANTS_DECIDE}),
+    AUDITADMIN: frozenset({INSTITUTIONS_READ, GRANTS_READ}),
+    OPERATOR: frozenset({INSTITUTIONS_READ, PLANS_READ,
+                         GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
+    VIEWER: frozenset({INSTITUTIONS_READ, PLANS_READ,
+                       GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""
 

@@ -52,7 +52,8 @@ from medark.errors import (
     WalGap,
 )
 from medark.repo.repository import Repository
-from medark.service.session import default_cache_dir, open_repository
+from medark.service import session
+from medark.service.session import default_cache_dir
 from medark.sources.mysql.binlog import file_name, parse_file_name
 from medark.sources.mysql.client import CONNECT_TIMEOUT, Conn, classify, find_program
 from medark.sources.mysql.gtid_scan import Group, scan_gtids
@@ -130,13 +131,7 @@ def applied_position(data_dir: str) -> str:
 
 def open_configured(config: MedarkConfig, name: str) -> Repository:
     """Repository `name` of [repositories], opened with its password_file/command."""
-    from medark.service.dr.repository_feed import _password
-
-    conf = config.repositories.get(name)
-    if conf is None:
-        raise UsageError(f"no repository {name!r} in [repositories]")
-    return open_repository(conf.url, _password(name, conf.password_file,
-                                               conf.password_command), default_cache_dir())
+    return session.open_configured(config, name)
 
 
 class NotCaptured(ObjectNotFound):

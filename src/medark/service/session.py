@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from medark.config import environment as env
-from medark.errors import MedarkError
+from medark.config.plans import MedarkConfig
+from medark.errors import MedarkError, UsageError
 from medark.repo.compression import CompressionSpec
 from medark.repo.locks import HeldLock
 from medark.repo.repository import Repository
@@ -56,6 +59,45 @@ def open_repository(location: str, password: bytes, cache_dir: Path | None,
     if limits is not None:
         backend = limits.apply(backend)
     return Repository.open(backend, password, cache_dir, checked=checked is not None)
+
+
+def configured_password(name: str, path: str | None, command: str | None) -> bytes:
+    """The password of [repositories] `name` for a service (the daemon's helpers, DR, the
+    management server): the first line of its password_file, else of password_command's
+    output. Never from a prompt: nobody is at a terminal."""
+    try:
+        if path:
+            raw = Path(path).read_bytes()
+        elif command:
+            done = subprocess.run(shlex.split(command), capture_output=True, check=False,
+                                  timeout=60)
+            if done.returncode != 0:
+                raise UsageError(f"repository {name}: password_command exited "
+                                 f"{done.returncode}")
+            raw = done.stdout
+        else:
+            raise UsageError(f"repository {name} has no password_file or password_command")
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"repository {name}: password_command did not answer in 60 s"
+                         ) from None
+    except OSError as exc:
+        raise UsageError(f"repository {name}: cannot read password_file {path}: "
+                         f"{exc.strerror or exc}") from None
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    if not line:
+        raise UsageError(f"repository {name}: the password source gave an empty password")
+    return line
+
+
+def open_configured(config: MedarkConfig, name: str, cache_dir: Path | None = None
+                    ) -> Repository:
+    """Repository `name` of the configuration's [repositories], opened with its
+    password_file/password_command and the cache (default_cache_dir() by default)."""
+    conf = config.repositories.get(name)
+    if conf is None:
+        raise UsageError(f"no repository {name!r} in [repositories]")
+    password = configured_password(name, conf.password_file, conf.password_command)
+    return open_repository(conf.url, password, cache_dir or default_cache_dir())
 
 
 class Limits:

@@ -12,18 +12,16 @@ The end of what it can replay is the end of the newest archived WAL, read here t
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from medark.config.plans import MedarkConfig
 from medark.errors import StandbyNotReady, UsageError
 from medark.service.dr.nodes import Member
 from medark.service.pg import archive_view, default_medark_command, restore_command_line
+from medark.service.session import configured_password as _password
 from medark.service.session import default_cache_dir, open_repository
 from medark.sources.postgres import control
 from medark.sources.postgres.replication import STANDBY, NodeState, node_state, read_state
@@ -160,30 +158,6 @@ def _archiving(new: Member, timeout: float) -> tuple[str, int]:
                     + (f", last failed {failed}: see its server log" if failed else "")
                     + "); its old primary cannot follow it from the repository yet")
             time.sleep(0.2)
-
-
-def _password(name: str, path: str | None, command: str | None) -> bytes:
-    """The first line of the repository's password_file, else of password_command's
-    output (config/plans.py: one of them is given for a repository a service opens)."""
-    try:
-        if path:
-            raw = Path(path).read_bytes()
-        elif command:
-            done = subprocess.run(shlex.split(command), capture_output=True, check=False,
-                                  timeout=60)
-            if done.returncode != 0:
-                raise UsageError(f"repository {name}: password_command exited "
-                                 f"{done.returncode}")
-            raw = done.stdout
-        else:
-            raise UsageError(f"repository {name} has no password_file or password_command")
-    except OSError as exc:
-        raise UsageError(f"repository {name}: cannot read password_file {path}: "
-                         f"{exc.strerror or exc}") from None
-    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
-    if not line:
-        raise UsageError(f"repository {name}: the password source gave an empty password")
-    return line
 
 
 def wait_replayed_archive(standby_dsn: str, lsn: int, timeout: float,
