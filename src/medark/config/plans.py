@@ -22,7 +22,7 @@ from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
 
 UNLIMITED = -1
-DEFAULT_CATALOG = "sqlite:///var/lib/medark/catalog.sqlite"
+DEFAULT_CATALOG = "sqlite:////var/lib/medark/catalog.sqlite"
 
 Path = tuple[str | int, ...]
 
