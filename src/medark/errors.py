@@ -343,3 +343,13 @@ class AuditTrailBroken(MedarkError):
 
     exit_code = 31
     code = "audit_trail_broken"
+
+
+class AgentRefused(AuthenticationFailed):
+    """`medark agent`: the management server refused the agent's enrolment token (wrong,
+    used or expired) or its credential (wrong or revoked); enrol again with a new token."""
+
+    exit_code = 32
+
+    def __init__(self, message: str, code: str = "agent_refused") -> None:
+        super().__init__(message, code)

@@ -106,6 +106,12 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
                                        "institution": "center"}, frozenset({"secadmin"}),
      201),
     ("DELETE", "/api/tokens/target", lambda r: None, frozenset({"secadmin"}), 200),
+    # agents: enrolment tokens and revoking are the system administrator's
+    ("POST", "/api/agents/enrolment-tokens", lambda r: {"institution": "center"},
+     frozenset({"sysadmin"}), 201),
+    ("GET", "/api/agents", lambda r: None, frozenset({"sysadmin", "operator", "viewer"}),
+     200),
+    ("DELETE", "/api/agents/center/target", lambda r: None, frozenset({"sysadmin"}), 200),
     # grants: every role sees its institution's (test_server_grants_cli.py has the rest)
     ("GET", "/api/grants", lambda r: None, EVERYONE, 200),
     # configurations: the first save is the system administrator's; then every reader's
@@ -136,6 +142,11 @@ def test_every_role_against_every_endpoint(site: Site) -> None:
         ).json()["secret"]
     token_client = site.server.client(headers={"Authorization": f"Bearer {bearer}"})
     anonymous = site.server.client()
+    enrolment = site.user("sysadmin").call("POST", "/api/agents/enrolment-tokens", json={
+        "institution": "center"}).json()["secret"]
+    enrolled = anonymous.post("/api/agent/enroll", json={
+        "token": enrolment, "name": "target", "host": "h", "version": "1"})
+    assert enrolled.status_code == 201, enrolled.text
     for method, path, body, allowed, ok in ENDPOINTS:
         for role in ROLES:
             response = users[role].call(method, path.format(role=role), json=body(role))
@@ -168,7 +179,7 @@ def test_every_role_against_every_endpoint(site: Site) -> None:
 def test_nothing_is_reachable_without_a_login(site: Site) -> None:
     anonymous = site.server.client()
     spec = anonymous.get("/api/openapi.json").json()
-    public = {"/api/health", "/api/login"}
+    public = {"/api/health", "/api/login", "/api/agent/enroll"}
     checked = 0
     for path, methods in spec["paths"].items():
         for method in methods:

@@ -35,6 +35,7 @@ from medark.errors import (
 )
 from medark.server.deps import ApiContext, ServerSettings
 from medark.server.routes import (
+    agents,
     configs,
     grants,
     institutions,
@@ -56,7 +57,8 @@ SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 DOCS_STATIC = "/api/docs/static"
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            configs.router,
-           grants.router, snapshots.router)
+           grants.router, snapshots.router,
+           agents.router)
 
 
 def _status(exc: MedarkError) -> int:

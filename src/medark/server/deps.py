@@ -15,6 +15,7 @@ from fastapi import Depends, Request
 from medark.catalog.store import Catalog
 from medark.errors import AccessDenied, AuthenticationFailed
 from medark.server.accounts import Accounts, Principal
+from medark.server.agents import CREDENTIAL_PREFIX as AGENT_CREDENTIAL
 from medark.server.auth import Auth, AuthPolicy
 from medark.server.ratelimit import RateLimiter
 from medark.server.totpkey import SecretBox
@@ -35,6 +36,9 @@ class ServerSettings:
     """The server key the TOTP secrets are encrypted under."""
     login_rate: int = 10
     """Login attempts per client address per minute."""
+    agent_offline_after: float | None = None
+    """Seconds without a heartbeat before an agent is marked offline (None: 3 × the
+    agent's heartbeat interval; server/agents.py)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ def principal(request: Request, *, during_password_change: bool = False,
     now = clock.now()
     bearer = request.headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
+        if bearer[7:].strip().startswith(AGENT_CREDENTIAL):
+            raise AccessDenied("an agent's credential reaches only /api/agent/*",
+                               "agent_only")
         return auth.token(bearer[7:].strip(), where, now)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:

@@ -38,16 +38,20 @@ grant (server/grants.py), a regional center's account too."""
 PLANS_READ = "plans.read"
 """An institution's configuration: sites, systems, repositories, plans (no secrets)."""
 PLANS_WRITE = "plans.write"
+AGENTS_READ = "agents.read"
+AGENTS_MANAGE = "agents.manage"
+"""Enrolment tokens and revoking agents (server/agents.py)."""
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    SYSADMIN: frozenset({INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE,
+    SYSADMIN: frozenset({AGENTS_READ, AGENTS_MANAGE,
+                        INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE,
                          GRANTS_READ}),
     SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
                          GRANTS_READ, GRANTS_DECIDE}),
     AUDITADMIN: frozenset({INSTITUTIONS_READ, GRANTS_READ}),
-    OPERATOR: frozenset({INSTITUTIONS_READ, PLANS_READ,
+    OPERATOR: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
                          GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
-    VIEWER: frozenset({INSTITUTIONS_READ, PLANS_READ,
+    VIEWER: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
                        GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""

@@ -32,6 +32,8 @@ class ServerOptions:
     login_rate: int
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks of reverse proxies whose X-Forwarded-For is believed."""
+    agent_offline_after: float | None = None
+    """--agent-offline-after: seconds without a heartbeat before an agent is offline."""
 
 
 def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None:
@@ -54,7 +56,8 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
 
         box = totpkey.load(catalog)
         app = create_app(ServerSettings(catalog, options.policy, tls, box,
-                                        options.login_rate))
+                                        options.login_rate,
+                                        agent_offline_after=options.agent_offline_after))
         sock = _bind(host, port, options.listen)
         import uvicorn
 

@@ -33,6 +33,7 @@ SUMMARIES: dict[str, str] = {
     "serve": "serve a repository directory over HTTP(S) for rest: locations: append-only "
              "for every client, full access only with --full-access and an auth file",
     "server": "the management API server: users, roles, sign-in (init: the administrators)",
+    "agent": "a protected host's agent for the management server: enroll, run",
     "pg": "PostgreSQL: base backups, WAL archive, point-in-time restore",
     "mysql": "MariaDB/MySQL: hot backups, binlog stream, point-in-time restore",
     "config": "validate the protection configuration file",

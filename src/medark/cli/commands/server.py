@@ -82,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="ADDR", help="a reverse proxy (IP address or network) whose "
                    "X-Forwarded-For names the client; repeatable (default: none, the "
                    "header is ignored)")
+    p.add_argument("--agent-offline-after", type=_seconds, metavar="SECONDS",
+                   help="mark an agent offline (audited, alert agent_offline) after this "
+                        "long without a heartbeat (default: 3 heartbeat intervals, 30)")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     init = sub.add_parser("init", parents=[global_options()],
                           help="create the regional center and its system, security and "
@@ -152,7 +155,8 @@ def _serve(ctx: Context) -> int:
                         args.lockout_after, timedelta(seconds=args.lockout_for),
                         timedelta(seconds=args.idle_timeout))
     options = ServerOptions(_catalog_url(args), args.listen, args.tls_cert, args.tls_key,
-                            policy, args.login_rate, tuple(args.trusted_proxy))
+                            policy, args.login_rate, tuple(args.trusted_proxy),
+                            agent_offline_after=args.agent_offline_after)
 
     def announce(url: str, loopback: bool) -> None:
         reach = "loopback only" if loopback else "all networks"
