@@ -215,6 +215,30 @@ def test_enrolment_token_is_single_use_expires_and_the_credential_is_private(
     assert token not in str(records) and saved["credential"] not in str(records)
 
 
+def test_enrolment_verifies_the_servers_certificate(site: Agents) -> None:
+    from test_server_auth_cli import _tls_files
+
+    cert, key = _tls_files(site.tmp)
+    served = start(site.env, site.catalog, "--tls-cert", str(cert), "--tls-key", str(key),
+                   verify=False)
+    try:
+        token = site.token()
+
+        def enroll(state: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            return run(site.env, "agent", "enroll", "--server", served.url, "--token", token,
+                       "--state-dir", str(site.tmp / state), "--name", "tls", *extra)
+
+        untrusted = enroll("untrusted")
+        assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert len(untrusted.stderr.strip().splitlines()) == 1
+        trusted = enroll("trusted", "--cacert", str(cert))
+        assert trusted.returncode == 0, trusted.stderr
+        saved = json.loads((site.tmp / "trusted" / "agent.json").read_text())
+        assert saved["cacert"] == str(cert) and saved["server"].startswith("https://")
+    finally:
+        served.stop()
+
+
 def test_agent_and_user_credentials_are_kept_apart(site: Agents) -> None:
     state = site.tmp / "apart"
     assert site.enroll(state, site.token(), "--name", "apart").returncode == 0

@@ -53,6 +53,7 @@ class AgentPrincipal:
     institution_id: int
     address: str
     plans: tuple[str, ...]
+    host: str = ""
 
     @property
     def actor(self) -> str:
@@ -232,7 +233,8 @@ class Agents:
             else:
                 row, inst = found
                 plans = tuple((row.advertised or {}).get("plans", []))
-                return AgentPrincipal(row.id, row.name, inst.name, inst.id, address, plans)
+                return AgentPrincipal(row.id, row.name, inst.name, inst.id, address, plans,
+                                      row.host)
         audit(self.catalog, f"agent:{refused or '-'}", address, "agent.auth", refused,
               "denied", found[1].name if found else None,
               {"reason": "revoked" if found else "unknown"})

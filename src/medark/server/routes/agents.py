@@ -127,7 +127,8 @@ async def next_job(agent: Agent, ctx: Ctx,
     `wait` seconds."""
     deadline = clock.monotonic() + wait
     while True:
-        job = await asyncio.to_thread(claim_for, ctx.catalog, agent, agent.name)
+        job = await asyncio.to_thread(claim_for, ctx.catalog, agent,
+                                       agent.host or agent.name)
         if job is not None:
             return {"job": {"id": job.id, "plan": job.plan, "kind": job.kind}}
         if clock.monotonic() >= deadline:
