@@ -33,13 +33,21 @@ def _matching(actions: Iterable[str]) -> ColumnElement[bool]:
     return or_(*terms) if terms else false()
 
 
+def _period(start: datetime, end: datetime, institution: str | None
+            ) -> list[ColumnElement[bool]]:
+    terms = [records.c.at >= start.astimezone(UTC), records.c.at < end.astimezone(UTC)]
+    if institution is not None:
+        terms.append(records.c.institution == institution)
+    return terms
+
+
 def records_between(catalog: Catalog, start: datetime, end: datetime,
-                    actions: Iterable[str] | None = None, limit: int | None = None
-                    ) -> Iterator[AuditRecord]:
+                    actions: Iterable[str] | None = None, limit: int | None = None,
+                    institution: str | None = None) -> Iterator[AuditRecord]:
     """Records with times in [start, end) in sequence order, only those whose action is
-    in `actions` (names, or families as `user.*`) when given; at most `limit`."""
-    query = (select(records).where(records.c.at >= start.astimezone(UTC),
-                                   records.c.at < end.astimezone(UTC))
+    in `actions` (names, or families as `user.*`) when given; at most `limit`; only
+    those filed under `institution` when given (one hospital's report)."""
+    query = (select(records).where(*_period(start, end, institution))
              .order_by(records.c.seq))
     if actions is not None:
         query = query.where(_matching(list(actions)))
@@ -54,10 +62,11 @@ def records_between(catalog: Catalog, start: datetime, end: datetime,
         raise CatalogError(f"catalog {catalog.public_url}: {_reason(exc)}") from None
 
 
-def count_between(catalog: Catalog, start: datetime, end: datetime) -> int:
-    """How many records have times in [start, end)."""
+def count_between(catalog: Catalog, start: datetime, end: datetime,
+                  institution: str | None = None) -> int:
+    """How many records have times in [start, end) (filed under `institution`)."""
     query = select(func.count()).select_from(records).where(
-        records.c.at >= start.astimezone(UTC), records.c.at < end.astimezone(UTC))
+        *_period(start, end, institution))
     try:
         with catalog._engine.connect() as connection:
             return int(connection.execute(query).scalar_one())

@@ -133,6 +133,9 @@ class Alert(Base):
     """The last failure, one line per channel (no secret in it)."""
     delivery_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the notice was queued or last tried."""
+    institution: Mapped[str | None] = mapped_column(String(64), index=True)
+    """Whose condition it is on a management server (an agent's, an institution's
+    plan); None for this catalog's own daemon."""
 
 
 class DrAction(Base):
@@ -168,3 +171,6 @@ class DrAction(Base):
     data_loss: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The window a failover lost (bytes, seconds, last replayed against last known)."""
     error: Mapped[str | None] = mapped_column(Text)
+    institution: Mapped[str | None] = mapped_column(String(64))
+    """The institution whose system it is (a management server); None for a DR action
+    of this catalog's own hosts."""

@@ -15,9 +15,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -196,9 +206,12 @@ class Catalog:
             return _aware(session.scalars(query).first())
 
     def latest(self, plan: str, kind: str, status: str | None = None,
-               started_by: datetime | None = None) -> JobRecord | None:
-        """The newest job of this plan and kind (in this status; started by then)."""
-        query = (select(Job).where(Job.plan == plan, Job.kind == kind)
+               started_by: datetime | None = None, institution: str | None = None
+               ) -> JobRecord | None:
+        """The newest job of this plan and kind (in this status; started by then; of
+        this institution's plans, on a management server)."""
+        query = (_of(select(Job).where(Job.plan == plan, Job.kind == kind),
+                     Job.institution, institution)
                  .order_by(Job.id.desc()).limit(1))
         if status is not None:
             query = query.where(Job.status == status)
@@ -208,10 +221,12 @@ class Catalog:
             job = session.scalars(query).first()
             return _record(job) if job is not None else None
 
-    def jobs_between(self, start: datetime, end: datetime) -> list[JobRecord]:
+    def jobs_between(self, start: datetime, end: datetime,
+                     institution: str | None = None) -> list[JobRecord]:
         """Every job started in [start, end), oldest first (reports)."""
-        query = (select(Job).where(Job.started_at >= start.astimezone(UTC),
-                                   Job.started_at < end.astimezone(UTC))
+        query = (_of(select(Job).where(Job.started_at >= start.astimezone(UTC),
+                                       Job.started_at < end.astimezone(UTC)),
+                     Job.institution, institution)
                  .order_by(Job.started_at))
         with self._session() as session:
             return [_record(job) for job in session.scalars(query)]
@@ -226,7 +241,8 @@ class Catalog:
     def raise_alert(self, key: str, kind: str, plan: str, summary: str,
                     details: dict[str, Any] | None = None,
                     notice: dict[str, Any] | None = None,
-                    channels: list[str] | None = None) -> int | None:
+                    channels: list[str] | None = None,
+                    institution: str | None = None) -> int | None:
         """Open an alert unless one with this key is open (then only note it was seen
         again); the new row's id when it was opened and deserves a notification. With
         `channels`, the notice is recorded pending for them before anything is sent, so
@@ -239,7 +255,7 @@ class Catalog:
                 current.last_seen = now
                 return None
             row = Alert(key=key, kind=kind, plan=plan, opened_at=now, last_seen=now,
-                        summary=summary, details=details)
+                        summary=summary, details=details, institution=institution)
             _pending(row, notice, channels, now)
             session.add(row)
             session.flush()
@@ -292,8 +308,11 @@ class Catalog:
                 claimed.append(_alert(row))
         return claimed
 
-    def alerts(self, open_only: bool = False, limit: int = 100) -> list[AlertRecord]:
-        query = select(Alert).order_by(Alert.id.desc()).limit(limit)
+    def alerts(self, open_only: bool = False, limit: int = 100,
+               institution: str | None = None) -> list[AlertRecord]:
+        """Newest first (of one institution, on a management server)."""
+        query = (_of(select(Alert), Alert.institution, institution)
+                 .order_by(Alert.id.desc()).limit(limit))
         if open_only:
             query = query.where(Alert.resolved_at.is_(None))
         with self._session() as session:
@@ -311,7 +330,7 @@ class Catalog:
             return [_record(job) for job in session.scalars(query)]
 
     def start_dr_action(self, system: str, kind: str, requested_by: str,
-                        alive: Any = None) -> int:
+                        alive: Any = None, institution: str | None = None) -> int:
         """Record a DR action as running (now, this host and process) and so claim the
         system; its id. SwitchRefused, naming the holder, when another DR action on the
         system is running. A claim left by a process of this host that is gone (killed
@@ -322,7 +341,8 @@ class Catalog:
         for _attempt in range(CLAIM_ATTEMPTS):
             row = DrAction(system=system, kind=kind, requested_by=requested_by,
                            host=socket.gethostname(), pid=os.getpid(),
-                           started_at=clock.now(), status=RUNNING, steps=[])
+                           started_at=clock.now(), status=RUNNING, steps=[],
+                           institution=institution)
             try:
                 with self._session() as session:
                     session.add(row)
@@ -386,10 +406,12 @@ class Catalog:
             row.data_loss = data_loss
             row.error = error
 
-    def dr_history(self, system: str | None = None, limit: int = 100
-                   ) -> list[DrActionRecord]:
-        """DR actions, newest first (of one system, or every one)."""
-        query = select(DrAction).order_by(DrAction.id.desc()).limit(limit)
+    def dr_history(self, system: str | None = None, limit: int = 100,
+                   institution: str | None = None) -> list[DrActionRecord]:
+        """DR actions, newest first (of one system, or every one; of one institution's
+        systems, on a management server)."""
+        query = (_of(select(DrAction), DrAction.institution, institution)
+                 .order_by(DrAction.id.desc()).limit(limit))
         if system is not None:
             query = query.where(DrAction.system == system)
         with self._session() as session:
@@ -429,6 +451,8 @@ class AlertRecord:
     delivery: Delivery | None = None
     notice: dict[str, Any] | None = None
     """The newest notice as sent (state, title, text, details)."""
+    institution: str | None = None
+    """Whose it is, on a management server (not in public(): the daemon's own view)."""
 
     def public(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "plan": self.plan,
@@ -458,7 +482,18 @@ def _alert(row: Alert) -> AlertRecord:
                             list(row.delivery_channels or []), row.delivery_tries or 0,
                             row.delivery_error, _aware(row.delivery_at))
     return AlertRecord(row.key, row.kind, row.plan, row.summary, opened,
-                       _aware(row.resolved_at), row.details, row.id, delivery, row.notice)
+                       _aware(row.resolved_at), row.details, row.id, delivery, row.notice,
+                       row.institution)
+
+
+_Query = TypeVar("_Query", bound=Select[Any])
+
+
+def _of(query: _Query, column: Any, institution: str | None) -> _Query:
+    """Rows of one institution: a regional center's catalog holds every hospital's, and
+    two hospitals may name a plan or a system alike. None: every row (the single
+    hospital's CLI and daemon, as before institutions existed)."""
+    return query if institution is None else query.where(column == institution)
 
 
 def _record(job: Job) -> JobRecord:

@@ -35,15 +35,19 @@ FREQUENCY_WINDOW = timedelta(days=14)
 
 
 def compliance(config: MedarkConfig, catalog: Catalog, tier: str, level: int,
-               sichuan: bool, now: datetime, launcher: Launcher = launch) -> list[Verdict]:
-    """As of `now`: jobs started later are not counted (an audit "as of" a moment)."""
+               sichuan: bool, now: datetime, launcher: Launcher = launch,
+               institution: str | None = None) -> list[Verdict]:
+    """As of `now`: jobs started later are not counted (an audit "as of" a moment).
+    `institution`: only its jobs and DR actions count (a management server's catalog
+    holds every hospital's, whose plans may share names); None, every one."""
     requirements = profile(tier, level, sichuan, config.profiles)
-    systems = [gather(config, catalog, name, now, launcher) for name in sorted(config.systems)]
+    systems = [gather(config, catalog, name, now, launcher, institution)
+               for name in sorted(config.systems)]
     return evaluate(requirements, systems)
 
 
 def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
-           launcher: Launcher = launch) -> SystemFacts:
+           launcher: Launcher = launch, institution: str | None = None) -> SystemFacts:
     plans = sorted(n for n, p in config.plans.items() if p.system == system)
     sources = config.systems[system].sources
     database = any(s.type in LOG_STATUS for s in sources)
@@ -63,12 +67,12 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         plan = config.plans[name]
         gap = plan.parsed_schedule().typical_gap(config.zone, now)
         design.append(timedelta(0) if database else (gap or timedelta(0)))
-        done = catalog.latest(name, "backup", SUCCEEDED, now)
+        done = catalog.latest(name, "backup", SUCCEEDED, now, institution)
         if done is not None and done.started_at is not None:
             measured.append(now - done.started_at)
         if database:
             measured += _log_ages(config, name, plan.repository, now, launcher)
-        rto = _newer_rto(rto, catalog, name, RESTORE_TEST, now)
+        rto = _newer_rto(rto, catalog, name, RESTORE_TEST, now, institution)
         home = config.repositories[plan.repository].site
         for copy in plan.copies:
             if config.repositories[copy.to].site == home:
@@ -80,14 +84,14 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             offsite_design.append(schedule.typical_gap(config.zone, now) or timedelta(0))
             offsite_measured += _offsite_ages(config, name, copy.to, now, launcher)
             offsite_rto = _newer_rto(offsite_rto, catalog, name, f"{RESTORE_TEST}:{copy.to}",
-                                     now)
+                                     now, institution)
             tested_offsite = plan.offsite_restore_test
             if tested_offsite is not None and tested_offsite.repository == copy.to:
                 offsite_rto_targets.append(plan.rto)
             if database:
                 offsite_measured += _log_ages(config, name, copy.to, now, launcher)
         reaches.append(plan.retention.reach())
-        applied = catalog.latest(name, "forget", SUCCEEDED, now)
+        applied = catalog.latest(name, "forget", SUCCEEDED, now, institution)
         if applied is not None and applied.started_at is not None:
             forgot.append(now - applied.started_at)
         for target in [plan.repository, *(c.to for c in plan.copies)]:
@@ -95,7 +99,7 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
             verdict = residency(SiteLocation.parse(site.location))
             if not verdict.compliant:
                 problems.append((target, verdict))
-    dr, latest, failed_drill = _dr_facts(config, catalog, system, now)
+    dr, latest, failed_drill = _dr_facts(config, catalog, system, now, institution)
     return SystemFacts(
         system=system, records=config.systems[system].records, plans=plans,
         local_design_rpo=min(design) if design else None,
@@ -112,19 +116,20 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         record_minimum=RECORD_MINIMUM.get(config.systems[system].records),
         retention_applied=min(forgot) if forgot else None,
         residency_problems=problems, offsite_schedules=schedules,
-        target_retention=_target_retention(config, catalog, plans, now),
+        target_retention=_target_retention(config, catalog, plans, now, institution),
         criticality=config.systems[system].criticality, dr=dr, dr_window=DR_WINDOW,
         dr_latest=latest, dr_failed_drill=failed_drill)
 
 
-def _dr_facts(config: MedarkConfig, catalog: Catalog, system: str, now: datetime
+def _dr_facts(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
+              institution: str | None
               ) -> tuple[DrSetup | None, DrEvent | None, DrEvent | None]:
     """The system's [dr.SYSTEM] table, its newest succeeded drill or switch, and a drill
     that failed after it."""
     conf = config.dr.get(system)
     if conf is None:
         return None, None, None
-    found = dr_evidence(catalog, system, now)
+    found = dr_evidence(catalog, system, now, institution)
 
     def event(record: DrActionRecord | None) -> DrEvent | None:
         if record is None:
@@ -140,7 +145,7 @@ def _dr_facts(config: MedarkConfig, catalog: Catalog, system: str, now: datetime
 
 
 def _target_retention(config: MedarkConfig, catalog: Catalog, plans: list[str],
-                      now: datetime) -> list[TargetRetention]:
+                      now: datetime, institution: str | None) -> list[TargetRetention]:
     """Each copy target of `plans` (any site: medical records are kept wherever they
     are), with the shortest reach of the retentions applied there and when the newest
     of their forgets (job forget:TARGET) succeeded."""
@@ -150,7 +155,7 @@ def _target_retention(config: MedarkConfig, catalog: Catalog, plans: list[str],
         plan = config.plans[name]
         for copy in plan.copies:
             reaches.setdefault(copy.to, []).append(plan.copy_retention(copy.to).reach())
-            done = catalog.latest(name, f"forget:{copy.to}", SUCCEEDED, now)
+            done = catalog.latest(name, f"forget:{copy.to}", SUCCEEDED, now, institution)
             if done is not None and done.started_at is not None:
                 applied.setdefault(copy.to, []).append(now - done.started_at)
     return [TargetRetention(target, min((r for r in found if r is not None), default=None),
@@ -159,10 +164,11 @@ def _target_retention(config: MedarkConfig, catalog: Catalog, plans: list[str],
 
 
 def _newer_rto(known: tuple[datetime, timedelta] | None, catalog: Catalog, plan: str,
-               kind: str, now: datetime) -> tuple[datetime, timedelta] | None:
+               kind: str, now: datetime, institution: str | None
+               ) -> tuple[datetime, timedelta] | None:
     """The newest successful restore test's (end, RTO) of this plan and kind, or `known`
     when that one is newer."""
-    tested = catalog.latest(plan, kind, SUCCEEDED, now)
+    tested = catalog.latest(plan, kind, SUCCEEDED, now, institution)
     seconds = (tested.details or {}).get("rto_seconds") if tested else None
     if tested is None or tested.finished_at is None or not isinstance(seconds, int | float):
         return known

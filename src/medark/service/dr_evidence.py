@@ -61,9 +61,11 @@ class DrEvidence:
     """A drill that failed after `latest` (the newest such), or None."""
 
 
-def dr_evidence(catalog: Catalog, system: str, now: datetime) -> DrEvidence:
-    """As of `now`: actions that ended later are not counted."""
-    ended = [r for r in catalog.dr_history(system, HISTORY_LIMIT)
+def dr_evidence(catalog: Catalog, system: str, now: datetime,
+                institution: str | None = None) -> DrEvidence:
+    """As of `now`: actions that ended later are not counted (of `institution`'s
+    systems only, when given)."""
+    ended = [r for r in catalog.dr_history(system, HISTORY_LIMIT, institution)
              if r.kind in EVIDENCE_KINDS and r.finished_at is not None
              and r.finished_at <= now]
     ended.sort(key=lambda r: (r.finished_at or r.started_at, r.id), reverse=True)

@@ -130,18 +130,21 @@ def period_bounds(kind: str, text: str, config: MedarkConfig) -> tuple[date, dat
 
 
 def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
-                  now: datetime, launcher: Launcher = launch) -> PeriodReport:
+                  now: datetime, launcher: Launcher = launch,
+                  institution: str | None = None) -> PeriodReport:
+    """`institution`: the report of that institution of a management server's catalog
+    (its jobs, alerts and DR actions only); None, of everything in the catalog."""
     first, start, end = period_bounds(kind, label, config)
     upto = min(end, now)
-    jobs = catalog.jobs_between(start, upto)
-    systems = [_system_month(config, name, jobs, start, upto, catalog)
+    jobs = catalog.jobs_between(start, upto, institution)
+    systems = [_system_month(config, name, jobs, start, upto, catalog, institution)
                for name in sorted(config.systems)]
     growth: dict[date, int] = {}
     for job in jobs:
         if job.kind == "backup" and job.status == SUCCEEDED and job.started_at:
             day = job.started_at.astimezone(config.zone).date()
             growth[day] = growth.get(day, 0) + (job.bytes_added or 0)
-    alerts = [a.public() for a in catalog.alerts(limit=10_000)
+    alerts = [a.public() for a in catalog.alerts(limit=10_000, institution=institution)
               if start <= a.opened_at < upto]
     hospital = config.hospital
     return PeriodReport(
@@ -153,11 +156,11 @@ def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
         suspicious=[a for a in alerts if a["kind"] == "suspicious"],
         alerts=alerts,
         verdicts=compliance(config, catalog, hospital.tier, hospital.level, hospital.sichuan,
-                            upto, launcher),
+                            upto, launcher, institution),
         profile=f"{hospital.tier} / 等保 {hospital.level}"
                 + (" / 四川智慧医院" if hospital.sichuan else ""),
-        dr_actions=_dr_actions(config, catalog, start, upto),
-        access=gather_access(catalog, start, upto))
+        dr_actions=_dr_actions(config, catalog, start, upto, institution),
+        access=gather_access(catalog, start, upto, institution))
 
 
 DR_LIMIT = 10_000
@@ -165,10 +168,10 @@ DR_LIMIT = 10_000
 
 
 def _dr_actions(config: MedarkConfig, catalog: Catalog, start: datetime,
-                end: datetime) -> list[DrRow]:
+                end: datetime, institution: str | None) -> list[DrRow]:
     """The drills and switches begun in [start, end) and finished, oldest first."""
     rows = []
-    for record in catalog.dr_history(None, DR_LIMIT):
+    for record in catalog.dr_history(None, DR_LIMIT, institution):
         if not start <= record.started_at < end or record.finished_at is None:
             continue
         system = config.systems.get(record.system)
@@ -181,12 +184,13 @@ def _dr_actions(config: MedarkConfig, catalog: Catalog, start: datetime,
 
 
 def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],
-                  start: datetime, end: datetime, catalog: Catalog) -> SystemMonth:
+                  start: datetime, end: datetime, catalog: Catalog,
+                  institution: str | None) -> SystemMonth:
     plans = {n for n, p in config.plans.items() if p.system == system}
     month = SystemMonth(system, config.systems[system].name or system)
     points: list[datetime] = []
     for name in plans:  # the newest point before the month counts from its start
-        before = catalog.latest(name, "backup", SUCCEEDED, start)
+        before = catalog.latest(name, "backup", SUCCEEDED, start, institution)
         if before is not None and before.started_at is not None:
             points.append(before.started_at)
     copy_times: list[datetime] = []
