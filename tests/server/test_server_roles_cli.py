@@ -125,6 +125,17 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
      200),
     *(("GET", f"/api/{view}", lambda r: None, READERS, 200)
       for view in ("sites", "systems", "repositories", "plans")),
+    # oversight: alerts and compliance for every role; reports carry the audit trail's
+    # access section: the administrators' (made by sysadmin and auditadmin; a hospital
+    # without a configuration answers those 409, test_server_oversight_cli.py the rest)
+    ("GET", "/api/alerts", lambda r: None, EVERYONE, 200),
+    ("GET", "/api/institutions/center/compliance", lambda r: None, EVERYONE, 200),
+    ("POST", "/api/institutions/hosp-sysadmin/reports", lambda r: {"kind": "monthly"},
+     frozenset({"sysadmin", "auditadmin"}), 409),
+    ("GET", "/api/reports", lambda r: None, frozenset({"sysadmin", "secadmin",
+                                                      "auditadmin"}), 200),
+    ("GET", "/api/reports/1", lambda r: None, frozenset({"sysadmin", "secadmin",
+                                                        "auditadmin"}), 404),
 ]
 """(method, path, body for a role, roles allowed, status when allowed)."""
 

@@ -36,9 +36,12 @@ from medark.errors import (
 from medark.server.deps import ApiContext, ServerSettings
 from medark.server.routes import (
     agents,
+    alerts,
+    compliance,
     configs,
     grants,
     institutions,
+    reports,
     session,
     snapshots,
     tokens,
@@ -58,7 +61,8 @@ DOCS_STATIC = "/api/docs/static"
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            configs.router,
            grants.router, snapshots.router,
-           agents.router)
+           agents.router,
+           alerts.router, compliance.router, reports.router)
 
 
 def _status(exc: MedarkError) -> int:

@@ -41,18 +41,28 @@ PLANS_WRITE = "plans.write"
 AGENTS_READ = "agents.read"
 AGENTS_MANAGE = "agents.manage"
 """Enrolment tokens and revoking agents (server/agents.py)."""
+ALERTS_READ = "alerts.read"
+COMPLIANCE_READ = "compliance.read"
+"""Alerts and compliance: every role of the institution (no patient data in them)."""
+REPORTS_READ = "reports.read"
+REPORTS_GENERATE = "reports.generate"
+"""The periodic reports carry the audit trail's access section (failed logins by address
+and account, administrators' actions): the three administrators read them, the system
+and the audit administrator have them made (server/reports.py)."""
+OVERSIGHT = frozenset({ALERTS_READ, COMPLIANCE_READ})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     SYSADMIN: frozenset({AGENTS_READ, AGENTS_MANAGE,
                         INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE,
-                         GRANTS_READ}),
+                         GRANTS_READ, *OVERSIGHT, REPORTS_READ, REPORTS_GENERATE}),
     SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
-                         GRANTS_READ, GRANTS_DECIDE}),
-    AUDITADMIN: frozenset({INSTITUTIONS_READ, GRANTS_READ}),
+                         GRANTS_READ, GRANTS_DECIDE, *OVERSIGHT, REPORTS_READ}),
+    AUDITADMIN: frozenset({INSTITUTIONS_READ, GRANTS_READ, *OVERSIGHT, REPORTS_READ,
+                           REPORTS_GENERATE}),
     OPERATOR: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
-                         GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
+                         GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ, *OVERSIGHT}),
     VIEWER: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
-                       GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ}),
+                       GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ, *OVERSIGHT}),
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""
 

@@ -6,12 +6,19 @@ own font cache may predate the fonts' installation."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import subprocess
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.errors import NotInstalled
+
+if TYPE_CHECKING:
+    from medark.service.report_data import PeriodReport
 
 PREFERRED = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
              "WenQuanYi Micro Hei", "Noto Serif CJK SC")
@@ -25,6 +32,30 @@ MISSING = ("no Chinese (CJK) font is installed: the report's Chinese would print
 class CjkFont:
     family: str
     path: Path
+
+
+RENDERER_MODULES = ("matplotlib", "weasyprint")
+"""The `report` extra (pyproject.toml): heavy, and not needed on a database host."""
+
+
+def load_renderer() -> Callable[[PeriodReport, Path, CjkFont, str], tuple[Path, Path]]:
+    """write_report, imported only when reporting (matplotlib and WeasyPrint take most of
+    a second); NotInstalled, before any work, when the `report` extra is missing. (For
+    `medark report` and the management server's reports alike.)"""
+    for module in RENDERER_MODULES:  # write_report imports WeasyPrint late: check first
+        try:
+            with warnings.catch_warnings():  # no fonts at all: cjk_font() says it in one line
+                warnings.filterwarnings("ignore", "No fonts configured in FontConfig")
+                importlib.import_module(module)
+        except ImportError as exc:  # the extra, or a package it needs, is missing
+            raise NotInstalled(f"the report renderer is not installed ({exc.name or module} "
+                               "is missing): pip install 'medark[report]'") from None
+        except OSError:  # WeasyPrint loads Pango when imported
+            raise NotInstalled("the report renderer cannot load Pango: install "
+                               "libpango-1.0-0 and libpangoft2-1.0-0 (Debian)") from None
+    from medark.service.report_render import write_report
+
+    return write_report
 
 
 def cjk_font() -> CjkFont:

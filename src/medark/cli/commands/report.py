@@ -11,25 +11,16 @@ three months, with the DR and security events."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medark.cli.command import Command
 from medark.cli.language import add_lang_option, resolve_language
 from medark.cli.plan_options import add_catalog_option, add_config_option
-from medark.errors import NotInstalled
 from medark.util import clock
 
 if TYPE_CHECKING:
     from medark.cli.context import Context
-    from medark.service.report_data import PeriodReport
-    from medark.service.report_fonts import CjkFont
-
-RENDERER_MODULES = ("matplotlib", "weasyprint")
-"""The `report` extra (pyproject.toml): heavy, and not needed on a database host."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,30 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_catalog_option(p)
 
 
-def load_renderer() -> Callable[[PeriodReport, Path, CjkFont, str], tuple[Path, Path]]:
-    """write_report, imported only when reporting (matplotlib and WeasyPrint take most of
-    a second); NotInstalled, before any work, when the `report` extra is missing."""
-    for module in RENDERER_MODULES:  # write_report imports WeasyPrint late: check first
-        try:
-            with warnings.catch_warnings():  # no fonts at all: cjk_font() says it in one line
-                warnings.filterwarnings("ignore", "No fonts configured in FontConfig")
-                importlib.import_module(module)
-        except ImportError as exc:  # the extra, or a package it needs, is missing
-            raise NotInstalled(f"the report renderer is not installed ({exc.name or module} "
-                               "is missing): pip install 'medark[report]'") from None
-        except OSError:  # WeasyPrint loads Pango when imported
-            raise NotInstalled("the report renderer cannot load Pango: install "
-                               "libpango-1.0-0 and libpangoft2-1.0-0 (Debian)") from None
-    from medark.service.report_render import write_report
-
-    return write_report
-
-
 def run(ctx: Context) -> int:
     from medark.service.jobs import opened_catalog  # SQLAlchemy, pydantic: not at --help
     from medark.service.plans import config_path, load_plans
     from medark.service.report_data import gather_period, previous_period
-    from medark.service.report_fonts import cjk_font
+    from medark.service.report_fonts import cjk_font, load_renderer
 
     args = ctx.args
     write_report = load_renderer()
