@@ -2,8 +2,9 @@
 subprocesses: enrolment with a single-use token (a second use and an expired token
 refused, the credential kept at 0600), a job queued on the server taken by the agent and
 backed up into its local repository with its events, a job for a plan the agent does not
-have refused, the local schedule running on while the server is stopped and its results
-arriving once when it is back, and agent credentials and user sessions kept apart."""
+have refused, a running job cancelled, the local schedule running on while the server is
+stopped and its results arriving once when it is back, and agent credentials and user
+sessions kept apart."""
 
 from __future__ import annotations
 
@@ -46,6 +47,22 @@ owner = "radiology"
 [[systems.pacs.sources]]
 type = "files"
 paths = ["{data}"]
+
+[systems.slow]
+owner = "radiology"
+
+[[systems.slow.sources]]
+type = "command"
+command = "sh -c 'sleep 300; echo dump'"
+filename = "slow.sql"
+
+[plans.slow]
+system = "slow"
+repository = "local"
+schedule = "0 3 1 1 *"
+rpo = "1y"
+rto = "1h"
+retention = {{ last = 3 }}
 
 [plans.pacs]
 system = "pacs"
@@ -294,7 +311,7 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
     proc = site.start_agent(state)
     try:
         wait_for("the agent's plans", lambda: site.agent("runner")["plans"] == [
-            "often", "pacs"])
+            "often", "pacs", "slow"])
         catalog = site.opened()
         try:
             queued = job_queue.queue_job(catalog, institution="center", plan="pacs",
@@ -319,6 +336,15 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
             assert refused.status == "failed" and "unknown plan" in (refused.error or "")
             odd = wait_for("the unknown kind's job", lambda: ended(command.id))
             assert odd.status == "failed" and "unknown job kind" in (odd.error or "")
+            # a running job is cancelled: its backup is stopped
+            slow = job_queue.queue_job(catalog, institution="center", plan="slow",
+                                       kind="backup", requested_by="test")
+            wait_for("the slow job's progress", lambda: [
+                e for e in job_queue.events_after(catalog, slow.id, 0)
+                if e.kind == "progress"])
+            job_queue.request_cancel(catalog, slow.id)
+            stopped = wait_for("the cancelled job", lambda: ended(slow.id), timeout=120)
+            assert stopped.status == "cancelled", stopped.error
         finally:
             catalog.close()
         snapshots = run({**site.env, "MEDARK_PASSWORD": PASSWORD}, "--json", "snapshots",

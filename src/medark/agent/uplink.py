@@ -8,7 +8,8 @@
   records each once, so a report resent after a lost answer is harmless.
 - **Jobs.** A second thread long-polls `GET /api/agent/jobs`, runs what it is given
   (agent/work.py: only known kinds of local plans), sends progress and log events while
-  it runs, and uploads the result.
+  it runs, and uploads the result. A cancel (the answer to a progress report, or the
+  heartbeat's list) stops the job's child processes with SIGTERM.
 - **Refusal.** A refused credential (revoked, unknown) stops the agent: `refused` holds
   the error, and `on_refused` stops the local schedule with it (exit 32).
 
@@ -30,10 +31,12 @@ from medark.agent import work
 from medark.agent.client import Client, Unreachable
 from medark.agent.state import AgentState, Mark, load_mark, save_mark
 from medark.catalog.job_outbox import jobs_after
-from medark.catalog.models import FAILED, QUEUED, RUNNING
+from medark.catalog.models import CANCELLED, FAILED, QUEUED, RUNNING
 from medark.catalog.store import Catalog, JobRecord
 from medark.config.plans import MedarkConfig
 from medark.errors import AgentRefused, MedarkError
+from medark.scheduler.children import Children
+from medark.scheduler.runner import Launcher
 from medark.util import clock
 
 Event = Callable[[str, dict[str, object]], None]
@@ -68,6 +71,7 @@ class Uplink:
         """Held while a server job runs: its local records are not offline results."""
         self._reachable: bool | None = None
         self._threads: list[threading.Thread] = []
+        self._current: _Running | None = None
 
     def start(self) -> None:
         for name, target in (("uplink-heartbeat", self._beat_loop),
@@ -88,10 +92,13 @@ class Uplink:
     def _beat_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.client.call("POST", "/agent/heartbeat", {
+                reply = self.client.call("POST", "/agent/heartbeat", {
                     "version": __version__, "plans": sorted(self.config.plans),
-                    "queue_length": self._pending(), "interval": self.options.interval})
+                    "queue_length": self._pending(), "interval": self.options.interval})[1]
                 self._reached(None)
+                current = self._current
+                if current is not None and current.job_id in reply.get("cancel", []):
+                    current.cancel()
                 self._upload()
             except Unreachable as exc:
                 self._reached(exc)
@@ -176,17 +183,7 @@ class Uplink:
             self._on_event("job_started", {"job": job_id, "plan": plan, "kind": kind})
             refused = work.refusal(self.config, plan, kind)
             if refused is None:
-                self._send_event(job_id, "log", {"message": f"agent {self.state.name} on "
-                                 f"{socket.gethostname()}: {kind} of plan {plan} started"})
-                ticker = _Ticker(lambda: self._send_event(job_id, "progress", {
-                    "message": f"{kind} of plan {plan} running"}), self.options.interval)
-                ticker.start()
-                try:
-                    result = _run(self.config, self.catalog, plan, kind)
-                finally:
-                    ticker.stop()
-                for part in result.summary.get("parts", []):
-                    self._send_event(job_id, "log", {"message": _line(part)})
+                result = self._work(job_id, plan, kind)
             else:
                 result = work.Result(FAILED, refused)
                 self._send_event(job_id, "log", {"message": f"refused: {refused}"})
@@ -197,6 +194,33 @@ class Uplink:
             self._report(job_id, result)
             self._on_event("job_finished", {"job": job_id, "plan": plan, "kind": kind,
                                             "status": result.status, "error": result.error})
+
+    def _work(self, job_id: int, plan: str, kind: str) -> work.Result:
+        """Run the job with progress every interval; a cancel (the answer to a progress
+        report, or the heartbeat's list) stops its child processes with SIGTERM (a backup
+        stops cleanly) and it ends cancelled."""
+        running = self._current = _Running(job_id)
+        self._send_event(job_id, "log", {"message": f"agent {self.state.name} on "
+                                                    f"{socket.gethostname()}: {kind} of "
+                                                    f"plan {plan} started"})
+
+        def progress() -> None:
+            if self._send_event(job_id, "progress",
+                                {"message": f"{kind} of plan {plan} running"}):
+                running.cancel()
+
+        ticker = _Ticker(progress, self.options.interval)
+        ticker.start()
+        try:
+            result = _run(self.config, self.catalog, plan, kind, running.children.launch)
+        finally:
+            ticker.stop()
+            self._current = None
+        for part in result.summary.get("parts", []):
+            self._send_event(job_id, "log", {"message": _line(part)})
+        if running.cancelled.is_set():
+            result.status, result.error = CANCELLED, "cancelled at the server's request"
+        return result
 
     def _send_event(self, job_id: int, kind: str, data: dict[str, Any]) -> bool:
         """Whether the server asks to cancel; an unreachable server loses the event."""
@@ -227,9 +251,25 @@ class Uplink:
                 return
 
 
-def _run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str) -> work.Result:
+class _Running:
+    """The server job being run: its child processes, and whether it was cancelled."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.children = Children()
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        if not self.cancelled.is_set():
+            self.cancelled.set()
+            self.children.close()  # no further step starts
+            self.children.terminate()
+
+
+def _run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
+         launcher: Launcher) -> work.Result:
     try:
-        return work.run(config, catalog, plan, kind)
+        return work.run(config, catalog, plan, kind, launcher)
     except MedarkError as exc:
         return work.Result(FAILED, str(exc).splitlines()[0] if str(exc) else exc.code)
 

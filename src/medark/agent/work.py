@@ -13,13 +13,14 @@ from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig
 from medark.scheduler.runner import (
+    Launcher,
     Outcome,
     Step,
+    launch,
     medark_command,
     repository_env,
     run_job,
 )
-from medark.scheduler.runner import launch as launch_step
 from medark.service.jobs import run_plan_now, verify_plan_now
 
 KINDS = ("backup", "check", "restore_test")
@@ -47,18 +48,20 @@ def refusal(config: MedarkConfig, plan: str, kind: str) -> str | None:
     return None
 
 
-def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str) -> Result:
-    """Run the job now, recorded in the local catalog as `medark run` / `verify` would."""
+def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
+        launcher: Launcher = launch) -> Result:
+    """Run the job now, recorded in the local catalog as `medark run` / `verify` would;
+    each child process through `launcher` (which a cancel stops)."""
     refused = refusal(config, plan, kind)
     if refused is not None:
         return Result(FAILED, refused)
     if kind == "backup":
-        done = run_plan_now(config, plan, catalog)
+        done = run_plan_now(config, plan, catalog, launcher)
     elif kind == "restore_test":
-        done = [("restore_test", verify_plan_now(config, plan, catalog))]
+        done = [("restore_test", verify_plan_now(config, plan, catalog, launcher=launcher))]
     else:
         done = [("check", run_job(catalog, plan, "check", [check_step(config, plan)], None, 1,
-                                  launch_step))]
+                                  launcher))]
     return _result(done)
 
 

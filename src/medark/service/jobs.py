@@ -14,7 +14,7 @@ from medark.config import environment as env
 from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
-from medark.scheduler.runner import Outcome, run_backup, run_copy, run_forget
+from medark.scheduler.runner import Launcher, Outcome, launch, run_backup, run_copy, run_forget
 from medark.service.metrics import DrLag, RepositorySizes, plan_registry
 
 
@@ -52,18 +52,19 @@ def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> Metric
 
 
 def verify_plan_now(config: MedarkConfig, plan: str, catalog: Catalog,
-                    source: str | None = None) -> Outcome:
+                    source: str | None = None, launcher: Launcher = launch) -> Outcome:
     """A restore test of `plan` now, from its repository or from `source`, one of its copy
     targets (recorded as `restore_test:SOURCE`, the offsite RTO)."""
     _known(config, plan)
     own = config.plans[plan].repository
     if source is None or source == own:
-        return run_restore_test(config, plan, catalog)
+        return run_restore_test(config, plan, catalog, launcher=launcher)
     targets = [c.to for c in config.plans[plan].copies]
     if source not in targets:
         raise UsageError(f"--from {source}: not a copy target of plan {plan} (its copies: "
                          f"{', '.join(targets) or 'none'})")
-    return run_restore_test(config, plan, catalog, kind=f"{RESTORE_TEST}:{source}")
+    return run_restore_test(config, plan, catalog, launcher=launcher,
+                            kind=f"{RESTORE_TEST}:{source}")
 
 
 def _known(config: MedarkConfig, plan: str) -> None:
@@ -71,24 +72,24 @@ def _known(config: MedarkConfig, plan: str) -> None:
         raise UsageError(f"no plan named {plan} (defined: {', '.join(sorted(config.plans))})")
 
 
-def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog
-                 ) -> list[tuple[str, Outcome]]:
+def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog,
+                 launcher: Launcher = launch) -> list[tuple[str, Outcome]]:
     """(job kind, outcome) of the plan's backup, then — when it succeeded — one copy to
     each of its copy targets (continuous ones included: the point is offsite now), each
     copy that succeeded followed by the target's retention, and last the plan's own
     retention (forget), so that nothing is thinned locally before it went offsite."""
     _known(config, plan)
-    backup = run_backup(config, plan, catalog)
+    backup = run_backup(config, plan, catalog, launcher=launcher)
     if backup.status != SUCCEEDED:
         return [("backup", backup)]
     done = [("backup", backup)]
     for copy in config.plans[plan].copies:
-        copied = run_copy(config, plan, copy.to, catalog)
+        copied = run_copy(config, plan, copy.to, catalog, launcher=launcher)
         done.append((f"copy:{copy.to}", copied))
         if copied.status == SUCCEEDED:
             done.append((f"forget:{copy.to}",
-                         run_forget(config, plan, catalog, target=copy.to)))
-    return [*done, ("forget", run_forget(config, plan, catalog))]
+                         run_forget(config, plan, catalog, launcher, target=copy.to)))
+    return [*done, ("forget", run_forget(config, plan, catalog, launcher))]
 
 
 def job_history(catalog: Catalog, plan: str | None, status: str | None,
