@@ -20,6 +20,8 @@ EVERYONE = frozenset(ROLES)
 Body = Callable[[str], dict[str, Any] | None]
 READERS = frozenset({"sysadmin", "operator", "viewer"})
 """Who reads an institution's configuration and its sites, systems, repositories, plans."""
+RUNNERS = frozenset({"sysadmin", "operator"})
+"""Who runs a job now and cancels one."""
 CONFIG = """\
 [sites.main]
 location = "CN-SC"
@@ -125,6 +127,13 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
      200),
     *(("GET", f"/api/{view}", lambda r: None, READERS, 200)
       for view in ("sites", "systems", "repositories", "plans")),
+    # jobs: every role reads its institution's; a plan of the configuration saved above
+    # is run now (the catalog's first job, 1) and cancelled by operators and sysadmins
+    ("GET", "/api/jobs", lambda r: None, EVERYONE, 200),
+    ("POST", "/api/jobs", lambda r: {"institution": "center", "plan": "his",
+                                     "kind": "backup"}, RUNNERS, 202),
+    ("GET", "/api/jobs/1", lambda r: None, EVERYONE, 200),
+    ("POST", "/api/jobs/999999/cancel", lambda r: None, RUNNERS, 404),
     # oversight: alerts and compliance for every role; reports carry the audit trail's
     # access section: the administrators' (made by sysadmin and auditadmin; a hospital
     # without a configuration answers those 409, test_server_oversight_cli.py the rest)

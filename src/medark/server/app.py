@@ -11,7 +11,8 @@ No `from __future__ import annotations` here: FastAPI reads the routes' annotati
 """
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -20,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -34,6 +36,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.server.deps import ApiContext, ServerSettings
+from medark.server.jobs import scheduled_tasks
 from medark.server.routes import (
     agents,
     alerts,
@@ -41,6 +44,7 @@ from medark.server.routes import (
     configs,
     grants,
     institutions,
+    jobs,
     reports,
     session,
     snapshots,
@@ -48,6 +52,7 @@ from medark.server.routes import (
     users,
 )
 from medark.server.routes.session import RateLimited
+from medark.server.scheduler import ServerScheduler
 from medark.server.schemas import ERRORS, Status
 
 __all__ = ["ServerSettings", "create_app"]
@@ -59,7 +64,7 @@ SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 """Swagger UI's files, served by the server itself: a hospital intranet has no CDN."""
 DOCS_STATIC = "/api/docs/static"
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
-           configs.router,
+           configs.router, jobs.router,
            grants.router, snapshots.router,
            agents.router,
            alerts.router, compliance.router, reports.router)
@@ -82,9 +87,28 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
                         headers=headers)
 
 
+def _scheduler(settings: ServerSettings
+               ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The server scheduler's thread (server/scheduler.py) for as long as the server
+    runs: it becomes leader or waits to, and the leader runs the periodic tasks."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = ServerScheduler(settings.catalog,
+                                    scheduled_tasks(settings.job_stale_after))
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(scheduler.stop)
+
+    return lifespan
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="Medark management API", version="1",
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=_scheduler(settings),
                   responses=ERRORS,
                   description="Users, roles with separation of duties, institutions and "
                               "sign-in for Medark's management server (docs/server.md).")

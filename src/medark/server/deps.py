@@ -36,6 +36,9 @@ class ServerSettings:
     """The server key the TOTP secrets are encrypted under."""
     login_rate: int = 10
     """Login attempts per client address per minute."""
+    job_stale_after: float = 600.0
+    """Seconds a running job's agent may stay silent before the job is failed
+    (server/jobs.py, the scheduler's task jobs.stale)."""
     agent_offline_after: float | None = None
     """Seconds without a heartbeat before an agent is marked offline (None: 3 × the
     agent's heartbeat interval; server/agents.py)."""

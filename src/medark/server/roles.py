@@ -38,6 +38,10 @@ grant (server/grants.py), a regional center's account too."""
 PLANS_READ = "plans.read"
 """An institution's configuration: sites, systems, repositories, plans (no secrets)."""
 PLANS_WRITE = "plans.write"
+JOBS_READ = "jobs.read"
+"""The jobs of the institutions in scope, their progress and events (server/jobs.py)."""
+JOBS_RUN = "jobs.run"
+"""Run a plan's job now, cancel one: operators and system administrators."""
 AGENTS_READ = "agents.read"
 AGENTS_MANAGE = "agents.manage"
 """Enrolment tokens and revoking agents (server/agents.py)."""
@@ -52,16 +56,21 @@ and the audit administrator have them made (server/reports.py)."""
 OVERSIGHT = frozenset({ALERTS_READ, COMPLIANCE_READ})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    SYSADMIN: frozenset({AGENTS_READ, AGENTS_MANAGE,
+    SYSADMIN: frozenset({JOBS_READ, JOBS_RUN,
+                         AGENTS_READ, AGENTS_MANAGE,
                         INSTITUTIONS_READ, INSTITUTIONS_WRITE, PLANS_READ, PLANS_WRITE,
                          GRANTS_READ, *OVERSIGHT, REPORTS_READ, REPORTS_GENERATE}),
-    SECADMIN: frozenset({USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
+    SECADMIN: frozenset({JOBS_READ,
+                         USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
                          GRANTS_READ, GRANTS_DECIDE, *OVERSIGHT, REPORTS_READ}),
-    AUDITADMIN: frozenset({INSTITUTIONS_READ, GRANTS_READ, *OVERSIGHT, REPORTS_READ,
+    AUDITADMIN: frozenset({JOBS_READ,
+                           INSTITUTIONS_READ, GRANTS_READ, *OVERSIGHT, REPORTS_READ,
                            REPORTS_GENERATE}),
-    OPERATOR: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
+    OPERATOR: frozenset({JOBS_READ, JOBS_RUN,
+                         AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
                          GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ, *OVERSIGHT}),
-    VIEWER: frozenset({AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
+    VIEWER: frozenset({JOBS_READ,
+                       AGENTS_READ, INSTITUTIONS_READ, PLANS_READ,
                        GRANTS_READ, GRANTS_REQUEST, SNAPSHOTS_READ, *OVERSIGHT}),
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""

@@ -32,6 +32,8 @@ class ServerOptions:
     login_rate: int
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks of reverse proxies whose X-Forwarded-For is believed."""
+    job_stale_after: float = 600.0
+    """--job-stale-after: seconds a running job's agent may stay silent."""
     agent_offline_after: float | None = None
     """--agent-offline-after: seconds without a heartbeat before an agent is offline."""
 
@@ -57,6 +59,7 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
         box = totpkey.load(catalog)
         app = create_app(ServerSettings(catalog, options.policy, tls, box,
                                         options.login_rate,
+                                        job_stale_after=options.job_stale_after,
                                         agent_offline_after=options.agent_offline_after))
         sock = _bind(host, port, options.listen)
         import uvicorn

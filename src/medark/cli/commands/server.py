@@ -82,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="ADDR", help="a reverse proxy (IP address or network) whose "
                    "X-Forwarded-For names the client; repeatable (default: none, the "
                    "header is ignored)")
+    p.add_argument("--job-stale-after", type=_seconds, default=600.0, metavar="SECONDS",
+                   help="fail a running job whose agent reported nothing (no progress, "
+                        "log or status) for this long (default 600)")
     p.add_argument("--agent-offline-after", type=_seconds, metavar="SECONDS",
                    help="mark an agent offline (audited, alert agent_offline) after this "
                         "long without a heartbeat (default: 3 heartbeat intervals, 30)")
@@ -156,6 +159,7 @@ def _serve(ctx: Context) -> int:
                         timedelta(seconds=args.idle_timeout))
     options = ServerOptions(_catalog_url(args), args.listen, args.tls_cert, args.tls_key,
                             policy, args.login_rate, tuple(args.trusted_proxy),
+                            job_stale_after=args.job_stale_after,
                             agent_offline_after=args.agent_offline_after)
 
     def announce(url: str, loopback: bool) -> None:
