@@ -45,6 +45,7 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Engine,
     Integer,
     MetaData,
     String,
@@ -396,18 +397,28 @@ class _Appender:
     MAX_BATCH = 500
 
     def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
+        # the engine, not the catalog: a catalog no longer used is collected, and with
+        # it this writer and its connection (the dictionary below holds it weakly)
+        self._engine = catalog._engine
+        self._url = catalog.public_url
         self._connection: psycopg.Connection[Any] | None = None
         self._write_lock = threading.Lock()
         """append_many writes outside the group commit, on the same connection."""
         self.group = GroupCommit[_Ticket](self.write, self.MAX_BATCH)
+        weakref.finalize(catalog, self._close)  # its connection goes with the catalog
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def write(self, tickets: Sequence[_Ticket]) -> None:
         with self._write_lock:
-            if self._catalog._engine.dialect.name == "postgresql":
+            if self._engine.dialect.name == "postgresql":
                 self._write_pg(tickets)
             else:
-                _write(self._catalog, tickets)
+                _write(self._engine, self._url, tickets)
 
     def _write_pg(self, tickets: Sequence[_Ticket]) -> None:
         """A kept connection the server has closed meanwhile (a restart, an idle
@@ -426,8 +437,7 @@ class _Appender:
         connection, self._connection = self._connection, None  # until this batch commits
         try:
             if connection is None:
-                engine = self._catalog._engine
-                args, kwargs = engine.dialect.create_connect_args(engine.url)
+                args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
                 connection = psycopg.connect(*args, **kwargs, autocommit=True)
             pg_append(connection, len(tickets),
                       lambda seq, prev_hash: _chained(tickets, seq, prev_hash))
@@ -445,7 +455,7 @@ class _Appender:
     def _failed(self, exc: SQLAlchemyError | psycopg.Error) -> CatalogError:
         reason = _reason(exc) if isinstance(exc, SQLAlchemyError) else \
             (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return CatalogError(f"catalog {self._catalog.public_url}: audit append failed: "
+        return CatalogError(f"catalog {self._url}: audit append failed: "
                             f"{reason}")
 
 
@@ -460,13 +470,13 @@ def _appender(catalog: Catalog) -> _Appender:
         return found
 
 
-def _write(catalog: Catalog, tickets: Sequence[_Ticket]) -> None:
+def _write(engine: Engine, url: str, tickets: Sequence[_Ticket]) -> None:
     """SQLite: the records of `tickets`, numbered and chained in one transaction. The
     UPDATE first takes the database's write lock (SQLite has no row locks and a read
     takes none); RETURNING gives the new number and, not being set there, the previous
     record's hash."""
     try:
-        with catalog._engine.begin() as connection:
+        with engine.begin() as connection:
             last, prev_hash = connection.execute(
                 update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
                 .returning(head.c.seq, head.c.hash)).one()
@@ -475,7 +485,7 @@ def _write(catalog: Catalog, tickets: Sequence[_Ticket]) -> None:
                                                   for row in rows])
             connection.execute(update(head).where(head.c.id == 1).values(hash=new_head))
     except SQLAlchemyError as exc:
-        raise CatalogError(f"catalog {catalog.public_url}: audit append failed: "
+        raise CatalogError(f"catalog {url}: audit append failed: "
                            f"{_reason(exc)}") from None
 
 
