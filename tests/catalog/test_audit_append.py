@@ -282,3 +282,15 @@ def test_a_new_leader_waits_for_the_last_batchs_callers() -> None:
     for t in second:
         t.join(timeout=60)
     assert written == [["held"], ["a", "b", "c"], ["x", "y", "z"]]
+
+
+def test_a_record_the_database_would_refuse_fails_alone(url: str, tmp_path: Path) -> None:
+    """A NUL in a field (a crafted user name) is refused to its own caller before it
+    joins a batch, so it cannot fail the appends of other requests."""
+    catalog = Catalog(url)
+    with pytest.raises(ValueError, match="NUL"):
+        append(catalog, AuditEntry("mallory\x00", "10.0.0.9", "login", result="failed"))
+    seq = append(catalog, AuditEntry("alice", "10.0.0.7", "login", "user:alice"))
+    catalog.close()
+    assert seq == 1
+    _check_trail(url, tmp_path / "audit.key", {1: "user:alice"})

@@ -350,6 +350,8 @@ def _checked(entry: AuditEntry) -> dict[str, Any]:
         value = getattr(entry, name)
         if value is not None and len(value) > limit:
             raise ValueError(f"audit {name} is longer than {limit} characters")
+        if value is not None and "\x00" in value:  # the database refuses it: refused here,
+            raise ValueError(f"audit {name} holds a NUL character")  # not in a batch
     if not entry.actor or not entry.source or not entry.action:
         raise ValueError("an audit record needs an actor, a source and an action")
     detail: dict[str, Any] = _clean(dict(entry.detail))
