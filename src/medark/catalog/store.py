@@ -528,7 +528,11 @@ def _engine(url: str) -> Engine:
         return engine
     if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
         dialect = "postgresql+psycopg://" + url.split("://", 1)[1]
-        return create_engine(dialect, pool_pre_ping=True)
+        # the server works on up to 40 request threads (anyio's), one connection each:
+        # with SQLAlchemy's 5 kept, every burst past 5 opened a backend and closed it
+        # again (bench/server_bench.py: a backend started per request); idle ones cost
+        # nothing until then, and the CLI and daemon never hold more than a few
+        return create_engine(dialect, pool_pre_ping=True, pool_size=16, max_overflow=24)
     raise CatalogError(f"catalog {redacted(url)}: use sqlite:///PATH or postgresql://…")
 
 

@@ -214,7 +214,11 @@ class Auth:
             expires = aware(row.expires_at) if row else None
             if row is None or row.revoked_at is not None or (expires and expires <= now):
                 raise _failed("unknown, revoked or expired API token", "invalid_token")
-            row.last_used = now
+            used = aware(row.last_used)
+            if used is None or now - used >= TOUCH_EVERY:
+                # as a session's: a write on every request cost a sync, and a busy
+                # token's concurrent requests queued on its row's lock
+                row.last_used = now
             inst = session.get(Institution, row.institution_id)
             assert inst is not None
             return Principal(name=row.name, kind="token", roles=(row.role,),
