@@ -227,6 +227,30 @@ def test_a_grant_is_requested_approved_used_expired_then_refused(world: World) -
     assert [(r["result"], r["detail"]["grant"]) for r in reads] == [("ok", gid)]
 
 
+def test_the_server_scheduler_records_an_expiry_once(world: World) -> None:
+    """An approved grant nobody uses: the periodic task grants.expire appends its
+    grant.expire (from the source "scheduler"), once, even when a read looks again."""
+    a_viewer = world.users["a-viewer"]
+    gid = _request(a_viewer, "short look", seconds=4).json()["grant"]["id"]
+    assert world.users["b-sec"].call("POST", f"/api/grants/{gid}/approve").status_code in (
+        200, 409)  # 409: a loaded machine let the window pass first; it expires the same
+
+    def expiries() -> list[dict[str, Any]]:
+        return [r for r in _audit(world.site) if r["action"] == "grant.expire"
+                and r["detail"]["grant"] == gid]
+
+    deadline = time.monotonic() + 120
+    while not expiries() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    found = expiries()
+    assert [(r["actor"], r["source"], r["institution"]) for r in found] == [
+        ("server", "scheduler", B)], found
+    assert found[0]["detail"]["purpose"] == "short look"
+    refused = _listing(a_viewer)
+    assert refused.status_code == 403 and code_of(refused) == "grant_required"
+    assert len(expiries()) == 1
+
+
 def test_a_denied_grant_gives_no_access(world: World) -> None:
     a_viewer, b_sec = world.users["a-viewer"], world.users["b-sec"]
     gid = _request(a_viewer, "audit of imaging turnaround").json()["grant"]["id"]

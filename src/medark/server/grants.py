@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from medark.catalog.store import Catalog
 from medark.errors import AccessDenied, Conflict, ObjectNotFound, UsageError
 from medark.server import roles as R
+from medark.server import scheduler
 from medark.server.accounts import NAME, TITLE_CHARACTERS, Principal
 from medark.server.db import audit, aware, transaction
 from medark.server.tables import Institution
@@ -48,6 +49,8 @@ SNAPSHOT_REF = re.compile(r"[0-9a-f]{8,64}")
 """A snapshot in a scope: its id or an id prefix of at least 8 hex digits."""
 _TEXT = re.compile(TITLE_CHARACTERS + "+")
 GRANT_REQUIRED = "grant_required"
+EXPIRE_EVERY = 10.0
+"""Seconds between two runs of the server scheduler's task "grants.expire"."""
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,10 @@ def revoke(catalog: Catalog, principal: Principal, grant_id: int, note: str | No
     return grant
 
 
-def record_expiries(catalog: Catalog, now: datetime) -> int:
+def record_expiries(catalog: Catalog, now: datetime, source: str = "server") -> int:
     """Append `grant.expire` for each requested or approved grant past its end, once per
-    grant even with several processes (a guarded update of expired_at); how many."""
+    grant even with several processes (a guarded update of expired_at); how many.
+    `source`: "scheduler" from the periodic task, "server" before a refused read."""
     with transaction(catalog) as session:
         names = _names(session)
         due = [_grant(row, names) for row in session.scalars(
@@ -343,7 +347,7 @@ def record_expiries(catalog: Catalog, now: datetime) -> int:
             ).values(expired_at=now))
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 continue
-        audit(catalog, "server", "server", "grant.expire", f"grant:{grant.id}", "ok",
+        audit(catalog, "server", source, "grant.expire", f"grant:{grant.id}", "ok",
               grant.to_institution, {**grant.detail(), "state": grant.stored_state,
                                      "ends_at": clock.format_time(grant.ends_at)})
         recorded += 1
@@ -352,7 +356,7 @@ def record_expiries(catalog: Catalog, now: datetime) -> int:
 
 def expire_task(catalog: Catalog, now: datetime) -> None:
     """The server scheduler's periodic task "grants.expire"."""
-    record_expiries(catalog, now)
+    record_expiries(catalog, now, "scheduler")
 
 
 def grant_allows(catalog: Catalog, principal: Principal, institution: str, system: str,
@@ -398,3 +402,6 @@ def _audit(catalog: Catalog, principal: Principal, action: str, grant: Grant, re
            extra: dict[str, Any] | None = None) -> None:
     audit(catalog, principal.actor, principal.address, action, f"grant:{grant.id}", result,
           grant.to_institution, {**grant.detail(), **(extra or {})})
+
+
+scheduler.register("grants.expire", EXPIRE_EVERY, expire_task)
