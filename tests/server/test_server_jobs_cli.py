@@ -325,6 +325,25 @@ def test_a_stream_does_not_hold_up_other_requests(site: Site, people: dict[str, 
             response.close()
 
 
+def test_a_quiet_stream_sends_keep_alive_comments(site: Site, people: dict[str, User]
+                                                 ) -> None:
+    """A job nobody runs: after 15 s of silence the stream sends a comment (proxies close
+    idle connections), and it still ends on the cancel."""
+    job_id = _run(people["op-a"]).json()["job"]["id"]
+    seen: list[str] = []
+    with people["view-a"].client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        lines = response.iter_lines()
+        for line in lines:
+            seen.append(line)
+            if line.startswith(":"):
+                break
+        assert people["op-a"].call("POST", f"/api/jobs/{job_id}/cancel").status_code == 200
+        rest = list(lines)
+    assert seen[-1] == ": keep-alive"
+    assert seen[0] == f"id: {seen[0].split()[1]}" and "event: status" in seen
+    assert any(line.startswith("data: ") and CANCELLED in line for line in rest)
+
+
 # ---- the server scheduler: two processes, one leader ---------------------------------
 
 
