@@ -2,9 +2,9 @@
 subprocesses: enrolment with a single-use token (a second use and an expired token
 refused, the credential kept at 0600), a job queued on the server taken by the agent and
 backed up into its local repository with its events, a job for a plan the agent does not
-have refused, a running job cancelled, the local schedule running on while the server is
-stopped and its results arriving once when it is back, and agent credentials and user
-sessions kept apart."""
+have refused, the local schedule running on while the server is stopped and its results
+arriving once when it is back, an agent that stops heartbeating marked offline with an
+alert, and agent credentials and user sessions kept apart."""
 
 from __future__ import annotations
 
@@ -379,3 +379,39 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
     assert code == 0, err
     assert "server_unreachable" in out and "server_reachable" in out
     assert "Traceback" not in err
+
+
+def test_an_agent_that_stops_heartbeating_is_offline_with_an_alert(site: Agents) -> None:
+    state = site.tmp / "quiet"
+    assert site.enroll(state, site.token(), "--name", "quiet").returncode == 0
+    proc = site.start_agent(state)
+    wait_for("heartbeats", lambda: site.agent("quiet")["plans"]
+             and site.agent("quiet")["state"] == "online")
+
+    def records(action: str) -> int:
+        return [r["target"] for r in _audit(site, action)].count("center/quiet")
+
+    offline, online = records("agent.offline"), records("agent.online")
+    proc.kill()
+    proc.communicate(timeout=30)
+    wait_for("offline", lambda: site.agent("quiet")["state"] == "offline")
+    catalog = site.opened()
+    try:
+        alerts = [a for a in catalog.alerts(open_only=True) if a.kind == "agent_offline"]
+        # (the agents of the tests before, stopped or never started, are offline too)
+        assert [a.key for a in alerts].count("agent_offline:center/quiet") == 1
+    finally:
+        catalog.close()
+    assert records("agent.offline") == offline + 1
+    proc = site.start_agent(state)
+    try:
+        wait_for("back online", lambda: site.agent("quiet")["state"] == "online")
+        catalog = site.opened()
+        try:
+            assert "agent_offline:center/quiet" not in [
+                a.key for a in catalog.alerts(open_only=True)]
+        finally:
+            catalog.close()
+        assert records("agent.online") == online + 1
+    finally:
+        stop(proc)

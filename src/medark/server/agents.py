@@ -24,6 +24,7 @@ from medark.catalog.statuses import QUEUED, RUNNING
 from medark.catalog.store import Catalog, JobRecord
 from medark.errors import AccessDenied, AgentRefused, Conflict, ObjectNotFound, UsageError
 from medark.server import roles as R
+from medark.server import scheduler
 from medark.server.accounts import NAME, Principal, valid_name
 from medark.server.db import audit, aware, digest, transaction
 from medark.server.tables import Institution
@@ -300,7 +301,7 @@ def mark_offline(catalog: Catalog, now: datetime) -> list[str]:
                             f"agent {name} of {institution} sends no heartbeats (last "
                             f"{seen or 'never'})",
                             {"institution": institution, "agent": name,
-                             "last_heartbeat": seen})
+                             "last_heartbeat": seen}, institution=institution)
     return [f"{i}/{n}" for i, n, _l in marked]
 
 
@@ -337,3 +338,10 @@ def agents_job(catalog: Catalog, agent: AgentPrincipal, job_id: int) -> JobRecor
     if job is None or job.institution != agent.institution or job.agent != agent.name:
         raise ObjectNotFound(f"job {job_id} is not this agent's")
     return job
+
+
+def _offline_task(catalog: Catalog, now: datetime) -> None:
+    mark_offline(catalog, now)
+
+
+scheduler.register("agents.offline", OFFLINE_TASK_EVERY, _offline_task)
