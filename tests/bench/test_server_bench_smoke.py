@@ -30,7 +30,8 @@ def test_server_bench_runs_at_a_tiny_scale(tmp_path: Path) -> None:
         [sys.executable, str(BENCH), "--hospitals", "1", "--clinics", "1", "--systems",
          "4", "--jobs", "100", "--agents", "2", "--clients", "2", "--seconds", "2",
          "--solo-seconds", "1", "--runs", "1", "--processes", "1", "--job-starts", "1",
-         "--database", database, "--json", str(out)], capture_output=True, text=True, timeout=600, check=False)
+         "--database", database, "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "run now -> started" in done.stdout and "Traceback" not in done.stderr
     result = json.loads(out.read_text())
