@@ -103,7 +103,8 @@ def world(site: Site) -> World:
         made = sysadmin.call("POST", "/api/institutions", json={"name": name})
         assert made.status_code == 201, made.text
     tmp = site.tmp
-    password_file = tmp / "b-repository.pass"
+    password_file = tmp / "repository-passwords" / "b-repository.pass"  # the server's
+    password_file.parent.mkdir(exist_ok=True)  # directory: beside its key (the audit key's)
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
     repo, data = tmp / "b-repository", tmp / "b-data"

@@ -4,9 +4,10 @@ find files in one. Patient data: the routes ask server/grants.py first.
 A system's snapshots are those tagged `system=NAME` (what the daemon's backups carry) in
 the repositories of the plans that protect it (a plan's repository and its copy targets),
 each opened from the institution's current configuration the way the daemon's services
-open one (service/session.py open_configured: password_file or password_command, the
-cache under $MEDARK_CACHE_DIR), with a shared lock as `medark ls` takes. The listing is
-the engine's own (engine/listing.py resolve and load_nodes, engine/find.py Finder).
+open one (service/session.py open_configured, the cache under $MEDARK_CACHE_DIR) — but
+only with a password_file in the server's own directory (check_password_sources), with
+a shared lock as `medark ls` takes. The listing is the engine's own (engine/listing.py
+resolve and load_nodes, engine/find.py Finder).
 
 File names and paths never go to the server's log: only the client that asked and the
 audit trail see them.
@@ -15,10 +16,12 @@ audit trail see them.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from medark.config.plans import MedarkConfig
@@ -26,6 +29,7 @@ from medark.engine.find import Finder
 from medark.engine.listing import load_nodes, normalize_dir, resolve
 from medark.errors import CatalogError, MedarkError, ObjectNotFound, UsageError
 from medark.repo.repository import Repository
+from medark.server.totpkey import key_file
 from medark.service.session import locked, open_configured
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import all_snapshots, find_snapshot
@@ -33,6 +37,7 @@ from medark.util import clock
 
 log = logging.getLogger("medark.server")
 MAX_FIND = 10_000
+PASSWORDS_ENV = "MEDARK_SERVER_REPOSITORY_PASSWORDS"
 
 
 class RepositoryUnavailable(CatalogError):
@@ -62,6 +67,38 @@ def system_repositories(config: MedarkConfig, system: str) -> list[str]:
                 if name not in names:
                     names.append(name)
     return names
+
+
+def password_directory(catalog_url: str) -> Path:
+    """Where the server reads institutions' repository password files: the
+    $MEDARK_SERVER_REPOSITORY_PASSWORDS directory, else `repository-passwords` beside the
+    server key (/var/lib/medark/repository-passwords in a package install)."""
+    named = os.environ.get(PASSWORDS_ENV)
+    return Path(named) if named else key_file(catalog_url).parent / "repository-passwords"
+
+
+def check_password_sources(config: MedarkConfig, system: str, directory: Path) -> None:
+    """Refuse what a configuration could make the server do with a password source: a
+    hospital's system administrator writes that configuration, so a password_command
+    would be a command of theirs run on the regional center's server, and a password
+    file anywhere would let them probe the server's files. Only a password_file inside
+    `directory`, which the server's operator fills, is read."""
+    root = directory.resolve()
+    for name in system_repositories(config, system):
+        conf = config.repositories.get(name)
+        if conf is None:
+            continue  # open_configured names it
+        if conf.password_command:
+            raise RepositoryUnavailable(
+                f"repository {name}: the management server never runs a configuration's "
+                f"password_command; put its password in a file in {directory} and name "
+                "that file as password_file")
+        if not conf.password_file or not Path(conf.password_file).resolve().is_relative_to(
+                root):
+            raise RepositoryUnavailable(
+                f"repository {name}: the management server reads repository passwords "
+                f"only from files in {directory} (${PASSWORDS_ENV}); its password_file is "
+                "elsewhere")
 
 
 def _warn(message: str) -> None:

@@ -44,6 +44,8 @@ def _read(ctx: Ctx, who: Principal, institution: str, system: str, action: str,
         version = current_config(ctx.catalog, institution)
         if version is None:
             raise ObjectNotFound(f"{institution} has no configuration yet")
+        S.check_password_sources(version.config, system,
+                                 S.password_directory(ctx.catalog.url))
         result = read(version.config, grant)
     except MedarkError as exc:
         audit(ctx.catalog, who.actor, who.address, action, target, "failed", institution,
