@@ -145,6 +145,15 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
                                                       "auditadmin"}), 200),
     ("GET", "/api/reports/1", lambda r: None, frozenset({"sysadmin", "secadmin",
                                                         "auditadmin"}), 404),
+    # restores and DR through the agent (test_server_restores_cli.py has the rest): a
+    # restore of the institution's own system is the operators' (202: queued for an
+    # agent); DR status every role's; a DR action the runners' (a switchover without
+    # its confirmation: 422)
+    ("POST", "/api/institutions/center/systems/his/restores", lambda r: {
+        "snapshot": "latest", "target": "scratch"}, frozenset({"operator"}), 202),
+    ("GET", "/api/institutions/center/dr", lambda r: None, EVERYONE, 200),
+    ("POST", "/api/institutions/center/systems/his/dr", lambda r: {
+        "action": "switchover"}, RUNNERS, 422),
 ]
 """(method, path, body for a role, roles allowed, status when allowed)."""
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from medark import __version__
-from medark.agent import work
+from medark.agent import remote_jobs, work
 from medark.agent.client import Client, Unreachable
 from medark.agent.state import AgentState, Mark, load_mark, save_mark
 from medark.catalog.job_outbox import jobs_after
@@ -50,6 +50,8 @@ class UplinkOptions:
     """Seconds between heartbeats (and between retries when the server is away)."""
     wait: int = 25
     """Seconds one long poll for a job may wait at the server."""
+    config_file: str | None = None
+    """The configuration file, for the children of a DR action (`medark dr --config`)."""
 
 
 class Uplink:
@@ -90,11 +92,18 @@ class Uplink:
     # ---- heartbeat and offline queue -------------------------------------------------
 
     def _beat_loop(self) -> None:
+        beats = 0
         while not self.stopping.is_set():
             try:
-                reply = self.client.call("POST", "/agent/heartbeat", {
+                body: dict[str, Any] = {
                     "version": __version__, "plans": sorted(self.config.plans),
-                    "queue_length": self._pending(), "interval": self.options.interval})[1]
+                    "queue_length": self._pending(), "interval": self.options.interval,
+                    "dr_systems": sorted(self.config.dr)}
+                if self.config.dr and beats % remote_jobs.DR_STATUS_EVERY == 0:
+                    body["dr_status"] = remote_jobs.dr_status_report(
+                        self.config, self.catalog, self.options.config_file)
+                beats += 1
+                reply = self.client.call("POST", "/agent/heartbeat", body)[1]
                 self._reached(None)
                 current = self._current
                 if current is not None and current.job_id in reply.get("cancel", []):
@@ -179,11 +188,13 @@ class Uplink:
 
     def _take(self, job: dict[str, Any]) -> None:
         job_id, plan, kind = int(job["id"]), str(job["plan"]), str(job["kind"])
+        given = job.get("details")
+        details: dict[str, Any] = given if isinstance(given, dict) else {}
         with self._job_lock:
             self._on_event("job_started", {"job": job_id, "plan": plan, "kind": kind})
-            refused = work.refusal(self.config, plan, kind)
+            refused = work.refusal(self.config, plan, kind, details)
             if refused is None:
-                result = self._work(job_id, plan, kind)
+                result = self._work(job_id, plan, kind, details)
             else:
                 result = work.Result(FAILED, refused)
                 self._send_event(job_id, "log", {"message": f"refused: {refused}"})
@@ -195,7 +206,8 @@ class Uplink:
             self._on_event("job_finished", {"job": job_id, "plan": plan, "kind": kind,
                                             "status": result.status, "error": result.error})
 
-    def _work(self, job_id: int, plan: str, kind: str) -> work.Result:
+    def _work(self, job_id: int, plan: str, kind: str,
+              details: dict[str, Any]) -> work.Result:
         """Run the job with progress every interval; a cancel (the answer to a progress
         report, or the heartbeat's list) stops its child processes with SIGTERM (a backup
         stops cleanly) and it ends cancelled."""
@@ -212,12 +224,16 @@ class Uplink:
         ticker = _Ticker(progress, self.options.interval)
         ticker.start()
         try:
-            result = _run(self.config, self.catalog, plan, kind, running.children.launch)
+            result = _run(self.config, self.catalog, plan, kind, running.children.launch,
+                          details, self.options.config_file)
         finally:
             ticker.stop()
             self._current = None
         for part in result.summary.get("parts", []):
             self._send_event(job_id, "log", {"message": _line(part)})
+        for step in result.summary.get("steps", []):
+            self._send_event(job_id, "log", {"message": remote_jobs.step_line(step),
+                                             "step": step})
         if running.cancelled.is_set():
             result.status, result.error = CANCELLED, "cancelled at the server's request"
         return result
@@ -267,9 +283,10 @@ class _Running:
 
 
 def _run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
-         launcher: Launcher) -> work.Result:
+         launcher: Launcher, details: dict[str, Any] | None = None,
+         config_file: str | None = None) -> work.Result:
     try:
-        return work.run(config, catalog, plan, kind, launcher)
+        return work.run(config, catalog, plan, kind, launcher, details, config_file)
     except MedarkError as exc:
         return work.Result(FAILED, str(exc).splitlines()[0] if str(exc) else exc.code)
 

@@ -2,6 +2,8 @@
 restore_test) of a plan in the agent's own configuration. Anything else is refused and
 reported failed; the server names a plan and a kind, never a command, a path or a
 source, so it cannot make the host run anything its local configuration does not say.
+A restore or a DR action (agent/remote_jobs.py) names a restore target or a [dr] system
+of that configuration the same way.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medark.agent import remote_jobs
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig
@@ -39,22 +42,34 @@ class Result:
     """The local catalog's records of it (not reported again from the offline queue)."""
 
 
-def refusal(config: MedarkConfig, plan: str, kind: str) -> str | None:
+def refusal(config: MedarkConfig, plan: str, kind: str,
+            details: dict[str, Any] | None = None) -> str | None:
     """Why the agent will not run this job, or None."""
+    if kind in remote_jobs.KINDS:
+        return remote_jobs.refusal(config, plan, kind, details or {})
     if kind not in KINDS:
-        return f"unknown job kind {kind!r}: this agent runs {', '.join(KINDS)}"
+        known = ", ".join((*KINDS, *remote_jobs.KINDS))
+        return f"unknown job kind {kind!r}: this agent runs {known}"
     if plan not in config.plans:
         return f"unknown plan {plan!r}: not in this agent's configuration"
     return None
 
 
 def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
-        launcher: Launcher = launch) -> Result:
+        launcher: Launcher = launch, details: dict[str, Any] | None = None,
+        config_file: str | None = None) -> Result:
     """Run the job now, recorded in the local catalog as `medark run` / `verify` would;
-    each child process through `launcher` (which a cancel stops)."""
-    refused = refusal(config, plan, kind)
+    each child process through `launcher` (which a cancel stops). A restore or DR action
+    (agent/remote_jobs.py) takes its parameters from the job's `details`."""
+    refused = refusal(config, plan, kind, details)
     if refused is not None:
         return Result(FAILED, refused)
+    if kind in remote_jobs.KINDS:
+        remote = remote_jobs.run(config, catalog, plan, kind, details or {}, launcher,
+                                 config_file)
+        return Result(remote.status, remote.error, None, None,
+                      {"request": details or {}, **remote.summary, "steps": remote.steps},
+                      remote.local_ids)
     if kind == "backup":
         done = run_plan_now(config, plan, catalog, launcher)
     elif kind == "restore_test":

@@ -55,12 +55,14 @@ class JobEvent:
 
 def queue_job(catalog: Catalog, *, institution: str, plan: str, kind: str,
               requested_by: str | None, system: str | None = None,
-              agent: str | None = None) -> JobRecord:
+              agent: str | None = None, details: dict[str, Any] | None = None
+              ) -> JobRecord:
     """A job to run as soon as an agent of the institution (that agent, if named) that
-    has the plan claims it."""
+    has the plan claims it; `details`: its parameters (a restore's snapshot and target
+    name, a DR action's system), which the agent receives with it."""
     job = Job(plan=plan, kind=kind, status=QUEUED, attempt=1, host="",
               institution=institution, system=system, agent=agent,
-              requested_by=requested_by, cancel_requested=False)
+              requested_by=requested_by, cancel_requested=False, details=details)
     with catalog._session() as session:
         session.add(job)
         session.flush()

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from medark.config.agent_conf import AgentConf
 from medark.config.dr import DrConf, dr_problems
 from medark.config.durations import parse_config_duration
 from medark.config.records import RECORD_MINIMUM
@@ -410,6 +411,8 @@ class MedarkConfig(Model):
     profiles: dict[str, ProfileConf] = {}
     dr: dict[str, DrConf] = {}
     """Application-level DR per protected system (config/dr.py, docs/dr.md)."""
+    agent: AgentConf = AgentConf()
+    """What `medark agent` lets the server ask beyond plans (config/agent_conf.py)."""
 
     @field_validator("timezone")
     @classmethod

@@ -254,8 +254,8 @@ class Agents:
             row.state = ONLINE
             row.version = version
             row.offline_after = self._offline_after(interval)
-            row.advertised = {"plans": sorted(set(plans)), "kinds": list(KINDS),
-                              "interval": interval}
+            row.advertised = {**(row.advertised or {}), "plans": sorted(set(plans)),
+                              "kinds": list(KINDS), "interval": interval}
             row.queue_length = queue_length
         if came_back:
             self.catalog.resolve_alert(alert_key(agent.institution, agent.name))

@@ -45,6 +45,7 @@ from medark.server.routes import (
     grants,
     institutions,
     jobs,
+    remote_ops,
     reports,
     session,
     snapshots,
@@ -67,7 +68,7 @@ ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            configs.router, jobs.router,
            grants.router, snapshots.router,
            agents.router,
-           alerts.router, compliance.router, reports.router)
+           alerts.router, compliance.router, reports.router, remote_ops.router)
 
 
 def _status(exc: MedarkError) -> int:

@@ -75,6 +75,20 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 """Role -> the permissions it grants; an account has the union of its roles'."""
 
+RESTORES_RUN = "restores.run"
+"""Ask the institution's agent to restore a snapshot into one of its declared restore
+targets: operators (server/remote_ops.py); another institution's needs a grant."""
+DR_READ = "dr.read"
+"""The DR status the agents report: every role (no patient data in it)."""
+DR_RUN = "dr.run"
+"""Switchover, failover and drill through the institution's agent: operators and
+system administrators."""
+for _role, _granted in ((SYSADMIN, {DR_READ, DR_RUN}),
+                        (OPERATOR, {RESTORES_RUN, DR_READ, DR_RUN}),
+                        (SECADMIN, {DR_READ}), (AUDITADMIN, {DR_READ}),
+                        (VIEWER, {DR_READ})):
+    PERMISSIONS[_role] = PERMISSIONS[_role] | _granted
+
 
 def checked_roles(roles: Iterable[str]) -> list[str]:
     """The roles, sorted and without repeats; UsageError for an unknown role, and

@@ -64,6 +64,12 @@ class HeartbeatBody(Strict):
     plans: list[PlanName] = Field(default_factory=list, max_length=1000)
     queue_length: Count = 0
     interval: Seconds = 10.0
+    dr_systems: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=200)
+    """The systems of the agent's local [dr] tables (a DR action goes to the agent that
+    has the system)."""
+    dr_status: list[dict[str, Any]] | None = Field(default=None, max_length=200)
+    """`medark dr status --json`'s systems, every few heartbeats; None: not this time."""
 
 
 class EventBody(Strict):
@@ -151,6 +157,9 @@ class AgentJob(Reply):
     id: int
     plan: str
     kind: str
+    details: dict[str, Any] | None = None
+    """A restore's or DR action's parameters (names, never a command or a path on the
+    host): snapshot, paths inside it, target name; or the system."""
 
 
 class JobOffer(Reply):

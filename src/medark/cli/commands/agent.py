@@ -157,7 +157,7 @@ def _run(ctx: Context) -> int:
                                                    config_file=str(path.resolve()),
                                                    catalog_url=url), event)
     uplink = Uplink(state, directory, config, catalog, client, event, daemon.stop,
-                    UplinkOptions(args.heartbeat, args.wait))
+                    UplinkOptions(args.heartbeat, args.wait, str(path.resolve())))
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         daemon.stop()

@@ -25,6 +25,7 @@ from medark.server.agents import (
 )
 from medark.server.db import audit
 from medark.server.deps import SESSION_COOKIE, ApiContext, Ctx, Who, address, context
+from medark.server.remote_ops import PARAMETERISED, record_dr
 from medark.server.routes.session import RateLimited
 from medark.server.schemas import Status
 from medark.server.schemas_agents import (
@@ -116,6 +117,7 @@ def heartbeat(body: HeartbeatBody, agent: Agent, ctx: Ctx) -> dict[str, Any]:
     now = clock.now()
     agents(ctx).heartbeat(agent, body.version, body.plans, body.queue_length,
                           body.interval, now)
+    record_dr(ctx.catalog, agent, body.dr_systems, body.dr_status, now)
     return {"server_time": clock.format_time(now), "cancel": to_cancel(ctx.catalog, agent)}
 
 
@@ -130,7 +132,8 @@ async def next_job(agent: Agent, ctx: Ctx,
         job = await asyncio.to_thread(claim_for, ctx.catalog, agent,
                                        agent.host or agent.name)
         if job is not None:
-            return {"job": {"id": job.id, "plan": job.plan, "kind": job.kind}}
+            return {"job": {"id": job.id, "plan": job.plan, "kind": job.kind,
+                            "details": job.details if job.kind in PARAMETERISED else None}}
         if clock.monotonic() >= deadline:
             return Response(status_code=204)
         await asyncio.sleep(CLAIM_EVERY)

@@ -1,0 +1,203 @@
+"""Restores and DR actions the server asks an agent for (docs/server.md).
+
+The server names things, never a command or a path: a restore names a snapshot, paths
+inside it and a restore target by name, which must be one of this host's
+`[agent] restore_targets`; a DR action names a system, which must be one of this host's
+`[dr.SYSTEM]` tables. Each runs `medark restore` / `medark dr ACTION` as the agent's
+child, so the command's own checks and its access audit (in the agent's local catalog)
+apply exactly as for a person at the host's terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from medark.catalog.models import FAILED, SUCCEEDED
+from medark.catalog.store import Catalog
+from medark.config.agent_conf import (
+    MAX_PATHS,
+    SNAPSHOT_REF,
+    exact_pattern,
+    snapshot_path_problem,
+)
+from medark.config.plans import MedarkConfig
+from medark.scheduler.runner import Launcher, Step, medark_command, repository_env, run_job
+
+RESTORE = "restore"
+DR_KINDS = {"dr_switchover": "switchover", "dr_failover": "failover", "dr_drill": "drill"}
+"""Job kind -> the `medark dr` action it runs."""
+KINDS = (RESTORE, *DR_KINDS)
+
+
+@dataclass
+class Done:
+    """What a remote job's child produced: for the agent's Result."""
+
+    status: str
+    error: str | None
+    summary: dict[str, Any]
+    local_ids: list[int]
+    steps: list[dict[str, Any]]
+
+
+def refusal(config: MedarkConfig, plan: str, kind: str,
+            details: dict[str, Any]) -> str | None:
+    """Why this host will not run the restore or DR action, or None."""
+    if kind == RESTORE:
+        return _restore_refusal(config, plan, details)
+    system = details.get("system")
+    if not isinstance(system, str) or system not in config.dr:
+        known = ", ".join(sorted(config.dr)) or "none"
+        return (f"unknown system {system!r}: not in this agent's [dr] tables "
+                f"(DR systems here: {known})")
+    return None
+
+
+def _restore_refusal(config: MedarkConfig, plan: str, details: dict[str, Any]) -> str | None:
+    if plan not in config.plans:
+        return f"unknown plan {plan!r}: not in this agent's configuration"
+    target = details.get("target")
+    targets = config.agent.restore_targets
+    if not isinstance(target, str) or target not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        return (f"unknown restore target {target!r}: not in this agent's [agent] "
+                f"restore_targets (declared: {known})")
+    snapshot = details.get("snapshot")
+    if not isinstance(snapshot, str) or not SNAPSHOT_REF.fullmatch(snapshot):
+        return "the snapshot is an id (8 to 64 hex digits) or 'latest'"
+    paths = details.get("paths") or []
+    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
+        return f"paths: a list of at most {MAX_PATHS} paths inside the snapshot"
+    for path in paths:
+        problem = snapshot_path_problem(path)
+        if problem is not None:
+            return f"refused path {problem}"
+    return None
+
+
+def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
+        details: dict[str, Any], launcher: Launcher, config_file: str | None) -> Done:
+    """Run the refusal-checked job as a child, recorded in the local catalog."""
+    if kind == RESTORE:
+        return _restore(config, catalog, plan, details, launcher)
+    return _dr(catalog, plan, kind, str(details["system"]), launcher, config_file)
+
+
+def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
+             launcher: Launcher) -> Done:
+    repository = config.plans[plan].repository
+    target_dir = config.agent.restore_targets[str(details["target"])]
+    argv = [*medark_command(), "--json", "restore", str(details["snapshot"]),
+            "--target", target_dir]
+    for path in details.get("paths") or []:
+        argv += ["--include", exact_pattern(str(path))]
+    env = {"MEDARK_REPO": config.repositories[repository].url,
+           **repository_env(config, repository), **_catalog_env(catalog)}
+    kept = _Keep(launcher)
+    outcome = run_job(catalog, plan, RESTORE, [Step(f"restore from {repository}", argv, env)],
+                      None, 1, kept)
+    summary = _last_json(kept.stdout)
+    shown = {k: summary[k] for k in ("files_restored", "bytes_restored", "total_files",
+                                     "total_bytes", "seconds_elapsed", "snapshot_id")
+             if k in summary}
+    return Done(SUCCEEDED if outcome.status == SUCCEEDED else FAILED, outcome.error,
+                {"restore": {"target": details["target"], "repository": repository,
+                             **shown}},
+                [outcome.job_id] if outcome.job_id is not None else [], [])
+
+
+def _dr(catalog: Catalog, plan: str, kind: str, system: str, launcher: Launcher,
+        config_file: str | None) -> Done:
+    action = DR_KINDS[kind]
+    argv = [*medark_command(), "--json", "dr", action, system, "--yes"]
+    if config_file:
+        argv += ["--config", config_file]
+    kept = _Keep(launcher)
+    step = Step(f"dr {action} {system}", argv, _catalog_env(catalog))
+    outcome = run_job(catalog, plan, kind, [step], None, 1, kept)
+    record = _last_json(kept.stdout)
+    steps = [s for s in record.get("steps", []) if isinstance(s, dict)]
+    error = outcome.error
+    if isinstance(record.get("error"), dict):
+        error = str(record["error"].get("message") or error)
+    ok = outcome.status == SUCCEEDED and record.get("status") in (None, "succeeded", "ok")
+    return Done(SUCCEEDED if ok else FAILED, None if ok else (error or "failed"),
+                {"dr_action": record} if record else {},
+                [outcome.job_id] if outcome.job_id is not None else [], steps)
+
+
+def _catalog_env(catalog: Catalog) -> dict[str, str]:
+    """The agent's local catalog for the child (in its environment: a PostgreSQL URL may
+    hold a password, which never goes on a command line)."""
+    return {"MEDARK_CATALOG": catalog.url}
+
+
+class _Keep:
+    """A launcher that keeps the child's standard output (its JSON document)."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher = launcher
+        self.stdout = ""
+
+    def __call__(self, step: Step) -> subprocess.CompletedProcess[str]:
+        result = self.launcher(step)
+        self.stdout = result.stdout or ""
+        return result
+
+
+def _last_json(stdout: str) -> dict[str, Any]:
+    """The last JSON object the child printed (its summary or DR action document)."""
+    for line in reversed(stdout.splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def step_line(step: dict[str, Any]) -> str:
+    """A DR step as a job's log line: name, result, seconds, detail."""
+    seconds = step.get("seconds")
+    text = f"{step.get('name')}: {step.get('result')}"
+    if isinstance(seconds, int | float):
+        text += f" in {seconds:.3f} s"
+    if step.get("detail"):
+        text += f" ({step['detail']})"
+    return text[:500]
+
+
+DR_STATUS_EVERY = 6
+"""Heartbeats between two DR status reports (the first heartbeat sends one)."""
+DR_STATUS_TIMEOUT = 120.0
+
+
+def dr_status_report(config: MedarkConfig, catalog: Catalog,
+                     config_file: str | None) -> list[dict[str, Any]] | None:
+    """`medark dr status --json` of the local [dr] systems, as the agent's child (its
+    exit code says healthy or not; the document says the same in detail); None when
+    there are none or it printed no document."""
+    if not config.dr:
+        return None
+    argv = [*medark_command(), "--json", "dr", "status"]
+    if config_file:
+        argv += ["--config", config_file]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
+    try:
+        done = subprocess.run(argv, env={**env, **_catalog_env(catalog)},
+                              capture_output=True, text=True, check=False,
+                              timeout=DR_STATUS_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    systems = _last_json(done.stdout).get("systems")
+    return [s for s in systems if isinstance(s, dict)][:200] if isinstance(
+        systems, list) else None

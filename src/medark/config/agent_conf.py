@@ -1,0 +1,60 @@
+"""The `[agent]` table: what a host's `medark agent` lets the management server ask of it
+beyond its plans (docs/configuration.md, docs/server.md).
+
+`restore_targets` names the directories a restore the server requests may write into:
+the server names a target, never a path, so a compromised or mistaken server cannot make
+the agent write anywhere its own configuration does not list. Derives its own `Model`
+base (as config/dr.py does): plans.py holds this table in `MedarkConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+"""A restore target's name: what the server sends."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class AgentConf(_Model):
+    restore_targets: dict[str, str] = {}
+    """Name -> absolute directory a server-requested restore may write into."""
+
+    @field_validator("restore_targets")
+    @classmethod
+    def _targets(cls, value: dict[str, Any]) -> dict[str, str]:
+        for name, path in value.items():
+            if not TARGET_NAME.fullmatch(name):
+                raise ValueError(f"restore target name {name!r}: use lower-case letters, "
+                                 "digits, '.', '_' and '-' (at most 64)")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ValueError(f"restore target {name}: give an absolute directory")
+            if any(part == ".." for part in path.split("/")):
+                raise ValueError(f"restore target {name}: no '..' in its directory")
+        return value
+
+
+MAX_PATHS = 100
+SNAPSHOT_REF = re.compile(r"latest|[0-9a-f]{8,64}")
+
+
+def snapshot_path_problem(path: object) -> str | None:
+    """Why `path` cannot name something inside a snapshot, or None: absolute, no '..'
+    and no NUL (the server and the agent both check it)."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 4096:
+        return f"{path!r}: a path inside the snapshot is absolute ('/data/pacs/x.dcm')"
+    if "\0" in path or any(part == ".." for part in path.split("/")):
+        return f"{path!r}: no '..' or NUL in a path inside the snapshot"
+    return None
+
+
+def exact_pattern(path: str) -> str:
+    """A restore include pattern that matches `path` itself (its glob characters
+    escaped), anchored at the snapshot's root."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in path)

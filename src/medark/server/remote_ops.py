@@ -1,0 +1,193 @@
+"""Restores and DR actions requested through the server, run by the institution's agent
+(agent/remote_jobs.py), and the DR status agents report.
+
+The server queues a job that names things, never a command or a path: a restore names
+the snapshot, paths inside it and a restore target by name (the agent's own
+configuration says which directory that is, and refuses any other); a DR action names
+the system (the agent runs it only for a system of its own [dr] tables). Restoring is a
+read of patient data, so another institution's needs a grant (server/grants.py), the
+regional center's accounts too; every request and refusal is audited
+(`snapshot.restore.request`, `dr.request`). A switchover or failover moves a system
+between its sites: the request repeats the system's name in `confirm` (422
+`confirmation_required` otherwise).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from medark.catalog import job_queue
+from medark.catalog.store import Catalog, JobRecord
+from medark.config.agent_conf import MAX_PATHS, TARGET_NAME, snapshot_path_problem
+from medark.errors import AccessDenied, Conflict, MedarkError, ObjectNotFound, UsageError
+from medark.server import roles as R
+from medark.server.accounts import Principal
+from medark.server.agents import AgentPrincipal
+from medark.server.configs import current_config, in_scope
+from medark.server.db import audit, aware, transaction
+from medark.server.grants import grant_allows
+from medark.server.tables import Institution
+from medark.server.tables_agents import Agent
+from medark.util import clock
+
+RESTORE = "restore"
+DR_ACTIONS = {"switchover": "dr_switchover", "failover": "dr_failover",
+              "drill": "dr_drill"}
+"""A DR action -> its job kind."""
+CONFIRMED = ("switchover", "failover")
+"""The actions that move a system between its sites: the request types its name again."""
+PARAMETERISED = (RESTORE, *DR_ACTIONS.values())
+"""The job kinds whose `details` (names only) go to the agent with the job."""
+RESTORE_ACTION = "snapshot.restore.request"
+DR_ACTION = "dr.request"
+
+
+class ConfirmationRequired(UsageError):
+    """A switchover or failover without the system's name repeated in `confirm`."""
+
+    code = "confirmation_required"
+
+
+class InvalidRestore(UsageError):
+    """A restore target's name or a path inside the snapshot the agent would refuse."""
+
+    code = "invalid_restore"
+
+
+def request_restore(catalog: Catalog, who: Principal, institution: str, system: str,
+                    snapshot: str, paths: list[str], target: str) -> JobRecord:
+    """Queue a restore of `snapshot` (or only `paths` of it) into the agent's restore
+    target named `target`, for the agent that has the system's plan."""
+    where = f"{institution}/{system} snapshot:{snapshot}"
+    _require(catalog, who, R.RESTORES_RUN, RESTORE_ACTION, where, institution)
+    grant = grant_allows(catalog, who, institution, system, snapshot=snapshot,
+                         use=RESTORE_ACTION)
+    record: dict[str, Any] = {"grant": grant.id if grant else None, "system": system,
+                              "target": target, "paths": len(paths)}
+    try:
+        problem = _restore_problem(paths, target)
+        if problem is not None:
+            raise InvalidRestore(problem)
+        found = current_config(catalog, institution)
+        if found is None:
+            raise Conflict(f"{institution} has no configuration yet", "no_configuration")
+        plans = [name for name, plan in found.config.plans.items() if plan.system == system]
+        if not plans:
+            raise ObjectNotFound(f"no plan protects system {system!r} in {institution}'s "
+                                 "configuration")
+        job = job_queue.queue_job(catalog, institution=institution, plan=plans[0],
+                                  kind=RESTORE, requested_by=who.actor, system=system,
+                                  details={"snapshot": snapshot, "paths": paths,
+                                           "target": target})
+    except MedarkError as exc:
+        audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "failed",
+              institution, {**record, "reason": exc.code})
+        raise
+    audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "ok", institution,
+          {**record, "job": job.id, "plan": plans[0]})
+    return job
+
+
+def _restore_problem(paths: list[str], target: str) -> str | None:
+    if not TARGET_NAME.fullmatch(target):
+        return "target: the name of a restore target of the agent's [agent] table"
+    if len(paths) > MAX_PATHS:
+        return f"paths: at most {MAX_PATHS}"
+    for path in paths:
+        problem = snapshot_path_problem(path)
+        if problem is not None:
+            return f"paths: {problem}"
+    return None
+
+
+def request_dr(catalog: Catalog, who: Principal, institution: str, system: str,
+               action: str, confirm: str | None) -> JobRecord:
+    """Queue a DR action for the agent that reported the system in its [dr] tables
+    (else the institution's agent heard from last, which refuses it visibly)."""
+    where = f"{institution}/{system}"
+    _require(catalog, who, R.DR_RUN, DR_ACTION, where, institution)
+    with transaction(catalog) as session:
+        in_scope(catalog, session, who, institution, DR_ACTION, where)
+    record: dict[str, Any] = {"action": action, "system": system}
+    try:
+        if action not in DR_ACTIONS:
+            raise UsageError(f"unknown DR action {action!r}: use one of "
+                             f"{', '.join(DR_ACTIONS)}")
+        if action in CONFIRMED and confirm != system:
+            raise ConfirmationRequired(f"dr {action} moves {system} between its sites: "
+                                       f"repeat the system's name in confirm")
+        agent = _dr_agent(catalog, institution, system)
+        job = job_queue.queue_job(catalog, institution=institution, plan=f"dr:{system}",
+                                  kind=DR_ACTIONS[action], requested_by=who.actor,
+                                  system=system, agent=agent,
+                                  details={"system": system, "action": action})
+    except MedarkError as exc:
+        audit(catalog, who.actor, who.address, DR_ACTION, where, "failed", institution,
+              {**record, "reason": exc.code})
+        raise
+    audit(catalog, who.actor, who.address, DR_ACTION, where, "ok", institution,
+          {**record, "job": job.id, "agent": agent})
+    return job
+
+
+def _dr_agent(catalog: Catalog, institution: str, system: str) -> str:
+    with transaction(catalog) as session:
+        rows = list(session.scalars(
+            select(Agent).join(Institution).where(Institution.name == institution,
+                                                  Agent.revoked_at.is_(None))))
+    if not rows:
+        raise Conflict(f"{institution} has no enrolled agent to run a DR action",
+                       "no_agent")
+
+    def heard(row: Agent) -> tuple[bool, bool, datetime]:
+        systems = (row.advertised or {}).get("dr_systems", [])
+        return (system in systems, row.state == "online",
+                aware(row.last_heartbeat) or datetime.min.replace(tzinfo=clock.now().tzinfo))
+
+    return str(max(rows, key=heard).name)
+
+
+def dr_status(catalog: Catalog, who: Principal, institution: str) -> dict[str, Any]:
+    """The latest `medark dr status` each agent of the institution reported."""
+    _require(catalog, who, R.DR_READ, "dr.read", institution, institution)
+    with transaction(catalog) as session:
+        inst = in_scope(catalog, session, who, institution, "dr.read")
+        rows = list(session.scalars(select(Agent).where(Agent.institution_id == inst.id,
+                                                        Agent.revoked_at.is_(None))
+                                    .order_by(Agent.name)))
+        agents = []
+        for row in rows:
+            advertised = row.advertised or {}
+            reported = advertised.get("dr") or {}
+            agents.append({"agent": row.name, "state": row.state,
+                           "dr_systems": list(advertised.get("dr_systems", [])),
+                           "reported_at": reported.get("at"),
+                           "systems": list(reported.get("systems", []))})
+    return {"institution": institution, "agents": agents}
+
+
+def record_dr(catalog: Catalog, agent: AgentPrincipal, systems: list[str],
+              status: list[dict[str, Any]] | None, now: datetime) -> None:
+    """Keep the agent's [dr] systems and, when it sent one, its latest DR status."""
+    with transaction(catalog) as session:
+        row = session.get(Agent, agent.agent_id)
+        if row is None:
+            return
+        advertised = {**(row.advertised or {}), "dr_systems": sorted(set(systems))}
+        if status is not None:
+            advertised["dr"] = {"at": clock.format_time(now), "systems": status}
+        row.advertised = advertised
+
+
+def _require(catalog: Catalog, who: Principal, permission: str, action: str,
+             target: str, institution: str) -> None:
+    try:
+        who.require(permission)
+    except AccessDenied as exc:
+        audit(catalog, who.actor, who.address, action, target, "denied",
+              institution if who.center or institution == who.institution
+              else who.institution, {"reason": exc.code})
+        raise

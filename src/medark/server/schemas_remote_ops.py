@@ -1,0 +1,40 @@
+"""Request and response bodies of the restore and DR endpoints (routes/remote_ops.py).
+
+No `from __future__ import annotations`: pydantic and FastAPI read these annotations.
+"""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from medark.config.agent_conf import MAX_PATHS
+from medark.server.schemas import Reply, Strict
+
+
+class RestoreRequest(Strict):
+    snapshot: str = Field(pattern="^(latest|[0-9a-f]{8,64})$")
+    """A snapshot id (a unique prefix of 8 or more hex digits) or `latest`."""
+    paths: list[str] = Field(default_factory=list, max_length=MAX_PATHS)
+    """Absolute paths inside the snapshot to restore (none: all of it); no '..'."""
+    target: str = Field(min_length=1, max_length=64)
+    """The name of a restore target of the agent's `[agent] restore_targets`."""
+
+
+class DrRequest(Strict):
+    action: Literal["switchover", "failover", "drill"]
+    confirm: str | None = Field(default=None, max_length=64)
+    """switchover and failover: the system's name typed again."""
+
+
+class DrAgentStatus(Reply):
+    agent: str
+    state: str
+    dr_systems: list[str]
+    reported_at: str | None
+    systems: list[dict[str, Any]]
+    """`medark dr status --json`'s systems as the agent last reported them."""
+
+
+class DrStatusReply(Reply):
+    institution: str
+    agents: list[DrAgentStatus]

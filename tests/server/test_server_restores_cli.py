@@ -1,0 +1,270 @@
+"""Restores and DR actions through the management server, run by a real `medark agent
+run` subprocess, on SQLite and PostgreSQL catalogs: a run-now backup of a small tree,
+then a restore of one file of it into the agent's declared restore target (the file
+there with its content, the CLI's own access audit in the agent's catalog); an
+undeclared target refused by the agent, a path with '..' by the server; another
+institution's user and the center's operator without a grant refused (403
+grant_required); a drill of a system not in the agent's [dr] failed "unknown system";
+a switchover without its confirmation refused (422)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MEDARK, PASSWORD
+from server_site import Site, User, code_of, first_login, run, site_fixture
+
+from medark.catalog.audit_trail import read_records
+from medark.catalog.store import Catalog
+
+site = site_fixture()
+
+HOSP, OTHER = "hosp", "other"
+STUDY = b"DICM" + bytes(range(256)) * 16
+CONFIG = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{data}"]
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "0 3 1 1 *"
+rpo = "1y"
+rto = "1h"
+retention = {{ last = 3 }}
+
+[agent]
+restore_targets = {{ scratch = "{scratch}" }}
+"""
+
+
+@dataclass
+class World:
+    site: Site
+    users: dict[str, User]
+    data: Path
+    scratch: Path
+    state: Path
+    snapshot: str
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _user(site: Site, name: str, roles: list[str], institution: str) -> User:
+    if name not in site.ready:
+        made = site.user("secadmin").call("POST", "/api/users", json={
+            "name": name, "institution": institution, "roles": roles})
+        assert made.status_code == 201, made.text
+        site.ready[name] = first_login(site.server, name, made.json()["one_time_password"])
+    return site.ready[name]
+
+
+def _ended(user: User, job_id: int) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = user.call("GET", f"/api/jobs/{job_id}").json()["job"]
+        return job if job["status"] not in ("queued", "running") else None
+
+    found: dict[str, Any] = wait_for(f"job {job_id}", check)
+    return found
+
+
+def _events(user: User, job_id: int) -> list[dict[str, Any]]:
+    with user.client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        return [json.loads(line[5:]) for line in response.iter_lines()
+                if line.startswith("data:")]
+
+
+def _records(url: str, action: str) -> list[dict[str, Any]]:
+    catalog = Catalog(url)
+    try:
+        return [r.public() for r in read_records(catalog) if r.action == action]
+    finally:
+        catalog.close()
+
+
+@pytest.fixture(scope="module")
+def world(site: Site) -> Iterator[World]:
+    tmp = site.tmp
+    sysadmin = site.user("sysadmin")
+    for name in (HOSP, OTHER):
+        made = sysadmin.call("POST", "/api/institutions", json={"name": name})
+        assert made.status_code == 201, made.text
+    data, scratch = tmp / "pacs-data", tmp / "scratch"
+    (data / "study-1").mkdir(parents=True)
+    (data / "study-1" / "IM0001.dcm").write_bytes(STUDY)
+    (data / "study-1" / "IM0002.dcm").write_bytes(os.urandom(2048))
+    scratch.mkdir()
+    password_file = tmp / "repository.pass"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    repo = tmp / "repository"
+    created = run({**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}, "--repo",
+                  str(repo), "init")
+    assert created.returncode == 0, created.stderr
+    config = tmp / "medark.toml"
+    config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data,
+                                    scratch=scratch))
+    imported = run(site.env, "server", "config", "import", "--catalog", site.catalog,
+                   "--institution", HOSP, str(config))
+    assert imported.returncode == 0, imported.stderr
+    users = {"op": _user(site, "hosp-op", ["operator"], HOSP),
+             "viewer": _user(site, "hosp-viewer", ["viewer"], HOSP),
+             "other-op": _user(site, "other-op", ["operator"], OTHER),
+             "center-op": _user(site, "center-op", ["operator"], "center")}
+    token = sysadmin.call("POST", "/api/agents/enrolment-tokens",
+                          json={"institution": HOSP, "name": "pacs-host"})
+    assert token.status_code == 201, token.text
+    state = tmp / "agent-state"
+    enrolled = run(site.env, "agent", "enroll", "--server", site.server.url, "--token",
+                   token.json()["secret"], "--state-dir", str(state))
+    assert enrolled.returncode == 0, enrolled.stderr
+    agent = subprocess.Popen(
+        [MEDARK, "agent", "run", "--state-dir", str(state), "--config", str(config),
+         "--heartbeat", "1", "--wait", "2", "--grace", "20"],
+        env=site.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        backup = users["op"].call("POST", "/api/jobs", json={
+            "institution": HOSP, "plan": "pacs", "kind": "backup"})
+        assert backup.status_code == 202, backup.text
+        done = _ended(users["op"], backup.json()["job"]["id"])
+        assert done["status"] == "succeeded", done["error"]
+        yield World(site, users, data, scratch, state, done["snapshot_id"])
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+        _out, err = agent.communicate(timeout=60)
+        assert "Traceback" not in err, err
+
+
+def _restore(user: User, body: dict[str, Any], institution: str = HOSP) -> Any:
+    return user.call("POST", f"/api/institutions/{institution}/systems/pacs/restores",
+                     json=body)
+
+
+def test_a_restore_of_one_file_lands_in_the_declared_target(world: World) -> None:
+    op = world.users["op"]
+    wanted = world.data / "study-1" / "IM0001.dcm"
+    asked = _restore(op, {"snapshot": world.snapshot, "paths": [str(wanted)],
+                          "target": "scratch"})
+    assert asked.status_code == 202, asked.text
+    job = asked.json()["job"]
+    assert (job["kind"], job["status"], job["system"]) == ("restore", "queued", "pacs")
+    done = _ended(op, job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    restored = world.scratch / str(wanted).lstrip("/")
+    assert restored.read_bytes() == STUDY
+    assert not (restored.parent / "IM0002.dcm").exists()
+    assert done["details"]["request"] == {"snapshot": world.snapshot,
+                                          "paths": [str(wanted)], "target": "scratch"}
+    assert done["details"]["restore"]["target"] == "scratch"
+    events = _events(op, job["id"])
+    assert events[-1]["kind"] == "status" and events[-1]["data"]["status"] == "succeeded"
+    # the server's record of the request, and the CLI's own access audit at the agent
+    asked_records = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+                     if r["detail"].get("job") == job["id"]]
+    assert [(r["actor"], r["result"], r["detail"]["target"]) for r in asked_records] == [
+        ("hosp-op", "ok", "scratch")]
+    local = _records(f"sqlite:///{world.state / 'catalog.db'}", "snapshot.restore")
+    assert local and local[-1]["result"] == "ok"
+    assert str(world.scratch) in json.dumps(local[-1]["detail"])
+
+
+def test_an_undeclared_target_or_a_path_outside_the_snapshot_is_refused(
+        world: World) -> None:
+    op = world.users["op"]
+    # the server cannot know the agent's targets: the agent refuses, the job fails
+    asked = _restore(op, {"snapshot": world.snapshot, "target": "elsewhere"})
+    assert asked.status_code == 202, asked.text
+    done = _ended(op, asked.json()["job"]["id"])
+    assert done["status"] == "failed"
+    assert "unknown restore target 'elsewhere'" in done["error"]
+    assert not list((world.scratch).glob("**/IM0002.dcm"))
+    # a path with '..' or a relative one: the server refuses it
+    for path in ("/etc/../root/x", "relative/path", "/a/.."):
+        refused = _restore(op, {"snapshot": world.snapshot, "paths": [path],
+                                "target": "scratch"})
+        assert refused.status_code == 422, refused.text
+        assert code_of(refused) == "invalid_restore"
+    # a target name the server can tell is not one
+    bad = _restore(op, {"snapshot": world.snapshot, "target": "../srv"})
+    assert bad.status_code == 422 and code_of(bad) == "invalid_restore"
+    failed = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+              if r["result"] == "failed"]
+    assert len(failed) == 4 and {r["detail"]["reason"] for r in failed} == {
+        "invalid_restore"}
+
+
+def test_a_restore_of_another_institutions_data_needs_a_grant(world: World) -> None:
+    for name in ("other-op", "center-op"):
+        refused = _restore(world.users[name], {"snapshot": world.snapshot,
+                                               "target": "scratch"})
+        assert refused.status_code == 403, refused.text
+        assert code_of(refused) == "grant_required"
+    viewer = _restore(world.users["viewer"], {"snapshot": world.snapshot,
+                                              "target": "scratch"})
+    assert viewer.status_code == 403 and code_of(viewer) == "forbidden"
+    refusals = [r for r in _records(world.site.catalog, "grant.refused")
+                if r["detail"].get("use") == "snapshot.restore.request"]
+    assert {r["actor"] for r in refusals} == {"other-op", "center-op"}
+    denied = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+              if r["result"] == "denied"]
+    assert [r["actor"] for r in denied] == ["hosp-viewer"]
+
+
+def test_dr_through_the_agent(world: World) -> None:
+    op = world.users["op"]
+    base = f"/api/institutions/{HOSP}/systems/pacs/dr"
+    drill = op.call("POST", base, json={"action": "drill"})
+    assert drill.status_code == 202, drill.text
+    assert drill.json()["job"]["kind"] == "dr_drill"
+    assert drill.json()["job"]["agent"] == "pacs-host"
+    done = _ended(op, drill.json()["job"]["id"])
+    assert done["status"] == "failed" and "unknown system 'pacs'" in done["error"]
+    for body in ({"action": "switchover"}, {"action": "switchover", "confirm": "his"},
+                 {"action": "failover", "confirm": "PACS"}):
+        refused = op.call("POST", base, json=body)
+        assert refused.status_code == 422, refused.text
+        assert code_of(refused) == "confirmation_required"
+    viewer = world.users["viewer"].call("POST", base, json={"action": "drill"})
+    assert viewer.status_code == 403 and code_of(viewer) == "forbidden"
+    outside = world.users["other-op"].call("POST", base, json={"action": "drill"})
+    assert outside.status_code == 403 and code_of(outside) == "out_of_scope"
+    status = world.users["viewer"].call("GET", f"/api/institutions/{HOSP}/dr")
+    assert status.status_code == 200, status.text
+    agents = status.json()["agents"]
+    assert [(a["agent"], a["dr_systems"]) for a in agents] == [("pacs-host", [])]
+    hidden = world.users["other-op"].call("GET", f"/api/institutions/{HOSP}/dr")
+    assert hidden.status_code == 403 and code_of(hidden) == "out_of_scope"
+    records = _records(world.site.catalog, "dr.request")
+    assert [(r["result"], r["detail"].get("reason")) for r in records
+            if r["actor"] == "hosp-op"] == [("ok", None)] + [
+        ("failed", "confirmation_required")] * 3
