@@ -51,6 +51,8 @@ def snapshot_path_problem(path: object) -> str | None:
         return f"{path!r}: a path inside the snapshot is absolute ('/data/pacs/x.dcm')"
     if "\0" in path or any(part == ".." for part in path.split("/")):
         return f"{path!r}: no '..' or NUL in a path inside the snapshot"
+    if any("\ud800" <= c <= "\udfff" for c in path):  # JSON allows it; UTF-8 does not
+        return "a path inside the snapshot is not valid text"
     return None
 
 
