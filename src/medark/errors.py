@@ -14,6 +14,11 @@ class MedarkError(Exception):
     in_output = False
     """True when the command already put the failure into its --json document."""
 
+    def field_problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) pairs the API's 422 lists as its `problems`; none
+        unless a subclass knows them (server/configs.py's ConfigRejected)."""
+        return []
+
 
 class UsageError(MedarkError):
     """The command line or an input given by the user is wrong."""

@@ -89,9 +89,17 @@ def start(env: dict[str, str], catalog: str, *args: str, listen: str = "127.0.0.
 
 
 def code_of(response: httpx.Response) -> str:
+    """The error's code; the body is exactly {"error": {"code", "message"}}, and a 422's
+    may list its `problems` too, each a field and what is wrong with it."""
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    return str(body["error"]["code"])
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    keys = {"code", "message", "problems"} if response.status_code == 422 else {
+        "code", "message"}
+    assert {"code", "message"} <= set(error) <= keys, body
+    for problem in error.get("problems", []):
+        assert set(problem) == {"field", "message"}, body
+    return str(error["code"])
 
 
 @dataclass
@@ -173,8 +181,11 @@ def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     env = base_env(tmp)
     for url in catalog_urls(request.param, tmp / "catalog.db", "medark_server"):
         passwords = init(env, url)
+        # one security administrator (init's) makes the accounts every test needs:
+        # four-eyes approvals have their own servers (test_server_approvals_cli.py)
         server = start(env, url, "--lockout-after", str(LOCKOUT_AFTER), "--lockout-for",
-                       str(LOCKOUT_SECONDS), "--login-rate", "10000")
+                       str(LOCKOUT_SECONDS), "--login-rate", "10000",
+                       "--single-security-admin")
         made = Site(env, url, server, passwords, tmp)
         try:
             yield made

@@ -108,6 +108,11 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
                                        "institution": "center"}, frozenset({"secadmin"}),
      201),
     ("DELETE", "/api/tokens/target", lambda r: None, frozenset({"secadmin"}), 200),
+    # four-eyes approvals: the security administrators' (test_server_approvals_cli.py)
+    ("GET", "/api/approvals", lambda r: None, frozenset({"secadmin"}), 200),
+    ("GET", "/api/approvals/2147483647", lambda r: None, frozenset({"secadmin"}), 404),
+    *(("POST", f"/api/approvals/2147483647/{verb}", lambda r: None,
+       frozenset({"secadmin"}), 404) for verb in ("approve", "reject")),
     # agents: enrolment tokens and revoking are the system administrator's
     ("POST", "/api/agents/enrolment-tokens", lambda r: {"institution": "center"},
      frozenset({"sysadmin"}), 201),

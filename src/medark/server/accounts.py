@@ -208,9 +208,27 @@ class Accounts:
             user, institution = _user(session, principal, name)
             return user_view(user, institution.name)
 
+    def check_create(self, principal: Principal, name: str, institution: str,
+                     roles: list[str]) -> tuple[list[str], int]:
+        """What create_user checks before it makes anything: the roles checked and the
+        institution's id (a four-eyes request is made only for a creation that could
+        happen)."""
+        principal.require(R.USERS_WRITE)
+        valid_name(name, "user")
+        checked = self._checked_roles(principal, "user.create", name, institution, roles)
+        assert checked is not None
+        with transaction(self.catalog) as session:
+            inst = _institution(session, institution)
+            principal.require_scope(inst.id, f"institution {institution}")
+            if session.scalars(select(User.id).where(User.name == name)).first():
+                raise Conflict(f"user {name!r} exists already")
+            return checked, inst.id
+
     def create_user(self, principal: Principal, name: str, institution: str,
-                    roles: list[str], now: datetime) -> tuple[dict[str, Any], str]:
-        """The new user and its one-time password (shown once, changed at first login)."""
+                    roles: list[str], now: datetime,
+                    extra: dict[str, Any] | None = None) -> tuple[dict[str, Any], str]:
+        """The new user and its one-time password (shown once, changed at first login).
+        `extra` joins the audit record's detail (the approval that allowed it)."""
         principal.require(R.USERS_WRITE)
         valid_name(name, "user")
         checked = self._checked_roles(principal, "user.create", name, institution, roles)
@@ -226,16 +244,15 @@ class Accounts:
                 view = user_view(user, inst.name)
         except IntegrityError:
             raise Conflict(f"user {name!r} exists already") from None
-        self._audit(principal, "user.create", name, "ok", institution, {"roles": checked})
+        self._audit(principal, "user.create", name, "ok", institution,
+                    {"roles": checked, **(extra or {})})
         return view, password
 
-    def update_user(self, principal: Principal, name: str, now: datetime, *,
-                    roles: list[str] | None = None, disabled: bool | None = None,
-                    reset_password: bool = False, reset_totp: bool = False
-                    ) -> tuple[dict[str, Any], str | None]:
-        """Change roles, disable or enable, reset the password (a new one-time one,
-        returned) or the second factor. Sessions of the user end with any change (but the
-        one making a change to itself).
+    def check_update(self, principal: Principal, name: str, *,
+                     roles: list[str] | None = None, disabled: bool | None = None,
+                     reset_password: bool = False, reset_totp: bool = False
+                     ) -> list[str] | None:
+        """What update_user refuses before it looks at the account: the roles checked.
 
         Resetting one's own password or second factor is refused: a stolen session cookie
         would otherwise buy a new password and factor without the current ones, and keep
@@ -249,11 +266,30 @@ class Accounts:
             raise Conflict("you cannot reset your own password or second factor: change "
                            "your password with POST /api/me/password; another security "
                            "administrator resets a lost factor", "self_reset")
-        checked = self._checked_roles(principal, "user.update", name, None, roles)
+        return self._checked_roles(principal, "user.update", name, None, roles)
+
+    def update_user(self, principal: Principal, name: str, now: datetime, *,
+                    roles: list[str] | None = None, disabled: bool | None = None,
+                    reset_password: bool = False, reset_totp: bool = False,
+                    expect_roles: list[str] | None = None,
+                    extra: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], str | None]:
+        """Change roles, disable or enable, reset the password (a new one-time one,
+        returned) or the second factor. Sessions of the user end with any change (but the
+        one making a change to itself).
+
+        `expect_roles`: the roles the caller judged the change by (server/approvals.py:
+        whether it needs four eyes); Conflict `user_changed` if the account holds others
+        by now. `extra` joins the audit record's detail."""
+        checked = self.check_update(principal, name, roles=roles, disabled=disabled,
+                                    reset_password=reset_password, reset_totp=reset_totp)
         changes: dict[str, Any] = {}
         password = None
         with transaction(self.catalog) as session:
             user, institution = _user(session, principal, name)
+            if expect_roles is not None and sorted(user.roles) != sorted(expect_roles):
+                raise Conflict(f"user {name}'s roles changed meanwhile; try again",
+                               "user_changed")
             if checked is not None and checked != list(user.roles):
                 changes["roles"] = {"from": list(user.roles), "to": checked}
                 user.roles = checked
@@ -282,7 +318,8 @@ class Accounts:
             institution_name = institution.name
         if changes:
             action = "user.disable" if changes.get("disabled") is True else "user.update"
-            self._audit(principal, action, name, "ok", institution_name, changes)
+            self._audit(principal, action, name, "ok", institution_name,
+                        {**changes, **(extra or {})})
         return view, password
 
     # API tokens

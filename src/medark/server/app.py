@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -35,11 +36,18 @@ from medark.errors import (
     SeparationOfDuties,
     UsageError,
 )
-from medark.server.deps import ApiContext, ServerSettings
+from medark.server.deps import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    ApiContext,
+    ServerSettings,
+)
 from medark.server.jobs import scheduled_tasks
 from medark.server.routes import (
     agents,
     alerts,
+    approvals,
     compliance,
     configs,
     grants,
@@ -64,11 +72,14 @@ log = logging.getLogger("medark.server")
 SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
 """Swagger UI's files, served by the server itself: a hospital intranet has no CDN."""
 DOCS_STATIC = "/api/docs/static"
+MAX_PROBLEMS = 50
+"""The most problems a 422 lists (its message names the first five)."""
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            configs.router, jobs.router,
            grants.router, snapshots.router,
            agents.router,
-           alerts.router, compliance.router, reports.router, remote_ops.router)
+           alerts.router, compliance.router, reports.router, remote_ops.router,
+           approvals.router)
 
 
 def _status(exc: MedarkError) -> int:
@@ -82,10 +93,14 @@ def _status(exc: MedarkError) -> int:
     return 500
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None
-          ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
-                        headers=headers)
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+          problems: list[dict[str, str]] | None = None) -> JSONResponse:
+    """The error body; `problems` (a 422's fields and what is wrong with each) only when
+    there are some."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if problems:
+        body["problems"] = problems
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def _scheduler(settings: ServerSettings
@@ -150,7 +165,55 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     for router in ROUTERS:
         app.include_router(router)
+    _declare_security(app)
     return app
+
+
+PUBLIC = frozenset({"/api/health", "/api/login", "/api/agent/enroll",
+                    "/api/openapi.json", "/api/docs"})
+"""The paths that need no credential: everything else answers 401 without one."""
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "mdk_…",
+               "description": "An API token (`Authorization: Bearer mdk_…`), or on "
+                              "/api/agent/* an enrolled agent's credential."},
+    "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                "description": "The session cookie POST /api/login sets (the browser "
+                               "sends it: sign in from this page's origin)."},
+    "csrf": {"type": "apiKey", "in": "header", "name": CSRF_HEADER,
+             "description": "With the session cookie, an unsafe method (POST, PUT, "
+                            "PATCH, DELETE) also needs the login's csrf_token here."},
+}
+
+
+def _security(path: str, method: str) -> list[dict[str, list[str]]]:
+    """Who may call: a bearer token, or the session cookie (with the CSRF header for an
+    unsafe method); an agent's routes take only its bearer credential."""
+    if path.startswith("/api/agent/"):
+        return [{"bearer": []}]
+    session: dict[str, list[str]] = {"session": []}
+    if method.upper() not in SAFE_METHODS:
+        session["csrf"] = []
+    return [{"bearer": []}, session]
+
+
+def _declare_security(app: FastAPI) -> None:
+    """The OpenAPI document declares how to authenticate, for each protected operation,
+    so Swagger UI's "Authorize" sends the token."""
+    made = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = made()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if path not in PUBLIC and isinstance(operation, dict):
+                    operation["security"] = _security(path, method)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
@@ -175,18 +238,22 @@ def _handlers(app: FastAPI) -> None:
         headers = ({"Retry-After": str(max(1, round(exc.retry_after)))}
                    if isinstance(exc, RateLimited) else None)
         message = str(exc).splitlines()[0] if str(exc) else code
-        return error(status, code if status != 500 else "internal", message, headers)
+        problems = ([{"field": field, "message": text} for field, text in
+                     exc.field_problems()] if status == 422 else None)
+        return error(status, code if status != 500 else "internal", message, headers,
+                     problems)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: Exception) -> JSONResponse:
         """Names the fields and what is wrong; never echoes a value (it may be a
         password)."""
         assert isinstance(exc, RequestValidationError)
-        problems = []
-        for item in exc.errors()[:5]:
-            where = ".".join(str(part) for part in item.get("loc", ()))
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
-        return error(422, "invalid_request", "; ".join(problems) or "invalid request")
+        problems = [{"field": ".".join(str(part) for part in item.get("loc", ())),
+                     "message": str(item.get("msg", "invalid"))}
+                    for item in exc.errors()[:MAX_PROBLEMS]]
+        message = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        return error(422, "invalid_request", message or "invalid request",
+                     problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: Exception) -> JSONResponse:

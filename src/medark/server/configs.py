@@ -42,6 +42,8 @@ MAX_COMMENT = 500
 SHOWN_PROBLEMS = 20
 """Problems named in a refusal's one-line message (all of them in `problems`)."""
 _COMMENT = re.compile(TITLE_CHARACTERS + "*")
+_PROBLEM = re.compile(r"(?P<line>line \d+): (?P<key>[^\s:]+): (?P<what>.*)", re.S)
+"""A problem as config/loader.py writes it: `line N: key: what is wrong`."""
 CHECKED_KEPT = 256
 """Checked configurations kept by their document's SHA-256 (a few hundred kilobytes)."""
 _CHECKED: OrderedDict[str, MedarkConfig] = OrderedDict()
@@ -59,6 +61,18 @@ class ConfigRejected(UsageError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or [message]
+
+    def field_problems(self) -> list[tuple[str, str]]:
+        """Each problem as (its key, "line N: what is wrong"); a problem without a key
+        (TOML syntax, the document's size) is the field `document`."""
+        found = []
+        for problem in self.problems:
+            match = _PROBLEM.fullmatch(problem)
+            if match and match["key"]:
+                found.append((match["key"], f"{match['line']}: {match['what']}"))
+            else:
+                found.append(("document", problem))
+        return found
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ class ServerSettings:
     agent_offline_after: float | None = None
     """Seconds without a heartbeat before an agent is marked offline (None: 3 × the
     agent's heartbeat interval; server/agents.py)."""
+    single_security_admin: bool = False
+    """--single-security-admin: changes to administrator accounts take effect without a
+    second security administrator's approval, each recorded `approval.waived`
+    (server/approvals.py)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ def principal(request: Request, *, during_password_change: bool = False,
             raise AccessDenied("an agent's credential reaches only /api/agent/*",
                                "agent_only")
         return auth.token(bearer[7:].strip(), where, now)
+    if "authorization" in request.headers:
+        # credentials the server cannot read (even an empty header) are refused, not
+        # passed over for a session cookie sent beside them
+        raise AuthenticationFailed("the Authorization header is `Bearer <API token>`",
+                                   "invalid_token")
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise AuthenticationFailed("sign in first (POST /api/login) or give an API "

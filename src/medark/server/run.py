@@ -36,6 +36,8 @@ class ServerOptions:
     """--job-stale-after: seconds a running job's agent may stay silent."""
     agent_offline_after: float | None = None
     """--agent-offline-after: seconds without a heartbeat before an agent is offline."""
+    single_security_admin: bool = False
+    """--single-security-admin: no four-eyes approval of administrator changes."""
 
 
 def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None:
@@ -60,7 +62,8 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
         app = create_app(ServerSettings(catalog, options.policy, tls, box,
                                         options.login_rate,
                                         job_stale_after=options.job_stale_after,
-                                        agent_offline_after=options.agent_offline_after))
+                                        agent_offline_after=options.agent_offline_after,
+                                        single_security_admin=options.single_security_admin))
         sock = _bind(host, port, options.listen)
         import uvicorn
 

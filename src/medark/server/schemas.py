@@ -87,9 +87,18 @@ class Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Problem(Reply):
+    field: str
+    """Where: a request's field as a dotted path (`body.roles.0`), a configuration's
+    key (`plans.his.schedule`), or `document`."""
+    message: str
+
+
 class ErrorDetail(Reply):
     code: str
     message: str
+    problems: list[Problem] | None = None
+    """A 422's problems one by one (only there, and only when known): never a value."""
 
 
 class ErrorBody(Reply):

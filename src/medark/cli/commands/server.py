@@ -88,6 +88,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agent-offline-after", type=_seconds, metavar="SECONDS",
                    help="mark an agent offline (audited, alert agent_offline) after this "
                         "long without a heartbeat (default: 3 heartbeat intervals, 30)")
+    p.add_argument("--single-security-admin", action="store_true",
+                   help="the deployment has one security administrator: changes to "
+                        "administrator accounts take effect without a second one's "
+                        "approval (four eyes), each recorded approval.waived in the "
+                        "audit trail")
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     init = sub.add_parser("init", parents=[global_options()],
                           help="create the regional center and its system, security and "
@@ -160,7 +165,8 @@ def _serve(ctx: Context) -> int:
     options = ServerOptions(_catalog_url(args), args.listen, args.tls_cert, args.tls_key,
                             policy, args.login_rate, tuple(args.trusted_proxy),
                             job_stale_after=args.job_stale_after,
-                            agent_offline_after=args.agent_offline_after)
+                            agent_offline_after=args.agent_offline_after,
+                            single_security_admin=args.single_security_admin)
 
     def announce(url: str, loopback: bool) -> None:
         reach = "loopback only" if loopback else "all networks"
@@ -169,6 +175,9 @@ def _serve(ctx: Context) -> int:
                           "loopback_only": loopback, "tls": url.startswith("https")})
         else:
             ctx.out.text(f"management server at {url} ({reach}); API docs at {url}/docs")
+        if args.single_security_admin:
+            ctx.out.warn("warning: --single-security-admin: changes to administrator "
+                         "accounts need no second security administrator's approval")
 
     serve(options, announce)
     return 0
