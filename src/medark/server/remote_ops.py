@@ -182,6 +182,20 @@ def record_dr(catalog: Catalog, agent: AgentPrincipal, systems: list[str],
         row.advertised = advertised
 
 
+def step_event(step: object) -> dict[str, Any]:
+    """A DR step an agent sent with a log line, kept in the event as `step` (its name,
+    result, seconds, start and detail; nothing else, each bounded)."""
+    if not isinstance(step, dict):
+        return {}
+    seconds = step.get("seconds")
+    return {"step": {
+        "name": str(step.get("name", ""))[:200], "result": str(step.get("result", ""))[:40],
+        "seconds": float(seconds) if isinstance(seconds, int | float)
+        and not isinstance(seconds, bool) and abs(seconds) < 1e12 else None,
+        "started": str(step.get("started", ""))[:40],
+        "detail": str(step.get("detail", ""))[:job_queue.MESSAGE_LIMIT]}}
+
+
 def _require(catalog: Catalog, who: Principal, permission: str, action: str,
              target: str, institution: str) -> None:
     try:

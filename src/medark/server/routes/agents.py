@@ -25,7 +25,7 @@ from medark.server.agents import (
 )
 from medark.server.db import audit
 from medark.server.deps import SESSION_COOKIE, ApiContext, Ctx, Who, address, context
-from medark.server.remote_ops import PARAMETERISED, record_dr
+from medark.server.remote_ops import PARAMETERISED, record_dr, step_event
 from medark.server.routes.session import RateLimited
 from medark.server.schemas import Status
 from medark.server.schemas_agents import (
@@ -146,7 +146,8 @@ def job_event(job_id: JobId, body: EventBody, agent: Agent, ctx: Ctx) -> dict[st
     if body.kind == "progress":
         return {"cancel_requested": job_queue.set_progress(ctx.catalog, job_id, body.data)}
     line = str(body.data.get("message", ""))[:job_queue.MESSAGE_LIMIT]
-    job_queue.add_event(ctx.catalog, job_id, "log", {"message": line})
+    job_queue.add_event(ctx.catalog, job_id, "log", {"message": line,
+                                                      **step_event(body.data.get("step"))})
     return {"cancel_requested": job.cancel_requested}
 
 
