@@ -33,8 +33,11 @@ from medark.util import clock
 
 CREDENTIAL_PREFIX = "mda_"
 ENROLMENT_PREFIX = "mde_"
-KINDS = ("backup", "check", "restore_test")
-"""The job kinds an agent runs: nothing else, and never a command the server names."""
+KINDS = ("backup", "check", "restore_test", "restore", "dr_switchover", "dr_failover",
+         "dr_drill")
+"""The job kinds an agent runs: nothing else, and never a command the server names (a
+restore names a target of the agent's own configuration, a DR action a system of its
+[dr]: server/remote_ops.py)."""
 DEFAULT_INTERVAL = 10.0
 """Seconds between an agent's heartbeats unless it says otherwise."""
 MISSED_HEARTBEATS = 3
