@@ -54,7 +54,7 @@ rto = "1h"
 retention = {{ last = 3 }}
 
 [agent]
-restore_targets = {{ scratch = "{scratch}" }}
+restore_targets = {{ scratch = "{scratch}", whole = "{whole}" }}
 """
 
 
@@ -64,8 +64,11 @@ class World:
     users: dict[str, User]
     data: Path
     scratch: Path
+    whole: Path
     state: Path
     snapshot: str
+    lis_snapshot: str
+    """A snapshot of another system (tagged system=lis) in the same repository."""
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
@@ -118,11 +121,14 @@ def world(site: Site) -> Iterator[World]:
     for name in (HOSP, OTHER):
         made = sysadmin.call("POST", "/api/institutions", json={"name": name})
         assert made.status_code == 201, made.text
-    data, scratch = tmp / "pacs-data", tmp / "scratch"
+    data, scratch, whole = tmp / "pacs-data", tmp / "scratch", tmp / "whole"
     (data / "study-1").mkdir(parents=True)
     (data / "study-1" / "IM0001.dcm").write_bytes(STUDY)
     (data / "study-1" / "IM0002.dcm").write_bytes(os.urandom(2048))
     scratch.mkdir()
+    whole.mkdir()
+    (tmp / "lis-data").mkdir()
+    (tmp / "lis-data" / "results.csv").write_bytes(b"lab results")
     password_file = tmp / "repository.pass"
     password_file.write_text(PASSWORD + "\n")
     password_file.chmod(0o600)
@@ -132,7 +138,7 @@ def world(site: Site) -> Iterator[World]:
     assert created.returncode == 0, created.stderr
     config = tmp / "medark.toml"
     config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data,
-                                    scratch=scratch))
+                                    scratch=scratch, whole=whole))
     imported = run(site.env, "server", "config", "import", "--catalog", site.catalog,
                    "--institution", HOSP, str(config))
     assert imported.returncode == 0, imported.stderr
@@ -157,7 +163,11 @@ def world(site: Site) -> Iterator[World]:
         assert backup.status_code == 202, backup.text
         done = _ended(users["op"], backup.json()["job"]["id"])
         assert done["status"] == "succeeded", done["error"]
-        yield World(site, users, data, scratch, state, done["snapshot_id"])
+        lis = run({**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}, "--repo",
+                  str(repo), "--json", "backup", "--tag", "system=lis", str(tmp / "lis-data"))
+        assert lis.returncode == 0, lis.stderr
+        lis_id = json.loads(lis.stdout.strip().splitlines()[-1])["snapshot_id"]
+        yield World(site, users, data, scratch, whole, state, done["snapshot_id"], lis_id)
     finally:
         if agent.poll() is None:
             agent.terminate()
@@ -208,6 +218,13 @@ def test_an_undeclared_target_or_a_path_outside_the_snapshot_is_refused(
     assert done["status"] == "failed"
     assert "unknown restore target 'elsewhere'" in done["error"]
     assert not list((world.scratch).glob("**/IM0002.dcm"))
+    # a snapshot of another system in the same repository: not this system's to restore
+    other = _restore(op, {"snapshot": world.lis_snapshot, "target": "scratch"})
+    assert other.status_code == 202, other.text
+    done = _ended(op, other.json()["job"]["id"])
+    assert done["status"] == "failed"
+    assert f"no snapshot '{world.lis_snapshot}' of system pacs" in done["error"]
+    assert not list(world.scratch.glob("**/results.csv"))
     # a path with '..' or a relative one: the server refuses it
     for path in ("/etc/../root/x", "relative/path", "/a/.."):
         refused = _restore(op, {"snapshot": world.snapshot, "paths": [path],
@@ -221,6 +238,20 @@ def test_an_undeclared_target_or_a_path_outside_the_snapshot_is_refused(
               if r["result"] == "failed"]
     assert len(failed) == 4 and {r["detail"]["reason"] for r in failed} == {
         "invalid_restore"}
+
+
+def test_latest_is_the_systems_latest(world: World) -> None:
+    """The repository's newest snapshot is the other system's: `latest` restores this
+    system's newest, whole."""
+    op = world.users["op"]
+    asked = _restore(op, {"snapshot": "latest", "target": "whole"})
+    assert asked.status_code == 202, asked.text
+    done = _ended(op, asked.json()["job"]["id"])
+    assert done["status"] == "succeeded", done["error"]
+    below = world.whole / str(world.data).lstrip("/") / "study-1"
+    assert sorted(p.name for p in below.iterdir()) == ["IM0001.dcm", "IM0002.dcm"]
+    assert not list(world.whole.glob("**/results.csv"))
+    assert done["details"]["restore"]["files_restored"] >= 2
 
 
 def test_a_restore_of_another_institutions_data_needs_a_grant(world: World) -> None:

@@ -90,13 +90,17 @@ def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
 def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
              launcher: Launcher) -> Done:
     repository = config.plans[plan].repository
+    system = config.plans[plan].system
     target_dir = config.agent.restore_targets[str(details["target"])]
-    argv = [*medark_command(), "--json", "restore", str(details["snapshot"]),
-            "--target", target_dir]
-    for path in details.get("paths") or []:
-        argv += ["--include", exact_pattern(str(path))]
     env = {"MEDARK_REPO": config.repositories[repository].url,
            **repository_env(config, repository), **_catalog_env(catalog)}
+    snapshot, why = _system_snapshot(str(details["snapshot"]), system, repository, env,
+                                     launcher)
+    if snapshot is None:
+        return Done(FAILED, why, {}, [], [])
+    argv = [*medark_command(), "--json", "restore", snapshot, "--target", target_dir]
+    for path in details.get("paths") or []:
+        argv += ["--include", exact_pattern(str(path))]
     kept = _Keep(launcher)
     outcome = run_job(catalog, plan, RESTORE, [Step(f"restore from {repository}", argv, env)],
                       None, 1, kept)
@@ -108,6 +112,32 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
                 {"restore": {"target": details["target"], "repository": repository,
                              **shown}},
                 [outcome.job_id] if outcome.job_id is not None else [], [])
+
+
+def _system_snapshot(ref: str, system: str, repository: str, env: dict[str, str],
+                     launcher: Launcher) -> tuple[str | None, str]:
+    """The full id of snapshot `ref` (a prefix, or latest) among the system's own
+    snapshots (tagged system=SYSTEM): a grant for one system must not restore another's
+    snapshot from a shared repository. (None, why) when there is none."""
+    listed = launcher(Step(f"snapshots of {system}", [
+        *medark_command(), "--json", "snapshots", "--tag", f"system={system}"], env))
+    if listed.returncode != 0:
+        lines = [ln for ln in (listed.stderr or "").splitlines() if ln.strip()]
+        return None, (f"listing the snapshots of {system} in {repository}: "
+                      f"{lines[-1] if lines else f'exit {listed.returncode}'}")[:2000]
+    try:
+        found = json.loads(listed.stdout or "[]")
+    except ValueError:
+        found = []
+    snaps = sorted((s for s in found if isinstance(s, dict) and isinstance(s.get("id"), str)),
+                   key=lambda s: str(s.get("time", "")))
+    ids = [str(s["id"]) for s in snaps]
+    matches = ids[-1:] if ref == "latest" else [i for i in ids if i.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0], ""
+    if len(matches) > 1:
+        return None, f"snapshot id prefix {ref!r} is ambiguous; give more characters"
+    return None, f"no snapshot {ref!r} of system {system} in repository {repository}"
 
 
 def _dr(catalog: Catalog, plan: str, kind: str, system: str, launcher: Launcher,
