@@ -355,6 +355,7 @@ class AgentRefused(AuthenticationFailed):
     used or expired) or its credential (wrong or revoked); enrol again with a new token."""
 
     exit_code = 32
+    code = "agent_refused"
 
     def __init__(self, message: str, code: str = "agent_refused") -> None:
         super().__init__(message, code)
