@@ -343,7 +343,12 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
                 e for e in job_queue.events_after(catalog, slow.id, 0)
                 if e.kind == "progress"])
             job_queue.request_cancel(catalog, slow.id)
-            stopped = wait_for("the cancelled job", lambda: ended(slow.id), timeout=120)
+            try:
+                stopped = wait_for("the cancelled job", lambda: ended(slow.id), timeout=120)
+            except AssertionError:
+                raise AssertionError((job_queue.get_job(catalog, slow.id), [
+                    (e.kind, e.data) for e in job_queue.events_after(catalog, slow.id, 0)])
+                ) from None
             assert stopped.status == "cancelled", stopped.error
         finally:
             catalog.close()

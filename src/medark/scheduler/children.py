@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -38,8 +39,11 @@ class Children:
                 return subprocess.CompletedProcess(step.argv, 130, "",
                                                    "medark: the daemon is shutting down")
             env[PARENT_ENV] = str(os.getpid())  # the child ends with the daemon
+            # its own process group: a stop reaches what it started too (a dump command,
+            # a shell's children), which would otherwise outlive it holding our pipes
             proc = subprocess.Popen(step.argv, env={**env, **step.env}, text=True,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
             self._running[proc] = continuous
         try:
             try:
@@ -86,15 +90,21 @@ class Children:
             running = [p for p, kind in self._running.items() if kind or not continuous]
         for proc in running:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                _signal_group(proc, signal.SIGTERM)
         return len(running)
 
 
 def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     """SIGTERM, then SIGKILL if it lingers; what it wrote until then."""
-    proc.send_signal(signal.SIGTERM)
+    _signal_group(proc, signal.SIGTERM)
     try:
         return proc.communicate(timeout=TERM_WAIT)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal_group(proc, signal.SIGKILL)
         return proc.communicate()
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
+    """The signal to the child's whole process group (it leads one: start_new_session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
+        os.killpg(proc.pid, sig)
