@@ -113,6 +113,9 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
     ("GET", "/api/approvals/2147483647", lambda r: None, frozenset({"secadmin"}), 404),
     *(("POST", f"/api/approvals/2147483647/{verb}", lambda r: None,
        frozenset({"secadmin"}), 404) for verb in ("approve", "reject")),
+    # the audit trail: the audit administrator's alone
+    *(("GET", f"/api/audit{tail}", lambda r: None, frozenset({"auditadmin"}), 200)
+      for tail in ("", "/export", "/verify")),
     # agents: enrolment tokens and revoking are the system administrator's
     ("POST", "/api/agents/enrolment-tokens", lambda r: {"institution": "center"},
      frozenset({"sysadmin"}), 201),

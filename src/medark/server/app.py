@@ -48,6 +48,7 @@ from medark.server.routes import (
     agents,
     alerts,
     approvals,
+    audit,
     compliance,
     configs,
     grants,
@@ -79,7 +80,7 @@ ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            grants.router, snapshots.router,
            agents.router,
            alerts.router, compliance.router, reports.router, remote_ops.router,
-           approvals.router)
+           approvals.router, audit.router)
 
 
 def _status(exc: MedarkError) -> int:

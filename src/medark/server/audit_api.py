@@ -40,12 +40,14 @@ from medark.catalog.audit_trail import (
 from medark.catalog.audit_verify import Report, verify
 from medark.catalog.store import Catalog
 from medark.errors import AccessDenied, CatalogError, UsageError
+from medark.server import roles as R
 from medark.server.accounts import Principal
 from medark.server.db import audit
+from medark.server.roles import AUDIT_READ
 
-AUDIT_READ = "audit.read"
-"""Search, export and verify the audit trail: the audit administrator (roles.py)."""
 MAX_LIMIT = 1000
+SEARCH = "audit.search"
+EXPORT = "audit.export"
 FORMATS = ("jsonl", "csv")
 RESULTS = ("ok", "denied", "failed")
 CSV_FIELDS = ("seq", "at", "actor", "source", "action", "target", "result", "institution",
@@ -108,6 +110,18 @@ def audit_filter(*, start: str | None = None, end: str | None = None,
     return AuditFilter(begin, until, actor, action, institution, result, target, given)
 
 
+def request_filter(catalog: Catalog, who: Principal, audited: str, **given: str | None
+                   ) -> AuditFilter:
+    """The request's filters, checked after the caller's role: someone who may not read
+    the trail is refused (403, audited) whatever the filters hold, not told they are
+    malformed."""
+    if not R.allowed(who.roles, AUDIT_READ):
+        names = {"start": "from", "end": "to"}  # as the request spelt them
+        _allowed(catalog, who, audited, AuditFilter(given=tuple(
+            (names.get(k, k), v) for k, v in given.items() if v is not None)))
+    return audit_filter(**given)
+
+
 def _allowed(catalog: Catalog, who: Principal, action: str, wanted: AuditFilter
              ) -> str | None:
     """The institution the caller's records are limited to (None: every one, a regional
@@ -163,13 +177,13 @@ def search(catalog: Catalog, who: Principal, wanted: AuditFilter, limit: int = 1
            before_seq: int | None = None) -> tuple[list[AuditRecord], int | None]:
     """Newest first, at most `limit`, older than `before_seq`; and the before_seq of the
     next page (None: this was the last)."""
-    scope = _allowed(catalog, who, "audit.search", wanted)
+    scope = _allowed(catalog, who, SEARCH, wanted)
     limit = max(1, min(limit, MAX_LIMIT))
     query = select(records).where(*_where(wanted, scope))
     if before_seq is not None:
         query = query.where(records.c.seq < before_seq)
     found = list(_rows(catalog, query.order_by(records.c.seq.desc()).limit(limit)))
-    audit(catalog, who.actor, who.address, "audit.search", None, "ok",
+    audit(catalog, who.actor, who.address, SEARCH, None, "ok",
           scope or wanted.institution,
           {**wanted.detail(), "limit": limit, "before_seq": before_seq,
            "records": len(found)})
@@ -187,7 +201,7 @@ def export(catalog: Catalog, who: Principal, wanted: AuditFilter, form: str
     one formatter in a lower layer (service/ or catalog/audit_query.py)."""
     if form not in FORMATS:
         raise UsageError(f"format: use one of {', '.join(FORMATS)}")
-    scope = _allowed(catalog, who, "audit.export", wanted)
+    scope = _allowed(catalog, who, EXPORT, wanted)
     query = select(records).where(*_where(wanted, scope)).order_by(records.c.seq)
     return _lines(catalog, who, wanted, form, scope, query)
 
@@ -214,7 +228,7 @@ def _lines(catalog: Catalog, who: Principal, wanted: AuditFilter, form: str,
             count += 1
         outcome = "ok"
     finally:
-        audit(catalog, who.actor, who.address, "audit.export", None, outcome,
+        audit(catalog, who.actor, who.address, EXPORT, None, outcome,
               scope or wanted.institution,
               {**wanted.detail(), "format": form, "records": count})
 

@@ -49,6 +49,9 @@ ALERTS_READ = "alerts.read"
 COMPLIANCE_READ = "compliance.read"
 """Alerts and compliance: every role of the institution (no patient data in them)."""
 REPORTS_READ = "reports.read"
+AUDIT_READ = "audit.read"
+"""Search, export and verify the audit trail: the audit administrator's alone
+(server/audit_api.py)."""
 REPORTS_GENERATE = "reports.generate"
 """The periodic reports carry the audit trail's access section (failed logins by address
 and account, administrators' actions): the three administrators read them, the system
@@ -63,7 +66,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     SECADMIN: frozenset({JOBS_READ,
                          USERS_READ, USERS_WRITE, TOKENS_MANAGE, INSTITUTIONS_READ,
                          GRANTS_READ, GRANTS_DECIDE, *OVERSIGHT, REPORTS_READ}),
-    AUDITADMIN: frozenset({JOBS_READ,
+    AUDITADMIN: frozenset({AUDIT_READ, JOBS_READ,
                            INSTITUTIONS_READ, GRANTS_READ, *OVERSIGHT, REPORTS_READ,
                            REPORTS_GENERATE}),
     OPERATOR: frozenset({JOBS_READ, JOBS_RUN,

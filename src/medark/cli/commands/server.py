@@ -12,8 +12,8 @@ import argparse
 import ipaddress
 from pathlib import Path
 
+from medark.cli import server_config
 from medark.cli.command import Command
-from medark.cli.commands import server_config
 from medark.cli.context import Context
 from medark.cli.parser import global_options
 from medark.config import environment as env

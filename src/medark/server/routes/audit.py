@@ -45,8 +45,9 @@ def search(who: Who, ctx: Ctx, start: Start = None, end: End = None,
            ) -> dict[str, Any]:
     """Audit records, newest first (the audit administrator; a hospital's sees its own
     institution's). Page back with `before_seq`. The search is itself audited."""
-    wanted = A.audit_filter(start=start, end=end, actor=actor, action=action,
-                            institution=institution, result=result, target=target)
+    wanted = A.request_filter(ctx.catalog, who, A.SEARCH, start=start, end=end,
+                              actor=actor, action=action, institution=institution,
+                              result=result, target=target)
     found, more = A.search(ctx.catalog, who, wanted, limit, before_seq)
     return {"records": [A.record_view(r) for r in found], "next_before_seq": more}
 
@@ -59,8 +60,9 @@ def export(who: Who, ctx: Ctx, start: Start = None, end: End = None,
                              ] = "jsonl") -> StreamingResponse:
     """A download of the records in sequence order: JSON lines or CSV, the form of
     `medark audit export`. Audited when it ends, with how many records it held."""
-    wanted = A.audit_filter(start=start, end=end, actor=actor, action=action,
-                            institution=institution, result=result, target=target)
+    wanted = A.request_filter(ctx.catalog, who, A.EXPORT, start=start, end=end,
+                              actor=actor, action=action, institution=institution,
+                              result=result, target=target)
     lines = A.export(ctx.catalog, who, wanted, format)
     name = A.export_name(format, clock.now())
     return StreamingResponse(lines, media_type=A.MEDIA[format],
