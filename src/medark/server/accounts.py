@@ -93,7 +93,8 @@ def _institution_view(row: Institution) -> dict[str, Any]:
             "created_at": clock.format_time(aware(row.created_at) or clock.now())}
 
 
-def _institution(session: Session, name: str) -> Institution:
+def institution_row(session: Session, name: str) -> Institution:
+    """The institution named; ObjectNotFound (also for a name that cannot be one)."""
     row = None if not NAME.fullmatch(name) else session.scalars(
         select(Institution).where(Institution.name == name)).first()
     if row is None:
@@ -218,7 +219,7 @@ class Accounts:
         checked = self._checked_roles(principal, "user.create", name, institution, roles)
         assert checked is not None
         with transaction(self.catalog) as session:
-            inst = _institution(session, institution)
+            inst = institution_row(session, institution)
             principal.require_scope(inst.id, f"institution {institution}")
             if session.scalars(select(User.id).where(User.name == name)).first():
                 raise Conflict(f"user {name!r} exists already")
@@ -236,7 +237,7 @@ class Accounts:
         password = one_time_password()
         try:
             with transaction(self.catalog) as session:
-                inst = _institution(session, institution)
+                inst = institution_row(session, institution)
                 principal.require_scope(inst.id, f"institution {institution}")
                 user = _new_user(name, inst.id, checked, password, now)
                 session.add(user)
@@ -344,7 +345,7 @@ class Accounts:
         secret = "mdk_" + secrets.token_urlsafe(32)
         try:
             with transaction(self.catalog) as session:
-                inst = _institution(session, institution)
+                inst = institution_row(session, institution)
                 principal.require_scope(inst.id, f"institution {institution}")
                 row = ApiToken(name=name, token_hash=digest(secret), role=role,
                                institution_id=inst.id, created_by=principal.name,

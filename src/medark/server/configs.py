@@ -29,7 +29,7 @@ from medark.config.plans import MedarkConfig
 from medark.config.plans import Path as KeyPath
 from medark.errors import AccessDenied, ConfigInvalid, Conflict, ObjectNotFound, UsageError
 from medark.server import roles as R
-from medark.server.accounts import CENTER, NAME, TITLE_CHARACTERS, Principal
+from medark.server.accounts import CENTER, NAME, TITLE_CHARACTERS, Principal, institution_row
 from medark.server.db import audit, aware, transaction
 from medark.server.tables import Institution
 from medark.server.tables_configs import ConfigVersionRow
@@ -237,7 +237,7 @@ def current_config(catalog: Catalog, institution: str) -> ConfigVersion | None:
     """The newest version of the institution's configuration, or None when it has none;
     ObjectNotFound for an unknown institution. (No scope check: the caller's.)"""
     with transaction(catalog) as session:
-        inst = _institution(session, institution)
+        inst = institution_row(session, institution)
         row = _latest(session, inst.id)
     return None if row is None else _row_version(row, institution)
 
@@ -245,7 +245,7 @@ def current_config(catalog: Catalog, institution: str) -> ConfigVersion | None:
 def config_versions(catalog: Catalog, institution: str) -> list[VersionInfo]:
     """Every version, newest first, without the documents."""
     with transaction(catalog) as session:
-        inst = _institution(session, institution)
+        inst = institution_row(session, institution)
         rows = session.scalars(select(ConfigVersionRow)
                                .where(ConfigVersionRow.institution_id == inst.id)
                                .order_by(ConfigVersionRow.version.desc())).all()
@@ -255,7 +255,7 @@ def config_versions(catalog: Catalog, institution: str) -> list[VersionInfo]:
 def config_version(catalog: Catalog, institution: str, version: int) -> ConfigVersion:
     """One version; ObjectNotFound when the institution has no such version."""
     with transaction(catalog) as session:
-        inst = _institution(session, institution)
+        inst = institution_row(session, institution)
         row = session.scalars(select(ConfigVersionRow).where(
             ConfigVersionRow.institution_id == inst.id,
             ConfigVersionRow.version == version)).first()
@@ -270,7 +270,7 @@ def stored(catalog: Catalog, institution: str, version: int | None = None
     version a newer Medark's rules refuse can still be read and corrected); None when
     there is no such version."""
     with transaction(catalog) as session:
-        inst = _institution(session, institution)
+        inst = institution_row(session, institution)
         row = _latest(session, inst.id) if version is None else session.scalars(
             select(ConfigVersionRow).where(ConfigVersionRow.institution_id == inst.id,
                                            ConfigVersionRow.version == version)).first()
@@ -300,12 +300,6 @@ def config_diff(catalog: Catalog, institution: str, old: int, new: int) -> str:
         f"{institution}/v{old}", f"{institution}/v{new}"))
 
 
-def _institution(session: Session, name: str) -> Institution:
-    row = None if not NAME.fullmatch(name) else session.scalars(
-        select(Institution).where(Institution.name == name)).first()
-    if row is None:
-        raise ObjectNotFound(f"no institution {name!r}")
-    return row
 
 
 # the API's reads, with the caller's role and scope
@@ -350,7 +344,7 @@ def save_config(catalog: Catalog, principal: Principal, institution: str, docume
     now = clock.now()
     try:
         with transaction(catalog) as session:
-            inst = _institution(session, institution)
+            inst = institution_row(session, institution)
             current = session.scalar(select(func.max(ConfigVersionRow.version)).where(
                 ConfigVersionRow.institution_id == inst.id))
             if current != base_version:
@@ -362,7 +356,7 @@ def save_config(catalog: Catalog, principal: Principal, institution: str, docume
                 created_at=now))
     except IntegrityError:  # another save took this version between our read and write
         with transaction(catalog) as session:
-            latest = _latest(session, _institution(session, institution).id)
+            latest = _latest(session, institution_row(session, institution).id)
         changed = _changed(institution, base_version, latest.version if latest else None)
         _audit_conflict(catalog, principal, institution, detail, changed)
         raise changed from None
