@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs bench deb clean
+.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs web web-check web-debs bench deb clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,7 @@ bytecode:
 
 ## make run: sample hospital data -> backup -> check -> restore -> compare, on embedded defaults.
 ## It installs what `medark report` draws Chinese with, as `make test` does.
-run: report-debs venv bytecode
+run: report-debs venv bytecode web
 	$(BIN)/medark demo --workdir $(DEMO)
 
 ## Debian packages the tests need: PostgreSQL's server programs (initdb, pg_basebackup,
@@ -51,6 +51,33 @@ debs report-debs:
 	  else sudo apt-get install -y -q $$missing; fi; \
 	fi
 
+## make web: the web console (web/: Vue 3, TypeScript, Element Plus) built into
+## src/medark/server/console/, which `medark server` serves at / and the wheel and the
+## deb ship (docs/console.md). `npm ci` only when node_modules is older than
+## package-lock.json; the build only when a source or configuration is newer than the
+## built index.html, so an unchanged tree costs nothing. make web-check: its lint, type
+## check and unit tests (make test runs them).
+WEB := web
+CONSOLE_INDEX := src/medark/server/console/index.html
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -type f -not -path '$(WEB)/src/types/*' \
+                 2>/dev/null) $(wildcard $(WEB)/index.html $(WEB)/*.ts $(WEB)/*.js $(WEB)/*.json)
+web-debs:
+	@command -v npm >/dev/null || { echo "installing Debian packages: nodejs npm"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q nodejs npm; \
+	  else sudo apt-get install -y -q nodejs npm; fi; }
+
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json | web-debs
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CONSOLE_INDEX): $(WEB)/node_modules/.installed $(WEB_SOURCES)
+	cd $(WEB) && npm run build
+
+web: $(CONSOLE_INDEX)
+
+web-check: web
+	cd $(WEB) && npm run --silent lint && npm run --silent typecheck && npm test --silent
+
 lint: dev-venv
 	$(BIN)/ruff check src tests bench
 
@@ -67,7 +94,7 @@ layers: dev-venv
 ## 25-26 min on 3 or 4 workers alike (2 cores are the limit): --durations names the
 ## slowest, which must be trimmed to bring it back under 20.
 TEST_WORKERS ?= 3
-test: debs dev-venv bytecode lint typecheck layers
+test: debs dev-venv bytecode lint typecheck layers web-check
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 --cov --cov-report=term:skip-covered
 
 ## make fuzz: every parser of repository and source bytes, coverage-guided with atheris
@@ -92,7 +119,7 @@ bench: venv bytecode
 
 ## make deb: dist/medark_<version>_<arch>.deb, a virtualenv in /opt/medark with the systemd
 ## units (dpkg-deb only; packaging/deb/build.sh --help, docs/deployment.md).
-deb:
+deb: web
 	packaging/deb/build.sh --out dist
 
 clean:

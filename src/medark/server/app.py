@@ -36,6 +36,7 @@ from medark.errors import (
     SeparationOfDuties,
     UsageError,
 )
+from medark.server import console
 from medark.server.deps import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -131,6 +132,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                               "sign-in for Medark's management server (docs/server.md).")
     app.state.medark = ApiContext.build(settings)
     _handlers(app)
+    console.mount(app)  # the web console at /, inside the security headers
 
     @app.middleware("http")
     async def _headers(request: Request,
