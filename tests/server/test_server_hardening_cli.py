@@ -99,7 +99,10 @@ def _schemathesis(hardened: Hardened, user: User, *selection: str) -> str:
     config.write_text("".join(f'[[operations]]\ninclude-path = "{path}"\n'
                               "checks.positive_data_acceptance.enabled = false\n"
                               for path in ("/api/me/password",
-                                           "/api/institutions/{name}/config")))
+                                           "/api/institutions/{name}/config"))
+                      # the live event stream stays open for max_seconds (default 600)
+                      + '[[operations]]\ninclude-path = "/api/events"\n'
+                        'parameters = { "query.max_seconds" = 1 }\n')
     schemathesis = Path(sys.executable).with_name("schemathesis")
     done = subprocess.run(
         [str(schemathesis), "--config-file", str(config), "run",

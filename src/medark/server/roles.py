@@ -93,6 +93,18 @@ for _role, _granted in ((SYSADMIN, {DR_READ, DR_RUN}),
     PERMISSIONS[_role] = PERMISSIONS[_role] | _granted
 
 
+DASHBOARD_READ = "dashboard.read"
+"""The dashboard and the live event stream of the institutions in scope (server/
+dashboard.py, server/live_events.py): every role, as jobs, alerts and DR status are."""
+TOPOLOGY_READ = "topology.read"
+"""Sites, systems, repositories, copies and standbys with their live state
+(server/topology.py): the configuration's readers (plans.read)."""
+for _role in ROLES:
+    _extra = {DASHBOARD_READ} | ({TOPOLOGY_READ} if PLANS_READ in PERMISSIONS[_role]
+                                 else set())
+    PERMISSIONS[_role] = PERMISSIONS[_role] | _extra
+
+
 def checked_roles(roles: Iterable[str]) -> list[str]:
     """The roles, sorted and without repeats; UsageError for an unknown role, and
     SeparationOfDuties for two administrator roles on one account."""

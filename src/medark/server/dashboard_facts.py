@@ -1,0 +1,196 @@
+"""What the dashboard and the topology read from the catalog, for every institution in a
+caller's scope at once: each institution's current configuration, the newest jobs of each
+plan and kind (the rows agents uploaded and the jobs the server queued), the open alerts,
+and the DR status the agents report with their heartbeats (server/remote_ops.py).
+
+Why a few grouped queries and not `catalog.latest` per plan (as service/compliance.py
+does for one institution): a regional center has some 200 systems and 100,000 jobs, and
+one round trip per plan and kind would be thousands per page; the figures are the same
+(the newest job of a plan and kind, in a status), read in three queries. The server never
+opens a repository or a database: what no job or report says stays None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from medark.catalog.models import Alert, Job
+from medark.catalog.statuses import ENDED, RUNNING, SUCCEEDED
+from medark.catalog.store import Catalog, JobRecord, _record
+from medark.config.plans import MedarkConfig
+from medark.server.accounts import Principal
+from medark.server.configs import ConfigRejected, current_config, in_scope
+from medark.server.db import aware, transaction
+from medark.server.tables import Institution
+from medark.server.tables_agents import Agent
+
+CHUNK = 500
+"""Ids per `IN (…)`: well under SQLite's and PostgreSQL's limits on bound parameters."""
+Key = tuple[str, str, str]
+"""(institution, plan, job kind)."""
+
+
+@dataclass(frozen=True)
+class Inst:
+    """An institution in scope and its current configuration (None before its first, or
+    when the stored version no longer passes the checks: `problem` says which)."""
+
+    name: str
+    title: str
+    config: MedarkConfig | None
+    version: int | None
+    problem: str | None = None
+    """no_configuration or invalid_configuration."""
+    problem_message: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentState:
+    name: str
+    institution: str
+    state: str
+    """online or offline."""
+    dr_systems: list[str]
+    reported_at: str | None
+    systems: list[dict[str, Any]]
+    """The `medark --json dr status` systems it last reported."""
+
+
+@dataclass
+class Facts:
+    institutions: list[Inst]
+    newest: dict[Key, JobRecord] = field(default_factory=dict)
+    """The newest ended job (succeeded, failed or cancelled) of each plan and kind."""
+    succeeded: dict[Key, JobRecord] = field(default_factory=dict)
+    running: dict[Key, JobRecord] = field(default_factory=dict)
+    alerts: list[Any] = field(default_factory=list)
+    """Open alerts: rows of (id, institution, plan, kind, key)."""
+    agents: list[AgentState] = field(default_factory=list)
+
+    def job(self, which: str, institution: str, plan: str, kind: str) -> JobRecord | None:
+        table = {"newest": self.newest, "succeeded": self.succeeded,
+                 "running": self.running}[which]
+        return table.get((institution, plan, kind))
+
+    def dr_report(self, institution: str, system: str
+                  ) -> tuple[AgentState, dict[str, Any]] | None:
+        """The newest DR status of the system an agent of the institution reported."""
+        found: tuple[AgentState, dict[str, Any]] | None = None
+        for agent in self.agents:
+            if agent.institution != institution:
+                continue
+            for entry in agent.systems:
+                if entry.get("system") != system:
+                    continue
+                if found is None or (agent.reported_at or "") > (found[0].reported_at or ""):
+                    found = (agent, entry)
+        return found
+
+
+def scoped(catalog: Catalog, principal: Principal, institution: str | None,
+           action: str) -> list[tuple[str, str]]:
+    """(name, title) of the institutions the caller may see, or only `institution` (403
+    `out_of_scope` outside the scope, audited as `action`; 404 unknown)."""
+    with transaction(catalog) as session:
+        if institution is not None:
+            row = in_scope(catalog, session, principal, institution, action)
+            return [(row.name, row.title)]
+        query = select(Institution.name, Institution.title).order_by(Institution.name)
+        if not principal.center:
+            query = query.where(Institution.id == principal.institution_id)
+        return [(name, title) for name, title in session.execute(query)]
+
+
+def load(catalog: Catalog, institutions: list[tuple[str, str]]) -> Facts:
+    """Everything the dashboard judges from, for these institutions."""
+    found: list[Inst] = []
+    for name, title in institutions:
+        try:
+            version = current_config(catalog, name)
+        except ConfigRejected as exc:
+            found.append(Inst(name, title, None, None, "invalid_configuration",
+                              str(exc).splitlines()[0]))
+            continue
+        if version is None:
+            found.append(Inst(name, title, None, None, "no_configuration",
+                              f"{name} has no configuration yet"))
+        else:
+            found.append(Inst(name, title, version.config, version.version))
+    facts = Facts(found)
+    names = [inst.name for inst in found]
+    if names:
+        _jobs(catalog, names, facts)
+        facts.alerts = open_alerts(catalog, names)
+        facts.agents = agents(catalog, names)
+    return facts
+
+
+def _jobs(catalog: Catalog, names: list[str], facts: Facts) -> None:
+    """The newest job of each (institution, plan, kind) in each status, in one grouped
+    query over the jobs index, then those rows by id."""
+    grouped = (select(Job.institution, Job.plan, Job.kind, Job.status, func.max(Job.id))
+               .where(Job.institution.in_(names))
+               .group_by(Job.institution, Job.plan, Job.kind, Job.status))
+    wanted: dict[int, list[tuple[str, Key]]] = {}
+    best: dict[tuple[str, Key], int] = {}
+    with transaction(catalog) as session:
+        for institution, plan, kind, status, newest in session.execute(grouped):
+            key: Key = (str(institution), str(plan), str(kind))
+            slots = []
+            if status in ENDED:
+                slots.append("newest")
+            if status == SUCCEEDED:
+                slots.append("succeeded")
+            if status == RUNNING:
+                slots.append("running")
+            for slot in slots:
+                if best.get((slot, key), 0) < newest:
+                    best[(slot, key)] = int(newest)
+        for (slot, key), job_id in best.items():
+            wanted.setdefault(job_id, []).append((slot, key))
+        ids = sorted(wanted)
+        for start in range(0, len(ids), CHUNK):
+            for row in session.scalars(select(Job).where(Job.id.in_(ids[start:start + CHUNK]))):
+                record = _record(row)
+                for slot, key in wanted[row.id]:
+                    getattr(facts, slot)[key] = record
+
+
+def open_alerts(catalog: Catalog, names: Iterable[str]) -> list[Any]:
+    """(id, institution, plan, kind, key) of each open alert of these institutions."""
+    query = (select(Alert.id, Alert.institution, Alert.plan, Alert.kind, Alert.key)
+             .where(Alert.resolved_at.is_(None), Alert.institution.in_(list(names)))
+             .order_by(Alert.id))
+    with transaction(catalog) as session:
+        return list(session.execute(query))
+
+
+def agents(catalog: Catalog, names: list[str]) -> list[AgentState]:
+    """The enrolled agents (not revoked) of these institutions, with their reports."""
+    query = (select(Agent, Institution.name).join(Institution)
+             .where(Institution.name.in_(names), Agent.revoked_at.is_(None))
+             .order_by(Institution.name, Agent.name))
+    found = []
+    with transaction(catalog) as session:
+        for row, institution in session.execute(query):
+            advertised = row.advertised or {}
+            reported = advertised.get("dr") or {}
+            systems = reported.get("systems") if isinstance(reported, dict) else None
+            found.append(AgentState(
+                row.name, institution, row.state,
+                [str(s) for s in advertised.get("dr_systems", []) if isinstance(s, str)],
+                reported.get("at") if isinstance(reported, dict) else None,
+                [s for s in systems if isinstance(s, dict)] if isinstance(systems, list)
+                else []))
+    return found
+
+
+def seconds_between(later: datetime, earlier: datetime | None) -> float | None:
+    if earlier is None:
+        return None
+    return round(max(0.0, (later - (aware(earlier) or earlier)).total_seconds()), 3)
