@@ -89,6 +89,7 @@ def test_content_security_policy_allows_only_the_server_itself(client: httpx.Cli
                   client.get("/").headers["content-security-policy"].split(";"))
     assert policy["default-src"] == "'self'"
     assert policy["script-src"] == "'self'"  # no inline script, no eval
+    assert policy["style-src"] == "'self'"  # no inline style
     assert policy["connect-src"] == "'self'"
     assert policy["object-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"

@@ -4,7 +4,7 @@ import type { Me } from '@/api/types'
 import { INITIAL, LoginFlow, reduce, type FlowState } from '@/auth/loginFlow'
 
 const ME: Me = { name: 'secadmin', kind: 'session', institution: 'center',
-  regional_center: 'center', roles: ['secadmin'], password_change_required: false,
+  regional_center: true, roles: ['secadmin'], password_change_required: false,
   totp_enrolment_required: false }
 
 const err = (status: number, code: string, retry: number | null = null) =>

@@ -5,7 +5,8 @@ export interface Me {
   name: string
   kind: string
   institution: string | null
-  regional_center: string | null
+  /** The account belongs to the regional center (it sees every institution). */
+  regional_center: boolean
   roles: string[]
   password_change_required: boolean
   totp_enrolment_required: boolean

@@ -2,13 +2,15 @@
 import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import { api, ApiError } from '@/api/client'
-import type { Me } from '@/api/types'
+import type { Institution, Me } from '@/api/types'
 import { permissionsOf } from '@/auth/roles'
 import { menuFor } from '@/auth/menu'
 
 export const useSession = defineStore('session', () => {
   const user = ref<Me | null>(null)
   const checked = ref(false)
+  /** The title of the user's institution (GET /api/institutions), for the header. */
+  const institutionTitle = ref('')
 
   const permissions = computed(() => permissionsOf(user.value?.roles ?? []))
   const menu = computed(() => menuFor(user.value?.roles ?? []))
@@ -33,6 +35,17 @@ export const useSession = defineStore('session', () => {
     return user.value
   }
 
+  async function loadInstitution(): Promise<void> {
+    const own = user.value?.institution
+    if (!own) return
+    try {
+      const reply = await api.get<{ institutions: Institution[] }>('/api/institutions')
+      institutionTitle.value = reply.institutions.find((i) => i.name === own)?.title ?? ''
+    } catch {
+      institutionTitle.value = ''
+    }
+  }
+
   function signedIn(me: Me): void {
     user.value = me
     checked.value = true
@@ -41,6 +54,7 @@ export const useSession = defineStore('session', () => {
   function forget(): void {
     user.value = null
     checked.value = true
+    institutionTitle.value = ''
   }
 
   async function logout(): Promise<void> {
@@ -52,5 +66,5 @@ export const useSession = defineStore('session', () => {
     forget()
   }
 
-  return { user, checked, permissions, menu, ready, can, load, signedIn, forget, logout }
+  return { user, checked, institutionTitle, loadInstitution, permissions, menu, ready, can, load, signedIn, forget, logout }
 })
