@@ -389,14 +389,37 @@ def cases(site: Site) -> list[tuple[str, str, dict[str, str], dict[str, str]]]:
     ]
 
 
+def chosen(site: Site) -> list[tuple[str, str, dict[str, str], dict[str, str]]]:
+    """The cases whose label contains one of `--only`'s words (every case without it)."""
+    words = [w for w in (site.args.only or "").split(",") if w]
+    return [case for case in cases(site) if not words or any(w in case[0] for w in words)]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """The CPU time (user + system) the processes used so far (Linux /proc; NaN
+    elsewhere)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def list_latency(site: Site, urls: list[str]) -> list[dict[str, Any]]:
     """Every list endpoint under `--clients` clients, while the agents heartbeat every
-    10 s."""
+    10 s; with the servers' CPU time per request under that load (the heartbeats, 5/s
+    with 50 agents, included), the figure a shared machine's load does not change."""
     rows = []
+    pids = [p.pid for p in site.procs]
     with Fleet(urls, site.agents, 10.0):
-        for label, path, headers, cookies in cases(site):
+        for label, path, headers, cookies in chosen(site):
+            cpu = cpu_seconds(pids)
             got = hammer(urls, site.args.clients, site.args.seconds, get(path),
                          headers=headers, cookies=cookies)
+            cpu = cpu_seconds(pids) - cpu
             solo = hammer(urls[:1], 1, site.args.solo_seconds, get(path),
                           headers=headers, cookies=cookies)
             rows.append({"case": label, "requests": len(got.latencies),
@@ -404,12 +427,16 @@ def list_latency(site: Site, urls: list[str]) -> list[dict[str, Any]]:
                          "first_error": got.first_error or solo.first_error,
                          "p50_ms": got.percentile(50), "p99_ms": got.percentile(99),
                          "per_s": got.rate(), "solo_p50_ms": solo.percentile(50),
+                         "cpu_ms": cpu * 1000 / max(1, len(got.latencies)),
                          "solo_p99_ms": solo.percentile(99)})
     return rows
 
 
-def heartbeat_rate(site: Site, urls: list[str]) -> dict[str, Any]:
-    """Every agent heartbeating back to back, each on its own connection."""
+def heartbeat_rate(site: Site, urls: list[str]) -> dict[str, Any] | None:
+    """Every agent heartbeating back to back, each on its own connection (None with
+    --no-heartbeats)."""
+    if site.args.no_heartbeats:
+        return None
     results = hammer(urls, len(site.agents), site.args.seconds,
                      [heartbeat(plans) for _cred, plans in site.agents],
                      headers=[{"Authorization": f"Bearer {cred}"}
@@ -493,6 +520,19 @@ def job_starts(site: Site, urls: list[str], count: int) -> dict[str, Any]:
             "max_s": max(waits) if waits else float("nan")}
 
 
+def hold(site: Site, where: Path) -> None:
+    """The site's servers and credentials in `where` (only its owner may read it) until
+    someone deletes it."""
+    where.touch(mode=0o600)
+    where.write_text(json.dumps({
+        "urls": site.urls, "pids": [p.pid for p in site.procs],
+        "cases": [{"case": label, "path": path, "headers": headers, "cookies": cookies}
+                  for label, path, headers, cookies in cases(site)]}, indent=2))
+    print(f"server_bench: holding; delete {where} to go on", flush=True)
+    while where.exists():
+        time.sleep(1)
+
+
 # --- the report --------------------------------------------------------------------
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -506,12 +546,15 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                       "p99_min": min(r["p99_ms"] for r in rows),
                       "p99_max": max(r["p99_ms"] for r in rows),
                       "per_s": median([r["per_s"] for r in rows]),
+                      "cpu_ms": median([r["cpu_ms"] for r in rows]),
                       "solo_p50_ms": median([r["solo_p50_ms"] for r in rows]),
                       "solo_p99_ms": median([r["solo_p99_ms"] for r in rows]),
                       "errors": sum(r["errors"] for r in rows),
                       "first_error": next((r["first_error"] for r in rows
                                            if r["first_error"]), "")})
-    beats = [run["heartbeat"] for run in runs]
+    beats = [run["heartbeat"] for run in runs if run["heartbeat"]]
+    if not beats:
+        return {"lists": lists, "heartbeat": None}
     return {"lists": lists,
             "heartbeat": {"per_s": median([b["per_s"] for b in beats]),
                           "min": min(b["per_s"] for b in beats),
@@ -531,18 +574,20 @@ def show(result: dict[str, Any]) -> None:
     for shape in result["shapes"]:
         print(f"\n{shape['processes']} server process(es)")
         print(f"{'case':<62} {'p50 ms':>7} {'p99 ms':>7} {'(min-max)':>13} {'req/s':>6}"
-              f" {'1 client p50/p99':>17}")
+              f" {'1 client p50/p99':>17} {'CPU ms/req':>10}")
         for row in shape["summary"]["lists"]:
             print(f"{row['case']:<62} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} "
                   f"{row['p99_min']:>6.0f}-{row['p99_max']:<6.0f} {row['per_s']:>6.0f} "
-                  f"{row['solo_p50_ms']:>8.1f}/{row['solo_p99_ms']:<8.1f}"
+                  f"{row['solo_p50_ms']:>8.1f}/{row['solo_p99_ms']:<8.1f} "
+                  f"{row['cpu_ms']:>10.1f}"
                   + (f"  errors {row['errors']}: {row['first_error']}"
                      if row["errors"] else ""))
         beat = shape["summary"]["heartbeat"]
-        print(f"heartbeats/s ({args['agents']} agents back to back): {beat['per_s']:.0f} "
-              f"({beat['min']:.0f}-{beat['max']:.0f}), p99 {beat['p99_ms']:.0f} ms"
-              + (f"  errors {beat['errors']}: {beat['first_error']}"
-                 if beat["errors"] else ""))
+        if beat:
+            print(f"heartbeats/s ({args['agents']} agents back to back): {beat['per_s']:.0f} "
+                  f"({beat['min']:.0f}-{beat['max']:.0f}), p99 {beat['p99_ms']:.0f} ms"
+                  + (f"  errors {beat['errors']}: {beat['first_error']}"
+                     if beat["errors"] else ""))
         starts = shape["job_starts"]
         if starts:
             print(f"run now -> started: median {starts['median_s']:.2f} s, max "
@@ -566,6 +611,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="medark_bench_server")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    parser.add_argument("--only", metavar="WORDS",
+                        help="measure only the list cases whose label contains one of "
+                             "these comma-separated words (e.g. /api/jobs,/api/users)")
+    parser.add_argument("--no-heartbeats", action="store_true",
+                        help="skip the heartbeat throughput measurement")
+    parser.add_argument("--hold", metavar="FILE",
+                        help="after the setup, write the servers' URLs and pids and the "
+                             "cases' paths and credentials to FILE (JSON) and wait until "
+                             "FILE is deleted (to profile a server by hand), then measure")
     args = parser.parse_args(argv)
     if args.hospitals < 1 or args.agents < 1 or args.systems < args.hospitals + args.clinics:
         parser.error("at least one hospital and one agent, and a system per institution")
@@ -578,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         result["seed_seconds"] = site.seed_seconds
         if args.job_starts:
             start_agent(site)
+        if args.hold:
+            hold(site, Path(args.hold))
         for processes in (int(p) for p in args.processes.split(",")):
             urls = site.servers(processes)
             runs = [{"lists": list_latency(site, urls), "heartbeat":
