@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Row,
     Select,
     create_engine,
     event,
@@ -28,7 +30,12 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from medark.catalog.dr_records import DrActionRecord, DrStep, dr_record
@@ -496,7 +503,8 @@ def _of(query: _Query, column: Any, institution: str | None) -> _Query:
     return query if institution is None else query.where(column == institution)
 
 
-def _record(job: Job) -> JobRecord:
+def _record(job: Job | Row[Any]) -> JobRecord:
+    """A job's record from its ORM object or its table's row (the same names)."""
     return JobRecord(job.id, job.plan, job.kind, job.status, _aware(job.scheduled_for),
                      _aware(job.started_at), _aware(job.finished_at), job.attempt, job.host,
                      job.bytes_added, job.snapshot_id, job.rpo_seconds, job.error, job.details,
@@ -531,9 +539,40 @@ def _engine(url: str) -> Engine:
         # the server works on up to 40 request threads (anyio's), one connection each:
         # with SQLAlchemy's 5 kept, every burst past 5 opened a backend and closed it
         # again (bench/server_bench.py: a backend started per request); idle ones cost
-        # nothing until then, and the CLI and daemon never hold more than a few
-        return create_engine(dialect, pool_pre_ping=True, pool_size=16, max_overflow=24)
+        # nothing until then, and the CLI and daemon never hold more than a few. LIFO:
+        # a burst reuses the connections used last, and the others idle
+        engine = create_engine(dialect, pool_size=16, max_overflow=24, pool_use_lifo=True)
+        _ping_when_idle(engine)
+        return engine
     raise CatalogError(f"catalog {redacted(url)}: use sqlite:///PATH or postgresql://…")
+
+
+PING_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection may have been idle and still be handed out
+without a ping."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A connection idle for PING_IDLE is pinged before use, and replaced when the
+    database ended it (a restart, an idle timeout), as pool_pre_ping would; one in use
+    a moment ago is not: a ping on every checkout was a round trip per transaction, two
+    per API request. A connection that fails in use anyway (the database restarted in
+    that moment) fails its transaction (CatalogError), and SQLAlchemy then replaces
+    every connection of the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info["medark_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("medark_idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool connects anew (up to three times)
+            raise DisconnectionError(str(exc)) from exc
 
 
 def redacted(url: str) -> str:

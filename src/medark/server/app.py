@@ -11,12 +11,12 @@ No `from __future__ import annotations` here: FastAPI reads the routes' annotati
 """
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -37,6 +37,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.server import console
+from medark.server.asgi import SecurityHeaders, error
 from medark.server.deps import (
     CSRF_HEADER,
     SAFE_METHODS,
@@ -95,16 +96,6 @@ def _status(exc: MedarkError) -> int:
     return 500
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-          problems: list[dict[str, str]] | None = None) -> JSONResponse:
-    """The error body; `problems` (a 422's fields and what is wrong with each) only when
-    there are some."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if problems:
-        body["problems"] = problems
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
-
-
 def _scheduler(settings: ServerSettings
                ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The server scheduler's thread (server/scheduler.py) for as long as the server
@@ -133,20 +124,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.medark = ApiContext.build(settings)
     _handlers(app)
     console.mount(app)  # the web console at /, inside the security headers
-
-    @app.middleware("http")
-    async def _headers(request: Request,
-                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # a bug: answered here, so no traceback is logged
-            log.error("internal error: %s", type(exc).__name__)  # (its text may hold input)
-            response = error(500, "internal", "internal error (the server log names its "
-                                              "kind)")
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        return response
+    app.add_middleware(SecurityHeaders)  # a bug answered there, no traceback logged
 
     app.mount(DOCS_STATIC, StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
 

@@ -135,4 +135,10 @@ Who = Annotated[Principal, Depends(signed_in)]
 """A signed-in user or an API token, with nothing outstanding."""
 Enrolling = Annotated[Principal, Depends(enrolling)]
 ChangingPassword = Annotated[Principal, Depends(changing_password)]
-Ctx = Annotated[ApiContext, Depends(context)]
+async def _context(request: Request) -> ApiContext:
+    """context() as a dependency: a coroutine, so FastAPI calls it on the event loop
+    rather than in a worker thread (a thread hop per request cost more than the call)."""
+    return context(request)
+
+
+Ctx = Annotated[ApiContext, Depends(_context)]

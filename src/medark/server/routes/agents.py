@@ -26,6 +26,7 @@ from medark.server.agents import (
 from medark.server.db import audit
 from medark.server.deps import SESSION_COOKIE, ApiContext, Ctx, Who, address, context
 from medark.server.remote_ops import PARAMETERISED, record_dr, step_event
+from medark.server.replies import json_reply
 from medark.server.routes.session import RateLimited
 from medark.server.schemas import Status
 from medark.server.schemas_agents import (
@@ -87,8 +88,8 @@ def create_enrolment_token(body: NewEnrolmentToken, who: Who, ctx: Ctx) -> dict[
 
 
 @router.get("/api/agents", response_model=AgentList)
-def list_agents(who: Who, ctx: Ctx) -> dict[str, Any]:
-    return {"agents": agents(ctx).agents(who)}
+def list_agents(who: Who, ctx: Ctx) -> Response:
+    return json_reply(AgentList, {"agents": agents(ctx).agents(who)})
 
 
 @router.delete("/api/agents/{institution}/{name}", response_model=AgentReply)

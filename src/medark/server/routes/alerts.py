@@ -3,12 +3,13 @@
 No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from medark.server import oversight as O
 from medark.server.deps import Ctx, Who
+from medark.server.replies import json_reply
 from medark.server.schemas_oversight import AlertList
 
 router = APIRouter(tags=["alerts"])
@@ -20,8 +21,8 @@ def alerts(who: Who, ctx: Ctx,
            institution: Annotated[str | None, Query(min_length=1, max_length=64,
                                                     pattern=NAME_PATTERN)] = None,
            open_only: bool = False,
-           limit: Annotated[int, Query(ge=1, le=O.MAX_ALERTS)] = 100) -> dict[str, Any]:
+           limit: Annotated[int, Query(ge=1, le=O.MAX_ALERTS)] = 100) -> Response:
     """Newest first: every institution's for a regional center account (and those of
     the catalog's own daemon, institution null), else the caller's institution's."""
     found = O.alerts(ctx.catalog, who, institution, open_only, limit)
-    return {"alerts": [O.alert_view(a) for a in found]}
+    return json_reply(AlertList, {"alerts": [O.alert_view(a) for a in found]})

@@ -7,12 +7,13 @@ No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from medark.errors import ObjectNotFound
-from medark.server import config_views as views
 from medark.server import configs as C
-from medark.server.deps import Ctx, Who
+from medark.server.accounts import Principal
+from medark.server.config_listing import listing_json
+from medark.server.deps import ApiContext, Ctx, Who
 from medark.server.schemas_configs import (
     MAX_VERSION,
     ConfigChange,
@@ -98,27 +99,30 @@ def diff(name: str, who: Who, ctx: Ctx,
 
 
 @router.get("/api/sites", response_model=SiteList)
-def sites(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> dict[str, Any]:
+def sites(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> Response:
     """The sites of every institution in scope (or of `institution`)."""
-    found, invalid = views.current_configs(ctx.catalog, who, institution, "sites")
-    return {"sites": views.sites(found), "invalid": invalid}
+    return _listing(ctx, who, institution, "sites")
 
 
 @router.get("/api/systems", response_model=SystemList)
-def systems(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> dict[str, Any]:
-    found, invalid = views.current_configs(ctx.catalog, who, institution, "systems")
-    return {"systems": views.systems(found), "invalid": invalid}
+def systems(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> Response:
+    return _listing(ctx, who, institution, "systems")
 
 
 @router.get("/api/repositories", response_model=RepositoryList)
-def repositories(who: Who, ctx: Ctx, institution: InstitutionFilter = None
-                 ) -> dict[str, Any]:
+def repositories(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> Response:
     """Without credentials: a URL's password (none is saved) would show as ***."""
-    found, invalid = views.current_configs(ctx.catalog, who, institution, "repositories")
-    return {"repositories": views.repositories(found), "invalid": invalid}
+    return _listing(ctx, who, institution, "repositories")
 
 
 @router.get("/api/plans", response_model=PlanList)
-def plans(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> dict[str, Any]:
-    found, invalid = views.current_configs(ctx.catalog, who, institution, "plans")
-    return {"plans": views.plans(found), "invalid": invalid}
+def plans(who: Who, ctx: Ctx, institution: InstitutionFilter = None) -> Response:
+    return _listing(ctx, who, institution, "plans")
+
+
+def _listing(ctx: ApiContext, who: Principal, institution: str | None, what: str
+             ) -> Response:
+    """The list's JSON as its response model makes it, from parts kept by their
+    configuration's hash (server/config_listing.py)."""
+    return Response(listing_json(ctx.catalog, who, institution, what),
+                    media_type="application/json")

@@ -12,10 +12,11 @@ No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from medark.catalog import job_queue
@@ -24,6 +25,7 @@ from medark.catalog.store import Catalog, JobRecord
 from medark.errors import UsageError
 from medark.server import jobs as J
 from medark.server.deps import Ctx, Who
+from medark.server.replies import json_reply
 from medark.server.schemas_jobs import PLAN_PATTERN, JobList, JobReply, RunNow
 from medark.util import clock
 
@@ -43,14 +45,23 @@ EVENTS_DOC: dict[int | str, dict[str, Any]] = {200: {
     "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
+def _when(value: datetime | None) -> str | None:
+    return clock.format_time(value) if value is not None else None
+
+
 def job_view(job: JobRecord) -> dict[str, Any]:
-    shown = job.public()
-    return {key: shown[key] for key in (
-        "id", "institution", "plan", "kind", "status", "system", "agent", "host",
-        "requested_by", "scheduled_for", "started_at", "finished_at", "attempt",
-        "cancel_requested", "error", "snapshot_id", "bytes_added", "details")} | {
-        "progress": (job_queue.normal_progress(job.progress)
-                     if job.progress is not None else None)}
+    """The job as the API shows it (JobRecord.public()'s values, the progress
+    normalised), built directly: a page holds up to 500."""
+    return {"id": job.id, "institution": job.institution, "plan": job.plan,
+            "kind": job.kind, "status": job.status, "system": job.system,
+            "agent": job.agent, "host": job.host, "requested_by": job.requested_by,
+            "scheduled_for": _when(job.scheduled_for), "started_at": _when(job.started_at),
+            "finished_at": _when(job.finished_at), "attempt": job.attempt,
+            "cancel_requested": job.cancel_requested, "error": job.error,
+            "snapshot_id": job.snapshot_id, "bytes_added": job.bytes_added,
+            "details": job.details,
+            "progress": (job_queue.normal_progress(job.progress)
+                         if job.progress is not None else None)}
 
 
 @router.get("/api/jobs", response_model=JobList)
@@ -63,7 +74,7 @@ def list_jobs(who: Who, ctx: Ctx,
                   json_schema_extra={"enum": list(STATUSES)})] = None,
               limit: Annotated[int, Query(ge=1, le=J.MAX_JOBS)] = 100,
               before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None
-              ) -> dict[str, Any]:
+              ) -> Response:
     """Newest first: every institution's jobs for a regional center account (and those
     of the catalog's own daemon, institution null), else the caller's institution's.
     Page back with `before_id`."""
@@ -72,8 +83,8 @@ def list_jobs(who: Who, ctx: Ctx,
     found = J.list_jobs(ctx.catalog, who, J.JobFilter(institution, plan, status, limit,
                                                       before_id))
     more = len(found) == limit and found
-    return {"jobs": [job_view(job) for job in found],
-            "next_before_id": found[-1].id if more else None}
+    return json_reply(JobList, {"jobs": [job_view(job) for job in found],
+                                "next_before_id": found[-1].id if more else None})
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobReply)

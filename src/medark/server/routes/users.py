@@ -6,10 +6,11 @@ No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from medark.server import approvals as A
 from medark.server.deps import Ctx, Who
+from medark.server.replies import json_reply
 from medark.server.schemas import (
     NewUser,
     UserChange,
@@ -25,8 +26,8 @@ router = APIRouter(tags=["users"])
 
 
 @router.get("/api/users", response_model=UserList)
-def users(who: Who, ctx: Ctx) -> dict[str, Any]:
-    return {"users": ctx.accounts.users(who)}
+def users(who: Who, ctx: Ctx) -> Response:
+    return json_reply(UserList, {"users": ctx.accounts.users(who)})
 
 
 def _pending(outcome: A.Outcome) -> JSONResponse | None:
