@@ -181,12 +181,17 @@ class Auth:
         (session_expired) after the idle timeout or the longest session; AccessDenied
         (csrf_failed) when `check_csrf` and the header does not match."""
         with transaction(self.catalog) as session:
-            row = session.get(UserSession, digest(token))
-            if row is None:
+            # one round trip for the session, its user and the user's institution
+            found = session.execute(
+                select(UserSession, User, Institution)
+                .outerjoin(User, User.id == UserSession.user_id)
+                .outerjoin(Institution, Institution.id == User.institution_id)
+                .where(UserSession.id == digest(token))).first()
+            if found is None:
                 raise _failed("not signed in, or the session ended", "not_authenticated")
+            row, user, inst = found
             last, created = aware(row.last_seen), aware(row.created_at)
             assert last is not None and created is not None
-            user = session.get(User, row.user_id)
             if (user is None or user.disabled or now - last > self.policy.idle_timeout
                     or now - created > MAX_SESSION):
                 session.delete(row)
@@ -199,7 +204,6 @@ class Auth:
                                        "csrf_failed")
                 if now - last >= min(TOUCH_EVERY, self.policy.idle_timeout / 10):
                     row.last_seen = now  # not on every request: a write costs a sync
-                inst = session.get(Institution, user.institution_id)
                 assert inst is not None
                 return _principal(user, inst, address, row.id)
         if expired:
@@ -209,8 +213,10 @@ class Auth:
 
     def token(self, token: str, address: str, now: datetime) -> Principal:
         with transaction(self.catalog) as session:
-            row = session.scalars(select(ApiToken).where(
+            found = session.execute(select(ApiToken, Institution).join(
+                Institution, Institution.id == ApiToken.institution_id).where(
                 ApiToken.token_hash == digest(token))).first()
+            row, inst = found if found is not None else (None, None)
             expires = aware(row.expires_at) if row else None
             if row is None or row.revoked_at is not None or (expires and expires <= now):
                 raise _failed("unknown, revoked or expired API token", "invalid_token")
@@ -219,7 +225,6 @@ class Auth:
                 # as a session's: a write on every request cost a sync, and a busy
                 # token's concurrent requests queued on its row's lock
                 row.last_used = now
-            inst = session.get(Institution, row.institution_id)
             assert inst is not None
             return Principal(name=row.name, kind="token", roles=(row.role,),
                              institution=inst.name, institution_id=inst.id,
