@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test fuzz lint typecheck layers venv dev-venv bytecode debs report-debs web web-check web-debs bench deb clean
+.PHONY: run test coverage fuzz lint typecheck layers venv dev-venv bytecode debs report-debs web web-check web-debs bench deb clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -89,13 +89,17 @@ layers: dev-venv
 
 ## Test modules run on TEST_WORKERS processes, each module whole on one of them (its
 ## fixtures and servers stay its own): most e2e time is spent waiting on `medark`
-## subprocesses and throwaway servers, so 3 workers fit 2 cores (19.6 min -> 8.4 min).
-## With the management server's suites (real servers on both catalogs) the suite takes
-## 25-26 min on 3 or 4 workers alike (2 cores are the limit): --durations names the
-## slowest, which must be trimmed to bring it back under 20.
+## subprocesses and throwaway servers, so 3 workers fit 2 cores. Coverage is `make
+## coverage`: measured in every `medark` subprocess it nearly doubles the e2e tests' time
+## (an e2e module: 17.6 s without, 31.9 s with), which took the suite past 20 minutes.
 TEST_WORKERS ?= 3
+PYTEST = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 test: debs dev-venv bytecode lint typecheck layers web-check
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25 --cov --cov-report=term:skip-covered
+	$(PYTEST)
+
+## make coverage: the whole suite with line coverage, `medark` subprocesses included.
+coverage: debs dev-venv bytecode
+	$(PYTEST) --cov --cov-report=term:skip-covered
 
 ## make fuzz: every parser of repository and source bytes, coverage-guided with atheris
 ## (installed on demand, not a dependency) for FUZZ_SECONDS each, seeded from

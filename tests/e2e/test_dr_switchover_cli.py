@@ -205,7 +205,14 @@ def test_a_failing_health_check_before_the_switch_is_refused_with_29(cli: Cli,
 
 def test_a_second_switch_during_the_first_is_refused_with_30(cli: Cli, site: Site) -> None:
     pair = site.pair
-    config = write_config(site, main_stop="sleep 4; ")
+    stopping, gate = site.work / "stopping", site.work / "gate"
+    stopping.unlink(missing_ok=True)
+    gate.unlink(missing_ok=True)
+    # The first switch holds in its "stop services" step until the test opens the gate, so
+    # the second certainly arrives while it runs, however slow the machine (bounded: 60 s).
+    hold = (f"touch {stopping}; for i in $(seq 600); do [ -e {gate} ] && break; sleep 0.1; "
+            "done; ")
+    config = write_config(site, main_stop=hold)
     if roles(pair)[pair.primary.port] != "f":  # the slow stop is at main: start from main
         pytest.fail("the pair is not in its configured roles")
     first = subprocess.Popen(
@@ -213,23 +220,18 @@ def test_a_second_switch_during_the_first_is_refused_with_30(cli: Cli, site: Sit
          site.catalog], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=cli.env)
     try:
-        wait_for(lambda: "stop services" in _running_steps(cli, site, config) or
-                 first.poll() is not None, timeout=60, what="the first switch to be running")
+        wait_for(lambda: stopping.exists() or first.poll() is not None, timeout=60,
+                 what="the first switch to stop the services")
+        assert first.poll() is None, "the first switch ended before the second was tried"
         second = dr(cli, site, config, "switchover", "his", "--yes")
         assert second.returncode == 30, second.stdout + second.stderr
         assert "refused, switchover #" in second.stderr and "is running since" in second.stderr
     finally:
+        gate.touch()
         out, err = first.communicate(timeout=300)
     assert first.returncode == 0, out + err
     back = dr(cli, site, write_config(site), "switchover", "his", "--yes")
     assert back.returncode == 0, back.stdout + back.stderr
-
-
-def _running_steps(cli: Cli, site: Site, config: Path) -> str:
-    history = dr(cli, site, config, "history", "his", "--json")
-    running = [a for a in json.loads(history.stdout) if a["status"] == "running"]
-    return " ".join(s["name"] for a in running for s in a["steps"]) + (
-        " stop services" if running else "")
 
 
 def test_a_standby_that_is_no_standby_is_refused_with_26(cli: Cli, site: Site,

@@ -119,8 +119,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   lifespan=_scheduler(settings),
                   responses=ERRORS,
-                  description="Users, roles with separation of duties, institutions and "
-                              "sign-in for Medark's management server (docs/server.md).")
+                  description="Medark's management server (docs/server.md): institutions "
+                              "and their configurations, jobs, snapshots, restores, DR, "
+                              "agents, compliance, reports, alerts, users with separation "
+                              "of duties, cross-institution grants and the audit trail.")
     app.state.medark = ApiContext.build(settings)
     _handlers(app)
     console.mount(app)  # the web console at /, inside the security headers
