@@ -18,6 +18,9 @@ import pytest
 from dr_site import dr_nodes
 from server_site import Site, User, code_of, first_login, site_fixture
 
+from medark.catalog.store import Catalog
+from medark.server import dashboard_facts as facts
+
 site = site_fixture()
 
 WAIT = 60.0
@@ -479,3 +482,21 @@ def test_the_stream_ends_after_max_seconds(people: dict[str, Any]) -> None:
     assert text.startswith("retry: 1000\n\n") and "event: ready\n" in text
     bad = people["dash-view-a"].call("GET", "/api/events?max_seconds=0")
     assert bad.status_code == 422 and code_of(bad) == "invalid_request"
+
+
+def test_older_jobs_are_found_beyond_the_recent_window(
+        people: dict[str, Any], site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The newest jobs are grouped first (dashboard_facts.RECENT of them); a plan whose
+    newest or newest successful job is older is looked up further back: the same
+    figures as one pass over every job."""
+    catalog = Catalog(site.catalog)
+    try:
+        scope = [("hosp-a", "hosp-a"), ("hosp-b", "hosp-b")]
+        whole = facts.load(catalog, scope)
+        assert whole.succeeded[("hosp-a", "pacs", "backup")].status == "succeeded"
+        monkeypatch.setattr(facts, "RECENT", 1)
+        windowed = facts.load(catalog, scope)
+    finally:
+        catalog.close()
+    assert windowed.newest == whole.newest and windowed.succeeded == whole.succeeded
+    assert windowed.running == whole.running and len(whole.newest) >= 5

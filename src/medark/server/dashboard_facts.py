@@ -31,6 +31,9 @@ from medark.server.tables_agents import Agent
 
 CHUNK = 500
 """Ids per `IN (…)`: well under SQLite's and PostgreSQL's limits on bound parameters."""
+RECENT = 20_000
+"""Jobs (newest ids) grouped first: at a regional center's some 1,000 jobs a day, weeks of
+them; a plan with no newest or successful job among them is looked up further back."""
 Key = tuple[str, str, str]
 """(institution, plan, job kind)."""
 
@@ -131,26 +134,34 @@ def load(catalog: Catalog, institutions: list[tuple[str, str]]) -> Facts:
 
 
 def _jobs(catalog: Catalog, names: list[str], facts: Facts) -> None:
-    """The newest job of each (institution, plan, kind) in each status, in one grouped
-    query over the jobs index, then those rows by id."""
-    grouped = (select(Job.institution, Job.plan, Job.kind, Job.status, func.max(Job.id))
-               .where(Job.institution.in_(names))
-               .group_by(Job.institution, Job.plan, Job.kind, Job.status))
-    wanted: dict[int, list[tuple[str, Key]]] = {}
+    """The newest job of each (institution, plan, kind) in each status: grouped over the
+    newest RECENT jobs (a range of the primary key), then over the older ones only for
+    the plans whose newest or newest successful job that did not hold, and the running
+    ones (a continuous copy runs for weeks) through the institution-status index; then
+    those rows by id."""
     best: dict[tuple[str, Key], int] = {}
     with transaction(catalog) as session:
-        for institution, plan, kind, status, newest in session.execute(grouped):
-            key: Key = (str(institution), str(plan), str(kind))
-            slots = []
-            if status in ENDED:
-                slots.append("newest")
-            if status == SUCCEEDED:
-                slots.append("succeeded")
-            if status == RUNNING:
-                slots.append("running")
-            for slot in slots:
-                if best.get((slot, key), 0) < newest:
-                    best[(slot, key)] = int(newest)
+        top = int(session.scalar(select(func.max(Job.id))) or 0)
+        floor = max(0, top - RECENT)
+        grouped = (select(Job.institution, Job.plan, Job.kind, Job.status, func.max(Job.id))
+                   .where(Job.institution.in_(names))
+                   .group_by(Job.institution, Job.plan, Job.kind, Job.status))
+        _best(session.execute(grouped.where(Job.id > floor)), best)
+        older = sorted({key[:2] for key in _expected(facts)
+                        if ("newest", key) not in best or ("succeeded", key) not in best})
+        if floor and older:
+            for start in range(0, len(older), CHUNK):
+                part = older[start:start + CHUNK]
+                plans = sorted({p for _i, p in part})
+                rows = session.execute(grouped.where(
+                    Job.id <= floor, Job.plan.in_(plans),
+                    Job.institution.in_(sorted({i for i, _p in part}))))
+                _best(rows, best)
+        running = (select(Job.institution, Job.plan, Job.kind, Job.status, func.max(Job.id))
+                   .where(Job.institution.in_(names), Job.status == RUNNING)
+                   .group_by(Job.institution, Job.plan, Job.kind, Job.status))
+        _best(session.execute(running), best)
+        wanted: dict[int, list[tuple[str, Key]]] = {}
         for (slot, key), job_id in best.items():
             wanted.setdefault(job_id, []).append((slot, key))
         ids = sorted(wanted)
@@ -159,6 +170,41 @@ def _jobs(catalog: Catalog, names: list[str], facts: Facts) -> None:
                 record = _record(row)
                 for slot, key in wanted[row.id]:
                     getattr(facts, slot)[key] = record
+
+
+def _best(rows: Iterable[Any], best: dict[tuple[str, Key], int]) -> None:
+    """Fold grouped rows (institution, plan, kind, status, newest id) into the newest id
+    per slot."""
+    for institution, plan, kind, status, newest in rows:
+        key: Key = (str(institution), str(plan), str(kind))
+        slots = []
+        if status in ENDED:
+            slots.append("newest")
+        if status == SUCCEEDED:
+            slots.append("succeeded")
+        if status == RUNNING:
+            slots.append("running")
+        for slot in slots:
+            if best.get((slot, key), 0) < newest:
+                best[(slot, key)] = int(newest)
+
+
+def _expected(facts: Facts) -> set[Key]:
+    """The (institution, plan, kind) the dashboard reads: each plan's backups, restore
+    tests and copies, each DR system's drills."""
+    found: set[Key] = set()
+    for inst in facts.institutions:
+        config = inst.config
+        if config is None:
+            continue
+        for name, plan in config.plans.items():
+            found.add((inst.name, name, "backup"))
+            found |= {(inst.name, name, kind) for kind, _r, _t in plan.restore_tests()}
+            found |= {(inst.name, name, ("follow:" if c.parsed_schedule().continuous
+                                         else "copy:") + c.to) for c in plan.copies}
+        for system in config.dr:
+            found |= {(inst.name, f"dr:{system}", kind) for kind in ("drill", "dr_drill")}
+    return found
 
 
 def open_alerts(catalog: Catalog, names: Iterable[str]) -> list[Any]:
