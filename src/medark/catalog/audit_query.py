@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, false, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from medark.catalog.audit_trail import AuditRecord, _reason, records, stored_record
+from medark.catalog.audit_trail import (
+    AuditRecord,
+    _reason,
+    records,
+    stored_record,
+    stream_records,
+)
 from medark.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -53,13 +59,7 @@ def records_between(catalog: Catalog, start: datetime, end: datetime,
         query = query.where(_matching(list(actions)))
     if limit is not None:
         query = query.limit(limit)
-    try:
-        with catalog._engine.connect() as connection:
-            result = connection.execution_options(yield_per=1000).execute(query)
-            for row in result:
-                yield stored_record(row)
-    except SQLAlchemyError as exc:
-        raise CatalogError(f"catalog {catalog.public_url}: {_reason(exc)}") from None
+    return stream_records(catalog, query)
 
 
 def count_between(catalog: Catalog, start: datetime, end: datetime,

@@ -48,6 +48,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -544,6 +545,13 @@ def read_records(catalog: Catalog, start: datetime | None = None,
         query = query.where(records.c.at >= start.astimezone(UTC))
     if end is not None:
         query = query.where(records.c.at < end.astimezone(UTC))
+    return stream_records(catalog, query)
+
+
+def stream_records(catalog: Catalog, query: Select[Any]) -> Iterator[AuditRecord]:
+    """The records a query of the trail's table selects, read as the caller iterates
+    (1000 rows at a time: a regional center's trail does not fit in memory);
+    CatalogError when the catalog fails."""
     try:
         with catalog._engine.connect() as connection:
             result = connection.execution_options(yield_per=1000).execute(query)

@@ -13,29 +13,25 @@ catalog/audit_query.py). Pages go back by sequence number (`before_seq`).
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
-from sqlalchemy.exc import SQLAlchemyError
 
+from medark.catalog.audit_export import FORMATS, export_header, export_line
 from medark.catalog.audit_query import _matching
 from medark.catalog.audit_trail import (
     AuditRecord,
     AuditSettings,
-    _reason,
     default_key_file,
     format_at,
     read_head,
     read_key,
     records,
     snapshot,
-    stored_record,
+    stream_records,
 )
 from medark.catalog.audit_verify import Report, verify
 from medark.catalog.store import Catalog
@@ -48,11 +44,7 @@ from medark.server.roles import AUDIT_READ
 MAX_LIMIT = 1000
 SEARCH = "audit.search"
 EXPORT = "audit.export"
-FORMATS = ("jsonl", "csv")
 RESULTS = ("ok", "denied", "failed")
-CSV_FIELDS = ("seq", "at", "actor", "source", "action", "target", "result", "institution",
-              "detail", "hash_alg", "key_id", "prev_hash", "hash", "signature")
-"""The columns of `medark audit export --format csv` (cli/commands/audit.py)."""
 MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 
@@ -157,15 +149,6 @@ def _where(wanted: AuditFilter, scope: str | None) -> list[ColumnElement[bool]]:
     return terms
 
 
-def _rows(catalog: Catalog, query: Any) -> Iterator[AuditRecord]:
-    try:
-        with catalog._engine.connect() as connection:
-            for row in connection.execution_options(yield_per=1000).execute(query):
-                yield stored_record(row)
-    except SQLAlchemyError as exc:
-        raise CatalogError(f"catalog {catalog.public_url}: {_reason(exc)}") from None
-
-
 def record_view(record: AuditRecord) -> dict[str, Any]:
     return {"seq": record.seq, "at": format_at(record.at), "actor": record.actor,
             "source": record.source, "action": record.action, "target": record.target,
@@ -182,7 +165,8 @@ def search(catalog: Catalog, who: Principal, wanted: AuditFilter, limit: int = 1
     query = select(records).where(*_where(wanted, scope))
     if before_seq is not None:
         query = query.where(records.c.seq < before_seq)
-    found = list(_rows(catalog, query.order_by(records.c.seq.desc()).limit(limit)))
+    found = list(stream_records(catalog,
+                                query.order_by(records.c.seq.desc()).limit(limit)))
     audit(catalog, who.actor, who.address, SEARCH, None, "ok",
           scope or wanted.institution,
           {**wanted.detail(), "limit": limit, "before_seq": before_seq,
@@ -195,10 +179,7 @@ def export(catalog: Catalog, who: Principal, wanted: AuditFilter, form: str
     """The records in sequence order as `medark audit export` writes them (JSON lines,
     or CSV with a header), streamed; checked now, read as the caller iterates. The
     export is audited once it ends, with how many records it gave (`failed` when the
-    download stopped early).
-
-    TODO(fold): cli/commands/audit.py _export formats the same lines; both should use
-    one formatter in a lower layer (service/ or catalog/audit_query.py)."""
+    download stopped early). The form: catalog/audit_export.py."""
     if form not in FORMATS:
         raise UsageError(f"format: use one of {', '.join(FORMATS)}")
     scope = _allowed(catalog, who, EXPORT, wanted)
@@ -209,35 +190,17 @@ def export(catalog: Catalog, who: Principal, wanted: AuditFilter, form: str
 def _lines(catalog: Catalog, who: Principal, wanted: AuditFilter, form: str,
            scope: str | None, query: Any) -> Iterator[str]:
     count, outcome = 0, "failed"
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
     try:
         if form == "csv":
-            writer.writerow(CSV_FIELDS)
-            yield _take(buffer)
-        for record in _rows(catalog, query):
-            doc: dict[str, Any] = record.public()
-            if form == "csv":
-                doc["at"] = format_at(record.at)
-                doc["detail"] = json.dumps(record.detail, sort_keys=True,
-                                           ensure_ascii=False)
-                writer.writerow(["" if doc[f] is None else doc[f] for f in CSV_FIELDS])
-                yield _take(buffer)
-            else:
-                yield json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n"
+            yield export_header(form)
+        for record in stream_records(catalog, query):
+            yield export_line(record, form)
             count += 1
         outcome = "ok"
     finally:
         audit(catalog, who.actor, who.address, EXPORT, None, outcome,
               scope or wanted.institution,
               {**wanted.detail(), "format": form, "records": count})
-
-
-def _take(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
 
 
 def export_name(form: str, now: datetime) -> str:

@@ -10,15 +10,13 @@ administrator's reach."""
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import io
-import json
 import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from medark.cli.command import Command
 from medark.cli.plan_options import add_catalog_option, add_config_option
@@ -31,8 +29,7 @@ if TYPE_CHECKING:
 
 ACTIONS = ("verify", "export", "anchor")
 FORMATS = ("jsonl", "csv")
-CSV_FIELDS = ("seq", "at", "actor", "source", "action", "target", "result", "institution",
-              "detail", "hash_alg", "key_id", "prev_hash", "hash", "signature")
+"""As catalog/audit_export.py FORMATS (not imported: `--help` loads no catalog code)."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -144,7 +141,8 @@ def _moment(text: str, end: bool) -> datetime:
 
 
 def _export(ctx: Context, catalog: Catalog) -> int:
-    from medark.catalog.audit_trail import AuditEntry, append, format_at, read_records
+    from medark.catalog.audit_export import export_header, export_line
+    from medark.catalog.audit_trail import AuditEntry, append, read_records
 
     args = ctx.args
     start = _moment(args.start, False) if args.start else None
@@ -163,17 +161,9 @@ def _export(ctx: Context, catalog: Catalog) -> int:
                                write_through=True)
     count = 0
     try:
-        writer = csv.writer(out) if args.format == "csv" else None
-        if writer is not None:
-            writer.writerow(CSV_FIELDS)
+        out.write(export_header(args.format))
         for record in read_records(catalog, start, end):
-            doc: dict[str, Any] = record.public()
-            if writer is not None:
-                doc["at"] = format_at(record.at)
-                doc["detail"] = json.dumps(record.detail, sort_keys=True, ensure_ascii=False)
-                writer.writerow(["" if doc[f] is None else doc[f] for f in CSV_FIELDS])
-            else:
-                out.write(json.dumps(doc, ensure_ascii=False, sort_keys=True) + "\n")
+            out.write(export_line(record, args.format))
             count += 1
         out.flush()
     finally:
