@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,9 @@ import pyotp
 import pytest
 from catalog_urls import KINDS, catalog_urls
 from conftest import MEDARK, TEST_KDF
+
+from medark.catalog.audit_trail import read_records
+from medark.catalog.store import Catalog
 
 NEW_PASSWORD = "Changed-at-first-login-{}"
 """Each user's own password after the first login (the user name filled in reversed,
@@ -173,6 +176,41 @@ class Site:
         if name not in self.ready:
             self.ready[name] = first_login(self.server, name, self.passwords[name])
         return self.ready[name]
+
+    def new_user(self, name: str, roles: list[str], institution: str) -> User:
+        """An account made by init's security administrator, signed in and past its
+        first login (once: later calls give the same user)."""
+        if name not in self.ready:
+            made = self.user("secadmin").call("POST", "/api/users", json={
+                "name": name, "institution": institution, "roles": roles})
+            assert made.status_code == 201, made.text
+            self.ready[name] = first_login(self.server, name,
+                                           made.json()["one_time_password"])
+        return self.ready[name]
+
+
+def audit_records(catalog_url: str, *actions: str) -> list[dict[str, Any]]:
+    """The audit trail's records (public form) in order; only those of `actions` when
+    given."""
+    catalog = Catalog(catalog_url)
+    try:
+        return [r.public() for r in read_records(catalog)
+                if not actions or r.action in actions]
+    finally:
+        catalog.close()
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 120,
+             every: float = 0.3) -> Any:
+    """The first true value `check` returns; AssertionError naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory

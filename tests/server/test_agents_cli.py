@@ -13,8 +13,7 @@ import os
 import signal
 import stat
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +22,21 @@ from typing import Any
 import pytest
 from catalog_urls import KINDS, catalog_urls
 from conftest import MEDARK, PASSWORD
-from server_site import Server, User, base_env, code_of, first_login, init, run, start
+from server_site import (
+    Server,
+    User,
+    audit_records,
+    base_env,
+    code_of,
+    first_login,
+    init,
+    run,
+    start,
+    wait_for,
+)
 from sqlalchemy import text
 
 from medark.catalog import job_queue
-from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
 from medark.util import clock
 
@@ -134,16 +143,6 @@ def _login_again(server: Server, user: User) -> User:
     return User(user.name, user.password, client, user.totp)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -178,14 +177,6 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             yield made
         finally:
             made.server.stop()
-
-
-def _audit(site: Agents, action: str) -> list[dict[str, Any]]:
-    catalog = site.opened()
-    try:
-        return [r.public() for r in read_records(catalog) if r.action == action]
-    finally:
-        catalog.close()
 
 
 def test_enrolment_token_is_single_use_expires_and_the_credential_is_private(
@@ -225,7 +216,7 @@ def test_enrolment_token_is_single_use_expires_and_the_credential_is_private(
     long = site.sysadmin.call("POST", "/api/agents/enrolment-tokens",
                               json={"institution": "center", "hours": 169})
     assert long.status_code == 422
-    records = _audit(site, "agent.enroll")
+    records = audit_records(site.catalog, "agent.enroll")
     assert [r["result"] for r in records].count("ok") == 1
     assert sorted(r["detail"]["reason"] for r in records if r["result"] == "denied") == [
         "expired", "used"]
@@ -394,7 +385,7 @@ def test_an_agent_that_stops_heartbeating_is_offline_with_an_alert(site: Agents)
              and site.agent("quiet")["state"] == "online")
 
     def records(action: str) -> int:
-        return [r["target"] for r in _audit(site, action)].count("center/quiet")
+        return [r["target"] for r in audit_records(site.catalog, action)].count("center/quiet")
 
     offline, online = records("agent.offline"), records("agent.online")
     proc.kill()

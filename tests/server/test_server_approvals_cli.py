@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from catalog_urls import KINDS, catalog_urls
 from server_site import (
     Site,
     User,
+    audit_records,
     base_env,
     code_of,
     first_login,
@@ -27,7 +27,6 @@ from server_site import (
 )
 from sqlalchemy import select, update
 
-from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
 from medark.server.tables_approvals import ApprovalRow
 
@@ -50,14 +49,6 @@ def four_eyes_site(request: pytest.FixtureRequest,
             log = server.stop()
             assert "single-security-admin" not in log
             assert not [p for p in passwords.values() if p in log]
-
-
-def _audit(site: Site, *actions: str) -> list[dict[str, Any]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [r.public() for r in read_records(catalog) if r.action in actions]
-    finally:
-        catalog.close()
 
 
 def _create(by: User, name: str, roles: list[str]) -> httpx.Response:
@@ -83,7 +74,7 @@ def _second_secadmin(site: Site) -> User:
     finally:
         warned = lone.stop()
     assert "warning: --single-security-admin" in warned
-    waived = [r for r in _audit(site, "approval.waived") if r["target"] == "sec2"]
+    waived = [r for r in audit_records(site.catalog, "approval.waived") if r["target"] == "sec2"]
     assert len(waived) == 1 and waived[0]["actor"] == "secadmin"
     assert waived[0]["detail"]["reasons"] == ["admin_create"]
     site.ready["sec2"] = first_login(site.server, "sec2", one_time)
@@ -113,7 +104,7 @@ def test_alone_a_change_of_an_administrator_is_refused(site: Site) -> None:
         assert code_of(refused) == "four_eyes_unavailable"
         assert "--single-security-admin" in refused.json()["error"]["message"]
     assert secadmin.call("GET", "/api/users/lone-sec").status_code == 404
-    denied = [r for r in _audit(site, "approval.request") if r["result"] == "denied"]
+    denied = [r for r in audit_records(site.catalog, "approval.request") if r["result"] == "denied"]
     assert len(denied) >= 4
     assert {r["detail"]["reason"] for r in denied} == {"four_eyes_unavailable"}
     # an operator's account changes at once, alone or not
@@ -212,7 +203,7 @@ def test_an_administrator_reset_needs_a_second_security_administrator(site: Site
     assert sec2.call("GET", path).json()["approval"]["state"] == "approved"
     # audited: the request, the change as the approver's (naming the approval), and
     # the approval once the change is made
-    records = [r for r in _audit(site, "approval.request", "approval.approve",
+    records = [r for r in audit_records(site.catalog, "approval.request", "approval.approve",
                                  "user.update")
                if r["target"] == "sysadmin" and r["result"] == "ok"]
     assert [(r["action"], r["actor"]) for r in records] == [
@@ -220,10 +211,10 @@ def test_an_administrator_reset_needs_a_second_security_administrator(site: Site
         ("approval.approve", "sec2")]
     assert records[1]["detail"] == {"password_reset": True, "approval": approval["id"],
                                     "requested_by": "secadmin"}
-    refusals = {r["detail"]["reason"] for r in _audit(site, "approval.approve")
+    refusals = {r["detail"]["reason"] for r in audit_records(site.catalog, "approval.approve")
                 if r["result"] == "denied"}
     assert refusals == {"self_approval", "approval_state"}
-    assert one_time not in str(_all(site))
+    assert one_time not in str(audit_records(site.catalog))
     catalog = Catalog(site.catalog)
     try:
         with catalog._session() as session:
@@ -232,14 +223,6 @@ def test_an_administrator_reset_needs_a_second_security_administrator(site: Site
         catalog.close()
     assert one_time not in str(stored)
     del site.ready["sysadmin"]
-
-
-def _all(site: Site) -> list[dict[str, Any]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [r.public() for r in read_records(catalog)]
-    finally:
-        catalog.close()
 
 
 def test_disabling_creating_and_promoting_wait_too(site: Site) -> None:
@@ -274,7 +257,7 @@ def test_disabling_creating_and_promoting_wait_too(site: Site) -> None:
     assert approved.status_code == 200, approved.text
     assert approved.json()["user"]["roles"] == ["auditadmin"]
     first_login(site.server, "aud2", approved.json()["one_time_password"])
-    made = [r for r in _audit(site, "user.create") if r["target"] == "aud2"]
+    made = [r for r in audit_records(site.catalog, "user.create") if r["target"] == "aud2"]
     assert [(r["actor"], r["detail"]["requested_by"]) for r in made] == [
         ("secadmin", "sec2")]
     # the account's holder cannot approve a change of its own account: with two
@@ -315,11 +298,11 @@ def test_a_request_expires_after_a_day(site: Site) -> None:
     assert sec2.call("GET", path).json()["approval"]["state"] == "expired"
     late = sec2.call("POST", f"{path}/approve")
     assert late.status_code == 409 and code_of(late) == "approval_expired"
-    expired = [r for r in _audit(site, "approval.expire")
+    expired = [r for r in audit_records(site.catalog, "approval.expire")
                if r["detail"]["approval"] == approval["id"]]
     assert len(expired) == 1 and expired[0]["actor"] == "server"
     sec2.call("POST", f"{path}/approve")  # refused again, not expired twice
-    assert len([r for r in _audit(site, "approval.expire")
+    assert len([r for r in audit_records(site.catalog, "approval.expire")
                 if r["detail"]["approval"] == approval["id"]]) == 1
     assert [a["id"] for a in sec2.call("GET", "/api/approvals", params={
         "state": "expired"}).json()["approvals"]] == [approval["id"]]

@@ -22,6 +22,7 @@ from server_site import (
     LOCKOUT_AFTER,
     LOCKOUT_SECONDS,
     Site,
+    audit_records,
     code_of,
     first_login,
     login,
@@ -32,20 +33,11 @@ from server_site import (
 )
 from sqlalchemy import select
 
-from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
 from medark.server.db import transaction
 from medark.server.tables import User
 
 site = site_fixture()
-
-
-def _audit(site: Site) -> list[dict[str, object]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [record.public() for record in read_records(catalog)]
-    finally:
-        catalog.close()
 
 
 def _new_user(site: Site, name: str, roles: list[str]) -> str:
@@ -143,7 +135,7 @@ def test_lockout_after_failures_then_unlock_after_the_window(site: Site) -> None
     _c, unknown = login(site.server, "nobody-here", "Whatever-123")
     assert unknown.status_code == 401 and code_of(unknown) == "login_failed"
 
-    records = [r for r in _audit(site) if r["target"] == "lock-me"]
+    records = [r for r in audit_records(site.catalog) if r["target"] == "lock-me"]
     logins = [(r["action"], r["result"]) for r in records if r["action"] in ("login",
                                                                              "lockout")]
     assert logins == [("login", "failed")] * LOCKOUT_AFTER + [
@@ -292,7 +284,7 @@ def test_no_secret_in_the_audit_trail_or_the_server_log(site: Site) -> None:
     admin = site.user("secadmin")
     one_time = _new_user(site, "secret-check", ["operator"])
     user = first_login(site.server, "secret-check", one_time)
-    records = _audit(site)
+    records = audit_records(site.catalog)
     text = json.dumps(records)
     assert admin.totp is not None
     secrets = [*site.passwords.values(), admin.password, one_time, user.password,

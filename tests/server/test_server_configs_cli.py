@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from server_site import Site, User, code_of, first_login, run, site_fixture
+from server_site import Site, User, audit_records, code_of, run, site_fixture
 from sqlalchemy import text
 
-from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
 
 site = site_fixture()
@@ -73,23 +72,6 @@ retention = { daily = 30 }
 
 def doc(inst: str, schedule: str = "*/15 * * * *") -> str:
     return DOC.format(inst=inst, schedule=schedule)
-
-
-def _audit(site: Site, action: str) -> list[dict[str, Any]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [r.public() for r in read_records(catalog) if r.action == action]
-    finally:
-        catalog.close()
-
-
-def _user(site: Site, name: str, roles: list[str], institution: str) -> User:
-    if name not in site.ready:
-        made = site.user("secadmin").call("POST", "/api/users", json={
-            "name": name, "institution": institution, "roles": roles})
-        assert made.status_code == 201, made.text
-        site.ready[name] = first_login(site.server, name, made.json()["one_time_password"])
-    return site.ready[name]
 
 
 def _hospitals(site: Site) -> None:
@@ -175,7 +157,7 @@ def test_a_bad_document_is_refused_line_by_line_and_nothing_is_saved(site: Site)
     for body in bodies:
         response = sysadmin.call("PUT", "/api/institutions/county-b/config", json=body)
         assert response.status_code == 422, (body, response.text)
-    records = [r for r in _audit(site, "config.change") if r["target"] == "county-b"]
+    records = [r for r in audit_records(site.catalog, "config.change") if r["target"] == "county-b"]
     reasons = [r["detail"].get("reason") for r in records if r["result"] == "failed"]
     assert reasons.count("invalid_config") >= 5 and reasons.count("config_changed") == 2
     assert not [r for r in records if "hunter2" in str(r)]
@@ -191,9 +173,9 @@ def test_views_and_changes_follow_roles_and_scope(site: Site) -> None:
         current = center.call("GET", f"/api/institutions/{inst}/config")
         base = current.json()["config"]["version"] if current.status_code == 200 else None
         assert _put(center, inst, doc(inst), base).status_code == 200
-    local_admin = _user(site, "a-admin", ["sysadmin"], "county-a")
-    local_viewer = _user(site, "a-viewer", ["viewer"], "county-a")
-    center_viewer = _user(site, "c-viewer", ["viewer"], "center")
+    local_admin = site.new_user("a-admin", ["sysadmin"], "county-a")
+    local_viewer = site.new_user("a-viewer", ["viewer"], "county-a")
+    center_viewer = site.new_user("c-viewer", ["viewer"], "center")
     # a hospital's system administrator changes its own configuration only
     mine = local_admin.call("GET", "/api/institutions/county-a/config").json()["config"]
     changed = _put(local_admin, "county-a", doc("county-a", "0 2 * * *"), mine["version"])
@@ -233,10 +215,10 @@ def test_views_and_changes_follow_roles_and_scope(site: Site) -> None:
     assert systems[0]["plans"] == ["his"]
     repos = local_viewer.call("GET", "/api/repositories").json()["repositories"]
     assert repos[0]["url"] == "/backup/county-a"
-    refusals = [r for r in _audit(site, "config.change") if r["result"] == "denied"]
+    refusals = [r for r in audit_records(site.catalog, "config.change") if r["result"] == "denied"]
     assert {(r["actor"], r["detail"]["reason"]) for r in refusals} >= {
         ("a-admin", "out_of_scope"), ("a-viewer", "forbidden")}
-    reads = [r for r in _audit(site, "config.read") if r["result"] == "denied"]
+    reads = [r for r in audit_records(site.catalog, "config.read") if r["result"] == "denied"]
     assert {(r["actor"], r["target"]) for r in reads} >= {
         ("a-admin", "county-b"), ("a-viewer", "sites")}
 
@@ -273,7 +255,7 @@ def test_import_and_export_from_the_command_line(site: Site) -> None:
     missing = run(site.env, "server", "config", "export", "--catalog", site.catalog,
                   "--institution", "county-c", "--version", "5")
     assert missing.returncode != 0 and "no version 5" in missing.stderr
-    records = [r for r in _audit(site, "config.change") if r["target"] == "county-c"]
+    records = [r for r in audit_records(site.catalog, "config.change") if r["target"] == "county-c"]
     assert [(r["actor"], r["source"], r["result"]) for r in records] == [
         ("server", "cli", "ok"), ("server", "cli", "failed")]
 

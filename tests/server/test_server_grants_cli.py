@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_site import Site, User, code_of, first_login, run, site_fixture
-
-from medark.catalog.audit_trail import read_records
-from medark.catalog.store import Catalog
+from server_site import Site, User, audit_records, code_of, run, site_fixture
 
 site = site_fixture()
 
@@ -33,23 +30,6 @@ class World:
     snapshot: str
     data: Path
     """The directory backed up (snapshots hold its absolute path)."""
-
-
-def _audit(site: Site) -> list[dict[str, Any]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [record.public() for record in read_records(catalog)]
-    finally:
-        catalog.close()
-
-
-def _user(site: Site, name: str, roles: list[str], institution: str) -> User:
-    if name not in site.ready:
-        made = site.user("secadmin").call("POST", "/api/users", json={
-            "name": name, "institution": institution, "roles": roles})
-        assert made.status_code == 201, made.text
-        site.ready[name] = first_login(site.server, name, made.json()["one_time_password"])
-    return site.ready[name]
 
 
 def _config(repo: Path, password_file: Path) -> str:
@@ -126,13 +106,13 @@ def world(site: Site) -> World:
                "--institution", B, str(document))
     assert done.returncode == 0, done.stderr
     users = {
-        "a-op": _user(site, "a-op", ["operator"], A),
-        "a-viewer": _user(site, "a-viewer", ["viewer"], A),
-        "a-secop": _user(site, "a-secop", ["operator", "secadmin"], A),
-        "b-sec": _user(site, "b-sec", ["secadmin"], B),
-        "b-op": _user(site, "b-op", ["operator"], B),
-        "c-sec": _user(site, "c-sec", ["secadmin"], C),
-        "center-op": _user(site, "center-op", ["operator"], "center"),
+        "a-op": site.new_user("a-op", ["operator"], A),
+        "a-viewer": site.new_user("a-viewer", ["viewer"], A),
+        "a-secop": site.new_user("a-secop", ["operator", "secadmin"], A),
+        "b-sec": site.new_user("b-sec", ["secadmin"], B),
+        "b-op": site.new_user("b-op", ["operator"], B),
+        "c-sec": site.new_user("c-sec", ["secadmin"], C),
+        "center-op": site.new_user("center-op", ["operator"], "center"),
     }
     listed = users["b-op"].call("GET", f"/api/institutions/{B}/systems/pacs/snapshots")
     assert listed.status_code == 200, listed.text
@@ -204,7 +184,7 @@ def test_a_grant_is_requested_approved_used_expired_then_refused(world: World) -
     assert refused.status_code == 403 and code_of(refused) == "grant_required"
     assert "POST /api/grants" in refused.json()["error"]["message"]
 
-    records = [r for r in _audit(world.site) if r["action"].startswith("grant.")
+    records = [r for r in audit_records(world.site.catalog) if r["action"].startswith("grant.")
                and (r["detail"].get("grant") == gid or r["actor"] == "a-op")]
     lifecycle = [(r["action"], r["result"]) for r in records
                  if r["detail"].get("grant") == gid]
@@ -223,7 +203,7 @@ def test_a_grant_is_requested_approved_used_expired_then_refused(world: World) -
     assert refusals[-1]["detail"]["from_institution"] == A
     last = [r["action"] for r in records][-2:]
     assert last == ["grant.expire", "grant.refused"]  # the expiry is on record first
-    reads = [r for r in _audit(world.site) if r["action"] == "snapshot.list"
+    reads = [r for r in audit_records(world.site.catalog) if r["action"] == "snapshot.list"
              and r["actor"] == "a-op"]
     assert [(r["result"], r["detail"]["grant"]) for r in reads] == [("ok", gid)]
 
@@ -237,7 +217,7 @@ def test_the_server_scheduler_records_an_expiry_once(world: World) -> None:
         200, 409)  # 409: a loaded machine let the window pass first; it expires the same
 
     def expiries() -> list[dict[str, Any]]:
-        return [r for r in _audit(world.site) if r["action"] == "grant.expire"
+        return [r for r in audit_records(world.site.catalog) if r["action"] == "grant.expire"
                 and r["detail"]["grant"] == gid]
 
     deadline = time.monotonic() + 120
@@ -263,7 +243,7 @@ def test_a_denied_grant_gives_no_access(world: World) -> None:
     assert refused.status_code == 403 and code_of(refused) == "grant_required"
     again = b_sec.call("POST", f"/api/grants/{gid}/approve")
     assert again.status_code == 409 and code_of(again) == "grant_state"
-    actions = [(r["action"], r["result"]) for r in _audit(world.site)
+    actions = [(r["action"], r["result"]) for r in audit_records(world.site.catalog)
                if r["detail"].get("grant") == gid]
     assert actions == [("grant.request", "ok"), ("grant.deny", "ok"),
                        ("grant.approve", "denied")]
@@ -286,7 +266,7 @@ def test_only_the_data_owners_security_administrator_decides(world: World) -> No
     assert operator.status_code == 403 and code_of(operator) == "forbidden"
     state = a_secop.call("GET", f"/api/grants/{gid}").json()["grant"]["state"]
     assert state == "requested"
-    refusals = [(r["actor"], r["detail"]["reason"]) for r in _audit(world.site)
+    refusals = [(r["actor"], r["detail"]["reason"]) for r in audit_records(world.site.catalog)
                 if r["action"] == "grant.approve" and r["detail"].get("grant") == gid]
     assert refusals == [("a-secop", "self_approval"), ("secadmin", "forbidden")]
     # the requester revokes its own request; then nothing is left to decide
@@ -374,7 +354,7 @@ def test_snapshots_browse_and_find_under_a_snapshot_grant(world: World) -> None:
     assert found.status_code == 200 and len(found.json()["matches"]) == 3
     listed = _listing(a_op, "lis")  # the grant names no lis snapshot: an empty list
     assert listed.status_code == 200 and listed.json()["snapshots"] == []
-    records = [r for r in _audit(world.site) if r["actor"] == "a-op"
+    records = [r for r in audit_records(world.site.catalog) if r["actor"] == "a-op"
                and r["action"] in ("snapshot.browse", "snapshot.find")]
     assert [(r["action"], r["detail"]["grant"]) for r in records] == [
         ("snapshot.browse", gid), ("snapshot.find", gid)]
@@ -388,7 +368,7 @@ ROLES = ("sysadmin", "secadmin", "auditadmin", "operator", "viewer")
 def test_every_role_against_the_grants_endpoints(world: World) -> None:
     """Center accounts of each role: who may request, read, decide, list snapshots."""
     site = world.site
-    users = {role: _user(site, f"grants-{role}", [role], "center") for role in ROLES}
+    users = {role: site.new_user(f"grants-{role}", [role], "center") for role in ROLES}
     gid = _request(world.users["a-op"], "matrix").json()["grant"]["id"]
     snapshots = f"/api/institutions/{B}/systems/pacs/snapshots"
     cases: list[tuple[str, str, dict[str, Any] | None, frozenset[str], int, str]] = [

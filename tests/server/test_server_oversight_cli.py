@@ -20,10 +20,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from server_site import Site, User, code_of, first_login, site_fixture
+from server_site import Site, User, audit_records, code_of, site_fixture
 
 from medark.catalog import job_queue as jq
-from medark.catalog.audit_trail import read_records
 from medark.catalog.statuses import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.server.db import transaction
@@ -67,23 +66,6 @@ needs_poppler = pytest.mark.skipif(shutil.which("pdftotext") is None,
                                    reason="poppler-utils is not installed")
 
 
-def _user(site: Site, name: str, roles: list[str], institution: str) -> User:
-    if name not in site.ready:
-        made = site.user("secadmin").call("POST", "/api/users", json={
-            "name": name, "institution": institution, "roles": roles})
-        assert made.status_code == 201, made.text
-        site.ready[name] = first_login(site.server, name, made.json()["one_time_password"])
-    return site.ready[name]
-
-
-def _audit(site: Site, action: str) -> list[dict[str, Any]]:
-    catalog = Catalog(site.catalog)
-    try:
-        return [r.public() for r in read_records(catalog) if r.action == action]
-    finally:
-        catalog.close()
-
-
 def _hospitals(site: Site) -> None:
     """county-a and county-b, each with a configuration, a backup of its "his" (A's ten
     minutes ago, B's a day ago, B's newest attempt failed) and an open alert;
@@ -125,7 +107,7 @@ def _hospitals(site: Site) -> None:
 
 def test_compliance_of_each_institution_is_judged_on_its_own_jobs(site: Site) -> None:
     _hospitals(site)
-    nurse_a = _user(site, "nurse-a", ["viewer"], "county-a")
+    nurse_a = site.new_user("nurse-a", ["viewer"], "county-a")
     judged = nurse_a.call("GET", "/api/institutions/county-a/compliance")
     assert judged.status_code == 200, judged.text
     body = judged.json()
@@ -159,14 +141,14 @@ def test_compliance_of_each_institution_is_judged_on_its_own_jobs(site: Site) ->
                    {"sichuan": "maybe"}):
         bad = nurse_a.call("GET", "/api/institutions/county-a/compliance", params=params)
         assert bad.status_code == 422 and code_of(bad) == "invalid_request", (params, bad.text)
-    denied = _audit(site, "compliance.read")
+    denied = audit_records(site.catalog, "compliance.read")
     assert any(r["actor"] == "nurse-a" and r["result"] == "denied"
                and r["institution"] == "county-b" for r in denied)
 
 
 def test_alerts_are_seen_within_scope(site: Site) -> None:
     _hospitals(site)
-    nurse_a = _user(site, "nurse-a", ["viewer"], "county-a")
+    nurse_a = site.new_user("nurse-a", ["viewer"], "county-a")
     mine = nurse_a.call("GET", "/api/alerts")
     assert mine.status_code == 200, mine.text
     assert [(a["institution"], a["summary"]) for a in mine.json()["alerts"]] == [
@@ -210,7 +192,7 @@ def _wait(user: User, report_id: int) -> dict[str, Any]:
 @needs_poppler
 def test_a_report_is_generated_and_downloaded(site: Site, tmp_path: Path) -> None:
     _hospitals(site)
-    admin_a = _user(site, "admin-a", ["sysadmin"], "county-a")
+    admin_a = site.new_user("admin-a", ["sysadmin"], "county-a")
     month = f"{clock.now():%Y-%m}"
     queued = admin_a.call("POST", "/api/institutions/county-a/reports",
                           json={"kind": "monthly", "period": month})
@@ -255,7 +237,7 @@ def test_a_report_is_generated_and_downloaded(site: Site, tmp_path: Path) -> Non
     assert center.call("GET", f"/api/reports/{report['id']}/download").content == data
 
     # county-b's administrator sees none of it
-    admin_b = _user(site, "admin-b", ["sysadmin"], "county-b")
+    admin_b = site.new_user("admin-b", ["sysadmin"], "county-b")
     assert admin_b.call("GET", "/api/reports").json()["reports"] == []
     for path in (f"/api/reports/{report['id']}", f"/api/reports/{report['id']}/download"):
         hidden = admin_b.call("GET", path)
@@ -266,21 +248,21 @@ def test_a_report_is_generated_and_downloaded(site: Site, tmp_path: Path) -> Non
                            json={"kind": "monthly"})
     assert refused.status_code == 403 and code_of(refused) == "out_of_scope"
 
-    requested = _audit(site, "report.generate")
+    requested = audit_records(site.catalog, "report.generate")
     assert [(r["actor"], r["result"], r["institution"]) for r in requested
             if r["result"] == "ok"] == [("admin-a", "ok", "county-a")]
     assert any(r["actor"] == "admin-b" and r["result"] == "denied" for r in requested)
     results = [(r["actor"], r["target"], r["result"], r["detail"].get("sha256"))
-               for r in _audit(site, "report.finish")]
+               for r in audit_records(site.catalog, "report.finish")]
     assert results == [("server", f"report:{report['id']}", "ok", done["sha256"])]
-    downloads = [(r["actor"], r["result"]) for r in _audit(site, "report.download")]
+    downloads = [(r["actor"], r["result"]) for r in audit_records(site.catalog, "report.download")]
     assert downloads.count(("admin-a", "ok")) == 1 and ("auditadmin", "ok") in downloads
     assert ("admin-b", "denied") in downloads
 
 
 def test_report_requests_are_checked(site: Site) -> None:
     _hospitals(site)
-    admin_a = _user(site, "admin-a", ["sysadmin"], "county-a")
+    admin_a = site.new_user("admin-a", ["sysadmin"], "county-a")
     base = "/api/institutions/county-a/reports"
     for body in ({"kind": "monthly", "period": "2026-Q4"},
                  {"kind": "quarterly", "period": "2026-11"},
@@ -293,7 +275,7 @@ def test_report_requests_are_checked(site: Site) -> None:
     none = site.user("sysadmin").call("POST", "/api/institutions/county-c/reports",
                                       json={"kind": "monthly"})
     assert none.status_code == 409 and code_of(none) == "no_configuration"
-    nurse_a = _user(site, "nurse-a", ["viewer"], "county-a")
+    nurse_a = site.new_user("nurse-a", ["viewer"], "county-a")
     for method, path in (("POST", base), ("GET", "/api/reports"), ("GET", "/api/reports/1"),
                          ("GET", "/api/reports/1/download")):
         forbidden = nurse_a.call(method, path, json={"kind": "monthly"} if method == "POST"
@@ -304,7 +286,7 @@ def test_report_requests_are_checked(site: Site) -> None:
 
 def test_an_unfinished_or_interrupted_report_is_not_served(site: Site) -> None:
     _hospitals(site)
-    admin_a = _user(site, "admin-a", ["sysadmin"], "county-a")
+    admin_a = site.new_user("admin-a", ["sysadmin"], "county-a")
     dead = subprocess.Popen(["true"])
     dead.wait()
     catalog = Catalog(site.catalog)
