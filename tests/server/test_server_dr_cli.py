@@ -1,16 +1,18 @@
-"""A real DR switch-over through the management server (SQLite catalog): a primary and
-standby PostgreSQL pair with pgbouncer and the test HIS app in front (tests/dr_site.py),
-a real `medark agent run` with the pair in its [dr] table. The agent reports the pair's
-status in its heartbeats (GET /api/institutions/INST/dr); an operator's switchover with
-the system's name confirmed runs `medark dr switchover` at the agent: the job succeeds,
-each step comes back as an event with its duration, the roles of the pair are swapped."""
+"""A real DR switch-over and failback through the management server (SQLite catalog): a
+primary and standby PostgreSQL pair with pgbouncer and the test HIS app in front
+(tests/dr_site.py), a real `medark agent run` with the pair in its [dr] table. The agent
+reports the pair's status in its heartbeats (GET /api/institutions/INST/dr); an
+operator's switchover with the system's name confirmed runs `medark dr switchover` at
+the agent: each step comes back as an event with its duration while the action still
+runs (the east site's service start waits for a gate file the test opens only once it
+has seen the promotion's step), the job succeeds, the roles of the pair are swapped; a
+failback then puts them back."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +22,7 @@ from dr_site import Site as DrSite
 from dr_site import his_site, pg_nodes, preamble
 from pg_server import can_run_servers
 from pgbouncer_server import pgbouncer_bin
-from server_site import Server, User, base_env, first_login, init, run, start
+from server_site import Server, User, base_env, first_login, init, run, start, wait_for
 
 pytestmark = [
     pytest.mark.skipif(can_run_servers() is not None, reason=str(can_run_servers())),
@@ -52,7 +54,8 @@ stop = "echo stopped >> {w}/main.log"
 
 [[dr.his.services.east]]
 name = "his-interface"
-start = "echo started >> {w}/east.log"
+start = "while [ ! -e {w}/gate ]; do sleep 0.1; done; echo started >> {w}/east.log"
+start_timeout = "10min"
 stop = "echo stopped >> {w}/east.log"
 
 [[dr.his.health]]
@@ -68,16 +71,6 @@ class World:
     dr: DrSite
     server: Server
     op: User
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 180) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +114,22 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         server.stop()
 
 
+def ended(op: User, job_id: int) -> Any:
+    job = op.call("GET", f"/api/jobs/{job_id}").json()["job"]
+    return job if job["status"] not in ("queued", "running") else None
+
+
+def events_of(op: User, job_id: int) -> list[dict[str, Any]]:
+    """The job's events so far (the stream ends at once for an ended job)."""
+    with op.client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        return [json.loads(line[5:]) for line in response.iter_lines()
+                if line.startswith("data:")]
+
+
+def steps_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e["data"]["step"] for e in events if e["kind"] == "log" and "step" in e["data"]]
+
+
 def test_a_switchover_through_the_server(world: World) -> None:
     op, pair = world.op, world.dr.pair
 
@@ -128,7 +137,7 @@ def test_a_switchover_through_the_server(world: World) -> None:
         agents = op.call("GET", "/api/institutions/center/dr").json()["agents"]
         return [a for a in agents if a["systems"]]
 
-    agents = wait_for("the agent's DR status", reported)
+    agents = wait_for("the agent's DR status", reported, timeout=180)
     assert [(a["agent"], a["dr_systems"]) for a in agents] == [("his-host", ["his"])]
     assert agents[0]["systems"][0]["system"] == "his" and agents[0]["reported_at"]
     old, new = pair.primary, pair.standby
@@ -138,11 +147,19 @@ def test_a_switchover_through_the_server(world: World) -> None:
     job_id = asked.json()["job"]["id"]
     assert asked.json()["job"]["agent"] == "his-host"
 
-    def ended() -> Any:
-        job = op.call("GET", f"/api/jobs/{job_id}").json()["job"]
-        return job if job["status"] not in ("queued", "running") else None
+    def promoted() -> Any:  # live: the action is held at the east start until the gate
+        with op.client.stream("GET", f"/api/jobs/{job_id}/events",
+                              timeout=60) as response:  # the agent reports every 1 s
+            for line in response.iter_lines():
+                if line.startswith("data:") and "promote standby" in line:
+                    return json.loads(line[5:])
+        return None
 
-    job = wait_for("the switchover", ended, timeout=300)
+    seen = wait_for("the promotion's step while the switchover runs", promoted, timeout=300)
+    assert seen["data"]["step"]["result"] == "ok"
+    assert op.call("GET", f"/api/jobs/{job_id}").json()["job"]["status"] == "running"
+    (world.dr.work / "gate").touch()
+    job = wait_for("the switchover", lambda: ended(op, job_id), timeout=300)
     assert job["status"] == "succeeded", job["error"]
     action = job["details"]["dr_action"]
     assert action["status"] == "succeeded" and action["kind"] == "switchover"
@@ -150,11 +167,35 @@ def test_a_switchover_through_the_server(world: World) -> None:
     assert {new.port: new.sql("SELECT pg_is_in_recovery()"),
             old.port: old.sql("SELECT pg_is_in_recovery()")} == {new.port: "f",
                                                                   old.port: "t"}
-    with op.client.stream("GET", f"/api/jobs/{job_id}/events") as response:
-        events = [json.loads(line[5:]) for line in response.iter_lines()
-                  if line.startswith("data:")]
-    steps = [e["data"]["step"] for e in events if e["kind"] == "log" and "step" in e["data"]]
+    events = events_of(op, job_id)
+    steps = steps_of(events)
     assert [s["name"] for s in steps] == [s["name"] for s in action["steps"]]
     assert "promote standby" in [s["name"] for s in steps]
     assert all(isinstance(s["seconds"], float | int) for s in steps)
     assert any(" s" in e["data"]["message"] for e in events if e["kind"] == "log")
+
+
+def test_a_failback_through_the_server(world: World) -> None:
+    """After the switchover (run before it in this module), back to the configured
+    primary: confirmed with the system's name like a switchover."""
+    op, pair = world.op, world.dr.pair
+    base = "/api/institutions/center/systems/his/dr"
+    unconfirmed = op.call("POST", base, json={"action": "failback"})
+    assert unconfirmed.status_code == 422, unconfirmed.text
+    assert unconfirmed.json()["error"]["code"] == "confirmation_required"
+    asked = op.call("POST", base, json={"action": "failback", "confirm": "his"})
+    assert asked.status_code == 202, asked.text
+    assert asked.json()["job"]["kind"] == "dr_failback"
+    job_id = asked.json()["job"]["id"]
+    job = wait_for("the failback", lambda: ended(op, job_id), timeout=300)
+    assert job["status"] == "succeeded", job["error"]
+    action = job["details"]["dr_action"]
+    assert action["status"] == "succeeded" and action["kind"] == "failback"
+    home, away = pair.primary, pair.standby
+    assert action["new_primary"] == f"postgres@127.0.0.1:{home.port}"
+    assert {home.port: home.sql("SELECT pg_is_in_recovery()"),
+            away.port: away.sql("SELECT pg_is_in_recovery()")} == {home.port: "f",
+                                                                   away.port: "t"}
+    steps = steps_of(events_of(op, job_id))
+    assert [s["name"] for s in steps] == [s["name"] for s in action["steps"]]
+    assert "find roles" in [s["name"] for s in steps]

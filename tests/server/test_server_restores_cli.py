@@ -5,25 +5,21 @@ there with its content, the CLI's own access audit in the agent's catalog); an
 undeclared target refused by the agent, a path with '..' by the server; another
 institution's user and the center's operator without a grant refused (403
 grant_required); a drill of a system not in the agent's [dr] failed "unknown system";
-a switchover without its confirmation refused (422)."""
+a switchover, failover or failback without its confirmation refused (422)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import MEDARK, PASSWORD
-from server_site import Site, User, code_of, first_login, run, site_fixture
-
-from medark.catalog.audit_trail import read_records
-from medark.catalog.store import Catalog
+from server_site import Site, User, audit_records, code_of, run, site_fixture, wait_for
 
 site = site_fixture()
 
@@ -71,25 +67,6 @@ class World:
     """A snapshot of another system (tagged system=lis) in the same repository."""
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _user(site: Site, name: str, roles: list[str], institution: str) -> User:
-    if name not in site.ready:
-        made = site.user("secadmin").call("POST", "/api/users", json={
-            "name": name, "institution": institution, "roles": roles})
-        assert made.status_code == 201, made.text
-        site.ready[name] = first_login(site.server, name, made.json()["one_time_password"])
-    return site.ready[name]
-
-
 def _ended(user: User, job_id: int) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         job = user.call("GET", f"/api/jobs/{job_id}").json()["job"]
@@ -104,14 +81,6 @@ def _events(user: User, job_id: int) -> list[dict[str, Any]]:
         assert response.status_code == 200
         return [json.loads(line[5:]) for line in response.iter_lines()
                 if line.startswith("data:")]
-
-
-def _records(url: str, action: str) -> list[dict[str, Any]]:
-    catalog = Catalog(url)
-    try:
-        return [r.public() for r in read_records(catalog) if r.action == action]
-    finally:
-        catalog.close()
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +111,10 @@ def world(site: Site) -> Iterator[World]:
     imported = run(site.env, "server", "config", "import", "--catalog", site.catalog,
                    "--institution", HOSP, str(config))
     assert imported.returncode == 0, imported.stderr
-    users = {"op": _user(site, "hosp-op", ["operator"], HOSP),
-             "viewer": _user(site, "hosp-viewer", ["viewer"], HOSP),
-             "other-op": _user(site, "other-op", ["operator"], OTHER),
-             "center-op": _user(site, "center-op", ["operator"], "center")}
+    users = {"op": site.new_user("hosp-op", ["operator"], HOSP),
+             "viewer": site.new_user("hosp-viewer", ["viewer"], HOSP),
+             "other-op": site.new_user("other-op", ["operator"], OTHER),
+             "center-op": site.new_user("center-op", ["operator"], "center")}
     token = sysadmin.call("POST", "/api/agents/enrolment-tokens",
                           json={"institution": HOSP, "name": "pacs-host"})
     assert token.status_code == 201, token.text
@@ -199,11 +168,11 @@ def test_a_restore_of_one_file_lands_in_the_declared_target(world: World) -> Non
     events = _events(op, job["id"])
     assert events[-1]["kind"] == "status" and events[-1]["data"]["status"] == "succeeded"
     # the server's record of the request, and the CLI's own access audit at the agent
-    asked_records = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+    asked_records = [r for r in audit_records(world.site.catalog, "snapshot.restore.request")
                      if r["detail"].get("job") == job["id"]]
     assert [(r["actor"], r["result"], r["detail"]["target"]) for r in asked_records] == [
         ("hosp-op", "ok", "scratch")]
-    local = _records(f"sqlite:///{world.state / 'catalog.db'}", "snapshot.restore")
+    local = audit_records(f"sqlite:///{world.state / 'catalog.db'}", "snapshot.restore")
     assert local and local[-1]["result"] == "ok"
     assert str(world.scratch) in json.dumps(local[-1]["detail"])
 
@@ -234,7 +203,7 @@ def test_an_undeclared_target_or_a_path_outside_the_snapshot_is_refused(
     # a target name the server can tell is not one
     bad = _restore(op, {"snapshot": world.snapshot, "target": "../srv"})
     assert bad.status_code == 422 and code_of(bad) == "invalid_restore"
-    failed = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+    failed = [r for r in audit_records(world.site.catalog, "snapshot.restore.request")
               if r["result"] == "failed"]
     assert len(failed) == 4 and {r["detail"]["reason"] for r in failed} == {
         "invalid_restore"}
@@ -263,10 +232,10 @@ def test_a_restore_of_another_institutions_data_needs_a_grant(world: World) -> N
     viewer = _restore(world.users["viewer"], {"snapshot": world.snapshot,
                                               "target": "scratch"})
     assert viewer.status_code == 403 and code_of(viewer) == "forbidden"
-    refusals = [r for r in _records(world.site.catalog, "grant.refused")
+    refusals = [r for r in audit_records(world.site.catalog, "grant.refused")
                 if r["detail"].get("use") == "snapshot.restore.request"]
     assert {r["actor"] for r in refusals} == {"other-op", "center-op"}
-    denied = [r for r in _records(world.site.catalog, "snapshot.restore.request")
+    denied = [r for r in audit_records(world.site.catalog, "snapshot.restore.request")
               if r["result"] == "denied"]
     assert [r["actor"] for r in denied] == ["hosp-viewer"]
 
@@ -281,7 +250,7 @@ def test_dr_through_the_agent(world: World) -> None:
     done = _ended(op, drill.json()["job"]["id"])
     assert done["status"] == "failed" and "unknown system 'pacs'" in done["error"]
     for body in ({"action": "switchover"}, {"action": "switchover", "confirm": "his"},
-                 {"action": "failover", "confirm": "PACS"}):
+                 {"action": "failover", "confirm": "PACS"}, {"action": "failback"}):
         refused = op.call("POST", base, json=body)
         assert refused.status_code == 422, refused.text
         assert code_of(refused) == "confirmation_required"
@@ -295,7 +264,7 @@ def test_dr_through_the_agent(world: World) -> None:
     assert [(a["agent"], a["dr_systems"]) for a in agents] == [("pacs-host", [])]
     hidden = world.users["other-op"].call("GET", f"/api/institutions/{HOSP}/dr")
     assert hidden.status_code == 403 and code_of(hidden) == "out_of_scope"
-    records = _records(world.site.catalog, "dr.request")
+    records = audit_records(world.site.catalog, "dr.request")
     assert [(r["result"], r["detail"].get("reason")) for r in records
             if r["actor"] == "hosp-op"] == [("ok", None)] + [
-        ("failed", "confirmation_required")] * 3
+        ("failed", "confirmation_required")] * 4

@@ -13,23 +13,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.agent_conf import (
-    MAX_PATHS,
-    SNAPSHOT_REF,
-    exact_pattern,
-    snapshot_path_problem,
-)
+from medark.config.agent_conf import SNAPSHOT_REF, exact_pattern, snapshot_paths_problem
 from medark.config.plans import MedarkConfig
 from medark.scheduler.runner import Launcher, Step, medark_command, repository_env, run_job
 
 RESTORE = "restore"
-DR_KINDS = {"dr_switchover": "switchover", "dr_failover": "failover", "dr_drill": "drill"}
+DR_KINDS = {"dr_switchover": "switchover", "dr_failover": "failover",
+            "dr_failback": "failback", "dr_drill": "drill"}
 """Job kind -> the `medark dr` action it runs."""
+OnStep = Callable[[dict[str, Any]], None]
+"""Told of each DR step (its stored form) as it ends."""
 KINDS = (RESTORE, *DR_KINDS)
 
 
@@ -69,22 +68,18 @@ def _restore_refusal(config: MedarkConfig, plan: str, details: dict[str, Any]) -
     snapshot = details.get("snapshot")
     if not isinstance(snapshot, str) or not SNAPSHOT_REF.fullmatch(snapshot):
         return "the snapshot is an id (8 to 64 hex digits) or 'latest'"
-    paths = details.get("paths") or []
-    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
-        return f"paths: a list of at most {MAX_PATHS} paths inside the snapshot"
-    for path in paths:
-        problem = snapshot_path_problem(path)
-        if problem is not None:
-            return f"refused path {problem}"
-    return None
+    return snapshot_paths_problem(details.get("paths") or [])
 
 
 def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
-        details: dict[str, Any], launcher: Launcher, config_file: str | None) -> Done:
-    """Run the refusal-checked job as a child, recorded in the local catalog."""
+        details: dict[str, Any], launcher: Launcher, config_file: str | None,
+        on_step: OnStep | None = None) -> Done:
+    """Run the refusal-checked job as a child, recorded in the local catalog; a DR
+    action's steps go to `on_step` as each ends."""
     if kind == RESTORE:
         return _restore(config, catalog, plan, details, launcher)
-    return _dr(catalog, plan, kind, str(details["system"]), launcher, config_file)
+    return _dr(catalog, plan, kind, str(details["system"]), launcher, config_file,
+               on_step or (lambda _step: None))
 
 
 def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
@@ -141,16 +136,30 @@ def _system_snapshot(ref: str, system: str, repository: str, env: dict[str, str]
 
 
 def _dr(catalog: Catalog, plan: str, kind: str, system: str, launcher: Launcher,
-        config_file: str | None) -> Done:
+        config_file: str | None, on_step: OnStep) -> Done:
+    """`medark dr ACTION --step-lines`: each step's JSON line goes to `on_step` as the
+    child prints it; the steps a launcher that does not follow the child held back, at
+    the end from the action's document."""
     action = DR_KINDS[kind]
-    argv = [*medark_command(), "--json", "dr", action, system, "--yes"]
+    argv = [*medark_command(), "--json", "dr", action, system, "--yes", "--step-lines"]
     if config_file:
         argv += ["--config", config_file]
+    told = 0
+
+    def line(text: str) -> None:
+        nonlocal told
+        step = _step_of(text)
+        if step is not None:
+            told += 1
+            on_step(step)
+
     kept = _Keep(launcher)
-    step = Step(f"dr {action} {system}", argv, _catalog_env(catalog))
+    step = Step(f"dr {action} {system}", argv, _catalog_env(catalog), on_output=line)
     outcome = run_job(catalog, plan, kind, [step], None, 1, kept)
     record = _last_json(kept.stdout)
     steps = [s for s in record.get("steps", []) if isinstance(s, dict)]
+    for late in steps[told:]:
+        on_step(late)
     error = outcome.error
     if isinstance(record.get("error"), dict):
         error = str(record["error"].get("message") or error)
@@ -193,6 +202,20 @@ def _last_json(stdout: str) -> dict[str, Any]:
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _step_of(line: str) -> dict[str, Any] | None:
+    """The step of a `{"message_type": "dr_step", "step": {...}}` line, else None."""
+    if '"dr_step"' not in line:
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("message_type") != "dr_step":
+        return None
+    step = doc.get("step")
+    return step if isinstance(step, dict) else None
 
 
 def step_line(step: dict[str, Any]) -> str:

@@ -8,8 +8,9 @@
   records each once, so a report resent after a lost answer is harmless.
 - **Jobs.** A second thread long-polls `GET /api/agent/jobs`, runs what it is given
   (agent/work.py: only known kinds of local plans), sends progress and log events while
-  it runs, and uploads the result. A cancel (the answer to a progress report, or the
-  heartbeat's list) stops the job's child processes with SIGTERM.
+  it runs (a DR action's steps each as it ends), and uploads the result. A cancel (the
+  answer to a progress report, or the heartbeat's list) stops the job's child processes
+  with SIGTERM.
 - **Refusal.** A refused credential (revoked, unknown) stops the agent: `refused` holds
   the error, and `on_refused` stops the local schedule with it (exit 32).
 
@@ -221,19 +222,20 @@ class Uplink:
                                 {"message": f"{kind} of plan {plan} running"}):
                 running.cancel()
 
+        def step(done: dict[str, Any]) -> None:  # a DR step, as it ends
+            self._send_event(job_id, "log", {"message": remote_jobs.step_line(done),
+                                             "step": done})
+
         ticker = _Ticker(progress, self.options.interval)
         ticker.start()
         try:
             result = _run(self.config, self.catalog, plan, kind, running.children.launch,
-                          details, self.options.config_file)
+                          details, self.options.config_file, step)
         finally:
             ticker.stop()
             self._current = None
         for part in result.summary.get("parts", []):
             self._send_event(job_id, "log", {"message": _line(part)})
-        for step in result.summary.get("steps", []):
-            self._send_event(job_id, "log", {"message": remote_jobs.step_line(step),
-                                             "step": step})
         if running.cancelled.is_set():
             result.status, result.error = CANCELLED, "cancelled at the server's request"
         return result
@@ -284,9 +286,11 @@ class _Running:
 
 def _run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
          launcher: Launcher, details: dict[str, Any] | None = None,
-         config_file: str | None = None) -> work.Result:
+         config_file: str | None = None,
+         on_step: remote_jobs.OnStep | None = None) -> work.Result:
     try:
-        return work.run(config, catalog, plan, kind, launcher, details, config_file)
+        return work.run(config, catalog, plan, kind, launcher, details, config_file,
+                        on_step)
     except MedarkError as exc:
         return work.Result(FAILED, str(exc).splitlines()[0] if str(exc) else exc.code)
 

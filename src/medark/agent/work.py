@@ -57,16 +57,18 @@ def refusal(config: MedarkConfig, plan: str, kind: str,
 
 def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
         launcher: Launcher = launch, details: dict[str, Any] | None = None,
-        config_file: str | None = None) -> Result:
+        config_file: str | None = None,
+        on_step: remote_jobs.OnStep | None = None) -> Result:
     """Run the job now, recorded in the local catalog as `medark run` / `verify` would;
     each child process through `launcher` (which a cancel stops). A restore or DR action
-    (agent/remote_jobs.py) takes its parameters from the job's `details`."""
+    (agent/remote_jobs.py) takes its parameters from the job's `details`; a DR action
+    tells `on_step` of each step as it ends."""
     refused = refusal(config, plan, kind, details)
     if refused is not None:
         return Result(FAILED, refused)
     if kind in remote_jobs.KINDS:
         remote = remote_jobs.run(config, catalog, plan, kind, details or {}, launcher,
-                                 config_file)
+                                 config_file, on_step)
         return Result(remote.status, remote.error, None, None,
                       {"request": details or {}, **remote.summary, "steps": remote.steps},
                       remote.local_ids)

@@ -56,6 +56,18 @@ def snapshot_path_problem(path: object) -> str | None:
     return None
 
 
+def snapshot_paths_problem(paths: object) -> str | None:
+    """Why `paths` is not a list of at most MAX_PATHS paths inside a snapshot, or None
+    (the server refuses the request with it, the agent the job)."""
+    if not isinstance(paths, list) or len(paths) > MAX_PATHS:
+        return f"paths: a list of at most {MAX_PATHS} paths inside the snapshot"
+    for path in paths:
+        problem = snapshot_path_problem(path)
+        if problem is not None:
+            return f"paths: {problem}"
+    return None
+
+
 def exact_pattern(path: str) -> str:
     """A restore include pattern that matches `path` itself (its glob characters
     escaped), anchored at the snapshot's root."""

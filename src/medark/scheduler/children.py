@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from medark.scheduler.runner import Step
@@ -46,10 +46,15 @@ class Children:
                                     start_new_session=True)
             self._running[proc] = continuous
         try:
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                out, err = _stop(proc)
+            if step.on_output is not None:
+                out, err, timed_out = _follow(proc, step.on_output, timeout)
+            else:
+                try:
+                    out, err = proc.communicate(timeout=timeout)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    (out, err), timed_out = _stop(proc), True
+            if timed_out:
                 return subprocess.CompletedProcess(
                     step.argv, TIMED_OUT, out,
                     f"{err}medark: {step.source} timed out after {timeout:g} s\n")
@@ -102,6 +107,49 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
     except subprocess.TimeoutExpired:
         _signal_group(proc, signal.SIGKILL)
         return proc.communicate()
+
+
+def _follow(proc: subprocess.Popen[str], on_output: Callable[[str], None],
+            timeout: float | None) -> tuple[str, str, bool]:
+    """communicate(), but each line of standard output goes to `on_output` as it comes
+    (read on threads of their own, so neither pipe fills up); at `timeout` the child is
+    stopped as _stop() does. Its output, its errors, and whether it timed out."""
+    out: list[str] = []
+    err: list[str] = []
+
+    def read_out() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.append(line)
+            # a listener's failure must not stop the reading: the child would block
+            with contextlib.suppress(Exception):
+                on_output(line.rstrip("\n"))
+
+    def read_err() -> None:
+        assert proc.stderr is not None
+        err.append(proc.stderr.read())
+
+    readers = [threading.Thread(target=read_out, name="child-stdout", daemon=True),
+               threading.Thread(target=read_err, name="child-stderr", daemon=True)]
+    for reader in readers:
+        reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=TERM_WAIT)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+    for reader in readers:
+        reader.join()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    return "".join(out), "".join(err), timed_out
 
 
 def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:

@@ -36,6 +36,11 @@ class Step:
     source: str
     argv: list[str]
     env: dict[str, str]
+    on_output: Callable[[str], None] | None = field(default=None, compare=False,
+                                                    repr=False)
+    """Called with each line of the child's standard output as it comes, by a launcher
+    that follows the child (Children.launch; the plain launch() gives it all at the
+    end): the agent streams a DR action's steps this way."""
 
 
 @dataclass

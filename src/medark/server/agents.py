@@ -34,7 +34,7 @@ from medark.util import clock
 CREDENTIAL_PREFIX = "mda_"
 ENROLMENT_PREFIX = "mde_"
 KINDS = ("backup", "check", "restore_test", "restore", "dr_switchover", "dr_failover",
-         "dr_drill")
+         "dr_failback", "dr_drill")
 """The job kinds an agent runs: nothing else, and never a command the server names (a
 restore names a target of the agent's own configuration, a DR action a system of its
 [dr]: server/remote_ops.py)."""

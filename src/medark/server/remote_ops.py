@@ -7,8 +7,8 @@ configuration says which directory that is, and refuses any other); a DR action 
 the system (the agent runs it only for a system of its own [dr] tables). Restoring is a
 read of patient data, so another institution's needs a grant (server/grants.py), the
 regional center's accounts too; every request and refusal is audited
-(`snapshot.restore.request`, `dr.request`). A switchover or failover moves a system
-between its sites: the request repeats the system's name in `confirm` (422
+(`snapshot.restore.request`, `dr.request`). A switchover, failover or failback moves a
+system between its sites: the request repeats the system's name in `confirm` (422
 `confirmation_required` otherwise).
 """
 
@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from medark.catalog import job_queue
 from medark.catalog.store import Catalog, JobRecord
-from medark.config.agent_conf import MAX_PATHS, TARGET_NAME, snapshot_path_problem
+from medark.config.agent_conf import TARGET_NAME, snapshot_paths_problem
 from medark.errors import AccessDenied, Conflict, MedarkError, ObjectNotFound, UsageError
 from medark.server import roles as R
 from medark.server.accounts import Principal
@@ -35,9 +35,9 @@ from medark.util import clock
 
 RESTORE = "restore"
 DR_ACTIONS = {"switchover": "dr_switchover", "failover": "dr_failover",
-              "drill": "dr_drill"}
+              "failback": "dr_failback", "drill": "dr_drill"}
 """A DR action -> its job kind."""
-CONFIRMED = ("switchover", "failover")
+CONFIRMED = ("switchover", "failover", "failback")
 """The actions that move a system between its sites: the request types its name again."""
 PARAMETERISED = (RESTORE, *DR_ACTIONS.values())
 """The job kinds whose `details` (names only) go to the agent with the job."""
@@ -46,7 +46,8 @@ DR_ACTION = "dr.request"
 
 
 class ConfirmationRequired(UsageError):
-    """A switchover or failover without the system's name repeated in `confirm`."""
+    """A switchover, failover or failback without the system's name repeated in
+    `confirm`."""
 
     code = "confirmation_required"
 
@@ -94,13 +95,7 @@ def request_restore(catalog: Catalog, who: Principal, institution: str, system: 
 def _restore_problem(paths: list[str], target: str) -> str | None:
     if not TARGET_NAME.fullmatch(target):
         return "target: the name of a restore target of the agent's [agent] table"
-    if len(paths) > MAX_PATHS:
-        return f"paths: at most {MAX_PATHS}"
-    for path in paths:
-        problem = snapshot_path_problem(path)
-        if problem is not None:
-            return f"paths: {problem}"
-    return None
+    return snapshot_paths_problem(paths)
 
 
 def request_dr(catalog: Catalog, who: Principal, institution: str, system: str,

@@ -21,9 +21,9 @@ class RestoreRequest(Strict):
 
 
 class DrRequest(Strict):
-    action: Literal["switchover", "failover", "drill"]
+    action: Literal["switchover", "failover", "failback", "drill"]
     confirm: str | None = Field(default=None, max_length=64)
-    """switchover and failover: the system's name typed again."""
+    """switchover, failover and failback: the system's name typed again."""
 
 
 class DrAgentStatus(Reply):

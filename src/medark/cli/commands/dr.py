@@ -8,9 +8,11 @@ system's limits, the health checks, the pooler, and the last switch and drill. I
 over (unreachable, not streaming), 27 when a lag is over its limit. history lists the
 DR actions the catalog recorded, newest first. Neither changes anything.
 
-The actions print each step as it ends, with its duration, and exit with the code of
-what went wrong (26 standby not ready, 27 lag over the limit, 28 fencing failed, 29
-health check failed, 30 refused: two primaries or another action running). Those that
+The actions print each step as it ends, with its duration (with --json only the
+action's document at the end, unless --step-lines asks for each step as a JSON line
+too), and exit with the code of what went wrong (26 standby not ready, 27 lag over the
+limit, 28 fencing failed, 29 health check failed, 30 refused: two primaries or another
+action running). Those that
 move a system ask for its name on a terminal unless --yes is given; elsewhere --yes is
 required. A drill changes nothing in production (a sandbox copy of the standby, torn
 down again) and asks for nothing; --yes is accepted.
@@ -49,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true",
                    help="switchover/failover/failback: do not ask for confirmation (a drill "
                    "never asks)")
+    p.add_argument("--step-lines", action="store_true",
+                   help="with --json, switchover/failover/failback/drill: also print each "
+                   "step as a JSON line when it ends ({\"message_type\": \"dr_step\", "
+                   "\"step\": {...}}), before the action's document: a tool (the agent) "
+                   "follows the action as it runs")
     p.add_argument("--force", action="store_true",
                    help="failover: promote even when the standby is further behind than "
                    "max_lag_bytes/max_lag (the loss is reported)")
@@ -213,6 +220,8 @@ def _act(ctx: Context, config: MedarkConfig) -> int:
         _confirm(ctx, args.action, args.system)
     ctx.out.text(f"dr {args.action} {args.system}:")
     def on_step(step: DrStep) -> None:
+        if ctx.out.as_json and args.step_lines:
+            ctx.out.json({"message_type": "dr_step", "step": step.stored()})
         _print_step(ctx, step)
 
     with opened_catalog(config, args.catalog) as catalog:

@@ -36,10 +36,10 @@ def restore(institution: Institution, system: System, body: RestoreRequest, who:
 @router.post(SYSTEM + "/dr", response_model=JobReply, status_code=202)
 def dr_action(institution: Institution, system: System, body: DrRequest, who: Who,
               ctx: Ctx) -> dict[str, Any]:
-    """Switchover, failover or drill of the system by the agent that has it in its [dr]
-    tables: 202 with the job, whose events carry each step and its duration. A
-    switchover or failover repeats the system's name in `confirm` (422
-    `confirmation_required`)."""
+    """Switchover, failover, failback or drill of the system by the agent that has it in
+    its [dr] tables: 202 with the job, whose events carry each step and its duration as
+    it ends. A switchover, failover or failback repeats the system's name in `confirm`
+    (422 `confirmation_required`)."""
     job = O.request_dr(ctx.catalog, who, institution, system, body.action, body.confirm)
     return {"job": job_view(job)}
 
