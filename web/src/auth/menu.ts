@@ -1,8 +1,8 @@
 // The side menu: one entry per page that exists, each shown only to the roles that hold
-// its permission. A page added to the router adds its entry here (and its route's
-// meta.permission, which the router's guard checks the same way).
+// its permission. Each area declares its entries beside its routes (pages/), whose
+// meta.permission the router's guard checks the same way.
 import type { Component } from 'vue'
-import { List } from '@element-plus/icons-vue'
+import { AREAS } from '@/pages'
 import { permissionsOf } from './roles'
 
 export interface MenuEntry {
@@ -15,9 +15,8 @@ export interface MenuEntry {
   icon: Component
 }
 
-export const MENU: readonly MenuEntry[] = [
-  { name: 'jobs', path: '/jobs', label: 'menu.jobs', permission: 'jobs.read', icon: List },
-]
+/** Every area's entries (pages/index.ts), in the areas' order. */
+export const MENU: readonly MenuEntry[] = AREAS.flatMap((area) => area.menu)
 
 /** The entries a user with these roles sees, in menu order. */
 export function menuFor(roles: readonly string[]): MenuEntry[] {

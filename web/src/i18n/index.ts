@@ -3,6 +3,7 @@
 import { createI18n } from 'vue-i18n'
 import zhCN from './locales/zh-CN'
 import en from './locales/en'
+import { AREAS } from '@/pages'
 
 export const LOCALES = ['zh-CN', 'en'] as const
 export type Locale = (typeof LOCALES)[number]
@@ -10,7 +11,20 @@ export const DEFAULT_LOCALE: Locale = 'zh-CN'
 export const LOCALE_KEY = 'medark.locale'
 export const LOCALE_NAMES: Record<Locale, string> = { 'zh-CN': '中文', en: 'English' }
 
-export const messages = { 'zh-CN': zhCN, en }
+/** The shared texts, and each area's under its own name (pages/index.ts). An area whose
+ * texts are still in the shared files (jobs) declares none. */
+function withAreas<T extends object>(base: T, locale: 'zh-CN' | 'en'): T {
+  const tree: Record<string, unknown> = { ...(base as Record<string, unknown>) }
+  for (const area of AREAS) {
+    const own = area.messages[locale]
+    if (Object.keys(own).length === 0) continue
+    if (area.name in tree) throw new Error(`texts of area ${area.name} clash with shared texts`)
+    tree[area.name] = own
+  }
+  return tree as T
+}
+
+export const messages = { 'zh-CN': withAreas(zhCN, 'zh-CN'), en: withAreas(en, 'en') }
 
 function isLocale(value: unknown): value is Locale {
   return typeof value === 'string' && (LOCALES as readonly string[]).includes(value)

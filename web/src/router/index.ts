@@ -1,9 +1,10 @@
-// Routes: the login outside the layout, every page inside it (lazily loaded chunks, so
-// the first screen stays small). A page's meta.permission is checked here as the menu
+// Routes: the login outside the layout, every area's pages inside it (pages/index.ts;
+// lazily loaded chunks, so the first screen stays small). A page's meta.permission is checked here as the menu
 // checks it (auth/menu.ts): a role without it never reaches the page.
 import { createRouter, createWebHistory, type RouteRecordRaw } from 'vue-router'
 import { useSession } from '@/stores/session'
 import { MENU } from '@/auth/menu'
+import { AREAS } from '@/pages'
 import ConsoleLayout from '@/layouts/ConsoleLayout.vue'
 
 declare module 'vue-router' {
@@ -25,8 +26,7 @@ export const routes: RouteRecordRaw[] = [
     component: ConsoleLayout,
     children: [
       { path: '', name: 'home', component: () => import('@/views/HomeRedirect.vue') },
-      { path: 'jobs', name: 'jobs', component: () => import('@/views/JobsView.vue'),
-        meta: { permission: 'jobs.read', title: 'menu.jobs' } },
+      ...AREAS.flatMap((area) => area.routes),
       { path: ':rest(.*)*', name: 'not-found',
         component: () => import('@/views/NotFoundView.vue'),
         meta: { title: 'notFound.title' } },

@@ -1,0 +1,6 @@
+// The console's alerts area (issue 17): no page yet, so no route and no menu entry.
+import type { PageArea } from '../types'
+
+const area: PageArea = { name: 'alerts', routes: [], menu: [], messages: { 'zh-CN': {}, en: {} } }
+
+export default area

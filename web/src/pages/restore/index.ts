@@ -1,0 +1,6 @@
+// The console's restore area (issue 17): no page yet, so no route and no menu entry.
+import type { PageArea } from '../types'
+
+const area: PageArea = { name: 'restore', routes: [], menu: [], messages: { 'zh-CN': {}, en: {} } }
+
+export default area
