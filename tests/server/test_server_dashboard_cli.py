@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from dr_site import dr_nodes
-from server_site import Site, User, code_of, first_login, site_fixture
+from server_site import Site, User, code_of, first_login, site_fixture, start
 
 from medark.catalog.store import Catalog
 from medark.server import dashboard_facts as facts
@@ -500,3 +500,25 @@ def test_older_jobs_are_found_beyond_the_recent_window(
         catalog.close()
     assert windowed.newest == whole.newest and windowed.succeeded == whole.succeeded
     assert windowed.running == whole.running and len(whole.newest) >= 5
+
+
+def test_an_open_stream_does_not_hold_up_the_servers_shutdown(
+        people: dict[str, Any], site: Site) -> None:
+    """A console left open while the server stops (SIGTERM): the stream ends and the
+    server exits 0 with nothing but its own lines in the log (no cancelled request)."""
+    second = start(site.env, site.catalog)  # sessions are in the catalog: any process
+    client = httpx.Client(base_url=second.url, timeout=WAIT,
+                          cookies={"medark_session": people["dash-view-a"].client.cookies[
+                              "medark_session"]})
+    try:
+        with client.stream("GET", "/api/events?max_seconds=300") as response:
+            assert response.status_code == 200, response.read()
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("event: ")) == \
+                "event: ready"
+            second.proc.terminate()
+            list(lines)  # the server ends the stream: the iteration stops
+    finally:
+        client.close()
+    err = second.stop()
+    assert "timeout graceful shutdown" not in err and "CancelledError" not in err, err

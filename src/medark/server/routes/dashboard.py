@@ -7,6 +7,7 @@ No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -130,7 +131,8 @@ async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: 
                                "replayed": len(replayed)}, cursor)
         deadline = clock.monotonic() + max_seconds
         quiet_since = clock.monotonic()
-        while clock.monotonic() < deadline and not await request.is_disconnected():
+        while (clock.monotonic() < deadline and not stopping()
+               and not await request.is_disconnected()):
             if subscriber.overflowed:
                 yield _frame("resync", {"reason": "too_many_events"}, cursor)
                 return
@@ -147,6 +149,15 @@ async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: 
                 quiet_since = clock.monotonic()
     finally:
         hub.unsubscribe(subscriber)
+
+
+def stopping() -> bool:
+    """Whether the server is shutting down: uvicorn's SIGTERM and SIGINT handler is its
+    Server's `handle_exit`, which sets `should_exit`. An open stream then ends within a
+    second, so a console left open neither holds up a graceful shutdown nor has its
+    request cancelled at the shutdown's timeout (with a traceback in the log)."""
+    handler = signal.getsignal(signal.SIGTERM)
+    return bool(getattr(getattr(handler, "__self__", None), "should_exit", False))
 
 
 def _frame(name: str, data: dict[str, Any], cursor: int) -> str:
