@@ -12,11 +12,11 @@ const pinia = createPinia()
 app.use(pinia).use(i18n).use(router)
 
 // a session that ended (idle timeout, signed out elsewhere): back to the login
-api.onUnauthenticated = () => {
+api.onUnauthenticated = (error) => {
   useSession(pinia).forget()
   const here = router.currentRoute.value
   if (!here.meta.public) {
-    void router.push({ name: 'login', query: { redirect: here.fullPath } })
+    void router.push({ name: 'login', query: { redirect: here.fullPath, reason: error.code } })
   }
 }
 
