@@ -502,10 +502,12 @@ def test_older_jobs_are_found_beyond_the_recent_window(
     assert windowed.running == whole.running and len(whole.newest) >= 5
 
 
-def test_an_open_stream_does_not_hold_up_the_servers_shutdown(
+def test_another_process_delivers_the_event_and_stops_with_a_stream_open(
         people: dict[str, Any], site: Site) -> None:
-    """A console left open while the server stops (SIGTERM): the stream ends and the
-    server exits 0 with nothing but its own lines in the log (no cancelled request)."""
+    """A second server process on the catalog streams a job queued through the first
+    (events come from catalog rows, not a process's memory); and a console left open
+    while it stops (SIGTERM): the stream ends and the server exits 0 with nothing but
+    its own lines in the log (no request cancelled at the shutdown's timeout)."""
     second = start(site.env, site.catalog)  # sessions are in the catalog: any process
     client = httpx.Client(base_url=second.url, timeout=WAIT,
                           cookies={"medark_session": people["dash-view-a"].client.cookies[
@@ -516,6 +518,11 @@ def test_an_open_stream_does_not_hold_up_the_servers_shutdown(
             lines = response.iter_lines()
             assert next(line for line in lines if line.startswith("event: ")) == \
                 "event: ready"
+            queued = people["dash-op-a"].call("POST", "/api/jobs", json={
+                "institution": "hosp-a", "plan": "emr", "kind": "backup"})
+            assert queued.status_code == 202, queued.text
+            wanted = f'"id":{queued.json()["job"]["id"]},"institution":"hosp-a"'
+            assert any(line.startswith("data: ") and wanted in line for line in lines)
             second.proc.terminate()
             list(lines)  # the server ends the stream: the iteration stops
     finally:
