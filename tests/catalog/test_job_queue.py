@@ -205,6 +205,25 @@ def test_list_jobs_scope_filters_and_paging(catalog: Catalog) -> None:
     assert jq.list_jobs(catalog, institutions=None, plan="nothing") == []
 
 
+def test_a_listed_job_is_the_record_get_job_reads(catalog: Catalog) -> None:
+    """list_jobs reads plain rows by position: every field as get_job's ORM object
+    gives it (times with their zone, progress, details, the cancel flag)."""
+    slot = clock.parse_time("2026-12-06T02:00:00Z")
+    jq.record_remote(catalog, origin_key="agent-a:1", institution="hosp-a", agent="agent-a",
+                     plan="his", kind="backup", status=SUCCEEDED, scheduled_for=slot,
+                     started_at=slot, finished_at=slot + timedelta(minutes=5), error=None,
+                     snapshot_id="ab12", bytes_added=4096, details={"files": 3})
+    running = jq.queue_job(catalog, institution="hosp-a", plan="lis", kind="check",
+                           requested_by="li.na", system="lis", details={"deep": True})
+    assert jq.claim_next(catalog, institution="hosp-a", agent="agent-a", plans=["lis"],
+                         host="h1") is not None
+    jq.set_progress(catalog, running.id, {"percent": 40, "message": "reading"})
+    jq.request_cancel(catalog, running.id)
+    listed = jq.list_jobs(catalog, institutions=None)
+    assert len(listed) == 2 and listed[0].cancel_requested and listed[0].progress
+    assert listed == [jq.get_job(catalog, job.id) for job in listed]
+
+
 def test_a_silent_agents_job_is_failed(catalog: Catalog) -> None:
     quiet = jq.queue_job(catalog, institution="hosp-a", plan="his", kind="backup",
                          requested_by=None)

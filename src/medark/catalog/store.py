@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
     Engine,
-    Row,
     Select,
     create_engine,
     event,
@@ -318,12 +318,15 @@ class Catalog:
     def alerts(self, open_only: bool = False, limit: int = 100,
                institution: str | None = None) -> list[AlertRecord]:
         """Newest first (of one institution, on a management server)."""
-        query = (_of(select(Alert), Alert.institution, institution)
+        query = (_of(select(Alert.__table__), Alert.institution, institution)
                  .order_by(Alert.id.desc()).limit(limit))
         if open_only:
             query = query.where(Alert.resolved_at.is_(None))
-        with self._session() as session:
-            return [_alert(a) for a in session.scalars(query)]
+        with self._session() as session:  # plain rows: ORM objects cost a server's CPU
+            result = session.execute(query)
+            names = list(result.keys())
+            return [_alert(SimpleNamespace(**dict(zip(names, row, strict=True))))
+                    for row in result]
 
     def jobs(self, plan: str | None = None, status: str | None = None,
              limit: int = 100) -> list[JobRecord]:
@@ -480,7 +483,7 @@ def _pending(row: Alert, notice: dict[str, Any] | None, channels: list[str] | No
     row.delivery_at = now
 
 
-def _alert(row: Alert) -> AlertRecord:
+def _alert(row: Alert | SimpleNamespace) -> AlertRecord:
     opened = _aware(row.opened_at)
     assert opened is not None
     delivery = None
@@ -503,8 +506,7 @@ def _of(query: _Query, column: Any, institution: str | None) -> _Query:
     return query if institution is None else query.where(column == institution)
 
 
-def _record(job: Job | Row[Any]) -> JobRecord:
-    """A job's record from its ORM object or its table's row (the same names)."""
+def _record(job: Job) -> JobRecord:
     return JobRecord(job.id, job.plan, job.kind, job.status, _aware(job.scheduled_for),
                      _aware(job.started_at), _aware(job.finished_at), job.attempt, job.host,
                      job.bytes_added, job.snapshot_id, job.rpo_seconds, job.error, job.details,
