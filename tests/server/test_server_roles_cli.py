@@ -159,6 +159,10 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
     # its confirmation: 422)
     ("POST", "/api/institutions/center/systems/his/restores", lambda r: {
         "snapshot": "latest", "target": "scratch"}, frozenset({"operator"}), 202),
+    # the restore wizard's read (test_server_recovery_cli.py): the snapshot readers';
+    # the center's repository has no password file in the server's directory: 503
+    ("GET", "/api/institutions/center/systems/his/recovery", lambda r: None,
+     frozenset({"operator", "viewer"}), 503),
     ("GET", "/api/institutions/center/dr", lambda r: None, EVERYONE, 200),
     ("POST", "/api/institutions/center/systems/his/dr", lambda r: {
         "action": "switchover"}, RUNNERS, 422),

@@ -99,7 +99,8 @@ class Uplink:
                 body: dict[str, Any] = {
                     "version": __version__, "plans": sorted(self.config.plans),
                     "queue_length": self._pending(), "interval": self.options.interval,
-                    "dr_systems": sorted(self.config.dr)}
+                    "dr_systems": sorted(self.config.dr),
+                    "restore_targets": sorted(self.config.agent.restore_targets)}
                 if self.config.dr and beats % remote_jobs.DR_STATUS_EVERY == 0:
                     body["dr_status"] = remote_jobs.dr_status_report(
                         self.config, self.catalog, self.options.config_file)

@@ -56,6 +56,7 @@ from medark.server.routes import (
     grants,
     institutions,
     jobs,
+    recovery,
     remote_ops,
     reports,
     session,
@@ -82,6 +83,7 @@ ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            grants.router, snapshots.router,
            agents.router,
            alerts.router, compliance.router, reports.router, remote_ops.router,
+           recovery.router,
            approvals.router, audit.router)
 
 

@@ -70,6 +70,10 @@ class HeartbeatBody(Strict):
     has the system)."""
     dr_status: list[dict[str, Any]] | None = Field(default=None, max_length=200)
     """`medark dr status --json`'s systems, every few heartbeats; None: not this time."""
+    restore_targets: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=100)
+    """The names of the agent's `[agent] restore_targets` (never their directories):
+    the restore wizard offers them."""
 
 
 class EventBody(Strict):
