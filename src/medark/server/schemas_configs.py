@@ -22,20 +22,6 @@ class ConfigChange(Strict):
     """The version the document was edited from; null for an institution's first."""
 
 
-class ConfigView(Reply):
-    institution: str
-    version: int
-    sha256: str
-    author: str
-    created_at: str
-    comment: str
-    document: str
-
-
-class ConfigReply(Reply):
-    config: ConfigView
-
-
 class VersionView(Reply):
     institution: str
     version: int
@@ -43,6 +29,16 @@ class VersionView(Reply):
     author: str
     created_at: str
     comment: str
+
+
+class ConfigView(VersionView):
+    """A version with its document."""
+
+    document: str
+
+
+class ConfigReply(Reply):
+    config: ConfigView
 
 
 class VersionList(Reply):
