@@ -529,3 +529,23 @@ def test_another_process_delivers_the_event_and_stops_with_a_stream_open(
         client.close()
     err = second.stop()
     assert "timeout graceful shutdown" not in err and "CancelledError" not in err, err
+
+
+def test_signing_out_ends_the_stream(people: dict[str, Any], site: Site,
+                                     streams: list[Stream]) -> None:
+    """An open stream does not outlive its session (nor keep it alive: it is looked at,
+    not touched)."""
+    made = people["secadmin"].call("POST", "/api/users", json={
+        "name": "dash-leaving", "institution": "hosp-a", "roles": ["viewer"]})
+    assert made.status_code == 201, made.text
+    leaving = first_login(site.server, "dash-leaving", made.json()["one_time_password"])
+    stream = Stream(leaving)
+    streams.append(stream)
+    stream.wait_for("ready", lambda n, _d: n == "ready")
+    assert leaving.call("POST", "/api/logout").status_code == 200
+    deadline = time.monotonic() + WAIT
+    with pytest.raises(StopIteration):
+        while time.monotonic() < deadline:
+            next(stream.lines)
+    again = leaving.call("GET", "/api/events")
+    assert again.status_code == 401 and code_of(again) == "not_authenticated"

@@ -27,8 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from medark.catalog.models import Alert, Job
 from medark.catalog.models import JobEvent as EventRow
 from medark.catalog.store import Catalog
-from medark.server.db import aware, transaction
-from medark.server.tables import Institution
+from medark.server.auth import MAX_SESSION
+from medark.server.db import aware, digest, transaction
+from medark.server.tables import ApiToken, Institution, User, UserSession
 from medark.server.tables_agents import Agent
 from medark.util import clock
 
@@ -216,6 +217,38 @@ def _alert(row: Alert) -> dict[str, Any]:
 def _time(value: Any) -> str | None:
     found = aware(value)
     return clock.format_time(found) if found is not None else None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a stream was opened with, to end it when that ends (sign-out, an idle
+    timeout, a change to the user, a token revoked): looked at without touching the
+    session, so an open stream never keeps an idle session alive."""
+
+    session: str | None
+    token: str | None
+    idle_timeout: float
+
+    def valid(self, catalog: Catalog) -> bool:
+        now = clock.now()
+        with transaction(catalog) as session:
+            if self.token is not None:
+                row = session.scalars(select(ApiToken).where(
+                    ApiToken.token_hash == digest(self.token))).first()
+                expires = aware(row.expires_at) if row is not None else None
+                return row is not None and row.revoked_at is None and (
+                    expires is None or expires > now)
+            if self.session is None:
+                return False
+            found = session.execute(select(UserSession, User).join(
+                User, User.id == UserSession.user_id).where(
+                UserSession.id == digest(self.session))).first()
+        if found is None or found[1].disabled:
+            return False
+        last, created = aware(found[0].last_seen), aware(found[0].created_at)
+        return (last is not None and created is not None
+                and (now - last).total_seconds() <= self.idle_timeout
+                and now - created <= MAX_SESSION)
 
 
 class Hub:

@@ -20,8 +20,8 @@ from medark.server import roles as R
 from medark.server.accounts import Principal
 from medark.server.dashboard import dashboard as dashboard_of
 from medark.server.dashboard_facts import scoped
-from medark.server.deps import Ctx, Who
-from medark.server.live_events import Event, Hub, Subscriber, job_events_after
+from medark.server.deps import SESSION_COOKIE, Ctx, Who
+from medark.server.live_events import Credential, Event, Hub, Subscriber, job_events_after
 from medark.server.oversight import allowed
 from medark.server.schemas_dashboard import Dashboard, Topology
 from medark.server.topology import topology as topology_of
@@ -32,6 +32,8 @@ NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
 InstitutionQuery = Annotated[str | None, Query(min_length=1, max_length=64,
                                                pattern=NAME_PATTERN)]
 KEEP_ALIVE = 15.0
+CREDENTIAL_EVERY = 5.0
+"""Seconds between two looks at whether the stream's session or token still holds."""
 REPLAY = 1000
 """Job events replayed after a reconnection; more: the console is told to reload."""
 EVENT_NAMES = ("ready", "job", "dr_step", "alert", "agent", "resync")
@@ -66,7 +68,7 @@ def topology(who: Who, ctx: Ctx, institution: InstitutionQuery = None) -> dict[s
 @router.get("/api/events", responses=EVENTS_DOC, response_class=StreamingResponse)
 async def events(request: Request, who: Who, ctx: Ctx,
                  institution: InstitutionQuery = None,
-                 max_seconds: Annotated[int, Query(ge=1, le=3600)] = 600,
+                 max_seconds: Annotated[int, Query(ge=1, le=3600)] = 3600,
                  last_event_id: Annotated[str | None, Header(
                      alias="Last-Event-ID", max_length=200)] = None) -> StreamingResponse:
     """Server-Sent Events of the institutions in scope: job status and progress, DR
@@ -75,8 +77,13 @@ async def events(request: Request, who: Who, ctx: Ctx,
     Last-Event-ID and gets the job events it missed."""
     subscriber = await run_in_threadpool(_subscriber, ctx.catalog, who, institution)
     hub = _hub(request, ctx.catalog)
+    bearer = request.headers.get("authorization", "")
+    credential = Credential(
+        None if bearer else request.cookies.get(SESSION_COOKIE),
+        bearer[7:].strip() if bearer.lower().startswith("bearer ") else None,
+        ctx.settings.policy.idle_timeout.total_seconds())
     return StreamingResponse(
-        _stream(hub, subscriber, _cursor(last_event_id), request, max_seconds),
+        _stream(hub, subscriber, _cursor(last_event_id), request, max_seconds, credential),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -111,7 +118,7 @@ def _cursor(header: str | None) -> int | None:
 
 
 async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: Request,
-                  max_seconds: int) -> AsyncIterator[str]:
+                  max_seconds: int, credential: Credential) -> AsyncIterator[str]:
     high = await hub.subscribe(subscriber)
     try:
         cursor = high
@@ -130,9 +137,17 @@ async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: 
         yield _frame("ready", {"cursor": cursor, "resumed": after is not None,
                                "replayed": len(replayed)}, cursor)
         deadline = clock.monotonic() + max_seconds
-        quiet_since = clock.monotonic()
+        quiet_since = checked = clock.monotonic()
         while (clock.monotonic() < deadline and not stopping()
                and not await request.is_disconnected()):
+            if clock.monotonic() - checked >= CREDENTIAL_EVERY:
+                try:
+                    valid = await run_in_threadpool(credential.valid, hub.catalog)
+                except Exception:  # the catalog is away: so is the stream's ground
+                    valid = False
+                if not valid:
+                    return  # signed out, idle too long, changed: the reconnection says so
+                checked = clock.monotonic()
             if subscriber.overflowed:
                 yield _frame("resync", {"reason": "too_many_events"}, cursor)
                 return
