@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev,report]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e '.[dev,report]'
 	touch $@ $(VENV)/.installed
 
 venv: $(VENV)/.installed
@@ -39,9 +39,10 @@ run: report-debs venv bytecode web
 ## pg_receivewal, pg_amcheck) and MariaDB's (server, client, mariadb-backup) for the
 ## throwaway servers of the database tests; the CJK fonts, Pango and fontconfig the PDF
 ## reports render Chinese with (REPORT_DEBS: `make run` installs those alone), and
-## poppler-utils the report tests read PDFs with.
+## poppler-utils the report tests read PDFs with; chromium, which tests/web drive the
+## console in through Playwright (executable_path, never a browser download).
 REPORT_DEBS := fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0
-DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy
+DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy chromium
 debs report-debs:
 	@missing=""; for p in $(if $(filter report-debs,$@),$(REPORT_DEBS),$(DEBS)); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -92,13 +93,15 @@ layers: dev-venv
 ## subprocesses and throwaway servers, so 3 workers fit 2 cores. Coverage is `make
 ## coverage`: measured in every `medark` subprocess it nearly doubles the e2e tests' time
 ## (an e2e module: 17.6 s without, 31.9 s with), which took the suite past 20 minutes.
+## tests/web drive the built console (web-check builds it first: `make web`) in chromium;
+## their screenshots go to .artefacts/console/ (MEDARK_TEST_ARTEFACTS to change it).
 TEST_WORKERS ?= 3
 PYTEST = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 test: debs dev-venv bytecode lint typecheck layers web-check
 	$(PYTEST)
 
 ## make coverage: the whole suite with line coverage, `medark` subprocesses included.
-coverage: debs dev-venv bytecode
+coverage: debs dev-venv bytecode web
 	$(PYTEST) --cov --cov-report=term:skip-covered
 
 ## make fuzz: every parser of repository and source bytes, coverage-guided with atheris
