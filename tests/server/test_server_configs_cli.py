@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from server_site import Site, User, audit_records, code_of, run, site_fixture
+from server_site import Site, User, audit_records, code_of, login, run, site_fixture
 from sqlalchemy import text
 
 from medark.catalog.store import Catalog
@@ -309,3 +309,19 @@ def test_a_stored_version_newer_rules_refuse_stays_readable(site: Site) -> None:
     assert fixed.status_code == 200 and fixed.json()["config"]["version"] == 2
     plans = sysadmin.call("GET", "/api/plans", params={"institution": "county-old"}).json()
     assert plans["invalid"] == [] and [p["name"] for p in plans["plans"]] == ["his"]
+
+
+def test_the_signed_in_user_reads_times_in_the_institutions_zone(site: Site) -> None:
+    sysadmin = site.user("sysadmin")
+    made = sysadmin.call("POST", "/api/institutions", json={"name": "county-z"})
+    assert made.status_code == 201, made.text
+    person = site.new_user("zone-viewer", ["viewer"], "county-z")
+    # before the institution has a configuration: the configuration's default zone
+    assert person.call("GET", "/api/me").json()["user"]["timezone"] == "Asia/Shanghai"
+    saved = _put(sysadmin, "county-z", 'timezone = "Asia/Urumqi"\n' + doc("county-z"), None)
+    assert saved.status_code in (200, 201), saved.text
+    assert person.call("GET", "/api/me").json()["user"]["timezone"] == "Asia/Urumqi"
+    signed_in = login(site.server, "zone-viewer", person.password)[1]
+    assert signed_in.json()["user"]["timezone"] == "Asia/Urumqi"
+    # the center's accounts read the center's configuration's zone (none yet: default)
+    assert sysadmin.call("GET", "/api/me").json()["user"]["timezone"] == "Asia/Shanghai"

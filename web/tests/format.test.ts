@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { createI18n } from 'vue-i18n'
 import { messages } from '@/i18n'
 import type { Job } from '@/api/types'
-import { etaSeconds, formatBytes, formatDateTime, formatDuration, progressPercent }
-  from '@/util/format'
+import { displayTimeZone, etaSeconds, formatBytes, formatDateTime, formatDuration,
+  progressPercent, setDisplayTimeZone } from '@/util/format'
 
 const i18n = createI18n({ legacy: false, locale: 'en', messages })
 const t = (key: string, values?: Record<string, unknown>) => i18n.global.t(key, values ?? {})
@@ -73,5 +73,16 @@ describe('sizes and times', () => {
     expect(formatDateTime(at, 'zh-CN', 'Asia/Shanghai')).toBe('2026/12/06 13:30:01')
     expect(formatDateTime(at, 'en', 'UTC')).toBe('12/06/2026, 05:30:01')
     expect(formatDateTime(null, 'en')).toBe('')
+  })
+})
+
+describe('the display time zone', () => {
+  it('is the hospital\'s once the server names it, whatever the browser\'s', () => {
+    setDisplayTimeZone('Asia/Urumqi')
+    expect(displayTimeZone()).toBe('Asia/Urumqi')
+    expect(formatDateTime('2026-12-06T00:30:00Z', 'en')).toBe('12/06/2026, 06:30:00')
+    setDisplayTimeZone('Mars/Olympus')
+    expect(displayTimeZone()).toBe(Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC')
+    setDisplayTimeZone(null)
   })
 })

@@ -130,6 +130,9 @@ class MeView(Reply):
     roles: list[str]
     password_change_required: bool
     totp_enrolment_required: bool
+    timezone: str
+    """The IANA zone the console shows times in: the institution's configuration's
+    `timezone` (server/institution_zone.py)."""
 
 
 class MeReply(Reply):

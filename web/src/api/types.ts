@@ -10,6 +10,8 @@ export interface Me {
   roles: string[]
   password_change_required: boolean
   totp_enrolment_required: boolean
+  /** The IANA zone of the institution's configuration, which the console shows times in. */
+  timezone?: string
 }
 
 export interface LoginReply {

@@ -5,6 +5,7 @@ import { api, ApiError } from '@/api/client'
 import type { Institution, Me } from '@/api/types'
 import { permissionsOf } from '@/auth/roles'
 import { menuFor } from '@/auth/menu'
+import { setDisplayTimeZone } from '@/util/format'
 
 export const useSession = defineStore('session', () => {
   const user = ref<Me | null>(null)
@@ -27,6 +28,7 @@ export const useSession = defineStore('session', () => {
     if (checked.value && !force) return user.value
     try {
       user.value = (await api.get<{ user: Me }>('/api/me')).user
+      setDisplayTimeZone(user.value.timezone)
     } catch (error) {
       if (!(error instanceof ApiError) || ![401, 403].includes(error.status)) throw error
       user.value = null
@@ -48,11 +50,13 @@ export const useSession = defineStore('session', () => {
 
   function signedIn(me: Me): void {
     user.value = me
+    setDisplayTimeZone(me.timezone)
     checked.value = true
   }
 
   function forget(): void {
     user.value = null
+    setDisplayTimeZone(null)
     checked.value = true
     institutionTitle.value = ''
   }

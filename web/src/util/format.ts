@@ -1,13 +1,30 @@
 // Numbers, sizes, durations and times for people, in the console's language. Times are
-// shown in the hospital's time zone: the server does not tell it yet (GET /api/me has
-// no time zone), so the browser's own is used (a hospital PC is set to local time).
+// shown in the hospital's time zone, which GET /api/me names (its configuration's
+// `timezone`), whatever zone the PC's clock is set to; the browser's own until then.
 import type { Job, JobProgress } from '@/api/types'
 
 export type Translate = (key: string, values?: Record<string, unknown>) => string
 
+let hospitalZone: string | null = null
+
+/** Show times in `zone` from now on (the signed-in user's institution's zone); an
+ * unknown zone is ignored. */
+export function setDisplayTimeZone(zone: string | null | undefined): void {
+  if (!zone) {
+    hospitalZone = null
+    return
+  }
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone })
+    hospitalZone = zone
+  } catch {
+    hospitalZone = null
+  }
+}
+
 /** The time zone the console shows times in. */
 export function displayTimeZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'
+  return hospitalZone ?? (Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC')
 }
 
 /** An ISO 8601 time as a date and time of the locale, in `timeZone`; '' for none. */

@@ -12,12 +12,14 @@ from medark.server.accounts import Principal
 from medark.server.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
+    ApiContext,
     ChangingPassword,
     Ctx,
     Enrolling,
     address,
     user_session,
 )
+from medark.server.institution_zone import institution_zone
 from medark.server.schemas import (
     CodeBody,
     LoginBody,
@@ -54,7 +56,7 @@ def login(body: LoginBody, request: Request, response: Response, ctx: Ctx
                         httponly=True, samesite="strict", secure=tls)
     response.set_cookie(CSRF_COOKIE, signed.csrf_token, path="/", samesite="strict",
                         secure=tls)
-    return {"user": me_view(signed.principal), "csrf_token": signed.csrf_token}
+    return {"user": me_view(signed.principal, ctx), "csrf_token": signed.csrf_token}
 
 
 @router.post("/api/logout", response_model=Status)
@@ -67,8 +69,8 @@ def logout(who: ChangingPassword, response: Response, ctx: Ctx) -> dict[str, str
 
 
 @router.get("/api/me", response_model=MeReply)
-def me(who: Enrolling) -> dict[str, Any]:
-    return {"user": me_view(who)}
+def me(who: Enrolling, ctx: Ctx) -> dict[str, Any]:
+    return {"user": me_view(who, ctx)}
 
 
 @router.post("/api/me/password", response_model=Status)
@@ -90,8 +92,9 @@ def confirm_totp(body: CodeBody, who: Enrolling, ctx: Ctx) -> dict[str, str]:
     return {"status": "second factor enrolled"}
 
 
-def me_view(who: Principal) -> dict[str, Any]:
+def me_view(who: Principal, ctx: ApiContext) -> dict[str, Any]:
     return {"name": who.name, "kind": who.kind, "institution": who.institution,
             "regional_center": who.center, "roles": list(who.roles),
             "password_change_required": who.must_change_password,
-            "totp_enrolment_required": who.totp_enrolment_required}
+            "totp_enrolment_required": who.totp_enrolment_required,
+            "timezone": institution_zone(ctx.catalog, who.institution)}
