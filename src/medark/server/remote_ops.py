@@ -22,13 +22,14 @@ from sqlalchemy import select
 from medark.catalog import job_queue
 from medark.catalog.store import Catalog, JobRecord
 from medark.config.agent_conf import TARGET_NAME, snapshot_paths_problem
-from medark.errors import AccessDenied, Conflict, MedarkError, ObjectNotFound, UsageError
+from medark.errors import Conflict, MedarkError, ObjectNotFound, UsageError
 from medark.server import roles as R
 from medark.server.accounts import Principal
 from medark.server.agents import AgentPrincipal
 from medark.server.configs import current_config, in_scope
 from medark.server.db import audit, aware, transaction
 from medark.server.grants import grant_allows
+from medark.server.oversight import allowed
 from medark.server.tables import Institution
 from medark.server.tables_agents import Agent
 from medark.util import clock
@@ -193,10 +194,8 @@ def step_event(step: object) -> dict[str, Any]:
 
 def _require(catalog: Catalog, who: Principal, permission: str, action: str,
              target: str, institution: str) -> None:
-    try:
-        who.require(permission)
-    except AccessDenied as exc:
-        audit(catalog, who.actor, who.address, action, target, "denied",
-              institution if who.center or institution == who.institution
-              else who.institution, {"reason": exc.code})
-        raise
+    """The permission, else the refusal audited and raised, filed under the institution
+    asked about when the caller's scope reaches it, else under the caller's own."""
+    allowed(catalog, who, permission, action, target,
+            institution if who.center or institution == who.institution
+            else who.institution)
