@@ -6,9 +6,10 @@ No `from __future__ import annotations`: FastAPI reads the routes' annotations.
 """
 
 import asyncio
+import contextlib
 import json
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -16,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from medark.catalog.store import Catalog
+from medark.errors import CatalogError
 from medark.server import roles as R
 from medark.server.accounts import Principal
 from medark.server.dashboard import dashboard as dashboard_of
@@ -119,51 +121,68 @@ def _cursor(header: str | None) -> int | None:
 
 async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: Request,
                   max_seconds: int, credential: Credential) -> AsyncIterator[str]:
-    high = await hub.subscribe(subscriber)
+    """The frames; a catalog that fails mid-stream ends it (the browser reconnects and
+    gets the 503), never a traceback."""
     try:
-        cursor = high
-        yield "retry: 1000\n\n"
-        replayed: set[int] = set()
-        if after is not None and after < high:
-            missed = await run_in_threadpool(job_events_after, hub.catalog, after,
-                                             REPLAY, subscriber.institutions,
-                                             subscriber.local, high)
-            if len(missed) >= REPLAY:
-                yield _frame("resync", {"reason": "too_many_missed"}, cursor)
-            else:
-                for old in missed:
-                    replayed.add(old.job_event_id or 0)
-                    yield _frame(old.name, old.data, cursor)
-        yield _frame("ready", {"cursor": cursor, "resumed": after is not None,
-                               "replayed": len(replayed)}, cursor)
-        deadline = clock.monotonic() + max_seconds
-        quiet_since = checked = clock.monotonic()
-        while (clock.monotonic() < deadline and not stopping()
-               and not await request.is_disconnected()):
-            if clock.monotonic() - checked >= CREDENTIAL_EVERY:
-                try:
-                    valid = await run_in_threadpool(credential.valid, hub.catalog)
-                except Exception:  # the catalog is away: so is the stream's ground
-                    valid = False
-                if not valid:
-                    return  # signed out, idle too long, changed: the reconnection says so
-                checked = clock.monotonic()
-            if subscriber.overflowed:
-                yield _frame("resync", {"reason": "too_many_events"}, cursor)
-                return
-            try:
-                event: Event | None = await asyncio.wait_for(subscriber.queue.get(), 1.0)
-            except TimeoutError:
-                event = None
-            if event is not None and event.job_event_id not in replayed:
-                cursor = max(cursor, event.job_event_id or 0)
-                yield _frame(event.name, event.data, cursor)
-                quiet_since = clock.monotonic()
-            elif clock.monotonic() - quiet_since >= KEEP_ALIVE:
-                yield ": keep-alive\n\n"
-                quiet_since = clock.monotonic()
+        high = await hub.subscribe(subscriber)
+    except CatalogError:
+        hub.unsubscribe(subscriber)
+        return
+    try:
+        async with contextlib.aclosing(_frames(hub, subscriber, high, after, request,
+                                               max_seconds, credential)) as frames:
+            async for frame in frames:
+                yield frame
+    except CatalogError:
+        return
     finally:
         hub.unsubscribe(subscriber)
+
+
+async def _frames(hub: Hub, subscriber: Subscriber, high: int, after: int | None,
+                  request: Request, max_seconds: int, credential: Credential
+                  ) -> AsyncGenerator[str, None]:
+    cursor = high
+    yield "retry: 1000\n\n"
+    replayed: set[int] = set()
+    if after is not None and after < high:
+        missed = await run_in_threadpool(job_events_after, hub.catalog, after,
+                                         REPLAY, subscriber.institutions,
+                                         subscriber.local, high)
+        if len(missed) >= REPLAY:
+            yield _frame("resync", {"reason": "too_many_missed"}, cursor)
+        else:
+            for old in missed:
+                replayed.add(old.job_event_id or 0)
+                yield _frame(old.name, old.data, cursor)
+    yield _frame("ready", {"cursor": cursor, "resumed": after is not None,
+                           "replayed": len(replayed)}, cursor)
+    deadline = clock.monotonic() + max_seconds
+    quiet_since = checked = clock.monotonic()
+    while (clock.monotonic() < deadline and not stopping()
+           and not await request.is_disconnected()):
+        if clock.monotonic() - checked >= CREDENTIAL_EVERY:
+            try:
+                valid = await run_in_threadpool(credential.valid, hub.catalog)
+            except Exception:  # the catalog is away: so is the stream's ground
+                valid = False
+            if not valid:
+                return  # signed out, idle too long, changed: the reconnection says so
+            checked = clock.monotonic()
+        if subscriber.overflowed:
+            yield _frame("resync", {"reason": "too_many_events"}, cursor)
+            return
+        try:
+            event: Event | None = await asyncio.wait_for(subscriber.queue.get(), 1.0)
+        except TimeoutError:
+            event = None
+        if event is not None and event.job_event_id not in replayed:
+            cursor = max(cursor, event.job_event_id or 0)
+            yield _frame(event.name, event.data, cursor)
+            quiet_since = clock.monotonic()
+        elif clock.monotonic() - quiet_since >= KEEP_ALIVE:
+            yield ": keep-alive\n\n"
+            quiet_since = clock.monotonic()
 
 
 def stopping() -> bool:
