@@ -465,6 +465,19 @@ def test_live_events_follow_jobs_agents_and_alerts_in_scope(
     resolved = back["alert"]
     assert resolved["state"] == "resolved" and resolved["alert"]["resolved_at"]
     assert resolved["alert"]["id"] == opened["alert"]["id"]
+    # a DR action's steps, as the agent running it reports each
+    drill = people["dash-op-a"].call("POST", "/api/institutions/hosp-a/systems/lis/dr",
+                                     json={"action": "drill"})
+    assert drill.status_code == 202, drill.text
+    offer = quiet.call("GET", "/api/agent/jobs?wait=5")
+    assert offer["job"]["id"] == drill.json()["job"]["id"]
+    quiet.call("POST", f"/api/agent/jobs/{offer['job']['id']}/events", {
+        "kind": "log", "data": {"message": "promote: ok in 1.500 s", "step": {
+            "name": "promote", "result": "ok", "seconds": 1.5,
+            "started": ago(seconds=2), "detail": ""}}})
+    _n, _i, step = mine.wait_for("dr_step", lambda n, _d: n == "dr_step")
+    assert step["job"]["id"] == offer["job"]["id"] and step["job"]["kind"] == "dr_drill"
+    assert step["step"]["name"] == "promote" and step["step"]["seconds"] == 1.5
     # reconnecting after the first event replays what came after it, in scope
     again = Stream(people["dash-view-a"], last_event_id=first_id)
     streams.append(again)
