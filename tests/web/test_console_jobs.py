@@ -1,0 +1,139 @@
+"""A backup run from the console: a real `medark agent` of the hospital, enrolled with
+its single-use token and holding a plan of a small tree (the same configuration is the
+institution's on the server), takes the job an operator queues with the Jobs page's
+"run now"; the page shows the job's progress reach 100 % and its success, and the
+snapshot is in the agent's repository."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MEDARK, PASSWORD
+from console_site import (
+    INSTITUTION,
+    Console,
+    Problems,
+    browser_fixture,
+    console_fixture,
+    settle,
+)
+from server_site import run, wait_for
+
+console = console_fixture()
+browser = browser_fixture()
+
+CONFIG = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{data}"]
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "0 3 1 1 *"
+rpo = "1y"
+rto = "1h"
+retention = {{ last = 3 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def agent(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The hospital's agent, running; its repository."""
+    tmp = tmp_path_factory.mktemp("agent")
+    env = {**console.site.env, "HOME": str(tmp / "home")}
+    data = tmp / "data"
+    for n in range(20):
+        (data / f"series-{n % 4}").mkdir(parents=True, exist_ok=True)
+        (data / f"series-{n % 4}" / f"image-{n}.dcm").write_bytes(os.urandom(64 * 1024))
+    (tmp / "password").write_text(PASSWORD + "\n")
+    repo = tmp / "repo"
+    made = run({**env, "MEDARK_REPO": str(repo), "MEDARK_PASSWORD": PASSWORD}, "init")
+    assert made.returncode == 0, made.stderr
+    document = CONFIG.format(repo=repo, password_file=tmp / "password", data=data)
+    (tmp / "medark.toml").write_text(document)
+    sysadmin = console.users["sysadmin"]
+    put = sysadmin.call("PUT", f"/api/institutions/{INSTITUTION}/config", json={
+        "document": document, "comment": "the console's test", "base_version": None})
+    assert put.status_code == 200, put.text
+    token = sysadmin.call("POST", "/api/agents/enrolment-tokens", json={
+        "institution": INSTITUTION, "hours": 1, "name": "pacs-agent"})
+    assert token.status_code == 201, token.text
+    state = tmp / "state"
+    enrolled = run(env, "agent", "enroll", "--server", console.url, "--token",
+                   token.json()["secret"], "--state-dir", str(state))
+    assert enrolled.returncode == 0, enrolled.stderr
+    proc = subprocess.Popen(
+        [MEDARK, "agent", "run", "--state-dir", str(state), "--config",
+         str(tmp / "medark.toml"), "--heartbeat", "1", "--wait", "2", "--grace", "20"],
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for("the agent's plans", lambda: [
+            a for a in sysadmin.call("GET", "/api/agents").json()["agents"]
+            if a["name"] == "pacs-agent" and a["plans"] == ["pacs"]])
+        yield repo
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err
+
+
+def test_run_a_backup_and_watch_it_reach_100_percent(console: Console, browser: Any,
+                                                       agent: Path) -> None:
+    context = console.context(browser, "operator", locale="en")
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        page.goto("/jobs")
+        settle(page)
+        page.get_by_role("button", name="Run now").click()
+        dialog = page.get_by_role("dialog")
+        submit = dialog.get_by_role("button", name="Run", exact=True)
+        # the plan is the institution's first, filled in once /api/plans answers
+        page.wait_for_function("b => !b.disabled", arg=submit.element_handle())
+        with page.expect_response(lambda r: r.url.endswith("/api/jobs")
+                                  and r.request.method == "POST") as posted:
+            submit.click()
+        reply = posted.value
+        assert reply.status == 202, reply.text()
+        job_id = reply.json()["job"]["id"]
+        row = page.locator(".el-table__row").filter(
+            has=page.get_by_role("button", name=f"Job #{job_id}", exact=True))
+        bar = row.get_by_role("progressbar")
+        seen: list[str] = []
+
+        def reached() -> bool:
+            value = bar.get_attribute("aria-valuenow") if bar.count() else None
+            if value is not None and (not seen or seen[-1] != value):
+                seen.append(value)
+            return value == "100"
+        wait_for(f"job {job_id} at 100 % on the page", reached, timeout=120, every=0.2)
+        row.get_by_text("Succeeded").wait_for()
+        assert seen[-1] == "100" and all(0 <= float(v) <= 100 for v in seen), seen
+        assert not problems.found, problems.found
+    finally:
+        context.close()
+    job = console.users["operator"].call("GET", f"/api/jobs/{job_id}").json()["job"]
+    assert job["status"] == "succeeded" and job["agent"] == "pacs-agent", job
+    assert job["requested_by"] == console.users["operator"].name
+    listed = run({**console.site.env, "MEDARK_PASSWORD": PASSWORD}, "--json", "snapshots",
+                 "--repo", str(agent))
+    assert job["snapshot_id"][:8] in listed.stdout, listed.stdout
