@@ -166,6 +166,12 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
     ("GET", "/api/institutions/center/dr", lambda r: None, EVERYONE, 200),
     ("POST", "/api/institutions/center/systems/his/dr", lambda r: {
         "action": "switchover"}, RUNNERS, 422),
+    # the console's overview (test_server_dashboard_cli.py): the dashboard and its live
+    # events for every role, as jobs and alerts; the topology for the configuration's
+    # readers (the event stream ends after max_seconds)
+    ("GET", "/api/dashboard", lambda r: None, EVERYONE, 200),
+    ("GET", "/api/topology", lambda r: None, READERS, 200),
+    ("GET", "/api/events?max_seconds=1", lambda r: None, EVERYONE, 200),
 ]
 """(method, path, body for a role, roles allowed, status when allowed)."""
 
@@ -287,7 +293,8 @@ def test_api_tokens_are_scoped_shown_once_and_stored_hashed(site: Site) -> None:
     me = bot.get("/api/me").json()["user"]
     assert me == {"name": "backup-bot", "kind": "token", "institution": "center",
                   "regional_center": True, "roles": ["operator"],
-                  "password_change_required": False, "totp_enrolment_required": False}
+                  "password_change_required": False, "totp_enrolment_required": False,
+                  "timezone": "Asia/Shanghai"}
     admin_token = secadmin.call("POST", "/api/tokens", json={
         "name": "root-bot", "role": "sysadmin", "institution": "center"})
     assert admin_token.status_code == 422 and code_of(admin_token) == "invalid_request"

@@ -53,6 +53,7 @@ from medark.server.routes import (
     audit,
     compliance,
     configs,
+    dashboard,
     grants,
     institutions,
     jobs,
@@ -84,7 +85,7 @@ ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            agents.router,
            alerts.router, compliance.router, reports.router, remote_ops.router,
            recovery.router,
-           approvals.router, audit.router)
+           approvals.router, audit.router, dashboard.router)
 
 
 def _status(exc: MedarkError) -> int:
