@@ -185,7 +185,6 @@ class Console:
             storage_state=self.state(browser, role) if role else None, **options)
         if locale:
             context.add_init_script(
-                f"if (!localStorage.getItem('{LOCALE_KEY}')) "
                 f"localStorage.setItem('{LOCALE_KEY}', {json.dumps(locale)})")
         return context
 
@@ -284,7 +283,7 @@ def settle(page: Any) -> None:
     """Wait for the page's data: the requests in flight (the live stream aside) and the
     loading masks gone, then a moment for charts to draw."""
     page.wait_for_load_state("load")
-    page.locator("#main").wait_for()
+    page.locator("main").first.wait_for()  # the layout's, or the login page's
     page.wait_for_function(
         "() => !document.querySelector('.el-loading-mask:not([style*=\"display: none\"])')",
         timeout=15000)
