@@ -1,6 +1,19 @@
-// The console's dashboard area (issue 17): no page yet, so no route and no menu entry.
+// The console's dashboard (issue 17): every system's protection at a glance, for the
+// institution or each institution of a regional center; the first page of every role's
+// menu (dashboard.read), so the home page.
+import { Odometer } from '@element-plus/icons-vue'
 import type { PageArea } from '../types'
+import { en, zh } from './messages'
 
-const area: PageArea = { name: 'dashboard', routes: [], menu: [], messages: { 'zh-CN': {}, en: {} } }
+const area: PageArea = {
+  name: 'dashboard',
+  routes: [
+    { path: 'dashboard', name: 'dashboard', component: () => import('./DashboardView.vue'),
+      meta: { permission: 'dashboard.read', title: 'dashboard.menu' } },
+  ],
+  menu: [{ name: 'dashboard', path: '/dashboard', label: 'dashboard.menu',
+    permission: 'dashboard.read', icon: Odometer }],
+  messages: { 'zh-CN': zh, en },
+}
 
 export default area
