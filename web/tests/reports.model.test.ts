@@ -33,7 +33,7 @@ describe('the periods', () => {
   })
 
   it('read as people say them, in each language', () => {
-    expect(periodLabel('2026-Q3', 'zh-CN', t('zh-CN'))).toBe('2026 年第 3 季度')
+    expect(periodLabel('2026-Q3', 'zh-CN', t('zh-CN'))).toBe('2026年第3季度')
     expect(periodLabel('2026-Q3', 'en', t('en'))).toBe('Q3 2026')
     expect(periodLabel('2026-11', 'en', t('en'))).toBe('November 2026')
     expect(periodLabel('2026-11', 'zh-CN', t('zh-CN'))).toBe('2026年11月')

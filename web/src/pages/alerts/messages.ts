@@ -37,6 +37,7 @@ export const zh = {
   stream: { connecting: '正在连接实时更新…', live: '实时更新中', retrying: '实时更新中断，正在重连…', ended: '实时更新已结束' },
   newAlert: '新告警：{summary}',
   details: '详情',
+  detailKeys: { error: '错误', age: '已过去', target: '目标', snapshot: '快照', plan: '计划', system: '系统' },
 }
 
 export const en: Translation<typeof zh> = {
@@ -49,7 +50,7 @@ export const en: Translation<typeof zh> = {
   allInstitutions: 'All institutions',
   center: 'Central server',
   search: 'Search',
-  searchPlaceholder: 'Summary, plan or system',
+  searchPlaceholder: 'Summary or plan',
   kind: 'Kind',
   kinds: {
     job_failed: 'Job failed',
@@ -75,4 +76,5 @@ export const en: Translation<typeof zh> = {
   stream: { connecting: 'Connecting to live updates…', live: 'Live', retrying: 'Live updates lost, reconnecting…', ended: 'Live updates ended' },
   newAlert: 'New alert: {summary}',
   details: 'Details',
+  detailKeys: { error: 'error', age: 'age', target: 'target', snapshot: 'snapshot', plan: 'plan', system: 'system' },
 }

@@ -23,7 +23,7 @@ export const zh = {
   downloadOf: '下载 {file}',
   empty: '还没有报告。',
   queued: '已提交报告 #{id}，生成后可下载。',
-  quarterOf: '{year} 年第 {q} 季度',
+  quarterOf: '{year}年第{q}季度',
   live: '正在生成的报告每 3 秒刷新一次。',
   hint: '报告使用机构当前的配置，包含合规评估、任务、告警、容灾演练与访问审计。',
   cancel: '取消',
