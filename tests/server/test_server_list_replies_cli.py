@@ -3,7 +3,8 @@ catalogs: the configuration views put together from parts kept by each document'
 (server/config_listing.py) give the bytes FastAPI made of config_views' dicts, a new
 version saved through another server process on the same catalog shows at once, a
 version newer rules refuse is listed under `invalid` and not kept; the other lists
-(server/replies.py) are their response model's own serialisation."""
+(server/replies.py) are their response model's own serialisation, with the security
+headers (server/asgi.py)."""
 
 from __future__ import annotations
 
@@ -167,8 +168,12 @@ def test_other_lists_are_their_models_serialisation(site: Site, path: str,
     got = site.user("secadmin" if path == "/api/users" else "sysadmin").call("GET", path)
     assert got.status_code == 200, got.text
     assert got.headers["content-type"] == "application/json"
+    assert got.headers["cache-control"] == "no-store"  # the security headers (asgi.py)
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert got.headers["x-frame-options"] == "DENY"
     adapter: TypeAdapter[Any] = TypeAdapter(model)
     assert got.content == adapter.dump_json(adapter.validate_json(got.content),
                                             by_alias=True)
     anonymous = httpx.get(site.server.url + path, timeout=30)
     assert anonymous.status_code == 401
+    assert anonymous.headers["x-frame-options"] == "DENY"
