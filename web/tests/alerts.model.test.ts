@@ -86,7 +86,7 @@ class FakeSource {
 describe('the alert stream', () => {
   it('passes alert events on, reloads on ready and resync, ignores the rest', () => {
     let source: FakeSource | null = null
-    const open: SourceFactory = (url) => (source = new FakeSource(url))
+    const open: SourceFactory = (url) => (source = new FakeSource(url)) as never
     const seen: AlertEvent[] = []
     const states: StreamState[] = []
     let reloads = 0
