@@ -118,7 +118,7 @@ describe('following the live feed', () => {
     const changes: ChangeReason[] = []
     const states: LiveState[] = []
     const stop = followLive({ onChange: (r) => changes.push(r), onState: (s) => states.push(s) },
-      { open, timers: clock, institution })
+      { open, timers: clock, institution, debounceMs: 300, maxWaitMs: 1000 })
     return { clock, source: source!, changes, states, stop }
   }
 

@@ -96,8 +96,8 @@ export function followLive(handlers: LiveHandlers, options: LiveOptions = {}): (
     ? `?institution=${encodeURIComponent(options.institution)}` : ''
   const source = (options.open ?? browserSource)(`/api/events${query}`)
   let reason: ChangeReason = 'opened'
-  const debouncer = new Debouncer(() => handlers.onChange(reason), options.debounceMs ?? 300,
-    options.maxWaitMs ?? 1000, options.timers ?? browserTimers)
+  const debouncer = new Debouncer(() => handlers.onChange(reason), options.debounceMs ?? 200,
+    options.maxWaitMs ?? 800, options.timers ?? browserTimers)
   handlers.onState?.('connecting')
   source.onopen = () => handlers.onState?.('live')
   source.onerror = () => handlers.onState?.('retrying')

@@ -2,14 +2,23 @@
 // institution or each institution of a regional center; the first page of every role's
 // menu (dashboard.read), so the home page.
 import { Odometer } from '@element-plus/icons-vue'
+import { prefetch } from '@/util/prefetch'
 import type { PageArea } from '../types'
 import { en, zh } from './messages'
 
 const area: PageArea = {
   name: 'dashboard',
   routes: [
-    { path: 'dashboard', name: 'dashboard', component: () => import('./DashboardView.vue'),
-      meta: { permission: 'dashboard.read', title: 'dashboard.menu' } },
+    {
+      path: 'dashboard',
+      name: 'dashboard',
+      // the data is asked for while the page's chunk loads (util/prefetch.ts)
+      component: () => {
+        prefetch('/api/dashboard')
+        return import('./DashboardView.vue')
+      },
+      meta: { permission: 'dashboard.read', title: 'dashboard.menu' },
+    },
   ],
   menu: [{ name: 'dashboard', path: '/dashboard', label: 'dashboard.menu',
     permission: 'dashboard.read', icon: Odometer }],

@@ -130,13 +130,15 @@ export function lineType(state: string): { type: 'solid' | 'dashed' | 'dotted' |
 }
 
 /** Systems are named on their left, so the right is free for their links' labels. */
-const LABEL_AT: Record<string, 'top' | 'left' | 'bottom'> = {
-  institution: 'top', site: 'top', system: 'left', repository: 'bottom', standby: 'bottom',
+const LABEL_AT: Record<string, 'top' | 'left' | 'bottom' | 'right'> = {
+  institution: 'top', site: 'top', system: 'left', repository: 'bottom', standby: 'right',
 }
-/** Where a link's label sits: near its system for backups (above) and replication
- * (below), which start at distinct nodes; mid-way for copies, bent apart. */
-const LINK_LABEL_AT: Record<string, 'insideStartTop' | 'insideStartBottom' | 'middle'> = {
-  backup: 'insideStartTop', replication: 'insideStartBottom', copy: 'middle',
+/** Where a link's label sits: a backup's near its system (above the line: systems are
+ * distinct, repositories shared), a replication's near its standby (below: clear of the
+ * backups that rise from the systems beneath to their repository), a copy's mid-way
+ * (bent apart from the others between the same two repositories). */
+const LINK_LABEL_AT: Record<string, 'insideStartTop' | 'insideEndBottom' | 'middle'> = {
+  backup: 'insideStartTop', replication: 'insideEndBottom', copy: 'middle',
 }
 
 const SYMBOLS: Record<string, string> = {
