@@ -387,10 +387,21 @@ def test_an_agent_that_stops_heartbeating_is_offline_with_an_alert(site: Agents)
     def records(action: str) -> int:
         return [r["target"] for r in audit_records(site.catalog, action)].count("center/quiet")
 
+    def open_alert_keys() -> list[str]:
+        catalog = site.opened()
+        try:
+            return [a.key for a in catalog.alerts(open_only=True) if a.kind == "agent_offline"]
+        finally:
+            catalog.close()
+
     offline, online = records("agent.offline"), records("agent.online")
     proc.kill()
     proc.communicate(timeout=30)
-    wait_for("offline", lambda: site.agent("quiet")["state"] == "offline")
+    # the state, its audit record and its alert are written one after the other: wait
+    # for the last before reading them all
+    wait_for("offline", lambda: site.agent("quiet")["state"] == "offline"
+             and records("agent.offline") == offline + 1
+             and "agent_offline:center/quiet" in open_alert_keys())
     catalog = site.opened()
     try:
         alerts = [a for a in catalog.alerts(open_only=True) if a.kind == "agent_offline"]
@@ -401,13 +412,10 @@ def test_an_agent_that_stops_heartbeating_is_offline_with_an_alert(site: Agents)
     assert records("agent.offline") == offline + 1
     proc = site.start_agent(state)
     try:
-        wait_for("back online", lambda: site.agent("quiet")["state"] == "online")
-        catalog = site.opened()
-        try:
-            assert "agent_offline:center/quiet" not in [
-                a.key for a in catalog.alerts(open_only=True)]
-        finally:
-            catalog.close()
+        wait_for("back online", lambda: site.agent("quiet")["state"] == "online"
+                 and records("agent.online") == online + 1
+                 and "agent_offline:center/quiet" not in open_alert_keys())
         assert records("agent.online") == online + 1
+        assert "agent_offline:center/quiet" not in open_alert_keys()
     finally:
         stop(proc)
