@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { createI18n } from 'vue-i18n'
 import { messages } from '@/i18n'
-import { chartHeight, COLUMN, columnOf, columnWidth, curveness, graphOption, MARGIN, layout, lineType, linkLabel, nodeLabel, ROW,
+import { chartHeight, COLUMN, columnOf, columnWidth, curveness, defaultInstitution, graphOption,
+  institutionChoices, MARGIN, MAX_DRAWN_SYSTEMS, narrow, layout, lineType, linkLabel, nodeLabel, ROW,
   stateCounts, systemRows, tooltipText } from '@/pages/topology/graph'
 import type { TopoLink, TopoNode, Topology } from '@/pages/topology/types'
 
@@ -191,6 +192,30 @@ describe('links between the same two nodes', () => {
     expect(curveness(backup, all)).toBe(0)
     expect(curveness(a, all)).toBeCloseTo(0.2)
     expect(curveness(b, all)).toBeCloseTo(0.42)
+  })
+})
+
+describe('a regional center\'s many institutions', () => {
+  it('are offered with their link problems first, each narrowing the graph to itself', () => {
+    expect(institutionChoices(topology)).toEqual([
+      { name: 'hosp-a', title: 'County hospital', systems: 3, problems: 2 },
+      { name: 'hosp-b', title: 'HOSP-B', systems: 1, problems: 0 },
+    ])
+    const b = narrow(topology, 'hosp-b')
+    expect(new Set(b.nodes.map((n) => n.institution))).toEqual(new Set(['hosp-b']))
+    expect(b.links.map((l) => l.id)).toEqual(['backup:hosp-b/his'])
+    expect(narrow(topology, null)).toBe(topology)
+  })
+
+  it('are all drawn while they fit, else the one with the most problems first', () => {
+    expect(defaultInstitution(topology)).toBeNull()
+    const many: Topology = { ...topology, nodes: [...topology.nodes] }
+    for (let i = 0; i <= MAX_DRAWN_SYSTEMS; i++) {
+      many.nodes.push(node('system', 'hosp-b', `s${i}`, 'site:hosp-b/main'))
+    }
+    expect(defaultInstitution(many)).toBe('hosp-a')
+    const alone = narrow(many, 'hosp-b')
+    expect(defaultInstitution(alone)).toBeNull()  // one institution: nothing to narrow
   })
 })
 

@@ -319,4 +319,44 @@ export function stateCounts(topology: Topology): Record<string, number> {
   return counts
 }
 
+export interface InstitutionChoice {
+  name: string
+  title: string
+  systems: number
+  problems: number
+}
+
+/** The institutions with something to draw, those with link problems first. */
+export function institutionChoices(topology: Topology): InstitutionChoice[] {
+  return topology.nodes.filter((n) => n.type === 'institution'
+    && topology.nodes.some((m) => m.parent === n.id))
+    .map((n) => ({
+      name: n.institution, title: n.title || n.name,
+      systems: topology.nodes.filter((m) => m.type === 'system' && m.institution === n.institution).length,
+      problems: topology.links.filter((l) => l.institution === n.institution
+        && (l.state === 'broken' || l.state === 'lagging')).length,
+    }))
+    .sort((a, b) => b.problems - a.problems || a.title.localeCompare(b.title))
+}
+
+/** Systems drawn at once before the page narrows a regional center's graph to one
+ * institution by default (a taller canvas is slow and hard to read). */
+export const MAX_DRAWN_SYSTEMS = 60
+
+/** The institution shown first: none (all) while the whole fits, else the one with the
+ * most link problems. */
+export function defaultInstitution(topology: Topology): string | null {
+  const choices = institutionChoices(topology)
+  const systems = choices.reduce((sum, c) => sum + c.systems, 0)
+  return choices.length > 1 && systems > MAX_DRAWN_SYSTEMS ? choices[0]!.name : null
+}
+
+/** One institution's part of the topology (null: all of it). */
+export function narrow(topology: Topology, institution: string | null): Topology {
+  if (!institution) return topology
+  return { ...topology, institution,
+    nodes: topology.nodes.filter((n) => n.institution === institution),
+    links: topology.links.filter((l) => l.institution === institution) }
+}
+
 export { COLORS }
