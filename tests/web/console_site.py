@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
@@ -33,6 +34,9 @@ from server_site import (
     start,
     wait_for,
 )
+
+from medark.catalog import job_queue
+from medark.catalog.store import Catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -96,10 +100,32 @@ def menu_entries() -> list[Entry]:
             item = _bracketed(menu, opening)
             at = opening + len(item)
             path = re.search(r"\bpath:\s*'([^']+)'", item)
-            permission = re.search(r"\bpermission:\s*'([^']+)'", item)
+            permission = re.search(r"\bpermission:\s*([\w.]+|'[^']+')", item)
             assert path and permission, f"pages/{area}/index.ts: cannot read {item!r}"
-            entries.append(Entry(area, path.group(1), permission.group(1)))
+            entries.append(Entry(area, path.group(1), _value(area, permission.group(1))))
     return entries
+
+
+def _value(area: str, expression: str) -> str:
+    """A string literal, or a constant of the area's folder: `NAME = '...'` or a key of
+    `NAME = { key: '...' }`."""
+    if expression.startswith("'"):
+        return expression[1:-1]
+    name, _dot, key = expression.partition(".")
+    for source in sorted((WEB / "src" / "pages" / area).glob("*.ts")):
+        text = source.read_text(encoding="utf-8")
+        found = re.search(rf"\b(?:const|let)\s+{name}\b[^=]*=\s*", text)
+        if not found:
+            continue
+        if not key:
+            literal = re.match(r"'([^']+)'", text[found.end():])
+        else:
+            assert text[found.end()] == "{", f"pages/{area}: {name} is not an object"
+            body = _bracketed(text, found.end())
+            literal = re.search(rf"\b{key}:\s*'([^']+)'", body)
+        assert literal, f"pages/{area}: cannot read {expression}"
+        return literal.group(1)
+    raise AssertionError(f"pages/{area}: {name} is not defined in the area's folder")
 
 
 def permissions() -> dict[str, set[str]]:
@@ -244,6 +270,76 @@ def browser_fixture() -> Any:
     return pytest.fixture(scope="module", name="browser")(browser)
 
 
+
+# --- the data the pages show ------------------------------------------------------
+
+SEED_SYSTEMS = ("his", "pacs", "lis", "emr")
+SEED_HEAD = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "/backup/hosp-a"
+"""
+SEED_SYSTEM = """
+[systems.{name}]
+owner = "IT"
+records = "outpatient"
+
+[[systems.{name}.sources]]
+type = "postgres"
+dsn = "host=db-{name} dbname={name}"
+
+[plans.{name}]
+system = "{name}"
+repository = "local"
+schedule = "{minute} 1 * * *"
+rpo = "1d"
+rto = "4h"
+retention = {{ daily = 30, yearly = 15 }}
+"""
+
+
+def seed(console: Console) -> Console:
+    """The hospital's systems and 60 jobs over a week, as its agent would report them."""
+    document = SEED_HEAD + "".join(SEED_SYSTEM.format(name=name, minute=n * 10)
+                                   for n, name in enumerate(SEED_SYSTEMS))
+    put = console.users["sysadmin"].call(
+        "PUT", f"/api/institutions/{INSTITUTION}/config",
+        json={"document": document, "comment": "seed", "base_version": None})
+    assert put.status_code == 200, put.text
+    rng = random.Random(17)
+    now = datetime.now(UTC)
+    catalog = Catalog(console.site.catalog)
+    try:
+        for i in reversed(range(60)):  # the newest job last: the highest id
+            when = now - timedelta(hours=i * 3 + 1)
+            failed = i % 13 == 5
+            job_queue.record_remote(
+                catalog, origin_key=f"{INSTITUTION}/seed:{i}", institution=INSTITUTION,
+                agent="agent-a", plan=SEED_SYSTEMS[i % len(SEED_SYSTEMS)],
+                kind="backup" if i % 7 else "check",
+                status="failed" if failed else "succeeded", scheduled_for=when,
+                started_at=when, finished_at=when + timedelta(seconds=rng.randint(30, 900)),
+                error="repository unreachable" if failed else None,
+                snapshot_id=None if failed else f"{rng.getrandbits(128):032x}",
+                bytes_added=rng.randrange(1 << 30), details=None)
+    finally:
+        catalog.close()
+    return console
+
+
+def pages_to_visit() -> list[tuple[str, str | None]]:
+    """(path, role) of every page to look at: the login page signed out, then each page
+    of the menu as the first role that sees it."""
+    return [("/login", None), *pages_with_roles()]
+
+
+def shot_name(path: str, role: str | None) -> str:
+    return f"{path.strip('/').replace('/', '_') or 'root'}-{role or 'signed-out'}"
+
+
 # --- pages ------------------------------------------------------------------------
 
 class Problems:
@@ -253,6 +349,7 @@ class Problems:
 
     def __init__(self, page: Any) -> None:
         self.found: list[str] = []
+        Quiet(page)
         page.on("pageerror", lambda error: self.found.append(f"page error: {error}"))
         page.on("console", self._console)
         page.on("response", lambda reply: reply.status >= 500 and self.found.append(
@@ -279,15 +376,42 @@ def sign_in_through_the_page(page: Any, console: Console, role: str) -> None:
     page.locator("nav .menu-link").first.wait_for()
 
 
-def settle(page: Any) -> None:
-    """Wait for the page's data: the requests in flight (the live stream aside) and the
-    loading masks gone, then a moment for charts to draw."""
+class Quiet:
+    """Counts a page's requests in flight (the live event streams aside, which stay
+    open): attach before the page's first request."""
+
+    def __init__(self, page: Any) -> None:
+        self.open: set[Any] = set()
+        page.on("request", self._started)
+        page.on("requestfinished", lambda request: self.open.discard(request))
+        page.on("requestfailed", lambda request: self.open.discard(request))
+        page._medark_quiet = self
+
+    def _started(self, request: Any) -> None:
+        if request.resource_type != "eventsource" and "/events" not in request.url:
+            self.open.add(request)
+
+
+def settle(page: Any, quiet_ms: int = 300) -> None:
+    """Wait for the page's data: no request in flight (live streams aside, when the
+    page has a Quiet) for `quiet_ms`, no loading mask, then a moment for charts to
+    draw."""
     page.wait_for_load_state("load")
     page.locator("main").first.wait_for()  # the layout's, or the login page's
+    quiet = getattr(page, "_medark_quiet", None)
+    if quiet is not None:
+        since = time.monotonic()
+        deadline = since + 30
+        while time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+            if quiet.open:
+                since = time.monotonic()
+            elif time.monotonic() - since >= quiet_ms / 1000:
+                break
     page.wait_for_function(
         "() => !document.querySelector('.el-loading-mask:not([style*=\"display: none\"])')",
         timeout=15000)
-    page.wait_for_timeout(800)
+    page.wait_for_timeout(quiet_ms)
 
 
 def menu_links(page: Any) -> list[str]:
@@ -313,6 +437,34 @@ def wait_job(console: Console, job_id: int, timeout: float = 120) -> dict[str, A
     return dict(wait_for(f"job {job_id}", ended, timeout))
 
 
-def pyotp_of(user: User) -> pyotp.TOTP:
-    assert user.totp is not None
-    return user.totp
+def photograph(console: Console, browser: Any, locale: str) -> None:
+    """Every page (pages_to_visit) in `locale` at each of SIZES into the artefacts, as
+    <page>-<role>-<locale>-<size>.png (the larger size by resizing the same page).
+    Fails on page, console or server errors and on sideways scroll at 1366x768."""
+    out = artefacts()
+    problems: list[str] = []
+    contexts: dict[str | None, Any] = {}
+    try:
+        for path, role in pages_to_visit():
+            if role not in contexts:
+                contexts[role] = console.context(browser, role, locale=locale)
+            page = contexts[role].new_page()
+            seen = Problems(page)
+            page.goto(path)
+            for n, (width, height) in enumerate(SIZES):
+                if n:
+                    page.set_viewport_size({"width": width, "height": height})
+                settle(page)
+                assert page.evaluate("document.documentElement.lang") == locale, path
+                page.screenshot(path=str(
+                    out / f"{shot_name(path, role)}-{locale}-{width}x{height}.png"))
+                wide = page.evaluate("document.documentElement.scrollWidth")
+                if width == SIZES[0][0] and wide > width:
+                    seen.found.append(f"scrolls sideways at {width}x{height}: {wide} px")
+            problems += [f"{path} as {role or 'signed out'} ({locale}): {p}"
+                         for p in seen.found]
+            page.close()
+    finally:
+        for context in contexts.values():
+            context.close()
+    assert not problems, "\n".join(problems)
