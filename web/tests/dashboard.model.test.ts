@@ -8,6 +8,8 @@ import type { Dashboard, Rpo, SystemState } from '@/pages/dashboard/types'
 
 const i18n = createI18n({ legacy: false, locale: 'en', messages })
 const t = (key: string, values?: Record<string, unknown>) => i18n.global.t(key, values ?? {})
+/** Ages keep their words together with no-break spaces; compared as plain spaces. */
+const sp = (text: string) => text.replace(/\u00a0/g, ' ')
 const zhI18n = createI18n({ legacy: false, locale: 'zh-CN', messages })
 const tz = (key: string, values?: Record<string, unknown>) => zhI18n.global.t(key, values ?? {})
 
@@ -56,28 +58,33 @@ describe('status looks', () => {
 
 describe('ages and lags', () => {
   it('say seconds, minutes, hours and days, short', () => {
-    expect(formatAge(45, t)).toBe('45 s')
-    expect(formatAge(59.6, t)).toBe('1 min')
-    expect(formatAge(12 * 60 + 30, t)).toBe('12 min')
-    expect(formatAge(3 * 3600, t)).toBe('3 h')
-    expect(formatAge(3 * 3600 + 5 * 60, t)).toBe('3 h 5 min')
-    expect(formatAge(2 * 86400 + 4 * 3600 + 59, t)).toBe('2 d 4 h')
-    expect(formatAge(86400, t)).toBe('1 d')
-    expect(formatAge(3 * 3600 + 5 * 60, tz)).toBe('3 小时 5 分')
+    expect(sp(formatAge(45, t))).toBe('45 s')
+    expect(sp(formatAge(59.6, t))).toBe('1 min')
+    expect(sp(formatAge(12 * 60 + 30, t))).toBe('12 min')
+    expect(sp(formatAge(3 * 3600, t))).toBe('3 h')
+    expect(sp(formatAge(3 * 3600 + 5 * 60, t))).toBe('3 h 5 min')
+    expect(sp(formatAge(2 * 86400 + 4 * 3600 + 59, t))).toBe('2 d 4 h')
+    expect(sp(formatAge(86400, t))).toBe('1 d')
+    expect(sp(formatAge(3 * 3600 + 5 * 60, tz))).toBe('3 小时 5 分')
+  })
+
+  it('never break over two lines', () => {
+    expect(formatAge(3 * 3600 + 5 * 60, t)).toBe('3\u00a0h\u00a05\u00a0min')
+    expect(formatAge(3 * 3600 + 5 * 60, tz)).not.toContain(' ')
   })
 
   it('are empty when unknown, never negative', () => {
-    expect(formatAge(null, t)).toBe('')
-    expect(formatAge(undefined, t)).toBe('')
-    expect(formatAge(Number.NaN, t)).toBe('')
-    expect(formatAge(-5, t)).toBe('0 s')
+    expect(sp(formatAge(null, t))).toBe('')
+    expect(sp(formatAge(undefined, t))).toBe('')
+    expect(sp(formatAge(Number.NaN, t))).toBe('')
+    expect(sp(formatAge(-5, t))).toBe('0 s')
   })
 
   it('say how long ago a time was', () => {
     const now = Date.parse('2026-12-06T10:00:00Z')
-    expect(formatAgo('2026-12-06T07:00:00Z', now, t)).toBe('3 h ago')
+    expect(sp(formatAgo('2026-12-06T07:00:00Z', now, t))).toBe('3 h ago')
     expect(formatAgo('2026-12-06T09:59:50Z', now, t)).toBe('just now')
-    expect(formatAgo('2026-12-06T07:00:00Z', now, tz)).toBe('3 小时前')
+    expect(sp(formatAgo('2026-12-06T07:00:00Z', now, tz))).toBe('3 小时前')
     expect(formatAgo(null, now, t)).toBe('')
     expect(formatAgo('not a time', now, t)).toBe('')
   })
@@ -93,11 +100,14 @@ describe('ages and lags', () => {
 describe('the achieved RPO against its target', () => {
   it('is ok well within the target, a warning near it, critical over it', () => {
     expect(rpoView(rpo({ achieved_seconds: 3600, target_seconds: 86400 }), 0, t))
-      .toMatchObject({ level: 'ok', ratio: 3600 / 86400, text: '1 h / target 1 d' })
+      .toMatchObject({ level: 'ok', ratio: 3600 / 86400 })
+    expect(sp(rpoView(rpo({ achieved_seconds: 3600, target_seconds: 86400 }), 0, t).text))
+      .toBe('1 h / target 1 d')
     expect(rpoView(rpo({ achieved_seconds: 80000, target_seconds: 86400 }), 0, t).level)
       .toBe('warning')
-    expect(rpoView(rpo({ achieved_seconds: 3 * 86400, target_seconds: 86400 }), 0, t))
-      .toMatchObject({ level: 'critical', text: '3 d / target 1 d' })
+    const late = rpoView(rpo({ achieved_seconds: 3 * 86400, target_seconds: 86400 }), 0, t)
+    expect(late.level).toBe('critical')
+    expect(sp(late.text)).toBe('3 d / target 1 d')
   })
 
   it('ages by the seconds since the server measured it', () => {
@@ -117,8 +127,9 @@ describe('the achieved RPO against its target', () => {
   })
 
   it('is unknown without a successful backup', () => {
-    expect(rpoView(rpo({ target_seconds: 600 }), 0, t))
-      .toMatchObject({ level: 'unknown', achieved: null, ratio: null, text: 'None / target 10 min' })
+    const none = rpoView(rpo({ target_seconds: 600 }), 0, t)
+    expect(none).toMatchObject({ level: 'unknown', achieved: null, ratio: null })
+    expect(sp(none.text)).toBe('None / target 10 min')
     expect(rpoView(rpo(), 0, t).text).toBe('None')
   })
 })
@@ -171,7 +182,7 @@ describe('the dashboard as the page draws it', () => {
       kind: 'postgres', feed: 'stream', state: 'lagging' as const, lag_seconds: 95,
       lag_bytes: 48 * 1024 * 1024, problems: ['lag_over_limit'], agent: 'a', reported_at: null,
       last_drill: null }
-    expect(standbyLag(system('lis', { dr }), t, (n) => `${n / 1024 / 1024} MiB`))
+    expect(sp(standbyLag(system('lis', { dr }), t, (n) => `${n / 1024 / 1024} MiB`)))
       .toBe('1 min · 48 MiB')
     expect(standbyLag(system('lis', { dr: { ...dr, lag_seconds: null } }), t, String))
       .toBe(String(48 * 1024 * 1024))

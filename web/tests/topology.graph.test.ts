@@ -8,6 +8,8 @@ import type { TopoLink, TopoNode, Topology } from '@/pages/topology/types'
 
 const i18n = createI18n({ legacy: false, locale: 'en', messages })
 const t = (key: string, values?: Record<string, unknown>) => i18n.global.t(key, values ?? {})
+/** Ages keep their words together with no-break spaces; compared as plain spaces. */
+const sp = (text: string | undefined) => (text ?? '').replace(/\u00a0/g, ' ')
 
 function node(type: TopoNode['type'], inst: string, name: string, parent: string | null,
   fields: Partial<TopoNode> = {}): TopoNode {
@@ -96,8 +98,8 @@ describe('the layout', () => {
 describe('labels', () => {
   it('say a problem in words and a symbol, not only in colour', () => {
     const broken = topology.links[1]!
-    expect(linkLabel(broken, t)).toBe('✖ Broken · 3 d')
-    expect(linkLabel(topology.links[0]!, t)).toBe('✔ OK · 2 h')
+    expect(sp(linkLabel(broken, t))).toBe('✖ Broken · 3 d')
+    expect(sp(linkLabel(topology.links[0]!, t))).toBe('✔ OK · 2 h')
     expect(linkLabel(topology.links[5]!, t)).toBe('? Unknown')
     expect(lineType('ok').type).toBe('solid')
     expect(lineType('lagging').type).toBe('dashed')
@@ -114,7 +116,7 @@ describe('labels', () => {
 
   it('tooltips are plain text (drawn on the canvas: no HTML under the CSP)', () => {
     const names = (id: string) => id
-    const text = tooltipText(topology.links[4]!, t, () => 'then', names)
+    const text = sp(tooltipText(topology.links[4]!, t, () => 'then', names))
     expect(text).toContain('Replication: system:hosp-a/lis → standby:hosp-a/lis')
     expect(text).toContain('▲ Lagging')
     expect(text).toContain('1 min')
@@ -168,7 +170,7 @@ describe('the chart option', () => {
     expect(real).toHaveLength(topology.links.length)
     const pacs = real.find((l) => l.source === 'system:hosp-a/pacs')!
     expect(pacs.lineStyle).toMatchObject({ type: 'dotted', color: '#c62828' })
-    expect(pacs.label.formatter).toBe('✖ Broken · 3 d')
+    expect(sp(pacs.label.formatter)).toBe('✖ Broken · 3 d')
     const quiet = series.links.filter((l) => l.silent)
     expect(quiet.map((l) => `${l.source}>${l.target}`)).toContain('site:hosp-a/main>system:hosp-a/his')
     expect(quiet.every((l) => l.label.show === false)).toBe(true)

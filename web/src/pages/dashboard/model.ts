@@ -45,8 +45,13 @@ export function linkLook(state: LinkState | string | null | undefined): Look {
   }
 }
 
-/** An age or a lag, short: "45 秒", "12 分", "3 小时 5 分", "2 天 4 小时"; '' for none. */
+/** An age or a lag, short: "45 秒", "12 分", "3 小时 5 分", "2 天 4 小时"; '' for none.
+ * Its spaces do not break ("1 h" never splits over two lines of a narrow tile). */
 export function formatAge(seconds: number | null | undefined, t: Translate): string {
+  return ageText(seconds, t).replace(/ /g, '\u00a0')
+}
+
+function ageText(seconds: number | null | undefined, t: Translate): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return ''
   const total = Math.max(0, Math.round(seconds))
   if (total < 60) return t('dashboard.units.s', { n: total })
@@ -68,7 +73,7 @@ export function formatAgo(iso: string | null | undefined, now: number, t: Transl
   if (Number.isNaN(at)) return ''
   const seconds = (now - at) / 1000
   if (seconds < 30) return t('dashboard.justNow')
-  return t('dashboard.ago', { age: formatAge(seconds, t) })
+  return t('dashboard.ago', { age: formatAge(seconds, t) }).replace(/ /g, '\u00a0')
 }
 
 export type Level = 'ok' | 'warning' | 'critical' | 'unknown'
