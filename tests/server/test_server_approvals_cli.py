@@ -71,6 +71,13 @@ def _second_secadmin(site: Site) -> User:
                                                "roles": ["secadmin"]})
         assert made.status_code == 201, made.text
         one_time = made.json()["one_time_password"]
+        # sec2 exists now: four eyes apply again, the flag notwithstanding
+        asked = client.post("/api/users", json={"name": "flagged-sys", "institution":
+                                                "center", "roles": ["sysadmin"]})
+        assert asked.status_code == 202, asked.text
+        withdrawn = client.post(f"/api/approvals/{asked.json()['approval']['id']}/reject",
+                                json={"note": "test"})
+        assert withdrawn.status_code == 200, withdrawn.text
     finally:
         warned = lone.stop()
     assert "warning: --single-security-admin" in warned

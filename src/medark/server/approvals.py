@@ -12,7 +12,8 @@ change to their own account. A request expires after 24 hours (`approval.expire`
 With no second security administrator to approve, the request is refused with 409
 `four_eyes_unavailable`, unless the server runs with `--single-security-admin`: then the
 change takes effect at once and an `approval.waived` record says that four eyes were
-skipped. Changes to operator and viewer accounts are always immediate.
+skipped. Once a second one exists, four eyes apply even with the flag. Changes to
+operator and viewer accounts are always immediate.
 
 An approved reset's one-time password is made when it is approved and shown once to the
 approver (who hands it over); it is never stored.
@@ -90,7 +91,7 @@ def create_user(accounts: Accounts, principal: Principal, name: str, institution
     change = {"roles": checked, "disabled": None, "reset_password": False,
               "reset_totp": False}
     if reasons and not _waived(accounts.catalog, principal, CREATE, name, institution,
-                               reasons, change, waive):
+                               institution_id, reasons, change, waive):
         return Outcome(approval=_request(accounts.catalog, principal, CREATE, name,
                                          institution_id, change, reasons, now))
     view, password = accounts.create_user(principal, name, institution, roles, now)
@@ -109,11 +110,12 @@ def update_user(accounts: Accounts, principal: Principal, name: str, now: dateti
     reasons = update_reasons(before, checked, disabled, reset_password, reset_totp)
     change = {"roles": checked, "disabled": disabled, "reset_password": reset_password,
               "reset_totp": reset_totp}
+    with transaction(accounts.catalog) as session:
+        institution_id = session.scalars(select(User.institution_id)
+                                         .where(User.name == name)).one()
     if reasons and not _waived(accounts.catalog, principal, UPDATE, name,
-                               current["institution"], reasons, change, waive):
-        with transaction(accounts.catalog) as session:
-            user = session.scalars(select(User).where(User.name == name)).one()
-            institution_id = user.institution_id
+                               current["institution"], institution_id, reasons, change,
+                               waive):
         return Outcome(approval=_request(accounts.catalog, principal, UPDATE, name,
                                          institution_id, {**change, "roles_before": before},
                                          reasons, now))
@@ -124,14 +126,20 @@ def update_user(accounts: Accounts, principal: Principal, name: str, now: dateti
 
 
 def _waived(catalog: Catalog, principal: Principal, kind: str, target: str,
-            institution: str, reasons: list[str], change: dict[str, Any],
-            waive: bool) -> bool:
-    """With --single-security-admin: the change goes ahead, recorded as a warning."""
-    if waive:
-        audit(catalog, principal.actor, principal.address, "approval.waived", target, "ok",
-              institution, {"kind": kind, "reasons": reasons, "change": change,
-                            "why": "single_security_admin"})
-    return waive
+            institution: str, institution_id: int, reasons: list[str],
+            change: dict[str, Any], waive: bool) -> bool:
+    """With --single-security-admin and no second security administrator who could
+    approve: the change goes ahead, recorded as a warning. Once a second one exists, four
+    eyes apply again, flag or not (the flag is for making that second one)."""
+    if not waive:
+        return False
+    with transaction(catalog) as session:
+        if _approvers(session, institution_id, principal.user_id, target):
+            return False
+    audit(catalog, principal.actor, principal.address, "approval.waived", target, "ok",
+          institution, {"kind": kind, "reasons": reasons, "change": change,
+                        "why": "single_security_admin"})
+    return True
 
 
 def _approvers(session: Session, institution_id: int, requester_id: int | None,

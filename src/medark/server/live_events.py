@@ -29,6 +29,7 @@ from medark.catalog.models import JobEvent as EventRow
 from medark.catalog.store import Catalog
 from medark.server.auth import MAX_SESSION
 from medark.server.db import aware, digest, transaction
+from medark.server.remote_ops import DR_ACTIONS
 from medark.server.tables import ApiToken, Institution, User, UserSession
 from medark.server.tables_agents import Agent
 from medark.util import clock
@@ -42,7 +43,8 @@ MAX_GAP = 5000
 """A hole wider than this in the ids is a sequence jump, not transactions in flight."""
 QUEUE = 5000
 """Events a slow subscriber may have waiting before it is told to resynchronise."""
-DR_KINDS = ("dr_switchover", "dr_failover", "dr_drill")
+DR_KINDS = frozenset(DR_ACTIONS.values())
+"""The job kinds of DR actions, whose steps go out as `dr_step` (failback too)."""
 
 
 @dataclass(frozen=True)
