@@ -40,9 +40,10 @@ run: report-debs venv bytecode web
 ## throwaway servers of the database tests; the CJK fonts, Pango and fontconfig the PDF
 ## reports render Chinese with (REPORT_DEBS: `make run` installs those alone), and
 ## poppler-utils the report tests read PDFs with; chromium, which tests/web drive the
-## console in through Playwright (executable_path, never a browser download).
+## console in through Playwright (executable_path, never a browser download); wrk, the
+## load client of bench/server_bench.py (its smoke test runs the bench with it).
 REPORT_DEBS := fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0
-DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy chromium
+DEBS := postgresql pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy chromium wrk
 debs report-debs:
 	@missing=""; for p in $(if $(filter report-debs,$@),$(REPORT_DEBS),$(DEBS)); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -9,10 +9,13 @@ runs), `--agents` enrolled agents heartbeating every 10 s. On a new PostgreSQL d
 (`--database`, created here and dropped after), one `medark server` process, then two
 (`--processes 1,2`: no balancer, the clients alternate between them).
 
-Measured with closed-loop clients in this process's threads (httpx, keep-alive):
+Measured with closed-loop keep-alive clients:
 * each list endpoint with `--clients` concurrent clients for `--seconds` (a center
   viewer's and a hospital viewer's API token; session cookies for /api/users, which
-  only a security administrator reads, and once for /api/jobs), p50 and p99;
+  only a security administrator reads, and once for /api/jobs), p50 and p99, from wrk
+  (`--load-client wrk`, the default when wrk is on PATH: bench/_wrk_load.py) or from
+  httpx clients in this process's threads (`--load-client python`); then with one
+  httpx client for `--solo-seconds`;
 * heartbeats per second with every agent heartbeating back to back;
 * "run now" (POST /api/jobs) until the job's started_at, with a real `medark agent run`
   long-polling, `--job-starts` times.
@@ -45,6 +48,7 @@ import pyotp
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _wrk_load
 from _server_load import Fleet, get, hammer, heartbeat, median
 
 from medark.catalog import job_queue
@@ -417,19 +421,50 @@ def list_latency(site: Site, urls: list[str]) -> list[dict[str, Any]]:
     with Fleet(urls, site.agents, 10.0):
         for label, path, headers, cookies in chosen(site):
             cpu = cpu_seconds(pids)
-            got = hammer(urls, site.args.clients, site.args.seconds, get(path),
-                         headers=headers, cookies=cookies)
+            load = under_load(site, urls, path, headers, cookies)
             cpu = cpu_seconds(pids) - cpu
             solo = hammer(urls[:1], 1, site.args.solo_seconds, get(path),
                           headers=headers, cookies=cookies)
-            rows.append({"case": label, "requests": len(got.latencies),
-                         "errors": got.errors + solo.errors,
-                         "first_error": got.first_error or solo.first_error,
-                         "p50_ms": got.percentile(50), "p99_ms": got.percentile(99),
-                         "per_s": got.rate(), "solo_p50_ms": solo.percentile(50),
-                         "cpu_ms": cpu * 1000 / max(1, len(got.latencies)),
+            rows.append({**load, "case": label, "errors": load["errors"] + solo.errors,
+                         "first_error": load["first_error"] or solo.first_error,
+                         "solo_p50_ms": solo.percentile(50),
+                         "cpu_ms": cpu * 1000 / max(1, load["requests"]),
                          "solo_p99_ms": solo.percentile(99)})
     return rows
+
+
+def under_load(site: Site, urls: list[str], path: str, headers: dict[str, str],
+               cookies: dict[str, str]) -> dict[str, Any]:
+    """`path` under `--clients` closed-loop clients, from wrk or from Python threads;
+    with the load client's own CPU time per request (wrk's, or this whole process's:
+    the agents' heartbeat threads are in it too)."""
+    args = site.args
+    began = os.times()
+    row = load_from(site, urls, path, headers, cookies)
+    ended = os.times()
+    spent = (ended.children_user + ended.children_system - began.children_user
+             - began.children_system) if args.load_client == "wrk" else (
+        ended.user + ended.system - began.user - began.system)
+    return {**row, "client_cpu_ms": spent * 1000 / max(1, row["requests"])}
+
+
+def load_from(site: Site, urls: list[str], path: str, headers: dict[str, str],
+              cookies: dict[str, str]) -> dict[str, Any]:
+    args = site.args
+    if args.load_client == "wrk":
+        try:
+            wrk = _wrk_load.run(urls, path, args.clients, args.wrk_threads, args.seconds,
+                                headers, cookies, site.tmp)
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            raise Failed(str(exc)) from None
+        return {"requests": wrk.requests, "errors": wrk.errors,
+                "first_error": wrk.first_error, "p50_ms": wrk.p50_ms,
+                "p99_ms": wrk.p99_ms, "per_s": wrk.rate()}
+    got = hammer(urls, args.clients, args.seconds, get(path), headers=headers,
+                 cookies=cookies)
+    return {"requests": len(got.latencies), "errors": got.errors,
+            "first_error": got.first_error, "p50_ms": got.percentile(50),
+            "p99_ms": got.percentile(99), "per_s": got.rate()}
 
 
 def heartbeat_rate(site: Site, urls: list[str]) -> dict[str, Any] | None:
@@ -547,6 +582,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                       "p99_max": max(r["p99_ms"] for r in rows),
                       "per_s": median([r["per_s"] for r in rows]),
                       "cpu_ms": median([r["cpu_ms"] for r in rows]),
+                      "client_cpu_ms": median([r["client_cpu_ms"] for r in rows]),
                       "solo_p50_ms": median([r["solo_p50_ms"] for r in rows]),
                       "solo_p99_ms": median([r["solo_p99_ms"] for r in rows]),
                       "errors": sum(r["errors"] for r in rows),
@@ -571,15 +607,17 @@ def show(result: dict[str, Any]) -> None:
           f"{args['systems']} systems, {args['jobs']} jobs, {args['agents']} agents; "
           f"{args['clients']} clients x {args['seconds']} s; median of {args['runs']} "
           f"runs; {os.cpu_count()} CPUs; seeding {result['seed_seconds']:.0f} s")
+    print(f"load client for the {args['clients']} clients: {result['load_client']} "
+          f"({result['load_client_note']}); 1 client: httpx")
     for shape in result["shapes"]:
         print(f"\n{shape['processes']} server process(es)")
         print(f"{'case':<62} {'p50 ms':>7} {'p99 ms':>7} {'(min-max)':>13} {'req/s':>6}"
-              f" {'1 client p50/p99':>17} {'CPU ms/req':>10}")
+              f" {'1 client p50/p99':>17} {'CPU ms/req':>10} {'client':>6}")
         for row in shape["summary"]["lists"]:
             print(f"{row['case']:<62} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f} "
                   f"{row['p99_min']:>6.0f}-{row['p99_max']:<6.0f} {row['per_s']:>6.0f} "
                   f"{row['solo_p50_ms']:>8.1f}/{row['solo_p99_ms']:<8.1f} "
-                  f"{row['cpu_ms']:>10.1f}"
+                  f"{row['cpu_ms']:>10.1f} {row['client_cpu_ms']:>6.1f}"
                   + (f"  errors {row['errors']}: {row['first_error']}"
                      if row["errors"] else ""))
         beat = shape["summary"]["heartbeat"]
@@ -607,6 +645,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="each endpoint with one client too, for this long")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--load-client", choices=("wrk", "python"),
+                        help="what sends the list endpoints' load: wrk (the default when "
+                             "it is on PATH) or httpx clients in this process's threads")
+    parser.add_argument("--wrk-threads", type=int, default=2,
+                        help="wrk's threads (at least one per server process)")
     parser.add_argument("--job-starts", type=int, default=20)
     parser.add_argument("--database", default="medark_bench_server")
     parser.add_argument("--keep", action="store_true", help="keep the database")
@@ -623,8 +666,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.hospitals < 1 or args.agents < 1 or args.systems < args.hospitals + args.clinics:
         parser.error("at least one hospital and one agent, and a system per institution")
-    result: dict[str, Any] = {"args": vars(args), "shapes": [],
-                              "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    wrk = _wrk_load.available()
+    if args.wrk_threads < 1 or args.clients < 1:
+        parser.error("--clients and --wrk-threads: at least 1")
+    if args.load_client == "wrk" and not wrk:
+        parser.error("--load-client wrk: wrk is not on PATH (apt-get install wrk)")
+    note = "" if wrk or args.load_client else "; wrk is not on PATH: apt-get install wrk"
+    args.load_client = args.load_client or ("wrk" if wrk else "python")
+    result: dict[str, Any] = {
+        "args": vars(args), "shapes": [], "load_client": args.load_client,
+        "load_client_note": (f"{args.wrk_threads} threads" if
+                             args.load_client == "wrk" else "httpx threads") + note,
+        "when": datetime.now(UTC).isoformat(timespec="seconds")}
     with tempfile.TemporaryDirectory(prefix="medark-server-bench-") as tmp, \
             ExitStack() as stack:
         site = Site(args, Path(tmp), stack)
