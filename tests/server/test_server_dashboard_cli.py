@@ -478,6 +478,28 @@ def test_live_events_follow_jobs_agents_and_alerts_in_scope(
     _n, _i, step = mine.wait_for("dr_step", lambda n, _d: n == "dr_step")
     assert step["job"]["id"] == offer["job"]["id"] and step["job"]["kind"] == "dr_drill"
     assert step["step"]["name"] == "promote" and step["step"]["seconds"] == 1.5
+    # the agent's DR report: a new lag alone is no event, the roles swapped are one
+    def report(lag: float, primary: str) -> None:
+        standby = "east" if primary == "main" else "main"
+        status = [{**DR_STATUS[0], "lag": {**DR_STATUS[0]["lag"], "seconds": lag},
+                   "nodes": [{**DR_STATUS[0]["nodes"][0], "site": primary},
+                             {**DR_STATUS[0]["nodes"][1], "site": standby}]}]
+        quiet.call("POST", "/api/agent/heartbeat", {
+            "version": "1", "interval": 60, "dr_systems": ["lis"], "dr_status": status})
+
+    report(0.5, "main")
+    _n, _i, dr = mine.wait_for("dr_status", lambda n, _d: n == "dr_status")
+    assert dr["agent"] == "agent-quiet" and dr["systems"] == ["lis"]
+    assert dr["institution"] == "hosp-a"
+    report(3.5, "main")
+    marker = people["dash-op-a"].call("POST", "/api/jobs", json={
+        "institution": "hosp-a", "plan": "emr", "kind": "backup"}).json()["job"]["id"]
+    name, _i, _d = mine.wait_for("the marker job", lambda n, d: n == "dr_status" or (
+        n == "job" and d["job"]["id"] == marker))
+    assert name == "job"  # the same picture with another lag was no event
+    report(0.2, "east")
+    _n, _i, swapped = mine.wait_for("dr_status", lambda n, _d: n == "dr_status")
+    assert swapped["agent"] == "agent-quiet"
     # reconnecting after the first event replays what came after it, in scope
     again = Stream(people["dash-view-a"], last_event_id=first_id)
     streams.append(again)

@@ -58,7 +58,7 @@ describe('which events matter to a summary', () => {
     expect(isRelevant('job', job('status'))).toBe(true)
     expect(isRelevant('job', job('progress'))).toBe(false)
     expect(isRelevant('job', job('log'))).toBe(false)
-    for (const name of ['dr_step', 'alert', 'agent', 'resync', 'ready']) {
+    for (const name of ['dr_step', 'dr_status', 'alert', 'agent', 'resync', 'ready']) {
       expect(isRelevant(name, {})).toBe(true)
     }
     expect(isRelevant('other', {})).toBe(false)

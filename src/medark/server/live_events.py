@@ -165,17 +165,44 @@ class Poller:
         with transaction(self.catalog) as session:
             return {row.id: {"name": row.name, "institution": institution,
                              "state": "revoked" if row.revoked_at else row.state,
-                             "last_heartbeat": _time(row.last_heartbeat)}
+                             "last_heartbeat": _time(row.last_heartbeat),
+                             "dr": dr_shape((row.advertised or {}).get("dr"))}
                     for row, institution in session.execute(query)}
 
     def _agent_events(self) -> list[Event]:
         current = self._agents()
-        found = [Event("agent", {"state": view["state"], "agent": view},
-                       view["institution"], agents_only=True)
-                 for agent_id, view in current.items()
-                 if self.agents.get(agent_id, {}).get("state") != view["state"]]
+        found: list[Event] = []
+        for agent_id, view in current.items():
+            before = self.agents.get(agent_id)
+            public = {k: v for k, v in view.items() if k != "dr"}
+            if before is None or before["state"] != view["state"]:
+                found.append(Event("agent", {"state": view["state"], "agent": public},
+                                   view["institution"], agents_only=True))
+            if before is not None and before["dr"] != view["dr"]:
+                found.append(Event("dr_status", {
+                    "agent": view["name"], "institution": view["institution"],
+                    "systems": sorted({system for system, *_ in view["dr"]})},
+                    view["institution"]))
         self.agents = current
         return found
+
+
+def dr_shape(report: Any) -> tuple[tuple[Any, ...], ...]:
+    """What a console shows of an agent's DR status report, without its lag figures
+    (which change at every report): per system its nodes' sites, roles and reachability,
+    health and problems. A change (a switch-over seen, a standby lost) is a `dr_status`
+    event; the same picture reported again is none."""
+    if not isinstance(report, dict):
+        return ()
+    shapes = []
+    for system in report.get("systems") or []:
+        if not isinstance(system, dict):
+            continue
+        nodes = tuple((str(n.get("site")), str(n.get("role")), bool(n.get("reachable")))
+                      for n in system.get("nodes") or [] if isinstance(n, dict))
+        shapes.append((str(system.get("system")), nodes, bool(system.get("healthy")),
+                       tuple(str(p) for p in system.get("problems") or [])))
+    return tuple(sorted(shapes))
 
 
 def job_events_after(catalog: Catalog, after: int, limit: int,

@@ -9,7 +9,8 @@
 export type LiveState = 'connecting' | 'live' | 'retrying'
 
 /** Why a page should read its data again. */
-export type ChangeReason = 'opened' | 'job' | 'dr_step' | 'alert' | 'agent' | 'resync'
+export type ChangeReason = 'opened' | 'job' | 'dr_step' | 'dr_status' | 'alert' | 'agent'
+  | 'resync'
 
 export interface LiveHandlers {
   onChange: (reason: ChangeReason) => void
@@ -49,8 +50,8 @@ export function isRelevant(name: string, data: unknown): boolean {
     const kind = (data as { kind?: unknown } | null)?.kind
     return kind === 'status'
   }
-  return name === 'dr_step' || name === 'alert' || name === 'agent' || name === 'resync'
-    || name === 'ready'
+  return name === 'dr_step' || name === 'dr_status' || name === 'alert' || name === 'agent'
+    || name === 'resync' || name === 'ready'
 }
 
 /** Calls `fire` `waitMs` after the last `poke`, and at most `maxWaitMs` after the first
@@ -87,7 +88,7 @@ export class Debouncer {
 }
 
 const browserSource: LiveSourceFactory = (url) => new EventSource(url, { withCredentials: true })
-const NAMES = ['ready', 'job', 'dr_step', 'alert', 'agent', 'resync'] as const
+const NAMES = ['ready', 'job', 'dr_step', 'dr_status', 'alert', 'agent', 'resync'] as const
 
 /** Follow the live feed until the returned function is called. A (re)opened stream
  * (`ready`) is a change too: alerts and agents' states are not replayed. */
