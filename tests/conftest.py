@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +18,9 @@ import pytest
 # private_home: the session's own HOME and XDG_* dirs; the real ~/.cache/medark is guarded.
 pytest_plugins = ["pytester", "ci_mode", "private_home"]
 
-PASSWORD = "correct horse battery staple"
-TEST_KDF = {"MEDARK_KDF_N": "1024",
-            "MEDARK_INSECURE_TEST_KDF": "i-understand-this-weakens-every-key"}
-"""A cheap scrypt cost for test keys: below the floor, so it needs the test-only switch
-(src/medark/repo/keys.py). Environments built without os.environ must add both."""
-MEDARK = shutil.which("medark", path=str(Path(sys.executable).parent)) or "medark"
+from medark_command import MEDARK, PASSWORD, TEST_KDF  # noqa: E402  (re-exported)
+
+__all__ = ["MEDARK", "PASSWORD", "TEST_KDF"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,7 +17,7 @@ import httpx
 import pyotp
 import pytest
 from catalog_urls import KINDS, catalog_urls
-from conftest import MEDARK, TEST_KDF
+from medark_command import MEDARK, TEST_KDF
 
 from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog

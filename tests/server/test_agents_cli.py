@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from catalog_urls import KINDS, catalog_urls
-from conftest import MEDARK, PASSWORD
+from medark_command import MEDARK, PASSWORD
 from server_site import (
     Server,
     User,

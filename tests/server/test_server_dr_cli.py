@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import MEDARK
 from dr_site import Site as DrSite
 from dr_site import his_site, pg_nodes, preamble
+from medark_command import MEDARK
 from pg_server import can_run_servers
 from pgbouncer_server import pgbouncer_bin
 from server_site import Server, User, base_env, first_login, init, run, start, wait_for

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD
+from medark_command import MEDARK, PASSWORD
 from server_site import Site, audit_records, code_of, run, site_fixture, wait_for
 
 site = site_fixture()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD
+from medark_command import MEDARK, PASSWORD
 from server_site import Site, User, audit_records, code_of, run, site_fixture, wait_for
 
 site = site_fixture()

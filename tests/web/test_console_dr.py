@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import MEDARK
 from console_site import (
     INSTITUTION,
     Console,
@@ -37,6 +36,7 @@ from console_site import (
 )
 from dr_site import Site as DrSite
 from dr_site import his_site
+from medark_command import MEDARK
 from pg_server import can_run_servers
 from pgbouncer_server import pgbouncer_bin
 from server_site import run, wait_for

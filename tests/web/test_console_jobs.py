@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD
 from console_site import (
     INSTITUTION,
     Console,
@@ -23,6 +22,7 @@ from console_site import (
     console_fixture,
     settle,
 )
+from medark_command import MEDARK, PASSWORD
 from server_site import run, wait_for
 
 console = console_fixture()

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD
 from console_site import (
     INSTITUTION,
     Console,
@@ -30,6 +29,7 @@ from console_site import (
     settle,
     wait_job,
 )
+from medark_command import MEDARK, PASSWORD
 from server_site import run, wait_for
 
 console = console_fixture()
