@@ -90,15 +90,25 @@ def _institution(inst: Inst, config: MedarkConfig, facts: Facts, now: datetime,
                                last_at=copy["last_copy_at"]))
         if dr is not None:
             standby = node_id("standby", name, system)
+            waiting = standing_by(dr)
             nodes.append(_node("standby", name, system, judged["title"],
-                               node_id("site", name, dr["standby_site"]),
-                               site=dr["standby_site"], kind=dr["kind"],
-                               status=dr["state"]))
+                               node_id("site", name, waiting), site=waiting,
+                               kind=dr["kind"], status=dr["state"]))
             links.append(_link("replication", name, source, standby, system,
                                system=system, offsite=dr["standby_site"] != dr[
                                    "primary_site"], state=dr["state"],
                                lag_seconds=dr["lag_seconds"], lag_bytes=dr["lag_bytes"],
                                last_at=dr["reported_at"]))
+
+
+def standing_by(dr: dict[str, Any]) -> str:
+    """The standby's site: the pair's site that is not serving. After a switch-over the
+    agent reports the configured standby's node as the primary, so the old primary's
+    site holds the standby; before any report (or one naming neither site) the
+    configured standby's site."""
+    serving, primary, standby = (dr["current_primary_site"], dr["primary_site"],
+                                 dr["standby_site"])
+    return str(primary if serving == standby and serving != primary else standby)
 
 
 def _link(kind: str, institution: str, source: str, target: str, name: str,
