@@ -162,4 +162,6 @@ def test_alerts_fire_once_and_resolve(cli: Cli, tmp_path: Path,
     history = cli("alerts", "--json", "--config", config, password=None).json()
     assert sorted(a["key"] for a in history) == ["job_failed:lis:backup", "rpo_breach:lis"]
     assert all(a["resolved_at"] for a in history)
+    assert {a["kind"]: a["severity"] for a in history} == {"job_failed": "major",
+                                                            "rpo_breach": "critical"}
     assert "超出 RPO" in cli("alerts", "--config", config, password=None).stdout

@@ -156,6 +156,7 @@ def test_alerts_are_seen_within_scope(site: Site) -> None:
     alert = mine.json()["alerts"][0]
     assert alert["open"] is True and alert["resolved_at"] is None
     assert alert["details"] == {"error": "disk full"} and alert["kind"] == "job_failed"
+    assert alert["severity"] == "major"
     outside = nurse_a.call("GET", "/api/alerts", params={"institution": "county-b"})
     assert outside.status_code == 403 and code_of(outside) == "out_of_scope"
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from medark.catalog.alert_severity import Severity, severity_of
 from medark.catalog.dr_records import DrActionRecord, DrStep, dr_record
 from medark.catalog.models import FAILED, RUNNING, STATUSES, Alert, DrAction, Job
 from medark.catalog.statuses import DR_KINDS, DR_STATUSES
@@ -464,9 +465,14 @@ class AlertRecord:
     institution: str | None = None
     """Whose it is, on a management server (not in public(): the daemon's own view)."""
 
+    @property
+    def severity(self) -> Severity:
+        return severity_of(self.kind)
+
     def public(self) -> dict[str, Any]:
-        return {"key": self.key, "kind": self.kind, "plan": self.plan,
-                "summary": self.summary, "opened_at": clock.format_time(self.opened_at),
+        return {"key": self.key, "kind": self.kind, "severity": self.severity,
+                "plan": self.plan, "summary": self.summary,
+                "opened_at": clock.format_time(self.opened_at),
                 "resolved_at": (clock.format_time(self.resolved_at)
                                 if self.resolved_at else None), "details": self.details,
                 "delivery": self.delivery.public() if self.delivery else None}

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from medark.catalog.alert_severity import severity_of
 from medark.catalog.models import Alert, Job
 from medark.catalog.models import JobEvent as EventRow
 from medark.catalog.store import Catalog
@@ -239,7 +240,8 @@ def _job_event(event: EventRow, job: Job) -> Event:
 
 def _alert(row: Alert) -> dict[str, Any]:
     return {"id": row.id, "institution": row.institution, "key": row.key,
-            "kind": row.kind, "plan": row.plan, "summary": row.summary,
+            "kind": row.kind, "severity": severity_of(row.kind), "plan": row.plan,
+            "summary": row.summary,
             "opened_at": _time(row.opened_at), "resolved_at": _time(row.resolved_at)}
 
 

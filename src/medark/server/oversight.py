@@ -91,7 +91,8 @@ def alerts(catalog: Catalog, principal: Principal, institution: str | None,
 def alert_view(record: AlertRecord) -> dict[str, Any]:
     delivery = record.delivery
     return {"id": record.id, "institution": record.institution, "key": record.key,
-            "kind": record.kind, "plan": record.plan, "summary": record.summary,
+            "kind": record.kind, "severity": record.severity, "plan": record.plan,
+            "summary": record.summary,
             "opened_at": clock.format_time(record.opened_at),
             "resolved_at": (clock.format_time(record.resolved_at)
                             if record.resolved_at else None),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from medark.catalog.alert_severity import Severity
 from medark.server.schemas import Reply, Strict
 
 PERIOD = "^20[0-9]{2}-(0[1-9]|1[0-2]|Q[1-4])$"
@@ -20,6 +21,8 @@ class AlertView(Reply):
     """None: an alert of the catalog's own daemon, not of an institution."""
     key: str
     kind: str
+    severity: Severity
+    """From the kind (catalog/alert_severity.py): critical, major or minor."""
     plan: str
     summary: str
     opened_at: str

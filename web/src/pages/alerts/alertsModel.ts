@@ -1,5 +1,5 @@
 // Alerts (GET /api/alerts) and their live changes (GET /api/events `alert`): each
-// alert's severity from its kind (the server sends none), the list kept current from
+// alert's severity (the server's, by kind), the list kept current from
 // the events, and the page's filters.
 
 export interface AlertView {
@@ -7,6 +7,7 @@ export interface AlertView {
   institution: string | null
   key: string
   kind: string
+  severity: Severity
   plan: string
   summary: string
   opened_at: string
@@ -19,30 +20,17 @@ export interface AlertView {
 export type Severity = 'critical' | 'major' | 'minor'
 export const SEVERITIES: readonly Severity[] = ['critical', 'major', 'minor']
 
-/** What each alert kind means for the people on call (scheduler/alerts.py,
- * server/agents.py): data at risk now is critical; a protection that stopped working is
- * major; the rest minor. An unknown kind is major: better seen than missed. */
-const SEVERITY: Record<string, Severity> = {
-  suspicious: 'critical',
-  rpo_breach: 'critical',
-  dr_standby: 'critical',
-  job_failed: 'major',
-  restore_test_failed: 'major',
-  dr_drill_failed: 'major',
-  dr_lag: 'major',
-  dr_sync: 'major',
-  agent_offline: 'major',
-  audit_anchor_failed: 'minor',
-}
-
-export function severityOf(kind: string): Severity {
-  return SEVERITY[kind] ?? 'major'
+/** The alert's severity as the server ranks it (catalog/alert_severity.py: data at risk
+ * now is critical, a protection that stopped working major, the rest minor); anything
+ * else counts as major: better seen than missed. */
+export function severityOf(alert: Pick<AlertView, 'severity'>): Severity {
+  return SEVERITIES.includes(alert.severity) ? alert.severity : 'major'
 }
 
 /** The `alert` event of GET /api/events. */
 export interface AlertEvent {
   state: 'opened' | 'resolved'
-  alert: Pick<AlertView, 'id' | 'institution' | 'key' | 'kind' | 'plan' | 'summary'
+  alert: Pick<AlertView, 'id' | 'institution' | 'key' | 'kind' | 'severity' | 'plan' | 'summary'
     | 'opened_at' | 'resolved_at'>
 }
 
@@ -68,7 +56,7 @@ export interface AlertFilter {
 export function filterAlerts(list: readonly AlertView[], filter: AlertFilter): AlertView[] {
   const text = filter.text.trim().toLowerCase()
   return list.filter((a) => (filter.state === 'all' || (filter.state === 'open') === a.open)
-    && (!filter.severity || severityOf(a.kind) === filter.severity)
+    && (!filter.severity || severityOf(a) === filter.severity)
     && (!filter.institution || a.institution === filter.institution)
     && (!text || [a.summary, a.plan, a.kind, a.key].some((s) => s.toLowerCase().includes(text))))
 }
@@ -76,7 +64,7 @@ export function filterAlerts(list: readonly AlertView[], filter: AlertFilter): A
 /** The open alerts by severity, for the page's summary. */
 export function openCounts(list: readonly AlertView[]): Record<Severity, number> {
   const counts: Record<Severity, number> = { critical: 0, major: 0, minor: 0 }
-  for (const a of list) if (a.open) counts[severityOf(a.kind)] += 1
+  for (const a of list) if (a.open) counts[severityOf(a)] += 1
   return counts
 }
 
