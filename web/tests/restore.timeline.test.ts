@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
-  baseFor, choose, chooseSecond, domainOf, mergeWindows, nearestPoint, position, tickPrecision,
+  baseFor, choose, domainOf, mergeWindows, nearestPoint, position, tickPrecision,
   ticks, timeAt, windowOf,
 } from '@/pages/restore/timeline'
 import type { Point } from '@/pages/restore/types'
@@ -95,9 +95,4 @@ describe('choosing a moment', () => {
     expect(baseFor(T0 + 10 * H, P)?.id).toBe('b')
   })
 
-  it('a typed second must be inside a window and after a snapshot', () => {
-    expect(chooseSecond(T0 + 17 * H, P, spans)).toBe('outside')
-    expect(chooseSecond(T0 - H, P, [{ start: T0 - 2 * H, end: T0 - H }])).toBe('no_base')
-    expect(chooseSecond(T0 + 14 * H, P, spans)).toMatchObject({ kind: 'window', at: T0 + 14 * H })
-  })
 })

@@ -73,13 +73,41 @@ describe('the restore wizard', () => {
     expect(run(initial('a'), { type: 'submitted', jobId: 1 }).step).toBe('system')
   })
 
-  it('a second inside a log window is not restorable from the console yet', () => {
-    const inWindow: Choice = { kind: 'window', base: P1, window: { start: 0, end: 1 }, at: 5 }
-    const state = run(initial('h'), { type: 'system', name: 'his' }, { type: 'next' },
+  it('restores a database at a second inside a log window: source, target, UTC time', () => {
+    const at = Date.parse('2026-12-06T10:15:30Z')
+    const inWindow: Choice = { kind: 'window', base: P1, window: { start: at - 60_000, end: at }, at }
+    let state = run(initial('h'), { type: 'system', name: 'his' }, { type: 'next' },
       { type: 'choose', choice: inWindow }, { type: 'next' })
-    expect([state.step, blocker(state)]).toEqual(['point', 'pitr'])
+    expect([state.step, blocker(state)]).toEqual(['items', 'source'])
     expect(snapshotOf(inWindow)).toBe(P1.id)
-    expect(restoreBody({ ...state, target: 't', whole: true })).toBeNull()
+    // no file is chosen for a database: the source and the target are what is asked
+    state = run(state, { type: 'source', plan: 'his', source: 'db' }, { type: 'next' })
+    expect([state.step, blocker(state)]).toEqual(['items', 'target'])
+    expect(restoreBody(state)).toBeNull()
+    state = run(state, { type: 'target', name: 'pg-restore' }, { type: 'next' })
+    expect(state.step).toBe('confirm')
+    expect(restoreBody(state)).toEqual({ time: '2026-12-06T10:15:30Z', plan: 'his',
+      source: 'db', target: 'pg-restore' })
+    state = run(state, { type: 'submitted', jobId: 9 })
+    expect([state.step, state.jobId]).toEqual(['progress', 9])
+  })
+
+  it('forgets the database when another second is chosen, not when the same one is', () => {
+    const at = Date.parse('2026-12-06T10:15:30Z')
+    const second = (t: number): Choice => ({ kind: 'window', base: null,
+      window: { start: at - 60_000, end: at }, at: t })
+    const state = run(initial('h'), { type: 'system', name: 'his' }, { type: 'next' },
+      { type: 'choose', choice: second(at) }, { type: 'next' },
+      { type: 'source', plan: 'his', source: 'db' }, { type: 'target', name: 'pg' })
+    const same = run(state, { type: 'back' }, { type: 'choose', choice: second(at) })
+    expect([same.plan, same.source, same.target]).toEqual(['his', 'db', 'pg'])
+    const other = run(state, { type: 'back' }, { type: 'choose', choice: second(at - 1000) })
+    expect([other.plan, other.source, other.target]).toEqual(['', '', 'pg'])
+    // a snapshot instead asks for paths again and sends no time
+    const files = run(state, { type: 'back' }, { type: 'choose', choice: onP1 }, { type: 'next' },
+      { type: 'whole', value: true }, { type: 'next' })
+    expect(files.step).toBe('confirm')
+    expect(restoreBody(files)).toEqual({ snapshot: P1.id, paths: [], target: 'pg' })
   })
 
   it('builds the restore request: paths, or the whole snapshot', () => {
@@ -136,8 +164,12 @@ describe('targets and the outcome', () => {
   it('reads where the files went from the job details', () => {
     expect(outcomeOf({ restore: { target: 'scratch', files_restored: 1, bytes_restored: 4100,
       seconds_elapsed: 0.4 } })).toEqual({ target: 'scratch', files: 1, bytes: 4100,
-      seconds: 0.4 })
-    expect(outcomeOf(null)).toEqual({ target: null, files: null, bytes: null, seconds: null })
+      seconds: 0.4, dataDir: null, time: null, kind: null })
+    expect(outcomeOf(null)).toEqual({ target: null, files: null, bytes: null, seconds: null,
+      dataDir: null, time: null, kind: null })
+    expect(outcomeOf({ restore: { target: 'pg', time: '2026-12-06T10:15:30Z', kind: 'postgres',
+      data_dir: 'his-db-20261206T101530Z' } })).toMatchObject({ target: 'pg',
+      dataDir: 'his-db-20261206T101530Z', time: '2026-12-06T10:15:30Z', kind: 'postgres' })
     expect(outcomeOf({ restore: { files_restored: 'x' } }).files).toBeNull()
   })
 })

@@ -102,18 +102,6 @@ export function choose(at: number, points: readonly Point[], windows: readonly S
   return point ? { kind: 'point', point, at: ms(point.time) } : null
 }
 
-/** A typed moment (from the date-time field) checked against the windows: the choice,
- * or why not ('outside' a window, or 'no_base': no snapshot before it to start from). */
-export function chooseSecond(at: number, points: readonly Point[], windows: readonly Span[]
-): Choice | 'outside' | 'no_base' {
-  const second = Math.round(at / 1000) * 1000
-  const window = windowOf(second, windows)
-  if (!window) return 'outside'
-  const base = baseFor(second, points)
-  if (!base) return 'no_base'
-  return { kind: 'window', base, window, at: second }
-}
-
 /** How precise a tick's label must be for the drawn range: seconds under ten minutes,
  * minutes under three days, else days. */
 export function tickPrecision(domain: Domain): 'second' | 'minute' | 'day' {

@@ -15,8 +15,20 @@ export interface Point {
 export interface LogWindow {
   /** `wal` or `binlog`. */
   kind: string
+  /** ISO 8601 in UTC; a restore may target any second in [start, end]. */
   start: string
   end: string
+  /** The plan and its source (the configuration's names) the window belongs to; absent
+   * from a server older than point-in-time restores from the console. */
+  plan?: string
+  source?: string
+  /** The base backup's snapshot (short id) the window starts from. */
+  base?: string
+  /** The window ends at a gap in the archive. */
+  gap_after?: boolean
+  /** The agent that reported it (the one the restore is queued for). */
+  agent?: string
+  reported_at?: string
 }
 
 export interface AgentTargets {

@@ -1,8 +1,10 @@
 // The restore wizard as a state machine: system → point in time → what and where →
-// confirm → progress. Each step may be left only when its choice is made; changing an
+// confirm → progress. What is restored is paths of a snapshot, or for a second inside a
+// database's log window that database (a plan's source) as it was at that second. Each step may be left only when its choice is made; changing an
 // earlier choice forgets the later ones that depended on it. Pure: RestoreView.vue
 // keeps the state and draws it.
 import type { Choice } from './timeline'
+import { utcIso } from './pitr'
 
 export const STEPS = ['system', 'point', 'items', 'confirm', 'progress'] as const
 export type Step = (typeof STEPS)[number]
@@ -19,6 +21,9 @@ export interface WizardState {
   paths: string[]
   /** The whole snapshot rather than chosen paths. */
   whole: boolean
+  /** For a second inside a log window: the plan and its database source restored. */
+  plan: string
+  source: string
   target: string
   jobId: number | null
 }
@@ -30,6 +35,7 @@ export type Action =
   | { type: 'toggle'; path: string }
   | { type: 'unselect'; path: string }
   | { type: 'whole'; value: boolean }
+  | { type: 'source'; plan: string; source: string }
   | { type: 'target'; name: string }
   | { type: 'next' }
   | { type: 'back' }
@@ -39,7 +45,7 @@ export type Action =
 
 export function initial(institution = ''): WizardState {
   return { step: 'system', institution, system: '', choice: null, paths: [], whole: false,
-    target: '', jobId: null }
+    plan: '', source: '', target: '', jobId: null }
 }
 
 /** The snapshot a restore of this choice reads (a window's base), or null. */
@@ -55,11 +61,11 @@ export function blocker(state: WizardState): string | null {
     case 'system':
       return !state.institution ? 'institution' : !state.system ? 'system' : null
     case 'point':
-      if (!state.choice) return 'point'
-      // the server restores snapshots; a second inside a log window is `medark pg
-      // restore --target-time` on the host, which the console cannot ask for yet
-      return state.choice.kind === 'window' ? 'pitr' : null
+      return state.choice ? null : 'point'
     case 'items':
+      if (state.choice?.kind === 'window') {
+        return !state.plan || !state.source ? 'source' : !state.target ? 'target' : null
+      }
       if (!state.whole && !state.paths.length) return 'items'
       if (state.paths.length > MAX_PATHS) return 'tooMany'
       return !state.target ? 'target' : null
@@ -101,9 +107,14 @@ export function reduce(state: WizardState, action: Action): WizardState {
       return { ...initial(state.institution), system: action.name }
     case 'choose': {
       const same = snapshotOf(action.choice) === snapshotOf(state.choice)
+      const sameSecond = action.choice?.kind === 'window' && state.choice?.kind === 'window'
+        && action.choice.at === state.choice.at
       return { ...state, choice: action.choice, paths: same ? state.paths : [],
-        whole: same ? state.whole : false }
+        whole: same ? state.whole : false, plan: sameSecond ? state.plan : '',
+        source: sameSecond ? state.source : '' }
     }
+    case 'source':
+      return { ...state, plan: action.plan, source: action.source }
     case 'toggle':
       return { ...state, paths: toggle(state.paths, action.path), whole: false }
     case 'unselect':
@@ -131,9 +142,18 @@ export function reduce(state: WizardState, action: Action): WizardState {
   }
 }
 
-/** The body of POST …/restores for the confirmed state, or null when not ready. */
-export function restoreBody(state: WizardState
-): { snapshot: string; paths: string[]; target: string } | null {
+export type RestoreBody =
+  | { snapshot: string; paths: string[]; target: string }
+  | { time: string; plan: string; source: string; target: string }
+
+/** The body of POST …/restores for the confirmed state, or null when not ready: a
+ * snapshot's paths, or a database source at a second (in UTC, to the second). */
+export function restoreBody(state: WizardState): RestoreBody | null {
+  if (state.choice?.kind === 'window') {
+    if (!state.plan || !state.source || !state.target) return null
+    return { time: utcIso(state.choice.at), plan: state.plan, source: state.source,
+      target: state.target }
+  }
   const snapshot = snapshotOf(state.choice)
   if (!snapshot || !state.target || state.choice?.kind !== 'point') return null
   if (!state.whole && !state.paths.length) return null
@@ -159,18 +179,24 @@ export function targetNames(agents: readonly { state: string; targets: string[] 
   return [...new Set(ordered.flatMap((a) => a.targets))]
 }
 
-/** Where the restored files are: the restore's summary in the job's details. */
+/** Where the restored files are: the restore's summary in the job's details (for a
+ * point in time, the new data directory's name under the target, the second and the
+ * database kind). */
 export interface Outcome {
   target: string | null
   files: number | null
   bytes: number | null
   seconds: number | null
+  dataDir: string | null
+  time: string | null
+  kind: string | null
 }
 
 export function outcomeOf(details: Record<string, unknown> | null | undefined): Outcome {
   const restore = (details?.restore ?? {}) as Record<string, unknown>
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null)
-  return { target: typeof restore.target === 'string' ? restore.target : null,
-    files: num(restore.files_restored), bytes: num(restore.bytes_restored),
-    seconds: num(restore.seconds_elapsed) }
+  const text = (v: unknown) => (typeof v === 'string' && v ? v : null)
+  return { target: text(restore.target), files: num(restore.files_restored),
+    bytes: num(restore.bytes_restored), seconds: num(restore.seconds_elapsed),
+    dataDir: text(restore.data_dir), time: text(restore.time), kind: text(restore.kind) }
 }
