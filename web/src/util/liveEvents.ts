@@ -15,6 +15,9 @@ export type ChangeReason = 'opened' | 'job' | 'dr_step' | 'dr_status' | 'alert' 
 export interface LiveHandlers {
   onChange: (reason: ChangeReason) => void
   onState?: (state: LiveState) => void
+  /** Every event as it comes, with its payload (a page that applies events itself,
+   * the jobs list, rather than reading its data again). */
+  onEvent?: (name: string, data: unknown) => void
 }
 
 type Source = Pick<EventSource, 'addEventListener' | 'close' | 'readyState'> & {
@@ -110,6 +113,7 @@ export function followLive(handlers: LiveHandlers, options: LiveOptions = {}): (
       } catch {
         return
       }
+      handlers.onEvent?.(name, data)
       if (!isRelevant(name, data)) return
       reason = name === 'ready' ? 'opened' : name
       if (name === 'ready') handlers.onState?.('live')

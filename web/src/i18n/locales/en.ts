@@ -145,6 +145,7 @@ const en: Messages<typeof zh> = {
     actions: 'Actions',
     daemon: 'Local daemon',
     bytesOf: '{done} of {total}',
+    liveDown: 'Live updates interrupted, reconnecting; the list is read every 30 s',
   },
   notFound: {
     title: 'Page not found',

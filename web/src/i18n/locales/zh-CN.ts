@@ -141,6 +141,7 @@ export default {
     actions: '操作',
     daemon: '本地守护进程',
     bytesOf: '{done} / {total}',
+    liveDown: '实时更新中断，正在重连；列表每 30 秒刷新',
   },
   notFound: {
     title: '页面不存在',
