@@ -36,6 +36,9 @@ def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str | N
     else:
         monkeypatch.setenv("CI", ci)
     monkeypatch.setenv("PYTHONPATH", PLUGIN_DIR)
+    # only the plugin under test: the installed ones (schemathesis, hypothesis, xdist...)
+    # cost each inner pytest about 2 s of CPU to import
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_database=source)
     return pytester.runpytest_subprocess("-p", "ci_mode", "-ra", "-p", "no:cacheprovider")
 
