@@ -1,8 +1,9 @@
 """A backup run from the console: a real `medark agent` of the hospital, enrolled with
 its single-use token and holding a plan of a small tree (the same configuration is the
 institution's on the server), takes the job an operator queues with the Jobs page's
-"run now"; the page shows the job's progress reach 100 % and its success, and the
-snapshot is in the agent's repository."""
+"run now"; the page shows the job's progress reach 100 % and its success from the live
+feed (/api/events: no read of the list meanwhile), and the snapshot is in the agent's
+repository. A link with ?plan= and ?status= opens the page with those filters."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from console_site import (
@@ -117,6 +119,11 @@ def test_run_a_backup_and_watch_it_reach_100_percent(console: Console, browser: 
         job_id = reply.json()["job"]["id"]
         row = page.locator(".el-table__row").filter(
             has=page.get_by_role("button", name=f"Job #{job_id}", exact=True))
+        row.wait_for()
+        # from here on the row moves with the live feed's events, not a read of the list
+        reads: list[str] = []
+        page.on("request", lambda request: request.method == "GET" and urlsplit(
+            request.url).path == "/api/jobs" and reads.append(request.url))
         bar = row.get_by_role("progressbar")
         seen: list[str] = []
 
@@ -128,6 +135,7 @@ def test_run_a_backup_and_watch_it_reach_100_percent(console: Console, browser: 
         wait_for(f"job {job_id} at 100 % on the page", reached, timeout=120, every=0.2)
         row.get_by_text("Succeeded").wait_for()
         assert seen[-1] == "100" and all(0 <= float(v) <= 100 for v in seen), seen
+        assert not reads, reads
         assert not problems.found, problems.found
     finally:
         context.close()
@@ -137,3 +145,33 @@ def test_run_a_backup_and_watch_it_reach_100_percent(console: Console, browser: 
     listed = run({**console.site.env, "MEDARK_PASSWORD": PASSWORD}, "--json", "snapshots",
                  "--repo", str(agent))
     assert job["snapshot_id"][:8] in listed.stdout, listed.stdout
+
+
+def test_a_link_opens_the_jobs_of_one_plan(console: Console, browser: Any,
+                                           agent: Path) -> None:
+    operator = console.users["operator"]
+    done = [j for j in operator.call("GET", "/api/jobs", params={"plan": "pacs"}).json()["jobs"]
+            if j["status"] == "succeeded"]
+    assert done, "the first test's job"
+    context = console.context(browser, "operator", locale="en")
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        page.goto("/jobs?plan=pacs&status=succeeded")
+        settle(page)
+        filters = page.locator("form.filters")
+        filters.get_by_text("pacs", exact=True).wait_for()  # the selects show the query's
+        filters.get_by_text("Succeeded", exact=True).wait_for()
+        for listed in done:
+            page.get_by_role("button", name=f"Job #{listed['id']}", exact=True).wait_for()
+        assert page.locator(".el-table__row").count() == len(done)
+        page.goto("/jobs?plan=no-such-plan")
+        settle(page)
+        page.get_by_text("No jobs match").wait_for()
+        # the reset empties the filters and the URL's query with them
+        page.get_by_role("button", name="Reset").click()
+        page.get_by_role("button", name=f"Job #{done[0]['id']}", exact=True).wait_for()
+        assert not parse_qs(urlsplit(page.url).query).get("plan"), page.url
+        assert not problems.found, problems.found
+    finally:
+        context.close()
