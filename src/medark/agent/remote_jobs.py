@@ -1,7 +1,8 @@
 """Restores and DR actions the server asks an agent for (docs/server.md).
 
 The server names things, never a command or a path: a restore names a snapshot, paths
-inside it and a restore target by name, which must be one of this host's
+inside it (or a point in time and a database source: agent/pitr_job.py) and a restore
+target by name, which must be one of this host's
 `[agent] restore_targets`; a DR action names a system, which must be one of this host's
 `[dr.SYSTEM]` tables. Each runs `medark restore` / `medark dr ACTION` as the agent's
 child, so the command's own checks and its access audit (in the agent's local catalog)
@@ -65,6 +66,10 @@ def _restore_refusal(config: MedarkConfig, plan: str, details: dict[str, Any]) -
         known = ", ".join(sorted(targets)) or "none"
         return (f"unknown restore target {target!r}: not in this agent's [agent] "
                 f"restore_targets (declared: {known})")
+    if "time" in details:  # a point in time (agent/pitr_job.py)
+        from medark.agent import pitr_job
+
+        return pitr_job.refusal(details)
     snapshot = details.get("snapshot")
     if not isinstance(snapshot, str) or not SNAPSHOT_REF.fullmatch(snapshot):
         return "the snapshot is an id (8 to 64 hex digits) or 'latest'"
@@ -76,6 +81,10 @@ def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
         on_step: OnStep | None = None) -> Done:
     """Run the refusal-checked job as a child, recorded in the local catalog; a DR
     action's steps go to `on_step` as each ends."""
+    if kind == RESTORE and "time" in details:
+        from medark.agent import pitr_job
+
+        return pitr_job.run(config, catalog, plan, details, launcher)
     if kind == RESTORE:
         return _restore(config, catalog, plan, details, launcher)
     return _dr(catalog, plan, kind, str(details["system"]), launcher, config_file,

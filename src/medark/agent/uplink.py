@@ -11,6 +11,9 @@
   it runs (a DR action's steps each as it ends), and uploads the result. A cancel (the
   answer to a progress report, or the heartbeat's list) stops the job's child processes
   with SIGTERM.
+- **Windows.** The recoverable windows of the plans with a streamed database source
+  (agent/windows.py), computed on a thread of their own every minute and after each job
+  of such a plan, go with a heartbeat only when they changed.
 - **Refusal.** A refused credential (revoked, unknown) stops the agent: `refused` holds
   the error, and `on_refused` stops the local schedule with it (exit 32).
 
@@ -31,6 +34,7 @@ from medark import __version__
 from medark.agent import remote_jobs, work
 from medark.agent.client import Client, Unreachable
 from medark.agent.state import AgentState, Mark, load_mark, save_mark
+from medark.agent.windows import WindowWatch
 from medark.catalog.job_outbox import jobs_after
 from medark.catalog.models import CANCELLED, FAILED, QUEUED, RUNNING
 from medark.catalog.store import Catalog, JobRecord
@@ -75,8 +79,10 @@ class Uplink:
         self._reachable: bool | None = None
         self._threads: list[threading.Thread] = []
         self._current: _Running | None = None
+        self.windows = WindowWatch(config, on_event)
 
     def start(self) -> None:
+        self.windows.start()
         for name, target in (("uplink-heartbeat", self._beat_loop),
                              ("uplink-jobs", self._poll_loop)):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -86,6 +92,7 @@ class Uplink:
     def stop(self, grace: float) -> None:
         """Stop; a job the server gave gets `grace` seconds to finish and report."""
         self.stopping.set()
+        self.windows.stop()
         deadline = clock.monotonic() + grace
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - clock.monotonic()))
@@ -104,9 +111,14 @@ class Uplink:
                 if self.config.dr and beats % remote_jobs.DR_STATUS_EVERY == 0:
                     body["dr_status"] = remote_jobs.dr_status_report(
                         self.config, self.catalog, self.options.config_file)
+                windows = self.windows.pending()
+                if windows is not None:
+                    body["windows"] = windows
                 beats += 1
                 reply = self.client.call("POST", "/agent/heartbeat", body)[1]
                 self._reached(None)
+                if windows is not None:
+                    self.windows.taken(windows)
                 current = self._current
                 if current is not None and current.job_id in reply.get("cancel", []):
                     current.cancel()
@@ -138,6 +150,8 @@ class Uplink:
                 skip = set(mark.skip)
                 done = [j for j in jobs if j.id not in skip
                         and j.status not in (QUEUED, RUNNING)]
+                for job in done:
+                    self.windows.poke(job.plan)
                 if done:
                     reply = self.client.call("POST", "/agent/results",
                                              {"results": [_result(j) for j in done]})[1]
@@ -205,6 +219,7 @@ class Uplink:
                 mark.skip = sorted(set(mark.skip) | set(result.local_ids))
                 save_mark(self.directory, mark)
             self._report(job_id, result)
+            self.windows.poke(plan)
             self._on_event("job_finished", {"job": job_id, "plan": plan, "kind": kind,
                                             "status": result.status, "error": result.error})
 

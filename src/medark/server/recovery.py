@@ -9,12 +9,17 @@ system (server/remote_ops.py), so the targets shown are those of the agents that
 advertise such a plan (else every agent of the institution heard from).
 
 Continuous WAL/binlog windows: the server does not read a repository's WAL or binlog
-archive, so for a database source it says `windows_known: false` and lists the base
-backups as points; the restore it can request is of a snapshot.
+archive; the agent that has a plan with a streamed database source computes its windows
+(agent/windows.py) and sends them with a heartbeat when they change, and the server
+keeps the latest per agent. Until one did, `windows_known` is false. A point-in-time
+restore (server/remote_ops.py) must name a time inside one of them and goes to the agent
+that reported it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -24,8 +29,10 @@ from medark.config.agent_conf import TARGET_NAME
 from medark.config.plans import MedarkConfig
 from medark.server.agents import AgentPrincipal
 from medark.server.db import transaction
+from medark.server.grants import Grant
 from medark.server.tables import Institution
 from medark.server.tables_agents import Agent
+from medark.util import clock
 
 MAX_TARGETS = 100
 LOG_SOURCES = ("postgres", "mariadb")
@@ -40,6 +47,68 @@ def record_targets(catalog: Catalog, agent: AgentPrincipal, names: list[str]) ->
         if row is None or (row.advertised or {}).get("restore_targets") == kept:
             return
         row.advertised = {**(row.advertised or {}), "restore_targets": kept}
+
+
+def record_windows(catalog: Catalog, agent: AgentPrincipal,
+                   report: dict[str, list[dict[str, Any]]] | None, now: datetime) -> None:
+    """Keep the agent's windows (its plans', as its latest report said); None: the agent
+    sent none this time (unchanged, or it could not compute them)."""
+    if report is None:
+        return
+    with transaction(catalog) as session:
+        row = session.get(Agent, agent.agent_id)
+        if row is None:
+            return
+        row.advertised = {**(row.advertised or {}),
+                          "windows": {"at": clock.format_time(now), "plans": report}}
+
+
+@dataclass(frozen=True)
+class KnownWindow:
+    """A window an agent reported, as the server keeps it."""
+
+    agent: str
+    plan: str
+    reported_at: str
+    report: dict[str, Any]
+
+    @property
+    def start(self) -> datetime:
+        return clock.parse_time(self.report["start"])
+
+    @property
+    def end(self) -> datetime:
+        return clock.parse_time(self.report["end"])
+
+    def view(self) -> dict[str, Any]:
+        r = self.report
+        return {"kind": r["kind"], "start": r["start"], "end": r["end"], "plan": self.plan,
+                "source": r["source"], "base": str(r["base"])[:8],
+                "gap_after": bool(r["gap_after"]), "agent": self.agent,
+                "reported_at": self.reported_at}
+
+
+def known_windows(catalog: Catalog, institution: str, plans: list[str],
+                  grant: Grant | None = None) -> tuple[bool, list[KnownWindow]]:
+    """(whether an agent of the institution reported windows for one of `plans`, those
+    windows oldest first); with a grant, those from a base backup it allows."""
+    with transaction(catalog) as session:
+        rows = list(session.scalars(
+            select(Agent).join(Institution).where(Institution.name == institution,
+                                                  Agent.revoked_at.is_(None))
+            .order_by(Agent.name)))
+        reports = [(row.name, (row.advertised or {}).get("windows") or {}) for row in rows]
+    known, found = False, []
+    for name, held in reports:
+        by_plan = held.get("plans") or {}
+        for plan in plans:
+            if plan in by_plan:
+                known = True
+                found += [KnownWindow(name, plan, str(held.get("at")), w)
+                          for w in by_plan[plan]]
+    if grant is not None:
+        found = [w for w in found if grant.allows_snapshot(str(w.report["base"]))]
+    return known, sorted(found, key=lambda w: (w.start, w.plan, w.agent))
 
 
 def restore_targets(catalog: Catalog, institution: str, plans: list[str]
@@ -66,11 +135,11 @@ def system_plans(config: MedarkConfig, system: str) -> list[str]:
 
 
 def source_facts(config: MedarkConfig, system: str) -> dict[str, Any]:
-    """The system's source types, whether it is a database whose log may be captured
-    continuously, and (not known to the server) its windows."""
+    """The system's source types and whether it is a database whose log may be captured
+    continuously."""
     sources = config.systems[system].sources
     kinds = sorted({s.type for s in sources})
     streamed = any(s.type in LOG_SOURCES and s.stream for s in sources)
     return {"source_types": kinds,
             "database": any(k in LOG_SOURCES for k in kinds),
-            "log_streamed": streamed, "windows_known": False, "windows": []}
+            "log_streamed": streamed}

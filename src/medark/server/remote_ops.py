@@ -7,7 +7,10 @@ configuration says which directory that is, and refuses any other); a DR action 
 the system (the agent runs it only for a system of its own [dr] tables). Restoring is a
 read of patient data, so another institution's needs a grant (server/grants.py), the
 regional center's accounts too; every request and refusal is audited
-(`snapshot.restore.request`, `dr.request`). A switchover, failover or failback moves a
+(`snapshot.restore.request`, `dr.request`). A point-in-time restore names a plan, a
+database source, a time and a target: the time must lie inside a window an agent
+reported (server/recovery.py; 409 `outside_window` otherwise), and the job goes to that
+agent. A switchover, failover or failback moves a
 system between its sites: the request repeats the system's name in `confirm` (422
 `confirmation_required` otherwise).
 """
@@ -28,8 +31,9 @@ from medark.server.accounts import Principal
 from medark.server.agents import AgentPrincipal
 from medark.server.configs import current_config, in_scope
 from medark.server.db import audit, aware, transaction
-from medark.server.grants import grant_allows
+from medark.server.grants import Grant, grant_allows
 from medark.server.oversight import allowed
+from medark.server.recovery import KnownWindow, known_windows, system_plans
 from medark.server.tables import Institution
 from medark.server.tables_agents import Agent
 from medark.util import clock
@@ -51,6 +55,13 @@ class ConfirmationRequired(UsageError):
     `confirm`."""
 
     code = "confirmation_required"
+
+
+class OutsideWindow(Conflict):
+    """A point in time no reported window holds."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "outside_window")
 
 
 class InvalidRestore(UsageError):
@@ -91,6 +102,64 @@ def request_restore(catalog: Catalog, who: Principal, institution: str, system: 
     audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "ok", institution,
           {**record, "job": job.id, "plan": plans[0]})
     return job
+
+
+def request_pitr(catalog: Catalog, who: Principal, institution: str, system: str,
+                 moment: datetime, plan: str, source: str | None, target: str
+                 ) -> JobRecord:
+    """Queue a restore of the database of `plan`'s `source` as it was at `moment` into
+    a new directory of restore target `target`, for the agent whose reported window
+    holds that moment."""
+    when = clock.format_time(moment)
+    where = f"{institution}/{system} time:{when}"
+    _require(catalog, who, R.RESTORES_RUN, RESTORE_ACTION, where, institution)
+    grant = grant_allows(catalog, who, institution, system, use=RESTORE_ACTION)
+    record: dict[str, Any] = {"grant": grant.id if grant else None, "system": system,
+                              "target": target, "time": when, "plan": plan,
+                              "source": source}
+    try:
+        problem = _restore_problem([], target)
+        if problem is not None:
+            raise InvalidRestore(problem)
+        found = current_config(catalog, institution)
+        if found is None:
+            raise Conflict(f"{institution} has no configuration yet", "no_configuration")
+        if plan not in system_plans(found.config, system):
+            raise ObjectNotFound(f"no plan {plan!r} of system {system!r} in "
+                                 f"{institution}'s configuration")
+        window = _window_at(catalog, institution, plan, source, moment, grant)
+        job = job_queue.queue_job(catalog, institution=institution, plan=plan,
+                                  kind=RESTORE, requested_by=who.actor, system=system,
+                                  agent=window.agent,
+                                  details={"time": when, "source": window.report["source"],
+                                           "target": target})
+    except MedarkError as exc:
+        audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "failed",
+              institution, {**record, "reason": exc.code})
+        raise
+    audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "ok", institution,
+          {**record, "source": window.report["source"], "job": job.id,
+           "agent": window.agent, "base": str(window.report["base"])[:8]})
+    return job
+
+
+def _window_at(catalog: Catalog, institution: str, plan: str, source: str | None,
+               moment: datetime, grant: Grant | None) -> KnownWindow:
+    """The newest report's window of `plan` (and `source`) that holds `moment`."""
+    _known, windows = known_windows(catalog, institution, [plan], grant)
+    sources = sorted({str(w.report["source"]) for w in windows})
+    if source is None and len(sources) > 1:
+        raise UsageError(f"plan {plan} has several database sources "
+                         f"({', '.join(sources)}): name one in source")
+    mine = [w for w in windows if source is None or w.report["source"] == source]
+    inside = [w for w in mine if w.start <= moment <= w.end]
+    if not inside:
+        spans = "; ".join(f"{w.report['start']} .. {w.report['end']}" for w in mine)
+        raise OutsideWindow(
+            f"{clock.format_time(moment)} is outside the recoverable windows of plan "
+            f"{plan}{f' source {source}' if source else ''}: "
+            + (f"restore to a time in {spans}" if spans else "no window is known"))
+    return max(inside, key=lambda w: w.reported_at)
 
 
 def _restore_problem(paths: list[str], target: str) -> str | None:

@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from medark.server.agents import MAX_TOKEN_HOURS
 from medark.server.schemas import NAMED, Reply, Strict
+from medark.server.schemas_recovery import WindowReport
 
 
 def _whole(value: Any) -> Any:
@@ -74,6 +75,10 @@ class HeartbeatBody(Strict):
         default_factory=list, max_length=100)
     """The names of the agent's `[agent] restore_targets` (never their directories):
     the restore wizard offers them."""
+    windows: dict[PlanName, Annotated[list[WindowReport], Field(max_length=200)]] | None = (
+        Field(default=None, max_length=1000))
+    """The recoverable windows of its plans with a streamed database source
+    (agent/windows.py), when they changed; None: as last sent."""
 
 
 class EventBody(Strict):

@@ -25,7 +25,7 @@ from medark.server.agents import (
 )
 from medark.server.db import audit
 from medark.server.deps import SESSION_COOKIE, ApiContext, Ctx, Who, address, context
-from medark.server.recovery import record_targets
+from medark.server.recovery import record_targets, record_windows
 from medark.server.remote_ops import PARAMETERISED, record_dr, step_event
 from medark.server.replies import json_reply
 from medark.server.routes.session import RateLimited
@@ -121,6 +121,8 @@ def heartbeat(body: HeartbeatBody, agent: Agent, ctx: Ctx) -> dict[str, Any]:
                           body.interval, now)
     record_dr(ctx.catalog, agent, body.dr_systems, body.dr_status, now)
     record_targets(ctx.catalog, agent, body.restore_targets)
+    record_windows(ctx.catalog, agent, None if body.windows is None else {
+        plan: [w.model_dump() for w in found] for plan, found in body.windows.items()}, now)
     return {"server_time": clock.format_time(now), "cancel": to_cancel(ctx.catalog, agent)}
 
 

@@ -24,14 +24,17 @@ router = APIRouter(tags=["snapshots", "restores"])
 @router.get(BASE.removesuffix("/snapshots") + "/recovery", response_model=RecoveryReply)
 def recovery(institution: Institution, system: System, who: Who, ctx: Ctx
              ) -> dict[str, Any]:
-    """The system's recoverable points (its snapshots), what the server knows of its
-    continuous log windows, and the restore targets its agents declare (names)."""
+    """The system's recoverable points (its snapshots), the windows of continuous log
+    capture its agents reported (any second inside one can be restored to), and the
+    restore targets its agents declare (names)."""
     def read(config: MedarkConfig, grant: Grant | None) -> dict[str, Any]:
         found = S.list_snapshots(config, system)
         plans = V.system_plans(config, system)
+        known, windows = V.known_windows(ctx.catalog, institution, plans, grant)
         return {"institution": institution, "system": system,
                 "grant": grant.id if grant else None, "plans": plans,
-                **V.source_facts(config, system),
+                **V.source_facts(config, system), "windows_known": known,
+                "windows": [w.view() for w in windows],
                 "points": [S.snapshot_view(f) for f in found
                            if grant is None or grant.allows_snapshot(f.snapshot.id)],
                 "agents": V.restore_targets(ctx.catalog, institution, plans)}
