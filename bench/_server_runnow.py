@@ -51,8 +51,8 @@ def start_agent(site: Site) -> subprocess.Popen[str]:
         raise Failed(f"agent enroll: {enrolled.stderr.strip()}")
     log = (tmp / "agent.log").open("w")
     proc = subprocess.Popen([MEDARK, "agent", "run", "--state-dir", str(state),
-                             "--config", str(config)], env=env, text=True,
-                            stdout=log, stderr=log)
+                             "--config", str(config), "--wait", str(site.args.agent_wait)],
+                            env=env, text=True, stdout=log, stderr=log)
     site.stack.callback(stop_server, proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

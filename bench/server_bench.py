@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2,
                         help="wrk's threads (at least one per server process)")
     parser.add_argument("--job-starts", type=int, default=20)
+    parser.add_argument("--agent-wait", type=int, default=25, choices=range(1, 56),
+                        metavar="SECONDS",
+                        help="the run-now agent's long poll (its --wait; 25, the agent's "
+                             "default): a stopping agent finishes its poll first, so the "
+                             "smoke test's shorter one ends the bench sooner")
     parser.add_argument("--database", default="medark_bench_server")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")

@@ -2,8 +2,8 @@
 institutions, 100 jobs, 2 agents, two list endpoints (a token's and a session's) for 1 s
 each under the load client the bench picks by itself (wrk when it is on PATH, as
 `make test`'s Debian packages put it; the Python client otherwise), one "run now"
-through a real `medark agent run`. Nothing is timed: the figures only have to be there,
-every request answered 2xx."""
+through a real `medark agent run` (long-polling 1 s: a stopping agent ends its poll
+first). Nothing is timed: the figures only have to be there, every request answered 2xx."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def test_server_bench_runs_at_a_tiny_scale(tmp_path: Path) -> None:
         [sys.executable, str(BENCH), "--hospitals", "1", "--clinics", "1", "--systems",
          "4", "--jobs", "100", "--agents", "2", "--clients", "2", "--seconds", "1",
          "--solo-seconds", "1", "--runs", "1", "--processes", "1", "--job-starts", "1",
+         "--agent-wait", "1",
          "--only", "(hospital token),/api/users", "--database", database,
          "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=False)
