@@ -31,6 +31,10 @@ deleting nothing until someone looks.
    unreferenced, harmless, removed by the next prune.
 4. delete the removed, repacked and unreferenced packs.
 
+Apart from the phases (not with --dry-run): the spool files of packs that a killed
+backup or copy was filling (`.spool/.pack-*.tmp` in a local repository) are removed,
+since under the exclusive lock no writer is filling one.
+
 A crash at any point therefore leaves a repository in which every snapshot's blobs are in
 an indexed pack that exists, which is what `check` verifies.
 """
@@ -92,7 +96,12 @@ def prune(
         plan.stats.dry_run = options.dry_run
         locked = keep_locked(repo, plan)  # retention: nothing locked is deleted
         plan.stats.locked = locked
-        if options.dry_run or not plan.has_work:
+        if options.dry_run:
+            return plan.stats
+        # the exclusive lock: no writer is filling a pack, so every spool file is left over
+        plan.stats.spool_files_removed, plan.stats.spool_bytes_removed = \
+            repo.remove_spool_leftovers()
+        if not plan.has_work:
             return plan.stats
         new_packs = repack(repo, plan, progress)
         write_index(repo, plan, new_packs)

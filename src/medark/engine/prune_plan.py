@@ -122,6 +122,9 @@ class PruneStats:
     bytes_unused_after: int = 0
     index_files_removed: int = 0
     index_files_written: int = 0
+    spool_files_removed: int = 0
+    spool_bytes_removed: int = 0
+    """Spool files of packs a killed writer was filling (local repositories)."""
     locked: list[tuple[str, datetime | None]] = field(default_factory=list)
     """Objects kept because they are under retention or legal hold: (name, until)."""
 
@@ -148,6 +151,8 @@ class PruneStats:
             "written": {"packs": self.packs_written, "bytes": self.bytes_written},
             "index_files": {"removed": self.index_files_removed,
                             "written": self.index_files_written},
+            "spool_leftovers": {"files": self.spool_files_removed,
+                                "bytes": self.spool_bytes_removed},
             "unused_bytes_after": self.bytes_unused_after,
             "bytes_freed": self.bytes_freed,
             "locked": [{"object": name, "until": clock.format_time(until) if until else None}

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS blobs (
     id BLOB PRIMARY KEY, type INTEGER NOT NULL, pack BLOB NOT NULL,
     offset INTEGER NOT NULL, length INTEGER NOT NULL, raw INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS adopted_locks (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
 
 
@@ -75,6 +76,17 @@ class IndexCache:
     def known_index_files(self) -> set[str]:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT name FROM index_files")}
+
+    def adopted(self, lock_names: Iterable[str]) -> set[str]:
+        """Which of these stale locks this client already adopted the packs of."""
+        with self._lock:
+            return {name for name in lock_names if self._db.execute(
+                "SELECT 1 FROM adopted_locks WHERE name = ?", (name,)).fetchone()}
+
+    def mark_adopted(self, lock_names: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR IGNORE INTO adopted_locks VALUES (?)",
+                                 ((name,) for name in lock_names))
 
     def clear(self) -> None:
         with self._lock:

@@ -148,11 +148,13 @@ class LockManager:
         name = self._write(exclusive, command)
         now = clock.now()
         locks, unreadable = self.survey()
+        stale: list[LockInfo] = []
         for other in locks:
             if other.name == name:
                 continue
             if other.stale(now):
                 warn(f"ignoring stale {other.describe()}; `medark unlock` removes it")
+                stale.append(other)
                 continue
             if exclusive or other.exclusive:
                 self.backend.remove(name)
@@ -169,7 +171,7 @@ class LockManager:
                 )
             warn(f"warning: {bad.describe()}; commands that need the exclusive lock "
                  f"(prune, forget) refuse to run while it exists; {REMOVE_HINT}")
-        return HeldLock(self, name, exclusive, command)
+        return HeldLock(self, name, exclusive, command, stale)
 
     def remove_stale(self, remove_all: bool = False) -> list[LockInfo]:
         now = clock.now()
@@ -184,8 +186,12 @@ class LockManager:
 class HeldLock:
     """A lock we hold; a daemon thread refreshes it until release()."""
 
-    def __init__(self, manager: LockManager, name: str, exclusive: bool, command: str) -> None:
+    def __init__(self, manager: LockManager, name: str, exclusive: bool, command: str,
+                 stale: list[LockInfo] | None = None) -> None:
         self._manager = manager
+        self.stale = stale or []
+        """Stale locks seen when this one was taken: traces of commands that were killed
+        (their packs may be stored but not indexed: repo/adopt.py)."""
         self.name = name
         self._exclusive = exclusive
         self._command = command

@@ -22,6 +22,8 @@ from medark.repo.crypto import SEAL_OVERHEAD, Crypto
 ENTRY = struct.Struct("<B32sII")  # type, blob id, sealed length, uncompressed length
 TRAILER = struct.Struct("<I")
 DATA_PREFIX = "data/"
+SPOOL_PREFIX, SPOOL_SUFFIX = ".pack-", ".tmp"
+"""Names of the spool files of packs being filled (SpooledPack)."""
 
 
 class BlobType(IntEnum):
@@ -111,7 +113,7 @@ class SpooledPack:
 
     def _write(self, data: bytes) -> None:
         if self._fd < 0:
-            self._fd, self._path = tempfile.mkstemp(prefix=".pack-", suffix=".tmp",
+            self._fd, self._path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX,
                                                     dir=self.spool_dir())
         view = memoryview(data)
         while view:

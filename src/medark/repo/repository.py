@@ -19,19 +19,28 @@ from medark.errors import (
     AlreadyExists,
     IntegrityError,
     LockUnavailable,
+    MedarkError,
     ObjectNotFound,
     RepositoryCorrupt,
     RepositoryNotFound,
     UsageError,
 )
 from medark.repo import index_file
+from medark.repo.adopt import adopt_unindexed
 from medark.repo.compression import CompressionSpec, Compressor, decompress
 from medark.repo.config import CONFIG_NAME, RepoConfig
 from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
-from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
+from medark.repo.pack import (
+    SPOOL_PREFIX,
+    SPOOL_SUFFIX,
+    BlobType,
+    PackedBlob,
+    SpooledPack,
+    pack_name,
+)
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
 from medark.repo.retention import LockPolicy, RetentionKeeper
 from medark.repo.uploads import PackUploads
@@ -95,6 +104,7 @@ class Repository:
         self._index_lock = threading.Lock()
         self._spool: tuple[str | None] | None = None
         self._last_index = clock.monotonic()
+        self._timer: threading.Timer | None = None
         self.written_packs: list[tuple[str, int]] = []
         """(name, size) of every pack this session stored, for callers that verify them."""
 
@@ -217,9 +227,15 @@ class Repository:
         return repo
 
     def close(self) -> None:
-        """Release everything; packs not flushed are dropped (their blobs were never
-        indexed, so nothing refers to them)."""
+        """Release everything. Packs not yet stored are dropped (nothing refers to
+        them); packs already stored are indexed first, best effort, so that a run
+        stopped by an error or a signal is resumed without sending them again."""
         self._uploads.close()
+        with self._index_lock, contextlib.suppress(MedarkError):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._flush_index_locked()
         with self._builder_lock:
             for builder in self._builders.values():
                 builder.discard()
@@ -263,6 +279,11 @@ class Repository:
             except ObjectNotFound:
                 continue  # removed by a concurrent prune; its successor is listed too
             yield name, index_file.iter_packs(plain)
+
+    def index_packs(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
+        """Write index files for packs that are fully stored (and only for those)."""
+        with self._index_lock:
+            self._write_index(packs)
 
     def _write_index(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
         for start in range(0, len(packs), index_file.MAX_PACKS_PER_FILE):
@@ -384,17 +405,29 @@ class Repository:
             self.written_packs.append((pack_name(raw_pack.hex()), size))
         with self._index_lock:
             self._unindexed.append((raw_pack, entries))
-            due = (
-                len(self._unindexed) >= INDEX_EVERY_PACKS
-                or clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS
-            )
-            if due:
+            since = clock.monotonic() - self._last_index
+            if len(self._unindexed) >= INDEX_EVERY_PACKS or since >= INDEX_EVERY_SECONDS:
+                self._flush_index_locked()
+            elif self._timer is None:  # indexed on time even while every worker waits
+                delay = min(max(INDEX_EVERY_SECONDS - since, 0.01), INDEX_EVERY_SECONDS)
+                self._timer = threading.Timer(delay, self._index_on_time)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _index_on_time(self) -> None:
+        """The checkpoint's deadline: packs that landed since the last index file get
+        theirs now, not when the next pack lands or the next blob is saved (both can be
+        many seconds away on a paced link while all upload slots are busy). An error
+        leaves them for the next flush, which raises it."""
+        with self._index_lock:
+            self._timer = None
+            with contextlib.suppress(MedarkError):
                 self._flush_index_locked()
 
     def _flush_index_locked(self) -> None:
         if self._unindexed:
-            packs, self._unindexed = self._unindexed, []
-            self._write_index(packs)
+            self._write_index(self._unindexed)  # kept on failure: the next flush retries
+            self._unindexed = []
         self._last_index = clock.monotonic()
 
     def flush(self) -> None:
@@ -412,6 +445,21 @@ class Repository:
         self._uploads.wait()
         with self._index_lock:
             self._flush_index_locked()
+
+    def remove_spool_leftovers(self) -> tuple[int, int]:
+        """Remove the spool files of packs a killed writer was filling: (files, bytes).
+        Only with the exclusive lock (no writer is running), and only in a spool on the
+        repository's own storage (the system temp dir is shared with others)."""
+        spool = self.backend.spool_dir()
+        if spool is None:
+            return 0, 0
+        files = size = 0
+        for path in Path(spool).glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                found = path.stat().st_size
+                path.unlink()
+                files, size = files + 1, size + found
+        return files, size
 
     def index_file_of(self, pack_id: bytes) -> str | None:
         """The index file the local index took this pack's entry from."""
@@ -520,7 +568,24 @@ class Repository:
         return name.encode()
 
     def lock(self, exclusive: bool, command: str, warn: Callable[[str], None]) -> HeldLock:
-        return self.locks.acquire(exclusive, command, warn)
+        """Take a lock. A shared one that finds stale locks (killed commands) first
+        indexes the complete packs they left unindexed, so a rerun does not send them
+        again (repo/adopt.py); once per stale lock and client."""
+        held = self.locks.acquire(exclusive, command, warn)
+        if exclusive or not held.stale:
+            return held
+        names = {lock.name for lock in held.stale}
+        if self.cache.adopted(names) != names:
+            try:
+                count = adopt_unindexed(self)
+            except BaseException:
+                held.release()
+                raise
+            if count:
+                warn(f"indexed {count} pack(s) an interrupted command stored; "
+                     "they are not sent again")
+            self.cache.mark_adopted(names)
+        return held
 
     def keys(self) -> KeyStore:
         return KeyStore(self.backend)

@@ -1,0 +1,77 @@
+"""Packs a killed writer stored but never indexed, indexed by the next writer instead.
+
+Index files are written at intervals while packs land (docs/repository-format.md,
+"Checkpoints"), so a backup or copy killed with SIGKILL, or a host that lost power,
+leaves the packs stored since the last checkpoint under their final names with no index
+file naming them. The rerun would send their blobs again: up to a second of uploads on
+a fast link, and the pack whose rate-limit booking had not ended on a paced one.
+
+A killed command's trace is its lock, left behind and stale. The next command that takes
+a shared lock and sees one lists data/ once, reads the header of each pack the index does
+not name (its tail only; sealed with the master key, so a foreign or damaged pack does
+not authenticate and is left alone for prune and check), and writes one index file for
+the rest. This is sound because a pack under its final name is complete: a local one was
+fsynced before it was linked into place, and an S3 PutObject is atomic; the index still
+names only packs that are fully written. A concurrent writer's pack that landed a moment
+ago may be indexed twice, which readers accept (a blob listed twice may be read from
+either pack) and prune folds back into one entry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from medark.errors import IntegrityError, ObjectNotFound
+from medark.repo.pack import DATA_PREFIX, TRAILER, PackedBlob, pack_id_from_name, pack_name
+from medark.repo.pack import parse_header as parse_pack_header
+
+if TYPE_CHECKING:
+    from medark.repo.repository import Repository
+
+HEADER_GUESS = 64 * 1024
+"""Tail bytes read first: the header of a 16 MiB pack of 1 MiB chunks is ~700 bytes,
+one of small files' chunks a few tens of KiB."""
+
+
+def unindexed_packs(repo: Repository) -> list[tuple[bytes, int]]:
+    """(pack id, size) of every pack file in storage that the local index does not know."""
+    known = repo.cache.pack_ids()
+    found = []
+    for info in repo.backend.list(DATA_PREFIX):
+        name = pack_id_from_name(info.name)
+        try:
+            pack_id = bytes.fromhex(name)
+        except ValueError:
+            continue  # not a pack of ours
+        if len(pack_id) == 32 and info.name == pack_name(name) and pack_id not in known:
+            found.append((pack_id, info.size))
+    return found
+
+
+def read_header(repo: Repository, pack_id: bytes, size: int) -> list[PackedBlob] | None:
+    """The pack's entries from its tail; None when it does not authenticate or does not
+    describe the pack exactly (then it is no pack of this repository's writers)."""
+    name = pack_name(pack_id.hex())
+    try:
+        tail_len = min(size, HEADER_GUESS)
+        tail = repo.backend.load(name, size - tail_len, tail_len)
+        if len(tail) >= TRAILER.size:
+            (sealed_len,) = TRAILER.unpack(tail[-TRAILER.size:])
+            wanted = sealed_len + TRAILER.size
+            if len(tail) < wanted <= size:
+                tail = repo.backend.load(name, size - wanted, wanted)
+        return parse_pack_header(repo.crypto, tail, size)
+    except (IntegrityError, ObjectNotFound):
+        return None
+
+
+def adopt_unindexed(repo: Repository) -> int:
+    """Index every complete pack of this repository that no index file names; how many."""
+    adopted = []
+    for pack_id, size in unindexed_packs(repo):
+        entries = read_header(repo, pack_id, size)
+        if entries:
+            adopted.append((pack_id, entries))
+    if adopted:
+        repo.index_packs(adopted)
+    return len(adopted)
