@@ -26,7 +26,7 @@ from medark_command import MEDARK, PASSWORD
 from pg_server import PgServer, can_run_servers, free_port, make_base, pg_bin
 from server_site import Site, User, _site, audit_records, code_of, run, wait_for
 
-from medark.agent.windows import WindowWatch
+from medark.agent.windows import WindowWatch, _merged
 from medark.config.plans import MedarkConfig
 from medark.engine.pg_restore import start_server, stop_server
 
@@ -275,15 +275,17 @@ def test_outside_the_window_or_an_undeclared_target(world: World) -> None:
                  {"time": before, "target": "restores"},
                  {"time": before, "plan": "his", "paths": ["/a"], "target": "restores"},
                  {"time": "yesterday", "plan": "his", "target": "restores"},
-                 {"target": "restores"}):
-        bad = _restore(world.op, body)
+                 {"target": "restores"},
+                 {"snapshot": "latest", "plan": "his", "target": "restores"}):
+        bad = _restore(world.op, body)  # after the caller's rights, as a target's name
         assert bad.status_code == 422, (body, bad.text)
+        assert code_of(bad) == "invalid_restore"
     missing = _restore(world.op, {"time": before, "plan": "lis", "target": "restores"})
     assert missing.status_code == 404, missing.text
     failed = [r["detail"]["reason"]
               for r in audit_records(world.site.catalog, "snapshot.restore.request")
               if r["result"] == "failed"]
-    assert failed == ["outside_window", "outside_window", "invalid_restore", "not_found"]
+    assert failed == ["outside_window"] * 2 + ["invalid_restore"] * 7 + ["not_found"]
 
 
 def test_a_report_goes_only_when_it_changed() -> None:
@@ -327,3 +329,25 @@ def test_a_report_goes_only_when_it_changed() -> None:
     assert watch.pending() is None
     watch.refresh()
     assert watch.pending() == {"his": [{"end": "2"}]}
+
+
+def test_windows_are_whole_seconds_and_one_per_unbroken_archive() -> None:
+    """agent/windows.py's shaping of the spans it read: a start rounded up and an end
+    down to whole seconds, the spans of base backups over one unbroken archive (the same
+    end) one window from the oldest, a span ending at a gap its own, an empty one none."""
+    def at(seconds: float) -> datetime:
+        return datetime.fromtimestamp(1_800_000_000 + seconds, UTC)
+
+    spans: list[tuple[datetime, datetime | None, str, bool]] = [
+        (at(0.25), at(50.75), "a" * 64, True),      # ends at a gap
+        (at(60.5), at(500.9), "b" * 64, False),     # after the gap, to the newest
+        (at(120.0), at(500.9), "c" * 64, False),    # a newer base backup, same archive
+        (at(700.4), at(700.6), "d" * 64, False),    # no whole second inside
+        (at(800.0), None, "e" * 64, False),         # nothing archived after it
+    ]
+    found = _merged("wal", "postgres", "7", spans)
+    assert [(w.start, w.end, w.base[0], w.gap_after) for w in found] == [
+        (at(1), at(50), "a", True), (at(61), at(500), "b", False)]
+    assert found[1].covers(at(61)) and found[1].covers(at(500))
+    assert not found[1].covers(at(500.5)) and not found[0].covers(at(55))
+    assert found[0].report()["start"] == at(1).strftime("%Y-%m-%dT%H:%M:%SZ")

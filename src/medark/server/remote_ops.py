@@ -17,6 +17,7 @@ system between its sites: the request repeats the system's name in `confirm` (42
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -71,9 +72,11 @@ class InvalidRestore(UsageError):
 
 
 def request_restore(catalog: Catalog, who: Principal, institution: str, system: str,
-                    snapshot: str, paths: list[str], target: str) -> JobRecord:
+                    snapshot: str | None, paths: list[str], target: str, *,
+                    plan: str | None = None, source: str | None = None) -> JobRecord:
     """Queue a restore of `snapshot` (or only `paths` of it) into the agent's restore
-    target named `target`, for the agent that has the system's plan."""
+    target named `target`, for the agent that has the system's plan. `plan` and
+    `source` belong to a point-in-time restore: given here, the request is refused."""
     where = f"{institution}/{system} snapshot:{snapshot}"
     _require(catalog, who, R.RESTORES_RUN, RESTORE_ACTION, where, institution)
     grant = grant_allows(catalog, who, institution, system, snapshot=snapshot,
@@ -82,8 +85,12 @@ def request_restore(catalog: Catalog, who: Principal, institution: str, system: 
                               "target": target, "paths": len(paths)}
     try:
         problem = _restore_problem(paths, target)
-        if problem is not None:
-            raise InvalidRestore(problem)
+        if snapshot is None:
+            problem = "give a snapshot (or a time, for a database at a point in time)"
+        elif plan is not None or source is not None:
+            problem = "plan and source go with time (a point-in-time restore)"
+        if problem is not None or snapshot is None:
+            raise InvalidRestore(problem or "a snapshot")
         found = current_config(catalog, institution)
         if found is None:
             raise Conflict(f"{institution} has no configuration yet", "no_configuration")
@@ -104,35 +111,65 @@ def request_restore(catalog: Catalog, who: Principal, institution: str, system: 
     return job
 
 
+@dataclass(frozen=True)
+class PointInTime:
+    """A point-in-time restore as asked: its form is checked after the caller's rights,
+    like a target's name (422 `invalid_restore`)."""
+
+    time: str
+    plan: str | None
+    source: str | None
+    target: str
+    snapshot: str | None = None
+    paths: list[str] = field(default_factory=list)
+
+    def moment(self) -> datetime | None:
+        try:
+            return clock.parse_time(self.time)
+        except ValueError:
+            return None
+
+    def problem(self) -> str | None:
+        if self.snapshot is not None:
+            return "give one of snapshot and time, not both"
+        if self.paths:
+            return "paths go with snapshot: a point-in-time restore writes the whole database"
+        if self.moment() is None:
+            return "time: an ISO-8601 time, e.g. 2026-12-06T10:15:30Z"
+        if self.plan is None:
+            return "plan: a point-in-time restore names the plan whose window holds the time"
+        return _restore_problem([], self.target)
+
+
 def request_pitr(catalog: Catalog, who: Principal, institution: str, system: str,
-                 moment: datetime, plan: str, source: str | None, target: str
-                 ) -> JobRecord:
-    """Queue a restore of the database of `plan`'s `source` as it was at `moment` into
-    a new directory of restore target `target`, for the agent whose reported window
-    holds that moment."""
-    when = clock.format_time(moment)
+                 asked: PointInTime) -> JobRecord:
+    """Queue a restore of the database of the plan's source as it was at the time into a
+    new directory of the restore target, for the agent whose reported window holds that
+    time."""
+    moment = asked.moment()
+    when = clock.format_time(moment) if moment is not None else asked.time
     where = f"{institution}/{system} time:{when}"
     _require(catalog, who, R.RESTORES_RUN, RESTORE_ACTION, where, institution)
     grant = grant_allows(catalog, who, institution, system, use=RESTORE_ACTION)
     record: dict[str, Any] = {"grant": grant.id if grant else None, "system": system,
-                              "target": target, "time": when, "plan": plan,
-                              "source": source}
+                              "target": asked.target, "time": when, "plan": asked.plan,
+                              "source": asked.source}
     try:
-        problem = _restore_problem([], target)
-        if problem is not None:
-            raise InvalidRestore(problem)
+        problem = asked.problem()
+        if problem is not None or moment is None or asked.plan is None:
+            raise InvalidRestore(problem or "a time and a plan")
         found = current_config(catalog, institution)
         if found is None:
             raise Conflict(f"{institution} has no configuration yet", "no_configuration")
-        if plan not in system_plans(found.config, system):
-            raise ObjectNotFound(f"no plan {plan!r} of system {system!r} in "
+        if asked.plan not in system_plans(found.config, system):
+            raise ObjectNotFound(f"no plan {asked.plan!r} of system {system!r} in "
                                  f"{institution}'s configuration")
-        window = _window_at(catalog, institution, plan, source, moment, grant)
-        job = job_queue.queue_job(catalog, institution=institution, plan=plan,
+        window = _window_at(catalog, institution, asked.plan, asked.source, moment, grant)
+        job = job_queue.queue_job(catalog, institution=institution, plan=asked.plan,
                                   kind=RESTORE, requested_by=who.actor, system=system,
                                   agent=window.agent,
                                   details={"time": when, "source": window.report["source"],
-                                           "target": target})
+                                           "target": asked.target})
     except MedarkError as exc:
         audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "failed",
               institution, {**record, "reason": exc.code})

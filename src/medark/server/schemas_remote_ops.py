@@ -5,11 +5,10 @@ No `from __future__ import annotations`: pydantic and FastAPI read these annotat
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from medark.config.agent_conf import MAX_PATHS
 from medark.server.schemas import Reply, Strict
-from medark.util import clock
 
 
 class RestoreRequest(Strict):
@@ -17,10 +16,13 @@ class RestoreRequest(Strict):
     `source`), into a restore target: exactly one of `snapshot` and `time`."""
 
     snapshot: str | None = Field(default=None, pattern="^(latest|[0-9a-f]{8,64})$")
-    """A snapshot id (a unique prefix of 8 or more hex digits) or `latest`."""
+    """A snapshot id (a unique prefix of 8 or more hex digits) or `latest`. Exactly one
+    of `snapshot` and `time` (checked after the caller's rights, like the target's
+    name: 422 `invalid_restore`)."""
     paths: list[str] = Field(default_factory=list, max_length=MAX_PATHS)
     """Absolute paths inside the snapshot to restore (none: all of it); no '..'."""
-    time: str | None = Field(default=None, min_length=1, max_length=40)
+    time: str | None = Field(default=None, min_length=1, max_length=40,
+                             json_schema_extra={"format": "date-time"})
     """A point in time (ISO-8601; without a zone, UTC) inside a window the recovery
     endpoint lists: the database restored as it was then, into a new directory."""
     plan: str | None = Field(default=None, min_length=1, max_length=200)
@@ -30,28 +32,6 @@ class RestoreRequest(Strict):
     plan has one."""
     target: str = Field(min_length=1, max_length=64)
     """The name of a restore target of the agent's `[agent] restore_targets`."""
-
-    @field_validator("time")
-    @classmethod
-    def _time(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return clock.format_time(clock.parse_time(value))
-        except ValueError:
-            raise ValueError("an ISO-8601 time, e.g. 2026-12-06T10:15:30Z") from None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> "RestoreRequest":
-        if (self.snapshot is None) == (self.time is None):
-            raise ValueError("give exactly one of snapshot and time")
-        if self.time is None and (self.plan is not None or self.source is not None):
-            raise ValueError("plan and source go with time")
-        if self.time is not None and self.paths:
-            raise ValueError("paths go with snapshot")
-        if self.time is not None and self.plan is None:
-            raise ValueError("a point-in-time restore names the plan")
-        return self
 
 
 class DrRequest(Strict):

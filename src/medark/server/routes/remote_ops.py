@@ -14,7 +14,6 @@ from medark.server.deps import Ctx, Who
 from medark.server.routes.jobs import job_view
 from medark.server.schemas_jobs import JobReply
 from medark.server.schemas_remote_ops import DrRequest, DrStatusReply, RestoreRequest
-from medark.util import clock
 
 router = APIRouter(tags=["restores", "dr"])
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -31,13 +30,12 @@ def restore(institution: Institution, system: System, body: RestoreRequest, who:
     was then into a new directory of that target (409 `outside_window` unless the time is
     inside a window the recovery endpoint lists): 202 with the job. Another
     institution's data needs a grant (403 `grant_required`)."""
-    if body.time is not None and body.plan is not None:
-        job = O.request_pitr(ctx.catalog, who, institution, system,
-                             clock.parse_time(body.time), body.plan, body.source,
-                             body.target)
+    if body.time is not None:
+        job = O.request_pitr(ctx.catalog, who, institution, system, O.PointInTime(
+            body.time, body.plan, body.source, body.target, body.snapshot, body.paths))
         return {"job": job_view(job)}
-    job = O.request_restore(ctx.catalog, who, institution, system, str(body.snapshot),
-                            body.paths, body.target)
+    job = O.request_restore(ctx.catalog, who, institution, system, body.snapshot,
+                            body.paths, body.target, plan=body.plan, source=body.source)
     return {"job": job_view(job)}
 
 
