@@ -59,6 +59,7 @@ from medark.engine.prune_plan import (
 from medark.engine.worm import refuse_if_damaged, survey_holds
 from medark.errors import AlreadyExists, IntegrityError, ObjectLocked, RepositoryCorrupt
 from medark.repo import index_file
+from medark.repo.adopt import remove_spool_leftovers
 from medark.repo.crypto import content_name
 from medark.repo.pack import BlobType, PackBuilder, PackedBlob, pack_name
 from medark.repo.repository import Repository
@@ -100,7 +101,7 @@ def prune(
             return plan.stats
         # the exclusive lock: no writer is filling a pack, so every spool file is left over
         plan.stats.spool_files_removed, plan.stats.spool_bytes_removed = \
-            repo.remove_spool_leftovers()
+            remove_spool_leftovers(repo)
         if not plan.has_work:
             return plan.stats
         new_packs = repack(repo, plan, progress)

@@ -15,14 +15,27 @@ fsynced before it was linked into place, and an S3 PutObject is atomic; the inde
 names only packs that are fully written. A concurrent writer's pack that landed a moment
 ago may be indexed twice, which readers accept (a blob listed twice may be read from
 either pack) and prune folds back into one entry.
+
+The same writer leaves the spool files of the packs it was filling (`.spool/` in a local
+repository); prune, under the exclusive lock, removes them (remove_spool_leftovers).
 """
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medark.errors import IntegrityError, ObjectNotFound
-from medark.repo.pack import DATA_PREFIX, TRAILER, PackedBlob, pack_id_from_name, pack_name
+from medark.repo.pack import (
+    DATA_PREFIX,
+    SPOOL_PREFIX,
+    SPOOL_SUFFIX,
+    TRAILER,
+    PackedBlob,
+    pack_id_from_name,
+    pack_name,
+)
 from medark.repo.pack import parse_header as parse_pack_header
 
 if TYPE_CHECKING:
@@ -75,3 +88,19 @@ def adopt_unindexed(repo: Repository) -> int:
     if adopted:
         repo.index_packs(adopted)
     return len(adopted)
+
+
+def remove_spool_leftovers(repo: Repository) -> tuple[int, int]:
+    """Remove the spool files of packs a killed writer was filling: (files, bytes).
+    Only under the exclusive lock (no writer is filling one), and only in a spool on the
+    repository's own storage (the system temp dir is shared with other programs)."""
+    spool = repo.backend.spool_dir()
+    if spool is None:
+        return 0, 0
+    files = size = 0
+    for path in Path(spool).glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            found = path.stat().st_size
+            path.unlink()
+            files, size = files + 1, size + found
+    return files, size

@@ -33,14 +33,7 @@ from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
-from medark.repo.pack import (
-    SPOOL_PREFIX,
-    SPOOL_SUFFIX,
-    BlobType,
-    PackedBlob,
-    SpooledPack,
-    pack_name,
-)
+from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
 from medark.repo.retention import LockPolicy, RetentionKeeper
 from medark.repo.uploads import PackUploads
@@ -445,21 +438,6 @@ class Repository:
         self._uploads.wait()
         with self._index_lock:
             self._flush_index_locked()
-
-    def remove_spool_leftovers(self) -> tuple[int, int]:
-        """Remove the spool files of packs a killed writer was filling: (files, bytes).
-        Only with the exclusive lock (no writer is running), and only in a spool on the
-        repository's own storage (the system temp dir is shared with others)."""
-        spool = self.backend.spool_dir()
-        if spool is None:
-            return 0, 0
-        files = size = 0
-        for path in Path(spool).glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                found = path.stat().st_size
-                path.unlink()
-                files, size = files + 1, size + found
-        return files, size
 
     def index_file_of(self, pack_id: bytes) -> str | None:
         """The index file the local index took this pack's entry from."""
