@@ -556,9 +556,10 @@ class Repository:
         if self.cache.adopted(names) != names:
             try:
                 count = adopt_unindexed(self)
-            except BaseException:
-                held.release()
-                raise
+            except MedarkError as exc:  # only a saving lost: the command goes on
+                warn(f"warning: could not index the packs of an interrupted command "
+                     f"({str(exc).splitlines()[0]}); a rerun may send them again")
+                return held
             if count:
                 warn(f"indexed {count} pack(s) an interrupted command stored; "
                      "they are not sent again")
