@@ -16,7 +16,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from medark.agent.remote_jobs import RESTORE, Done, _catalog_env, _Keep, _last_json
+from medark.agent.remote_jobs import RESTORE, Done, KeepOutput, catalog_env, last_json
 from medark.agent.windows import Window, plan_windows
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
@@ -61,14 +61,14 @@ def run(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, An
                             "point-in-time restore writes a new directory", {}, [], [])
     repository = config.plans[plan].repository
     env = {"MEDARK_REPO": config.repositories[repository].url,
-           **repository_env(config, repository), **_catalog_env(catalog)}
+           **repository_env(config, repository), **catalog_env(catalog)}
     argv = [*medark_command(), "--json", *command, "--time", when, "--target-dir",
             directory, cluster_flag, window.cluster]
-    kept = _Keep(launcher)
+    kept = KeepOutput(launcher)
     outcome = run_job(catalog, plan, RESTORE,
                       [Step(f"{kind} restore to {when} from {repository}", argv, env)],
                       None, 1, kept)
-    printed = _last_json(kept.stdout)
+    printed = last_json(kept.stdout)
     given = printed.get("backup")
     backup: dict[str, Any] = given if isinstance(given, dict) else {}
     restored: dict[str, Any] = {

@@ -97,7 +97,7 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
     system = config.plans[plan].system
     target_dir = config.agent.restore_targets[str(details["target"])]
     env = {"MEDARK_REPO": config.repositories[repository].url,
-           **repository_env(config, repository), **_catalog_env(catalog)}
+           **repository_env(config, repository), **catalog_env(catalog)}
     snapshot, why = _system_snapshot(str(details["snapshot"]), system, repository, env,
                                      launcher)
     if snapshot is None:
@@ -105,10 +105,10 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
     argv = [*medark_command(), "--json", "restore", snapshot, "--target", target_dir]
     for path in details.get("paths") or []:
         argv += ["--include", exact_pattern(str(path))]
-    kept = _Keep(launcher)
+    kept = KeepOutput(launcher)
     outcome = run_job(catalog, plan, RESTORE, [Step(f"restore from {repository}", argv, env)],
                       None, 1, kept)
-    summary = _last_json(kept.stdout)
+    summary = last_json(kept.stdout)
     shown = {k: summary[k] for k in ("files_restored", "bytes_restored", "total_files",
                                      "total_bytes", "seconds_elapsed", "snapshot_id")
              if k in summary}
@@ -162,10 +162,10 @@ def _dr(catalog: Catalog, plan: str, kind: str, system: str, launcher: Launcher,
             told += 1
             on_step(step)
 
-    kept = _Keep(launcher)
-    step = Step(f"dr {action} {system}", argv, _catalog_env(catalog), on_output=line)
+    kept = KeepOutput(launcher)
+    step = Step(f"dr {action} {system}", argv, catalog_env(catalog), on_output=line)
     outcome = run_job(catalog, plan, kind, [step], None, 1, kept)
-    record = _last_json(kept.stdout)
+    record = last_json(kept.stdout)
     steps = [s for s in record.get("steps", []) if isinstance(s, dict)]
     for late in steps[told:]:
         on_step(late)
@@ -178,13 +178,13 @@ def _dr(catalog: Catalog, plan: str, kind: str, system: str, launcher: Launcher,
                 [outcome.job_id] if outcome.job_id is not None else [], steps)
 
 
-def _catalog_env(catalog: Catalog) -> dict[str, str]:
+def catalog_env(catalog: Catalog) -> dict[str, str]:
     """The agent's local catalog for the child (in its environment: a PostgreSQL URL may
     hold a password, which never goes on a command line)."""
     return {"MEDARK_CATALOG": catalog.url}
 
 
-class _Keep:
+class KeepOutput:
     """A launcher that keeps the child's standard output (its JSON document)."""
 
     def __init__(self, launcher: Launcher) -> None:
@@ -197,7 +197,7 @@ class _Keep:
         return result
 
 
-def _last_json(stdout: str) -> dict[str, Any]:
+def last_json(stdout: str) -> dict[str, Any]:
     """The last JSON object the child printed (its summary or DR action document)."""
     for line in reversed(stdout.splitlines()):
         try:
@@ -255,11 +255,11 @@ def dr_status_report(config: MedarkConfig, catalog: Catalog,
         argv += ["--config", config_file]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
     try:
-        done = subprocess.run(argv, env={**env, **_catalog_env(catalog)},
+        done = subprocess.run(argv, env={**env, **catalog_env(catalog)},
                               capture_output=True, text=True, check=False,
                               timeout=DR_STATUS_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    systems = _last_json(done.stdout).get("systems")
+    systems = last_json(done.stdout).get("systems")
     return [s for s in systems if isinstance(s, dict)][:200] if isinstance(
         systems, list) else None
