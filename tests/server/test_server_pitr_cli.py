@@ -5,7 +5,8 @@ one adds nothing here and the cluster is the slow part). The agent reports the p
 recoverable window, the recovery endpoint shows it; a restore to a second between two
 committed rows writes a new data directory under the declared target which, started,
 holds the first row and not the second; a time outside the window is refused (409
-outside_window), an undeclared target by the agent; every request audited. And the
+outside_window), an undeclared target by the agent, the center's operator without a
+grant (403); every request audited. And the
 agent's change detection: a report goes with a heartbeat only when it changed."""
 
 from __future__ import annotations
@@ -282,6 +283,13 @@ def test_outside_the_window_or_an_undeclared_target(world: World) -> None:
         assert code_of(bad) == "invalid_restore"
     missing = _restore(world.op, {"time": before, "plan": "lis", "target": "restores"})
     assert missing.status_code == 404, missing.text
+    # the regional center's operator: patient data of another institution, no grant
+    center = world.site.new_user("pitr-center", ["operator"], "center")
+    hidden = center.call("GET", f"/api/institutions/{HOSP}/systems/his/recovery")
+    assert hidden.status_code == 403 and code_of(hidden) == "grant_required"
+    asked = _restore(center, {"time": world.moment.isoformat(), "plan": "his",
+                              "target": "restores"})
+    assert asked.status_code == 403 and code_of(asked) == "grant_required"
     failed = [r["detail"]["reason"]
               for r in audit_records(world.site.catalog, "snapshot.restore.request")
               if r["result"] == "failed"]
