@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import httpx
 import pyotp
 import pytest
 from catalog_urls import KINDS, catalog_urls
-from medark_command import MEDARK, TEST_KDF
+from medark_command import MEDARK, PASSWORD, TEST_KDF
 
 from medark.catalog.audit_trail import read_records
 from medark.catalog.store import Catalog
@@ -117,6 +119,12 @@ class User:
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.client.request(method, path, **kwargs)
+
+    def institutions(self, *names: str) -> None:
+        """New institutions (POST /api/institutions), each answered 201."""
+        for name in names:
+            made = self.call("POST", "/api/institutions", json={"name": name})
+            assert made.status_code == 201, made.text
 
 
 def login(server: Server, name: str, password: str, totp: str | None = None
@@ -253,3 +261,163 @@ def site_fixture() -> Any:
     """The module's `site` fixture (`site = site_fixture()`): an initialised catalog, on
     SQLite then PostgreSQL, with a `medark server` on it."""
     return pytest.fixture(scope="module", params=KINDS, name="site")(_site)
+
+
+FILES_CONFIG = """\
+[sites.main]
+location = "CN-SC"
+[repositories.local]
+site = "main"
+url = "/backup"
+[systems.his]
+owner = "IT"
+[[systems.his.sources]]
+type = "files"
+paths = ["/srv/his"]
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "0 1 * * *"
+rpo = "1d"
+rto = "1h"
+retention = { daily = 7 }
+"""
+"""A hospital's smallest configuration: a files system his backed up daily into a local
+repository."""
+
+
+def his_config(inst: str, schedule: str = "*/15 * * * *", title: str = "主院区") -> str:
+    """An institution's configuration document for the configuration views: one site
+    (`title`), a local repository under /backup/INST, a PostgreSQL system his and its
+    plan on `schedule`; no password in it (the server refuses one)."""
+    return f"""\
+# {inst}'s protection
+[sites.main]
+name = "{title}"
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "/backup/{inst}"
+
+[systems.his]
+owner = "IT"
+records = "outpatient"
+
+[[systems.his.sources]]
+type = "postgres"
+dsn = "host=db dbname=his"
+
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "{schedule}"
+rpo = "15min"
+rto = "1h"
+retention = {{ daily = 30, yearly = 15 }}
+"""
+
+
+def pacs_config(repo: Path, password_file: Path, data: Path, *, schedule: str = "0 3 1 1 *",
+                rpo: str = "1y", more: str = "") -> str:
+    """A hospital's configuration an agent runs: the files of `data` as system pacs, its
+    plan pacs into the local repository `repo` (a schedule that does not fire during a
+    test by default: jobs are asked for); `more` TOML after it (other systems and plans,
+    an [agent] table)."""
+    return f"""\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{data}"]
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "{schedule}"
+rpo = "{rpo}"
+rto = "1h"
+retention = {{ last = 3 }}
+{more}"""
+
+
+def new_repository(env: dict[str, str], repo: Path, password_file: Path) -> None:
+    """A repository made by `medark init` at `repo`, its password (PASSWORD) in
+    `password_file` (0600, its directory made if need be)."""
+    password_file.parent.mkdir(parents=True, exist_ok=True)
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    made = run({**env, "MEDARK_PASSWORD_FILE": str(password_file)}, "--repo", str(repo),
+               "init")
+    assert made.returncode == 0, made.stderr
+
+
+def import_config(env: dict[str, str], catalog: str, institution: str, path: Path) -> None:
+    """`medark server config import` of the file at `path` as the institution's."""
+    done = run(env, "server", "config", "import", "--catalog", catalog, "--institution",
+               institution, str(path))
+    assert done.returncode == 0, done.stderr
+
+
+def enrolment_token(sysadmin: User, institution: str, name: str | None = None,
+                    hours: int | None = None) -> str:
+    """A single-use enrolment token for an agent of the institution (its name when
+    given), asked for by a system administrator."""
+    body: dict[str, Any] = {"institution": institution}
+    if name:
+        body["name"] = name
+    if hours is not None:
+        body["hours"] = hours
+    made = sysadmin.call("POST", "/api/agents/enrolment-tokens", json=body)
+    assert made.status_code == 201, made.text
+    return str(made.json()["secret"])
+
+
+def enroll(env: dict[str, str], server_url: str, token: str, state: Path, *args: str
+           ) -> subprocess.CompletedProcess[str]:
+    """`medark agent enroll` into the state directory (its answer, whatever it is)."""
+    return run(env, "agent", "enroll", "--server", server_url, "--token", token,
+               "--state-dir", str(state), *args)
+
+
+def start_agent(env: dict[str, str], state: Path, config: Path, grace: int = 20
+                ) -> subprocess.Popen[str]:
+    """`medark agent run` of an enrolled state directory: a heartbeat a second, asking
+    for jobs every 2 s."""
+    return subprocess.Popen(
+        [MEDARK, "agent", "run", "--state-dir", str(state), "--config", str(config),
+         "--heartbeat", "1", "--wait", "2", "--grace", str(grace)],
+        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def stop_agent(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGTERM to a running agent; its exit code, standard output and error."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+@contextmanager
+def running_agent(env: dict[str, str], server_url: str, sysadmin: User, institution: str,
+                  name: str, state: Path, config: Path) -> Iterator[subprocess.Popen[str]]:
+    """An agent of the institution enrolled (as `name`, into `state`) and running with
+    `config` for the block; stopped after it, with no traceback."""
+    enrolled = enroll(env, server_url, enrolment_token(sysadmin, institution, name),
+                      state)
+    assert enrolled.returncode == 0, enrolled.stderr
+    proc = start_agent(env, state, config)
+    try:
+        yield proc
+    finally:
+        _code, _out, err = stop_agent(proc)
+        assert "Traceback" not in err, err

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -21,17 +20,23 @@ from typing import Any
 
 import pytest
 from catalog_urls import KINDS, catalog_urls
-from medark_command import MEDARK, PASSWORD
+from medark_command import PASSWORD
 from server_site import (
     Server,
     User,
     audit_records,
     base_env,
     code_of,
+    enroll,
+    enrolment_token,
     first_login,
     init,
+    new_repository,
+    pacs_config,
     run,
     start,
+    start_agent,
+    stop_agent,
     wait_for,
 )
 from sqlalchemy import text
@@ -41,22 +46,7 @@ from medark.catalog.store import Catalog
 from medark.util import clock
 
 OFFLINE_AFTER = 3
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{data}"]
-
+MORE = """
 [systems.slow]
 owner = "radiology"
 
@@ -71,15 +61,7 @@ repository = "local"
 schedule = "0 3 1 1 *"
 rpo = "1y"
 rto = "1h"
-retention = {{ last = 3 }}
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "every 1h"
-rpo = "1h"
-rto = "1h"
-retention = {{ last = 3 }}
+retention = { last = 3 }
 
 [plans.often]
 system = "pacs"
@@ -87,8 +69,10 @@ repository = "local"
 schedule = "every 2s"
 rpo = "1h"
 rto = "1h"
-retention = {{ last = 3 }}
+retention = { last = 3 }
 """
+"""The slow system (a dump that takes minutes, to be cancelled) and a plan run every 2 s
+by the agent's own schedule, beside the pacs plan."""
 
 
 @dataclass
@@ -109,22 +93,13 @@ class Agents:
         self.sysadmin = _login_again(self.server, self.sysadmin)
 
     def token(self, hours: int = 1, name: str | None = None) -> str:
-        body: dict[str, Any] = {"institution": "center", "hours": hours}
-        if name:
-            body["name"] = name
-        made = self.sysadmin.call("POST", "/api/agents/enrolment-tokens", json=body)
-        assert made.status_code == 201, made.text
-        return str(made.json()["secret"])
+        return enrolment_token(self.sysadmin, "center", name, hours)
 
     def enroll(self, state: Path, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(self.env, "agent", "enroll", "--server", self.server.url, "--token",
-                   token, "--state-dir", str(state), *args)
+        return enroll(self.env, self.server.url, token, state, *args)
 
     def start_agent(self, state: Path) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [MEDARK, "agent", "run", "--state-dir", str(state), "--config",
-             str(self.config), "--heartbeat", "1", "--wait", "2", "--grace", "20"],
-            env=self.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return start_agent(self.env, state, self.config)
 
     def agent(self, name: str) -> dict[str, Any]:
         listed = self.sysadmin.call("GET", "/api/agents").json()["agents"]
@@ -143,13 +118,6 @@ def _login_again(server: Server, user: User) -> User:
     return User(user.name, user.password, client, user.totp)
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
-    return proc.returncode, out, err
-
-
 @pytest.fixture(scope="module", params=KINDS)
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Agents]:
@@ -159,13 +127,11 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     data = tmp / "data"
     data.mkdir()
     (data / "study.dcm").write_bytes(os.urandom(4096))
-    password_file = tmp / "password"
-    password_file.write_text(PASSWORD + "\n")
-    repo = tmp / "repo"
-    created = run({**env, "MEDARK_REPO": str(repo), "MEDARK_PASSWORD": PASSWORD}, "init")
-    assert created.returncode == 0, created.stderr
+    password_file, repo = tmp / "password", tmp / "repo"
+    new_repository(env, repo, password_file)
     config = tmp / "medark.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data))
+    config.write_text(pacs_config(repo, password_file, data, schedule="every 1h", rpo="1h",
+                                  more=MORE))
     for url in catalog_urls(request.param, tmp / "catalog.db", "medark_agents"):
         passwords = init(env, url)
         server = start(env, url, "--agent-offline-after", str(OFFLINE_AFTER),
@@ -371,7 +337,7 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
         assert [part["kind"] for part in done.details["parts"]] == ["backup", "forget"]
         assert not {f"center/runner:{i}" for i in local_run_now} & set(remote)
     finally:
-        code, out, err = stop(proc)
+        code, out, err = stop_agent(proc)
     assert code == 0, err
     assert "server_unreachable" in out and "server_reachable" in out
     assert "Traceback" not in err
@@ -418,4 +384,4 @@ def test_an_agent_that_stops_heartbeating_is_offline_with_an_alert(site: Agents)
         assert records("agent.online") == online + 1
         assert "agent_offline:center/quiet" not in open_alert_keys()
     finally:
-        stop(proc)
+        stop_agent(proc)

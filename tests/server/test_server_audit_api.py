@@ -23,11 +23,10 @@ from starlette.exceptions import StarletteDeprecationWarning
 from medark.catalog.audit_trail import read_records, records
 from medark.catalog.store import Catalog
 from medark.server import totpkey
-from medark.server.app import ROUTERS, create_app
+from medark.server.app import create_app
 from medark.server.auth import AuthPolicy
 from medark.server.db import audit
 from medark.server.deps import ServerSettings
-from medark.server.routes.audit import router
 from medark.util import clock
 
 with warnings.catch_warnings():  # starlette wants httpx2, which is not a dependency
@@ -80,8 +79,6 @@ def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                                           totpkey.load(catalog), 10000,
                                           single_security_admin=True)
                 app = create_app(settings)
-                if router not in ROUTERS:  # until app.py lists it
-                    app.include_router(router)
                 made = Api(catalog, url, app)
                 for name in ("sysadmin", "secadmin", "auditadmin"):
                     made.users[name] = _sign_in(app, name, passwords[name])

@@ -11,38 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server_site import Site, User, audit_records, code_of, login, run, site_fixture
+from server_site import his_config as doc
 from sqlalchemy import text
 
 from medark.catalog.store import Catalog
 
 site = site_fixture()
-
-DOC = """\
-# {inst}'s protection
-[sites.main]
-name = "主院区"
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "/backup/{inst}"
-
-[systems.his]
-owner = "IT"
-records = "outpatient"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "host=db dbname=his"
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "{schedule}"
-rpo = "15min"
-rto = "1h"
-retention = {{ daily = 30, yearly = 15 }}
-"""
 
 BAD = """\
 [sites.main]
@@ -68,10 +42,6 @@ rpo = "15min"
 rto = "1h"
 retention = { daily = 30 }
 """
-
-
-def doc(inst: str, schedule: str = "*/15 * * * *") -> str:
-    return DOC.format(inst=inst, schedule=schedule)
 
 
 def _hospitals(site: Site) -> None:

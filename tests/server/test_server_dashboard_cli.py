@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from dr_site import dr_nodes
-from server_site import Site, User, code_of, first_login, site_fixture, start
+from server_site import FILES_CONFIG, Site, User, code_of, first_login, site_fixture, start
 
 from medark.catalog.store import Catalog
 from medark.server import dashboard_facts as facts
@@ -107,25 +107,6 @@ retention = { daily = 7 }
 drill = "0 3 1 * *"
 """ + dr_nodes("lis", "host=10.0.0.11 user=medark dbname=lis",
                "host=10.0.1.11 user=medark dbname=lis")
-CONFIG_B = """\
-[sites.main]
-location = "CN-SC"
-[repositories.local]
-site = "main"
-url = "/backup"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/srv/his"]
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = { daily = 7 }
-"""
 
 
 def ago(**delta: float) -> str:
@@ -177,7 +158,7 @@ class Agent:
 @pytest.fixture(scope="module")
 def people(site: Site) -> dict[str, Any]:
     sysadmin = site.user("sysadmin")
-    for name, document in (("hosp-a", CONFIG_A), ("hosp-b", CONFIG_B)):
+    for name, document in (("hosp-a", CONFIG_A), ("hosp-b", FILES_CONFIG)):
         made = sysadmin.call("POST", "/api/institutions", json={"name": name})
         assert made.status_code == 201, made.text
         saved = sysadmin.call("PUT", f"/api/institutions/{name}/config", json={

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from catalog_urls import KINDS, catalog_urls
 from server_site import (
+    FILES_CONFIG,
     Server,
     Site,
     User,
@@ -38,25 +39,6 @@ from medark.server.scheduler import task_runs
 
 site = site_fixture()
 
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-[repositories.local]
-site = "main"
-url = "/backup"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/srv/his"]
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = { daily = 7 }
-"""
 WAIT = 90.0
 """Seconds a test waits for the server's background work before it gives up."""
 
@@ -70,7 +52,7 @@ def people(site: Site) -> dict[str, User]:
         made = sysadmin.call("POST", "/api/institutions", json={"name": name})
         assert made.status_code in (201, 409), made.text
         saved = sysadmin.call("PUT", f"/api/institutions/{name}/config", json={
-            "document": CONFIG, "comment": "first", "base_version": None})
+            "document": FILES_CONFIG, "comment": "first", "base_version": None})
         assert saved.status_code in (200, 409), saved.text
     secadmin = site.user("secadmin")
     ready = {}

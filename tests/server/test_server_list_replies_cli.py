@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import BaseModel, TypeAdapter
-from server_site import Site, User, site_fixture, start
+from server_site import Site, User, his_config, site_fixture, start
 from sqlalchemy import text
 
 from medark.catalog.store import Catalog
@@ -29,34 +29,13 @@ from medark.server.schemas_oversight import AlertList
 
 site = site_fixture()
 
-DOC = """\
-# {inst}
-[sites.main]
-name = "主院区 {inst}"
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "/backup/{inst}"
-
-[systems.his]
-owner = "IT"
-records = "outpatient"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "host=db dbname=his"
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "{schedule}"
-rpo = "15min"
-rto = "1h"
-retention = {{ daily = 30, yearly = 15 }}
-"""
 LISTS: dict[str, type[BaseModel]] = {"sites": SiteList, "systems": SystemList,
                                      "repositories": RepositoryList, "plans": PlanList}
+
+
+def _doc(inst: str, schedule: str) -> str:
+    """The institution's document, its site's title its own."""
+    return his_config(inst, schedule, title=f"主院区 {inst}")
 
 
 def _save(user: User, inst: str, schedule: str = "*/15 * * * *") -> int:
@@ -66,7 +45,7 @@ def _save(user: User, inst: str, schedule: str = "*/15 * * * *") -> int:
     current = user.call("GET", f"/api/institutions/{inst}/config")
     base = current.json()["config"]["version"] if current.status_code == 200 else None
     saved = user.call("PUT", f"/api/institutions/{inst}/config", json={
-        "document": DOC.format(inst=inst, schedule=schedule), "comment": "",
+        "document": _doc(inst, schedule), "comment": "",
         "base_version": base})
     assert saved.status_code == 200, saved.text
     return int(saved.json()["config"]["version"])
@@ -95,7 +74,7 @@ def _as_before(site: Site, what: str, institution: str | None = None) -> bytes:
 
 def _store_refused_version(site: Site, inst: str) -> None:
     """A version with a password in a DSN, as a Medark before that rule saved it."""
-    old = DOC.format(inst=inst, schedule="0 1 * * *").replace(
+    old = _doc(inst, "0 1 * * *").replace(
         "host=db dbname=his", "host=db password=old")
     catalog = Catalog(site.catalog)
     try:

@@ -11,44 +11,31 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from medark_command import MEDARK, PASSWORD
-from server_site import Site, User, audit_records, code_of, run, site_fixture, wait_for
+from server_site import (
+    Site,
+    User,
+    audit_records,
+    code_of,
+    import_config,
+    new_repository,
+    pacs_config,
+    run,
+    running_agent,
+    site_fixture,
+    wait_for,
+)
 
 site = site_fixture()
 
 HOSP, OTHER = "hosp", "other"
 STUDY = b"DICM" + bytes(range(256)) * 16
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{data}"]
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1y"
-rto = "1h"
-retention = {{ last = 3 }}
-
+TARGETS = """
 [agent]
 restore_targets = {{ scratch = "{scratch}", whole = "{whole}" }}
 """
@@ -87,9 +74,7 @@ def _events(user: User, job_id: int) -> list[dict[str, Any]]:
 def world(site: Site) -> Iterator[World]:
     tmp = site.tmp
     sysadmin = site.user("sysadmin")
-    for name in (HOSP, OTHER):
-        made = sysadmin.call("POST", "/api/institutions", json={"name": name})
-        assert made.status_code == 201, made.text
+    sysadmin.institutions(HOSP, OTHER)
     data, scratch, whole = tmp / "pacs-data", tmp / "scratch", tmp / "whole"
     (data / "study-1").mkdir(parents=True)
     (data / "study-1" / "IM0001.dcm").write_bytes(STUDY)
@@ -98,35 +83,18 @@ def world(site: Site) -> Iterator[World]:
     whole.mkdir()
     (tmp / "lis-data").mkdir()
     (tmp / "lis-data" / "results.csv").write_bytes(b"lab results")
-    password_file = tmp / "repository.pass"
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
-    repo = tmp / "repository"
-    created = run({**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}, "--repo",
-                  str(repo), "init")
-    assert created.returncode == 0, created.stderr
+    password_file, repo = tmp / "repository.pass", tmp / "repository"
+    new_repository(site.env, repo, password_file)
     config = tmp / "medark.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data,
-                                    scratch=scratch, whole=whole))
-    imported = run(site.env, "server", "config", "import", "--catalog", site.catalog,
-                   "--institution", HOSP, str(config))
-    assert imported.returncode == 0, imported.stderr
+    config.write_text(pacs_config(repo, password_file, data,
+                                  more=TARGETS.format(scratch=scratch, whole=whole)))
+    import_config(site.env, site.catalog, HOSP, config)
     users = {"op": site.new_user("hosp-op", ["operator"], HOSP),
              "viewer": site.new_user("hosp-viewer", ["viewer"], HOSP),
              "other-op": site.new_user("other-op", ["operator"], OTHER),
              "center-op": site.new_user("center-op", ["operator"], "center")}
-    token = sysadmin.call("POST", "/api/agents/enrolment-tokens",
-                          json={"institution": HOSP, "name": "pacs-host"})
-    assert token.status_code == 201, token.text
     state = tmp / "agent-state"
-    enrolled = run(site.env, "agent", "enroll", "--server", site.server.url, "--token",
-                   token.json()["secret"], "--state-dir", str(state))
-    assert enrolled.returncode == 0, enrolled.stderr
-    agent = subprocess.Popen(
-        [MEDARK, "agent", "run", "--state-dir", str(state), "--config", str(config),
-         "--heartbeat", "1", "--wait", "2", "--grace", "20"],
-        env=site.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running_agent(site.env, site.server.url, sysadmin, HOSP, "pacs-host", state, config):
         backup = users["op"].call("POST", "/api/jobs", json={
             "institution": HOSP, "plan": "pacs", "kind": "backup"})
         assert backup.status_code == 202, backup.text
@@ -137,11 +105,6 @@ def world(site: Site) -> Iterator[World]:
         assert lis.returncode == 0, lis.stderr
         lis_id = json.loads(lis.stdout.strip().splitlines()[-1])["snapshot_id"]
         yield World(site, users, data, scratch, whole, state, done["snapshot_id"], lis_id)
-    finally:
-        if agent.poll() is None:
-            agent.terminate()
-        _out, err = agent.communicate(timeout=60)
-        assert "Traceback" not in err, err
 
 
 def _restore(user: User, body: dict[str, Any], institution: str = HOSP) -> Any:

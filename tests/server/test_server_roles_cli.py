@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from server_site import Site, User, code_of, first_login, login, site_fixture
+from server_site import FILES_CONFIG, Site, User, code_of, first_login, login, site_fixture
 from sqlalchemy import text
 
 from medark.catalog.audit_trail import read_records
@@ -22,25 +22,6 @@ READERS = frozenset({"sysadmin", "operator", "viewer"})
 """Who reads an institution's configuration and its sites, systems, repositories, plans."""
 RUNNERS = frozenset({"sysadmin", "operator"})
 """Who runs a job now and cancels one."""
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-[repositories.local]
-site = "main"
-url = "/backup"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/srv/his"]
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = { daily = 7 }
-"""
 
 
 def _audit(site: Site) -> list[dict[str, Any]]:
@@ -128,7 +109,7 @@ ENDPOINTS: list[tuple[str, str, Body, frozenset[str], int]] = [
     ("GET", "/api/grants", lambda r: None, EVERYONE, 200),
     # configurations: the first save is the system administrator's; then every reader's
     ("PUT", "/api/institutions/center/config", lambda r: {
-        "document": CONFIG, "comment": r, "base_version": None}, frozenset({"sysadmin"}),
+        "document": FILES_CONFIG, "comment": r, "base_version": None}, frozenset({"sysadmin"}),
      200),
     ("GET", "/api/institutions/center/config", lambda r: None, READERS, 200),
     ("GET", "/api/institutions/center/config/versions", lambda r: None, READERS, 200),
