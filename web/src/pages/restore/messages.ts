@@ -143,7 +143,7 @@ export const en: Translation<typeof zh> = {
   timeline: 'Recoverable timeline',
   timelineHint: 'Dots are snapshots (restorable as they are); bands are windows of continuous log capture (any second inside one). Arrow keys move between snapshots.',
   timelineHintPoints: 'Each dot is a snapshot: click one, or move between them with the arrow keys.',
-  snapshotsCount: '{n} snapshots',
+  snapshotsCount: 'one snapshot | {n} snapshots',
   noPoints: 'This system has no snapshot to restore from yet.',
   point: 'Snapshot {id}, {time}',
   chosen: 'Chosen point: ',
