@@ -55,3 +55,20 @@ def test_one_time_passwords_pass_the_strictest_policy_and_hash_with_argon2id() -
     assert stored.startswith("$argon2id$") and first not in stored
     assert verify(stored, first) and not verify(stored, second)
     assert not verify(None, first) and not verify("not a hash", first)
+
+
+def test_only_the_test_suites_exact_phrase_makes_new_hashes_cheap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production cost is RFC 9106's low-memory profile; MEDARK_INSECURE_TEST_KDF's
+    phrase (which the test servers get) lowers it, any other value does not."""
+    from medark.server.passwords import _hasher
+
+    monkeypatch.delenv("MEDARK_INSECURE_TEST_KDF", raising=False)
+    assert "$m=65536,t=3,p=4$" in _hasher().hash("x")
+    monkeypatch.setenv("MEDARK_INSECURE_TEST_KDF", "yes")
+    assert "$m=65536,t=3,p=4$" in _hasher().hash("x")
+    monkeypatch.setenv("MEDARK_INSECURE_TEST_KDF", "i-understand-this-weakens-every-key")
+    cheap = _hasher().hash("Correct-horse-7")
+    assert cheap.startswith("$argon2id$") and "$m=1024,t=1,p=1$" in cheap
+    monkeypatch.delenv("MEDARK_INSECURE_TEST_KDF")
+    assert verify(cheap, "Correct-horse-7") and not verify(cheap, "Correct-horse-8")

@@ -62,7 +62,8 @@ KDF_N = EnvVar("MEDARK_KDF_N",
                "scrypt cost of new keys: a power of two from 2^15 (default) to 2^20")
 INSECURE_TEST_KDF = EnvVar("MEDARK_INSECURE_TEST_KDF",
                            "test suites only: its exact phrase lets MEDARK_KDF_N go below "
-                           "2^15 (docs/operations.md); never set on a backup host")
+                           "2^15 and makes the server's new password hashes cheap "
+                           "(docs/operations.md); never set on a backup host")
 
 ALL = [REPO, PASSWORD, PASSWORD_FILE, PASSWORD_COMMAND, NEW_PASSWORD, NEW_PASSWORD_FILE,
        FROM_REPO, FROM_PASSWORD, FROM_PASSWORD_FILE, FROM_PASSWORD_COMMAND, CONFIG,

@@ -14,11 +14,26 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from medark.config import environment as env
 from medark.errors import PasswordPolicyViolation
+from medark.repo.keys import INSECURE_TEST_KDF
 
 MAX_LENGTH = 256
 """Longer passwords are refused: hashing unbounded input is a denial of service."""
-_HASHER = PasswordHasher()  # argon2id, RFC 9106's low-memory profile
+
+
+def _hasher() -> PasswordHasher:
+    """argon2id with RFC 9106's low-memory profile (3 passes over 64 MiB). The test
+    suite's switch, MEDARK_INSECURE_TEST_KDF's exact phrase (docs/operations.md), lowers
+    new hashes to one pass over 1 MiB: its tests sign users in hundreds of times, at up
+    to seconds each on a loaded machine. Hashes record their own cost, so verifying is
+    the same either way."""
+    if env.INSECURE_TEST_KDF.get() == INSECURE_TEST_KDF:
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+_HASHER = _hasher()
 _DUMMY = _HASHER.hash("medark: equalises the time of a login for an unknown user")
 
 
