@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -222,9 +223,9 @@ class Repository:
     def close(self) -> None:
         """Release everything. Packs not yet stored are dropped (nothing refers to
         them); packs already stored are indexed first, best effort, so that a run
-        stopped by an error or a signal is resumed without sending them again."""
+        stopped by an error or Ctrl-C is resumed without sending them again."""
         self._uploads.close()
-        with self._index_lock, contextlib.suppress(MedarkError):
+        with self._index_lock, contextlib.suppress(MedarkError, OSError, sqlite3.Error):
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
