@@ -132,8 +132,8 @@ export function touches(start: number, end: number, windows: readonly Span[]): b
   return windows.some((w) => w.start <= end && w.end >= start)
 }
 
-/** The picker's constraints for a calendar day of `zone`: whether the day has any
- * second inside a window, and which hours, minutes and seconds of it have none. */
+/** Whether a calendar day of `zone` has any second inside a window (the picker's
+ * days without one are disabled; its hours, minutes and seconds below). */
 export function dayHasWindow(year: number, month: number, day: number, zone: string,
   windows: readonly Span[]): boolean {
   const start = wallToUtc({ year, month, day, hour: 0, minute: 0, second: 0 }, zone)
