@@ -164,12 +164,16 @@ def _start_restored(cluster: Cluster, target: Path, *goal: str) -> tuple[int, di
     return port, result.json()
 
 
+def _utc(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 def _stop(cluster: Cluster, target: Path) -> None:
     cluster.server.stop(target)
 
 
-def test_point_in_time_restore_to_a_marker_and_to_the_latest(cluster: Cluster,
-                                                            tmp_path: Path) -> None:
+def test_point_in_time_restore_to_a_marker_and_to_the_window_end(cluster: Cluster,
+                                                                tmp_path: Path) -> None:
     sql = cluster.server.sql
     sql("CREATE TABLE orders (id serial PRIMARY KEY, note text, at timestamptz DEFAULT now())")
     sql("INSERT INTO orders (note) SELECT 'before backup ' || g FROM generate_series(1, 5000) g")
@@ -193,6 +197,7 @@ def test_point_in_time_restore_to_a_marker_and_to_the_latest(cluster: Cluster,
     port, info = _start_restored(cluster, to_marker, "--time", marker_time.isoformat())
     try:
         assert info["started"] is True
+        assert info["target"]["reached_by"] == "commit_after", info["target"]
         assert sql("SELECT count(*) FROM orders WHERE note = 'marker'", port=port) == "1"
         assert sql("SELECT count(*) FROM orders WHERE note = 'after marker'", port=port) == "0"
         assert sql("SELECT count(*) FROM orders WHERE note LIKE 'before backup 1%'",
@@ -200,9 +205,17 @@ def test_point_in_time_restore_to_a_marker_and_to_the_latest(cluster: Cluster,
     finally:
         _stop(cluster, to_marker)
 
+    # The window's last second, after the last commit: PostgreSQL finds no commit after
+    # it and would refuse to finish recovery; the restore recovers to the end of the
+    # archive instead (--latest itself: the other tests here).
+    window_end = str(status["newest_wal_archived"])
     latest = Path(str(cluster.server.base) + "-latest")
-    port, _info = _start_restored(cluster, latest, "--latest")
+    port, info = _start_restored(cluster, latest, "--time", window_end)
     try:
+        assert info["target"]["reached_by"] == "end_of_archive", info["target"]
+        assert info["target"]["time"] == window_end
+        last_commit = _utc(info["target"]["last_commit_at"])
+        assert marker_time < last_commit <= _utc(window_end)  # the DELETE's commit
         assert sql("SELECT count(*), max(id) FROM orders", port=port) == expected_latest
         amcheck = subprocess.run(
             [cluster.server.tool("pg_amcheck"), "-h", "127.0.0.1", "-p", str(port), "-U",

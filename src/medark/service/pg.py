@@ -28,6 +28,7 @@ from medark.engine.pg_restore import (
     start_server,
     write_recovery_config,
 )
+from medark.engine.pg_target import TimeResolution, resolve_time
 from medark.engine.pg_wal import Inventory, WalArchive, WalRecord, write_file_atomically
 from medark.engine.pg_window import (
     Target,
@@ -257,8 +258,12 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
                                    standby=request.standby)
     archive = archive_command_line(request.medark_command, request.location,
                                    os.path.abspath(password_file), request.cache_dir)
+    resolved = _resolve_time(repo, request, chosen, target_dir)
+    if resolved is not None and resolved.note:
+        notes.append(resolved.note)
     notes += write_recovery_config(target_dir, RecoverySettings(
-        command, request.target, request.port, request.archive_mode_off,
+        command, resolved.target if resolved else request.target, request.port,
+        request.archive_mode_off,
         standby=request.standby, archive_command=archive if request.standby else None))
     if user:
         chown_tree(target_dir, user)
@@ -268,6 +273,8 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
         "restore_command": command, "notes": notes, "wal_spool": spool,
         "standby": request.standby,
     }
+    if resolved is not None:
+        result.update(recovery_target=resolved.describe(), target=resolved.to_json())
     if request.standby:
         result["recovery_target"] = "none: a standby replaying the repository's WAL"
     if not request.start:
@@ -300,6 +307,17 @@ def run_restore(repo: Repository, request: RestoreRequest, chosen: Snapshot
     if not request.standby:
         shutil.rmtree(spool, ignore_errors=True)  # recovery is over: the spool is spent
     return result
+
+
+def _resolve_time(repo: Repository, request: RestoreRequest, chosen: Snapshot,
+                  target_dir: str) -> TimeResolution | None:
+    """A --time target past the archive's last commit is recovered to the end of the
+    archive (engine/pg_target.py: PostgreSQL would refuse to finish)."""
+    target = request.target
+    if request.standby or target.kind != "time" or target.time is None:
+        return None
+    return resolve_time(WalArchive(repo, str(chosen.source["system_id"])), chosen,
+                        target.time, os.path.dirname(target_dir.rstrip("/")), request.pg_bin)
 
 
 # ---- status ----------------------------------------------------------------------------

@@ -36,6 +36,9 @@ RECORD_RE = re.compile(r"^rmgr: (\S+)\s+len \(rec/tot\):\s*\d+/\s*(\d+), tx:\s*\
                        r"lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: (\S+)(.*)$")
 TIME_RE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d{1,6}))? (?:UTC|GMT)\b")
 COMMITS = ("COMMIT", "COMMIT_PREPARED")
+XACT_ENDS = (*COMMITS, "ABORT", "ABORT_PREPARED")
+"""The records a recovery_target_time is checked against (PostgreSQL's recoveryStopsBefore):
+recovery stops before the first of them stamped after the target, and nowhere else."""
 NORMAL_END = ("error in WAL record at", "could not find a valid record after")
 """pg_waldump's last words at the end of valid WAL: a crashed server leaves a torn or
 zeroed record there, and PostgreSQL's own recovery stops at the same place."""
@@ -197,3 +200,36 @@ def _dump(datadir: Path, argv: list[str], before: WalTail, tli: int,
         raise SourceError(f"pg_waldump on {argv[2]} failed: "
                           f"{message or f'exit {proc.returncode}'}")
     return WalTail(end, commits, first, last, tli), out_of_files
+
+
+def last_xact_end(pg_waldump: str, directory: Path, segment: str,
+                  timeout: float = 60.0) -> datetime | None:
+    """The latest commit or abort time in one WAL segment file `directory/segment` (a
+    complete segment or a streamed part of one), None when it holds no such record.
+    Records cut off at the segment's end (the next file is not there) or at the end of
+    valid WAL are the normal end; any other failure of pg_waldump (another major
+    version's WAL, an unreadable file) is a SourceError, never taken for "no commit"."""
+    argv = [pg_waldump, "-p", str(directory), "-r", "Transaction", segment]
+    env = {**os.environ, "TZ": "UTC", "LC_ALL": "C"}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env=env, stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        raise SourceError(f"pg_waldump on {segment} did not finish in {timeout:.0f} s") \
+            from None
+    except OSError as exc:
+        raise SourceError(f"cannot run {pg_waldump}: {exc.strerror or exc}") from None
+    latest: datetime | None = None
+    for line in done.stdout.splitlines():
+        match = RECORD_RE.match(line)
+        if match and match.group(1) == "Transaction" and match.group(4) in XACT_ENDS:
+            at = commit_time(match.group(5))
+            if at is not None and (latest is None or at > latest):
+                latest = at
+    message = " ".join(done.stderr.split())
+    missing = MISSING_FILE_RE.search(message)
+    if done.returncode != 0 and not (missing and missing.group(1) != segment) \
+            and not any(words in message for words in NORMAL_END):
+        raise SourceError(f"pg_waldump on {segment} failed: "
+                          f"{message[-300:] or f'exit {done.returncode}'}")
+    return latest
