@@ -8,8 +8,11 @@
 // The filters are in the URL query (?institution=&status=&plan=), so other pages link
 // to the jobs of one plan.
 import type { LocationQuery, LocationQueryRaw } from 'vue-router'
+import { withQuery } from '@/api/client'
 import type { Job, JobProgress, JobStatus } from '@/api/types'
 import { JOB_STATUSES } from '@/api/types'
+
+export const PAGE_SIZE = 50
 
 export interface JobFilters {
   institution: string
@@ -172,6 +175,12 @@ export function filtersOf(query: Record<string, unknown>): JobFilters {
   const status = text(query.status)
   return { institution: text(query.institution), plan: text(query.plan).trim(),
     status: JOB_STATUSES.includes(status as JobStatus) ? status : '' }
+}
+
+/** The list's GET for these filters and page (the prefetch's key too). */
+export function listPath(filters: JobFilters, cursor?: number): string {
+  return withQuery('/api/jobs', { institution: filters.institution, status: filters.status,
+    plan: filters.plan.trim(), limit: PAGE_SIZE, before_id: cursor })
 }
 
 /** The URL query of the filters (empty ones left out), other keys kept. */
