@@ -87,9 +87,6 @@ def _to_the_point_step(console: Console, browser: Any, world: World, locale: str
 
 
 def _no_serious_violation(page: Any, step: str) -> None:
-    # the pointer off the Next button it clicked (a hovered primary button is lighter)
-    page.mouse.move(1, 1)
-    page.wait_for_timeout(300)
     if page.evaluate("typeof axe === 'undefined'"):
         page.add_script_tag(path=str(AXE))
     violations = page.evaluate(AXE_RUN)
