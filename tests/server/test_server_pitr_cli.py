@@ -12,20 +12,22 @@ agent's change detection: a report goes with a heartbeat only when it changed.""
 from __future__ import annotations
 
 import json
-import math
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from medark_command import MEDARK, PASSWORD
-from pg_server import PgServer, can_run_servers, free_port, make_base, pg_bin
-from server_site import Site, User, _site, audit_records, code_of, run, wait_for
+from pg_server import can_run_servers, free_port
+from pitr_world import (
+    HOSP,
+    World,
+    job_ended,
+    parse_time,
+    pg,
+    recovery,
+    request_restore,
+    world,
+)
+from server_site import _site, audit_records, code_of
 
 from medark.agent.windows import WindowWatch, _merged
 from medark.config.plans import MedarkConfig
@@ -34,167 +36,11 @@ from medark.engine.pg_restore import start_server, stop_server
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
 site = pytest.fixture(scope="module", params=["sqlite"], name="site")(_site)
-
-HOSP = "pitr"
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{dsn}"
-stream = true
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1min"
-rto = "1h"
-retention = {{ last = 3 }}
-
-[agent]
-restore_targets = {{ restores = "{restores}" }}
-"""
-
-
-@dataclass
-class World:
-    site: Site
-    op: User
-    pg: PgServer
-    restores: Path
-    backup: dict[str, Any]
-    first_row: datetime
-    moment: datetime
-    """A whole second between the two rows' commits."""
-
-
-def _ended(user: User, job_id: int) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        job = user.call("GET", f"/api/jobs/{job_id}").json()["job"]
-        return job if job["status"] not in ("queued", "running") else None
-
-    found: dict[str, Any] = wait_for(f"job {job_id}", check, timeout=300)
-    return found
-
-
-def _run_job(user: User, kind: str) -> dict[str, Any]:
-    asked = user.call("POST", "/api/jobs", json={"institution": HOSP, "plan": "his",
-                                                 "kind": kind})
-    assert asked.status_code == 202, asked.text
-    return _ended(user, asked.json()["job"]["id"])
-
-
-def _recovery(user: User) -> dict[str, Any]:
-    got = user.call("GET", f"/api/institutions/{HOSP}/systems/his/recovery")
-    assert got.status_code == 200, got.text
-    body: dict[str, Any] = got.json()
-    return body
-
-
-def _restore(user: User, body: dict[str, Any]) -> Any:
-    return user.call("POST", f"/api/institutions/{HOSP}/systems/his/restores", json=body)
-
-
-def _at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@pytest.fixture(scope="module")
-def pg() -> Iterator[PgServer]:
-    base = make_base()
-    bin_dir = pg_bin()
-    assert bin_dir is not None
-    server = PgServer(base, free_port(), bin_dir, settings={"archive_mode": "off"})
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def world(site: Site, pg: PgServer) -> Iterator[World]:
-    tmp = site.tmp
-    made = site.user("sysadmin").call("POST", "/api/institutions", json={"name": HOSP})
-    assert made.status_code == 201, made.text
-    password_file = tmp / "repository-passwords" / "pitr.pass"  # where the server reads
-    password_file.parent.mkdir(exist_ok=True)
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
-    repo = tmp / "pitr-repo"
-    env = {**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}
-    assert run(env, "--repo", str(repo), "init").returncode == 0
-    # under the cluster's base: the postgres user must reach the restored directory
-    restores = pg.base / "restores"
-    restores.mkdir()
-    config = tmp / "pitr.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, dsn=pg.dsn,
-                                    restores=restores))
-    done = run(site.env, "server", "config", "import", "--catalog", site.catalog,
-               "--institution", HOSP, str(config))
-    assert done.returncode == 0, done.stderr
-    op = site.new_user("pitr-op", ["operator"], HOSP)
-    token = site.user("sysadmin").call("POST", "/api/agents/enrolment-tokens", json={
-        "institution": HOSP, "name": "his-host"})
-    assert token.status_code == 201, token.text
-    state = tmp / "pitr-agent"
-    enrolled = run(site.env, "agent", "enroll", "--server", site.server.url, "--token",
-                   token.json()["secret"], "--state-dir", str(state))
-    assert enrolled.returncode == 0, enrolled.stderr
-    pg.sql("CREATE TABLE orders (id serial PRIMARY KEY, note text)")
-    pg.sql("INSERT INTO orders (note) SELECT 'filler ' || g FROM generate_series(1, 1000) g")
-    log = (tmp / "pitr-agent.log").open("w+")
-    agent = subprocess.Popen(
-        [MEDARK, "agent", "run", "--state-dir", str(state), "--config", str(config),
-         "--heartbeat", "1", "--wait", "2", "--grace", "20"],
-        env=site.env, text=True, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        # the agent's schedule streams the WAL: connected before anything is written
-        wait_for("the WAL stream", lambda: pg.sql(
-            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'medark_his' "
-            "AND active") == "1", timeout=120)
-        backup = _run_job(op, "backup")
-        assert backup["status"] == "succeeded", backup["error"]
-        pg.sql("INSERT INTO orders (note) VALUES ('first')")
-        first = datetime.now(UTC)
-        moment = datetime.fromtimestamp(math.ceil(first.timestamp() + 0.5), UTC)
-        time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.6)
-        pg.sql("INSERT INTO orders (note) VALUES ('second')")
-        second = datetime.now(UTC)
-        pg.sql("SELECT pg_switch_wal()")
-
-        def covered() -> bool:
-            # a job of the plan ending makes the agent compute its windows again
-            assert _run_job(op, "check")["status"] == "succeeded"
-            return any(_at(w["end"]) >= second + timedelta(seconds=1)
-                       for w in _recovery(op)["windows"])
-
-        wait_for("a window past the second row", covered, timeout=240, every=1)
-        yield World(site, op, pg, restores, backup, first, moment)
-    finally:
-        if agent.poll() is None:
-            agent.terminate()
-        agent.wait(timeout=60)
-        log.seek(0)
-        printed = log.read()
-        log.close()
-        assert "Traceback" not in printed, printed[-3000:]
+__all__ = ["pg", "world"]  # the cluster and the agent (pitr_world.py)
 
 
 def test_the_agents_window_is_shown(world: World) -> None:
-    body = _recovery(world.op)
+    body = recovery(world.op)
     assert body["database"] is True and body["log_streamed"] is True
     assert body["windows_known"] is True
     windows = body["windows"]
@@ -205,20 +51,20 @@ def test_the_agents_window_is_shown(world: World) -> None:
         "gap_after": False}
     assert window["base"] == world.backup["snapshot_id"][:8]
     assert window["base"] in [p["id"][:8] for p in body["points"]]
-    start, end = _at(window["start"]), _at(window["end"])
+    start, end = parse_time(window["start"]), parse_time(window["end"])
     assert start.microsecond == 0 and end.microsecond == 0  # whole seconds
     assert start <= world.moment <= end
     assert start <= world.first_row
-    assert _at(window["reported_at"]) <= datetime.now(UTC)
+    assert parse_time(window["reported_at"]) <= datetime.now(UTC)
 
 
 def test_a_restore_to_a_second_between_two_rows(world: World) -> None:
     when = world.moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    asked = _restore(world.op, {"time": when, "plan": "his", "target": "restores"})
+    asked = request_restore(world.op, {"time": when, "plan": "his", "target": "restores"})
     assert asked.status_code == 202, asked.text
     job = asked.json()["job"]
     assert (job["kind"], job["agent"], job["system"]) == ("restore", "his-host", "his")
-    done = _ended(world.op, job["id"])
+    done = job_ended(world.op, job["id"])
     assert done["status"] == "succeeded", done["error"]
     restored = done["details"]["restore"]
     name = f"his-postgres-{world.moment:%Y%m%dT%H%M%SZ}"
@@ -245,27 +91,27 @@ def test_a_restore_to_a_second_between_two_rows(world: World) -> None:
              r["detail"]["target"], r["detail"]["agent"]) for r in records] == [
         ("pitr-op", "ok", f"{HOSP}/his time:{when}", when, "restores", "his-host")]
     # a second restore to the same second would not overwrite the first
-    again = _restore(world.op, {"time": when, "plan": "his", "source": "postgres",
+    again = request_restore(world.op, {"time": when, "plan": "his", "source": "postgres",
                                 "target": "restores"})
     assert again.status_code == 202, again.text
-    failed = _ended(world.op, again.json()["job"]["id"])
+    failed = job_ended(world.op, again.json()["job"]["id"])
     assert failed["status"] == "failed" and "already exists" in failed["error"]
 
 
 def test_outside_the_window_or_an_undeclared_target(world: World) -> None:
     before = (world.first_row - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    refused = _restore(world.op, {"time": before, "plan": "his", "target": "restores"})
+    refused = request_restore(world.op, {"time": before, "plan": "his", "target": "restores"})
     assert refused.status_code == 409, refused.text
     assert code_of(refused) == "outside_window"
     assert before in refused.json()["error"]["message"]
-    other = _restore(world.op, {"time": world.moment.isoformat(), "plan": "his",
+    other = request_restore(world.op, {"time": world.moment.isoformat(), "plan": "his",
                                 "source": "mariadb", "target": "restores"})
     assert other.status_code == 409 and code_of(other) == "outside_window"
     # a name the server cannot know is not a target: the agent refuses it
-    asked = _restore(world.op, {"time": world.moment.isoformat(), "plan": "his",
+    asked = request_restore(world.op, {"time": world.moment.isoformat(), "plan": "his",
                                 "target": "elsewhere"})
     assert asked.status_code == 202, asked.text
-    done = _ended(world.op, asked.json()["job"]["id"])
+    done = job_ended(world.op, asked.json()["job"]["id"])
     assert done["status"] == "failed"
     assert "unknown restore target 'elsewhere'" in done["error"]
     assert [p.name for p in world.restores.iterdir()
@@ -278,16 +124,16 @@ def test_outside_the_window_or_an_undeclared_target(world: World) -> None:
                  {"time": "yesterday", "plan": "his", "target": "restores"},
                  {"target": "restores"},
                  {"snapshot": "latest", "plan": "his", "target": "restores"}):
-        bad = _restore(world.op, body)  # after the caller's rights, as a target's name
+        bad = request_restore(world.op, body)  # after the caller's rights, as a target's name
         assert bad.status_code == 422, (body, bad.text)
         assert code_of(bad) == "invalid_restore"
-    missing = _restore(world.op, {"time": before, "plan": "lis", "target": "restores"})
+    missing = request_restore(world.op, {"time": before, "plan": "lis", "target": "restores"})
     assert missing.status_code == 404, missing.text
     # the regional center's operator: patient data of another institution, no grant
     center = world.site.new_user("pitr-center", ["operator"], "center")
     hidden = center.call("GET", f"/api/institutions/{HOSP}/systems/his/recovery")
     assert hidden.status_code == 403 and code_of(hidden) == "grant_required"
-    asked = _restore(center, {"time": world.moment.isoformat(), "plan": "his",
+    asked = request_restore(center, {"time": world.moment.isoformat(), "plan": "his",
                               "target": "restores"})
     assert asked.status_code == 403 and code_of(asked) == "grant_required"
     failed = [r["detail"]["reason"]

@@ -1,5 +1,5 @@
 """A database restored to a second from the console, end to end: the world of
-tests/server/test_server_pitr_cli.py (a throwaway PostgreSQL cluster whose WAL the real
+tests/server/pitr_world.py (a throwaway PostgreSQL cluster whose WAL the real
 agent's schedule streams, a base backup, two rows committed a second apart, the agent's
 window reported) on the console's server; an operator of that hospital walks the
 wizard in chromium with the browser's clock in another zone than UTC: the system, the
@@ -29,9 +29,9 @@ from console_site import (
     settle,
 )
 from pg_server import can_run_servers
+from pitr_world import HOSP, World, job_ended, parse_time, pg, world
 from server_site import Site
 from test_console_pages import AXE_RUN
-from test_server_pitr_cli import HOSP, World, _at, _ended, pg, world
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
@@ -125,7 +125,7 @@ def _submit_and_follow(page: Any, world: World, locale: str, moment: datetime) -
     assert posted.value.request.post_data_json == {
         "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "plan": "his", "source": "postgres",
         "target": "restores"}
-    job = _ended(world.op, posted.value.json()["job"]["id"])
+    job = job_ended(world.op, posted.value.json()["job"]["id"])
     assert job["status"] == "succeeded", job["error"]
     name = f"his-postgres-{moment:%Y%m%dT%H%M%SZ}"
     assert job["details"]["restore"]["data_dir"] == name
@@ -172,7 +172,7 @@ def test_in_english_the_windows_latest_second_from_the_keyboard(
         end = datetime.strptime(typed, "%Y-%m-%d %H:%M:%S").replace(
             tzinfo=ZoneInfo(zone)).astimezone(UTC)
         # the newest window's end as the page read it (the agent may have moved it since)
-        newest = max(_at(w["end"]) for w in world.op.call(
+        newest = max(parse_time(w["end"]) for w in world.op.call(
             "GET", f"/api/institutions/{HOSP}/systems/his/recovery").json()["windows"])
         assert world.moment < end <= newest, (typed, zone, newest)
         _walk_to_confirm(page, "en", zone, end, axe=True)
