@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { createI18n } from 'vue-i18n'
 import { messages } from '@/i18n'
 import { bySeverity, elapsedSince, findSystem, formatAge, formatAgo, groupByInstitution,
-  linkLook, overallStatus, rpoView, standbyLag, statusLook, systemKey }
+  linkLook, overallStatus, rpoView, standbyLag, statusLook, systemKey, groupsUpTo }
   from '@/pages/dashboard/model'
 import type { Dashboard, Rpo, SystemState } from '@/pages/dashboard/types'
 
@@ -162,6 +162,15 @@ describe('the dashboard as the page draws it', () => {
     const groups = groupByInstitution(dashboard, true)
     expect(groups.map((g) => g.institution.name)).toEqual(['hosp-a', 'center'])
     expect(groups[0]!.systems.map((s) => s.name)).toEqual(['pacs', 'lis'])
+  })
+
+  it('draws the first tiles in the groups\' order, then all of them', () => {
+    const groups = groupByInstitution(dashboard)
+    const names = (drawn: ReturnType<typeof groupsUpTo>) =>
+      drawn.map((g) => `${g.institution.name}:${g.systems.map((s) => s.name).join(',')}`)
+    expect(names(groupsUpTo(groups, 2))).toEqual(['hosp-a:pacs,lis'])
+    expect(names(groupsUpTo(groups, 4))).toEqual(['hosp-a:pacs,lis,his', 'center:', 'hosp-b:his'])
+    expect(groupsUpTo(groups, Infinity)).toEqual(groups)
   })
 
   it('orders by status, then alerts, then title', () => {

@@ -140,6 +140,17 @@ describe('the chart option', () => {
     expect(series.data.filter((d) => !d.id.startsWith('bound:'))).toHaveLength(topology.nodes.length)
   })
 
+  it('writes a tooltip when pointed at: a node\'s, a link\'s, nothing for the rest', () => {
+    const tip = (option.tooltip as { formatter: (params: unknown) => string }).formatter
+    const names = (id: string) => topology.nodes.find((n) => n.id === id)?.title ?? id
+    const node = topology.nodes[5]!
+    expect(tip({ data: { id: node.id } })).toBe(tooltipText(node, t, () => 'then', names))
+    const link = series.links.find((l) => 'linkId' in l) as unknown as { linkId: string }
+    const source = topology.links.find((l) => l.id === link.linkId)!
+    expect(tip({ data: link })).toBe(tooltipText(source, t, () => 'then', names))
+    expect(tip({ data: { id: 'bound:start' } })).toBe('')
+  })
+
   it('spans the chart\'s whole box, so ECharts scales x and y alike (nothing stretched)', () => {
     const width = 1124
     const made = graphOption({ topology, t, when: () => '', width })

@@ -105,8 +105,7 @@ def judge(inst: Inst, system: str, facts: Facts, now: datetime) -> dict[str, Any
         if copy["state"] in ("broken", "lagging") and copy["offsite"]:
             reasons.append(f"offsite_{copy['state']}")
     dr = _dr(inst.name, config, system, facts, now, reasons)
-    alerts = sum(1 for a in facts.alerts if a.institution == inst.name
-                 and a.plan in (*plans, system, dr_plan(system)))
+    alerts = facts.alerts_of(inst.name, (*plans, system, dr_plan(system)))
     if alerts:
         reasons.append("alerts_open")
     unique = sorted(set(reasons), key=lambda r: (CRITICAL + WARNING + ("no_jobs",)).index(r))

@@ -6,6 +6,10 @@ import type { Job, JobProgress } from '@/api/types'
 export type Translate = (key: string, values?: Record<string, unknown>) => string
 
 let hospitalZone: string | null = null
+let browserZone: string | undefined
+/** Made once per language and zone: making one costs far more than using it (the
+ * dashboard formats some 600 times as it draws a regional center's 200 systems). */
+const dateTimeFormats = new Map<string, Intl.DateTimeFormat>()
 
 /** Show times in `zone` from now on (the signed-in user's institution's zone); an
  * unknown zone is ignored. */
@@ -24,7 +28,8 @@ export function setDisplayTimeZone(zone: string | null | undefined): void {
 
 /** The time zone the console shows times in. */
 export function displayTimeZone(): string {
-  return hospitalZone ?? (Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC')
+  browserZone ??= Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'
+  return hospitalZone ?? browserZone
 }
 
 /** An ISO 8601 time as a date and time of the locale, in `timeZone`; '' for none. */
@@ -33,11 +38,17 @@ export function formatDateTime(iso: string | null | undefined, locale: string,
   if (!iso) return ''
   const when = new Date(iso)
   if (Number.isNaN(when.getTime())) return iso
-  return new Intl.DateTimeFormat(locale, {
-    year: 'numeric', month: '2-digit', day: '2-digit',
-    hour: '2-digit', minute: '2-digit', second: '2-digit',
-    hour12: false, timeZone,
-  }).format(when)
+  const key = `${locale}|${timeZone}`
+  let format = dateTimeFormats.get(key)
+  if (!format) {
+    format = new Intl.DateTimeFormat(locale, {
+      year: 'numeric', month: '2-digit', day: '2-digit',
+      hour: '2-digit', minute: '2-digit', second: '2-digit',
+      hour12: false, timeZone,
+    })
+    dateTimeFormats.set(key, format)
+  }
+  return format.format(when)
 }
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']

@@ -2,9 +2,13 @@
 // institution or each institution of a regional center; the first page of every role's
 // menu (dashboard.read), so the home page.
 import { Odometer } from '@element-plus/icons-vue'
-import { prefetch } from '@/util/prefetch'
+import { prefetch, prefetchAtStart } from '@/util/prefetch'
 import type { PageArea } from '../types'
 import { en, zh } from './messages'
+
+const view = () => import('./DashboardView.vue')
+// opened at this address: the data and the chunk are asked for beside GET /api/me
+prefetchAtStart('/dashboard', '/api/dashboard', view)
 
 const area: PageArea = {
   name: 'dashboard',
@@ -15,7 +19,7 @@ const area: PageArea = {
       // the data is asked for while the page's chunk loads (util/prefetch.ts)
       component: () => {
         prefetch('/api/dashboard')
-        return import('./DashboardView.vue')
+        return view()
       },
       meta: { permission: 'dashboard.read', title: 'dashboard.menu' },
     },

@@ -150,6 +150,20 @@ export function groupByInstitution(dashboard: Dashboard, onlyProblems = false): 
 }
 
 /** The overall light: the gravest status any system has (unknown only if none is known). */
+/** The groups and tiles drawn while at most `limit` tiles are, in the groups' order: a
+ * cold load draws the first screen's institution and tiles first, the rest a frame later. */
+export function groupsUpTo(groups: InstitutionGroup[], limit: number): InstitutionGroup[] {
+  const drawn: InstitutionGroup[] = []
+  let left = limit
+  for (const group of groups) {
+    if (left <= 0) break
+    const systems = group.systems.slice(0, left)
+    left -= systems.length
+    drawn.push(systems.length === group.systems.length ? group : { ...group, systems })
+  }
+  return drawn
+}
+
 export function overallStatus(counts: Counts): SystemStatus {
   if (counts.critical) return 'critical'
   if (counts.warning) return 'warning'

@@ -214,7 +214,6 @@ export function graphOption({ topology, t, when, width }: OptionInput): GraphOpt
         fontWeight: node.type === 'system' || node.type === 'institution' ? 'bold' : 'normal',
       },
       cursor: node.type === 'system' ? 'pointer' : 'default',
-      tooltip: { formatter: tooltipText(node, t, when, names) },
     }
   })
   // two invisible corners: the graph's box is the whole grid, whatever the nodes
@@ -222,7 +221,7 @@ export function graphOption({ topology, t, when, width }: OptionInput): GraphOpt
     ['bound:end', plan.width, plan.height - ROW / 2]] as const) {
     data.push({ id: name, name, x, y, symbol: 'none', symbolSize: 0,
       itemStyle: { color: 'transparent', borderColor: 'transparent', borderWidth: 0 },
-      label: { show: false } as never, cursor: 'default', tooltip: { show: false } as never })
+      label: { show: false } as never, cursor: 'default' })
   }
   const links = [
     ...hierarchy.map((h) => ({
@@ -234,7 +233,8 @@ export function graphOption({ topology, t, when, width }: OptionInput): GraphOpt
       const look = linkLook(link.state)
       const line = lineType(link.state)
       return {
-        source: link.source, target: link.target, symbol: ['none', 'arrow'], symbolSize: 9,
+        source: link.source, target: link.target, linkId: link.id,
+        symbol: ['none', 'arrow'], symbolSize: 9,
         lineStyle: { color: look.color, width: line.width, type: line.type, opacity: 1,
           curveness: curveness(link, drawn) },
         label: { show: true, position: LINK_LABEL_AT[link.type] ?? 'middle',
@@ -244,14 +244,20 @@ export function graphOption({ topology, t, when, width }: OptionInput): GraphOpt
           color: look.tone === 'success' ? '#374151' : look.color,
           backgroundColor: 'rgba(255,255,255,0.9)', padding: [1, 3],
           fontWeight: look.tone === 'success' ? 'normal' : 'bold' },
-        tooltip: { formatter: tooltipText(link, t, when, names) },
       }
     }),
   ]
+  const linkById = new Map(drawn.map((l) => [l.id, l]))
+  // written when pointed at, not for every node and link as the chart is first drawn
+  const tip = (params: unknown) => {
+    const item = (params as { data?: { id?: string; linkId?: string } }).data
+    const found = item?.linkId ? linkById.get(item.linkId) : byId.get(item?.id ?? '')
+    return found ? tooltipText(found, t, when, names) : ''
+  }
   return {
     animation: false,
     tooltip: { trigger: 'item', renderMode: 'richText', confine: true,
-      textStyle: { fontFamily: FONT, fontSize: 12 } },
+      textStyle: { fontFamily: FONT, fontSize: 12 }, formatter: tip },
     series: [{
       type: 'graph', layout: 'none', roam: false, draggable: false,
       left: MARGIN.left, right: MARGIN.right, top: MARGIN.top, bottom: MARGIN.bottom,

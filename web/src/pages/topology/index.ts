@@ -1,9 +1,16 @@
 // The console's topology (issue 17): sites → systems → repositories, offsite copies and
 // standbys with each link's live state and lag; ECharts only in this area's lazy chunk.
 import { Share } from '@element-plus/icons-vue'
-import { prefetch } from '@/util/prefetch'
+import { prefetch, prefetchAtStart } from '@/util/prefetch'
 import type { PageArea } from '../types'
 import { en, zh } from './messages'
+
+const view = () => {
+  void import('./TopologyGraph.vue')
+  return import('./TopologyView.vue')
+}
+// opened at this address: the data and the chunks are asked for beside GET /api/me
+prefetchAtStart('/topology', '/api/topology', view)
 
 const area: PageArea = {
   name: 'topology',
@@ -15,8 +22,7 @@ const area: PageArea = {
       name: 'topology',
       component: () => {
         prefetch('/api/topology')
-        void import('./TopologyGraph.vue')
-        return import('./TopologyView.vue')
+        return view()
       },
       meta: { permission: 'topology.read', title: 'topology.menu' },
     },
