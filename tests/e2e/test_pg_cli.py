@@ -227,6 +227,17 @@ def test_point_in_time_restore_to_a_marker_and_to_the_window_end(cluster: Cluste
     finally:
         _stop(cluster, latest)
 
+    # Without a pg_waldump to read the last commit, the target is kept and a note says
+    # what to do if recovery stops short (never a guess at the end of the archive).
+    blind = cluster.medark_as_root(
+        "pg", "restore", "--target-dir", str(tmp_path / "blind"), "--time", window_end,
+        "--pg-bin", str(tmp_path), "--password-file", str(cluster.password_file))
+    assert "recovery target: " + window_end in blind.stdout, blind.stdout
+    assert "could not read the archive's last commit time" in blind.stdout
+    assert "--latest" in blind.stdout
+    conf = (tmp_path / "blind" / "postgresql.auto.conf").read_text()
+    assert "recovery_target_time = " in conf
+
 
 def test_primary_lost_after_backup_is_served_from_the_restore(cluster: Cluster) -> None:
     sql = cluster.server.sql

@@ -67,10 +67,10 @@ class TimeResolution:
         when = clock.format_time(self.time)
         if self.reached_by != END_OF_ARCHIVE:
             return when
-        last = ("no commit after the base backup" if self.last_commit_at is None
-                else f"the last commit at {clock.format_time(self.last_commit_at)}")
-        return (f"{when}, reached at the end of the archived WAL ({last} is at or before "
-                "it: nothing later to leave out)")
+        last = ("no commit or abort after it was archived" if self.last_commit_at is None
+                else f"the last commit at {clock.format_time(self.last_commit_at)} is at "
+                "or before it")
+        return f"{when}, reached at the end of the archived WAL ({last}: nothing to leave out)"
 
     def to_json(self) -> dict[str, Any]:
         return {"time": clock.format_time(self.time), "reached_by": self.reached_by,
