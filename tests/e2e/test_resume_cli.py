@@ -183,3 +183,28 @@ def test_a_copy_to_s3_killed_at_half_sends_only_the_rest(env: dict[str, str], so
     cli("copy", "--from-repo", source)
     _within_target(before, _s3_bytes(s3_url, location, "data/"))
     _clean_after_prune(cli, lambda: _s3_bytes(s3_url, location, "", whole=True))
+
+
+def test_a_stored_pack_is_indexed_on_time_while_the_writer_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint's deadline holds with no further call into the repository (all
+    workers blocked on an upload slot): a timer writes the index, not the next blob."""
+    from medark.repo import repository
+    from medark.repo.compression import CompressionSpec
+    from medark.repo.pack import BlobType
+    from medark.storage.local import LocalBackend
+
+    monkeypatch.setattr(repository, "INDEX_EVERY_SECONDS", 2.0)
+    repo = repository.Repository.init(LocalBackend(tmp_path / "repo"), PASSWORD.encode(),
+                                      "aes-256-gcm", CompressionSpec("zstd", 3),
+                                      cache_dir=tmp_path / "cache")
+    try:
+        while repo.stats.packs_written == 0:  # one pack, landed less than 2 s in
+            repo.save_blob(BlobType.DATA, os.urandom(4 * 1024 * 1024))
+            time.sleep(0.01)
+        deadline = time.monotonic() + 60
+        while not repo.index_names():  # nothing else is saved meanwhile
+            assert time.monotonic() < deadline, "the stored pack was never indexed"
+            time.sleep(0.05)
+    finally:
+        repo.close()
