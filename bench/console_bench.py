@@ -64,7 +64,13 @@ TIMINGS = """() => {
   return { ready: window.__medarkReady, dcl: nav.domContentLoadedEventEnd,
            load: nav.loadEventEnd,
            scripts: performance.getEntriesByType('resource').map(r => r.name)
-             .filter(n => n.endsWith('.js')) }
+             .filter(n => n.endsWith('.js')),
+           // the waterfall (in --json): each request's start and end, first paints
+           resources: [nav, ...performance.getEntriesByType('resource')].map(r => ({
+             name: r.name.replace(location.origin, ''), start: Math.round(r.startTime),
+             end: Math.round(r.responseEnd), bytes: r.transferSize })),
+           paints: performance.getEntriesByType('paint').map(p => (
+             { name: p.name, at: Math.round(p.startTime) })) }
 }"""
 WATCH = """([id, words]) => {
   window.__medarkSeen = {}
