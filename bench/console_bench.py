@@ -17,10 +17,12 @@ viewer, zh-CN, 1366x768.
   finds it), with the navigation's DOMContentLoaded and load for comparison.
 * **First screen's JS**: the JavaScript files each cold load fetched (resource timing),
   gzip -9 of the built files; the login page's too.
-* **Live update**: the jobs page open; a job queued through the API, then its agent
-  claims it (GET /api/agent/jobs: running) and reports it done (POST .../result:
+* **Live update**: the jobs page open (it follows GET /api/events); a job queued
+  through the API, then its agent claims it (GET /api/agent/jobs: running), reports
+  its progress (POST .../events: 50 %) and reports it done (POST .../result:
   succeeded); the latency is from just before each agent call until a MutationObserver
-  in the page sees the row's status word change, both read in the page (Date.now()).
+  in the page sees the row's status word or percentage change, both read in the page
+  (Date.now()).
 
 Run: ``.venv/bin/python bench/console_bench.py [--runs 3] [--json FILE]``; a smoke run:
 ``--hospitals 1 --clinics 1 --systems 4 --jobs 100 --runs 1 --live 2``.
@@ -210,6 +212,7 @@ def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict
         "heartbeat")
     context = browser.context(locale="en")
     running: list[float] = []
+    progress: list[float] = []
     succeeded: list[float] = []
     try:
         page = context.new_page()
@@ -221,13 +224,19 @@ def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict
                 "run now")["job"]
             page.get_by_role("button", name=f"Job #{job['id']}", exact=True).wait_for(
                 timeout=30_000)
-            page.evaluate(WATCH, [job["id"], ["Running", "Succeeded"]])
+            page.evaluate(WATCH, [job["id"], ["Running", "50%", "Succeeded"]])
             sent = page.evaluate("Date.now()")  # the page's clock, just before
             offer = check(agent.get("/api/agent/jobs", params={"wait": 5}), 200, "claim")
             if offer["job"]["id"] != job["id"]:
                 raise Failed(f"the agent was offered job {offer['job']['id']}")
             page.wait_for_function("() => 'Running' in window.__medarkSeen", timeout=30_000)
             running.append(page.evaluate("window.__medarkSeen.Running") - sent)
+            sent = page.evaluate("Date.now()")
+            check(agent.post(f"/api/agent/jobs/{job['id']}/events", json={
+                "kind": "progress", "data": {"percent": 50, "message": "bench"}}), 200,
+                "progress")
+            page.wait_for_function("() => '50%' in window.__medarkSeen", timeout=30_000)
+            progress.append(page.evaluate("window.__medarkSeen['50%']") - sent)
             sent = page.evaluate("Date.now()")  # the page's clock, just before
             check(agent.post(f"/api/agent/jobs/{job['id']}/result",
                              json={"status": "succeeded", "bytes_added": 1024}), 200,
@@ -237,8 +246,9 @@ def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict
     finally:
         context.close()
         agent.close()
-    return {"page": "/jobs", "running_ms": running, "succeeded_ms": succeeded,
-            "median_ms": median(running + succeeded), "max_ms": max(running + succeeded),
+    every = running + progress + succeeded
+    return {"page": "/jobs", "running_ms": running, "progress_ms": progress,
+            "succeeded_ms": succeeded, "median_ms": median(every), "max_ms": max(every),
             "load_average": os.getloadavg()[0]}
 
 
@@ -259,7 +269,8 @@ def report(result: dict[str, Any]) -> None:
     live = result["live"]
     print(f"live update on {live['page']}: median {live['median_ms']:.0f} ms, max "
           f"{live['max_ms']:.0f} ms (running: "
-          f"{' '.join(f'{v:.0f}' for v in live['running_ms'])}; succeeded: "
+          f"{' '.join(f'{v:.0f}' for v in live['running_ms'])}; progress: "
+          f"{' '.join(f'{v:.0f}' for v in live['progress_ms'])}; succeeded: "
           f"{' '.join(f'{v:.0f}' for v in live['succeeded_ms'])})")
     print(f"load average: {result['load_average']}")
 
