@@ -19,6 +19,8 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,6 +152,22 @@ def make_base() -> Path:
     base.chmod(0o755)
     chown_pg(base)  # the server writes its log and socket here
     return base
+
+
+@contextmanager
+def running_server() -> Iterator[PgServer]:
+    """A throwaway cluster on a free port (no archiving), removed when the block ends."""
+    base = make_base()
+    bin_dir = pg_bin()
+    assert bin_dir is not None
+    server = PgServer(base, free_port(), bin_dir, settings={"archive_mode": "off"})
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def archive_command(medark: str, repo: Path, password_file: Path, cache: Path) -> str:

@@ -16,7 +16,7 @@ from conftest import Cli
 from mysql_server import MariaServer
 from mysql_server import can_run_servers as maria_unavailable
 from mysql_server import make_base as maria_base
-from pg_server import PgServer, can_run_servers, free_port, make_base, pg_bin
+from pg_server import PgServer, can_run_servers, running_server
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
@@ -24,17 +24,8 @@ pytestmark = pytest.mark.skipif(can_run_servers() is not None,
 
 @pytest.fixture
 def server() -> Iterator[PgServer]:
-    base = make_base()
-    bin_dir = pg_bin()
-    assert bin_dir is not None
-    pg = PgServer(base, free_port(), bin_dir, settings={"archive_mode": "off"})
-    try:
-        pg.init()
-        pg.start()
+    with running_server() as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_pg_restore_is_recorded(cli: Cli, server: PgServer, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ stops cleanly with the daemon."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MEDARK, Cli
-from pg_server import PgServer, can_run_servers, free_port, make_base, pg_bin
+from pg_server import PgServer, can_run_servers, running_server
 from plan_site import write_plan_config
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
@@ -43,17 +42,8 @@ retention = {{ daily = 7 }}
 
 @pytest.fixture
 def server() -> Iterator[PgServer]:
-    base = make_base()
-    bin_dir = pg_bin()
-    assert bin_dir is not None
-    pg = PgServer(base, free_port(), bin_dir, settings={"archive_mode": "off"})
-    try:
-        pg.init()
-        pg.start()
+    with running_server() as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

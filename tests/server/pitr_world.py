@@ -8,7 +8,6 @@ second row. Module-scoped fixtures `pg` and `world`: import both into the test m
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from medark_command import MEDARK, PASSWORD
-from pg_server import PgServer, free_port, make_base, pg_bin
+from pg_server import PgServer, running_server
 from server_site import Site, User, run, wait_for
 
 HOSP = "pitr"
@@ -98,17 +97,8 @@ def parse_time(text: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PgServer]:
-    base = make_base()
-    bin_dir = pg_bin()
-    assert bin_dir is not None
-    server = PgServer(base, free_port(), bin_dir, settings={"archive_mode": "off"})
-    try:
-        server.init()
-        server.start()
+    with running_server() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
