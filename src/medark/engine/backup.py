@@ -22,6 +22,7 @@ from medark import __version__
 from medark.engine.archiver import ContentArchiver, read_whole
 from medark.engine.backup_paths import build_path_tree, find_parent, normalize_paths, same_source
 from medark.engine.change_stats import ChangeStats, ContentSample, recorded_extensions
+from medark.engine.file_observer import HEAD_BYTES, FileObserver
 from medark.errors import SourceError
 from medark.policy.anomaly import SUMMARY_KEY, Thresholds, Verdict, assess
 from medark.repo.chunker import Chunker
@@ -59,6 +60,8 @@ class BackupOptions:
     workers: int = 0
     anomaly: Thresholds = field(default_factory=Thresholds)
     """Ransomware detection thresholds (policy/anomaly.py)."""
+    observer: FileObserver | None = None
+    """Told of every file stored or reused (the DICOM catalog; engine/file_observer.py)."""
 
 
 @dataclass
@@ -150,6 +153,8 @@ class Backup:
         if parent is not None:
             self.changes.known_extensions = recorded_extensions(parent.summary)
         old_root = load_tree(self.repo, parent.tree) if parent else None
+        if self.options.observer is not None:
+            self.options.observer.start(parent)
         done = threading.Event()
         if self.progress.wants_total:
             threading.Thread(target=self._estimate_totals, args=(paths, done), daemon=True,
@@ -174,6 +179,8 @@ class Backup:
             history = [s.summary for s in same_source(snaps, host, paths) if s.time <= started]
             verdict = assess(snapshot.summary, history, self.options.anomaly)
             snapshot.summary[SUMMARY_KEY] = verdict.to_dict()
+        if self.options.observer is not None:
+            self.options.observer.finish(snapshot)
         save_snapshot(self.repo, snapshot)
         summary = dict(snapshot.summary, snapshot_id=snapshot.id, total_duration=duration)
         return BackupResult(snapshot, summary, list(self.counters.errors), verdict)
@@ -278,6 +285,8 @@ class Backup:
                     and self._content_present(old.content, missing)):
                 self.counters.add(files_unmodified=1)
                 self.progress.advance(files=1, nbytes=st.st_size)
+                if self.options.observer is not None:
+                    self.options.observer.unchanged(full)
                 node = node_from_stat(name, st)
                 node.content = old.content
                 return node
@@ -417,6 +426,8 @@ class Backup:
                 if (stat.S_ISREG(after.st_mode) and _same_version(before, after)
                         and len(data) == after.st_size and len(data) < self.content.small):
                     read.append((name, old, after, data))
+                    if self.options.observer is not None:
+                        self.options.observer.read(full, len(data), data)
                 else:  # changed while read, grew, or not a file any more: the full path
                     nodes.append(self._archive_one(full, name, old))
             ids = [self.repo.crypto.blob_id(data) if data else b"" for *_rest, data in read]
@@ -522,6 +533,8 @@ class Backup:
                 with self.counters._lock:
                     self.counters.changed_during_backup.append(full)
                 self.progress.warn(f"warning: {full} changed while it was read; stored as read")
+            if self.options.observer is not None:
+                self.options.observer.read(full, stored.size, os.pread(fd, HEAD_BYTES, 0))
         except BaseException:
             read.take_back()
             raise
