@@ -3,37 +3,10 @@ instance by REST, gives it back byte-identical, and leaves no process or databas
 
 from __future__ import annotations
 
-import io
-
 import psycopg
 import pytest
+from dicom_samples import encode, sample_instances
 from orthanc_server import PG_HOST, PG_PORT, can_run_orthanc, running_orthanc
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-
-
-def minimal_ct(study_uid: str) -> tuple[str, bytes]:
-    """One small CT instance of `study_uid`: (SOPInstanceUID, file bytes)."""
-    sop_uid = generate_uid()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop_uid
-    ds.PatientID, ds.PatientName = "000123", "张^三"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, generate_uid()
-    ds.Modality, ds.StudyDate = "CT", "20261103"
-    ds.Rows = ds.Columns = 4
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 15, 0, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = bytes(32)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return sop_uid, out.getvalue()
 
 
 @pytest.mark.parametrize("index", ["sqlite", "postgresql"])
@@ -41,8 +14,8 @@ def test_orthanc_starts_takes_an_instance_and_is_gone_after(index: str) -> None:
     reason = can_run_orthanc(index)
     if reason:
         pytest.skip(reason)
-    study = generate_uid()
-    sop_uid, data = minimal_ct(study)
+    instance = sample_instances()[0]  # Chinese name, ISO_IR 192
+    study, sop_uid, data = instance.study_uid, instance.sop_uid, encode(instance)
     with running_orthanc(index=index) as pacs:
         assert pacs.studies() == []
         assert pacs.upload(data)["Status"] == "Success"
