@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from medark.config.agent_conf import AgentConf
 from medark.config.dr import DrConf, dr_problems
 from medark.config.durations import parse_config_duration
+from medark.config.groups import group_problems
 from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
 
@@ -89,6 +90,13 @@ class Source(Model):
     running (an RPO of seconds without archive_command)."""
     slot: str | None = None
     """postgres with stream: the replication slot (default medark_PLAN)."""
+    group: str | None = None
+    """Sources of one system sharing a group name are captured as one restorable point
+    (a database and a files source: docs/pacs.md)."""
+    pacs: Literal["orthanc", "dcm4chee", "sql"] | None = None
+    """files in a group: how the database's index names its files (docs/pacs.md)."""
+    index_query: str | None = None
+    """pacs = "sql": a query returning each file's path (and optionally its size)."""
 
 
 class System(Model):
@@ -438,6 +446,8 @@ class MedarkConfig(Model):
             for i, source in enumerate(system.sources):
                 found += [(("systems", name, "sources", i, key), message)
                           for key, message in _source_problems(source)]
+            found += [(("systems", name, "sources", *at), message)
+                      for at, message in group_problems(system.sources)]
         for name, plan in self.plans.items():
             found += self._plan_problems(name, plan)
         for name, custom in self.profiles.items():

@@ -1,0 +1,87 @@
+"""Consistency groups in the configuration: which sources of a system form one restorable
+point, and the mistakes that would make a group's point meaningless (docs/pacs.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+GROUP_DATABASES = ("postgres",)
+"""Database kinds a group can hold today (MariaDB's GTID point comes later)."""
+
+
+class GroupedSource(Protocol):
+    """What a group needs of a source (config/plans.py's Source)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def paths(self) -> list[str]: ...
+    @property
+    def dsn(self) -> str | None: ...
+    @property
+    def group(self) -> str | None: ...
+    @property
+    def pacs(self) -> str | None: ...
+    @property
+    def index_query(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Group:
+    """One group of a system: its database and its files source, by index in `sources`."""
+
+    name: str
+    database: int
+    files: int
+
+
+def group_problems(sources: Sequence[GroupedSource]
+                   ) -> list[tuple[tuple[str | int, ...], str]]:
+    """((source index, key), message) for each mistake in the system's groups."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, source in enumerate(sources):
+        if source.pacs is not None and (source.type != "files" or source.group is None):
+            found.append(((i, "pacs"), "pacs belongs to the files source of a group "
+                          "(set group = \"NAME\" on it and on its database source)"))
+        if source.index_query is not None and source.pacs != "sql":
+            found.append(((i, "index_query"), "index_query needs pacs = \"sql\""))
+        if source.pacs == "sql" and not source.index_query:
+            found.append(((i, "pacs"), "pacs = \"sql\" needs index_query = \"SELECT path "
+                          "FROM ...\" (the index's file paths)"))
+        if source.group is not None and source.type not in ("files", *GROUP_DATABASES):
+            found.append(((i, "group"), f"a {source.type} source cannot be in a group: a "
+                          "group holds one postgres and one files source"))
+    for name in sorted({s.group for s in sources if s.group is not None}):
+        members = [(i, s) for i, s in enumerate(sources) if s.group == name]
+        first = members[0][0]
+        databases = [i for i, s in members if s.type in GROUP_DATABASES]
+        files = [i for i, s in members if s.type == "files"]
+        if len(databases) != 1:
+            found.append(((first, "group"), f"group {name!r} needs exactly one postgres "
+                          f"source (has {len(databases)})"))
+        if len(files) != 1:
+            found.append(((first, "group"), f"group {name!r} needs exactly one files source "
+                          f"(has {len(files)})"))
+        for i in files:
+            if len(sources[i].paths) != 1:
+                found.append(((i, "paths"), f"the files source of group {name!r} has one "
+                              "path: the PACS's storage root"))
+            if sources[i].pacs is None:
+                found.append(((i, "pacs"), f"the files source of group {name!r} needs pacs "
+                              "= \"orthanc\", \"dcm4chee\" or \"sql\" (how the index names "
+                              "its files)"))
+    return found
+
+
+def groups_of(sources: Sequence[GroupedSource]) -> list[Group]:
+    """The system's (valid) groups, in name order."""
+    found = []
+    for name in sorted({s.group for s in sources if s.group is not None}):
+        members = [(i, s) for i, s in enumerate(sources) if s.group == name]
+        databases = [i for i, s in members if s.type in GROUP_DATABASES]
+        files = [i for i, s in members if s.type == "files"]
+        if len(databases) == 1 and len(files) == 1:
+            found.append(Group(name, databases[0], files[0]))
+    return found
