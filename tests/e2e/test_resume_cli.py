@@ -125,6 +125,10 @@ def test_a_backup_killed_at_half_sends_only_the_rest(base: Path, env: dict[str, 
     _within_target(before, _local_packs(repo))
     cli("check", "--read-data")
     assert list((repo / ".spool").iterdir())  # what the killed backup was filling
+    # What a kill in the middle of writing an object leaves beside it (temp + link).
+    pack = next((repo / "data").rglob("*[0-9a-f]"))
+    (pack.parent / f".{pack.name}.tmp-0123456789ab").write_bytes(b"half a pack")
+    (repo / "index" / ".x.tmp-0123456789ab").write_bytes(b"half an index")
     _clean_after_prune(cli, lambda: _local_total(repo))
     assert [p for p in repo.rglob(".*") if p.is_file()] == []  # spool files removed
 
@@ -176,12 +180,20 @@ def _boto_credentials() -> dict[str, str]:
 def test_a_copy_to_s3_killed_at_half_sends_only_the_rest(env: dict[str, str], source: Path,
                                                          s3_url: str) -> None:
     location = s3_server.new_location(s3_url)
-    cli = Cli(Path("/nonexistent"), dict(env, MEDARK_REPO=location, **s3_server.CREDENTIALS))
+    temp = Path(env["HOME"]) / "tmp"
+    temp.mkdir(parents=True)
+    cli = Cli(Path("/nonexistent"), dict(env, MEDARK_REPO=location, TMPDIR=str(temp),
+                                         **s3_server.CREDENTIALS))
     cli("init")
     before = _interrupted(["copy", "--from-repo", str(source)], cli.env,
                           lambda: _s3_bytes(s3_url, location, "data/"))
+    spool = Path(env["MEDARK_CACHE_DIR"]).glob("*/spool/*/*")
+    assert any(spool), "the killed copy spooled its packs under the cache directory"
     cli("copy", "--from-repo", source)
     _within_target(before, _s3_bytes(s3_url, location, "data/"))
+    # The rerun swept the killed run's spool and removed its own; the temp dir is clean.
+    assert [p.name for p in Path(env["MEDARK_CACHE_DIR"]).glob("*/spool/*")] == []
+    assert list(temp.iterdir()) == []
     _clean_after_prune(cli, lambda: _s3_bytes(s3_url, location, "", whole=True))
 
 

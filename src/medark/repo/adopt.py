@@ -37,6 +37,7 @@ from medark.repo.pack import (
     pack_name,
 )
 from medark.repo.pack import parse_header as parse_pack_header
+from medark.storage.local import SPOOL_DIR
 
 if TYPE_CHECKING:
     from medark.repo.repository import Repository
@@ -90,15 +91,28 @@ def adopt_unindexed(repo: Repository) -> int:
     return len(adopted)
 
 
+WRITTEN_UNDER_EXCLUSIVE_LOCK = ("data", "index", "snapshots")
+"""Where no one writes while prune holds the exclusive lock (locks and keys are written
+by commands that do not wait for it)."""
+
+
 def remove_spool_leftovers(repo: Repository) -> tuple[int, int]:
-    """Remove the spool files of packs a killed writer was filling: (files, bytes).
-    Only under the exclusive lock (no writer is filling one), and only in a spool on the
-    repository's own storage (the system temp dir is shared with other programs)."""
+    """Remove what a killed writer leaves in a local repository: (files, bytes). The
+    spool files of the packs it was filling, and the temp files of objects it was
+    writing (`.<name>.tmp-*` beside data, index and snapshot files). Only under the
+    exclusive lock (no writer is filling or writing one), and only when the spool is on
+    the repository's own storage (the system temp dir is shared with other programs; a
+    remote repository's writers spool under their cache, repo/spool.py)."""
     spool = repo.backend.spool_dir()
     if spool is None:
         return 0, 0
+    leftovers = list(Path(spool).glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"))
+    if Path(spool).name == SPOOL_DIR:  # a local repository: the spool is in its root
+        root = Path(spool).parent
+        for directory in WRITTEN_UNDER_EXCLUSIVE_LOCK:
+            leftovers += (root / directory).rglob(".*.tmp-*")
     files = size = 0
-    for path in Path(spool).glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}"):
+    for path in leftovers:
         with contextlib.suppress(FileNotFoundError):
             found = path.stat().st_size
             path.unlink()

@@ -37,6 +37,7 @@ from medark.repo.locks import HeldLock, LockManager
 from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
 from medark.repo.retention import LockPolicy, RetentionKeeper
+from medark.repo.spool import ProcessSpool
 from medark.repo.uploads import PackUploads
 from medark.storage.base import Backend
 from medark.storage.objectlock import object_lock
@@ -97,6 +98,9 @@ class Repository:
         self._unindexed: list[tuple[bytes, list[PackedBlob]]] = []
         self._index_lock = threading.Lock()
         self._spool: tuple[str | None] | None = None
+        self.process_spool: ProcessSpool | None = None
+        """Where packs are spooled when the backend has no spool of its own (S3,
+        `rest:`): under the cache directory, swept by the next writer (repo/spool.py)."""
         self._last_index = clock.monotonic()
         self._timer: threading.Timer | None = None
         self.written_packs: list[tuple[str, int]] = []
@@ -214,6 +218,7 @@ class Repository:
             cache_dir = Path(tmp.name)
         cache = IndexCache(cache_dir / config.id / "index.sqlite")
         repo = cls(backend, crypto, config, key_id, cache, tmp)
+        repo.process_spool = ProcessSpool(cache_dir / config.id / "spool")
         repo.retention = RetentionKeeper.attach(backend, config,
                                                 cache_dir / config.id / "retention.sqlite")
         if sync_index:
@@ -233,6 +238,8 @@ class Repository:
         with self._builder_lock:
             for builder in self._builders.values():
                 builder.discard()
+        if self.process_spool is not None:
+            self.process_spool.close()
         self.cache.close()
         if self.retention is not None:
             self.retention.close()
@@ -359,7 +366,10 @@ class Repository:
 
     def _spool_dir(self) -> str | None:
         if self._spool is None:
-            self._spool = (self.backend.spool_dir(),)
+            spool = self.backend.spool_dir()
+            if spool is None and self.process_spool is not None:
+                spool = self.process_spool.path()
+            self._spool = (spool,)
         return self._spool[0]
 
     def _submit_pack(self, builder: SpooledPack) -> None:
