@@ -326,8 +326,9 @@ class Checker:
                 progress.advance(files=1)
                 continue
             self.result.stats.snapshots += 1
-            self._snapshots.append((snapshot_id, snapshot.tree))
-            self._walk_structure(snapshot_id, snapshot.tree)
+            for root in snapshot.roots():  # the files, then the DICOM catalog's records
+                self._snapshots.append((snapshot_id, root))
+                self._walk_structure(snapshot_id, root)
             progress.advance(files=1)
 
     def _load_tree(self, tree_id: bytes) -> tuple[list[Node] | None, str]:

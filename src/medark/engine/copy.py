@@ -180,13 +180,17 @@ class Copier:
 
     def _copy_snapshot(self, snap: Snapshot, done: dict[str, Snapshot]) -> Snapshot:
         self._new_trees = []
-        walked = self._copy_data(snap.tree)
+        catalog = snap.catalog_tree  # the DICOM catalog's records: a tree like the files'
+        walked = [t for root in snap.roots() for t in self._copy_data(root)]
         if self.blobs.same_ids:  # the trees came along with the data, ids unchanged
             tree, self._new_trees = snap.tree, walked
         else:
             tree = self._tree(snap.tree)
+            catalog = self._tree(catalog) if catalog is not None else None
         self.dst.flush()
         self._verify(tree)
+        if catalog is not None and not self.dst.has_blob(catalog):
+            raise IntegrityError("the copied snapshot's DICOM catalog is not in the destination")
         if self.blobs.same_ids:
             for tree_id in walked:  # complete below, verified: skipped from now on
                 self.map.add_tree(tree_id, tree_id)
@@ -196,6 +200,8 @@ class Copier:
             username=snap.username, tags=list(snap.tags),
             parent=parent.id if parent else None, program_version=snap.program_version,
             summary=dict(snap.summary), source=dict(snap.source), original=origin(snap),
+            dicom_catalog=dict(snap.dicom_catalog, **({"tree": catalog.hex()} if catalog
+                                                      else {})),
         )
         save_snapshot(self.dst, copy)
         if load_snapshot(self.dst, copy.id).tree != tree:

@@ -315,7 +315,7 @@ def _mark_used(
     progress.set_total(len(snaps), None)
     db.execute("BEGIN")
     for snap in snaps:
-        stack = [snap.tree]
+        stack = snap.roots()
         while stack:
             tree_id = stack.pop()
             if db.execute("INSERT OR IGNORE INTO used VALUES (?)", (tree_id,)).rowcount == 0:

@@ -123,6 +123,10 @@ class Snapshot:
     source: dict[str, Any] = field(default_factory=dict)
     """What a database snapshot needs for recovery (kind, system id, LSNs, timeline,
     server version); empty for file backups."""
+    dicom_catalog: dict[str, Any] = field(default_factory=dict)
+    """The DICOM catalog of a file backup (engine/dicom_catalog.py): `version`,
+    `instances`, `malformed` and, when it holds any record, `tree`: the hex id of a TREE
+    blob whose one file node holds the records. Empty when no catalog was made."""
     original: str = ""
     """For a copy made by `medark copy` or a snapshot rewritten by `medark tag`: the id
     the snapshot was first saved under (restic's field), so a second copy recognises it."""
@@ -132,6 +136,18 @@ class Snapshot:
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+    @property
+    def catalog_tree(self) -> bytes | None:
+        """The DICOM catalog's tree id, or None."""
+        tree = self.dicom_catalog.get("tree")
+        return bytes.fromhex(tree) if isinstance(tree, str) and tree else None
+
+    def roots(self) -> list[bytes]:
+        """Every tree the snapshot refers to: the files' root, then the DICOM catalog's.
+        What keeps blobs alive (prune), locked (WORM), checked and copied."""
+        catalog = self.catalog_tree
+        return [self.tree] if catalog is None else [self.tree, catalog]
 
     def to_json(self) -> bytes:
         return json.dumps(self._doc(), sort_keys=True).encode()
@@ -149,6 +165,7 @@ class Snapshot:
             "summary": self.summary,
             **({"source": self.source} if self.source else {}),
             **({"original": self.original} if self.original else {}),
+            **({"dicom_catalog": self.dicom_catalog} if self.dicom_catalog else {}),
         }
 
     @classmethod
@@ -159,6 +176,11 @@ class Snapshot:
                 raise TypeError(f"the document is a {type(doc).__name__}, not an object")
             parent = doc.get("parent")
             summary, source = doc.get("summary") or {}, doc.get("source") or {}
+            catalog = doc.get("dicom_catalog") or {}
+            if not isinstance(catalog, dict):
+                raise TypeError("dicom_catalog must be an object")
+            if catalog.get("tree") is not None:
+                bytes.fromhex(_text(catalog, "tree", None))
             if not isinstance(parent, str | None):
                 raise TypeError("parent is not a string")
             if not isinstance(summary, dict) or not isinstance(source, dict):
@@ -175,6 +197,7 @@ class Snapshot:
                 summary=summary,
                 source=source,
                 original=str(doc.get("original") or ""),
+                dicom_catalog=catalog,
                 id=snapshot_id,
             )
         except MALFORMED as exc:

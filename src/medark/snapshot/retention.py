@@ -52,7 +52,7 @@ def needed_objects(
     packs: set[bytes] = set()
     seen_blobs: set[bytes] = set()
     walked: list[bytes] = []
-    stack = [snapshot.tree]
+    stack = snapshot.roots()
     seen_trees: set[bytes] = set()
     while stack:
         tree_id = stack.pop()

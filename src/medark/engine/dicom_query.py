@@ -1,0 +1,289 @@
+"""Questions to the DICOM catalog: which studies and series match (`dicom find`), which
+instances make up a study (`studies_in`, for `dicom restore`), and whether a snapshot's
+files still say what its catalog says (`dicom verify`).
+
+Nothing here records the access: the commands wrap these calls in the audit trail
+(service/access_audit.py).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date
+
+from medark.engine.dicom_catalog import CatalogCache, CatalogRepo, InstanceRecord
+from medark.errors import ObjectNotFound, UsageError
+from medark.snapshot.model import Node, Snapshot
+from medark.snapshot.store import load_tree
+from medark.sources.dicom.header import REREAD_LIMIT, Malformed, parse_header
+
+
+def studies_in(repo: CatalogRepo, snapshot: Snapshot, study_uid: str,
+               series_uid: str | None = None) -> list[InstanceRecord]:
+    """The instances of one study (or of one of its series) in a snapshot, sorted by
+    path: each record's `path` is the file's path in the snapshot (for restore's
+    selection), with its `sop_uid`, `sop_class` and `transfer_syntax` (for a C-STORE's
+    presentation contexts). [] when the snapshot has no catalog or no such study.
+    Malformed files are never returned. Raises RepositoryCorrupt or ObjectNotFound when
+    the catalog cannot be read."""
+    cache = CatalogCache(repo)
+    return [r for r in cache.records(snapshot)
+            if not r.malformed and r.study_uid == study_uid
+            and (series_uid is None or r.series_uid == series_uid)]
+
+
+# ---- find ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DicomFilter:
+    """Every given key must match (an instance-level AND)."""
+
+    patient_id: str | None = None
+    name: str | None = None
+    """Substring of the patient's name, case-insensitive (any script)."""
+    accession: str | None = None
+    study_uid: str | None = None
+    modality: str | None = None
+    date_from: str | None = None
+    """YYYYMMDD, inclusive."""
+    date_to: str | None = None
+
+    def matches(self, r: InstanceRecord) -> bool:
+        if r.malformed:
+            return False
+        if self.patient_id is not None and r.patient_id != self.patient_id:
+            return False
+        if self.accession is not None and r.accession != self.accession:
+            return False
+        if self.study_uid is not None and r.study_uid != self.study_uid:
+            return False
+        if self.modality is not None and r.modality.upper() != self.modality.upper():
+            return False
+        if self.name is not None and self.name.casefold() not in r.patient_name.casefold():
+            return False
+        if self.date_from is not None and not (r.study_date and r.study_date >= self.date_from):
+            return False
+        return self.date_to is None or bool(r.study_date and r.study_date <= self.date_to)
+
+    def public(self) -> dict[str, str]:
+        """The filters given (for the audit record and --json)."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def date_range(text: str) -> tuple[str | None, str | None]:
+    """`FROM..TO` (either side may be empty) or one day; YYYYMMDD or YYYY-MM-DD."""
+    if ".." in text:
+        low, _sep, high = text.partition("..")
+    else:
+        low = high = text
+    return _day(low, text), _day(high, text)
+
+
+def _day(part: str, whole: str) -> str | None:
+    part = part.strip()
+    if not part:
+        return None
+    digits = part.replace("-", "")
+    try:
+        date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+        if len(digits) != 8 or not digits.isdigit():
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--date {whole!r}: give FROM..TO as YYYYMMDD or YYYY-MM-DD "
+                         "(either side may be left out)") from None
+    return digits
+
+
+@dataclass
+class SeriesHit:
+    series_uid: str
+    modality: str
+    instances: int
+    size: int
+    snapshots: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StudyHit:
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    accession: str
+    study_date: str
+    study_description: str
+    series: dict[str, SeriesHit] = field(default_factory=dict)
+    snapshots: list[str] = field(default_factory=list)
+
+    @property
+    def instances(self) -> int:
+        return sum(s.instances for s in self.series.values())
+
+    def public(self) -> dict[str, object]:
+        return {
+            "study_uid": self.study_uid, "patient_id": self.patient_id,
+            "patient_name": self.patient_name, "accession": self.accession,
+            "study_date": self.study_date, "study_description": self.study_description,
+            "instances": self.instances, "size": sum(s.size for s in self.series.values()),
+            "snapshots": self.snapshots,
+            "series": [{"series_uid": s.series_uid, "modality": s.modality,
+                        "instances": s.instances, "size": s.size, "snapshots": s.snapshots}
+                       for s in sorted(self.series.values(), key=lambda s: s.series_uid)],
+        }
+
+
+@dataclass
+class FindResult:
+    studies: list[StudyHit]
+    searched: int
+    """Snapshots searched."""
+    with_catalog: int
+    decoded: int
+    """Distinct catalogs decoded (snapshots sharing one decode it once)."""
+
+
+def _group(records: list[InstanceRecord], flt: DicomFilter) -> dict[str, StudyHit]:
+    """One catalog's matching instances, per study and series."""
+    studies: dict[str, StudyHit] = {}
+    for r in records:
+        if not flt.matches(r):
+            continue
+        study = studies.get(r.study_uid)
+        if study is None:
+            study = studies[r.study_uid] = StudyHit(
+                r.study_uid, r.patient_id, r.patient_name, r.accession, r.study_date,
+                r.study_description)
+        series = study.series.get(r.series_uid)
+        if series is None:
+            series = study.series[r.series_uid] = SeriesHit(r.series_uid, r.modality, 0, 0)
+        series.instances += 1
+        series.size += r.size
+    return studies
+
+
+def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> FindResult:
+    """Matching studies across snapshots, oldest snapshot first; a study's figures are
+    those of the newest snapshot holding it. Each distinct catalog is decoded and
+    grouped once, whatever the number of snapshots sharing it."""
+    cache = CatalogCache(repo)
+    grouped: dict[bytes, dict[str, StudyHit]] = {}
+    merged: dict[str, StudyHit] = {}
+    with_catalog = 0
+    for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
+        tree = snap.catalog_tree
+        if snap.dicom_catalog:
+            with_catalog += 1
+        if tree is None:
+            continue
+        if tree not in grouped:
+            grouped[tree] = _group(cache.records(snap), flt)
+        for uid, hit in grouped[tree].items():
+            mine = merged.get(uid)
+            snaps = (mine.snapshots if mine else []) + [snap.id]
+            series_snaps = {k: s.snapshots for k, s in mine.series.items()} if mine else {}
+            fresh = StudyHit(hit.study_uid, hit.patient_id, hit.patient_name, hit.accession,
+                             hit.study_date, hit.study_description, snapshots=snaps)
+            for key, s in (mine.series.items() if mine else []):
+                fresh.series[key] = SeriesHit(s.series_uid, s.modality, s.instances, s.size,
+                                              s.snapshots)
+            for key, s in hit.series.items():
+                fresh.series[key] = SeriesHit(s.series_uid, s.modality, s.instances, s.size,
+                                              [*series_snaps.get(key, []), snap.id])
+            merged[uid] = fresh
+    studies = sorted(merged.values(), key=lambda h: (h.patient_id, h.study_date, h.study_uid))
+    return FindResult(studies, len(snapshots), with_catalog, cache.decoded)
+
+
+# ---- verify --------------------------------------------------------------------------
+
+@dataclass
+class VerifyResult:
+    instances: int
+    checked: int
+    malformed: int
+    mismatches: list[str]
+
+
+class _Files:
+    """A snapshot's directories, each loaded once, to find the records' files."""
+
+    def __init__(self, repo: CatalogRepo, root: bytes) -> None:
+        self.repo = repo
+        self._dirs: dict[str, dict[str, Node]] = {"/": self._load(root)}
+
+    def _load(self, tree: bytes) -> dict[str, Node]:
+        return {n.name: n for n in load_tree(self.repo, tree)}
+
+    def node(self, path: str) -> Node | None:
+        parent, _sep, name = path.rstrip("/").rpartition("/")
+        entries = self._dir(parent or "/")
+        return entries.get(name) if entries is not None else None
+
+    def _dir(self, path: str) -> dict[str, Node] | None:
+        if path in self._dirs:
+            return self._dirs[path]
+        parent, _sep, name = path.rpartition("/")
+        above = self._dir(parent or "/")
+        node = above.get(name) if above is not None else None
+        entries = (self._load(node.subtree) if node is not None and node.type == "dir"
+                   and node.subtree is not None else None)
+        if entries is not None:
+            self._dirs[path] = entries
+        return entries
+
+
+def _head(repo: CatalogRepo, node: Node, upto: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    for blob in node.content:
+        parts.append(repo.load_blob(blob))
+        got += len(parts[-1])
+        if got >= upto:
+            break
+    return b"".join(parts)
+
+
+def verify(repo: CatalogRepo, snapshot: Snapshot, share: float = 1.0,
+           rng: random.Random | None = None) -> VerifyResult:
+    """Each (sampled) instance's file is read from the repository, parses as DICOM, and
+    its UIDs and size match its record; one line per mismatch."""
+    records = CatalogCache(repo).records(snapshot)
+    good = [r for r in records if not r.malformed]
+    if share < 1.0:
+        count = max(1, round(len(good) * share)) if good else 0
+        good = sorted((rng or random.Random()).sample(good, count), key=lambda r: r.path)
+    files = _Files(repo, snapshot.tree)
+    mismatches: list[str] = []
+    for r in good:
+        node = files.node(r.path)
+        if node is None or node.type != "file":
+            mismatches.append(f"{r.path}: in the catalog but not a file in the snapshot")
+            continue
+        if node.size != r.size:
+            mismatches.append(f"{r.path}: size {node.size}, the catalog says {r.size}")
+            continue
+        try:
+            head = _head(repo, node, 1)
+            try:
+                header = parse_header(head)
+            except Malformed:
+                if len(head) >= node.size:
+                    raise
+                header = parse_header(_head(repo, node, REREAD_LIMIT))
+        except Malformed as exc:
+            mismatches.append(f"{r.path}: {exc}")
+            continue
+        except ObjectNotFound as exc:
+            mismatches.append(f"{r.path}: its data cannot be read ({exc})")
+            continue
+        for label, stored, catalog in (
+                ("StudyInstanceUID", header.study_uid, r.study_uid),
+                ("SeriesInstanceUID", header.series_uid, r.series_uid),
+                ("SOPInstanceUID", header.sop_uid, r.sop_uid),
+                ("SOPClassUID", header.sop_class, r.sop_class),
+                ("TransferSyntaxUID", header.transfer_syntax, r.transfer_syntax)):
+            if stored != catalog:
+                mismatches.append(f"{r.path}: {label} is {stored!r}, the catalog says "
+                                  f"{catalog!r}")
+    return VerifyResult(len(records) - sum(r.malformed for r in records), len(good),
+                        sum(r.malformed for r in records), mismatches)

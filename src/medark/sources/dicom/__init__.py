@@ -1,0 +1,1 @@
+"""DICOM files: their headers, for the catalog (nothing here touches the repository)."""
