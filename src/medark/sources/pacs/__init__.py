@@ -1,0 +1,1 @@
+"""PACS indexes: the file references an index database holds (docs/pacs.md)."""
