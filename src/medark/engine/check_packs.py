@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from medark.errors import IntegrityError, MedarkError, ObjectNotFound
 from medark.repo.crypto import SEAL_OVERHEAD, Crypto
-from medark.repo.pack import ENTRY, TRAILER, PackedBlob, pack_name, parse_header
+from medark.repo.pack import ENTRY, TRAILER, PackedBlob, load_header, pack_name, parse_header
 from medark.storage.base import Backend
 
 T = TypeVar("T")
@@ -71,32 +71,14 @@ def _compare_header(header: list[PackedBlob], indexed: list[PackedBlob]) -> str 
     return "the pack header disagrees with the index about blob types or lengths"
 
 
-def _load_header(
-    repo: PackRepo, pack_id: bytes, size: int, guess: int
-) -> tuple[list[PackedBlob], int]:
-    """(header entries, bytes read) from the pack's tail, reading `guess` bytes first and
-    more if the trailer names a longer header."""
-    name = pack_name(pack_id.hex())
-    tail_len = min(size, max(guess, TRAILER.size))
-    tail = repo.backend.load(name, size - tail_len, tail_len)
-    read = len(tail)
-    if len(tail) >= TRAILER.size:
-        (sealed_len,) = TRAILER.unpack(tail[-TRAILER.size:])
-        wanted = sealed_len + TRAILER.size
-        if len(tail) < wanted <= size:
-            tail = repo.backend.load(name, size - wanted, wanted)
-            read += len(tail)
-    return parse_header(repo.crypto, tail, size), read
-
-
 def check_header(
     repo: PackRepo, pack_id: bytes, size: int, indexed: list[PackedBlob]
 ) -> PackVerdict:
     """Read only the pack's tail and compare its header with the index entries."""
     verdict = PackVerdict(pack_id)
     try:
-        header, verdict.bytes_read = _load_header(
-            repo, pack_id, size, header_length(len(indexed)))
+        header, verdict.bytes_read = load_header(
+            repo.backend, repo.crypto, pack_id, size, header_length(len(indexed)))
     except ObjectNotFound:
         verdict.missing = True
         return verdict
@@ -115,7 +97,7 @@ def check_header(
 def header_of(repo: PackRepo, pack_id: bytes, size: int) -> list[PackedBlob] | None:
     """The entries of an unindexed pack from its own header; None when unreadable."""
     try:
-        return _load_header(repo, pack_id, size, header_length(64))[0]
+        return load_header(repo.backend, repo.crypto, pack_id, size, header_length(64))[0]
     except MedarkError:
         return None
 

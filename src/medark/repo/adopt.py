@@ -31,12 +31,11 @@ from medark.repo.pack import (
     DATA_PREFIX,
     SPOOL_PREFIX,
     SPOOL_SUFFIX,
-    TRAILER,
     PackedBlob,
+    load_header,
     pack_id_from_name,
     pack_name,
 )
-from medark.repo.pack import parse_header as parse_pack_header
 from medark.storage.local import SPOOL_DIR
 
 if TYPE_CHECKING:
@@ -65,16 +64,8 @@ def unindexed_packs(repo: Repository) -> list[tuple[bytes, int]]:
 def read_header(repo: Repository, pack_id: bytes, size: int) -> list[PackedBlob] | None:
     """The pack's entries from its tail; None when it does not authenticate or does not
     describe the pack exactly (then it is no pack of this repository's writers)."""
-    name = pack_name(pack_id.hex())
     try:
-        tail_len = min(size, HEADER_GUESS)
-        tail = repo.backend.load(name, size - tail_len, tail_len)
-        if len(tail) >= TRAILER.size:
-            (sealed_len,) = TRAILER.unpack(tail[-TRAILER.size:])
-            wanted = sealed_len + TRAILER.size
-            if len(tail) < wanted <= size:
-                tail = repo.backend.load(name, size - wanted, wanted)
-        return parse_pack_header(repo.crypto, tail, size)
+        return load_header(repo.backend, repo.crypto, pack_id, size, HEADER_GUESS)[0]
     except (IntegrityError, ObjectNotFound):
         return None
 

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from medark.errors import AlreadyExists, IntegrityError
 from medark.repo.crypto import SEAL_OVERHEAD, Crypto
+from medark.storage.base import Backend
 
 ENTRY = struct.Struct("<B32sII")  # type, blob id, sealed length, uncompressed length
 TRAILER = struct.Struct("<I")
@@ -166,3 +167,21 @@ def parse_header(crypto: Crypto, tail: bytes, pack_size: int) -> list[PackedBlob
     if offset + header_len + TRAILER.size != pack_size:
         raise IntegrityError("pack header does not cover the pack")
     return entries
+
+
+def load_header(backend: Backend, crypto: Crypto, pack_id: bytes, size: int,
+                guess: int) -> tuple[list[PackedBlob], int]:
+    """(entries, bytes read) of a stored pack, from its tail alone: `guess` bytes first,
+    then once more if the trailer names a longer header. IntegrityError when the header
+    does not authenticate or does not describe the pack exactly."""
+    name = pack_name(pack_id.hex())
+    tail_len = min(size, max(guess, TRAILER.size))
+    tail = backend.load(name, size - tail_len, tail_len)
+    read = len(tail)
+    if len(tail) >= TRAILER.size:
+        (sealed_len,) = TRAILER.unpack(tail[-TRAILER.size:])
+        wanted = sealed_len + TRAILER.size
+        if len(tail) < wanted <= size:
+            tail = backend.load(name, size - wanted, wanted)
+            read += len(tail)
+    return parse_header(crypto, tail, size), read
