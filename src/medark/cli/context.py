@@ -33,7 +33,8 @@ class SourcePassword:
 
 
 LOCK_FREE_READERS = frozenset({"snapshots", "ls", "find", "diff", "stats", "restore", "dump",
-                               "pg restore", "mysql restore", "pg check"})
+                               "pg restore", "mysql restore", "pg check",
+                               "dicom find", "dicom verify"})
 """Commands that only read, which --no-lock lets skip their shared lock (as restic's)."""
 
 

@@ -1,6 +1,7 @@
 """Patient-data reads by the command line in the audit trail (docs/audit.md, "What the
-command line records"): `restore`, `dump`, `ls`, `find`, `diff`, `pg restore` and
-`mysql restore` each append one record after the read, with its result.
+command line records"): `restore`, `dump`, `ls`, `find`, `diff`, `pg restore`,
+`mysql restore` and `dicom find|verify|restore` each append one record after the read,
+with its result.
 
 Which catalog: --catalog, else MEDARK_CATALOG, else the configuration file's catalog.url
 when there is a configuration file (--config, MEDARK_CONFIG, or /etc/medark/medark.toml
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from medark.catalog.store import Catalog
 
 ACTIONS = ("snapshot.restore", "snapshot.dump", "snapshot.browse", "snapshot.find",
-           "snapshot.diff", "db.restore")
+           "snapshot.diff", "db.restore", "dicom.find", "dicom.verify", "dicom.restore")
 ERROR_CHARS = 300
 """Characters of a failed read's error message kept in the record."""
 

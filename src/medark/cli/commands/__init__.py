@@ -36,6 +36,7 @@ SUMMARIES: dict[str, str] = {
     "agent": "a protected host's agent for the management server: enroll, run",
     "pg": "PostgreSQL: base backups, WAL archive, point-in-time restore",
     "mysql": "MariaDB/MySQL: hot backups, binlog stream, point-in-time restore",
+    "dicom": "the DICOM catalog: find studies, verify a snapshot against it",
     "config": "validate the protection configuration file",
     "plan": "explain what the protection plans run and when",
     "run": "run a plan's backup now, recorded in the job catalog",

@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the command after `--` and store its output; fail if it fails")
     p.add_argument("--stdin-filename", default="stdin", help="file name for stdin data")
     p.add_argument("--workers", type=int, default=0, help="worker threads (default: cores)")
+    p.add_argument("--no-dicom-catalog", action="store_true",
+                   help="do not record DICOM headers (by default the header of every new "
+                        "or changed DICOM file goes to the snapshot's encrypted catalog, "
+                        "for `medark dicom find`)")
     alert = p.add_argument_group("ransomware detection (docs/ransomware-detection.md)")
     alert.add_argument("--anomaly-min-share", metavar="SHARE",
                        help="flag when a signal reaches this share of the files "
@@ -69,6 +73,7 @@ def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
 def run(ctx: Context) -> int:
     from medark.engine.backup import Backup, BackupOptions
     from medark.engine.backup_stdin import backup_command, backup_stdin
+    from medark.engine.dicom_catalog import CatalogBuilder
 
     args = ctx.args
     stream_mode = args.stdin or args.stdin_from_command
@@ -95,11 +100,17 @@ def run(ctx: Context) -> int:
                     progress=progress)
                 errors = []
             else:
+                catalog = (None if args.no_dicom_catalog else
+                           CatalogBuilder(repo, repo.config.chunker, repo.flush))
                 options = BackupOptions(
                     paths=args.paths, tags=args.tag, host=host, excluder=excluder,
                     one_file_system=args.one_file_system, parent=args.parent,
-                    force=args.force, workers=args.workers, anomaly=thresholds)
+                    force=args.force, workers=args.workers, anomaly=thresholds,
+                    observer=catalog)
                 result = Backup(repo, options, progress).run()
+                for path in catalog.malformed_paths if catalog is not None else []:
+                    ctx.out.warn(f"note: {path}: DICOM header is malformed (catalogued as "
+                                 "such)")
                 snapshot, summary, errors = result.snapshot, result.summary, result.errors
                 verdict = result.verdict
         finally:
@@ -175,6 +186,12 @@ def report(ctx: Context, summary: dict[str, Any]) -> None:
         f"{format_bytes(summary['total_bytes_processed'])} "
         f"(read {format_bytes(summary['bytes_read'])}) in "
         f"{format_duration(summary['total_duration'])}")
+    dicom = summary.get("dicom")
+    if dicom and (dicom["instances"] or dicom["malformed"]):
+        ctx.out.text(
+            f"DICOM:       {dicom['instances']} instances in {dicom['studies']} studies "
+            f"({dicom['parsed']} headers read, {dicom['carried']} carried over, "
+            f"{dicom['malformed']} malformed)")
     ctx.out.text(f"snapshot {summary['snapshot_id'][:8]} saved")
 
 
