@@ -66,6 +66,8 @@ class OrthancServer:
     http_port: int = field(default_factory=free_port)
     dicom_port: int = field(default_factory=free_port)
     pg_database: str | None = None
+    lua: str | None = None
+    """A Lua script Orthanc runs (callbacks such as ReceivedInstanceFilter)."""
     _proc: subprocess.Popen[bytes] | None = None
     _http: httpx.Client | None = None
 
@@ -124,6 +126,8 @@ class OrthancServer:
             "SaveJobs": False,
             "JobsHistorySize": 0,
         }
+        if self.lua is not None:
+            conf["LuaScripts"] = [str(self.base / "test.lua")]
         if self.index == "postgresql":
             assert self.pg_database is not None
             conf["Plugins"] = [PG_INDEX_PLUGIN]
@@ -139,6 +143,8 @@ class OrthancServer:
     def start(self, timeout: float = 60.0) -> None:
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(self.config(), indent=2), encoding="utf-8")
+        if self.lua is not None:
+            (self.base / "test.lua").write_text(self.lua, encoding="utf-8")
         log = open(self.log_path, "ab")  # noqa: SIM115  (the child keeps it)
         try:
             self._proc = subprocess.Popen([ORTHANC, "--no-jobs", str(self.config_path)],
@@ -246,13 +252,16 @@ class OrthancServer:
 
 @contextmanager
 def running_orthanc(index: str = "sqlite", aet: str = "ORTHANC",
-                    check_called_aet: bool = False) -> Iterator[OrthancServer]:
+                    check_called_aet: bool = False,
+                    lua: str | None = None) -> Iterator[OrthancServer]:
     """A throwaway Orthanc, answering /system when the block starts, stopped and removed
-    (with its PostgreSQL database) when it ends."""
+    (with its PostgreSQL database) when it ends. `lua`: a script it runs, e.g. a
+    ReceivedInstanceFilter that refuses some instances (a C-STORE failure status)."""
     if index not in ("sqlite", "postgresql"):
         raise ValueError(f"index must be sqlite or postgresql, not {index!r}")
     base = Path(tempfile.mkdtemp(prefix="medark-orthanc-", dir="/tmp"))
-    server = OrthancServer(base, index=index, aet=aet, check_called_aet=check_called_aet)
+    server = OrthancServer(base, index=index, aet=aet, check_called_aet=check_called_aet,
+                           lua=lua)
     try:
         if index == "postgresql":
             server.pg_database = f"medark_orthanc_{uuid.uuid4().hex[:12]}"

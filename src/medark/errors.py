@@ -359,3 +359,19 @@ class AgentRefused(AuthenticationFailed):
 
     def __init__(self, message: str, code: str = "agent_refused") -> None:
         super().__init__(message, code)
+
+
+class PacsUnavailable(MedarkError):
+    """`dicom restore --to-pacs`: the DICOM peer cannot be reached, or refused the
+    association (called or calling AE title unknown to it, no context accepted)."""
+
+    exit_code = 33
+    code = "pacs_unavailable"
+
+
+class PacsStoreFailed(MedarkError):
+    """`dicom restore --to-pacs`: the peer refused or did not confirm some instances'
+    C-STORE (each named with its status); the others were stored."""
+
+    exit_code = 34
+    code = "pacs_store_failed"
