@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Protocol
 
@@ -26,7 +25,7 @@ from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import load_tree, save_tree
-from medark.sources.dicom.header import MAGIC_OFFSET, Malformed, is_dicom, read_header
+from medark.sources.dicom import MAGIC_OFFSET, is_dicom
 from medark.util.jsondoc import MALFORMED
 
 FORMAT = "medark-dicom-catalog"
@@ -160,6 +159,8 @@ def record_of(path: str, size: int, head: bytes) -> InstanceRecord | None:
     """The record of a file from its first bytes; None when it is not DICOM."""
     if not is_dicom(head):
         return None
+    from medark.sources.dicom.header import Malformed, read_header  # pydicom: when needed
+
     try:
         h = read_header(path, head, size)
     except Malformed as exc:
@@ -172,7 +173,8 @@ def record_of(path: str, size: int, head: bytes) -> InstanceRecord | None:
 class CatalogBuilder:
     """The backup's file observer that makes the snapshot's catalog."""
 
-    def __init__(self, repo: CatalogRepo, chunker: ChunkerParams, flush: Any) -> None:
+    def __init__(self, repo: CatalogRepo, chunker: ChunkerParams,
+                 flush: Callable[[], None]) -> None:
         """`flush`: called after the catalog's blobs are saved (the repository's flush),
         so the snapshot is written only once they are indexed."""
         self.repo = repo
@@ -181,7 +183,6 @@ class CatalogBuilder:
         self._parent: Snapshot | None = None
         self._parsed: list[InstanceRecord] = []
         self._kept: list[str] = []
-        self._lock = threading.Lock()
         self.malformed_paths: list[str] = []
 
     def start(self, parent: Snapshot | None) -> None:

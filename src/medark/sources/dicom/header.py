@@ -24,8 +24,8 @@ from pydicom.filereader import data_element_generator
 from pydicom.tag import BaseTag
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
-MAGIC = b"DICM"
-MAGIC_OFFSET = 128
+from medark.sources.dicom import MAGIC, MAGIC_OFFSET
+
 LAST_TAG = 0x0020000E
 """Series Instance UID: every field the catalog keeps has a smaller tag."""
 REREAD_LIMIT = 16 * 1024 * 1024
@@ -53,10 +53,6 @@ class DicomHeader:
     modality: str
     study_date: str
     study_description: str
-
-
-def is_dicom(head: bytes | memoryview) -> bool:
-    return bytes(head[MAGIC_OFFSET:MAGIC_OFFSET + 4]) == MAGIC
 
 
 _META = 0x0002FFFF
