@@ -2,23 +2,28 @@
 too) and sees only its own pages in the menu; a page outside its role opens the
 not-found page; a viewer never reaches the audit page, which the server refuses it
 anyway; the language switch changes the console to English and back, kept across a
-reload. A real `medark server` and Debian's chromium (console_site.py)."""
+reload; in the users page's roles dialog the separation-of-duties error and the
+four-eyes notice stack, never overlap, in either language (photographed). A real
+`medark server` and Debian's chromium (console_site.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from console_site import (
+    HOSPITAL_USERS,
     INSTITUTION,
     LOCALE_KEY,
     ROLES,
     Console,
     Problems,
+    artefacts,
     browser_fixture,
     console_fixture,
     menu_entries,
     menu_links,
     menu_of,
+    settle,
     shows_not_found,
     sign_in_through_the_page,
 )
@@ -128,3 +133,37 @@ def test_switch_the_language_and_keep_it(console: Console, browser: Any) -> None
         context.close()
     assert console.users["operator"].call("GET", "/api/me").json()["user"][
         "institution"] == INSTITUTION
+
+
+ROLES_DIALOG = {"zh-CN": ("操作", "修改角色", ("系统管理员", "安全管理员")),
+                "en": ("Actions", "Change roles",
+                       ("System administrator", "Security administrator"))}
+
+
+def test_the_roles_dialog_stacks_its_messages(console: Console, browser: Any) -> None:
+    operator = HOSPITAL_USERS["operator"]
+    for locale, (actions, change, admins) in ROLES_DIALOG.items():
+        context = console.context(browser, "secadmin", locale=locale)
+        try:
+            page = context.new_page()
+            problems = Problems(page)
+            page.goto("/users")
+            settle(page)
+            row = page.locator(".el-table__row", has_text=operator).first
+            row.get_by_role("button", name=actions).click()
+            page.get_by_role("menuitem", name=change).click()
+            dialog = page.locator(".el-dialog").filter(has=page.locator(".el-checkbox"))
+            for name in admins:  # two administrator roles: both messages show
+                dialog.locator(".el-checkbox", has_text=name).click()
+            error = dialog.locator(".el-form-item__error")
+            notice = dialog.locator(".el-alert")
+            error.wait_for()
+            notice.wait_for()
+            page.wait_for_timeout(400)  # the dialog's opening transition
+            page.screenshot(path=str(artefacts() / f"users-roles-dialog-{locale}-1366x768.png"))
+            said, told = error.bounding_box(), notice.bounding_box()
+            assert said and told
+            assert said["y"] + said["height"] <= told["y"], (locale, said, told)
+            assert not problems.found, problems.found
+        finally:
+            context.close()
