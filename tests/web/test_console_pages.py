@@ -1,16 +1,21 @@
 """Every page of the console's menu (the pages each role sees: pages added later are
 picked up from web/src/pages/*/index.ts) on a server with a hospital's configuration and
 jobs: axe-core finds no serious or critical accessibility violation
-(test_console_screens.py photographs them)."""
+(test_console_screens.py photographs them); a plan's link on the dashboard's system
+details and on the systems page opens the Jobs page with that plan's jobs only."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from console_site import (
     AXE,
+    INSTITUTION,
+    SEED_SYSTEMS,
     Console,
+    Problems,
     Quiet,
     browser_fixture,
     console_fixture,
@@ -53,3 +58,41 @@ def test_no_serious_accessibility_violation(seeded: Console, browser: Any) -> No
             context.close()
     assert not found, "serious or critical accessibility violations:\n" + "\n".join(
         f"{where}:\n  " + "\n  ".join(items) for where, items in found.items())
+
+
+def _plans_listed(page: Any) -> list[str]:
+    """The plan of each row of the Jobs page (its plan / institution column)."""
+    page.locator("#main .el-table__row").first.wait_for()
+    cells = page.locator("#main .el-table__row td:nth-child(2)")
+    return [str(text).split()[0]
+            for text in cells.evaluate_all("cells => cells.map(c => c.innerText)")]
+
+
+def test_a_plan_links_to_its_jobs(seeded: Console, browser: Any) -> None:
+    # seed(): 60 jobs, their plans taken in turn, so a quarter of them is one plan's
+    each = 60 // len(SEED_SYSTEMS)
+    context = seeded.context(browser, "operator", locale="en")
+    try:
+        page = context.new_page()
+        problems = Problems(page)
+        page.goto("/dashboard")
+        page.locator("#main .tile", has_text="his").first.click()
+        drawer = page.locator(".el-drawer")
+        link = drawer.get_by_role("link", name="Jobs of plan his").first
+        link.focus()  # by the keyboard
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/jobs?**")
+        assert parse_qs(urlsplit(page.url).query) == {
+            "institution": [INSTITUTION], "plan": ["his"]}, page.url
+        settle(page)
+        assert _plans_listed(page) == ["his"] * each
+
+        page.goto("/systems")
+        settle(page)
+        page.get_by_role("link", name="Jobs of plan lis").first.click()
+        page.wait_for_url("**/jobs?**plan=lis**")
+        settle(page)
+        assert _plans_listed(page) == ["lis"] * each
+        assert not problems.found, problems.found
+    finally:
+        context.close()

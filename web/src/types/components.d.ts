@@ -52,6 +52,7 @@ declare module 'vue' {
     JobProgress: typeof import('./../components/JobProgress.vue')['default']
     JobStatus: typeof import('./../components/JobStatus.vue')['default']
     LanguageSwitch: typeof import('./../components/LanguageSwitch.vue')['default']
+    PlanLinks: typeof import('./../components/PlanLinks.vue')['default']
     RouterLink: typeof import('vue-router')['RouterLink']
     RouterView: typeof import('vue-router')['RouterView']
     RunJobDialog: typeof import('./../components/RunJobDialog.vue')['default']

@@ -89,6 +89,7 @@ const en: Messages<typeof zh> = {
     page: 'Page {n}',
     live: 'Live',
     paused: 'Paused',
+    planJobs: 'Jobs of plan {plan}',
   },
   status: {
     queued: 'Queued',

@@ -85,6 +85,7 @@ export default {
     page: '第 {n} 页',
     live: '实时更新',
     paused: '已暂停',
+    planJobs: '计划 {plan} 的任务',
   },
   status: {
     queued: '排队中',
