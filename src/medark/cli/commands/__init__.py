@@ -59,7 +59,9 @@ SUMMARIES: dict[str, str] = {
 HELP_ORDER = list(SUMMARIES)
 
 NAMES: list[str] = sorted(
-    (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")),
+    # a name with "_" is one action of a group kept in its own module (dicom_restore:
+    # `dicom restore`, which cli/commands/dicom.py adds to its group), not a command
+    (m.name for m in pkgutil.iter_modules(__path__) if "_" not in m.name),
     key=lambda n: (HELP_ORDER.index(n) if n in HELP_ORDER else len(HELP_ORDER), n),
 )
 
