@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from medark.config.agent_conf import AgentConf
+from medark.config.dbaudit import DbAuditConf, audit_problems
 from medark.config.dr import DrConf, dr_problems
 from medark.config.durations import parse_config_duration
 from medark.config.groups import group_problems
@@ -97,6 +98,8 @@ class Source(Model):
     """files in a group: how the database's index names its files (docs/pacs.md)."""
     index_query: str | None = None
     """pacs = "sql": a query returning each file's path (and optionally its size)."""
+    audit: DbAuditConf | None = None
+    """postgres / mariadb: the server's audit log the daemon collects (docs/dbaudit.md)."""
 
 
 class System(Model):
@@ -535,4 +538,6 @@ def _source_problems(source: Source) -> list[tuple[str, str]]:
         found.append(("stream", "only postgres and mariadb sources stream their log"))
     if source.slot is not None and not (source.type == "postgres" and source.stream):
         found.append(("slot", "a slot belongs to a streaming postgres source"))
+    if source.audit is not None:
+        found += audit_problems(source.type, source.audit)
     return found
