@@ -24,6 +24,11 @@ viewer, zh-CN, 1366x768.
   in the page sees the row's status word or percentage change, both read in the page
   (Date.now()).
 
+Before and after on one seeded site: ``--compare DIR`` (another build, e.g. a copy of
+an older `make web`): both builds' files in one directory the server serves (their
+hashed chunks side by side), its index.html switched between the two before each cold
+load, so the two builds' loads alternate at a like load; each build's figures reported.
+
 Run: ``.venv/bin/python bench/console_bench.py [--runs 3] [--json FILE]``; a smoke run:
 ``--hospitals 1 --clinics 1 --systems 4 --jobs 100 --runs 1 --live 2``.
 """
@@ -34,6 +39,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -117,6 +123,33 @@ def gzip_size(built: Path, urls: list[str]) -> tuple[int, int]:
     return packed, raw
 
 
+class Builds:
+    """One build, or two served from one directory by switching its index.html (the
+    hashed assets of both side by side): `use(label)` before each cold load."""
+
+    def __init__(self, main: Path, other: Path | None, tmp: Path) -> None:
+        self.labels = ["build"] if other is None else ["build", "compare"]
+        self.dir = main
+        self.index: dict[str, str] = {}
+        if other is None:
+            return
+        self.dir = tmp / "console"
+        shutil.copytree(main, self.dir)
+        for found in (other / "assets").iterdir():
+            target = self.dir / "assets" / found.name
+            if not target.exists():
+                shutil.copy2(found, target)
+        self.index = {"build": (main / "index.html").read_text(),
+                      "compare": (other / "index.html").read_text()}
+
+    def use(self, label: str) -> None:
+        if not self.index:
+            return
+        temp = self.dir / "index.html.tmp"
+        temp.write_text(self.index[label])
+        os.replace(temp, self.dir / "index.html")
+
+
 def cookies_of(session: Session, url: str) -> list[dict[str, Any]]:
     return [{"name": c.name, "value": str(c.value), "url": url}
             for c in session.client.cookies.jar]
@@ -170,8 +203,10 @@ class Browser:
             context.close()
 
 
-def measure_loads(site: Site, browser: Browser, built: Path, args: argparse.Namespace
-                  ) -> dict[str, Any]:
+def measure_loads(site: Site, browser: Browser, builds: Builds, args: argparse.Namespace
+                  ) -> dict[str, dict[str, Any]]:
+    """Each build's cold loads (by label), taken in turn, page by page."""
+    builds.use(builds.labels[0])
     menu = browser.menu()
     wanted = [p for p in args.pages.split(",") if p]
     pages = [p for p in wanted if p in menu]
@@ -179,23 +214,31 @@ def measure_loads(site: Site, browser: Browser, built: Path, args: argparse.Name
     if "/jobs" not in pages:
         pages.append("/jobs")  # measured always: it exists since the console's start
     selectors = {**READY, **dict(item.split("=", 1) for item in args.ready)}
-    result: dict[str, Any] = {"menu": menu, "absent": absent, "pages": {}}
+    results: dict[str, dict[str, Any]] = {
+        label: {"menu": menu, "absent": absent, "pages": {}} for label in builds.labels}
     cases = [("/login", "main input[name=username]", False)] + [
         (p, selectors.get(p, "#main .el-table__row, #main canvas"), True) for p in pages]
     for path, selector, signed_in in cases:
-        runs = []
+        taken: dict[str, list[dict[str, Any]]] = {label: [] for label in builds.labels}
         for _ in range(args.runs):
-            runs.append(browser.cold_load(path, selector, signed_in))
-            runs[-1]["load_average"] = os.getloadavg()[0]
-        packed, raw = gzip_size(built, runs[-1]["scripts"])
-        result["pages"][path] = {
-            "selector": selector, "runs": runs,
+            for label in builds.labels:
+                builds.use(label)
+                taken[label].append(browser.cold_load(path, selector, signed_in))
+                taken[label][-1]["load_average"] = os.getloadavg()[0]
+        for label, runs in taken.items():
+            results[label]["pages"][path] = page_figures(builds.dir, selector, runs)
+    builds.use(builds.labels[0])
+    return results
+
+
+def page_figures(built: Path, selector: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    packed, raw = gzip_size(built, runs[-1]["scripts"])
+    return {"selector": selector, "runs": runs,
             "ready_ms": median([r["ready"] for r in runs]),
             "dcl_ms": median([r["dcl"] for r in runs]),
             "load_ms": median([r["load"] for r in runs]),
             "js_gzip": packed, "js_raw": raw, "js_files": len(set(runs[-1]["scripts"])),
             "errors": sorted({e for r in runs for e in r["errors"]})}
-    return result
 
 
 def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict[str, Any]:
@@ -253,7 +296,20 @@ def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict
 
 
 def report(result: dict[str, Any]) -> None:
-    loads = result["loads"]
+    for label, loads in result["loads"].items():
+        if len(result["loads"]) > 1:
+            print(f"== {label}: {result['builds'][label]}")
+        report_loads(loads)
+    live = result["live"]
+    print(f"live update on {live['page']}: median {live['median_ms']:.0f} ms, max "
+          f"{live['max_ms']:.0f} ms (running: "
+          f"{' '.join(f'{v:.0f}' for v in live['running_ms'])}; progress: "
+          f"{' '.join(f'{v:.0f}' for v in live['progress_ms'])}; succeeded: "
+          f"{' '.join(f'{v:.0f}' for v in live['succeeded_ms'])})")
+    print(f"load average: {result['load_average']} -> {result['load_average_after']}")
+
+
+def report_loads(loads: dict[str, Any]) -> None:
     print(f"menu of the center's viewer: {' '.join(loads['menu'])}")
     if loads["absent"]:
         print(f"not in the console yet (not measured): {' '.join(loads['absent'])}")
@@ -266,13 +322,6 @@ def report(result: dict[str, Any]) -> None:
               f"{page['js_files']:>6}  {runs}")
         if page["errors"]:
             print(f"  page errors: {page['errors']}")
-    live = result["live"]
-    print(f"live update on {live['page']}: median {live['median_ms']:.0f} ms, max "
-          f"{live['max_ms']:.0f} ms (running: "
-          f"{' '.join(f'{v:.0f}' for v in live['running_ms'])}; progress: "
-          f"{' '.join(f'{v:.0f}' for v in live['progress_ms'])}; succeeded: "
-          f"{' '.join(f'{v:.0f}' for v in live['succeeded_ms'])})")
-    print(f"load average: {result['load_average']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the element that makes a page usable (default: "
                              + ", ".join(f"{k}={v}" for k, v in READY.items()) + ")")
     parser.add_argument("--console-dir", help="a built console (default: the package's)")
+    parser.add_argument("--compare", metavar="DIR",
+                        help="another built console, its cold loads alternating with "
+                             "the first's")
     parser.add_argument("--database", default="medark_bench_console")
     parser.add_argument("--keep", action="store_true", help="keep the database")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
@@ -299,15 +351,20 @@ def main(argv: list[str] | None = None) -> int:
                               "when": datetime.now(UTC).isoformat(timespec="seconds")}
     with tempfile.TemporaryDirectory(prefix="medark-console-bench-") as tmp, \
             ExitStack() as stack:
+        other = Path(args.compare) if args.compare else None
+        if other and not (other / "index.html").is_file():
+            raise Failed(f"no built console in {other}")
+        builds = Builds(built, other, Path(tmp))
+        result["builds"] = {"build": str(built), "compare": str(other)}
         site = Site(args, Path(tmp), stack)
-        if args.console_dir:
-            site.env["MEDARK_CONSOLE_DIR"] = str(built)
+        if args.console_dir or other:
+            site.env["MEDARK_CONSOLE_DIR"] = str(builds.dir)
         site.build()
         result["seed_seconds"] = site.seed_seconds
         viewer = site.viewers["center"]
         browser = Browser(stack, site.urls[0], viewer)
         result["load_average"] = [round(x, 2) for x in os.getloadavg()]
-        result["loads"] = measure_loads(site, browser, built, args)
+        result["loads"] = measure_loads(site, browser, builds, args)
         result["live"] = measure_live(site, browser, args)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report(result)
