@@ -375,3 +375,11 @@ class PacsStoreFailed(MedarkError):
 
     exit_code = 34
     code = "pacs_store_failed"
+
+
+class GroupIncomplete(MedarkError):
+    """`group backup` / `group check`: index rows whose files are missing (each named);
+    a group backup's point was still saved, with those files listed as missing."""
+
+    exit_code = 35
+    code = "group_incomplete"

@@ -37,6 +37,8 @@ SUMMARIES: dict[str, str] = {
     "pg": "PostgreSQL: base backups, WAL archive, point-in-time restore",
     "mysql": "MariaDB/MySQL: hot backups, binlog stream, point-in-time restore",
     "dicom": "the DICOM catalog: find studies, verify a snapshot against it",
+    "group": "PACS consistency groups: index and files as one point (backup, restore, "
+             "check)",
     "config": "validate the protection configuration file",
     "plan": "explain what the protection plans run and when",
     "run": "run a plan's backup now, recorded in the job catalog",

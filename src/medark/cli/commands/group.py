@@ -1,0 +1,258 @@
+"""`medark group backup|restore|check`: a PACS's index database and file tree as one
+restorable point (docs/pacs.md).
+
+`group backup PLAN` takes the database point first (the WAL position, then the index's
+file references), then the files, and saves a group snapshot tying them together;
+`group restore` brings both back to that point (the database's recovery target is the
+point's LSN, never later than the files); `group check` lists index rows without files
+and files without index rows, for a point in the repository or a restored pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from medark.cli.access_options import add_access_audit_options, audited_read
+from medark.cli.command import Command
+from medark.cli.parser import add_actions, add_new_tags, target_time
+from medark.cli.plan_options import add_config_option
+from medark.config import environment as env
+from medark.errors import GroupIncomplete, MedarkError, UsageError
+from medark.util.sizes import format_duration
+
+if TYPE_CHECKING:
+    from medark.cli.context import Context
+
+ACTIONS: dict[str, str] = {
+    "backup": "capture a plan's consistency group (database point first, then the files)",
+    "restore": "restore a group's database and files to the same point",
+    "check": "list index rows without files and files without index rows",
+}
+SHOWN = 20
+"""Paths printed per list in prose (--json lists every one)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    parsers = add_actions(p, ACTIONS)
+    b = parsers["backup"]
+    b.add_argument("plan", help="the plan whose system holds the group")
+    b.add_argument("--group", default=None, help="which group (default: the only one)")
+    add_config_option(b)
+    add_new_tags(b)
+    b.add_argument("--host", default="", help="hostname recorded in the snapshots")
+    b.add_argument("--base-backup", action="store_true",
+                   help="take a base backup first even when the repository holds one")
+    b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="wait this long for the WAL up to the point to be archived")
+    r = parsers["restore"]
+    r.add_argument("snapshot", nargs="?", default=None, metavar="GROUP-SNAPSHOT",
+                   help="the group's point (default: the newest, or the newest at or "
+                        "before --time)")
+    r.add_argument("--group", default=None, help="points of this group only")
+    r.add_argument("--time", metavar="TS", help="the newest point at or before this "
+                   "moment (ISO 8601; without a zone: UTC)")
+    r.add_argument("--target-dir", required=True, metavar="DIR",
+                   help="new (or empty) directory for the database's data directory")
+    r.add_argument("--files-target", required=True, metavar="DIR",
+                   help="directory the files are restored under (at their absolute paths)")
+    r.add_argument("--start", action="store_true",
+                   help="start the restored database and wait until recovery has finished")
+    r.add_argument("--port", type=int, help="port for the restored server")
+    r.add_argument("--os-user", default="postgres",
+                   help="the database's OS user, when run as root (default: postgres)")
+    r.add_argument("--medark-command", default=None,
+                   help="how that user runs medark in restore_command")
+    r.add_argument("--archive-mode-off", action="store_true",
+                   help="do not archive from the restored server (a test restore)")
+    r.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="with --start: how long recovery may take")
+    add_access_audit_options(r)
+    c = parsers["check"]
+    c.add_argument("snapshot", nargs="?", default=None, metavar="GROUP-SNAPSHOT",
+                   help="the group's point to check (or, with --dsn, whose kind to use)")
+    c.add_argument("--dsn", default=None, help="check this index database (a restored or "
+                   "live one) instead of the point's record")
+    c.add_argument("--index-sqlite", default=None, metavar="FILE",
+                   help="check this Orthanc SQLite index instead")
+    c.add_argument("--files-root", default=None, metavar="DIR",
+                   help="with --dsn / --index-sqlite: the storage root to compare with")
+    c.add_argument("--pacs", choices=("orthanc", "dcm4chee", "sql"), default=None,
+                   help="the index's kind (default: the point's)")
+    c.add_argument("--index-query", default=None, help="pacs sql: the query of the paths")
+    for name in ("backup", "restore"):
+        parsers[name].add_argument("--pg-bin", default=None, metavar="DIR",
+                                   help="directory of PostgreSQL's programs")
+
+
+def run(ctx: Context) -> int:
+    handler = {"backup": _backup, "restore": _restore, "check": _check}[ctx.args.action]
+    return handler(ctx)
+
+
+def _backup(ctx: Context) -> int:
+    from medark.engine.group_backup import GroupBackupOptions, group_backup
+    from medark.service.groups import plan_group
+    from medark.service.plans import config_path, load_plans
+    from medark.sources.postgres.server import Dsn
+
+    args = ctx.args
+    config = load_plans(config_path(args.config))
+    group = plan_group(config, args.plan, args.group)
+    tags = [f"plan={group.plan}", f"system={group.system}", *args.tag]
+    options = GroupBackupOptions(
+        group.name, Dsn.parse(group.database.dsn or ""), group.files.pacs or "",
+        group.root, group.files.index_query, tags, args.host or socket.gethostname(),
+        args.pg_bin, args.base_backup, args.archive_timeout)
+    with ctx.repository(lock="shared", command="group backup") as repo:
+        progress = ctx.progress("group backup")
+        try:
+            _snapshot, summary = group_backup(repo, options, progress)
+        finally:
+            progress.close()
+    if ctx.out.as_json:
+        ctx.out.json(summary)
+    else:
+        counts, db = summary["counts"], summary["database"]
+        ctx.out.prose(f"group {summary['group']}: database point {db['lsn']} at {db['time']}"
+                      f" (cluster {db['system_id']}), files snapshot "
+                      f"{summary['files_snapshot'][:8]}")
+        ctx.out.prose(f"{counts['references']} index references: {counts['referenced']} "
+                      f"present, {counts['filled']} filled from the previous snapshot, "
+                      f"{counts['missing'] + counts['outside']} missing; "
+                      f"{counts['after_point']} files after the point (kept, marked)")
+        _paths(ctx, "filled", summary["filled"])
+        ctx.out.prose(f"group snapshot {summary['snapshot_id'][:8]} saved in "
+                      f"{format_duration(summary['total_duration'])}")
+    missing = summary["missing"] + summary["outside"]
+    if missing:
+        for path in missing[:SHOWN] if not ctx.out.as_json else []:
+            ctx.out.warn(f"missing: {path}")
+        error = GroupIncomplete(f"{len(missing)} file(s) the index references at the point "
+                                "are in neither the scan nor the previous snapshot (the "
+                                "point was saved; they are listed)")
+        error.in_output = ctx.out.as_json
+        raise error
+    return 0
+
+
+def _paths(ctx: Context, what: str, paths: list[str]) -> None:
+    for path in paths[:SHOWN]:
+        ctx.out.prose(f"  {what}: {path}")
+    if len(paths) > SHOWN:
+        ctx.out.prose(f"  ... and {len(paths) - SHOWN} more {what} (--json lists them)")
+
+
+def _restore(ctx: Context) -> int:
+    from medark.engine.pg_window import Target
+    from medark.service import groups, pg
+
+    args = ctx.args
+    if args.start and not args.port:
+        raise UsageError("--start needs --port")
+    location = ctx.location
+    if "://" not in location and ":" not in location.split("/", 1)[0]:
+        location = os.path.abspath(location)
+    when = target_time(args.time) if args.time else None
+    password_file = args.password_file or env.PASSWORD_FILE.get()
+    database = pg.RestoreRequest(
+        target_dir=args.target_dir, target=Target("immediate"),  # the point's LSN replaces it
+        system_id=None, medark_command=args.medark_command or env.COMMAND.get()
+        or pg.default_medark_command(), location=location,
+        password_file=os.path.abspath(password_file) if password_file else None,
+        password=ctx.repository_password(), start=args.start, port=args.port,
+        os_user=args.os_user, pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off,
+        timeout=args.timeout)
+    detail = {"engine": "group", "target_dir": os.path.abspath(args.target_dir),
+              "files_target": os.path.abspath(args.files_target), "time": args.time,
+              "group": args.group, "snapshot": args.snapshot}
+    with audited_read(ctx, "group.restore", **detail) as access, \
+            ctx.repository(lock="shared", command="group restore") as repo:
+        point = groups.choose_point(repo, args.snapshot, args.group, when)
+        access.snapshot(point.id)
+        progress = ctx.progress("group restore")
+        try:
+            result = groups.restore_group(
+                repo, point, groups.GroupRestoreRequest(database, args.files_target),
+                progress)
+        finally:
+            progress.close()
+    summary = result.pop("_summary")
+    if ctx.out.as_json:
+        ctx.out.json(result)
+    else:
+        db, files = result["database"], result["files"]
+        ctx.out.prose(f"group {result['group']}, point {result['point']['lsn']} at "
+                      f"{result['point']['time']} (snapshot {result['snapshot_id'][:8]})")
+        ctx.out.prose(f"database: base backup {str(db['backup']['snapshot_id'])[:8]} to "
+                      f"{db['target_dir']}, recovery target {db['recovery_target']}"
+                      + (f", started on port {db['port']}" if db.get("started") else
+                         " (start the server on it to recover, or use --start)"))
+        ctx.out.prose(f"files: {files['files_restored']} restored under "
+                      f"{result['files_root']}")
+    summary.raise_for_problems()
+    return 0
+
+
+def _check(ctx: Context) -> int:
+    from medark.engine.group_check import check_pair, check_point
+
+    args = ctx.args
+    if (args.dsn or args.index_sqlite) and not args.files_root:
+        raise UsageError("--dsn / --index-sqlite need --files-root (the storage root)")
+    if not (args.dsn or args.index_sqlite) and not args.snapshot:
+        raise UsageError("give a group snapshot, or --dsn (or --index-sqlite) with "
+                         "--files-root for a restored pair")
+    point = None
+    if args.snapshot:
+        from medark.service.groups import choose_point
+
+        with ctx.repository(lock="shared", command="group check") as repo:
+            point = choose_point(repo, args.snapshot, None, None)
+            doc = None if (args.dsn or args.index_sqlite) else check_point(repo, point)
+    if args.dsn or args.index_sqlite:
+        kind = args.pacs or (str(point.source["pacs"]) if point else None)
+        if kind is None:
+            raise UsageError("give --pacs (or a group snapshot whose kind to use)")
+        doc = check_pair(_references(args, kind), os.path.abspath(args.files_root))
+    assert doc is not None
+    return _report(ctx, doc)
+
+
+def _references(args: argparse.Namespace, kind: str) -> list[Any]:
+    from medark.sources.pacs.index import read_references
+    from medark.sources.pacs.orthanc import sqlite_references
+    from medark.sources.postgres.server import Dsn
+
+    root = os.path.abspath(args.files_root)
+    if args.index_sqlite:
+        if kind != "orthanc":
+            raise UsageError("--index-sqlite reads Orthanc's SQLite index (--pacs orthanc)")
+        return sqlite_references(args.index_sqlite)
+    with Dsn.parse(args.dsn).connect() as conn, conn.cursor() as cur:
+        return read_references(cur, kind, root, args.index_query)
+
+
+def _report(ctx: Context, doc: dict[str, Any]) -> int:
+    rows, files = doc["rows_without_files"], doc["files_without_rows"]
+    if ctx.out.as_json:
+        ctx.out.json(doc)
+    else:
+        what = (f"group snapshot {doc['snapshot_id'][:8]}" if doc["of"] == "snapshot"
+                else f"the index and {doc['root']}")
+        ctx.out.prose(f"{what}: {doc['references']} index rows, {doc['files']} files; "
+                      f"{len(rows)} rows without files, {len(files)} files without rows")
+        _paths(ctx, "row without file", rows)
+        _paths(ctx, "file without row", files)
+    if rows:
+        error: MedarkError = GroupIncomplete(
+            f"{len(rows)} index row(s) without their file (listed above)")
+        error.in_output = ctx.out.as_json
+        raise error
+    return 0
+
+
+COMMAND = Command("group", "PACS consistency groups: index and files as one point "
+                  "(backup, restore, check)", add_arguments, run)

@@ -1,0 +1,226 @@
+"""`group backup`: a PACS's index database and its file tree as one restorable point
+(docs/pacs.md). Phases, in this order (docs/architecture.md, convention 9):
+
+1. base backup: only when the repository holds none of the cluster (or one is asked for);
+2. the database point: the WAL position first, then the index's file references
+   (sources/pacs/point.py), then a WAL switch;
+3. wait until the WAL up to the point is in the repository's archive;
+4. the files: the storage root backed up as any files source (engine/backup.py);
+5. reconcile each reference with the scan: present, filled from the previous snapshot
+   (same path and size: PACS files are write-once), or missing; files not referenced
+   are kept and listed as after the point;
+6. the group snapshot (tags group, group=NAME), written last: an interrupted run leaves
+   at most a base backup and a files snapshot, each valid on its own.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from medark import __version__
+from medark.engine.backup import Backup, BackupOptions
+from medark.engine.group_tree import (
+    DIR_MODE,
+    FILES,
+    TreeReader,
+    files_tree,
+    graft,
+    list_node,
+    parts_of,
+)
+from medark.engine.pg_backup import PgBackupOptions, base_backup
+from medark.engine.pg_wal import WalArchive
+from medark.engine.pg_window import pg_base_backups
+from medark.errors import WalGap
+from medark.repo.repository import Repository
+from medark.snapshot.model import Node, Snapshot
+from medark.snapshot.store import all_snapshots, load_snapshot, save_snapshot, save_tree
+from medark.sources.pacs.index import Reference
+from medark.sources.pacs.point import DatabasePoint, take_point
+from medark.sources.postgres.server import Dsn, identify
+from medark.sources.postgres.wal import format_lsn, parse_lsn, segment_name, segment_of
+from medark.util import clock
+from medark.util.progress import Progress
+
+GROUP_TAG = "group"
+KIND = "group"
+
+
+@dataclass
+class GroupBackupOptions:
+    name: str
+    dsn: Dsn
+    pacs: str
+    root: str
+    index_query: str | None = None
+    tags: list[str] = field(default_factory=list)
+    host: str = ""
+    pg_bin: str | None = None
+    base_backup: bool = False
+    """Take a base backup first even when the repository holds one."""
+    archive_timeout: float = 60.0
+
+
+@dataclass
+class Reconciled:
+    referenced: int = 0
+    after_point: list[str] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
+    additions: dict[tuple[str, ...], Node] = field(default_factory=dict)
+
+
+def group_snapshots(snaps: list[Snapshot], name: str | None = None) -> list[Snapshot]:
+    """Group snapshots (of group `name`), oldest first."""
+    return [s for s in snaps if s.source.get("kind") == KIND
+            and (name is None or s.source.get("group") == name)]
+
+
+def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progress
+                 ) -> tuple[Snapshot, dict[str, Any]]:
+    started = clock.now()
+    t0 = clock.monotonic()
+    host = options.host or socket.gethostname()
+    root = posixpath.normpath(options.root)
+    identity = identify(options.dsn)
+    base_id = None
+    if options.base_backup or not pg_base_backups(all_snapshots(repo), identity.system_id):
+        backup, _summary = base_backup(repo, PgBackupOptions(
+            options.dsn, options.tags, host, options.pg_bin, options.archive_timeout),
+            progress)
+        base_id = backup.id
+    point = take_point(options.dsn, options.pacs, root, options.index_query)
+    if not point.switched:
+        progress.warn(f"pg_switch_wal() failed ({point.switch_error}): waiting for the "
+                      "segment of the point to fill or to be streamed")
+    _wait_for_point(repo, identity.system_id, identity.timeline, identity.segment_size,
+                    point.lsn, options.archive_timeout, progress)
+    previous = group_snapshots(all_snapshots(repo), options.name)
+    files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"],
+                                       host=host), progress).run()
+    result = reconcile(repo, root, point.references, files.snapshot,
+                       previous[-1] if previous else None)
+    bases = [b for b in pg_base_backups(all_snapshots(repo), identity.system_id)
+             if parse_lsn(str(b.source.get("stop_lsn", "0/0"))) <= point.lsn]
+    record = _record(options, identity.system_id, identity.timeline, point, root,
+                     files.snapshot, bases[-1].id if bases else base_id, result)
+    snapshot = _save_group(repo, options, host, started, files.snapshot, result, point,
+                           record, progress)
+    summary = {"message_type": "group_backup", "snapshot_id": snapshot.id, **record,
+               "after_point": result.after_point, "filled": result.filled,
+               "missing": result.missing, "outside": result.outside,
+               "files_errors": files.errors,
+               "total_duration": round(clock.monotonic() - t0, 3)}
+    return snapshot, summary
+
+
+def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, lsn: int,
+                    timeout: float, progress: Progress) -> None:
+    """The segment holding the last byte before `lsn` is archived whole, or streamed at
+    least up to `lsn`."""
+    if lsn == 0:
+        return
+    segno = segment_of(lsn - 1, size)
+    name = segment_name(timeline, segno, size)
+    archive = WalArchive(repo, system_id)
+    deadline = clock.monotonic() + timeout
+    told = False
+    while True:
+        record = archive.find(name)
+        if record is not None:
+            if not record.name.endswith(".partial"):
+                return
+            valid = int(record.extra.get("valid_bytes", 0))
+            if segno * size + valid >= lsn:
+                return
+        if not told:
+            progress.warn(f"waiting up to {timeout:g} s for WAL segment {name} (the group's "
+                          f"point {format_lsn(lsn)}) to be archived")
+            told = True
+        if clock.monotonic() >= deadline:
+            raise WalGap(f"the WAL up to the group's point {format_lsn(lsn)} (segment {name}) "
+                         f"did not reach the archive within {timeout:g} s; set archive_command"
+                         " = 'medark pg wal-push %p' or run `medark pg wal-stream`")
+        clock.sleep(0.2)
+
+
+def reconcile(repo: Repository, root: str, references: list[Reference], files: Snapshot,
+              previous: Snapshot | None) -> Reconciled:
+    """Each reference against the scanned tree; the missing ones against the previous
+    group's files (else the files snapshot's parent)."""
+    out = Reconciled()
+    scanned = TreeReader(repo, files.tree)
+    present = {rel: node for rel, node in scanned.files_under(root)}
+    wanted: set[str] = set()
+    gone: list[Reference] = []
+    for ref in references:
+        if posixpath.isabs(ref.path):
+            out.outside.append(ref.path)
+            continue
+        wanted.add(ref.path)
+        if ref.path in present:
+            out.referenced += 1
+        else:
+            gone.append(ref)
+    out.after_point = sorted(rel for rel in present if rel not in wanted)
+    earlier = _previous_tree(repo, files, previous)
+    for ref in sorted(gone, key=lambda r: r.path):
+        node = earlier.node(posixpath.join(root, ref.path)) if earlier else None
+        if node is not None and node.type == "file" and (ref.size is None
+                                                         or node.size == ref.size):
+            out.filled.append(ref.path)
+            out.additions[parts_of(posixpath.join(root, ref.path))] = node
+        else:
+            out.missing.append(ref.path)
+    return out
+
+
+def _previous_tree(repo: Repository, files: Snapshot, previous: Snapshot | None
+                   ) -> TreeReader | None:
+    if previous is not None:
+        return TreeReader(repo, files_tree(repo, previous.tree))
+    if files.parent:
+        return TreeReader(repo, load_snapshot(repo, files.parent).tree)
+    return None
+
+
+def _record(options: GroupBackupOptions, system_id: str, timeline: int,
+            point: DatabasePoint, root: str, files: Snapshot, base: str | None,
+            result: Reconciled) -> dict[str, Any]:
+    return {
+        "kind": KIND, "group": options.name, "pacs": options.pacs, "root": root,
+        "database": {"kind": "postgres", "system_id": system_id, "timeline": timeline,
+                     "lsn": format_lsn(point.lsn), "time": clock.format_time(point.time),
+                     "base_backup": base},
+        "files_snapshot": files.id,
+        "counts": {"references": len(point.references), "referenced": result.referenced,
+                   "present": result.referenced + len(result.after_point),
+                   "after_point": len(result.after_point), "filled": len(result.filled),
+                   "missing": len(result.missing), "outside": len(result.outside)},
+    }
+
+
+def _save_group(repo: Repository, options: GroupBackupOptions, host: str, started: Any,
+                files: Snapshot, result: Reconciled, point: DatabasePoint,
+                record: dict[str, Any], progress: Progress) -> Snapshot:
+    tree = graft(repo, files.tree, result.additions)
+    nodes = [
+        Node(name=FILES, type="dir", mode=DIR_MODE, subtree=tree),
+        list_node(repo, "references", sorted(r.path for r in point.references), progress),
+        list_node(repo, "after-point", result.after_point, progress),
+        list_node(repo, "filled", result.filled, progress),
+        list_node(repo, "missing", result.missing + result.outside, progress),
+    ]
+    root = save_tree(repo, sorted(nodes, key=lambda n: n.name))
+    repo.flush()
+    snapshot = Snapshot(
+        time=started, tree=root, paths=[f"/group/{options.name}"], hostname=host,
+        tags=[GROUP_TAG, f"group={options.name}", *options.tags],
+        program_version=f"medark {__version__}", source=record)
+    snapshot.summary = {"source": "group", **record["counts"]}
+    save_snapshot(repo, snapshot)
+    return snapshot

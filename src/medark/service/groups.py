@@ -1,0 +1,118 @@
+"""Consistency groups as the CLI uses them (docs/pacs.md): a plan's group from the
+configuration, the group point a restore wants, and the restore of both stores to it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from medark.config.groups import groups_of
+from medark.config.plans import MedarkConfig, Source
+from medark.engine.group_backup import group_snapshots
+from medark.engine.group_tree import files_tree
+from medark.engine.pg_window import Target
+from medark.engine.restore import RestoreOptions, restore
+from medark.errors import ObjectNotFound, TargetOutOfRange, UsageError
+from medark.repo.repository import Repository
+from medark.service import pg
+from medark.snapshot.model import Snapshot
+from medark.snapshot.store import all_snapshots, find_snapshot
+from medark.sources.postgres.wal import parse_lsn
+from medark.util import clock
+from medark.util.progress import Progress
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    plan: str
+    system: str
+    name: str
+    database: Source
+    files: Source
+
+    @property
+    def root(self) -> str:
+        return self.files.paths[0]
+
+
+def plan_group(config: MedarkConfig, plan: str, name: str | None) -> PlanGroup:
+    """The plan's group `name` (or its only group)."""
+    if plan not in config.plans:
+        raise UsageError(f"no plan named {plan!r} (defined: {', '.join(sorted(config.plans))})")
+    system = config.plans[plan].system
+    sources = config.systems[system].sources
+    groups = groups_of(sources)
+    if not groups:
+        raise UsageError(f"system {system!r} of plan {plan!r} has no consistency group "
+                         "(set group = \"NAME\" on its database and files sources)")
+    if name is None and len(groups) > 1:
+        raise UsageError(f"system {system!r} has several groups "
+                         f"({', '.join(g.name for g in groups)}): choose one with --group")
+    chosen = next((g for g in groups if name is None or g.name == name), None)
+    if chosen is None:
+        raise UsageError(f"system {system!r} has no group {name!r} (groups: "
+                         f"{', '.join(g.name for g in groups)})")
+    return PlanGroup(plan, system, chosen.name, sources[chosen.database],
+                     sources[chosen.files])
+
+
+def choose_point(repo: Repository, ref: str | None, name: str | None,
+                 time: datetime | None) -> Snapshot:
+    """A group snapshot by id (or `latest`), else the newest point of group `name` at or
+    before `time` (the newest without a time)."""
+    if ref is not None and ref != "latest":
+        snap = find_snapshot(repo, ref)
+        if snap.source.get("kind") != "group":
+            raise UsageError(f"snapshot {snap.short_id} is not a consistency group's point "
+                             "(`medark snapshots --tag group` lists them)")
+        return snap
+    points = group_snapshots(all_snapshots(repo), name)
+    if not points:
+        raise ObjectNotFound(f"no point of group {name!r} in the repository (take one with "
+                             "`medark group backup`)" if name else
+                             "no consistency group's point in the repository")
+    if time is not None:
+        oldest = min(point_time(p) for p in points)
+        points = [p for p in points if point_time(p) <= time]
+        if not points:
+            raise TargetOutOfRange(f"no point of the group at or before "
+                                   f"{clock.format_time(time)}: the oldest is at "
+                                   f"{clock.format_time(oldest)}")
+    return max(points, key=point_time)
+
+
+def point_time(snap: Snapshot) -> datetime:
+    return clock.parse_time(str(snap.source["database"]["time"]))
+
+
+@dataclass
+class GroupRestoreRequest:
+    database: pg.RestoreRequest
+    files_target: str
+    workers: int = 0
+
+
+def restore_group(repo: Repository, point: Snapshot, request: GroupRestoreRequest,
+                  progress: Progress) -> dict[str, Any]:
+    """The database to the point's LSN (never later than the files), then the files as
+    the point holds them (the scan with the filled files)."""
+    record = point.source
+    database = record["database"]
+    lsn = parse_lsn(str(database["lsn"]))
+    request.database.target = Target("lsn", lsn=lsn)
+    request.database.system_id = str(database["system_id"])
+    chosen, _system = pg.plan_restore(repo, request.database)
+    db = pg.run_restore(repo, request.database, chosen)
+    files = Snapshot(time=point.time, tree=files_tree(repo, point.tree),
+                     paths=[str(record["root"])], hostname=point.hostname, id=point.id)
+    target = os.path.abspath(request.files_target)
+    summary = restore(repo, files, RestoreOptions(target=target, workers=request.workers),
+                      progress)
+    return {"message_type": "group_restore", "group": record["group"],
+            "snapshot_id": point.id, "point": {"lsn": database["lsn"],
+                                               "time": database["time"]},
+            "database": db, "files": summary.public(), "counts": record["counts"],
+            "files_root": os.path.join(target, str(record["root"]).lstrip("/")),
+            "_summary": summary}

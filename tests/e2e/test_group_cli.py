@@ -1,0 +1,286 @@
+"""PACS consistency groups end to end (docs/pacs.md): a real Orthanc whose index is in a
+throwaway PostgreSQL cluster archiving through `medark pg wal-push`; `group backup` while
+studies keep arriving; `group restore` of both stores to the point; the restored index
+(a restored server, queried) names no missing file, and files written after the point
+are kept and marked; a file gone from the storage is filled from the previous point or
+reported (exit 35)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from dicom_samples import encode, new_study, sample_instances
+from orthanc_server import OrthancServer, can_run_orthanc
+from pg_server import (
+    PgServer,
+    archive_command,
+    as_pg,
+    can_run_servers,
+    chown_pg,
+    free_port,
+    make_base,
+    medark_for_postgres,
+    pg_bin,
+)
+
+REASON = can_run_servers() or can_run_orthanc("postgresql")
+pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+
+
+class ClusterOrthanc(OrthancServer):
+    """Orthanc with its PostgreSQL index in the test's own (archiving) cluster."""
+
+    port: int = 0
+
+    def config(self) -> dict[str, Any]:
+        conf = super().config()
+        conf["PostgreSQL"]["Port"] = self.port
+        return conf
+
+
+@dataclass
+class World:
+    server: PgServer
+    pacs: ClusterOrthanc
+    base: Path
+    repo: Path
+    medark: str
+    password_file: Path
+    cache: Path
+    config: Path
+    env: dict[str, str]
+
+    @property
+    def index_dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.server.port} user=postgres dbname=orthanc"
+
+    def as_postgres(self, *args: str) -> Result:
+        """medark as the postgres OS user, which owns the repository (archive_command)."""
+        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
+                str(self.password_file), "--cache-dir", str(self.cache), *args]
+        done = as_pg(argv, env=self.env, timeout=600)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def as_root(self, *args: str) -> Result:
+        env = dict(self.env, MEDARK_PASSWORD=PASSWORD, HOME=str(self.base / "roothome"),
+                   MEDARK_CACHE_DIR=str(self.base / "rootcache"))
+        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=env,
+                              capture_output=True, text=True, check=False, timeout=600)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def stored(self) -> set[str]:
+        root = self.pacs.storage_dir
+        return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+CONFIG = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "postgres"
+dsn = "{dsn}"
+group = "pacs"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{storage}"]
+group = "pacs"
+pacs = "orthanc"
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "0 2 * * *"
+rpo = "1d"
+rto = "4h"
+retention = {{ daily = 7 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    base = make_base()
+    server: PgServer | None = None
+    pacs: ClusterOrthanc | None = None
+    try:
+        medark = medark_for_postgres(base)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+        env.update(TEST_KDF)
+        password_file = base / "repo-password"
+        password_file.write_text(PASSWORD + "\n")
+        password_file.chmod(0o600)
+        repo, cache = base / "repo", base / "pgcache"
+        for owned in (repo, cache, password_file):
+            if owned != password_file:
+                owned.mkdir()
+            chown_pg(owned)
+        bin_dir = pg_bin()
+        assert bin_dir is not None
+        server = PgServer(base, free_port(), bin_dir, settings={
+            "archive_mode": "on", "archive_timeout": "0",
+            "archive_command": "'" + archive_command(medark, repo, password_file, cache)
+            .replace("'", "''") + "'"})
+        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
+                      str(password_file), "init"], env=env, cwd=str(base))
+        assert done.returncode == 0, done.stderr
+        server.init()
+        server.start()
+        server.sql("CREATE DATABASE orthanc")
+        pacs_base = base / "orthanc"
+        pacs_base.mkdir()
+        pacs = ClusterOrthanc(pacs_base, index="postgresql", pg_database="orthanc")
+        pacs.port = server.port
+        pacs.start()
+        config = base / "medark.toml"
+        config.write_text(CONFIG.format(repo=repo, storage=pacs.storage_dir,
+                                        dsn=f"host=127.0.0.1 port={server.port} "
+                                            "user=postgres dbname=orthanc"))
+        config.chmod(0o644)
+        yield World(server, pacs, base, repo, medark, password_file, cache, config, env)
+    finally:
+        if pacs is not None:
+            pacs.stop()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def index_paths(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT uuid FROM attachedfiles").fetchall()
+    return {f"{u[0:2]}/{u[2:4]}/{u}" for (u,) in rows}
+
+
+def test_group_point_restores_index_and_files_that_agree(world: World) -> None:
+    pacs = world.pacs
+    pacs.upload_many(encode(i) for i in sample_instances()[:8])
+    # an orphan in the storage: present, never referenced (kept, marked after the point)
+    orphan = pacs.storage_dir / "zz" / "zz" / f"zzzz{uuid.uuid4()}"[:36]
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"not in the index")
+    stop = threading.Event()
+    arrived: list[str] = []
+
+    def keep_uploading() -> None:
+        n = 40
+        while not stop.is_set():
+            for instance in new_study(n, count=2):
+                pacs.upload(encode(instance))
+                arrived.append(instance.sop_uid)
+            n += 1
+
+    loader = threading.Thread(target=keep_uploading, name="uploads")
+    loader.start()
+    try:
+        first = world.as_postgres("--json", "group", "backup", "pacs", "--config",
+                                  str(world.config))
+    finally:
+        stop.set()
+        loader.join()
+    assert first.returncode == 0, first.stderr
+    doc = first.json()
+    counts = doc["counts"]
+    assert counts["missing"] == 0 and counts["filled"] == 0
+    assert counts["referenced"] == counts["references"] >= 8
+    relative_orphan = str(orphan.relative_to(pacs.storage_dir))
+    assert relative_orphan in doc["after_point"]
+    assert doc["database"]["base_backup"], "a base backup was taken before the point"
+    assert arrived, "studies kept arriving during the backup"
+
+    # both stores destroyed: restore the group's point into new places
+    files_target = world.base / "restored-files"
+    data_dir = world.base / "restored-db"
+    port = free_port()
+    restored = world.as_root(
+        "--json", "group", "restore", doc["snapshot_id"], "--target-dir", str(data_dir),
+        "--files-target", str(files_target), "--start", "--port", str(port),
+        "--archive-mode-off", "--medark-command", world.medark, "--password-file",
+        str(world.password_file), "--timeout", "300")
+    assert restored.returncode == 0, restored.stderr
+    result = restored.json()
+    assert result["point"]["lsn"] == doc["database"]["lsn"]
+    root = Path(result["files_root"])
+    try:
+        dsn = f"host=127.0.0.1 port={port} user=postgres dbname=orthanc"
+        in_index = index_paths(dsn)
+        on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+        assert in_index, "the restored index holds the point's instances"
+        assert in_index <= on_disk, f"rows without files: {sorted(in_index - on_disk)}"
+        unreferenced = on_disk - in_index
+        assert relative_orphan in unreferenced
+        assert unreferenced <= set(doc["after_point"]), "every file beyond the index is marked"
+        for rel in sorted(in_index)[:20]:  # byte-identical to what the PACS stored
+            source = pacs.storage_dir / rel
+            assert (root / rel).read_bytes() == source.read_bytes()
+        check = world.as_root("--json", "group", "check", doc["snapshot_id"], "--dsn", dsn,
+                              "--files-root", str(root))
+        assert check.returncode == 0, check.stderr
+        report = check.json()
+        assert report["rows_without_files"] == []
+        assert relative_orphan in report["files_without_rows"]
+    finally:
+        world.server.stop(data_dir)
+
+    point = world.as_root("--json", "group", "check", doc["snapshot_id"])
+    assert point.returncode == 0, point.stderr
+    assert point.json()["rows_without_files"] == []
+
+    early = world.as_root("group", "restore", "--time", "2000-01-01T00:00:00Z",
+                          "--target-dir", str(world.base / "x"), "--files-target",
+                          str(world.base / "y"))
+    assert early.returncode == 24, early.stderr
+    assert "no point of the group at or before" in early.stderr
+
+
+def test_a_file_gone_during_the_scan_is_filled_or_reported(world: World) -> None:
+    pacs = world.pacs
+    before = world.as_postgres("--json", "group", "backup", "pacs", "--config",
+                               str(world.config))
+    assert before.returncode == 0, before.stderr
+    referenced = sorted(index_paths(world.index_dsn))
+    gone = pacs.storage_dir / referenced[0]
+    kept_bytes = gone.read_bytes()
+    gone.unlink()  # as if deleted during the scan: the index still names it
+    fresh = new_study(9000, count=1)[0]  # past the loader's studies
+    pacs.upload(encode(fresh))
+    new_path = sorted(index_paths(world.index_dsn) - set(referenced))[0]
+    (pacs.storage_dir / new_path).unlink()  # never backed up before: cannot be filled
+
+    after = world.as_postgres("--json", "group", "backup", "pacs", "--config",
+                              str(world.config))
+    assert after.returncode == 35, after.stderr
+    doc = after.json()
+    assert doc["filled"] == [referenced[0]]
+    assert doc["missing"] == [new_path]
+    assert doc["counts"]["filled"] == 1 and doc["counts"]["missing"] == 1
+
+    check = world.as_root("--json", "group", "check", doc["snapshot_id"])
+    assert check.returncode == 35
+    assert check.json()["rows_without_files"] == [new_path]
+    files = world.base / "filled-files"
+    data_dir = world.base / "filled-db"
+    done = world.as_root("--json", "group", "restore", doc["snapshot_id"], "--target-dir",
+                         str(data_dir), "--files-target", str(files), "--password-file",
+                         str(world.password_file), "--medark-command", world.medark)
+    assert done.returncode == 0, done.stderr
+    filled = Path(done.json()["files_root"]) / referenced[0]
+    assert filled.read_bytes() == kept_bytes
