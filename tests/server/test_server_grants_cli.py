@@ -137,7 +137,20 @@ def _listing(user: User, system: str = "pacs", institution: str = B) -> Any:
     return user.call("GET", f"/api/institutions/{institution}/systems/{system}/snapshots")
 
 
-def test_a_grant_is_requested_approved_used_expired_then_refused(world: World) -> None:
+@pytest.fixture(scope="module")
+def unused_grant(world: World) -> int:
+    """An approved grant of a few seconds nobody uses (a-viewer's, for B's lis): asked
+    for by the first test too, so that its expiry by the server scheduler (up to
+    EXPIRE_EVERY, 10 s, after its end) comes while that test waits for its own."""
+    gid = int(_request(world.users["a-viewer"], "short look", {"systems": ["lis"]},
+                       seconds=4).json()["grant"]["id"])
+    assert world.users["b-sec"].call("POST", f"/api/grants/{gid}/approve").status_code in (
+        200, 409)  # 409: a loaded machine let the window pass first; it expires the same
+    return gid
+
+
+def test_a_grant_is_requested_approved_used_expired_then_refused(world: World,
+                                                                unused_grant: int) -> None:
     a_op, b_sec = world.users["a-op"], world.users["b-sec"]
     before = _listing(a_op)
     assert before.status_code == 403 and code_of(before) == "grant_required"
@@ -208,13 +221,11 @@ def test_a_grant_is_requested_approved_used_expired_then_refused(world: World) -
     assert [(r["result"], r["detail"]["grant"]) for r in reads] == [("ok", gid)]
 
 
-def test_the_server_scheduler_records_an_expiry_once(world: World) -> None:
+def test_the_server_scheduler_records_an_expiry_once(world: World, unused_grant: int
+                                                     ) -> None:
     """An approved grant nobody uses: the periodic task grants.expire appends its
     grant.expire (from the source "scheduler"), once, even when a read looks again."""
-    a_viewer = world.users["a-viewer"]
-    gid = _request(a_viewer, "short look", seconds=4).json()["grant"]["id"]
-    assert world.users["b-sec"].call("POST", f"/api/grants/{gid}/approve").status_code in (
-        200, 409)  # 409: a loaded machine let the window pass first; it expires the same
+    a_viewer, gid = world.users["a-viewer"], unused_grant
 
     def expiries() -> list[dict[str, Any]]:
         return [r for r in audit_records(world.site.catalog) if r["action"] == "grant.expire"
@@ -227,7 +238,7 @@ def test_the_server_scheduler_records_an_expiry_once(world: World) -> None:
     assert [(r["actor"], r["source"], r["institution"]) for r in found] == [
         ("server", "scheduler", B)], found
     assert found[0]["detail"]["purpose"] == "short look"
-    refused = _listing(a_viewer)
+    refused = _listing(a_viewer, "lis")
     assert refused.status_code == 403 and code_of(refused) == "grant_required"
     assert len(expiries()) == 1
 
