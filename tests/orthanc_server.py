@@ -13,6 +13,8 @@ one only when asked (`check_called_aet`), for the association-rejected tests.
         pacs.study_uids()                   # StudyInstanceUIDs it holds
         pacs.sop_instance_uids()            # SOPInstanceUIDs it holds
         pacs.instance_file(sop_uid)         # the stored file's bytes
+        pacs.peer                           # "ORTHANC@127.0.0.1:<dicom port>"
+    data_set(part10_bytes)                  # the bytes after the file meta, to compare
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import uuid
@@ -35,6 +38,17 @@ from pg_server import free_port, wait_for
 ORTHANC = "/usr/sbin/Orthanc"
 PG_INDEX_PLUGIN = "/usr/lib/orthanc/libOrthancPostgreSQLIndex.so.4.0"
 PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def data_set(part10: bytes) -> bytes:
+    """A Part-10 file's data set, after its file meta group: what to compare with the
+    original after a C-STORE, since the receiving PACS writes its own file meta."""
+    if part10[128:132] != b"DICM":
+        raise ValueError("not a DICOM Part-10 file")
+    tag, vr, _length, meta_length = struct.unpack("<I2sHI", part10[132:144])
+    if (tag, vr) != (0x00000002, b"UL"):
+        raise ValueError("the file meta group does not start with its group length")
+    return part10[144 + meta_length:]
 
 
 def can_run_orthanc(index: str = "sqlite") -> str | None:

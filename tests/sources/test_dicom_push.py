@@ -5,7 +5,6 @@ cannot be reached or refuses the association is one clear line."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from dicom_samples import (
     sample_instances,
     write_sample_tree,
 )
-from orthanc_server import OrthancServer, can_run_orthanc, running_orthanc
+from orthanc_server import OrthancServer, can_run_orthanc, data_set, running_orthanc
 from pg_server import free_port
 
 from medark.errors import PacsUnavailable, UsageError
@@ -39,14 +38,6 @@ function ReceivedInstanceFilter(dicom, origin, info)
 end
 """
 FAST = Timeouts(connect=5, acse=10, dimse=30, network=30)
-
-
-def data_set(part10: bytes) -> bytes:
-    """A Part-10 file's data set, after its file meta group (which a receiver rebuilds)."""
-    assert part10[128:132] == b"DICM"
-    tag, vr, _length, meta_length = struct.unpack("<I2sHI", part10[132:144])
-    assert tag == 0x00000002 and vr == b"UL"
-    return part10[144 + meta_length:]
 
 
 @pytest.fixture(scope="module")
