@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -383,18 +384,30 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
                "postgres"]
     subprocess.run([*pgbench, "-i", "-s", "2", "-q", "postgres"], check=True,
                    capture_output=True)
-    load = subprocess.Popen([*pgbench, "-c", "2", "-T", "20", "postgres"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The load runs until stopped (SIGINT) after the target, not for a fixed time that
+    # must outlast a loaded machine's backup: it is still running at the target.
+    load = subprocess.Popen([*pgbench, "-c", "2", "-T", "600", "postgres"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)
+        wait_for(lambda: load.poll() is not None or int(
+            sql("SELECT count(*) FROM pgbench_history")) > 0, 60, "the load to commit")
         c.medark_as_pg("pg", "backup", "--dsn", c.server.dsn)  # under load, while streaming
         sql("CREATE TABLE marker (at timestamptz)")
         sql("INSERT INTO marker VALUES (now())")
         time.sleep(1.1)
         target = datetime.now(UTC)
         time.sleep(1.1)
+        assert load.poll() is None, load.communicate()[1]  # the load ran past the target
+        load.send_signal(signal.SIGINT)
         _, load_err = load.communicate(timeout=120)
-        assert load.returncode == 0, load_err
+        assert load.returncode == -signal.SIGINT, load_err
+        assert "abort" not in load_err and "error" not in load_err.lower(), load_err
+        # a commit the client sent before it stopped ends with its session
+        wait_for(lambda: sql("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE application_name = 'pgbench'") == "0", 60,
+                 "pgbench's sessions to end")
+        after_target = f"SELECT count(*) FROM pgbench_history WHERE mtime > '{target.isoformat()}'"
+        assert int(sql(after_target)) > 0  # load the restore to T must leave out
         stopped = datetime.now(UTC)  # before the last commit (see the test above)
         sql("INSERT INTO marker VALUES (now())")  # after T: must not come back with T
         expected = sql("SELECT (SELECT count(*) FROM pgbench_history), "
@@ -414,9 +427,7 @@ def test_under_pgbench_load_pitr_and_latest_are_exact(streamed_cluster: Cluster)
     port, _ = _start_restored(c, pitr, "--time", target.isoformat())
     try:
         assert sql("SELECT count(*) FROM marker", port=port) == "1"
-        after = sql(f"SELECT count(*) FROM pgbench_history WHERE mtime > '{target.isoformat()}'",
-                    port=port)
-        assert after == "0"
+        assert sql(after_target, port=port) == "0"
         assert int(sql("SELECT count(*) FROM pgbench_history", port=port)) > 0
         _amcheck(c, port)
     finally:
