@@ -9,6 +9,8 @@ import ipaddress
 import json
 import ssl
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,7 @@ from server_site import (
     LOCKOUT_AFTER,
     LOCKOUT_SECONDS,
     Site,
+    User,
     audit_records,
     code_of,
     first_login,
@@ -35,7 +38,7 @@ from sqlalchemy import select
 
 from medark.catalog.store import Catalog
 from medark.server.db import transaction
-from medark.server.tables import User
+from medark.server.tables import User as UserRow
 
 site = site_fixture()
 
@@ -46,6 +49,35 @@ def _new_user(site: Site, name: str, roles: list[str]) -> str:
         "name": name, "institution": "center", "roles": roles})
     assert made.status_code == 201, made.text
     return str(made.json()["one_time_password"])
+
+
+@dataclass
+class IdleSession:
+    user: User
+    used_at: float
+    """time.monotonic() of its last request."""
+
+
+IDLE_TIMEOUT = 5
+"""Long enough that a loaded machine's slow sign-in steps (argon2 on 2 busy cores:
+seconds) do not outlast it between two requests."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def idle_session(site: Site) -> Iterator[IdleSession]:
+    """A viewer signed in on a server of its own with a short idle timeout, then left
+    idle: set up before the module's first test (autouse), so that the wait for its
+    timeout passes while the other tests run; test_idle_sessions_end, the last, ends it."""
+    one_time = _new_user(site, "idle-viewer", ["viewer"])
+    short = start(site.env, site.catalog, "--idle-timeout", str(IDLE_TIMEOUT))
+    try:
+        user = first_login(short, "idle-viewer", one_time)
+        assert user.call("GET", "/api/me").status_code == 200
+        time.sleep(IDLE_TIMEOUT / 2)
+        assert user.call("GET", "/api/me").status_code == 200  # use keeps it alive
+        yield IdleSession(user, time.monotonic())
+    finally:
+        short.stop()
 
 
 def test_init_once_then_the_first_login_forces_a_password_change(site: Site) -> None:
@@ -141,25 +173,6 @@ def test_lockout_after_failures_then_unlock_after_the_window(site: Site) -> None
     assert logins == [("login", "failed")] * LOCKOUT_AFTER + [
         ("lockout", "ok"), ("login", "denied"), ("login", "ok")], logins
     assert all(r["source"] == "127.0.0.1" for r in records if r["action"] == "login")
-
-
-def test_idle_sessions_end(site: Site) -> None:
-    one_time = _new_user(site, "idle-viewer", ["viewer"])
-    # long enough that a loaded machine's slow sign-in steps (argon2 on 2 busy cores:
-    # seconds) do not outlast it between two requests
-    short = start(site.env, site.catalog, "--idle-timeout", "5")
-    try:
-        user = first_login(short, "idle-viewer", one_time)
-        assert user.call("GET", "/api/me").status_code == 200
-        time.sleep(2.5)
-        assert user.call("GET", "/api/me").status_code == 200  # use keeps it alive
-        time.sleep(6.5)
-        expired = user.call("GET", "/api/me")
-        assert expired.status_code == 401 and code_of(expired) == "session_expired"
-        gone = user.call("GET", "/api/me")
-        assert gone.status_code == 401 and code_of(gone) == "not_authenticated"
-    finally:
-        short.stop()
 
 
 def test_unsafe_methods_need_the_csrf_header(site: Site) -> None:
@@ -294,8 +307,8 @@ def test_no_secret_in_the_audit_trail_or_the_server_log(site: Site) -> None:
     catalog = Catalog(site.catalog)
     try:
         with transaction(catalog) as session:
-            stored = session.scalars(select(User.totp_secret).where(
-                User.name == "secadmin")).one()
+            stored = session.scalars(select(UserRow.totp_secret).where(
+                UserRow.name == "secadmin")).one()
     finally:
         catalog.close()
     assert stored and len(stored) == 64 and admin.totp.secret not in stored
@@ -307,3 +320,13 @@ def test_no_secret_in_the_audit_trail_or_the_server_log(site: Site) -> None:
                and r["target"] == "secret-check"]
     assert created and created[0]["actor"] == "secadmin"
     assert created[0]["detail"] == {"roles": ["operator"]}
+
+
+def test_idle_sessions_end(idle_session: IdleSession) -> None:
+    """Last in the module: its session has been idle while the other tests ran."""
+    time.sleep(max(0.0, idle_session.used_at + IDLE_TIMEOUT + 1.5 - time.monotonic()))
+    user = idle_session.user
+    expired = user.call("GET", "/api/me")
+    assert expired.status_code == 401 and code_of(expired) == "session_expired"
+    gone = user.call("GET", "/api/me")
+    assert gone.status_code == 401 and code_of(gone) == "not_authenticated"
