@@ -197,3 +197,14 @@ def test_a_file_that_is_not_dicom_is_refused_before_sending(tree: SampleTree) ->
         outgoing_file(tree.root / tree.not_dicom[0])
     with pytest.raises(UsageError, match="not a DICOM Part-10 file"):
         outgoing_file(Path(tree.root / "missing.dcm"))
+
+
+def test_a_peer_that_accepts_no_context_is_one_clear_line(pacs: OrthancServer) -> None:
+    instance = replace(sample_instances()[0], sop_class="1.2.826.0.1.3680043.8.498.7.99.2")
+    item = Outgoing("unknown.dcm", instance.sop_class, instance.sop_uid,
+                    instance.transfer_syntax, lambda: encode(instance))
+    with pytest.raises(PacsUnavailable) as caught:
+        push([item], PacsAddress.parse(pacs.peer), timeouts=FAST)
+    message = str(caught.value)
+    assert "accepted none of the 1 presentation context(s)" in message
+    assert instance.sop_class in message and "\n" not in message

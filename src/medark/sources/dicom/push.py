@@ -240,9 +240,15 @@ def _associate(peer: PacsAddress, calling_aet: str, contexts: list[tuple[str, st
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
         reason = rj.reason_str if rj is not None else "no reason given"
-        kind = rj.result_str.lower() if rj is not None else "rejected"
-        return (f"association {kind} ({reason}); check the called AE title {peer.aet!r} "
-                f"and that the PACS accepts calling AE title {calling_aet!r}")
+        kind = rj.result_str.lower().removeprefix("rejected").strip() if rj else ""
+        return (f"association rejected{f' ({kind})' if kind else ''}: {reason}; check "
+                f"the called AE title {peer.aet!r} and that the PACS accepts calling AE "
+                f"title {calling_aet!r}")
+    if assoc.rejected_contexts and not assoc.accepted_contexts:
+        refused = sorted({str(c.abstract_syntax) for c in assoc.rejected_contexts})
+        return (f"the PACS accepted none of the {len(contexts)} presentation context(s) "
+                f"proposed (SOP classes {', '.join(refused[:5])}"
+                f"{', …' if len(refused) > 5 else ''} in their stored transfer syntaxes)")
     return ("the peer aborted the association request or did not answer within "
             f"{timeouts.acse:g} s")
 
