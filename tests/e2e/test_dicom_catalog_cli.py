@@ -78,7 +78,9 @@ def _find(world: World, *args: str) -> dict[str, Any]:
 def test_backups_parse_only_new_and_changed_headers(world: World) -> None:
     first, second = world.first["dicom"], world.second["dicom"]
     assert first == {"instances": 14, "malformed": 1, "parsed": 15, "carried": 0,
-                     "studies": 5, "catalog_bytes": first["catalog_bytes"]}
+                     "studies": 5, "catalog_bytes": first["catalog_bytes"],
+                     "catalog_stored": first["catalog_stored"]}
+    assert 0 < first["catalog_stored"] < first["catalog_bytes"]
     assert second["parsed"] == 3  # the corrected instance and the new study's two
     assert second["carried"] == 14  # the 13 others and the malformed file
     assert (second["instances"], second["malformed"], second["studies"]) == (16, 1, 6)
@@ -150,7 +152,7 @@ def test_a_record_that_disagrees_with_its_file_fails_verify(world: World,
         bad = records[3]
         records[3] = InstanceRecord(**{**{f: getattr(bad, f) for f in bad.__slots__},
                                        "sop_uid": "1.2.3.4"})
-        new_tree, _size = save_catalog(repo, repo.config.chunker, records)
+        new_tree, _size, _stored = save_catalog(repo, repo.config.chunker, records)
         repo.flush()
         snap.dicom_catalog = dict(snap.dicom_catalog, tree=new_tree.hex())
         snap.id = ""

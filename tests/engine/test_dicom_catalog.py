@@ -65,18 +65,19 @@ def test_a_damaged_catalog_is_reported(raw: bytes) -> None:
 
 def test_an_unchanged_catalog_is_stored_once(repo: Repository) -> None:
     records = [rec(n, s) for s in range(20) for n in range(50)]
-    tree, size = save_catalog(repo, repo.config.chunker, records)
+    tree, size, stored = save_catalog(repo, repo.config.chunker, records)
     repo.flush()
     added = repo.stats.plain_added
-    again, _ = save_catalog(repo, repo.config.chunker, list(reversed(records)))
+    again, _, stored_again = save_catalog(repo, repo.config.chunker, list(reversed(records)))
     repo.flush()
     assert again == tree and repo.stats.plain_added == added
+    assert stored > 0 and stored_again == 0
     assert load_records(repo, tree) == sorted(records, key=lambda r: r.path)
     assert size == len(encode_records(records))
 
 
 def _snapshot(repo: Repository, records: list[InstanceRecord], n: int) -> Snapshot:
-    tree, _size = save_catalog(repo, repo.config.chunker, records)
+    tree, _size, _stored = save_catalog(repo, repo.config.chunker, records)
     snap = Snapshot(time=datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=n),
                     tree=save_tree(repo, []), paths=["/pacs"], hostname="pacs1",
                     dicom_catalog={"version": 1, "instances": len(records),

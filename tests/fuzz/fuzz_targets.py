@@ -33,6 +33,7 @@ from types import FrameType
 import zstandard
 
 from medark.config.loader import load_config
+from medark.engine.dicom_catalog import decode_records
 from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord
 from medark.engine.mysql_binlog import record_name as binlog_record_name
 from medark.engine.pg_restore import restore_base
@@ -49,6 +50,8 @@ from medark.repo.keys import key_info, open_key_file, verify_key_file
 from medark.repo.locks import LOCKS_PREFIX, LockManager, survey_locks
 from medark.repo.pack import TRAILER, parse_header
 from medark.snapshot.model import Snapshot, decode_tree
+from medark.sources.dicom.header import Malformed
+from medark.sources.dicom.header import parse_header as parse_dicom_header
 from medark.sources.mysql.binlog import (
     parse_binlog_info,
     parse_dump_coordinates,
@@ -491,3 +494,18 @@ def plan_config(data: bytes) -> None:
         load_config(Path(path))
     finally:
         os.unlink(path)
+
+
+@target
+def dicom_header(data: bytes) -> None:
+    """A DICOM file's start as the backup hands it to the catalog: the fields, or
+    Malformed (which the catalog records for the file), nothing else."""
+    with contextlib.suppress(Malformed):
+        _typed(parse_dicom_header(data))
+
+
+@target
+def dicom_catalog(data: bytes) -> None:
+    """A DICOM catalog's plaintext (JSON lines) after its chunks are joined."""
+    for record in decode_records(data):
+        _typed(record)

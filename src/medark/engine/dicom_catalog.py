@@ -23,8 +23,8 @@ from medark.errors import ObjectNotFound, RepositoryCorrupt
 from medark.repo.chunker import Chunker, ChunkerParams
 from medark.repo.pack import BlobType
 from medark.repo.repository import SaveResult
-from medark.snapshot.model import Node, Snapshot
-from medark.snapshot.store import load_tree, save_tree
+from medark.snapshot.model import Node, Snapshot, encode_tree
+from medark.snapshot.store import load_tree
 from medark.sources.dicom import MAGIC_OFFSET, is_dicom
 from medark.util.jsondoc import MALFORMED
 
@@ -112,12 +112,15 @@ def decode_records(raw: bytes) -> list[InstanceRecord]:
 
 
 def save_catalog(repo: CatalogRepo, chunker: ChunkerParams,
-                 records: Iterable[InstanceRecord]) -> tuple[bytes, int]:
-    """(tree id, plaintext size) of the stored catalog."""
+                 records: Iterable[InstanceRecord]) -> tuple[bytes, int, int]:
+    """(tree id, plaintext size, bytes added to the repository) of the stored catalog:
+    0 added when the same catalog is already stored."""
     data = encode_records(records)
-    ids = [repo.save_blob(BlobType.DATA, chunk).id for chunk in Chunker(chunker).cut(data)]
-    node = Node(name=NODE_NAME, type="file", mode=0o100600, size=len(data), content=ids)
-    return save_tree(repo, [node]), len(data)
+    saved = [repo.save_blob(BlobType.DATA, chunk) for chunk in Chunker(chunker).cut(data)]
+    node = Node(name=NODE_NAME, type="file", mode=0o100600, size=len(data),
+                content=[r.id for r in saved])
+    tree = repo.save_blob(BlobType.TREE, encode_tree([node]))
+    return tree.id, len(data), sum(r.stored for r in saved) + tree.stored
 
 
 def load_records(repo: CatalogRepo, tree_id: bytes) -> list[InstanceRecord]:
@@ -205,9 +208,9 @@ class CatalogBuilder:
         self.malformed_paths = sorted(r.path for r in self._parsed if r.malformed)
         doc: dict[str, Any] = {"version": VERSION, "instances": len(records) - len(malformed),
                                "malformed": len(malformed)}
-        size = 0
+        size = stored = 0
         if records:
-            tree, size = save_catalog(self.repo, self.chunker, records)
+            tree, size, stored = save_catalog(self.repo, self.chunker, records)
             self._flush()
             doc["tree"] = tree.hex()
         snapshot.dicom_catalog = doc
@@ -215,7 +218,7 @@ class CatalogBuilder:
             "instances": doc["instances"], "malformed": doc["malformed"],
             "parsed": len(self._parsed), "carried": len(carried),
             "studies": len({r.study_uid for r in records if not r.malformed}),
-            "catalog_bytes": size,
+            "catalog_bytes": size, "catalog_stored": stored,
         }
 
     def _carried(self) -> list[InstanceRecord]:
