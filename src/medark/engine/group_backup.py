@@ -98,7 +98,7 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
         progress.warn(f"pg_switch_wal() failed ({point.switch_error}): waiting for the "
                       "segment of the point to fill or to be streamed")
     _wait_for_point(repo, identity.system_id, identity.timeline, identity.segment_size,
-                    point.lsn, options.archive_timeout, progress)
+                    point.lsn, point.past, options.archive_timeout, progress)
     previous = group_snapshots(all_snapshots(repo), options.name)
     files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"],
                                        host=host), progress).run()
@@ -119,12 +119,10 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
 
 
 def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, lsn: int,
-                    timeout: float, progress: Progress) -> None:
-    """The segment holding the last byte before `lsn` is archived whole, or streamed at
-    least up to `lsn`."""
-    if lsn == 0:
-        return
-    segno = segment_of(lsn - 1, size)
+                    past: int, timeout: float, progress: Progress) -> None:
+    """The WAL up to `past` (beyond the point: recovery must read the record after it)
+    is archived: its segment whole, or streamed at least that far."""
+    segno = segment_of(past - 1, size)
     name = segment_name(timeline, segno, size)
     archive = WalArchive(repo, system_id)
     deadline = clock.monotonic() + timeout
@@ -135,7 +133,7 @@ def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, 
             if not record.name.endswith(".partial"):
                 return
             valid = int(record.extra.get("valid_bytes", 0))
-            if segno * size + valid >= lsn:
+            if segno * size + valid >= past:
                 return
         if not told:
             progress.warn(f"waiting up to {timeout:g} s for WAL segment {name} (the group's "

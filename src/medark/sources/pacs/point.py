@@ -22,6 +22,9 @@ class DatabasePoint:
     time: datetime
     """The server's clock at that moment."""
     references: list[Reference]
+    past: int
+    """A WAL position past the point that the archive must hold: recovery stops at the
+    first record at or after the point, so that record must be readable."""
     switched: bool
     """pg_switch_wal() closed the segment holding the point (so archive_command sends it
     now, not when the segment fills)."""
@@ -56,9 +59,15 @@ def take_point(dsn: Dsn, kind: str, root: str, query: str | None) -> DatabasePoi
         except psycopg.Error as exc:
             raise SourceError(f"{dsn.safe()}: reading the PACS index failed: "
                               f"{str(exc).splitlines()[0]}") from None
-        switched, error = True, ""
+        # Recovery to an LSN stops at the first record starting at or after it, so one
+        # must follow the point in the archive: a logical message (harmless to every
+        # reader), then a switch so archive_command sends its segment now.
+        past, switched, error = lsn + 1, True, ""
         try:
+            row = conn.execute("SELECT pg_logical_emit_message(false, 'medark', "
+                               "'consistency group point')::text").fetchone()
+            past = parse_lsn(str(row[0])) if row else past
             conn.execute("SELECT pg_switch_wal()")
         except psycopg.Error as exc:
             switched, error = False, str(exc).splitlines()[0]
-    return DatabasePoint(lsn, when, references, switched, error)
+    return DatabasePoint(lsn, when, references, past, switched, error)
