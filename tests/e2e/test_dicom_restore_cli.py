@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Cli
+from conftest import TEST_KDF, Cli
 from dicom_samples import CHINESE_NAME, SampleTree, changed, write_instance, write_sample_tree
 from orthanc_server import OrthancServer, can_run_orthanc, data_set, running_orthanc
 from pg_server import free_port
@@ -55,8 +55,6 @@ def _snapshot_id(result: Any) -> str:
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     tmp = tmp_path_factory.mktemp("dicom-restore")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    from conftest import TEST_KDF
-
     (tmp / "tmpdir").mkdir()
     env.update(TEST_KDF, MEDARK_REPO=str(tmp / "repo"), MEDARK_CACHE_DIR=str(tmp / "cache"),
                TMPDIR=str(tmp / "tmpdir"))
