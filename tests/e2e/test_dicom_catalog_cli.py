@@ -212,10 +212,14 @@ def test_no_dicom_catalog_then_a_catalog_catches_up(world: World, tmp_path: Path
         i.study_uid for i in world.tree.instances if i.modality == "CT"}
 
 
-def test_prune_keeps_the_catalog_and_check_reads_it(world: World, tmp_path: Path) -> None:
+def test_a_quiet_backup_reuses_the_catalog_and_prune_keeps_it(world: World, tmp_path: Path) -> None:
     shutil.copytree(world.cli.repo, tmp_path / "repo")
     cli = Cli(tmp_path / "repo", dict(world.cli.env, MEDARK_REPO=str(tmp_path / "repo"),
                                       MEDARK_CACHE_DIR=str(tmp_path / "cache")))
+    quiet = _summary(cli("backup", world.tree.root, "--json"))["dicom"]
+    assert (quiet["parsed"], quiet["carried"], quiet["catalog_stored"]) == (0, 17, 0)
+    trees = [s["dicom_catalog"]["tree"] for s in cli("snapshots", "--json").json()]
+    assert len(trees) == 3 and trees[1] == trees[2] != trees[0]  # the same catalog
     cli("forget", world.first["snapshot_id"][:8])
     cli("prune")
     cli("check", "--read-data")

@@ -186,6 +186,7 @@ class CatalogBuilder:
         self._parent: Snapshot | None = None
         self._parsed: list[InstanceRecord] = []
         self._kept: list[str] = []
+        self._parent_records: int | None = None
         self.malformed_paths: list[str] = []
 
     def start(self, parent: Snapshot | None) -> None:
@@ -209,7 +210,14 @@ class CatalogBuilder:
         doc: dict[str, Any] = {"version": VERSION, "instances": len(records) - len(malformed),
                                "malformed": len(malformed)}
         size = stored = 0
-        if records:
+        parent = self._parent
+        if (not self._parsed and parent is not None and parent.catalog_tree is not None
+                and self._parent_records == len(carried)):
+            # every record carried over, none new: the parent's catalog as it is, with
+            # no encoding, chunking or hashing (a quiet night of a large PACS)
+            doc["tree"] = parent.dicom_catalog["tree"]
+            size = int(parent.summary.get("dicom", {}).get("catalog_bytes", 0))
+        elif records:
             tree, size, stored = save_catalog(self.repo, self.chunker, records)
             self._flush()
             doc["tree"] = tree.hex()
@@ -233,6 +241,7 @@ class CatalogBuilder:
             except (ObjectNotFound, RepositoryCorrupt):
                 by_path = None
             if by_path is not None:
+                self._parent_records = len(by_path)
                 return [r for r in (by_path.get(p) for p in self._kept) if r is not None]
         return [r for r in (_record_from_disk(p) for p in self._kept) if r is not None]
 
