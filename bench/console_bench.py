@@ -27,7 +27,8 @@ viewer, zh-CN, 1366x768.
 Before and after on one seeded site: ``--compare DIR`` (another build, e.g. a copy of
 an older `make web`): both builds' files in one directory the server serves (their
 hashed chunks side by side), its index.html switched between the two before each cold
-load, so the two builds' loads alternate at a like load; each build's figures reported.
+load, so the two builds' loads alternate at a like load; each build's figures reported
+(in --json: "loads" and "compare_loads").
 
 Run: ``.venv/bin/python bench/console_bench.py [--runs 3] [--json FILE]``; a smoke run:
 ``--hospitals 1 --clinics 1 --systems 4 --jobs 100 --runs 1 --live 2``.
@@ -296,10 +297,11 @@ def measure_live(site: Site, browser: Browser, args: argparse.Namespace) -> dict
 
 
 def report(result: dict[str, Any]) -> None:
-    for label, loads in result["loads"].items():
-        if len(result["loads"]) > 1:
+    for label, key in (("build", "loads"), ("compare", "compare_loads")):
+        if "compare_loads" in result:
             print(f"== {label}: {result['builds'][label]}")
-        report_loads(loads)
+        if key in result:
+            report_loads(result[key])
     live = result["live"]
     print(f"live update on {live['page']}: median {live['median_ms']:.0f} ms, max "
           f"{live['max_ms']:.0f} ms (running: "
@@ -364,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
         viewer = site.viewers["center"]
         browser = Browser(stack, site.urls[0], viewer)
         result["load_average"] = [round(x, 2) for x in os.getloadavg()]
-        result["loads"] = measure_loads(site, browser, builds, args)
+        loads = measure_loads(site, browser, builds, args)
+        result["loads"] = loads["build"]  # --compare's in "compare_loads"
+        if "compare" in loads:
+            result["compare_loads"] = loads["compare"]
         result["live"] = measure_live(site, browser, args)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     report(result)
