@@ -74,12 +74,14 @@ class TreeReader:
                     yield rel, node
 
 
-def graft(repo: SnapshotRepo, tree: bytes, additions: dict[tuple[str, ...], Node]) -> bytes:
-    """`tree` with each node of `additions` placed at its path (parts), directories made
-    as needed; an entry already there is kept (the scan's copy wins)."""
-    if not additions:
+def graft(repo: SnapshotRepo, tree: bytes | None,
+          additions: dict[tuple[str, ...], Node]) -> bytes:
+    """`tree` (None: an empty directory) with each node of `additions` placed at its
+    path (parts), directories made as needed; an entry already there is kept (the scan's
+    copy wins). The new trees are saved, not flushed: flush before reading them."""
+    if not additions and tree is not None:
         return tree
-    nodes = {n.name: n for n in load_tree(repo, tree)}
+    nodes = {} if tree is None else {n.name: n for n in load_tree(repo, tree)}
     below: dict[str, dict[tuple[str, ...], Node]] = {}
     for parts, node in additions.items():
         if len(parts) == 1:
@@ -90,9 +92,9 @@ def graft(repo: SnapshotRepo, tree: bytes, additions: dict[tuple[str, ...], Node
         existing = nodes.get(name)
         if existing is not None and existing.type != "dir":
             continue  # a file where the path needs a directory: the scan's file wins
-        if existing is None or existing.subtree is None:
-            child = graft(repo, save_tree(repo, []), sub)
-            nodes[name] = Node(name=name, type="dir", mode=DIR_MODE, subtree=child)
+        if existing is None:
+            nodes[name] = Node(name=name, type="dir", mode=DIR_MODE, subtree=graft(repo, None,
+                                                                                 sub))
         else:
             nodes[name] = replace(existing, subtree=graft(repo, existing.subtree, sub))
     return save_tree(repo, sorted(nodes.values(), key=lambda n: n.name))
