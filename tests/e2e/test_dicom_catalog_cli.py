@@ -226,3 +226,21 @@ def test_a_quiet_backup_reuses_the_catalog_and_prune_keeps_it(world: World, tmp_
     assert cli("--json", "dicom", "verify", "latest").json()["checked"] == 16
     found = cli("dicom", "find", "--json", "--patient-id", "P000123").json()
     assert len(found["studies"]) == 3
+
+
+def test_a_copy_to_another_key_carries_the_catalog(world: World, tmp_path: Path) -> None:
+    """Another repository (its own master key: every id differs) gets the catalog
+    re-encrypted with the snapshots, and answers and verifies as the source does."""
+    dst = tmp_path / "offsite"
+    cli = Cli(dst, dict(world.cli.env, MEDARK_REPO=str(dst),
+                        MEDARK_CACHE_DIR=str(tmp_path / "cache")))
+    cli("init")
+    cli("copy", "--from-repo", world.cli.repo)
+    snaps = cli("snapshots", "--json").json()
+    assert [s["dicom_catalog"]["instances"] for s in snaps] == [14, 16]
+    source = world.cli("snapshots", "--json").json()
+    assert snaps[1]["dicom_catalog"]["tree"] != source[1]["dicom_catalog"]["tree"]
+    found = cli("dicom", "find", "--json", "--name", "张").json()["studies"]
+    assert len(found) == 3 and all(len(s["snapshots"]) >= 1 for s in found)
+    assert cli("--json", "dicom", "verify", "latest").json()["checked"] == 16
+    cli("check", "--read-data")
