@@ -82,6 +82,8 @@ class OrthancServer:
     pg_database: str | None = None
     lua: str | None = None
     """A Lua script Orthanc runs (callbacks such as ReceivedInstanceFilter)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Configuration options over the defaults (e.g. {"DicomScpTimeout": 2})."""
     _proc: subprocess.Popen[bytes] | None = None
     _http: httpx.Client | None = None
 
@@ -140,6 +142,7 @@ class OrthancServer:
             "SaveJobs": False,
             "JobsHistorySize": 0,
         }
+        conf.update(self.settings)
         if self.lua is not None:
             conf["LuaScripts"] = [str(self.base / "test.lua")]
         if self.index == "postgresql":
@@ -266,16 +269,17 @@ class OrthancServer:
 
 @contextmanager
 def running_orthanc(index: str = "sqlite", aet: str = "ORTHANC",
-                    check_called_aet: bool = False,
-                    lua: str | None = None) -> Iterator[OrthancServer]:
+                    check_called_aet: bool = False, lua: str | None = None,
+                    settings: dict[str, Any] | None = None) -> Iterator[OrthancServer]:
     """A throwaway Orthanc, answering /system when the block starts, stopped and removed
     (with its PostgreSQL database) when it ends. `lua`: a script it runs, e.g. a
-    ReceivedInstanceFilter that refuses some instances (a C-STORE failure status)."""
+    ReceivedInstanceFilter that refuses some instances (a C-STORE failure status);
+    `settings`: Orthanc configuration options over the harness's own."""
     if index not in ("sqlite", "postgresql"):
         raise ValueError(f"index must be sqlite or postgresql, not {index!r}")
     base = Path(tempfile.mkdtemp(prefix="medark-orthanc-", dir="/tmp"))
     server = OrthancServer(base, index=index, aet=aet, check_called_aet=check_called_aet,
-                           lua=lua)
+                           lua=lua, settings=dict(settings or {}))
     try:
         if index == "postgresql":
             server.pg_database = f"medark_orthanc_{uuid.uuid4().hex[:12]}"

@@ -5,6 +5,7 @@ cannot be reached or refuses the association is one clear line."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,8 @@ function ReceivedInstanceFilter(dicom, origin, info)
   return true
 end
 """
+IDLE = 2
+"""Seconds after which this Orthanc closes an idle association."""
 FAST = Timeouts(connect=5, acse=10, dimse=30, network=30)
 
 
@@ -45,7 +48,8 @@ def orthanc() -> Iterator[OrthancServer]:
     reason = can_run_orthanc()
     if reason:
         pytest.skip(reason)
-    with running_orthanc(check_called_aet=True, lua=REFUSING_FILTER) as server:
+    with running_orthanc(check_called_aet=True, lua=REFUSING_FILTER,
+                         settings={"DicomScpTimeout": IDLE}) as server:
         yield server
 
 
@@ -208,3 +212,23 @@ def test_a_peer_that_accepts_no_context_is_one_clear_line(pacs: OrthancServer) -
     message = str(caught.value)
     assert "accepted none of the 1 presentation context(s)" in message
     assert instance.sop_class in message and "\n" not in message
+
+
+def test_an_association_the_peer_closed_while_reading_is_opened_again(
+        pacs: OrthancServer) -> None:
+    first, slow, last = sample_instances()[:3]
+
+    def slow_read() -> bytes:
+        time.sleep(IDLE + 1.5)  # a slow repository: the PACS closes the idle association
+        return encode(slow)
+
+    items = [Outgoing("first", first.sop_class, first.sop_uid, first.transfer_syntax,
+                      lambda: encode(first)),
+             Outgoing("slow", slow.sop_class, slow.sop_uid, slow.transfer_syntax,
+                      slow_read),
+             Outgoing("last", last.sop_class, last.sop_uid, last.transfer_syntax,
+                      lambda: encode(last))]
+    summary = push(items, PacsAddress.parse(pacs.peer), timeouts=FAST)
+    assert [r.status for r in summary.results] == ["success"] * 3, summary.public()
+    assert summary.associations == 2
+    assert pacs.sop_instance_uids() == sorted([first.sop_uid, slow.sop_uid, last.sop_uid])

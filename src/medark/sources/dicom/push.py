@@ -13,7 +13,9 @@ one after the other.
 Every instance's outcome is kept: success, warning or failure with the peer's status
 code (PS3.4 B.2.3; PS3.7 C). A peer that cannot be reached or refuses the first
 association raises PacsUnavailable (nothing was sent); a later association that fails
-marks its instances failed and the push goes on with the next.
+marks its instances failed and the push goes on with the next. An instance is read
+before the association is checked, so one the peer closed while a slow read went on
+(its idle timeout) is opened again and the instance sent on it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from medark.errors import PacsUnavailable, UsageError
 MAX_CONTEXTS = 128
 """Presentation contexts one association may propose (odd IDs 1..255)."""
 DEFAULT_CALLING_AET = "MEDARK"
+RECONNECTS = 3
+"""Times one batch's association is opened again after the peer closed it."""
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
@@ -193,23 +197,50 @@ def push(instances: Iterable[Outgoing], peer: PacsAddress,
     timeouts = timeouts or Timeouts()
     summary = PushSummary(str(peer), calling_aet)
     limit = max(1, min(contexts_per_association, MAX_CONTEXTS))
-    for number, (contexts, items) in enumerate(batches(list(instances), limit)):
-        assoc = _associate(peer, calling_aet, contexts, timeouts)
-        if isinstance(assoc, str):
-            if number == 0:
-                raise PacsUnavailable(f"DICOM peer {peer}: {assoc}")
-            for item in items:
-                _keep(summary, StoreResult(item.name, item.sop_instance, "failure",
-                                           None, assoc), on_result)
-            continue
-        summary.associations += 1
-        try:
-            for item in items:
-                _keep(summary, _store_one(assoc, item), on_result)
-        finally:
-            if assoc.is_established:
-                assoc.release()
+    for contexts, items in batches(list(instances), limit):
+        _push_batch(summary, peer, calling_aet, contexts, items, timeouts, on_result)
     return summary
+
+
+def _push_batch(summary: PushSummary, peer: PacsAddress, calling_aet: str,
+                contexts: list[tuple[str, str]], items: list[Outgoing], timeouts: Timeouts,
+                on_result: Callable[[StoreResult], None] | None) -> None:
+    """One association's instances. An association the peer closes between two of them
+    (its idle timeout while a slow repository read went on) is opened again, up to
+    RECONNECTS times, and the instance sent on the new one."""
+    assoc: Any = None
+    lost = 0
+    try:
+        for item in items:
+            prepared = _prepare(item)
+            if isinstance(prepared, StoreResult):
+                _keep(summary, prepared, on_result)
+                continue
+            result: StoreResult | None = None
+            while result is None:
+                if assoc is None or not assoc.is_established:
+                    if assoc is not None:
+                        lost += 1
+                    why = (f"the association was lost {lost} times" if lost > RECONNECTS
+                           else None)
+                    if why is None:
+                        opened = _associate(peer, calling_aet, contexts, timeouts)
+                        if isinstance(opened, str):
+                            why = opened
+                        else:
+                            assoc = opened
+                            summary.associations += 1
+                    if why is not None:
+                        if not summary.associations:
+                            raise PacsUnavailable(f"DICOM peer {peer}: {why}")
+                        result = StoreResult(item.name, item.sop_instance, "failure",
+                                             None, why)
+                        break
+                result = _send(assoc, item, prepared)
+            _keep(summary, result, on_result)
+    finally:
+        if assoc is not None and assoc.is_established:
+            assoc.release()
 
 
 def _keep(summary: PushSummary, result: StoreResult,
@@ -269,15 +300,14 @@ def _unreachable(peer: PacsAddress, timeouts: Timeouts) -> str | None:
         return f"cannot connect to {peer.host}:{peer.port}: {reason}"
 
 
-def _store_one(assoc: Any, item: Outgoing) -> StoreResult:
+def _prepare(item: Outgoing) -> Any:
+    """The instance's data set read and checked against what was announced, or the
+    failure that keeps it from being sent."""
     from pydicom import dcmread
-    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 
-    def failed(message: str, code: int | None = None) -> StoreResult:
-        return StoreResult(item.name, item.sop_instance, "failure", code, message)
+    def failed(message: str) -> StoreResult:
+        return StoreResult(item.name, item.sop_instance, "failure", None, message)
 
-    if not assoc.is_established:
-        return failed("the association ended before this instance was sent")
     try:
         data = item.read()
     except Exception as exc:  # a repository read (integrity, backend) or a file read
@@ -291,12 +321,24 @@ def _store_one(assoc: Any, item: Outgoing) -> StoreResult:
     if (sop_class, sop_instance) != (item.sop_class, item.sop_instance):
         return failed(f"its SOP class and instance UIDs ({sop_class or 'none'}, "
                       f"{sop_instance or 'none'}) are not the expected ones")
+    return dataset
+
+
+def _send(assoc: Any, item: Outgoing, dataset: Any) -> StoreResult | None:
+    """The C-STORE's outcome; None when the association ended before it was sent."""
+    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
+
+    def failed(message: str, code: int | None = None) -> StoreResult:
+        return StoreResult(item.name, item.sop_instance, "failure", code, message)
+
+    if not assoc.is_established:
+        return None
     try:
         status = assoc.send_c_store(dataset)
     except (ValueError, AttributeError) as exc:
         return failed(f"not sent: {_first_line(exc)}")
     except RuntimeError:
-        return failed("the association ended before this instance was sent")
+        return None
     if "Status" not in status:
         return failed("no response from the peer (DIMSE timeout or the association was "
                       "aborted)")
