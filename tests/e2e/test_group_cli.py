@@ -267,8 +267,10 @@ def test_a_file_gone_during_the_scan_is_filled_or_reported(world: World) -> None
     new_path = sorted(index_paths(world.index_dsn) - set(referenced))[0]
     (pacs.storage_dir / new_path).unlink()  # never backed up before: cannot be filled
 
-    after = world.as_postgres("--json", "group", "backup", "pacs", "--config",
-                              str(world.config))
+    # as the daemon runs it (scheduler/runner.py): the group given by options
+    after = world.as_postgres("--json", "group", "backup", "--name", "pacs", "--pacs",
+                              "orthanc", "--root", str(pacs.storage_dir), "--dsn",
+                              world.index_dsn)
     assert after.returncode == 35, after.stderr
     doc = after.json()
     assert doc["filled"] == [referenced[0]]

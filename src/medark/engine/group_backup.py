@@ -110,7 +110,8 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
                      files.snapshot, bases[-1].id if bases else base_id, result)
     snapshot = _save_group(repo, options, host, started, files.snapshot, result, point,
                            record, progress)
-    summary = {"message_type": "group_backup", "snapshot_id": snapshot.id, **record,
+    summary = {"message_type": "summary", "source": "group", "snapshot_id": snapshot.id,
+               **record,
                "after_point": result.after_point, "filled": result.filled,
                "missing": result.missing, "outside": result.outside,
                "files_errors": files.errors,

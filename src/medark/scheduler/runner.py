@@ -22,6 +22,7 @@ from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
+from medark.config.groups import groups_of
 from medark.config.plans import MedarkConfig, Retention, Source
 from medark.util import clock
 
@@ -98,7 +99,26 @@ def backup_steps(config: MedarkConfig, plan_name: str,
            **repository_env(config, plan.repository)}
     base = [*(medark or medark_command()), "--json"]
     tags = _plan_tags(config, plan_name)
-    return [_step(source, base, tags, env) for source in config.systems[plan.system].sources]
+    sources = config.systems[plan.system].sources
+    groups = {g.database: g for g in groups_of(sources)}
+    grouped = {i for g in groups.values() for i in (g.database, g.files)}
+    steps = []
+    for i, source in enumerate(sources):
+        if i in groups:  # a consistency group: one step, database point first
+            steps.append(_group_step(groups[i].name, source, sources[groups[i].files],
+                                     base, tags, env))
+        elif i not in grouped:
+            steps.append(_step(source, base, tags, env))
+    return steps
+
+
+def _group_step(name: str, database: Source, files: Source, base: list[str],
+                tags: list[str], env: dict[str, str]) -> Step:
+    """`group backup` of a PACS's index and files (docs/pacs.md)."""
+    query = ["--index-query", files.index_query] if files.index_query else []
+    return Step(f"group {name}", [*base, "group", "backup", "--name", name, "--pacs",
+                                  files.pacs or "", "--root", files.paths[0], *query, *tags],
+                {**env, "MEDARK_PG_DSN": database.dsn or ""})
 
 
 RETENTION_FLAGS = {"last": "--keep-last", "hourly": "--keep-hourly", "daily": "--keep-daily",

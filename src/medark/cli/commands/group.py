@@ -25,6 +25,7 @@ from medark.util.sizes import format_duration
 
 if TYPE_CHECKING:
     from medark.cli.context import Context
+    from medark.engine.group_backup import GroupBackupOptions
 
 ACTIONS: dict[str, str] = {
     "backup": "capture a plan's consistency group (database point first, then the files)",
@@ -38,9 +39,19 @@ SHOWN = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     parsers = add_actions(p, ACTIONS)
     b = parsers["backup"]
-    b.add_argument("plan", help="the plan whose system holds the group")
+    b.add_argument("plan", nargs="?", default=None,
+                   help="the plan whose system holds the group (from --config); without "
+                        "it, the group is given by --name, --pacs, --root and --dsn")
     b.add_argument("--group", default=None, help="which group (default: the only one)")
     add_config_option(b)
+    b.add_argument("--name", default=None, help="without PLAN: the group's name")
+    b.add_argument("--pacs", choices=("orthanc", "dcm4chee", "sql"), default=None,
+                   help="without PLAN: how the index names its files")
+    b.add_argument("--root", default=None, metavar="DIR",
+                   help="without PLAN: the PACS's storage root")
+    b.add_argument("--index-query", default=None, help="without PLAN, pacs sql: the query")
+    b.add_argument("--dsn", default=None, help="without PLAN: the index database "
+                   "(default: $MEDARK_PG_DSN)")
     add_new_tags(b)
     b.add_argument("--host", default="", help="hostname recorded in the snapshots")
     b.add_argument("--base-backup", action="store_true",
@@ -93,19 +104,9 @@ def run(ctx: Context) -> int:
 
 
 def _backup(ctx: Context) -> int:
-    from medark.engine.group_backup import GroupBackupOptions, group_backup
-    from medark.service.groups import plan_group
-    from medark.service.plans import config_path, load_plans
-    from medark.sources.postgres.server import Dsn
+    from medark.engine.group_backup import group_backup
 
-    args = ctx.args
-    config = load_plans(config_path(args.config))
-    group = plan_group(config, args.plan, args.group)
-    tags = [f"plan={group.plan}", f"system={group.system}", *args.tag]
-    options = GroupBackupOptions(
-        group.name, Dsn.parse(group.database.dsn or ""), group.files.pacs or "",
-        group.root, group.files.index_query, tags, args.host or socket.gethostname(),
-        args.pg_bin, args.base_backup, args.archive_timeout)
+    options = _backup_options(ctx.args)
     with ctx.repository(lock="shared", command="group backup") as repo:
         progress = ctx.progress("group backup")
         try:
@@ -136,6 +137,34 @@ def _backup(ctx: Context) -> int:
         error.in_output = ctx.out.as_json
         raise error
     return 0
+
+
+def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
+    """From the plan's configuration, or (as the daemon runs it) from the options."""
+    from medark.engine.group_backup import GroupBackupOptions
+    from medark.sources.postgres.server import Dsn
+
+    host = args.host or socket.gethostname()
+    if args.plan is None:
+        dsn = args.dsn or env.PG_DSN.get()
+        missing = [flag for flag, value in (("--name", args.name), ("--pacs", args.pacs),
+                                            ("--root", args.root), ("--dsn", dsn))
+                   if not value]
+        if missing:
+            raise UsageError(f"give a PLAN (with --config), or {', '.join(missing)}")
+        return GroupBackupOptions(args.name, Dsn.parse(dsn or ""), args.pacs, args.root,
+                                  args.index_query, list(args.tag), host, args.pg_bin,
+                                  args.base_backup, args.archive_timeout)
+    from medark.service.groups import plan_group
+    from medark.service.plans import config_path, load_plans
+
+    config = load_plans(config_path(args.config))
+    group = plan_group(config, args.plan, args.group)
+    tags = [f"plan={group.plan}", f"system={group.system}", *args.tag]
+    return GroupBackupOptions(
+        group.name, Dsn.parse(group.database.dsn or ""), group.files.pacs or "",
+        group.root, group.files.index_query, tags, host, args.pg_bin, args.base_backup,
+        args.archive_timeout)
 
 
 def _paths(ctx: Context, what: str, paths: list[str]) -> None:

@@ -1,0 +1,60 @@
+"""The daemon's backup of a plan whose system holds a consistency group: one `group
+backup` step for the group's two sources (database point first), the other sources as
+before (scheduler/runner.py, docs/pacs.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medark.config.loader import load_config
+from medark.scheduler.runner import backup_steps
+
+CONFIG = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "/backup"
+
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["/etc/orthanc"]
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["/var/lib/pacs"]
+group = "images"
+pacs = "sql"
+index_query = "SELECT path FROM files"
+
+[[systems.pacs.sources]]
+type = "postgres"
+dsn = "host=db dbname=pacs"
+group = "images"
+
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "0 2 * * *"
+rpo = "1d"
+rto = "4h"
+retention = { daily = 7 }
+"""
+
+
+def test_a_group_is_one_step_and_the_other_sources_stay(tmp_path: Path) -> None:
+    path = tmp_path / "medark.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    steps = backup_steps(load_config(path), "pacs", medark=["medark"])
+    assert [s.source for s in steps] == ["files /etc/orthanc", "group images"]
+    group = steps[1]
+    assert group.argv == ["medark", "--json", "group", "backup", "--name", "images",
+                          "--pacs", "sql", "--root", "/var/lib/pacs", "--index-query",
+                          "SELECT path FROM files", "--tag", "plan=pacs", "--tag",
+                          "system=pacs"]
+    assert group.env["MEDARK_PG_DSN"] == "host=db dbname=pacs"
+    assert group.env["MEDARK_REPO"] == "/backup"
