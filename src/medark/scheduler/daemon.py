@@ -66,6 +66,7 @@ from medark.scheduler.audit_anchoring import (
     run_anchor,
 )
 from medark.scheduler.children import Children
+from medark.scheduler.dbaudit_step import dbaudit_children
 from medark.scheduler.dr_watch import (
     DR_CHECK_EVERY,
     DRILL,
@@ -146,6 +147,8 @@ class Daemon:
         self._followers: list[threading.Thread] = []
         self._next: dict[Track, datetime | None] = {}
         self.tracks, self.continuous = _tracks(config)
+        self.continuous += dbaudit_children(config, options.config_file,
+                                            options.catalog_url)
         self.alerter = Alerter(config, catalog, self._on_event)
 
     # ---- the loop ------------------------------------------------------------------

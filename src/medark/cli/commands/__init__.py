@@ -47,6 +47,7 @@ SUMMARIES: dict[str, str] = {
     "daemon": "run the protection plans on their schedules",
     "alerts": "list the alerts the daemon raised",
     "audit": "verify, export and anchor the tamper-evident audit trail",
+    "dbaudit": "the database audit trail: collect, search, monthly report",
     "dr": "application-level DR: status of the primary/standby pairs, switch-over, "
           "failover and failback, history of switches and drills",
     "compliance": "judge the plans and their measured results against a hospital tier "

@@ -197,5 +197,5 @@ def _pgaudit(body: str, common: dict[str, Any], masked: bool) -> DbEvent | None:
         cls = WRITE
     elif cls in ("DDL", MISC) and classify(statement) == ROLE:
         cls = ROLE
-    return DbEvent(**common, cls=cls, command=command.upper(), object=obj,
+    return DbEvent(**common, cls=cls, command=command.upper(), object=obj or object_of(statement),
                    statement=mask(statement) if masked else statement, rows=rows)
