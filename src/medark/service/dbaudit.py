@@ -202,7 +202,7 @@ class Collector:
                                                                   state.fingerprint):
                 state.notes.append(f"{current.path} was truncated or recreated: read "
                                    "again from its start")
-                state.offset = 0
+                state.offset, state.fingerprint = 0, None
             self._read(source, state, current, result, finished=newer)
             if not newer:
                 return

@@ -1,0 +1,117 @@
+"""The database audit collector (service/dbaudit.py) on a server_audit log that grows,
+is rotated by renaming, truncated, and half written; and a collector that died between
+storing a batch and saving its state: every line stored exactly once, in order."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medark.catalog.audit_trail import snapshot
+from medark.catalog.audit_verify import verify
+from medark.catalog.dbaudit_state import events, load_states, save_state
+from medark.catalog.store import Catalog
+from medark.config.loader import load_text
+from medark.config.plans import MedarkConfig
+from medark.service.dbaudit import Collector, audited_sources
+
+CONFIG = """\
+[catalog]
+url = "sqlite:///{state}"
+
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "/nonexistent"
+
+[systems.lis]
+owner = "lab"
+
+[[systems.lis.sources]]
+type = "mariadb"
+dsn = "host=127.0.0.1"
+audit = {{ log = "{log}", format = "server_audit", every = "1s" }}
+
+[plans.lis]
+system = "lis"
+repository = "local"
+schedule = "every 1h"
+rpo = "1h"
+rto = "1h"
+retention = {{ daily = 7 }}
+"""
+
+
+def line(n: int, op: str = "QUERY") -> str:
+    body = f"'SELECT * FROM results WHERE id = {n}'" if op == "QUERY" else ""
+    return f"20261206 10:00:{n % 60:02d},db1,tech{n},10.0.0.{n % 250},{n},{n},{op},lis,{body},0\n"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[MedarkConfig, Catalog, Path]:
+    log = tmp_path / "server_audit.log"
+    config = load_text(CONFIG.format(state=tmp_path / "catalog.sqlite", log=log))
+    return config, Catalog(config.catalog.url), log
+
+
+def users(catalog: Catalog) -> list[str]:
+    return [r.actor.removeprefix("db:") for r in events(catalog)]
+
+
+def collect(config: MedarkConfig, catalog: Catalog) -> int:
+    collector = Collector(config, catalog, audited_sources(config))
+    return sum(r.events for r in collector.run_once())
+
+
+def test_growth_rotation_truncation_and_partial_lines(
+        setup: tuple[MedarkConfig, Catalog, Path]) -> None:
+    config, catalog, log = setup
+    log.write_text(line(1) + line(2, "CONNECT") + line(3)[:20])  # the last half written
+    assert collect(config, catalog) == 2
+    with open(log, "a") as f:
+        f.write(line(3)[20:] + line(4))
+    assert collect(config, catalog) == 2
+    # rotation by renaming (the plugin's own): a line lands in the old file first
+    with open(log, "a") as f:
+        f.write(line(5))
+    os.rename(log, log.with_name("server_audit.log.1"))
+    log.write_text(line(6))
+    assert collect(config, catalog) == 2
+    assert users(catalog) == [f"tech{n}" for n in range(1, 7)]
+    # truncated and rewritten shorter: read again from the start
+    log.write_text(line(7))
+    assert collect(config, catalog) == 1
+    state = load_states(catalog)["lis"]
+    assert any("truncated" in note for note in state.notes)
+    assert users(catalog)[-1] == "tech7"
+    assert collect(config, catalog) == 0
+    records = list(events(catalog))
+    assert records[1].action == "db.connect" and records[0].action == "db.read"
+    assert records[0].detail["statement"] == "SELECT * FROM results WHERE id = ?"
+    before, rows, after = snapshot(catalog)
+    from medark.catalog.audit_trail import signer
+    assert verify(before, rows, after, [signer(catalog).key]).intact
+
+
+def test_a_collector_killed_before_saving_its_state_stores_nothing_twice(
+        setup: tuple[MedarkConfig, Catalog, Path]) -> None:
+    config, catalog, log = setup
+    log.write_text(line(1) + line(2))
+    assert collect(config, catalog) == 2
+    stale = load_states(catalog)["lis"]
+    with open(log, "a") as f:
+        f.write(line(3) + line(4))
+    assert collect(config, catalog) == 2
+    save_state(catalog, stale)  # as if it died after storing 3 and 4, before saving
+    assert collect(config, catalog) == 0
+    assert users(catalog) == ["tech1", "tech2", "tech3", "tech4"]
+    state = load_states(catalog)["lis"]
+    assert any("resumed after stored event" in note for note in state.notes)
+    with open(log, "a") as f:
+        f.write(line(5))
+    assert collect(config, catalog) == 1
+    assert users(catalog)[-1] == "tech5"
