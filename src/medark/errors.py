@@ -383,3 +383,26 @@ class GroupIncomplete(MedarkError):
 
     exit_code = 35
     code = "group_incomplete"
+
+
+class DeviceUnreachable(MedarkError):
+    """`netconfig fetch`: a network device did not answer (connection refused, no route,
+    timeout) or its command failed; no version was stored."""
+
+    exit_code = 40
+    code = "device_unreachable"
+
+
+class DeviceHostKeyRejected(MedarkError):
+    """`netconfig fetch`: the device's SSH host key is not in the known_hosts file, or
+    differs from the one there; nothing was sent to it."""
+
+    exit_code = 41
+    code = "device_host_key"
+
+
+class DeviceAuthFailed(MedarkError):
+    """`netconfig fetch`: the device refused the username with the password or key."""
+
+    exit_code = 42
+    code = "device_auth_failed"

@@ -21,6 +21,7 @@ from medark.config.dbaudit import DbAuditConf, audit_problems
 from medark.config.dr import DrConf, dr_problems
 from medark.config.durations import parse_config_duration
 from medark.config.groups import group_problems
+from medark.config.netconfig import NetconfigConf
 from medark.config.records import RECORD_MINIMUM
 from medark.config.schedule import Schedule
 
@@ -424,6 +425,8 @@ class MedarkConfig(Model):
     """Application-level DR per protected system (config/dr.py, docs/dr.md)."""
     agent: AgentConf = AgentConf()
     """What `medark agent` lets the server ask beyond plans (config/agent_conf.py)."""
+    netconfig: NetconfigConf | None = None
+    """Network devices whose configuration is kept (config/netconfig.py)."""
 
     @field_validator("timezone")
     @classmethod
@@ -466,6 +469,8 @@ class MedarkConfig(Model):
             found.append((("audit", "anchor_repository"),
                           _unknown("repository", anchor, self.repositories)))
         found += dr_problems(self.dr, self.systems, self.sites, self.repositories)
+        if self.netconfig is not None:
+            found += list(self.netconfig.problems(self.repositories))
         return found
 
     def _profile_problems(self, name: str, custom: ProfileConf) -> list[tuple[Path, str]]:

@@ -36,6 +36,7 @@ from typing import Any
 
 from medark.errors import UsageError
 from medark.policy.anomaly import retention_holds
+from medark.policy.netconfig import netconfig_holds
 from medark.policy.records import record_holds
 from medark.snapshot.model import Snapshot
 from medark.util.sizes import parse_duration
@@ -305,9 +306,11 @@ def _apply_holds(keep: list[Decision], remove: list[Decision], now: datetime
                  ) -> RetentionResult:
     """Whatever the policy says, snapshots flagged as suspicious and the newest unflagged
     snapshot older than each stay (policy/anomaly.py): the evidence and the last
-    known-good state; and so do the yearly points of medical records (policy/records.py)."""
+    known-good state; and so do the yearly points of medical records (policy/records.py)
+    and each network device's newest configuration versions (policy/netconfig.py)."""
     everything = [d.snapshot for d in (*keep, *remove)]
-    protected = {**record_holds(everything, now), **retention_holds(everything)}
+    protected = {**netconfig_holds(everything), **record_holds(everything, now),
+                 **retention_holds(everything)}
     saved = [Decision(d.snapshot, (protected[d.snapshot.id],)) for d in remove
              if d.snapshot.id in protected]
     if not saved:

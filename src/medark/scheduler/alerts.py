@@ -18,6 +18,10 @@
 - `audit_anchor_failed:REPOSITORY` — the daemon's anchor of the audit trail
   (`[audit] anchor_repository`, scheduler/audit_anchoring.py) failed; resolved by the
   next that succeeds.
+- `netconfig_unreachable:DEVICE` — `netconfig fetch` could not fetch a network device's
+  configuration (unreachable, host key, authentication); resolved by the next fetch that
+  succeeds. `netconfig_changed:DEVICE` — a new version was stored outside the device's
+  change window; resolved by the next fetch without such a change (docs/netconfig.md).
 The DR conditions carry the system's name where the others carry the plan's; the anchor
 condition the repository's.
 Each condition is one open row in the catalog's alert table: it is notified when it
@@ -86,6 +90,14 @@ TEXTS = {
                                 "{error}。上次锚定之后的审计记录只受哈希链与签名保护。"),
         "audit_anchor_failed/resolved": ("【Medark】审计日志锚定到 {plan} 已恢复",
                                          "最近一次锚定成功。"),
+        "netconfig_unreachable": ("【Medark】网络设备 {plan} 配置获取失败",
+                                  "{error}。未保存新的配置版本。"),
+        "netconfig_unreachable/resolved": ("【Medark】网络设备 {plan} 配置获取已恢复",
+                                           "最近一次获取成功。"),
+        "netconfig_changed": ("【Medark】网络设备 {plan} 在变更窗口外修改了配置",
+                              "新版本 {snapshot}：medark netconfig diff {plan} 显示改动。"),
+        "netconfig_changed/resolved": ("【Medark】网络设备 {plan} 未再在窗口外变更",
+                                       "最近一次获取未发现窗口外的变更。"),
     },
     "en": {
         "job_failed": ("[Medark] {plan}: {kind} failed", "Error: {error}"),
@@ -131,6 +143,16 @@ TEXTS = {
                                 "protected by the chain and signature only."),
         "audit_anchor_failed/resolved": ("[Medark] {plan}: audit trail anchored again",
                                          "The latest anchor succeeded."),
+        "netconfig_unreachable": ("[Medark] network device {plan}: configuration not "
+                                  "fetched", "{error}. No new version was stored."),
+        "netconfig_unreachable/resolved": ("[Medark] network device {plan}: fetched again",
+                                           "The latest fetch succeeded."),
+        "netconfig_changed": ("[Medark] network device {plan}: changed outside its change "
+                              "window", "New version {snapshot}: `medark netconfig diff "
+                              "{plan}` shows the change."),
+        "netconfig_changed/resolved": ("[Medark] network device {plan}: no change outside "
+                                       "the window since", "The latest fetch found no change "
+                                       "outside the change window."),
     },
 }
 

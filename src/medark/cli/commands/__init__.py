@@ -37,6 +37,7 @@ SUMMARIES: dict[str, str] = {
     "pg": "PostgreSQL: base backups, WAL archive, point-in-time restore",
     "mysql": "MariaDB/MySQL: hot backups, binlog stream, point-in-time restore",
     "dicom": "the DICOM catalog: find studies, verify a snapshot against it",
+    "netconfig": "network-device configurations: fetch over SSH, versions, show, diff",
     "group": "PACS consistency groups: index and files as one point (backup, restore, "
              "check)",
     "config": "validate the protection configuration file",

@@ -17,6 +17,7 @@ from medark.cli.commands.prune import add_prune_options, print_report, run_prune
 from medark.cli.commands.prune import summary_document as prune_document
 from medark.cli.context import Context
 from medark.errors import ObjectLocked, UsageError
+from medark.policy.netconfig import netconfig_holds
 from medark.policy.records import record_holds
 from medark.policy.retention import (
     UNLIMITED,
@@ -120,7 +121,8 @@ def run(ctx: Context) -> int:
     with ctx.repository(lock="exclusive", command="forget") as repo:
         if args.snapshots:
             removed = _explicit(repo, args)
-            held = record_holds(all_snapshots(repo), clock.now())
+            every = all_snapshots(repo)
+            held = {**netconfig_holds(every), **record_holds(every, clock.now())}
             for snap in (s for s in removed if s.id in held):  # never undercut the law
                 ctx.out.text(f"snapshot {snap.short_id} kept: {held[snap.id]}")
             removed = [s for s in removed if s.id not in held]
