@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -58,6 +59,9 @@ class DbAuditConf(BaseModel):
     """fnmatch patterns of the objects whose DDL the report lists; empty: every one."""
     every: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(seconds=10)
     mask: bool = True
+    timezone: str | None = None
+    """The zone of the log's times where they carry none (server_audit, a PostgreSQL
+    log_timezone abbreviation); default the configuration's `timezone`."""
 
     @field_validator("allow")
     @classmethod
@@ -69,6 +73,17 @@ class DbAuditConf(BaseModel):
                 except ValueError:
                     raise ValueError(f"{item!r} is not a network (e.g. 10.0.0.0/8) or "
                                      "'local'") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Shanghai)") \
+                    from None
         return value
 
     @field_validator("working_hours")

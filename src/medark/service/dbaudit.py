@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from medark.catalog.audit_trail import AuditEntry, append_many
 from medark.catalog.dbaudit_state import (
@@ -259,9 +260,10 @@ class Collector:
 
     def _parse(self, source: AuditedSource, data: bytes, base: int
                ) -> tuple[list[DbEvent], int]:
+        zone = ZoneInfo(source.conf.timezone) if source.conf.timezone else self.zone
         if source.conf.format == "server_audit":
-            return maria_log.parse(data, base, self.zone, source.conf.mask)
-        return pg_log.parse(data, base, source.conf.format, self.zone, source.conf.mask)
+            return maria_log.parse(data, base, zone, source.conf.mask)
+        return pg_log.parse(data, base, source.conf.format, zone, source.conf.mask)
 
     def _store(self, source: AuditedSource, state: CollectorState, current: _File,
                events: list[DbEvent]) -> None:

@@ -181,6 +181,8 @@ def analyse(month: str, current: Iterable[StoredEvent], earlier: Iterable[Stored
         if e.cls == "FAILED_LOGIN":
             group("failed_logins", e.source, e.client).add(e)
             continue
+        if e.cls == "DISCONNECT":
+            continue  # not an access (MariaDB logs one after a refused login too)
         if not _inside(e.time.astimezone(zone).time(), conf.hours):
             group("off_hours", e.source, e.user, detail=f"({conf.working_hours})").add(e)
         if not conf.allows(e.client):
