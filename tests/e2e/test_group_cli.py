@@ -270,11 +270,16 @@ def test_group_point_restores_index_and_files_that_agree(world: World) -> None:
 
 def test_a_file_gone_during_the_scan_is_filled_or_reported(world: World) -> None:
     pacs = world.pacs
-    before = world.as_postgres("--json", "group", "backup", "pacs", "--config",
-                               str(world.config))
+    pacs.upload_many(encode(i) for i in sample_instances()[8:])  # (some already stored)
+    before = world.as_postgres("group", "backup", "pacs", "--config", str(world.config))
     assert before.returncode == 0, before.stderr
+    assert "group snapshot" in before.stdout and "saved" in before.stdout
     referenced = sorted(index_paths(world.index_dsn))
-    gone = pacs.storage_dir / referenced[0]
+    keep, *studies = pacs.studies()
+    instance = pacs.get(f"/studies/{keep}/instances")[0]["ID"]
+    u = pacs.get(f"/instances/{instance}/attachments/dicom/info")["Uuid"]
+    gone_path = f"{u[0:2]}/{u[2:4]}/{u}"
+    gone = pacs.storage_dir / gone_path
     kept_bytes = gone.read_bytes()
     gone.unlink()  # as if deleted during the scan: the index still names it
     fresh = new_study(9000, count=1)[0]  # past the loader's studies
@@ -282,24 +287,36 @@ def test_a_file_gone_during_the_scan_is_filled_or_reported(world: World) -> None
     new_path = sorted(index_paths(world.index_dsn) - set(referenced))[0]
     (pacs.storage_dir / new_path).unlink()  # never backed up before: cannot be filled
 
-    # as the daemon runs it (scheduler/runner.py): the group given by options
-    after = world.as_postgres("--json", "group", "backup", "--name", "pacs", "--pacs",
-                              "orthanc", "--root", str(pacs.storage_dir), "--dsn",
-                              world.index_dsn)
+    # studies deleted through the PACS while the next point is taken and scanned:
+    # before the point they leave the index too, during the scan they are filled from
+    # the previous point, after it they are still there: never missing
+    deleter = threading.Thread(target=lambda: [
+        pacs.http.delete(f"/studies/{study}").raise_for_status() for study in studies[-2:]])
+    deleter.start()
+    try:
+        # as the daemon runs it (scheduler/runner.py): the group given by options
+        after = world.as_postgres("--json", "group", "backup", "--name", "pacs", "--pacs",
+                                  "orthanc", "--root", str(pacs.storage_dir), "--dsn",
+                                  world.index_dsn)
+    finally:
+        deleter.join()
     assert after.returncode == 35, after.stderr
     doc = after.json()
-    assert doc["filled"] == [referenced[0]]
+    assert gone_path in doc["filled"]
     assert doc["missing"] == [new_path]
-    assert doc["counts"]["filled"] == 1 and doc["counts"]["missing"] == 1
+    assert doc["counts"]["missing"] == 1
 
-    check = world.as_root("--json", "group", "check", doc["snapshot_id"])
+    check = world.as_root("group", "check", doc["snapshot_id"])
     assert check.returncode == 35
-    assert check.json()["rows_without_files"] == [new_path]
+    assert f"row without file: {new_path}" in check.stdout
+    assert "1 index row(s) without their file" in check.stderr
     files = world.base / "filled-files"
     data_dir = world.base / "filled-db"
-    done = world.as_root("--json", "group", "restore", doc["snapshot_id"], "--target-dir",
+    done = world.as_root("group", "restore", doc["snapshot_id"], "--target-dir",
                          str(data_dir), "--files-target", str(files), "--password-file",
                          str(world.password_file), "--medark-command", world.medark)
     assert done.returncode == 0, done.stderr
-    filled = Path(done.json()["files_root"]) / referenced[0]
+    prose = " ".join(done.stdout.split())  # (wrapped to the terminal's width)
+    assert f"recovery target {doc['database']['lsn']}" in prose, done.stdout
+    filled = files / str(pacs.storage_dir).lstrip("/") / gone_path
     assert filled.read_bytes() == kept_bytes
