@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import TEST_KDF, Cli
-from medark_command import PASSWORD
+from medark_command import MEDARK, PASSWORD
 from ssh_device import HUAWEI_CONFIG, Device, can_run_sshd, running_device
 
 pytestmark = pytest.mark.skipif(can_run_sshd() is not None, reason=str(can_run_sshd()))
@@ -51,6 +53,7 @@ repository = "local"
 known_hosts = "{known_hosts}"
 timeout = "5s"
 keep = {keep}
+schedule = "{schedule}"
 """
 DEVICE = """
 [netconfig.devices.{name}]
@@ -82,11 +85,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Cli:
 
 
 def write_config(site: Cli, device: Device, name: str, devices: dict[str, str],
-                 known_hosts: Path | None = None, keep: int = 10) -> Path:
+                 known_hosts: Path | None = None, keep: int = 10,
+                 schedule: str = "0 */4 * * *") -> Path:
     root = site.repo.parent
     body = CONFIG.format(state=root / "state", repo=site.repo,
                          password_file=root / "password",
-                         known_hosts=known_hosts or device.known_hosts, keep=keep)
+                         known_hosts=known_hosts or device.known_hosts, keep=keep,
+                         schedule=schedule)
     for dev_name, credentials in devices.items():
         port = credentials.split("|", 1)[0] if "|" in credentials else device.port
         creds = credentials.split("|", 1)[-1]
@@ -201,3 +206,24 @@ def test_keep_and_forget_never_drop_the_newest_three(site: Cli, device: Device) 
     done = site("forget", str(newest))
     assert "kept: network-device configuration" in done.stdout
     assert len(versions(site, config, "edge")) == 3
+
+
+def test_the_daemon_fetches_on_the_schedule(site: Cli, device: Device) -> None:
+    config = write_config(site, device, "daemon", {"dmn": f'key_file = "{device.client_key}"'},
+                          schedule="every 2s")
+    env = {k: v for k, v in site.env.items() if not k.startswith("MEDARK_PASSWORD")}
+    daemon = subprocess.Popen([MEDARK, "--json", "daemon", "--config", str(config), "--poll",
+                               "0.2", "--grace", "20"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not versions(site, config, "dmn"):
+            time.sleep(0.5)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _out, err = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0 and "Traceback" not in err, err
+    assert len(versions(site, config, "dmn")) == 1
+    jobs = site("jobs", "--json", "--config", config, "--latest", "50").json()
+    fetches = [j for j in jobs if (j["plan"], j["kind"]) == ("netconfig", "fetch")]
+    assert fetches and fetches[-1]["status"] == "succeeded", fetches

@@ -42,6 +42,9 @@
 - **Audit anchors.** With `[audit] anchor_repository`, the audit trail's head is
   anchored there every `anchor_every` (the first at start), as job `anchor` of `audit`;
   a failure raises `audit_anchor_failed:REPOSITORY`. scheduler/audit_anchoring.py.
+- **Network devices.** With `[netconfig]`, `medark netconfig fetch` runs on its
+  `schedule` as job `fetch` of `netconfig` (not retried), in a slot of its repository;
+  it raises the devices' alerts itself. scheduler/netconfig_job.py.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
@@ -77,6 +80,12 @@ from medark.scheduler.dr_watch import (
     drill_step,
     run_drill,
     supervise_step,
+)
+from medark.scheduler.netconfig_job import (
+    NETCONFIG_KIND,
+    NETCONFIG_PLAN,
+    netconfig_schedule,
+    run_netconfig,
 )
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import (
@@ -244,6 +253,13 @@ class Daemon:
                 with self._lock:
                     self._busy.discard((track.plan, track.kind))
             return
+        if (track.plan, track.kind) == (NETCONFIG_PLAN, NETCONFIG_KIND):
+            try:
+                self._fetch_devices(track, slot)
+            finally:
+                with self._lock:
+                    self._busy.discard((track.plan, track.kind))
+            return
         if track.kind == DRILL:  # no repository: no repository slot
             try:
                 self._attempts(track, slot)
@@ -319,6 +335,18 @@ class Daemon:
         self._on_event("finished", {**details, **_summary(outcome)})
         self.alerter.anchor_finished(track.target or "", outcome)
 
+    def _fetch_devices(self, track: Track, slot: datetime) -> None:
+        """`netconfig fetch` in a slot of its repository; not retried (the next slot
+        is); the child raises the devices' alerts (scheduler/netconfig_job.py)."""
+        with self._repo_slots[track.target or ""], self.children.job() as admitted:
+            if not admitted or self.stopping.is_set():
+                return
+            details = {"plan": track.plan, "kind": track.kind}
+            self._on_event("started", {**details, "slot": _fmt(slot)})
+            outcome = run_netconfig(self.catalog, self.options.config_file, slot,
+                                    self.children.launch)
+            self._on_event("finished", {**details, **_summary(outcome)})
+
     def _forget_targets(self, track: Track) -> list[str | None]:
         """Where a successful job's retention runs: after a backup, the plan's repository
         (None) and its continuous copy targets; after a scheduled copy, its target."""
@@ -380,6 +408,10 @@ def _tracks(config: MedarkConfig) -> tuple[list[Track], list[tuple[str, str, Ste
     if anchoring is not None:
         tracks.append(Track(ANCHOR_PLAN, ANCHOR_KIND, anchoring,
                             config.audit.anchor_repository))
+    fetching = netconfig_schedule(config)
+    if fetching is not None and config.netconfig is not None:
+        tracks.append(Track(NETCONFIG_PLAN, NETCONFIG_KIND, fetching,
+                            config.netconfig.repository))
     continuous: list[tuple[str, str, Step]] = []
     for name in sorted(config.plans):
         plan = config.plans[name]

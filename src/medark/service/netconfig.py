@@ -142,11 +142,10 @@ def beyond_keep(conf: NetconfigConf, snapshots: list[Snapshot],
     return {name: versions(snapshots, name)[conf.keep_of(name):] for name in names}
 
 
-def run_fetch(repo: Repository, config: MedarkConfig, names: list[str],
-              remove: Callable[[list[Snapshot]], list[Snapshot]]) -> list[Outcome]:
-    """Phases 1–3 for `names` (all devices when empty); `remove` deletes snapshot files
-    (engine/worm.remove_snapshots, which respects legal holds and WORM locks) and
-    returns those it removed."""
+def fetch_and_store(repo: Repository, config: MedarkConfig, names: list[str]
+                    ) -> list[Outcome]:
+    """Phases 1 and 2 for `names` (all devices when empty), under a shared lock as a
+    backup: new versions only add."""
     conf = netconfig_of(config)
     names = chosen(conf, names)
     fetched = fetch_all(conf, names)
@@ -160,13 +159,25 @@ def run_fetch(repo: Repository, config: MedarkConfig, names: list[str],
             continue
         outcomes.append(store(repo, conf, name, raw, versions(snapshots, name), now,
                               config.zone))
-    if any(o.status == "stored" for o in outcomes):
-        snapshots = all_snapshots(repo)
-    extra = beyond_keep(conf, snapshots, [o.device for o in outcomes])
+    return outcomes
+
+
+def trim(repo: Repository, config: MedarkConfig, outcomes: list[Outcome],
+         remove: Callable[[list[Snapshot]], list[Snapshot]]) -> None:
+    """Phase 3, under an exclusive lock as forget: `remove` deletes snapshot files
+    (engine/worm.remove_snapshots: legal holds and WORM locks respected) and returns
+    those it removed, noted in each device's outcome."""
+    conf = netconfig_of(config)
+    extra = beyond_keep(conf, all_snapshots(repo), [o.device for o in outcomes])
     for outcome in outcomes:
         if extra[outcome.device]:
             outcome.removed = [s.id for s in remove(extra[outcome.device])]
-    return outcomes
+
+
+def needs_trim(repo: Repository, config: MedarkConfig, outcomes: list[Outcome]) -> bool:
+    conf = netconfig_of(config)
+    extra = beyond_keep(conf, all_snapshots(repo), [o.device for o in outcomes])
+    return any(extra.values())
 
 
 def find_version(repo: Repository, device: str, ref: str | None,

@@ -74,19 +74,24 @@ def run(ctx: Context) -> int:
 @contextmanager
 def _repository(ctx: Context, config: MedarkConfig, exclusive: bool
                 ) -> Iterator[Repository]:
-    """--repo when given, else [netconfig] repository of the plan file."""
-    if getattr(ctx.args, "repo", None):
-        with ctx.repository(lock="exclusive" if exclusive else "shared",
-                            command="netconfig") as repo:
-            yield repo
-        return
-    from medark.service.netconfig import netconfig_of
-    from medark.service.session import locked, open_configured
+    """--repo when given, else [netconfig] repository of the plan file, locked."""
+    from medark.service.session import locked
 
-    repo = open_configured(config, netconfig_of(config).repository, ctx.cache_dir)
+    with _opened(ctx, config) as repo, locked(repo, exclusive, "netconfig", ctx.out.warn):
+        yield repo
+
+
+@contextmanager
+def _opened(ctx: Context, config: MedarkConfig) -> Iterator[Repository]:
+    if getattr(ctx.args, "repo", None):
+        repo = ctx.open()
+    else:
+        from medark.service.netconfig import netconfig_of
+        from medark.service.session import open_configured
+
+        repo = open_configured(config, netconfig_of(config).repository, ctx.cache_dir)
     try:
-        with locked(repo, exclusive, "netconfig", ctx.out.warn):
-            yield repo
+        yield repo
     finally:
         repo.close()
 
@@ -96,7 +101,7 @@ def _repository(ctx: Context, config: MedarkConfig, exclusive: bool
 def _fetch(ctx: Context, config: MedarkConfig) -> int:
     from medark.engine.worm import remove_snapshots
     from medark.service.jobs import opened_catalog
-    from medark.service.netconfig import netconfig_of, run_fetch
+    from medark.service.netconfig import fetch_and_store, needs_trim, netconfig_of, trim
 
     conf = netconfig_of(config)
     for name in ctx.args.devices or sorted(conf.devices):
@@ -109,8 +114,15 @@ def _fetch(ctx: Context, config: MedarkConfig) -> int:
         removed, _kept = remove_snapshots(repo, snaps, False, ctx.out.text)
         return removed
 
-    with _repository(ctx, config, exclusive=True) as repo:
-        outcomes = run_fetch(repo, config, list(ctx.args.devices), remove)
+    from medark.service.session import locked
+
+    with _opened(ctx, config) as repo:
+        with locked(repo, False, "netconfig fetch", ctx.out.warn):  # adds, as a backup
+            outcomes = fetch_and_store(repo, config, list(ctx.args.devices))
+            trimming = needs_trim(repo, config, outcomes)
+        if trimming:  # removes snapshot files, as forget
+            with locked(repo, True, "netconfig fetch", ctx.out.warn):
+                trim(repo, config, outcomes, remove)
     with opened_catalog(config, ctx.args.catalog) as catalog:
         _alert(config, catalog, outcomes)
     for outcome in outcomes:
