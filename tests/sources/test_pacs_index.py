@@ -55,16 +55,27 @@ def test_relative_paths_stay_inside_the_root() -> None:
 
 def test_dcm4chee_location_and_a_configured_query(index_db: str) -> None:
     with psycopg.connect(index_db) as conn:
-        conn.execute("CREATE TABLE location (pk bigint PRIMARY KEY, storage_id text, "
-                     "storage_path text, object_size bigint)")
-        conn.execute("INSERT INTO location VALUES (1, 'fs1', '2026/11/03/A1/B2/I1', 1200), "
-                     "(2, 'fs1', '2026/11/03/A1/B2/I2', 800), (3, 'fs1', NULL, 0)")
+        # dcm4chee-arc 5's columns (a metadata object and a shared file are not files
+        # of the DICOM storage twice)
+        conn.execute("CREATE TABLE location (pk int8 PRIMARY KEY, created_time timestamp "
+                     "NOT NULL DEFAULT now(), digest varchar(255), multi_ref int4, "
+                     "object_type int4 NOT NULL, object_size int8 NOT NULL, status int4 NOT "
+                     "NULL DEFAULT 0, storage_id varchar(255) NOT NULL, storage_path "
+                     "varchar(255) NOT NULL, tsuid varchar(255), instance_fk int8, "
+                     "uidmap_fk int8)")
+        conn.execute("INSERT INTO location (pk, object_type, object_size, storage_id, "
+                     "storage_path, multi_ref) VALUES "
+                     "(1, 0, 1200, 'fs1', '2026/11/03/A1/B2/I1', NULL), "
+                     "(2, 0, 800, 'fs1', '2026/11/03/A1/B2/I2', 7), "
+                     "(3, 0, 800, 'fs1', '2026/11/03/A1/B2/I2', 7), "
+                     "(4, 1, 90, 'metadata', '2026/11/03/A1/B2.zip', NULL)")
         conn.execute("CREATE TABLE images (path text, bytes bigint)")
         conn.execute("INSERT INTO images VALUES ('/srv/pacs/s1/i1.dcm', 10), "
                      "('s1/i2.dcm', NULL), ('/mnt/old/i3.dcm', 30), ('', 0)")
         conn.commit()
         with conn.transaction(), conn.cursor() as cur:
-            found = read_references(cur, "dcm4chee", "/srv/dcm4chee")
+            found = sorted(read_references(cur, "dcm4chee", "/srv/dcm4chee"),
+                           key=lambda r: r.path)
             assert found == [Reference("2026/11/03/A1/B2/I1", 1200),
                              Reference("2026/11/03/A1/B2/I2", 800)]
             found = read_references(cur, "sql", "/srv/pacs",
