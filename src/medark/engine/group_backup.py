@@ -153,7 +153,7 @@ def reconcile(repo: Repository, root: str, references: list[Reference], files: S
     group's files (else the files snapshot's parent)."""
     out = Reconciled()
     scanned = TreeReader(repo, files.tree)
-    present = {rel: node for rel, node in scanned.files_under(root)}
+    present = {rel for rel, _node in scanned.files_under(root)}  # paths only: millions
     wanted: set[str] = set()
     gone: list[Reference] = []
     for ref in references:
