@@ -20,7 +20,7 @@ from medark.cli.command import Command
 from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.cli.plan_options import add_config_option
 from medark.config import environment as env
-from medark.errors import GroupIncomplete, MedarkError, UsageError
+from medark.errors import GroupIncomplete, MedarkError, PartialBackup, UsageError
 from medark.util.sizes import format_duration
 
 if TYPE_CHECKING:
@@ -136,6 +136,13 @@ def _backup(ctx: Context) -> int:
                                 "point was saved; they are listed)")
         error.in_output = ctx.out.as_json
         raise error
+    if summary["files_errors"]:
+        for line in summary["files_errors"][:SHOWN] if not ctx.out.as_json else []:
+            ctx.out.warn(f"error: {line}")
+        partial = PartialBackup(f"{len(summary['files_errors'])} file(s) of the storage "
+                                "could not be read (the point was saved)")
+        partial.in_output = ctx.out.as_json
+        raise partial
     return 0
 
 
