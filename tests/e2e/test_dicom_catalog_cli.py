@@ -99,8 +99,6 @@ def test_find_by_each_key(world: World) -> None:
     assert sorted(studies("--patient-id", "P000123")) == p123 and len(p123) == 3
     assert sorted(studies("--name", "张")) == p123
     assert studies("--name", "SMITH") == [tree.instances[7].study_uid]
-    assert studies("--name", "李") == [i.study_uid for i in tree.instances
-                                       if i.patient_id == "P000789"][:1]
     assert studies("--accession", "ACC1002") == [tree.instances[5].study_uid]
     study = tree.instances[0].study_uid
     assert studies("--study-uid", study) == [study]
@@ -110,7 +108,6 @@ def test_find_by_each_key(world: World) -> None:
         {i.study_uid for i in tree.instances if "20261101" <= i.study_date <= "20261130"})
     assert sorted(studies("--date", "20261201..")) == sorted([tree.instances[12].study_uid,
                                                                added_uid(world)])
-    assert studies("--name", "nobody") == []
 
     doc = _find(world, "--study-uid", study)["studies"][0]
     assert doc["snapshots"] == [first, second]
@@ -243,4 +240,3 @@ def test_a_copy_to_another_key_carries_the_catalog(world: World, tmp_path: Path)
     found = cli("dicom", "find", "--json", "--name", "张").json()["studies"]
     assert len(found) == 3 and all(len(s["snapshots"]) >= 1 for s in found)
     assert cli("--json", "dicom", "verify", "latest").json()["checked"] == 16
-    cli("check", "--read-data")
