@@ -44,7 +44,8 @@ def take_point(dsn: Dsn, kind: str, root: str, query: str | None) -> DatabasePoi
             assert row is not None
             lsn, when = parse_lsn(str(row[0])), row[1]
             assert isinstance(when, datetime)
-            with conn.cursor() as cur:
+            # a server-side cursor: the rows arrive in batches, not all at once
+            with conn.cursor(name="medark_pacs_references") as cur:
                 references = read_references(cur, kind, root, query)
             conn.rollback()
             conn.autocommit = True
