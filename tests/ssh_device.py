@@ -133,6 +133,7 @@ PubkeyAuthentication yes
 PasswordAuthentication yes
 KbdInteractiveAuthentication no
 MaxAuthTries 3
+MaxStartups 256
 LoginGraceTime 20
 ForceCommand {script}
 LogLevel ERROR
