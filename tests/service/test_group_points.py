@@ -31,11 +31,11 @@ def repo(tmp_path: Path) -> Iterator[Repository]:
     repository.close()
 
 
-def point(repo: Repository, group: str, at: datetime) -> Snapshot:
+def point(repo: Repository, group: str, at: datetime, plan: str = "pacs") -> Snapshot:
     tree = save_tree(repo, [])
     repo.flush()
     snap = Snapshot(time=at + timedelta(seconds=5), tree=tree, paths=[f"/group/{group}"],
-                    hostname="pacs1", tags=["group", f"group={group}"],
+                    hostname="pacs1", tags=["group", f"group={group}", f"plan={plan}"],
                     source={"kind": "group", "group": group,
                             "database": {"lsn": "0/3000028",
                                          "time": clock.format_time(at)}})
@@ -46,13 +46,16 @@ def point(repo: Repository, group: str, at: datetime) -> Snapshot:
 def test_newest_point_at_or_before_a_time_by_id_or_newest(repo: Repository) -> None:
     first = point(repo, "pacs", T0)
     second = point(repo, "pacs", T0 + timedelta(hours=1))
-    other = point(repo, "ris", T0 + timedelta(hours=2))
+    other = point(repo, "ris", T0 + timedelta(hours=2), plan="ris")
     assert choose_point(repo, None, "pacs", None).id == second.id
     assert choose_point(repo, None, None, None).id == other.id
     assert choose_point(repo, "latest", "pacs", None).id == second.id
     assert choose_point(repo, None, "pacs", T0 + timedelta(minutes=59)).id == first.id
     assert choose_point(repo, None, "pacs", T0 + timedelta(hours=1)).id == second.id
     assert choose_point(repo, first.id[:10], None, None).id == first.id
+    assert choose_point(repo, None, None, None, plan="pacs").id == second.id
+    with pytest.raises(ObjectNotFound):
+        choose_point(repo, None, None, None, plan="lis")
     with pytest.raises(TargetOutOfRange, match="oldest is at 2026-11-03T08:00:00"):
         choose_point(repo, None, "pacs", T0 - timedelta(seconds=1))
     with pytest.raises(ObjectNotFound, match="no point of group 'pet'"):

@@ -59,16 +59,17 @@ def plan_group(config: MedarkConfig, plan: str, name: str | None) -> PlanGroup:
 
 
 def choose_point(repo: Repository, ref: str | None, name: str | None,
-                 time: datetime | None) -> Snapshot:
-    """A group snapshot by id (or `latest`), else the newest point of group `name` at or
-    before `time` (the newest without a time)."""
+                 time: datetime | None, plan: str | None = None) -> Snapshot:
+    """A group snapshot by id (or `latest`), else the newest point of group `name` (of
+    plan `plan`) at or before `time` (the newest without a time)."""
     if ref is not None and ref != "latest":
         snap = find_snapshot(repo, ref)
         if snap.source.get("kind") != "group":
             raise UsageError(f"snapshot {snap.short_id} is not a consistency group's point "
                              "(`medark snapshots --tag group` lists them)")
         return snap
-    points = group_snapshots(all_snapshots(repo), name)
+    points = [p for p in group_snapshots(all_snapshots(repo), name)
+              if plan is None or f"plan={plan}" in p.tags]
     if not points:
         raise ObjectNotFound(f"no point of group {name!r} in the repository (take one with "
                              "`medark group backup`)" if name else

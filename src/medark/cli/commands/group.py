@@ -63,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the group's point (default: the newest, or the newest at or "
                         "before --time)")
     r.add_argument("--group", default=None, help="points of this group only")
+    r.add_argument("--plan", default=None, help="points taken by this plan only")
     r.add_argument("--time", metavar="TS", help="the newest point at or before this "
                    "moment (ISO 8601; without a zone: UTC)")
     r.add_argument("--target-dir", required=True, metavar="DIR",
@@ -203,10 +204,10 @@ def _restore(ctx: Context) -> int:
         timeout=args.timeout)
     detail = {"engine": "group", "target_dir": os.path.abspath(args.target_dir),
               "files_target": os.path.abspath(args.files_target), "time": args.time,
-              "group": args.group, "snapshot": args.snapshot}
+              "group": args.group, "plan": args.plan, "snapshot": args.snapshot}
     with audited_read(ctx, "group.restore", **detail) as access, \
             ctx.repository(lock="shared", command="group restore") as repo:
-        point = groups.choose_point(repo, args.snapshot, args.group, when)
+        point = groups.choose_point(repo, args.snapshot, args.group, when, args.plan)
         access.snapshot(point.id)
         progress = ctx.progress("group restore")
         try:
