@@ -19,6 +19,7 @@ import httpx
 import pyotp
 import pytest
 from catalog_urls import KINDS, catalog_urls
+from dr_site import dr_nodes
 from medark_command import MEDARK, PASSWORD, TEST_KDF
 
 from medark.catalog.audit_trail import read_records
@@ -286,6 +287,63 @@ retention = { daily = 7 }
 repository."""
 
 
+LIS_NODES = ("host=10.0.0.11 user=medark dbname=lis", "host=10.0.1.11 user=medark dbname=lis")
+"""The DSNs of the lis pair's configured primary (at site main) and standby (at east)."""
+
+
+def lis_pair_config(more: str = "", drill: str | None = None) -> str:
+    """A configuration with two sites, main and east (a campus), a local repository at
+    main, a PostgreSQL system lis backed up daily into it and its DR pair (LIS_NODES);
+    `more` TOML (other repositories, systems and plans) before the [dr.lis] table, and
+    the pair's `drill` schedule when given."""
+    drill_line = f'drill = "{drill}"\n' if drill else ""
+    return f"""\
+[sites.main]
+location = "CN-SC"
+[sites.east]
+location = "CN-SC"
+role = "campus"
+
+[repositories.local]
+site = "main"
+url = "/backup"
+
+[systems.lis]
+owner = "IT"
+[[systems.lis.sources]]
+type = "postgres"
+dsn = "{LIS_NODES[0]}"
+
+[plans.lis]
+system = "lis"
+repository = "local"
+schedule = "0 1 * * *"
+rpo = "1d"
+rto = "1h"
+retention = {{ daily = 7 }}
+{more}
+[dr.lis]
+{drill_line}""" + dr_nodes("lis", *LIS_NODES)
+
+
+def lis_pair_status(serving: str = "main", lag_bytes: int = 0, lag_seconds: float = 0.1,
+                    last_drill: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """`medark --json dr status` of lis_pair_config's pair, healthy, `serving` the site
+    whose node is now the primary (the configured primary at main, standby at east)."""
+    return [{
+        "system": "lis", "kind": "postgres", "feed": "stream", "supported": True,
+        "note": "",
+        "nodes": [{"configured": "primary", "site": "main", "address": "10.0.0.11:5432",
+                   "role": "primary" if serving == "main" else "standby",
+                   "reachable": True},
+                  {"configured": "standby", "site": "east", "address": "10.0.1.11:5432",
+                   "role": "primary" if serving == "east" else "standby",
+                   "reachable": True}],
+        "lag": {"bytes": lag_bytes, "seconds": lag_seconds, "basis": "replay", "error": None,
+                "max_lag_bytes": 16777216, "max_lag_seconds": 60.0, "over_limit": []},
+        "healthy": True, "problems": [], "last_drill": last_drill}]
+
+
 def his_config(inst: str, schedule: str = "*/15 * * * *", title: str = "主院区") -> str:
     """An institution's configuration document for the configuration views: one site
     (`title`), a local repository under /backup/INST, a PostgreSQL system his and its
@@ -318,12 +376,9 @@ retention = {{ daily = 30, yearly = 15 }}
 """
 
 
-def pacs_config(repo: Path, password_file: Path, data: Path, *, schedule: str = "0 3 1 1 *",
-                rpo: str = "1y", more: str = "") -> str:
-    """A hospital's configuration an agent runs: the files of `data` as system pacs, its
-    plan pacs into the local repository `repo` (a schedule that does not fire during a
-    test by default: jobs are asked for); `more` TOML after it (other systems and plans,
-    an [agent] table)."""
+def local_repository(repo: Path, password_file: Path) -> str:
+    """TOML: site main and the local repository `repo` there, opened with the password
+    in `password_file`."""
     return f"""\
 [sites.main]
 location = "CN-SC"
@@ -332,7 +387,38 @@ location = "CN-SC"
 site = "main"
 url = "{repo}"
 password_file = "{password_file}"
+"""
 
+
+def streamed_his(dsn: str, rpo: str = "1y") -> str:
+    """TOML: a PostgreSQL system his at `dsn` whose WAL the agent streams, and its plan
+    his into the local repository (a schedule that does not fire during a test)."""
+    return f"""\
+[systems.his]
+owner = "IT"
+
+[[systems.his.sources]]
+type = "postgres"
+dsn = "{dsn}"
+stream = true
+
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "0 3 1 1 *"
+rpo = "{rpo}"
+rto = "1h"
+retention = {{ last = 3 }}
+"""
+
+
+def pacs_config(repo: Path, password_file: Path, data: Path, *, schedule: str = "0 3 1 1 *",
+                rpo: str = "1y", more: str = "") -> str:
+    """A hospital's configuration an agent runs: the files of `data` as system pacs, its
+    plan pacs into the local repository `repo` (a schedule that does not fire during a
+    test by default: jobs are asked for); `more` TOML after it (other systems and plans,
+    an [agent] table)."""
+    return local_repository(repo, password_file) + f"""
 [systems.pacs]
 owner = "radiology"
 

@@ -15,8 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from dr_site import dr_nodes
-from server_site import FILES_CONFIG, Site, User, code_of, first_login, site_fixture, start
+from server_site import (
+    FILES_CONFIG,
+    Site,
+    User,
+    code_of,
+    first_login,
+    lis_pair_config,
+    lis_pair_status,
+    site_fixture,
+    start,
+)
 
 from medark.catalog.store import Catalog
 from medark.server import dashboard_facts as facts
@@ -25,20 +34,11 @@ site = site_fixture()
 
 WAIT = 60.0
 """Seconds a test waits for an event before it gives up (no timing is asserted)."""
-CONFIG_A = """\
+CONFIG_A = lis_pair_config(drill="0 3 1 * *", more="""
 [hospital]
 tier = "三甲"
 level = 3
 
-[sites.main]
-location = "CN-SC"
-[sites.east]
-location = "CN-SC"
-role = "campus"
-
-[repositories.local]
-site = "main"
-url = "/backup"
 [repositories.offsite]
 site = "east"
 url = "sftp://backup@10.0.0.9/medark"
@@ -56,12 +56,6 @@ owner = "IT"
 [[systems.pacs.sources]]
 type = "files"
 paths = ["/srv/pacs"]
-
-[systems.lis]
-owner = "IT"
-[[systems.lis.sources]]
-type = "postgres"
-dsn = "host=10.0.0.11 user=medark dbname=lis"
 
 [systems.emr]
 owner = "IT"
@@ -87,14 +81,6 @@ rpo = "1d"
 rto = "4h"
 retention = { daily = 7 }
 
-[plans.lis]
-system = "lis"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = { daily = 7 }
-
 [plans.emr]
 system = "emr"
 repository = "local"
@@ -102,11 +88,7 @@ schedule = "0 1 * * *"
 rpo = "1d"
 rto = "1h"
 retention = { daily = 7 }
-
-[dr.lis]
-drill = "0 3 1 * *"
-""" + dr_nodes("lis", "host=10.0.0.11 user=medark dbname=lis",
-               "host=10.0.1.11 user=medark dbname=lis")
+""")
 
 
 def ago(**delta: float) -> str:
@@ -123,18 +105,10 @@ def result(local_id: int, plan: str, kind: str, status: str, hours: float,
             else None, "details": details}
 
 
-DR_STATUS = [{
-    "system": "lis", "kind": "postgres", "feed": "stream", "supported": True, "note": "",
-    "nodes": [{"configured": "primary", "site": "main", "address": "10.0.0.11:5432",
-               "role": "primary", "reachable": True},
-              {"configured": "standby", "site": "east", "address": "10.0.1.11:5432",
-               "role": "standby", "reachable": True}],
-    "lag": {"bytes": 4096, "seconds": 0.5, "basis": "replay", "error": None,
-            "max_lag_bytes": 16777216, "max_lag_seconds": 60.0, "over_limit": []},
-    "healthy": True, "problems": [],
-    "last_drill": {"id": 3, "system": "lis", "kind": "drill", "status": "succeeded",
-                   "started_at": ago(days=2), "finished_at": ago(days=2, seconds=-40),
-                   "switch_seconds": 12.5, "steps": []}}]
+DR_STATUS = lis_pair_status(lag_bytes=4096, lag_seconds=0.5, last_drill={
+    "id": 3, "system": "lis", "kind": "drill", "status": "succeeded",
+    "started_at": ago(days=2), "finished_at": ago(days=2, seconds=-40),
+    "switch_seconds": 12.5, "steps": []})
 
 
 class Agent:

@@ -9,61 +9,35 @@ audited."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from medark_command import MEDARK, PASSWORD
-from server_site import Site, audit_records, code_of, run, site_fixture, wait_for
+from server_site import (
+    Site,
+    audit_records,
+    code_of,
+    import_config,
+    new_repository,
+    pacs_config,
+    run,
+    running_agent,
+    site_fixture,
+    streamed_his,
+    wait_for,
+)
 
 site = site_fixture()
 
 HOSP, OTHER = "rhosp", "rother"
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
 
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
 
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{data}"]
-
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "host=127.0.0.1 dbname=his"
-stream = true
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1y"
-rto = "1h"
-retention = {{ last = 3 }}
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1y"
-rto = "1h"
-retention = {{ last = 3 }}
-
-[agent]
-restore_targets = {{ scratch = "{scratch}", "ward-3" = "{scratch}/w3" }}
-"""
-
+def _config(repo: Path, password_file: Path, data: Path, scratch: Path) -> str:
+    """The files of `data` as system pacs, and a streamed PostgreSQL system his whose
+    windows the server does not know; two restore targets of the agent."""
+    return pacs_config(repo, password_file, data, more="\n" + streamed_his(
+        "host=127.0.0.1 dbname=his") + "\n[agent]\nrestore_targets = "
+        f'{{ scratch = "{scratch}", "ward-3" = "{scratch}/w3" }}\n')
 
 @pytest.fixture(scope="module")
 def world(site: Site) -> dict[str, Any]:
@@ -73,15 +47,12 @@ def world(site: Site) -> dict[str, Any]:
         made = sysadmin.call("POST", "/api/institutions", json={"name": name})
         assert made.status_code == 201, made.text
     password_file = tmp / "repository-passwords" / "recovery.pass"  # the server's dir
-    password_file.parent.mkdir(exist_ok=True)
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
     data, scratch, repo = tmp / "rec-data", tmp / "rec-scratch", tmp / "rec-repo"
     (data / "study").mkdir(parents=True)
     (data / "study" / "IM1.dcm").write_bytes(b"DICM" * 64)
     scratch.mkdir()
+    new_repository(site.env, repo, password_file)
     env = {**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}
-    assert run(env, "--repo", str(repo), "init").returncode == 0
     ids = []
     for _ in range(2):
         done = run(env, "--repo", str(repo), "--json", "backup", "--tag", "system=pacs",
@@ -89,11 +60,8 @@ def world(site: Site) -> dict[str, Any]:
         assert done.returncode == 0, done.stderr
         ids.append(json.loads(done.stdout.strip().splitlines()[-1])["snapshot_id"])
     config = tmp / "rec-medark.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data,
-                                    scratch=scratch))
-    done = run(site.env, "server", "config", "import", "--catalog", site.catalog,
-               "--institution", HOSP, str(config))
-    assert done.returncode == 0, done.stderr
+    config.write_text(_config(repo, password_file, data, scratch))
+    import_config(site.env, site.catalog, HOSP, config)
     return {"config": config, "ids": ids,
             "op": site.new_user("rec-op", ["operator"], HOSP),
             "viewer": site.new_user("rec-viewer", ["viewer"], HOSP),
@@ -114,23 +82,10 @@ def test_points_and_the_targets_a_real_agent_declares(site: Site, world: dict[st
     assert body["agents"] == [] and body["grant"] is None
     assert body["plans"] == ["pacs"] and body["source_types"] == ["files"]
     assert body["database"] is False and body["windows"] == []
-    token = site.user("sysadmin").call("POST", "/api/agents/enrolment-tokens", json={
-        "institution": HOSP, "name": "rec-host"})
-    assert token.status_code == 201, token.text
-    state = site.tmp / "rec-agent"
-    enrolled = run(site.env, "agent", "enroll", "--server", site.server.url, "--token",
-                   token.json()["secret"], "--state-dir", str(state))
-    assert enrolled.returncode == 0, enrolled.stderr
-    agent = subprocess.Popen(
-        [MEDARK, "agent", "run", "--state-dir", str(state), "--config",
-         str(world["config"]), "--heartbeat", "1", "--wait", "2", "--grace", "5"],
-        env=site.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running_agent(site.env, site.server.url, site.user("sysadmin"), HOSP, "rec-host",
+                       site.tmp / "rec-agent", world["config"]):
         found = wait_for("the agent's targets", lambda: [
             a for a in _recovery(world["viewer"]).json()["agents"] if a["targets"]])
-    finally:
-        agent.terminate()
-        agent.communicate(timeout=60)
     assert found == [{"agent": "rec-host", "state": "online",
                       "targets": ["scratch", "ward-3"]}]
     # names only: the directories stay on the host

@@ -8,56 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dr_site import dr_nodes
-from server_site import Site, User, site_fixture
+from server_site import Site, User, lis_pair_config, lis_pair_status, site_fixture
 
 site = site_fixture()
 
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-[sites.east]
-location = "CN-SC"
-role = "campus"
-
-[repositories.local]
-site = "main"
-url = "/backup"
-
-[systems.lis]
-owner = "IT"
-[[systems.lis.sources]]
-type = "postgres"
-dsn = "host=10.0.0.11 user=medark dbname=lis"
-
-[plans.lis]
-system = "lis"
-repository = "local"
-schedule = "0 1 * * *"
-rpo = "1d"
-rto = "1h"
-retention = { daily = 7 }
-
-[dr.lis]
-""" + dr_nodes("lis", "host=10.0.0.11 user=medark dbname=lis",
-               "host=10.0.1.11 user=medark dbname=lis")
-
-
-def dr_status(serving: str) -> list[dict[str, Any]]:
-    """`medark --json dr status` of the pair with the configured primary at main and
-    standby at east, `serving` the site whose node is now the primary."""
-    return [{
-        "system": "lis", "kind": "postgres", "feed": "stream", "supported": True,
-        "note": "",
-        "nodes": [{"configured": "primary", "site": "main", "address": "10.0.0.11:5432",
-                   "role": "primary" if serving == "main" else "standby",
-                   "reachable": True},
-                  {"configured": "standby", "site": "east", "address": "10.0.1.11:5432",
-                   "role": "primary" if serving == "east" else "standby",
-                   "reachable": True}],
-        "lag": {"bytes": 0, "seconds": 0.1, "basis": "replay", "error": None,
-                "max_lag_bytes": 16777216, "max_lag_seconds": 60.0, "over_limit": []},
-        "healthy": True, "problems": [], "last_drill": None}]
+CONFIG = lis_pair_config()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +37,7 @@ def report(ready: dict[str, Any], serving: str | None) -> None:
     """A heartbeat with the pair's roles (`serving`: the primary's site), or none."""
     body: dict[str, Any] = {"version": "1", "plans": ["lis"], "dr_systems": ["lis"]}
     if serving is not None:
-        body["dr_status"] = dr_status(serving)
+        body["dr_status"] = lis_pair_status(serving)
     beat = ready["agent"].post("/api/agent/heartbeat", json=body)
     assert beat.status_code in (200, 204), beat.text
 
