@@ -180,6 +180,10 @@ def test_finds_and_verifies_are_audited_without_patient_data(world: World) -> No
     assert verifies[-1]["detail"]["checked"] == 8
     dumped = json.dumps(records, ensure_ascii=False)
     assert "Smith" not in dumped and "三丰" not in dumped and "胸部" not in dumped
+    refused = world.cli("dicom", "find", "--name", "张", "--catalog",
+                        "postgresql://postgres@127.0.0.1:1/medark_nowhere", check=False)
+    assert refused.returncode == 16  # fail closed, as every read of patient data
+    assert "unaudited" in refused.stderr and "张" not in refused.stdout
 
 
 def test_no_patient_data_outside_the_repository_blobs(world: World) -> None:
