@@ -118,3 +118,15 @@ def test_date_ranges() -> None:
     for bad in ("2026-13-01", "yesterday", "2026110", "20261101..x"):
         with pytest.raises(UsageError):
             date_range(bad)
+
+
+def test_a_snapshot_whose_catalog_is_gone_is_named_and_skipped(repo: Repository) -> None:
+    """An older Medark's prune deletes the catalog's blobs: find searches the rest."""
+    good = _snapshot(repo, [rec(1, 1)], 0)
+    lost = Snapshot(time=good.time + timedelta(hours=1), tree=good.tree, paths=["/pacs"],
+                    hostname="pacs1", dicom_catalog={"version": 1, "instances": 1,
+                                                     "malformed": 0, "tree": "ab" * 32})
+    save_snapshot(repo, lost)
+    result = find(repo, [good, lost], DicomFilter())
+    assert [s.study_uid for s in result.studies] == ["1.2.1"]
+    assert list(result.unreadable) == [lost.id]

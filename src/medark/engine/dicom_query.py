@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from medark.engine.dicom_catalog import CatalogCache, CatalogRepo, InstanceRecord
-from medark.errors import ObjectNotFound, UsageError
+from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import load_tree
 from medark.sources.dicom.header import REREAD_LIMIT, Malformed, parse_header
@@ -140,6 +140,9 @@ class FindResult:
     with_catalog: int
     decoded: int
     """Distinct catalogs decoded (snapshots sharing one decode it once)."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Snapshot id -> why its catalog could not be read (its blobs pruned by a Medark
+    that did not know them, or damaged); the other snapshots are still searched."""
 
 
 def _group(records: list[InstanceRecord], flt: DicomFilter) -> dict[str, StudyHit]:
@@ -168,6 +171,7 @@ def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> Find
     cache = CatalogCache(repo)
     grouped: dict[bytes, dict[str, StudyHit]] = {}
     merged: dict[str, StudyHit] = {}
+    unreadable: dict[str, str] = {}
     with_catalog = 0
     for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
         tree = snap.catalog_tree
@@ -176,7 +180,11 @@ def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> Find
         if tree is None:
             continue
         if tree not in grouped:
-            grouped[tree] = _group(cache.records(snap), flt)
+            try:
+                grouped[tree] = _group(cache.records(snap), flt)
+            except (ObjectNotFound, RepositoryCorrupt) as exc:
+                unreadable[snap.id] = str(exc)
+                continue
         for uid, hit in grouped[tree].items():
             mine = merged.get(uid)
             snaps = (mine.snapshots if mine else []) + [snap.id]
@@ -191,7 +199,7 @@ def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> Find
                                               [*series_snaps.get(key, []), snap.id])
             merged[uid] = fresh
     studies = sorted(merged.values(), key=lambda h: (h.patient_id, h.study_date, h.study_uid))
-    return FindResult(studies, len(snapshots), with_catalog, cache.decoded)
+    return FindResult(studies, len(snapshots), with_catalog, cache.decoded, unreadable)
 
 
 # ---- verify --------------------------------------------------------------------------

@@ -106,10 +106,14 @@ def _find(ctx: Context) -> int:
         access.note(searched=result.searched, studies=len(uids),
                     instances=sum(s.instances for s in result.studies),
                     study_uids=uids[:AUDIT_UIDS], study_uids_truncated=len(uids) > AUDIT_UIDS)
+    for sid, why in result.unreadable.items():
+        ctx.out.warn(f"warning: snapshot {sid[:8]}: its DICOM catalog cannot be read ({why}); "
+                     "searched the others")
     times = {s.id: s.time for s in snaps}
     if ctx.out.as_json:
         ctx.out.json({"filters": flt.public(), "searched": result.searched,
                       "with_catalog": result.with_catalog,
+                      "unreadable": sorted(result.unreadable),
                       "studies": [s.public() for s in result.studies]})
         return 0
     _print_find(ctx, result, times)
