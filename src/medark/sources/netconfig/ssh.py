@@ -98,7 +98,11 @@ def _run_command(target: Target) -> str:
 
 def _fetch_ssh(target: Target, prof: Profile) -> str:
     from netmiko import ConnectHandler  # paramiko and netmiko: only when a device is fetched
-    from netmiko.exceptions import NetmikoAuthenticationException, NetmikoTimeoutException
+    from netmiko.exceptions import (
+        NetmikoAuthenticationException,
+        NetmikoTimeoutException,
+        ReadTimeout,
+    )
 
     secret = read_secret(target.password_file, target.name) if target.password_file else None
     where = f"device {target.name} ({target.address}:{target.port})"
@@ -116,27 +120,34 @@ def _fetch_ssh(target: Target, prof: Profile) -> str:
                       password=None)
     else:
         params.update(use_keys=False, password=secret)
-    try:
-        conn = ConnectHandler(**params)
+    for attempt in (1, 2):
         try:
-            output = conn.send_command(prof.show_config, read_timeout=target.timeout,
-                                       strip_prompt=True, strip_command=True)
-        finally:
-            _log_out(conn)
-    except NetmikoAuthenticationException:
-        raise DeviceAuthFailed(f"{where} refused user {target.username!r} with its "
-                               f"{'key' if target.key_file else 'password'}: check the "
-                               "credentials; no version stored") from None
-    except NetmikoTimeoutException as exc:
-        raise _classify(exc, target, where) from None
-    except MedarkError:
-        raise
-    except (OSError, EOFError, ValueError) as exc:
-        raise DeviceUnreachable(f"{where}: {type(exc).__name__}: {_first_line(exc)}; "
-                                "no version stored") from None
-    except Exception as exc:  # netmiko's ReadTimeout and the like: one line, no trace
-        raise DeviceUnreachable(f"{where}: {type(exc).__name__}: {_first_line(exc)}; "
-                                "no version stored") from None
+            return _session(ConnectHandler, params, prof, target)
+        except ReadTimeout as exc:  # a CLI answering slower than the prompt detection
+            if attempt == 2:  # waits (a loaded device): once more, then give up
+                raise DeviceUnreachable(f"{where}: its CLI did not answer as expected "
+                                        f"({_first_line(exc)}); no version stored") from None
+        except NetmikoAuthenticationException:
+            raise DeviceAuthFailed(f"{where} refused user {target.username!r} with its "
+                                   f"{'key' if target.key_file else 'password'}: check the "
+                                   "credentials; no version stored") from None
+        except NetmikoTimeoutException as exc:
+            raise _classify(exc, target, where) from None
+        except MedarkError:
+            raise
+        except Exception as exc:  # anything else from the SSH stack: one line, no trace
+            raise DeviceUnreachable(f"{where}: {type(exc).__name__}: {_first_line(exc)}; "
+                                    "no version stored") from None
+    raise AssertionError("unreachable")
+
+
+def _session(connect: Any, params: dict[str, object], prof: Profile, target: Target) -> str:
+    conn = connect(**params)
+    try:
+        output = conn.send_command(prof.show_config, read_timeout=target.timeout,
+                                   strip_prompt=True, strip_command=True)
+    finally:
+        _log_out(conn)
     return output if isinstance(output, str) else str(output)
 
 
