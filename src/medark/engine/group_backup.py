@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medark import __version__
-from medark.engine.backup import Backup, BackupOptions
+from medark.engine.backup import Backup, BackupOptions, BackupResult
 from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
@@ -80,8 +80,17 @@ def group_snapshots(snaps: list[Snapshot], name: str | None = None) -> list[Snap
             and (name is None or s.source.get("group") == name)]
 
 
+@dataclass
+class GroupResult:
+    snapshot: Snapshot
+    """The group's point."""
+    summary: dict[str, Any]
+    files: BackupResult
+    """The scan's own result (its snapshot, unread files, ransomware verdict)."""
+
+
 def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progress
-                 ) -> tuple[Snapshot, dict[str, Any]]:
+                 ) -> GroupResult:
     started = clock.now()
     t0 = clock.monotonic()
     host = options.host or socket.gethostname()
@@ -116,7 +125,7 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
                "missing": result.missing, "outside": result.outside,
                "files_errors": files.errors,
                "total_duration": round(clock.monotonic() - t0, 3)}
-    return snapshot, summary
+    return GroupResult(snapshot, summary, files)
 
 
 def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, lsn: int,

@@ -105,15 +105,17 @@ def run(ctx: Context) -> int:
 
 
 def _backup(ctx: Context) -> int:
+    from medark.cli.commands.backup import alert
     from medark.engine.group_backup import group_backup
 
     options = _backup_options(ctx.args)
     with ctx.repository(lock="shared", command="group backup") as repo:
         progress = ctx.progress("group backup")
         try:
-            _snapshot, summary = group_backup(repo, options, progress)
+            done = group_backup(repo, options, progress)
         finally:
             progress.close()
+    summary = done.summary
     if ctx.out.as_json:
         ctx.out.json(summary)
     else:
@@ -128,6 +130,9 @@ def _backup(ctx: Context) -> int:
         _paths(ctx, "filled", summary["filled"])
         ctx.out.prose(f"group snapshot {summary['snapshot_id'][:8]} saved in "
                       f"{format_duration(summary['total_duration'])}")
+    verdict = done.files.verdict
+    if verdict is not None and verdict.suspicious:  # the scan looks like ransomware
+        raise alert(ctx, done.files.snapshot, verdict, done.files.summary, done.files.errors)
     missing = summary["missing"] + summary["outside"]
     if missing:
         for path in missing[:SHOWN] if not ctx.out.as_json else []:
