@@ -166,14 +166,20 @@ class Restorer:
         self._made: set[str] = set()
         """Directories this restore made or found to be real directories (never links):
         the only places an entry is written into."""
+        self._fresh: set[str] = set()
+        """Directories this restore made itself (empty when made): a small file goes
+        there under its real name at once (restore_data, FileJob.direct)."""
         self._batch_limit = min(FIRST_BATCH, options.batch_files)
         self._running: list[Running] = []
 
     def run(self) -> RestoreSummary:
         started = clock.monotonic()
+        existed = os.path.lexists(self.target)
         self.target = prepare_target(self.options.target)
         self.summary.target = self.target
         self._made.add(self.target)
+        if not existed:
+            self._fresh.add(self.target)
         self._set_totals()
         workers = self.options.workers or max(2, os.cpu_count() or 2)
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
@@ -231,21 +237,24 @@ class Restorer:
         node = entry.node
         final = self._final(entry)
         self.summary.total_files += 1
-        if os.path.dirname(final) not in self._made:
+        parent = os.path.dirname(final)
+        if parent not in self._made:
             self._error(f"{final}: not restored, its directory could not be made")
             return
         if node.type == "dir":
             try:
-                make_dir(final)
+                made = make_dir(final)
             except OSError as exc:
                 self._os_error(exc, final)
                 return
             self._made.add(final)
+            if made:
+                self._fresh.add(final)
             self._dirs.append((entry.depth, final, node))
             self.summary.files_restored += 1
         elif node.type == "file":
             self.summary.total_bytes += node.size
-            job = FileJob(final, self._tmp(final), node)
+            job = FileJob(final, self._tmp(final), node, direct=parent in self._fresh)
             if node.links > 1 and node.inode:
                 key = (node.device_id, node.inode)
                 primary = self._primaries.get(key)

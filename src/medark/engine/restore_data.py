@@ -9,8 +9,11 @@ size of a file or of the restore.
 
 Files are written under temporary names in their own directory and renamed into place
 only once complete (with their mode, owner and mtime already set), so an interrupted
-restore never leaves a truncated file under its real name. An all-zero blob is not
-written: the final ftruncate leaves a hole, so sparse files stay sparse.
+restore never leaves a truncated file under an existing directory's real name. A file of
+one blob whose directory this restore made itself (empty when made) is written under its
+real name at once, with O_EXCL: a rename per small file was a tenth of a many-small-files
+restore, and a failed one is removed again (docs/design.md, "Direct writes"). An all-zero
+blob is not written: the final ftruncate leaves a hole, so sparse files stay sparse.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class RestoreRepo(SnapshotRepo, Protocol):
 
     def locate(self, blob_id: bytes) -> tuple[bytes, PackedBlob]: ...
 
+    def locate_many(self, blob_ids: list[bytes]) -> dict[bytes, tuple[bytes, PackedBlob]]: ...
+
     def decode_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
                     pack_id: bytes) -> bytes: ...
 
@@ -81,6 +86,11 @@ class FileJob:
     state: State = State.PENDING
     holes: bool = False
     """An all-zero blob was skipped: the final ftruncate must set the size."""
+    direct: bool = False
+    """Written under its real name (O_EXCL) instead of a temporary one: its directory was
+    made by this restore and it is one blob written once (docs/design.md)."""
+    created: bool = False
+    """A direct file exists under its real name (removed again if it fails)."""
 
 
 Uses = list[tuple[FileJob, list[int]]]
@@ -139,6 +149,8 @@ class BatchPlan:
             offset += found[1].plain_length
         job.size = offset
         job.remaining = len(uses)
+        if job.direct and (len(uses) > 1 or len(job.node.content) > 1):
+            job.direct = False  # several writes, maybe by several threads: a temp file
         if not uses:
             self.empty.append(job)
             return
@@ -205,6 +217,7 @@ class DataRestorer:
         """Locate every blob of a batch (in the walking thread, while the previous batch
         is still being written)."""
         plan = BatchPlan()
+        plan.located = self.repo.locate_many([b for job in jobs for b in job.node.content])
         for index, job in enumerate(jobs):
             try:
                 plan.add(self.repo, index, job)
@@ -278,8 +291,10 @@ class DataRestorer:
                 continue
             if report and job.state is State.PENDING:
                 self._fail(job, f"{job.final}: not all of its data could be restored")
+            if job.direct and not job.created:
+                continue  # never made: nothing of ours is there
             try:
-                os.unlink(job.tmp)
+                os.unlink(job.final if job.direct else job.tmp)
             except FileNotFoundError:
                 pass
             except OSError as exc:
@@ -326,8 +341,15 @@ class DataRestorer:
             raise fatal from exc
         self._fail(job, f"{job.final}: {exc.strerror or exc}")
 
+    def _open(self, job: FileJob, flags: int) -> int:
+        if not job.direct:
+            return os.open(job.tmp, flags, 0o600)
+        fd = os.open(job.final, flags | os.O_EXCL, 0o600)
+        job.created = True
+        return fd
+
     def _write(self, job: FileJob, plain: bytes, offsets: list[int], zero: bool) -> None:
-        fd = os.open(job.tmp, WRITE_FLAGS, 0o600)
+        fd = self._open(job, WRITE_FLAGS)
         try:
             if zero:
                 job.holes = True
@@ -351,7 +373,7 @@ class DataRestorer:
             self._install(job, nbytes)
 
     def _restore_empty(self, job: FileJob) -> None:
-        fd = os.open(job.tmp, WRITE_FLAGS | os.O_TRUNC, 0o600)
+        fd = self._open(job, WRITE_FLAGS | os.O_TRUNC)
         try:
             self._set_metadata(job, fd)
         finally:
@@ -367,7 +389,8 @@ class DataRestorer:
             self.report(f"{job.final}: cannot set metadata: {exc.strerror or exc}", False)
 
     def _install(self, job: FileJob, nbytes: int = 0) -> None:
-        os.rename(job.tmp, job.final)
+        if not job.direct:
+            os.rename(job.tmp, job.final)
         with self._lock:
             job.state = State.DONE
             self.files_restored += 1

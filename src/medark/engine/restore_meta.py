@@ -50,18 +50,20 @@ def apply_path(path: str, node: Node, as_root: bool) -> None:
     os.utime(path, ns=_times(node), follow_symlinks=False)
 
 
-def make_dir(path: str) -> None:
+def make_dir(path: str) -> bool:
     """Create a directory (owner-only until its metadata is set at the end); an entry of
-    another type in the way (a file, a symlink) is replaced, an existing directory kept."""
+    another type in the way (a file, a symlink) is replaced, an existing directory kept.
+    True when this call made it (so it was empty), False for one that was there."""
     try:
         os.mkdir(path, 0o700)
-        return
+        return True
     except FileExistsError:
         st = os.lstat(path)
         if stat.S_ISDIR(st.st_mode):
-            return
+            return False
     os.unlink(path)
     os.mkdir(path, 0o700)
+    return True
 
 
 def make_special(tmp: str, node: Node, as_root: bool) -> bool:

@@ -463,6 +463,15 @@ class Repository:
             raise ObjectNotFound(f"blob {blob_id.hex()} is not in the index")
         return found
 
+    def locate_many(self, blob_ids: list[bytes]) -> dict[bytes, tuple[bytes, PackedBlob]]:
+        """`locate` for many blobs at once; blobs found nowhere are left out."""
+        found = self.cache.lookup_many([b for b in blob_ids if b not in self._pending])
+        for blob_id in blob_ids:
+            pending = self._pending.get(blob_id)
+            if pending is not None:
+                found[blob_id] = pending
+        return found
+
     def load_blob(self, blob_id: bytes) -> bytes:
         pack_id, entry = self.locate(blob_id)
         sealed = self.backend.load(pack_name(pack_id.hex()), entry.offset, entry.length)

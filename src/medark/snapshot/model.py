@@ -20,8 +20,11 @@ from medark.util.jsondoc import texts as _texts
 NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket")
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
+    """slots: a tree of a million files holds a million of these (less memory, faster
+    to make)."""
+
     name: str
     type: str
     mode: int = 0
@@ -42,12 +45,33 @@ class Node:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        # Field by field, in this order (the encoding of an unchanged directory must not
+        # change, or its tree would be stored again): once per node of every backup.
         doc: dict[str, Any] = {"name": self.name, "type": self.type, "mode": self.mode}
-        for key in ("uid", "gid", "user", "group", "mtime_ns", "ctime_ns", "inode",
-                    "device_id", "size", "linktarget", "rdev", "error"):
-            value = getattr(self, key)
-            if value:
-                doc[key] = value
+        if self.uid:
+            doc["uid"] = self.uid
+        if self.gid:
+            doc["gid"] = self.gid
+        if self.user:
+            doc["user"] = self.user
+        if self.group:
+            doc["group"] = self.group
+        if self.mtime_ns:
+            doc["mtime_ns"] = self.mtime_ns
+        if self.ctime_ns:
+            doc["ctime_ns"] = self.ctime_ns
+        if self.inode:
+            doc["inode"] = self.inode
+        if self.device_id:
+            doc["device_id"] = self.device_id
+        if self.size:
+            doc["size"] = self.size
+        if self.linktarget:
+            doc["linktarget"] = self.linktarget
+        if self.rdev:
+            doc["rdev"] = self.rdev
+        if self.error:
+            doc["error"] = self.error
         if self.links != 1:
             doc["links"] = self.links
         if self.type == "file":
@@ -58,35 +82,34 @@ class Node:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Node:
-        """TypeError/ValueError for a field of the wrong type (decode_tree reports it)."""
+        """TypeError/ValueError for a field of the wrong type (decode_tree reports it).
+        Once per node of every tree a restore or a backup reads: positional arguments and
+        one type test for the text fields, the slow getters only to name what is wrong."""
         if not isinstance(doc, dict):
             raise TypeError(f"a node is a {type(doc).__name__}, not an object")
-        subtree = doc.get("subtree")
-        content = doc.get("content", [])
+        get = doc.get
+        subtree = get("subtree")
+        content = get("content", [])
         if not isinstance(content, list):
             raise TypeError("a node's content is not a list")
-        node_type = _text(doc, "type", None)
+        name, node_type = doc["name"], doc["type"]
+        user, group = get("user", ""), get("group", "")
+        linktarget, error = get("linktarget", ""), get("error", "")
+        if not (type(name) is str and type(node_type) is str and type(user) is str
+                and type(group) is str and type(linktarget) is str and type(error) is str):
+            for key in ("name", "type"):
+                _text(doc, key, None)
+            for key in ("user", "group", "linktarget", "error"):
+                _text(doc, key)
         if node_type not in NODE_TYPES:
             raise ValueError(f"unknown node type {node_type!r}")
         return cls(
-            name=_text(doc, "name", None),
-            type=node_type,
-            mode=int(doc.get("mode", 0)),
-            uid=int(doc.get("uid", 0)),
-            gid=int(doc.get("gid", 0)),
-            user=_text(doc, "user"),
-            group=_text(doc, "group"),
-            mtime_ns=int(doc.get("mtime_ns", 0)),
-            ctime_ns=int(doc.get("ctime_ns", 0)),
-            inode=int(doc.get("inode", 0)),
-            device_id=int(doc.get("device_id", 0)),
-            links=int(doc.get("links", 1)),
-            size=int(doc.get("size", 0)),
-            content=[bytes.fromhex(c) for c in content],
-            subtree=bytes.fromhex(subtree) if subtree else None,
-            linktarget=_text(doc, "linktarget"),
-            rdev=int(doc.get("rdev", 0)),
-            error=_text(doc, "error"),
+            name, node_type, int(get("mode", 0)), int(get("uid", 0)), int(get("gid", 0)),
+            user, group, int(get("mtime_ns", 0)), int(get("ctime_ns", 0)),
+            int(get("inode", 0)), int(get("device_id", 0)), int(get("links", 1)),
+            int(get("size", 0)), [bytes.fromhex(c) for c in content],
+            bytes.fromhex(subtree) if subtree else None, linktarget, int(get("rdev", 0)),
+            error,
         )
 
     @property
@@ -94,9 +117,17 @@ class Node:
         return datetime.fromtimestamp(self.mtime_ns / 1e9, tz=clock.now().tzinfo)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+"""json.dumps's own settings for these arguments, made once (dumps builds one per call)."""
+
+
 def encode_tree(nodes: list[Node]) -> bytes:
-    ordered = sorted(nodes, key=lambda n: n.name)
-    return json.dumps({"nodes": [n.to_dict() for n in ordered]}, separators=(",", ":")).encode()
+    ordered = sorted(nodes, key=_name)
+    return _ENCODER.encode({"nodes": [n.to_dict() for n in ordered]}).encode()
+
+
+def _name(node: Node) -> str:
+    return node.name
 
 
 def decode_tree(raw: bytes) -> list[Node]:
