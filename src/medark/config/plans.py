@@ -346,7 +346,7 @@ TIERS = ("二级", "三乙", "三甲")
 CHECKS = ("local_rpo", "local_rto", "offsite_rpo", "offsite_rto", "dr_rpo", "dr_rto",
           "local_backup", "offsite_backup", "offsite_realtime", "hot_redundancy",
           "app_switch", "switch_time", "offsite_frequency", "device_configs",
-          "record_retention", "residency")
+          "record_retention", "residency", "db_audit")
 """What a requirement can ask (policy/compliance.py evaluates each)."""
 LIMITED_CHECKS = {"local_rpo", "local_rto", "offsite_rpo", "offsite_rto", "dr_rpo", "dr_rto",
                   "switch_time", "offsite_frequency"}

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from medark.policy.compliance_dbaudit import DbAuditFacts, judge
 from medark.policy.compliance_profiles import Requirement
 from medark.policy.compliance_text import Parts, Phrase, evidence, title
 from medark.policy.residency import Residency
@@ -132,6 +133,8 @@ class SystemFacts:
     """The newest succeeded drill or switch (any age)."""
     dr_failed_drill: DrEvent | None = None
     """A drill that failed after `dr_latest`."""
+    db_audit: DbAuditFacts | None = None
+    """Sichuan 1.5.2: its database audit collection and monthly analysis."""
 
 
 @dataclass(frozen=True)
@@ -373,6 +376,11 @@ def _residency(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     return good, good
 
 
+def _db_audit(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    design, measured = judge(f.db_audit)
+    return Check(*design), Check(*measured)
+
+
 _CHECKS: dict[str, Callable[[Requirement, SystemFacts], tuple[Check, Check]]] = {
     "local_rpo": _local_rpo, "local_rto": _local_rto, "offsite_rpo": _offsite_rpo,
     "offsite_rto": _offsite_rto, "dr_rpo": _uncovered, "dr_rto": _uncovered,
@@ -381,4 +389,5 @@ _CHECKS: dict[str, Callable[[Requirement, SystemFacts], tuple[Check, Check]]] = 
     "app_switch": _app_switch, "switch_time": _switch_time,
     "offsite_frequency": _offsite_frequency, "device_configs": _uncovered,
     "record_retention": _record_retention, "residency": _residency,
+    "db_audit": _db_audit,
 }

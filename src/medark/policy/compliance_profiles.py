@@ -92,6 +92,8 @@ SICHUAN: list[Requirement] = [
                 "≤ 3 min", "switch_time", False, 3 * MIN),
     Requirement("sichuan.1.4.3", "四川省智慧医院评审 1.4.3", "offsite backup at least every "
                 "24 h", "offsite_frequency", False, 24 * HOUR),
+    Requirement("sichuan.1.5.2", "四川省智慧医院评审 1.5.2", "database audit collected and "
+                "analysed in a monthly report", "db_audit", False),
     Requirement("sichuan.1.4.1", "四川省智慧医院评审 1.4.1", "network device configurations "
                 "keep ≥ 3 versions", "device_configs", False),
 ]

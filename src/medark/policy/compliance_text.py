@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from medark.config.durations import UNITS, format_config_duration
+from medark.policy.compliance_dbaudit import EVIDENCE as DBAUDIT_EVIDENCE
+from medark.policy.compliance_dbaudit import TITLE_ZH as DBAUDIT_TITLE_ZH
 from medark.policy.compliance_profiles import Requirement
 from medark.policy.residency import (
     CN_SUBDIVISIONS,
@@ -168,6 +170,9 @@ EVIDENCE: dict[str, dict[str, str]] = {
 """Evidence templates by key; the values are durations (timedelta; None: forever),
 `Phrase`s, strings, or residency problems."""
 
+for _language, _words in DBAUDIT_EVIDENCE.items():
+    EVIDENCE[_language].update(_words)  # Sichuan 1.5.2 (policy/compliance_dbaudit.py)
+
 PHRASES: dict[str, dict[str, str]] = {
     "en": {"schedule_rpo": "schedule allows RPO", "achieved_rpo": "achieved RPO",
            "planned_rto": "planned RTO", "test_rto": "restore test RTO",
@@ -203,6 +208,7 @@ TITLES_ZH: dict[str, str] = {
     "sichuan.1.4.2": "主要信息系统容灾切换时间 ≤ {limit}",
     "sichuan.1.4.3": "异地备份间隔不超过 {limit}",
     "sichuan.1.4.1": "网络设备配置至少保留 3 个版本",
+    "sichuan.1.5.2": DBAUDIT_TITLE_ZH,
 }
 """Chinese titles of the built-in requirements by id; a hospital tier's own rows
 (`三甲.local.rto`) by the part after the tier. The English titles are the requirements'

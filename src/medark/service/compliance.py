@@ -26,6 +26,7 @@ from medark.policy.compliance import (
 from medark.policy.compliance_profiles import profile
 from medark.policy.residency import Residency, SiteLocation, residency
 from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
+from medark.service.dbaudit_facts import db_audit_facts
 from medark.service.dr_evidence import DR_WINDOW, dr_evidence, switch_time
 from medark.util import clock
 
@@ -118,7 +119,8 @@ def gather(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,
         residency_problems=problems, offsite_schedules=schedules,
         target_retention=_target_retention(config, catalog, plans, now, institution),
         criticality=config.systems[system].criticality, dr=dr, dr_window=DR_WINDOW,
-        dr_latest=latest, dr_failed_drill=failed_drill)
+        dr_latest=latest, dr_failed_drill=failed_drill,
+        db_audit=db_audit_facts(config, catalog, system, now))
 
 
 def _dr_facts(config: MedarkConfig, catalog: Catalog, system: str, now: datetime,

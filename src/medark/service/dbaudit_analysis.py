@@ -38,6 +38,19 @@ TITLES = {
            "new_program": "新出现的客户端程序"},
 }
 
+REPORT_TEXT = {
+    "en": {"title": "Database audit analysis",
+           "source": "From the database audit trail ({sources}): {n} events in the month; "
+                     "each finding cites its events (medark dbaudit search).",
+           "kind": "Finding", "count": "Findings", "subject": "Who / what",
+           "events": "Events", "none": "None", "detail": "Detail"},
+    "zh": {"title": "数据库审计分析",
+           "source": "来源：数据库审计日志（{sources}），本月 {n} 条事件；每项发现列出其事件编号"
+                     "（medark dbaudit search）。",
+           "kind": "发现", "count": "数量", "subject": "对象", "events": "事件",
+           "none": "无", "detail": "说明"},
+}
+
 
 @dataclass(frozen=True)
 class StoredEvent:
@@ -114,6 +127,10 @@ class Analysis:
         for finding in self.findings:
             grouped[finding.kind].append(finding)
         return grouped
+
+    def words(self, language: str) -> dict[str, Any]:
+        """The report section's words (service/templates/report_dbaudit.html.j2)."""
+        return {**REPORT_TEXT[language], "kinds": TITLES[language]}
 
     def public(self) -> dict[str, Any]:
         return {"month": self.month, "events": self.events, "sources": self.sources,

@@ -19,6 +19,8 @@ from medark.errors import UsageError
 from medark.policy.compliance import Verdict
 from medark.scheduler.runner import Launcher, launch
 from medark.service.compliance import compliance
+from medark.service.dbaudit import audited_sources
+from medark.service.dbaudit_analysis import Analysis, month_analysis
 from medark.service.dr_evidence import SWITCH_KINDS, switch_time
 from medark.service.report_access import AccessSection, gather_access
 from medark.service.repository_stats import RepositoryStats, repository_stats
@@ -93,6 +95,8 @@ class PeriodReport:
     dr_actions: list[DrRow] = field(default_factory=list)
     """Drills and switches begun in the period, oldest first."""
     access: AccessSection | None = None
+    dbaudit: Analysis | None = None
+    """The month's database audit analysis (docs/dbaudit.md); None: no audited source."""
     """Grants, failed logins and administrators' actions from the audit trail."""
 
 
@@ -160,7 +164,9 @@ def gather_period(config: MedarkConfig, catalog: Catalog, kind: str, label: str,
         profile=f"{hospital.tier} / 等保 {hospital.level}"
                 + (" / 四川智慧医院" if hospital.sichuan else ""),
         dr_actions=_dr_actions(config, catalog, start, upto, institution),
-        access=gather_access(catalog, start, upto, institution))
+        access=gather_access(catalog, start, upto, institution),
+        dbaudit=month_analysis(config, catalog, label) if kind == "monthly"
+        and audited_sources(config) else None)
 
 
 DR_LIMIT = 10_000

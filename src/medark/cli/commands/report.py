@@ -54,7 +54,12 @@ def run(ctx: Context) -> int:
         previous_period(args.kind, now, config)
     with opened_catalog(config, args.catalog) as catalog:
         report = gather_period(config, catalog, args.kind, label, now)
-    html, pdf = write_report(report, Path(args.output), font, language)
+        html, pdf = write_report(report, Path(args.output), font, language)
+        from medark.service.access_audit import actor
+        from medark.service.dbaudit_facts import note_report  # Sichuan 1.5.2's evidence
+
+        note_report(catalog, actor(), args.kind, report.label, report.dbaudit is not None,
+                    [str(html), str(pdf)])
     if ctx.out.as_json:
         ctx.out.json({"message_type": "report", "kind": args.kind, "period": report.label,
                       "lang": language,
