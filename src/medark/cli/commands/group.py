@@ -173,7 +173,9 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
 
     config = load_plans(config_path(args.config))
     group = plan_group(config, args.plan, args.group)
-    tags = [f"plan={group.plan}", f"system={group.system}", *args.tag]
+    records = config.systems[group.system].records  # forget keeps the legal minimum
+    tags = [f"plan={group.plan}", f"system={group.system}",
+            *([f"records={records}"] if records != "none" else []), *args.tag]
     return GroupBackupOptions(
         group.name, Dsn.parse(group.database.dsn or ""), group.files.pacs or "",
         group.root, group.files.index_query, tags, host, args.pg_bin, args.base_backup,
