@@ -17,40 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from medark_command import MEDARK, PASSWORD
+from medark_command import MEDARK
 from pg_server import PgServer, running_server
-from server_site import Site, User, run, wait_for
+from server_site import (
+    Site,
+    User,
+    import_config,
+    local_repository,
+    new_repository,
+    run,
+    streamed_his,
+    wait_for,
+)
 
 HOSP = "pitr"
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
 
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
 
-[systems.his]
-owner = "IT"
-
-[[systems.his.sources]]
-type = "postgres"
-dsn = "{dsn}"
-stream = true
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1min"
-rto = "1h"
-retention = {{ last = 3 }}
-
-[agent]
-restore_targets = {{ restores = "{restores}" }}
-"""
-
+def pitr_config(repo: Path, password_file: Path, dsn: str, restores: Path) -> str:
+    """The hospital's configuration: the cluster's WAL streamed by the agent into the
+    local repository, restores to the target `restores`."""
+    return (local_repository(repo, password_file) + "\n" + streamed_his(dsn, rpo="1min")
+            + f'\n[agent]\nrestore_targets = {{ restores = "{restores}" }}\n')
 
 @dataclass
 class World:
@@ -107,21 +94,14 @@ def world(site: Site, pg: PgServer) -> Iterator[World]:
     made = site.user("sysadmin").call("POST", "/api/institutions", json={"name": HOSP})
     assert made.status_code == 201, made.text
     password_file = tmp / "repository-passwords" / "pitr.pass"  # where the server reads
-    password_file.parent.mkdir(exist_ok=True)
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
     repo = tmp / "pitr-repo"
-    env = {**site.env, "MEDARK_PASSWORD_FILE": str(password_file)}
-    assert run(env, "--repo", str(repo), "init").returncode == 0
+    new_repository(site.env, repo, password_file)
     # under the cluster's base: the postgres user must reach the restored directory
     restores = pg.base / "restores"
     restores.mkdir()
     config = tmp / "pitr.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, dsn=pg.dsn,
-                                    restores=restores))
-    done = run(site.env, "server", "config", "import", "--catalog", site.catalog,
-               "--institution", HOSP, str(config))
-    assert done.returncode == 0, done.stderr
+    config.write_text(pitr_config(repo, password_file, pg.dsn, restores))
+    import_config(site.env, site.catalog, HOSP, config)
     op = site.new_user("pitr-op", ["operator"], HOSP)
     token = site.user("sysadmin").call("POST", "/api/agents/enrolment-tokens", json={
         "institution": HOSP, "name": "his-host"})
