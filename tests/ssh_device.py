@@ -5,7 +5,8 @@ as a fake vendor CLI (Huawei VRP or Cisco IOS flavour).
 The fake CLI prints a prompt, pages its output ("  ---- More ----" / " --More-- ", a
 key to go on) until the vendor's paging-off command is given, answers the configuration
 command with the text in `config.txt` plus a timestamp line that changes on every call,
-and says "Error: Unrecognized command" to anything else.
+and says "Error: Unrecognized command" to anything else. Every command it received is
+appended to `commands.log` in its directory (the order a test can check).
 
     with running_device(tmp, vendor="huawei") as dev:
         dev.port, dev.known_hosts, dev.client_key, dev.user
