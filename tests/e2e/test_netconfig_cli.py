@@ -12,7 +12,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import TEST_KDF, Cli
@@ -51,7 +53,7 @@ last = 3
 [netconfig]
 repository = "local"
 known_hosts = "{known_hosts}"
-timeout = "5s"
+timeout = "20s"
 keep = {keep}
 schedule = "{schedule}"
 """
@@ -188,8 +190,10 @@ def test_failures_each_one_line_an_alert_and_no_version(site: Cli, device: Devic
 
 
 def test_keep_and_forget_never_drop_the_newest_three(site: Cli, device: Device) -> None:
-    config = write_config(site, device, "edge", {"edge": f'key_file = "{device.client_key}"'},
-                          keep=3)
+    hour = (datetime.now(ZoneInfo("Asia/Shanghai")).hour + 3) % 24  # now is outside
+    window = f'change_window = "{hour:02d}:00-{(hour + 1) % 24:02d}:00"'
+    config = write_config(site, device, "edge",
+                          {"edge": f'key_file = "{device.client_key}"\n{window}'}, keep=3)
     try:
         for vlan in (41, 42, 43, 44):
             device.set_config(HUAWEI_CONFIG.replace("vlan batch 10 20 30",
@@ -198,6 +202,8 @@ def test_keep_and_forget_never_drop_the_newest_three(site: Cli, device: Device) 
     finally:
         device.set_config(HUAWEI_CONFIG)
     assert "removed 1 version" in done.stdout  # the 4th beyond keep = 3
+    assert "OUTSIDE its change window" in done.stdout
+    assert "netconfig_changed:edge" in open_alerts(site, config)
     assert len(versions(site, config, "edge")) == 3
     done = site("forget", "--host", "edge", "--keep-last", "1")
     assert "network-device configuration" in done.stdout
@@ -206,6 +212,14 @@ def test_keep_and_forget_never_drop_the_newest_three(site: Cli, device: Device) 
     done = site("forget", str(newest))
     assert "kept: network-device configuration" in done.stdout
     assert len(versions(site, config, "edge")) == 3
+
+    # Sichuan 1.4.1 is measured: 3 versions kept of the one configured device
+    done = site("compliance", "--config", config, "--sichuan", "--json", check=False)
+    verdicts = [v for v in json.loads(done.stdout)["verdicts"]
+                if v["requirement"] == "sichuan.1.4.1"]
+    assert verdicts, done.stdout
+    assert {v["measured"]["status"] for v in verdicts} == {"pass"}
+    assert "edge 3" in verdicts[0]["measured"]["evidence"]
 
 
 def test_the_daemon_fetches_on_the_schedule(site: Cli, device: Device) -> None:

@@ -8,7 +8,7 @@ as `SystemFacts`; nothing here reads a clock, a file or a database.
 Rules:
 - a failed "recommended" requirement is a warning, a failed "must" a failure;
 - a capability Medark does not have yet (the application-level DR RTO/RPO, hot
-  redundancy, network device configurations) is "not covered" — never a pass;
+  redundancy) is "not covered" — never a pass;
 - a capability Medark has but a system does not use (no copy to another site, no
   `[dr.SYSTEM]` standby) fails, as a must, or warns, as a recommendation;
 - no measurement is not a pass: a plan that never succeeded, or an RTO never tested,
@@ -23,6 +23,8 @@ from datetime import timedelta
 from typing import Any
 
 from medark.policy.compliance_dbaudit import DbAuditFacts, judge
+from medark.policy.compliance_netconfig import NetconfigFacts
+from medark.policy.compliance_netconfig import judge as judge_devices
 from medark.policy.compliance_profiles import Requirement
 from medark.policy.compliance_text import Parts, Phrase, evidence, title
 from medark.policy.residency import Residency
@@ -135,6 +137,8 @@ class SystemFacts:
     """A drill that failed after `dr_latest`."""
     db_audit: DbAuditFacts | None = None
     """Sichuan 1.5.2: its database audit collection and monthly analysis."""
+    netconfig: NetconfigFacts | None = None
+    """Sichuan 1.4.1: the hospital's network devices and their stored configurations."""
 
 
 @dataclass(frozen=True)
@@ -381,13 +385,18 @@ def _db_audit(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
     return Check(*design), Check(*measured)
 
 
+def _device_configs(_req: Requirement, f: SystemFacts) -> tuple[Check, Check]:
+    design, measured = judge_devices(f.netconfig)
+    return Check(*design), Check(*measured)
+
+
 _CHECKS: dict[str, Callable[[Requirement, SystemFacts], tuple[Check, Check]]] = {
     "local_rpo": _local_rpo, "local_rto": _local_rto, "offsite_rpo": _offsite_rpo,
     "offsite_rto": _offsite_rto, "dr_rpo": _uncovered, "dr_rto": _uncovered,
     "local_backup": _local_backup, "offsite_backup": _offsite_backup,
     "offsite_realtime": _offsite_realtime, "hot_redundancy": _uncovered,
     "app_switch": _app_switch, "switch_time": _switch_time,
-    "offsite_frequency": _offsite_frequency, "device_configs": _uncovered,
+    "offsite_frequency": _offsite_frequency, "device_configs": _device_configs,
     "record_retention": _record_retention, "residency": _residency,
     "db_audit": _db_audit,
 }

@@ -15,6 +15,7 @@ from datetime import timedelta
 from medark.config.durations import UNITS, format_config_duration
 from medark.policy.compliance_dbaudit import EVIDENCE as DBAUDIT_EVIDENCE
 from medark.policy.compliance_dbaudit import TITLE_ZH as DBAUDIT_TITLE_ZH
+from medark.policy.compliance_netconfig import EVIDENCE as NETCONFIG_EVIDENCE
 from medark.policy.compliance_profiles import Requirement
 from medark.policy.residency import (
     CN_SUBDIVISIONS,
@@ -172,6 +173,8 @@ EVIDENCE: dict[str, dict[str, str]] = {
 
 for _language, _words in DBAUDIT_EVIDENCE.items():
     EVIDENCE[_language].update(_words)  # Sichuan 1.5.2 (policy/compliance_dbaudit.py)
+for _language, _words in NETCONFIG_EVIDENCE.items():
+    EVIDENCE[_language].update(_words)  # Sichuan 1.4.1 (policy/compliance_netconfig.py)
 
 PHRASES: dict[str, dict[str, str]] = {
     "en": {"schedule_rpo": "schedule allows RPO", "achieved_rpo": "achieved RPO",

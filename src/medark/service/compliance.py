@@ -7,6 +7,7 @@ service/dr_evidence.py), then judged by policy/compliance.py against a profile."
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from medark.catalog.dr_records import DrActionRecord
@@ -28,6 +29,7 @@ from medark.policy.residency import Residency, SiteLocation, residency
 from medark.scheduler.runner import Launcher, Step, launch, medark_command, repository_env
 from medark.service.dbaudit_facts import db_audit_facts
 from medark.service.dr_evidence import DR_WINDOW, dr_evidence, switch_time
+from medark.service.netconfig_facts import netconfig_facts
 from medark.util import clock
 
 LOG_STATUS = {"postgres": ("pg", "MEDARK_PG_DSN"), "mariadb": ("mysql", "MEDARK_MYSQL_DSN")}
@@ -44,6 +46,9 @@ def compliance(config: MedarkConfig, catalog: Catalog, tier: str, level: int,
     requirements = profile(tier, level, sichuan, config.profiles)
     systems = [gather(config, catalog, name, now, launcher, institution)
                for name in sorted(config.systems)]
+    if any(r.check == "device_configs" for r in requirements):  # the hospital's, read once
+        devices = netconfig_facts(config, catalog)
+        systems = [replace(facts, netconfig=devices) for facts in systems]
     return evaluate(requirements, systems)
 
 
