@@ -5,9 +5,11 @@ storing a batch and saving its state: every line stored exactly once, in order."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from catalog_urls import KINDS, catalog_urls
 
 from medark.catalog.audit_trail import snapshot
 from medark.catalog.audit_verify import verify
@@ -51,11 +53,19 @@ def line(n: int, op: str = "QUERY") -> str:
     return f"20261206 10:00:{n % 60:02d},db1,tech{n},10.0.0.{n % 250},{n},{n},{op},lis,{body},0\n"
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[MedarkConfig, Catalog, Path]:
+@pytest.fixture(params=KINDS)
+def setup(request: pytest.FixtureRequest, tmp_path: Path
+          ) -> Iterator[tuple[MedarkConfig, Catalog, Path]]:
+    """On a SQLite and on a PostgreSQL catalog (the state table's `offset` is a reserved
+    word there)."""
     log = tmp_path / "server_audit.log"
     config = load_text(CONFIG.format(state=tmp_path / "catalog.sqlite", log=log))
-    return config, Catalog(config.catalog.url), log
+    for url in catalog_urls(request.param, tmp_path / "catalog.sqlite", "dbaudit"):
+        catalog = Catalog(url)
+        try:
+            yield config, catalog, log
+        finally:
+            catalog.close()
 
 
 def users(catalog: Catalog) -> list[str]:

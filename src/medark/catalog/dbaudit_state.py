@@ -125,9 +125,8 @@ def last_stored(catalog: Catalog, source: str) -> AuditRecord | None:
     query = (select(records).where(records.c.action.like("db.%"))
              .where(records.c.target.like(_like(source) + "/%", escape="\\"))
              .order_by(records.c.seq.desc()).limit(1))
-    for record in stream_records(catalog, query):
-        return record
-    return None
+    found = list(stream_records(catalog, query))  # read to its end: the cursor closes
+    return found[0] if found else None
 
 
 def events(catalog: Catalog, since: datetime | None = None, system: str | None = None,

@@ -29,7 +29,7 @@ def report_written(catalog: Catalog, kind: str, period: str) -> bool:
     """Whether a report of `period` was written with the database audit analysis."""
     query = (select(records).where(records.c.action == REPORT_ACTION)
              .where(records.c.target == f"report:{kind}:{period}"))
-    return any(r.detail.get("dbaudit") for r in stream_records(catalog, query))
+    return any([r.detail.get("dbaudit") for r in stream_records(catalog, query)])
 
 
 def note_report(catalog: Catalog, actor: str, kind: str, period: str, dbaudit: bool,
