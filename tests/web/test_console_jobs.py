@@ -8,8 +8,6 @@ repository. A link with ?plan= and ?status= opens the page with those filters.""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,36 +22,11 @@ from console_site import (
     console_fixture,
     settle,
 )
-from medark_command import MEDARK, PASSWORD
-from server_site import run, wait_for
+from medark_command import PASSWORD
+from server_site import new_repository, pacs_config, run, running_agent, wait_for
 
 console = console_fixture()
 browser = browser_fixture()
-
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{data}"]
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1y"
-rto = "1h"
-retention = {{ last = 3 }}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -65,37 +38,20 @@ def agent(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     for n in range(20):
         (data / f"series-{n % 4}").mkdir(parents=True, exist_ok=True)
         (data / f"series-{n % 4}" / f"image-{n}.dcm").write_bytes(os.urandom(64 * 1024))
-    (tmp / "password").write_text(PASSWORD + "\n")
     repo = tmp / "repo"
-    made = run({**env, "MEDARK_REPO": str(repo), "MEDARK_PASSWORD": PASSWORD}, "init")
-    assert made.returncode == 0, made.stderr
-    document = CONFIG.format(repo=repo, password_file=tmp / "password", data=data)
+    new_repository(env, repo, tmp / "password")
+    document = pacs_config(repo, tmp / "password", data)
     (tmp / "medark.toml").write_text(document)
     sysadmin = console.users["sysadmin"]
     put = sysadmin.call("PUT", f"/api/institutions/{INSTITUTION}/config", json={
         "document": document, "comment": "the console's test", "base_version": None})
     assert put.status_code == 200, put.text
-    token = sysadmin.call("POST", "/api/agents/enrolment-tokens", json={
-        "institution": INSTITUTION, "hours": 1, "name": "pacs-agent"})
-    assert token.status_code == 201, token.text
-    state = tmp / "state"
-    enrolled = run(env, "agent", "enroll", "--server", console.url, "--token",
-                   token.json()["secret"], "--state-dir", str(state))
-    assert enrolled.returncode == 0, enrolled.stderr
-    proc = subprocess.Popen(
-        [MEDARK, "agent", "run", "--state-dir", str(state), "--config",
-         str(tmp / "medark.toml"), "--heartbeat", "1", "--wait", "2", "--grace", "20"],
-        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running_agent(env, console.url, sysadmin, INSTITUTION, "pacs-agent", tmp / "state",
+                       tmp / "medark.toml"):
         wait_for("the agent's plans", lambda: [
             a for a in sysadmin.call("GET", "/api/agents").json()["agents"]
             if a["name"] == "pacs-agent" and a["plans"] == ["pacs"]])
         yield repo
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err
 
 
 def test_run_a_backup_and_watch_it_reach_100_percent(console: Console, browser: Any,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,39 +27,10 @@ from console_site import (
     settle,
     wait_job,
 )
-from medark_command import MEDARK, PASSWORD
-from server_site import run, wait_for
+from server_site import import_config, new_repository, pacs_config, running_agent, wait_for
 
 console = console_fixture()
 browser = browser_fixture()
-
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{data}"]
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1y"
-rto = "1h"
-retention = {{ last = 3 }}
-
-[agent]
-restore_targets = {{ scratch = "{scratch}" }}
-"""
 
 
 @dataclass
@@ -82,32 +51,15 @@ def world(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     scratch.mkdir()
     # the server reads the repository's password from its own directory (beside its key)
     password_file = console.site.tmp / "repository-passwords" / "pacs.pass"
-    password_file.parent.mkdir(exist_ok=True)
-    password_file.write_text(PASSWORD + "\n")
-    password_file.chmod(0o600)
     repo = tmp / "repo"
-    made = run({**env, "MEDARK_PASSWORD_FILE": str(password_file)}, "--repo", str(repo),
-               "init")
-    assert made.returncode == 0, made.stderr
+    new_repository(env, repo, password_file)
     config = tmp / "medark.toml"
-    config.write_text(CONFIG.format(repo=repo, password_file=password_file, data=data,
-                                    scratch=scratch))
-    imported = run(console.site.env, "server", "config", "import", "--catalog",
-                   console.site.catalog, "--institution", INSTITUTION, str(config))
-    assert imported.returncode == 0, imported.stderr
+    config.write_text(pacs_config(repo, password_file, data, more=(
+        f'\n[agent]\nrestore_targets = {{ scratch = "{scratch}" }}\n')))
+    import_config(console.site.env, console.site.catalog, INSTITUTION, config)
     sysadmin = console.users["sysadmin"]
-    token = sysadmin.call("POST", "/api/agents/enrolment-tokens", json={
-        "institution": INSTITUTION, "hours": 1, "name": "restore-agent"})
-    assert token.status_code == 201, token.text
-    state = tmp / "state"
-    enrolled = run(env, "agent", "enroll", "--server", console.url, "--token",
-                   token.json()["secret"], "--state-dir", str(state))
-    assert enrolled.returncode == 0, enrolled.stderr
-    proc = subprocess.Popen(
-        [MEDARK, "agent", "run", "--state-dir", str(state), "--config", str(config),
-         "--heartbeat", "1", "--wait", "2", "--grace", "20"],
-        env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running_agent(env, console.url, sysadmin, INSTITUTION, "restore-agent",
+                       tmp / "state", config):
         operator = console.users["operator"]
         wait_for("the agent's restore targets", lambda: [
             a for a in operator.call(
@@ -119,11 +71,6 @@ def world(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         done = wait_job(console, backup.json()["job"]["id"])
         assert done["status"] == "succeeded", done["error"]
         yield World(data, scratch)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err
 
 
 def _shot(page: Any, name: str) -> None:
