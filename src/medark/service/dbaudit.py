@@ -39,8 +39,8 @@ from medark.sources.mysql import audit_log as maria_log
 from medark.sources.postgres import audit_log as pg_log
 from medark.util import clock
 
-BATCH = 500
-"""Events per transaction of the audit trail."""
+BATCH = 2000
+"""Events per transaction of the audit trail (each commit waits for the disk)."""
 READ_BYTES = 4 << 20
 FINGERPRINT_BYTES = 64
 STATEMENT_LIMIT = 8000
@@ -277,7 +277,8 @@ class Collector:
             state.last_seq = seqs[-1]
             state.last_event_at = last.time
             state.fingerprint = state.fingerprint or _fingerprint(current.path, last.end)
-            save_state(self.catalog, state)
+            # the state is saved once per pass (run_once): a collector killed meanwhile
+            # resumes from the newest stored event (_reconcile), not from the state
 
 
 def _entry(key: str, current: _File, event: DbEvent) -> AuditEntry:
