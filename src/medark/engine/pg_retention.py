@@ -6,12 +6,15 @@ that point segments and backup-history files go. Streamed versions of a segment 
 the complete segment is archived, and all but the newest version go at once. Timeline
 history files are always kept (recovery across a promotion needs them, and they are
 tiny). A cluster with no retained base backup keeps all of its WAL: its window may be
-about to start with the next backup.
+about to start with the next backup. A kept consistency-group point also keeps the WAL
+from its base backup's start (`needed_from`, engine/group_retention.py), whether or not
+that backup is among the snapshots judged here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 from medark.engine.pg_wal import WAL_PREFIX, WalRepo
 from medark.snapshot.model import Snapshot
@@ -34,8 +37,10 @@ def _oldest_needed(backups: list[Snapshot]) -> int:
     return min(starts)
 
 
-def wal_to_expire(repo: WalRepo, kept: list[Snapshot]) -> list[str]:
-    """Record names to remove, given the snapshots that remain after forget."""
+def wal_to_expire(repo: WalRepo, kept: list[Snapshot],
+                  needed_from: Mapping[str, int] | None = None) -> list[str]:
+    """Record names to remove, given the snapshots that remain after forget and, per
+    cluster, an LSN from which the WAL must stay (the kept group points' needs)."""
     by_cluster: dict[str, list[str]] = defaultdict(list)
     for name in repo.list_names(WAL_PREFIX):
         parts = name.split("/")
@@ -48,7 +53,10 @@ def wal_to_expire(repo: WalRepo, kept: list[Snapshot]) -> list[str]:
         if not backups:
             continue
         size = int(backups[-1].source.get("segment_size") or DEFAULT_SEGMENT_SIZE)
-        expire.extend(_expire_cluster(names, _oldest_needed(backups), size))
+        oldest = _oldest_needed(backups)
+        if needed_from and system_id in needed_from:
+            oldest = min(oldest, segment_of(needed_from[system_id], size))
+        expire.extend(_expire_cluster(names, oldest, size))
     return sorted(expire)
 
 

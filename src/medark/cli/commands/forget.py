@@ -5,6 +5,8 @@ Policy semantics are restic's (policy/retention.py), with buckets in UTC.
 While a legal-hold marker cannot be read or verified, forget removes nothing (each
 snapshot it would remove is kept with a line naming the marker, no WAL or binlog is
 expired, no prune runs) and exits 1 (engine/worm.py, fail closed).
+A consistency-group point that stays keeps what it restores from (its base backup, the
+WAL from there, its files snapshot: engine/group_retention.py), one line each.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from medark.snapshot.model import Snapshot
 from medark.util import clock
 
 if TYPE_CHECKING:
+    from medark.engine.group_retention import GroupHolds
     from medark.engine.prune_plan import PruneStats
+    from medark.engine.worm import HoldSurvey, Kept
     from medark.repo.repository import Repository
 
 _COUNTS = (("last", "l"), ("hourly", "H"), ("daily", "d"), ("weekly", "w"), ("monthly", "m"),
@@ -108,7 +112,7 @@ def run(ctx: Context) -> int:
     from medark.engine.mysql_retention import binlog_to_expire
     from medark.engine.pg_retention import wal_to_expire
     from medark.engine.prune_plan import parse_max_unused
-    from medark.engine.worm import refuse_if_damaged, remove_snapshots, survey_holds
+    from medark.engine.worm import refuse_if_damaged, survey_holds
     from medark.snapshot.store import all_snapshots, filter_snapshots
 
     args = ctx.args
@@ -145,15 +149,15 @@ def run(ctx: Context) -> int:
         # Snapshots under legal hold or retention are skipped, one line each (engine/worm.py);
         # all of them while a hold marker is damaged.
         holds = survey_holds(repo)
-        removed, kept_locked = remove_snapshots(repo, removed, args.dry_run, ctx.out.text,
-                                                holds)
+        removed, kept_locked, points = _remove(ctx, repo, removed, holds)
         if removed:
             verb = "would remove" if args.dry_run else "removed"
             ctx.out.text(f"{verb} {len(removed)} snapshot{'' if len(removed) == 1 else 's'}")
         gone = {s.id for s in removed}
         remaining = [s for s in all_snapshots(repo) if s.id not in gone]
         expired = ([] if holds.damaged
-                   else wal_to_expire(repo, remaining) + binlog_to_expire(repo, remaining))
+                   else wal_to_expire(repo, remaining, points.wal_from())
+                   + binlog_to_expire(repo, remaining))
         if expired:
             if not args.dry_run:
                 for name in expired:
@@ -169,6 +173,8 @@ def run(ctx: Context) -> int:
             if kept_locked:
                 ctx.out.json({"message_type": "kept_locked",
                               "snapshots": [k.public() for k in kept_locked]})
+            if points.needs:
+                ctx.out.json(_points_doc(points, bool(args.dry_run)))
             if expired:
                 ctx.out.json({"message_type": "wal_expired", "count": len(expired),
                               "dry_run": bool(args.dry_run)})
@@ -184,6 +190,42 @@ def run(ctx: Context) -> int:
         else:
             print_report(ctx, prune_stats)
     return 0
+
+
+def _remove(ctx: Context, repo: Repository, chosen: list[Snapshot], holds: HoldSurvey
+            ) -> tuple[list[Snapshot], list[Kept], GroupHolds]:
+    """Group points first (one a lock keeps still needs its parts), then the rest but
+    what the remaining points restore from (engine/group_retention.py)."""
+    from medark.engine.group_retention import group_holds
+    from medark.engine.worm import remove_snapshots
+    from medark.snapshot.store import all_snapshots
+
+    dry_run = bool(ctx.args.dry_run)
+    points = [s for s in chosen if s.source.get("kind") == "group"]
+    others = [s for s in chosen if s.source.get("kind") != "group"]
+    gone, kept = remove_snapshots(repo, points, dry_run, ctx.out.text, holds)
+    needs = group_holds(all_snapshots(repo), {s.id for s in (*gone, *others)})
+    for snap in (s for s in others if s.id in needs.held):
+        ctx.out.text(f"snapshot {snap.short_id} kept: {needs.held[snap.id]}")
+    more, kept_more = remove_snapshots(repo, [s for s in others if s.id not in needs.held],
+                                       dry_run, ctx.out.text, holds)
+    removed = {s.id for s in (*gone, *more)}
+    for need in needs.needs:
+        if need.problem:
+            ctx.out.warn(f"group point {need.point.short_id}: {need.problem}")
+    if needs.needs:
+        ctx.out.text(f"{len(needs.needs)} group point(s) remain, each with its base backup, "
+                     "the WAL from that backup's start to its LSN and its files snapshot"
+                     + (f"; {len(needs.held)} snapshot(s) kept for them" if needs.held
+                        else ""))
+    return [s for s in chosen if s.id in removed], [*kept, *kept_more], needs
+
+
+def _points_doc(holds: GroupHolds, dry_run: bool) -> dict[str, Any]:
+    return {"message_type": "group_points", "dry_run": dry_run,
+            "points": [n.public() for n in holds.needs],
+            "kept": [{"id": snap_id, "reason": reason}
+                     for snap_id, reason in sorted(holds.held.items())]}
 
 
 def _explicit(repo: Repository, args: argparse.Namespace) -> list[Snapshot]:
