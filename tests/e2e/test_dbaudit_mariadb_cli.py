@@ -124,6 +124,10 @@ def test_server_audit_workload_collected_once_and_analysed(cli: Cli, tmp_path: P
                  password=None).json()
     assert len(list(audit_dir.glob("server_audit.log*"))) == 2
     assert [(e["user"], e["class"], e["statement"]) for e in stored] == logged(log)
+    status = cli("--json", "dbaudit", "status", "--config", config, password=None).json()
+    assert [(s["source"], s["events"], s["last_error"]) for s in status] == [
+        ("lis", len(stored), None)]
+    assert status[0]["path"] == str(log)
     zone = ZoneInfo("Asia/Shanghai")  # the configuration's (working hours are in it)
     hours = f"{start.astimezone(zone):%H:%M:%S}-{boundary.astimezone(zone):%H:%M:%S}"
     config.write_text(config.read_text().replace("08:00-18:00", hours))
