@@ -123,10 +123,10 @@ def _fetch(ctx: Context, config: MedarkConfig) -> int:
         if trimming:  # removes snapshot files, as forget
             with locked(repo, True, "netconfig fetch", ctx.out.warn):
                 trim(repo, config, outcomes, remove)
+    for outcome in outcomes:  # what was stored is told first, whatever the catalog does
+        _print_outcome(ctx, outcome)
     with opened_catalog(config, ctx.args.catalog) as catalog:
         _alert(config, catalog, outcomes)
-    for outcome in outcomes:
-        _print_outcome(ctx, outcome)
     failed = [o.error for o in outcomes if o.error is not None]
     return failed[0].exit_code if failed else 0
 
