@@ -408,11 +408,12 @@ class Backup:
         try:
             read: list[tuple[str, Node | None, os.stat_result, bytes]] = []
             nodes: list[Node | None] = []
-            for full, name, _st, old in batch:
+            for full, name, before, old in batch:
                 try:
                     fd = _open_for_reading(full)
                     try:
-                        before = os.fstat(fd)
+                        # The directory scan's lstat is the "before": one fstat per small
+                        # file, not two (its inode is compared too: not replaced since).
                         data = read_whole(fd, before.st_size)
                         after = os.fstat(fd)
                     finally:
@@ -424,6 +425,7 @@ class Backup:
                     self._error(full, exc)
                     continue
                 if (stat.S_ISREG(after.st_mode) and _same_version(before, after)
+                        and before.st_ino == after.st_ino and before.st_dev == after.st_dev
                         and len(data) == after.st_size and len(data) < self.content.small):
                     read.append((name, old, after, data))
                     if self.options.observer is not None:
