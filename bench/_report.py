@@ -31,6 +31,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("mf_nochange_s", "many files: no-change re-backup time", "s", "lower"),
     Figure("mf_nochange_rss", "many files: no-change re-backup peak RSS", "MB", "lower", True),
     Figure("mf_touched_s", "many files: re-backup after touch, time", "s", "lower"),
+    Figure("mf_restore_s", "many files: restore time", "s", "lower"),
+    Figure("mf_restore_fps", "many files: restore throughput", "files/s", "higher"),
     Figure("restore_s", "full restore: time", "s", "lower"),
     Figure("restore_mbps", "full restore: throughput", "MB/s", "higher"),
     Figure("check_s", "check --read-data: time", "s", "lower"),

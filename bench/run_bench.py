@@ -12,8 +12,8 @@ order per step and with encryption on:
      verified against the source (time, MB/s: the mean of the two)
   4. ``check --read-data`` / ``borg check --verify-data``  (time, MB/s)
   5. stored size (du of the repository after steps 1-2)
-  6. many-files tree: first backup, no-change re-backup, re-backup after
-     ``gen_manyfiles.py touch`` of 100 files (time)
+  6. many-files tree: first backup, no-change re-backup, restore into a fresh directory
+     (verified; time, files/s), re-backup after ``gen_manyfiles.py touch`` of 100 files
 
 Prints a table with the median over ``--runs`` and the Medark/restic and Medark/borg
 ratios, and writes everything to ``bench/out/results-<date>.json``.  See bench/README.md.
@@ -575,6 +575,7 @@ class Bench:
         for t in self.order("manyfiles", "mf_nochange"):
             self.backup(t, "manyfiles", "mf_nochange", self.manyfiles)
         n = int(json.loads((self.manyfiles / ".gen_state.json").read_text())["n"])
+        info["restore_verify"] = self.manyfiles_restore(n)
         k = min(self.args.touch, n)
         if k > 0:
             seed = r + 1
@@ -604,6 +605,34 @@ class Bench:
                 self.backup(t, "manyfiles", "mf_touched", self.manyfiles)
             info["touched"] = {"k": k, "seed": seed}
         return info
+
+    def manyfiles_restore(self, n: int) -> dict[str, object]:
+        """Restore the tree (as the no-change re-backup left it) into a fresh directory
+        each tool creates itself, verified against the source."""
+        log("many files: restore")
+        verify: dict[str, object] = {}
+        for t in self.order("manyfiles", "mf_restore"):
+            target = self.wd / "restore" / f"mf-{_safe(t.label)}"
+            remove(target)
+            cmd, cwd = t.restore_cmd(target, f"mf_nochange-{self.run_idx + 1}")
+            if cwd is not None:
+                cwd.mkdir(parents=True)  # borg extracts into its working directory
+            res = self.step(t, "manyfiles", "mf_restore", cmd, cwd=cwd, fatal=False)
+            if res is None:
+                remove(target)
+                continue
+            result = verify_restore(self.manyfiles, locate_restored(target, self.manyfiles),
+                                    seed=self.run_idx + 1)
+            verify[t.label] = {"ok": result.ok, "message": result.message}
+            log(f"  verify {t.label}: {'OK' if result.ok else 'MISMATCH'}: {result.message}")
+            if result.ok:
+                self.put(t, "mf_restore_s", res.seconds)
+                self.put(t, "mf_restore_fps", n / res.seconds)
+            else:
+                self.fail(t, "manyfiles", f"restore does not match the source: "
+                          f"{result.message}", fatal=False)
+            remove(target)
+        return verify
 
     def run(self) -> None:
         try:
