@@ -125,3 +125,15 @@ def test_a_collector_killed_before_saving_its_state_stores_nothing_twice(
         f.write(line(5))
     assert collect(config, catalog) == 1
     assert users(catalog)[-1] == "tech5"
+
+
+def test_a_missing_log_is_the_collectors_error(
+        setup: tuple[MedarkConfig, Catalog, Path]) -> None:
+    config, catalog, log = setup
+    results = Collector(config, catalog, audited_sources(config)).run_once()
+    assert results[0].error == f"{log}: no such file or directory"
+    state = load_states(catalog)["lis"]
+    assert state.last_error == results[0].error and state.last_run_at is not None
+    log.write_text(line(1))
+    assert collect(config, catalog) == 1
+    assert load_states(catalog)["lis"].last_error is None

@@ -189,6 +189,8 @@ class Collector:
 
     def _pass(self, source: AuditedSource, state: CollectorState,
               result: PassResult) -> None:
+        if not Path(source.conf.log).exists():  # a wrong path is an error, not silence
+            raise FileNotFoundError(2, "no such file or directory", source.conf.log)
         while True:
             files = _candidates(source.conf)
             if not files:
