@@ -142,6 +142,10 @@ def test_fetches_without_change_store_one_version_and_diff_shows_a_change(
     assert [line for line in changed if "Last configuration" not in line] == [
         "-" + " port default vlan 20", "+" + " port default vlan 30"]
     assert site("netconfig", "diff", "core", "2", "1", "--config", config).stdout == diff
+    # a copy of the repository is read without the plan file
+    listed = site("netconfig", "versions", "core", "--repo", site.repo, "--json").json()
+    assert [v["snapshot_id"] for v in listed] == [
+        v["snapshot_id"] for v in versions(site, config, "core")]
 
 
 def test_failures_each_one_line_an_alert_and_no_version(site: Cli, device: Device) -> None:

@@ -59,10 +59,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     from medark.service.plans import config_path, load_plans
 
-    config = load_plans(config_path(ctx.args.config))
     action = ctx.args.action
     if action == "fetch":
-        return _fetch(ctx, config)
+        return _fetch(ctx, load_plans(config_path(ctx.args.config)))
+    reading_elsewhere = getattr(ctx.args, "repo", None) and not ctx.args.config
+    config = None if reading_elsewhere else load_plans(config_path(ctx.args.config))
     with _repository(ctx, config, exclusive=False) as repo:
         if action == "versions":
             return _versions(ctx, repo)
@@ -72,7 +73,7 @@ def run(ctx: Context) -> int:
 
 
 @contextmanager
-def _repository(ctx: Context, config: MedarkConfig, exclusive: bool
+def _repository(ctx: Context, config: MedarkConfig | None, exclusive: bool
                 ) -> Iterator[Repository]:
     """--repo when given, else [netconfig] repository of the plan file, locked."""
     from medark.service.session import locked
@@ -82,8 +83,9 @@ def _repository(ctx: Context, config: MedarkConfig, exclusive: bool
 
 
 @contextmanager
-def _opened(ctx: Context, config: MedarkConfig) -> Iterator[Repository]:
-    if getattr(ctx.args, "repo", None):
+def _opened(ctx: Context, config: MedarkConfig | None) -> Iterator[Repository]:
+    """-r/--repo (a copy, read without the plan file) when given, else the plan file's."""
+    if getattr(ctx.args, "repo", None) or config is None:
         repo = ctx.open()
     else:
         from medark.service.netconfig import netconfig_of
