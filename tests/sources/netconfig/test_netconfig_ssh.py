@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ssh_device import Device, can_run_sshd, running_device
 
-from medark.errors import DeviceUnreachable, UsageError
+from medark.errors import DeviceHostKeyRejected, DeviceUnreachable, UsageError
 from medark.sources.netconfig.profiles import CISCO_IOS, COMMAND, clean, fingerprint
 from medark.sources.netconfig.ssh import Target, fetch
 
@@ -62,3 +62,13 @@ def test_command_profile(tmp_path: Path) -> None:
     with pytest.raises(DeviceUnreachable, match="exited with status 3"):
         fetch(Target("fw", "", 0, None, None, None, "", True, 10.0,
                      command=f"{sys.executable} -c 'raise SystemExit(3)'"), COMMAND)
+
+
+def test_host_key_checking_on_by_default_and_off_when_asked(cisco: Device,
+                                                             tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(DeviceHostKeyRejected, match="host key is not in"):
+        fetch(target(cisco, known_hosts=str(empty)), CISCO_IOS)
+    assert "hostname CORE-SW1" in fetch(
+        target(cisco, known_hosts=str(empty), host_key_checking=False), CISCO_IOS)
