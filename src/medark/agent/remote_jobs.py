@@ -1,12 +1,12 @@
 """Restores and DR actions the server asks an agent for (docs/server.md).
 
 The server names things, never a command or a path: a restore names a snapshot, paths
-inside it (or a point in time and a database source: agent/pitr_job.py) and a restore
-target by name, which must be one of this host's
-`[agent] restore_targets`; a DR action names a system, which must be one of this host's
-`[dr.SYSTEM]` tables. Each runs `medark restore` / `medark dr ACTION` as the agent's
-child, so the command's own checks and its access audit (in the agent's local catalog)
-apply exactly as for a person at the host's terminal.
+inside it or studies of its DICOM catalog (agent/dicom_job.py), or a point in time
+and a database source (agent/pitr_job.py), and a restore target by name, which must be
+one of this host's `[agent] restore_targets`; a DR action names a system, which must be
+one of this host's `[dr.SYSTEM]` tables. Each runs `medark restore` / `medark dr ACTION`
+as the agent's child, so the command's own checks and its access audit (in the agent's
+local catalog) apply exactly as for a person at the host's terminal.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
-from medark.config.agent_conf import SNAPSHOT_REF, exact_pattern, snapshot_paths_problem
+from medark.config.agent_conf import (
+    SNAPSHOT_REF,
+    dicom_items_problem,
+    exact_pattern,
+    snapshot_paths_problem,
+)
 from medark.config.plans import MedarkConfig
 from medark.scheduler.runner import Launcher, Step, medark_command, repository_env, run_job
 
@@ -73,6 +78,9 @@ def _restore_refusal(config: MedarkConfig, plan: str, details: dict[str, Any]) -
     snapshot = details.get("snapshot")
     if not isinstance(snapshot, str) or not SNAPSHOT_REF.fullmatch(snapshot):
         return "the snapshot is an id (8 to 64 hex digits) or 'latest'"
+    if "dicom" in details:  # studies by the DICOM catalog (agent/dicom_job.py)
+        return ("give paths or dicom, not both" if details.get("paths")
+                else dicom_items_problem(details["dicom"]))
     return snapshot_paths_problem(details.get("paths") or [])
 
 
@@ -85,6 +93,10 @@ def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
         from medark.agent import pitr_job
 
         return pitr_job.run(config, catalog, plan, details, launcher)
+    if kind == RESTORE and "dicom" in details:
+        from medark.agent import dicom_job
+
+        return dicom_job.run(config, catalog, plan, details, launcher)
     if kind == RESTORE:
         return _restore(config, catalog, plan, details, launcher)
     return _dr(catalog, plan, kind, str(details["system"]), launcher, config_file,
@@ -98,7 +110,7 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
     target_dir = config.agent.restore_targets[str(details["target"])]
     env = {"MEDARK_REPO": config.repositories[repository].url,
            **repository_env(config, repository), **catalog_env(catalog)}
-    snapshot, why = _system_snapshot(str(details["snapshot"]), system, repository, env,
+    snapshot, why = system_snapshot(str(details["snapshot"]), system, repository, env,
                                      launcher)
     if snapshot is None:
         return Done(FAILED, why, {}, [], [])
@@ -118,7 +130,7 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
                 [outcome.job_id] if outcome.job_id is not None else [], [])
 
 
-def _system_snapshot(ref: str, system: str, repository: str, env: dict[str, str],
+def system_snapshot(ref: str, system: str, repository: str, env: dict[str, str],
                      launcher: Launcher) -> tuple[str | None, str]:
     """The full id of snapshot `ref` (a prefix, or latest) among the system's own
     snapshots (tagged system=SYSTEM): a grant for one system must not restore another's

@@ -68,6 +68,35 @@ def snapshot_paths_problem(paths: object) -> str | None:
     return None
 
 
+DICOM_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+"""A DICOM UID's characters (at most 64 of them)."""
+
+
+def dicom_items_problem(items: object) -> str | None:
+    """Why `items` is not a list of studies to restore by the DICOM catalog, each
+    `{"study": UID, "series"?: [UID, ...]}`, at most MAX_PATHS restores in all (a study,
+    or each series named), or None (the server refuses the request with it, the agent
+    the job)."""
+    if not isinstance(items, list) or not items:
+        return "dicom: a list of studies, each {study, series?}"
+    restores = 0
+    for item in items:
+        if not isinstance(item, dict) or not set(item) <= {"study", "series"}:
+            return "dicom: each item is {study, series?}"
+        uids = [item.get("study")]
+        series = item.get("series") or []
+        if not isinstance(series, list):
+            return "dicom: series is a list of Series Instance UIDs"
+        uids += series
+        for uid in uids:
+            if not isinstance(uid, str) or len(uid) > 64 or not DICOM_UID.fullmatch(uid):
+                return f"dicom: {str(uid)[:80]!r} is not a DICOM UID (digits and dots)"
+        restores += max(1, len(series))
+    if restores > MAX_PATHS:
+        return f"dicom: at most {MAX_PATHS} studies and series in one restore"
+    return None
+
+
 def exact_pattern(path: str) -> str:
     """A restore include pattern that matches `path` itself (its glob characters
     escaped), anchored at the snapshot's root."""

@@ -54,6 +54,7 @@ from medark.server.routes import (
     compliance,
     configs,
     dashboard,
+    dicom,
     grants,
     institutions,
     jobs,
@@ -81,7 +82,7 @@ MAX_PROBLEMS = 50
 """The most problems a 422 lists (its message names the first five)."""
 ROUTERS = (session.router, users.router, institutions.router, tokens.router,
            configs.router, jobs.router,
-           grants.router, snapshots.router,
+           grants.router, snapshots.router, dicom.router,
            agents.router,
            alerts.router, compliance.router, reports.router, remote_ops.router,
            recovery.router,

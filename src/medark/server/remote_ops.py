@@ -25,7 +25,12 @@ from sqlalchemy import select
 
 from medark.catalog import job_queue
 from medark.catalog.store import Catalog, JobRecord
-from medark.config.agent_conf import TARGET_NAME, snapshot_paths_problem
+from medark.config.agent_conf import (
+    MAX_PATHS,
+    TARGET_NAME,
+    dicom_items_problem,
+    snapshot_paths_problem,
+)
 from medark.errors import Conflict, MedarkError, ObjectNotFound, UsageError
 from medark.server import roles as R
 from medark.server.accounts import Principal
@@ -73,18 +78,26 @@ class InvalidRestore(UsageError):
 
 def request_restore(catalog: Catalog, who: Principal, institution: str, system: str,
                     snapshot: str | None, paths: list[str], target: str, *,
-                    plan: str | None = None, source: str | None = None) -> JobRecord:
-    """Queue a restore of `snapshot` (or only `paths` of it) into the agent's restore
-    target named `target`, for the agent that has the system's plan. `plan` and
-    `source` belong to a point-in-time restore: given here, the request is refused."""
+                    plan: str | None = None, source: str | None = None,
+                    dicom: list[dict[str, Any]] | None = None) -> JobRecord:
+    """Queue a restore of `snapshot` (or only `paths` of it, or the `dicom` studies of
+    its DICOM catalog) into the agent's restore target named `target`, for the agent
+    that has the system's plan. `plan` and `source` belong to a point-in-time restore:
+    given here, the request is refused."""
     where = f"{institution}/{system} snapshot:{snapshot}"
     _require(catalog, who, R.RESTORES_RUN, RESTORE_ACTION, where, institution)
     grant = grant_allows(catalog, who, institution, system, snapshot=snapshot,
                          use=RESTORE_ACTION)
     record: dict[str, Any] = {"grant": grant.id if grant else None, "system": system,
                               "target": target, "paths": len(paths)}
+    if dicom:
+        record["dicom"] = [{"study": i.get("study"), "series": len(i.get("series") or [])}
+                           for i in dicom[:MAX_PATHS] if isinstance(i, dict)]
     try:
         problem = _restore_problem(paths, target)
+        if problem is None and dicom:
+            problem = ("give paths or dicom, not both" if paths
+                       else dicom_items_problem(dicom))
         if snapshot is None:
             problem = "give a snapshot (or a time, for a database at a point in time)"
         elif plan is not None or source is not None:
@@ -100,8 +113,9 @@ def request_restore(catalog: Catalog, who: Principal, institution: str, system: 
                                  "configuration")
         job = job_queue.queue_job(catalog, institution=institution, plan=plans[0],
                                   kind=RESTORE, requested_by=who.actor, system=system,
-                                  details={"snapshot": snapshot, "paths": paths,
-                                           "target": target})
+                                  details={"snapshot": snapshot, "target": target,
+                                           **({"dicom": dicom} if dicom
+                                              else {"paths": paths})})
     except MedarkError as exc:
         audit(catalog, who.actor, who.address, RESTORE_ACTION, where, "failed",
               institution, {**record, "reason": exc.code})
@@ -122,6 +136,7 @@ class PointInTime:
     target: str
     snapshot: str | None = None
     paths: list[str] = field(default_factory=list)
+    dicom: list[dict[str, Any]] = field(default_factory=list)
 
     def moment(self) -> datetime | None:
         try:
@@ -132,8 +147,9 @@ class PointInTime:
     def problem(self) -> str | None:
         if self.snapshot is not None:
             return "give one of snapshot and time, not both"
-        if self.paths:
-            return "paths go with snapshot: a point-in-time restore writes the whole database"
+        if self.paths or self.dicom:
+            return ("paths and dicom go with snapshot: a point-in-time restore writes the "
+                    "whole database")
         if self.moment() is None:
             return "time: an ISO-8601 time, e.g. 2026-12-06T10:15:30Z"
         if self.plan is None:

@@ -81,6 +81,8 @@ class SnapshotView(Reply):
     size: int | None
     """Bytes the backup read (its summary's total_bytes_processed), when recorded."""
     repository: str
+    dicom_instances: int | None = None
+    """Instances its DICOM catalog holds; null when its backup made none."""
 
 
 class SnapshotList(Reply):

@@ -11,6 +11,15 @@ from medark.config.agent_conf import MAX_PATHS
 from medark.server.schemas import Reply, Strict
 
 
+class DicomItem(Strict):
+    """A study to restore by the snapshot's DICOM catalog, or only these series of it."""
+
+    study: str = Field(min_length=1, max_length=64)
+    """Its Study Instance UID."""
+    series: list[str] = Field(default_factory=list, max_length=MAX_PATHS)
+    """Series Instance UIDs of the study (none: the whole study)."""
+
+
 class RestoreRequest(Strict):
     """A snapshot (or `paths` of it), or a database at a point in time (`time`, `plan`,
     `source`), into a restore target: exactly one of `snapshot` and `time`."""
@@ -21,6 +30,10 @@ class RestoreRequest(Strict):
     name: 422 `invalid_restore`)."""
     paths: list[str] = Field(default_factory=list, max_length=MAX_PATHS)
     """Absolute paths inside the snapshot to restore (none: all of it); no '..'."""
+    dicom: list[DicomItem] = Field(default_factory=list, max_length=MAX_PATHS)
+    """Instead of paths: studies (or series of them) found in the snapshot's DICOM
+    catalog (GET …/snapshots/ID/dicom); the agent restores each with `medark dicom
+    restore`, full paths kept below the target."""
     time: str | None = Field(default=None, min_length=1, max_length=40,
                              json_schema_extra={"format": "date-time"})
     """A point in time (ISO-8601; without a zone, UTC) inside a window the recovery

@@ -143,8 +143,8 @@ def list_snapshots(config: MedarkConfig, system: str) -> list[Found]:
 
 
 @contextmanager
-def _snapshot(config: MedarkConfig, system: str, ref: str
-              ) -> Iterator[tuple[Repository, Found]]:
+def opened_snapshot(config: MedarkConfig, system: str, ref: str
+                    ) -> Iterator[tuple[Repository, Found]]:
     """The system's snapshot with id (prefix) `ref`, in the first repository of the
     system that holds it, the repository open."""
     for name in system_repositories(config, system):
@@ -171,7 +171,7 @@ def browse(config: MedarkConfig, system: str, ref: str, path: str
            ) -> tuple[Found, str, list[dict[str, Any]]]:
     """One directory level of a snapshot: (snapshot, the normalised path, entries)."""
     directory = normalize_dir(path)
-    with _snapshot(config, system, ref) as (repo, found):
+    with opened_snapshot(config, system, ref) as (repo, found):
         snap = found.snapshot
         node = resolve(repo, snap.tree, directory, snap.id)
         if node is not None and (node.type != "dir" or node.subtree is None):
@@ -187,7 +187,7 @@ def find(config: MedarkConfig, system: str, ref: str, pattern: str, limit: int
          ) -> tuple[Found, list[dict[str, Any]], bool]:
     """Files of a snapshot matching a glob (as `medark find`): (snapshot, the first
     `limit` matches, whether there were more)."""
-    with _snapshot(config, system, ref) as (repo, found):
+    with opened_snapshot(config, system, ref) as (repo, found):
         matches = Finder(repo, [pattern]).find(found.snapshot.tree)
     shown = [{"path": p, "type": n.type, "size": _size(n), "mtime": _mtime(n)}
              for p, n in matches[:limit]]
@@ -200,4 +200,11 @@ def snapshot_view(found: Found) -> dict[str, Any]:
     return {"id": snap.id, "short_id": snap.short_id, "time": clock.format_time(snap.time),
             "host": snap.hostname, "tags": list(snap.tags), "paths": list(snap.paths),
             "size": size if isinstance(size, int) else None,
-            "repository": found.repository}
+            "repository": found.repository, "dicom_instances": dicom_instances(snap)}
+
+
+def dicom_instances(snap: Snapshot) -> int | None:
+    """Instances its DICOM catalog holds (a count, not patient data); None without one
+    (the console offers its study search only with some)."""
+    count = snap.dicom_catalog.get("instances") if snap.dicom_catalog else None
+    return count if isinstance(count, int) else None

@@ -25,17 +25,21 @@ SYSTEM = "/api/institutions/{institution}/systems/{system}"
 @router.post(SYSTEM + "/restores", response_model=JobReply, status_code=202)
 def restore(institution: Institution, system: System, body: RestoreRequest, who: Who,
             ctx: Ctx) -> dict[str, Any]:
-    """Restore a snapshot (or `paths` of it) into the agent's restore target named
-    `target` (its own configuration says where that is), or with `time` a database as it
-    was then into a new directory of that target (409 `outside_window` unless the time is
-    inside a window the recovery endpoint lists): 202 with the job. Another
-    institution's data needs a grant (403 `grant_required`)."""
+    """Restore a snapshot (or `paths` of it, or `dicom` studies of its catalog) into the
+    agent's restore target named `target` (its own configuration says where that is),
+    or with `time` a database as it was then into a new directory of that target (409
+    `outside_window` unless the time is inside a window the recovery endpoint lists):
+    202 with the job. Another institution's data needs a grant (403
+    `grant_required`)."""
+    dicom = [item.model_dump() for item in body.dicom]
     if body.time is not None:
         job = O.request_pitr(ctx.catalog, who, institution, system, O.PointInTime(
-            body.time, body.plan, body.source, body.target, body.snapshot, body.paths))
+            body.time, body.plan, body.source, body.target, body.snapshot, body.paths,
+            dicom))
         return {"job": job_view(job)}
     job = O.request_restore(ctx.catalog, who, institution, system, body.snapshot,
-                            body.paths, body.target, plan=body.plan, source=body.source)
+                            body.paths, body.target, plan=body.plan, source=body.source,
+                            dicom=dicom)
     return {"job": job_view(job)}
 
 
