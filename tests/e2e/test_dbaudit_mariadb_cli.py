@@ -2,7 +2,8 @@
 (docs/dbaudit.md): a small workload (an ordinary user, an export INTO OUTFILE, a GRANT,
 failed logins "at night") collected in three runs of `dbaudit collect` around a
 rotation of the plugin's log; each logged event stored once, and the month's analysis
-finds exactly the planted findings. Night is placed by the configured working hours."""
+finds exactly the planted findings. Night is placed by the configured working hours.
+(The report's section and Sichuan 1.5.2: test_dbaudit_report_cli.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,9 +29,6 @@ pytestmark = pytest.mark.skipif(
     reason=str(can_run_servers() or "the server_audit plugin is not installed"))
 
 PLAN = """\
-[hospital]
-sichuan = true
-
 [systems.lis]
 owner = "lab"
 criticality = "core"
@@ -138,25 +135,3 @@ def test_server_audit_workload_collected_once_and_analysed(cli: Cli, tmp_path: P
         ("bulk_read", "analyst", 1), ("failed_logins", "127.0.0.1", 2),
         ("privilege", "root", 1)], report["findings"]
 
-    # the monthly report carries the analysis; Sichuan 1.5.2 wants last month's report
-    written = cli("--json", "report", "monthly", "--month", month, "--output",
-                  tmp_path / "reports", "--config", config, password=None).json()
-    html = Path(written["html"]).read_text(encoding="utf-8")
-    assert "数据库审计分析" in html and "权限变更" in html and "登录失败" in html
-
-    def verdict() -> dict[str, Any]:
-        result = cli("--json", "compliance", "--lang", "en", "--config", config,
-                     password=None, check=False)
-        doc = next(d for d in result.json_lines() if d.get("message_type") == "compliance")
-        found: dict[str, Any] = next(v for v in doc["verdicts"]
-                                     if v["requirement"] == "sichuan.1.5.2")
-        return found
-
-    first = datetime.now(zone).date().replace(day=1)
-    previous = f"{first - timedelta(days=1):%Y-%m}"
-    missing = verdict()
-    assert missing["status"] == "warn", missing
-    assert f"no monthly report of {previous}" in missing["measured"]["evidence"]
-    cli("report", "monthly", "--month", previous, "--output", tmp_path / "reports",
-        "--config", config, password=None)
-    assert verdict()["status"] == "pass"
