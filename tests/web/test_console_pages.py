@@ -17,6 +17,7 @@ from console_site import (
     Console,
     Problems,
     Quiet,
+    artefacts,
     browser_fixture,
     console_fixture,
     pages_to_visit,
@@ -79,6 +80,9 @@ def test_a_plan_links_to_its_jobs(seeded: Console, browser: Any) -> None:
         page.locator("#main .tile", has_text="his").first.click()
         drawer = page.locator(".el-drawer")
         link = drawer.get_by_role("link", name="Jobs of plan his").first
+        link.wait_for()
+        page.wait_for_timeout(400)  # the drawer's opening transition
+        page.screenshot(path=str(artefacts() / "dashboard-drawer-en-1366x768.png"))
         link.focus()  # by the keyboard
         page.keyboard.press("Enter")
         page.wait_for_url("**/jobs?**")
