@@ -15,6 +15,7 @@ import pytest
 from conftest import PASSWORD, Cli
 
 from medark.engine.group_retention import group_holds, point_needs
+from medark.engine.pg_retention import wal_to_expire
 from medark.engine.pg_wal import WAL_PREFIX, WalArchive
 from medark.engine.pg_window import Target
 from medark.errors import TargetOutOfRange
@@ -181,6 +182,10 @@ def test_a_point_restores_from_the_newest_base_backup_before_its_lsn(site: Site)
         assert set(holds.held) == {late.id}
         assert "the base backup of group point" in holds.held[late.id]
         assert holds.wal_from() == {SYS: 4 * SEG + 0x28}
+        # pg_retention keeps the WAL a point needs even beside only newer backups
+        assert len(wal_to_expire(repo, [site.b2])) == 8  # segments 2..9
+        assert wal_to_expire(repo, [site.b2], holds.wal_from()) == sorted(
+            n for n in repo.list_names(f"{WAL_PREFIX}{SYS}/") if int(n[-8:], 16) < 4)
         orphan = point_needs([s for s in every if s.id not in {late.id, site.b1.id}],
                              site.p1)
         assert orphan.base_backup is None
