@@ -7,6 +7,7 @@ database itself is not needed (its dsn names a closed port)."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,5 +79,8 @@ def test_the_monthly_report_and_sichuan_1_5_2(cli: Cli, tmp_path: Path) -> None:
     section = html[html.index("数据库审计分析"):]
     assert "权限变更" in section and "登录失败" in section
     assert "lis · 10.1.7.7" in section and "lis · root" in section  # the findings' rows
+    pdf = subprocess.run(["pdftotext", str(written["pdf"]), "-"], capture_output=True,
+                         text=True, check=True).stdout  # the PDF's pages say it too
+    assert "数据库审计分析" in pdf and "权限变更" in pdf
     passed = verdict()
     assert passed["status"] == "pass", passed
