@@ -6,6 +6,8 @@ a file or command source's by a `medark restore` child (which authenticates and 
 every block it writes), after which every file of the snapshot's listing must be in the
 sandbox with its recorded size; a database source's into a throwaway server on a free port
 (restore_db.py), which must answer, pass its structural check and the plan's SQL checks.
+The two sources of a consistency group are restored as a pair instead (restore_group.py:
+`group restore` to the point's LSN, then `group check` of the restored pair).
 Then each of the plan's `checks` (a command, run in the sandbox, with PGHOST/PGPORT or
 MYSQL_UNIX_PORT pointing at the restored servers) must exit 0. Servers are stopped and the
 sandbox removed afterwards, whatever the outcome.
@@ -26,6 +28,7 @@ from typing import Any
 
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
+from medark.config.groups import groups_of
 from medark.config.plans import RESTORE_TEST, MedarkConfig, Source
 from medark.errors import MedarkError
 from medark.scheduler.restore_db import (
@@ -36,6 +39,7 @@ from medark.scheduler.restore_db import (
     stop_leftover,
     verify_database,
 )
+from medark.scheduler.restore_group import restore_group
 from medark.scheduler.runner import (
     Launcher,
     Outcome,
@@ -56,6 +60,8 @@ class Restored:
     files: int
     bytes: int
     server: SandboxServer | None = None
+    group: dict[str, Any] | None = None
+    """A consistency group's evidence (restore_group.py): its point, check and RTO."""
 
     def step(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"snapshot": self.snapshot, "files": self.files,
@@ -63,6 +69,8 @@ class Restored:
         if self.server is not None:
             doc.update(kind=self.server.kind, ready_seconds=self.server.ready_seconds,
                        **self.server.checked)
+        if self.group is not None:
+            doc.update(self.group)
         return doc
 
 
@@ -89,9 +97,16 @@ def run_restore_test(config: MedarkConfig, plan_name: str, catalog: Catalog,
     try:
         snapshots = _newest_points(plan_name, env, launcher)
         sources = config.systems[plan.system].sources
+        groups = {g.database: g for g in groups_of(sources)}
+        grouped = {i for g in groups.values() for i in (g.database, g.files)}
         for i, source in enumerate(sources):
-            restored.append(_restore_source(source, sources, snapshots, sandbox / str(i),
-                                            env, launcher))
+            if i in groups:  # a consistency group: both stores as a pair, to one point
+                restored.append(_restore_group(plan_name, groups[i].name, source,
+                                               sources[groups[i].files], sandbox / str(i),
+                                               env, launcher))
+            elif i not in grouped:
+                restored.append(_restore_source(source, sources, snapshots,
+                                                sandbox / str(i), env, launcher))
         servers = [r.server for r in restored if r.server is not None]
         for server in servers:
             verify_database(server, test.sql if test else [])
@@ -211,6 +226,14 @@ def _restore_source(source: Source, sources: list[Source],
         files += 1
         total += size
     return Restored(snap["id"], files, total)
+
+
+def _restore_group(plan: str, name: str, database: Source, files: Source, target: Path,
+                   env: dict[str, str], launcher: Launcher) -> Restored:
+    done = restore_group(plan, name, database, files, target,
+                         target.with_name(target.name + "-files"), env, launcher,
+                         medark_command())
+    return Restored(done.point, done.files, done.bytes, done.server, done.evidence)
 
 
 def _run_check(check: str, sandbox: Path, env: dict[str, str]) -> None:
