@@ -190,6 +190,11 @@ def test_a_point_restores_from_the_newest_base_backup_before_its_lsn(site: Site)
                              site.p1)
         assert orphan.base_backup is None
         assert orphan.problem is not None and "cannot be restored" in orphan.problem
+        bare = Snapshot(time=T0, tree=b"\0" * 32, paths=["/group/pacs"], hostname="h",
+                        source={"kind": "group", "group": "pacs"})
+        assert point_needs(every, bare).problem == (
+            "its record names no database point (LSN): it cannot be restored")
+        assert group_holds([*every, bare], {late.id}).held.keys() == {late.id}
     finally:
         repo.close()
 

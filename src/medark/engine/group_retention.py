@@ -16,6 +16,7 @@ from typing import Any
 
 from medark.engine.group_backup import group_snapshots
 from medark.engine.pg_window import pg_base_backups
+from medark.errors import UsageError
 from medark.snapshot.model import Snapshot
 from medark.sources.postgres.wal import (
     DEFAULT_SEGMENT_SIZE,
@@ -43,6 +44,8 @@ class PointNeeds:
 
     @property
     def problem(self) -> str | None:
+        if self.lsn == 0:
+            return "its record names no database point (LSN): it cannot be restored"
         if self.base_backup is None:
             return (f"no base backup of cluster {self.system_id} ended at or before LSN "
                     f"{format_lsn(self.lsn)} (forgotten earlier): its database cannot be "
@@ -76,11 +79,15 @@ class GroupHolds:
 
 
 def point_needs(every: list[Snapshot], point: Snapshot) -> PointNeeds:
-    database = point.source["database"]
-    system_id = str(database["system_id"])
-    lsn = parse_lsn(str(database["lsn"]))
+    database = point.source.get("database")
+    database = database if isinstance(database, dict) else {}
+    system_id = str(database.get("system_id") or "?")
+    try:
+        lsn = parse_lsn(str(database.get("lsn") or ""))
+    except UsageError:  # a record without its point: nothing to find (named a problem)
+        lsn = 0
     candidates = [b for b in pg_base_backups(every, system_id)
-                  if parse_lsn(str(b.source.get("stop_lsn", "0/0"))) <= lsn]
+                  if lsn and parse_lsn(str(b.source.get("stop_lsn", "0/0"))) <= lsn]
     base = candidates[-1] if candidates else None
     size = int((base.source.get("segment_size") if base else None) or DEFAULT_SEGMENT_SIZE)
     timeline = int(database.get("timeline") or 1)
