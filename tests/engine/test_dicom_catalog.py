@@ -1,32 +1,45 @@
 """The DICOM catalog's stored form and queries (engine/dicom_catalog.py, dicom_query.py)
 on a real local repository: records round-trip sorted, an unchanged catalog is stored
-once, a damaged one is reported, find decodes each distinct catalog once across many
-snapshots, and studies_in gives restore its instances."""
+once, a damaged one is reported, find decodes each distinct segment once across many
+snapshots, and studies_in gives restore its instances; version 1 catalogs (one segment)
+are still read. The per-directory segments as real backups build them: an unchanged
+directory's reused without being read, one changed file's directory rebuilt alone, a
+deleted directory dropped."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from dicom_samples import Instance, uid, write_instance
 
+from medark.engine.backup import Backup, BackupOptions
 from medark.engine.dicom_catalog import (
+    CatalogBuilder,
     InstanceRecord,
+    catalog_doc,
     decode_records,
+    decode_segment,
     encode_records,
-    load_records,
+    encode_segment,
     save_catalog,
+    save_records,
+    snapshot_records,
 )
-from medark.engine.dicom_query import DicomFilter, date_range, find, studies_in
+from medark.engine.dicom_query import DicomFilter, date_range, find, studies_in, verify
 from medark.errors import RepositoryCorrupt, UsageError
 from medark.repo.compression import CompressionSpec
 from medark.repo.crypto import DEFAULT_SUITE
 from medark.repo.repository import Repository
-from medark.snapshot.model import Snapshot
-from medark.snapshot.store import save_snapshot, save_tree
+from medark.snapshot.model import Node, Snapshot
+from medark.snapshot.store import load_tree, save_snapshot, save_tree
 from medark.storage.local import LocalBackend
+from medark.util.progress import NullProgress
 
 
 @pytest.fixture
@@ -63,17 +76,30 @@ def test_a_damaged_catalog_is_reported(raw: bytes) -> None:
         decode_records(good[0] + b'\n["/x", "big", "a"]\n')
 
 
+def test_segments_round_trip_by_name_below_their_directory() -> None:
+    records = [rec(3, 1), rec(1, 1)]
+    raw = encode_segment(records)
+    assert b"/pacs" not in raw  # names only: the directory is the tree's
+    assert decode_segment(raw, "/pacs/1/1") == sorted(records, key=lambda r: r.path)
+    head, first = raw.splitlines()[:2]
+    for bad in ("", "a/b", ".."):
+        line = json.dumps([bad, *json.loads(first)[1:]])
+        with pytest.raises(RepositoryCorrupt):
+            decode_segment(head + b"\n" + line.encode() + b"\n", "/d")
+
+
 def test_an_unchanged_catalog_is_stored_once(repo: Repository) -> None:
     records = [rec(n, s) for s in range(20) for n in range(50)]
-    tree, size, stored = save_catalog(repo, repo.config.chunker, records)
+    tree, size, stored = save_records(repo, repo.config.chunker, records)
     repo.flush()
     added = repo.stats.plain_added
-    again, _, stored_again = save_catalog(repo, repo.config.chunker, list(reversed(records)))
+    again, _, stored_again = save_records(repo, repo.config.chunker, list(reversed(records)))
     repo.flush()
     assert again == tree and repo.stats.plain_added == added
-    assert stored > 0 and stored_again == 0
-    assert load_records(repo, tree) == sorted(records, key=lambda r: r.path)
-    assert size == len(encode_records(records))
+    assert stored > 0 and stored_again == 0 and size > 0
+    snap = Snapshot(time=datetime(2026, 12, 1, tzinfo=UTC), tree=tree or b"", paths=["/"],
+                    hostname="h", dicom_catalog=catalog_doc(len(records), 0, tree))
+    assert snapshot_records(repo, snap) == sorted(records, key=lambda r: r.path)
 
 
 def _snapshot(repo: Repository, records: list[InstanceRecord], n: int) -> Snapshot:
@@ -87,7 +113,7 @@ def _snapshot(repo: Repository, records: list[InstanceRecord], n: int) -> Snapsh
     return snap
 
 
-def test_find_across_snapshots_decodes_each_catalog_once(repo: Repository) -> None:
+def test_find_reads_version_1_catalogs_decoding_each_once(repo: Repository) -> None:
     base = [rec(n, 1) for n in range(3)] + [rec(1, 2, name="Smith^John", patient="P2",
                                                 modality="MR", date="20261001")]
     more = [*base, rec(1, 3, date="20261205")]
@@ -130,3 +156,94 @@ def test_a_snapshot_whose_catalog_is_gone_is_named_and_skipped(repo: Repository)
     result = find(repo, [good, lost], DicomFilter())
     assert [s.study_uid for s in result.studies] == ["1.2.1"]
     assert list(result.unreadable) == [lost.id]
+
+
+# ---- per-directory segments, as backups build them ----------------------------------
+
+class CountingRepo:
+    """The repository, counting the blobs the catalog reads (a spy, not a stand-in)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.loaded: list[bytes] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.repo, name)
+
+    def load_blob(self, blob_id: bytes) -> bytes:
+        self.loaded.append(blob_id)
+        return self.repo.load_blob(blob_id)
+
+
+def _instance(study: int, series: int, n: int, name: str = "张^三") -> Instance:
+    return Instance(f"s{study}/{series}/{n}.dcm", f"P{study}", name, uid(study),
+                    uid(study, series), uid(study, series, n), pixels=bytes(16))
+
+
+def _backup(repo: Repository, root: Path) -> tuple[Snapshot, CountingRepo]:
+    spy = CountingRepo(repo)
+    builder = CatalogBuilder(spy, repo.config.chunker, repo.flush)  # type: ignore[arg-type]
+    result = Backup(repo, BackupOptions(paths=[str(root)], host="pacs1", workers=2,
+                                        observer=builder), NullProgress()).run()
+    return result.snapshot, spy
+
+
+def _catalog_dirs(repo: Repository, snap: Snapshot) -> dict[str, Node]:
+    """Every catalog directory node by path."""
+    out: dict[str, Node] = {}
+    stack = [("", snap.catalog_tree)]
+    while stack:
+        path, tree = stack.pop()
+        assert tree is not None
+        for node in load_tree(repo, tree):
+            if node.type == "dir":
+                out[f"{path}/{node.name}"] = node
+                stack.append((f"{path}/{node.name}", node.subtree))
+    return out
+
+
+def test_segments_reused_rebuilt_and_dropped_by_directory(repo: Repository,
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "pacs"
+    for study in (1, 2, 3):
+        for n in range(3):
+            write_instance(root, _instance(study, 1, n))
+    (root / "s1" / "1" / "notes.txt").write_text("not DICOM")
+    first, _spy = _backup(repo, root)
+    assert first.dicom_catalog["instances"] == 9 and first.summary["dicom"]["parsed"] == 9
+    before = _catalog_dirs(repo, first)
+    pacs = str(root)
+    assert before[pacs].size == 9 and before[f"{pacs}/s2"].size == 3
+
+    quiet, spy = _backup(repo, root)
+    assert quiet.dicom_catalog == first.dicom_catalog  # the same tree id
+    assert quiet.summary["dicom"]["carried"] == 9 and quiet.summary["dicom"]["parsed"] == 0
+    assert quiet.summary["dicom"]["catalog_stored"] == 0
+    segments = {c for n in before.values() for c in load_tree(repo, n.subtree or b"")
+                for c in c.content}
+    assert not segments & set(spy.loaded)  # nothing decoded: every directory reused
+
+    changed = _instance(2, 1, 1, name="王^五")
+    path = write_instance(root, changed)
+    os.utime(path, (1e9, 1e9))
+    third, spy = _backup(repo, root)
+    after = _catalog_dirs(repo, third)
+    assert third.summary["dicom"]["parsed"] == 1 and third.summary["dicom"]["carried"] == 8
+    assert after[f"{pacs}/s1"] == before[f"{pacs}/s1"]
+    assert after[f"{pacs}/s3"] == before[f"{pacs}/s3"]
+    assert after[f"{pacs}/s2/1"].subtree != before[f"{pacs}/s2/1"].subtree
+    assert {r.patient_name for r in studies_in(repo, third, uid(2))} == {"张^三", "王^五"}
+    own_s1 = [c for c in load_tree(repo, before[f"{pacs}/s1/1"].subtree or b"")
+              for c in c.content]
+    assert not set(own_s1) & set(spy.loaded)  # only s2/1's segment was read
+
+    shutil.rmtree(root / "s3")
+    fourth, _spy = _backup(repo, root)
+    dropped = _catalog_dirs(repo, fourth)
+    assert f"{pacs}/s3" not in dropped and dropped[pacs].size == 6
+    assert fourth.dicom_catalog["instances"] == 6
+    assert studies_in(repo, fourth, uid(3)) == [] and len(studies_in(repo, third, uid(3))) == 3
+    snaps = [first, quiet, third, fourth]
+    hits = find(repo, snaps, DicomFilter(patient_id="P3")).studies
+    assert [h.snapshots for h in hits] == [[first.id, quiet.id, third.id]]
+    assert verify(repo, third).mismatches == [] and verify(repo, third).checked == 9

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medark.engine.dicom_catalog import InstanceRecord, save_catalog
+from medark.engine.dicom_catalog import InstanceRecord, catalog_doc, save_records
 from medark.engine.dicom_restore import (
     ExactPaths,
     SnapshotFiles,
@@ -81,11 +81,10 @@ def _tree(repo: Repository, files: list[str]) -> bytes:
 
 def _snapshot(repo: Repository, files: list[str], records: list[InstanceRecord],
               hour: int) -> Snapshot:
-    catalog, _size = save_catalog(repo, repo.config.chunker, records)
+    catalog, _size, _stored = save_records(repo, repo.config.chunker, records)
     snap = Snapshot(time=datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=hour),
                     tree=_tree(repo, files), paths=["/pacs"], hostname="pacs1",
-                    dicom_catalog={"version": 1, "instances": len(records),
-                                   "malformed": 0, "tree": catalog.hex()})
+                    dicom_catalog=catalog_doc(len(records), 0, catalog))
     repo.flush()
     save_snapshot(repo, snap)
     return snap

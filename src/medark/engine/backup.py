@@ -106,6 +106,7 @@ class PendingDir:
     old: Node | None
     children: list[Pending]
     old_nodes: list[Node] | None = None
+    path: str = ""
 
 
 FileJob = tuple[str, str, os.stat_result, Node | None]
@@ -329,7 +330,7 @@ class Backup:
             self._error(full, exc)
             return None
         old_by_name = {n.name: n for n in old_sub or []}
-        pending = PendingDir(node, old, [], old_sub)
+        pending = PendingDir(node, old, [], old_sub, full)
         entries = []
         for child in names:
             path = full.rstrip("/") + "/" + child
@@ -473,6 +474,9 @@ class Backup:
             self.counters.add(dirs_unmodified=1)
         else:
             self.counters.add(dirs_changed=1)
+        if self.options.observer is not None:
+            self.options.observer.directory(
+                item.path, old is not None and old.type == "dir" and old.subtree == node.subtree)
         return node
 
     def _collect(self, pending: list[Pending]) -> list[Node]:

@@ -12,7 +12,18 @@ import random
 from dataclasses import dataclass, field
 from datetime import date
 
-from medark.engine.dicom_catalog import CatalogCache, CatalogRepo, InstanceRecord
+from medark.engine.dicom_catalog import (
+    LEGACY_VERSION,
+    LRU,
+    SEGMENT,
+    CatalogReader,
+    CatalogRepo,
+    InstanceRecord,
+    Segment,
+    join,
+    parent_of,
+    segments,
+)
 from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import load_tree
@@ -20,17 +31,19 @@ from medark.sources.dicom.header import REREAD_LIMIT, Malformed, parse_header
 
 
 def studies_in(repo: CatalogRepo, snapshot: Snapshot, study_uid: str,
-               series_uid: str | None = None) -> list[InstanceRecord]:
+               series_uid: str | None = None,
+               reader: CatalogReader | None = None) -> list[InstanceRecord]:
     """The instances of one study (or of one of its series) in a snapshot, sorted by
     path: each record's `path` is the file's path in the snapshot (for restore's
     selection), with its `sop_uid`, `sop_class` and `transfer_syntax` (for a C-STORE's
     presentation contexts). [] when the snapshot has no catalog or no such study.
     Malformed files are never returned. Raises RepositoryCorrupt or ObjectNotFound when
-    the catalog cannot be read."""
-    cache = CatalogCache(repo)
-    return [r for r in cache.records(snapshot)
-            if not r.malformed and r.study_uid == study_uid
-            and (series_uid is None or r.series_uid == series_uid)]
+    the catalog cannot be read. The catalog is read segment by segment; `reader` shares
+    decoded segments across calls (a search through many snapshots)."""
+    found = [r for r in (reader or CatalogReader(repo)).records(snapshot)
+             if not r.malformed and r.study_uid == study_uid
+             and (series_uid is None or r.series_uid == series_uid)]
+    return sorted(found, key=lambda r: r.path)
 
 
 # ---- find ----------------------------------------------------------------------------
@@ -139,14 +152,14 @@ class FindResult:
     """Snapshots searched."""
     with_catalog: int
     decoded: int
-    """Distinct catalogs decoded (snapshots sharing one decode it once)."""
+    """Segments decoded (one a directory; those snapshots share, once)."""
     unreadable: dict[str, str] = field(default_factory=dict)
     """Snapshot id -> why its catalog could not be read (its blobs pruned by a Medark
     that did not know them, or damaged); the other snapshots are still searched."""
 
 
 def _group(records: list[InstanceRecord], flt: DicomFilter) -> dict[str, StudyHit]:
-    """One catalog's matching instances, per study and series."""
+    """One segment's matching instances, per study and series."""
     studies: dict[str, StudyHit] = {}
     for r in records:
         if not flt.matches(r):
@@ -164,28 +177,95 @@ def _group(records: list[InstanceRecord], flt: DicomFilter) -> dict[str, StudyHi
     return studies
 
 
+def _add(into: dict[str, StudyHit], hits: dict[str, StudyHit]) -> None:
+    """Sums `hits` into `into` (new objects: `hits` may be a remembered result)."""
+    for uid, hit in hits.items():
+        mine = into.get(uid)
+        if mine is None:
+            mine = into[uid] = StudyHit(hit.study_uid, hit.patient_id, hit.patient_name,
+                                        hit.accession, hit.study_date, hit.study_description)
+        for key, s in hit.series.items():
+            have = mine.series.get(key)
+            if have is None:
+                mine.series[key] = SeriesHit(s.series_uid, s.modality, s.instances, s.size)
+            else:
+                have.instances += s.instances
+                have.size += s.size
+
+
+MEMO_ENTRIES = 4096
+MEMO_SERIES = 64
+"""A catalog subtree's or segment's hits are remembered (by id) when they name at most
+this many series: a selective search skips every subtree unchanged since the previous
+snapshot, and the memory stays bounded when a search matches nearly everything."""
+
+
+class _Search:
+    """One search's hits per catalog subtree and per segment, remembered by id (both
+    are content-addressed: the same id holds the same records wherever it appears)."""
+
+    def __init__(self, repo: CatalogRepo, flt: DicomFilter) -> None:
+        self.repo = repo
+        self.flt = flt
+        self.reader = CatalogReader(repo, keep=8)
+        self.memo: LRU[tuple[bytes, ...], dict[str, StudyHit]] = LRU(MEMO_ENTRIES)
+
+    def snapshot(self, snap: Snapshot) -> dict[str, StudyHit]:
+        tree = snap.catalog_tree
+        if tree is None:
+            return {}
+        if snap.dicom_catalog.get("version") == LEGACY_VERSION:
+            hits: dict[str, StudyHit] = {}
+            for seg in segments(self.repo, snap):
+                _add(hits, self._segment(seg))
+            return hits
+        return self._tree(tree, "/")
+
+    def _remember(self, key: tuple[bytes, ...], hits: dict[str, StudyHit]
+                  ) -> dict[str, StudyHit]:
+        if sum(len(h.series) for h in hits.values()) <= MEMO_SERIES:
+            self.memo.put(key, hits)
+        return hits
+
+    def _segment(self, seg: Segment) -> dict[str, StudyHit]:
+        key = (b"s", *seg.node.content)
+        hits = self.memo.get(key)
+        if hits is None:
+            hits = self._remember(key, _group(self.reader.segment(seg), self.flt))
+        return hits
+
+    def _tree(self, tree: bytes, path: str) -> dict[str, StudyHit]:
+        key = (b"t", tree)
+        remembered = self.memo.get(key)
+        if remembered is not None:
+            return remembered
+        hits: dict[str, StudyHit] = {}
+        for node in load_tree(self.repo, tree):
+            if node.name == SEGMENT and node.type == "file":
+                _add(hits, self._segment(Segment(path, node)))
+            elif node.type == "dir" and node.subtree is not None:
+                _add(hits, self._tree(node.subtree, join(path, node.name)))
+        return self._remember(key, hits)
+
+
 def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> FindResult:
     """Matching studies across snapshots, oldest snapshot first; a study's figures are
-    those of the newest snapshot holding it. Each distinct catalog is decoded and
-    grouped once, whatever the number of snapshots sharing it."""
-    cache = CatalogCache(repo)
-    grouped: dict[bytes, dict[str, StudyHit]] = {}
+    those of the newest snapshot holding it. Catalogs are read a segment at a time; a
+    subtree or segment shared by snapshots is decoded once while its hits are
+    remembered (bounded: see MEMO_SERIES)."""
+    search = _Search(repo, flt)
     merged: dict[str, StudyHit] = {}
     unreadable: dict[str, str] = {}
     with_catalog = 0
     for snap in sorted(snapshots, key=lambda s: (s.time, s.id)):
-        tree = snap.catalog_tree
         if snap.dicom_catalog:
             with_catalog += 1
-        if tree is None:
+        try:
+            hits = search.snapshot(snap)
+        except (ObjectNotFound, RepositoryCorrupt) as exc:
+            unreadable[snap.id] = str(exc)
             continue
-        if tree not in grouped:
-            try:
-                grouped[tree] = _group(cache.records(snap), flt)
-            except (ObjectNotFound, RepositoryCorrupt) as exc:
-                unreadable[snap.id] = str(exc)
-                continue
-        for uid, hit in grouped[tree].items():
+        for uid, hit in hits.items():
             mine = merged.get(uid)
             snaps = (mine.snapshots if mine else []) + [snap.id]
             series_snaps = {k: s.snapshots for k, s in mine.series.items()} if mine else {}
@@ -199,7 +279,8 @@ def find(repo: CatalogRepo, snapshots: list[Snapshot], flt: DicomFilter) -> Find
                                               [*series_snaps.get(key, []), snap.id])
             merged[uid] = fresh
     studies = sorted(merged.values(), key=lambda h: (h.patient_id, h.study_date, h.study_uid))
-    return FindResult(studies, len(snapshots), with_catalog, cache.decoded, unreadable)
+    return FindResult(studies, len(snapshots), with_catalog, search.reader.decoded,
+                      unreadable)
 
 
 # ---- verify --------------------------------------------------------------------------
@@ -213,31 +294,32 @@ class VerifyResult:
 
 
 class _Files:
-    """A snapshot's directories, each loaded once, to find the records' files."""
+    """A snapshot's directories, loaded on demand to find the records' files; the most
+    recent ones kept (the catalog is walked depth first, like the files' tree)."""
 
     def __init__(self, repo: CatalogRepo, root: bytes) -> None:
         self.repo = repo
-        self._dirs: dict[str, dict[str, Node]] = {"/": self._load(root)}
+        self.root = root
+        self._dirs: LRU[str, dict[str, Node]] = LRU(256)
 
     def _load(self, tree: bytes) -> dict[str, Node]:
         return {n.name: n for n in load_tree(self.repo, tree)}
 
     def node(self, path: str) -> Node | None:
-        parent, _sep, name = path.rstrip("/").rpartition("/")
-        entries = self._dir(parent or "/")
-        return entries.get(name) if entries is not None else None
+        entries = self._dir(parent_of(path.rstrip("/")))
+        return entries.get(path.rstrip("/").rpartition("/")[2]) if entries is not None else None
 
     def _dir(self, path: str) -> dict[str, Node] | None:
-        if path in self._dirs:
-            return self._dirs[path]
-        parent, _sep, name = path.rpartition("/")
-        above = self._dir(parent or "/")
-        node = above.get(name) if above is not None else None
-        entries = (self._load(node.subtree) if node is not None and node.type == "dir"
-                   and node.subtree is not None else None)
-        if entries is not None:
-            self._dirs[path] = entries
-        return entries
+        cached = self._dirs.get(path)
+        if cached is not None:
+            return cached
+        if path == "/":
+            return self._dirs.put(path, self._load(self.root))
+        above = self._dir(parent_of(path))
+        node = above.get(path.rpartition("/")[2]) if above is not None else None
+        if node is None or node.type != "dir" or node.subtree is None:
+            return None
+        return self._dirs.put(path, self._load(node.subtree))
 
 
 def _head(repo: CatalogRepo, node: Node, upto: int) -> bytes:
@@ -254,44 +336,55 @@ def _head(repo: CatalogRepo, node: Node, upto: int) -> bytes:
 def verify(repo: CatalogRepo, snapshot: Snapshot, share: float = 1.0,
            rng: random.Random | None = None) -> VerifyResult:
     """Each (sampled) instance's file is read from the repository, parses as DICOM, and
-    its UIDs and size match its record; one line per mismatch."""
-    records = CatalogCache(repo).records(snapshot)
-    good = [r for r in records if not r.malformed]
-    if share < 1.0:
-        count = max(1, round(len(good) * share)) if good else 0
-        good = sorted((rng or random.Random()).sample(good, count), key=lambda r: r.path)
+    its UIDs and size match its record; one line per mismatch. The catalog is read a
+    segment at a time; a sample is drawn as it goes (selection sampling over the count
+    the snapshot records), so it is exactly the share asked for."""
+    rng = rng or random.Random()
+    total = snapshot.dicom_catalog.get("instances")
+    if share < 1.0 and not isinstance(total, int):
+        total = sum(1 for r in CatalogReader(repo).records(snapshot) if not r.malformed)
+    wanted = (max(1, round(total * share)) if total else 0) if share < 1.0 else -1
     files = _Files(repo, snapshot.tree)
     mismatches: list[str] = []
-    for r in good:
-        node = files.node(r.path)
-        if node is None or node.type != "file":
-            mismatches.append(f"{r.path}: in the catalog but not a file in the snapshot")
-            continue
-        if node.size != r.size:
-            mismatches.append(f"{r.path}: size {node.size}, the catalog says {r.size}")
-            continue
+    instances = malformed = checked = 0
+    for seg in segments(repo, snapshot):
+        for r in sorted(seg.records(repo), key=lambda r: r.path):
+            if r.malformed:
+                malformed += 1
+                continue
+            instances += 1
+            if wanted >= 0:
+                left = max(int(total or 0) - instances + 1, 1)
+                if rng.random() * left >= wanted - checked:
+                    continue
+            checked += 1
+            mismatches.extend(_verify_one(repo, files, r))
+    return VerifyResult(instances, checked, malformed, mismatches)
+
+
+def _verify_one(repo: CatalogRepo, files: _Files, r: InstanceRecord) -> list[str]:
+    node = files.node(r.path)
+    if node is None or node.type != "file":
+        return [f"{r.path}: in the catalog but not a file in the snapshot"]
+    if node.size != r.size:
+        return [f"{r.path}: size {node.size}, the catalog says {r.size}"]
+    try:
+        head = _head(repo, node, 1)
         try:
-            head = _head(repo, node, 1)
-            try:
-                header = parse_header(head)
-            except Malformed:
-                if len(head) >= node.size:
-                    raise
-                header = parse_header(_head(repo, node, REREAD_LIMIT))
-        except Malformed as exc:
-            mismatches.append(f"{r.path}: {exc}")
-            continue
-        except ObjectNotFound as exc:
-            mismatches.append(f"{r.path}: its data cannot be read ({exc})")
-            continue
-        for label, stored, catalog in (
+            header = parse_header(head)
+        except Malformed:
+            if len(head) >= node.size:
+                raise
+            header = parse_header(_head(repo, node, REREAD_LIMIT))
+    except Malformed as exc:
+        return [f"{r.path}: {exc}"]
+    except ObjectNotFound as exc:
+        return [f"{r.path}: its data cannot be read ({exc})"]
+    return [f"{r.path}: {label} is {stored!r}, the catalog says {catalog!r}"
+            for label, stored, catalog in (
                 ("StudyInstanceUID", header.study_uid, r.study_uid),
                 ("SeriesInstanceUID", header.series_uid, r.series_uid),
                 ("SOPInstanceUID", header.sop_uid, r.sop_uid),
                 ("SOPClassUID", header.sop_class, r.sop_class),
-                ("TransferSyntaxUID", header.transfer_syntax, r.transfer_syntax)):
-            if stored != catalog:
-                mismatches.append(f"{r.path}: {label} is {stored!r}, the catalog says "
-                                  f"{catalog!r}")
-    return VerifyResult(len(records) - sum(r.malformed for r in records), len(good),
-                        sum(r.malformed for r in records), mismatches)
+                ("TransferSyntaxUID", header.transfer_syntax, r.transfer_syntax))
+            if stored != catalog]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from medark.engine.dicom_catalog import CatalogCache, CatalogRepo, InstanceRecord
+from medark.engine.dicom_catalog import CatalogReader, CatalogRepo, InstanceRecord
 from medark.engine.dicom_query import studies_in
 from medark.engine.restore import RestoreOptions, Restorer, RestoreSummary
 from medark.engine.restore_data import RestoreRepo
@@ -57,11 +57,6 @@ class StudyPoint:
         return sorted({r.series_uid for r in self.records})
 
 
-def _matches(r: InstanceRecord, study_uid: str, series_uid: str | None) -> bool:
-    return (not r.malformed and r.study_uid == study_uid
-            and (series_uid is None or r.series_uid == series_uid))
-
-
 def locate_study(repo: CatalogRepo, snapshots: Sequence[Snapshot], study_uid: str,
                  series_uid: str | None = None, given: Snapshot | None = None) -> StudyPoint:
     """The study's instances in `given`, else in the newest of `snapshots` (oldest first)
@@ -75,11 +70,11 @@ def locate_study(repo: CatalogRepo, snapshots: Sequence[Snapshot], study_uid: st
                                  f"catalog{why}; `medark dicom find --study-uid` lists the "
                                  "snapshots that hold it")
         return StudyPoint(given, records)
-    cache = CatalogCache(repo)
+    reader = CatalogReader(repo)  # a segment the snapshots share is decoded once
     for snap in sorted(snapshots, key=lambda s: (s.time, s.id), reverse=True):
-        records = [r for r in cache.records(snap) if _matches(r, study_uid, series_uid)]
+        records = studies_in(repo, snap, study_uid, series_uid, reader)
         if records:
-            return StudyPoint(snap, sorted(records, key=lambda r: r.path))
+            return StudyPoint(snap, records)
     with_catalog = sum(1 for s in snapshots if s.dicom_catalog)
     raise ObjectNotFound(f"{what} is in no snapshot's DICOM catalog ({len(snapshots)} "
                          f"snapshot(s) searched, {with_catalog} with a catalog)")

@@ -9,6 +9,9 @@ an observer is given. The backup calls, in this order:
   `path` being the file's path in the snapshot, `head` the first bytes it read (the whole
   file for small files) and `size` the bytes stored; `fd` is open on the file when given;
 - `unchanged(path)` for each file it reused from the parent without reading it;
+- `directory(path, unchanged)` once every file of a directory was told (and its
+  subdirectories' own calls were made): `unchanged` when its whole tree is the parent's
+  (the same tree id). Directories above the backed-up paths get no call;
 - `finish(snapshot)` once, after the data is flushed and before the snapshot is saved: the
   observer stores what it gathered and notes it in the snapshot.
 """
@@ -30,5 +33,7 @@ class FileObserver(Protocol):
     def read(self, path: str, size: int, head: bytes) -> None: ...
 
     def unchanged(self, path: str) -> None: ...
+
+    def directory(self, path: str, unchanged: bool) -> None: ...
 
     def finish(self, snapshot: Snapshot) -> None: ...

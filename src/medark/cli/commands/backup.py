@@ -189,7 +189,7 @@ def report(ctx: Context, summary: dict[str, Any]) -> None:
     dicom = summary.get("dicom")
     if dicom and (dicom["instances"] or dicom["malformed"]):
         ctx.out.text(
-            f"DICOM:       {dicom['instances']} instances in {dicom['studies']} studies "
+            f"DICOM:       {dicom['instances']} instances "
             f"({dicom['parsed']} headers read, {dicom['carried']} carried over, "
             f"{dicom['malformed']} malformed)")
     ctx.out.text(f"snapshot {summary['snapshot_id'][:8]} saved")
