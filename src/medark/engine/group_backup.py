@@ -22,6 +22,7 @@ from typing import Any
 
 from medark import __version__
 from medark.engine.backup import Backup, BackupOptions, BackupResult
+from medark.engine.dicom_catalog import CatalogBuilder
 from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
@@ -109,8 +110,9 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     _wait_for_point(repo, identity.system_id, identity.timeline, identity.segment_size,
                     point.lsn, point.past, options.archive_timeout, progress)
     previous = group_snapshots(all_snapshots(repo), options.name)
+    catalog = CatalogBuilder(repo, repo.config.chunker, repo.flush)  # dicom find/restore
     files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"],
-                                       host=host), progress).run()
+                                       host=host, observer=catalog), progress).run()
     result = reconcile(repo, root, point.references, files.snapshot,
                        previous[-1] if previous else None)
     bases = [b for b in pg_base_backups(all_snapshots(repo), identity.system_id)
