@@ -194,7 +194,7 @@ def _add(into: dict[str, StudyHit], hits: dict[str, StudyHit]) -> None:
 
 
 MEMO_ENTRIES = 4096
-MEMO_SERIES = 64
+MEMO_SERIES = 16
 """A catalog subtree's or segment's hits are remembered (by id) when they name at most
 this many series: a selective search skips every subtree unchanged since the previous
 snapshot, and the memory stays bounded when a search matches nearly everything."""
