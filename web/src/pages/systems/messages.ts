@@ -70,6 +70,7 @@ export const zh = {
   readOnly: '只读',
   criticality: { core: '核心', important: '重要', general: '一般' },
   records: { none: '无病历数据', outpatient: '门诊病历', inpatient: '住院病历' },
+  siteRole: { production: '生产', campus: '院区', regional: '区域' },
   retention: { last: '最近', hourly: '每小时', daily: '每日', weekly: '每周', monthly: '每月', yearly: '每年', within: '期限内' },
 }
 
@@ -142,5 +143,6 @@ export const en: Translation<typeof zh> = {
   readOnly: 'Read only',
   criticality: { core: 'core', important: 'important', general: 'general' },
   records: { none: 'no medical records', outpatient: 'outpatient records', inpatient: 'inpatient records' },
+  siteRole: { production: 'production', campus: 'campus', regional: 'regional' },
   retention: { last: 'last', hourly: 'hourly', daily: 'daily', weekly: 'weekly', monthly: 'monthly', yearly: 'yearly', within: 'within' },
 }
