@@ -244,6 +244,7 @@ def test_segments_reused_rebuilt_and_dropped_by_directory(repo: Repository,
     assert fourth.dicom_catalog["instances"] == 6
     assert studies_in(repo, fourth, uid(3)) == [] and len(studies_in(repo, third, uid(3))) == 3
     snaps = [first, quiet, third, fourth]
-    hits = find(repo, snaps, DicomFilter(patient_id="P3")).studies
-    assert [h.snapshots for h in hits] == [[first.id, quiet.id, third.id]]
+    result = find(repo, snaps, DicomFilter(patient_id="P3"))
+    assert [h.snapshots for h in result.studies] == [[first.id, quiet.id, third.id]]
+    assert result.decoded == 4  # the first's 3 segments, then only s2/1's new one
     assert verify(repo, third).mismatches == [] and verify(repo, third).checked == 9
