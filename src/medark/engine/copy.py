@@ -131,6 +131,22 @@ class Copier:
         held = [name for names in self.dst_records.values() for name in names]
         self._note(newest_record_time(self.dst, held))
 
+    def copy_records(self, names: list[str]) -> None:
+        """These archive records alone, those the destination lacks (the WAL a group
+        point restores from, when the archives are not copied whole)."""
+        for prefix in ARCHIVE_PREFIXES:
+            mine = [n for n in names if n.startswith(prefix)]
+            if not mine:
+                continue
+            have = self.dst_records.get(prefix)
+            if have is None:
+                have = self.dst_records[prefix] = set(self.dst.list_names(prefix))
+            self.src_records.extend(mine)
+            wanted = sorted(n for n in mine if n not in have)
+            self.stats.records_present += len(mine) - len(wanted)
+            for batch in _batches(wanted, 64):
+                self._copy_records(batch, have)
+
     def _copy_records(self, names: list[str], have: set[str]) -> None:
         docs: list[tuple[str, dict[str, Any], list[bytes]]] = []
         for name in names:

@@ -30,9 +30,12 @@ from medark.engine.copy import (
     Event as Event,
 )
 from medark.engine.copy_map import CopyMap
+from medark.engine.group_backup import group_snapshots as group_snapshots_of
+from medark.engine.pg_wal import WAL_PREFIX
 from medark.errors import MedarkError
 from medark.policy.retention import RetentionPolicy, apply_policy, group_snapshots
 from medark.repo.repository import Repository
+from medark.service.copy_group import PointParts, wal_records, with_group_parts
 from medark.service.residency import repository_residency
 from medark.service.session import locked
 from medark.snapshot.model import Snapshot
@@ -56,11 +59,20 @@ class Selection:
     peers: Callable[[Repository], list[Snapshot]] | None = None
 
     def choose(self, src: Repository, dst: Repository) -> list[Snapshot]:
+        return self.choose_parts(src, dst)[0]
+
+    def choose_parts(self, src: Repository, dst: Repository
+                     ) -> tuple[list[Snapshot], list[PointParts]]:
+        """The snapshots to send, with what each group point among them restores from
+        (its base backup and files snapshot, whatever the filters and --keep-* say), and
+        those points' parts."""
         candidates = self.pick(src)
-        if self.keep is None or self.keep.empty():
-            return candidates
-        there = (self.peers or self.pick)(dst)
-        return retained(candidates, there, self.keep, clock.now())
+        if self.keep is not None and not self.keep.empty():
+            there = (self.peers or self.pick)(dst)
+            candidates = retained(candidates, there, self.keep, clock.now())
+        if not group_snapshots_of(candidates):
+            return candidates, []
+        return with_group_parts(all_snapshots(src), candidates)
 
 
 def retained(candidates: list[Snapshot], there: list[Snapshot], policy: RetentionPolicy,
@@ -86,6 +98,8 @@ class Endpoint:
 class PassResult:
     stats: CopyStats
     source_newest: datetime | None = None
+    group: list[PointParts] = field(default_factory=list)
+    """The group points sent and what they brought along."""
 
 
 class Replicator:
@@ -121,7 +135,10 @@ class Replicator:
             try:
                 if self.selection.archives:
                     copier.copy_archives()
-                snapshots = self.selection.choose(self.src.repo, self.dst.repo)
+                snapshots, parts = self.selection.choose_parts(self.src.repo, self.dst.repo)
+                needed = wal_records(self.src.repo, parts)
+                if not self.selection.archives:  # (else every record went above)
+                    copier.copy_records(needed)
                 copier.copy_snapshots(snapshots)
                 stats = copier.finish()
             except BaseException:
@@ -132,7 +149,7 @@ class Replicator:
         newest = max((s.time for s in snapshots), default=None)
         if self.selection.archives:
             newest = _later(newest, newest_record_time(self.src.repo, copier.src_records))
-        result = PassResult(stats, newest)
+        result = PassResult(stats, newest, parts)
         if self.cache_dir is not None:
             save_status(self.cache_dir, self.src.location, self.dst.location, result)
         return result
@@ -267,8 +284,8 @@ def live_status(src: Endpoint | None, dst: Endpoint,
     if src is not None:
         copied = {s.original for s in dst_snaps if s.original}
         archives = selection is None or selection.archives
-        wanted = (all_snapshots(src.repo) if selection is None
-                  else selection.choose(src.repo, dst.repo))
+        wanted, parts = ((all_snapshots(src.repo), []) if selection is None
+                         else selection.choose_parts(src.repo, dst.repo))
         status.source_newest = _later(max((s.time for s in wanted), default=None),
                                       newest_record_time(src.repo) if archives else None)
         status.pending["snapshots"] = sum(1 for s in wanted if origin(s) not in copied)
@@ -277,6 +294,10 @@ def live_status(src: Endpoint | None, dst: Endpoint,
             have = {n for p in ARCHIVE_PREFIXES for n in dst.repo.list_names(p)}
             status.pending["records"] = sum(1 for p in ARCHIVE_PREFIXES
                                             for n in src.repo.list_names(p) if n not in have)
+        elif parts:  # only the WAL the group points restore from
+            have = set(dst.repo.list_names(WAL_PREFIX))
+            status.pending["records"] = sum(1 for n in wal_records(src.repo, parts)
+                                            if n not in have)
     return status
 
 

@@ -174,9 +174,18 @@ def _event_printer(ctx: Context) -> Event:
 def _report(ctx: Context, result: PassResult) -> None:
     s = result.stats
     if ctx.out.as_json:
-        ctx.out.json({"message_type": "summary", **s.public()})
+        ctx.out.json({"message_type": "summary", **s.public(),
+                      "group_points": [p.public() for p in result.group]})
         return
     ctx.out.text(f"snapshots: {s.snapshots_copied} copied, {s.snapshots_present} already there")
+    for part in result.group:  # what each group point restores from came along
+        need = part.needs
+        brought = ", ".join(snap.short_id for snap in part.added) or "nothing more"
+        ctx.out.text(f"group point {need.point.short_id}: sent with its base backup "
+                     f"{need.base_backup.short_id if need.base_backup else '(none)'}, "
+                     f"files snapshot {need.files_snapshot[:8]} and WAL {need.wal_from} to "
+                     f"{need.wal_to} ({len(part.wal)} record(s)); added: {brought}"
+                     + (f"; problem: {need.problem}" if need.problem else ""))
     if s.records_copied or s.records_present:
         ctx.out.text(f"WAL/binlog records: {s.records_copied} copied, "
                      f"{s.records_present} already there")
