@@ -185,10 +185,14 @@ def format_at(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+_encode_string: Any = json.encoder.encode_basestring
+
+
 def canonical(value: Any) -> bytes:
     """Sorted keys, no spaces, UTF-8 as is: one byte string per value."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def digest(alg: str, data: bytes) -> str:
@@ -230,6 +234,33 @@ def hashed_fields(seq: int, at: str, actor: str, source: str, action: str,
             "action": action, "target": target, "result": result,
             "institution": institution, "detail": detail, "hash_alg": hash_alg,
             "key_id": key, "prev_hash": prev_hash}
+
+
+def hashed_bytes(seq: int, at: str, actor: str, source: str, action: str,
+                 target: str | None, result: str, institution: str | None,
+                 detail: bytes, hash_alg: str, key: str, prev_hash: str) -> bytes:
+    """canonical(hashed_fields(…)) for a detail already encoded by `canonical`: the same
+    bytes, without encoding the detail a second time. The keys sort as action, actor,
+    at, detail, then the rest, and a nested object's canonical form is the one it has
+    alone, so the detail's bytes are spliced between the two halves."""
+    texts = (action, actor, at, source, target, result, institution, hash_alg, key,
+             prev_hash)
+    if type(seq) is not int or not all(t is None or type(t) is str for t in texts):
+        return canonical(hashed_fields(seq, at, actor, source, action, target, result,
+                                       institution, json.loads(detail), hash_alg, key,
+                                       prev_hash))
+    q = _json_text
+    return (f'{{"action":{q(action)},"actor":{q(actor)},"at":{q(at)},"detail":'
+            ).encode() + detail + (
+        f',"hash_alg":{q(hash_alg)},"institution":{q(institution)},"key_id":{q(key)},'
+        f'"prev_hash":{q(prev_hash)},"result":{q(result)},"seq":{seq},'
+        f'"source":{q(source)},"target":{q(target)},"v":{FORMAT_VERSION}}}'
+    ).encode()
+
+
+def _json_text(value: str | None) -> str:
+    """A string (or None) as `canonical` writes it (ensure_ascii off)."""
+    return "null" if value is None else _encode_string(value)
 
 
 def record_hash(record: AuditRecord, seq: int | None = None) -> str:
@@ -344,7 +375,7 @@ def _clean(detail: Any) -> Any:
     return detail
 
 
-def _checked(entry: AuditEntry) -> dict[str, Any]:
+def _checked(entry: AuditEntry) -> bytes:
     if entry.result not in RESULTS:
         raise ValueError(f"audit result {entry.result!r}: use one of {', '.join(RESULTS)}")
     for name, limit in LIMITS.items():
@@ -355,9 +386,9 @@ def _checked(entry: AuditEntry) -> dict[str, Any]:
             raise ValueError(f"audit {name} holds a NUL character")  # not in a batch
     if not entry.actor or not entry.source or not entry.action:
         raise ValueError("an audit record needs an actor, a source and an action")
-    detail: dict[str, Any] = _clean(dict(entry.detail))
-    canonical(detail)  # TypeError/ValueError now for what JSON cannot hold
-    return detail
+    # encoded once, here: TypeError/ValueError now for what JSON cannot hold; these
+    # bytes are both hashed (hashed_bytes) and stored
+    return canonical(_clean(entry.detail))
 
 
 def append(catalog: Catalog, entry: AuditEntry, settings: AuditSettings | None = None
@@ -386,7 +417,8 @@ def append_many(catalog: Catalog, entries: list[AuditEntry],
 @dataclass
 class _Ticket:
     entry: AuditEntry
-    detail: dict[str, Any]
+    detail: bytes
+    """The cleaned detail's canonical JSON."""
     sign: Signer
     seq: int = 0
 
@@ -484,12 +516,22 @@ def _write(engine: Engine, url: str, tickets: Sequence[_Ticket]) -> None:
                 update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
                 .returning(head.c.seq, head.c.hash)).one()
             rows, new_head = _chained(tickets, int(last) - len(tickets), str(prev_hash))
-            connection.execute(records.insert(), [dict(zip(COLUMNS, row, strict=True))
-                                                  for row in rows])
+            # the driver's executemany of tuples: SQLAlchemy's per-row parameter
+            # dictionaries cost more than the hashing. The time is stored as the
+            # column's type stores it (its bind processor), as before.
+            stored_at = records.c.at.type.dialect_impl(connection.dialect).bind_processor(
+                connection.dialect)
+            if stored_at is not None:
+                rows = [(r[0], stored_at(r[1]), *r[2:]) for r in rows]
+            connection.exec_driver_sql(_SQLITE_INSERT, rows)
             connection.execute(update(head).where(head.c.id == 1).values(hash=new_head))
     except SQLAlchemyError as exc:
         raise CatalogError(f"catalog {url}: audit append failed: "
                            f"{_reason(exc)}") from None
+
+
+_SQLITE_INSERT = (f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES "
+                  f"({', '.join('?' * len(COLUMNS))})")
 
 
 def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str
@@ -502,14 +544,13 @@ def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str
         seq += 1
         entry, sign = ticket.entry, ticket.sign
         at = clock.now().astimezone(UTC)
-        fields = hashed_fields(seq, format_at(at), entry.actor, entry.source, entry.action,
-                               entry.target, entry.result, entry.institution, ticket.detail,
-                               sign.hash_alg, sign.key_id, prev_hash)
-        new_hash = digest(sign.hash_alg, canonical(fields))
+        data = hashed_bytes(seq, format_at(at), entry.actor, entry.source, entry.action,
+                            entry.target, entry.result, entry.institution, ticket.detail,
+                            sign.hash_alg, sign.key_id, prev_hash)
+        new_hash = digest(sign.hash_alg, data)
         rows.append((seq, at, entry.actor, entry.source, entry.action, entry.target,
-                     entry.result, entry.institution,
-                     canonical(ticket.detail).decode("utf-8"), sign.hash_alg, sign.key_id,
-                     prev_hash, new_hash,
+                     entry.result, entry.institution, ticket.detail.decode("utf-8"),
+                     sign.hash_alg, sign.key_id, prev_hash, new_hash,
                      mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))))
         ticket.seq = seq
         prev_hash = new_hash

@@ -67,14 +67,15 @@ def mask(statement: str) -> str:
     """Every string literal becomes '?', every number ?: what was asked, without the
     values it was asked about. Quoted identifiers are kept."""
 
-    def one(m: re.Match[str]) -> str:
-        if m.group("str") is not None or m.group("dollar") is not None:
-            return "'?'"
-        if m.group("num") is not None:
-            return "?"
-        return m.group(0)
+    return _LITERALS.sub(_masked, statement)
 
-    return _LITERALS.sub(one, statement)
+
+_MASKS = {"str": "'?'", "dollar": "'?'", "num": "?"}
+
+
+def _masked(m: re.Match[str]) -> str:
+    # lastgroup is the outermost alternative that matched ("dollar", not its "tag")
+    return _MASKS.get(m.lastgroup or "") or m.group(0)
 
 
 _COMMENT = re.compile(r"^\s*(?:--[^\n]*\n|/\*.*?\*/)*\s*", re.DOTALL)

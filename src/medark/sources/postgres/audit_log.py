@@ -11,6 +11,7 @@ after an even number of quotes."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ _PGAUDIT_CLASS = {"READ": READ, "WRITE": WRITE, "FUNCTION": FUNCTION, "ROLE": RO
 _STATEMENT = re.compile(r"^(?:duration: [\d.]+ ms\s+)?(?:statement|execute [^:]*): (.*)$",
                         re.DOTALL)
 _FAILED_USER = re.compile(r'user "([^"]*)"')
+_APPLICATION = re.compile(r"application_name=(\S+)")
 _TIME_FORMAT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(\S*)$")
 
 
@@ -135,15 +137,25 @@ def parse_time(text: str, zone: tzinfo) -> datetime | None:
         naive = datetime.fromisoformat(m.group(1))
     except ValueError:
         return None
-    name = m.group(2)
-    if name in ("UTC", "GMT", "Z", ""):
-        return naive.replace(tzinfo=UTC if name else zone)
-    offset = re.fullmatch(r"([+-])(\d\d)(?::?(\d\d))?", name)
+    return naive.replace(tzinfo=_zone_of(m.group(2), zone))
+
+
+_OFFSET = re.compile(r"([+-])(\d\d)(?::?(\d\d))?")
+
+
+@functools.lru_cache(maxsize=64)
+def _zone_of(name: str, zone: tzinfo) -> tzinfo:
+    """The zone a log time's suffix names (a server writes one suffix: cached)."""
+    if name in ("UTC", "GMT", "Z"):
+        return UTC
+    if name == "":
+        return zone
+    offset = _OFFSET.fullmatch(name)
     if offset:
         sign = -1 if offset.group(1) == "-" else 1
         delta = timedelta(hours=int(offset.group(2)), minutes=int(offset.group(3) or 0))
-        return naive.replace(tzinfo=timezone(sign * delta))
-    return naive.replace(tzinfo=zone)
+        return timezone(sign * delta)
+    return zone
 
 
 def _event(f: dict[str, str], zone: tzinfo, masked: bool, end: int) -> DbEvent | None:
@@ -163,7 +175,7 @@ def _event(f: dict[str, str], zone: tzinfo, masked: bool, end: int) -> DbEvent |
         return DbEvent(**{**common, "user": user}, cls=FAILED_LOGIN, command="LOGIN",
                        statement=message, result="failed")
     if message.startswith("connection authorized:"):
-        app = re.search(r"application_name=(\S+)", message)
+        app = _APPLICATION.search(message)
         return DbEvent(**{**common, "application": f["application"] or (
             app.group(1) if app else "")}, cls=CONNECT, command="CONNECT")
     if message.startswith("disconnection:"):
