@@ -43,7 +43,7 @@ run: report-debs venv bytecode web
 ## console in through Playwright (executable_path, never a browser download); wrk, the
 ## load client of bench/server_bench.py (its smoke test runs the bench with it).
 REPORT_DEBS := fonts-noto-cjk fontconfig libpango-1.0-0 libpangoft2-1.0-0
-DEBS := postgresql postgresql-15-pgaudit pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy chromium wrk orthanc orthanc-postgresql openssh-server
+DEBS := postgresql postgresql-15-pgaudit pgbouncer mariadb-server mariadb-client mariadb-backup $(REPORT_DEBS) poppler-utils haproxy chromium wrk orthanc orthanc-postgresql dcmtk openssh-server
 debs report-debs:
 	@missing=""; for p in $(if $(filter report-debs,$@),$(REPORT_DEBS),$(DEBS)); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
