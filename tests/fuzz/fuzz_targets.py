@@ -33,7 +33,7 @@ from types import FrameType
 import zstandard
 
 from medark.config.loader import load_config
-from medark.engine.dicom_catalog import decode_records
+from medark.engine.dicom_catalog import decode_records, decode_segment
 from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord
 from medark.engine.mysql_binlog import record_name as binlog_record_name
 from medark.engine.pg_restore import restore_base
@@ -509,3 +509,11 @@ def dicom_catalog(data: bytes) -> None:
     """A DICOM catalog's plaintext (JSON lines) after its chunks are joined."""
     for record in decode_records(data):
         _typed(record)
+
+
+@target
+def dicom_segment(data: bytes) -> None:
+    """One directory's segment of a version 2 catalog (its records' names below it)."""
+    for record in decode_segment(data, "/srv/pacs/1.2.3"):
+        _typed(record)
+        assert record.path.startswith("/srv/pacs/1.2.3/") and "/" not in record.name
