@@ -248,3 +248,28 @@ def test_segments_reused_rebuilt_and_dropped_by_directory(repo: Repository,
     assert [h.snapshots for h in result.studies] == [[first.id, quiet.id, third.id]]
     assert result.decoded == 4  # the first's 3 segments, then only s2/1's new one
     assert verify(repo, third).mismatches == [] and verify(repo, third).checked == 9
+
+
+def test_a_version_1_parent_is_carried_into_version_2(repo: Repository,
+                                                      tmp_path: Path) -> None:
+    """A snapshot written before the per-directory catalog: the next backup carries its
+    records over (no header read again) and writes version 2."""
+    root = tmp_path / "pacs"
+    for n in range(4):
+        write_instance(root, _instance(7, n % 2, n))
+    made, _spy = _backup(repo, root)
+    records = snapshot_records(repo, made)
+    tree, _size, _stored = save_catalog(repo, repo.config.chunker, records)
+    repo.flush()
+    old = Snapshot(time=made.time, tree=made.tree, paths=made.paths, hostname="pacs1",
+                   dicom_catalog={"version": 1, "instances": 4, "malformed": 0,
+                                  "tree": tree.hex()})
+    save_snapshot(repo, old)
+    assert snapshot_records(repo, old) == records
+    spy = CountingRepo(repo)
+    builder = CatalogBuilder(spy, repo.config.chunker, repo.flush)  # type: ignore[arg-type]
+    new = Backup(repo, BackupOptions(paths=[str(root)], host="pacs1", parent=old.id,
+                                     observer=builder), NullProgress()).run().snapshot
+    assert new.dicom_catalog == made.dicom_catalog  # version 2, the same tree
+    assert (new.summary["dicom"]["parsed"], new.summary["dicom"]["carried"]) == (0, 4)
+    assert snapshot_records(repo, new) == records
