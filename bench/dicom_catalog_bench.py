@@ -109,7 +109,7 @@ def main() -> None:
     med = {m: {k: statistics.median(v) for k, v in d.items()} for m, d in results.items()}
     on, off = med["on"], med["off"]
     print(f"tree: {tree} ({catalog.get('instances')} instances, "
-          f"{catalog.get('studies')} studies); rounds: {args.rounds}; "
+          f"{catalog.get('malformed')} malformed); rounds: {args.rounds}; "
           f"load average {os.getloadavg()[0]:.1f}")
     for key, label in (("first", "first backup"), ("again", "no-change backup")):
         cpu_on, cpu_off = on[key + "_cpu"], off[key + "_cpu"]
