@@ -39,6 +39,7 @@ from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import load_tree, save_snapshot, save_tree
 from medark.storage.local import LocalBackend
+from medark.util.lru import LRU
 from medark.util.progress import NullProgress
 
 
@@ -273,3 +274,18 @@ def test_a_version_1_parent_is_carried_into_version_2(repo: Repository,
     assert new.dicom_catalog == made.dicom_catalog  # version 2, the same tree
     assert (new.summary["dicom"]["parsed"], new.summary["dicom"]["carried"]) == (0, 4)
     assert snapshot_records(repo, new) == records
+
+
+def test_the_readers_cache_is_bounded_by_entries_and_by_records() -> None:
+    by_count: LRU[str, list[int]] = LRU(2)
+    for key in "abc":
+        by_count.put(key, [1])
+    assert by_count.get("a") is None and by_count.get("c") == [1]
+    by_weight: LRU[str, list[int]] = LRU(10, len, budget=5)
+    by_weight.put("a", [1, 2, 3])
+    by_weight.put("b", [1, 2])
+    assert by_weight.get("a") == [1, 2, 3]  # 5 in all: both kept, "a" now the newest
+    by_weight.put("c", [1])
+    assert by_weight.get("b") is None and by_weight.get("a") == [1, 2, 3]
+    by_weight.put("huge", list(range(50)))  # over the budget alone: kept, the rest go
+    assert by_weight.get("huge") is not None and by_weight.get("a") is None

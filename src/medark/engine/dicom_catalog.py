@@ -21,10 +21,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from medark.errors import ObjectNotFound, RepositoryCorrupt
 from medark.repo.chunker import Chunker, ChunkerParams
@@ -34,6 +33,7 @@ from medark.snapshot.model import Node, Snapshot, encode_tree
 from medark.snapshot.store import load_tree
 from medark.sources.dicom import MAGIC_OFFSET, is_dicom
 from medark.util.jsondoc import MALFORMED
+from medark.util.lru import LRU
 
 FORMAT = "medark-dicom-catalog"
 VERSION = 2
@@ -327,39 +327,20 @@ def tree_segments(repo: CatalogRepo, tree: bytes, path: str) -> Iterator[Segment
         stack.extend(reversed(subdirs))
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LRU(Generic[K, V]):
-    """A bounded mapping that forgets its least recently used entries."""
-
-    def __init__(self, keep: int) -> None:
-        self.keep = keep
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> V:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.keep:
-            self._items.popitem(last=False)
-        return value
+RECORDS_KEPT = 50_000
+"""Decoded records a reader keeps (about 22 MB), whatever the directories' sizes."""
 
 
 class CatalogReader:
-    """Decoded segments by content and directory, the last `keep` of them: snapshots
-    sharing a directory's segment (every unchanged directory between two backups)
-    decode it once while they are read one after the other."""
+    """Decoded segments by content and directory, the last `keep` of them (and at most
+    RECORDS_KEPT records, besides the newest segment): snapshots sharing a directory's
+    segment (every unchanged directory between two backups) decode it once while they
+    are read one after the other."""
 
     def __init__(self, repo: CatalogRepo, keep: int = 64) -> None:
         self.repo = repo
-        self._cache: LRU[tuple[str | bytes, ...], list[InstanceRecord]] = LRU(keep)
+        self._cache: LRU[tuple[str | bytes, ...], list[InstanceRecord]] = LRU(
+            keep, len, RECORDS_KEPT)
         self.decoded = 0
 
     def segment(self, segment: Segment) -> list[InstanceRecord]:

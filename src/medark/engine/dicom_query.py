@@ -14,7 +14,6 @@ from datetime import date
 
 from medark.engine.dicom_catalog import (
     LEGACY_VERSION,
-    LRU,
     SEGMENT,
     CatalogReader,
     CatalogRepo,
@@ -28,6 +27,7 @@ from medark.errors import ObjectNotFound, RepositoryCorrupt, UsageError
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import load_tree
 from medark.sources.dicom.header import REREAD_LIMIT, Malformed, parse_header
+from medark.util.lru import LRU
 
 
 def studies_in(repo: CatalogRepo, snapshot: Snapshot, study_uid: str,
