@@ -21,8 +21,10 @@ from medark.catalog.audit_trail import (
     append,
     append_many,
     canonical,
+    format_at,
     hashed_bytes,
     hashed_fields,
+    sqlite_stored_time,
 )
 from medark.catalog.store import Catalog
 
@@ -96,3 +98,14 @@ def test_the_spliced_form_is_the_canonical_json(detail: dict[str, Any],
     tail = ("sm3", "a841bdc67632e6c9", "0" * 64)
     assert hashed_bytes(*args, canonical(detail), *tail) == canonical(
         hashed_fields(*args, detail, *tail))
+
+
+@pytest.mark.parametrize("at", [datetime(2026, 12, 6, 9, 0, 0, 1, UTC),
+                                datetime(2026, 1, 2, 23, 59, 59, 999999, UTC),
+                                datetime(2026, 6, 1, tzinfo=UTC)])
+def test_the_sqlite_time_is_what_sqlalchemy_stores(at: datetime) -> None:
+    engine = create_engine("sqlite://")
+    stored = audit_trail.records.c.at.type.dialect_impl(engine.dialect).bind_processor(
+        engine.dialect)
+    assert stored is not None
+    assert sqlite_stored_time(format_at(at)) == stored(at)

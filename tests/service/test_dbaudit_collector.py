@@ -17,6 +17,7 @@ from medark.catalog.dbaudit_state import events, load_states, save_state
 from medark.catalog.store import Catalog
 from medark.config.loader import load_text
 from medark.config.plans import MedarkConfig
+from medark.scheduler.alerts import Alerter
 from medark.service.dbaudit import Collector, audited_sources
 
 CONFIG = """\
@@ -136,4 +137,43 @@ def test_a_missing_log_is_the_collectors_error(
     assert state.last_error == results[0].error and state.last_run_at is not None
     log.write_text(line(1))
     assert collect(config, catalog) == 1
+    assert load_states(catalog)["lis"].last_error is None
+
+
+def test_a_failing_collection_alerts_once_and_resolves(
+        setup: tuple[MedarkConfig, Catalog, Path]) -> None:
+    """A missing log, then a log of another format: each raises `dbaudit_failed:lis`
+    once however many passes fail, and the first pass that succeeds resolves it."""
+    config, catalog, log = setup
+    notices: list[tuple[str, object]] = []
+    alerter = Alerter(config, catalog, lambda kind, doc: notices.append((kind, doc["key"])))
+    collector = Collector(config, catalog, audited_sources(config), alerter)
+    try:
+        for _ in range(3):
+            assert collector.run_once()[0].error == f"{log}: no such file or directory"
+        opened = catalog.alerts(open_only=True)
+        assert [(a.key, a.kind) for a in opened] == [("dbaudit_failed:lis", "dbaudit_failed")]
+        assert (opened[0].details or {})["error"] == f"{log}: no such file or directory"
+        log.write_text(line(1))
+        assert collector.run_once()[0].error is None
+        assert catalog.alerts(open_only=True) == []
+
+        with open(log, "a", encoding="utf-8") as f:  # the general log, not server_audit
+            f.writelines(f"2026-12-06T10:00:{n:02d}.000000Z\t{n} Query\tSELECT {n}\n"
+                         for n in range(20))
+            f.write(line(2))
+        result = collector.run_once()[0]
+        assert (result.events, result.rejected) == (1, 20)
+        assert result.error == (f"20 of 21 records are not log records of the configured "
+                                f"format (the first at {log}:{len(line(1))})")
+        assert collector.run_once()[0].error is None  # nothing new: collection recovered
+        with open(log, "a", encoding="utf-8") as f:  # a few bad lines stay under the limit
+            f.writelines(["garbage\n"] * 3 + [line(n) for n in range(3, 400)])
+        assert collector.run_once()[0].error is None
+    finally:
+        alerter.close(5)
+    assert [n for n in notices if n[0].startswith("alert_")] == [
+        ("alert_firing", "dbaudit_failed:lis"), ("alert_resolved", "dbaudit_failed:lis"),
+        ("alert_firing", "dbaudit_failed:lis"), ("alert_resolved", "dbaudit_failed:lis")]
+    assert all(a.resolved_at is not None for a in catalog.alerts())
     assert load_states(catalog)["lis"].last_error is None

@@ -366,9 +366,13 @@ def signer(catalog: Catalog, settings: AuditSettings | None = None) -> Signer:
 # ---------------------------------------------------------------- append and read
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _clean(detail: Any) -> Any:
     if isinstance(detail, dict):
-        return {str(k): ("***" if str(k).lower() in SECRET_NAMES else _clean(v))
+        return {str(k): ("***" if str(k).lower() in SECRET_NAMES
+                         else v if type(v) in _SCALARS else _clean(v))
                 for k, v in detail.items()}
     if isinstance(detail, list | tuple):
         return [_clean(v) for v in detail]
@@ -515,14 +519,10 @@ def _write(engine: Engine, url: str, tickets: Sequence[_Ticket]) -> None:
             last, prev_hash = connection.execute(
                 update(head).where(head.c.id == 1).values(seq=head.c.seq + len(tickets))
                 .returning(head.c.seq, head.c.hash)).one()
-            rows, new_head = _chained(tickets, int(last) - len(tickets), str(prev_hash))
+            rows, new_head = _chained(tickets, int(last) - len(tickets), str(prev_hash),
+                                      sqlite_time=True)
             # the driver's executemany of tuples: SQLAlchemy's per-row parameter
-            # dictionaries cost more than the hashing. The time is stored as the
-            # column's type stores it (its bind processor), as before.
-            stored_at = records.c.at.type.dialect_impl(connection.dialect).bind_processor(
-                connection.dialect)
-            if stored_at is not None:
-                rows = [(r[0], stored_at(r[1]), *r[2:]) for r in rows]
+            # dictionaries cost more than the hashing
             connection.exec_driver_sql(_SQLITE_INSERT, rows)
             connection.execute(update(head).where(head.c.id == 1).values(hash=new_head))
     except SQLAlchemyError as exc:
@@ -534,21 +534,30 @@ _SQLITE_INSERT = (f"INSERT INTO audit_trail ({', '.join(COLUMNS)}) VALUES "
                   f"({', '.join('?' * len(COLUMNS))})")
 
 
-def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str
-             ) -> tuple[list[tuple[Any, ...]], str]:
+def sqlite_stored_time(at_text: str) -> str:
+    """A `format_at` time as SQLAlchemy's SQLite DateTime stores it (its bind processor:
+    `YYYY-MM-DD HH:MM:SS.ffffff`, UTC, no zone), without parsing it again."""
+    return f"{at_text[:10]} {at_text[11:26]}"
+
+
+def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str,
+             sqlite_time: bool = False) -> tuple[list[tuple[Any, ...]], str]:
     """The tickets' rows (in audit_append.COLUMNS' order), numbered after `seq` and
-    chained after `prev_hash`, and the last one's hash. Each ticket learns its number
-    here; it is returned only once the transaction committed."""
+    chained after `prev_hash`, and the last one's hash; the time as SQLite stores it
+    with `sqlite_time`. Each ticket learns its number here; it is returned only once
+    the transaction committed."""
     rows = []
     for ticket in tickets:
         seq += 1
         entry, sign = ticket.entry, ticket.sign
         at = clock.now().astimezone(UTC)
-        data = hashed_bytes(seq, format_at(at), entry.actor, entry.source, entry.action,
+        at_text = format_at(at)
+        data = hashed_bytes(seq, at_text, entry.actor, entry.source, entry.action,
                             entry.target, entry.result, entry.institution, ticket.detail,
                             sign.hash_alg, sign.key_id, prev_hash)
         new_hash = digest(sign.hash_alg, data)
-        rows.append((seq, at, entry.actor, entry.source, entry.action, entry.target,
+        rows.append((seq, sqlite_stored_time(at_text) if sqlite_time else at,
+                     entry.actor, entry.source, entry.action, entry.target,
                      entry.result, entry.institution, ticket.detail.decode("utf-8"),
                      sign.hash_alg, sign.key_id, prev_hash, new_hash,
                      mac(sign.hash_alg, sign.key, new_hash.encode("ascii"))))

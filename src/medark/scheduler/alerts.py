@@ -22,6 +22,9 @@
   configuration (unreachable, host key, authentication); resolved by the next fetch that
   succeeds. `netconfig_changed:DEVICE` — a new version was stored outside the device's
   change window; resolved by the next fetch without such a change (docs/netconfig.md).
+- `dbaudit_failed:SOURCE` — a database audit collector's pass failed (its log missing or
+  unreadable, too many records not of its format); resolved by the next pass that
+  succeeds (service/dbaudit.py, docs/dbaudit.md).
 The DR conditions carry the system's name where the others carry the plan's; the anchor
 condition the repository's.
 Each condition is one open row in the catalog's alert table: it is notified when it
@@ -98,6 +101,10 @@ TEXTS = {
                               "新版本 {snapshot}：medark netconfig diff {plan} 显示改动。"),
         "netconfig_changed/resolved": ("【Medark】网络设备 {plan} 未再在窗口外变更",
                                        "最近一次获取未发现窗口外的变更。"),
+        "dbaudit_failed": ("【Medark】{plan} 数据库审计日志采集失败",
+                           "{error}。修复前，新的数据库操作暂不会进入审计记录。"),
+        "dbaudit_failed/resolved": ("【Medark】{plan} 数据库审计日志采集已恢复",
+                                    "最近一次采集成功。"),
     },
     "en": {
         "job_failed": ("[Medark] {plan}: {kind} failed", "Error: {error}"),
@@ -153,6 +160,11 @@ TEXTS = {
         "netconfig_changed/resolved": ("[Medark] network device {plan}: no change outside "
                                        "the window since", "The latest fetch found no change "
                                        "outside the change window."),
+        "dbaudit_failed": ("[Medark] {plan}: database audit collection failing",
+                           "{error}. Until it is fixed, the database's new actions do "
+                           "not reach the audit trail."),
+        "dbaudit_failed/resolved": ("[Medark] {plan}: database audit collection "
+                                    "recovered", "The latest collection succeeded."),
     },
 }
 

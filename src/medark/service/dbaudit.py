@@ -34,6 +34,7 @@ from medark.catalog.dbaudit_state import (
 from medark.catalog.store import Catalog
 from medark.config.dbaudit import DbAuditConf
 from medark.config.plans import MedarkConfig
+from medark.scheduler.alerts import Alerter
 from medark.sources.db_audit_event import DbEvent
 from medark.sources.mysql import audit_log as maria_log
 from medark.sources.postgres import audit_log as pg_log
@@ -45,6 +46,11 @@ READ_BYTES = 4 << 20
 FINGERPRINT_BYTES = 64
 STATEMENT_LIMIT = 8000
 """Characters of a statement kept (a generated IN list can be megabytes)."""
+REJECTED_LIMIT = (10, 0.01)
+"""A pass rejecting more records than both (a count, a share of what it read) fails:
+the log is not in the configured format, or the server writes another one."""
+ALERT = "dbaudit_failed"
+"""The alert condition of a source whose collection fails (scheduler/alerts.py)."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,14 @@ class PassResult:
     events: int = 0
     files: list[str] = field(default_factory=list)
     error: str | None = None
+    rejected: int = 0
+    """Records that were not log records (see REJECTED_LIMIT)."""
+    first_rejected: str | None = None
+    """FILE:OFFSET of the first of them."""
 
     def public(self) -> dict[str, Any]:
         return {"source": self.source, "events": self.events, "files": self.files,
-                "error": self.error}
+                "error": self.error, "rejected": self.rejected}
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,12 @@ class Collector:
     """Collects every audited source of a configuration into a catalog."""
 
     def __init__(self, config: MedarkConfig, catalog: Catalog,
-                 sources: list[AuditedSource]) -> None:
+                 sources: list[AuditedSource], alerter: Alerter | None = None) -> None:
+        """`alerter`: each pass raises `dbaudit_failed:SOURCE` for a source whose pass
+        failed (its log missing or unreadable, too many records rejected), once while
+        it keeps failing, and resolves it at the first pass that succeeds."""
         self.catalog = catalog
+        self.alerter = alerter
         self.zone: tzinfo = config.zone
         self.sources = sources
         states = load_states(catalog)
@@ -166,12 +180,14 @@ class Collector:
             result = PassResult(source.key)
             try:
                 self._pass(source, state, result)
-                state.last_error = None
+                result.error = _rejected_error(result)
             except OSError as exc:
-                result.error = state.last_error = \
-                    f"{exc.filename or source.conf.log}: {exc.strerror or exc}"
+                result.error = f"{exc.filename or source.conf.log}: {exc.strerror or exc}"
+            state.last_error = result.error
             state.last_run_at = clock.now()
             save_state(self.catalog, state)
+            if self.alerter is not None:
+                self.alerter.dr_condition(ALERT, source.key, result.error)
             results.append(result)
         return results
 
@@ -246,7 +262,11 @@ class Collector:
                     break
                 data = pending + chunk
                 base = state.offset
-                events, end = self._parse(source, data, base)
+                rejected: list[int] = []
+                events, end = self._parse(source, data, base, rejected)
+                if rejected and result.first_rejected is None:
+                    result.first_rejected = f"{current.path}:{rejected[0]}"
+                result.rejected += len(rejected)
                 pending = data[end - base:]
                 if events:
                     self._store(source, state, current, events)
@@ -260,12 +280,13 @@ class Collector:
                                f"{len(pending)} bytes was skipped (the file is finished)")
             state.offset += len(pending)
 
-    def _parse(self, source: AuditedSource, data: bytes, base: int
+    def _parse(self, source: AuditedSource, data: bytes, base: int, rejected: list[int]
                ) -> tuple[list[DbEvent], int]:
         zone = ZoneInfo(source.conf.timezone) if source.conf.timezone else self.zone
         if source.conf.format == "server_audit":
-            return maria_log.parse(data, base, zone, source.conf.mask)
-        return pg_log.parse(data, base, source.conf.format, zone, source.conf.mask)
+            return maria_log.parse(data, base, zone, source.conf.mask, rejected)
+        return pg_log.parse(data, base, source.conf.format, zone, source.conf.mask,
+                            rejected)
 
     def _store(self, source: AuditedSource, state: CollectorState, current: _File,
                events: list[DbEvent]) -> None:
@@ -281,6 +302,15 @@ class Collector:
             state.fingerprint = state.fingerprint or _fingerprint(current.path, last.end)
             # the state is saved once per pass (run_once): a collector killed meanwhile
             # resumes from the newest stored event (_reconcile), not from the state
+
+
+def _rejected_error(result: PassResult) -> str | None:
+    count, share = REJECTED_LIMIT
+    if result.rejected <= count or result.rejected <= share * (result.events
+                                                               + result.rejected):
+        return None
+    return (f"{result.rejected} of {result.events + result.rejected} records are not "
+            f"log records of the configured format (the first at {result.first_rejected})")
 
 
 def _entry(key: str, current: _File, event: DbEvent) -> AuditEntry:

@@ -78,14 +78,23 @@ def run(ctx: Context) -> int:
 
 
 def _collect(ctx: Context, config: Any, catalog: Any) -> int:
-    from medark.service.dbaudit import Collector, PassResult, audited_sources
+    from medark.scheduler.alerts import Alerter
+    from medark.service.dbaudit import Collector, audited_sources
 
     sources = audited_sources(config, ctx.args.system)
     if not sources:
         raise UsageError("no database source has an `audit` table"
                          + (f" in system {ctx.args.system}" if ctx.args.system else "")
                          + " (docs/dbaudit.md)")
-    collector = Collector(config, catalog, sources)
+    alerter = Alerter(config, catalog, lambda _kind, _doc: None)  # dbaudit_failed:SOURCE
+    try:
+        return _run_collector(ctx, Collector(config, catalog, sources, alerter))
+    finally:
+        alerter.close(30.0)  # what is still unsent stays pending for the daemon
+
+
+def _run_collector(ctx: Context, collector: Any) -> int:
+    from medark.service.dbaudit import PassResult
 
     def show(results: list[PassResult]) -> None:
         for result in results:

@@ -36,10 +36,11 @@ _TABLE_OPS = {"READ": READ, "WRITE": WRITE, "CREATE": DDL, "ALTER": DDL, "DROP":
               "RENAME": DDL}
 
 
-def parse(data: bytes, base: int, zone: tzinfo = UTC, masked: bool = True
-          ) -> tuple[list[DbEvent], int]:
+def parse(data: bytes, base: int, zone: tzinfo = UTC, masked: bool = True,
+          rejected: list[int] | None = None) -> tuple[list[DbEvent], int]:
     """The events of the complete lines of `data` (read at offset `base` of its file) and
-    the offset after the last complete line."""
+    the offset after the last complete line. `rejected` gets the offset of each line
+    that is not a server_audit record (too few fields, no time)."""
     events: list[DbEvent] = []
     start = 0
     while True:
@@ -47,11 +48,25 @@ def parse(data: bytes, base: int, zone: tzinfo = UTC, masked: bool = True
         if newline < 0:
             break
         line = data[start:newline].decode("utf-8", "replace").rstrip("\r")
-        start = newline + 1
+        begin, start = start, newline + 1
         event = parse_line(line, zone, masked, base + start)
         if event is not None:
             events.append(event)
+        elif rejected is not None and line.strip() and not _readable(line):
+            rejected.append(base + begin)
     return events, base + start
+
+
+def _readable(line: str) -> bool:
+    """A record of the plugin's form (even one of an operation not kept)."""
+    head = line.split(",", 8)
+    if len(head) < 9:
+        return False
+    try:
+        datetime.strptime(head[0], "%Y%m%d %H:%M:%S")
+    except ValueError:
+        return False
+    return True
 
 
 def _unquote(text: str) -> str:

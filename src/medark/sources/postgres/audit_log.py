@@ -54,20 +54,28 @@ _TIME_FORMAT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(\S*)$"
 
 
 def parse(data: bytes, base: int, fmt: str, zone: tzinfo = UTC,
-          masked: bool = True) -> tuple[list[DbEvent], int]:
+          masked: bool = True, rejected: list[int] | None = None
+          ) -> tuple[list[DbEvent], int]:
     """The events of the complete records of `data` (read at offset `base` of its file)
     and the offset after the last complete record. `zone`: the server's log_timezone,
-    for a zone abbreviation other than UTC/GMT or a numeric offset."""
+    for a zone abbreviation other than UTC/GMT or a numeric offset. `rejected` gets the
+    offset of each record that is not a log record at all (too few fields, not JSON, no
+    time); lines of no audit interest (a checkpoint) are skipped without a word."""
     events: list[DbEvent] = []
     end = base
     records = _csv_records(data) if fmt == "csvlog" else _lines(data)
     for raw, after in records:
-        end = base + after
+        start, end = end, base + after
         fields = _csv_fields(raw) if fmt == "csvlog" else _json_fields(raw)
         if fields is None:
+            if rejected is not None and raw.strip():
+                rejected.append(start)
             continue
         event = _event(fields, zone, masked, end)
-        if event is not None:
+        if event is _UNREADABLE:
+            if rejected is not None:
+                rejected.append(start)
+        elif event is not None:
             events.append(event)
     return events, end
 
@@ -158,11 +166,15 @@ def _zone_of(name: str, zone: tzinfo) -> tzinfo:
     return zone
 
 
+_UNREADABLE = DbEvent(datetime.min.replace(tzinfo=UTC), "", "", "", MISC)
+"""What `_event` returns for a record whose time cannot be read."""
+
+
 def _event(f: dict[str, str], zone: tzinfo, masked: bool, end: int) -> DbEvent | None:
     message = f["message"]
     when = parse_time(f["time"], zone)
     if when is None:
-        return None
+        return _UNREADABLE
     client = "local" if f["host"] in ("[local]", "") else f["host"]
     common: dict[str, Any] = {
         "time": when, "user": f["user"], "client": client, "database": f["database"],
