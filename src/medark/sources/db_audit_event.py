@@ -79,6 +79,17 @@ def _masked(m: re.Match[str]) -> str:
 
 
 _COMMENT = re.compile(r"^\s*(?:--[^\n]*\n|/\*.*?\*/)*\s*", re.DOTALL)
+
+
+def _uncommented(statement: str) -> str:
+    """The statement without its leading comments and spaces (most have neither: the
+    regular expression is not run for them)."""
+    first = statement[:1]
+    if first and not first.isspace() and first not in "-/":
+        return statement
+    return _COMMENT.sub("", statement, count=1)
+
+
 _ROLE = re.compile(r"^(GRANT|REVOKE|(CREATE|ALTER|DROP|RENAME)\s+(ROLE|USER|GROUP)|"
                    r"SET\s+PASSWORD|SET\s+ROLE)\b", re.IGNORECASE)
 _OUTFILE = re.compile(r"\bINTO\s+(OUT|DUMP)FILE\b", re.IGNORECASE)
@@ -91,7 +102,7 @@ _READ = {"SELECT", "WITH", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALU
 def command_of(statement: str) -> str:
     """The statement's command: its first word, two for CREATE/ALTER/DROP (CREATE
     TABLE)."""
-    text = _COMMENT.sub("", statement, count=1)
+    text = _uncommented(statement)
     m = _FIRST.match(text)
     if m is None:
         return ""
@@ -104,7 +115,7 @@ def command_of(statement: str) -> str:
 
 def classify(statement: str) -> str:
     """A statement's class from its text (log_statement lines, MariaDB's QUERY)."""
-    text = _COMMENT.sub("", statement, count=1)
+    text = _uncommented(statement)
     if _ROLE.match(text):
         return ROLE
     if copy_direction(text) == "TO":
@@ -149,7 +160,7 @@ _COPY_TARGET = re.compile(r"^\s*(?:\"[^\"]+\"|[\w$.]+)+\s*(?:\([^)]*\))?\s*(TO|F
 def copy_direction(statement: str) -> str | None:
     """TO or FROM for a COPY statement (the query of `COPY (SELECT … FROM t) TO` is
     skipped by its parentheses), else None."""
-    text = _COMMENT.sub("", statement, count=1)
+    text = _uncommented(statement)
     if text[:4].upper() != "COPY":
         return None
     rest = text[4:].lstrip()

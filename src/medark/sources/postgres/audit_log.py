@@ -14,6 +14,7 @@ import csv
 import functools
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -104,10 +105,45 @@ def _lines(data: bytes) -> Iterator[tuple[bytes, int]]:
         start = newline + 1
 
 
+class _Feed:
+    """One record at a time into one csv.reader (a reader made per record cost more
+    than reading it): the record splitter already found where each record ends."""
+
+    def __init__(self) -> None:
+        self.line: str | None = None
+        self.reader = csv.reader(self, strict=False)
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        line, self.line = self.line, None
+        if line is None:
+            raise StopIteration
+        return line
+
+    def row(self, text: str) -> list[str] | None:
+        self.line = text
+        try:
+            return next(self.reader)
+        except (csv.Error, StopIteration):
+            self.reader = csv.reader(self, strict=False)  # a fresh one after an error
+            return None
+
+
+_feed = threading.local()
+
+
+def _csv_row(text: str) -> list[str] | None:
+    feed: _Feed | None = getattr(_feed, "feed", None)
+    if feed is None:
+        feed = _feed.feed = _Feed()
+    return feed.row(text)
+
+
 def _csv_fields(raw: bytes) -> dict[str, str] | None:
-    try:
-        row = next(csv.reader([raw.decode("utf-8", "replace")], strict=False))
-    except (csv.Error, StopIteration):
+    row = _csv_row(raw.decode("utf-8", "replace"))
+    if row is None:
         return None
     if len(row) <= _APP:
         return None
