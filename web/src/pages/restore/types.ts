@@ -10,6 +10,9 @@ export interface Point {
   paths: string[]
   size: number | null
   repository: string
+  /** Instances its DICOM catalog holds; null (or absent, from an older server) when its
+   * backup made none: the study search is offered only with some. */
+  dicom_instances?: number | null
 }
 
 export interface LogWindow {
@@ -88,4 +91,38 @@ export interface FindReply {
   matches: FindMatch[]
   truncated: boolean
   grant: number | null
+}
+
+export interface DicomSeries {
+  series_uid: string
+  modality: string
+  instances: number
+  size: number
+}
+
+export interface DicomStudy {
+  study_uid: string
+  patient_id: string
+  patient_name: string
+  accession: string
+  /** YYYYMMDD as the header says (may be empty). */
+  study_date: string
+  study_description: string
+  modalities: string[]
+  series_count: number
+  instances: number
+  size: number
+  series: DicomSeries[]
+}
+
+export interface DicomReply {
+  snapshot: string
+  grant: number | null
+  catalog: boolean
+  catalog_instances: number
+  unreadable: string | null
+  filters: Record<string, string>
+  total: number
+  truncated: boolean
+  studies: DicomStudy[]
 }

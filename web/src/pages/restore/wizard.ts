@@ -5,6 +5,7 @@
 // keeps the state and draws it.
 import type { Choice } from './timeline'
 import { utcIso } from './pitr'
+import { MAX_DICOM, restoreCount, type DicomPick } from './dicom'
 
 export const STEPS = ['system', 'point', 'items', 'confirm', 'progress'] as const
 export type Step = (typeof STEPS)[number]
@@ -21,6 +22,8 @@ export interface WizardState {
   paths: string[]
   /** The whole snapshot rather than chosen paths. */
   whole: boolean
+  /** Instead of paths: studies (or series) found by the snapshot's DICOM catalog. */
+  dicom: DicomPick[]
   /** For a second inside a log window: the plan and its database source restored. */
   plan: string
   source: string
@@ -35,6 +38,7 @@ export type Action =
   | { type: 'toggle'; path: string }
   | { type: 'unselect'; path: string }
   | { type: 'whole'; value: boolean }
+  | { type: 'dicom'; picks: DicomPick[] }
   | { type: 'source'; plan: string; source: string }
   | { type: 'target'; name: string }
   | { type: 'next' }
@@ -45,7 +49,7 @@ export type Action =
 
 export function initial(institution = ''): WizardState {
   return { step: 'system', institution, system: '', choice: null, paths: [], whole: false,
-    plan: '', source: '', target: '', jobId: null }
+    dicom: [], plan: '', source: '', target: '', jobId: null }
 }
 
 /** The snapshot a restore of this choice reads (a window's base), or null. */
@@ -66,8 +70,9 @@ export function blocker(state: WizardState): string | null {
       if (state.choice?.kind === 'window') {
         return !state.plan || !state.source ? 'source' : !state.target ? 'target' : null
       }
-      if (!state.whole && !state.paths.length) return 'items'
+      if (!state.whole && !state.paths.length && !state.dicom.length) return 'items'
       if (state.paths.length > MAX_PATHS) return 'tooMany'
+      if (restoreCount(state.dicom) > MAX_DICOM) return 'tooManyStudies'
       return !state.target ? 'target' : null
     case 'confirm':
       return null
@@ -110,17 +115,22 @@ export function reduce(state: WizardState, action: Action): WizardState {
       const sameSecond = action.choice?.kind === 'window' && state.choice?.kind === 'window'
         && action.choice.at === state.choice.at
       return { ...state, choice: action.choice, paths: same ? state.paths : [],
-        whole: same ? state.whole : false, plan: sameSecond ? state.plan : '',
+        whole: same ? state.whole : false, dicom: same ? state.dicom : [], plan: sameSecond ? state.plan : '',
         source: sameSecond ? state.source : '' }
     }
     case 'source':
       return { ...state, plan: action.plan, source: action.source }
     case 'toggle':
-      return { ...state, paths: toggle(state.paths, action.path), whole: false }
+      // files or studies in one restore, not both (the request carries one of them)
+      return { ...state, paths: toggle(state.paths, action.path), whole: false, dicom: [] }
+    case 'dicom':
+      return { ...state, dicom: [...action.picks], paths: action.picks.length ? [] : state.paths,
+        whole: action.picks.length ? false : state.whole }
     case 'unselect':
       return { ...state, paths: state.paths.filter((p) => p !== action.path) }
     case 'whole':
-      return { ...state, whole: action.value, paths: action.value ? [] : state.paths }
+      return { ...state, whole: action.value, paths: action.value ? [] : state.paths,
+        dicom: action.value ? [] : state.dicom }
     case 'target':
       return { ...state, target: action.name }
     case 'next':
@@ -144,6 +154,7 @@ export function reduce(state: WizardState, action: Action): WizardState {
 
 export type RestoreBody =
   | { snapshot: string; paths: string[]; target: string }
+  | { snapshot: string; dicom: DicomPick[]; target: string }
   | { time: string; plan: string; source: string; target: string }
 
 /** The body of POST …/restores for the confirmed state, or null when not ready: a
@@ -156,6 +167,10 @@ export function restoreBody(state: WizardState): RestoreBody | null {
   }
   const snapshot = snapshotOf(state.choice)
   if (!snapshot || !state.target || state.choice?.kind !== 'point') return null
+  if (!state.whole && state.dicom.length) {
+    return { snapshot, dicom: state.dicom.map((p) => ({ study: p.study, series: [...p.series] })),
+      target: state.target }
+  }
   if (!state.whole && !state.paths.length) return null
   return { snapshot, paths: state.whole ? [] : [...state.paths], target: state.target }
 }
