@@ -8,9 +8,9 @@ from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from medark.config.durations import parse_config_duration
+from medark.config.durations import at_least_second, parse_config_duration
 
 FORMATS_BY_TYPE = {"postgres": ("csvlog", "jsonlog"), "mariadb": ("server_audit",)}
 
@@ -57,7 +57,8 @@ class DbAuditConf(BaseModel):
     bulk_rows: int = Field(default=1000, ge=1)
     clinical: list[str] = []
     """fnmatch patterns of the objects whose DDL the report lists; empty: every one."""
-    every: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(seconds=10)
+    every: Annotated[timedelta, BeforeValidator(_duration),
+                     AfterValidator(at_least_second)] = timedelta(seconds=10)
     mask: bool = True
     timezone: str | None = None
     """The zone of the log's times where they carry none (server_audit, a PostgreSQL
@@ -90,13 +91,6 @@ class DbAuditConf(BaseModel):
     @classmethod
     def _hours(cls, value: str) -> str:
         parse_hours(value)
-        return value
-
-    @field_validator("every")
-    @classmethod
-    def _every(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
         return value
 
     @property

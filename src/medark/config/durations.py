@@ -54,3 +54,11 @@ def format_config_duration(value: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return "".join(out)
+
+
+def at_least_second(value: timedelta) -> timedelta:
+    """A pydantic after-validator for an interval or timeout: under 1s is a typo (or a
+    busy loop), not a setting."""
+    if value < timedelta(seconds=1):
+        raise ValueError("must be at least 1s")
+    return value

@@ -10,9 +10,9 @@ import re
 from datetime import datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from medark.config.durations import parse_config_duration
+from medark.config.durations import at_least_second, parse_config_duration
 from medark.config.schedule import Schedule
 
 MIN_KEEP = 3
@@ -72,6 +72,16 @@ def in_window(text: str, when: datetime) -> bool:
     return False
 
 
+def _checked_window(value: str | None) -> str | None:
+    if value is not None:
+        parse_window(value)
+    return value
+
+
+Window = Annotated[str | None, AfterValidator(_checked_window)]
+"""A change window "[DAY ]HH:MM-HH:MM", checked where it is read."""
+
+
 class Device(_Model):
     address: str = ""
     port: int = Field(default=22, ge=1, le=65535)
@@ -86,14 +96,7 @@ class Device(_Model):
     host_key_checking: bool = True
     known_hosts: str | None = None
     """This device's own known_hosts file instead of the section's."""
-    change_window: str | None = None
-
-    @field_validator("change_window")
-    @classmethod
-    def _window(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_window(value)
-        return value
+    change_window: Window = None
 
 
 class NetconfigConf(_Model):
@@ -101,8 +104,8 @@ class NetconfigConf(_Model):
     schedule: str = "0 */4 * * *"
     keep: int = Field(default=DEFAULT_KEEP, ge=MIN_KEEP)
     known_hosts: str = DEFAULT_KNOWN_HOSTS
-    timeout: Duration = timedelta(seconds=30)
-    change_window: str | None = None
+    timeout: Annotated[Duration, AfterValidator(at_least_second)] = timedelta(seconds=30)
+    change_window: Window = None
     devices: dict[str, Device] = Field(min_length=1)
 
     @field_validator("schedule")
@@ -110,20 +113,6 @@ class NetconfigConf(_Model):
     def _schedule(cls, value: str) -> str:
         if Schedule.parse(value).continuous:
             raise ValueError("a fetch cannot be continuous: give a cron or interval")
-        return value
-
-    @field_validator("change_window")
-    @classmethod
-    def _window(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_window(value)
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("must be at least 1s")
         return value
 
     def keep_of(self, name: str) -> int:
