@@ -16,11 +16,11 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from medark.agent.remote_jobs import RESTORE, Done, catalog_env, last_json, system_snapshot
+from medark.agent.remote_jobs import RESTORE, Done, last_json, restore_setting
 from medark.catalog.models import FAILED, SUCCEEDED
 from medark.catalog.store import Catalog
 from medark.config.plans import MedarkConfig
-from medark.scheduler.runner import Launcher, Step, medark_command, repository_env, run_job
+from medark.scheduler.runner import Launcher, Step, medark_command, run_job
 
 SUMMED = ("files_restored", "bytes_restored", "total_files", "total_bytes",
           "files_verified")
@@ -51,15 +51,11 @@ def steps_of(items: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
 
 def run(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
         launcher: Launcher) -> Done:
-    repository = config.plans[plan].repository
-    system = config.plans[plan].system
-    target_dir = config.agent.restore_targets[str(details["target"])]
-    env = {"MEDARK_REPO": config.repositories[repository].url,
-           **repository_env(config, repository), **catalog_env(catalog)}
-    snapshot, why = system_snapshot(str(details["snapshot"]), system, repository, env,
-                                    launcher)
-    if snapshot is None:
-        return Done(FAILED, why, {}, [], [])
+    setting = restore_setting(config, catalog, plan, details, launcher)
+    if isinstance(setting, Done):
+        return setting
+    repository, env, snapshot = setting.repository, setting.env, setting.snapshot
+    target_dir = setting.target_dir
     steps = []
     for study, series in steps_of(details["dicom"]):
         argv = [*medark_command(), "--json", "dicom", "restore", "--study", study,

@@ -103,8 +103,21 @@ def run(config: MedarkConfig, catalog: Catalog, plan: str, kind: str,
                on_step or (lambda _step: None))
 
 
-def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
-             launcher: Launcher) -> Done:
+@dataclass
+class RestoreSetting:
+    """What a snapshot restore's children run with: the plan's repository, the named
+    target's directory, the child environment and the system's own snapshot's full id."""
+
+    repository: str
+    target_dir: str
+    env: dict[str, str]
+    snapshot: str
+
+
+def restore_setting(config: MedarkConfig, catalog: Catalog, plan: str,
+                    details: dict[str, Any], launcher: Launcher) -> RestoreSetting | Done:
+    """The setting of a refusal-checked snapshot restore (paths or DICOM studies), or a
+    failed Done when the snapshot is not among the system's own."""
     repository = config.plans[plan].repository
     system = config.plans[plan].system
     target_dir = config.agent.restore_targets[str(details["target"])]
@@ -114,7 +127,17 @@ def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[st
                                      launcher)
     if snapshot is None:
         return Done(FAILED, why, {}, [], [])
-    argv = [*medark_command(), "--json", "restore", snapshot, "--target", target_dir]
+    return RestoreSetting(repository, target_dir, env, snapshot)
+
+
+def _restore(config: MedarkConfig, catalog: Catalog, plan: str, details: dict[str, Any],
+             launcher: Launcher) -> Done:
+    setting = restore_setting(config, catalog, plan, details, launcher)
+    if isinstance(setting, Done):
+        return setting
+    repository, env, snapshot = setting.repository, setting.env, setting.snapshot
+    argv = [*medark_command(), "--json", "restore", snapshot, "--target",
+            setting.target_dir]
     for path in details.get("paths") or []:
         argv += ["--include", exact_pattern(str(path))]
     kept = KeepOutput(launcher)
