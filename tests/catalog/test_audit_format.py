@@ -109,3 +109,13 @@ def test_the_sqlite_time_is_what_sqlalchemy_stores(at: datetime) -> None:
         engine.dialect)
     assert stored is not None
     assert sqlite_stored_time(format_at(at)) == stored(at)
+
+
+def test_values_that_are_not_strings_hash_as_json_writes_them() -> None:
+    """The spliced form writes strings itself; anything else goes through json."""
+    for seq, source in ((7, 5), (True, "cli"), (8, None)):
+        args = (seq, "2026-12-06T09:00:00.000001Z", "alice", source, "login", None,
+                "ok", None)
+        tail = ("sha256", "k", "0" * 64)
+        assert hashed_bytes(*args, canonical({"n": 1}), *tail) == canonical(  # type: ignore[arg-type]
+            hashed_fields(*args, {"n": 1}, *tail))  # type: ignore[arg-type]

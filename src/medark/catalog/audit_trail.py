@@ -243,19 +243,20 @@ def hashed_bytes(seq: int, at: str, actor: str, source: str, action: str,
     bytes, without encoding the detail a second time. The keys sort as action, actor,
     at, detail, then the rest, and a nested object's canonical form is the one it has
     alone, so the detail's bytes are spliced between the two halves."""
-    texts = (action, actor, at, source, target, result, institution, hash_alg, key,
-             prev_hash)
-    if type(seq) is not int or not all(t is None or type(t) is str for t in texts):
+    q = _json_text
+    try:
+        if type(seq) is not int:  # a bool or an int subclass: json.dumps decides
+            raise TypeError(seq)
+        return (f'{{"action":{q(action)},"actor":{q(actor)},"at":{q(at)},"detail":'
+                ).encode() + detail + (
+            f',"hash_alg":{q(hash_alg)},"institution":{q(institution)},"key_id":{q(key)},'
+            f'"prev_hash":{q(prev_hash)},"result":{q(result)},"seq":{seq},'
+            f'"source":{q(source)},"target":{q(target)},"v":{FORMAT_VERSION}}}'
+        ).encode()
+    except TypeError:  # a value that is not a string (encode_basestring refuses it)
         return canonical(hashed_fields(seq, at, actor, source, action, target, result,
                                        institution, json.loads(detail), hash_alg, key,
                                        prev_hash))
-    q = _json_text
-    return (f'{{"action":{q(action)},"actor":{q(actor)},"at":{q(at)},"detail":'
-            ).encode() + detail + (
-        f',"hash_alg":{q(hash_alg)},"institution":{q(institution)},"key_id":{q(key)},'
-        f'"prev_hash":{q(prev_hash)},"result":{q(result)},"seq":{seq},'
-        f'"source":{q(source)},"target":{q(target)},"v":{FORMAT_VERSION}}}'
-    ).encode()
 
 
 def _json_text(value: str | None) -> str:
