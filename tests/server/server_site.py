@@ -237,6 +237,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120,
     raise AssertionError(f"timed out waiting for {what}")
 
 
+KEEP_ALIVE = 2
+"""Seconds of silence before the site server's live streams send a comment (15 by
+default: a test waits for one)."""
+
+
 def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("server")
@@ -247,7 +252,7 @@ def _site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         # four-eyes approvals have their own servers (test_server_approvals_cli.py)
         server = start(env, url, "--lockout-after", str(LOCKOUT_AFTER), "--lockout-for",
                        str(LOCKOUT_SECONDS), "--login-rate", "10000",
-                       "--single-security-admin")
+                       "--single-security-admin", "--keep-alive", str(KEEP_ALIVE))
         made = Site(env, url, server, passwords, tmp)
         try:
             yield made

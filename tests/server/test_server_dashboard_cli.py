@@ -282,7 +282,7 @@ def test_the_topology_links_systems_repositories_copies_and_standbys(
 
 class Stream:
     """An open GET /api/events, read in the test's own thread (the server's keep-alive
-    every 15 s bounds each read)."""
+    every --keep-alive seconds bounds each read)."""
 
     def __init__(self, user: User, query: str = "", last_event_id: str | None = None
                  ) -> None:

@@ -309,8 +309,8 @@ def test_a_stream_does_not_hold_up_other_requests(site: Site, people: dict[str, 
 
 def test_a_quiet_stream_sends_keep_alive_comments(site: Site, people: dict[str, User]
                                                  ) -> None:
-    """A job nobody runs: after 15 s of silence the stream sends a comment (proxies close
-    idle connections), and it still ends on the cancel."""
+    """A job nobody runs: after --keep-alive seconds of silence the stream sends a comment
+    (proxies close idle connections), and it still ends on the cancel."""
     job_id = _run(people["op-a"]).json()["job"]["id"]
     seen: list[str] = []
     with people["view-a"].client.stream("GET", f"/api/jobs/{job_id}/events") as response:

@@ -42,6 +42,10 @@ class ServerSettings:
     agent_offline_after: float | None = None
     """Seconds without a heartbeat before an agent is marked offline (None: 3 × the
     agent's heartbeat interval; server/agents.py)."""
+    keep_alive: float = 15.0
+    """--keep-alive: seconds of silence after which a live stream (job events, the
+    console's /api/events) sends a comment, so that proxies and load balancers do not
+    close it as idle."""
     single_security_admin: bool = False
     """--single-security-admin: changes to administrator accounts take effect without a
     second security administrator's approval, each recorded `approval.waived`

@@ -38,6 +38,8 @@ class ServerOptions:
     """--agent-offline-after: seconds without a heartbeat before an agent is offline."""
     single_security_admin: bool = False
     """--single-security-admin: no four-eyes approval of administrator changes."""
+    keep_alive: float = 15.0
+    """--keep-alive: seconds of silence before a live stream sends a comment."""
 
 
 def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None:
@@ -63,7 +65,8 @@ def serve(options: ServerOptions, announce: Callable[[str, bool], None]) -> None
                                         options.login_rate,
                                         job_stale_after=options.job_stale_after,
                                         agent_offline_after=options.agent_offline_after,
-                                        single_security_admin=options.single_security_admin))
+                                        single_security_admin=options.single_security_admin,
+                                        keep_alive=options.keep_alive))
         sock = _bind(host, port, options.listen)
         import uvicorn
 

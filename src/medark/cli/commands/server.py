@@ -85,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job-stale-after", type=_seconds, default=600.0, metavar="SECONDS",
                    help="fail a running job whose agent reported nothing (no progress, "
                         "log or status) for this long (default 600)")
+    p.add_argument("--keep-alive", type=_seconds, default=15.0, metavar="SECONDS",
+                   help="send a comment on a live event stream after this long without "
+                        "an event, so that proxies do not close it as idle (default 15)")
     p.add_argument("--agent-offline-after", type=_seconds, metavar="SECONDS",
                    help="mark an agent offline (audited, alert agent_offline) after this "
                         "long without a heartbeat (default: 3 heartbeat intervals, 30)")
@@ -166,7 +169,8 @@ def _serve(ctx: Context) -> int:
                             policy, args.login_rate, tuple(args.trusted_proxy),
                             job_stale_after=args.job_stale_after,
                             agent_offline_after=args.agent_offline_after,
-                            single_security_admin=args.single_security_admin)
+                            single_security_admin=args.single_security_admin,
+                            keep_alive=args.keep_alive)
 
     def announce(url: str, loopback: bool) -> None:
         reach = "loopback only" if loopback else "all networks"

@@ -33,7 +33,6 @@ router = APIRouter(tags=["dashboard"])
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
 InstitutionQuery = Annotated[str | None, Query(min_length=1, max_length=64,
                                                pattern=NAME_PATTERN)]
-KEEP_ALIVE = 15.0
 CREDENTIAL_EVERY = 5.0
 """Seconds between two looks at whether the stream's session or token still holds."""
 REPLAY = 1000
@@ -85,7 +84,8 @@ async def events(request: Request, who: Who, ctx: Ctx,
         bearer[7:].strip() if bearer.lower().startswith("bearer ") else None,
         ctx.settings.policy.idle_timeout.total_seconds())
     return StreamingResponse(
-        _stream(hub, subscriber, _cursor(last_event_id), request, max_seconds, credential),
+        _stream(hub, subscriber, _cursor(last_event_id), request, max_seconds, credential,
+                ctx.settings.keep_alive),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -120,7 +120,8 @@ def _cursor(header: str | None) -> int | None:
 
 
 async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: Request,
-                  max_seconds: int, credential: Credential) -> AsyncIterator[str]:
+                  max_seconds: int, credential: Credential, keep_alive: float
+                  ) -> AsyncIterator[str]:
     """The frames; a catalog that fails mid-stream ends it (the browser reconnects and
     gets the 503), never a traceback."""
     try:
@@ -130,7 +131,7 @@ async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: 
         return
     try:
         async with contextlib.aclosing(_frames(hub, subscriber, high, after, request,
-                                               max_seconds, credential)) as frames:
+                                               max_seconds, credential, keep_alive)) as frames:
             async for frame in frames:
                 yield frame
     except CatalogError:
@@ -140,8 +141,8 @@ async def _stream(hub: Hub, subscriber: Subscriber, after: int | None, request: 
 
 
 async def _frames(hub: Hub, subscriber: Subscriber, high: int, after: int | None,
-                  request: Request, max_seconds: int, credential: Credential
-                  ) -> AsyncGenerator[str, None]:
+                  request: Request, max_seconds: int, credential: Credential,
+                  keep_alive: float) -> AsyncGenerator[str, None]:
     cursor = high
     yield "retry: 1000\n\n"
     replayed: set[int] = set()
@@ -180,7 +181,7 @@ async def _frames(hub: Hub, subscriber: Subscriber, high: int, after: int | None
             cursor = max(cursor, event.job_event_id or 0)
             yield _frame(event.name, event.data, cursor)
             quiet_since = clock.monotonic()
-        elif clock.monotonic() - quiet_since >= KEEP_ALIVE:
+        elif clock.monotonic() - quiet_since >= keep_alive:
             yield ": keep-alive\n\n"
             quiet_since = clock.monotonic()
 

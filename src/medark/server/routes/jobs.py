@@ -33,9 +33,6 @@ router = APIRouter(tags=["jobs"])
 
 POLL = 0.3
 """Seconds between two reads of a streamed job's new events."""
-KEEP_ALIVE = 15.0
-"""Seconds of silence after which the stream sends a comment, so that proxies and load
-balancers do not close it as idle."""
 BATCH = 500
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
 JobId = Annotated[int, Path(ge=1, le=2**62)]
@@ -119,7 +116,8 @@ async def events(job_id: JobId, request: Request, who: Who, ctx: Ctx,
     of ours starts from the first); ends after the final status (succeeded, failed,
     cancelled)."""
     await run_in_threadpool(J.visible_job, ctx.catalog, who, job_id)
-    return StreamingResponse(_stream(ctx.catalog, job_id, _event_id(last_event_id), request),
+    return StreamingResponse(_stream(ctx.catalog, job_id, _event_id(last_event_id), request,
+                                     ctx.settings.keep_alive),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache",
                                       "X-Accel-Buffering": "no"})
@@ -134,7 +132,7 @@ def _event_id(header: str | None) -> int:
 
 
 async def _stream(catalog: Catalog, job_id: int, after: int,
-                  request: Request) -> AsyncIterator[str]:
+                  request: Request, keep_alive: float) -> AsyncIterator[str]:
     last = after
     quiet_since = clock.monotonic()
     while not await request.is_disconnected():
@@ -155,7 +153,7 @@ async def _stream(catalog: Catalog, job_id: int, after: int,
         if batch:
             quiet_since = clock.monotonic()
             continue
-        if clock.monotonic() - quiet_since >= KEEP_ALIVE:
+        if clock.monotonic() - quiet_since >= keep_alive:
             yield ": keep-alive\n\n"
             quiet_since = clock.monotonic()
         await asyncio.sleep(POLL)
