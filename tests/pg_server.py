@@ -21,8 +21,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 PG_USER = "postgres"
 
@@ -186,3 +187,73 @@ def wait_for(predicate: object, timeout: float = 60.0, what: str = "condition",
         time.sleep(0.2)
     seen = f": {detail()}" if detail is not None else ""  # type: ignore[operator]
     raise AssertionError(f"timed out waiting for {what}{seen}")
+
+
+@dataclass
+class RepoSite:
+    """A throwaway cluster and a repository its postgres OS user owns, as in production
+    (archive_command writes to it): the set-up the PostgreSQL end-to-end modules share."""
+
+    server: PgServer
+    base: Path
+    repo: Path
+    cache: Path
+    medark: str
+    """A `medark` command line the postgres user can run (medark_for_postgres)."""
+    password_file: Path
+    env: dict[str, str]
+    """The environment without the caller's MEDARK_* variables, plus the given extras."""
+
+    def parts(self) -> dict[str, Any]:
+        """The fields, to build a module's own subclass: `World(**site.parts(), ...)`."""
+        return {f.name: getattr(self, f.name) for f in fields(RepoSite)}
+
+    def as_postgres_argv(self, *args: str) -> list[str]:
+        """`medark` on the repository as its owner, with the archive's cache."""
+        return [*self.medark.split(), "--repo", str(self.repo), "--password-file",
+                str(self.password_file), "--cache-dir", str(self.cache), *args]
+
+
+@contextmanager
+def repo_site(password: str, env: dict[str, str], archive: bool = True,
+              settings: dict[str, str] | None = None) -> Iterator[RepoSite]:
+    """A repository initialised with `password` and a started cluster that archives into
+    it through `medark pg wal-push` (archive=False: archive_mode off), `settings` added;
+    the server, its restored siblings (BASE-*) and every file removed afterwards
+    (KEEP_PG=1 keeps the files)."""
+    base = make_base()
+    server: PgServer | None = None
+    try:
+        medark = medark_for_postgres(base)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+        clean.update(env)
+        password_file = base / "repo-password"
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
+        repo, cache = base / "repo", base / "pgcache"
+        for owned in (repo, cache):
+            owned.mkdir()
+            chown_pg(owned)
+        chown_pg(password_file)
+        archiving = {"archive_mode": "off"}
+        if archive:
+            archiving = {"archive_mode": "on", "archive_timeout": "0",
+                         "archive_command": "'" + archive_command(
+                             medark, repo, password_file, cache).replace("'", "''") + "'"}
+        bin_dir = pg_bin()
+        assert bin_dir is not None
+        server = PgServer(base, free_port(), bin_dir,
+                          settings={**archiving, **(settings or {})})
+        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
+                      str(password_file), "init"], env=clean, cwd=str(base))
+        assert done.returncode == 0, done.stderr
+        server.init()
+        server.start()
+        yield RepoSite(server, base, repo, cache, medark, password_file, clean)
+    finally:
+        if server is not None:
+            server.stop()
+        subprocess.run(["pkill", "-f", "--", f"-D {base}"], check=False)
+        if not os.environ.get("KEEP_PG"):
+            for path in [base, *base.parent.glob(base.name + "*")]:
+                shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,15 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result
 from pg_server import (
-    PgServer,
-    archive_command,
+    RepoSite,
     as_pg,
     can_run_servers,
     chown_pg,
     free_port,
-    make_base,
-    medark_for_postgres,
-    pg_bin,
+    repo_site,
     wait_for,
 )
 
@@ -35,20 +31,12 @@ pytestmark = pytest.mark.skipif(can_run_servers() is not None,
 
 
 @dataclass
-class Cluster:
-    server: PgServer
-    repo: Path
-    medark: str
-    password_file: Path
-    cache: Path
-    env: dict[str, str]
+class Cluster(RepoSite):
     last_status: str = ""
 
     def medark_as_pg(self, *args: str, check: bool = True) -> Result:
         """medark as the postgres OS user (which owns the repository, as in production)."""
-        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
-                str(self.password_file), "--cache-dir", str(self.cache), *args]
-        done = as_pg(argv, env=self.env, timeout=600)
+        done = as_pg(self.as_postgres_argv(*args), env=self.env, timeout=600)
         result = Result(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
             raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
@@ -69,9 +57,8 @@ class Cluster:
         """`pg wal-stream` in the background as postgres. Not through runuser, which
         answers SIGTERM by killing its child: the stream must get the signal itself and
         stop cleanly."""
-        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
-                str(self.password_file), "--cache-dir", str(self.cache), "pg", "wal-stream",
-                "--dsn", self.server.dsn, "--slot", "medark", "--create-slot", *extra]
+        argv = self.as_postgres_argv("pg", "wal-stream", "--dsn", self.server.dsn, "--slot",
+                                     "medark", "--create-slot", *extra)
         stream = subprocess.Popen(argv, env=dict(self.env, HOME=str(self.cache)),
                                   user="postgres", group="postgres", extra_groups=[],
                                   cwd=str(self.cache), stdout=subprocess.PIPE,
@@ -114,46 +101,8 @@ def streamed_cluster() -> Iterator[Cluster]:
 
 
 def _cluster(archive: bool) -> Iterator[Cluster]:
-    base = make_base()
-    server: PgServer | None = None
-    try:
-        medark = medark_for_postgres(base)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env.update(TEST_KDF)
-        password_file = base / "repo-password"
-        password_file.write_text(PASSWORD + "\n")
-        password_file.chmod(0o600)
-        repo, cache = base / "repo", base / "pgcache"
-        for owned in (repo, cache):
-            owned.mkdir()
-            chown_pg(owned)
-        chown_pg(password_file)
-        bin_dir = pg_bin()
-        assert bin_dir is not None
-        settings = {"archive_mode": "off"}
-        if archive:
-            settings = {
-                "archive_mode": "on",
-                "archive_command": "'" + archive_command(medark, repo, password_file, cache)
-                .replace("'", "''") + "'",
-                "archive_timeout": "0",
-            }
-        server = PgServer(base, free_port(), bin_dir, settings=settings)
-        c = Cluster(server, repo, medark, password_file, cache, env)
-        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
-                      str(password_file), "init"], env=env, cwd=str(base))
-        assert done.returncode == 0, done.stderr
-        server.init()
-        server.start()
-        yield c
-    finally:
-        if server is not None:
-            server.stop()
-        subprocess.run(["pkill", "-f", "--", f"-D {base}"], check=False)
-        if not os.environ.get("KEEP_PG"):
-            shutil.rmtree(base, ignore_errors=True)
-        for extra in ([] if os.environ.get("KEEP_PG") else base.parent.glob(base.name + "*")):
-            shutil.rmtree(extra, ignore_errors=True)
+    with repo_site(PASSWORD, TEST_KDF, archive=archive) as site:
+        yield Cluster(**site.parts())
 
 
 def _start_restored(cluster: Cluster, target: Path, *goal: str) -> tuple[int, dict[str, object]]:

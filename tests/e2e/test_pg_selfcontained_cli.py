@@ -5,7 +5,6 @@ the server is gone; and when that WAL cannot be streamed it fails at once, sayin
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,29 +14,14 @@ from pathlib import Path
 
 import pytest
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result
-from pg_server import (
-    PgServer,
-    as_pg,
-    can_run_servers,
-    chown_pg,
-    free_port,
-    make_base,
-    medark_for_postgres,
-    pg_bin,
-)
+from pg_server import RepoSite, as_pg, can_run_servers, free_port, repo_site
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))
 
 
 @dataclass
-class Site:
-    server: PgServer
-    repo: Path
-    medark: str
-    password_file: Path
-    env: dict[str, str]
-
+class Site(RepoSite):
     def medark_as_pg(self, *args: str) -> Result:
         """As the postgres OS user, which owns the repository (as in production)."""
         argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
@@ -53,35 +37,8 @@ class Site:
 
 
 def _site(settings: dict[str, str]) -> Iterator[Site]:
-    base = make_base()
-    server: PgServer | None = None
-    try:
-        medark = medark_for_postgres(base)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env.update(TEST_KDF)
-        password_file = base / "repo-password"
-        password_file.write_text(PASSWORD + "\n")
-        password_file.chmod(0o600)
-        repo = base / "repo"
-        repo.mkdir()
-        chown_pg(repo)
-        chown_pg(password_file)
-        bin_dir = pg_bin()
-        assert bin_dir is not None
-        server = PgServer(base, free_port(), bin_dir,
-                          settings={"archive_mode": "off", **settings})
-        site = Site(server, repo, medark, password_file, env)
-        init = site.medark_as_pg("init")
-        assert init.returncode == 0, init.stderr
-        server.init()
-        server.start()
-        yield site
-    finally:
-        if server is not None:
-            server.stop()
-        subprocess.run(["pkill", "-f", "--", f"-D {base}"], check=False)
-        for path in [base, *base.parent.glob(base.name + "-*")]:
-            shutil.rmtree(path, ignore_errors=True)
+    with repo_site(PASSWORD, TEST_KDF, archive=False, settings=settings) as site:
+        yield Site(**site.parts())
 
 
 @pytest.fixture
