@@ -24,20 +24,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from conftest import PASSWORD, TEST_KDF
 from dicom_samples import CHINESE_NAME, Instance, encode, new_study, sample_instances
+from group_site import GroupSite, pacs_plan
 from orthanc_server import OrthancServer, can_run_orthanc
-from pg_server import (
-    PgServer,
-    archive_command,
-    as_pg,
-    can_run_servers,
-    chown_pg,
-    free_port,
-    make_base,
-    medark_for_postgres,
-    pg_bin,
-)
+from pg_server import can_run_servers, free_port, repo_site
 
 STORESCU = shutil.which("storescu")
 REASON = (can_run_servers() or can_run_orthanc("postgresql")
@@ -57,41 +48,19 @@ class ClusterOrthanc(OrthancServer):
 
 
 @dataclass
-class World:
-    server: PgServer
+class World(GroupSite):
     pacs: ClusterOrthanc
-    base: Path
-    repo: Path
-    medark: str
-    password_file: Path
-    cache: Path
-    config: Path
-    env: dict[str, str]
 
     @property
     def index_dsn(self) -> str:
         return f"host=127.0.0.1 port={self.server.port} user=postgres dbname=orthanc"
-
-    def as_postgres(self, *args: str) -> Result:
-        """medark as the postgres OS user, which owns the repository (archive_command)."""
-        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
-                str(self.password_file), "--cache-dir", str(self.cache), *args]
-        done = as_pg(argv, env=self.env, timeout=600)
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    def as_root(self, *args: str) -> Result:
-        env = dict(self.env, MEDARK_PASSWORD=PASSWORD, HOME=str(self.base / "roothome"),
-                   MEDARK_CACHE_DIR=str(self.base / "rootcache"))
-        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=env,
-                              capture_output=True, text=True, check=False, timeout=600)
-        return Result(done.returncode, done.stdout, done.stderr)
 
     def stored(self) -> set[str]:
         root = self.pacs.storage_dir
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-CONFIG = """\
+SITE = """\
 [sites.main]
 location = "CN-SC"
 
@@ -99,78 +68,31 @@ location = "CN-SC"
 site = "main"
 url = "{repo}"
 
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "postgres"
-dsn = "{dsn}"
-group = "pacs"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{storage}"]
-group = "pacs"
-pacs = "orthanc"
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = {{ daily = 7 }}
 """
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    base = make_base()
-    server: PgServer | None = None
-    pacs: ClusterOrthanc | None = None
-    try:
-        medark = medark_for_postgres(base)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env.update(TEST_KDF)
-        password_file = base / "repo-password"
-        password_file.write_text(PASSWORD + "\n")
-        password_file.chmod(0o600)
-        repo, cache = base / "repo", base / "pgcache"
-        for owned in (repo, cache, password_file):
-            if owned != password_file:
-                owned.mkdir()
-            chown_pg(owned)
-        bin_dir = pg_bin()
-        assert bin_dir is not None
-        server = PgServer(base, free_port(), bin_dir, settings={
-            "archive_mode": "on", "archive_timeout": "0",
-            "archive_command": "'" + archive_command(medark, repo, password_file, cache)
-            .replace("'", "''") + "'"})
-        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
-                      str(password_file), "init"], env=env, cwd=str(base))
-        assert done.returncode == 0, done.stderr
-        server.init()
-        server.start()
-        server.sql("CREATE DATABASE orthanc")
-        pacs_base = base / "orthanc"
-        pacs_base.mkdir()
-        pacs = ClusterOrthanc(pacs_base, index="postgresql", pg_database="orthanc")
-        pacs.port = server.port
-        pacs.start()
-        config = base / "medark.toml"
-        config.write_text(CONFIG.format(repo=repo, storage=pacs.storage_dir,
-                                        dsn=f"host=127.0.0.1 port={server.port} "
-                                            "user=postgres dbname=orthanc"))
-        config.chmod(0o644)
-        yield World(server, pacs, base, repo, medark, password_file, cache, config, env)
-    finally:
-        if pacs is not None:
-            if pacs._proc is not None:
-                pacs._proc.kill()  # a throwaway: its graceful stop takes seconds
-            pacs.stop()
-        if server is not None:
-            server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with repo_site(PASSWORD, TEST_KDF) as site:
+        pacs: ClusterOrthanc | None = None
+        try:
+            site.server.sql("CREATE DATABASE orthanc")
+            pacs_base = site.base / "orthanc"
+            pacs_base.mkdir()
+            pacs = ClusterOrthanc(pacs_base, index="postgresql", pg_database="orthanc")
+            pacs.port = site.server.port
+            pacs.start()
+            config = site.base / "medark.toml"
+            config.write_text(SITE.format(repo=site.repo) + pacs_plan(
+                f"host=127.0.0.1 port={site.server.port} user=postgres dbname=orthanc",
+                pacs.storage_dir, "orthanc"))
+            config.chmod(0o644)
+            yield World(**site.parts(), config=config, pacs=pacs)
+        finally:
+            if pacs is not None:
+                if pacs._proc is not None:
+                    pacs._proc.kill()  # a throwaway: its graceful stop takes seconds
+                pacs.stop()
 
 
 def storescu(pacs: OrthancServer, instances: list[Instance], where: Path) -> None:

@@ -13,7 +13,6 @@ throwaway archiving cluster, files under a storage root):
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,17 +20,8 @@ from pathlib import Path
 
 import pytest
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result, nothing_left_in
-from pg_server import (
-    PgServer,
-    archive_command,
-    as_pg,
-    can_run_servers,
-    chown_pg,
-    free_port,
-    make_base,
-    medark_for_postgres,
-    pg_bin,
-)
+from group_site import GroupSite, pacs_plan
+from pg_server import can_run_servers, free_port, repo_site
 from plan_site import SITE
 
 REASON = can_run_servers()
@@ -39,44 +29,13 @@ pytestmark = [pytest.mark.skipif(REASON is not None, reason=str(REASON)),
               pytest.mark.usefixtures("private_tmp")]
 QUERY = "SELECT path, size FROM images"
 
-PLAN = """\
-[systems.pacs]
-owner = "radiology"
-
-[[systems.pacs.sources]]
-type = "postgres"
-dsn = "{dsn}"
-group = "pacs"
-
-[[systems.pacs.sources]]
-type = "files"
-paths = ["{storage}"]
-group = "pacs"
-pacs = "sql"
-index_query = "{query}"
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = {{ daily = 7 }}
-restore_test = {{ schedule = "0 3 * * 0", sql = ["SELECT count(*) >= 2 FROM images"] }}
-"""
+RESTORE_TEST = ('restore_test = { schedule = "0 3 * * 0", '
+                'sql = ["SELECT count(*) >= 2 FROM images"] }\n')
 
 
 @dataclass
-class World:
-    server: PgServer
-    base: Path
-    repo: Path
+class World(GroupSite):
     storage: Path
-    medark: str
-    password_file: Path
-    cache: Path
-    config: Path
-    env: dict[str, str]
 
     @property
     def dsn(self) -> str:
@@ -91,19 +50,10 @@ class World:
                         db="pacs")
 
     def group_backup(self, *extra: str) -> Result:
-        argv = [*self.medark.split(), "--repo", str(self.repo), "--password-file",
-                str(self.password_file), "--cache-dir", str(self.cache), "--json", "group",
-                "backup", "--name", "pacs", "--pacs", "sql", "--root", str(self.storage),
-                "--index-query", QUERY, "--dsn", self.dsn, "--tag", "plan=pacs", *extra]
-        done = as_pg(argv, env=self.env, timeout=600)
-        return Result(done.returncode, done.stdout, done.stderr)
-
-    def medark_root(self, *args: str) -> Result:
-        env = dict(self.env, MEDARK_PASSWORD=PASSWORD, HOME=str(self.base / "roothome"),
-                   MEDARK_CACHE_DIR=str(self.base / "rootcache"))
-        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=env,
-                              capture_output=True, text=True, check=False, timeout=600)
-        return Result(done.returncode, done.stdout, done.stderr)
+        return self.as_postgres(
+            "--json", "group", "backup", "--name", "pacs", "--pacs", "sql", "--root",
+            str(self.storage), "--index-query", QUERY, "--dsn", self.dsn, "--tag",
+            "plan=pacs", *extra)
 
     def verify(self) -> Result:
         env = {k: v for k, v in self.env.items()}
@@ -116,45 +66,19 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    base = make_base()
-    server: PgServer | None = None
-    try:
-        medark = medark_for_postgres(base)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-        env.update(TEST_KDF)
-        password_file = base / "repo-password"
-        password_file.write_text(PASSWORD + "\n")
-        password_file.chmod(0o600)
-        repo, cache, storage = base / "repo", base / "pgcache", base / "storage"
-        for made in (repo, cache, storage):
-            made.mkdir()
-        for owned in (repo, cache, password_file):
-            chown_pg(owned)
-        bin_dir = pg_bin()
-        assert bin_dir is not None
-        server = PgServer(base, free_port(), bin_dir, settings={
-            "archive_mode": "on", "archive_timeout": "0",
-            "archive_command": "'" + archive_command(medark, repo, password_file, cache)
-            .replace("'", "''") + "'"})
-        done = as_pg([*medark.split(), "--repo", str(repo), "--password-file",
-                      str(password_file), "init"], env=env, cwd=str(base))
-        assert done.returncode == 0, done.stderr
-        server.init()
-        server.start()
-        server.sql("CREATE DATABASE pacs")
-        server.sql("CREATE TABLE images (path text PRIMARY KEY, size bigint); "
-                   "CREATE TABLE marks (n int)", db="pacs")
-        config = base / "medark.toml"
-        config.write_text((SITE + PLAN).format(
-            state=base / "state", repo=repo, password_file=password_file,
-            dsn=f"host=127.0.0.1 port={server.port} user=postgres dbname=pacs",
-            storage=storage, query=QUERY), encoding="utf-8")
-        yield World(server, base, repo, storage, medark, password_file, cache, config, env)
-    finally:
-        if server is not None:
-            server.stop()
-        subprocess.run(["pkill", "-f", "--", f"-D {base}"], check=False)
-        shutil.rmtree(base, ignore_errors=True)
+    with repo_site(PASSWORD, TEST_KDF) as site:
+        storage = site.base / "storage"
+        storage.mkdir()
+        site.server.sql("CREATE DATABASE pacs")
+        site.server.sql("CREATE TABLE images (path text PRIMARY KEY, size bigint); "
+                        "CREATE TABLE marks (n int)", db="pacs")
+        config = site.base / "medark.toml"
+        config.write_text(SITE.format(
+            state=site.base / "state", repo=site.repo, password_file=site.password_file)
+            + pacs_plan(f"host=127.0.0.1 port={site.server.port} user=postgres dbname=pacs",
+                        storage, "sql", files_extra=f'index_query = "{QUERY}"',
+                        plan_extra=RESTORE_TEST), encoding="utf-8")
+        yield World(**site.parts(), config=config, storage=storage)
 
 
 def test_forget_keeps_what_a_kept_point_restores_from(world: World) -> None:
@@ -174,7 +98,7 @@ def test_forget_keeps_what_a_kept_point_restores_from(world: World) -> None:
 
     # per host and paths, keep-last 1 drops the first base backup and files snapshot
     # (and with them the WAL from the first backup to the second); the points stay
-    done = world.medark_root("--json", "forget", "--keep-last", "1", "--keep-tag", "group")
+    done = world.as_root("--json", "forget", "--keep-last", "1", "--keep-tag", "group")
     assert done.returncode == 0, done.stderr
     docs = done.json_lines()
     points = next(d for d in docs if isinstance(d, dict)
@@ -186,7 +110,7 @@ def test_forget_keeps_what_a_kept_point_restores_from(world: World) -> None:
 
     data_dir, files = world.base / "restored-db", world.base / "restored-files"
     port = free_port()
-    restored = world.medark_root(
+    restored = world.as_root(
         "--json", "group", "restore", p1["snapshot_id"], "--target-dir", str(data_dir),
         "--files-target", str(files), "--start", "--port", str(port), "--archive-mode-off",
         "--medark-command", world.medark, "--password-file", str(world.password_file),
@@ -207,13 +131,13 @@ def test_forget_keeps_what_a_kept_point_restores_from(world: World) -> None:
         world.server.stop(data_dir)
 
     # once the policy drops the first point, its base backup goes too
-    dropped = world.medark_root("--json", "forget", "--keep-last", "1")
+    dropped = world.as_root("--json", "forget", "--keep-last", "1")
     assert dropped.returncode == 0, dropped.stderr
     points = next(d for d in dropped.json_lines() if isinstance(d, dict)
                   and d.get("message_type") == "group_points")
     assert points["kept"] == [] and [p["id"] for p in points["points"]] == [
         p2["snapshot_id"]]
-    listed = world.medark_root("--json", "snapshots")
+    listed = world.as_root("--json", "snapshots")
     assert b1 not in {s["id"] for s in listed.json()}
 
 

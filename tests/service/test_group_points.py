@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from group_site import pacs_plan
 
 from medark.config.loader import load_config
 from medark.errors import ObjectNotFound, TargetOutOfRange, UsageError
@@ -21,6 +22,27 @@ from medark.storage.local import LocalBackend
 from medark.util import clock
 
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+SITE = """\
+[sites.main]
+location = "CN-SC"
+[repositories.local]
+site = "main"
+url = "/backup"
+"""
+HIS = """\
+[systems.his]
+owner = "IT"
+[[systems.his.sources]]
+type = "postgres"
+dsn = "dbname=his"
+[plans.his]
+system = "his"
+repository = "local"
+schedule = "0 2 * * *"
+rpo = "1d"
+rto = "4h"
+retention = { daily = 7 }
+"""
 
 
 @pytest.fixture
@@ -69,43 +91,8 @@ def test_newest_point_at_or_before_a_time_by_id_or_newest(repo: Repository) -> N
 
 def test_a_plans_group_comes_from_its_system(tmp_path: Path) -> None:
     path = tmp_path / "medark.toml"
-    path.write_text("""\
-[sites.main]
-location = "CN-SC"
-[repositories.local]
-site = "main"
-url = "/backup"
-[systems.pacs]
-owner = "radiology"
-[[systems.pacs.sources]]
-type = "postgres"
-dsn = "dbname=orthanc"
-group = "images"
-[[systems.pacs.sources]]
-type = "files"
-paths = ["/var/lib/orthanc/db"]
-group = "images"
-pacs = "orthanc"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "postgres"
-dsn = "dbname=his"
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = { daily = 7 }
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = { daily = 7 }
-""", encoding="utf-8")
+    path.write_text(SITE + pacs_plan("dbname=orthanc", "/var/lib/orthanc/db", "orthanc",
+                                     group="images") + HIS, encoding="utf-8")
     config = load_config(path)
     group = plan_group(config, "pacs", None)
     assert (group.name, group.root, group.database.dsn, group.files.pacs) == (

@@ -1,0 +1,66 @@
+"""What the consistency-group tests share (docs/pacs.md): the plan file's PACS system (a
+PostgreSQL index and a file tree in one group) and, for the end-to-end modules, a
+throwaway archiving cluster (pg_server.repo_site) with `medark` run as the repository's
+owner or as root."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from conftest import MEDARK, PASSWORD, Result
+from pg_server import RepoSite, as_pg
+
+PACS_PLAN = """\
+[systems.pacs]
+owner = "radiology"
+
+[[systems.pacs.sources]]
+type = "postgres"
+dsn = "{dsn}"
+group = "{group}"
+
+[[systems.pacs.sources]]
+type = "files"
+paths = ["{storage}"]
+group = "{group}"
+pacs = "{pacs}"
+{files_extra}
+[plans.pacs]
+system = "pacs"
+repository = "local"
+schedule = "0 2 * * *"
+rpo = "1d"
+rto = "4h"
+retention = {{ daily = 7 }}
+{plan_extra}"""
+
+
+def pacs_plan(dsn: str, storage: str | Path, pacs: str, group: str = "pacs",
+              files_extra: str = "", plan_extra: str = "") -> str:
+    """System `pacs` (its index database and storage root in group `group`) and plan
+    `pacs` on repository `local`; the extras are TOML lines added to the files source
+    and to the plan."""
+    return PACS_PLAN.format(dsn=dsn, storage=storage, pacs=pacs, group=group,
+                            files_extra=files_extra, plan_extra=plan_extra)
+
+
+@dataclass
+class GroupSite(RepoSite):
+    """The archiving cluster holding the PACS index, and the plan file."""
+
+    config: Path
+
+    def as_postgres(self, *args: str) -> Result:
+        """medark as the postgres OS user, which owns the repository (archive_command)."""
+        done = as_pg(self.as_postgres_argv(*args), env=self.env, timeout=600)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def as_root(self, *args: str) -> Result:
+        """medark as root, with its own HOME and cache (a restore, an operator)."""
+        env = dict(self.env, MEDARK_PASSWORD=PASSWORD, HOME=str(self.base / "roothome"),
+                   MEDARK_CACHE_DIR=str(self.base / "rootcache"))
+        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=env,
+                              capture_output=True, text=True, check=False, timeout=600)
+        return Result(done.returncode, done.stdout, done.stderr)
