@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from medark.sources.db_audit_event import classify, copy_direction, mask, object_of
+import pytest
+
+from medark.sources.db_audit_event import (
+    classify,
+    classify_command,
+    command_of,
+    copy_direction,
+    mask,
+    object_of,
+)
 from medark.sources.mysql import audit_log as maria
 from medark.sources.postgres import audit_log as pg
 
@@ -142,3 +151,12 @@ def test_classify_mask_and_objects() -> None:
     assert mask("select 'a''b', 3.5e2, col1, \"Col 2\", $$x$$ from t where id=-7") == \
         "select '?', ?, col1, \"Col 2\", '?' from t where id=?"
     assert object_of('SELECT * FROM "Emr"."Notes" n JOIN x ON 1=1') == "Emr.Notes"
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT 1", "  grant select on t to u", "/* a */ /* b */ DROP TABLE t",
+    "-- c\nCOPY t TO STDOUT", "/* x */ COPY (SELECT 1) TO '/tmp/f'", "create role r",
+    "", "   ", "/* unterminated", "CALL p()", "WITH x AS (SELECT 1) SELECT * FROM x",
+    "SELECT * INTO OUTFILE '/tmp/x' FROM t", "\t\nALTER TABLE t ADD c int"])
+def test_classify_command_is_classify_and_command_of(statement: str) -> None:
+    assert classify_command(statement) == (classify(statement), command_of(statement))

@@ -210,7 +210,7 @@ def digest(alg: str, data: bytes) -> str:
 def mac(alg: str, key: bytes, data: bytes) -> str:
     """HMAC-SHA256, or HMAC-SM3 for records hashed with SM3."""
     if alg == "sha256":
-        return hmac.new(key, data, hashlib.sha256).hexdigest()
+        return hmac.digest(key, data, "sha256").hex()  # one call, the same value
     if alg == "sm3":
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives import hmac as chmac

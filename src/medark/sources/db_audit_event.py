@@ -102,7 +102,10 @@ _READ = {"SELECT", "WITH", "TABLE", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALU
 def command_of(statement: str) -> str:
     """The statement's command: its first word, two for CREATE/ALTER/DROP (CREATE
     TABLE)."""
-    text = _uncommented(statement)
+    return _command(_uncommented(statement))
+
+
+def _command(text: str) -> str:
     m = _FIRST.match(text)
     if m is None:
         return ""
@@ -115,14 +118,28 @@ def command_of(statement: str) -> str:
 
 def classify(statement: str) -> str:
     """A statement's class from its text (log_statement lines, MariaDB's QUERY)."""
+    return _classify(_uncommented(statement), None)
+
+
+def classify_command(statement: str) -> tuple[str, str]:
+    """classify(statement) and command_of(statement), the command found once."""
     text = _uncommented(statement)
+    command = _command(text)
+    return _classify(text, command), command
+
+
+def _classify(text: str, command: str | None) -> str:
+    """`command`: the command of `text` when known (what command_of would find)."""
     if _ROLE.match(text):
         return ROLE
     if copy_direction(text) == "TO":
         return EXPORT
     if _OUTFILE.search(text):
         return EXPORT
-    command = command_of(text).split(" ", 1)[0]
+    again = _uncommented(text)  # as command_of(text) would see it
+    if command is None or again is not text:
+        command = _command(again)
+    command = command.split(" ", 1)[0]
     if command == "COPY":
         return WRITE
     if command in _DDL:

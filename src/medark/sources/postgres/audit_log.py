@@ -31,7 +31,7 @@ from medark.sources.db_audit_event import (
     WRITE,
     DbEvent,
     classify,
-    command_of,
+    classify_command,
     copy_direction,
     mask,
     object_of,
@@ -231,7 +231,8 @@ def _event(f: dict[str, str], zone: tzinfo, masked: bool, end: int) -> DbEvent |
     m = _STATEMENT.match(message)
     if m is not None and f["severity"] == "LOG":
         statement = m.group(1)
-        return DbEvent(**common, cls=classify(statement), command=command_of(statement),
+        cls, command = classify_command(statement)
+        return DbEvent(**common, cls=cls, command=command,
                        object=object_of(statement),
                        statement=mask(statement) if masked else statement)
     return None
