@@ -142,6 +142,8 @@ def test_a_study_found_by_a_chinese_name_is_restored(console: Console, browser: 
             {"study": uid(1), "series": []}]
         job_id = posted.value.json()["job"]["id"]
         page.locator(".step-progress .el-alert--success").wait_for(timeout=120_000)
+        images = page.locator(".step-progress .outcome dt", has_text="恢复影像数")
+        assert images.locator("xpath=following-sibling::dd[1]").inner_text() == "5"
         assert not problems.found, problems.found
     finally:
         context.close()

@@ -164,9 +164,11 @@ describe('targets and the outcome', () => {
   it('reads where the files went from the job details', () => {
     expect(outcomeOf({ restore: { target: 'scratch', files_restored: 1, bytes_restored: 4100,
       seconds_elapsed: 0.4 } })).toEqual({ target: 'scratch', files: 1, bytes: 4100,
-      seconds: 0.4, dataDir: null, time: null, kind: null })
+      seconds: 0.4, dataDir: null, time: null, kind: null, studies: null, instances: null })
     expect(outcomeOf(null)).toEqual({ target: null, files: null, bytes: null, seconds: null,
-      dataDir: null, time: null, kind: null })
+      dataDir: null, time: null, kind: null, studies: null, instances: null })
+    expect(outcomeOf({ restore: { target: 'scratch', studies: 1, instances: 5 } }))
+      .toMatchObject({ studies: 1, instances: 5 })
     expect(outcomeOf({ restore: { target: 'pg', time: '2026-12-06T10:15:30Z', kind: 'postgres',
       data_dir: 'his-db-20261206T101530Z' } })).toMatchObject({ target: 'pg',
       dataDir: 'his-db-20261206T101530Z', time: '2026-12-06T10:15:30Z', kind: 'postgres' })

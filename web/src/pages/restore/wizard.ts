@@ -205,6 +205,9 @@ export interface Outcome {
   dataDir: string | null
   time: string | null
   kind: string | null
+  /** A restore of studies by the DICOM catalog: the studies and instances restored. */
+  studies: number | null
+  instances: number | null
 }
 
 export function outcomeOf(details: Record<string, unknown> | null | undefined): Outcome {
@@ -213,5 +216,6 @@ export function outcomeOf(details: Record<string, unknown> | null | undefined): 
   const text = (v: unknown) => (typeof v === 'string' && v ? v : null)
   return { target: text(restore.target), files: num(restore.files_restored),
     bytes: num(restore.bytes_restored), seconds: num(restore.seconds_elapsed),
-    dataDir: text(restore.data_dir), time: text(restore.time), kind: text(restore.kind) }
+    dataDir: text(restore.data_dir), time: text(restore.time), kind: text(restore.kind),
+    studies: num(restore.studies), instances: num(restore.instances) }
 }
