@@ -172,7 +172,7 @@ def test_the_study_search_in_english(console: Console, browser: Any, world: Worl
         assert row.count() == 1 and "Knee MR" in row.inner_text()
         row.locator(".expander").click()
         page.locator(".dicom-table .series-row input.pick").first.click()
-        page.get_by_text("one study selected").wait_for()
+        page.get_by_text("One study selected").wait_for()
         page.get_by_text("one series", exact=True).wait_for()
         _check(page, "en")
         assert not problems.found, problems.found
