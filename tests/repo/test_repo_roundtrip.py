@@ -176,6 +176,26 @@ def test_compression_none_and_incompressible_are_skipped() -> None:
         decompress(b"not zstd at all", 10)
 
 
+def test_a_frame_without_its_size_is_read_no_further_than_the_index_says() -> None:
+    """A damaged or forged blob whose frame does not record its size and expands a few
+    bytes into gigabytes (the fuzzer found a 23-byte one) is refused after reading one
+    byte past the expected length, never held in memory whole."""
+    import resource
+
+    import zstandard
+
+    packer = zstandard.ZstdCompressor(write_content_size=False).compressobj()
+    zeros = bytes(1 << 20)  # built a MiB at a time: the test itself never holds 64 MiB
+    bomb = b"".join(packer.compress(zeros) for _ in range(64)) + packer.flush()
+    assert zstandard.frame_content_size(bomb) == -1 and len(bomb) < 10_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(IntegrityError):
+        decompress(bomb, 100)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024  # KiB
+    small = zstandard.ZstdCompressor(write_content_size=False).compress(b"x" * 5000)
+    assert decompress(small, 5000) == b"x" * 5000
+
+
 # ---- packs ---------------------------------------------------------------------------------
 
 

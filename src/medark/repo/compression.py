@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import zstandard
 
@@ -86,6 +87,18 @@ class Compressor:
 _DECOMPRESSORS = threading.local()
 
 
+def _read_up_to(reader: Any, limit: int) -> bytes:
+    parts: list[bytes] = []
+    left = limit
+    while left > 0:
+        part = reader.read(min(left, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
 def decompress(data: bytes, expected_length: int) -> bytes:
     """The plaintext of one blob, `expected_length` bytes long (from the index). Memory
     follows the frame, never the index alone: zstd allocates max_output_size up front
@@ -98,8 +111,10 @@ def decompress(data: bytes, expected_length: int) -> bytes:
     try:
         size = zstandard.frame_content_size(data)
         if size == -1:
-            stream = ctx.decompressobj()
-            out: bytes = stream.decompress(data)
+            # never more than one byte past the expected length (a frame that expands
+            # a few bytes into gigabytes must not be held in memory to be refused)
+            with ctx.stream_reader(data) as reader:
+                out = _read_up_to(reader, expected_length + 1)
         elif size != expected_length:
             raise IntegrityError("decompressed length does not match the index")
         else:
