@@ -340,6 +340,12 @@ def _send(assoc: Any, item: Outgoing, dataset: Any) -> StoreResult | None:
     except RuntimeError:
         return None
     if "Status" not in status:
+        if not assoc.is_established:
+            # the association ended with the instance in flight (the peer closed it, or
+            # no answer came in time and it was aborted): send it again on a new one,
+            # as for one closed between two instances (a C-STORE of the same SOP
+            # instance is idempotent at the peer)
+            return None
         return failed("no response from the peer (DIMSE timeout or the association was "
                       "aborted)")
     code = int(status.Status)
