@@ -99,6 +99,13 @@ def _read_up_to(reader: Any, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _most_from(frame_length: int) -> int:
+    """The most a zstd frame of this many bytes can hold: a block holds at most 128 KiB
+    and takes at least 4 bytes (a 3-byte header and an RLE byte). A length beyond it is
+    refused before zstd allocates an output buffer of that size."""
+    return (frame_length // 4 + 1) * 128 * 1024
+
+
 def decompress(data: bytes, expected_length: int) -> bytes:
     """The plaintext of one blob, `expected_length` bytes long (from the index). Memory
     follows the frame, never the index alone: zstd allocates max_output_size up front
@@ -108,6 +115,8 @@ def decompress(data: bytes, expected_length: int) -> bytes:
     if ctx is None:
         ctx = zstandard.ZstdDecompressor()
         _DECOMPRESSORS.ctx = ctx
+    if expected_length > _most_from(len(data)):
+        raise IntegrityError("decompressed length does not match the index")
     try:
         size = zstandard.frame_content_size(data)
         if size == -1:
