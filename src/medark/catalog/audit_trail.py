@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import json
 import os
-import secrets
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -58,6 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from medark.catalog.audit_append import COLUMNS, GroupCommit, NothingSent, pg_append
+from medark.catalog.audit_key import create_key, default_key_file, read_key
 from medark.errors import CatalogError
 from medark.util import clock
 
@@ -73,7 +73,6 @@ RETENTION_DAYS = 180
 """The least time a record is kept (等保 level 3: six months); nothing deletes them."""
 HASH_ENV = "MEDARK_AUDIT_HASH"
 KEY_FILE_ENV = "MEDARK_AUDIT_KEY_FILE"
-KEY_BYTES = 32
 SECRET_NAMES = frozenset({"password", "passwd", "new_password", "secret", "token",
                           "api_token", "totp", "otp", "code", "key", "private_key",
                           "cookie", "session"})
@@ -275,54 +274,7 @@ def record_hash(record: AuditRecord, seq: int | None = None) -> str:
 
 
 # ---------------------------------------------------------------- the signing key
-
-
-def default_key_file(catalog_url: str) -> Path:
-    """Beside a SQLite catalog; for PostgreSQL in the user's state directory (a
-    regional center gives every server process the same file: MEDARK_AUDIT_KEY_FILE)."""
-    if catalog_url.startswith("sqlite:///"):
-        path = catalog_url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            return Path(path + ".audit-key")
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    tail = catalog_url.split("://", 1)[-1].rpartition("@")[2]
-    name = "".join(c if c.isalnum() or c in "-." else "_" for c in tail)[:120]
-    return Path(state) / "medark" / "audit-keys" / f"{name}.key"
-
-
-def read_key(path: Path) -> bytes:
-    """The key in `path` (hex), refusing a file others may read."""
-    try:
-        st = path.stat()
-        if st.st_mode & 0o077:
-            raise CatalogError(f"audit key {path}: readable by others (mode "
-                               f"{st.st_mode & 0o777:o}); chmod 600 it")
-        text = path.read_text(encoding="ascii").strip()
-        key = bytes.fromhex(text)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a key"
-        raise CatalogError(f"audit key {path}: {reason}") from None
-    if len(key) < KEY_BYTES:
-        raise CatalogError(f"audit key {path}: shorter than {KEY_BYTES} bytes")
-    return key
-
-
-def create_key(path: Path) -> bytes:
-    """A new random key at `path`, mode 0600, unless one appeared meanwhile (another
-    process): written aside, then linked in, so nobody reads half a key."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_hex(KEY_BYTES) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileExistsError):  # another process made it first
-            os.link(aside, path)
-    finally:
-        aside.unlink(missing_ok=True)
-    return read_key(path)
+# (its file: catalog/audit_key.py)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from medark.catalog.audit_export import FORMATS, export_header, export_line
+from medark.catalog.audit_key import default_key_file, read_key
 from medark.catalog.audit_query import _matching
 from medark.catalog.audit_trail import (
     AuditRecord,
     AuditSettings,
-    default_key_file,
     format_at,
     read_head,
-    read_key,
     records,
     snapshot,
     stream_records,

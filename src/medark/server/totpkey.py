@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 
-from medark.catalog.audit_trail import AuditSettings, create_key, default_key_file, read_key
+from medark.catalog.audit_key import create_key, default_key_file, read_key
+from medark.catalog.audit_trail import AuditSettings
 from medark.catalog.store import Catalog
 from medark.errors import CatalogError
 from medark.server.db import transaction

@@ -71,11 +71,10 @@ def run(ctx: Context) -> int:
 
 
 def _keys(ctx: Context, catalog: Catalog) -> list[bytes]:
+    from medark.catalog.audit_key import default_key_file, read_key
     from medark.catalog.audit_trail import (
         AuditSettings,
-        default_key_file,
         read_head,
-        read_key,
     )
     from medark.errors import CatalogError
 
