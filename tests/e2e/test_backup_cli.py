@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -263,6 +264,31 @@ def test_locked_repository_exits_11(initialized: Cli, data: Path) -> None:
     assert result.returncode == 11
     assert "locked" in result.stderr and "prune" in result.stderr
     assert initialized("backup", data, check=False).returncode == 0
+
+
+def test_retry_lock_waits_for_the_lock_to_go_then_gives_up_with_11(initialized: Cli,
+                                                                  data: Path) -> None:
+    """restic's --retry-lock: a backup started while prune holds the lock waits and then
+    runs; a wait shorter than the lock's hold still ends in exit 11, saying it waited."""
+    repo = Repository.open(LocalBackend(initialized.repo), PASSWORD.encode())
+    held = repo.lock(True, "prune", lambda _: None)
+    try:
+        short = initialized("--retry-lock", "1s", "backup", data, check=False)
+        waiting = subprocess.Popen(
+            [MEDARK, "--retry-lock", "1m", "--json", "backup", str(data)],
+            env={**initialized.env, "MEDARK_PASSWORD": PASSWORD}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        assert waiting.poll() is None  # still waiting for the lock
+    finally:
+        held.release()
+        repo.close()
+    out, err = waiting.communicate(timeout=120)
+    assert short.returncode == 11 and "waited 1 s" in short.stderr, short.stderr
+    assert waiting.returncode == 0, err
+    assert "waiting up to 60 s" in err and json.loads(out.splitlines()[-1])["snapshot_id"]
+    bad = initialized("--retry-lock", "5 minutes", "snapshots", check=False)
+    assert bad.returncode == 2 and "invalid --retry-lock duration" in bad.stderr
 
 
 def test_no_lock_lets_readers_past_a_lock_but_never_writers(initialized: Cli,

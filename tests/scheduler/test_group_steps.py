@@ -52,9 +52,9 @@ def test_a_group_is_one_step_and_the_other_sources_stay(tmp_path: Path) -> None:
     steps = backup_steps(load_config(path), "pacs", medark=["medark"])
     assert [s.source for s in steps] == ["files /etc/orthanc", "group images"]
     group = steps[1]
-    assert group.argv == ["medark", "--json", "group", "backup", "--name", "images",
-                          "--pacs", "sql", "--root", "/var/lib/pacs", "--index-query",
-                          "SELECT path FROM files", "--tag", "plan=pacs", "--tag",
+    assert group.argv == ["medark", "--json", "--retry-lock", "30m", "group", "backup",
+                          "--name", "images", "--pacs", "sql", "--root", "/var/lib/pacs",
+                          "--index-query", "SELECT path FROM files", "--tag", "plan=pacs", "--tag",
                           "system=pacs"]
     assert group.env["MEDARK_PG_DSN"] == "host=db dbname=pacs"
     assert group.env["MEDARK_REPO"] == "/backup"

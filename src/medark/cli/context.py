@@ -78,8 +78,10 @@ class Context:
         """Open with the backend _require() probed, when there is one."""
         from medark.service.session import open_repository
 
-        return open_repository(location, password, self.cache_dir, self.limits,
+        repo = open_repository(location, password, self.cache_dir, self.limits,
                                self._checked.pop(location, None))
+        repo.locks.retry_for = self.args.retry_lock
+        return repo
 
     @cached_property
     def limits(self) -> Limits:

@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 _DEFAULTS = {
     "repo": None, "password_file": None, "password_command": None, "json": False,
     "verbose": 0, "quiet": False, "cache_dir": None, "no_cache": False, "no_lock": False,
-    "limit_upload": None, "limit_download": None, "cacert": None,
+    "retry_lock": 0.0, "limit_upload": None, "limit_download": None, "cacert": None,
 }
 
 

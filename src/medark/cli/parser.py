@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -180,6 +181,9 @@ def global_options() -> Parser:
     g.add_argument("--no-lock", action="store_true", default=argparse.SUPPRESS,
                    help="read without a lock (read-only commands only): a read-only "
                    "repository, or a reader that must never hold up prune")
+    g.add_argument("--retry-lock", type=lock_wait, default=argparse.SUPPRESS,
+                   metavar="DURATION", help="when the repository is locked, keep trying "
+                   "for this long (30s, 5m, 1h; default: fail at once, exit 11)")
     g.add_argument("--limit-upload", type=rate_limit, default=argparse.SUPPRESS,
                    metavar="KiB/s", help="limit uploads to repositories to this rate")
     g.add_argument("--limit-download", type=rate_limit, default=argparse.SUPPRESS,
@@ -198,6 +202,18 @@ def add_source_password_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-password-command", metavar="COMMAND",
                    help="command printing that repository's password "
                         "(default: $MEDARK_FROM_PASSWORD_COMMAND)")
+
+
+_WAIT_UNITS = {"s": 1, "m": 60, "h": 3600}
+_WAIT = re.compile(r"(\d+(?:\.\d+)?)([smh])")
+
+
+def lock_wait(text: str) -> float:
+    """--retry-lock's duration in seconds: Go's form, as restic's (30s, 5m, 1h30m)."""
+    parts = _WAIT.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"invalid --retry-lock duration {text!r}: use e.g. 30s, 5m, 1h")
+    return sum(float(n) * _WAIT_UNITS[u] for n, u in parts)
 
 
 def rate_limit(text: str) -> float:

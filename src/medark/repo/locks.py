@@ -10,6 +10,10 @@ exclusive locker treats it as a live conflicting lock, since it may be a running
 prune's or backup's; a shared locker warns and proceeds (stopping every backup for a
 damaged lock file would trade a possible conflict for certain missed backups).
 `medark unlock --remove-all` removes it, restic's way.
+
+A command that finds the repository locked fails at once (exit 11) unless it was told
+to wait (`--retry-lock`, restic's option; the daemon's backups wait): it then tries
+again, backing off, until the other lock is gone or the wait is over.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ LOCKS_PREFIX = "locks/"
 REMOVE_HINT = ("if no medark command is running against this repository on any host, "
                "`medark unlock --remove-all` removes it")
 REFRESH_EVERY = timedelta(minutes=5)
+RETRY_BACKOFF_MAX = 10.0  # seconds between tries while waiting for a lock
 STALE_AFTER = timedelta(minutes=30)
 
 
@@ -122,6 +127,8 @@ class LockManager:
         self._seal = seal
         self._unseal = unseal
         self._store = store  # saves sealed bytes, returns the object name (as bytes)
+        self.retry_for = 0.0
+        """Seconds to keep trying when another command holds a conflicting lock."""
 
     def _write(self, exclusive: bool, command: str) -> str:
         doc = {
@@ -145,6 +152,35 @@ class LockManager:
         return self.survey()[0]
 
     def acquire(self, exclusive: bool, command: str, warn: Callable[[str], None]) -> HeldLock:
+        """Take the lock; while another command holds a conflicting one, try again for
+        up to retry_for seconds (each warning said once), then fail (RepositoryLocked)."""
+        deadline = clock.monotonic() + self.retry_for
+        said: set[str] = set()
+
+        def warn_once(line: str) -> None:
+            if line not in said:
+                said.add(line)
+                warn(line)
+
+        delay, waiting = 0.5, False
+        while True:
+            try:
+                return self._try_acquire(exclusive, command, warn_once)
+            except RepositoryLocked as exc:
+                left = deadline - clock.monotonic()
+                if left <= 0:
+                    if self.retry_for > 0:
+                        raise RepositoryLocked(
+                            f"{exc} (waited {self.retry_for:g} s for it)") from None
+                    raise
+                if not waiting:
+                    warn(f"medark: {exc}; waiting up to {self.retry_for:g} s for it")
+                    waiting = True
+                clock.sleep(min(delay, left))
+                delay = min(delay * 2, RETRY_BACKOFF_MAX)
+
+    def _try_acquire(self, exclusive: bool, command: str,
+                     warn: Callable[[str], None]) -> HeldLock:
         name = self._write(exclusive, command)
         now = clock.now()
         locks, unreadable = self.survey()

@@ -8,8 +8,9 @@ signature only.
 The child gets the repository in MEDARK_REPO and its password source as a backup does,
 and the daemon's catalog in MEDARK_CATALOG (a PostgreSQL catalog's URL may hold a
 password: never in argv); the audit key (MEDARK_AUDIT_KEY_FILE, or beside a SQLite
-catalog) is the daemon's own. A repository held by another job (exit 11) is not a
-failure: the next slot anchors. Nothing to anchor is no job either: an empty trail, or
+catalog) is the daemon's own. A repository a forget or prune holds is waited for
+(`--retry-lock`, as a backup waits); still held at the end of the wait (exit 11), it is
+not a failure: the next slot anchors. Nothing to anchor is no job either: an empty trail, or
 one whose newest record is the note of the previous anchor (an idle trail would
 otherwise add an object to the repository every interval, forever)."""
 
@@ -24,10 +25,10 @@ from medark.config.environment import CATALOG
 from medark.config.plans import MedarkConfig
 from medark.config.schedule import Schedule
 from medark.scheduler.runner import (
+    LOCK_WAIT,
     Launcher,
     Outcome,
     Step,
-    _tolerant,
     medark_command,
     repository_env,
     run_job,
@@ -49,7 +50,7 @@ def anchor_schedule(config: MedarkConfig) -> Schedule | None:
 
 def anchor_step(config: MedarkConfig, repository: str, catalog_url: str,
                 config_file: str | None = None, medark: list[str] | None = None) -> Step:
-    argv = [*(medark or medark_command()), "--json", "audit", "anchor"]
+    argv = [*(medark or medark_command()), "--json", *LOCK_WAIT, "audit", "anchor"]
     if config_file:
         argv += ["--config", config_file]
     child_env = {"MEDARK_REPO": config.repositories[repository].url,
@@ -68,7 +69,8 @@ def run_anchor(config: MedarkConfig, catalog: Catalog, slot: datetime | None,
         now = clock.now()
         return Outcome(None, "skipped", now, now, error=idle)
     step = anchor_step(config, repository, catalog.url, config_file)
-    return run_job(catalog, ANCHOR_PLAN, ANCHOR_KIND, [step], slot, 1, _tolerant(launcher))
+    return run_job(catalog, ANCHOR_PLAN, ANCHOR_KIND, [step], slot, 1, launcher,
+                   busy_ok=True)
 
 
 def _idle(catalog: Catalog) -> str | None:

@@ -97,7 +97,7 @@ def backup_steps(config: MedarkConfig, plan_name: str,
     plan = config.plans[plan_name]
     env = {"MEDARK_REPO": config.repositories[plan.repository].url,
            **repository_env(config, plan.repository)}
-    base = [*(medark or medark_command()), "--json"]
+    base = [*(medark or medark_command()), "--json", *LOCK_WAIT]
     tags = _plan_tags(config, plan_name)
     sources = config.systems[plan.system].sources
     groups = {g.database: g for g in groups_of(sources)}
@@ -125,6 +125,10 @@ RETENTION_FLAGS = {"last": "--keep-last", "hourly": "--keep-hourly", "daily": "-
                    "weekly": "--keep-weekly", "monthly": "--keep-monthly",
                    "yearly": "--keep-yearly"}
 LOCKED_EXIT = 11
+LOCK_WAIT = ["--retry-lock", "30m"]
+"""A backup or copy that finds the repository locked by a forget or prune waits for it:
+the point is taken late rather than missed. Forget and prune do not wait (exit 11 skips
+them; the next run catches up)."""
 
 
 def retention_flags(retention: Retention) -> list[str]:
@@ -183,7 +187,8 @@ def copy_step(config: MedarkConfig, plan_name: str, target: str, follow: bool = 
            "MEDARK_FROM_REPO": config.repositories[plan.repository].url,
            **repository_env(config, plan.repository, "MEDARK_FROM_")}
     # only what the target's retention keeps: a snapshot its forget removed is not sent again
-    argv = [*(medark or medark_command()), "--json", "copy", "--tag", f"plan={plan_name}",
+    argv = [*(medark or medark_command()), "--json", *LOCK_WAIT, "copy", "--tag",
+            f"plan={plan_name}",
             *retention_flags(plan.copy_retention(target))]
     return Step(f"copy to {target}", [*argv, "--follow"] if follow else argv, env)
 
@@ -242,18 +247,7 @@ def run_prune(config: MedarkConfig, repository: str, catalog: Catalog,
     """Recorded under the plan name `repository:NAME`; a busy repository (exit 11) is
     skipped, not failed, like forget."""
     return run_job(catalog, f"repository:{repository}", "prune",
-                   [prune_step(config, repository)], scheduled_for, 1, _tolerant(launcher))
-
-
-def _tolerant(launcher: Launcher) -> Launcher:
-    """A launcher for maintenance jobs: exit 11 (another job holds the lock) is not a
-    failure; the next run catches up."""
-    def run(step: Step) -> subprocess.CompletedProcess[str]:
-        result = launcher(step)
-        if result.returncode == LOCKED_EXIT:
-            return subprocess.CompletedProcess(result.args, 0, result.stdout, "")
-        return result
-    return run
+                   [prune_step(config, repository)], scheduled_for, 1, launcher, busy_ok=True)
 
 
 def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
@@ -262,12 +256,16 @@ def run_forget(config: MedarkConfig, plan_name: str, catalog: Catalog,
     forget whose repository is busy (exit 11: another job holds a lock) is recorded as
     done, not failed: the next one catches up."""
     return run_job(catalog, plan_name, f"forget:{target}" if target else "forget",
-                   [forget_step(config, plan_name, target=target)], None, 1,
-                   _tolerant(launcher))
+                   [forget_step(config, plan_name, target=target)], None, 1, launcher,
+                   busy_ok=True)
 
 
 def run_job(catalog: Catalog, plan_name: str, kind: str, steps: list[Step],
-            scheduled_for: datetime | None, attempt: int, launcher: Launcher) -> Outcome:
+            scheduled_for: datetime | None, attempt: int, launcher: Launcher,
+            busy_ok: bool = False) -> Outcome:
+    """Run the steps and record the job. `busy_ok` (maintenance: forget, prune, anchor):
+    a step that found the repository locked by another command (exit 11) is not a
+    failure, the next run catches up; the step records it as skipped, with its code."""
     started = clock.now()
     job_id = catalog.start(plan_name, kind, scheduled_for, attempt)
     outcome = Outcome(job_id, SUCCEEDED, started, started)
@@ -284,7 +282,9 @@ def run_job(catalog: Catalog, plan_name: str, kind: str, steps: list[Step],
             done["snapshot_id"] = summary["snapshot_id"]
         added = summary.get("data_added_packed", summary.get("bytes_stored"))
         outcome.bytes_added += int(added or 0)
-        if result.returncode != 0:
+        if busy_ok and result.returncode == LOCKED_EXIT:
+            done["skipped"] = _error(result) or "the repository was locked"
+        elif result.returncode != 0:
             reason = _error(result) or f"exited {result.returncode}"
             errors.append(f"{step.source}: {reason}")
             done["error"] = reason
