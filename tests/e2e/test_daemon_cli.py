@@ -132,6 +132,15 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def _snapshots(cli: Cli, repo: Path | None = None) -> list[dict[str, Any]]:
+    """The repository's snapshots, waiting out a lock the daemon's forget or prune holds
+    (as an operator's script would)."""
+    where = ["-r", str(repo)] if repo is not None else []
+    result: list[dict[str, Any]] = cli("--retry-lock", "1m", *where, "snapshots",
+                                       "--json").json()
+    return result
+
+
 def _jobs(cli: Cli, config: Path) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = cli("jobs", "--json", "--config", config, "--latest",
                                        "500", password=None).json()
@@ -173,7 +182,7 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
             # repository locked (a copy or prune running, on a loaded machine every time)
             # is skipped, and the next one catches up
             made = {j["snapshot_id"] for j in ok if j["snapshot_id"]}
-            return len(cli("snapshots", "--json").json()) < len(made)
+            return len(_snapshots(cli)) < len(made)
         _until(done, 120, "three scheduled backups, a retried failure and retention")
         scraped: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
 
@@ -208,7 +217,7 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
     assert [j["attempt"] for j in lis] == [1, 2] and lis[0]["scheduled_for"] == \
         lis[1]["scheduled_for"]
     assert all("absent" in (j["error"] or "") for j in lis)
-    snaps = cli("snapshots", "--json").json()
+    snaps = _snapshots(cli)
     made = {j["snapshot_id"] for j in pacs if j["snapshot_id"]}
     # retention (daily = 7) runs after every backup and keeps one snapshot of today plus
     # those whose forget found the repository busy (skipped: the next forget catches up)
@@ -223,13 +232,13 @@ def test_the_daemon_runs_retries_stops_and_catches_up(cli: Cli, tmp_path: Path) 
                       and j["status"] != "succeeded"]
     assert not failed_forgets, failed_forgets
     # daily = 7 at dr: the newest of each (UTC) day, and the oldest while counts are left
-    assert len(cli("-r", tmp_path / "dr", "snapshots", "--json").json()) <= 3
+    assert len(_snapshots(cli, tmp_path / "dr")) <= 3
     tested = [j for j in jobs if j["kind"] == "restore_test" and j["status"] == "succeeded"]
     assert all(j["details"]["rto_seconds"] > 0 for j in tested)
     follow = [j for j in jobs if j["kind"] == "follow:offsite"]
     assert len(follow) == 1 and follow[0]["status"] == "succeeded"  # stopped by SIGTERM
     for copy in ("offsite", "dr"):  # the copies hold the plan's snapshots
-        copied = cli("-r", tmp_path / copy, "snapshots", "--json").json()
+        copied = _snapshots(cli, tmp_path / copy)
         assert copied and {s["original"] for s in copied} <= made
 
     time.sleep(2.5)  # the daemon is down past a pacs slot: the restart catches it up
@@ -281,7 +290,7 @@ def test_a_daemon_killed_mid_job_leaves_it_failed_not_running(cli: Cli,
     _until(lambda: subprocess.run(["pgrep", "-f", "slow.sql"], capture_output=True,
                                   check=False).returncode == 1, 15, "the child to stop")
     time.sleep(4)  # past the dump's end: nothing finishes late
-    assert not [s for s in cli("snapshots", "--json").json() if "plan=slow" in s["tags"]]
+    assert not [s for s in _snapshots(cli) if "plan=slow" in s["tags"]]
     again = _daemon(cli, config)
     try:
         _until(lambda: not any(j["status"] == "running" and j["plan"] == "slow"

@@ -309,8 +309,8 @@ def test_agent_runs_server_jobs_keeps_its_schedule_offline_and_catches_up(
             assert stopped.status == "cancelled", stopped.error
         finally:
             catalog.close()
-        snapshots = run({**site.env, "MEDARK_PASSWORD": PASSWORD}, "--json", "snapshots",
-                        "--repo", str(site.tmp / "repo"))
+        snapshots = run({**site.env, "MEDARK_PASSWORD": PASSWORD}, "--json", "--retry-lock",
+                        "1m", "snapshots", "--repo", str(site.tmp / "repo"))
         assert done.snapshot_id[:8] in snapshots.stdout
 
         # the server goes away: the local schedule runs on, its results wait
