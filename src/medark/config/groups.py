@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-GROUP_DATABASES = ("postgres",)
-"""Database kinds a group can hold today (MariaDB's GTID point comes later)."""
+GROUP_DATABASES = ("postgres", "sqlite")
+"""Database kinds a group can hold today (MariaDB's GTID point comes later); sqlite is
+Orthanc's SQLite index, copied while Orthanc is stopped (sources/pacs/sqlite_point.py)."""
 
 
 class GroupedSource(Protocol):
@@ -26,6 +27,10 @@ class GroupedSource(Protocol):
     def pacs(self) -> str | None: ...
     @property
     def index_query(self) -> str | None: ...
+    @property
+    def stop_command(self) -> str | None: ...
+    @property
+    def start_command(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,20 @@ def group_problems(sources: Sequence[GroupedSource]
                           "FROM ...\" (the index's file paths)"))
         if source.group is not None and source.type not in ("files", *GROUP_DATABASES):
             found.append(((i, "group"), f"a {source.type} source cannot be in a group: a "
-                          "group holds one postgres and one files source"))
+                          "group holds one database (postgres or sqlite) and one files "
+                          "source"))
+        found += _sqlite_problems(i, source)
     for name in sorted({s.group for s in sources if s.group is not None}):
         members = [(i, s) for i, s in enumerate(sources) if s.group == name]
         first = members[0][0]
         databases = [i for i, s in members if s.type in GROUP_DATABASES]
         files = [i for i, s in members if s.type == "files"]
         if len(databases) != 1:
-            found.append(((first, "group"), f"group {name!r} needs exactly one postgres "
-                          f"source (has {len(databases)})"))
+            kinds = {kind: sum(1 for i in databases if sources[i].type == kind)
+                     for kind in GROUP_DATABASES}
+            found.append(((first, "group"), f"group {name!r} needs one database: exactly "
+                          f"one postgres source (has {kinds['postgres']}) or one sqlite "
+                          f"source (has {kinds['sqlite']})"))
         if len(files) != 1:
             found.append(((first, "group"), f"group {name!r} needs exactly one files source "
                           f"(has {len(files)})"))
@@ -72,6 +82,38 @@ def group_problems(sources: Sequence[GroupedSource]
                 found.append(((i, "pacs"), f"the files source of group {name!r} needs pacs "
                               "= \"orthanc\", \"dcm4chee\" or \"sql\" (how the index names "
                               "its files)"))
+            if sources[i].pacs == "dcm4chee" and any(sources[d].type == "sqlite"
+                                                     for d in databases):
+                found.append(((i, "pacs"), f"group {name!r}: dcm4chee's index is not "
+                              "SQLite (a sqlite database goes with pacs = \"orthanc\" or "
+                              "\"sql\")"))
+    return found
+
+
+def _sqlite_problems(i: int, source: GroupedSource) -> list[tuple[tuple[str | int, ...], str]]:
+    """A sqlite source is a group's database, one index file, stopped and started by
+    both commands or neither; the commands belong to it alone."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    commands = [(key, value) for key, value in (("stop_command", source.stop_command),
+                                                 ("start_command", source.start_command))
+                if value is not None]
+    if source.type != "sqlite":
+        found += [((i, key), f"{key} belongs to a sqlite source (the PACS stopped while "
+                   "its SQLite index is copied)") for key, _value in commands]
+        return found
+    if source.group is None:
+        found.append(((i, "type"), "a sqlite source (Orthanc's SQLite index) is only a "
+                      "consistency group's database: set group = \"NAME\" on it and on "
+                      "the PACS's files source"))
+    if len(source.paths) > 1:
+        found.append(((i, "paths"), "a sqlite source has one path: the index file (e.g. "
+                      "/var/lib/orthanc/db/index)"))
+    if len(commands) == 1:
+        key = commands[0][0]
+        other = "start_command" if key == "stop_command" else "stop_command"
+        found.append(((i, key), f"{key} needs {other} too (the PACS stopped for the copy "
+                      "is started again after it)"))
+    found += [((i, key), f"{key} is empty") for key, value in commands if not value.strip()]
     return found
 
 

@@ -79,7 +79,8 @@ class RepositoryConf(Model):
 
 
 class Source(Model):
-    type: Literal["files", "postgres", "mariadb", "command"]
+    type: Literal["files", "postgres", "mariadb", "command", "sqlite"]
+    """sqlite: Orthanc's SQLite index, only as a consistency group's database."""
     paths: list[str] = []
     dsn: str | None = None
     """postgres/mariadb: the connection string (no password in it: use the server's
@@ -99,6 +100,11 @@ class Source(Model):
     """files in a group: how the database's index names its files (docs/pacs.md)."""
     index_query: str | None = None
     """pacs = "sql": a query returning each file's path (and optionally its size)."""
+    stop_command: str | None = None
+    """sqlite: a shell command stopping the PACS before its index is copied (e.g.
+    "systemctl stop orthanc": a running Orthanc holds its SQLite index alone)."""
+    start_command: str | None = None
+    """sqlite: the shell command starting it again, always run after the copy."""
     audit: DbAuditConf | None = None
     """postgres / mariadb: the server's audit log the daemon collects (docs/dbaudit.md)."""
 
@@ -536,7 +542,8 @@ def _unknown(kind: str, name: str, known: dict[str, Any]) -> str:
 
 
 def _source_problems(source: Source) -> list[tuple[str, str]]:
-    needs = {"files": "paths", "postgres": "dsn", "mariadb": "dsn", "command": "command"}
+    needs = {"files": "paths", "postgres": "dsn", "mariadb": "dsn", "command": "command",
+             "sqlite": "paths"}
     key = needs[source.type]
     found = [] if getattr(source, key) else [(key, f"a {source.type} source needs {key}")]
     if source.stream and source.type not in ("postgres", "mariadb"):

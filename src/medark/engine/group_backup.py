@@ -11,10 +11,15 @@
    are kept and listed as after the point;
 6. the group snapshot (tags group, group=NAME), written last: an interrupted run leaves
    at most a base backup and a files snapshot, each valid on its own.
+
+On Orthanc's SQLite index (options.sqlite) phases 1 to 3 are one: the PACS stopped, its
+index copied, the PACS started again (sources/pacs/sqlite_point.py); the copy is stored
+in the group's own tree (database/), so the point needs no base backup nor WAL.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import socket
 from dataclasses import dataclass, field
@@ -27,6 +32,7 @@ from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
     TreeReader,
+    database_node,
     files_tree,
     graft,
     list_node,
@@ -39,8 +45,10 @@ from medark.errors import WalGap
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import all_snapshots, load_snapshot, save_snapshot, save_tree
+from medark.sources.files.excludes import Excluder
 from medark.sources.pacs.index import Reference
-from medark.sources.pacs.point import DatabasePoint, take_point
+from medark.sources.pacs.point import take_point
+from medark.sources.pacs.sqlite_point import SIDE_FILES, take_sqlite_point
 from medark.sources.postgres.server import Dsn, identify
 from medark.sources.postgres.wal import format_lsn, parse_lsn, segment_name, segment_of
 from medark.util import clock
@@ -53,7 +61,8 @@ KIND = "group"
 @dataclass
 class GroupBackupOptions:
     name: str
-    dsn: Dsn
+    dsn: Dsn | None
+    """The PostgreSQL index (None: the index is `sqlite`)."""
     pacs: str
     root: str
     index_query: str | None = None
@@ -63,6 +72,28 @@ class GroupBackupOptions:
     base_backup: bool = False
     """Take a base backup first even when the repository holds one."""
     archive_timeout: float = 60.0
+    sqlite: str | None = None
+    """Orthanc's SQLite index file (instead of a PostgreSQL DSN)."""
+    stop_command: str | None = None
+    start_command: str | None = None
+    tmp_dir: str | None = None
+    """Where the SQLite index is copied before it is stored (the cache's tmp/)."""
+
+
+@dataclass
+class TakenPoint:
+    """The database point, whichever the database: what the record, the tree and the
+    scan need of it."""
+
+    references: list[Reference]
+    database: dict[str, Any]
+    """The record's `database` document."""
+    nodes: list[Node] = field(default_factory=list)
+    """More nodes of the group's tree (the SQLite copy)."""
+    excludes: list[str] = field(default_factory=list)
+    """Paths the scan leaves out (the live SQLite index when under the storage root)."""
+    warning: str = ""
+    """The PACS's start_command failed (the point is good; the PACS may be down)."""
 
 
 @dataclass
@@ -96,6 +127,31 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     t0 = clock.monotonic()
     host = options.host or socket.gethostname()
     root = posixpath.normpath(options.root)
+    point = (_sqlite_point(repo, options, root, progress) if options.sqlite is not None
+             else _postgres_point(repo, options, root, host, progress))
+    previous = group_snapshots(all_snapshots(repo), options.name)
+    catalog = CatalogBuilder(repo, repo.config.chunker, repo.flush)  # dicom find/restore
+    files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"], host=host,
+                                       excluder=Excluder.from_options(point.excludes, []),
+                                       observer=catalog), progress).run()
+    result = reconcile(repo, root, point.references, files.snapshot,
+                       previous[-1] if previous else None)
+    record = _record(options, point, root, files.snapshot, result)
+    snapshot = _save_group(repo, options, host, started, files.snapshot, result, point,
+                           record, progress)
+    summary = {"message_type": "summary", "source": "group", "snapshot_id": snapshot.id,
+               **record,
+               "after_point": result.after_point, "filled": result.filled,
+               "missing": result.missing, "outside": result.outside,
+               "files_errors": files.errors, "start_error": point.warning or None,
+               "total_duration": round(clock.monotonic() - t0, 3)}
+    return GroupResult(snapshot, summary, files)
+
+
+def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, host: str,
+                    progress: Progress) -> TakenPoint:
+    """Phases 1 to 3 on PostgreSQL: a base backup if none, the point, its WAL archived."""
+    assert options.dsn is not None
     identity = identify(options.dsn)
     base_id = None
     if options.base_backup or not pg_base_backups(all_snapshots(repo), identity.system_id):
@@ -109,25 +165,40 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
                       "segment of the point to fill or to be streamed")
     _wait_for_point(repo, identity.system_id, identity.timeline, identity.segment_size,
                     point.lsn, point.past, options.archive_timeout, progress)
-    previous = group_snapshots(all_snapshots(repo), options.name)
-    catalog = CatalogBuilder(repo, repo.config.chunker, repo.flush)  # dicom find/restore
-    files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"],
-                                       host=host, observer=catalog), progress).run()
-    result = reconcile(repo, root, point.references, files.snapshot,
-                       previous[-1] if previous else None)
     bases = [b for b in pg_base_backups(all_snapshots(repo), identity.system_id)
              if parse_lsn(str(b.source.get("stop_lsn", "0/0"))) <= point.lsn]
-    record = _record(options, identity.system_id, identity.timeline, point, root,
-                     files.snapshot, bases[-1].id if bases else base_id, result)
-    snapshot = _save_group(repo, options, host, started, files.snapshot, result, point,
-                           record, progress)
-    summary = {"message_type": "summary", "source": "group", "snapshot_id": snapshot.id,
-               **record,
-               "after_point": result.after_point, "filled": result.filled,
-               "missing": result.missing, "outside": result.outside,
-               "files_errors": files.errors,
-               "total_duration": round(clock.monotonic() - t0, 3)}
-    return GroupResult(snapshot, summary, files)
+    return TakenPoint(point.references, {
+        "kind": "postgres", "system_id": identity.system_id, "timeline": identity.timeline,
+        "lsn": format_lsn(point.lsn), "time": clock.format_time(point.time),
+        "base_backup": bases[-1].id if bases else base_id})
+
+
+def _sqlite_point(repo: Repository, options: GroupBackupOptions, root: str,
+                  progress: Progress) -> TakenPoint:
+    """On SQLite: the PACS stopped, its index copied, started again; the copy stored in
+    the group's tree (database/NAME), then removed."""
+    assert options.sqlite is not None
+    index = posixpath.normpath(os.path.abspath(options.sqlite))
+    point = take_sqlite_point(index, options.pacs, root, options.index_query,
+                              stop_command=options.stop_command,
+                              start_command=options.start_command, tmp_dir=options.tmp_dir)
+    if point.start_error:
+        progress.warn(f"{point.start_error}: the PACS may be down, start it by hand "
+                      "(the point is taken)")
+    try:
+        node = database_node(repo, point.copy, posixpath.basename(index), progress)
+    finally:
+        os.unlink(point.copy)
+    inside = index.startswith(root.rstrip("/") + "/")
+    return TakenPoint(
+        point.references,
+        {"kind": "sqlite", "path": index, "time": clock.format_time(point.time),
+         "size": point.size, "stopped": point.stopped},
+        nodes=[node],
+        # the live index under the storage root is not the point's (a restored stale
+        # index-wal beside the copy would even be replayed onto it)
+        excludes=[index + suffix for suffix in ("", *SIDE_FILES)] if inside else [],
+        warning=point.start_error)
 
 
 def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, lsn: int,
@@ -198,14 +269,11 @@ def _previous_tree(repo: Repository, files: Snapshot, previous: Snapshot | None
     return None
 
 
-def _record(options: GroupBackupOptions, system_id: str, timeline: int,
-            point: DatabasePoint, root: str, files: Snapshot, base: str | None,
+def _record(options: GroupBackupOptions, point: TakenPoint, root: str, files: Snapshot,
             result: Reconciled) -> dict[str, Any]:
     return {
         "kind": KIND, "group": options.name, "pacs": options.pacs, "root": root,
-        "database": {"kind": "postgres", "system_id": system_id, "timeline": timeline,
-                     "lsn": format_lsn(point.lsn), "time": clock.format_time(point.time),
-                     "base_backup": base},
+        "database": point.database,
         "files_snapshot": files.id,
         "counts": {"references": len(point.references), "referenced": result.referenced,
                    "present": result.referenced + len(result.after_point),
@@ -215,7 +283,7 @@ def _record(options: GroupBackupOptions, system_id: str, timeline: int,
 
 
 def _save_group(repo: Repository, options: GroupBackupOptions, host: str, started: Any,
-                files: Snapshot, result: Reconciled, point: DatabasePoint,
+                files: Snapshot, result: Reconciled, point: TakenPoint,
                 record: dict[str, Any], progress: Progress) -> Snapshot:
     tree = graft(repo, files.tree, result.additions)
     nodes = [
@@ -224,6 +292,7 @@ def _save_group(repo: Repository, options: GroupBackupOptions, host: str, starte
         list_node(repo, "after-point", result.after_point, progress),
         list_node(repo, "filled", result.filled, progress),
         list_node(repo, "missing", result.missing + result.outside, progress),
+        *point.nodes,
     ]
     root = save_tree(repo, sorted(nodes, key=lambda n: n.name))
     repo.flush()

@@ -7,6 +7,9 @@ that backup's start up to and past the LSN, and its files snapshot. The policy j
 each snapshot in its own host/paths group, so it may drop a base backup or a files
 snapshot that a point it keeps still needs; these are held here, one reason each. A point
 the policy (or the command line) removes holds nothing: its parts are judged as usual.
+
+A point on SQLite (Orthanc's index copied into the point's own tree) needs no base backup
+and no WAL: only its files snapshot is held, as for any point.
 """
 
 from __future__ import annotations
@@ -41,9 +44,14 @@ class PointNeeds:
     """First WAL segment the point needs (its base backup's start)."""
     wal_to: str
     """The segment of the point's LSN (recovery reads the record after the point)."""
+    kind: str = "postgres"
+    """The point's database: postgres, or sqlite (self-contained: no base backup, no
+    WAL, no LSN)."""
 
     @property
     def problem(self) -> str | None:
+        if self.kind == "sqlite":
+            return None
         if self.lsn == 0:
             return "its record names no database point (LSN): it cannot be restored"
         if self.base_backup is None:
@@ -54,7 +62,8 @@ class PointNeeds:
 
     def public(self) -> dict[str, Any]:
         return {"id": self.point.id, "short_id": self.point.short_id,
-                "group": self.point.source.get("group"), "lsn": format_lsn(self.lsn),
+                "group": self.point.source.get("group"), "database": self.kind,
+                "lsn": format_lsn(self.lsn) if self.kind == "postgres" else None,
                 "system_id": self.system_id,
                 "base_backup": self.base_backup.id if self.base_backup else None,
                 "wal_from": self.wal_from, "wal_to": self.wal_to,
@@ -81,6 +90,10 @@ class GroupHolds:
 def point_needs(every: list[Snapshot], point: Snapshot) -> PointNeeds:
     database = point.source.get("database")
     database = database if isinstance(database, dict) else {}
+    files = str(point.source.get("files_snapshot") or "")
+    if database.get("kind") == "sqlite":  # its index is in its own tree
+        return PointNeeds(point, "", 0, None, files, any(s.id == files for s in every),
+                          None, "", kind="sqlite")
     system_id = str(database.get("system_id") or "?")
     try:
         lsn = parse_lsn(str(database.get("lsn") or ""))
@@ -96,7 +109,6 @@ def point_needs(every: list[Snapshot], point: Snapshot) -> PointNeeds:
         start = parse_lsn(str(base.source["start_lsn"]))
         wal_from = segment_name(int(base.source.get("timeline") or timeline),
                                 segment_of(start, size), size)
-    files = str(point.source.get("files_snapshot") or "")
     return PointNeeds(point, system_id, lsn, base, files,
                       any(s.id == files for s in every), wal_from,
                       segment_name(timeline, segment_of(lsn, size), size))
@@ -121,7 +133,8 @@ def group_holds(every: list[Snapshot], gone: set[str]) -> GroupHolds:
     for snap_id, (role, needs) in users.items():
         first = needs[0]
         more = f" and {len(needs) - 1} newer" if len(needs) > 1 else ""
+        at = (f"LSN {format_lsn(first.lsn)}" if first.kind == "postgres" else
+              f"SQLite index at {first.point.source['database'].get('time')}")
         holds.held[snap_id] = (f"the {role} of group point {first.point.short_id}{more} "
-                               f"(group {first.point.source.get('group')}, LSN "
-                               f"{format_lsn(first.lsn)})")
+                               f"(group {first.point.source.get('group')}, {at})")
     return holds

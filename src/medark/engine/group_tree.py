@@ -5,6 +5,9 @@
     after-point   files present but not referenced (written after the point), one a line
     filled        references missing from the scan, taken from the previous snapshot
     missing       references neither scanned nor found in the previous snapshot
+    database/     a point on SQLite only: the copy of the index, one file under the
+                  index's own name (e.g. database/index); a PostgreSQL point's database
+                  is in its base backup and WAL archive instead
 
 Grafting copies nodes (their chunk ids), never data: a filled file costs one tree blob
 per directory on its path."""
@@ -25,6 +28,7 @@ from medark.snapshot.store import SnapshotRepo, load_tree, save_tree
 from medark.util.progress import Progress
 
 FILES = "files"
+DATABASE = "database"
 LISTS = ("references", "after-point", "filled", "missing")
 DIR_MODE = stat.S_IFDIR | 0o755
 
@@ -119,3 +123,22 @@ def files_tree(repo: SnapshotRepo, group_tree: bytes) -> bytes:
     if node is None or node.subtree is None:
         raise RepositoryCorrupt("the group's tree has no files directory")
     return node.subtree
+
+
+def database_node(repo: Repository, copy: str, name: str, progress: Progress) -> Node:
+    """`database/NAME` holding the file `copy`, streamed (an index of gigabytes is never
+    read into memory)."""
+    with open(copy, "rb") as stream:
+        node, _counts = backup_stream(repo, stream, name, progress=progress)
+    return Node(name=DATABASE, type="dir", mode=DIR_MODE, subtree=save_tree(repo, [node]))
+
+
+def database_file(repo: SnapshotRepo, group_tree: bytes) -> Node:
+    """The copied index of a point on SQLite (the one file under database/)."""
+    node = next((n for n in load_tree(repo, group_tree) if n.name == DATABASE), None)
+    files = [] if node is None or node.subtree is None else [
+        n for n in load_tree(repo, node.subtree) if n.type == "file"]
+    if len(files) != 1:
+        raise RepositoryCorrupt("the group's tree has no database/ file (the copy of its "
+                                "SQLite index)")
+    return files[0]

@@ -8,7 +8,10 @@ reads the restored index's file references and compares them with the restored f
 Every index row must have its file; files without a row (written after the point) are
 counted, not failed. The pair's time, from the start of the restore to the check's
 answer, is its RTO; the restored server then goes through the same checks as any
-restored database (restore_db.verify_database)."""
+restored database (restore_db.verify_database).
+
+A point on Orthanc's SQLite index restores without a server: `group restore` writes the
+index file into the throwaway directory and `group check --index-sqlite` reads it."""
 
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ GROUP_INCOMPLETE = 35
 
 @dataclass(frozen=True)
 class RestoredGroup:
-    server: SandboxServer
+    server: SandboxServer | None
+    """None for a point on SQLite (a file, no server)."""
     point: str
     files: int
     bytes: int
@@ -52,6 +56,9 @@ def restore_group(plan: str, name: str, database: Source, files: Source, data_di
     """Restore the plan's newest point of group `name` (the database into `data_dir`,
     the files under `files_target`) and check the pair."""
     t0 = clock.monotonic()
+    if database.type == "sqlite":
+        return _restore_sqlite(plan, name, files, data_dir, files_target, env, launcher,
+                               medark, t0)
     port = free_port()
     out = _medark(launcher, [*medark, "--json", "group", "restore", "--plan", plan,
                              "--group", name, "--target-dir", str(data_dir),
@@ -67,21 +74,52 @@ def restore_group(plan: str, name: str, database: Source, files: Source, data_di
         float(db.get("ready_seconds") or 0), major=_major(db.get("backup") or {}),
         database=source_dsn.params.get("dbname", "postgres"))
     check = _check(doc, files, server, source_dsn, env, launcher, medark)
-    rows = check["rows_without_files"]
-    if rows:
-        raise RestoreTestFailed(f"group {name}: the restored index names {len(rows)} "
-                                f"file(s) the restored files lack (first: {rows[0]})")
-    evidence = {"restore": "group", "group": name, "point": doc["snapshot_id"],
-                "lsn": doc["point"]["lsn"], "point_time": doc["point"]["time"],
-                "recovery_target": db.get("recovery_target"),
-                "check": {"references": check["references"], "files": check["files"],
-                          "rows_without_files": len(rows),
-                          "files_without_rows": len(check["files_without_rows"])},
-                "rto_seconds": round(clock.monotonic() - t0, 3)}
+    evidence = _evidence(name, doc, check, t0)
     # files: the regular files under the restored root (the restore also counts the
     # directories above it)
     return RestoredGroup(server, str(doc["snapshot_id"]), int(check["files"]),
                          int(restored.get("bytes_restored") or 0), evidence)
+
+
+def _restore_sqlite(plan: str, name: str, files: Source, data_dir: Path, files_target: Path,
+                    env: dict[str, str], launcher: Launcher, medark: list[str], t0: float
+                    ) -> RestoredGroup:
+    """The point's SQLite index into `data_dir`, its files under `files_target`, then
+    `group check --index-sqlite` of that pair."""
+    what = f"restoring group {name}"
+    doc = _last_json(_medark(launcher, [*medark, "--json", "group", "restore", "--plan", plan,
+                                        "--group", name, "--target-dir", str(data_dir),
+                                        "--files-target", str(files_target)], env,
+                             what).stdout, what)
+    query = ["--index-query", files.index_query] if files.index_query else []
+    what = f"checking the restored group {name}"
+    check = _last_json(_medark(
+        launcher, [*medark, "--json", "group", "check", str(doc["snapshot_id"]),
+                   "--index-sqlite", str(doc["database"]["index"]), "--files-root",
+                   str(doc["files_root"]), *query], env, what,
+        accept=(GROUP_INCOMPLETE,)).stdout, what)
+    evidence = _evidence(name, doc, check, t0)
+    return RestoredGroup(None, str(doc["snapshot_id"]), int(check["files"]),
+                         int(doc["files"].get("bytes_restored") or 0)
+                         + int(doc["database"].get("bytes") or 0), evidence)
+
+
+def _evidence(name: str, doc: dict[str, Any], check: dict[str, Any], t0: float
+              ) -> dict[str, Any]:
+    """The step's evidence; fails the test when an index row has no file."""
+    rows = check["rows_without_files"]
+    if rows:
+        raise RestoreTestFailed(f"group {name}: the restored index names {len(rows)} "
+                                f"file(s) the restored files lack (first: {rows[0]})")
+    db = doc["database"]
+    return {"restore": "group", "group": name, "point": doc["snapshot_id"],
+            "database": db.get("kind", "postgres"), "lsn": doc["point"]["lsn"],
+            "point_time": doc["point"]["time"],
+            "recovery_target": db.get("recovery_target"),
+            "check": {"references": check["references"], "files": check["files"],
+                      "rows_without_files": len(rows),
+                      "files_without_rows": len(check["files_without_rows"])},
+            "rto_seconds": round(clock.monotonic() - t0, 3)}
 
 
 def _check(doc: dict[str, Any], files: Source, server: SandboxServer, source_dsn: Dsn,

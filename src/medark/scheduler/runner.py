@@ -114,11 +114,18 @@ def backup_steps(config: MedarkConfig, plan_name: str,
 
 def _group_step(name: str, database: Source, files: Source, base: list[str],
                 tags: list[str], env: dict[str, str]) -> Step:
-    """`group backup` of a PACS's index and files (docs/pacs.md)."""
+    """`group backup` of a PACS's index and files (docs/pacs.md): the PostgreSQL index
+    by its DSN (in the environment), Orthanc's SQLite index by its file and the commands
+    stopping and starting Orthanc around its copy."""
     query = ["--index-query", files.index_query] if files.index_query else []
-    return Step(f"group {name}", [*base, "group", "backup", "--name", name, "--pacs",
-                                  files.pacs or "", "--root", files.paths[0], *query, *tags],
-                {**env, "MEDARK_PG_DSN": database.dsn or ""})
+    argv = [*base, "group", "backup", "--name", name, "--pacs", files.pacs or "", "--root",
+            files.paths[0], *query]
+    if database.type == "sqlite":
+        commands = ["--stop-command", database.stop_command, "--start-command",
+                    database.start_command or ""] if database.stop_command else []
+        return Step(f"group {name}", [*argv, "--sqlite", database.paths[0], *commands,
+                                      *tags], env)
+    return Step(f"group {name}", [*argv, *tags], {**env, "MEDARK_PG_DSN": database.dsn or ""})
 
 
 RETENTION_FLAGS = {"last": "--keep-last", "hourly": "--keep-hourly", "daily": "--keep-daily",

@@ -3,7 +3,8 @@
 a group point without the base backup, the WAL or the files snapshot the point restores
 from. Each selected point brings its parts, by the rule `forget` keeps them by
 (engine/group_retention.point_needs: the newest base backup of its cluster that ended at
-or before the point's LSN, the WAL from that backup's start to the point's segment)."""
+or before the point's LSN, the WAL from that backup's start to the point's segment). A
+point on SQLite holds its index in its own tree: it brings its files snapshot only."""
 
 from __future__ import annotations
 

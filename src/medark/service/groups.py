@@ -3,7 +3,9 @@ configuration, the group point a restore wants, and the restore of both stores t
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,14 +13,15 @@ from typing import Any
 from medark.config.groups import groups_of
 from medark.config.plans import MedarkConfig, Source
 from medark.engine.group_backup import group_snapshots
-from medark.engine.group_tree import files_tree
+from medark.engine.group_tree import database_file, files_tree
 from medark.engine.pg_window import Target
 from medark.engine.restore import RestoreOptions, restore
-from medark.errors import ObjectNotFound, TargetOutOfRange, UsageError
+from medark.errors import IntegrityError, ObjectNotFound, TargetOutOfRange, UsageError
 from medark.repo.repository import Repository
 from medark.service import pg
 from medark.snapshot.model import Snapshot
-from medark.snapshot.store import all_snapshots, find_snapshot
+from medark.snapshot.store import SnapshotRepo, all_snapshots, find_snapshot
+from medark.sources.pacs.sqlite_point import SIDE_FILES
 from medark.sources.postgres.wal import parse_lsn
 from medark.util import clock
 from medark.util.progress import Progress
@@ -97,23 +100,72 @@ class GroupRestoreRequest:
 
 def restore_group(repo: Repository, point: Snapshot, request: GroupRestoreRequest,
                   progress: Progress) -> dict[str, Any]:
-    """The database to the point's LSN (never later than the files), then the files as
-    the point holds them (the scan with the filled files)."""
+    """The database to the point's LSN (never later than the files), or the copy of
+    its SQLite index; then the files as the point holds them (the scan with the filled
+    files)."""
     record = point.source
     database = record["database"]
-    lsn = parse_lsn(str(database["lsn"]))
-    request.database.target = Target("lsn", lsn=lsn)
-    request.database.system_id = str(database["system_id"])
-    chosen, _system = pg.plan_restore(repo, request.database)
-    db = pg.run_restore(repo, request.database, chosen)
+    if database.get("kind") == "sqlite":
+        if request.database.start:
+            raise UsageError("this point's index is Orthanc's SQLite file: there is no "
+                             "server to start (drop --start; start Orthanc on the "
+                             "restored index and files)")
+        db = write_index(repo, point, request.database.target_dir)
+    else:
+        lsn = parse_lsn(str(database["lsn"]))
+        request.database.target = Target("lsn", lsn=lsn)
+        request.database.system_id = str(database["system_id"])
+        chosen, _system = pg.plan_restore(repo, request.database)
+        db = pg.run_restore(repo, request.database, chosen)
     files = Snapshot(time=point.time, tree=files_tree(repo, point.tree),
                      paths=[str(record["root"])], hostname=point.hostname, id=point.id)
     target = os.path.abspath(request.files_target)
     summary = restore(repo, files, RestoreOptions(target=target, workers=request.workers),
                       progress)
     return {"message_type": "group_restore", "group": record["group"],
-            "snapshot_id": point.id, "point": {"lsn": database["lsn"],
+            "snapshot_id": point.id, "point": {"lsn": database.get("lsn"),
                                                "time": database["time"]},
             "database": db, "files": summary.public(), "counts": record["counts"],
             "files_root": os.path.join(target, str(record["root"]).lstrip("/")),
             "_summary": summary}
+
+
+def write_index(repo: SnapshotRepo, point: Snapshot, target_dir: str) -> dict[str, Any]:
+    """The point's copy of its SQLite index into `target_dir` under the index's own name:
+    written beside as a temporary file, synced, then renamed (mode 0600: patient data).
+    An index (or a -wal, -shm, -journal of one) already there is never replaced: SQLite
+    would replay a stale -wal onto the restored file."""
+    node = database_file(repo, point.tree)
+    directory = os.path.abspath(target_dir)
+    target = os.path.join(directory, node.name)
+    for path in (target, *(target + suffix for suffix in SIDE_FILES)):
+        if os.path.lexists(path):
+            raise UsageError(f"{path} already exists: restore the index into another "
+                             "--target-dir, or move it away first")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{node.name}.", dir=directory)
+    try:
+        size = 0
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            for blob in node.content:  # one chunk at a time: an index of gigabytes
+                data = repo.load_blob(blob)
+                out.write(data)
+                size += len(data)
+            out.flush()
+            os.fsync(out.fileno())
+        if size != node.size:
+            raise IntegrityError(f"the point's index copy holds {size} bytes, its tree "
+                                 f"records {node.size}")
+        os.rename(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return {"kind": "sqlite", "index": target, "bytes": size,
+            "source_path": point.source["database"].get("path")}

@@ -20,7 +20,7 @@ from medark.cli.command import Command
 from medark.cli.parser import add_actions, add_new_tags, target_time
 from medark.cli.plan_options import add_config_option
 from medark.config import environment as env
-from medark.errors import GroupIncomplete, MedarkError, PartialBackup, UsageError
+from medark.errors import GroupIncomplete, MedarkError, PartialBackup, SourceError, UsageError
 from medark.util.sizes import format_duration
 
 if TYPE_CHECKING:
@@ -52,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--index-query", default=None, help="without PLAN, pacs sql: the query")
     b.add_argument("--dsn", default=None, help="without PLAN: the index database "
                    "(default: $MEDARK_PG_DSN)")
+    b.add_argument("--sqlite", default=None, metavar="FILE",
+                   help="without PLAN: Orthanc's SQLite index file instead of a DSN "
+                        "(copied while Orthanc is stopped)")
+    b.add_argument("--stop-command", default=None, metavar="COMMAND",
+                   help="with --sqlite: shell command stopping the PACS before the copy")
+    b.add_argument("--start-command", default=None, metavar="COMMAND",
+                   help="with --sqlite: shell command starting it again (always run)")
     add_new_tags(b)
     b.add_argument("--host", default="", help="hostname recorded in the snapshots")
     b.add_argument("--base-backup", action="store_true",
@@ -67,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--time", metavar="TS", help="the newest point at or before this "
                    "moment (ISO 8601; without a zone: UTC)")
     r.add_argument("--target-dir", required=True, metavar="DIR",
-                   help="new (or empty) directory for the database's data directory")
+                   help="new (or empty) directory for the database's data directory "
+                        "(a point on SQLite: the directory its index file is written to)")
     r.add_argument("--files-target", required=True, metavar="DIR",
                    help="directory the files are restored under (at their absolute paths)")
     r.add_argument("--start", action="store_true",
@@ -109,6 +117,8 @@ def _backup(ctx: Context) -> int:
     from medark.engine.group_backup import group_backup
 
     options = _backup_options(ctx.args)
+    if options.sqlite is not None and ctx.cache_dir is not None:
+        options.tmp_dir = str(ctx.cache_dir / "tmp")  # the index copy, until it is stored
     with ctx.repository(lock="shared", command="group backup") as repo:
         progress = ctx.progress("group backup")
         try:
@@ -120,8 +130,11 @@ def _backup(ctx: Context) -> int:
         ctx.out.json(summary)
     else:
         counts, db = summary["counts"], summary["database"]
-        ctx.out.prose(f"group {summary['group']}: database point {db['lsn']} at {db['time']}"
-                      f" (cluster {db['system_id']}), files snapshot "
+        where = (f"database point {db['lsn']} at {db['time']} (cluster {db['system_id']})"
+                 if db["kind"] == "postgres" else
+                 f"SQLite index {db['path']} copied at {db['time']} ({db['size']} bytes"
+                 + (", the PACS stopped)" if db.get("stopped") else ")"))
+        ctx.out.prose(f"group {summary['group']}: {where}, files snapshot "
                       f"{summary['files_snapshot'][:8]}")
         ctx.out.prose(f"{counts['references']} index references: {counts['referenced']} "
                       f"present, {counts['filled']} filled from the previous snapshot, "
@@ -130,6 +143,11 @@ def _backup(ctx: Context) -> int:
         _paths(ctx, "filled", summary["filled"])
         ctx.out.prose(f"group snapshot {summary['snapshot_id'][:8]} saved in "
                       f"{format_duration(summary['total_duration'])}")
+    if summary.get("start_error"):  # the point is saved, the PACS may be down
+        restart = SourceError(f"the point was saved, but {summary['start_error']}: the "
+                              "PACS may be down, start it by hand")
+        restart.in_output = ctx.out.as_json
+        raise restart
     verdict = done.files.verdict
     if verdict is not None and verdict.suspicious:  # the scan looks like ransomware
         raise alert(ctx, done.files.snapshot, verdict, done.files.summary, done.files.errors)
@@ -158,16 +176,31 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
     from medark.sources.postgres.server import Dsn
 
     host = args.host or socket.gethostname()
+    if args.sqlite and args.dsn:
+        raise UsageError("--sqlite and --dsn are two different index databases: give one")
+    if (args.stop_command or args.start_command) and not args.sqlite:
+        raise UsageError("--stop-command and --start-command go with --sqlite (the PACS "
+                         "stopped while its SQLite index is copied)")
+    if bool(args.stop_command) != bool(args.start_command):
+        raise UsageError("--stop-command and --start-command go together (the PACS "
+                         "stopped for the copy is started again)")
     if args.plan is None:
-        dsn = args.dsn or env.PG_DSN.get()
+        # --sqlite wins over $MEDARK_PG_DSN (a variable the environment may carry)
+        dsn = None if args.sqlite else args.dsn or env.PG_DSN.get()
         missing = [flag for flag, value in (("--name", args.name), ("--pacs", args.pacs),
-                                            ("--root", args.root), ("--dsn", dsn))
+                                            ("--root", args.root),
+                                            ("--dsn or --sqlite", dsn or args.sqlite))
                    if not value]
         if missing:
             raise UsageError(f"give a PLAN (with --config), or {', '.join(missing)}")
-        return GroupBackupOptions(args.name, Dsn.parse(dsn or ""), args.pacs, args.root,
-                                  args.index_query, list(args.tag), host, args.pg_bin,
-                                  args.base_backup, args.archive_timeout)
+        return GroupBackupOptions(
+            args.name, Dsn.parse(dsn) if dsn else None, args.pacs, args.root,
+            args.index_query, list(args.tag), host, args.pg_bin, args.base_backup,
+            args.archive_timeout, sqlite=args.sqlite, stop_command=args.stop_command,
+            start_command=args.start_command)
+    if args.sqlite or args.dsn:
+        raise UsageError("with a PLAN the index comes from its configuration: drop "
+                         "--sqlite / --dsn")
     from medark.service.groups import plan_group
     from medark.service.plans import config_path, load_plans
 
@@ -176,10 +209,15 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
     records = config.systems[group.system].records  # forget keeps the legal minimum
     tags = [f"plan={group.plan}", f"system={group.system}",
             *([f"records={records}"] if records != "none" else []), *args.tag]
+    database = group.database
+    sqlite = database.type == "sqlite"
     return GroupBackupOptions(
-        group.name, Dsn.parse(group.database.dsn or ""), group.files.pacs or "",
-        group.root, group.files.index_query, tags, host, args.pg_bin, args.base_backup,
-        args.archive_timeout)
+        group.name, None if sqlite else Dsn.parse(database.dsn or ""),
+        group.files.pacs or "", group.root, group.files.index_query, tags, host,
+        args.pg_bin, args.base_backup, args.archive_timeout,
+        sqlite=database.paths[0] if sqlite else None,
+        stop_command=(args.stop_command or database.stop_command) if sqlite else None,
+        start_command=(args.start_command or database.start_command) if sqlite else None)
 
 
 def _paths(ctx: Context, what: str, paths: list[str]) -> None:
@@ -228,12 +266,17 @@ def _restore(ctx: Context) -> int:
         ctx.out.json(result)
     else:
         db, files = result["database"], result["files"]
-        ctx.out.prose(f"group {result['group']}, point {result['point']['lsn']} at "
-                      f"{result['point']['time']} (snapshot {result['snapshot_id'][:8]})")
-        ctx.out.prose(f"database: base backup {str(db['backup']['snapshot_id'])[:8]} to "
-                      f"{db['target_dir']}, recovery target {db['recovery_target']}"
-                      + (f", started on port {db['port']}" if db.get("started") else
-                         " (start the server on it to recover, or use --start)"))
+        ctx.out.prose(f"group {result['group']}, point "
+                      + (f"{result['point']['lsn']} " if result["point"]["lsn"] else "")
+                      + f"at {result['point']['time']} (snapshot {result['snapshot_id'][:8]})")
+        if db.get("kind") == "sqlite":
+            ctx.out.prose(f"database: SQLite index {db['index']} ({db['bytes']} bytes; "
+                          "give it to the PACS's user and point IndexDirectory at it)")
+        else:
+            ctx.out.prose(f"database: base backup {str(db['backup']['snapshot_id'])[:8]} "
+                          f"to {db['target_dir']}, recovery target {db['recovery_target']}"
+                          + (f", started on port {db['port']}" if db.get("started") else
+                             " (start the server on it to recover, or use --start)"))
         ctx.out.prose(f"files: {files['files_restored']} restored under "
                       f"{result['files_root']}")
     summary.raise_for_problems()
@@ -267,14 +310,17 @@ def _check(ctx: Context) -> int:
 
 def _references(args: argparse.Namespace, kind: str) -> list[Any]:
     from medark.sources.pacs.index import read_references
-    from medark.sources.pacs.orthanc import sqlite_references
+    from medark.sources.pacs.sqlite_point import sqlite_index_references
     from medark.sources.postgres.server import Dsn
 
     root = os.path.abspath(args.files_root)
     if args.index_sqlite:
-        if kind != "orthanc":
-            raise UsageError("--index-sqlite reads Orthanc's SQLite index (--pacs orthanc)")
-        return sqlite_references(args.index_sqlite)
+        if kind == "dcm4chee":
+            raise UsageError("--index-sqlite reads an SQLite index (--pacs orthanc or sql); "
+                             "dcm4chee's is not one")
+        if not os.path.isfile(args.index_sqlite):
+            raise UsageError(f"{args.index_sqlite}: no such index file")
+        return sqlite_index_references(args.index_sqlite, kind, root, args.index_query)
     with Dsn.parse(args.dsn).connect() as conn, conn.cursor() as cur:
         return read_references(cur, kind, root, args.index_query)
 
