@@ -40,7 +40,7 @@ end
 """
 IDLE = 2
 """Seconds after which this Orthanc closes an idle association."""
-FAST = Timeouts(connect=5, acse=10, dimse=30, network=30)
+FAST = Timeouts(connect=5, acse=30, dimse=30, network=30)
 
 
 @pytest.fixture(scope="module")
