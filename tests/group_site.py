@@ -17,8 +17,7 @@ PACS_PLAN = """\
 owner = "radiology"
 
 [[systems.pacs.sources]]
-type = "postgres"
-dsn = "{dsn}"
+{database}
 group = "{group}"
 
 [[systems.pacs.sources]]
@@ -38,12 +37,22 @@ retention = {{ daily = 7 }}
 
 
 def pacs_plan(dsn: str, storage: str | Path, pacs: str, group: str = "pacs",
-              files_extra: str = "", plan_extra: str = "") -> str:
+              files_extra: str = "", plan_extra: str = "", database: str | None = None
+              ) -> str:
     """System `pacs` (its index database and storage root in group `group`) and plan
     `pacs` on repository `local`; the extras are TOML lines added to the files source
-    and to the plan."""
-    return PACS_PLAN.format(dsn=dsn, storage=storage, pacs=pacs, group=group,
+    and to the plan. `database`: the database source's lines instead of a postgres
+    source on `dsn` (sqlite_source() gives Orthanc's SQLite index)."""
+    database = database or f'type = "postgres"\ndsn = "{dsn}"'
+    return PACS_PLAN.format(database=database, storage=storage, pacs=pacs, group=group,
                             files_extra=files_extra, plan_extra=plan_extra)
+
+
+def sqlite_source(index: str | Path, stop: str, start: str) -> str:
+    """The lines of a sqlite database source (Orthanc's index file, its service's stop
+    and start commands) for pacs_plan()."""
+    return (f'type = "sqlite"\npaths = ["{index}"]\nstop_command = "{stop}"\n'
+            f'start_command = "{start}"')
 
 
 @dataclass

@@ -14,6 +14,7 @@ one only when asked (`check_called_aet`), for the association-rejected tests.
         pacs.sop_instance_uids()            # SOPInstanceUIDs it holds
         pacs.instance_file(sop_uid)         # the stored file's bytes
         pacs.peer                           # "ORTHANC@127.0.0.1:<dicom port>"
+        stop, start = pacs.service_commands()  # as systemctl stop/start orthanc
     data_set(part10_bytes)                  # the bytes after the file meta, to compare
 """
 
@@ -22,12 +23,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +112,11 @@ class OrthancServer:
         return self.base / "orthanc.log"
 
     @property
+    def pid_path(self) -> Path:
+        """The running Orthanc's pid (the test's child, or one a start command started)."""
+        return self.base / "orthanc.pid"
+
+    @property
     def index_dsn(self) -> str | None:
         """The PostgreSQL index's DSN (None for SQLite, which lives in storage_dir)."""
         if self.pg_database is None:
@@ -169,13 +177,48 @@ class OrthancServer:
                                           stdin=subprocess.DEVNULL, cwd=self.base)
         finally:
             log.close()
+        self.pid_path.write_text(str(self._proc.pid))
         self._http = httpx.Client(base_url=self.http_url, timeout=30.0)
         wait_for(self._answers, timeout=timeout, what="Orthanc's /system",
                  detail=self.log)
 
+    def service_commands(self) -> tuple[str, str]:
+        """(stop, start): shell commands stopping and starting this Orthanc as a service
+        manager does (`systemctl stop orthanc` returns once it has exited), for `group
+        backup --stop-command/--start-command`. The one started is not the test's child:
+        `reattached()` waits for it to answer, stop() ends it by its pid file."""
+        stop, start = self.base / "stop-orthanc.sh", self.base / "start-orthanc.sh"
+        pid = self.pid_path
+        stop.write_text(f"""#!/bin/sh
+pid=$(cat '{pid}') || exit 1
+kill -TERM "$pid" 2>/dev/null || exit 0
+i=0  # until it has exited (the test's own child stays a zombie until it is reaped)
+while [ -e /proc/$pid ] && ! grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null; do
+  i=$((i + 1)); [ $i -gt 600 ] && echo "Orthanc $pid did not stop" >&2 && exit 1
+  sleep 0.05
+done
+""")
+        start.write_text(f"""#!/bin/sh
+cd '{self.base}' || exit 1
+'{ORTHANC}' --no-jobs '{self.config_path}' >>'{self.log_path}' 2>&1 </dev/null &
+echo $! >'{pid}'
+""")
+        stop.chmod(0o755)
+        start.chmod(0o755)
+        return str(stop), str(start)
+
+    def reattached(self, timeout: float = 60.0) -> None:
+        """After a start command: the Orthanc it started answers (the test's own child,
+        stopped, is reaped)."""
+        if self._proc is not None:
+            self._proc.wait(timeout=20)
+            self._proc = None
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.http_url, timeout=30.0)
+        wait_for(self._answers, timeout=timeout, what="Orthanc's /system", detail=self.log)
+
     def _answers(self) -> bool:
-        assert self._proc is not None
-        if self._proc.poll() is not None:
+        if self._proc is not None and self._proc.poll() is not None:
             raise RuntimeError(f"Orthanc exited with {self._proc.returncode}: {self.log()}")
         try:
             return self.get("/system").get("DicomAet") == self.aet
@@ -194,6 +237,33 @@ class OrthancServer:
                 self._proc.kill()
                 self._proc.wait(timeout=10)
         self._proc = None
+        self._stop_detached()
+
+    def _stop_detached(self) -> None:
+        """An Orthanc a start command left running (not our child: no wait(), its /proc
+        entry goes when init reaps it)."""
+        try:
+            pid = int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return
+        self.pid_path.unlink()
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 20
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """Gone at once, as a crash or a destroyed host (a graceful stop takes seconds)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+        with suppress(OSError, ValueError):
+            os.kill(int(self.pid_path.read_text()), signal.SIGKILL)
+        self.stop()
 
     def log(self) -> str:
         try:
