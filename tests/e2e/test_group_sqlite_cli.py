@@ -100,6 +100,9 @@ def test_a_point_on_sqlite_restores_orthanc_whole(cli: Cli, tmp_path: Path) -> N
     assert check.json()["references"] == counts["references"]
     assert cli("--json", "group", "check", doc["snapshot_id"]).json()[
         "rows_without_files"] == []
+    twice = cli("group", "restore", doc["snapshot_id"], "--target-dir", restored_dir,
+                "--files-target", tmp_path / "elsewhere", check=False)
+    assert twice.returncode == 2 and "index already exists" in twice.stderr, twice.stderr
 
     # the plan's restore test restores the pair without a server and checks it
     verified = cli("--json", "verify", "pacs", "--config", config, "--catalog",
