@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +28,16 @@ DEFAULT_EXAMPLES = {"key_file": 80, "pg_base_tar": 60, "xbstream_guard": 60,
 JSON_TARGETS = {"tree", "snapshot", "key_file", "repo_config", "lock_file", "hold_record",
                 "wal_record", "binlog_record"}
 TEXT_TARGETS = {"plan_config", "binlog_info"}
+
+@pytest.fixture(autouse=True)
+def _tracing_ends_with_the_test() -> Iterator[None]:
+    """The harness traces allocations (run_one); left on, tracemalloc would slow every
+    later test of this worker process several times over."""
+    was_tracing = tracemalloc.is_tracing()
+    yield
+    if not was_tracing:
+        tracemalloc.stop()
+
 
 BIG = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 0xFFFF_FFFF_FFFF_FFFF]
 """Values written over length fields: a parser must not believe them."""
