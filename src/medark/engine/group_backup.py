@@ -126,7 +126,7 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     started = clock.now()
     t0 = clock.monotonic()
     host = options.host or socket.gethostname()
-    root = posixpath.normpath(options.root)
+    root = posixpath.normpath(os.path.abspath(options.root))  # as the scan records it
     point = (_sqlite_point(repo, options, root, progress) if options.sqlite is not None
              else _postgres_point(repo, options, root, host, progress))
     previous = group_snapshots(all_snapshots(repo), options.name)

@@ -143,18 +143,18 @@ def _backup(ctx: Context) -> int:
         _paths(ctx, "filled", summary["filled"])
         ctx.out.prose(f"group snapshot {summary['snapshot_id'][:8]} saved in "
                       f"{format_duration(summary['total_duration'])}")
-    if summary.get("start_error"):  # the point is saved, the PACS may be down
-        restart = SourceError(f"the point was saved, but {summary['start_error']}: the "
-                              "PACS may be down, start it by hand")
-        restart.in_output = ctx.out.as_json
-        raise restart
     verdict = done.files.verdict
     if verdict is not None and verdict.suspicious:  # the scan looks like ransomware
         raise alert(ctx, done.files.snapshot, verdict, done.files.summary, done.files.errors)
     missing = summary["missing"] + summary["outside"]
+    for path in missing[:SHOWN] if not ctx.out.as_json else []:
+        ctx.out.warn(f"missing: {path}")
+    if summary.get("start_error"):  # the point is saved, the PACS may be down: first
+        restart = SourceError(f"the point was saved, but {summary['start_error']}: the "
+                              "PACS may be down, start it by hand")
+        restart.in_output = ctx.out.as_json
+        raise restart
     if missing:
-        for path in missing[:SHOWN] if not ctx.out.as_json else []:
-            ctx.out.warn(f"missing: {path}")
         error = GroupIncomplete(f"{len(missing)} file(s) the index references at the point "
                                 "are in neither the scan nor the previous snapshot (the "
                                 "point was saved; they are listed)")
