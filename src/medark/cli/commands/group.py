@@ -6,6 +6,8 @@ file references), then the files, and saves a group snapshot tying them together
 `group restore` brings both back to that point (the database's recovery target is the
 point's LSN, never later than the files); `group check` lists index rows without files
 and files without index rows, for a point in the repository or a restored pair.
+On Orthanc's SQLite index (`--sqlite`, a `sqlite` source) the point is a copy of the index
+taken while Orthanc is stopped, and `group restore` writes that file back.
 """
 
 from __future__ import annotations
