@@ -8,9 +8,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.config import environment as env
-from medark.config.plans import MedarkConfig
 from medark.errors import MedarkError, UsageError
 from medark.repo.compression import CompressionSpec
 from medark.repo.locks import HeldLock
@@ -19,6 +19,9 @@ from medark.repo.retention import LockPolicy
 from medark.storage.base import Backend
 from medark.storage.registry import open_backend
 from medark.storage.wrappers.ratelimit import Pacer, RateLimitedBackend
+
+if TYPE_CHECKING:  # the plan file's models (pydantic, ~100 ms to import): not for a backup
+    from medark.config.plans import MedarkConfig
 
 
 def default_cache_dir() -> Path:
