@@ -1,12 +1,17 @@
 """A scripted network device for tests: Debian's OpenSSH server (`/usr/sbin/sshd -D`)
 on a free loopback port, with its own host key, whose forced command is this file run
-as a fake vendor CLI (Huawei VRP or Cisco IOS flavour).
+as a fake vendor CLI: Huawei VRP ("huawei"), Cisco IOS ("cisco"), H3C Comware ("h3c")
+or Ruijie RGOS ("ruijie").
 
-The fake CLI prints a prompt, pages its output ("  ---- More ----" / " --More-- ", a
-key to go on) until the vendor's paging-off command is given, answers the configuration
-command with the text in `config.txt` plus a timestamp line that changes on every call,
-and says "Error: Unrecognized command" to anything else. Every command it received is
-appended to `commands.log` in its directory (the order a test can check).
+The fake CLI prints the vendor's login banner and prompt, pages its output
+("  ---- More ----" / " --More-- ", a key to go on, then erased as the vendor does)
+until the vendor's paging-off command is given, answers the configuration command with
+the text in `config.txt` framed by the vendor's header, including a timestamp line that
+changes on every call, and answers anything else with the vendor's error line. It
+answers the commands netmiko's device type sends while preparing the session (Comware:
+`screen-length disable` after an optional "Press Y or ENTER to continue" banner; RGOS:
+`terminal width 256`, `terminal length 0`). Every command it received is appended to
+`commands.log` in its directory (the order a test can check).
 
     with running_device(tmp, vendor="huawei") as dev:
         dev.port, dev.known_hosts, dev.client_key, dev.user
@@ -56,6 +61,44 @@ interface GigabitEthernet0/1
 !
 """ + "".join(f"interface GigabitEthernet0/{n}\n shutdown\n!\n" for n in range(2, 20)) + \
     "ntp server 10.0.0.1\nend\n"
+H3C_CONFIG = """#
+ version 7.1.070, Release 6309P01
+#
+ sysname H3C
+#
+ clock timezone Beijing add 08:00:00
+ clock protocol ntp
+#
+vlan 10
+ name HIS
+#
+vlan 20
+ name PACS
+#
+interface GigabitEthernet1/0/1
+ port link-mode bridge
+ description PACS storage
+ port access vlan 20
+#
+""" + "".join(f"interface GigabitEthernet1/0/{n}\n port link-mode bridge\n shutdown\n#\n"
+              for n in range(2, 20)) + " ntp-service unicast-server 10.0.0.1\n#\nreturn\n"
+RUIJIE_CONFIG = """version RGOS 10.4(3b17)p2 Release(185432)(Tue Jan 12 10:12:25 CST 2016 -ngcf67)
+hostname Ruijie
+!
+vlan 10
+ name HIS
+!
+vlan 20
+ name PACS
+!
+interface GigabitEthernet 0/1
+ switchport access vlan 20
+ description PACS storage
+!
+""" + "".join(f"interface GigabitEthernet 0/{n}\n shutdown\n!\n" for n in range(2, 20)) + \
+    "ntp server 10.0.0.1\n!\nend\n"
+CONFIGS = {"huawei": HUAWEI_CONFIG, "cisco": CISCO_CONFIG, "h3c": H3C_CONFIG,
+           "ruijie": RUIJIE_CONFIG}
 
 
 def can_run_sshd() -> str | None:
@@ -109,6 +152,8 @@ def _keygen(path: Path) -> None:
 
 @contextlib.contextmanager
 def running_device(workdir: Path, vendor: str = "huawei") -> Iterator[Device]:
+    if vendor not in CLIS:
+        raise ValueError(f"unknown vendor {vendor!r} (known: {', '.join(CLIS)})")
     workdir.mkdir(parents=True, exist_ok=True)
     host_key, client_key = workdir / "host_key", workdir / "client_key"
     _keygen(host_key)
@@ -117,7 +162,7 @@ def running_device(workdir: Path, vendor: str = "huawei") -> Iterator[Device]:
     port = _free_port()
     (workdir / "vendor").write_text(vendor)
     device = Device(workdir, port, vendor, workdir / "known_hosts", client_key)
-    device.set_config(HUAWEI_CONFIG if vendor == "huawei" else CISCO_CONFIG)
+    device.set_config(CONFIGS[vendor])
     pub = host_key.with_suffix(".pub").read_text().split()[:2]
     device.known_hosts.write_text(f"[127.0.0.1]:{port} {' '.join(pub)}\n")
     script = f"{sys.executable} {Path(__file__).resolve()} --serve {workdir}"
@@ -166,19 +211,70 @@ LogLevel ERROR
 
 # ---- the fake vendor CLI (run by sshd as the forced command) ------------------------
 
+@dataclass(frozen=True)
+class _Cli:
+    """How one vendor's CLI looks to netmiko."""
+
+    prompt: str
+    paging_off: str
+    show: str
+    greeting: str
+    more: str
+    erase: str
+    """What the CLI prints after a key to wipe the paging prompt."""
+    error: str
+    quiet: tuple[str, ...]
+    """Command prefixes accepted without an answer."""
+    paging_reply: str = ""
+    confirm: str = ""
+    """A banner question answered before the first prompt (Comware's header legal)."""
+
+
+_COMWARE_BANNER = (
+    "\r\n******************************************************************************"
+    "\r\n* Copyright (c) 2004-2026 New H3C Technologies Co., Ltd. All rights reserved.*"
+    "\r\n* Without the owner's prior written consent,                                 *"
+    "\r\n* no decompiling or reverse-engineering shall be allowed.                    *"
+    "\r\n******************************************************************************"
+    "\r\n\r\n")
+CLIS = {
+    "huawei": _Cli("<HIS-CORE>", "screen-length 0 temporary", "display current-configuration",
+                   "\r\nInfo: The max number of VTY users is 10.\r\n\r\n", "  ---- More ----",
+                   "\x1b[42D" + " " * 42 + "\x1b[42D",
+                   "                  ^\r\nError: Unrecognized command found at '^' "
+                   "position.\r\n", ("screen-width", "display"),
+                   paging_reply="Info: The configuration takes effect on the current user "
+                   "terminal interface only.\r\n"),
+    "cisco": _Cli("CORE-SW1#", "terminal length 0", "show running-config", "\r\n",
+                  " --More-- ", "\r", "% Invalid input detected at '^' marker.\r\n",
+                  ("terminal",)),
+    # Comware 7: a legal header asks to continue; `screen-length disable` answers nothing
+    "h3c": _Cli("<H3C>", "screen-length disable", "display current-configuration",
+                _COMWARE_BANNER, "  ---- More ----", "\x1b[16D" + " " * 16 + "\x1b[16D",
+                "                  ^\r\n % Unrecognized command found at '^' position.\r\n",
+                ("display",), confirm="Press Y or ENTER to continue, N to exit.\r\n"),
+    # RGOS: netmiko sends `terminal width 256`, then `terminal length 0`
+    "ruijie": _Cli("Ruijie#", "terminal length 0", "show running-config", "\r\n",
+                   " --More-- ", "\x08" * 10 + " " * 10 + "\x08" * 10,
+                   "% Unknown command.\r\n", ("terminal",)),
+}
+
+
 def _serve(workdir: Path) -> None:
     vendor = (workdir / "vendor").read_text()
-    huawei = vendor == "huawei"
-    prompt = "<HIS-CORE>" if huawei else "CORE-SW1#"
-    paging_off = "screen-length 0 temporary" if huawei else "terminal length 0"
-    show = "display current-configuration" if huawei else "show running-config"
-    more = "  ---- More ----" if huawei else " --More-- "
+    cli = CLIS[vendor]
     paging = True
     out = sys.stdout
     reader = _Terminal()
-    out.write("\r\nInfo: The max number of VTY users is 10.\r\n\r\n" if huawei else "\r\n")
+    out.write(cli.greeting)
+    if cli.confirm:
+        out.write(cli.confirm)
+        out.flush()
+        answer = reader.readline()
+        if answer is None or answer.strip().lower().startswith("n"):
+            return
     while True:
-        out.write(prompt)
+        out.write(cli.prompt)
         out.flush()
         line = reader.readline()
         if line is None:
@@ -190,29 +286,24 @@ def _serve(workdir: Path) -> None:
             continue
         if command in ("quit", "exit", "logout"):
             return
-        if command == paging_off:
+        if command == cli.paging_off:
             paging = False
-            if huawei:
-                out.write("Info: The configuration takes effect on the current user "
-                          "terminal interface only.\r\n")
+            out.write(cli.paging_reply)
             continue
-        if command == show:
-            lines = _configuration(workdir, huawei)
+        if command == cli.show:
+            lines = _configuration(workdir, vendor)
             for i, text in enumerate(lines, 1):
                 out.write(text + "\r\n")
                 if paging and i % 24 == 0:
-                    out.write(more)
+                    out.write(cli.more)
                     out.flush()
                     if reader.key() is None:
                         return
-                    out.write("\x1b[42D" + " " * 42 + "\x1b[42D" if huawei else "\r")
+                    out.write(cli.erase)
             continue
-        if huawei and command.startswith(("screen-width", "display")):
+        if command.startswith(cli.quiet):
             continue
-        if not huawei and command.startswith("terminal"):
-            continue
-        out.write("                  ^\r\nError: Unrecognized command found at '^' position."
-                  "\r\n" if huawei else "% Invalid input detected at '^' marker.\r\n")
+        out.write(cli.error)
 
 
 class _Terminal:
@@ -258,17 +349,24 @@ class _Terminal:
             sys.stdout.flush()
 
 
-def _configuration(workdir: Path, huawei: bool) -> list[str]:
+def _configuration(workdir: Path, vendor: str) -> list[str]:
     counter = workdir / "fetches"
     count = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(count))
     now = datetime.datetime.now(datetime.UTC)
     body = (workdir / "config.txt").read_text().splitlines()
-    if huawei:  # VRP's header: the update time changes with every fetch here
+    if vendor == "huawei":  # VRP's header: the update time changes with every fetch here
         stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
         return [body[0], f"!Last configuration was updated at {stamp} by admin", *body[1:]]
-    stamp = now.strftime("%H:%M:%S.%f UTC %a %b %d %Y")
+    if vendor == "h3c":  # a save time under the first separator, new at every fetch here
+        stamp = now.strftime("%H:%M:%S.%f UTC %a %b %d %Y")
+        return [body[0], f"#  Last configuration was saved at {stamp}", *body[1:]]
     size = sum(len(line) + 1 for line in body)
+    if vendor == "ruijie":
+        stamp = now.strftime("%a %b %d %H:%M:%S.%f %Y")
+        return ["Building configuration...", f"Current configuration : {size + count} bytes",
+                "", "!", f"!Time: {stamp}", "!", *body]
+    stamp = now.strftime("%H:%M:%S.%f UTC %a %b %d %Y")
     return ["Building configuration...", "", f"Current configuration : {size + count} bytes",
             "!", f"! Last configuration change at {stamp} by admin", "!", *body]
 

@@ -92,6 +92,10 @@ def test_comware_and_ruijie() -> None:
     comware = "#\n version 7.1.064, Release 0821P11\n#\n sysname H3C-1\n#\n" \
               " ntp-service unicast-server 10.0.0.1\n#\nreturn\n[H3C-1]"
     assert clean(comware, H3C).endswith("return\n")
+    saved = comware.replace("#\n version", "#\n#  Last configuration was saved at "
+                            "19:40:01.123456 UTC Sun Dec 06 2026\n version", 1)
+    assert fingerprint(saved, H3C) == fingerprint(comware, H3C)  # the save time: volatile
+    assert "Last configuration was saved" in clean(saved, H3C)  # but stored
     rgos = "Building configuration...\nCurrent configuration : 1024 bytes\n\n" \
            "hostname RG-1\n!\nend\nRG-1#"
     later = rgos.replace("1024", "1030")

@@ -50,7 +50,8 @@ HUAWEI = Profile(
 H3C = Profile(
     "h3c", "hp_comware", "screen-length disable", "display current-configuration",
     r"^[<\[][\w.\-/]+(?:-[\w.\-/]+)*[>\]]\s*$",
-    (r"^\s*!?\s*Last configuration (?:was )?(?:updated|saved) at .*$",
+    # Comware prints its comments after "#" (its separator), VRP after "!"
+    (r"^\s*[!#]?\s*Last configuration (?:was )?(?:updated|saved) at .*$",
      r"^\s*Current configuration time.*$"),
 )
 CISCO_IOS = Profile(
