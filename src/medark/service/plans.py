@@ -220,8 +220,8 @@ def redact(text: str) -> str:
 
 
 def describe_source(source: Source) -> str:
-    if source.type == "files":
-        return "files " + ", ".join(source.paths)
+    if source.type in ("files", "sqlite"):
+        return f"{source.type} " + ", ".join(source.paths)
     if source.type == "command":
         return f"command {redact(source.command or '')}"
     return f"{source.type} {redact(source.dsn or '')}"

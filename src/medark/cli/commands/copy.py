@@ -181,10 +181,12 @@ def _report(ctx: Context, result: PassResult) -> None:
     for part in result.group:  # what each group point restores from came along
         need = part.needs
         brought = ", ".join(snap.short_id for snap in part.added) or "nothing more"
-        ctx.out.text(f"group point {need.point.short_id}: sent with its base backup "
-                     f"{need.base_backup.short_id if need.base_backup else '(none)'}, "
-                     f"files snapshot {need.files_snapshot[:8]} and WAL {need.wal_from} to "
-                     f"{need.wal_to} ({len(part.wal)} record(s)); added: {brought}"
+        database = (f"its base backup {need.base_backup.short_id}, " if need.base_backup
+                    else "")
+        wal = (f" and WAL {need.wal_from} to {need.wal_to} ({len(part.wal)} record(s))"
+               if need.wal_from is not None else "")
+        ctx.out.text(f"group point {need.point.short_id}: sent with {database}files snapshot "
+                     f"{need.files_snapshot[:8]}{wal}; added: {brought}"
                      + (f"; problem: {need.problem}" if need.problem else ""))
     if s.records_copied or s.records_present:
         ctx.out.text(f"WAL/binlog records: {s.records_copied} copied, "
