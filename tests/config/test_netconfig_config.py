@@ -83,6 +83,32 @@ def test_unknown_repository(tmp_path: Path) -> None:
                        'profile = "command"\ncommand = "x"\n')
 
 
+@pytest.mark.parametrize(("copies", "line", "words"), [
+    ('["nas"]', 'copies = ["nas"]', "netconfig.copies[0]: unknown repository 'nas'"),
+    ('["offsite", "local"]', 'copies = ["offsite", "local"]',
+     "netconfig.copies[1]: a copy must go to another repository than the versions' own"),
+    ('["offsite", "offsite"]', 'copies = ["offsite", "offsite"]', "named twice"),
+])
+def test_copies_name_other_repositories(tmp_path: Path, copies: str, line: str,
+                                        words: str) -> None:
+    body = (HEAD + '\n[repositories.offsite]\nsite = "main"\nurl = "/offsite"\n\n'
+            f'[netconfig]\nrepository = "local"\ncopies = {copies}\n'
+            '[netconfig.devices.a]\nprofile = "command"\ncommand = "x"\n')
+    path = tmp_path / "medark.toml"
+    path.write_text(body)
+    number = body.splitlines().index(line) + 1
+    with pytest.raises(ConfigInvalid) as raised:
+        load_config(path)
+    assert f"{path}:{number}:" in str(raised.value) and words in str(raised.value)
+
+
+def test_copies_load(tmp_path: Path) -> None:
+    config = load(tmp_path, '\n[repositories.offsite]\nsite = "main"\nurl = "/offsite"\n'
+                            '\n[netconfig]\nrepository = "local"\ncopies = ["offsite"]\n'
+                            '[netconfig.devices.a]\nprofile = "command"\ncommand = "x"\n')
+    assert config.netconfig.copies == ["offsite"]  # type: ignore[attr-defined]
+
+
 def test_change_windows() -> None:
     assert parse_window("Sat 22:00-06:00")[0] == 5
     saturday_night = datetime(2026, 12, 5, 23, 0)  # a Saturday

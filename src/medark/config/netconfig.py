@@ -106,6 +106,9 @@ class NetconfigConf(_Model):
     known_hosts: str = DEFAULT_KNOWN_HOSTS
     timeout: Annotated[Duration, AfterValidator(at_least_second)] = timedelta(seconds=30)
     change_window: Window = None
+    copies: list[str] = Field(default_factory=list)
+    """Repositories of [repositories] the daemon copies the versions to after each fetch
+    slot (`copy --tag netconfig`): an off-site copy of the configurations."""
     devices: dict[str, Device] = Field(min_length=1)
 
     @field_validator("schedule")
@@ -122,11 +125,20 @@ class NetconfigConf(_Model):
     def window_of(self, name: str) -> str | None:
         return self.devices[name].change_window or self.change_window
 
-    def problems(self, repositories: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
-        found: list[tuple[tuple[str, ...], str]] = []
+    def problems(self, repositories: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
         if self.repository not in repositories:
             found.append((("netconfig", "repository"), f"unknown repository "
                           f"{self.repository!r} (defined: {', '.join(sorted(repositories))})"))
+        for i, copy in enumerate(self.copies):
+            if copy not in repositories:
+                found.append((("netconfig", "copies", i), f"unknown repository {copy!r} "
+                              f"(defined: {', '.join(sorted(repositories))})"))
+            elif copy == self.repository:
+                found.append((("netconfig", "copies", i), "a copy must go to another "
+                              f"repository than the versions' own ({self.repository!r})"))
+            elif copy in self.copies[:i]:
+                found.append((("netconfig", "copies", i), f"{copy!r} is named twice"))
         for name, device in self.devices.items():
             at = ("netconfig", "devices", name)
             if not _NAME.match(name):

@@ -84,8 +84,10 @@ from medark.scheduler.dr_watch import (
 from medark.scheduler.netconfig_job import (
     NETCONFIG_KIND,
     NETCONFIG_PLAN,
+    netconfig_copies,
     netconfig_schedule,
     run_netconfig,
+    run_netconfig_copy,
 )
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import (
@@ -346,6 +348,24 @@ class Daemon:
             outcome = run_netconfig(self.catalog, self.options.config_file, slot,
                                     self.children.launch)
             self._on_event("finished", {**details, **_summary(outcome)})
+        for target in netconfig_copies(self.config):  # [netconfig] copies: every slot,
+            if self.stopping.is_set():  # whatever the fetch found
+                return
+            self._copy_versions(target, slot)
+
+    def _copy_versions(self, target: str, slot: datetime) -> None:
+        """`copy:TARGET` (then `forget:TARGET`) of the versions, in a slot of the target;
+        a failure alerts as a plan's copy (scheduler/netconfig_job.py)."""
+        with self._repo_slots[target], self.children.job() as admitted:
+            if not admitted or self.stopping.is_set():
+                return
+            self._on_event("started", {"plan": NETCONFIG_PLAN, "kind": f"copy:{target}",
+                                       "slot": _fmt(slot)})
+            for kind, outcome in run_netconfig_copy(self.config, self.catalog, target, slot,
+                                                    self.children.launch):
+                self._on_event("finished", {"plan": NETCONFIG_PLAN, "kind": kind,
+                                            **_summary(outcome)})
+                self.alerter.job_finished(NETCONFIG_PLAN, kind, outcome)
 
     def _forget_targets(self, track: Track) -> list[str | None]:
         """Where a successful job's retention runs: after a backup, the plan's repository
