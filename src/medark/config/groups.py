@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-GROUP_DATABASES = ("postgres", "sqlite")
-"""Database kinds a group can hold today (MariaDB's GTID point comes later); sqlite is
-Orthanc's SQLite index, copied while Orthanc is stopped (sources/pacs/sqlite_point.py)."""
+GROUP_DATABASES = ("postgres", "sqlite", "mariadb")
+"""Database kinds a group can hold: postgres (a WAL position), sqlite, Orthanc's SQLite
+index copied while Orthanc is stopped (sources/pacs/sqlite_point.py), and mariadb (a
+binlog position, sources/pacs/mariadb_point.py)."""
 
 
 class GroupedSource(Protocol):
@@ -57,7 +58,7 @@ def group_problems(sources: Sequence[GroupedSource]
                           "FROM ...\" (the index's file paths)"))
         if source.group is not None and source.type not in ("files", *GROUP_DATABASES):
             found.append(((i, "group"), f"a {source.type} source cannot be in a group: a "
-                          "group holds one database (postgres or sqlite) and one files "
+                          "group holds one database (postgres, sqlite or mariadb) and one files "
                           "source"))
         found += _sqlite_problems(i, source)
     for name in sorted({s.group for s in sources if s.group is not None}):
@@ -70,7 +71,8 @@ def group_problems(sources: Sequence[GroupedSource]
                      for kind in GROUP_DATABASES}
             found.append(((first, "group"), f"group {name!r} needs one database: exactly "
                           f"one postgres source (has {kinds['postgres']}) or one sqlite "
-                          f"source (has {kinds['sqlite']})"))
+                          f"source (has {kinds['sqlite']}) or one mariadb source (has "
+                          f"{kinds['mariadb']})"))
         if len(files) != 1:
             found.append(((first, "group"), f"group {name!r} needs exactly one files source "
                           f"(has {len(files)})"))

@@ -12,6 +12,8 @@
 6. the group snapshot (tags group, group=NAME), written last: an interrupted run leaves
    at most a base backup and a files snapshot, each valid on its own.
 
+On MariaDB (options.mariadb) phases 1 to 3 are engine/group_mariadb.py's: a mysql backup
+if none, the point as a binlog position, that binlog archived.
 On Orthanc's SQLite index (options.sqlite) phases 1 to 3 are one: the PACS stopped, its
 index copied, the PACS started again (sources/pacs/sqlite_point.py); the copy is stored
 in the group's own tree (database/), so the point needs no base backup nor WAL.
@@ -28,6 +30,7 @@ from typing import Any
 from medark import __version__
 from medark.engine.backup import Backup, BackupOptions, BackupResult
 from medark.engine.dicom_catalog import CatalogBuilder
+from medark.engine.group_mariadb import mariadb_point
 from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
@@ -78,6 +81,9 @@ class GroupBackupOptions:
     start_command: str | None = None
     tmp_dir: str | None = None
     """Where the SQLite index is copied before it is stored (the cache's tmp/)."""
+    mariadb: str | None = None
+    """The MariaDB index's DSN, naming its database (instead of a PostgreSQL DSN)."""
+    mysql_bin: str | None = None
 
 
 @dataclass
@@ -127,8 +133,15 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     t0 = clock.monotonic()
     host = options.host or socket.gethostname()
     root = posixpath.normpath(os.path.abspath(options.root))  # as the scan records it
-    point = (_sqlite_point(repo, options, root, progress) if options.sqlite is not None
-             else _postgres_point(repo, options, root, host, progress))
+    if options.sqlite is not None:
+        point = _sqlite_point(repo, options, root, progress)
+    elif options.mariadb is not None:
+        references, database = mariadb_point(
+            repo, options.mariadb, options.pacs, root, options.index_query, options.tags,
+            host, options.mysql_bin, options.base_backup, options.archive_timeout, progress)
+        point = TakenPoint(references, database)
+    else:
+        point = _postgres_point(repo, options, root, host, progress)
     previous = group_snapshots(all_snapshots(repo), options.name)
     catalog = CatalogBuilder(repo, repo.config.chunker, repo.flush)  # dicom find/restore
     files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"], host=host,

@@ -25,7 +25,13 @@ from medark.errors import ObjectNotFound, TargetOutOfRange, UnsafeEntry, UsageEr
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots, load_tree
-from medark.sources.mysql.binlog import file_name, parse_file_name, stop_datetime
+from medark.sources.mysql.binlog import (
+    EventScan,
+    file_name,
+    parse_file_name,
+    scan_events,
+    stop_datetime,
+)
 from medark.util import clock
 from medark.util.confine import private_dir
 
@@ -51,12 +57,17 @@ def stop_time(snap: Snapshot) -> datetime:
 @dataclass(frozen=True)
 class Target:
     kind: str
-    """'time', 'latest' or 'backup' (the end of the backup: no binlog replayed)."""
+    """'time', 'latest', 'position' (a binlog file and offset: a group's point) or
+    'backup' (the end of the backup: no binlog replayed)."""
     time: datetime | None = None
+    file: str | None = None
+    position: int | None = None
 
     def describe(self) -> str:
         if self.kind == "time" and self.time is not None:
             return clock.format_time(self.time)
+        if self.kind == "position":
+            return f"binlog {self.file}:{self.position}"
         if self.kind == "backup":
             return "the end of the backup (no binlog replayed)"
         return "the newest archived binlog event"
@@ -71,6 +82,9 @@ class Plan:
     start_position: int
     stop: str | None
     """mariadb-binlog --stop-datetime (UTC), None for the latest."""
+    stop_position: int | None = None
+    """A position target: the last file is replayed up to this offset (an event
+    boundary), as mariadb-binlog --stop-position would."""
 
 
 @dataclass
@@ -120,6 +134,8 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
         return Plan(backups[-1], archive_id, [], 0, None)
     archive = BinlogArchive(repo, archive_id)
     inv = archive.inventory()
+    if target.kind == "position":
+        return _plan_position(archive, inv, backups, target)
     newest = newest_archived(archive, inv)
     candidates = backups
     if target.kind == "time":
@@ -158,6 +174,60 @@ def plan_restore(repo: Repository, target: Target, archive_id: str | None) -> Pl
     return Plan(chosen, archive_id, chain.records, int(str(src["binlog_position"])), stop)
 
 
+def binlog_key(file: str, position: int) -> tuple[str, int, int]:
+    """Orders binlog coordinates: (basename, file number, offset)."""
+    parsed = parse_file_name(file)
+    if parsed is None:
+        raise UsageError(f"not a binlog file name: {file!r}")
+    return parsed[0], parsed[1], position
+
+
+def backup_before(backups: list[Snapshot], file: str, position: int) -> Snapshot | None:
+    """The newest backup (of `backups`, oldest first) whose binlog coordinates are at or
+    before FILE:POSITION: the one a replay to that position starts from."""
+    goal = binlog_key(file, position)
+    found = [b for b in backups if b.source.get("binlog_file")
+             and parse_file_name(str(b.source["binlog_file"])) is not None
+             and binlog_key(str(b.source["binlog_file"]),
+                            int(str(b.source.get("binlog_position") or 0))) <= goal]
+    return found[-1] if found else None
+
+
+def parse_position(text: str) -> tuple[str, int]:
+    """`FILE:POS` (binlog.000012:4711) as given to --position."""
+    file, sep, pos = text.rpartition(":")
+    if not sep or parse_file_name(file) is None or not pos.isdigit():
+        raise UsageError(f"--position {text!r}: give FILE:POS, e.g. binlog.000012:4711")
+    return file, int(pos)
+
+
+def _plan_position(archive: BinlogArchive, inv: Inventory, backups: list[Snapshot],
+                   target: Target) -> Plan:
+    """The newest backup at or before the position, and the archived files from its own
+    up to the position's, the last one cut there."""
+    assert target.file is not None and target.position is not None
+    chosen = backup_before(backups, target.file, target.position)
+    if chosen is None:
+        raise TargetOutOfRange(f"{target.describe()} is before every backup's binlog "
+                               "position (or no backup has one): the recoverable window "
+                               "starts at the oldest backup")
+    src = chosen.source
+    goal = binlog_key(target.file, target.position)
+    records = [r for r in chain_from(archive, inv, str(src["binlog_file"])).records
+               if binlog_key(r.file, 0)[:2] <= goal[:2]]
+    if not records or records[-1].file != target.file:
+        reached = records[-1].file if records else "nothing"
+        raise WalGap(f"binlog {target.file} is not archived after backup {chosen.short_id}"
+                     f" without a gap (the chain reaches {reached}): run `medark mysql "
+                     "binlog-stream`")
+    if records[-1].size < target.position:
+        raise WalGap(f"binlog {target.file} is archived up to offset {records[-1].size} "
+                     f"only, short of {target.position}: wait for `medark mysql "
+                     "binlog-stream` to catch up")
+    return Plan(chosen, archive.archive_id, records, int(str(src["binlog_position"])), None,
+                stop_position=target.position)
+
+
 def _require_coordinates(backup: Snapshot) -> None:
     """A backup taken with binary logging off has no position to replay from."""
     if not backup.source.get("binlog_file"):
@@ -177,7 +247,27 @@ def fetch_binlogs(repo: Repository, plan: Plan, spool: str) -> list[str]:
         path = os.path.join(spool, record.file)
         archive.fetch_to(record, path)
         paths.append(path)
+    if plan.stop_position is not None and paths:
+        _cut(paths[-1], plan.stop_position)
     return paths
+
+
+def _cut(path: str, position: int) -> None:
+    """The last file ends at the target offset: nothing at or after it is replayed (what
+    mariadb-binlog --stop-position does), checked to fall between two events."""
+    scan, base, buf = EventScan(0), 0, b""
+    with open(path, "rb") as f:
+        while scan.end < position:  # 1 MiB at a time: a binlog may be a gigabyte
+            chunk = f.read(min(1 << 20, position - base - len(buf)))
+            if not chunk:
+                break
+            buf = buf[scan.end - base:] + chunk
+            base = scan.end
+            scan = scan_events(buf, scan.end, base, scan)
+    if scan.end != position:
+        raise UsageError(f"offset {position} of {os.path.basename(path)} is not between "
+                         "two events: not a binlog position to stop at")
+    os.truncate(path, position)
 
 
 def stored_stream(repo: Repository, snapshot: Snapshot, pool: ThreadPoolExecutor

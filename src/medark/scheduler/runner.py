@@ -114,9 +114,10 @@ def backup_steps(config: MedarkConfig, plan_name: str,
 
 def _group_step(name: str, database: Source, files: Source, base: list[str],
                 tags: list[str], env: dict[str, str]) -> Step:
-    """`group backup` of a PACS's index and files (docs/pacs.md): the PostgreSQL index
-    by its DSN (in the environment), Orthanc's SQLite index by its file and the commands
-    stopping and starting Orthanc around its copy."""
+    """`group backup` of a PACS's index and files (docs/pacs.md): the PostgreSQL or
+    MariaDB index by its DSN (in the environment, as for their own backup steps),
+    Orthanc's SQLite index by its file and the commands stopping and starting Orthanc
+    around its copy."""
     query = ["--index-query", files.index_query] if files.index_query else []
     argv = [*base, "group", "backup", "--name", name, "--pacs", files.pacs or "", "--root",
             files.paths[0], *query]
@@ -125,6 +126,9 @@ def _group_step(name: str, database: Source, files: Source, base: list[str],
                     database.start_command or ""] if database.stop_command else []
         return Step(f"group {name}", [*argv, "--sqlite", database.paths[0], *commands,
                                       *tags], env)
+    if database.type == "mariadb":
+        return Step(f"group {name}", [*argv, "--mariadb", *tags],
+                    {**env, "MEDARK_MYSQL_DSN": database.dsn or ""})
     return Step(f"group {name}", [*argv, *tags], {**env, "MEDARK_PG_DSN": database.dsn or ""})
 
 

@@ -94,8 +94,12 @@ def point_time(snap: Snapshot) -> datetime:
 @dataclass
 class GroupRestoreRequest:
     database: pg.RestoreRequest
+    """The target directory, --start, port and timeout for any kind of point."""
     files_target: str
     workers: int = 0
+    os_user: str | None = None
+    """As given (None: postgres, or mysql for a point on MariaDB)."""
+    mysql_bin: str | None = None
 
 
 def restore_group(repo: Repository, point: Snapshot, request: GroupRestoreRequest,
@@ -111,6 +115,8 @@ def restore_group(repo: Repository, point: Snapshot, request: GroupRestoreReques
                              "server to start (drop --start; start Orthanc on the "
                              "restored index and files)")
         db = write_index(repo, point, request.database.target_dir)
+    elif database.get("kind") == "mariadb":
+        db = _restore_mariadb(repo, database, request)
     else:
         lsn = parse_lsn(str(database["lsn"]))
         request.database.target = Target("lsn", lsn=lsn)
@@ -124,10 +130,36 @@ def restore_group(repo: Repository, point: Snapshot, request: GroupRestoreReques
                       progress)
     return {"message_type": "group_restore", "group": record["group"],
             "snapshot_id": point.id, "point": {"lsn": database.get("lsn"),
+                                               "binlog": _binlog(database),
                                                "time": database["time"]},
             "database": db, "files": summary.public(), "counts": record["counts"],
             "files_root": os.path.join(target, str(record["root"]).lstrip("/")),
             "_summary": summary}
+
+
+def _binlog(database: dict[str, Any]) -> str | None:
+    if database.get("kind") != "mariadb":
+        return None
+    return f"{database['binlog_file']}:{database['binlog_position']}"
+
+
+def _restore_mariadb(repo: Repository, database: dict[str, Any],
+                     request: GroupRestoreRequest) -> dict[str, Any]:
+    """The newest backup of the server at or before the point's binlog position, and the
+    archived binlogs replayed exactly up to it (service/mysql.py)."""
+    from medark.engine.mysql_restore import Target as MysqlTarget
+    from medark.service import mysql
+
+    given = request.database
+    os_user = request.os_user or "mysql"
+    mysql.check_user(os_user)
+    target = MysqlTarget("position", file=str(database["binlog_file"]),
+                         position=int(database["binlog_position"]))
+    wanted = mysql.RestoreRequest(given.target_dir, target, str(database["archive_id"]),
+                                  given.start, given.port, os_user, request.mysql_bin,
+                                  given.timeout)
+    chosen = mysql.plan(repo, wanted)
+    return {"kind": "mariadb", **mysql.run_restore(repo, wanted, chosen)}
 
 
 def write_index(repo: SnapshotRepo, point: Snapshot, target_dir: str) -> dict[str, Any]:

@@ -53,7 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="without PLAN: the PACS's storage root")
     b.add_argument("--index-query", default=None, help="without PLAN, pacs sql: the query")
     b.add_argument("--dsn", default=None, help="without PLAN: the index database "
-                   "(default: $MEDARK_PG_DSN)")
+                   "(default: $MEDARK_PG_DSN; with --mariadb: $MEDARK_MYSQL_DSN)")
+    b.add_argument("--mariadb", action="store_true",
+                   help="without PLAN: the index is MariaDB; --dsn names its database "
+                        "(mysql://user:pw@host:port/DB)")
     b.add_argument("--sqlite", default=None, metavar="FILE",
                    help="without PLAN: Orthanc's SQLite index file instead of a DSN "
                         "(copied while Orthanc is stopped)")
@@ -83,8 +86,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--start", action="store_true",
                    help="start the restored database and wait until recovery has finished")
     r.add_argument("--port", type=int, help="port for the restored server")
-    r.add_argument("--os-user", default="postgres",
-                   help="the database's OS user, when run as root (default: postgres)")
+    r.add_argument("--os-user", default=None,
+                   help="the database's OS user, when run as root (default: postgres, "
+                        "or mysql for a point on MariaDB)")
     r.add_argument("--medark-command", default=None,
                    help="how that user runs medark in restore_command")
     r.add_argument("--archive-mode-off", action="store_true",
@@ -96,7 +100,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("snapshot", nargs="?", default=None, metavar="GROUP-SNAPSHOT",
                    help="the group's point to check (or, with --dsn, whose kind to use)")
     c.add_argument("--dsn", default=None, help="check this index database (a restored or "
-                   "live one) instead of the point's record")
+                   "live one; MariaDB: mysql://user@host:port/DB) instead of the point's "
+                   "record")
     c.add_argument("--index-sqlite", default=None, metavar="FILE",
                    help="check this Orthanc SQLite index instead")
     c.add_argument("--files-root", default=None, metavar="DIR",
@@ -104,9 +109,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--pacs", choices=("orthanc", "dcm4chee", "sql"), default=None,
                    help="the index's kind (default: the point's)")
     c.add_argument("--index-query", default=None, help="pacs sql: the query of the paths")
+    c.add_argument("--mysql-bin", default=None, metavar="DIR",
+                   help="directory of the MariaDB programs (a MariaDB index)")
     for name in ("backup", "restore"):
         parsers[name].add_argument("--pg-bin", default=None, metavar="DIR",
                                    help="directory of PostgreSQL's programs")
+        parsers[name].add_argument("--mysql-bin", default=None, metavar="DIR",
+                                   help="directory of the MariaDB programs")
 
 
 def run(ctx: Context) -> int:
@@ -134,6 +143,8 @@ def _backup(ctx: Context) -> int:
         counts, db = summary["counts"], summary["database"]
         where = (f"database point {db['lsn']} at {db['time']} (cluster {db['system_id']})"
                  if db["kind"] == "postgres" else
+                 f"database point binlog {db['binlog_file']}:{db['binlog_position']} at "
+                 f"{db['time']} (server {db['archive_id']})" if db["kind"] == "mariadb" else
                  f"SQLite index {db['path']} copied at {db['time']} ({db['size']} bytes"
                  + (", the PACS stopped)" if db.get("stopped") else ")"))
         ctx.out.prose(f"group {summary['group']}: {where}, files snapshot "
@@ -178,7 +189,7 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
     from medark.sources.postgres.server import Dsn
 
     host = args.host or socket.gethostname()
-    if args.sqlite and args.dsn:
+    if args.sqlite and (args.dsn or args.mariadb):
         raise UsageError("--sqlite and --dsn are two different index databases: give one")
     if (args.stop_command or args.start_command) and not args.sqlite:
         raise UsageError("--stop-command and --start-command go with --sqlite (the PACS "
@@ -188,7 +199,8 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
                          "stopped for the copy is started again)")
     if args.plan is None:
         # --sqlite wins over $MEDARK_PG_DSN (a variable the environment may carry)
-        dsn = None if args.sqlite else args.dsn or env.PG_DSN.get()
+        dsn = None if args.sqlite else args.dsn or (env.MYSQL_DSN.get() if args.mariadb
+                                                    else env.PG_DSN.get())
         missing = [flag for flag, value in (("--name", args.name), ("--pacs", args.pacs),
                                             ("--root", args.root),
                                             ("--dsn or --sqlite", dsn or args.sqlite))
@@ -196,13 +208,14 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
         if missing:
             raise UsageError(f"give a PLAN (with --config), or {', '.join(missing)}")
         return GroupBackupOptions(
-            args.name, Dsn.parse(dsn) if dsn else None, args.pacs, args.root,
-            args.index_query, list(args.tag), host, args.pg_bin, args.base_backup,
-            args.archive_timeout, sqlite=args.sqlite, stop_command=args.stop_command,
-            start_command=args.start_command)
-    if args.sqlite or args.dsn:
+            args.name, Dsn.parse(dsn) if dsn and not args.mariadb else None, args.pacs,
+            args.root, args.index_query, list(args.tag), host, args.pg_bin,
+            args.base_backup, args.archive_timeout, sqlite=args.sqlite,
+            stop_command=args.stop_command, start_command=args.start_command,
+            mariadb=dsn if args.mariadb else None, mysql_bin=args.mysql_bin)
+    if args.sqlite or args.dsn or args.mariadb:
         raise UsageError("with a PLAN the index comes from its configuration: drop "
-                         "--sqlite / --dsn")
+                         "--sqlite / --dsn / --mariadb")
     from medark.service.groups import plan_group
     from medark.service.plans import config_path, load_plans
 
@@ -213,13 +226,15 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
             *([f"records={records}"] if records != "none" else []), *args.tag]
     database = group.database
     sqlite = database.type == "sqlite"
+    mariadb = database.type == "mariadb"
     return GroupBackupOptions(
-        group.name, None if sqlite else Dsn.parse(database.dsn or ""),
+        group.name, None if sqlite or mariadb else Dsn.parse(database.dsn or ""),
         group.files.pacs or "", group.root, group.files.index_query, tags, host,
         args.pg_bin, args.base_backup, args.archive_timeout,
         sqlite=database.paths[0] if sqlite else None,
         stop_command=(args.stop_command or database.stop_command) if sqlite else None,
-        start_command=(args.start_command or database.start_command) if sqlite else None)
+        start_command=(args.start_command or database.start_command) if sqlite else None,
+        mariadb=(database.dsn or "") if mariadb else None, mysql_bin=args.mysql_bin)
 
 
 def _paths(ctx: Context, what: str, paths: list[str]) -> None:
@@ -247,8 +262,8 @@ def _restore(ctx: Context) -> int:
         or pg.default_medark_command(), location=location,
         password_file=os.path.abspath(password_file) if password_file else None,
         password=ctx.repository_password(), start=args.start, port=args.port,
-        os_user=args.os_user, pg_bin=args.pg_bin, archive_mode_off=args.archive_mode_off,
-        timeout=args.timeout)
+        os_user=args.os_user or "postgres", pg_bin=args.pg_bin,
+        archive_mode_off=args.archive_mode_off, timeout=args.timeout)
     detail = {"engine": "group", "target_dir": os.path.abspath(args.target_dir),
               "files_target": os.path.abspath(args.files_target), "time": args.time,
               "group": args.group, "plan": args.plan, "snapshot": args.snapshot}
@@ -259,8 +274,9 @@ def _restore(ctx: Context) -> int:
         progress = ctx.progress("group restore")
         try:
             result = groups.restore_group(
-                repo, point, groups.GroupRestoreRequest(database, args.files_target),
-                progress)
+                repo, point, groups.GroupRestoreRequest(
+                    database, args.files_target, os_user=args.os_user,
+                    mysql_bin=args.mysql_bin), progress)
         finally:
             progress.close()
     summary = result.pop("_summary")
@@ -268,8 +284,9 @@ def _restore(ctx: Context) -> int:
         ctx.out.json(result)
     else:
         db, files = result["database"], result["files"]
+        at = result["point"]["lsn"] or result["point"].get("binlog")
         ctx.out.prose(f"group {result['group']}, point "
-                      + (f"{result['point']['lsn']} " if result["point"]["lsn"] else "")
+                      + (f"{at} " if at else "")
                       + f"at {result['point']['time']} (snapshot {result['snapshot_id'][:8]})")
         if db.get("kind") == "sqlite":
             ctx.out.prose(f"database: SQLite index {db['index']} ({db['bytes']} bytes; "
@@ -305,12 +322,13 @@ def _check(ctx: Context) -> int:
         kind = args.pacs or (str(point.source["pacs"]) if point else None)
         if kind is None:
             raise UsageError("give --pacs (or a group snapshot whose kind to use)")
-        doc = check_pair(_references(args, kind), os.path.abspath(args.files_root))
+        mariadb = point is not None and point.source["database"].get("kind") == "mariadb"
+        doc = check_pair(_references(args, kind, mariadb), os.path.abspath(args.files_root))
     assert doc is not None
     return _report(ctx, doc)
 
 
-def _references(args: argparse.Namespace, kind: str) -> list[Any]:
+def _references(args: argparse.Namespace, kind: str, mariadb: bool) -> list[Any]:
     from medark.sources.pacs.index import read_references
     from medark.sources.pacs.sqlite_point import sqlite_index_references
     from medark.sources.postgres.server import Dsn
@@ -323,6 +341,12 @@ def _references(args: argparse.Namespace, kind: str) -> list[Any]:
         if not os.path.isfile(args.index_sqlite):
             raise UsageError(f"{args.index_sqlite}: no such index file")
         return sqlite_index_references(args.index_sqlite, kind, root, args.index_query)
+    if args.dsn.startswith(("mysql://", "mariadb://")) or mariadb:
+        from medark.sources.pacs.mariadb_point import Session, index_conn
+
+        server, database = index_conn(args.dsn)
+        with Session(server, database, args.mysql_bin) as session:
+            return read_references(session, kind, root, args.index_query)
     with Dsn.parse(args.dsn).connect() as conn, conn.cursor() as cur:
         return read_references(cur, kind, root, args.index_query)
 

@@ -78,6 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     goal.add_argument("--time", metavar="TS", help="replay up to this moment (ISO 8601; "
                       "without a zone: UTC; binlog times have whole seconds, so "
                       "transactions in the same second are left out)")
+    goal.add_argument("--position", metavar="FILE:POS",
+                      help="replay up to this binlog position exactly (binlog.000012:4711, "
+                           "e.g. a group point's): nothing at or after it")
     goal.add_argument("--latest", action="store_true",
                       help="replay every archived binlog event")
     goal.add_argument("--backup-only", action="store_true",
@@ -202,6 +205,11 @@ def _target(args: argparse.Namespace) -> Target:
 
     if args.time:
         return Target("time", target_time(args.time))
+    if args.position:
+        from medark.engine.mysql_restore import parse_position
+
+        file, position = parse_position(args.position)
+        return Target("position", file=file, position=position)
     return Target("backup" if args.backup_only else "latest")
 
 
@@ -220,6 +228,7 @@ def _restore(ctx: Context) -> int:
     with audited_read(ctx, "db.restore", engine="mariadb",
                       target_dir=os.path.abspath(args.target_dir),
                       recovery_target=request.target.kind, time=args.time,
+                      position=args.position,
                       server=args.server) as access, \
             ctx.repository(lock="shared", command="mysql restore") as repo:
         chosen = mysql.plan(repo, request)

@@ -1,0 +1,238 @@
+"""A consistency group on MariaDB end to end (docs/pacs.md, "A group on MariaDB"): a
+throwaway MariaDB with binary logging holds a PACS-like index (`images`: path, size), a
+storage directory gets each image file BEFORE its row is committed (as a PACS writes),
+and a loader keeps adding images while `medark group backup` runs, with `medark mysql
+binlog-stream` archiving the binlogs. Then the server's data and the storage are
+destroyed, `medark group restore` brings both back, and MariaDB started on the restored
+data directory holds exactly the point's rows, each with its file. Real programs, no
+mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from mysql_server import (
+    BACKUP_PASSWORD,
+    BACKUP_USER,
+    MariaServer,
+    can_run_servers,
+    free_port,
+    have_mariadb_backup,
+    make_base,
+    sql,
+    stop_pid,
+)
+
+pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
+                                 reason=str(can_run_servers())),
+              pytest.mark.skipif(not have_mariadb_backup(),
+                                 reason="mariadb-backup is not installed"),
+              pytest.mark.timeout(180)]
+
+QUERY = "SELECT path, size FROM images"
+
+
+@dataclass
+class Site:
+    server: MariaServer
+    repo: Path
+    storage: Path
+    env: dict[str, str]
+    restored: list[int] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        return f"{self.server.dsn}/pacsdb"
+
+    def medark(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
+        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=self.env,
+                              capture_output=True, text=True, check=False, timeout=timeout)
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
+        return result
+
+    def stream(self) -> subprocess.Popen[str]:
+        return subprocess.Popen([MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream",
+                                 "--dsn", self.server.dsn, "--json", "--interval", "0.2"],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+
+class Pacs:
+    """Images arriving as a PACS stores them: the file written (and synced), then its row
+    committed, by one client session; numbered from 1 in commit order."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+        self.count = 0
+        self.proc = subprocess.Popen(
+            ["mariadb", "--no-defaults", f"--socket={site.server.socket}", "--user=root",
+             "--batch", "--skip-column-names", "--unbuffered", "--database=pacsdb"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def add(self, n: int = 1) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        for _ in range(n):
+            self.count += 1
+            rel = f"{self.count % 7:02d}/img-{self.count:05d}.dcm"
+            path = self.site.storage / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = os.urandom(200 + self.count % 300)
+            with open(path, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self.proc.stdin.write(f"INSERT INTO images VALUES ('{rel}', {len(data)}); "
+                                  f"SELECT {self.count};\n")
+            self.proc.stdin.flush()
+            assert self.proc.stdout.readline().strip() == str(self.count)  # committed
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                self.add()
+                time.sleep(0.005)
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=30)
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        status = self.proc.wait(timeout=30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        assert status == 0
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    base = make_base()
+    server = MariaServer(base)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
+    env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD, HOME=str(base / "home"),
+               MEDARK_CACHE_DIR=str(base / "cache"))
+    s = Site(server, base / "repo", base / "storage", env)
+    s.storage.mkdir()
+    try:
+        server.init()
+        server.start()
+        s.medark("init")
+        server.root_sql("CREATE DATABASE pacsdb; CREATE TABLE pacsdb.images "
+                        "(path VARCHAR(255), size BIGINT) ENGINE=InnoDB")
+        yield s
+    finally:
+        for pid in s.restored:
+            stop_pid(pid)
+        server.stop()
+        if not os.environ.get("KEEP_MY"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_stream(stream: subprocess.Popen[str]) -> None:
+    stream.send_signal(signal.SIGTERM)
+    _out, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err
+
+
+def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
+    pacs = Pacs(site)
+    pacs.add(40)
+    stream = site.stream()
+    try:
+        pacs.start()
+        time.sleep(0.5)
+        done = site.medark("group", "backup", "--name", "pacs", "--pacs", "sql",
+                           "--root", str(site.storage), "--index-query", QUERY,
+                           "--mariadb", "--dsn", site.dsn, "--archive-timeout", "30",
+                           "--json")
+        time.sleep(0.5)  # rows committed after the point
+    finally:
+        pacs.stop()
+        _stop_stream(stream)
+    summary: dict[str, Any] = json.loads(done.stdout)
+    db = summary["database"]
+    assert db["kind"] == "mariadb" and db["base_backup"]
+    assert db["binlog_file"].startswith("binlog.") and db["binlog_position"] > 0
+    counts = summary["counts"]
+    at_point = counts["references"]
+    assert 40 <= at_point < pacs.count, (at_point, pacs.count)
+    assert counts["missing"] == 0 and counts["referenced"] == at_point
+    point = summary["snapshot_id"]
+    snaps = site.medark("snapshots", "--json").json()
+    assert any(s["id"] == db["base_backup"] and "mysql" in s["tags"] for s in snaps)
+
+    # disaster: the database server's data and the PACS storage are gone
+    site.server.stop()
+    shutil.rmtree(site.server.data)
+    shutil.rmtree(site.storage)
+
+    base = site.server.base
+    port = free_port()
+    restored = site.medark("group", "restore", point, "--target-dir", str(base / "restored"),
+                           "--files-target", str(base / "files"), "--start", "--port",
+                           str(port), "--timeout", "120", "--json").json()
+    site.restored.append(int(restored["database"]["pid"]))
+    assert restored["database"]["kind"] == "mariadb"
+    assert restored["point"]["binlog"] == f"{db['binlog_file']}:{db['binlog_position']}"
+    files_root = restored["files_root"]
+
+    # exactly the rows of the point: images 1..N in commit order, N the point's count
+    rows = sql("SELECT path FROM pacsdb.images", port=port).splitlines()
+    assert len(rows) == at_point
+    assert sorted(rows) == sorted(f"{i % 7:02d}/img-{i:05d}.dcm"
+                                  for i in range(1, at_point + 1))
+    restored_dsn = f"mysql://{BACKUP_USER}:{BACKUP_PASSWORD}@127.0.0.1:{port}/pacsdb"
+    check = site.medark("group", "check", point, "--dsn", restored_dsn, "--files-root",
+                        files_root, "--index-query", QUERY, "--json").json()
+    assert check["rows_without_files"] == [] and check["references"] == at_point
+    assert len(check["files_without_rows"]) == check["files"] - at_point
+
+
+def test_mysql_restore_to_a_position_inside_a_file(site: Site) -> None:
+    """`mysql restore --position FILE:POS` replays the last file up to POS only: rows
+    committed after it in the same file are not restored."""
+    site.medark("mysql", "backup", "--dsn", site.server.dsn, "--json")
+    stream = site.stream()
+    try:
+        site.server.root_sql("INSERT INTO pacsdb.images VALUES ('before', 1)")
+        file, position = site.server.root_sql("SHOW MASTER STATUS").split("\t")[:2]
+        site.server.root_sql("INSERT INTO pacsdb.images VALUES ('after', 2)")
+        site.server.root_sql("FLUSH BINARY LOGS")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = site.medark("mysql", "status", "--json").json()
+            if status["binlog_files"] >= 2:
+                break
+            time.sleep(0.3)
+    finally:
+        _stop_stream(stream)
+    bad = site.medark("mysql", "restore", "--target-dir", str(site.server.base / "bad"),
+                      "--position", "binlog.000001", check=False)
+    assert bad.returncode == 2 and "FILE:POS" in bad.stderr
+    port = free_port()
+    doc = site.medark("mysql", "restore", "--target-dir", str(site.server.base / "at"),
+                      "--position", f"{file}:{position}", "--start", "--port", str(port),
+                      "--timeout", "120", "--json").json()
+    site.restored.append(int(doc["pid"]))
+    assert doc["recovery_target"] == f"binlog {file}:{position}"
+    assert sql("SELECT path FROM pacsdb.images", port=port) == "before"
