@@ -151,7 +151,10 @@ def _keygen(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_device(workdir: Path, vendor: str = "huawei") -> Iterator[Device]:
+def running_device(workdir: Path, vendor: str = "huawei",
+                   sshd_options: str = "") -> Iterator[Device]:
+    """`sshd_options`: lines added to its sshd_config (e.g. "PermitTTY no": the login
+    succeeds, the interactive shell is refused)."""
     if vendor not in CLIS:
         raise ValueError(f"unknown vendor {vendor!r} (known: {', '.join(CLIS)})")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +186,7 @@ MaxStartups 256
 LoginGraceTime 20
 ForceCommand {script}
 LogLevel ERROR
+{sshd_options}
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     log = (workdir / "sshd.log").open("w")

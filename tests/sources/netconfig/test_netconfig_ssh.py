@@ -5,6 +5,9 @@ differ only in volatile lines."""
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +75,27 @@ def test_host_key_checking_on_by_default_and_off_when_asked(cisco: Device,
         fetch(target(cisco, known_hosts=str(empty)), CISCO_IOS)
     assert "hostname CORE-SW1" in fetch(
         target(cisco, known_hosts=str(empty), host_key_checking=False), CISCO_IOS)
+
+
+def _sockets() -> int:
+    found = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found += stat.S_ISSOCK(os.stat(f"/proc/self/fd/{name}").st_mode)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_session_failing_after_the_login_is_closed(tmp_path: Path) -> None:
+    """The shell refused after a successful login (netmiko does not close that client):
+    one line, and no socket or logger filter left behind (a ResourceWarning, an error
+    under pytest, once seen under 4 test workers)."""
+    if can_run_sshd() is not None:
+        pytest.skip(str(can_run_sshd()))
+    with running_device(tmp_path / "notty", "cisco", sshd_options="PermitTTY no") as dev:
+        before, filters = _sockets(), len(logging.getLogger("netmiko").filters)
+        with pytest.raises(DeviceUnreachable, match="no version stored"):
+            fetch(target(dev, timeout=5.0), CISCO_IOS)
+        assert _sockets() == before
+        assert len(logging.getLogger("netmiko").filters) == filters

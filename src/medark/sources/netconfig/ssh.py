@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shlex
 import socket
@@ -142,8 +143,12 @@ def _fetch_ssh(target: Target, prof: Profile) -> str:
 
 
 def _session(connect: Any, params: dict[str, object], prof: Profile, target: Target) -> str:
-    conn = connect(**params)
+    # opened here rather than by the constructor, which keeps the client to itself when it
+    # fails half-way (the shell refused after the login, a banner or prompt timing out
+    # under load): every failure path then closes the socket below
+    conn = connect(**params, auto_connect=False)
     try:
+        conn._open()
         output = conn.send_command(prof.show_config, read_timeout=target.timeout,
                                    strip_prompt=True, strip_command=True)
     finally:
@@ -152,11 +157,21 @@ def _session(connect: Any, params: dict[str, object], prof: Profile, target: Tar
 
 
 def _log_out(conn: Any) -> None:
-    """Say goodbye and close. netmiko's own disconnect first probes for configuration
-    mode, which costs seconds per device for nothing: a fetch never enters it."""
+    """Say goodbye and close, whatever state the session is in. netmiko's own disconnect
+    first probes for configuration mode, which costs seconds per device for nothing: a
+    fetch never enters it. The filter netmiko hung on its logger for this session's
+    secrets goes too (one per device fetched otherwise)."""
     with contextlib.suppress(Exception):  # the device may already have closed the session
         conn.write_channel("quit" + conn.RETURN)
-    conn.paramiko_cleanup()
+    for name in ("remote_conn", "remote_conn_pre"):  # the channel, then client and socket
+        part = getattr(conn, name, None)
+        if part is not None:
+            with contextlib.suppress(Exception):
+                part.close()
+            setattr(conn, name, None)
+    secrets = getattr(conn, "_secrets_filter", None)
+    if secrets is not None:
+        logging.getLogger("netmiko").removeFilter(secrets)
 
 
 def _classify(exc: BaseException, target: Target, where: str) -> MedarkError:
