@@ -44,7 +44,9 @@
   a failure raises `audit_anchor_failed:REPOSITORY`. scheduler/audit_anchoring.py.
 - **Network devices.** With `[netconfig]`, `medark netconfig fetch` runs on its
   `schedule` as job `fetch` of `netconfig` (not retried), in a slot of its repository;
-  it raises the devices' alerts itself. scheduler/netconfig_job.py.
+  it raises the devices' alerts itself. After each slot the versions are copied to every
+  `copies` target (job `copy:TARGET`, then `forget:TARGET` keeping each device's versions
+  as the main repository does). scheduler/netconfig_job.py.
 - **Shutdown.** SIGTERM stops scheduling and the continuous copies at once (they stop
   cleanly), gives running jobs `grace` seconds to finish, then sends them SIGTERM (a
   backup stops cleanly) and records them failed.
