@@ -2,10 +2,11 @@
 throwaway MariaDB with binary logging holds a PACS-like index (`images`: path, size), a
 storage directory gets each image file BEFORE its row is committed (as a PACS writes),
 and a loader keeps adding images while `medark group backup` runs, with `medark mysql
-binlog-stream` archiving the binlogs. Then the server's data and the storage are
-destroyed, `medark group restore` brings both back, and MariaDB started on the restored
-data directory holds exactly the point's rows, each with its file. Real programs, no
-mocks."""
+binlog-stream` archiving the binlogs. `forget` keeps the point's mysql backup although
+a newer one would replace it, and the point alone is copied to another repository. Then
+the server's data and the storage are destroyed, `medark group restore` from the copy
+brings both back, and MariaDB started on the restored data directory holds exactly the
+point's rows, each with its file. Real programs, no mocks."""
 
 from __future__ import annotations
 
@@ -56,8 +57,9 @@ class Site:
     def dsn(self) -> str:
         return f"{self.server.dsn}/pacsdb"
 
-    def medark(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
-        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=self.env,
+    def medark(self, *args: str, check: bool = True, timeout: float = 300,
+               repo: Path | None = None) -> Result:
+        done = subprocess.run([MEDARK, "--repo", str(repo or self.repo), *args], env=self.env,
                               capture_output=True, text=True, check=False, timeout=timeout)
         result = Result(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
@@ -129,7 +131,8 @@ def site() -> Iterator[Site]:
     base = make_base()
     server = MariaServer(base)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_")}
-    env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD, HOME=str(base / "home"),
+    env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD, MEDARK_FROM_PASSWORD=PASSWORD,
+               HOME=str(base / "home"),
                MEDARK_CACHE_DIR=str(base / "cache"))
     s = Site(server, base / "repo", base / "storage", env)
     s.storage.mkdir()
@@ -181,6 +184,22 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     snaps = site.medark("snapshots", "--json").json()
     assert any(s["id"] == db["base_backup"] and "mysql" in s["tags"] for s in snaps)
 
+    # a newer mysql backup: the policy would drop the point's, the point keeps it
+    site.medark("mysql", "backup", "--dsn", site.server.dsn)
+    forget = site.medark("forget", "--keep-last", "1", "--group-by", "host,paths")
+    assert (f"snapshot {db['base_backup'][:8]} kept: the base backup of group point "
+            f"{point[:8]} (group pacs, binlog {db['binlog_file']}:"
+            f"{db['binlog_position']})") in forget.stdout, forget.stdout
+    # the point alone copied offsite brings its backup, files snapshot and binlogs
+    offsite = site.server.base / "offsite"
+    site.medark("init", repo=offsite)
+    copied = site.medark("copy", "--from-repo", str(site.repo), "--no-archives", point,
+                         "--json", repo=offsite).json_lines()[-1]
+    sent = copied["group_points"][0]
+    assert sent["base_backup"] == db["base_backup"] and sent["problem"] is None
+    assert sent["binlog"] == f"{db['binlog_file']}:{db['binlog_position']}"
+    assert db["base_backup"] in sent["added"] and sent["wal_records"] >= 1
+
     # disaster: the database server's data and the PACS storage are gone
     site.server.stop()
     shutil.rmtree(site.server.data)
@@ -188,9 +207,10 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
 
     base = site.server.base
     port = free_port()
-    restored = site.medark("group", "restore", point, "--target-dir", str(base / "restored"),
-                           "--files-target", str(base / "files"), "--start", "--port",
-                           str(port), "--timeout", "120", "--json").json()
+    restored = site.medark("group", "restore", "--group", "pacs", "--target-dir",
+                           str(base / "restored"), "--files-target", str(base / "files"),
+                           "--start", "--port", str(port), "--timeout", "120", "--json",
+                           repo=offsite).json()
     site.restored.append(int(restored["database"]["pid"]))
     assert restored["database"]["kind"] == "mariadb"
     assert restored["point"]["binlog"] == f"{db['binlog_file']}:{db['binlog_position']}"
@@ -202,8 +222,9 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     assert sorted(rows) == sorted(f"{i % 7:02d}/img-{i:05d}.dcm"
                                   for i in range(1, at_point + 1))
     restored_dsn = f"mysql://{BACKUP_USER}:{BACKUP_PASSWORD}@127.0.0.1:{port}/pacsdb"
-    check = site.medark("group", "check", point, "--dsn", restored_dsn, "--files-root",
-                        files_root, "--index-query", QUERY, "--json").json()
+    check = site.medark("group", "check", restored["snapshot_id"], "--dsn", restored_dsn,
+                        "--files-root", files_root, "--index-query", QUERY, "--json",
+                        repo=offsite).json()
     assert check["rows_without_files"] == [] and check["references"] == at_point
     assert len(check["files_without_rows"]) == check["files"] - at_point
 

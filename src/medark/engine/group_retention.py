@@ -10,6 +10,11 @@ the policy (or the command line) removes holds nothing: its parts are judged as 
 
 A point on SQLite (Orthanc's index copied into the point's own tree) needs no base backup
 and no WAL: only its files snapshot is held, as for any point.
+
+A point on MariaDB restores from the newest mysql backup of its server whose binlog
+coordinates are at or before the point's (engine/group_mariadb.point_base) and the
+archived binlogs from that backup's file to the point's: holding the backup holds them
+(engine/mysql_retention.py keeps every binlog from the oldest kept backup's file on).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medark.engine.group_backup import group_snapshots
+from medark.engine.group_mariadb import point_base
 from medark.engine.pg_window import pg_base_backups
 from medark.errors import UsageError
 from medark.snapshot.model import Snapshot
@@ -45,12 +51,23 @@ class PointNeeds:
     wal_to: str
     """The segment of the point's LSN (recovery reads the record after the point)."""
     kind: str = "postgres"
-    """The point's database: postgres, or sqlite (self-contained: no base backup, no
+    """The point's database: postgres, mariadb (wal_from/wal_to are binlog files,
+    system_id the server's archive id), or sqlite (self-contained: no base backup, no
     WAL, no LSN)."""
+    binlog: str | None = None
+    """mariadb: the point's FILE:POSITION."""
 
     @property
     def problem(self) -> str | None:
         if self.kind == "sqlite":
+            return None
+        if self.kind == "mariadb":
+            if self.binlog is None:
+                return "its record names no binlog position: it cannot be restored"
+            if self.base_backup is None:
+                return (f"no backup of MariaDB server {self.system_id} at or before binlog "
+                        f"{self.binlog} (forgotten earlier): its database cannot be "
+                        "restored")
             return None
         if self.lsn == 0:
             return "its record names no database point (LSN): it cannot be restored"
@@ -64,6 +81,7 @@ class PointNeeds:
         return {"id": self.point.id, "short_id": self.point.short_id,
                 "group": self.point.source.get("group"), "database": self.kind,
                 "lsn": format_lsn(self.lsn) if self.kind == "postgres" else None,
+                "binlog": self.binlog,
                 "system_id": self.system_id,
                 "base_backup": self.base_backup.id if self.base_backup else None,
                 "wal_from": self.wal_from, "wal_to": self.wal_to,
@@ -81,7 +99,7 @@ class GroupHolds:
         """Per cluster, the LSN from which the kept points need the archived WAL."""
         out: dict[str, int] = {}
         for need in self.needs:
-            if need.base_backup is not None:
+            if need.base_backup is not None and need.kind == "postgres":
                 start = parse_lsn(str(need.base_backup.source["start_lsn"]))
                 out[need.system_id] = min(start, out.get(need.system_id, start))
         return out
@@ -94,6 +112,8 @@ def point_needs(every: list[Snapshot], point: Snapshot) -> PointNeeds:
     if database.get("kind") == "sqlite":  # its index is in its own tree
         return PointNeeds(point, "", 0, None, files, any(s.id == files for s in every),
                           None, "", kind="sqlite")
+    if database.get("kind") == "mariadb":
+        return _mariadb_needs(every, point, database, files)
     system_id = str(database.get("system_id") or "?")
     try:
         lsn = parse_lsn(str(database.get("lsn") or ""))
@@ -112,6 +132,22 @@ def point_needs(every: list[Snapshot], point: Snapshot) -> PointNeeds:
     return PointNeeds(point, system_id, lsn, base, files,
                       any(s.id == files for s in every), wal_from,
                       segment_name(timeline, segment_of(lsn, size), size))
+
+
+def _mariadb_needs(every: list[Snapshot], point: Snapshot, database: dict[str, Any],
+                   files: str) -> PointNeeds:
+    """Its backup (as group restore chooses it) and the binlog files from that backup's
+    to the point's."""
+    archive_id = str(database.get("archive_id") or "?")
+    file = str(database.get("binlog_file") or "")
+    try:
+        position = int(database.get("binlog_position") or 0)
+        base = point_base(every, archive_id, file, position) if file else None
+    except (UsageError, ValueError):  # a record without its point: named a problem
+        file, base = "", None
+    return PointNeeds(point, archive_id, 0, base, files, any(s.id == files for s in every),
+                      str(base.source["binlog_file"]) if base else None, file,
+                      kind="mariadb", binlog=f"{file}:{position}" if file else None)
 
 
 def group_holds(every: list[Snapshot], gone: set[str]) -> GroupHolds:
@@ -134,6 +170,7 @@ def group_holds(every: list[Snapshot], gone: set[str]) -> GroupHolds:
         first = needs[0]
         more = f" and {len(needs) - 1} newer" if len(needs) > 1 else ""
         at = (f"LSN {format_lsn(first.lsn)}" if first.kind == "postgres" else
+              f"binlog {first.binlog}" if first.kind == "mariadb" else
               f"SQLite index at {first.point.source['database'].get('time')}")
         holds.held[snap_id] = (f"the {role} of group point {first.point.short_id}{more} "
                                f"(group {first.point.source.get('group')}, {at})")

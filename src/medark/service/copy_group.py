@@ -4,7 +4,9 @@ a group point without the base backup, the WAL or the files snapshot the point r
 from. Each selected point brings its parts, by the rule `forget` keeps them by
 (engine/group_retention.point_needs: the newest base backup of its cluster that ended at
 or before the point's LSN, the WAL from that backup's start to the point's segment). A
-point on SQLite holds its index in its own tree: it brings its files snapshot only."""
+point on SQLite holds its index in its own tree: it brings its files snapshot only. A
+point on MariaDB brings its mysql backup and the archived binlog files (complete, or the
+streamed versions) from that backup's file to the point's."""
 
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from typing import Any
 
 from medark.engine.group_backup import group_snapshots
 from medark.engine.group_retention import PointNeeds, point_needs
+from medark.engine.mysql_binlog import BINLOG_PREFIX, PARTIAL
 from medark.engine.pg_wal import WAL_PREFIX
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
+from medark.sources.mysql.binlog import parse_file_name
 
 
 @dataclass
@@ -26,7 +30,8 @@ class PointParts:
     added: list[Snapshot] = field(default_factory=list)
     """Snapshots the selection alone would not have sent."""
     wal: list[str] = field(default_factory=list)
-    """The WAL records (repository names) from the base backup's start to the point."""
+    """The WAL (or binlog) records (repository names) from the base backup's start to
+    the point."""
 
     def public(self) -> dict[str, Any]:
         return {**self.needs.public(), "added": [s.id for s in self.added],
@@ -62,6 +67,10 @@ def wal_records(repo: Repository, parts: list[PointParts]) -> list[str]:
         need = part.needs
         if need.wal_from is None:
             continue  # no base backup: nothing restores it (reported as its problem)
+        if need.kind == "mariadb":
+            part.wal = _binlog_records(repo, need, listed)
+            out.update(part.wal)
+            continue
         names = listed.get(need.system_id)
         if names is None:
             names = listed[need.system_id] = sorted(
@@ -71,3 +80,22 @@ def wal_records(repo: Repository, parts: list[PointParts]) -> list[str]:
                     or first <= n.rsplit("/", 1)[-1][:24] <= last]
         out.update(part.wal)
     return sorted(out)
+
+
+def _binlog_records(repo: Repository, need: PointNeeds, listed: dict[str, list[str]]
+                    ) -> list[str]:
+    """The server's archived binlog records (complete files and streamed versions) from
+    the backup's file to the point's, by file number."""
+    key = f"{BINLOG_PREFIX}{need.system_id}/"
+    names = listed.get(key)
+    if names is None:
+        names = listed[key] = sorted(repo.list_names(key))
+    first, last = parse_file_name(need.wal_from or ""), parse_file_name(need.wal_to)
+    if first is None or last is None:
+        return []
+    out = []
+    for name in names:
+        parsed = parse_file_name(name.rsplit("/", 1)[-1].partition(PARTIAL)[0])
+        if parsed is not None and parsed[0] == first[0] and first[1] <= parsed[1] <= last[1]:
+            out.append(name)
+    return out
