@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from group_site import pacs_plan
 from mysql_server import (
     BACKUP_PASSWORD,
     BACKUP_USER,
@@ -43,6 +44,16 @@ pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
               pytest.mark.timeout(180)]
 
 QUERY = "SELECT path, size FROM images"
+SITE = """\
+[sites.main]
+location = "CN-SC"
+
+[repositories.local]
+site = "main"
+url = "{repo}"
+password_file = "{password_file}"
+
+"""
 
 
 @dataclass
@@ -58,8 +69,9 @@ class Site:
         return f"{self.server.dsn}/pacsdb"
 
     def medark(self, *args: str, check: bool = True, timeout: float = 300,
-               repo: Path | None = None) -> Result:
-        done = subprocess.run([MEDARK, "--repo", str(repo or self.repo), *args], env=self.env,
+               repo: Path | None = None, env: dict[str, str] | None = None) -> Result:
+        done = subprocess.run([MEDARK, "--repo", str(repo or self.repo), *args],
+                              env={**self.env, **(env or {})},
                               capture_output=True, text=True, check=False, timeout=timeout)
         result = Result(done.returncode, done.stdout, done.stderr)
         if check and done.returncode != 0:
@@ -164,10 +176,12 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     try:
         pacs.start()
         time.sleep(0.5)
+        # as the daemon runs it (scheduler/runner.py _group_step): the DSN by environment
         done = site.medark("group", "backup", "--name", "pacs", "--pacs", "sql",
                            "--root", str(site.storage), "--index-query", QUERY,
-                           "--mariadb", "--dsn", site.dsn, "--archive-timeout", "30",
-                           "--json")
+                           "--mariadb", "--tag", "plan=pacs", "--tag", "system=pacs",
+                           "--archive-timeout", "30", "--json",
+                           env={"MEDARK_MYSQL_DSN": site.dsn})
         time.sleep(0.5)  # rows committed after the point
     finally:
         pacs.stop()
@@ -175,6 +189,7 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     summary: dict[str, Any] = json.loads(done.stdout)
     db = summary["database"]
     assert db["kind"] == "mariadb" and db["base_backup"]
+    assert db["archive_id"] == "1" and db["server_id"] == 1
     assert db["binlog_file"].startswith("binlog.") and db["binlog_position"] > 0
     counts = summary["counts"]
     at_point = counts["references"]
@@ -199,6 +214,21 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     assert sent["base_backup"] == db["base_backup"] and sent["problem"] is None
     assert sent["binlog"] == f"{db['binlog_file']}:{db['binlog_position']}"
     assert db["base_backup"] in sent["added"] and sent["wal_records"] >= 1
+
+    # the plan's restore test: the pair restored into a sandbox, started, checked
+    config = site.server.base / "medark.toml"
+    password_file = site.server.base / "password"
+    password_file.write_text(PASSWORD)
+    config.write_text(SITE.format(repo=site.repo, password_file=password_file) + pacs_plan(
+        "", site.storage, "sql", files_extra=f'index_query = "{QUERY}"\n',
+        database=f'type = "mariadb"\ndsn = "{site.dsn}"'))
+    verified = site.medark("--json", "verify", "pacs", "--config", str(config), "--catalog",
+                           f"sqlite:///{site.server.base / 'catalog.sqlite'}")
+    step = json.loads(verified.stdout.splitlines()[-1])["steps"][0]
+    assert step["restore"] == "group" and step["database"] == "mariadb", step
+    assert step["binlog"] == f"{db['binlog_file']}:{db['binlog_position']}"
+    assert step["check"]["rows_without_files"] == 0
+    assert step["check"]["references"] == at_point
 
     # disaster: the database server's data and the PACS storage are gone
     site.server.stop()

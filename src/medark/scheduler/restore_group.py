@@ -11,7 +11,11 @@ answer, is its RTO; the restored server then goes through the same checks as any
 restored database (restore_db.verify_database).
 
 A point on Orthanc's SQLite index restores without a server: `group restore` writes the
-index file into the throwaway directory and `group check --index-sqlite` reads it."""
+index file into the throwaway directory and `group check --index-sqlite` reads it.
+
+A point on MariaDB restores into a server started on a free port (the backup, the binlogs
+replayed to the point's position); `group check --dsn mysql://USER@127.0.0.1:PORT/DB`
+connects as the source DSN's user (its password, if any, in MYSQL_PWD)."""
 
 from __future__ import annotations
 
@@ -23,16 +27,20 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from medark.config.plans import Source
 from medark.engine.pg_restore import socket_dir
 from medark.scheduler.restore_db import (
+    MYSQL_OS_USER,
     PG_OS_USER,
     RestoreTestFailed,
     SandboxServer,
     free_port,
+    stop_database,
 )
 from medark.scheduler.runner import Launcher, Step
+from medark.sources.pacs.mariadb_point import index_conn
 from medark.sources.postgres.server import Dsn
 from medark.util import clock
 
@@ -59,6 +67,9 @@ def restore_group(plan: str, name: str, database: Source, files: Source, data_di
     if database.type == "sqlite":
         return _restore_sqlite(plan, name, files, data_dir, files_target, env, launcher,
                                medark, t0)
+    if database.type == "mariadb":
+        return _restore_mariadb(plan, name, database, files, data_dir, files_target, env,
+                                launcher, medark, t0)
     port = free_port()
     out = _medark(launcher, [*medark, "--json", "group", "restore", "--plan", plan,
                              "--group", name, "--target-dir", str(data_dir),
@@ -102,6 +113,48 @@ def _restore_sqlite(plan: str, name: str, files: Source, data_dir: Path, files_t
     return RestoredGroup(None, str(doc["snapshot_id"]), int(check["files"]),
                          int(doc["files"].get("bytes_restored") or 0)
                          + int(doc["database"].get("bytes") or 0), evidence)
+
+
+def _restore_mariadb(plan: str, name: str, database: Source, files: Source, data_dir: Path,
+                     files_target: Path, env: dict[str, str], launcher: Launcher,
+                     medark: list[str], t0: float) -> RestoredGroup:
+    """The point's MariaDB into a server on a free port, its files under `files_target`,
+    then `group check` of that pair over TCP as the source's user."""
+    port = free_port()
+    what = f"restoring group {name}"
+    doc = _last_json(_medark(launcher, [*medark, "--json", "group", "restore", "--plan", plan,
+                                        "--group", name, "--target-dir", str(data_dir),
+                                        "--files-target", str(files_target), "--start",
+                                        "--port", str(port)], env, what).stdout, what)
+    db = doc["database"]
+    server = SandboxServer("mariadb", str(db["target_dir"]), port,
+                           MYSQL_OS_USER if os.geteuid() == 0 else None,
+                           float(db.get("ready_seconds") or 0), pid=db.get("pid"),
+                           socket=str(db.get("socket") or ""), database="")
+    try:
+        return _check_mariadb(name, doc, server, database, files, env, launcher, medark, t0)
+    except BaseException:
+        stop_database(server)  # the test's own cleanup only sees what was returned
+        raise
+
+
+def _check_mariadb(name: str, doc: dict[str, Any], server: SandboxServer, database: Source,
+                   files: Source, env: dict[str, str], launcher: Launcher,
+                   medark: list[str], t0: float) -> RestoredGroup:
+    port = server.port
+    source, schema = index_conn(database.dsn or "")
+    user = f"{quote(source.user, safe='')}@" if source.user else ""
+    dsn = f"mysql://{user}127.0.0.1:{port}/{quote(schema or '', safe='')}"
+    query = ["--index-query", files.index_query] if files.index_query else []
+    what = f"checking the restored group {name}"
+    password = {"MYSQL_PWD": source.password} if source.password is not None else {}
+    check = _last_json(_medark(
+        launcher, [*medark, "--json", "group", "check", str(doc["snapshot_id"]), "--dsn",
+                   dsn, "--files-root", str(doc["files_root"]), *query], {**env, **password},
+        what, accept=(GROUP_INCOMPLETE,)).stdout, what)
+    evidence = {**_evidence(name, doc, check, t0), "binlog": doc["point"].get("binlog")}
+    return RestoredGroup(server, str(doc["snapshot_id"]), int(check["files"]),
+                         int(doc["files"].get("bytes_restored") or 0), evidence)
 
 
 def _evidence(name: str, doc: dict[str, Any], check: dict[str, Any], t0: float
