@@ -7,7 +7,9 @@ file references), then the files, and saves a group snapshot tying them together
 point's LSN, never later than the files); `group check` lists index rows without files
 and files without index rows, for a point in the repository or a restored pair.
 On Orthanc's SQLite index (`--sqlite`, a `sqlite` source) the point is a copy of the index
-taken while Orthanc is stopped, and `group restore` writes that file back.
+taken while Orthanc is stopped, and `group restore` writes that file back. On MariaDB
+(`--mariadb`, a `mariadb` source) the point is the binlog position of an InnoDB consistent
+snapshot, and `group restore` replays the archived binlogs exactly to it.
 """
 
 from __future__ import annotations
@@ -69,7 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--base-backup", action="store_true",
                    help="take a base backup first even when the repository holds one")
     b.add_argument("--archive-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="wait this long for the WAL up to the point to be archived")
+                   help="wait this long for the WAL (MariaDB: the binlog) up to the point "
+                        "to be archived")
     r = parsers["restore"]
     r.add_argument("snapshot", nargs="?", default=None, metavar="GROUP-SNAPSHOT",
                    help="the group's point (default: the newest, or the newest at or "
