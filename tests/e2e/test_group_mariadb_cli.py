@@ -277,6 +277,11 @@ def test_mysql_restore_to_a_position_inside_a_file(site: Site) -> None:
             time.sleep(0.3)
     finally:
         _stop_stream(stream)
+    nodb = site.medark("group", "backup", "--name", "pacs", "--pacs", "sql", "--root",
+                       str(site.storage), "--index-query", QUERY, "--mariadb", "--dsn",
+                       site.server.dsn, check=False)
+    assert nodb.returncode != 0 and len(nodb.stderr.strip().splitlines()) == 1, nodb.stderr
+    assert "name the index's database in the DSN" in nodb.stderr
     bad = site.medark("mysql", "restore", "--target-dir", str(site.server.base / "bad"),
                       "--position", "binlog.000001", check=False)
     assert bad.returncode == 2 and "FILE:POS" in bad.stderr

@@ -136,6 +136,9 @@ class Session:
         error = classify(stderr, self.conn, "reading the PACS index")
         if isinstance(error, DatabasePermission):
             raise error
+        if "ERROR 1046" in str(error):  # No database selected
+            raise SourceError(f"{self.conn.safe()}: no database selected: name the index's "
+                              "database in the DSN (mysql://user@host:port/DB)")
         raise (SourceError(f"{self.conn.safe()}: {error}") if "failed:" in str(error)
                else error)
 
