@@ -183,7 +183,8 @@ def _report(ctx: Context, result: PassResult) -> None:
         brought = ", ".join(snap.short_id for snap in part.added) or "nothing more"
         database = (f"its base backup {need.base_backup.short_id}, " if need.base_backup
                     else "")
-        wal = (f" and WAL {need.wal_from} to {need.wal_to} ({len(part.wal)} record(s))"
+        log = "binlog" if need.kind == "mariadb" else "WAL"
+        wal = (f" and {log} {need.wal_from} to {need.wal_to} ({len(part.wal)} record(s))"
                if need.wal_from is not None else "")
         ctx.out.text(f"group point {need.point.short_id}: sent with {database}files snapshot "
                      f"{need.files_snapshot[:8]}{wal}; added: {brought}"

@@ -206,7 +206,8 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
                                                     else env.PG_DSN.get())
         missing = [flag for flag, value in (("--name", args.name), ("--pacs", args.pacs),
                                             ("--root", args.root),
-                                            ("--dsn or --sqlite", dsn or args.sqlite))
+                                            ("--dsn or $MEDARK_MYSQL_DSN" if args.mariadb
+                                             else "--dsn or --sqlite", dsn or args.sqlite))
                    if not value]
         if missing:
             raise UsageError(f"give a PLAN (with --config), or {', '.join(missing)}")
