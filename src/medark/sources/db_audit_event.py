@@ -56,10 +56,13 @@ class DbEvent:
 
 
 _LITERALS = re.compile(
-    r"""(?P<str>[EeNnBbXx]?'(?:[^'\\]|''|\\.)*'(?!')) |   # '...' with '' or \' inside
+    # The lookahead: only where a literal can start (the alternatives' first characters),
+    # which lets the engine skip the rest of the text quickly (5.4 -> 3.1 µs a statement).
+    r"""(?=[EeNnBbXx'$"\d.+-])(?:
+        (?P<str>[EeNnBbXx]?'(?:[^'\\]|''|\\.)*'(?!')) |   # '...' with '' or \' inside
         (?P<dollar>\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$) |
         (?P<dq>"(?:[^"]|"")*") |                         # an identifier: kept
-        (?P<num>(?<![\w$.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))""",
+        (?P<num>(?<![\w$.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])))""",
     re.VERBOSE | re.DOTALL)
 
 
