@@ -64,7 +64,8 @@ WARM_CACHE_NOTE = (
     "cache is not dropped; `sync` runs before every timed step). Tools run in a rotating "
     "order: over as many runs as tools, each tool goes first once at every step."
 )
-DEBS = {"restic": "restic", "borg": "borgbackup"}
+DEBS = {"restic": "restic", "borg": "borgbackup", "time": "time"}
+"""Commands the bench needs -> their Debian packages (GNU time measures peak RSS: _proc.py)."""
 
 
 def log(msg: str) -> None:
@@ -671,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = [c.strip() for c in args.medark_compression.split(",") if c.strip()]
     gen_dataset, gen_manyfiles = find_generators(args)
 
-    ensure_debs(names, not args.no_install)
+    ensure_debs([*names, "time"], not args.no_install)
     if "medark" in names and not os.access(args.medark, os.X_OK):
         sys.exit(f"medark not found at {args.medark} (run `make dev-venv` or pass --medark)")
     tools = build_tools(names, str(args.medark), levels)
