@@ -30,7 +30,7 @@ from typing import Any
 from medark import __version__
 from medark.engine.backup import Backup, BackupOptions, BackupResult
 from medark.engine.dicom_catalog import CatalogBuilder
-from medark.engine.group_mariadb import mariadb_point
+from medark.engine.group_mariadb import mariadb_point, wait_archived
 from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
@@ -44,7 +44,6 @@ from medark.engine.group_tree import (
 from medark.engine.pg_backup import PgBackupOptions, base_backup
 from medark.engine.pg_wal import WalArchive
 from medark.engine.pg_window import pg_base_backups
-from medark.errors import WalGap
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import all_snapshots, load_snapshot, save_snapshot, save_tree
@@ -221,25 +220,19 @@ def _wait_for_point(repo: Repository, system_id: str, timeline: int, size: int, 
     segno = segment_of(past - 1, size)
     name = segment_name(timeline, segno, size)
     archive = WalArchive(repo, system_id)
-    deadline = clock.monotonic() + timeout
-    told = False
-    while True:
+
+    def reached() -> bool:
         record = archive.find(name)
-        if record is not None:
-            if not record.name.endswith(".partial"):
-                return
-            valid = int(record.extra.get("valid_bytes", 0))
-            if segno * size + valid >= past:
-                return
-        if not told:
-            progress.warn(f"waiting up to {timeout:g} s for WAL segment {name} (the group's "
-                          f"point {format_lsn(lsn)}) to be archived")
-            told = True
-        if clock.monotonic() >= deadline:
-            raise WalGap(f"the WAL up to the group's point {format_lsn(lsn)} (segment {name}) "
-                         f"did not reach the archive within {timeout:g} s; set archive_command"
-                         " = 'medark pg wal-push %p' or run `medark pg wal-stream`")
-        clock.sleep(0.2)
+        if record is None:
+            return False
+        if not record.name.endswith(".partial"):
+            return True
+        return segno * size + int(record.extra.get("valid_bytes", 0)) >= past
+
+    wait_archived(reached, timeout, progress,
+                  f"WAL segment {name} (the group's point {format_lsn(lsn)})",
+                  f"the WAL up to the group's point {format_lsn(lsn)} (segment {name})",
+                  "set archive_command = 'medark pg wal-push %p' or run `medark pg wal-stream`")
 
 
 def reconcile(repo: Repository, root: str, references: list[Reference], files: Snapshot,

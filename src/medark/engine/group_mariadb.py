@@ -14,6 +14,7 @@ before the point's, and the archived binlogs from that backup's file to the poin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
@@ -73,21 +74,31 @@ def wait_for_binlog(repo: Repository, archive_id: str, file: str, position: int,
                     timeout: float, progress: Progress) -> None:
     """The archive holds `file` whole, or a streamed version of it reaching `position`."""
     archive = BinlogArchive(repo, archive_id)
-    deadline = clock.monotonic() + timeout
-    told = False
-    while True:
+
+    def reached() -> bool:
         inv = archive.inventory()
         if file in inv.complete:
-            return
+            return True
         record = archive.newest(file, inv) if file in inv.versions else None
-        if record is not None and record.size >= position:
-            return
+        return record is not None and record.size >= position
+
+    wait_archived(reached, timeout, progress,
+                  f"binlog {file} (the group's point {file}:{position})",
+                  f"the binlog up to the group's point {file}:{position}",
+                  "run `medark mysql binlog-stream` for this server")
+
+
+def wait_archived(reached: Callable[[], bool], timeout: float, progress: Progress,
+                  what: str, gap: str, hint: str) -> None:
+    """Phase 3 of a group on either database (WAL or binlog): poll `reached` until true,
+    saying once that it waits for `what`; past `timeout`, WalGap: `gap` did not reach the
+    archive, then `hint`."""
+    deadline = clock.monotonic() + timeout
+    told = False
+    while not reached():
         if not told:
-            progress.warn(f"waiting up to {timeout:g} s for binlog {file} (the group's "
-                          f"point {file}:{position}) to be archived")
+            progress.warn(f"waiting up to {timeout:g} s for {what} to be archived")
             told = True
         if clock.monotonic() >= deadline:
-            raise WalGap(f"the binlog up to the group's point {file}:{position} did not "
-                         f"reach the archive within {timeout:g} s; run `medark mysql "
-                         "binlog-stream` for this server")
+            raise WalGap(f"{gap} did not reach the archive within {timeout:g} s; {hint}")
         clock.sleep(0.2)
