@@ -23,10 +23,11 @@ repository); prune, under the exclusive lock, removes them (remove_spool_leftove
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medark.errors import IntegrityError, ObjectNotFound
+from medark.errors import IntegrityError, MedarkError, ObjectNotFound
 from medark.repo.pack import (
     DATA_PREFIX,
     SPOOL_PREFIX,
@@ -39,6 +40,7 @@ from medark.repo.pack import (
 from medark.storage.local import SPOOL_DIR
 
 if TYPE_CHECKING:
+    from medark.repo.locks import HeldLock
     from medark.repo.repository import Repository
 
 HEADER_GUESS = 64 * 1024
@@ -109,3 +111,26 @@ def remove_spool_leftovers(repo: Repository) -> tuple[int, int]:
             path.unlink()
             files, size = files + 1, size + found
     return files, size
+
+
+def lock_adopting(repo: Repository, exclusive: bool, command: str,
+                  warn: Callable[[str], None]) -> HeldLock:
+    """Take a lock. A shared one that finds stale locks (killed commands) first indexes
+    the complete packs they left unindexed, so a rerun does not send them again; once
+    per stale lock and client."""
+    held = repo.locks.acquire(exclusive, command, warn)
+    if exclusive or not held.stale:
+        return held
+    names = {lock.name for lock in held.stale}
+    if repo.cache.adopted(names) != names:
+        try:
+            count = adopt_unindexed(repo)
+        except MedarkError as exc:  # only a saving lost: the command goes on
+            warn(f"warning: could not index the packs of an interrupted command "
+                 f"({str(exc).splitlines()[0]}); a rerun may send them again")
+            return held
+        if count:
+            warn(f"indexed {count} pack(s) an interrupted command stored; "
+                 "they are not sent again")
+        repo.cache.mark_adopted(names)
+    return held

@@ -27,7 +27,7 @@ from medark.errors import (
     UsageError,
 )
 from medark.repo import index_file
-from medark.repo.adopt import adopt_unindexed
+from medark.repo.adopt import lock_adopting
 from medark.repo.compression import CompressionSpec, Compressor, decompress
 from medark.repo.config import CONFIG_NAME, RepoConfig
 from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
@@ -566,25 +566,9 @@ class Repository:
         return name.encode()
 
     def lock(self, exclusive: bool, command: str, warn: Callable[[str], None]) -> HeldLock:
-        """Take a lock. A shared one that finds stale locks (killed commands) first
-        indexes the complete packs they left unindexed, so a rerun does not send them
-        again (repo/adopt.py); once per stale lock and client."""
-        held = self.locks.acquire(exclusive, command, warn)
-        if exclusive or not held.stale:
-            return held
-        names = {lock.name for lock in held.stale}
-        if self.cache.adopted(names) != names:
-            try:
-                count = adopt_unindexed(self)
-            except MedarkError as exc:  # only a saving lost: the command goes on
-                warn(f"warning: could not index the packs of an interrupted command "
-                     f"({str(exc).splitlines()[0]}); a rerun may send them again")
-                return held
-            if count:
-                warn(f"indexed {count} pack(s) an interrupted command stored; "
-                     "they are not sent again")
-            self.cache.mark_adopted(names)
-        return held
+        """Take a lock; a shared one first indexes the packs killed commands left
+        unindexed (repo/adopt.py, lock_adopting)."""
+        return lock_adopting(self, exclusive, command, warn)
 
     def keys(self) -> KeyStore:
         return KeyStore(self.backend)
