@@ -6,7 +6,6 @@ tests/ssh_device.py. One sshd for the module; each test has its own device names
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -17,8 +16,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import TEST_KDF, Cli
-from medark_command import MEDARK, PASSWORD
+from conftest import Cli
+from medark_command import MEDARK
+from netconfig_site import device_section, his_plan, netconfig_section, new_site
 from ssh_device import HUAWEI_CONFIG, Device, can_run_sshd, running_device
 
 pytestmark = pytest.mark.skipif(can_run_sshd() is not None, reason=str(can_run_sshd()))
@@ -35,35 +35,6 @@ site = "main"
 url = "{repo}"
 password_file = "{password_file}"
 
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/nonexistent"]
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "daily"
-rpo = "1d"
-rto = "1d"
-[plans.his.retention]
-last = 3
-
-[netconfig]
-repository = "local"
-known_hosts = "{known_hosts}"
-timeout = "20s"
-keep = {keep}
-schedule = "{schedule}"
-"""
-DEVICE = """
-[netconfig.devices.{name}]
-address = "127.0.0.1"
-port = {port}
-profile = "huawei"
-username = "root"
-{credentials}
 """
 SECRET = "s3cret-wrong-Pa55"
 
@@ -77,13 +48,8 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     root = tmp_path_factory.mktemp("site")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
-    env.update(TEST_KDF, MEDARK_REPO=str(root / "repo"), MEDARK_CACHE_DIR=str(root / "cache"))
-    cli = Cli(root / "repo", env)
-    cli("init")
     (root / "state").mkdir()
-    (root / "password").write_text(PASSWORD + "\n")
-    return cli
+    return new_site(root, root / "repo")
 
 
 def write_config(site: Cli, device: Device, name: str, devices: dict[str, str],
@@ -91,13 +57,12 @@ def write_config(site: Cli, device: Device, name: str, devices: dict[str, str],
                  schedule: str = "0 */4 * * *") -> Path:
     root = site.repo.parent
     body = CONFIG.format(state=root / "state", repo=site.repo,
-                         password_file=root / "password",
-                         known_hosts=known_hosts or device.known_hosts, keep=keep,
-                         schedule=schedule)
+                         password_file=root / "password") + his_plan()
+    body += netconfig_section(known_hosts or device.known_hosts,
+                              f'keep = {keep}\nschedule = "{schedule}"\n')
     for dev_name, credentials in devices.items():
         port = credentials.split("|", 1)[0] if "|" in credentials else device.port
-        creds = credentials.split("|", 1)[-1]
-        body += DEVICE.format(name=dev_name, port=port, credentials=creds)
+        body += device_section(dev_name, port, credentials.split("|", 1)[-1])
     path = root / f"{name}.toml"
     path.write_text(body)
     return path

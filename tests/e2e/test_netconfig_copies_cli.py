@@ -7,7 +7,6 @@ newest max(3, keep) versions (the tags travel with each version)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -15,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KDF, Cli
-from medark_command import MEDARK, PASSWORD
+from conftest import Cli
+from medark_command import MEDARK
+from netconfig_site import device_section, his_plan, key_file, netconfig_section, new_site
 from ssh_device import HUAWEI_CONFIG, Device, can_run_sshd, running_device
 
 from medark.catalog.store import Catalog
@@ -50,35 +50,6 @@ site = "far"
 url = "{root}/never-initialised"
 password_file = "{root}/password"
 
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/nonexistent"]
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "0 3 1 1 *"
-rpo = "1d"
-rto = "1d"
-[plans.his.retention]
-last = 3
-
-[netconfig]
-repository = "local"
-known_hosts = "{known_hosts}"
-timeout = "20s"
-keep = 3
-schedule = "{schedule}"
-copies = {copies}
-
-[netconfig.devices.core]
-address = "127.0.0.1"
-port = {port}
-profile = "huawei"
-username = "root"
-key_file = "{key}"
 """
 
 
@@ -89,17 +60,13 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
 
 
 def setup(root: Path, device: Device, schedule: str, copies: list[str]) -> tuple[Cli, Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
-    env.update(TEST_KDF, MEDARK_REPO=str(root / "local"), MEDARK_CACHE_DIR=str(root / "cache"),
-               HOME=str(root))
-    site = Cli(root / "local", env)
-    site("init")
+    site = new_site(root, root / "local")
     site("init", "--repo", root / "offsite")
-    (root / "password").write_text(PASSWORD + "\n")
     config = root / "medark.toml"
-    config.write_text(CONFIG.format(root=root, known_hosts=device.known_hosts, port=device.port,
-                                    key=device.client_key, schedule=schedule,
-                                    copies=json.dumps(copies)))
+    more = f'keep = 3\nschedule = "{schedule}"\ncopies = {json.dumps(copies)}\n'
+    config.write_text(CONFIG.format(root=root) + his_plan("0 3 1 1 *")
+                      + netconfig_section(device.known_hosts, more)
+                      + device_section("core", device.port, key_file(device)))
     return site, config
 
 

@@ -8,13 +8,11 @@ plan file names both, so each `fetch` asks both devices at once."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TEST_KDF, Cli
-from medark_command import PASSWORD
+from netconfig_site import device_section, his_plan, key_file, netconfig_section, new_site
 from ssh_device import CONFIGS, Device, can_run_sshd, running_device
 
 pytestmark = pytest.mark.skipif(can_run_sshd() is not None, reason=str(can_run_sshd()))
@@ -31,33 +29,6 @@ site = "main"
 url = "{repo}"
 password_file = "{root}/password"
 
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/nonexistent"]
-
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "daily"
-rpo = "1d"
-rto = "1d"
-[plans.his.retention]
-last = 3
-
-[netconfig]
-repository = "local"
-known_hosts = "{known_hosts}"
-timeout = "20s"
-"""
-DEVICE = """
-[netconfig.devices.{name}]
-address = "127.0.0.1"
-port = {port}
-profile = "{name}"
-username = "root"
-key_file = "{key}"
 """
 CHANGES = {  # vendor: (a line of its configuration, the line it becomes)
     "h3c": (" port access vlan 20", " port access vlan 30"),
@@ -78,17 +49,13 @@ def devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Devi
 
 def test_h3c_and_ruijie_store_a_version_only_for_a_real_change(
         tmp_path: Path, devices: dict[str, Device]) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDARK_PASSWORD")}
-    env.update(TEST_KDF, MEDARK_REPO=str(tmp_path / "repo"),
-               MEDARK_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
-    site = Cli(tmp_path / "repo", env)
-    site("init")
-    (tmp_path / "password").write_text(PASSWORD + "\n")
+    site = new_site(tmp_path, tmp_path / "repo")
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("".join(d.known_hosts.read_text() for d in devices.values()))
-    body = CONFIG.format(root=tmp_path, repo=site.repo, known_hosts=known_hosts)
+    body = CONFIG.format(root=tmp_path, repo=site.repo) + his_plan()
+    body += netconfig_section(known_hosts)
     for name, dev in devices.items():
-        body += DEVICE.format(name=name, port=dev.port, key=dev.client_key)
+        body += device_section(name, dev.port, key_file(dev), profile=name)
     config = tmp_path / "medark.toml"
     config.write_text(body)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from netconfig_site import device_section, his_plan, key_file, netconfig_section
 from ssh_device import HUAWEI_CONFIG, Device, can_run_sshd, running_device
 
 from medark.config.plans import MedarkConfig
@@ -24,28 +25,6 @@ location = "CN-SC"
 [repositories.local]
 site = "main"
 url = "/unused"
-[systems.his]
-owner = "IT"
-[[systems.his.sources]]
-type = "files"
-paths = ["/data"]
-[plans.his]
-system = "his"
-repository = "local"
-schedule = "daily"
-rpo = "1d"
-rto = "1d"
-retention = {{ last = 3 }}
-[netconfig]
-repository = "local"
-known_hosts = "{known_hosts}"
-timeout = "20s"
-[netconfig.devices.core]
-address = "127.0.0.1"
-port = {port}
-profile = "huawei"
-username = "root"
-key_file = "{key}"
 """
 
 
@@ -58,8 +37,8 @@ def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Device]:
 
 
 def config(dev: Device) -> MedarkConfig:
-    return load_plans_text(CONFIG.format(known_hosts=dev.known_hosts, port=dev.port,
-                                         key=dev.client_key))
+    return load_plans_text(CONFIG + his_plan() + netconfig_section(dev.known_hosts)
+                           + device_section("core", dev.port, key_file(dev)))
 
 
 def test_ten_fetches_store_one_version_until_a_real_change(device: Device,
