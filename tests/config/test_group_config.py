@@ -5,31 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from pacs_config import FILES, HEAD, load, problems
 
 from medark.config.groups import Group, groups_of
-from medark.config.loader import load_config
-from medark.errors import ConfigInvalid
-
-HEAD = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "/backup"
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = { daily = 30 }
-
-[systems.pacs]
-owner = "radiology"
-"""
 
 DB = """
 [[systems.pacs.sources]]
@@ -38,34 +16,13 @@ dsn = "host=db dbname=orthanc"
 group = "pacs"
 """
 
-FILES = """
-[[systems.pacs.sources]]
-type = "files"
-paths = ["/var/lib/orthanc/db"]
-group = "pacs"
-pacs = "orthanc"
-"""
-
-
-def load(tmp_path: Path, text: str) -> object:
-    path = tmp_path / "medark.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path)
-
-
-def problems(tmp_path: Path, text: str) -> list[str]:
-    with pytest.raises(ConfigInvalid) as caught:
-        load(tmp_path, text)
-    return caught.value.problems
-
-
 def test_a_database_and_a_files_source_form_a_group(tmp_path: Path) -> None:
     config = load(tmp_path, HEAD + DB + FILES + """
 [[systems.pacs.sources]]
 type = "files"
 paths = ["/etc/orthanc"]
 """)
-    sources = config.systems["pacs"].sources  # type: ignore[attr-defined]
+    sources = config.systems["pacs"].sources
     assert groups_of(sources) == [Group("pacs", 0, 1)]
     assert sources[1].pacs == "orthanc"
 
@@ -78,7 +35,7 @@ def test_a_sql_index_needs_its_query_and_a_query_needs_sql(tmp_path: Path) -> No
     assert any("index_query needs pacs" in p for p in found), found
     config = load(tmp_path, HEAD + DB + FILES.replace('"orthanc"', '"sql"')
                   + 'index_query = "SELECT path FROM f"\n')
-    assert config.systems["pacs"].sources[1].index_query  # type: ignore[attr-defined]
+    assert config.systems["pacs"].sources[1].index_query
 
 
 def test_each_group_mistake_is_named_with_its_line(tmp_path: Path) -> None:

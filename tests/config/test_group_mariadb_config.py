@@ -6,32 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from pacs_config import HEAD, load, problems
 
 from medark.config.groups import Group, groups_of
-from medark.config.loader import load_config
-from medark.errors import ConfigInvalid
 from medark.scheduler.runner import backup_steps
-
-HEAD = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "/backup"
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = { daily = 30 }
-
-[systems.pacs]
-owner = "radiology"
-"""
 
 MARIADB = """
 [[systems.pacs.sources]]
@@ -50,14 +28,8 @@ index_query = "SELECT path, size FROM images"
 """
 
 
-def _write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "medark.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_a_mariadb_group_loads_and_is_one_daemon_step(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, HEAD + MARIADB + FILES))
+    config = load(tmp_path, HEAD + MARIADB + FILES)
     assert groups_of(config.systems["pacs"].sources) == [Group("pacs", 0, 1)]
     steps = backup_steps(config, "pacs", medark=["medark"])
     assert [s.source for s in steps] == ["group pacs"]
@@ -72,8 +44,6 @@ def test_a_mariadb_group_loads_and_is_one_daemon_step(tmp_path: Path) -> None:
 def test_a_group_with_two_databases_is_refused(tmp_path: Path) -> None:
     postgres = MARIADB.replace('type = "mariadb"', 'type = "postgres"').replace(
         "mysql://medark@pacs-db:3306/pacsdb", "host=db dbname=pacs")
-    with pytest.raises(ConfigInvalid) as caught:
-        load_config(_write(tmp_path, HEAD + MARIADB + postgres + FILES))
-    found = caught.value.problems
+    found = problems(tmp_path, HEAD + MARIADB + postgres + FILES)
     assert any("one postgres source (has 1) or one sqlite source (has 0) or one mariadb "
                "source (has 1)" in p for p in found), found

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_group_config import FILES, HEAD, load, problems
+from pacs_config import FILES, HEAD, load, problems
 
 from medark.config.groups import Group, groups_of
 from medark.scheduler.runner import backup_steps
@@ -29,10 +29,10 @@ def line_of(found: list[str], needle: str, text: str) -> str:
 
 def test_an_sqlite_index_and_its_files_form_a_group(tmp_path: Path) -> None:
     config = load(tmp_path, HEAD + SQLITE + FILES)
-    sources = config.systems["pacs"].sources  # type: ignore[attr-defined]
+    sources = config.systems["pacs"].sources
     assert groups_of(sources) == [Group("pacs", 0, 1)]
     assert sources[0].stop_command == "systemctl stop orthanc"
-    steps = backup_steps(config, "pacs", medark=["medark"])  # type: ignore[arg-type]
+    steps = backup_steps(config, "pacs", medark=["medark"])
     assert [s.source for s in steps] == ["group pacs"]
     assert steps[0].argv == [
         "medark", "--json", "--retry-lock", "30m", "group", "backup", "--name", "pacs",
@@ -44,7 +44,7 @@ def test_an_sqlite_index_and_its_files_form_a_group(tmp_path: Path) -> None:
     without = load(tmp_path, HEAD + SQLITE.replace('stop_command = "systemctl stop orthanc"\n'
                                                    'start_command = "systemctl start orthanc"\n',
                                                    "") + FILES)
-    step = backup_steps(without, "pacs", medark=["medark"])[0]  # type: ignore[arg-type]
+    step = backup_steps(without, "pacs", medark=["medark"])[0]
     assert "--stop-command" not in step.argv and "--sqlite" in step.argv
 
 

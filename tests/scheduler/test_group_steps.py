@@ -6,20 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medark.config.loader import load_config
+from pacs_config import HEAD, load
+
 from medark.scheduler.runner import backup_steps
 
-CONFIG = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "/backup"
-
-[systems.pacs]
-owner = "radiology"
-
+CONFIG = HEAD + """
 [[systems.pacs.sources]]
 type = "files"
 paths = ["/etc/orthanc"]
@@ -35,21 +26,11 @@ index_query = "SELECT path FROM files"
 type = "postgres"
 dsn = "host=db dbname=pacs"
 group = "images"
-
-[plans.pacs]
-system = "pacs"
-repository = "local"
-schedule = "0 2 * * *"
-rpo = "1d"
-rto = "4h"
-retention = { daily = 7 }
 """
 
 
 def test_a_group_is_one_step_and_the_other_sources_stay(tmp_path: Path) -> None:
-    path = tmp_path / "medark.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    steps = backup_steps(load_config(path), "pacs", medark=["medark"])
+    steps = backup_steps(load(tmp_path, CONFIG), "pacs", medark=["medark"])
     assert [s.source for s in steps] == ["files /etc/orthanc", "group images"]
     group = steps[1]
     assert group.argv == ["medark", "--json", "--retry-lock", "30m", "group", "backup",
