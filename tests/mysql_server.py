@@ -6,6 +6,7 @@ server (3306) is never touched: every client call names this server's socket or 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -17,6 +18,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from conftest import Result
+from medark_command import MEDARK
 
 MY_USER = "mysql"
 BACKUP_USER = "medark"
@@ -222,3 +227,42 @@ class Load:
         self.proc.stderr.close()
         if status != 0:
             raise RuntimeError(f"the load failed: {err}")
+
+
+@dataclass
+class MariaSite:
+    """A throwaway server and the repository `medark` backs it up to, for the end-to-end
+    modules: `medark` run against that repository (a failure shows the server's log), the
+    binlog stream, and the servers a test restored (stopped by its fixture)."""
+
+    server: MariaServer
+    repo: Path
+    env: dict[str, str]
+    restored: list[int] = field(default_factory=list)
+    """pids of restored servers, stopped at the end whatever happens."""
+
+    def medark(self, *args: str, check: bool = True, timeout: float = 300,
+               repo: Path | None = None, env: dict[str, str] | None = None) -> Result:
+        done = subprocess.run([MEDARK, "--repo", str(repo or self.repo), *args],
+                              env={**self.env, **(env or {})},
+                              capture_output=True, text=True, check=False, timeout=timeout)
+        result = Result(done.returncode, done.stdout, done.stderr)
+        if check and done.returncode != 0:
+            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
+                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
+        return result
+
+    def stream(self) -> subprocess.Popen[str]:
+        """`medark mysql binlog-stream` of the server into the repository (--json)."""
+        return subprocess.Popen([MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream",
+                                 "--dsn", self.server.dsn, "--json", "--interval", "0.2"],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+
+def stop_stream(stream: subprocess.Popen[str]) -> dict[str, Any]:
+    """Stop a MariaSite.stream() as the daemon does (SIGTERM); its summary line."""
+    stream.send_signal(signal.SIGTERM)
+    out, err = stream.communicate(timeout=60)
+    assert stream.returncode == 0, err
+    return dict(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -23,18 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from conftest import PASSWORD, TEST_KDF
 from group_site import pacs_plan
 from mysql_server import (
     BACKUP_PASSWORD,
     BACKUP_USER,
     MariaServer,
+    MariaSite,
     can_run_servers,
     free_port,
     have_mariadb_backup,
     make_base,
     sql,
     stop_pid,
+    stop_stream,
 )
 
 pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
@@ -57,33 +58,12 @@ password_file = "{password_file}"
 
 
 @dataclass
-class Site:
-    server: MariaServer
-    repo: Path
-    storage: Path
-    env: dict[str, str]
-    restored: list[int] = field(default_factory=list)
+class Site(MariaSite):
+    storage: Path = field(kw_only=True)
 
     @property
     def dsn(self) -> str:
         return f"{self.server.dsn}/pacsdb"
-
-    def medark(self, *args: str, check: bool = True, timeout: float = 300,
-               repo: Path | None = None, env: dict[str, str] | None = None) -> Result:
-        done = subprocess.run([MEDARK, "--repo", str(repo or self.repo), *args],
-                              env={**self.env, **(env or {})},
-                              capture_output=True, text=True, check=False, timeout=timeout)
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if check and done.returncode != 0:
-            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
-                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
-        return result
-
-    def stream(self) -> subprocess.Popen[str]:
-        return subprocess.Popen([MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream",
-                                 "--dsn", self.server.dsn, "--json", "--interval", "0.2"],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
 
 
 class Pacs:
@@ -146,7 +126,7 @@ def site() -> Iterator[Site]:
     env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD, MEDARK_FROM_PASSWORD=PASSWORD,
                HOME=str(base / "home"),
                MEDARK_CACHE_DIR=str(base / "cache"))
-    s = Site(server, base / "repo", base / "storage", env)
+    s = Site(server, base / "repo", env, storage=base / "storage")
     s.storage.mkdir()
     try:
         server.init()
@@ -161,12 +141,6 @@ def site() -> Iterator[Site]:
         server.stop()
         if not os.environ.get("KEEP_MY"):
             shutil.rmtree(base, ignore_errors=True)
-
-
-def _stop_stream(stream: subprocess.Popen[str]) -> None:
-    stream.send_signal(signal.SIGTERM)
-    _out, err = stream.communicate(timeout=60)
-    assert stream.returncode == 0, err
 
 
 def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
@@ -185,7 +159,7 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
         time.sleep(0.5)  # rows committed after the point
     finally:
         pacs.stop()
-        _stop_stream(stream)
+        stop_stream(stream)
     summary: dict[str, Any] = json.loads(done.stdout)
     db = summary["database"]
     assert db["kind"] == "mariadb" and db["base_backup"]
@@ -276,7 +250,7 @@ def test_mysql_restore_to_a_position_inside_a_file(site: Site) -> None:
                 break
             time.sleep(0.3)
     finally:
-        _stop_stream(stream)
+        stop_stream(stream)
     nodb = site.medark("group", "backup", "--name", "pacs", "--pacs", "sql", "--root",
                        str(site.storage), "--index-query", QUERY, "--mariadb", "--dsn",
                        site.server.dsn, check=False)

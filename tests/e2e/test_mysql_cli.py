@@ -4,31 +4,30 @@ point-in-time restores started as real servers and queried. Real programs, no mo
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MEDARK, PASSWORD, TEST_KDF, Result
+from conftest import PASSWORD, TEST_KDF
 from mysql_server import (
     Load,
     MariaServer,
+    MariaSite,
     can_run_servers,
     free_port,
     have_mariadb_backup,
     make_base,
     sql,
     stop_pid,
+    stop_stream,
 )
 
 pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
@@ -37,28 +36,7 @@ pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
 
 
 @dataclass
-class Site:
-    server: MariaServer
-    repo: Path
-    env: dict[str, str]
-    restored: list[int] = field(default_factory=list)
-    """pids of restored servers, stopped at the end whatever happens."""
-
-    def medark(self, *args: str, check: bool = True, timeout: float = 300) -> Result:
-        done = subprocess.run([MEDARK, "--repo", str(self.repo), *args], env=self.env,
-                              capture_output=True, text=True, check=False, timeout=timeout)
-        result = Result(done.returncode, done.stdout, done.stderr)
-        if check and done.returncode != 0:
-            raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
-                                 f"{done.stderr}\nserver log:\n{self.server.log()}")
-        return result
-
-    def stream(self) -> subprocess.Popen[str]:
-        return subprocess.Popen([MEDARK, "--repo", str(self.repo), "mysql", "binlog-stream",
-                                 "--dsn", self.server.dsn, "--json", "--interval", "0.2"],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-
+class Site(MariaSite):
     def restore(self, target: Path, *goal: str) -> tuple[int, dict[str, Any]]:
         port = free_port()
         result = self.medark("mysql", "restore", "--target-dir", str(target), *goal,
@@ -124,13 +102,6 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _stop_stream(stream: subprocess.Popen[str]) -> dict[str, Any]:
-    stream.send_signal(signal.SIGTERM)
-    out, err = stream.communicate(timeout=60)
-    assert stream.returncode == 0, err
-    return dict(json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1]))
-
-
 def _under_load(site: Site, *backup_args: str) -> tuple[datetime, str]:
     """Backup under load while streaming; a marker, then T, then more writes. Returns T
     and the source's final (count, max id, markers)."""
@@ -159,7 +130,7 @@ def _under_load(site: Site, *backup_args: str) -> tuple[datetime, str]:
     try:
         _wait(site.caught_up, 30, "the stream to catch up")
     finally:
-        summary = _stop_stream(stream)
+        summary = stop_stream(stream)
     assert summary["message_type"] == "binlog_stream" and summary["files"] >= 1
     return target, expected
 
@@ -214,7 +185,7 @@ def test_stream_survives_a_server_restart(site: Site) -> None:
         expected = site.server.root_sql("SELECT COUNT(*), MAX(id) FROM h.load")
         _wait(site.caught_up, 40, "the stream to resume")
     finally:
-        summary = _stop_stream(stream)
+        summary = stop_stream(stream)
     assert summary["restarts"] >= 1 and summary["files"] >= 1
     status = site.medark("mysql", "status", "--json").json()
     assert status["gaps"] == [] and status["windows"][0]["gap_after"] is None
