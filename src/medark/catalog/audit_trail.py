@@ -26,6 +26,7 @@ are kept at least 180 days (docs/audit.md)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -322,9 +323,14 @@ def signer(catalog: Catalog, settings: AuditSettings | None = None) -> Signer:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+@functools.lru_cache(maxsize=4096)  # a collector writes the same keys millions of times
+def _secret_key(key: str) -> bool:
+    return key.lower() in SECRET_NAMES
+
+
 def _clean(detail: Any) -> Any:
     if isinstance(detail, dict):
-        return {str(k): ("***" if str(k).lower() in SECRET_NAMES
+        return {str(k): ("***" if _secret_key(str(k))
                          else v if type(v) in _SCALARS else _clean(v))
                 for k, v in detail.items()}
     if isinstance(detail, list | tuple):
@@ -498,18 +504,20 @@ def _chained(tickets: Sequence[_Ticket], seq: int, prev_hash: str,
     """The tickets' rows (in audit_append.COLUMNS' order), numbered after `seq` and
     chained after `prev_hash`, and the last one's hash; the time as SQLite stores it
     with `sqlite_time`. Each ticket learns its number here; it is returned only once
-    the transaction committed."""
+    the transaction committed. One time for the batch: its records are written by one
+    transaction at one moment (and the time is formatted once, not per record)."""
     rows = []
+    at = clock.now().astimezone(UTC)
+    at_text = format_at(at)
+    stored_at = sqlite_stored_time(at_text) if sqlite_time else at
     for ticket in tickets:
         seq += 1
         entry, sign = ticket.entry, ticket.sign
-        at = clock.now().astimezone(UTC)
-        at_text = format_at(at)
         data = hashed_bytes(seq, at_text, entry.actor, entry.source, entry.action,
                             entry.target, entry.result, entry.institution, ticket.detail,
                             sign.hash_alg, sign.key_id, prev_hash)
         new_hash = digest(sign.hash_alg, data)
-        rows.append((seq, sqlite_stored_time(at_text) if sqlite_time else at,
+        rows.append((seq, stored_at,
                      entry.actor, entry.source, entry.action, entry.target,
                      entry.result, entry.institution, ticket.detail.decode("utf-8"),
                      sign.hash_alg, sign.key_id, prev_hash, new_hash,

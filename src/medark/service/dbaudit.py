@@ -292,8 +292,8 @@ class Collector:
                events: list[DbEvent]) -> None:
         for start in range(0, len(events), BATCH):
             batch = events[start:start + BATCH]
-            seqs = append_many(self.catalog, [
-                _entry(source.key, current, e) for e in batch])
+            where = (f"{current.device}:{current.inode}:", str(current.path))
+            seqs = append_many(self.catalog, [_entry(source.key, where, e) for e in batch])
             last = batch[-1]
             state.offset = last.end
             state.events += len(batch)
@@ -313,14 +313,15 @@ def _rejected_error(result: PassResult) -> str | None:
             f"log records of the configured format (the first at {result.first_rejected})")
 
 
-def _entry(key: str, current: _File, event: DbEvent) -> AuditEntry:
+def _entry(key: str, where: tuple[str, str], event: DbEvent) -> AuditEntry:
+    """`where`: the file's "device:inode:" and path, made once per batch."""
     statement = event.statement
     detail: dict[str, Any] = {
         "time": event.time.isoformat(), "database": event.database,
         "object": event.object, "class": event.cls, "command": event.command,
         "statement": statement[:STATEMENT_LIMIT], "application": event.application,
         "rows": event.rows, "conn": event.session,
-        "pos": f"{current.device}:{current.inode}:{event.end}", "file": str(current.path)}
+        "pos": f"{where[0]}{event.end}", "file": where[1]}
     if len(statement) > STATEMENT_LIMIT:
         detail["statement_chars"] = len(statement)
     target = f"{key}/{event.database}/{event.object}"
