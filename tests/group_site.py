@@ -1,5 +1,5 @@
-"""What the consistency-group tests share (docs/pacs.md): the plan file's PACS system (a
-PostgreSQL index and a file tree in one group) and, for the end-to-end modules, a
+"""What the consistency-group tests share (docs/pacs.md): the plan file's head and its PACS
+system (an index database and a file tree in one group) and, for the end-to-end modules, a
 throwaway archiving cluster (pg_server.repo_site) with `medark` run as the repository's
 owner or as root."""
 
@@ -11,6 +11,15 @@ from pathlib import Path
 
 from conftest import MEDARK, PASSWORD, Result
 from pg_server import RepoSite, as_pg
+
+
+def site_head(repo: str | Path, password_file: str | Path | None = None) -> str:
+    """Site `main` and repository `local` at `repo` (its password in `password_file`, if
+    given), the plan file's head before pacs_plan()."""
+    password = f'password_file = "{password_file}"\n' if password_file else ""
+    return f'[sites.main]\nlocation = "CN-SC"\n\n[repositories.local]\nsite = "main"\n' \
+        f'url = "{repo}"\n{password}\n'
+
 
 PACS_PLAN = """\
 [systems.pacs]

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from conftest import PASSWORD, TEST_KDF
 from dicom_samples import CHINESE_NAME, Instance, encode, new_study, sample_instances
-from group_site import GroupSite, pacs_plan
+from group_site import GroupSite, pacs_plan, site_head
 from orthanc_server import OrthancServer, can_run_orthanc
 from pg_server import can_run_servers, free_port, repo_site
 
@@ -60,15 +60,6 @@ class World(GroupSite):
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-SITE = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-
-"""
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +74,7 @@ def world() -> Iterator[World]:
             pacs.port = site.server.port
             pacs.start()
             config = site.base / "medark.toml"
-            config.write_text(SITE.format(repo=site.repo) + pacs_plan(
+            config.write_text(site_head(site.repo) + pacs_plan(
                 f"host=127.0.0.1 port={site.server.port} user=postgres dbname=orthanc",
                 pacs.storage_dir, "orthanc"))
             config.chmod(0o644)

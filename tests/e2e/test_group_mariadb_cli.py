@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import PASSWORD, TEST_KDF
-from group_site import pacs_plan
+from group_site import pacs_plan, site_head
 from mysql_server import (
     BACKUP_PASSWORD,
     BACKUP_USER,
@@ -45,16 +45,6 @@ pytestmark = [pytest.mark.skipif(can_run_servers() is not None,
               pytest.mark.timeout(180)]
 
 QUERY = "SELECT path, size FROM images"
-SITE = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-"""
 
 
 @dataclass
@@ -193,7 +183,7 @@ def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:
     config = site.server.base / "medark.toml"
     password_file = site.server.base / "password"
     password_file.write_text(PASSWORD)
-    config.write_text(SITE.format(repo=site.repo, password_file=password_file) + pacs_plan(
+    config.write_text(site_head(site.repo, password_file) + pacs_plan(
         "", site.storage, "sql", files_extra=f'index_query = "{QUERY}"\n',
         database=f'type = "mariadb"\ndsn = "{site.dsn}"'))
     verified = site.medark("--json", "verify", "pacs", "--config", str(config), "--catalog",

@@ -17,22 +17,12 @@ from pathlib import Path
 import pytest
 from conftest import PASSWORD, Cli
 from dicom_samples import encode, new_study, sample_instances
-from group_site import pacs_plan, sqlite_source
+from group_site import pacs_plan, site_head, sqlite_source
 from orthanc_server import OrthancServer, can_run_orthanc, running_orthanc
 
 REASON = can_run_orthanc("sqlite")
 pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
 
-SITE = """\
-[sites.main]
-location = "CN-SC"
-
-[repositories.local]
-site = "main"
-url = "{repo}"
-password_file = "{password_file}"
-
-"""
 
 
 def sha256(data: bytes) -> str:
@@ -56,7 +46,7 @@ def test_a_point_on_sqlite_restores_orthanc_whole(cli: Cli, tmp_path: Path) -> N
         password_file = tmp_path / "password"
         password_file.write_text(PASSWORD)
         config = tmp_path / "medark.toml"
-        config.write_text(SITE.format(repo=cli.repo, password_file=password_file) + pacs_plan(
+        config.write_text(site_head(cli.repo, password_file) + pacs_plan(
             "", pacs.storage_dir, "orthanc", database=sqlite_source(index, stop, start)))
         taken = cli("--json", "group", "backup", "pacs", "--config", config, check=False)
         assert taken.returncode == 0, taken.stderr
