@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,6 +253,27 @@ class MariaSite:
             raise AssertionError(f"medark {' '.join(args)} exited {done.returncode}: "
                                  f"{done.stderr}\nserver log:\n{self.server.log()}")
         return result
+
+    @contextmanager
+    def running(self, schema: str) -> Iterator[None]:
+        """The server initialised and started, the repository initialised, `schema` run as
+        root; at the end, whatever happens, the restored servers and the server stopped and
+        the base directory (and those named after it) removed, unless $KEEP_MY."""
+        base = self.server.base
+        try:
+            self.server.init()
+            self.server.start()
+            self.medark("init")
+            self.server.root_sql(schema)
+            yield
+        finally:
+            for pid in self.restored:
+                stop_pid(pid)
+            self.server.stop()
+            if not os.environ.get("KEEP_MY"):
+                shutil.rmtree(base, ignore_errors=True)
+                for extra in base.parent.glob(base.name + "*"):
+                    shutil.rmtree(extra, ignore_errors=True)
 
     def stream(self) -> subprocess.Popen[str]:
         """`medark mysql binlog-stream` of the server into the repository (--json)."""

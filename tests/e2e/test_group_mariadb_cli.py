@@ -34,7 +34,6 @@ from mysql_server import (
     have_mariadb_backup,
     make_base,
     sql,
-    stop_pid,
     stop_stream,
 )
 
@@ -118,19 +117,9 @@ def site() -> Iterator[Site]:
                MEDARK_CACHE_DIR=str(base / "cache"))
     s = Site(server, base / "repo", env, storage=base / "storage")
     s.storage.mkdir()
-    try:
-        server.init()
-        server.start()
-        s.medark("init")
-        server.root_sql("CREATE DATABASE pacsdb; CREATE TABLE pacsdb.images "
-                        "(path VARCHAR(255), size BIGINT) ENGINE=InnoDB")
+    with s.running("CREATE DATABASE pacsdb; CREATE TABLE pacsdb.images "
+                   "(path VARCHAR(255), size BIGINT) ENGINE=InnoDB"):
         yield s
-    finally:
-        for pid in s.restored:
-            stop_pid(pid)
-        server.stop()
-        if not os.environ.get("KEEP_MY"):
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def test_group_backup_under_load_and_restore_of_the_pair(site: Site) -> None:

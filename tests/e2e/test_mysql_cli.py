@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,21 +75,9 @@ def _site(log_bin: bool) -> Iterator[Site]:
     env.update(TEST_KDF, MEDARK_PASSWORD=PASSWORD,
                MEDARK_CACHE_DIR=str(base / "cache"))
     s = Site(server, base / "repo", env)
-    try:
-        server.init()
-        server.start()
-        s.medark("init")
-        server.root_sql("CREATE DATABASE h; CREATE TABLE h.load (id INT AUTO_INCREMENT "
-                        "PRIMARY KEY, note VARCHAR(64), at DATETIME(6) DEFAULT NOW(6))")
+    with s.running("CREATE DATABASE h; CREATE TABLE h.load (id INT AUTO_INCREMENT "
+                   "PRIMARY KEY, note VARCHAR(64), at DATETIME(6) DEFAULT NOW(6))"):
         yield s
-    finally:
-        for pid in s.restored:
-            stop_pid(pid)
-        server.stop()
-        if not os.environ.get("KEEP_MY"):
-            shutil.rmtree(base, ignore_errors=True)
-            for extra in base.parent.glob(base.name + "*"):
-                shutil.rmtree(extra, ignore_errors=True)
 
 
 def _wait(predicate: Any, timeout: float, what: str) -> None:
