@@ -26,7 +26,6 @@ are kept at least 180 days (docs/audit.md)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import hmac
 import json
@@ -34,7 +33,7 @@ import os
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +57,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from medark.catalog.audit_append import COLUMNS, GroupCommit, NothingSent, pg_append
+from medark.catalog.audit_entry import AuditEntry as AuditEntry  # its callers import it here
+from medark.catalog.audit_entry import cleaned_detail
 from medark.catalog.audit_key import create_key, default_key_file, read_key
 from medark.errors import CatalogError
 from medark.util import clock
@@ -67,18 +68,12 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 """The previous hash of record 1."""
-RESULTS = ("ok", "denied", "failed")
 HASHES = ("sha256", "sm3")
 FORMAT_VERSION = 1
 RETENTION_DAYS = 180
 """The least time a record is kept (等保 level 3: six months); nothing deletes them."""
 HASH_ENV = "MEDARK_AUDIT_HASH"
 KEY_FILE_ENV = "MEDARK_AUDIT_KEY_FILE"
-SECRET_NAMES = frozenset({"password", "passwd", "new_password", "secret", "token",
-                          "api_token", "totp", "otp", "code", "key", "private_key",
-                          "cookie", "session"})
-"""Keys of `detail` whose values are replaced by "***": a record never holds a secret."""
-LIMITS = {"actor": 200, "source": 255, "action": 100, "target": 500, "institution": 200}
 
 _metadata = MetaData()
 records = Table(
@@ -105,26 +100,6 @@ head = Table(
     Column("hash", String(128), nullable=False),
     Column("chain", String(32), nullable=False),
 )
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """What an audited action says about itself; `append` adds the number, time, hashes
-    and signature."""
-
-    actor: str
-    """A user name, "cli:<os user>", "agent:<id>" or "daemon"."""
-    source: str
-    """The client's address, or "cli" / "daemon"."""
-    action: str
-    """"login", "login_failed", "user.create", "restore", "dr.switchover", …"""
-    target: str | None = None
-    """"user:alice", "system:his", "snapshot:ab12cd34"."""
-    result: str = "ok"
-    """ok, denied or failed."""
-    institution: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-    """Anything else worth keeping; never a secret (see SECRET_NAMES)."""
 
 
 @dataclass(frozen=True)
@@ -320,38 +295,11 @@ def signer(catalog: Catalog, settings: AuditSettings | None = None) -> Signer:
 # ---------------------------------------------------------------- append and read
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-@functools.lru_cache(maxsize=4096)  # a collector writes the same keys millions of times
-def _secret_key(key: str) -> bool:
-    return key.lower() in SECRET_NAMES
-
-
-def _clean(detail: Any) -> Any:
-    if isinstance(detail, dict):
-        return {str(k): ("***" if _secret_key(str(k))
-                         else v if type(v) in _SCALARS else _clean(v))
-                for k, v in detail.items()}
-    if isinstance(detail, list | tuple):
-        return [_clean(v) for v in detail]
-    return detail
-
-
 def _checked(entry: AuditEntry) -> bytes:
-    if entry.result not in RESULTS:
-        raise ValueError(f"audit result {entry.result!r}: use one of {', '.join(RESULTS)}")
-    for name, limit in LIMITS.items():
-        value = getattr(entry, name)
-        if value is not None and len(value) > limit:
-            raise ValueError(f"audit {name} is longer than {limit} characters")
-        if value is not None and "\x00" in value:  # the database refuses it: refused here,
-            raise ValueError(f"audit {name} holds a NUL character")  # not in a batch
-    if not entry.actor or not entry.source or not entry.action:
-        raise ValueError("an audit record needs an actor, a source and an action")
+    """The entry's cleaned detail as canonical JSON (ValueError for a bad entry)."""
     # encoded once, here: TypeError/ValueError now for what JSON cannot hold; these
     # bytes are both hashed (hashed_bytes) and stored
-    return canonical(_clean(entry.detail))
+    return canonical(cleaned_detail(entry))
 
 
 def append(catalog: Catalog, entry: AuditEntry, settings: AuditSettings | None = None

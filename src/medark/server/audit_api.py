@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select
 
+from medark.catalog.audit_entry import RESULTS as RESULTS
 from medark.catalog.audit_export import FORMATS, export_header, export_line
 from medark.catalog.audit_key import default_key_file, read_key
 from medark.catalog.audit_query import _matching
@@ -43,7 +44,6 @@ from medark.server.roles import AUDIT_READ
 MAX_LIMIT = 1000
 SEARCH = "audit.search"
 EXPORT = "audit.export"
-RESULTS = ("ok", "denied", "failed")
 MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 
 

@@ -173,6 +173,6 @@ def _event(record: AuditRecord, note: str) -> Event:
 
 def _short(detail: dict[str, Any]) -> str:
     """The detail as `key=value` pairs, at most 120 characters (secrets are never
-    stored: audit_trail.SECRET_NAMES)."""
+    stored: audit_entry.SECRET_NAMES)."""
     text = ", ".join(f"{k}={v}" for k, v in sorted(detail.items()))
     return text if len(text) <= 120 else text[:119] + "…"
