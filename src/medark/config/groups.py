@@ -3,7 +3,8 @@ point, and the mistakes that would make a group's point meaningless (docs/pacs.m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import posixpath
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,8 @@ class GroupedSource(Protocol):
     @property
     def index_query(self) -> str | None: ...
     @property
+    def storages(self) -> dict[str, str] | None: ...
+    @property
     def stop_command(self) -> str | None: ...
     @property
     def start_command(self) -> str | None: ...
@@ -53,6 +56,10 @@ def group_problems(sources: Sequence[GroupedSource]
                           "(set group = \"NAME\" on it and on its database source)"))
         if source.index_query is not None and source.pacs != "sql":
             found.append(((i, "index_query"), "index_query needs pacs = \"sql\""))
+        if source.storages is not None and source.pacs != "dcm4chee":
+            found.append(((i, "storages"), "storages goes with pacs = \"dcm4chee\" on a "
+                          "group's files source (dcm4chee-arc's storage IDs, each mapped to "
+                          "its directory)"))
         if source.pacs == "sql" and not source.index_query:
             found.append(((i, "pacs"), "pacs = \"sql\" needs index_query = \"SELECT path "
                           "FROM ...\" (the index's file paths)"))
@@ -84,11 +91,53 @@ def group_problems(sources: Sequence[GroupedSource]
                 found.append(((i, "pacs"), f"the files source of group {name!r} needs pacs "
                               "= \"orthanc\", \"dcm4chee\" or \"sql\" (how the index names "
                               "its files)"))
+            found += _storages_problems(i, sources[i], name)
             if sources[i].pacs == "dcm4chee" and any(sources[d].type == "sqlite"
                                                      for d in databases):
                 found.append(((i, "pacs"), f"group {name!r}: dcm4chee's index is not "
                               "SQLite (a sqlite database goes with pacs = \"orthanc\" or "
                               "\"sql\")"))
+    return found
+
+
+def storage_dirs(storages: Mapping[str, str], root: str) -> dict[str, str]:
+    """dcm4chee's storage IDs to their directories relative to `root` (the group's files
+    path): each given absolute inside it or relative to it. ValueError names the first
+    one that is empty or outside (a storage outside the root is not in its scan)."""
+    root = posixpath.normpath(root)
+    found = {}
+    for storage, directory in storages.items():
+        if not storage.strip() or not directory.strip():
+            raise ValueError(f"storage {storage!r}: give an ID and its directory")
+        full = posixpath.normpath(posixpath.join(root, directory))
+        if full != root and not full.startswith(root.rstrip("/") + "/"):
+            raise ValueError(f"storage {storage!r}: {directory} is not inside {root}, the "
+                             "storage root Medark scans (set the files source's path to a "
+                             "common parent of the storages)")
+        found[storage] = posixpath.relpath(full, root)
+    return found
+
+
+def _storages_problems(i: int, source: GroupedSource, name: str
+                       ) -> list[tuple[tuple[str | int, ...], str]]:
+    """storages belongs to a dcm4chee files source, each directory inside its path."""
+    if source.storages is None or source.pacs != "dcm4chee":
+        return []  # storages without dcm4chee is named with the source
+    if not source.storages:
+        return [((i, "storages"), "storages is empty: map each storage ID to its directory "
+                 "({ fs1 = \"/storage/fs1\" }) or leave it out")]
+    if len(source.paths) != 1:
+        return []  # the one-path problem is named already
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for storage, directory in source.storages.items():
+        if not posixpath.isabs(directory):
+            found.append(((i, "storages", storage), f"group {name!r}: storage {storage!r} "
+                          f"needs an absolute directory (inside {source.paths[0]})"))
+            continue
+        try:
+            storage_dirs({storage: directory}, source.paths[0])
+        except ValueError as exc:
+            found.append(((i, "storages", storage), f"group {name!r}: {exc}"))
     return found
 
 

@@ -100,6 +100,9 @@ class Source(Model):
     """files in a group: how the database's index names its files (docs/pacs.md)."""
     index_query: str | None = None
     """pacs = "sql": a query returning each file's path (and optionally its size)."""
+    storages: dict[str, str] | None = None
+    """pacs = "dcm4chee": each storage ID (dcmStorageID) to its directory inside the
+    files source's path, e.g. { fs1 = "/storage/fs1" } (docs/pacs.md)."""
     stop_command: str | None = None
     """sqlite: a shell command stopping the PACS before its index is copied (e.g.
     "systemctl stop orthanc": a running Orthanc holds its SQLite index alone)."""

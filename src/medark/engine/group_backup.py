@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medark import __version__
+from medark.config.groups import storage_dirs
 from medark.engine.backup import Backup, BackupOptions, BackupResult
 from medark.engine.dicom_catalog import CatalogBuilder
 from medark.engine.group_mariadb import mariadb_point, wait_archived
@@ -44,11 +45,12 @@ from medark.engine.group_tree import (
 from medark.engine.pg_backup import PgBackupOptions, base_backup
 from medark.engine.pg_wal import WalArchive
 from medark.engine.pg_window import pg_base_backups
+from medark.errors import UsageError
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import all_snapshots, load_snapshot, save_snapshot, save_tree
 from medark.sources.files.excludes import Excluder
-from medark.sources.pacs.index import Reference
+from medark.sources.pacs.index import Reference, place_storages
 from medark.sources.pacs.point import take_point
 from medark.sources.pacs.sqlite_point import SIDE_FILES, take_sqlite_point
 from medark.sources.postgres.server import Dsn, identify
@@ -83,6 +85,9 @@ class GroupBackupOptions:
     mariadb: str | None = None
     """The MariaDB index's DSN, naming its database (instead of a PostgreSQL DSN)."""
     mysql_bin: str | None = None
+    storages: dict[str, str] | None = None
+    """dcm4chee: storage ID -> its directory inside the root (absolute or relative to
+    it); objects on an ID not in it are counted as not covered (docs/pacs.md)."""
 
 
 @dataclass
@@ -99,6 +104,8 @@ class TakenPoint:
     """Paths the scan leaves out (the live SQLite index when under the storage root)."""
     warning: str = ""
     """The PACS's start_command failed (the point is good; the PACS may be down)."""
+    not_covered: dict[str, int] = field(default_factory=dict)
+    """Objects on storages the group does not map (dcm4chee), counted per storage ID."""
 
 
 @dataclass
@@ -132,15 +139,16 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     t0 = clock.monotonic()
     host = options.host or socket.gethostname()
     root = posixpath.normpath(os.path.abspath(options.root))  # as the scan records it
+    storages = _storages(options, root)  # refused before anything is taken
     if options.sqlite is not None:
-        point = _sqlite_point(repo, options, root, progress)
+        point = _placed(_sqlite_point(repo, options, root, progress), storages, root)
     elif options.mariadb is not None:
         references, database = mariadb_point(
             repo, options.mariadb, options.pacs, root, options.index_query, options.tags,
             host, options.mysql_bin, options.base_backup, options.archive_timeout, progress)
-        point = TakenPoint(references, database)
+        point = _placed(TakenPoint(references, database), storages, root)
     else:
-        point = _postgres_point(repo, options, root, host, progress)
+        point = _postgres_point(repo, options, root, host, storages, progress)
     previous = group_snapshots(all_snapshots(repo), options.name)
     catalog = CatalogBuilder(repo, repo.config.chunker, repo.flush)  # dicom find/restore
     files = Backup(repo, BackupOptions(paths=[root], tags=[*options.tags, "pacs"], host=host,
@@ -160,8 +168,29 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     return GroupResult(snapshot, summary, files)
 
 
+def _storages(options: GroupBackupOptions, root: str) -> dict[str, str] | None:
+    """The storages map relative to the root (what the record keeps, so a check of a
+    restored pair finds them under its own root)."""
+    if not options.storages:
+        return None
+    if options.pacs != "dcm4chee":
+        raise UsageError("storages (--storage) go with pacs dcm4chee")
+    try:
+        return storage_dirs(options.storages, root)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _placed(point: TakenPoint, storages: dict[str, str] | None, root: str) -> TakenPoint:
+    """The point's references under the root by their storages (dcm4chee), the objects
+    of unmapped storages counted apart; several storages without a map: refused."""
+    placed = place_storages(point.references, storages, root)
+    point.references, point.not_covered = placed.references, placed.not_covered
+    return point
+
+
 def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, host: str,
-                    progress: Progress) -> TakenPoint:
+                    storages: dict[str, str] | None, progress: Progress) -> TakenPoint:
     """Phases 1 to 3 on PostgreSQL: a base backup if none, the point, its WAL archived."""
     assert options.dsn is not None
     identity = identify(options.dsn)
@@ -172,6 +201,7 @@ def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, ho
             progress)
         base_id = backup.id
     point = take_point(options.dsn, options.pacs, root, options.index_query)
+    placed = place_storages(point.references, storages, root)  # refused before the wait
     if not point.switched:
         progress.warn(f"pg_switch_wal() failed ({point.switch_error}): waiting for the "
                       "segment of the point to fill or to be streamed")
@@ -179,10 +209,10 @@ def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, ho
                     point.lsn, point.past, options.archive_timeout, progress)
     bases = [b for b in pg_base_backups(all_snapshots(repo), identity.system_id)
              if parse_lsn(str(b.source.get("stop_lsn", "0/0"))) <= point.lsn]
-    return TakenPoint(point.references, {
+    return TakenPoint(placed.references, {
         "kind": "postgres", "system_id": identity.system_id, "timeline": identity.timeline,
         "lsn": format_lsn(point.lsn), "time": clock.format_time(point.time),
-        "base_backup": bases[-1].id if bases else base_id})
+        "base_backup": bases[-1].id if bases else base_id}, not_covered=placed.not_covered)
 
 
 def _sqlite_point(repo: Repository, options: GroupBackupOptions, root: str,
@@ -277,15 +307,20 @@ def _previous_tree(repo: Repository, files: Snapshot, previous: Snapshot | None
 
 def _record(options: GroupBackupOptions, point: TakenPoint, root: str, files: Snapshot,
             result: Reconciled) -> dict[str, Any]:
-    return {
+    record = {
         "kind": KIND, "group": options.name, "pacs": options.pacs, "root": root,
         "database": point.database,
         "files_snapshot": files.id,
         "counts": {"references": len(point.references), "referenced": result.referenced,
                    "present": result.referenced + len(result.after_point),
                    "after_point": len(result.after_point), "filled": len(result.filled),
-                   "missing": len(result.missing), "outside": len(result.outside)},
+                   "missing": len(result.missing), "outside": len(result.outside),
+                   "not_covered": sum(point.not_covered.values())},
     }
+    record["not_covered"] = point.not_covered  # per storage ID
+    if options.storages:  # relative to the root, as placed
+        record["storages"] = storage_dirs(options.storages, root)
+    return record
 
 
 def _save_group(repo: Repository, options: GroupBackupOptions, host: str, started: Any,

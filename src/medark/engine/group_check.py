@@ -34,7 +34,8 @@ def check_point(repo: SnapshotRepo, point: Snapshot) -> dict[str, Any]:
                .files_under(root))
     return {"message_type": "group_check", "of": "snapshot", "snapshot_id": point.id,
             "group": point.source.get("group"), "root": root,
-            **compare(references, present)}
+            **compare(references, present),
+            "not_covered": dict(point.source.get("not_covered") or {})}
 
 
 def disk_files(root: str) -> list[str]:
@@ -48,6 +49,10 @@ def disk_files(root: str) -> list[str]:
     return found
 
 
-def check_pair(references: list[Reference], root: str) -> dict[str, Any]:
+def check_pair(references: list[Reference], root: str,
+               not_covered: dict[str, int] | None = None) -> dict[str, Any]:
+    """`not_covered`: objects on storages the group does not map (dcm4chee), per ID:
+    neither rows with nor without files here."""
     return {"message_type": "group_check", "of": "pair", "root": root,
-            **compare((r.path for r in references), disk_files(root))}
+            **compare((r.path for r in references), disk_files(root)),
+            "not_covered": dict(not_covered or {})}

@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--root", default=None, metavar="DIR",
                    help="without PLAN: the PACS's storage root")
     b.add_argument("--index-query", default=None, help="without PLAN, pacs sql: the query")
+    add_storage_option(b, "without PLAN, pacs dcm4chee: a storage ID and its directory "
+                       "inside --root (repeat per storage; the plan's `storages`)")
     b.add_argument("--dsn", default=None, help="without PLAN: the index database "
                    "(default: $MEDARK_PG_DSN; with --mariadb: $MEDARK_MYSQL_DSN)")
     b.add_argument("--mariadb", action="store_true",
@@ -112,6 +114,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--pacs", choices=("orthanc", "dcm4chee", "sql"), default=None,
                    help="the index's kind (default: the point's)")
     c.add_argument("--index-query", default=None, help="pacs sql: the query of the paths")
+    add_storage_option(c, "with --dsn, pacs dcm4chee: a storage ID and its directory, "
+                       "inside --files-root or relative to it (default: the point's)")
     c.add_argument("--mysql-bin", default=None, metavar="DIR",
                    help="directory of the MariaDB programs (a MariaDB index)")
     for name in ("backup", "restore"):
@@ -119,6 +123,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    help="directory of PostgreSQL's programs")
         parsers[name].add_argument("--mysql-bin", default=None, metavar="DIR",
                                    help="directory of the MariaDB programs")
+
+
+def add_storage_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--storage", action="append", default=[], metavar="ID=DIR", help=what)
+
+
+def storage_map(values: list[str]) -> dict[str, str] | None:
+    """--storage ID=DIR, repeated: dcm4chee's storage IDs to their directories."""
+    found: dict[str, str] = {}
+    for value in values:
+        storage, sep, directory = value.partition("=")
+        storage, directory = storage.strip(), directory.strip()
+        if not sep or not storage or not directory:
+            raise UsageError(f"--storage {value!r}: give ID=DIR (e.g. fs1=/storage/fs1)")
+        if storage in found:
+            raise UsageError(f"--storage {storage} is given twice")
+        found[storage] = directory
+    return found or None
 
 
 def run(ctx: Context) -> int:
@@ -156,6 +178,7 @@ def _backup(ctx: Context) -> int:
                       f"present, {counts['filled']} filled from the previous snapshot, "
                       f"{counts['missing'] + counts['outside']} missing; "
                       f"{counts['after_point']} files after the point (kept, marked)")
+        _not_covered(ctx, summary.get("not_covered") or {})
         _paths(ctx, "filled", summary["filled"])
         ctx.out.prose(f"group snapshot {summary['snapshot_id'][:8]} saved in "
                       f"{format_duration(summary['total_duration'])}")
@@ -200,6 +223,9 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
     if bool(args.stop_command) != bool(args.start_command):
         raise UsageError("--stop-command and --start-command go together (the PACS "
                          "stopped for the copy is started again)")
+    storages = storage_map(args.storage)
+    if storages and (args.pacs or "dcm4chee") != "dcm4chee":
+        raise UsageError("--storage goes with --pacs dcm4chee (its storage IDs)")
     if args.plan is None:
         # --sqlite wins over $MEDARK_PG_DSN (a variable the environment may carry)
         dsn = None if args.sqlite else args.dsn or (env.MYSQL_DSN.get() if args.mariadb
@@ -216,10 +242,14 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
             args.root, args.index_query, list(args.tag), host, args.pg_bin,
             args.base_backup, args.archive_timeout, sqlite=args.sqlite,
             stop_command=args.stop_command, start_command=args.start_command,
-            mariadb=dsn if args.mariadb else None, mysql_bin=args.mysql_bin)
+            mariadb=dsn if args.mariadb else None, mysql_bin=args.mysql_bin,
+            storages=storages)
     if args.sqlite or args.dsn or args.mariadb:
         raise UsageError("with a PLAN the index comes from its configuration: drop "
                          "--sqlite / --dsn / --mariadb")
+    if storages:
+        raise UsageError("with a PLAN the storages come from its files source's "
+                         "`storages`: drop --storage")
     from medark.service.groups import plan_group
     from medark.service.plans import config_path, load_plans
 
@@ -238,7 +268,16 @@ def _backup_options(args: argparse.Namespace) -> GroupBackupOptions:
         sqlite=database.paths[0] if sqlite else None,
         stop_command=(args.stop_command or database.stop_command) if sqlite else None,
         start_command=(args.start_command or database.start_command) if sqlite else None,
-        mariadb=(database.dsn or "") if mariadb else None, mysql_bin=args.mysql_bin)
+        mariadb=(database.dsn or "") if mariadb else None, mysql_bin=args.mysql_bin,
+        storages=group.files.storages)
+
+
+def _not_covered(ctx: Context, counts: dict[str, int]) -> None:
+    """Objects on storages the group does not map: not backed up here, not missing."""
+    if counts:
+        each = ", ".join(f"{storage} {n}" for storage, n in sorted(counts.items()))
+        ctx.out.prose(f"{sum(counts.values())} index objects on storages this group does "
+                      f"not cover (not backed up here, not counted missing): {each}")
 
 
 def _paths(ctx: Context, what: str, paths: list[str]) -> None:
@@ -308,8 +347,12 @@ def _restore(ctx: Context) -> int:
 
 def _check(ctx: Context) -> int:
     from medark.engine.group_check import check_pair, check_point
+    from medark.sources.pacs.index import place_storages
 
     args = ctx.args
+    if args.storage and not (args.dsn or args.index_sqlite):
+        raise UsageError("--storage goes with --dsn and --files-root (a point's check "
+                         "uses the storages it was taken with)")
     if (args.dsn or args.index_sqlite) and not args.files_root:
         raise UsageError("--dsn / --index-sqlite need --files-root (the storage root)")
     if not (args.dsn or args.index_sqlite) and not args.snapshot:
@@ -327,7 +370,14 @@ def _check(ctx: Context) -> int:
         if kind is None:
             raise UsageError("give --pacs (or a group snapshot whose kind to use)")
         mariadb = point is not None and point.source["database"].get("kind") == "mariadb"
-        doc = check_pair(_references(args, kind, mariadb), os.path.abspath(args.files_root))
+        root = os.path.abspath(args.files_root)
+        if args.storage and kind != "dcm4chee":
+            raise UsageError("--storage goes with pacs dcm4chee (its storage IDs)")
+        storages = storage_map(args.storage) or (
+            point.source.get("storages") if point is not None and kind == "dcm4chee"
+            else None)
+        placed = place_storages(_references(args, kind, mariadb), storages, root)
+        doc = check_pair(placed.references, root, placed.not_covered)
     assert doc is not None
     return _report(ctx, doc)
 
@@ -364,6 +414,7 @@ def _report(ctx: Context, doc: dict[str, Any]) -> int:
                 else f"the index and {doc['root']}")
         ctx.out.prose(f"{what}: {doc['references']} index rows, {doc['files']} files; "
                       f"{len(rows)} rows without files, {len(files)} files without rows")
+        _not_covered(ctx, doc.get("not_covered") or {})
         _paths(ctx, "row without file", rows)
         _paths(ctx, "file without row", files)
     if rows:

@@ -5,11 +5,13 @@ transaction, so they belong to the caller's database point."""
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from medark.errors import SourceError
+from medark.config.groups import storage_dirs
+from medark.errors import SourceError, UsageError
 
 KINDS = ("orthanc", "dcm4chee", "sql")
 BATCH = 10_000
@@ -29,6 +31,9 @@ class Reference:
 
     path: str
     size: int | None = None
+    storage: str | None = None
+    """dcm4chee: the storage ID the row names (`path` is then relative to that storage's
+    directory until place_storages() puts it under the root)."""
 
 
 def relative(path: str, root: str) -> str:
@@ -78,3 +83,47 @@ def read_references(cursor: Cursor, kind: str, root: str, query: str | None = No
             raise SourceError("pacs = \"sql\" needs index_query")
         return sql_index.references(cursor, query, root)
     raise SourceError(f"unknown PACS kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+@dataclass
+class Placed:
+    """The references under the root, and the objects left out by storage ID."""
+
+    references: list[Reference]
+    not_covered: dict[str, int] = field(default_factory=dict)
+    """Objects on a storage the map leaves out (nearline, S3...), counted per ID: not
+    in the scan, so neither present nor missing."""
+
+
+def place_storages(references: list[Reference], storages: Mapping[str, str] | None,
+                   root: str) -> Placed:
+    """Each reference's path relative to the root: under its storage's directory (the
+    map: storage ID -> directory, relative to the root or absolute inside it). Without
+    a map the paths are already the root's, which holds only when the index names one
+    storage: several are refused with the setting to give."""
+    named = Counter(r.storage for r in references if r.storage is not None)
+    if not storages:
+        if len(named) > 1:
+            ids = ", ".join(f"{s} ({n})" for s, n in sorted(named.items()))
+            example = ", ".join(f'{s} = "DIR"' for s in sorted(named)[:2])
+            raise UsageError(f"the dcm4chee index names objects on {len(named)} storages "
+                             f"({ids}): map each to its directory with storages = "
+                             f"{{ {example} }} on the group's files source (or --storage "
+                             "ID=DIR); docs/pacs.md")
+        return Placed(references)
+    try:
+        dirs = storage_dirs(storages, root)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    root = posixpath.normpath(root)
+    placed: list[Reference] = []
+    left: Counter[str] = Counter()
+    for ref in references:
+        if ref.storage is None or posixpath.isabs(ref.path):
+            placed.append(ref)
+        elif ref.storage in dirs:
+            full = posixpath.join(root, dirs[ref.storage], ref.path)
+            placed.append(replace(ref, path=relative(full, root)))
+        else:
+            left[ref.storage] += 1
+    return Placed(placed, dict(sorted(left.items())))
