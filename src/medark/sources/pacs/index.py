@@ -7,7 +7,7 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from medark.config.groups import storage_dirs
@@ -115,15 +115,17 @@ def place_storages(references: list[Reference], storages: Mapping[str, str] | No
         dirs = storage_dirs(storages, root)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    root = posixpath.normpath(root)
     placed: list[Reference] = []
     left: Counter[str] = Counter()
-    for ref in references:
+    for ref in references:  # millions: no more than a join each
         if ref.storage is None or posixpath.isabs(ref.path):
             placed.append(ref)
         elif ref.storage in dirs:
-            full = posixpath.join(root, dirs[ref.storage], ref.path)
-            placed.append(replace(ref, path=relative(full, root)))
+            # both normalized and inside the root (relative() made a path leaving it
+            # absolute), so the join is too
+            under = dirs[ref.storage]
+            placed.append(Reference(ref.path if under == "." else f"{under}/{ref.path}",
+                                    ref.size, ref.storage))
         else:
             left[ref.storage] += 1
     return Placed(placed, dict(sorted(left.items())))
