@@ -39,3 +39,28 @@ def test_a_group_is_one_step_and_the_other_sources_stay(tmp_path: Path) -> None:
                           "system=pacs"]
     assert group.env["MEDARK_PG_DSN"] == "host=db dbname=pacs"
     assert group.env["MEDARK_REPO"] == "/backup"
+
+
+DCM4CHEE = HEAD + """
+[[systems.pacs.sources]]
+type = "files"
+paths = ["/storage"]
+group = "images"
+pacs = "dcm4chee"
+storages = { fs2 = "/storage/fs2", fs1 = "/storage/fs1" }
+
+[[systems.pacs.sources]]
+type = "postgres"
+dsn = "host=db dbname=pacsdb"
+group = "images"
+"""
+
+
+def test_a_dcm4chee_group_passes_its_storages(tmp_path: Path) -> None:
+    """The daemon's step carries the storage map, so a several-storage archive is not
+    refused for want of one."""
+    (step,) = backup_steps(load(tmp_path, DCM4CHEE), "pacs", medark=["medark"])
+    argv = step.argv
+    assert argv[argv.index("--root"):argv.index("--tag")] == [
+        "--root", "/storage", "--storage", "fs1=/storage/fs1", "--storage",
+        "fs2=/storage/fs2"]

@@ -119,8 +119,10 @@ def _group_step(name: str, database: Source, files: Source, base: list[str],
     Orthanc's SQLite index by its file and the commands stopping and starting Orthanc
     around its copy."""
     query = ["--index-query", files.index_query] if files.index_query else []
+    storages = [arg for sid, directory in sorted((files.storages or {}).items())
+                for arg in ("--storage", f"{sid}={directory}")]
     argv = [*base, "group", "backup", "--name", name, "--pacs", files.pacs or "", "--root",
-            files.paths[0], *query]
+            files.paths[0], *query, *storages]
     if database.type == "sqlite":
         commands = ["--stop-command", database.stop_command, "--start-command",
                     database.start_command or ""] if database.stop_command else []
