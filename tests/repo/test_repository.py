@@ -161,3 +161,29 @@ def test_bulk_sync_of_many_index_files(tmp_path: Path) -> None:
     assert [again.load_blob(i) for i in ids]
     assert again.cache.counts() == (12, 12)
     again.close()
+
+
+def test_a_batch_of_new_blobs_is_stored_once_each_and_reads_back(tmp_path: Path) -> None:
+    """save_new_blobs (a batch of small files): blobs the index has, blobs already saved
+    in this session and repeats inside the batch are not stored again; the rest land in
+    one spool write with the offsets each blob is read back from."""
+    repo = make(tmp_path)
+    earlier = b"saved before the batch" * 50
+    earlier_id = repo.save_blob(BlobType.DATA, earlier).id
+    texts = [f"note {i}: ".encode() * (20 + i) for i in range(5)]
+    noise = os.urandom(3_000)
+    datas = [*texts, noise, texts[1], earlier]
+    blobs = [(repo.crypto.blob_id(d), d) for d in datas]
+    claimed_indexed = blobs[4][0]  # the caller's bulk query said the index has it
+    results = repo.save_new_blobs(BlobType.DATA, blobs, {claimed_indexed})
+    assert [r.added for r in results] == [True, True, True, True, False, True, False, False]
+    assert results[0].compressed is True and results[5].compressed is False
+    assert repo.stats.data_blobs == 1 + 5
+    repo.flush()
+    repo.close()
+    again = reopen(tmp_path)
+    for blob_id, data in blobs[:4] + blobs[5:]:
+        assert again.load_blob(blob_id) == data
+    assert again.load_blob(earlier_id) == earlier
+    assert not again.has_blob(claimed_indexed)
+    again.close()

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 from medark.engine.change_stats import ContentSample
 from medark.repo.chunker import Chunker
-from medark.repo.pack import BlobType
-from medark.repo.repository import SaveResult
+from medark.repo.pack import BlobType, SaveResult
 from medark.util.budget import ByteBudget
 
 ByteCount = Callable[[int], None]
@@ -25,6 +24,19 @@ class BlobSaver(Protocol):
         self, blob_type: BlobType, data: bytes | memoryview, blob_id: bytes | None = None,
         indexed: bool | None = None,
     ) -> SaveResult: ...
+
+    def save_new_blobs(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes]],
+                       indexed: Container[bytes]) -> list[SaveResult]: ...
+
+
+class _IndexedUnless:
+    """"In the index" for every id but the absent ones (the answer of one bulk query)."""
+
+    def __init__(self, absent: set[bytes]) -> None:
+        self.absent = absent
+
+    def __contains__(self, blob_id: object) -> bool:
+        return blob_id not in self.absent
 
 
 @dataclass
@@ -66,6 +78,22 @@ class ContentArchiver:
         sample = ContentSample()
         sample.add_chunk(data, result.compressed)
         return result.id, sample
+
+    def save_new(self, blobs: list[tuple[bytes, bytes]], absent: set[bytes]
+                 ) -> list[ContentSample | None]:
+        """Store whole small files at once, their ids computed and asked about in bulk
+        (`absent`: those the index lacks); with sampling on, the sample of each one that
+        was new."""
+        results = self.repo.save_new_blobs(
+            BlobType.DATA, blobs, _IndexedUnless(absent))
+        samples: list[ContentSample | None] = []
+        for (_id, data), result in zip(blobs, results, strict=True):
+            sample = None
+            if self.sample and result.added:
+                sample = ContentSample()
+                sample.add_chunk(data, result.compressed)
+            samples.append(sample)
+        return samples
 
     def store_chunks(self, chunks: Iterable[bytes | memoryview], reserved: bool = False,
                      read: ByteCount | None = None) -> StoredContent:

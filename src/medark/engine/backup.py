@@ -435,13 +435,15 @@ class Backup:
                     nodes.append(self._archive_one(full, name, old))
             ids = [self.repo.crypto.blob_id(data) if data else b"" for *_rest, data in read]
             absent = self.repo.missing_blobs([i for i in ids if i])
+            samples = iter(self.content.save_new(
+                [(blob_id, data) for (*_rest, data), blob_id in zip(read, ids, strict=True)
+                 if data], absent))
             new = changed = nbytes = 0
             for (name, old, st, data), blob_id in zip(read, ids, strict=True):
                 node = node_from_stat(name, st)
                 sample = None
                 if data:
-                    _id, sample = self.content.save(data, blob_id,
-                                                    indexed=blob_id not in absent)
+                    sample = next(samples)
                     node.content = [blob_id]
                 nodes.append(node)
                 nbytes += len(data)

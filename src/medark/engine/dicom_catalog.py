@@ -27,8 +27,7 @@ from typing import Any, Protocol
 
 from medark.errors import ObjectNotFound, RepositoryCorrupt
 from medark.repo.chunker import Chunker, ChunkerParams
-from medark.repo.pack import BlobType
-from medark.repo.repository import SaveResult
+from medark.repo.pack import BlobType, SaveResult
 from medark.snapshot.model import Node, Snapshot, encode_tree
 from medark.snapshot.store import load_tree
 from medark.sources.dicom import MAGIC_OFFSET, is_dicom

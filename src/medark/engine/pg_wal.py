@@ -32,8 +32,7 @@ from medark.errors import (
     UsageError,
     WalConflict,
 )
-from medark.repo.pack import BlobType
-from medark.repo.repository import SaveResult
+from medark.repo.pack import BlobType, SaveResult
 from medark.sources.postgres.wal import PARTIAL_RE, SEGMENT_RE, wal_file_kind
 from medark.util import clock, jsondoc
 from medark.util.files import atomic_write

@@ -95,6 +95,26 @@ class PackSink(Protocol):
     def save_file(self, name: str, path: str) -> None: ...
 
 
+@dataclass
+class SaveResult:
+    id: bytes
+    added: bool
+    stored: int
+    """Bytes added to the repository (sealed, after compression); 0 for a duplicate."""
+    compressed: bool | None = None
+    """For an added blob: whether it shrank under compression; None when compression was
+    not tried (off, or a tiny blob). Backup's ransomware detection reads it for free."""
+
+
+@dataclass
+class WriteStats:
+    data_blobs: int = 0
+    tree_blobs: int = 0
+    plain_added: int = 0
+    stored_added: int = 0
+    packs_written: int = 0
+
+
 class SpooledPack:
     """Collects sealed blobs for one pack in a local temp file, hashing as it goes, so a
     backup holds no pack in RAM (restic spools packs to temp files for the same reason).
@@ -123,9 +143,16 @@ class SpooledPack:
         self._size += len(data)
 
     def add(self, blob_type: BlobType, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        self._write(sealed)
-        self.entries.append(PackedBlob(blob_type, blob_id, self._size - len(sealed),
-                                       len(sealed), raw_length))
+        self.add_many(blob_type, [(blob_id, sealed, raw_length)])
+
+    def add_many(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes, int]]) -> None:
+        """(id, sealed bytes, raw length) of each blob, written with one system call."""
+        offset = self._size
+        self._write(blobs[0][1] if len(blobs) == 1 else b"".join(b for _i, b, _r in blobs))
+        for blob_id, sealed, raw_length in blobs:
+            self.entries.append(PackedBlob(blob_type, blob_id, offset, len(sealed),
+                                           raw_length))
+            offset += len(sealed)
 
     def store(self, crypto: Crypto, sink: PackSink) -> str:
         """Write the trailer and save the pack under its content name (returned)."""

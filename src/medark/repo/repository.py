@@ -12,14 +12,13 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Container, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from medark.errors import (
     AlreadyExists,
     IntegrityError,
-    LockUnavailable,
     MedarkError,
     ObjectNotFound,
     RepositoryCorrupt,
@@ -34,38 +33,24 @@ from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
-from medark.repo.pack import BlobType, PackedBlob, SpooledPack, pack_name
+from medark.repo.pack import (
+    BlobType,
+    PackedBlob,
+    SaveResult,
+    SpooledPack,
+    WriteStats,
+    pack_name,
+)
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
-from medark.repo.retention import LockPolicy, RetentionKeeper
+from medark.repo.retention import LockPolicy, RetentionKeeper, create_lockable
 from medark.repo.spool import ProcessSpool
 from medark.repo.uploads import PackUploads
 from medark.storage.base import Backend
-from medark.storage.objectlock import object_lock
 from medark.util import clock
 
 INDEX_EVERY_SECONDS = 1.0
 INDEX_EVERY_PACKS = 64
 BULK_SYNC_FILES = 8
-
-
-@dataclass
-class SaveResult:
-    id: bytes
-    added: bool
-    stored: int
-    """Bytes added to the repository (sealed, after compression); 0 for a duplicate."""
-    compressed: bool | None = None
-    """For an added blob: whether it shrank under compression; None when compression was
-    not tried (off, or a tiny blob). Backup's ransomware detection reads it for free."""
-
-
-@dataclass
-class WriteStats:
-    data_blobs: int = 0
-    tree_blobs: int = 0
-    plain_added: int = 0
-    stored_added: int = 0
-    packs_written: int = 0
 
 
 class Repository:
@@ -153,7 +138,7 @@ class Repository:
                 "choose a new location"
             )
         if lock is not None:
-            _create_lockable(backend)
+            create_lockable(backend)
         backend.create()
         master = os.urandom(MASTER_KEY_LEN) if like is None else like.master_key()
         crypto = Crypto(suite, master)
@@ -330,16 +315,52 @@ class Repository:
             compressed = self.compressor.compress(data)
         sealed = self.crypto.seal(compressed if compressed is not None else data)
         raw_length = len(data) if compressed is not None else 0
+        self._append(blob_type, [(blob_id, sealed, raw_length, len(data))])
+        shrank = compressed is not None if self.compressor.tries(data) else None
+        return SaveResult(blob_id, True, len(sealed), shrank)
+
+    def save_new_blobs(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes]],
+                       indexed: Container[bytes]) -> list[SaveResult]:
+        """Several blobs with their ids, the index asked about all of them at once
+        (`indexed`: those it has): a batch of small files. One lock hand-off and one
+        spool write for the batch instead of two and one per blob, which is what bounded
+        a backup of many small files (threads queueing on the builder's lock)."""
+        results: list[SaveResult | None] = [None] * len(blobs)
+        with self._builder_lock:
+            for i, (blob_id, _data) in enumerate(blobs):
+                if blob_id in self._pending or blob_id in indexed:
+                    results[i] = SaveResult(blob_id, False, 0)
+                else:
+                    self._pending[blob_id] = None
+        sealed: list[tuple[bytes, bytes, int, int]] = []
+        for i, (blob_id, data) in enumerate(blobs):
+            if results[i] is not None:
+                continue
+            compressed = self.compressor.compress(data)
+            blob = self.crypto.seal(compressed if compressed is not None else data)
+            sealed.append((blob_id, blob, len(data) if compressed is not None else 0,
+                           len(data)))
+            shrank = compressed is not None if self.compressor.tries(data) else None
+            results[i] = SaveResult(blob_id, True, len(blob), shrank)
+        if sealed:
+            self._append(blob_type, sealed)
+        return [r for r in results if r is not None]
+
+    def _append(self, blob_type: BlobType, sealed: list[tuple[bytes, bytes, int, int]]
+                ) -> None:
+        """Add sealed blobs (id, sealed bytes, raw length when compressed else 0, plain
+        length) to the open pack; a full pack goes to the uploads."""
         full: SpooledPack | None = None
         with self._builder_lock:
             builder = self._builders[blob_type]
-            builder.add(blob_type, blob_id, sealed, raw_length)
+            builder.add_many(blob_type, [(blob_id, blob, raw) for blob_id, blob, raw, _n
+                                         in sealed])
             if blob_type == BlobType.DATA:
-                self.stats.data_blobs += 1
+                self.stats.data_blobs += len(sealed)
             else:
-                self.stats.tree_blobs += 1
-            self.stats.plain_added += len(data)
-            self.stats.stored_added += len(sealed)
+                self.stats.tree_blobs += len(sealed)
+            self.stats.plain_added += sum(plain for *_rest, plain in sealed)
+            self.stats.stored_added += sum(len(blob) for _id, blob, _r, _p in sealed)
             if len(builder) >= self.config.pack_size:
                 full = builder
                 self._builders[blob_type] = self._new_pack()
@@ -349,8 +370,6 @@ class Repository:
             self._uploads.check()  # a failed upload stops the caller at its next blob
         if self._unindexed and clock.monotonic() - self._last_index >= INDEX_EVERY_SECONDS:
             self._index_if_due()  # packs that landed get indexed even while the next is slow
-        shrank = compressed is not None if self.compressor.tries(data) else None
-        return SaveResult(blob_id, True, len(sealed), shrank)
 
     def _index_if_due(self) -> None:
         if not self._index_lock.acquire(blocking=False):
@@ -576,20 +595,3 @@ class Repository:
     def master_key(self) -> bytes:
         """For `key add`/`key passwd` only: the master key to wrap with a new password."""
         return self.crypto.master_key
-
-
-def _create_lockable(backend: Backend) -> None:
-    """A lock period needs storage that locks objects: create the bucket with Object
-    Lock, or refuse (exit 13) when the storage cannot lock or the bucket was made without."""
-    location = backend.properties().location
-    capability = object_lock(backend)
-    if capability is None:
-        raise LockUnavailable(
-            f"{location} cannot lock objects: a lock period needs an S3 bucket with Object "
-            "Lock (local and NFS repositories: use `medark snapshot hold` instead)")
-    if not backend.exists():
-        capability.create_locked()
-    if not capability.object_lock_enabled():
-        raise LockUnavailable(
-            f"the bucket of {location} has no Object Lock: create it with Object Lock "
-            "enabled, or give a bucket that does not exist yet and medark init creates it")

@@ -259,3 +259,20 @@ def hold_capability(backend: Backend) -> ObjectLockBackend | None:
     if capability is not None and capability.object_lock_enabled():
         return capability
     return None
+
+
+def create_lockable(backend: Backend) -> None:
+    """A lock period needs storage that locks objects: create the bucket with Object
+    Lock, or refuse (exit 13) when the storage cannot lock or the bucket was made without."""
+    location = backend.properties().location
+    capability = object_lock(backend)
+    if capability is None:
+        raise LockUnavailable(
+            f"{location} cannot lock objects: a lock period needs an S3 bucket with Object "
+            "Lock (local and NFS repositories: use `medark snapshot hold` instead)")
+    if not backend.exists():
+        capability.create_locked()
+    if not capability.object_lock_enabled():
+        raise LockUnavailable(
+            f"the bucket of {location} has no Object Lock: create it with Object Lock "
+            "enabled, or give a bucket that does not exist yet and medark init creates it")

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from medark.errors import AmbiguousId, ObjectNotFound
-from medark.repo.pack import BlobType
-from medark.repo.repository import SaveResult
+from medark.repo.pack import BlobType, SaveResult
 from medark.snapshot.model import Node, Snapshot, decode_tree, encode_tree
 from medark.snapshot.retention import NeedsRepo, protect_snapshot
 
