@@ -13,6 +13,7 @@ from typing import BinaryIO, Protocol
 from medark.engine.change_stats import ContentSample
 from medark.repo.chunker import Chunker
 from medark.repo.pack import BlobType, SaveResult
+from medark.sources.files.reading import read_whole
 from medark.util.budget import ByteBudget
 
 ByteCount = Callable[[int], None]
@@ -157,20 +158,3 @@ def _stored(results: list[tuple[bytes, ContentSample | None]], size: int) -> Sto
         if sample is not None:
             stored.sample.merge(sample)
     return stored
-
-
-def read_whole(fd: int, size_hint: int) -> bytes:
-    """The whole file. The first read asks for one byte more than expected: a regular
-    file returns less than asked only at its end, so the usual case is one read."""
-    parts = []
-    request = size_hint + 1
-    while True:
-        block = os.read(fd, request)
-        if block:
-            parts.append(block)
-        if len(block) < request:
-            break
-        request = 1 << 20
-    if not parts:
-        return b""
-    return parts[0] if len(parts) == 1 else b"".join(parts)

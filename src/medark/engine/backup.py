@@ -7,7 +7,6 @@ mtime, ctime and inode match the parent are not read again (restic's rule).
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import stat
@@ -19,7 +18,7 @@ from threading import BoundedSemaphore, Lock
 from typing import Any
 
 from medark import __version__
-from medark.engine.archiver import ContentArchiver, read_whole
+from medark.engine.archiver import ContentArchiver
 from medark.engine.backup_paths import build_path_tree, find_parent, normalize_paths, same_source
 from medark.engine.change_stats import ChangeStats, ContentSample, recorded_extensions
 from medark.engine.file_observer import HEAD_BYTES, FileObserver
@@ -36,6 +35,12 @@ from medark.snapshot.store import (
 )
 from medark.sources.files.excludes import Excluder
 from medark.sources.files.metadata import node_from_stat, unchanged
+from medark.sources.files.reading import (
+    open_for_reading,
+    read_whole,
+    same_version,
+    unchanged_while_read,
+)
 from medark.util import clock
 from medark.util.progress import Progress
 from medark.util.sizes import MiB
@@ -45,7 +50,6 @@ INFLIGHT_BYTES = 16 * MiB  # chunk bytes read but not yet packed
 OPEN_DIRS = 32
 BATCH_FILES = 64  # small files handed to a file thread together
 BATCH_BYTES = 4 * MiB  # scanned directories whose trees may wait for their files
-O_NOATIME = getattr(os, "O_NOATIME", 0)
 
 
 @dataclass
@@ -411,7 +415,7 @@ class Backup:
             nodes: list[Node | None] = []
             for full, name, before, old in batch:
                 try:
-                    fd = _open_for_reading(full)
+                    fd = open_for_reading(full)
                     try:
                         # The directory scan's lstat is the "before": one fstat per small
                         # file, not two (its inode is compared too: not replaced since).
@@ -425,9 +429,7 @@ class Backup:
                 except OSError as exc:
                     self._error(full, exc)
                     continue
-                if (stat.S_ISREG(after.st_mode) and _same_version(before, after)
-                        and before.st_ino == after.st_ino and before.st_dev == after.st_dev
-                        and len(data) == after.st_size and len(data) < self.content.small):
+                if unchanged_while_read(before, after, data, self.content.small):
                     read.append((name, old, after, data))
                     if self.options.observer is not None:
                         self.options.observer.read(full, len(data), data)
@@ -521,7 +523,7 @@ class Backup:
             return None
 
     def _read_file(self, full: str, name: str, old: Node | None) -> Node | None:
-        fd = _open_for_reading(full)
+        fd = open_for_reading(full)
         read = _ReadBytes(self.progress)
         try:
             for attempt in range(REREAD_ATTEMPTS):
@@ -535,7 +537,7 @@ class Backup:
                 stored = self.content.store_file(fd, before.st_size, read)
                 self.counters.add(bytes_read=stored.size)
                 after = os.fstat(fd)
-                if _same_version(before, after) and stored.size == after.st_size:
+                if same_version(before, after) and stored.size == after.st_size:
                     break
             else:
                 with self.counters._lock:
@@ -575,19 +577,3 @@ class _ReadBytes:
         if self.counted:
             self.progress.advance(nbytes=-self.counted)
             self.counted = 0
-
-
-def _open_for_reading(path: str) -> int:
-    flags = os.O_RDONLY | os.O_NOFOLLOW
-    try:
-        return os.open(path, flags | O_NOATIME)
-    except PermissionError:
-        return os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.EPERM:
-            return os.open(path, flags)
-        raise
-
-
-def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
