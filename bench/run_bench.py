@@ -33,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import _proc
 from _proc import ProcResult, run_measured
 from _report import (
     FIGURES,
@@ -63,6 +64,12 @@ WARM_CACHE_NOTE = (
     "All tools read a warm page cache (the source was just generated or copied; the page "
     "cache is not dropped; `sync` runs before every timed step). Tools run in a rotating "
     "order: over as many runs as tools, each tool goes first once at every step."
+)
+COLD_CACHE_NOTE = (
+    "Every timed step starts with an empty page cache (--cold: `sync`, then "
+    "/proc/sys/vm/drop_caches), so sources and repositories are read from the disk. Tools "
+    "run in a rotating order: over as many runs as tools, each tool goes first once at "
+    "every step."
 )
 DEBS = {"restic": "restic", "borg": "borgbackup", "time": "time"}
 """Commands the bench needs -> their Debian packages (GNU time measures peak RSS: _proc.py)."""
@@ -157,6 +164,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="results JSON (default bench/out/results-<date>.json)",
+    )
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page cache before every timed step (root): reads come from the "
+        "disk, as in a first backup of a store not read since boot",
     )
     ap.add_argument(
         "--no-install",
@@ -671,6 +684,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"--tools: unknown {bad or 'empty'}; choose from {','.join(TOOL_NAMES)}")
     levels = [c.strip() for c in args.medark_compression.split(",") if c.strip()]
     gen_dataset, gen_manyfiles = find_generators(args)
+    if args.cold:
+        try:
+            _proc.drop_page_cache()
+        except OSError as exc:
+            sys.exit(f"--cold: cannot drop the page cache ({exc.strerror}): run as root")
+        _proc.COLD_CACHE = True
 
     ensure_debs([*names, "time"], not args.no_install)
     if "medark" in names and not os.access(args.medark, os.X_OK):
@@ -701,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     med = medians(bench.measured, labels)
     rat = ratios(med, ratio_pairs([(t.label, t.name) for t in tools]))
     notes = [
-        WARM_CACHE_NOTE,
+        COLD_CACHE_NOTE if args.cold else WARM_CACHE_NOTE,
         "MB = 10^6 bytes. Throughput = source bytes / wall time: full backup over the "
         "dataset before the mutation, restore and check over the dataset after it.",
         f"restic: repository v2, --compression {RESTIC_COMPRESSION}; borg 1.2: repokey-blake2, "
