@@ -157,7 +157,8 @@ def test_the_plans_restore_test_restores_and_checks_the_group_as_a_pair(
     assert step["snapshot"] == step["point"] == point["snapshot_id"]
     assert step["lsn"] == step["recovery_target"] == point["database"]["lsn"]
     assert step["check"] == {"references": 3, "files": 3, "rows_without_files": 0,
-                             "files_without_rows": 0}
+                             "files_without_rows": 0, "not_covered": 0,
+                             "not_covered_by_storage": {}}
     assert step["kind"] == "postgres" and step["amcheck"] == "passed"
     assert step["queries"] == 1 and step["files"] == 3
     assert 0 < step["ready_seconds"] <= step["rto_seconds"] <= doc["rto_seconds"]

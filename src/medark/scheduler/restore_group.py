@@ -165,13 +165,18 @@ def _evidence(name: str, doc: dict[str, Any], check: dict[str, Any], t0: float
         raise RestoreTestFailed(f"group {name}: the restored index names {len(rows)} "
                                 f"file(s) the restored files lack (first: {rows[0]})")
     db = doc["database"]
+    # objects on storages the group does not map (dcm4chee's nearline...): not part of
+    # the point, so neither restored nor missing; the auditor sees how many, and where
+    not_covered = {str(k): int(v) for k, v in (check.get("not_covered") or {}).items()}
     return {"restore": "group", "group": name, "point": doc["snapshot_id"],
             "database": db.get("kind", "postgres"), "lsn": doc["point"]["lsn"],
             "point_time": doc["point"]["time"],
             "recovery_target": db.get("recovery_target"),
             "check": {"references": check["references"], "files": check["files"],
                       "rows_without_files": len(rows),
-                      "files_without_rows": len(check["files_without_rows"])},
+                      "files_without_rows": len(check["files_without_rows"]),
+                      "not_covered": sum(not_covered.values()),
+                      "not_covered_by_storage": dict(sorted(not_covered.items()))},
             "rto_seconds": round(clock.monotonic() - t0, 3)}
 
 
