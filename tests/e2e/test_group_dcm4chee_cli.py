@@ -12,20 +12,17 @@ are reported as not covered, never as missing. Real programs, no mocks."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import PASSWORD, TEST_KDF
-from dicom_samples import encode, new_study
+from dcm4chee_objects import Stored, assert_restored, write_object
 from group_site import GroupSite, pacs_plan, site_head
 from pg_server import can_run_servers, free_port, repo_site
 
@@ -64,21 +61,6 @@ NEARLINE = 3
 """Objects on the unmapped `nearline` storage (stored before the point, none after)."""
 
 
-def java_hash(text: str) -> str:
-    """dcm4che's `{tag,hash}`: Java's String.hashCode() as 8 upper-case hex digits."""
-    h = 0
-    for ch in text:
-        h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    return f"{h:08X}"
-
-
-@dataclass
-class Stored:
-    storage: str
-    path: str
-    sha256: str
-
-
 @dataclass
 class World(GroupSite):
     root: Path
@@ -101,17 +83,8 @@ class World(GroupSite):
         """One instance as dcm4chee stores it: the file written and synced on its
         storage, then its instance and location rows committed together."""
         self.n += 1
-        instance = new_study(5000 + self.n, count=1)[0]
-        data = encode(instance)
-        day = datetime.now(UTC).strftime("%Y/%m/%d")
-        rel = "/".join([day, java_hash(instance.study_uid), java_hash(instance.series_uid),
-                        java_hash(instance.sop_uid)])
-        path = self.storage_dir(storage) / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        written = write_object(self.storage_dir(storage), self.n)
+        instance = written.instance
         with conn.transaction():
             pk = conn.execute(
                 "INSERT INTO instance (pk, availability, sr_complete, content_date, "
@@ -126,11 +99,10 @@ class World(GroupSite):
                 "INSERT INTO location (pk, created_time, digest, object_type, object_size, "
                 "status, storage_id, storage_path, tsuid, instance_fk) VALUES "
                 "(nextval('location_pk_seq'), now(), %s, 0, %s, 0, %s, %s, %s, %s)",
-                (hashlib.md5(data).hexdigest(), len(data), storage, rel,
+                (written.md5, len(written.data), storage, written.rel,
                  instance.transfer_syntax, pk[0]))
         with self.lock:
-            self.stored[instance.sop_uid] = Stored(storage, rel,
-                                                   hashlib.sha256(data).hexdigest())
+            self.stored[instance.sop_uid] = written.stored(storage)
         return instance.sop_uid
 
 
@@ -280,18 +252,7 @@ def restored_point(world: World, doc: dict[str, Any], after: set[str]) -> None:
         # the point's references, and perhaps rows committed in the instant between its
         # snapshot and the reading of its LSN (docs/pacs.md): their files are in the scan
         assert len(rows) >= doc["counts"]["references"] + NEARLINE
-        on_nearline = 0
-        for sop, storage, path, size in rows:
-            source = world.stored[sop]
-            assert (storage, path) == (source.storage, source.path)
-            if storage == "nearline":  # not covered: not restored, not missing
-                on_nearline += 1
-                assert not (root / storage / path).exists()
-                continue
-            data = (root / storage / path).read_bytes()  # every row has its file...
-            assert len(data) == size
-            assert hashlib.sha256(data).hexdigest() == source.sha256, path  # ...the same
-        assert on_nearline == NEARLINE
+        assert assert_restored(rows, world.stored, root, "nearline") == NEARLINE
         point = {sop for sop, *_ in rows}
         assert not point & after, "instances stored after the point are not in it"
 

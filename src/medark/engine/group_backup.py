@@ -143,10 +143,11 @@ def group_backup(repo: Repository, options: GroupBackupOptions, progress: Progre
     if options.sqlite is not None:
         point = _placed(_sqlite_point(repo, options, root, progress), storages, root)
     elif options.mariadb is not None:
-        references, database = mariadb_point(
+        placed, database = mariadb_point(
             repo, options.mariadb, options.pacs, root, options.index_query, options.tags,
-            host, options.mysql_bin, options.base_backup, options.archive_timeout, progress)
-        point = _placed(TakenPoint(references, database), storages, root)
+            host, options.mysql_bin, options.base_backup, options.archive_timeout, progress,
+            storages)
+        point = TakenPoint(placed.references, database, not_covered=placed.not_covered)
     else:
         point = _postgres_point(repo, options, root, host, storages, progress)
     previous = group_snapshots(all_snapshots(repo), options.name)

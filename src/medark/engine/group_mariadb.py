@@ -14,7 +14,7 @@ before the point's, and the archived binlogs from that backup's file to the poin
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from medark.engine.mysql_backup import MysqlBackupOptions, hot_backup
@@ -25,7 +25,7 @@ from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots
 from medark.sources.mysql.client import identify
-from medark.sources.pacs.index import Reference
+from medark.sources.pacs.index import Placed, place_storages
 from medark.sources.pacs.mariadb_point import index_conn, take_mariadb_point
 from medark.util import clock
 from medark.util.progress import Progress
@@ -33,9 +33,12 @@ from medark.util.progress import Progress
 
 def mariadb_point(repo: Repository, dsn: str, pacs: str, root: str, query: str | None,
                   tags: list[str], host: str, bin_dir: str | None, base: bool,
-                  timeout: float, progress: Progress
-                  ) -> tuple[list[Reference], dict[str, Any]]:
-    """Phases 1 to 3; the references and the record's `database` document."""
+                  timeout: float, progress: Progress,
+                  storages: Mapping[str, str] | None = None
+                  ) -> tuple[Placed, dict[str, Any]]:
+    """Phases 1 to 3; the references placed by `storages` (dcm4chee: a storage ID to its
+    directory, index.place_storages) and the record's `database` document. Several
+    storages without a map are refused before the wait, as on PostgreSQL."""
     conn, database = index_conn(dsn)
     identity = identify(conn, bin_dir)
     if not identity.log_bin:
@@ -49,6 +52,7 @@ def mariadb_point(repo: Repository, dsn: str, pacs: str, root: str, query: str |
                                       progress, progress.warn)
         base_id = backup.id
     point = take_mariadb_point(conn, database, pacs, root, query, bin_dir)
+    placed = place_storages(point.references, storages, root)  # refused before the wait
     if not point.flushed:
         progress.warn(f"FLUSH BINARY LOGS failed ({point.flush_error}): waiting for the "
                       "stream to archive the point's binlog as far as the point")
@@ -56,7 +60,7 @@ def mariadb_point(repo: Repository, dsn: str, pacs: str, root: str, query: str |
                     progress)
     chosen = point_base(all_snapshots(repo), identity.archive_id, point.file,
                         point.position)
-    return point.references, {
+    return placed, {
         "kind": "mariadb", "server_id": identity.server_id,
         "archive_id": identity.archive_id, "server_version": identity.version,
         "binlog_file": point.file, "binlog_position": point.position,
