@@ -24,6 +24,7 @@ import io
 import ipaddress
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,7 +266,17 @@ def _associate(peer: PacsAddress, calling_aet: str, contexts: list[tuple[str, st
     ae.network_timeout = timeouts.network
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet)
+    for _attempt in range(2):
+        started = time.monotonic()
+        assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet)
+        # A peer that rejects and closes at once can have its close read before its
+        # rejection (seen with Orthanc under load): an abort well within the ACSE
+        # timeout (pynetdicom aborts too when it expires) is asked once more, to learn
+        # the reason.
+        aborted_at_once = (assoc.is_aborted and not assoc.is_rejected
+                           and time.monotonic() - started < timeouts.acse / 2)
+        if not aborted_at_once:
+            break
     if assoc.is_established:
         return assoc
     if assoc.is_rejected:
@@ -280,8 +291,10 @@ def _associate(peer: PacsAddress, calling_aet: str, contexts: list[tuple[str, st
         return (f"the PACS accepted none of the {len(contexts)} presentation context(s) "
                 f"proposed (SOP classes {', '.join(refused[:5])}"
                 f"{', …' if len(refused) > 5 else ''} in their stored transfer syntaxes)")
-    return ("the peer aborted the association request or did not answer within "
-            f"{timeouts.acse:g} s")
+    if aborted_at_once:
+        return (f"the peer aborted the association request; check the called AE title "
+                f"{peer.aet!r} and that the PACS accepts calling AE title {calling_aet!r}")
+    return f"the peer did not answer the association request within {timeouts.acse:g} s"
 
 
 def _unreachable(peer: PacsAddress, timeouts: Timeouts) -> str | None:
