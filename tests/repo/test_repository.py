@@ -175,7 +175,8 @@ def test_a_batch_of_new_blobs_is_stored_once_each_and_reads_back(tmp_path: Path)
     datas = [*texts, noise, texts[1], earlier]
     blobs = [(repo.crypto.blob_id(d), d) for d in datas]
     claimed_indexed = blobs[4][0]  # the caller's bulk query said the index has it
-    results = repo.save_new_blobs(BlobType.DATA, blobs, {claimed_indexed})
+    absent = {blob_id for blob_id, _data in blobs} - {claimed_indexed}
+    results = repo.save_new_blobs(BlobType.DATA, blobs, absent)
     assert [r.added for r in results] == [True, True, True, True, False, True, False, False]
     assert results[0].compressed is True and results[5].compressed is False
     assert repo.stats.data_blobs == 1 + 5

@@ -27,17 +27,7 @@ class BlobSaver(Protocol):
     ) -> SaveResult: ...
 
     def save_new_blobs(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes]],
-                       indexed: Container[bytes]) -> list[SaveResult]: ...
-
-
-class _IndexedUnless:
-    """"In the index" for every id but the absent ones (the answer of one bulk query)."""
-
-    def __init__(self, absent: set[bytes]) -> None:
-        self.absent = absent
-
-    def __contains__(self, blob_id: object) -> bool:
-        return blob_id not in self.absent
+                       absent: Container[bytes]) -> list[SaveResult]: ...
 
 
 @dataclass
@@ -85,8 +75,7 @@ class ContentArchiver:
         """Store whole small files at once, their ids computed and asked about in bulk
         (`absent`: those the index lacks); with sampling on, the sample of each one that
         was new."""
-        results = self.repo.save_new_blobs(
-            BlobType.DATA, blobs, _IndexedUnless(absent))
+        results = self.repo.save_new_blobs(BlobType.DATA, blobs, absent)
         samples: list[ContentSample | None] = []
         for (_id, data), result in zip(blobs, results, strict=True):
             sample = None

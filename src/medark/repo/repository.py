@@ -320,15 +320,15 @@ class Repository:
         return SaveResult(blob_id, True, len(sealed), shrank)
 
     def save_new_blobs(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes]],
-                       indexed: Container[bytes]) -> list[SaveResult]:
+                       absent: Container[bytes]) -> list[SaveResult]:
         """Several blobs with their ids, the index asked about all of them at once
-        (`indexed`: those it has): a batch of small files. One lock hand-off and one
+        (`absent`: those it lacks): a batch of small files. One lock hand-off and one
         spool write for the batch instead of two and one per blob, which is what bounded
         a backup of many small files (threads queueing on the builder's lock)."""
         results: list[SaveResult | None] = [None] * len(blobs)
         with self._builder_lock:
             for i, (blob_id, _data) in enumerate(blobs):
-                if blob_id in self._pending or blob_id in indexed:
+                if blob_id in self._pending or blob_id not in absent:
                     results[i] = SaveResult(blob_id, False, 0)
                 else:
                     self._pending[blob_id] = None
