@@ -125,7 +125,8 @@ import sys
 from medark.catalog.audit_trail import AuditEntry, append
 from medark.catalog.store import Catalog
 catalog = Catalog(sys.argv[1])
-sys.stdin.readline()  # both start together
+print("ready", flush=True)
+sys.stdin.readline()  # both start together, once both have imported and connected
 for i in range(int(sys.argv[3])):
     append(catalog, AuditEntry(sys.argv[2], "10.0.0.1", "browse", f"snapshot:{i}"))
 """
@@ -143,13 +144,19 @@ def test_two_processes_append_one_unbroken_chain(kind: str, tmp_path: Path,
     for url in catalog_urls(kind, tmp_path / "catalog.sqlite", "medark_audit_race"):
         Catalog(url).close()  # migrated before the race: the race is the appends'
         writers = [subprocess.Popen([sys.executable, "-c", APPENDER, url, name, "500"],
-                                    stdin=subprocess.PIPE, text=True)
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                    for name in ("server-a", "server-b")]
+        for writer in writers:  # a writer still importing would let the other run alone
+            assert writer.stdout is not None
+            assert writer.stdout.readline().strip() == "ready"
         for writer in writers:
             assert writer.stdin is not None
             writer.stdin.write("go\n")
             writer.stdin.close()
         assert [w.wait(timeout=240) for w in writers] == [0, 0]
+        for writer in writers:
+            assert writer.stdout is not None
+            writer.stdout.close()
         catalog = Catalog(url)
         before, rows, after = audit_trail.snapshot(catalog)
         assert [r.seq for r in rows] == list(range(1, 1001))
