@@ -122,6 +122,7 @@ def test_a_key_others_can_read_is_refused(url: str, tmp_path: Path) -> None:
 
 APPENDER = """\
 import sys
+import time
 from medark.catalog.audit_trail import AuditEntry, append
 from medark.catalog.store import Catalog
 catalog = Catalog(sys.argv[1])
@@ -129,6 +130,7 @@ print("ready", flush=True)
 sys.stdin.readline()  # both start together, once both have imported and connected
 for i in range(int(sys.argv[3])):
     append(catalog, AuditEntry(sys.argv[2], "10.0.0.1", "browse", f"snapshot:{i}"))
+    time.sleep(0.001)  # as requests arrive: SQLite's busy wait would let one writer run on
 """
 
 
