@@ -141,7 +141,10 @@ def servers() -> Iterator[tuple[pg.PgServer, my.MariaServer]]:
     finally:
         postgres.stop()
         maria.stop()
-        subprocess.run(["pkill", "-f", "--", "medark-restore-test-"], check=False)
+        # This test's sandboxes only (under its own TMPDIR): another worker's restore
+        # test, running meanwhile, has "medark-restore-test-" in its arguments too.
+        subprocess.run(["pkill", "-f", "--", f"{os.environ['TMPDIR']}/medark-restore-test-"],
+                       check=False)
         for base in (pg_base, maria.base):
             shutil.rmtree(base, ignore_errors=True)
             for extra in base.parent.glob(base.name + "*"):

@@ -191,7 +191,13 @@ def test_a_wrong_called_aet_is_rejected_in_one_line(pacs: OrthancServer,
     with pytest.raises(PacsUnavailable) as caught:
         push([outgoing_file(tree.path(tree.instances[0]))], peer, timeouts=FAST)
     message = str(caught.value)
-    assert "rejected" in message and "Called AE title not recognised" in message
+    # Orthanc under load may close the connection before its rejection is read, three
+    # times running: then the abort is the line, still naming the title to check
+    rejected = "association rejected" in message and "Called AE title not recognised" in message
+    aborted = message.endswith("the peer aborted the association request; check the called AE "
+                               "title 'NOT-ORTHANC' and that the PACS accepts calling AE title "
+                               "'MEDARK'")
+    assert rejected or aborted, message
     assert "'NOT-ORTHANC'" in message and "\n" not in message
     assert pacs.instances() == []
 

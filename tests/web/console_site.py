@@ -397,7 +397,12 @@ def settle(page: Any, quiet_ms: int = 300) -> None:
     page has a Quiet) for `quiet_ms`, no loading mask, then a moment for charts to
     draw."""
     page.wait_for_load_state("load")
-    page.locator("main").first.wait_for()  # the layout's, or the login page's
+    try:
+        page.locator("main").first.wait_for()  # the layout's, or the login page's
+    except Exception as exc:  # what the page showed instead, for the failure's reader
+        body = page.evaluate("() => document.body ? document.body.innerText : ''")
+        raise AssertionError(f"no <main> on {page.url} ({str(exc).splitlines()[0]}); "
+                             f"the page shows: {' '.join(str(body).split())[:400]!r}") from None
     quiet = getattr(page, "_medark_quiet", None)
     if quiet is not None:
         since = time.monotonic()

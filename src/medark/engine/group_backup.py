@@ -2,8 +2,8 @@
 (docs/pacs.md). Phases, in this order (docs/architecture.md, convention 9):
 
 1. base backup: only when the repository holds none of the cluster (or one is asked for);
-2. the database point: the WAL position first, then the index's file references
-   (sources/pacs/point.py), then a WAL switch;
+2. the database point: the WAL position and the index's file references in one snapshot
+   taken under the index table's lock (sources/pacs/point.py), then a WAL switch;
 3. wait until the WAL up to the point is in the repository's archive;
 4. the files: the storage root backed up as any files source (engine/backup.py);
 5. reconcile each reference with the scan: present, filled from the previous snapshot
@@ -29,7 +29,8 @@ from typing import Any
 
 from medark import __version__
 from medark.config.groups import storage_dirs
-from medark.engine.backup import Backup, BackupOptions, BackupResult
+from medark.engine.backup import Backup
+from medark.engine.backup_model import BackupOptions, BackupResult
 from medark.engine.dicom_catalog import CatalogBuilder
 from medark.engine.group_mariadb import mariadb_point, wait_archived
 from medark.engine.group_tree import (
@@ -203,6 +204,10 @@ def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, ho
         base_id = backup.id
     point = take_point(options.dsn, options.pacs, root, options.index_query)
     placed = place_storages(point.references, storages, root)  # refused before the wait
+    if point.inexact_reason:
+        progress.warn(f"the point is taken without the index's lock ({point.inexact_reason})"
+                      ": a commit in flight may be in the database at the point and not "
+                      "in its references (docs/pacs.md)")
     if not point.switched:
         progress.warn(f"pg_switch_wal() failed ({point.switch_error}): waiting for the "
                       "segment of the point to fill or to be streamed")
@@ -213,6 +218,7 @@ def _postgres_point(repo: Repository, options: GroupBackupOptions, root: str, ho
     return TakenPoint(placed.references, {
         "kind": "postgres", "system_id": identity.system_id, "timeline": identity.timeline,
         "lsn": format_lsn(point.lsn), "time": clock.format_time(point.time),
+        "exact": point.exact,
         "base_backup": bases[-1].id if bases else base_id}, not_covered=placed.not_covered)
 
 

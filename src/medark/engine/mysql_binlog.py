@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from medark.engine.pg_wal import WalRepo, write_file_atomically
+from medark.engine.pg_wal import WalRepo, record_content, write_file_atomically
 from medark.errors import (
     AlreadyExists,
     IntegrityError,
@@ -206,10 +206,8 @@ class BinlogArchive:
         return None
 
     def content(self, record: BinlogRecord) -> bytes:
-        data = b"".join(self.repo.load_blob(blob_id) for blob_id in record.blobs)
-        if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
-            raise IntegrityError(f"binlog {record.file}: content does not match its record")
-        return data
+        return record_content(self.repo, record.blobs, record.size, record.sha256,
+                              f"binlog {record.file}")
 
     def fetch_to(self, record: BinlogRecord, destination: str) -> None:
         write_file_atomically(destination, self.content(record))

@@ -66,6 +66,8 @@ class WalRepo(Protocol):
 
     def remove_object(self, name: str) -> None: ...
 
+    def sync_index(self) -> None: ...
+
 
 @dataclass
 class WalRecord:
@@ -230,10 +232,8 @@ class WalArchive:
         return self.read_record(versions[-1]) if versions else None
 
     def content(self, record: WalRecord) -> bytes:
-        data = b"".join(self.repo.load_blob(blob_id) for blob_id in record.blobs)
-        if len(data) != record.size or hashlib.sha256(data).hexdigest() != record.sha256:
-            raise IntegrityError(f"WAL file {record.name}: content does not match its record")
-        return data
+        return record_content(self.repo, record.blobs, record.size, record.sha256,
+                              f"WAL file {record.name}")
 
     def fetch_to(self, wal_name: str, destination: str) -> WalRecord | None:
         """Write `wal_name` to `destination` (temp file, fsync, rename); None if absent."""
@@ -252,6 +252,22 @@ class WalArchive:
         return Inventory.from_names(
             n.rsplit("/", 1)[-1] for n in self.names()
         )
+
+
+def record_content(repo: WalRepo, blobs: list[bytes], size: int, sha256: str,
+                   what: str) -> bytes:
+    """A record's file, verified against the record. A record written after this
+    repository was opened (by a stream still running) names blobs of index files written
+    since: its writer indexes them before it writes the record, so one refresh of the
+    index finds them; a blob still missing after it is missing."""
+    try:
+        data = b"".join(repo.load_blob(blob_id) for blob_id in blobs)
+    except ObjectNotFound:
+        repo.sync_index()
+        data = b"".join(repo.load_blob(blob_id) for blob_id in blobs)
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityError(f"{what}: content does not match its record")
+    return data
 
 
 def write_file_atomically(destination: str, data: bytes) -> None:

@@ -29,6 +29,36 @@ SAMPLE = timedelta(hours=1)
 """Achieved RPO is charted at this interval."""
 
 
+@dataclass(frozen=True)
+class GroupCheck:
+    """What a restore test's `group check` of a restored consistency group found."""
+
+    group: str
+    references: int
+    rows_without_files: int
+    files_without_rows: int
+    not_covered: int
+    """Objects on storages the group does not map (dcm4chee's nearline, say): neither
+    restored nor missing; the auditor sees how many, and on which storages."""
+    not_covered_by_storage: dict[str, int]
+
+    @classmethod
+    def of_steps(cls, steps: Any) -> list[GroupCheck]:
+        """The checks of a restore test's steps (job details "restored")."""
+        found = []
+        for step in steps if isinstance(steps, list) else []:
+            check = step.get("check") if isinstance(step, dict) else None
+            if not isinstance(check, dict) or step.get("restore") != "group":
+                continue
+            by_storage = check.get("not_covered_by_storage") or {}
+            found.append(cls(str(step.get("group")), int(check.get("references") or 0),
+                             int(check.get("rows_without_files") or 0),
+                             int(check.get("files_without_rows") or 0),
+                             int(check.get("not_covered") or 0),
+                             {str(k): int(v) for k, v in by_storage.items()}))
+        return found
+
+
 @dataclass
 class SystemMonth:
     system: str
@@ -39,8 +69,9 @@ class SystemMonth:
     rpo_series: list[tuple[datetime, float]] = field(default_factory=list)
     """(moment, achieved RPO in seconds) every SAMPLE; -1 before the first point."""
     worst_rpo: float | None = None
-    restore_tests: list[tuple[datetime, str, float | None, str]] = field(default_factory=list)
-    """(end, status, RTO seconds, repository restored from)."""
+    restore_tests: list[tuple[datetime, str, float | None, str, list[GroupCheck]]] = field(
+        default_factory=list)
+    """(end, status, RTO seconds, repository restored from, its groups' checks)."""
     copies: int = 0
     copies_failed: int = 0
     worst_copy_gap: float | None = None
@@ -215,7 +246,7 @@ def _system_month(config: MedarkConfig, system: str, jobs: list[JobRecord],
             source = str(details.get("repository") or config.plans[job.plan].repository)
             month.restore_tests.append((job.finished_at, job.status,
                                         float(rto) if isinstance(rto, int | float) else None,
-                                        source))
+                                        source, GroupCheck.of_steps(details.get("restored"))))
         elif job.kind.startswith(("copy:", "follow:")) and job.status in (SUCCEEDED, FAILED):
             month.copies += 1
             if job.status == FAILED:

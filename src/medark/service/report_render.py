@@ -50,6 +50,9 @@ TEXT = {
         "rpo_chart_min": "各系统实际 RPO（分钟）",
         "restore_tests": "恢复演练与 RTO", "time": "时间", "status": "结果", "rto": "RTO",
         "restored_from": "恢复来源",
+        "group_check": "一致性组 {group}：索引引用 {references} 个文件，{rows} 条索引行缺少文件，"
+                       "{files} 个文件无索引行",
+        "group_not_covered": "；{n} 个对象位于本组未映射的存储上（{storages}），不在恢复点内",
         "none": "无", "storage": "存储增长与重复数据删除", "repository": "存储库",
         "site": "站点", "raw": "受保护数据量", "stored": "实际占用",
         "dedup": "去重压缩比",
@@ -105,6 +108,10 @@ TEXT = {
         "rpo_chart_min": "Achieved RPO per system (minutes)",
         "restore_tests": "Restore tests and RTO", "time": "Time", "status": "Result",
         "restored_from": "Restored from",
+        "group_check": "group {group}: {references} files referenced by the index, {rows} "
+                       "index rows without a file, {files} files without an index row",
+        "group_not_covered": "; {n} objects on storages the group does not map "
+                             "({storages}), not part of the point",
         "rto": "RTO", "none": "none", "storage": "Storage growth and deduplication",
         "repository": "Repository", "site": "Site", "raw": "Data protected",
         "stored": "Stored", "dedup": "Protected / stored",

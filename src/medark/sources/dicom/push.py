@@ -266,13 +266,13 @@ def _associate(peer: PacsAddress, calling_aet: str, contexts: list[tuple[str, st
     ae.network_timeout = timeouts.network
     for sop_class, syntax in contexts:
         ae.add_requested_context(sop_class, [syntax])
-    for _attempt in range(2):
+    for _attempt in range(3):
         started = time.monotonic()
         assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet)
         # A peer that rejects and closes at once can have its close read before its
         # rejection (seen with Orthanc under load): an abort well within the ACSE
-        # timeout (pynetdicom aborts too when it expires) is asked once more, to learn
-        # the reason.
+        # timeout (pynetdicom aborts too when it expires) is asked again (twice at most),
+        # to learn the reason.
         aborted_at_once = (assoc.is_aborted and not assoc.is_rejected
                            and time.monotonic() - started < timeouts.acse / 2)
         if not aborted_at_once:
