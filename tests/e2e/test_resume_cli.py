@@ -75,18 +75,21 @@ def _local_total(repo: Path) -> int:
     return sum(p.stat().st_size for p in repo.rglob("*") if p.is_file())
 
 
-def _interrupted(args: list[str], env: dict[str, str], landed: Callable[[], int]) -> int:
+def _interrupted(args: list[str], env: dict[str, str], landed: Callable[[], int],
+                 total: int = DATA, children: list[int] | None = None) -> int:
     """Start `medark args`, SIGKILL it once about half the data has landed; the bytes
-    that had landed by then."""
+    that had landed by then. `children`: filled with its child processes' ids."""
     proc = subprocess.Popen([MEDARK, *args, "--limit-upload", PACE_KIB],
                             env=dict(env, MEDARK_PASSWORD=PASSWORD),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while landed() < DATA // 2:
+        while landed() < total // 2:
             assert proc.poll() is None, f"it ended before the kill: {proc.stderr}"
             assert time.monotonic() < deadline, "half of the data never landed"
             time.sleep(0.05)
+        if children is not None:
+            children.extend(_children(proc.pid))
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
@@ -94,19 +97,25 @@ def _interrupted(args: list[str], env: dict[str, str], landed: Callable[[], int]
     return landed()
 
 
-def _clean_after_prune(cli: Cli, size: Callable[[], int]) -> None:
+def _children(pid: int) -> list[int]:
+    """Child processes of `pid`, whichever of its threads started them."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _clean_after_prune(cli: Cli, size: Callable[[], int], data: int = DATA) -> None:
     """`prune` leaves nothing unreferenced and at most 1.1 times the data; every
     snapshot's data still reads back."""
     cli("prune")
     doc = cli("check", "--read-data", "--json").json_lines()[0]
     assert doc["unreferenced_packs"] == [] and doc["errors"] == [], doc
     total = size()
-    assert total <= 1.1 * DATA, total
+    assert total <= 1.1 * data, total
 
 
-def _within_target(before: int, after: int) -> None:
-    done = before / DATA
-    sent = (after - before) / DATA
+def _within_target(before: int, after: int, data: int = DATA) -> None:
+    done = before / data
+    sent = (after - before) / data
     print(f"killed at {done:.1%}, the rerun sent {sent:.1%} of the data")
     assert 0.3 < done < 0.9, done  # about half (a loaded machine may overshoot)
     assert sent <= (1 - done) + SLACK, (done, sent)
@@ -131,6 +140,48 @@ def test_a_backup_killed_at_half_sends_only_the_rest(base: Path, env: dict[str, 
     (repo / "index" / ".x.tmp-0123456789ab").write_bytes(b"half an index")
     _clean_after_prune(cli, lambda: _local_total(repo))
     assert [p for p in repo.rglob(".*") if p.is_file()] == []  # spool files removed
+
+
+SMALL_FILES, SMALL_SIZE = 12_000, 8 * 1024
+SMALL_DATA = SMALL_FILES * SMALL_SIZE
+
+
+def test_a_backup_of_small_files_killed_at_half_sends_only_the_rest(
+        base: Path, env: dict[str, str]) -> None:
+    """Past its first 2,048 small files a backup reads and packs them in reader
+    processes: killed at half, the packs they had handed over count, the ones they were
+    filling go with them (they exit on their own), and the rerun sends only the rest."""
+    data = base / "documents"
+    for i in range(SMALL_FILES):
+        sub = data / f"folder{i % 40:02}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"doc{i:05}.pdf").write_bytes(os.urandom(SMALL_SIZE))
+    repo = base / "small"
+    cli = Cli(repo, dict(env, MEDARK_REPO=str(repo)))
+    cli("init")
+    children: list[int] = []
+    before = _interrupted(["backup", str(data)], cli.env, lambda: _local_packs(repo),
+                          SMALL_DATA, children)
+    assert len(children) == 2, children  # the reader processes were at work
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and _running(pid) for pid in children):
+        assert time.monotonic() < deadline, "a reader process outlived its backup"
+        time.sleep(0.05)
+    cli("backup", data)
+    _within_target(before, _local_packs(repo), SMALL_DATA)
+    restored = base / "small-restored"
+    cli("restore", "latest", "--target", restored)
+    for path in list(data.rglob("*.pdf"))[::997]:
+        assert (restored / path.relative_to("/")).read_bytes() == path.read_bytes()
+    _clean_after_prune(cli, lambda: _local_total(repo), SMALL_DATA)
+
+
+def _running(pid: int) -> bool:
+    """Not a zombie (an exited child its killed parent never reaped, until init does)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_a_copy_killed_at_half_sends_only_the_rest(base: Path, env: dict[str, str],

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from dicom_samples import Instance, uid, write_instance
 
-from medark.engine.backup import Backup, BackupOptions
+from medark.engine.backup import Backup
+from medark.engine.backup_model import BackupOptions
 from medark.engine.dicom_catalog import (
     CatalogBuilder,
     InstanceRecord,

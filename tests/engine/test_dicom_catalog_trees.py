@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from dicom_samples import Instance, uid, write_instance
 
-from medark.engine.backup import Backup, BackupOptions
+from medark.engine.backup import Backup
+from medark.engine.backup_model import BackupOptions
 from medark.engine.dicom_catalog import _TREES_KEPT, CatalogBuilder
 from medark.repo.compression import CompressionSpec
 from medark.repo.crypto import DEFAULT_SUITE

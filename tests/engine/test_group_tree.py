@@ -4,31 +4,19 @@ size (nodes grafted, no data stored again), the rest reported; the grafted tree 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
-from medark.engine.backup import Backup, BackupOptions
+from medark.engine.backup import Backup
+from medark.engine.backup_model import BackupOptions
 from medark.engine.group_backup import reconcile
 from medark.engine.group_check import check_pair, compare
 from medark.engine.group_tree import TreeReader, graft, parts_of
 from medark.engine.restore import RestoreOptions, restore
-from medark.repo.compression import CompressionSpec
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.sources.pacs.index import Reference
-from medark.storage.local import LocalBackend
 from medark.util.progress import NullProgress
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    repository = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", "aes-256-gcm",
-                                 CompressionSpec("zstd", 1), cache_dir=tmp_path / "cache")
-    yield repository
-    repository.close()
 
 
 def scan(repo: Repository, root: Path) -> Snapshot:

@@ -14,7 +14,7 @@ from medark.errors import (
     UsageError,
     WrongPassword,
 )
-from medark.repo import index_file
+from medark.repo import index_cache, index_file
 from medark.repo.compression import CompressionSpec
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
@@ -188,3 +188,52 @@ def test_a_batch_of_new_blobs_is_stored_once_each_and_reads_back(tmp_path: Path)
     assert again.load_blob(earlier_id) == earlier
     assert not again.has_blob(claimed_indexed)
     again.close()
+
+
+def test_index_files_reach_the_cache_in_batches_and_stay_findable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Index files are written at once (the checkpoint); the cache takes them in batches
+    of DEFER_BLOBS blobs. Meanwhile their blobs are found and their packs' index files
+    named, and a process killed before the batch loses nothing: the next one reads the
+    index files themselves."""
+    monkeypatch.setattr(index_cache, "DEFER_BLOBS", 3)
+    repo = make(tmp_path)
+    blobs = []
+    for _ in range(2):  # two packs, each indexed by a checkpoint of its own
+        blobs.append(repo.save_blob(BlobType.DATA, os.urandom(500)).id)
+        repo._submit_pack(repo._builders.pop(BlobType.DATA))
+        repo._builders[BlobType.DATA] = repo._new_pack()
+        repo._uploads.wait()
+        with repo._index_lock:
+            repo._flush_index_locked()
+    written = repo.index_names()
+    assert len(written) == 2  # both checkpoints are in the repository...
+    assert repo.cache.counts()[1] == 0  # ...and not yet in the cache (2 < 3 blobs)
+    assert not repo.missing_blobs(blobs) and all(repo.has_blob(b) for b in blobs)
+    assert repo.load_blob(blobs[1])
+    pack_id, _entry = repo.locate(blobs[0])
+    assert repo.index_file_of(pack_id) in written
+    assert repo.cache.known_index_files() == written
+    again = reopen(tmp_path)  # as after a kill here: the files are read, not the cache
+    assert not again.missing_blobs(blobs)
+    again.close()
+    blobs.append(repo.save_blob(BlobType.DATA, os.urandom(500)).id)
+    repo.flush()  # a third blob: the batch is full, and flush records any rest anyway
+    assert repo.cache.counts()[1] == 3 and not repo._pending
+    repo.close()
+
+
+def test_missing_blobs_all_none_some_and_repeated(tmp_path: Path) -> None:
+    """The cache counts before it lists: every shape of answer is still exact."""
+    repo = make(tmp_path)
+    stored = [repo.save_blob(BlobType.DATA, os.urandom(300)).id for _ in range(600)]
+    repo.flush()
+    absent = [os.urandom(32) for _ in range(600)]
+    assert repo.missing_blobs(stored) == set()
+    assert repo.missing_blobs(absent) == set(absent)
+    mixed = stored[:400] + absent[:300] + stored[:50]  # more than one query's 500 ids
+    assert repo.missing_blobs(mixed) == set(absent[:300])
+    reader = index_cache.IndexReader(repo.cache.path)
+    assert reader.present(mixed + mixed) == set(stored[:400])
+    reader.close()
+    repo.close()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
 from medark.errors import UsageError
+from medark.snapshot.model import Node
 from medark.sources.files.excludes import Excluder
-from medark.sources.files.metadata import node_from_stat, unchanged
+from medark.sources.files.metadata import node_from_stat, same_file_node, unchanged
 
 
 def test_patterns_without_slash_match_names_at_any_depth() -> None:
@@ -48,3 +50,22 @@ def test_node_from_stat_and_unchanged(tmp_path: Path) -> None:
     os.symlink("f", tmp_path / "link")
     link = node_from_stat("link", os.lstat(tmp_path / "link"), "f")
     assert link.type == "symlink" and link.linktarget == "f" and link.size == 0
+
+
+def test_a_file_node_is_the_same_only_if_every_stat_field_is(tmp_path: Path) -> None:
+    """same_file_node lets an unchanged file keep its parent's node: it must say no as
+    soon as node_from_stat would make any field differently (a field added there and
+    forgotten here fails this test)."""
+    path = tmp_path / "report.pdf"
+    path.write_bytes(b"%PDF " * 100)
+    st = os.lstat(path)
+    node = node_from_stat("report.pdf", st)
+    node.content = [b"\x01" * 32]
+    assert same_file_node(node, st)
+    for f in dataclasses.fields(Node):
+        if f.name in ("name", "content"):
+            continue
+        value = getattr(node, f.name)
+        other = (value + 1 if isinstance(value, int)
+                 else value + "x" if isinstance(value, str) else b"\x02" * 32)
+        assert not same_file_node(dataclasses.replace(node, **{f.name: other}), st), f.name

@@ -5,12 +5,16 @@ snapshot whose unchanged files are not read again."""
 from __future__ import annotations
 
 import os
+import stat
+import threading
 from typing import Any
 
 from medark.errors import SourceError
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot
 from medark.snapshot.store import all_snapshots, filter_snapshots
+from medark.sources.files.excludes import Excluder
+from medark.util.progress import Progress
 
 
 def find_parent(
@@ -60,3 +64,25 @@ def build_path_tree(paths: list[str]) -> dict[str, Any]:
             node[parts[-1]] = None
     return root
 
+
+
+def estimate_totals(paths: list[str], excluder: Excluder, progress: Progress,
+                    done: threading.Event) -> None:
+    """Count files and bytes ahead of the backup so the progress bar has an ETA (in a
+    thread of its own; stops when the backup is `done` first)."""
+    files = nbytes = 0
+    stack = list(paths)
+    while stack and not done.is_set():
+        path = stack.pop()
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                with os.scandir(path) as entries:
+                    stack.extend(e.path for e in entries if not excluder.excluded(e.path))
+            elif stat.S_ISREG(st.st_mode):
+                files += 1
+                nbytes += st.st_size
+        except OSError:
+            continue
+    if not done.is_set():
+        progress.set_total(files, nbytes)

@@ -16,7 +16,7 @@ from typing import IO, BinaryIO
 
 from medark import __version__
 from medark.engine.archiver import ContentArchiver
-from medark.engine.backup import worker_count
+from medark.engine.backup_model import worker_count
 from medark.errors import CommandFailed, UsageError
 from medark.repo.chunker import Chunker
 from medark.repo.repository import Repository

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from medark.repo.pack import BlobType, PackedBlob
 
+_TYPES = {int(t): t for t in BlobType}
+"""BlobType by value: calling the enum took a twentieth of a many-files restore's GIL."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS index_files (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS packs (
@@ -24,6 +27,12 @@ CREATE TABLE IF NOT EXISTS blobs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS adopted_locks (name TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+
+
+IndexPacks = list[tuple[bytes, list[PackedBlob]]]
+"""The packs of an index file, each with its blobs."""
+DEFER_BLOBS = 32768
+"""Blobs of index files `add_later` gathers before it records them in one transaction."""
 
 
 class IndexCache:
@@ -42,6 +51,9 @@ class IndexCache:
         self._path = path
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._deferred: list[tuple[str, IndexPacks]] = []
+        self._deferred_blobs = 0
+        self._deferred_lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -74,8 +86,10 @@ class IndexCache:
         yield conn
 
     def known_index_files(self) -> set[str]:
+        with self._deferred_lock:
+            deferred = {name for name, _packs in self._deferred}
         with self._lock:
-            return {row[0] for row in self._db.execute("SELECT name FROM index_files")}
+            return deferred | {row[0] for row in self._db.execute("SELECT name FROM index_files")}
 
     def adopted(self, lock_names: Iterable[str]) -> set[str]:
         """Which of these stale locks this client already adopted the packs of."""
@@ -97,20 +111,51 @@ class IndexCache:
 
     def add_index_file(self, name: str, packs: Iterable[tuple[bytes, list[PackedBlob]]]) -> None:
         """Record every pack of one index file, atomically with the file's name."""
+        self.add_index_files([(name, list(packs))])
+
+    def add_later(self, name: str, packs: IndexPacks) -> IndexPacks:
+        """Like add_index_file, in a batch with the next ones: the packs recorded now
+        (all of the batch once it holds DEFER_BLOBS blobs, else none). The caller keeps
+        the others' blobs findable meanwhile; `add_deferred` records the rest."""
+        with self._deferred_lock:
+            self._deferred.append((name, packs))
+            self._deferred_blobs += sum(len(blobs) for _pack, blobs in packs)
+            if self._deferred_blobs < DEFER_BLOBS:
+                return []
+        return self.add_deferred()
+
+    def add_deferred(self) -> IndexPacks:
+        """Record every index file `add_later` kept; their packs."""
+        with self._deferred_lock:
+            files, self._deferred, self._deferred_blobs = self._deferred, [], 0
+            if not files:  # flush and close call it whatever was deferred
+                return []
+            try:
+                self.add_index_files(files)
+            except BaseException:
+                self._deferred[:0] = files  # kept for the next call
+                self._deferred_blobs = sum(len(b) for _n, p in files for _i, b in p)
+                raise
+        return [pack for _name, packs in files for pack in packs]
+
+    def add_index_files(self, files: list[tuple[str, IndexPacks]]) -> None:
+        """Several index files in one transaction, their blobs inserted in id order:
+        blob ids are random, so inserts in arrival order touch leaf pages all over the
+        B-tree and each commit rewrites most of them into the WAL; fewer, sorted commits
+        took a 200,000-blob backup's cache inserts from 2.6 s of CPU to 1.3 s."""
+        rows = sorted((b.id, int(b.type), pack_id, b.offset, b.length, b.raw_length)
+                      for _name, packs in files for pack_id, blobs in packs for b in blobs)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for pack_id, blobs in packs:
-                    self._db.execute(
-                        "INSERT OR REPLACE INTO packs VALUES (?, ?, ?)",
-                        (pack_id, name, len(blobs)),
-                    )
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
-                        ((b.id, int(b.type), pack_id, b.offset, b.length, b.raw_length)
-                         for b in blobs),
-                    )
-                self._db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (name,))
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO packs VALUES (?, ?, ?)",
+                    ((pack_id, name, len(blobs))
+                     for name, packs in files for pack_id, blobs in packs))
+                self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
+                                     rows)
+                self._db.executemany("INSERT OR IGNORE INTO index_files VALUES (?)",
+                                     ((name,) for name, _packs in files))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -157,7 +202,7 @@ class IndexCache:
             ).fetchone()
         if row is None:
             return None
-        return row[1], PackedBlob(BlobType(row[0]), blob_id, row[2], row[3], row[4])
+        return row[1], PackedBlob(_TYPES[row[0]], blob_id, row[2], row[3], row[4])
 
     def lookup_many(self, blob_ids: list[bytes]) -> dict[bytes, tuple[bytes, PackedBlob]]:
         """Where each of these blobs is (absent ones left out): one query per few hundred
@@ -171,21 +216,19 @@ class IndexCache:
                 for t, pack, offset, length, raw, blob_id in db.execute(
                         "SELECT type, pack, offset, length, raw, id FROM blobs "
                         f"WHERE id IN ({marks})", batch):
-                    found[blob_id] = (pack, PackedBlob(BlobType(t), blob_id, offset, length,
+                    found[blob_id] = (pack, PackedBlob(_TYPES[t], blob_id, offset, length,
                                                        raw))
         return found
 
+    @property
+    def path(self) -> Path | None:
+        """The database file; None for an in-memory cache."""
+        return self._path
+
     def missing(self, blob_ids: list[bytes]) -> set[bytes]:
         wanted = set(blob_ids)
-        found: set[bytes] = set()
-        ids = list(wanted)
         with self._read() as db:
-            for start in range(0, len(ids), 500):
-                batch = ids[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                found.update(row[0] for row in db.execute(
-                    f"SELECT id FROM blobs WHERE id IN ({marks})", batch))
-        return wanted - found
+            return wanted - _present(db, list(wanted))
 
     def has(self, blob_id: bytes) -> bool:
         with self._read() as db:
@@ -195,6 +238,10 @@ class IndexCache:
             )
 
     def index_file_of(self, pack_id: bytes) -> str | None:
+        with self._deferred_lock:
+            for name, packs in self._deferred:
+                if any(p == pack_id for p, _blobs in packs):
+                    return name
         with self._read() as db:
             row = db.execute("SELECT index_name FROM packs WHERE pack = ?",
                              (pack_id,)).fetchone()
@@ -225,7 +272,7 @@ class IndexCache:
                     (after, self.BATCH),
                 ).fetchall()
             for t, pack, offset, length, raw, blob_id in rows:
-                yield pack, PackedBlob(BlobType(t), blob_id, offset, length, raw)
+                yield pack, PackedBlob(_TYPES[t], blob_id, offset, length, raw)
             if len(rows) < self.BATCH:
                 return
             after = rows[-1][5]
@@ -268,3 +315,38 @@ class IndexCache:
             ).fetchall()
         return [(int(t), int(n), int(sealed), int(cn), int(cs), int(cr))
                 for t, n, sealed, cn, cs, cr in rows]
+
+
+def _present(db: sqlite3.Connection, ids: list[bytes]) -> set[bytes]:
+    """Which of these ids the table has. Counted first: the usual answers are all of
+    them (a no-change backup asks about every unchanged file's blobs) or none (new
+    files), and a count makes no Python object per row; only a mixed answer is listed."""
+    found: set[bytes] = set()
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        batch = unique[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        (count,) = db.execute(f"SELECT count(*) FROM blobs WHERE id IN ({marks})",
+                              batch).fetchone()
+        if count == len(batch):
+            found.update(batch)
+        elif count:
+            found.update(row[0] for row in db.execute(
+                f"SELECT id FROM blobs WHERE id IN ({marks})", batch))
+    return found
+
+
+class IndexReader:
+    """Another process's read-only view of a cache database: which blobs the index
+    already has (a backup's reader processes skip compressing those). Not thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db.execute("PRAGMA cache_size=-500")
+
+    def present(self, blob_ids: list[bytes]) -> set[bytes]:
+        return _present(self._db, blob_ids)
+
+    def close(self) -> None:
+        self._db.close()

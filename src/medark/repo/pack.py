@@ -154,14 +154,21 @@ class SpooledPack:
                                            raw_length))
             offset += len(sealed)
 
-    def store(self, crypto: Crypto, sink: PackSink) -> str:
-        """Write the trailer and save the pack under its content name (returned)."""
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def seal(self, crypto: Crypto) -> str:
+        """Write the trailer and close the file: the pack is complete; its id returned."""
         self._write(sealed_header(crypto, self.entries))
         os.close(self._fd)
         self._fd = -1
-        pack_id = self._hash.hexdigest()
-        with contextlib.suppress(AlreadyExists):  # identical content already stored
-            sink.save_file(pack_name(pack_id), self._path)
+        return self._hash.hexdigest()
+
+    def store(self, crypto: Crypto, sink: PackSink) -> str:
+        """Seal and save the pack under its content name (returned)."""
+        pack_id = self.seal(crypto)
+        save_spooled(sink, pack_id, self._path)
         return pack_id
 
     def discard(self) -> None:
@@ -173,6 +180,11 @@ class SpooledPack:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path)
             self._path = ""
+
+
+def save_spooled(sink: PackSink, pack_id: str, path: str) -> None:
+    with contextlib.suppress(AlreadyExists):  # identical content already stored
+        sink.save_file(pack_name(pack_id), path)
 
 
 def parse_header(crypto: Crypto, tail: bytes, pack_size: int) -> list[PackedBlob]:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
 from medark.repo.index_cache import IndexCache
 from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
+from medark.repo.named_objects import NamedObjects
 from medark.repo.pack import (
     BlobType,
     PackedBlob,
@@ -40,7 +41,9 @@ from medark.repo.pack import (
     SpooledPack,
     WriteStats,
     pack_name,
+    save_spooled,
 )
+from medark.repo.pack_filler import SealedPack, SealerSettings, seal_blob
 from medark.repo.retention import CONFIG_KEY as LOCK_CONFIG_KEY
 from medark.repo.retention import LockPolicy, RetentionKeeper, create_lockable
 from medark.repo.spool import ProcessSpool
@@ -53,7 +56,7 @@ INDEX_EVERY_PACKS = 64
 BULK_SYNC_FILES = 8
 
 
-class Repository:
+class Repository(NamedObjects):
     """One open repository. Blob methods are thread-safe."""
 
     def __init__(
@@ -220,6 +223,7 @@ class Repository:
                 self._timer.cancel()
                 self._timer = None
             self._flush_index_locked()
+            self._forget_pending(self.cache.add_deferred())
         with self._builder_lock:
             for builder in self._builders.values():
                 builder.discard()
@@ -270,12 +274,18 @@ class Repository:
         """Write index files for packs that are fully stored (and only for those)."""
         with self._index_lock:
             self._write_index(packs)
+            self._forget_pending(self.cache.add_deferred())
 
     def _write_index(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
+        """Write the index files (a durable checkpoint); the cache takes them in batches
+        (IndexCache.add_later), their blobs found in `_pending` until then."""
         for start in range(0, len(packs), index_file.MAX_PACKS_PER_FILE):
             part = packs[start : start + index_file.MAX_PACKS_PER_FILE]
             name = self.save_unpacked(index_file.INDEX_PREFIX, index_file.encode(part, []))
-            self.cache.add_index_file(name, part)
+            self._forget_pending(self.cache.add_later(name, part))
+
+    def _forget_pending(self, packs: list[tuple[bytes, list[PackedBlob]]]) -> None:
+        """Blobs the cache has now: no longer this session's to remember."""
         for _pack_id, blobs in packs:
             for blob in blobs:
                 self._pending.pop(blob.id, None)
@@ -311,13 +321,9 @@ class Repository:
             with self._builder_lock:
                 self._pending.pop(blob_id, None)
             return SaveResult(blob_id, False, 0)
-        if compressed is None:
-            compressed = self.compressor.compress(data)
-        sealed = self.crypto.seal(compressed if compressed is not None else data)
-        raw_length = len(data) if compressed is not None else 0
-        self._append(blob_type, [(blob_id, sealed, raw_length, len(data))])
-        shrank = compressed is not None if self.compressor.tries(data) else None
-        return SaveResult(blob_id, True, len(sealed), shrank)
+        blob = seal_blob(self.crypto, self.compressor, data, compressed)
+        self._append(blob_type, [(blob_id, blob.sealed, blob.raw_length, len(data))])
+        return SaveResult(blob_id, True, len(blob.sealed), blob.shrank)
 
     def save_new_blobs(self, blob_type: BlobType, blobs: list[tuple[bytes, bytes]],
                        absent: Container[bytes]) -> list[SaveResult]:
@@ -325,26 +331,73 @@ class Repository:
         (`absent`: those it lacks): a batch of small files. One lock hand-off and one
         spool write for the batch instead of two and one per blob, which is what bounded
         a backup of many small files (threads queueing on the builder's lock)."""
-        results: list[SaveResult | None] = [None] * len(blobs)
-        with self._builder_lock:
-            for i, (blob_id, _data) in enumerate(blobs):
-                if blob_id in self._pending or blob_id not in absent:
-                    results[i] = SaveResult(blob_id, False, 0)
-                else:
-                    self._pending[blob_id] = None
+        results: list[SaveResult] = []
         sealed: list[tuple[bytes, bytes, int, int]] = []
-        for i, (blob_id, data) in enumerate(blobs):
-            if results[i] is not None:
+        for (blob_id, data), new in zip(blobs, self.claim_new(
+                [blob_id for blob_id, _data in blobs], absent), strict=True):
+            if not new:
+                results.append(SaveResult(blob_id, False, 0))
                 continue
-            compressed = self.compressor.compress(data)
-            blob = self.crypto.seal(compressed if compressed is not None else data)
-            sealed.append((blob_id, blob, len(data) if compressed is not None else 0,
-                           len(data)))
-            shrank = compressed is not None if self.compressor.tries(data) else None
-            results[i] = SaveResult(blob_id, True, len(blob), shrank)
+            blob = seal_blob(self.crypto, self.compressor, data)
+            sealed.append((blob_id, blob.sealed, blob.raw_length, len(data)))
+            results.append(SaveResult(blob_id, True, len(blob.sealed), blob.shrank))
         if sealed:
             self._append(blob_type, sealed)
-        return [r for r in results if r is not None]
+        return results
+
+    def claim_new(self, blob_ids: list[bytes], absent: Container[bytes]) -> list[bool]:
+        """Which of these blobs the caller is to store: those the index lacks (`absent`)
+        and no one in this session stores already, the first of repeated ids only. A
+        claimed blob counts as present from now on; the caller must store it before the
+        next `flush`."""
+        claimed = []
+        with self._builder_lock:
+            for blob_id in blob_ids:
+                new = blob_id in absent and blob_id not in self._pending
+                if new:
+                    self._pending[blob_id] = None
+                claimed.append(new)
+        return claimed
+
+    def sealer_settings(self) -> SealerSettings:
+        """For a process that seals claimed blobs into packs of its own (pack_filler.py)."""
+        return SealerSettings(self.config.suite, self.crypto.master_key,
+                              self.config.compression, self.config.pack_size,
+                              self._spool_dir())
+
+    def store_sealed_pack(self, pack: SealedPack) -> None:
+        """Store and index a pack another process sealed from blobs claimed here; in the
+        background like a pack of this process, its spool file removed once stored."""
+        def discard() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pack.path)
+
+        def save() -> None:
+            try:
+                save_spooled(self.backend, pack.pack_id, pack.path)
+            finally:
+                discard()
+
+        entries = pack.entries
+        with self._builder_lock:
+            self.stats.data_blobs += len(entries)
+        self._store_built_pack(bytes.fromhex(pack.pack_id), entries, pack.size, save, discard)
+
+    def _store_built_pack(self, pack_id: bytes, entries: list[PackedBlob], size: int,
+                          save: Callable[[], None], discard: Callable[[], None]) -> None:
+        """A pack built elsewhere: its blobs count as present from now on, and it is
+        stored in the background like a pack of new blobs, then indexed."""
+        with self._builder_lock:
+            for entry in entries:
+                self._pending.setdefault(entry.id, None)
+                self.stats.stored_added += entry.length
+                self.stats.plain_added += entry.plain_length
+
+        def store() -> None:
+            save()
+            self._packed(pack_id, entries, size)
+
+        self._uploads.submit(store, discard)
 
     def _append(self, blob_type: BlobType, sealed: list[tuple[bytes, bytes, int, int]]
                 ) -> None:
@@ -404,20 +457,12 @@ class Repository:
     def store_raw_pack(self, pack_id: bytes, data: bytes, entries: list[PackedBlob]) -> None:
         """Adopt a pack verbatim from a repository with the same master key (`copy`):
         its blobs are sealed with the key this repository has too. The caller has checked
-        `data` against its name. Stored in the background like a pack of new blobs; its
-        blobs count as present from now on."""
-        with self._builder_lock:
-            for entry in entries:
-                self._pending.setdefault(entry.id, None)
-                self.stats.stored_added += entry.length
-                self.stats.plain_added += entry.plain_length
-
-        def store() -> None:
+        `data` against its name."""
+        def save() -> None:
             with contextlib.suppress(AlreadyExists):
                 self.backend.save(pack_name(pack_id.hex()), data)
-            self._packed(pack_id, entries, len(data))
 
-        self._uploads.submit(store, lambda: None)
+        self._store_built_pack(pack_id, entries, len(data), save, lambda: None)
 
     def _packed(self, raw_pack: bytes, entries: list[PackedBlob], size: int) -> None:
         """Bookkeeping for a stored pack: its blobs are findable now, indexed soon."""
@@ -468,6 +513,7 @@ class Repository:
         self._uploads.wait()
         with self._index_lock:
             self._flush_index_locked()
+            self._forget_pending(self.cache.add_deferred())
 
     def index_file_of(self, pack_id: bytes) -> str | None:
         """The index file the local index took this pack's entry from."""
@@ -535,49 +581,6 @@ class Repository:
     def _verify_name(name: str, raw: bytes) -> None:
         if content_name(raw) != name.rsplit("/", 1)[-1]:
             raise IntegrityError(f"{name}: content does not match its name")
-
-    # ---- named objects (the WAL archive): sealed, written once, named by meaning ----
-
-    def seal(self, plaintext: bytes) -> bytes:
-        return self.crypto.seal(plaintext)
-
-    def unseal(self, sealed: bytes) -> bytes:
-        return self.crypto.open(sealed)
-
-    def save_object(self, name: str, data: bytes, needs: Iterable[bytes] = ()) -> None:
-        """Write a named record; with a lock period, first extend the lock of the packs
-        (and index files) holding the blobs it `needs` — a WAL segment's all-zero tail is
-        one blob in an old pack, which must outlive every segment that shares it."""
-        if self.retention is not None:
-            self._protect_blobs(needs)
-        self.backend.save(name, data)
-
-    def _protect_blobs(self, blob_ids: Iterable[bytes]) -> None:
-        assert self.retention is not None
-        names = {CONFIG_NAME}
-        for pack_id in {self.locate(b)[0] for b in blob_ids}:
-            names.add(pack_name(pack_id.hex()))
-            index_name = self.index_file_of(pack_id)
-            if index_name is not None:
-                names.add(index_name)
-        self.retention.ensure(names, self.retention.horizon(clock.now()))
-
-    def load_object(self, name: str) -> bytes:
-        return self.backend.load(name)
-
-    def object_exists(self, name: str) -> bool:
-        try:
-            self.backend.stat(name)
-        except ObjectNotFound:
-            return False
-        return True
-
-    def remove_object(self, name: str) -> None:
-        self.backend.remove(name)
-
-    def list_names(self, prefix: str) -> Iterator[str]:
-        for info in self.backend.list(prefix):
-            yield info.name
 
     def _store_lock(self, sealed: bytes) -> bytes:
         name = "locks/" + content_name(sealed)

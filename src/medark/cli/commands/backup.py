@@ -71,7 +71,8 @@ def anomaly_thresholds(args: argparse.Namespace) -> Thresholds:
 
 
 def run(ctx: Context) -> int:
-    from medark.engine.backup import Backup, BackupOptions
+    from medark.engine.backup import Backup
+    from medark.engine.backup_model import BackupOptions
     from medark.engine.backup_stdin import backup_command, backup_stdin
     from medark.engine.dicom_catalog import CatalogBuilder
 

@@ -66,6 +66,20 @@ def node_from_stat(name: str, st: os.stat_result, linktarget: str = "") -> Node:
     )
 
 
+def same_file_node(node: Node, st: os.stat_result) -> bool:
+    """Whether node_from_stat(node.name, st) of this regular file would give `node` back,
+    its content aside: an unchanged file keeps the parent's node instead of an equal new
+    one (half the per-file work of a no-change backup, and its directory compares equal
+    to the parent's by identity)."""
+    return (node.type == "file" and node.mode == st.st_mode and node.size == st.st_size
+            and node.mtime_ns == st.st_mtime_ns and node.ctime_ns == st.st_ctime_ns
+            and node.inode == st.st_ino and node.device_id == st.st_dev
+            and node.links == st.st_nlink and node.uid == st.st_uid
+            and node.gid == st.st_gid and node.user == user_name(st.st_uid)
+            and node.group == group_name(st.st_gid) and node.subtree is None
+            and not (node.linktarget or node.rdev or node.error))
+
+
 def unchanged(old: Node | None, st: os.stat_result) -> bool:
     """restic's rule: same type, size, mtime, ctime and inode means the content is the same."""
     return (

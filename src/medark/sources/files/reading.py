@@ -42,14 +42,33 @@ def read_whole(fd: int, size_hint: int) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def read_small(path: str, size_hint: int) -> tuple[bytes, os.stat_result]:
+    """A small file read whole, and its fstat after the read (compared with the scan's
+    lstat by `unchanged_while_read`: one fstat per small file, not two)."""
+    fd = open_for_reading(path)
+    try:
+        data = read_whole(fd, size_hint)
+        return data, os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def same_version(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
 
 
-def unchanged_while_read(before: os.stat_result, after: os.stat_result, data: bytes,
+Version = tuple[int, int, int, int, int]
+"""Size, mtime_ns, ctime_ns, inode and device: a file with the same version is the same
+file with the same content, mode, owner and links (changing any of those moves ctime)."""
+
+
+def version(st: os.stat_result) -> Version:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+
+def unchanged_while_read(before: Version, after: os.stat_result, data: bytes,
                          small: int) -> bool:
     """A small file read whole is taken as is when it is still the regular file the scan
-    saw (same inode, size and times), fully read, and still below the chunking size."""
-    return (stat.S_ISREG(after.st_mode) and same_version(before, after)
-            and before.st_ino == after.st_ino and before.st_dev == after.st_dev
+    saw (its version), fully read, and still below the chunking size."""
+    return (stat.S_ISREG(after.st_mode) and version(after) == before
             and len(data) == after.st_size and len(data) < small)
