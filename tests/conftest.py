@@ -16,7 +16,8 @@ import pytest
 
 # ci_mode: in CI (CI=true) a skipped test fails the run; every run prints "skips: N".
 # private_home: the session's own HOME and XDG_* dirs; the real ~/.cache/medark is guarded.
-pytest_plugins = ["pytester", "ci_mode", "private_home"]
+# longest_first: the longest modules start first (tests/module_seconds.json).
+pytest_plugins = ["pytester", "ci_mode", "private_home", "longest_first"]
 
 from medark_command import MEDARK, PASSWORD, TEST_KDF  # noqa: E402  (re-exported)
 
@@ -127,3 +128,18 @@ def nothing_left_in(root: Path) -> None:
 def initialized(cli: Cli) -> Cli:
     cli("init")
     return cli
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Any]:
+    """A new local repository (AES-GCM, zstd level 1) with its own cache; a module that
+    needs another kind defines its own `repo`. (medark is imported here, not at the top:
+    coverage starts after this file is read.)"""
+    from medark.repo.compression import CompressionSpec
+    from medark.repo.repository import Repository
+    from medark.storage.local import LocalBackend
+
+    repository = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", "aes-256-gcm",
+                                 CompressionSpec("zstd", 1), cache_dir=tmp_path / "cache")
+    yield repository
+    repository.close()

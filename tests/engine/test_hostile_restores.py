@@ -20,7 +20,6 @@ from medark.engine.dump import dump
 from medark.engine.pg_restore import extract_tar, restore_base
 from medark.engine.restore import RestoreOptions, restore
 from medark.errors import MedarkError, UnsafeEntry
-from medark.repo.compression import CompressionSpec
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
 from medark.service.pg import write_password_file
@@ -28,7 +27,6 @@ from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import save_snapshot, save_tree
 from medark.sources.mysql.server import feed
 from medark.sources.mysql.xbstream import XbstreamGuard
-from medark.storage.local import LocalBackend
 from medark.util import clock
 from medark.util.confine import private_dir, split_name
 from medark.util.progress import NullProgress
@@ -62,14 +60,6 @@ def canary(tmp_path: Path) -> Canary:
 
 
 # ---- snapshot trees (medark restore, medark dump) --------------------------------------
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    repository = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", "aes-256-gcm",
-                                 CompressionSpec("zstd", 1), cache_dir=tmp_path / "cache")
-    yield repository
-    repository.close()
 
 
 def _file(repo: Repository, name: str, data: bytes) -> Node:

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from medark.engine.restore import RestoreOptions, RestoreSummary, restore
-from medark.repo.compression import CompressionSpec
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import save_snapshot, save_tree
-from medark.storage.local import LocalBackend
 from medark.util import clock
 from medark.util.progress import NullProgress
 from medark.util.sizes import KiB
 
 MTIME = 1_700_000_000_123_456_789
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    repository = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", "aes-256-gcm",
-                                 CompressionSpec("zstd", 1), cache_dir=tmp_path / "cache")
-    yield repository
-    repository.close()
 
 
 def file_node(repo: Repository, name: str, chunks: list[bytes], inode: int) -> Node:
@@ -128,3 +118,64 @@ def test_locate_many_matches_locate(repo: Repository) -> None:
     assert absent not in found
     repo.flush()
     assert repo.locate_many([unflushed]) == {unflushed: repo.locate(unflushed)}
+
+
+OWNERS = [  # (name, uid, gid, permission bits): owned as created, or not
+    ("root-644", 0, 0, 0o644), ("root-444", 0, 0, 0o444), ("root-600", 0, 0, 0o600),
+    ("setuid", 0, 0, 0o4755), ("setgid-other", 0, 1001, 0o2750), ("sticky", 0, 0, 0o1644),
+    ("other-640", 1000, 1000, 0o640), ("other-group", 0, 1000, 0o640),
+    ("wide-666", 0, 0, 0o666), ("empty-other", 1000, 1000, 0o600)]
+
+
+def _owned_files(repo: Repository, directory_mode: int) -> Snapshot:
+    files = []
+    for inode, (name, uid, gid, bits) in enumerate(OWNERS, start=1):
+        chunks = [] if name.startswith("empty") else [os.urandom(500 + inode)]
+        node = file_node(repo, name, chunks, inode)
+        node.uid, node.gid, node.mode = uid, gid, stat.S_IFREG | bits
+        files.append(node)
+    snap = snapshot(repo, files)
+    return snap
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners are restored by root only")
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+@pytest.mark.parametrize("fresh", [True, False])
+def test_owner_and_mode_whether_created_so_or_set_after(
+        repo: Repository, tmp_path: Path, umask: int, fresh: bool) -> None:
+    """A file created with its final mode and owner needs no fchown or fchmod; every
+    other one gets them: each combination restores exactly the snapshot's owner and bits,
+    whatever the umask, in a fresh directory and in an existing one, and a set-group-id
+    directory's group is taken into account."""
+    snap = _owned_files(repo, 0o755)
+    target = tmp_path / "target"
+    if not fresh:  # an existing set-group-id directory: files made there get its group
+        (target / "ward").mkdir(parents=True)
+        os.chown(target / "ward", 0, 1001)
+        os.chmod(target / "ward", 0o2775)
+    previous = os.umask(umask)
+    try:
+        summary = run(repo, snap, target)
+    finally:
+        os.umask(previous)
+    assert summary.errors == []
+    for name, uid, gid, bits in OWNERS:
+        st = os.lstat(target / "ward" / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, bits), name
+        assert st.st_mtime_ns == MTIME
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="owners are restored by root only")
+def test_a_fresh_directory_below_a_set_group_id_target_gives_its_group(
+        repo: Repository, tmp_path: Path) -> None:
+    """Files created in a fresh directory inherit a set-group-id parent's group: one owned
+    by that group is left as created, one owned by root's group is chowned back."""
+    snap = _owned_files(repo, 0o755)
+    target = tmp_path / "target"
+    target.mkdir()
+    os.chown(target, 0, 1001)
+    os.chmod(target, 0o2775)
+    assert run(repo, snap, target).errors == []
+    for name, uid, gid, bits in OWNERS:
+        st = os.lstat(target / "ward" / name)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, bits), name

@@ -6,7 +6,6 @@ import errno
 import os
 import random
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,10 @@ from medark.engine import restore_data
 from medark.engine.restore import RestoreOptions, RestoreSummary, restore
 from medark.engine.restore_select import PathFilter, Pattern
 from medark.errors import IntegrityError, MedarkError, NoSpace, UsageError
-from medark.repo.compression import CompressionSpec
 from medark.repo.pack import BlobType
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import save_snapshot, save_tree
-from medark.storage.local import LocalBackend
 from medark.util import clock
 from medark.util.progress import NullProgress
 from medark.util.sizes import KiB, MiB
@@ -61,14 +58,6 @@ class Builder:
         self.repo.flush()
         save_snapshot(self.repo, snap)
         return snap
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> Iterator[Repository]:
-    repository = Repository.init(LocalBackend(tmp_path / "repo"), b"pw", "aes-256-gcm",
-                                 CompressionSpec("zstd", 1), cache_dir=tmp_path / "cache")
-    yield repository
-    repository.close()
 
 
 BIG = [chunk(1, 700 * KiB), chunk(2, 1 * MiB), chunk(3, 300 * KiB), chunk(4, 1 * MiB)]

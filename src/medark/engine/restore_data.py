@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from medark.engine.restore_meta import apply_fd, no_space
+from medark.engine.restore_meta import Creator, no_space
 from medark.errors import MedarkError, ObjectNotFound, RepositoryCorrupt
 from medark.repo.pack import PackedBlob, pack_name
 from medark.snapshot.model import Node
@@ -91,6 +91,8 @@ class FileJob:
     made by this restore and it is one blob written once (docs/design.md)."""
     created: bool = False
     """A direct file exists under its real name (removed again if it fails)."""
+    group: int | None = None
+    """The group a file created in its (fresh) directory gets; set with `direct`."""
 
 
 Uses = list[tuple[FileJob, list[int]]]
@@ -129,7 +131,9 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
 class BatchPlan:
     """The blobs one batch of files needs, where each lives and where each goes."""
 
-    def __init__(self) -> None:
+    def __init__(self, tmp_name: Callable[[str], str]) -> None:
+        self.tmp_name = tmp_name
+        """A temporary name beside a file (for a direct file that turns out not to be)."""
         self.located: dict[bytes, tuple[bytes, PackedBlob]] = {}
         self.targets: dict[bytes, Uses] = {}
         self.packs: dict[bytes, list[PackedBlob]] = {}
@@ -151,6 +155,7 @@ class BatchPlan:
         job.remaining = len(uses)
         if job.direct and (len(uses) > 1 or len(job.node.content) > 1):
             job.direct = False  # several writes, maybe by several threads: a temp file
+            job.tmp = self.tmp_name(job.final)
         if not uses:
             self.empty.append(job)
             return
@@ -196,14 +201,15 @@ class DataRestorer:
     """Restores the contents of batches of files through a shared thread pool."""
 
     def __init__(self, repo: RestoreRepo, pool: ThreadPoolExecutor, target: str,
-                 progress: Progress, as_root: bool, inflight: int,
-                 report: Callable[[str, bool], None]) -> None:
+                 progress: Progress, creator: Creator, inflight: int,
+                 report: Callable[[str, bool], None], tmp_name: Callable[[str], str]) -> None:
         self.repo = repo
         self.pool = pool
         self.target = target
         self.progress = progress
-        self.as_root = as_root
+        self.creator = creator
         self.report = report
+        self.tmp_name = tmp_name
         self.files_restored = 0
         self.bytes_restored = 0
         self._budget = ByteBudget(inflight)
@@ -216,7 +222,7 @@ class DataRestorer:
     def plan(self, jobs: list[FileJob]) -> BatchPlan:
         """Locate every blob of a batch (in the walking thread, while the previous batch
         is still being written)."""
-        plan = BatchPlan()
+        plan = BatchPlan(self.tmp_name)
         plan.located = self.repo.locate_many([b for job in jobs for b in job.node.content])
         for index, job in enumerate(jobs):
             try:
@@ -344,7 +350,7 @@ class DataRestorer:
     def _open(self, job: FileJob, flags: int) -> int:
         if not job.direct:
             return os.open(job.tmp, flags, 0o600)
-        fd = os.open(job.final, flags | os.O_EXCL, 0o600)
+        fd = os.open(job.final, flags | os.O_EXCL, self.creator.create_mode(job.node, job.group))
         job.created = True
         return fd
 
@@ -382,7 +388,7 @@ class DataRestorer:
 
     def _set_metadata(self, job: FileJob, fd: int) -> None:
         try:
-            apply_fd(fd, job.node, self.as_root)
+            self.creator.apply_fd(fd, job.node, job.group if job.direct else None)
         except OSError as exc:
             if no_space(exc, self.target) is not None:
                 raise

@@ -9,7 +9,7 @@ so an included or excluded directory takes its whole subtree along (as in restic
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -102,17 +102,28 @@ def valid_name(name: str) -> bool:
 
 
 def select(repo: SnapshotRepo, tree_id: bytes, flt: PathFilter,
-           bad_name: list[str] | None = None) -> Iterator[Selected]:
+           bad_name: list[str] | None = None, skip: Container[str] = ()
+           ) -> Iterator[Selected]:
     """Selected nodes, parents before children. A directory that is not itself selected
     is yielded just before the first selected node below it (so it gets created), or not
     at all. Nodes with unsafe names, and a name's repeats in one directory, are skipped
-    (with everything below them) and listed in `bad_name`."""
-    yield from _select(repo, tree_id, (), flt, False, [], bad_name)
+    (with everything below them) and listed in `bad_name`. Paths in `skip` are left out
+    with everything below them (another process restores them)."""
+    yield from _select(repo, tree_id, (), flt, False, [], bad_name, skip)
+
+
+def select_below(repo: SnapshotRepo, top: Selected, flt: PathFilter,
+                 bad_name: list[str] | None = None) -> Iterator[Selected]:
+    """A selected directory, then every selected node below it."""
+    yield top
+    if top.node.subtree is not None:
+        comps = tuple(top.path.strip("/").split("/"))
+        yield from _select(repo, top.node.subtree, comps, flt, True, [], bad_name, ())
 
 
 def _select(repo: SnapshotRepo, tree_id: bytes, comps: tuple[str, ...], flt: PathFilter,
             inside: bool, pending: list[Selected],
-            bad_name: list[str] | None) -> Iterator[Selected]:
+            bad_name: list[str] | None, skip: Container[str]) -> Iterator[Selected]:
     seen: set[str] = set()
     for node in load_tree(repo, tree_id):
         if not valid_name(node.name) or node.name in seen:
@@ -127,6 +138,8 @@ def _select(repo: SnapshotRepo, tree_id: bytes, comps: tuple[str, ...], flt: Pat
             continue
         chosen = inside or flt.included(here)
         entry = Selected("/" + "/".join(here), node, len(here))
+        if skip and entry.path in skip:
+            continue
         if chosen:
             yield from pending
             pending.clear()
@@ -134,9 +147,9 @@ def _select(repo: SnapshotRepo, tree_id: bytes, comps: tuple[str, ...], flt: Pat
         if node.type != "dir" or node.subtree is None:
             continue
         if chosen:
-            yield from _select(repo, node.subtree, here, flt, True, pending, bad_name)
+            yield from _select(repo, node.subtree, here, flt, True, pending, bad_name, skip)
         elif flt.may_include_below(here):
             pending.append(entry)
-            yield from _select(repo, node.subtree, here, flt, False, pending, bad_name)
+            yield from _select(repo, node.subtree, here, flt, False, pending, bad_name, skip)
             if pending and pending[-1] is entry:
                 pending.pop()

@@ -1,13 +1,16 @@
-"""Whether a process exists on this host (stale locks, a restored server that stopped)."""
+"""Whether a process exists on this host (stale locks, a restored server that stopped),
+and starting Medark's own helper processes."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from multiprocessing.connection import Connection
 from typing import IO
 
 PARENT_ENV = "MEDARK_PARENT_PID"
@@ -65,3 +68,18 @@ class StderrReader(threading.Thread):
 
     def run(self) -> None:
         self.text = self.stream.read().decode("utf-8", "replace")
+
+
+def start_helper(entry: str) -> tuple[socket.socket, subprocess.Popen[bytes], Connection]:
+    """A helper process running `python -c entry` with its end of a socket pair as
+    argv[1]: the parent's socket (to shut down), the process, and a Connection over the
+    socket. A new interpreter, not a fork of a threaded parent; not multiprocessing's
+    spawn either, which would start a resource tracker and re-import __main__. In a
+    process group of its own: a terminal's Ctrl-C reaches the parent only, even while the
+    helper is still starting (the parent then closes the socket)."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        process = subprocess.Popen([sys.executable, "-c", entry, str(theirs.fileno())],
+                                   pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                   process_group=0)
+    return ours, process, Connection(os.dup(ours.fileno()))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from medark.cli.access_options import add_access_audit_options, audited_read
 from medark.cli.command import Command
 from medark.cli.context import Context
-from medark.errors import MedarkError
+from medark.errors import MedarkError, UsageError
 from medark.util import clock
 from medark.util.sizes import format_bytes, format_duration
 
@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append", default=[],
                    help="for 'latest': only snapshots with this tag (a,b = both; repeatable)")
     p.add_argument("--workers", type=int, default=0, help="worker threads (default: cores)")
+    p.add_argument("--processes", type=int, default=0, metavar="N",
+                   help="restore processes for a large tree in a local repository "
+                        "(default: one per core, up to 4, from 20,000 files; 1: none)")
     add_access_audit_options(p)
 
 
@@ -44,7 +47,10 @@ def run(ctx: Context) -> int:
 
     args = ctx.args
     options = RestoreOptions(target=args.target, includes=args.include, excludes=args.exclude,
-                             verify=args.verify, workers=args.workers)
+                             verify=args.verify, workers=args.workers,
+                             processes=args.processes)
+    if args.processes < 0 or args.workers < 0:
+        raise UsageError("--processes and --workers take a number from 0 on")
     with audited_read(ctx, "snapshot.restore", snapshot=args.snapshot,
                       target_dir=os.path.abspath(args.target), include=args.include,
                       exclude=args.exclude) as access:
