@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO   ?= .demo
 
-.PHONY: run test coverage fuzz lint typecheck layers venv dev-venv bytecode debs report-debs web web-check web-debs bench deb clean
+.PHONY: run test test-seconds coverage fuzz lint typecheck layers venv dev-venv bytecode debs report-debs web web-check web-debs bench deb clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -98,10 +98,16 @@ layers: dev-venv
 ## (an e2e module: 17.6 s without, 31.9 s with), which took the suite past 20 minutes.
 ## tests/web drive the built console (web-check builds it first: `make web`) in chromium;
 ## their screenshots go to .artefacts/console/ (MEDARK_TEST_ARTEFACTS to change it).
+## Modules start longest first (tests/longest_first.py), from the seconds of a recorded
+## run: `make test-seconds` runs the suite and rewrites tests/module_seconds.json.
 TEST_WORKERS ?= 4
 PYTEST = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 test: debs dev-venv bytecode lint typecheck layers web-check
 	$(PYTEST)
+
+test-seconds: debs dev-venv bytecode web
+	$(PYTEST) --junitxml=.artefacts/junit.xml
+	$(BIN)/python tests/module_seconds.py .artefacts/junit.xml
 
 ## make coverage: the whole suite with line coverage, `medark` subprocesses included.
 coverage: debs dev-venv bytecode web
