@@ -51,6 +51,8 @@ class Bench:
         self._rotation = 0
         # per-run state
         self.run_idx = 0
+        self.restored_trees: list[Path] = []
+        """Many-files restores, kept until the end (_trees.RECENTLY_DELETED)."""
         self.failed: dict[str, str] = {}
         self.cur: Measurements = {}
         self.steps: dict[str, dict[str, object]] = {}
@@ -110,18 +112,21 @@ class Bench:
             "rc": res.rc,
             "seconds": round(res.seconds, 4),
             "maxrss_bytes": res.maxrss_bytes,
+            "tree_rss_bytes": res.tree_rss_bytes,
             "log": res.log_prefix,
         }
         if res.ok:
             peak = self.cur.get(tool.label, {}).get("peak_rss", 0.0)
             self.put(tool, "peak_rss", max(peak, res.maxrss_bytes))
+            tree_peak = self.cur.get(tool.label, {}).get("peak_tree_rss", 0.0)
+            self.put(tool, "peak_tree_rss", max(tree_peak, res.tree_rss_bytes))
         else:
             msg = f"{name} exited {res.rc}: {res.tail()} (logs {res.log_prefix}.*)"
             self.fail(tool, kind, msg, fatal)
             return None
         log(
             f"  {name:<22} {tool.label:<16} {res.seconds:9.2f} s  "
-            f"rss {res.maxrss_bytes / MB:7.1f} MB"
+            f"rss {res.maxrss_bytes / MB:7.1f} MB  all processes {res.tree_rss_bytes / MB:7.1f} MB"
         )
         return res
 
@@ -136,6 +141,7 @@ class Bench:
         res_steps["summary"] = stats.raw
         self.put(tool, f"{name}_s", res.seconds)
         self.put(tool, f"{name}_rss", res.maxrss_bytes)
+        self.put(tool, f"{name}_tree_rss", res.tree_rss_bytes)
         self.put(tool, f"{name}_data_added", stats.data_added)
         return stats
 
@@ -296,12 +302,15 @@ class Bench:
 
     def manyfiles_restore(self, n: int) -> dict[str, object]:
         """Restore the tree (as the no-change re-backup left it) into a fresh directory
-        each tool creates itself, verified against the source."""
+        each tool creates itself, verified against the source, and kept until the end
+        of the benchmark: removing it would slow the next tool's restore on some file
+        systems (_trees.RECENTLY_DELETED)."""
         log("many files: restore")
         verify: dict[str, object] = {}
         for t in self.order("manyfiles", "mf_restore"):
-            target = self.wd / "restore" / f"mf-{_safe(t.label)}"
+            target = self.wd / "restore" / f"mf-{_safe(t.label)}-{self.run_idx + 1}"
             remove(target)
+            self.restored_trees.append(target)
             cmd, cwd = t.restore_cmd(target, f"mf_nochange-{self.run_idx + 1}")
             if cwd is not None:
                 cwd.mkdir(parents=True)  # borg extracts into its working directory
@@ -319,7 +328,6 @@ class Bench:
             else:
                 self.fail(t, "manyfiles", f"restore does not match the source: "
                           f"{result.message}", fatal=False)
-            remove(target)
         return verify
 
     def run(self) -> None:
@@ -328,3 +336,5 @@ class Bench:
                 self.run_once(r)
         finally:
             revert_touches(self.gen_manyfiles, self.manyfiles, self.touch_marker)
+            for tree in self.restored_trees:
+                remove(tree)

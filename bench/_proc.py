@@ -6,6 +6,10 @@ child of this process: Linux carries the parent's memory high-water mark into a 
 child and keeps it across ``exec``, so once this bench process had grown (to 141.7 MB
 after verifying a restore), every later child reported at least that much. Without
 ``/usr/bin/time``, ``wait4``'s figure is used (correct while this process is small).
+
+That figure is the largest single process. A command that starts helper processes
+(Medark's reader processes for many small files) also gets ``tree_rss_bytes``: the sum of
+VmRSS over the command and its descendants, sampled every 0.1 s, the peak of the sums.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,10 @@ class ProcResult:
     stderr: str
     log_prefix: str
     extra: dict[str, object] = field(default_factory=dict)
+    tree_rss_bytes: int = 0
+    """Peak of the summed RSS of the command and its descendants (sampled)."""
+    cpu_seconds: float = 0.0
+    """User and system time of the command and every descendant it waited for."""
 
     @property
     def ok(self) -> bool:
@@ -77,12 +86,15 @@ def run_measured(
         proc = subprocess.Popen(
             argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err
         )
+        sampler = TreeRss(proc.pid)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+        finally:
+            sampler.stop()
         seconds = time.perf_counter() - t0
     # wait4 reaped the child: tell Popen so that it does not try again.
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -94,7 +106,43 @@ def run_measured(
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
         log_prefix=str(log_dir / name),
+        tree_rss_bytes=sampler.peak,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
     )
+
+
+class TreeRss:
+    """Samples the summed RSS of a process and its descendants until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.1):
+            self.peak = max(self.peak, _tree_rss(self.pid))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _tree_rss(pid: int) -> int:
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return total
 
 
 def _time_rss(path: Path) -> int | None:

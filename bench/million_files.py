@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _proc import TreeRss  # noqa: E402
 from dicom_catalog_rss import _SERIES, _SOP, _STUDY, PER_SERIES, PER_STUDY, _template  # noqa: E402
 
 
@@ -89,8 +90,14 @@ def timed(env: dict[str, str], *args: str) -> dict[str, float | str]:
     """One `medark` run under `/usr/bin/time -v`: wall, user+sys CPU, peak RSS."""
     command = [str(Path(sys.executable).parent / "medark"), *args]
     load = os.getloadavg()[0]
-    proc = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True,
-                          check=False, text=True)
+    child = subprocess.Popen(["/usr/bin/time", "-v", *command], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sampler = TreeRss(child.pid)  # reader processes too: the sum, not only the largest
+    try:
+        stdout, stderr = child.communicate()
+    finally:
+        sampler.stop()
+    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if proc.returncode not in (0, 3):
         sys.exit(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr[-3000:]}")
     report: dict[str, str] = {}
@@ -103,6 +110,7 @@ def timed(env: dict[str, str], *args: str) -> dict[str, float | str]:
             "cpu_s": round(float(report["User time (seconds)"])
                            + float(report["System time (seconds)"]), 1),
             "rss_mb": round(int(report["Maximum resident set size (kbytes)"]) / 1024, 1),
+            "tree_rss_mb": round(sampler.peak / 2**20, 1),
             "load": round((load + os.getloadavg()[0]) / 2, 1), "stdout": proc.stdout}
 
 

@@ -8,7 +8,8 @@ TREE is backed up once by Medark and by restic (fresh repositories under --workd
 in each round and in alternating order, three restores of it into a fresh directory are
 timed:
 
-- `medark restore latest --target DIR`;
+- `medark restore latest --target DIR` (restore processes by default, restore_shares.py);
+- `medark restore latest --target DIR --processes 1` (all in one process's threads);
 - `restic restore latest --target DIR`;
 - the floor: this script recreating the same directories and files (each file's size in
   zero bytes already in memory, its mode and mtime set) with 8 threads: no repository, no
@@ -17,8 +18,12 @@ timed:
 
 A tool's time over the floor's is the share of its restore that is its own work; a
 throughput of twice restic's needs a restore at half restic's time, which no tool can
-reach when restic's time is already close to the floor. Medians per step; the raw times
-go to stdout as JSON lines.
+reach when restic's time is already close to the floor. Every restore gets a target of
+its own, all removed at the end (a restore right after a large removal measures the file
+system's recently-deleted scan, bench/_trees.py). Before each step the earlier steps'
+writes are flushed (sync) and, with --cold, the page cache is emptied, so both tools read
+their packs from disk. Medians per step, with CPU seconds and the peak RSS summed over a
+tool's processes; the raw figures go to stdout as JSON lines.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import _proc
 
 ZEROS = b"\0" * (1 << 22)
 
@@ -76,7 +83,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/restore-floor"))
     parser.add_argument("--medark", default=str(Path(sys.executable).with_name("medark")))
+    parser.add_argument("--cold", action="store_true",
+                        help="empty the page cache before each step (root)")
     args = parser.parse_args()
+    _proc.COLD_CACHE = args.cold
     work = args.workdir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -89,35 +99,47 @@ def main() -> int:
                  ["restic", "init", "-q"], ["restic", "backup", "-q", tree]):
         subprocess.run(argv, env=env, check=True)
     files = tree_files(args.tree)
-    steps: dict[str, Callable[[Path], object]] = {
-        "medark": lambda t: subprocess.run([args.medark, "restore", "latest", "--target",
-                                            str(t), "-q"], env=env, check=True),
-        "restic": lambda t: subprocess.run(["restic", "restore", "latest", "--target",
-                                            str(t), "-q"], env=env, check=True),
-        "floor": lambda t: floor(files, t),
+    tools: dict[str, Callable[[Path], list[str]]] = {
+        "medark": lambda t: [args.medark, "restore", "latest", "--target", str(t), "-q"],
+        "medark-threads": lambda t: [args.medark, "restore", "latest", "--target", str(t),
+                                     "-q", "--processes", "1"],
+        "restic": lambda t: ["restic", "restore", "latest", "--target", str(t), "-q"],
     }
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    order = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in [*tools, "floor"]}
+    order = list(times)
     for round_no in range(args.rounds):
         for name in order if round_no % 2 == 0 else reversed(order):
-            target = work / "target"
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
-            subprocess.run(["sync"], check=True)
-            t0 = time.perf_counter()
-            steps[name](target)
-            seconds = time.perf_counter() - t0
+            # its own target, kept to the end: see _trees.RECENTLY_DELETED
+            target = work / "targets" / f"{name}-{round_no + 1}"
+            target.mkdir(parents=True)
+            figures: dict[str, object] = {}
+            if name == "floor":
+                os.sync()
+                if args.cold:
+                    _proc.drop_page_cache()
+                t0 = time.perf_counter()
+                floor(files, target)
+                seconds = time.perf_counter() - t0
+            else:
+                res = _proc.run_measured(tools[name](target), env=env, log_dir=work / "logs",
+                                         name=f"{name}-{round_no + 1}")
+                if not res.ok:
+                    raise SystemExit(f"{name} failed: {res.tail()}")
+                seconds = res.seconds
+                figures = {"cpu_seconds": round(res.cpu_seconds, 2),
+                           "rss_mb": round(res.tree_rss_bytes / 1e6, 1)}
             times[name].append(seconds)
             print(json.dumps({"round": round_no + 1, "step": name, "files": len(files),
-                              "seconds": round(seconds, 3),
+                              "seconds": round(seconds, 3), **figures,
                               "load": os.getloadavg()[0]}), flush=True)
-    shutil.rmtree(work / "target", ignore_errors=True)
+    shutil.rmtree(work / "targets", ignore_errors=True)
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, value in medians.items():
         print(f"{name:7s} median {value:7.2f} s  {len(files) / value:8.0f} files/s  "
               f"{value / medians['floor']:.2f}x the floor")
-    print(f"medark / restic time: {medians['medark'] / medians['restic']:.2f} "
-          f"(throughput {medians['restic'] / medians['medark']:.2f}x restic's)")
+    for name in ("medark", "medark-threads"):
+        print(f"{name} / restic time: {medians[name] / medians['restic']:.2f} "
+              f"(throughput {medians['restic'] / medians[name]:.2f}x restic's)")
     return 0
 
 
