@@ -168,6 +168,9 @@ class Crypto:
         self._counter_lock = threading.Lock()
         self._readers: OrderedDict[bytes, Aead] = OrderedDict()
         self._readers_lock = threading.Lock()
+        self._last_reader: tuple[bytes, Aead] = (self._session_id, self._session_aead)
+        """The session opened last: a restore opens thousands of blobs of one session in
+        a row, and this needs neither the lock nor the LRU's reordering."""
 
     @property
     def master_key(self) -> bytes:
@@ -194,18 +197,22 @@ class Crypto:
         return b"".join((bytes([SEAL_VERSION]), self._session_id, nonce, body))
 
     def _reader(self, session_id: bytes) -> Aead:
+        last_id, last = self._last_reader  # one tuple, read and replaced atomically
+        if session_id == last_id:
+            return last
         if session_id == self._session_id:
             return self._session_aead
         with self._readers_lock:
             aead = self._readers.get(session_id)
             if aead is not None:
                 self._readers.move_to_end(session_id)
-                return aead
-        aead = self.suite.aead(self._derive(session_id))
-        with self._readers_lock:
-            self._readers[session_id] = aead
-            if len(self._readers) > self._MAX_CACHED_SESSIONS:
-                self._readers.popitem(last=False)
+        if aead is None:
+            aead = self.suite.aead(self._derive(session_id))
+            with self._readers_lock:
+                self._readers[session_id] = aead
+                if len(self._readers) > self._MAX_CACHED_SESSIONS:
+                    self._readers.popitem(last=False)
+        self._last_reader = (session_id, aead)
         return aead
 
     def open(self, sealed: bytes | memoryview) -> bytes:

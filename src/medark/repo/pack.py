@@ -46,6 +46,10 @@ class PackedBlob:
     def plain_length(self) -> int:
         return self.raw_length or self.length - SEAL_OVERHEAD
 
+    def where(self, pack_id: bytes) -> str:
+        """This blob named in an error (made only then: a restore opens one per file)."""
+        return f"blob {self.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
+
 
 def blob_type_of(value: int) -> BlobType:
     """The type byte of a stored entry; IntegrityError for one no writer uses."""

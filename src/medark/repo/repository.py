@@ -550,14 +550,13 @@ class Repository(NamedObjects):
     def open_blob(self, entry: PackedBlob, sealed: bytes | memoryview,
                   pack_id: bytes) -> tuple[bytes, bytes | None]:
         """(plaintext, its stored compressed form or None), verified against the id."""
-        where = f"blob {entry.id.hex()[:16]} in pack {pack_id.hex()[:16]}"
         try:
             opened = self.crypto.open(sealed)
             plain = decompress(opened, entry.raw_length) if entry.raw_length else opened
         except IntegrityError as exc:
-            raise IntegrityError(f"{where}: {exc}") from None
+            raise IntegrityError(f"{entry.where(pack_id)}: {exc}") from None
         if self.crypto.blob_id(plain) != entry.id:
-            raise IntegrityError(f"{where}: content does not match its id")
+            raise IntegrityError(f"{entry.where(pack_id)}: content does not match its id")
         return plain, (opened if entry.raw_length else None)
 
     # ---- unpacked objects (snapshots, index files, locks) -------------------------
@@ -598,3 +597,4 @@ class Repository(NamedObjects):
     def master_key(self) -> bytes:
         """For `key add`/`key passwd` only: the master key to wrap with a new password."""
         return self.crypto.master_key
+
