@@ -4,8 +4,10 @@ session, started on first use and stopped at exit; tests never mock boto3 in-pro
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,12 +18,20 @@ from pathlib import Path
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "medark-test", "AWS_SECRET_ACCESS_KEY": "medark-test",
                "AWS_DEFAULT_REGION": "us-east-1"}
 _endpoint: str | None = None
+_PR_SET_PDEATHSIG = 1
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the server, before exec: SIGKILL when the test process that started it ends.
+    An xdist worker can end without running atexit, and a moto_server outlived a whole
+    `make test` that way."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def endpoint() -> str | None:
@@ -34,8 +44,9 @@ def endpoint() -> str | None:
         return None
     port = _free_port()
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    atexit.register(proc.kill)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
+    atexit.register(proc.kill)  # and when a worker ends without running atexit: see below
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
