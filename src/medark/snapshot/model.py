@@ -6,10 +6,11 @@ directories deduplicate). A snapshot names its root tree and what was backed up.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, get_args, get_type_hints
 
 import msgspec
 
@@ -101,36 +102,24 @@ def _name(node: Node) -> str:
     return node.name
 
 
-class _StoredNode(msgspec.Struct):
-    """A node as a tree stores it: msgspec checks every field's type in C, where a
-    per-node Python check took two thirds of a many-files restore's tree decoding.
-    Unknown fields are ignored (a newer writer's)."""
-
-    name: str
-    type: NodeType
-    mode: int = 0
-    uid: int = 0
-    gid: int = 0
-    user: str = ""
-    group: str = ""
-    mtime_ns: int = 0
-    ctime_ns: int = 0
-    inode: int = 0
-    device_id: int = 0
-    links: int = 1
-    size: int = 0
-    content: list[str] = []
-    subtree: str | None = None
-    linktarget: str = ""
-    rdev: int = 0
-    error: str = ""
+def _stored_node() -> type[msgspec.Struct]:
+    """Node's fields as a tree stores them (ids as hex text, the type one of NODE_TYPES),
+    for msgspec to check every field's type in C: a per-node Python check took two
+    thirds of a many-files restore's tree decoding. Unknown fields are ignored (a newer
+    writer's)."""
+    stored = {"type": NodeType, "content": list[str], "subtree": str | None}
+    hints = get_type_hints(Node)
+    fields: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(Node):
+        default = (f.default if f.default is not dataclasses.MISSING
+                   else f.default_factory() if f.default_factory is not dataclasses.MISSING
+                   else msgspec.NODEFAULT)
+        fields.append((f.name, stored.get(f.name, hints[f.name]), default))
+    return msgspec.defstruct("StoredNode", fields)
 
 
-class _StoredTree(msgspec.Struct):
-    nodes: list[_StoredNode]
-
-
-_TREE_DECODER = msgspec.json.Decoder(_StoredTree)
+_TREE_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(msgspec.defstruct(
+    "StoredTree", [("nodes", list[_stored_node()])]))  # type: ignore[misc]  # made at run time
 
 
 def decode_tree(raw: bytes) -> list[Node]:
