@@ -597,4 +597,3 @@ class Repository(NamedObjects):
     def master_key(self) -> bytes:
         """For `key add`/`key passwd` only: the master key to wrap with a new password."""
         return self.crypto.master_key
-
