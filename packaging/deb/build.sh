@@ -94,7 +94,12 @@ echo "== installing $(basename "$wheel")${extras:+ with [$extras]}"
 if [ -n "$wheelhouse" ]; then
   mkdir -p "$wheelhouse"
   if ! "${pip[@]}" install --no-compile --no-index --find-links "$wheelhouse" "$spec" 2>/dev/null; then
+    # pip download copies the medark wheel there too, and an earlier build's wheel of the
+    # same version under the same name counts as "already downloaded": its dependencies,
+    # not this one's, would be fetched. The wheelhouse keeps dependencies only.
+    rm -f "$wheelhouse"/medark-*.whl
     "${pip[@]}" download --dest "$wheelhouse" "$spec"
+    rm -f "$wheelhouse"/medark-*.whl
     "${pip[@]}" install --no-compile --no-index --find-links "$wheelhouse" "$spec"
   fi
 else

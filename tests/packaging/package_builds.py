@@ -17,11 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGING = ROOT / "packaging"
 
 
+def real_home() -> Path:
+    """The user's home from the password database: the session's HOME is a temporary one."""
+    return Path(pwd.getpwuid(os.getuid()).pw_dir)
+
+
 def build_cache() -> Path:
     """Downloads kept between test sessions: pip's cache and the .deb's wheelhouse. In the
-    real home's ~/.cache (the session's HOME is a temporary one), never ~/.cache/medark."""
-    home = Path(pwd.getpwuid(os.getuid()).pw_dir)
-    cache = home / ".cache" / "medark-packaging-tests"
+    real home's ~/.cache, never ~/.cache/medark."""
+    cache = real_home() / ".cache" / "medark-packaging-tests"
     cache.mkdir(parents=True, exist_ok=True)
     return cache
 
@@ -43,6 +47,11 @@ def build_env() -> dict[str, str]:
         env["TMPDIR"] = str(fast_tmp())
     env["PIP_CACHE_DIR"] = str(build_cache() / "pip")
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    # The machine's own pip settings (its package index, say) live in the real home,
+    # which the session's temporary HOME hides.
+    user_config = real_home() / ".config" / "pip" / "pip.conf"
+    if "PIP_CONFIG_FILE" not in env and user_config.is_file():
+        env["PIP_CONFIG_FILE"] = str(user_config)
     return env
 
 
