@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from medark.sources.files.reading import (
     read_small,
     unchanged_while_read,
 )
-from medark.util.processes import start_helper
+from medark.util.processes import helper_task, start_helper
 
 BATCH, CLAIM, FINISH = "batch", "claim", "finish"
 _ENTRY = "from medark.engine.pack_processes import main; main()"
@@ -104,10 +103,8 @@ def main() -> None:
 def serve(conn: Connection) -> None:
     """The process's loop: settings first, then requests until end-of-file. Ctrl-C is
     the parent's to handle: it ends this process by closing the socket."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        settings: ProcessSettings = conn.recv()
-    except EOFError:
+    settings: ProcessSettings | None = helper_task(conn)
+    if settings is None:
         return
     worker = _Worker(settings)
     try:

@@ -40,7 +40,7 @@ from medark.engine.restore_select import PathFilter, Selected, valid_name
 from medark.errors import MedarkError
 from medark.snapshot.model import Node
 from medark.snapshot.store import SnapshotRepo, load_tree
-from medark.util.processes import start_helper
+from medark.util.processes import helper_task, start_helper
 from medark.util.progress import Progress
 
 _ENTRY = "from medark.engine.restore_shares import main; main()"
@@ -149,10 +149,8 @@ def main() -> None:
 def serve(conn: Connection) -> None:
     """Restore the task's shares; the parent closing the socket stops it (Ctrl-C is the
     parent's to handle)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        task: ShareTask = conn.recv()
-    except EOFError:
+    task: ShareTask | None = helper_task(conn)
+    if task is None:
         return
     sender = _Sender(conn)
     try:

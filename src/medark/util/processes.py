@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import IO
+from typing import IO, Any
 
 PARENT_ENV = "MEDARK_PARENT_PID"
 """Set by the daemon for its children: the pid they must not outlive."""
@@ -83,3 +83,14 @@ def start_helper(entry: str) -> tuple[socket.socket, subprocess.Popen[bytes], Co
                                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                    process_group=0)
     return ours, process, Connection(os.dup(ours.fileno()))
+
+
+def helper_task(conn: Connection) -> Any:
+    """In a helper: its task, the parent's first message; None if the parent closed the
+    socket first. Ctrl-C is the parent's to handle (it ends a helper by closing the
+    socket), so the helper ignores SIGINT from here on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
