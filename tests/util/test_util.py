@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,3 +64,21 @@ def test_byte_budget_lets_one_oversized_request_pass() -> None:
     budget.acquire(4)
     budget.acquire(6)
     assert budget.used == 10
+
+
+def test_malloc_tuning_reaches_glibc_without_starting_a_program() -> None:
+    """mallopt is found among the process's own symbols: no `ldconfig -p` (which
+    find_library runs) at the start of every command. Run in a fresh interpreter whose
+    PATH and fork are watched."""
+    probe = (
+        "import os, subprocess, sys\n"
+        "os.environ['PATH'] = ''\n"
+        "subprocess.Popen = None\n"  # any program started would fail here
+        "from medark.util.memory import fix_mmap_threshold, limit_arenas\n"
+        "print(limit_arenas(), fix_mmap_threshold())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == (["True", "True"] if sys.platform.startswith("linux")
+                                   and os.confstr("CS_GNU_LIBC_VERSION") else
+                                   ["False", "False"])

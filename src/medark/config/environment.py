@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,15 @@ FROM_PASSWORD_COMMAND = EnvVar("MEDARK_FROM_PASSWORD_COMMAND",
                                "command that prints the source repository's password")
 CONFIG = EnvVar("MEDARK_CONFIG",
                  "protection configuration file (default /etc/medark/medark.toml)")
+DEFAULT_CONFIG = Path("/etc/medark/medark.toml")
+
+
+def config_path(given: str | None) -> Path:
+    """--config, else MEDARK_CONFIG, else /etc/medark/medark.toml (here, not beside the
+    loader: a command that only asks whether there is a configuration imports no pydantic)."""
+    return Path(given or CONFIG.get() or DEFAULT_CONFIG)
+
+
 CATALOG = EnvVar("MEDARK_CATALOG",
                   "job catalog: sqlite:///PATH or postgresql://… (default: the config's)")
 CACHE_DIR = EnvVar("MEDARK_CACHE_DIR", "local cache directory (default ~/.cache/medark)")

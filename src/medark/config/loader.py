@@ -16,8 +16,6 @@ from medark.config.salvage import cross_problems
 from medark.config.toml_lines import KeyLines
 from medark.errors import ConfigInvalid
 
-DEFAULT_PATH = FilePath("/etc/medark/medark.toml")
-
 Extra = Callable[[MedarkConfig], list[tuple[Path, str]]]
 """More checks from layers above (site locations are judged by policy/residency)."""
 

@@ -79,11 +79,11 @@ def configured_catalog(given: str | None, config_file: str | None) -> str | None
     url = given or env.CATALOG.get()
     if url:
         return url
-    from medark.service.plans import config_path, load_plans
-
-    path = config_path(config_file)
+    path = env.config_path(config_file)
     if config_file is None and not env.CONFIG.get() and not path.exists():
         return None
+    from medark.service.plans import load_plans  # pydantic: only with a configuration
+
     return load_plans(path).catalog.url
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from medark.config import environment as env
 from medark.config.durations import format_config_duration
-from medark.config.loader import DEFAULT_PATH, Extra, load_config, load_text
+from medark.config.environment import config_path as config_path  # its callers' import
+from medark.config.loader import Extra, load_config, load_text
 from medark.config.plans import CopyConf, MedarkConfig, Plan, Source
 from medark.config.plans import Path as KeyPath
 from medark.config.records import RECORD_MINIMUM
@@ -25,11 +25,6 @@ NEXT_RUNS = 3
 AFTER_BACKUP = "after each successful backup"
 AFTER_COPY = "after each successful copy"
 AFTER_BACKUP_FOLLOWING = "after each successful backup (the copy is continuous)"
-
-
-def config_path(given: str | None) -> Path:
-    """--config, else MEDARK_CONFIG, else /etc/medark/medark.toml."""
-    return Path(given or env.CONFIG.get() or DEFAULT_PATH)
 
 
 def load_plans(path: Path) -> MedarkConfig:

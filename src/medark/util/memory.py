@@ -11,7 +11,6 @@ time). Restore does not: its 8 MiB range reads then cost page faults (11 % slowe
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_MMAP_THRESHOLD = -3
@@ -22,11 +21,10 @@ MMAP_THRESHOLD = 4 * 1024 * 1024
 def _mallopt(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        return bool(ctypes.CDLL(name).mallopt(option, value))
+        # the process's own symbols, libc's among them: find_library("c") would run
+        # `ldconfig -p` at every command's start
+        return bool(ctypes.CDLL(None).mallopt(option, value))
     except (OSError, AttributeError):
         return False
 
