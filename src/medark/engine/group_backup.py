@@ -36,10 +36,12 @@ from medark.engine.group_mariadb import mariadb_point, wait_archived
 from medark.engine.group_tree import (
     DIR_MODE,
     FILES,
+    KIND,
     TreeReader,
     database_node,
     files_tree,
     graft,
+    group_snapshots,
     list_node,
     parts_of,
 )
@@ -60,7 +62,6 @@ from medark.util import clock
 from medark.util.progress import Progress
 
 GROUP_TAG = "group"
-KIND = "group"
 
 
 @dataclass
@@ -117,12 +118,6 @@ class Reconciled:
     missing: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
     additions: dict[tuple[str, ...], Node] = field(default_factory=dict)
-
-
-def group_snapshots(snaps: list[Snapshot], name: str | None = None) -> list[Snapshot]:
-    """Group snapshots (of group `name`), oldest first."""
-    return [s for s in snaps if s.source.get("kind") == KIND
-            and (name is None or s.source.get("group") == name)]
 
 
 @dataclass

@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medark.engine.group_backup import group_snapshots
 from medark.engine.group_mariadb import point_base
+from medark.engine.group_tree import group_snapshots
 from medark.engine.pg_window import pg_base_backups
 from medark.errors import UsageError
 from medark.snapshot.model import Snapshot

@@ -23,14 +23,23 @@ from dataclasses import replace
 from medark.engine.backup_stdin import backup_stream
 from medark.errors import RepositoryCorrupt
 from medark.repo.repository import Repository
-from medark.snapshot.model import Node
+from medark.snapshot.model import Node, Snapshot
 from medark.snapshot.store import SnapshotRepo, load_tree, save_tree
 from medark.util.progress import Progress
 
+KIND = "group"
+"""The source kind of a group's point (its snapshot's `source.kind`)."""
 FILES = "files"
 DATABASE = "database"
 LISTS = ("references", "after-point", "filled", "missing")
 DIR_MODE = stat.S_IFDIR | 0o755
+
+
+def group_snapshots(snaps: list[Snapshot], name: str | None = None) -> list[Snapshot]:
+    """Group snapshots (of group `name`), oldest first. Here, not beside group_backup:
+    forget, copy and the retention of points need it without the database clients."""
+    return [s for s in snaps if s.source.get("kind") == KIND
+            and (name is None or s.source.get("group") == name)]
 
 
 def parts_of(path: str) -> tuple[str, ...]:

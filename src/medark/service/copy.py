@@ -30,7 +30,7 @@ from medark.engine.copy import (
     Event as Event,
 )
 from medark.engine.copy_map import CopyMap
-from medark.engine.group_backup import group_snapshots as group_snapshots_of
+from medark.engine.group_tree import group_snapshots as group_snapshots_of
 from medark.engine.pg_wal import WAL_PREFIX
 from medark.errors import MedarkError
 from medark.policy.retention import RetentionPolicy, apply_policy, group_snapshots

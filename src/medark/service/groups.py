@@ -12,8 +12,7 @@ from typing import Any
 
 from medark.config.groups import groups_of
 from medark.config.plans import MedarkConfig, Source
-from medark.engine.group_backup import group_snapshots
-from medark.engine.group_tree import database_file, files_tree
+from medark.engine.group_tree import database_file, files_tree, group_snapshots
 from medark.engine.pg_window import Target
 from medark.engine.restore import RestoreOptions, restore
 from medark.errors import IntegrityError, ObjectNotFound, TargetOutOfRange, UsageError
