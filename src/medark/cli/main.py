@@ -8,7 +8,6 @@ locked; 12 wrong password; 13 object lock unavailable; 14 residency violation; 2
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -102,7 +101,9 @@ def entry() -> None:
     # what remains is the interpreter's teardown — freeing every module and object,
     # joining idle pool threads — about 50 ms that every command, and every WAL segment
     # PostgreSQL hands to `medark pg wal-push`, would pay for nothing.
-    logging.shutdown()
+    logging = sys.modules.get("logging")  # its handlers flushed, when a command used it
+    if logging is not None:
+        logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Connection
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # multiprocessing at run time only for a helper: not at every start
+    from multiprocessing.connection import Connection
 
 PARENT_ENV = "MEDARK_PARENT_PID"
 """Set by the daemon for its children: the pid they must not outlive."""
@@ -82,6 +84,8 @@ def start_helper(entry: str) -> tuple[socket.socket, subprocess.Popen[bytes], Co
         process = subprocess.Popen([sys.executable, "-c", entry, str(theirs.fileno())],
                                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                    process_group=0)
+    from multiprocessing.connection import Connection
+
     return ours, process, Connection(os.dup(ours.fileno()))
 
 
