@@ -4,6 +4,7 @@ group named alone shows its actions, shell completion comes from the parser, and
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from conftest import MEDARK, Cli
 
 from medark.cli import commands
+from medark.cli.toplevel import build_parser
 
 GROUPS = {
     "snapshot": ["hold", "release", "status"],
@@ -199,7 +201,38 @@ def test_forget_of_file_snapshots_loads_no_database_client(
     assert "medark.engine.group_retention" in imported  # the question was asked
     assert sorted({m.split(".")[0] for m in imported} & {"psycopg", "pymysql"}) == []
     assert "medark.engine.group_backup" not in imported
+    # nor the MariaDB backup code a point's base is found with (only a MariaDB point's)
+    assert {"medark.engine.group_mariadb", "medark.engine.backup_stdin"}.isdisjoint(imported)
 
+
+def test_a_listing_of_snapshots_loads_no_tree_decoder_thread_pool_or_process_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`snapshots` reads no tree and starts no thread or process: msgspec,
+    concurrent.futures, subprocess and socket are imported by the commands that use them
+    (15, 4, 2 and 1 ms of every other start); its parser is that command's alone."""
+    repo, _data = _one_snapshot(tmp_path, monkeypatch)
+    imported = _imported("snapshots", "--repo", repo, "-q")
+    assert "medark.snapshot.store" in imported  # the snapshots were read
+    assert sorted(imported & {"msgspec", "concurrent.futures", "subprocess", "socket"}) == []
+    assert [m for m in imported if m.startswith("medark.cli.commands.")] == [
+        "medark.cli.commands.snapshots"]
+    assert "msgspec" in _imported("ls", "latest", "--repo", repo, "-q")  # a tree's reader
+
+
+def test_a_certain_command_gets_its_parser_alone_and_anything_else_every_name() -> None:
+    """The command a line runs, when certain, is parsed by its parser alone; a line whose
+    command is not certain lists every command, for --help and a mistyped name."""
+    def choices(*argv: str) -> list[str]:
+        parser = build_parser(argv)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return sorted(sub.choices)
+
+    every = sorted(commands.NAMES)
+    assert choices("-r", "backup", "--json", "snapshots", "ls") == ["snapshots"]
+    assert choices("--repo=/r", "ls", "latest", "/backup") == ["ls"]
+    for line in (["--help"], ["--version"], [], ["snapshotz"], ["--rpo", "x", "ls"],
+                 ["--retry-lock", "zz", "ls"], ["--repo"]):
+        assert choices(*line) == every, line
 
 def test_a_read_without_a_configuration_loads_no_configuration_code(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medark.engine.mysql_binlog import BINLOG_PREFIX, BinlogArchive, BinlogRecord
+from medark.engine.binlog_names import BINLOG_PREFIX
+from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord
 from medark.engine.pg_wal import WalArchive
 from medark.errors import ObjectNotFound
 from medark.repo.compression import parse_compression

@@ -34,7 +34,7 @@ from medark.sources.postgres.replication import (
     wait_replayed,
 )
 from medark.sources.postgres.wal import parse_lsn
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))

@@ -34,7 +34,7 @@ from medark.sources.postgres.replication import promote, wait_replayed
 from medark.sources.postgres.wal import format_lsn, parse_lsn
 from medark.sources.postgres.waldump import commit_time, wal_tail
 from medark.sources.postgres.waldump import record_end as wal_record_end
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 pytestmark = pytest.mark.skipif(can_run_servers() is not None,
                                 reason=str(can_run_servers()))

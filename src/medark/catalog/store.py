@@ -44,7 +44,7 @@ from medark.catalog.models import FAILED, RUNNING, STATUSES, Alert, DrAction, Jo
 from medark.catalog.statuses import DR_KINDS, DR_STATUSES
 from medark.errors import CatalogError, SwitchRefused
 from medark.util import clock
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATE_ATTEMPTS = 5

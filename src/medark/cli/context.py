@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,6 +156,8 @@ def password_from(command: str | None, path: str | None, variable: str, prompt: 
                   options: str) -> bytes:
     """The first of: `command`'s output, `path`'s first line, $`variable`, a prompt."""
     if command:
+        import subprocess  # only a --password-command needs it
+
         result = subprocess.run(shlex.split(command), capture_output=True, check=False)
         if result.returncode != 0:
             raise UsageError(f"the password command exited with status {result.returncode}")

@@ -17,7 +17,7 @@ from medark.cli.parser import ShowHelp
 from medark.cli.toplevel import build_parser
 from medark.errors import ConfigInvalid, MedarkError, UsageError
 from medark.util.memory import limit_arenas
-from medark.util.processes import die_with_parent
+from medark.util.pids import die_with_parent
 
 EXIT_USAGE = 2
 

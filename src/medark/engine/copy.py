@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from medark.engine.binlog_names import BINLOG_PREFIX
 from medark.engine.copy_blobs import BlobCopier, BlobCounts, read_back
 from medark.engine.copy_map import CopyMap
-from medark.engine.mysql_binlog import BINLOG_PREFIX
 from medark.engine.pg_wal import WAL_PREFIX
 from medark.errors import AlreadyExists, IntegrityError, ObjectNotFound, RepositoryCorrupt
 from medark.repo.pack import DATA_PREFIX, BlobType

@@ -20,7 +20,6 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
-from medark.engine.backup_stdin import backup_stream
 from medark.errors import RepositoryCorrupt
 from medark.repo.repository import Repository
 from medark.snapshot.model import Node, Snapshot
@@ -114,6 +113,8 @@ def graft(repo: SnapshotRepo, tree: bytes | None,
 
 
 def list_node(repo: Repository, name: str, lines: Iterable[str], progress: Progress) -> Node:
+    from medark.engine.backup_stdin import backup_stream  # writers only: forget reads
+
     data = "".join(f"{line}\n" for line in lines).encode("utf-8")
     node, _counts = backup_stream(repo, io.BytesIO(data), name, progress=progress)
     return node
@@ -137,6 +138,8 @@ def files_tree(repo: SnapshotRepo, group_tree: bytes) -> bytes:
 def database_node(repo: Repository, copy: str, name: str, progress: Progress) -> Node:
     """`database/NAME` holding the file `copy`, streamed (an index of gigabytes is never
     read into memory)."""
+    from medark.engine.backup_stdin import backup_stream  # writers only: forget reads
+
     with open(copy, "rb") as stream:
         node, _counts = backup_stream(repo, stream, name, progress=progress)
     return Node(name=DATABASE, type="dir", mode=DIR_MODE, subtree=save_tree(repo, [node]))

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from medark.engine.binlog_names import BINLOG_PREFIX, PARTIAL
 from medark.engine.pg_wal import WalRepo, record_content, write_file_atomically
 from medark.errors import (
     AlreadyExists,
@@ -46,10 +47,8 @@ from medark.sources.mysql.binlog import (
 from medark.sources.mysql.receiver import BinlogReceiver
 from medark.util import clock, jsondoc
 
-BINLOG_PREFIX = "binlog/"
 BLOCK = 256 * 1024
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
-PARTIAL = ".partial-"
 EVENT_TIME_MAX = (1 << 32) - 1
 """An event header's timestamp is 32 bits."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from medark.engine.mysql_binlog import BINLOG_PREFIX, PARTIAL
+from medark.engine.binlog_names import BINLOG_PREFIX, PARTIAL
 from medark.engine.pg_wal import WalRepo
 from medark.snapshot.model import Snapshot
 from medark.sources.mysql.binlog import parse_file_name

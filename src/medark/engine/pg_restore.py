@@ -37,7 +37,7 @@ from medark.sources.postgres.tools import find_program
 from medark.sources.postgres.wal import format_lsn
 from medark.util import clock
 from medark.util.confine import ConfinedDir, split_name
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 READ_AHEAD = 8
 STARTUP_LOG = "medark-recovery.log"

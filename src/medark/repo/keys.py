@@ -11,7 +11,6 @@ import base64
 import getpass
 import json
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,7 +100,7 @@ def make_key_file(
         "version": 1,
         "created": clock.format_time(clock.now()),
         "username": getpass.getuser(),
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,
         "suite": suite.name,
         "kdf": {"name": "scrypt", "n": params.n, "r": params.r, "p": params.p},
         "salt": base64.b64encode(salt).decode(),

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from datetime import datetime, timedelta
 from medark.errors import MedarkError, ObjectNotFound, RepositoryCorrupt, RepositoryLocked
 from medark.storage.base import Backend
 from medark.util import clock, jsondoc
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 LOCKS_PREFIX = "locks/"
 REMOVE_HINT = ("if no medark command is running against this repository on any host, "
@@ -59,7 +58,7 @@ class LockInfo:
     def stale(self, now: datetime) -> bool:
         if now - self.time > STALE_AFTER:
             return True
-        if self.hostname == socket.gethostname():
+        if self.hostname == os.uname().nodename:
             return not pid_alive(self.pid)
         return False
 
@@ -133,7 +132,7 @@ class LockManager:
     def _write(self, exclusive: bool, command: str) -> str:
         doc = {
             "time": clock.format_time(clock.now()),
-            "hostname": socket.gethostname(),
+            "hostname": os.uname().nodename,
             "pid": os.getpid(),
             "username": os.environ.get("USER", ""),
             "exclusive": exclusive,

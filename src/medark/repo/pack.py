@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -138,6 +137,8 @@ class SpooledPack:
 
     def _write(self, data: bytes) -> None:
         if self._fd < 0:
+            import tempfile  # a pack's first blob: a read-only command never imports it
+
             self._fd, self._path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=SPOOL_SUFFIX,
                                                     dir=self.spool_dir())
         view = memoryview(data)

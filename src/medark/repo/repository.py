@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable, Container, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medark.errors import (
     AlreadyExists,
@@ -54,6 +54,9 @@ from medark.util import clock
 INDEX_EVERY_SECONDS = 1.0
 INDEX_EVERY_PACKS = 64
 BULK_SYNC_FILES = 8
+
+if TYPE_CHECKING:
+    import tempfile
 
 
 class Repository(NamedObjects):
@@ -202,6 +205,8 @@ class Repository(NamedObjects):
     ) -> Repository:
         tmp = None
         if cache_dir is None:
+            import tempfile  # only --no-cache needs it
+
             tmp = tempfile.TemporaryDirectory(prefix="medark-cache-")
             cache_dir = Path(tmp.name)
         cache = IndexCache(cache_dir / config.id / "index.sqlite")

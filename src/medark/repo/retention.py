@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -208,8 +207,7 @@ class RetentionKeeper:
             self._record([name], target)
             return True
 
-        with ThreadPoolExecutor(max_workers=EXTEND_WORKERS) as pool:
-            return sum(pool.map(one, todo))
+        return _each(one, todo)
 
     def legal_hold(self, names: Iterable[str], on: bool) -> int:
         capability = self.require()
@@ -222,8 +220,7 @@ class RetentionKeeper:
                 return 0
             return 1
 
-        with ThreadPoolExecutor(max_workers=EXTEND_WORKERS) as pool:
-            return sum(pool.map(one, todo))
+        return _each(one, todo)
 
     # ---- trees whose whole content is known to be locked long enough ------------------
 
@@ -276,3 +273,12 @@ def create_lockable(backend: Backend) -> None:
         raise LockUnavailable(
             f"the bucket of {location} has no Object Lock: create it with Object Lock "
             "enabled, or give a bucket that does not exist yet and medark init creates it")
+
+
+def _each(one: Callable[[str], int], names: list[str]) -> int:
+    """`one` over the names in EXTEND_WORKERS threads (each a round trip to the store);
+    concurrent.futures is imported here, not at every command's start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=EXTEND_WORKERS) as pool:
+        return sum(pool.map(one, names))

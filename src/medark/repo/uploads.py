@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported by the first upload, not at every command's start
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class PackUploads:
@@ -31,6 +34,8 @@ class PackUploads:
             self.check()
             with self._lock:
                 if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
                     self._pool = ThreadPoolExecutor(self._max, thread_name_prefix="upload")
                 future = self._pool.submit(self._run, store)
                 self._running.append((future, discard))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from medark.scheduler.runner import Step
-from medark.util.processes import PARENT_ENV
+from medark.util.pids import PARENT_ENV
 
 TIMED_OUT = 124
 """The exit code a launch reports for a child stopped at its timeout (as timeout(1))."""

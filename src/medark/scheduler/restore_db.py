@@ -32,7 +32,7 @@ from medark.engine.pg_restore import as_user, socket_dir, stop_server
 from medark.sources.mysql.client import find_program as find_mysql_program
 from medark.sources.postgres.server import Dsn
 from medark.sources.postgres.tools import find_program as find_pg_program
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 CHECK_TIMEOUT = 6 * 3600.0
 STOP_TIMEOUT = 120.0

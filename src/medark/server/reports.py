@@ -44,7 +44,7 @@ from medark.server.tables_reports import ReportRow
 from medark.service.report_data import gather_period, period_bounds, previous_period
 from medark.service.report_fonts import cjk_font, load_renderer
 from medark.util import clock
-from medark.util.processes import pid_alive
+from medark.util.pids import pid_alive
 
 KINDS = ("monthly", "quarterly")
 LANGUAGES = ("zh", "en")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medark.engine.binlog_names import BINLOG_PREFIX, PARTIAL
 from medark.engine.group_retention import PointNeeds, point_needs
 from medark.engine.group_tree import group_snapshots
-from medark.engine.mysql_binlog import BINLOG_PREFIX, PARTIAL
 from medark.engine.pg_wal import WAL_PREFIX
 from medark.repo.repository import Repository
 from medark.snapshot.model import Snapshot

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from medark.config.plans import MedarkConfig
-from medark.engine.mysql_binlog import BINLOG_PREFIX, BinlogArchive, BinlogRecord, Inventory
+from medark.engine.binlog_names import BINLOG_PREFIX
+from medark.engine.mysql_binlog import BinlogArchive, BinlogRecord, Inventory
 from medark.errors import (
     CommandFailed,
     DatabaseUnavailable,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +67,8 @@ def configured_password(name: str, path: str | None, command: str | None) -> byt
     """The password of [repositories] `name` for a service (the daemon's helpers, DR, the
     management server): the first line of its password_file, else of password_command's
     output. Never from a prompt: nobody is at a terminal."""
+    import subprocess  # a password command's only: not at every command's start
+
     try:
         if path:
             raw = Path(path).read_bytes()

@@ -10,15 +10,17 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, get_args, get_type_hints
-
-import msgspec
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 
 from medark.errors import RepositoryCorrupt
 from medark.util import clock
 from medark.util.jsondoc import MALFORMED
 from medark.util.jsondoc import text as _text
 from medark.util.jsondoc import texts as _texts
+
+if TYPE_CHECKING:  # imported when the first tree is decoded: 15 ms of every other start
+    import msgspec
 
 NodeType = Literal["file", "dir", "symlink", "dev", "chardev", "fifo", "socket"]
 NODE_TYPES: tuple[str, ...] = get_args(NodeType)
@@ -107,6 +109,8 @@ def _stored_node() -> type[msgspec.Struct]:
     for msgspec to check every field's type in C: a per-node Python check took two
     thirds of a many-files restore's tree decoding. Unknown fields are ignored (a newer
     writer's)."""
+    import msgspec
+
     stored = {"type": NodeType, "content": list[str], "subtree": str | None}
     hints = get_type_hints(Node)
     fields: list[tuple[str, Any, Any]] = []
@@ -118,14 +122,20 @@ def _stored_node() -> type[msgspec.Struct]:
     return msgspec.defstruct("StoredNode", fields)
 
 
-_TREE_DECODER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(msgspec.defstruct(
-    "StoredTree", [("nodes", list[_stored_node()])]))  # type: ignore[misc]  # made at run time
+@cache
+def _tree_decoder() -> msgspec.json.Decoder[Any]:
+    import msgspec
+
+    return msgspec.json.Decoder(msgspec.defstruct(
+        "StoredTree", [("nodes", list[_stored_node()])]))  # type: ignore[misc]  # made at run time
 
 
 def decode_tree(raw: bytes) -> list[Node]:
     """RepositoryCorrupt for anything but a tree of well-typed nodes (hex ids included)."""
+    import msgspec
+
     try:
-        stored = _TREE_DECODER.decode(raw).nodes
+        stored = _tree_decoder().decode(raw).nodes
         fromhex = bytes.fromhex
         return [Node(d.name, d.type, d.mode, d.uid, d.gid, d.user, d.group, d.mtime_ns,
                      d.ctime_ns, d.inode, d.device_id, d.links, d.size,
