@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -35,15 +35,16 @@ def _die_with_parent() -> None:
 
 
 def endpoint() -> str | None:
-    """The server's URL, or None when moto's server is not installed."""
+    """The server's URL, or None when moto's server is not installed. moto's own server
+    with conditional writes made atomic (tests/moto_atomic.py)."""
     global _endpoint
     if _endpoint is not None:
         return _endpoint
-    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    if exe is None:
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
         return None
     port = _free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+    launcher = Path(__file__).with_name("moto_atomic.py")
+    proc = subprocess.Popen([sys.executable, str(launcher), "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=_die_with_parent)
     atexit.register(proc.kill)  # and when a worker ends without running atexit: see below
