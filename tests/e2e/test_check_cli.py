@@ -106,6 +106,21 @@ def test_bit_flip_in_metadata_is_named(backed_up: tuple[Cli, Path, str], folder:
     assert f"{folder}/{victim.name}" in {e["object"] for e in summary["errors"]}
 
 
+def test_no_cache_leaves_no_temporary_cache_behind(backed_up: tuple[Cli, Path, str],
+                                                   tmp_path: Path) -> None:
+    """--no-cache builds its index cache in a temporary directory, removed when the
+    command ends, whether it found damage or not."""
+    cli, _data, _snap = backed_up
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    cli.env["TMPDIR"] = str(tmp)
+    assert cli("check", "--no-cache", "--read-data").returncode == 0
+    victim = sorted((cli.repo / "snapshots").iterdir())[0]
+    flip_bit(victim, 40)
+    assert cli("check", "--no-cache", check=False).returncode == 1
+    assert list(tmp.iterdir()) == []
+
+
 def test_bit_flip_in_a_key_file_is_named(backed_up: tuple[Cli, Path, str], tmp_path: Path) -> None:
     cli, _data, _snap = backed_up
     new_password = tmp_path / "new-password"

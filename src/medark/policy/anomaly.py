@@ -174,6 +174,8 @@ def assess(current: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
            thresholds: Thresholds) -> Verdict:
     """The verdict on `current` (a backup's change statistics) given the summaries of
     earlier snapshots of the same source, oldest first."""
+    from statistics import median  # here: 2 ms of every command's start otherwise
+
     now = shares(current)
     if now is None:
         return Verdict(False, ("no earlier files to compare with",), (), 0)
@@ -182,8 +184,6 @@ def assess(current: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
     counts = signal_counts(current)
     signals = []
     reasons = []
-    from statistics import median  # here: 2 ms of every command's start otherwise
-
     for name, share in now.items():
         base = median(r[name] for r in baseline_rows) if baseline_rows else 0.0
         floor = (thresholds.deletion_share if name == "mass_deletions"

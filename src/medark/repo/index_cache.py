@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -350,3 +350,12 @@ class IndexReader:
 
     def close(self) -> None:
         self._db.close()
+
+
+def temporary_cache_dir() -> tuple[Path, Callable[[], None]]:
+    """A cache directory for one command (--no-cache) and the function that removes it;
+    tempfile is imported for it alone, not at every command's start."""
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory(prefix="medark-cache-")
+    return Path(tmp.name), tmp.cleanup

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Container, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from medark.errors import (
     AlreadyExists,
@@ -30,7 +29,7 @@ from medark.repo.adopt import lock_adopting
 from medark.repo.compression import CompressionSpec, Compressor, decompress
 from medark.repo.config import CONFIG_NAME, RepoConfig
 from medark.repo.crypto import MASTER_KEY_LEN, Crypto, content_name, get_suite
-from medark.repo.index_cache import IndexCache
+from medark.repo.index_cache import IndexCache, temporary_cache_dir
 from medark.repo.keys import KdfParams, KeyStore
 from medark.repo.locks import HeldLock, LockManager
 from medark.repo.named_objects import NamedObjects
@@ -55,9 +54,6 @@ INDEX_EVERY_SECONDS = 1.0
 INDEX_EVERY_PACKS = 64
 BULK_SYNC_FILES = 8
 
-if TYPE_CHECKING:
-    import tempfile
-
 
 class Repository(NamedObjects):
     """One open repository. Blob methods are thread-safe."""
@@ -69,14 +65,15 @@ class Repository(NamedObjects):
         config: RepoConfig,
         key_id: str,
         cache: IndexCache,
-        cache_tmp: tempfile.TemporaryDirectory[str] | None = None,
+        cleanup: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
         self.crypto = crypto
         self.config = config
         self.key_id = key_id
         self.cache = cache
-        self._cache_tmp = cache_tmp
+        self._cleanup = cleanup
+        """Removes a command's temporary cache (--no-cache)."""
         self.compressor = Compressor(config.compression)
         self.locks = LockManager(backend, crypto.seal, crypto.open, self._store_lock)
         self.stats = WriteStats()
@@ -203,14 +200,11 @@ class Repository(NamedObjects):
         cache_dir: Path | None,
         sync_index: bool = True,
     ) -> Repository:
-        tmp = None
+        cleanup = None
         if cache_dir is None:
-            import tempfile  # only --no-cache needs it
-
-            tmp = tempfile.TemporaryDirectory(prefix="medark-cache-")
-            cache_dir = Path(tmp.name)
+            cache_dir, cleanup = temporary_cache_dir()
         cache = IndexCache(cache_dir / config.id / "index.sqlite")
-        repo = cls(backend, crypto, config, key_id, cache, tmp)
+        repo = cls(backend, crypto, config, key_id, cache, cleanup)
         repo.process_spool = ProcessSpool(cache_dir / config.id / "spool")
         repo.retention = RetentionKeeper.attach(backend, config,
                                                 cache_dir / config.id / "retention.sqlite")
@@ -238,8 +232,8 @@ class Repository(NamedObjects):
         if self.retention is not None:
             self.retention.close()
         self.backend.close()
-        if self._cache_tmp is not None:
-            self._cache_tmp.cleanup()
+        if self._cleanup is not None:
+            self._cleanup()
 
     # ---- index ---------------------------------------------------------------------
 
