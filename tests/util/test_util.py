@@ -82,3 +82,27 @@ def test_malloc_tuning_reaches_glibc_without_starting_a_program() -> None:
     assert done.stdout.split() == (["True", "True"] if sys.platform.startswith("linux")
                                    and os.confstr("CS_GNU_LIBC_VERSION") else
                                    ["False", "False"])
+
+
+def test_a_ctrl_c_while_a_helper_starts_waits_for_the_block_to_end() -> None:
+    """The parent must know a helper it started before KeyboardInterrupt unwinds it, or it
+    exits with the helper still running. Run in a fresh interpreter, whose SIGINT is
+    Python's own whatever the test runner's is."""
+    probe = (
+        "import os, signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from medark.util.processes import interrupts_deferred\n"
+        "started = []\n"
+        "try:\n"
+        "    with interrupts_deferred():\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        sum(range(100_000))\n"  # bytecodes enough for a handler to run
+        "        started.append('helper')\n"
+        "    print('not interrupted')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted after', *started)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines() == ["interrupted after helper", "True"]

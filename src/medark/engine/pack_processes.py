@@ -41,7 +41,7 @@ from medark.sources.files.reading import (
     read_small,
     unchanged_while_read,
 )
-from medark.util.processes import helper_task, start_helper
+from medark.util.processes import helper_task, interrupts_deferred, start_helper
 
 BATCH, CLAIM, FINISH = "batch", "claim", "finish"
 _ENTRY = "from medark.engine.pack_processes import main; main()"
@@ -369,7 +369,8 @@ class PackProcessPool:
     def submit(self, jobs: list[FileJob], on_read: OnRead[T]) -> Future[T]:
         with self._lock:
             if len(self._all) < self._size:
-                self._all.append(PackProcess(self._settings()))
+                with interrupts_deferred():
+                    self._all.append(PackProcess(self._settings()))
                 self.started += 1
             process = min(self._all, key=lambda p: p.queued)
         return process.submit(jobs, on_read)

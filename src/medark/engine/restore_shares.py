@@ -40,7 +40,7 @@ from medark.engine.restore_select import PathFilter, Selected, valid_name
 from medark.errors import MedarkError
 from medark.snapshot.model import Node
 from medark.snapshot.store import SnapshotRepo, load_tree
-from medark.util.processes import helper_task, start_helper
+from medark.util.processes import helper_task, interrupts_deferred, start_helper
 from medark.util.progress import Progress
 
 _ENTRY = "from medark.engine.restore_shares import main; main()"
@@ -340,7 +340,8 @@ def run_shares(tasks: list[ShareTask], progress: Progress,
     ended: queue.SimpleQueue[ShareProcess] = queue.SimpleQueue()
     try:
         for task in tasks:
-            started.append(ShareProcess(task, progress, on_warn, ended))
+            with interrupts_deferred():
+                started.append(ShareProcess(task, progress, on_warn, ended))
         for _ in started:
             ended.get().wait()  # raises the failure of the first that fails
         return [process.wait() for process in started]

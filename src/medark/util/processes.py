@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # multiprocessing at run time only for a helper: not at every start
@@ -55,6 +57,25 @@ def start_helper(entry: str) -> tuple[socket.socket, subprocess.Popen[bytes], Co
     from multiprocessing.connection import Connection
 
     return ours, process, Connection(os.dup(ours.fileno()))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C waits until the block is done: a helper being started is known to its
+    parent before KeyboardInterrupt can unwind it, so the parent stops it and waits for
+    it instead of exiting with the helper still running. Only the main thread is ever
+    interrupted, and only it may set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if pending:
+            signal.raise_signal(signal.SIGINT)
 
 
 def helper_task(conn: Connection) -> Any:
