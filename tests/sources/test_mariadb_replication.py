@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -254,3 +255,13 @@ def test_failover_then_reinstate_refuses_the_old_primary_with_errant_transaction
     assert "errant" in message and "\n" not in message and "Repl-Hosp1tal-pw" not in message
     # Refused before anything changed: the old primary is not replicating.
     assert not node_state(old.admin_dsn, PW).replicating
+    # "Rebuilt" wrongly: its binlog emptied, but its position still names the lost
+    # transactions. The new primary refuses it at once, and the error says so, not a wait.
+    old.root_sql(f"RESET MASTER; SET GLOBAL gtid_slave_pos = '{errant}'")
+    started = time.monotonic()
+    with pytest.raises(StandbyNotReady) as caught_late:
+        reinstate_as_standby(old.admin_dsn, source, PW, timeout=120)
+    message = str(caught_late.value)
+    assert time.monotonic() - started < 60, message
+    assert "is not replicating: threads IO No" in message and "1236" in message, message
+    assert "after 120 s" not in message and "Repl-Hosp1tal-pw" not in message, message

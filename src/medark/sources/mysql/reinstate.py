@@ -151,14 +151,16 @@ def _wait_running(conn: Conn, target: str, timeout: float, password: str | None,
     deadline = time.monotonic() + timeout
     while True:
         state = read_state(conn)
-        failed = state.slave_io_running == "No" or state.slave_sql_running == "No"
-        if state.streaming or (failed and (state.last_io_error or state.last_sql_error)):
+        stopped = state.slave_io_running == "No" or state.slave_sql_running == "No"
+        failed = stopped and bool(state.last_io_error or state.last_sql_error)
+        if state.streaming or failed:
             break
         if time.monotonic() >= deadline:
             break
         time.sleep(0.1)
-    if not state.streaming:
-        raise StandbyNotReady(f"{conn.safe()} is not replicating after {timeout:g} s: "
+    if not state.streaming:  # an error ends the wait at once: no time to speak of
+        waited = "" if failed else f" after {timeout:g} s"
+        raise StandbyNotReady(f"{conn.safe()} is not replicating{waited}: "
                               f"threads {describe_threads(state)}{hint}")
     left = max(1.0, deadline - time.monotonic())
     state = wait_replayed(dsn, target, left, password)
