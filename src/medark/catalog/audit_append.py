@@ -31,10 +31,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import psycopg
-from psycopg import ClientCursor
+if TYPE_CHECKING:  # psycopg at run time only for a PostgreSQL catalog's appends
+    import psycopg
 
 T = TypeVar("T")
 
@@ -71,6 +71,9 @@ def pg_append(connection: psycopg.Connection[Any], count: int, chain: Chain) -> 
     returns; `connection` is in autocommit mode (BEGIN and COMMIT are sent here, each
     with its neighbours). The caller drops the connection if it raises: its transaction
     may still be open, and closing it is what rolls it back."""
+    import psycopg
+    from psycopg import ClientCursor
+
     with ClientCursor(connection) as cursor:
         try:
             cursor.execute(LOCK_HEAD)  # waits for other writers' commits

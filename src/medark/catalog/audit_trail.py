@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -64,6 +63,8 @@ from medark.errors import CatalogError
 from medark.util import clock
 
 if TYPE_CHECKING:
+    import psycopg
+
     from medark.catalog.store import Catalog
 
 GENESIS = "0" * 64
@@ -380,6 +381,8 @@ class _Appender:
             self._write_pg_once(tickets)
 
     def _write_pg_once(self, tickets: Sequence[_Ticket]) -> None:
+        import psycopg  # a PostgreSQL catalog's only: not imported for SQLite
+
         connection, self._connection = self._connection, None  # until this batch commits
         try:
             if connection is None:

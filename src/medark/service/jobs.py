@@ -1,40 +1,19 @@
-"""Jobs for the CLI and the daemon: which catalog, running a plan now, listing history."""
+"""Jobs for the CLI and the daemon: running a plan or its restore test now, and the
+metrics server (which catalog: service/catalog_access)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer as MetricsServer
 
 from prometheus_client import start_http_server
 
 from medark.catalog.models import SUCCEEDED
-from medark.catalog.store import Catalog, JobRecord
-from medark.config import environment as env
+from medark.catalog.store import Catalog
 from medark.config.plans import RESTORE_TEST, MedarkConfig
 from medark.errors import UsageError
 from medark.scheduler.restore_test import run_restore_test
 from medark.scheduler.runner import Launcher, Outcome, launch, run_backup, run_copy, run_forget
 from medark.service.metrics import DrLag, RepositorySizes, plan_registry
-
-
-@contextmanager
-def opened_catalog(config: MedarkConfig | None, given: str | None) -> Iterator[Catalog]:
-    """The catalog (see catalog_url), closed afterwards."""
-    catalog = Catalog(catalog_url(config, given))
-    try:
-        yield catalog
-    finally:
-        catalog.close()
-
-
-def catalog_url(config: MedarkConfig | None, given: str | None) -> str:
-    """--catalog, else MEDARK_CATALOG, else the configuration's catalog.url."""
-    url = given or env.CATALOG.get() or (config.catalog.url if config is not None else None)
-    if not url:
-        raise UsageError("no catalog: give --catalog URL, set MEDARK_CATALOG, or a "
-                         "configuration file (--config)")
-    return url
 
 
 def serve_metrics(listen: str, config: MedarkConfig, catalog: Catalog) -> MetricsServer:
@@ -91,7 +70,3 @@ def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog,
                          run_forget(config, plan, catalog, launcher, target=copy.to)))
     return [*done, ("forget", run_forget(config, plan, catalog, launcher))]
 
-
-def job_history(catalog: Catalog, plan: str | None, status: str | None,
-                limit: int) -> list[JobRecord]:
-    return catalog.jobs(plan=plan, status=status, limit=limit)

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
-    from medark.service.jobs import opened_catalog  # SQLAlchemy: not at --help
+    from medark.service.catalog_access import opened_catalog  # SQLAlchemy: not at --help
     from medark.service.plans import config_path, load_plans
 
     args = ctx.args

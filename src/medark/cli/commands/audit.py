@@ -53,15 +53,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     from medark.config import environment as env
-    from medark.service.jobs import opened_catalog  # SQLAlchemy: not at --help
-    from medark.service.plans import config_path, load_plans
+    from medark.service.catalog_access import opened_catalog  # SQLAlchemy: not at --help
 
     args = ctx.args
     if args.action != "export" and (args.start or args.end or args.output):
         raise UsageError(f"--from, --to and --output are for `audit export`, not "
                          f"`audit {args.action}`")
     given = args.catalog or env.CATALOG.get()  # a plan file only when neither names one
-    config = None if given else load_plans(config_path(args.config))
+    config = None
+    if not given:
+        from medark.service.plans import config_path, load_plans  # pydantic: only for it
+
+        config = load_plans(config_path(args.config))
     with opened_catalog(config, given) as catalog:
         if args.action == "verify":
             return _verify(ctx, catalog)

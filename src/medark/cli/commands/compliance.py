@@ -41,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     from medark.policy.compliance import NOT_COVERED, failed_musts  # not at --help
+    from medark.service.catalog_access import opened_catalog
     from medark.service.compliance import compliance
-    from medark.service.jobs import opened_catalog
     from medark.service.plans import config_path, load_plans
 
     args = ctx.args

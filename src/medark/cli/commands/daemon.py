@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(ctx: Context) -> int:
     from medark.catalog.store import Catalog  # SQLAlchemy, croniter: not at --help
     from medark.scheduler.daemon import Daemon, DaemonOptions
-    from medark.service.jobs import catalog_url, serve_metrics
+    from medark.service.catalog_access import catalog_url
+    from medark.service.jobs import serve_metrics
     from medark.service.plans import config_path, load_plans
 
     args = ctx.args

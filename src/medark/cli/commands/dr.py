@@ -77,8 +77,8 @@ def run(ctx: Context) -> int:
 
 def _status(ctx: Context, config: MedarkConfig, supervise: bool = False) -> int:
     from medark.errors import CatalogError
+    from medark.service.catalog_access import opened_catalog
     from medark.service.dr.status import GRAVITY, dr_status, selected
-    from medark.service.jobs import opened_catalog
 
     args = ctx.args
     selected(config, args.system)  # an unknown system: exit 2 before any connection
@@ -182,8 +182,8 @@ def _action(record: DrActionRecord | None) -> str:
 
 
 def _history(ctx: Context, config: MedarkConfig) -> int:
+    from medark.service.catalog_access import opened_catalog
     from medark.service.dr.status import dr_history
-    from medark.service.jobs import opened_catalog
     from medark.util import clock
 
     args = ctx.args
@@ -206,9 +206,9 @@ def _history(ctx: Context, config: MedarkConfig) -> int:
 
 def _act(ctx: Context, config: MedarkConfig) -> int:
     from medark.errors import UsageError
+    from medark.service.catalog_access import opened_catalog
     from medark.service.dr import drill, failover, switchover
     from medark.service.dr.status import selected
-    from medark.service.jobs import opened_catalog
 
     args = ctx.args
     if args.system is None:

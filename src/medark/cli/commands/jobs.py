@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(ctx: Context) -> int:
     from medark.cli.job_table import job_lines  # the catalog (SQLAlchemy): not at --help
-    from medark.service.jobs import job_history, opened_catalog
+    from medark.service.catalog_access import job_history, opened_catalog
     from medark.service.plans import config_path, load_plans
 
     args = ctx.args

@@ -102,7 +102,7 @@ def _opened(ctx: Context, config: MedarkConfig | None) -> Iterator[Repository]:
 
 def _fetch(ctx: Context, config: MedarkConfig) -> int:
     from medark.engine.worm import remove_snapshots
-    from medark.service.jobs import opened_catalog
+    from medark.service.catalog_access import opened_catalog
     from medark.service.netconfig import fetch_and_store, needs_trim, netconfig_of, trim
 
     conf = netconfig_of(config)

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
-    from medark.service.jobs import opened_catalog  # SQLAlchemy, pydantic: not at --help
+    from medark.service.catalog_access import opened_catalog  # SQLAlchemy: not at --help
     from medark.service.plans import config_path, load_plans
     from medark.service.report_data import gather_period, previous_period
     from medark.service.report_fonts import cjk_font, load_renderer

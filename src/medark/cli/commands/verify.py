@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(ctx: Context) -> int:
-    from medark.service.jobs import opened_catalog, verify_plan_now  # not at --help
+    from medark.service.catalog_access import opened_catalog  # not at --help
+    from medark.service.jobs import verify_plan_now
     from medark.service.plans import config_path, load_plans
 
     config = load_plans(config_path(ctx.args.config))
