@@ -77,8 +77,9 @@ $(CONSOLE_INDEX): $(WEB)/node_modules/.installed $(WEB_SOURCES)
 
 web: $(CONSOLE_INDEX)
 
+WEB_CHECKS = cd $(WEB) && npm run --silent lint && npm run --silent typecheck && npm test --silent
 web-check: web
-	cd $(WEB) && npm run --silent lint && npm run --silent typecheck && npm test --silent
+	$(WEB_CHECKS)
 
 lint: dev-venv
 	$(BIN)/ruff check src tests bench
@@ -102,8 +103,17 @@ layers: dev-venv
 ## run: `make test-seconds` runs the suite and rewrites tests/module_seconds.json.
 TEST_WORKERS ?= 4
 PYTEST = $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
-test: debs dev-venv bytecode lint typecheck layers web-check
-	$(PYTEST)
+## The static checks that take time (mypy, and the console's lint, type check and unit
+## tests: about 100 s on a fresh machine) run beside the suite, whose waits leave a CPU
+## for them; their output follows the suite's, and either failing fails make test.
+CHECKS_LOG = .artefacts/checks.log
+test: debs dev-venv bytecode lint layers web
+	@mkdir -p .artefacts
+	@( $(BIN)/mypy && $(WEB_CHECKS) ) > $(CHECKS_LOG) 2>&1 & checks=$$!; \
+	$(PYTEST); tests=$$?; wait $$checks; checked=$$?; \
+	echo "--- mypy and web-check ($(CHECKS_LOG)):"; cat $(CHECKS_LOG); \
+	[ $$checked -eq 0 ] || echo "make test: mypy or web-check failed (exit $$checked)"; \
+	[ $$tests -eq 0 ] && [ $$checked -eq 0 ]
 
 test-seconds: debs dev-venv bytecode web
 	$(PYTEST) --junitxml=.artefacts/junit.xml
