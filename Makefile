@@ -96,10 +96,9 @@ layers: dev-venv
 ## pytest with 4, 1219 s with 3; on 2026-12-07 1123 s with 4 and 1170 s with 5, whose
 ## extra worker only added CPU: 1,818 CPU s against 1,716); tests that read beside a
 ## daemon wait out its locks with --retry-lock, and timeouts leave room for a load of 4
-## workers). Coverage is `make
-## coverage`: measured in every `medark` subprocess it nearly doubles the e2e tests' time
-## (an e2e module: 17.6 s without, 31.9 s with), which took the suite past 20 minutes.
-## tests/web drive the built console (web-check builds it first: `make web`) in chromium;
+## workers). Coverage is `make coverage`: measured in every `medark` subprocess it nearly
+## doubles the e2e tests' time (an e2e module: 17.6 s without, 31.9 s with), which took
+## the suite past 20 minutes. tests/web drive the built console (`make web`) in chromium;
 ## their screenshots go to .artefacts/console/ (MEDARK_TEST_ARTEFACTS to change it).
 ## Modules start longest first (tests/longest_first.py), from the seconds of a recorded
 ## run: `make test-seconds` runs the suite and rewrites tests/module_seconds.json.
