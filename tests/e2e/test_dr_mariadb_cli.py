@@ -166,6 +166,7 @@ class Writer:
     prefix: str
     acks: list[tuple[str, int, float]] = field(default_factory=list)
     failures: int = 0
+    last_error: str = ""
     _stop: bool = False
 
     def start(self) -> Writer:
@@ -192,6 +193,9 @@ class Writer:
                 self.acks.append((note, port, time.monotonic()))
             else:
                 self.failures += 1
+                said = done.stderr.decode(errors="replace").splitlines()
+                self.last_error = next((line for line in said if "ERROR" in line),
+                                       " ".join(said)[-300:])
                 time.sleep(0.01)
 
     def stop(self) -> None:
@@ -200,6 +204,12 @@ class Writer:
 
     def first_on(self, port: int, after: float) -> float | None:
         return next((t for _n, p, t in self.acks if p == port and t > after), None)
+
+    def state(self) -> str:
+        """What it has done so far, for a timeout's message."""
+        last = f", the last to port {self.acks[-1][1]}" if self.acks else ""
+        return (f"{len(self.acks)} rows acknowledged{last}; {self.failures} writes failed"
+                + (f", the last with: {self.last_error}" if self.last_error else ""))
 
 
 def notes_on(server: ReplServer, prefix: str) -> set[str]:

@@ -125,11 +125,17 @@ def test_a_synchronous_switchover_there_and_back_keeps_semi_sync(cli: Cli,
         writer = Writer(site, f"ss{new.port}-").start()
         wait_for(lambda w=writer: len(w.acks) >= 20, 60, "rows before the switch")
         started = time.monotonic()
-        result = dr(cli, site, config, "switchover", "lis", "--yes", "--json")
-        wait_for(lambda w=writer, n=new, s=started: w.first_on(n.port, s) is not None, 30,
-                 "a row on the new primary")
-        writer.stop()
-        assert result.returncode == 0, result.stdout + result.stderr
+        try:
+            result = dr(cli, site, config, "switchover", "lis", "--yes", "--json")
+            assert result.returncode == 0, result.stdout + result.stderr
+            # a loaded machine: an insert caught by the switch may wait out the 10 s
+            # semi-sync timeout, and the writer's next connection its own start
+            wait_for(lambda w=writer, n=new, s=started: w.first_on(n.port, s) is not None,
+                     60, f"a row on the new primary (port {new.port})",
+                     lambda w=writer: f"{w.state()}; the hook names port "
+                                      f"{site.hook_file.read_text().strip()}")
+        finally:
+            writer.stop()
         doc = json.loads(result.stdout.strip().splitlines()[-1])
         names = [s["name"] for s in doc["steps"]]
         assert names[-2:] == ["reinstate old primary", "synchronous replication"], names
