@@ -69,4 +69,3 @@ def run_plan_now(config: MedarkConfig, plan: str, catalog: Catalog,
             done.append((f"forget:{copy.to}",
                          run_forget(config, plan, catalog, launcher, target=copy.to)))
     return [*done, ("forget", run_forget(config, plan, catalog, launcher))]
-
